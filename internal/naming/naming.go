@@ -1,0 +1,160 @@
+// Package naming holds how fedmesh names things on the wire, in one place:
+// the TLS server name (SNI) that routes a connection through an east-west
+// gateway, the xDS resource names of clusters, listeners and secrets, and the
+// node metadata keys a sidecar or gateway announces. The control plane, the
+// sidecar and the gateway all build and parse names only through here.
+//
+// SNI format (docs/xds.md has the full wire conventions):
+//
+//	<port>.<name>.<namespace>.svc.clusterset.local
+//
+// for example 8080.echo.demo.svc.clusterset.local: service echo in namespace
+// demo, service port 8080. Every label is a DNS-1123 label, so the name is a
+// valid host name that crypto/tls sends as is.
+package naming
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ClusterSetDomain is the DNS suffix of multi-cluster services (MCS API).
+const ClusterSetDomain = "svc.clusterset.local"
+
+// ErrBadSNI is wrapped by every SNI parsing error.
+var ErrBadSNI = errors.New("bad SNI")
+
+// MaxSNILength is the longest server name fedmesh builds or accepts.
+const MaxSNILength = 253
+
+// ServicePort names one port of one multi-cluster service.
+type ServicePort struct {
+	Namespace string
+	Name      string
+	Port      int32
+}
+
+// Host returns NAME.NAMESPACE.svc.clusterset.local.
+func (sp ServicePort) Host() string {
+	return sp.Name + "." + sp.Namespace + "." + ClusterSetDomain
+}
+
+// String renders namespace/name:port.
+func (sp ServicePort) String() string {
+	return sp.Namespace + "/" + sp.Name + ":" + strconv.Itoa(int(sp.Port))
+}
+
+// SNI returns the server name a sidecar sends to reach this service port
+// through a remote cluster's gateway.
+func (sp ServicePort) SNI() string {
+	return strconv.Itoa(int(sp.Port)) + "." + sp.Host()
+}
+
+// ParseSNI reads a server name built by SNI. It rejects anything else with
+// an error wrapping ErrBadSNI that says what is wrong. Upper case letters are
+// folded, as TLS server names are case-insensitive.
+func ParseSNI(sni string) (ServicePort, error) {
+	if sni == "" {
+		return ServicePort{}, fmt.Errorf("%w: empty", ErrBadSNI)
+	}
+	if len(sni) > MaxSNILength {
+		return ServicePort{}, fmt.Errorf("%w: %d bytes, longer than %d", ErrBadSNI, len(sni), MaxSNILength)
+	}
+	s := strings.ToLower(sni)
+	rest, ok := strings.CutSuffix(s, "."+ClusterSetDomain)
+	if !ok {
+		return ServicePort{}, fmt.Errorf("%w: %q does not end in .%s", ErrBadSNI, sni, ClusterSetDomain)
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 {
+		return ServicePort{}, fmt.Errorf("%w: %q is not PORT.NAME.NAMESPACE.%s", ErrBadSNI, sni, ClusterSetDomain)
+	}
+	port, err := strconv.ParseUint(parts[0], 10, 16)
+	if err != nil || port == 0 || parts[0][0] == '0' {
+		return ServicePort{}, fmt.Errorf("%w: port %q is not a number from 1 to 65535", ErrBadSNI, parts[0])
+	}
+	for _, label := range parts[1:] {
+		if !isLabel(label) {
+			return ServicePort{}, fmt.Errorf("%w: %q is not a DNS-1123 label", ErrBadSNI, label)
+		}
+	}
+	return ServicePort{Namespace: parts[2], Name: parts[1], Port: int32(port)}, nil
+}
+
+func isLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+// xDS resource names.
+const (
+	// SecretWorkload is the SDS name of a node's own certificate and key.
+	SecretWorkload = "default"
+	// SecretRootCA is the SDS name of the federation's trust bundle.
+	SecretRootCA = "ROOTCA"
+)
+
+// OutboundCluster is the CDS/EDS name of a service port as seen by clients:
+// outbound|PORT||NAME.NAMESPACE.svc.clusterset.local.
+func (sp ServicePort) OutboundCluster() string {
+	return "outbound|" + strconv.Itoa(int(sp.Port)) + "||" + sp.Host()
+}
+
+// ParseOutboundCluster reads a name built by OutboundCluster.
+func ParseOutboundCluster(name string) (ServicePort, error) {
+	rest, ok := strings.CutPrefix(name, "outbound|")
+	if !ok {
+		return ServicePort{}, fmt.Errorf("cluster name %q does not start with outbound|", name)
+	}
+	portStr, host, ok := strings.Cut(rest, "||")
+	if !ok {
+		return ServicePort{}, fmt.Errorf("cluster name %q is not outbound|PORT||HOST", name)
+	}
+	return ParseSNI(portStr + "." + host)
+}
+
+// InboundCluster is the name of the cluster a sidecar or gateway uses to
+// reach local endpoints of a service port: inbound|PORT||HOST.
+func (sp ServicePort) InboundCluster() string {
+	return "inbound|" + strconv.Itoa(int(sp.Port)) + "||" + sp.Host()
+}
+
+// Node metadata keys (xDS Node.metadata) that sidecars and gateways send.
+const (
+	MetaCluster        = "fedmesh.cluster"
+	MetaNamespace      = "fedmesh.namespace"
+	MetaServiceAccount = "fedmesh.service_account"
+	MetaRole           = "fedmesh.role"
+	MetaWorkload       = "fedmesh.workload"
+	// MetaToken carries a local-mode workload bootstrap token.
+	MetaToken = "fedmesh.token"
+)
+
+// Node roles.
+const (
+	RoleSidecar = "sidecar"
+	RoleGateway = "gateway"
+)
+
+// Endpoint metadata (filter_metadata["fedmesh"]) on every LbEndpoint.
+const (
+	MetadataNamespace = "fedmesh"
+	// EndpointCluster is the cluster the endpoint belongs to.
+	EndpointCluster = "cluster"
+	// EndpointSNI is set on remote endpoints (a gateway address): the
+	// server name to send.
+	EndpointSNI = "sni"
+	// EndpointIdentity is the SPIFFE ID the endpoint must present.
+	EndpointIdentity = "identity"
+)
