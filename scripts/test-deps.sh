@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs beyond Go modules. As root (CI), missing
+# Debian packages are installed with apt-get: iproute2 (network namespaces,
+# veth, tc netem) and nftables for the partition tests. As another user the
+# tests that need them fall back to an in-process fault proxy.
+set -euo pipefail
+need=()
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+if [ ${#need[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "test-deps: not root; ${need[*]} missing, tests that need them use a fault proxy instead" >&2
+	exit 0
+fi
+echo "test-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
