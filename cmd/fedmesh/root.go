@@ -52,5 +52,6 @@ func newRootCmd() *cobra.Command {
 	})
 	// One line per command; each lives in its own file.
 	root.AddCommand(newVersionCmd())
+	root.AddCommand(newEchoCmd())
 	return root
 }
