@@ -139,12 +139,19 @@ const (
 	MetaWorkload       = "fedmesh.workload"
 	// MetaToken carries a local-mode workload bootstrap token.
 	MetaToken = "fedmesh.token"
+	// MetaAppPorts tells where the app listens, per service port:
+	// "PORTNAME=APPPORT[,PORTNAME=APPPORT...]" (a key may be a service
+	// port number); unlisted ports go to the same number.
+	MetaAppPorts = "fedmesh.app_ports"
 )
 
 // Node roles.
 const (
 	RoleSidecar = "sidecar"
 	RoleGateway = "gateway"
+	// RoleProxyless is a gRPC client using xDS directly (grpc-go's xds
+	// resolver), with no sidecar.
+	RoleProxyless = "proxyless"
 )
 
 // Endpoint metadata (filter_metadata["fedmesh"]) on every LbEndpoint.
