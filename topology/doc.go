@@ -54,7 +54,12 @@
 //     and (healthy+degraded)/hosts of the level is below PanicThreshold
 //     (default 50%): the picker then uses all of that level's hosts
 //     regardless of health; when every level is in panic, load is spread
-//     over levels in proportion to their host counts instead.
+//     over levels in proportion to their host counts instead (fedmesh also
+//     does this in the one case Envoy leaves undefined: availability that
+//     rounds to 0 with a tiny overprovisioning factor);
+//   - with panic mode off and nothing available, Envoy sends everything to
+//     P=0; fedmesh sends it to the first level that has hosts, so that no
+//     load ever goes to an empty level.
 //
 // Shares are integer percents: when any level has a host, Healthy and
 // Degraded together sum to exactly 100 and a level with no hosts gets 0.

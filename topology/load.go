@@ -142,8 +142,14 @@ func (l *Load) compute(levels []Level, cfg LoadConfig) {
 		l.Healthy[firstWithHosts(levels)] = 100
 		return
 	}
-	if allPanic {
+	if allPanic || total == 0 {
+		// Every level in panic; or (only with a small overprovisioning
+		// factor) availability rounds to 0 although hosts are up, a
+		// case Envoy leaves without load: treat it as total panic too.
 		l.TotalPanic = true
+		for i := range l.Panic {
+			l.Panic[i] = levels[i].Hosts > 0 || panicThreshold > 0
+		}
 		clear(l.Degraded)
 		remaining := uint64(100)
 		for i, lv := range levels {
