@@ -1,0 +1,458 @@
+package xdsclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Type URLs of the resources fedmesh uses, in the order they are
+// subscribed (clusters before endpoints, listeners before routes, as
+// Envoy's ADS ordering recommends).
+const (
+	ClusterType  = resourcev3.ClusterType
+	EndpointType = resourcev3.EndpointType
+	ListenerType = resourcev3.ListenerType
+	RouteType    = resourcev3.RouteType
+	SecretType   = resourcev3.SecretType
+)
+
+// AllTypes is the default subscription list.
+var AllTypes = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
+
+// ErrRejected is wrapped by every error that makes the client NACK a
+// response.
+var ErrRejected = errors.New("xds response rejected")
+
+// Update is one accepted set of resources of one type: in state-of-the-world
+// xDS every response carries the whole set, so resources missing from it are
+// gone.
+type Update struct {
+	// TypeURL names the resource type (ClusterType, ...).
+	TypeURL string
+	// Version is the control plane's version_info of this set.
+	Version string
+	// Resources are the decoded resources by name: *clusterv3.Cluster,
+	// *endpointv3.ClusterLoadAssignment, *listenerv3.Listener,
+	// *routev3.RouteConfiguration or *tlsv3.Secret.
+	Resources map[string]proto.Message
+}
+
+// Handler consumes updates. OnUpdate is called from the client's stream
+// goroutine, one call at a time; it must not block for long. Returning an
+// error rejects the update: the client NACKs it with the error's text and
+// the handler must keep what it had before.
+type Handler interface {
+	OnUpdate(u Update) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(u Update) error
+
+// OnUpdate calls f(u).
+func (f HandlerFunc) OnUpdate(u Update) error { return f(u) }
+
+// Config configures a Client.
+type Config struct {
+	// Target is the control plane's xDS address, host:port. Required.
+	Target string
+	// Credentials secure the connection; required unless Insecure is set
+	// (tests of the protocol alone). Use credentials.NewTLS with
+	// ServerTLSConfig to verify the control plane's SPIFFE ID.
+	Credentials credentials.TransportCredentials
+	// Insecure allows a plaintext connection when Credentials is nil.
+	Insecure bool
+	// Node identifies this node to the control plane, with its metadata
+	// (naming.Meta* keys, the bootstrap token among them). Required.
+	Node *corev3.Node
+	// Types lists the type URLs to subscribe to; empty means AllTypes.
+	Types []string
+	// Handler receives validated updates. Required.
+	Handler Handler
+	// Logger receives connection and rejection logs; nil discards them.
+	Logger *slog.Logger
+	// InitialBackoff is the first reconnect delay; zero means 250ms.
+	InitialBackoff time.Duration
+	// MaxBackoff caps the reconnect delay; zero means 30s.
+	MaxBackoff time.Duration
+	// DialOptions are appended to the client's gRPC dial options.
+	DialOptions []grpc.DialOption
+}
+
+// TypeStatus is the state of one subscribed type.
+type TypeStatus struct {
+	// Version is the last accepted version, empty before the first.
+	Version string `json:"version"`
+	// Nonce is the nonce of the last response, accepted or not.
+	Nonce string `json:"nonce"`
+	// LastError is the reason of the last rejection, cleared on accept.
+	LastError string `json:"lastError,omitempty"`
+	// Resources is the number of accepted resources.
+	Resources int `json:"resources"`
+	// Updated is when the type was last accepted.
+	Updated time.Time `json:"updated,omitzero"`
+}
+
+// Status is the client's state, for admin pages.
+type Status struct {
+	Target    string                `json:"target"`
+	Connected bool                  `json:"connected"`
+	LastError string                `json:"lastError,omitempty"`
+	Types     map[string]TypeStatus `json:"types"`
+}
+
+// Client holds an ADS stream. Create it with New and drive it with Run.
+type Client struct {
+	cfg   Config
+	log   *slog.Logger
+	types []string
+
+	responses  *prometheus.CounterVec
+	reconnects prometheus.Counter
+	connected  prometheus.Gauge
+
+	mu        sync.Mutex // guards the following
+	status    Status
+	resources map[string]map[string]proto.Message // last accepted, by type
+	running   bool
+}
+
+// New validates cfg and builds a client; its metrics are registered with
+// reg when reg is not nil.
+func New(cfg Config, reg prometheus.Registerer) (*Client, error) {
+	switch {
+	case cfg.Target == "":
+		return nil, errors.New("xdsclient: target is required")
+	case cfg.Credentials == nil && !cfg.Insecure:
+		return nil, errors.New("xdsclient: credentials are required (or set Insecure)")
+	case cfg.Node == nil || cfg.Node.GetId() == "":
+		return nil, errors.New("xdsclient: node with an id is required")
+	case cfg.Handler == nil:
+		return nil, errors.New("xdsclient: handler is required")
+	}
+	if len(cfg.Types) == 0 {
+		cfg.Types = AllTypes
+	}
+	for _, t := range cfg.Types {
+		if newResource(t) == nil {
+			return nil, fmt.Errorf("xdsclient: unsupported type %q", t)
+		}
+	}
+	if cfg.InitialBackoff <= 0 {
+		cfg.InitialBackoff = 250 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.MaxBackoff < cfg.InitialBackoff {
+		return nil, fmt.Errorf("xdsclient: max backoff %v is below initial backoff %v", cfg.MaxBackoff, cfg.InitialBackoff)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{
+		cfg:   cfg,
+		log:   log.With("component", "xdsclient", "target", cfg.Target),
+		types: cfg.Types,
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_xds_responses_total",
+			Help: "xDS responses received, by type, result (ack, nack) and reason of a NACK.",
+		}, []string{"type", "result", "reason"}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedmesh_xds_stream_reconnects_total",
+			Help: "ADS streams opened after the first.",
+		}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedmesh_xds_connected",
+			Help: "1 while an ADS stream to the control plane is open and has answered.",
+		}),
+		status:    Status{Target: cfg.Target, Types: map[string]TypeStatus{}},
+		resources: map[string]map[string]proto.Message{},
+	}
+	if reg != nil {
+		for _, col := range []prometheus.Collector{c.responses, c.reconnects, c.connected} {
+			if err := reg.Register(col); err != nil {
+				return nil, fmt.Errorf("xdsclient: register metrics: %w", err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// Status returns a copy of the client's state.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.status
+	s.Types = maps.Clone(c.status.Types)
+	return s
+}
+
+// Resources returns the last accepted resources of one type (nil before
+// the first accepted update). The map and its messages must not be changed.
+func (c *Client) Resources(typeURL string) map[string]proto.Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.resources[typeURL]
+}
+
+// Run holds the stream until ctx ends, reconnecting with backoff, and then
+// returns nil. It may be called once.
+func (c *Client) Run(ctx context.Context) error {
+	c.mu.Lock()
+	if c.running {
+		c.mu.Unlock()
+		return errors.New("xdsclient: Run called twice")
+	}
+	c.running = true
+	c.mu.Unlock()
+
+	opts := []grpc.DialOption{}
+	if c.cfg.Credentials != nil {
+		opts = append(opts, grpc.WithTransportCredentials(c.cfg.Credentials))
+	} else {
+		opts = append(opts, grpc.WithTransportCredentials(insecureCreds()))
+	}
+	opts = append(opts, c.cfg.DialOptions...)
+	conn, err := grpc.NewClient(c.cfg.Target, opts...)
+	if err != nil {
+		return fmt.Errorf("xdsclient: dial %s: %w", c.cfg.Target, err)
+	}
+	defer conn.Close()
+
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = c.cfg.InitialBackoff
+	bo.MaxInterval = c.cfg.MaxBackoff
+	bo.MaxElapsedTime = 0
+	bo.Reset()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			c.reconnects.Inc()
+		}
+		got, err := c.runStream(ctx, conn)
+		c.setConnected(false, err)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if got {
+			bo.Reset()
+		}
+		d := bo.NextBackOff()
+		c.log.Warn("ads stream ended; reconnecting", "err", err, "backoff", d)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) setConnected(up bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status.Connected = up
+	if err != nil {
+		c.status.LastError = err.Error()
+	} else if up {
+		c.status.LastError = ""
+	}
+	if up {
+		c.connected.Set(1)
+	} else {
+		c.connected.Set(0)
+	}
+}
+
+// runStream opens one ADS stream and serves it until it fails. got reports
+// whether any response arrived.
+func (c *Client) runStream(ctx context.Context, conn *grpc.ClientConn) (got bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return false, fmt.Errorf("open ads stream: %w", err)
+	}
+	for i, t := range c.types {
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: c.version(t)}
+		if i == 0 {
+			req.Node = c.cfg.Node
+		}
+		if err := stream.Send(req); err != nil {
+			return false, fmt.Errorf("send initial request for %s: %w", t, err)
+		}
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return got, fmt.Errorf("receive: %w", err)
+		}
+		if !got {
+			got = true
+			c.setConnected(true, nil)
+			c.log.Info("ads stream established")
+		}
+		req := c.handle(resp)
+		if req == nil {
+			continue
+		}
+		if err := stream.Send(req); err != nil {
+			return got, fmt.Errorf("send ack for %s: %w", resp.GetTypeUrl(), err)
+		}
+	}
+}
+
+func (c *Client) version(typeURL string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status.Types[typeURL].Version
+}
+
+// handle processes one response and returns the ACK or NACK to send, or
+// nil for a type the client did not ask for.
+func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) *discoveryv3.DiscoveryRequest {
+	t := resp.GetTypeUrl()
+	subscribed := false
+	for _, s := range c.types {
+		subscribed = subscribed || s == t
+	}
+	if !subscribed {
+		c.responses.WithLabelValues(shortType(t), "ignored", "unsubscribed").Inc()
+		c.log.Warn("ignoring response of a type not subscribed", "type", t)
+		return nil
+	}
+	req := &discoveryv3.DiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
+	res, reason, err := Decode(t, resp.GetResources())
+	if err == nil {
+		if herr := c.cfg.Handler.OnUpdate(Update{TypeURL: t, Version: resp.GetVersionInfo(), Resources: res}); herr != nil {
+			reason, err = "rejected", fmt.Errorf("%w: %w", ErrRejected, herr)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ts := c.status.Types[t]
+	ts.Nonce = resp.GetNonce()
+	if err != nil {
+		ts.LastError = err.Error()
+		c.status.Types[t] = ts
+		c.responses.WithLabelValues(shortType(t), "nack", reason).Inc()
+		c.log.Warn("rejecting xds response", "type", shortType(t), "version", resp.GetVersionInfo(), "reason", reason, "err", err)
+		req.VersionInfo = ts.Version
+		req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		return req
+	}
+	ts.Version = resp.GetVersionInfo()
+	ts.LastError = ""
+	ts.Resources = len(res)
+	ts.Updated = time.Now()
+	c.status.Types[t] = ts
+	c.resources[t] = res
+	c.responses.WithLabelValues(shortType(t), "ack", "").Inc()
+	c.log.Debug("accepted xds response", "type", shortType(t), "version", ts.Version, "resources", len(res))
+	req.VersionInfo = ts.Version
+	return req
+}
+
+// Decode turns the Any resources of one response into typed, named,
+// proto-validated messages. On failure it returns a short reason for the
+// metrics label (decode, type, name, duplicate, invalid) and an error
+// wrapping ErrRejected that names the resource.
+func Decode(typeURL string, anys []*anypb.Any) (map[string]proto.Message, string, error) {
+	out := make(map[string]proto.Message, len(anys))
+	for i, a := range anys {
+		if a.GetTypeUrl() == resourcev3.APITypePrefix+"envoy.service.discovery.v3.Resource" {
+			var wrapped discoveryv3.Resource
+			if err := a.UnmarshalTo(&wrapped); err != nil {
+				return nil, "decode", fmt.Errorf("%w: resource %d: %w", ErrRejected, i, err)
+			}
+			a = wrapped.GetResource()
+		}
+		if a.GetTypeUrl() != typeURL {
+			return nil, "type", fmt.Errorf("%w: resource %d has type %q in a %q response", ErrRejected, i, a.GetTypeUrl(), typeURL)
+		}
+		m := newResource(typeURL)
+		if err := a.UnmarshalTo(m); err != nil {
+			return nil, "decode", fmt.Errorf("%w: resource %d of %s: %w", ErrRejected, i, shortType(typeURL), err)
+		}
+		name := resourceName(m)
+		if name == "" {
+			return nil, "name", fmt.Errorf("%w: resource %d of %s has no name", ErrRejected, i, shortType(typeURL))
+		}
+		if _, dup := out[name]; dup {
+			return nil, "duplicate", fmt.Errorf("%w: %s %q appears twice", ErrRejected, shortType(typeURL), name)
+		}
+		if v, ok := m.(interface{ ValidateAll() error }); ok {
+			if err := v.ValidateAll(); err != nil {
+				return nil, "invalid", fmt.Errorf("%w: %s %q: %w", ErrRejected, shortType(typeURL), name, err)
+			}
+		}
+		out[name] = m
+	}
+	return out, "", nil
+}
+
+func newResource(typeURL string) proto.Message {
+	switch typeURL {
+	case ClusterType:
+		return &clusterv3.Cluster{}
+	case EndpointType:
+		return &endpointv3.ClusterLoadAssignment{}
+	case ListenerType:
+		return &listenerv3.Listener{}
+	case RouteType:
+		return &routev3.RouteConfiguration{}
+	case SecretType:
+		return &tlsv3.Secret{}
+	}
+	return nil
+}
+
+func resourceName(m proto.Message) string {
+	switch r := m.(type) {
+	case *endpointv3.ClusterLoadAssignment:
+		return r.GetClusterName()
+	case interface{ GetName() string }:
+		return r.GetName()
+	}
+	return ""
+}
+
+// shortType turns a type URL into a metric label: Cluster, Listener, ...
+func shortType(typeURL string) string {
+	switch typeURL {
+	case ClusterType:
+		return "cluster"
+	case EndpointType:
+		return "endpoint"
+	case ListenerType:
+		return "listener"
+	case RouteType:
+		return "route"
+	case SecretType:
+		return "secret"
+	}
+	return "other"
+}
