@@ -1,0 +1,216 @@
+package store
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedmesh/fedmesh/controlplane/catalog"
+)
+
+// Defaults.
+const (
+	// DefaultLeaseTTL is how long this cluster's exports outlive a control
+	// plane that stopped renewing its lease.
+	DefaultLeaseTTL = 10 * time.Second
+	// DefaultEmbeddedMaxTxnOps is the largest transaction the embedded etcd
+	// accepts: a whole export set is written in one transaction, so this
+	// bounds how many services one cluster can change at once.
+	DefaultEmbeddedMaxTxnOps = 16384
+	// DefaultExternalMaxTxnOps is etcd's own default (--max-txn-ops).
+	DefaultExternalMaxTxnOps = 128
+	// DefaultMaxRequestBytes is the largest request the embedded etcd
+	// accepts and the client sends (etcd's own default is 1.5 MiB).
+	DefaultMaxRequestBytes = 16 << 20
+	// DefaultCompactionRetention is how much history the embedded etcd
+	// keeps before compacting it (periodic compaction).
+	DefaultCompactionRetention = time.Hour
+	// DefaultDialTimeout bounds the first connection to etcd.
+	DefaultDialTimeout = 5 * time.Second
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid store config")
+
+// Config configures a Store. The zero value of every field but Cluster,
+// and DataDir when embedding, has a working default.
+type Config struct {
+	// Cluster is this cluster's name (a DNS-1123 label); every key the
+	// store writes is under ClusterPrefix(Cluster).
+	Cluster string
+
+	// Endpoints are the client URLs of an external etcd cluster. When set,
+	// nothing is embedded and the embedded-only fields below must be
+	// empty.
+	Endpoints []string
+
+	// DataDir is where the embedded etcd keeps its data. Required when
+	// embedding.
+	DataDir string
+	// ListenClientURLs are the embedded etcd's client URLs, such as
+	// https://127.0.0.11:2379. A port of 0 picks a free port; ClientURL
+	// tells which. Default http://127.0.0.1:0 (tests); production passes
+	// an https URL with the TLS files below.
+	ListenClientURLs []string
+	// ListenPeerURL is the embedded etcd's raft peer URL. It is a
+	// single-member cluster, so this listener only has to exist: keep it on
+	// loopback. Default http://127.0.0.1:0.
+	ListenPeerURL string
+	// ServerCertFile and ServerKeyFile are the embedded etcd's serving
+	// certificate (PEM files); required for https client URLs.
+	ServerCertFile string
+	ServerKeyFile  string
+	// ClientCAFile is a PEM bundle of the CAs whose client certificates the
+	// embedded etcd accepts. When set, every client must present a
+	// certificate (client-cert-auth), and with auth enabled (EnableAuth)
+	// the certificate's common name is the etcd user.
+	ClientCAFile string
+	// MaxTxnOps is the most operations one transaction may hold. For the
+	// embedded etcd it is set on the server (default
+	// DefaultEmbeddedMaxTxnOps); for an external etcd it must tell the
+	// server's --max-txn-ops (default DefaultExternalMaxTxnOps), and a
+	// write needing more fails with ErrTooManyOps instead of being split.
+	MaxTxnOps int
+	// MaxRequestBytes is the largest request sent to, and for the embedded
+	// etcd accepted by, the server. Default DefaultMaxRequestBytes; for an
+	// external etcd it should match the server's --max-request-bytes.
+	MaxRequestBytes int
+	// CompactionRetention is the history the embedded etcd keeps (periodic
+	// auto-compaction). Default DefaultCompactionRetention; negative turns
+	// auto-compaction off.
+	CompactionRetention time.Duration
+
+	// ClientTLS is the TLS configuration of the store's own etcd client:
+	// the CA that signed the server's certificate, and a client certificate
+	// (common name "root" once auth is enabled). Required when the
+	// endpoints or client URLs are https.
+	ClientTLS *tls.Config
+	// DialTimeout bounds the first connection. Default DefaultDialTimeout.
+	DialTimeout time.Duration
+
+	// LeaseTTL is the TTL of the lease this cluster's exports are written
+	// under. Default DefaultLeaseTTL; etcd's minimum is about 2s.
+	LeaseTTL time.Duration
+
+	// Logger receives the store's logs, and etcd's own warnings at debug
+	// level and errors at warn level. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer registers the store's metrics; nil leaves them
+	// unregistered.
+	Registerer prometheus.Registerer
+}
+
+// embedded reports whether the store runs its own etcd.
+func (c *Config) embedded() bool { return len(c.Endpoints) == 0 }
+
+// withDefaults validates the config and returns a copy with zero fields
+// filled in.
+func (c Config) withDefaults() (Config, error) {
+	if why := catalog.IsDNS1123Label(c.Cluster); why != "" {
+		return c, fmt.Errorf("%w: cluster %q %s", ErrConfig, c.Cluster, why)
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.LeaseTTL < 2*time.Second {
+		return c, fmt.Errorf("%w: lease TTL %s is shorter than etcd's minimum of 2s", ErrConfig, c.LeaseTTL)
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.MaxRequestBytes < 0 {
+		return c, fmt.Errorf("%w: max request bytes %d is negative", ErrConfig, c.MaxRequestBytes)
+	}
+	if c.MaxTxnOps < 0 {
+		return c, fmt.Errorf("%w: max txn ops %d is negative", ErrConfig, c.MaxTxnOps)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	var urls []string
+	if c.embedded() {
+		if c.DataDir == "" {
+			return c, fmt.Errorf("%w: a data dir is required for the embedded etcd", ErrConfig)
+		}
+		if len(c.ListenClientURLs) == 0 {
+			c.ListenClientURLs = []string{"http://127.0.0.1:0"}
+		}
+		if c.ListenPeerURL == "" {
+			c.ListenPeerURL = "http://127.0.0.1:0"
+		}
+		if c.MaxTxnOps == 0 {
+			c.MaxTxnOps = DefaultEmbeddedMaxTxnOps
+		}
+		if c.CompactionRetention == 0 {
+			c.CompactionRetention = DefaultCompactionRetention
+		}
+		if (c.ServerCertFile == "") != (c.ServerKeyFile == "") {
+			return c, fmt.Errorf("%w: server cert and key files must be given together", ErrConfig)
+		}
+		if c.ClientCAFile != "" && c.ServerCertFile == "" {
+			return c, fmt.Errorf("%w: a client CA file needs a server cert and key", ErrConfig)
+		}
+		if _, err := parseURL("listen peer URL", c.ListenPeerURL, false); err != nil {
+			return c, err
+		}
+		urls = c.ListenClientURLs
+	} else {
+		switch {
+		case c.DataDir != "":
+			return c, fmt.Errorf("%w: a data dir is only for the embedded etcd, not with endpoints", ErrConfig)
+		case len(c.ListenClientURLs) != 0 || c.ListenPeerURL != "":
+			return c, fmt.Errorf("%w: listen URLs are only for the embedded etcd, not with endpoints", ErrConfig)
+		case c.ServerCertFile != "" || c.ServerKeyFile != "" || c.ClientCAFile != "":
+			return c, fmt.Errorf("%w: server TLS files are only for the embedded etcd, not with endpoints", ErrConfig)
+		case c.CompactionRetention != 0:
+			return c, fmt.Errorf("%w: compaction retention is only for the embedded etcd, not with endpoints", ErrConfig)
+		}
+		if c.MaxTxnOps == 0 {
+			c.MaxTxnOps = DefaultExternalMaxTxnOps
+		}
+		urls = c.Endpoints
+	}
+	for _, s := range urls {
+		u, err := parseURL("client URL", s, true)
+		if err != nil {
+			return c, err
+		}
+		if u.Scheme == "https" && c.ClientTLS == nil {
+			return c, fmt.Errorf("%w: client URL %s is https but no client TLS config is given", ErrConfig, s)
+		}
+		if u.Scheme == "https" && c.embedded() && c.ServerCertFile == "" {
+			return c, fmt.Errorf("%w: client URL %s is https but no server cert is given", ErrConfig, s)
+		}
+		if u.Scheme == "http" && c.embedded() && c.ServerCertFile != "" {
+			return c, fmt.Errorf("%w: client URL %s is http but a server cert is given; use https", ErrConfig, s)
+		}
+	}
+	return c, nil
+}
+
+func parseURL(what, s string, https bool) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s %q: %w", ErrConfig, what, s, err)
+	}
+	switch {
+	case u.Scheme == "http", u.Scheme == "https" && https:
+	default:
+		return nil, fmt.Errorf("%w: %s %q: scheme must be http or https", ErrConfig, what, s)
+	}
+	if u.Host == "" || u.Port() == "" {
+		return nil, fmt.Errorf("%w: %s %q: must have a host and a port", ErrConfig, what, s)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return nil, fmt.Errorf("%w: %s %q: must not have a path", ErrConfig, what, s)
+	}
+	return u, nil
+}

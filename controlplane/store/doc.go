@@ -1,0 +1,100 @@
+// Package store is a control plane's etcd: where it writes its cluster's
+// exports for peers to replicate, where it persists what it imported from
+// peers so that a restart serves the last known federation at once, and
+// where it remembers the members it knows.
+//
+// # Embedded or external
+//
+// By default Open starts an embedded single-member etcd
+// (go.etcd.io/etcd/server/v3/embed) with its data in Config.DataDir and its
+// own client listener (Config.ListenClientURLs; port 0 picks a free port
+// and ClientURL tells which). With Config.Endpoints it uses an external etcd
+// cluster instead and embeds nothing. Peers replicate from ClientURL over
+// mTLS: with Config.ClientCAFile the embedded server requires client
+// certificates, and once EnableAuth has run, the certificate's common name
+// is the etcd user.
+//
+// # Key layout (version 1)
+//
+// Every key is under Root, /fedmesh/v1/, then the name of the cluster that
+// owns it, so that several clusters can share one external etcd:
+//
+//	/fedmesh/v1/clusters/<cluster>/exports/<namespace>/<name>
+//	    JSON catalog.Export: the cluster's own export of a service, written
+//	    under the control plane's lease. A control plane that dies stops
+//	    renewing it, and its exports vanish after Config.LeaseTTL. This is
+//	    the only prefix peers may read.
+//	/fedmesh/v1/clusters/<cluster>/imports/<peer>/<namespace>/<name>
+//	    JSON catalog.Export: peer's export of a service as this cluster
+//	    last replicated it. No lease: it outlives restarts.
+//	/fedmesh/v1/clusters/<cluster>/importstate/<peer>
+//	    JSON ImportState: the peer revision replicated up to, the time of
+//	    the last sync, and the peer's locality and gateway as last seen.
+//	/fedmesh/v1/clusters/<cluster>/members/<member>
+//	    JSON Member: a known member's gossip and etcd addresses, to rejoin
+//	    it after a partition longer than gossip remembers.
+//
+// Build and parse keys only with the functions of keys.go (ExportKey,
+// ParseExportKey, ImportKey, ...). Cluster, peer, namespace and member names
+// are DNS-1123 labels and service names DNS-1035 labels, so no segment holds
+// a slash. Values are JSON; an export is stored sorted (EncodeExport) so
+// that equal exports are equal bytes. DecodeExport checks a value read from
+// anywhere, a peer's etcd included: size, JSON, catalog validity, and that
+// it names the service and cluster its key names.
+//
+// # Transactions
+//
+// SetExports replaces the cluster's whole export set in one transaction,
+// writing only what changed, so a reader or a watcher sees the old set or
+// the new one and never a mix. SetImports and UpdateImports do the same for
+// one peer's imports together with its ImportState. A write is never split:
+// the embedded etcd is started with a large --max-txn-ops
+// (DefaultEmbeddedMaxTxnOps); for an external etcd, Config.MaxTxnOps must
+// tell the server's limit (etcd's default is 128), and a write that needs
+// more operations fails with ErrTooManyOps, leaving etcd as it was. Raise
+// --max-txn-ops (and --max-request-bytes) on an external etcd that serves
+// clusters with many services.
+//
+// # Lease
+//
+// Open grants the exports lease and a goroutine keeps it alive until Close.
+// If the lease is lost anyway (etcd unreachable for longer than the TTL),
+// the store grants a new one and writes the last export set again under
+// it. Close revokes the lease, so a clean shutdown withdraws the exports at
+// once; Abandon leaves them to expire, as a crash would.
+//
+// # Watches
+//
+// WatchPrefix follows a prefix of any etcd (this cluster's, or a peer's
+// over mTLS) from a revision, delivering a Resync (the whole prefix) at
+// the start or after compaction, then the changes of one revision at a
+// time, and restarting with a jittered, capped backoff after errors:
+//
+//	err := store.WatchPrefix(ctx, peerClient, store.ExportsPrefix("west-1"), state.Revision,
+//		func(u store.Update) error {
+//			if u.Resync {
+//				imported = map[string]catalog.Export{}
+//			}
+//			for _, kv := range u.Puts {
+//				e, err := store.DecodeExportKV(kv.Key, kv.Value)
+//				...
+//			}
+//			for _, k := range u.Deletes { ... }
+//			return local.UpdateImports(ctx, "west-1", puts, deletes, store.ImportState{Revision: u.Rev, ...})
+//		}, store.WatchOptions{Logger: log, Metrics: local.Metrics()})
+//
+// # Peer access
+//
+// EnableAuth turns etcd authentication on with a password-less root user
+// (the control plane's own client certificate must then have common name
+// "root"). GrantPeerRead creates a password-less user for a peer (its
+// client certificate's common name) whose only permission is to read
+// ExportsPrefix of this cluster; RevokePeer removes it. No peer can write
+// here, or read anything else.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use: writes are serialized, reads and
+// watches run beside them. WatchPrefix calls its callback from one
+// goroutine, the caller's.
+package store

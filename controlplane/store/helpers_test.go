@@ -1,0 +1,78 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, leakOptions()...)
+}
+
+// leakOptions ignores goroutines that etcd itself leaves behind after a
+// clean shutdown; every one is named with why.
+func leakOptions() []goleak.Option {
+	return []goleak.Option{
+		// The gRPC-gateway's and the embedded server's loggers start a
+		// package-level flush loop that never stops.
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+	}
+}
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// export builds a valid export of cluster with one http port and an
+// endpoint per address.
+func export(cluster, ns, name string, addrs ...string) catalog.Export {
+	e := catalog.Export{Service: catalog.Service{
+		Namespace: ns, Name: name, Type: catalog.ClusterSetIP, Cluster: cluster,
+		Ports:         []catalog.Port{{Name: "http", Port: 8080, AppProtocol: catalog.AppHTTP}},
+		ExportCreated: t0,
+	}}
+	for _, a := range addrs {
+		e.Endpoints = append(e.Endpoints, catalog.Endpoint{
+			Address: a, Port: 15006, PortName: "http", Ready: true, Serving: true,
+			Locality:       topology.Locality{Region: "us-east", Zone: "a", Cluster: cluster},
+			ServiceAccount: "default",
+		})
+	}
+	return e
+}
+
+// manyExports builds n services with two endpoints each.
+func manyExports(cluster string, n int) []catalog.Export {
+	out := make([]catalog.Export, n)
+	for i := range out {
+		out[i] = export(cluster, "ns", fmt.Sprintf("svc-%04d", i), fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), fmt.Sprintf("10.1.%d.%d", i/250, i%250+1))
+	}
+	return out
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		lastErr = err
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: not true after %s (last error: %v)", what, d, lastErr)
+}

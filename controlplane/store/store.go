@@ -1,0 +1,349 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// closeTimeout bounds the lease revocation of a clean Close.
+const closeTimeout = 3 * time.Second
+
+// Store is a cluster's view of its etcd: the embedded server (or the
+// client of an external cluster), the lease its exports live under, and the
+// reads and writes of the key layout described in the package doc.
+//
+// A Store is safe for concurrent use. Writes (SetExports, SetImports,
+// UpdateImports, PutMember, the auth functions) are serialized by the Store;
+// reads and watches run concurrently with them and with each other.
+type Store struct {
+	cfg       Config
+	log       *slog.Logger
+	metrics   *Metrics
+	etcd      *embed.Etcd // nil with an external etcd
+	cli       *clientv3.Client
+	clientURL string
+
+	ctx    context.Context // canceled by Close; owns the keepalive goroutine
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+
+	mu sync.Mutex // guards the following, and serializes writes
+	// lease is the lease this cluster's exports are written under.
+	lease clientv3.LeaseID
+	// desired is the export set of the last successful SetExports, by key;
+	// nil before the first one. It is written again under a new lease when
+	// the old one is lost.
+	desired map[string][]byte
+	// stored is what the exports prefix holds, as far as this store knows:
+	// the value and lease of every key.
+	stored map[string]storedKV
+}
+
+type storedKV struct {
+	value []byte
+	lease clientv3.LeaseID
+}
+
+// Open starts the embedded etcd (or connects to the external one), grants
+// the exports lease and keeps it alive until Close. ctx bounds the start:
+// the embedded server's readiness, the first connection and the lease grant.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	m, err := NewMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("register store metrics: %w", err)
+	}
+	s := &Store{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "store", "cluster", cfg.Cluster),
+		metrics: m,
+	}
+	endpoints := cfg.Endpoints
+	if cfg.embedded() {
+		if err := s.startEmbedded(ctx); err != nil {
+			return nil, err
+		}
+		endpoints = []string{s.clientURL}
+	} else {
+		s.clientURL = cfg.Endpoints[0]
+	}
+	s.cli, err = clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		TLS:                  cfg.ClientTLS,
+		DialTimeout:          cfg.DialTimeout,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		MaxCallSendMsgSize:   cfg.MaxRequestBytes + 64<<10,
+		MaxCallRecvMsgSize:   0, // unlimited, so that a List of a large prefix works
+		Logger:               newZapLogger(cfg.Logger).With(zap.String("part", "client")),
+		Context:              context.WithoutCancel(ctx),
+	})
+	if err != nil {
+		s.closeEmbedded()
+		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
+	}
+	if err := s.grantLocked(ctx); err != nil {
+		s.cli.Close()
+		s.closeEmbedded()
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go s.keepLease()
+	s.log.Info("store open", "etcd", s.clientURL, "embedded", cfg.embedded(), "lease", int64(s.lease))
+	return s, nil
+}
+
+func (s *Store) startEmbedded(ctx context.Context) error {
+	cfg := s.cfg
+	ec := embed.NewConfig()
+	ec.Name = "fedmesh-" + cfg.Cluster
+	ec.Dir = cfg.DataDir
+	var err error
+	if ec.ListenClientUrls, err = toURLs(cfg.ListenClientURLs); err != nil {
+		return err
+	}
+	ec.AdvertiseClientUrls = ec.ListenClientUrls
+	if ec.ListenPeerUrls, err = toURLs([]string{cfg.ListenPeerURL}); err != nil {
+		return err
+	}
+	ec.AdvertisePeerUrls = ec.ListenPeerUrls
+	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	ec.ClientTLSInfo = transport.TLSInfo{
+		CertFile:       cfg.ServerCertFile,
+		KeyFile:        cfg.ServerKeyFile,
+		TrustedCAFile:  cfg.ClientCAFile,
+		ClientCertAuth: cfg.ClientCAFile != "",
+	}
+	ec.MaxTxnOps = uint(cfg.MaxTxnOps)
+	ec.MaxRequestBytes = uint(cfg.MaxRequestBytes)
+	if cfg.CompactionRetention > 0 {
+		ec.AutoCompactionMode = embed.CompactorModePeriodic
+		ec.AutoCompactionRetention = cfg.CompactionRetention.String()
+	}
+	ec.Logger = "zap"
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(cfg.Logger))
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return fmt.Errorf("start embedded etcd in %s: %w", cfg.DataDir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return fmt.Errorf("start embedded etcd in %s: %w", cfg.DataDir, err)
+	case <-ctx.Done():
+		e.Close()
+		<-e.Server.StopNotify()
+		return fmt.Errorf("embedded etcd in %s not ready: %w", cfg.DataDir, ctx.Err())
+	}
+	s.etcd = e
+	scheme := "http"
+	if cfg.ServerCertFile != "" {
+		scheme = "https"
+	}
+	s.clientURL = scheme + "://" + e.Clients[0].Addr().String()
+	return nil
+}
+
+func toURLs(ss []string) ([]url.URL, error) {
+	us := make([]url.URL, 0, len(ss))
+	for _, s := range ss {
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %q: %w", ErrConfig, s, err)
+		}
+		us = append(us, *u)
+	}
+	return us, nil
+}
+
+// ClientURL is the URL of the etcd this store uses: the embedded server's
+// first client listener, with the port it really got, or the first
+// external endpoint. Peers replicate from it.
+func (s *Store) ClientURL() string { return s.clientURL }
+
+// Client is the store's etcd client. It is closed by Close.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Cluster is the cluster this store writes for.
+func (s *Store) Cluster() string { return s.cfg.Cluster }
+
+// Metrics are the store's collectors, to share with watches of peers.
+func (s *Store) Metrics() *Metrics { return s.metrics }
+
+// LeaseID is the lease this cluster's exports are currently written under.
+func (s *Store) LeaseID() clientv3.LeaseID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lease
+}
+
+// Close revokes the exports lease, so that this cluster's exports vanish
+// at once, stops the keepalive, closes the client and stops the embedded
+// etcd, waiting for it. It is idempotent; later calls return the first
+// call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close(true) })
+	return s.closeErr
+}
+
+// Abandon closes the store like Close but leaves the exports lease to
+// expire on its own, as a crash would: peers keep seeing this cluster's
+// exports for up to the lease TTL. Tests use it to simulate a crash. After
+// Close or Abandon, both return the first call's result.
+func (s *Store) Abandon() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close(false) })
+	return s.closeErr
+}
+
+func (s *Store) close(revoke bool) error {
+	s.cancel()
+	s.wg.Wait()
+	var errs []error
+	if revoke {
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		s.mu.Lock()
+		lease := s.lease
+		s.mu.Unlock()
+		if _, err := s.cli.Revoke(ctx, lease); err != nil {
+			errs = append(errs, fmt.Errorf("revoke exports lease %x: %w", int64(lease), err))
+		}
+		cancel()
+	}
+	if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		errs = append(errs, fmt.Errorf("close etcd client: %w", err))
+	}
+	s.closeEmbedded()
+	s.log.Info("store closed", "revoked", revoke)
+	return errors.Join(errs...)
+}
+
+func (s *Store) closeEmbedded() {
+	if s.etcd == nil {
+		return
+	}
+	s.etcd.Close()
+	<-s.etcd.Server.StopNotify()
+}
+
+// keepLease keeps the exports lease alive until Close. When the lease is
+// lost (it expired while this control plane could not reach etcd, or was
+// revoked), it grants a new one and writes the exports again.
+func (s *Store) keepLease() {
+	defer s.wg.Done()
+	for {
+		lease := s.LeaseID()
+		ch, err := s.cli.KeepAlive(s.ctx, lease)
+		if err == nil {
+			for range ch {
+			}
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		if s.LeaseID() != lease {
+			continue // a writer already replaced the lease
+		}
+		s.metrics.LeaseKeepaliveFailures.Inc()
+		s.log.Warn("exports lease lost; granting a new one and writing the exports again", "lease", int64(lease), "err", err)
+		bo := newBackoff()
+		for {
+			s.mu.Lock()
+			err := s.regrantLocked(s.ctx, lease)
+			s.mu.Unlock()
+			if err == nil {
+				break
+			}
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.metrics.LeaseKeepaliveFailures.Inc()
+			s.log.Warn("granting a new exports lease failed; retrying", "err", err)
+			if !sleepCtx(s.ctx, bo.NextBackOff()) {
+				return
+			}
+		}
+	}
+}
+
+// grantLocked grants a new lease and reads what the exports prefix holds.
+func (s *Store) grantLocked(ctx context.Context) error {
+	resp, err := s.cli.Grant(ctx, int64((s.cfg.LeaseTTL+time.Second-1)/time.Second))
+	if err != nil {
+		return fmt.Errorf("grant exports lease: %w", err)
+	}
+	s.lease = resp.ID
+	return s.readStoredLocked(ctx)
+}
+
+// readStoredLocked reads what the exports prefix holds.
+func (s *Store) readStoredLocked(ctx context.Context) error {
+	s.stored = nil
+	get, err := s.cli.Get(ctx, ExportsPrefix(s.cfg.Cluster), clientv3.WithPrefix())
+	if err != nil {
+		return fmt.Errorf("read exports: %w", err)
+	}
+	stored := make(map[string]storedKV, len(get.Kvs))
+	for _, kv := range get.Kvs {
+		stored[string(kv.Key)] = storedKV{value: kv.Value, lease: clientv3.LeaseID(kv.Lease)}
+	}
+	s.stored = stored
+	return nil
+}
+
+// regrantLocked replaces the lost lease old with a new one and writes the
+// last export set again under it. It does nothing when the lease was
+// already replaced.
+func (s *Store) regrantLocked(ctx context.Context, old clientv3.LeaseID) error {
+	if s.lease != old {
+		return nil
+	}
+	if err := s.grantLocked(ctx); err != nil {
+		return err
+	}
+	if s.desired == nil {
+		return nil
+	}
+	_, err := s.writeExportsLocked(ctx, s.desired, "lease_rewrite")
+	return err
+}
+
+func newBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	bo.MaxInterval = 10 * time.Second
+	bo.RandomizationFactor = 0.5
+	bo.MaxElapsedTime = 0 // never give up; the context ends the retries
+	bo.Reset()
+	return bo
+}
+
+// sleepCtx waits d, or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
