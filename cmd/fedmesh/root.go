@@ -54,5 +54,7 @@ func newRootCmd() *cobra.Command {
 	// One line per command; each lives in its own file.
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newEchoCmd())
+	root.AddCommand(newControlPlaneCmd())
+	root.AddCommand(newDebugCmd())
 	return root
 }

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/fedmesh/fedmesh/controlplane"
+	"github.com/fedmesh/fedmesh/controlplane/source"
+	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+type controlPlaneOptions struct {
+	cluster, region, zone string
+	dataDir               string
+	source                string
+	bindAddress           string
+	adminAddress          string
+	etcdEndpoints         []string
+	etcdCert, etcdKey     string
+	etcdCA                string
+}
+
+func newControlPlaneCmd() *cobra.Command {
+	var o controlPlaneOptions
+	cmd := &cobra.Command{
+		Use:   "controlplane",
+		Short: "Run a cluster's control plane",
+		Long: `Run a cluster's control plane: read the cluster's services from a source,
+write its exports to etcd (embedded by default), and serve /healthz, /readyz
+and /metrics on the admin port (15014).`,
+		Example: `  fedmesh controlplane --cluster east-1 --region us-east --zone a \
+    --bind-address 127.0.0.11 --data-dir /tmp/east-1 --source file:examples/local/east-1`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := commandLogger(cmd)
+			if err != nil {
+				return err
+			}
+			cfg := controlplane.Config{
+				Cluster:      o.cluster,
+				Locality:     topology.Locality{Region: o.region, Zone: o.zone, Cluster: o.cluster},
+				BindAddress:  o.bindAddress,
+				AdminAddress: o.adminAddress,
+				DataDir:      o.dataDir,
+				Logger:       log,
+				Registry:     newRegistry(),
+			}
+			cfg.Source, err = o.newSource(cfg)
+			if err != nil {
+				return err
+			}
+			if len(o.etcdEndpoints) > 0 {
+				cfg.Store.Endpoints = o.etcdEndpoints
+				if cfg.Store.ClientTLS, err = o.etcdClientTLS(); err != nil {
+					return err
+				}
+			}
+			srv, err := controlplane.New(cfg)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			return srv.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.cluster, "cluster", "", "this cluster's name (required)")
+	f.StringVar(&o.region, "region", "", "this cluster's region")
+	f.StringVar(&o.zone, "zone", "", "this cluster's default zone")
+	f.StringVar(&o.dataDir, "data-dir", "", "directory for the embedded etcd and the cluster's state (required with the embedded etcd)")
+	f.StringVar(&o.source, "source", "", "where the cluster's services come from: file:DIR")
+	f.StringVar(&o.bindAddress, "bind-address", "127.0.0.1", "address every listener binds to by default")
+	f.StringVar(&o.adminAddress, "admin-address", "", "admin listener host:port (default BIND-ADDRESS:15014)")
+	f.StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", nil, "client URLs of an external etcd cluster (default: embedded etcd)")
+	f.StringVar(&o.etcdCert, "etcd-cert", "", "client certificate for an external etcd (PEM)")
+	f.StringVar(&o.etcdKey, "etcd-key", "", "client key for an external etcd (PEM)")
+	f.StringVar(&o.etcdCA, "etcd-ca", "", "CA bundle that signed the external etcd's certificate (PEM)")
+	cmd.MarkFlagRequired("cluster")
+	cmd.MarkFlagRequired("source")
+	return cmd
+}
+
+// newSource builds the source the --source flag names.
+func (o *controlPlaneOptions) newSource(cfg controlplane.Config) (source.Source, error) {
+	kind, arg, ok := strings.Cut(o.source, ":")
+	if !ok || arg == "" {
+		return nil, &exitError{code: 2, err: fmt.Errorf("--source %q: want file:DIR", o.source)}
+	}
+	switch kind {
+	case "file":
+		src, err := filesource.New(filesource.Config{
+			Dir:        arg,
+			Cluster:    cfg.Cluster,
+			Region:     cfg.Locality.Region,
+			Zone:       cfg.Locality.Zone,
+			Logger:     cfg.Logger,
+			Registerer: cfg.Registry,
+		})
+		if err != nil {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--source %s: %w", o.source, err)}
+		}
+		return src, nil
+	}
+	return nil, &exitError{code: 2, err: fmt.Errorf("--source %q: unknown kind %q (want file)", o.source, kind)}
+}
+
+// etcdClientTLS builds the client TLS for an external etcd from the flags;
+// nil when none are given (plain http endpoints).
+func (o *controlPlaneOptions) etcdClientTLS() (*tls.Config, error) {
+	if o.etcdCert == "" && o.etcdKey == "" && o.etcdCA == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.etcdCert != "" || o.etcdKey != "" {
+		cert, err := tls.LoadX509KeyPair(o.etcdCert, o.etcdKey)
+		if err != nil {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--etcd-cert/--etcd-key: %w", err)}
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if o.etcdCA != "" {
+		pem, err := os.ReadFile(o.etcdCA)
+		if err != nil {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--etcd-ca: %w", err)}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--etcd-ca %s: no PEM certificates", o.etcdCA)}
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// newRegistry returns a metrics registry with the Go runtime and process
+// collectors, shared by every part of one process.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
