@@ -1,0 +1,41 @@
+// Package xds is the control plane's xDS server: it turns the federation's
+// merged catalog (catalog.View) into Envoy v3 resources for every connected
+// proxy and serves them over ADS (state of the world and delta) and the
+// per-type discovery services, with go-control-plane's snapshot cache.
+//
+// docs/xds.md is the wire contract: names, node metadata, what each role
+// receives. In short, per node:
+//
+//   - sidecar: one EDS cluster and one outbound listener per service port
+//     (outbound|PORT||HOST), HTTP routes per port, endpoints grouped by
+//     locality with priorities relative to the node (topology.Policy),
+//     remote clusters reached through their gateway with an SNI naming the
+//     service port, an inbound mTLS listener for the node's own workload,
+//     and its SVID and trust bundle over SDS;
+//   - gateway: per service port its cluster exports, a cluster named by
+//     the SNI with the local endpoints, and one listener matching SNIs;
+//   - proxyless (grpc-go): API listeners named HOST:PORT and HOST, plain
+//     clusters and every endpoint's own address.
+//
+// The pure part is Generator: Build(node, secrets) returns a validated,
+// versioned snapshot and a per-endpoint explanation. Results shared by
+// many nodes (outbound clusters, endpoints per locality) are built once
+// per view, so a push to a thousand sidecars in a few localities costs a
+// few builds and a thousand cheap assemblies.
+//
+// Server drives it: it authenticates each stream's node (Authenticator),
+// issues and renews each connected identity's certificate (Issuer),
+// rebuilds snapshots after a short debounce when the view, a certificate
+// or the set of nodes changes, refuses snapshots that fail validation
+// (keeping the node's last good one), and serves /debug/xds and
+// /debug/endpoints through Handler.
+//
+//	srv, err := xds.NewServer(xds.Config{
+//		Cluster: "east-1", Settings: xds.DefaultSettings("fedmesh.local"),
+//		Authenticator: xds.TokenAuthenticator(ca.VerifyBootstrapToken),
+//		Issuer: issuer, Logger: log, Registerer: reg,
+//	})
+//	srv.Register(grpcServer)
+//	go srv.Run(ctx)
+//	federation.OnView(srv.UpdateView)
+package xds
