@@ -1,0 +1,244 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fedmeshBin is the binary TestMain built.
+var fedmeshBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "fedmesh-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	fedmeshBin = filepath.Join(dir, "fedmesh")
+	build := exec.Command("go", "build", "-o", fedmeshBin, "github.com/fedmesh/fedmesh/cmd/fedmesh")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building fedmesh:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// env is one test's set of processes and their logs.
+type env struct {
+	t      *testing.T
+	logDir string
+
+	mu    sync.Mutex // guards procs
+	procs []*proc
+}
+
+// newEnv returns an environment whose processes are stopped at cleanup.
+// When the test fails, the log directory is kept and its path printed.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	logDir, err := os.MkdirTemp("", "fedmesh-e2e-logs-"+sanitize(t.Name())+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, logDir: logDir}
+	t.Cleanup(func() {
+		e.stopAll()
+		if t.Failed() {
+			t.Logf("logs of every process are in %s", logDir)
+			return
+		}
+		os.RemoveAll(logDir)
+	})
+	return e
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// proc is one running fedmesh process.
+type proc struct {
+	name string
+	args []string
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan struct{}
+	err  error // set when done is closed
+}
+
+// start runs fedmesh with args; its output goes to LOGDIR/NAME.log.
+func (e *env) start(name string, args ...string) *proc {
+	e.t.Helper()
+	f, err := os.OpenFile(filepath.Join(e.logDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	fmt.Fprintf(f, "=== %s %s\n", fedmeshBin, strings.Join(args, " "))
+	cmd := exec.Command(fedmeshBin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		e.t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{name: name, args: args, cmd: cmd, log: f, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	e.mu.Lock()
+	e.procs = append(e.procs, p)
+	e.mu.Unlock()
+	return p
+}
+
+// stop sends SIGTERM and waits up to 15 s, then kills.
+func (p *proc) stop() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not stop within 15s of SIGTERM", p.name)
+	}
+}
+
+// kill ends the process at once, as a crash would.
+func (p *proc) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (e *env) stopAll() {
+	e.mu.Lock()
+	procs := append([]*proc(nil), e.procs...)
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.stop()
+		}()
+	}
+	wg.Wait()
+}
+
+// run runs fedmesh to completion and returns its stdout, stderr and exit
+// code.
+func (e *env) run(args ...string) (string, string, int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, fedmeshBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("fedmesh %s: %v", strings.Join(args, " "), err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// eventually polls cond until it returns nil or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %v: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+// httpGet returns the status code and body of url.
+func httpGet(url string) (int, string, error) {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func getJSON(url string, v any) error {
+	code, body, err := httpGet(url)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("%s: %d %s", url, code, body)
+	}
+	return json.Unmarshal([]byte(body), v)
+}
+
+// waitReady waits until a control plane's /readyz answers 200.
+func waitReady(t *testing.T, p *proc, admin string) {
+	t.Helper()
+	eventually(t, 60*time.Second, p.name+" ready", func() error {
+		if p.exited() {
+			t.Fatalf("%s exited: %v", p.name, p.err)
+		}
+		code, body, err := httpGet(admin + "/readyz?verbose")
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("%d: %s", code, body)
+		}
+		return nil
+	})
+}
