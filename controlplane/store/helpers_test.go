@@ -3,9 +3,13 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
 	"github.com/fedmesh/fedmesh/controlplane/catalog"
@@ -75,4 +79,23 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() (bool, e
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s: not true after %s (last error: %v)", what, d, lastErr)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// counterValue reads a counter (or one child of a vector).
+func counterValue(t testing.TB, c prometheus.Collector) float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 16)
+	c.Collect(ch)
+	close(ch)
+	var sum float64
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		sum += pb.GetCounter().GetValue()
+	}
+	return sum
 }
