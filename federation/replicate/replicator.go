@@ -1,0 +1,353 @@
+package replicate
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/store"
+)
+
+// Snapshot is a peer's whole export set at one revision of its etcd.
+type Snapshot struct {
+	// Peer is the exporting cluster.
+	Peer string
+	// Revision is the peer's etcd revision the set is at.
+	Revision int64
+	// Resync is true when the set comes from a full list rather than a
+	// watched change.
+	Resync bool
+	// Exports are sorted by namespace, then name. The slice is the
+	// consumer's; the exports' own slices are shared and must not be
+	// modified.
+	Exports []catalog.Export
+	// At is when the snapshot was taken (Config.Now).
+	At time.Time
+}
+
+// State is how replication from one peer is doing.
+type State struct {
+	// Peer is the replicated cluster.
+	Peer string
+	// Connected is true while the peer's etcd answers.
+	Connected bool
+	// Since is when Connected last changed (for a replicator that never
+	// connected, when it started).
+	Since time.Time
+	// LastContact is when the peer last answered (a probe or an update);
+	// zero if never.
+	LastContact time.Time
+	// Revision is the peer revision the delivered exports are at.
+	Revision int64
+	// PeerRevision is the peer's etcd revision at the last probe; the
+	// difference to Revision is the replication lag in revisions.
+	PeerRevision int64
+	// LastError is the last error seen, for humans; empty once connected.
+	LastError string
+	// Resyncs counts full lists.
+	Resyncs int
+}
+
+// errHistoryReset stops a session whose peer etcd was replaced.
+var errHistoryReset = errors.New("peer etcd history reset")
+
+// Replicator follows one peer's exports. Run drives it; State may be
+// called at any time from any goroutine.
+type Replicator struct {
+	cfg    Config
+	log    *slog.Logger
+	prefix string
+
+	// Owned by the session goroutines, one at a time (the watch callback).
+	exports map[catalog.ServiceKey]catalog.Export
+	rev     int64
+
+	// notifyMu serializes state changes with their OnState calls, so that
+	// OnState sees changes one at a time and in order.
+	notifyMu sync.Mutex
+
+	mu        sync.Mutex // guards the following
+	state     State
+	clusterID uint64
+}
+
+// New validates cfg and returns a Replicator; Run starts it.
+func New(cfg Config) (*Replicator, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r := &Replicator{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "replicate", "cluster", cfg.Local, "peer", cfg.Peer),
+		prefix:  store.ExportsPrefix(cfg.Peer),
+		exports: make(map[catalog.ServiceKey]catalog.Export),
+	}
+	if cfg.FromRevision > 0 {
+		r.rev = cfg.FromRevision
+		for _, e := range cfg.Initial {
+			r.exports[e.Service.Key()] = e
+		}
+	}
+	r.state = State{Peer: cfg.Peer, Since: cfg.Now(), Revision: r.rev}
+	return r, nil
+}
+
+// Peer returns the replicated cluster's name.
+func (r *Replicator) Peer() string { return r.cfg.Peer }
+
+// State returns how replication is doing.
+func (r *Replicator) State() State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state
+}
+
+// Run replicates until ctx ends, then returns ctx's error. Run may be
+// called once.
+func (r *Replicator) Run(ctx context.Context) error {
+	bo := r.newBackOff()
+	for {
+		err := r.session(ctx)
+		if ctx.Err() != nil {
+			r.setConnected(false, ctx.Err())
+			return ctx.Err()
+		}
+		r.log.Info("replication interrupted; restarting", "err", err, "rev", r.rev)
+		d := bo.NextBackOff()
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			r.setConnected(false, ctx.Err())
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Replicator) newBackOff() backoff.BackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = r.cfg.MinBackoff
+	bo.MaxInterval = r.cfg.MaxBackoff
+	bo.RandomizationFactor = 0.5
+	bo.MaxElapsedTime = 0 // never give up: ctx ends the retries
+	bo.Reset()
+	return bo
+}
+
+// session connects (unless given a client), then runs the watch and the
+// probe until one fails for good or ctx ends.
+func (r *Replicator) session(ctx context.Context) error {
+	cli := r.cfg.Client
+	if cli == nil {
+		var err error
+		cli, err = clientv3.New(clientv3.Config{
+			Endpoints:            r.cfg.Endpoints,
+			TLS:                  r.cfg.TLS,
+			DialTimeout:          r.cfg.DialTimeout,
+			DialKeepAliveTime:    r.cfg.ProbeInterval,
+			DialKeepAliveTimeout: r.cfg.DialTimeout,
+			Context:              ctx,
+			Logger:               zap.NewNop(),
+		})
+		if err != nil {
+			r.count(r.cfg.Metrics.restarts(), RestartClientError)
+			r.setConnected(false, err)
+			return fmt.Errorf("connect to %v: %w", r.cfg.Endpoints, err)
+		}
+		defer cli.Close()
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return store.WatchPrefix(gctx, cli, r.prefix, r.rev, r.apply, store.WatchOptions{
+			Logger:     r.log,
+			NewBackOff: r.newBackOff,
+		})
+	})
+	g.Go(func() error { return r.probeLoop(gctx, cli) })
+	err := g.Wait()
+	if errors.Is(err, errHistoryReset) {
+		r.count(r.cfg.Metrics.restarts(), RestartHistoryReset)
+		r.rev = 0
+	}
+	return err
+}
+
+// probeLoop asks the peer for its revision every ProbeInterval.
+func (r *Replicator) probeLoop(ctx context.Context, cli *clientv3.Client) error {
+	t := time.NewTicker(r.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		if err := r.probe(ctx, cli); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// probe reads the count of the exports prefix: cheap, linearizable, and
+// allowed by the read-only role. It returns an error only to end the
+// session (history reset).
+func (r *Replicator) probe(ctx context.Context, cli *clientv3.Client) error {
+	pctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), r.cfg.ProbeInterval)
+	resp, err := cli.Get(pctx, r.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if m := r.cfg.Metrics; m != nil {
+			m.ProbeFailures.WithLabelValues(r.cfg.Peer).Inc()
+		}
+		if r.setConnected(false, err) {
+			r.count(r.cfg.Metrics.restarts(), RestartDisconnected)
+			r.log.Warn("peer etcd does not answer", "err", err)
+		}
+		return nil
+	}
+	r.mu.Lock()
+	known := r.clusterID
+	r.clusterID = resp.Header.ClusterId
+	applied := r.state.Revision
+	r.state.PeerRevision = resp.Header.Revision
+	r.mu.Unlock()
+	if (known != 0 && known != resp.Header.ClusterId) || resp.Header.Revision < applied {
+		r.log.Warn("peer etcd was replaced; listing again", "revision", resp.Header.Revision, "applied", applied)
+		return fmt.Errorf("%w: revision %d below applied %d or new cluster id", errHistoryReset, resp.Header.Revision, applied)
+	}
+	r.contact()
+	return nil
+}
+
+// apply folds one watch update into the export set and delivers it. It
+// runs on the watch's goroutine.
+func (r *Replicator) apply(u store.Update) error {
+	if u.Resync {
+		next := make(map[catalog.ServiceKey]catalog.Export, len(u.Puts))
+		for _, kv := range u.Puts {
+			key, e, ok := r.decode(kv)
+			if ok {
+				next[key] = e
+			} else if old, had := r.exports[key]; had && key != (catalog.ServiceKey{}) {
+				next[key] = old // keep the last good value
+			}
+		}
+		r.exports = next
+		if m := r.cfg.Metrics; m != nil {
+			m.Resyncs.WithLabelValues(r.cfg.Peer).Inc()
+		}
+	} else {
+		for _, kv := range u.Puts {
+			if key, e, ok := r.decode(kv); ok {
+				r.exports[key] = e
+			}
+		}
+		for _, k := range u.Deletes {
+			if _, key, err := store.ParseExportKey(k); err == nil {
+				delete(r.exports, key)
+			}
+		}
+	}
+	r.rev = u.Rev
+	snap := Snapshot{Peer: r.cfg.Peer, Revision: u.Rev, Resync: u.Resync, At: r.cfg.Now()}
+	snap.Exports = slices.SortedFunc(maps.Values(r.exports), func(a, b catalog.Export) int {
+		return cmp.Or(strings.Compare(a.Service.Namespace, b.Service.Namespace), strings.Compare(a.Service.Name, b.Service.Name))
+	})
+	r.mu.Lock()
+	r.state.Revision = u.Rev
+	r.state.PeerRevision = max(r.state.PeerRevision, u.Rev)
+	if u.Resync {
+		r.state.Resyncs++
+	}
+	r.mu.Unlock()
+	r.contact()
+	if m := r.cfg.Metrics; m != nil {
+		m.Updates.WithLabelValues(r.cfg.Peer).Inc()
+	}
+	r.cfg.OnExports(snap)
+	return nil
+}
+
+// decode reads one key and value of the peer. A refused one is logged and
+// counted; the returned key is set when at least the key parsed.
+func (r *Replicator) decode(kv store.KV) (catalog.ServiceKey, catalog.Export, bool) {
+	cluster, key, err := store.ParseExportKey(kv.Key)
+	if err == nil && cluster != r.cfg.Peer {
+		err = fmt.Errorf("%w %q: names cluster %s, not the peer", store.ErrBadKey, kv.Key, cluster)
+	}
+	if err != nil {
+		r.refuse(ReasonBadKey, err)
+		return catalog.ServiceKey{}, catalog.Export{}, false
+	}
+	e, err := store.DecodeExport(cluster, key, kv.Value)
+	if err != nil {
+		reason := ReasonBadValue
+		if errors.Is(err, catalog.ErrInvalid) {
+			reason = ReasonInvalid
+		}
+		r.refuse(reason, err)
+		return key, catalog.Export{}, false
+	}
+	return key, e, true
+}
+
+func (r *Replicator) refuse(reason string, err error) {
+	r.log.Warn("refused a value from the peer; keeping the last good one", "reason", reason, "err", err)
+	if m := r.cfg.Metrics; m != nil {
+		m.BadValues.WithLabelValues(r.cfg.Peer, reason).Inc()
+	}
+}
+
+func (r *Replicator) contact() {
+	r.setConnected(true, nil)
+}
+
+// setConnected records whether the peer answers and reports a change to
+// OnState. It returns true when the state changed.
+func (r *Replicator) setConnected(connected bool, err error) bool {
+	r.notifyMu.Lock()
+	defer r.notifyMu.Unlock()
+	now := r.cfg.Now()
+	r.mu.Lock()
+	if connected {
+		r.state.LastContact = now
+		r.state.LastError = ""
+	} else if err != nil {
+		r.state.LastError = err.Error()
+	}
+	changed := r.state.Connected != connected
+	if changed {
+		r.state.Connected = connected
+		r.state.Since = now
+	}
+	st := r.state
+	r.mu.Unlock()
+	if changed && r.cfg.OnState != nil {
+		r.cfg.OnState(st)
+	}
+	return changed
+}
+
+func (r *Replicator) count(c counterVec, reason string) {
+	if c != nil {
+		c.WithLabelValues(r.cfg.Peer, reason).Inc()
+	}
+}
