@@ -2,8 +2,8 @@ package replicate
 
 import (
 	"context"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
