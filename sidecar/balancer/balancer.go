@@ -190,40 +190,61 @@ func (b *Balancer) Pick(exclude ...*Host) (*Host, error) {
 		}
 		b.mu.Unlock()
 	}
-	r := b.rand()
-	p, _ := s.load.Choose(uint32(r % 100))
-	if p >= 0 {
-		lv := &s.levels[p]
-		if s.load.Panic[p] {
-			// Panic: Envoy's semantics, any host of the level.
-			if h := b.pickFrom(lv.hosts, false, now, exclude); h != nil {
-				return h, nil
-			}
-		} else if h := b.pickFrom(lv.avail, true, now, exclude); h != nil {
+	// A state may go stale while we look (hosts ejected since it was
+	// built); every ejection publishes a new one, so look again in the
+	// newest, a bounded number of times.
+	for range 4 {
+		if h := b.pickIn(s, now, exclude); h != nil {
 			return h, nil
 		}
+		if len(exclude) > 0 {
+			// Every servable host was excluded: a retry goes to one of
+			// them rather than nowhere.
+			if h := b.pickIn(s, now, nil); h != nil {
+				return h, nil
+			}
+		}
+		fresh := b.state.Load()
+		if fresh == s {
+			break
+		}
+		s = fresh
+	}
+	b.m.noHealthy.Inc()
+	return nil, ErrNoHealthy
+}
+
+// pickIn picks from state s, or returns nil when nobody is eligible.
+func (b *Balancer) pickIn(s *state, now int64, exclude []*Host) *Host {
+	r := b.rand()
+	p, _ := s.load.Choose(uint32(r % 100))
+	if p < 0 {
+		return nil
+	}
+	lv := &s.levels[p]
+	if s.load.Panic[p] {
+		// Panic: Envoy's semantics, any host of the level.
+		if h := b.pickFrom(lv.hosts, false, now, exclude); h != nil {
+			return h
+		}
+	} else if h := b.pickFrom(lv.avail, true, now, exclude); h != nil {
+		return h
 	}
 	// The chosen level had nobody left (all excluded, or ejected since
 	// the state was built): take the first level in order that has.
 	for i := range s.levels {
 		if h := b.pickFrom(s.levels[i].avail, true, now, exclude); h != nil {
-			return h, nil
+			return h
 		}
 	}
-	if p >= 0 && s.load.Panic[p] {
+	if s.load.Panic[p] {
 		for i := range s.levels {
 			if h := b.pickFrom(s.levels[i].hosts, false, now, exclude); h != nil {
-				return h, nil
+				return h
 			}
 		}
 	}
-	if len(exclude) > 0 {
-		// Every servable host was excluded: a retry goes to one of them
-		// rather than nowhere.
-		return b.Pick()
-	}
-	b.m.noHealthy.Inc()
-	return nil, ErrNoHealthy
+	return nil
 }
 
 // pickFrom returns the better of two distinct random eligible candidates,
