@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ const (
 type Balancer struct {
 	cfg     Config
 	m       upstreamMetrics
+	seeded  bool          // Config.Seed was set: use rng
 	rng     atomic.Uint64 // splitmix64 state
 	active  atomic.Int64  // requests outstanding on all hosts
 	retries atomic.Int64  // retries outstanding
@@ -71,6 +73,7 @@ func New(cfg Config) (*Balancer, error) {
 		m:     cfg.Metrics.forUpstream(cfg.Name),
 		hosts: map[string]*Host{},
 	}
+	b.seeded = cfg.Seed != 0
 	b.rng.Store(cfg.Seed)
 	b.state.Store(&state{nextExpiry: math.MaxInt64})
 	return b, nil
@@ -158,9 +161,13 @@ func (b *Balancer) publishLocked(now int64) *state {
 
 func (b *Balancer) now() int64 { return b.cfg.Clock().UnixNano() }
 
-// rand returns the next number of the balancer's splitmix64 sequence. It
-// is lock-free; with one goroutine and a fixed seed it is reproducible.
+// rand returns a random number: with Config.Seed set, the next number of
+// the balancer's splitmix64 sequence (lock-free, and reproducible from one
+// goroutine); otherwise from the runtime's per-thread generator.
 func (b *Balancer) rand() uint64 {
+	if !b.seeded {
+		return rand.Uint64() // per-thread runtime generator: no contention
+	}
 	z := b.rng.Add(0x9e3779b97f4a7c15)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
 	z = (z ^ (z >> 27)) * 0x94d049bb133111eb

@@ -25,7 +25,7 @@ func newClock() *fakeClock {
 	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	return c
 }
-func (c *fakeClock) Now() time.Time           { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func newBalancer(t testing.TB, cfg Config, eps []Endpoint) (*Balancer, *fakeClock) {
@@ -621,8 +621,15 @@ func TestConcurrentPickAndUpdate(t *testing.T) {
 }
 
 func benchmarkPick(b *testing.B, n int, policy Policy) {
-	bal, _ := newBalancer(b, Config{Policy: policy}, eps([2]int{n / 2, n / 2}, [2]int{n - n/2, n - n/2}))
+	bal, err := New(Config{Name: "bench", Policy: policy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := bal.Update(eps([2]int{n / 2, n / 2}, [2]int{n - n/2, n - n/2})); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			h, err := bal.Pick()

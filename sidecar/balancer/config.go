@@ -60,8 +60,9 @@ type Config struct {
 	RetryBudget RetryBudgetConfig
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
-	// Seed seeds the balancer's random choices; 0 picks a seed from the
-	// clock. Tests set it for reproducible picks.
+	// Seed, when not 0, makes the balancer's random choices a
+	// reproducible sequence (for tests). 0 uses the runtime's per-thread
+	// generator, which scales better across cores.
 	Seed uint64
 	// Logger receives ejection events; nil discards them.
 	Logger *slog.Logger
@@ -180,9 +181,6 @@ func (c *Config) fill() error {
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
-	}
-	if c.Seed == 0 {
-		c.Seed = uint64(c.Clock().UnixNano())
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -56,7 +56,8 @@ type Result struct {
 	// Kind is the outcome.
 	Kind Kind
 	// Latency is the time to the answer (OK and Status5xx only); it
-	// feeds the peak EWMA.
+	// feeds the peak EWMA (PeakEWMA policy only: LeastRequest does not
+	// read the clock in End).
 	Latency time.Duration
 }
 
@@ -108,13 +109,16 @@ func (h *Host) End(r Result) {
 	case OK:
 		h.fail5xx.Store(0)
 		h.failConnect.Store(0)
-		h.observe(b.now(), r.Latency)
+		if b.cfg.Policy == PeakEWMA {
+			h.observe(b.now(), r.Latency)
+		}
 	case Status5xx:
 		h.failConnect.Store(0)
-		now := b.now()
-		h.observe(now, r.Latency)
+		if b.cfg.Policy == PeakEWMA {
+			h.observe(b.now(), r.Latency)
+		}
 		if n := h.fail5xx.Add(1); o.Consecutive5xx > 0 && int(n) >= o.Consecutive5xx {
-			b.eject(h, reason5xx, now)
+			b.eject(h, reason5xx, b.now())
 		}
 	case ConnectFailure:
 		if n := h.failConnect.Add(1); o.ConsecutiveConnectFailures > 0 && int(n) >= o.ConsecutiveConnectFailures {

@@ -41,7 +41,8 @@ type HostState struct {
 	Level int `json:"level"`
 	// Active is the number of outstanding requests.
 	Active int64 `json:"active"`
-	// Latency is the current peak EWMA estimate (0 before any sample).
+	// Latency is the current peak EWMA estimate (0 before any sample,
+	// and always 0 with the LeastRequest policy).
 	Latency time.Duration `json:"latency"`
 	// Available is true when the host is healthy and not ejected.
 	Available bool `json:"available"`
