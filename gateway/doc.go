@@ -1,0 +1,32 @@
+// Package gateway is fedmesh's east-west gateway: the one door through
+// which sidecars of other clusters reach the services this cluster
+// exports.
+//
+// It accepts TCP, reads the TLS ClientHello without terminating it, takes
+// the server name (naming: PORT.NAME.NAMESPACE.svc.clusterset.local), maps
+// it to an exported service port, picks a healthy local endpoint by
+// least-request with two random choices, dials it, replays the hello bytes
+// and splices both directions with half-close. The TLS session stays end to
+// end between the two sidecars: the gateway holds no key for workload
+// traffic and never sees plaintext.
+//
+// Only exported services are reachable: a server name that names anything
+// else, a first byte that is not TLS, a hello with no server name, or an
+// oversized or malformed hello is refused (the connection is closed,
+// nothing is forwarded) and counted in
+// fedmesh_gateway_refused_total{reason}. When no endpoint of a service is
+// healthy the gateway refuses at once, so the client sidecar fails over to
+// its next priority without waiting for a timeout.
+//
+// Routes come from the control plane over xDS (role gateway; see
+// docs/xds.md section 6) through XDSHandler, or directly through
+// SetRoutes; the gateway keeps its last routes while the control plane is
+// away. Several replicas can run side by side: a gateway keeps no state
+// that another replica would need.
+//
+//	gw, _ := gateway.New(gateway.Config{Cluster: "east-1"}, reg)
+//	gw.SetRoutes([]gateway.Route{{Service: sp, Endpoints: eps}})
+//	go gw.Serve(ln)
+//	...
+//	gw.Shutdown(ctx) // stop accepting, let spliced connections finish
+package gateway

@@ -1,0 +1,564 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedmesh/fedmesh/internal/naming"
+)
+
+// Defaults of Config.
+const (
+	DefaultHandshakeTimeout  = 5 * time.Second
+	DefaultIdleTimeout       = 10 * time.Minute
+	DefaultDialTimeout       = 2 * time.Second
+	DefaultMaxConns          = 65536
+	DefaultMaxConnsPerSource = 4096
+	DefaultMaxHelloBytes     = 16 << 10
+)
+
+// Config configures a Gateway.
+type Config struct {
+	// Cluster is the cluster this gateway serves, for logs.
+	Cluster string
+	// HandshakeTimeout bounds reading the ClientHello.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a spliced connection that carried no byte in
+	// either direction for this long.
+	IdleTimeout time.Duration
+	// DialTimeout bounds dialing an endpoint; on failure the next healthy
+	// endpoint is tried once.
+	DialTimeout time.Duration
+	// MaxConns is the most connections open at once; more are refused.
+	MaxConns int
+	// MaxConnsPerSource is the most connections open at once from one
+	// source IP address.
+	MaxConnsPerSource int
+	// MaxHelloBytes caps the ClientHello read.
+	MaxHelloBytes int
+	// SourceClusters maps source IP addresses to cluster names, for the
+	// per-source-cluster metrics (the client's identity is inside TLS,
+	// which the gateway does not open). Unknown sources count as "unknown".
+	SourceClusters map[netip.Addr]string
+	// Logger receives the gateway's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Dial dials endpoints. Default a net.Dialer with DialTimeout.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func (c Config) withDefaults() Config {
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerSource <= 0 {
+		c.MaxConnsPerSource = DefaultMaxConnsPerSource
+	}
+	if c.MaxHelloBytes <= 0 {
+		c.MaxHelloBytes = DefaultMaxHelloBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Dial == nil {
+		d := &net.Dialer{Timeout: c.DialTimeout}
+		c.Dial = d.DialContext
+	}
+	return c
+}
+
+// Refusal reasons, the reason label of fedmesh_gateway_refused_total.
+const (
+	ReasonNotTLS          = "not_tls"
+	ReasonMalformed       = "malformed_hello"
+	ReasonTooLarge        = "hello_too_large"
+	ReasonNoSNI           = "no_sni"
+	ReasonBadSNI          = "bad_sni"
+	ReasonNotExported     = "not_exported"
+	ReasonNoHealthy       = "no_healthy_endpoint"
+	ReasonDialFailed      = "dial_failed"
+	ReasonHandshakeTimout = "handshake_timeout"
+	ReasonMaxConns        = "max_connections"
+	ReasonMaxPerSource    = "max_connections_per_source"
+	ReasonDraining        = "draining"
+)
+
+// Endpoint is one local endpoint of an exported service port.
+type Endpoint struct {
+	// Address is host:port of the endpoint's inbound (mTLS) listener.
+	Address string `json:"address"`
+	// Healthy is false for endpoints the control plane marks unhealthy;
+	// they get no traffic.
+	Healthy bool `json:"healthy"`
+	// Priority orders endpoints: the lowest priority with a healthy
+	// endpoint gets the traffic.
+	Priority int `json:"priority"`
+}
+
+// Route makes one exported service port reachable.
+type Route struct {
+	Service   naming.ServicePort `json:"service"`
+	Endpoints []Endpoint         `json:"endpoints"`
+}
+
+// host is an endpoint with its live request count.
+type host struct {
+	Endpoint
+	active atomic.Int64
+}
+
+// route is a Route ready for picking: the healthy hosts of the best
+// priority that has any.
+type route struct {
+	Route
+	sni     string
+	healthy []*host
+}
+
+// routeTable is immutable once published.
+type routeTable struct {
+	bySNI map[string]*route
+}
+
+// Gateway is an east-west gateway. Its methods are safe for concurrent use.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	routes  atomic.Pointer[routeTable]
+	// hosts keeps each endpoint's request counter across route updates.
+	hostsMu sync.Mutex
+	hosts   map[string]*host
+
+	mu        sync.Mutex // guards the following
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	perSource map[netip.Addr]int
+	draining  bool
+	wg        sync.WaitGroup // one per connection handler
+}
+
+// New returns a gateway with no routes: it refuses everything until
+// SetRoutes or the xDS handler gives it some. Its metrics are registered
+// with reg (nil: not registered).
+func New(cfg Config, reg prometheus.Registerer) (*Gateway, error) {
+	cfg = cfg.withDefaults()
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "gateway", "cluster", cfg.Cluster),
+		metrics:   m,
+		hosts:     map[string]*host{},
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[net.Conn]struct{}{},
+		perSource: map[netip.Addr]int{},
+	}
+	g.routes.Store(&routeTable{bySNI: map[string]*route{}})
+	return g, nil
+}
+
+// SetRoutes replaces the routing table. Routes are validated first: a
+// route with a bad service port or endpoint address rejects the whole
+// update with an error, and the previous table stays.
+func (g *Gateway) SetRoutes(routes []Route) error {
+	t := &routeTable{bySNI: make(map[string]*route, len(routes))}
+	g.hostsMu.Lock()
+	defer g.hostsMu.Unlock()
+	seen := map[string]*host{}
+	for _, r := range routes {
+		sni := r.Service.SNI()
+		if _, err := naming.ParseSNI(sni); err != nil {
+			g.metrics.configRejected.Inc()
+			return fmt.Errorf("route %s: %w", r.Service, err)
+		}
+		if _, dup := t.bySNI[sni]; dup {
+			g.metrics.configRejected.Inc()
+			return fmt.Errorf("route %s: duplicate", r.Service)
+		}
+		rt := &route{Route: r, sni: sni}
+		best := -1
+		for _, ep := range r.Endpoints {
+			if _, err := netip.ParseAddrPort(ep.Address); err != nil {
+				g.metrics.configRejected.Inc()
+				return fmt.Errorf("route %s: endpoint %q: %w", r.Service, ep.Address, err)
+			}
+			if ep.Healthy && (best < 0 || ep.Priority < best) {
+				best = ep.Priority
+			}
+		}
+		for _, ep := range r.Endpoints {
+			if !ep.Healthy || ep.Priority != best {
+				continue
+			}
+			h := g.hosts[ep.Address]
+			if h == nil {
+				h = &host{}
+			}
+			h.Endpoint = ep
+			seen[ep.Address] = h
+			rt.healthy = append(rt.healthy, h)
+		}
+		t.bySNI[sni] = rt
+	}
+	g.hosts = seen
+	g.routes.Store(t)
+	g.metrics.routes.Set(float64(len(t.bySNI)))
+	g.log.Info("routes updated", "services", len(t.bySNI))
+	return nil
+}
+
+// Routes returns the current routing table, sorted by server name.
+func (g *Gateway) Routes() []Route {
+	t := g.routes.Load()
+	out := make([]Route, 0, len(t.bySNI))
+	for _, r := range t.bySNI {
+		out = append(out, r.Route)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Service.SNI() < out[j].Service.SNI() })
+	return out
+}
+
+// pick chooses a healthy host by least-request with two random choices.
+func (r *route) pick(exclude *host) *host {
+	n := len(r.healthy)
+	switch {
+	case n == 0:
+		return nil
+	case n == 1:
+		if r.healthy[0] == exclude {
+			return nil
+		}
+		return r.healthy[0]
+	}
+	a, b := r.healthy[rand.IntN(n)], r.healthy[rand.IntN(n)]
+	if a == exclude {
+		a = b
+	}
+	if b == exclude {
+		b = a
+	}
+	if a == exclude {
+		for _, h := range r.healthy {
+			if h != exclude {
+				return h
+			}
+		}
+		return nil
+	}
+	if b.active.Load() < a.active.Load() {
+		return b
+	}
+	return a
+}
+
+// Serve accepts connections on ln until ln is closed or Shutdown is
+// called. It returns nil after Shutdown.
+func (g *Gateway) Serve(ln net.Listener) error {
+	g.mu.Lock()
+	if g.draining {
+		g.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	g.listeners[ln] = struct{}{}
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.listeners, ln)
+		g.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			g.mu.Lock()
+			draining := g.draining
+			g.mu.Unlock()
+			if draining || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if !g.admit(c) {
+			continue
+		}
+		go g.handle(c)
+	}
+}
+
+// admit applies the connection limits; it closes and counts a refused
+// connection. An admitted connection is tracked until release.
+func (g *Gateway) admit(c net.Conn) bool {
+	src := sourceAddr(c)
+	g.mu.Lock()
+	var reason string
+	switch {
+	case g.draining:
+		reason = ReasonDraining
+	case len(g.conns) >= g.cfg.MaxConns:
+		reason = ReasonMaxConns
+	case g.perSource[src] >= g.cfg.MaxConnsPerSource:
+		reason = ReasonMaxPerSource
+	default:
+		g.conns[c] = struct{}{}
+		g.perSource[src]++
+		g.wg.Add(1)
+	}
+	g.mu.Unlock()
+	if reason != "" {
+		g.refuse(c, reason, "", "", nil)
+		return false
+	}
+	g.metrics.active.Inc()
+	return true
+}
+
+func (g *Gateway) release(c net.Conn) {
+	src := sourceAddr(c)
+	g.mu.Lock()
+	delete(g.conns, c)
+	if g.perSource[src]--; g.perSource[src] <= 0 {
+		delete(g.perSource, src)
+	}
+	g.mu.Unlock()
+	g.metrics.active.Dec()
+	g.wg.Done()
+}
+
+func sourceAddr(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		a, _ := netip.AddrFromSlice(ta.IP)
+		return a.Unmap()
+	}
+	return netip.Addr{}
+}
+
+func (g *Gateway) sourceCluster(c net.Conn) string {
+	if name, ok := g.cfg.SourceClusters[sourceAddr(c)]; ok {
+		return name
+	}
+	return "unknown"
+}
+
+// refuse closes c and counts the refusal.
+func (g *Gateway) refuse(c net.Conn, reason, service, source string, err error) {
+	if source == "" {
+		source = g.sourceCluster(c)
+	}
+	g.metrics.refused.WithLabelValues(reason, service, source).Inc()
+	g.log.Debug("connection refused", "reason", reason, "service", service, "source", c.RemoteAddr().String(), "err", err)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0) // reset: the client sees the refusal at once
+	}
+	c.Close()
+}
+
+func helloReason(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrNotTLS):
+		return ReasonNotTLS
+	case errors.Is(err, ErrNoSNI):
+		return ReasonNoSNI
+	case errors.Is(err, ErrHelloTooLarge):
+		return ReasonTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		return ReasonHandshakeTimout
+	}
+	return ReasonMalformed
+}
+
+// handle serves one admitted connection.
+func (g *Gateway) handle(c net.Conn) {
+	defer g.release(c)
+	source := g.sourceCluster(c)
+	c.SetReadDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
+	hello, err := ReadClientHello(c, g.cfg.MaxHelloBytes)
+	if err != nil {
+		g.refuse(c, helloReason(err), "", source, err)
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	sp, err := naming.ParseSNI(hello.ServerName)
+	if err != nil {
+		g.refuse(c, ReasonBadSNI, "", source, err)
+		return
+	}
+	rt := g.routes.Load().bySNI[sp.SNI()]
+	if rt == nil {
+		g.refuse(c, ReasonNotExported, "", source, fmt.Errorf("%s is not exported by this cluster", sp))
+		return
+	}
+	service := sp.String()
+
+	var up net.Conn
+	var h *host
+	for attempt := 0; attempt < 2; attempt++ {
+		h = rt.pick(h)
+		if h == nil {
+			break
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.DialTimeout)
+		up, err = g.cfg.Dial(ctx, "tcp", h.Address)
+		cancel()
+		if err == nil {
+			break
+		}
+		g.metrics.dialErrors.WithLabelValues(service).Inc()
+		g.log.Debug("dial failed", "endpoint", h.Address, "service", service, "err", err)
+	}
+	if up == nil {
+		reason := ReasonNoHealthy
+		if err != nil {
+			reason = ReasonDialFailed
+		}
+		g.refuse(c, reason, service, source, err)
+		return
+	}
+	h.active.Add(1)
+	defer h.active.Add(-1)
+	g.metrics.accepted.WithLabelValues(service, source).Inc()
+
+	if _, err := up.Write(hello.Raw); err != nil {
+		up.Close()
+		c.Close()
+		return
+	}
+	in, out := g.splice(c, up)
+	g.metrics.bytes.WithLabelValues("in", service, source).Add(float64(in + int64(len(hello.Raw))))
+	g.metrics.bytes.WithLabelValues("out", service, source).Add(float64(out))
+}
+
+// splice copies both directions until both are done, passing half-closes
+// along, and closes both connections. It returns the bytes copied from
+// client to endpoint and back.
+func (g *Gateway) splice(client, up net.Conn) (in, out int64) {
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		in = g.copyIdle(up, client, &last)
+	}()
+	go func() {
+		defer wg.Done()
+		out = g.copyIdle(client, up, &last)
+	}()
+	wg.Wait()
+	client.Close()
+	up.Close()
+	return in, out
+}
+
+// copyIdle copies src to dst. A read that waits longer than the idle
+// timeout ends the copy unless the other direction moved bytes meanwhile.
+// At EOF it half-closes dst's write side, so the peer sees the end while
+// the other direction goes on.
+func (g *Gateway) copyIdle(dst, src net.Conn, last *atomic.Int64) int64 {
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		src.SetReadDeadline(time.Now().Add(g.cfg.IdleTimeout))
+		k, err := src.Read(buf)
+		if k > 0 {
+			last.Store(time.Now().UnixNano())
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				src.Close()
+				return n
+			}
+			n += int64(k)
+		}
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			if time.Since(time.Unix(0, last.Load())) < g.cfg.IdleTimeout {
+				continue // the other direction is alive
+			}
+			g.metrics.idleClosed.Inc()
+			dst.Close()
+			src.Close()
+			return n
+		}
+		if errors.Is(err, io.EOF) {
+			if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			} else {
+				dst.Close()
+			}
+			return n
+		}
+		dst.Close()
+		return n
+	}
+}
+
+// Shutdown stops accepting (closing every listener), then waits for the
+// spliced connections to finish until ctx is done, and closes those still
+// open. It is idempotent.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.draining = true
+	for ln := range g.listeners {
+		ln.Close()
+	}
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	n := len(g.conns)
+	for c := range g.conns {
+		c.Close()
+	}
+	g.mu.Unlock()
+	<-done
+	g.log.Warn("drain deadline passed; closed open connections", "connections", n)
+	return ctx.Err()
+}
+
+// Draining reports whether Shutdown has begun.
+func (g *Gateway) Draining() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.draining
+}

@@ -1,0 +1,57 @@
+package gateway
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the gateway's Prometheus collectors.
+type metrics struct {
+	active         prometheus.Gauge
+	accepted       *prometheus.CounterVec // service, source_cluster
+	refused        *prometheus.CounterVec // reason, service, source_cluster
+	bytes          *prometheus.CounterVec // direction, service, source_cluster
+	dialErrors     *prometheus.CounterVec // service
+	idleClosed     prometheus.Counter
+	routes         prometheus.Gauge
+	configRejected prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedmesh_gateway_connections_active", Help: "Connections open now.",
+		}),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_gateway_connections_total", Help: "Connections routed to an endpoint.",
+		}, []string{"service", "source_cluster"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_gateway_refused_total", Help: "Connections refused, by reason; nothing was forwarded.",
+		}, []string{"reason", "service", "source_cluster"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_gateway_bytes_total", Help: "Bytes spliced; in is client to endpoint.",
+		}, []string{"direction", "service", "source_cluster"}),
+		dialErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_gateway_dial_errors_total", Help: "Failed dials to local endpoints.",
+		}, []string{"service"}),
+		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedmesh_gateway_idle_closed_total", Help: "Connections closed after the idle timeout.",
+		}),
+		routes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedmesh_gateway_routes", Help: "Exported service ports routed.",
+		}),
+		configRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedmesh_gateway_config_rejected_total", Help: "Route updates rejected; the previous routes stay.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.bytes, m.dialErrors, m.idleClosed, m.routes, m.configRejected} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register gateway metrics: %w", err)
+		}
+	}
+	return m, nil
+}
