@@ -102,15 +102,23 @@ type rankKey struct {
 	region    string        // remote region name (other-region tier only)
 }
 
-func compareKeys(a, b rankKey) int {
-	return cmp.Or(
-		cmp.Compare(a.labelMiss, b.labelMiss),
-		cmp.Compare(a.tier, b.tier),
-		cmp.Compare(a.failover, b.failover),
-		cmp.Compare(a.noRTT, b.noRTT),
-		cmp.Compare(a.rtt, b.rtt),
-		cmp.Compare(a.region, b.region),
-	)
+func compareKeys(a, b *rankKey) int {
+	if c := cmp.Compare(a.labelMiss, b.labelMiss); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.tier, b.tier); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.failover, b.failover); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.noRTT, b.noRTT); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.rtt, b.rtt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.region, b.region)
 }
 
 // Prioritize ranks each endpoint relative to client; the result is aligned
@@ -148,20 +156,21 @@ func (p Policy) Prioritize(client Node, endpoints []Node) []Rank {
 	}
 
 	keys := make([]rankKey, len(endpoints))
+	order := make([]int, len(endpoints))
 	for i, e := range endpoints {
 		keys[i] = p.key(client, e, targets, regionRTT)
+		order[i] = i
 	}
-	order := slices.Clone(keys)
-	slices.SortFunc(order, compareKeys)
-	order = slices.CompactFunc(order, func(a, b rankKey) bool { return compareKeys(a, b) == 0 })
-	reasons := make([]string, len(order))
-	for i, k := range order {
-		reasons[i] = p.reason(client, k, len(targets))
-	}
+	slices.SortFunc(order, func(a, b int) int { return compareKeys(&keys[a], &keys[b]) })
 	ranks := make([]Rank, len(endpoints))
-	for i, k := range keys {
-		level, _ := slices.BinarySearchFunc(order, k, compareKeys)
-		ranks[i] = Rank{Priority: level, Reason: reasons[level]}
+	level := -1
+	var reason string
+	for n, i := range order {
+		if n == 0 || compareKeys(&keys[order[n-1]], &keys[i]) != 0 {
+			level++
+			reason = p.reason(client, keys[i], len(targets))
+		}
+		ranks[i] = Rank{Priority: level, Reason: reason}
 	}
 	return ranks
 }
