@@ -147,8 +147,10 @@ type Gateway struct {
 	metrics *metrics
 	routes  atomic.Pointer[routeTable]
 	// hosts keeps each endpoint's request counter across route updates.
-	hostsMu sync.Mutex
+	hostsMu sync.Mutex // guards hosts and configured
 	hosts   map[string]*host
+	// configured is set by the first successful SetRoutes.
+	configured bool
 
 	mu        sync.Mutex // guards the following
 	listeners map[net.Listener]struct{}
@@ -224,6 +226,7 @@ func (g *Gateway) SetRoutes(routes []Route) error {
 		t.bySNI[sni] = rt
 	}
 	g.hosts = seen
+	g.configured = true
 	g.routes.Store(t)
 	g.metrics.routes.Set(float64(len(t.bySNI)))
 	g.log.Info("routes updated", "services", len(t.bySNI))

@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// AdminHandler serves the gateway's admin port (15021): /stats/prometheus,
+// /ready (200 once routes arrived and while not draining), /debug/routes
+// (the routing table as JSON) and status (when given, e.g. the xDS
+// client's) at /debug/xds.
+func (g *Gateway) AdminHandler(gatherer prometheus.Gatherer, xdsStatus func() any) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /stats/prometheus", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case g.Draining():
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+		case !g.hasRoutes():
+			http.Error(w, "no configuration from the control plane yet", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ok")
+		}
+	})
+	mux.HandleFunc("GET /debug/routes", func(w http.ResponseWriter, _ *http.Request) {
+		type routeJSON struct {
+			SNI string `json:"sni"`
+			Route
+		}
+		var out []routeJSON
+		for _, r := range g.Routes() {
+			out = append(out, routeJSON{SNI: r.Service.SNI(), Route: r})
+		}
+		writeJSON(w, out)
+	})
+	if xdsStatus != nil {
+		mux.HandleFunc("GET /debug/xds", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, xdsStatus()) })
+	}
+	return mux
+}
+
+// hasRoutes reports whether a routing table was ever set (an empty table
+// from the control plane counts: the cluster exports nothing).
+func (g *Gateway) hasRoutes() bool {
+	g.hostsMu.Lock()
+	defer g.hostsMu.Unlock()
+	return g.configured
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

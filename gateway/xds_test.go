@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/xdsclient"
+	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
+)
+
+func gatewayListener(t testing.TB, snis ...string) *listenerv3.Listener {
+	l := &listenerv3.Listener{Name: GatewayListener}
+	for _, sni := range snis {
+		tp, err := anypb.New(&tcpproxyv3.TcpProxy{StatPrefix: sni, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: sni}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}},
+			Filters:          []*listenerv3.Filter{{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tp}}},
+		})
+	}
+	return l
+}
+
+func cla(name string, eps map[string]corev3.HealthStatus, priority uint32) *endpointv3.ClusterLoadAssignment {
+	loc := &endpointv3.LocalityLbEndpoints{Priority: priority}
+	for addr, h := range eps {
+		host, port, _ := strings.Cut(addr, ":")
+		var p uint32
+		for _, c := range port {
+			p = p*10 + uint32(c-'0')
+		}
+		loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
+			HealthStatus: h,
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{
+				Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: p}}},
+			}}},
+		})
+	}
+	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{loc}}
+}
+
+func TestXDSHandlerBuildsRoutesAndRejectsBadSNI(t *testing.T) {
+	gw, _ := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+	h := NewXDSHandler(gw)
+	sni := echoSP.SNI()
+	if err := h.OnUpdate(xdsclient.Update{TypeURL: xdsclient.EndpointType, Resources: map[string]protoMsg{
+		sni: cla(sni, map[string]corev3.HealthStatus{"127.0.1.1:15006": corev3.HealthStatus_HEALTHY, "127.0.1.2:15006": corev3.HealthStatus_UNHEALTHY}, 0),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.OnUpdate(xdsclient.Update{TypeURL: xdsclient.ListenerType, Resources: map[string]protoMsg{GatewayListener: gatewayListener(t, sni)}}); err != nil {
+		t.Fatal(err)
+	}
+	want := []Route{{Service: echoSP, Endpoints: []Endpoint{{Address: "127.0.1.1:15006", Healthy: true}, {Address: "127.0.1.2:15006"}}}}
+	got := gw.Routes()
+	for i := range got {
+		sortEndpoints(got[i].Endpoints)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("routes (-want +got):\n%s", diff)
+	}
+
+	// A listener naming a non-fedmesh server name is rejected; routes stay.
+	err := h.OnUpdate(xdsclient.Update{TypeURL: xdsclient.ListenerType, Resources: map[string]protoMsg{GatewayListener: gatewayListener(t, "evil.example.com")}})
+	if err == nil {
+		t.Fatal("bad SNI accepted")
+	}
+	if diff := cmp.Diff(want, sortedRoutes(gw)); diff != "" {
+		t.Errorf("routes after a rejected update (-want +got):\n%s", diff)
+	}
+}
+
+type protoMsg = proto.Message
+
+func sortedRoutes(gw *Gateway) []Route {
+	got := gw.Routes()
+	for i := range got {
+		sortEndpoints(got[i].Endpoints)
+	}
+	return got
+}
+
+func sortEndpoints(eps []Endpoint) {
+	for i := 1; i < len(eps); i++ {
+		for j := i; j > 0 && eps[j].Address < eps[j-1].Address; j-- {
+			eps[j], eps[j-1] = eps[j-1], eps[j]
+		}
+	}
+}
+
+// TestGatewayFromRealXDSServer drives the handler through the real ADS
+// client and a go-control-plane server, then keeps its routes when the
+// server goes away.
+func TestGatewayFromRealXDSServer(t *testing.T) {
+	srv := xdstest.New(t, nil)
+	sp := naming.ServicePort{Namespace: "demo", Name: "echo", Port: 8080}
+	sni := sp.SNI()
+	srv.Set("1", map[string][]types.Resource{
+		resourcev3.ListenerType: {gatewayListener(t, sni)},
+		resourcev3.EndpointType: {cla(sni, map[string]corev3.HealthStatus{"127.0.1.1:15006": corev3.HealthStatus_HEALTHY}, 0)},
+	}, "gateway~east-1")
+
+	gw, _ := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+	c, err := xdsclient.New(xdsclient.Config{
+		Target: srv.Addr(), Insecure: true,
+		Node:    &corev3.Node{Id: "gateway~east-1"},
+		Types:   XDSTypes,
+		Handler: NewXDSHandler(gw),
+	}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	xdstest.Eventually(t, "routes from xDS", func() bool { return len(gw.Routes()) == 1 && len(gw.Routes()[0].Endpoints) == 1 })
+	srv.Stop()
+	xdstest.Eventually(t, "client notices the server is gone", func() bool { return !c.Status().Connected })
+	if got := gw.Routes(); len(got) != 1 || got[0].Service != sp {
+		t.Errorf("routes after the control plane left = %+v, want the last good ones", got)
+	}
+}
