@@ -649,3 +649,68 @@ func BenchmarkPick(b *testing.B) {
 		}
 	}
 }
+
+// FuzzUpdate feeds arbitrary endpoint lists (as the xDS client would pass
+// them on) and checks that a refused list changes nothing and an accepted
+// one serves picks only from its own hosts, preferring available ones.
+func FuzzUpdate(f *testing.F) {
+	f.Add([]byte{0, 1, 1, 1, 0, 1, 2, 1, 0})
+	f.Add([]byte{0, 0, 0, 0, 0, 0})
+	f.Add([]byte{255, 3, 1, 7, 2, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		b, _ := newBalancer(t, Config{}, eps([2]int{1, 1}))
+		var list []Endpoint
+		for i := 0; i+2 < len(raw) && len(list) < 64; i += 3 {
+			e := Endpoint{Address: fmt.Sprintf("127.0.0.%d:80", raw[i]%8), Priority: int(raw[i+1]%4) - 1, Healthy: raw[i+2]%2 == 1}
+			if raw[i]%8 == 7 {
+				e.Address = ""
+			}
+			if raw[i+2]&2 != 0 {
+				e.SNI = "8080.echo.demo.svc.clusterset.local"
+			}
+			list = append(list, e)
+		}
+		before := b.Snapshot()
+		if err := b.Update(list); err != nil {
+			if !errors.Is(err, ErrBadEndpoints) {
+				t.Fatalf("Update error %v does not wrap ErrBadEndpoints", err)
+			}
+			if diff := cmp.Diff(before, b.Snapshot()); diff != "" {
+				t.Fatalf("refused Update changed state (-before +after):\n%s", diff)
+			}
+			return
+		}
+		for range 20 {
+			h, err := b.Pick()
+			if len(list) == 0 {
+				if !errors.Is(err, ErrNoHosts) {
+					t.Fatalf("Pick on no hosts: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Pick: %v", err)
+			}
+			found := false
+			for _, e := range list {
+				if e == h.Endpoint() {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("picked %+v, not in the list", h.Endpoint())
+			}
+			if !h.Endpoint().Healthy {
+				// An unhealthy host serves only from a level in panic.
+				panicAny := false
+				for _, lv := range b.Snapshot().Levels {
+					panicAny = panicAny || lv.Panic
+				}
+				if !panicAny {
+					t.Fatalf("picked unhealthy %+v with no level in panic", h.Endpoint())
+				}
+			}
+		}
+	})
+}
