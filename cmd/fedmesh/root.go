@@ -56,5 +56,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newEchoCmd())
 	root.AddCommand(newControlPlaneCmd())
 	root.AddCommand(newDebugCmd())
+	root.AddCommand(newGatewayCmd())
 	return root
 }
