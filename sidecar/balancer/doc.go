@@ -30,9 +30,10 @@
 // topology.ComputeLoad over each priority's host count and its available
 // hosts (healthy from the control plane and not ejected), with Envoy's
 // overprovisioning factor (default 1.4) and panic threshold (default 50%).
-// A priority is drawn by that share with a lock-free splitmix64 generator,
-// then two distinct random available hosts of that priority are compared
-// (power of two choices):
+// A priority is drawn by that share (randomness from the runtime's
+// per-thread generator, or a lock-free splitmix64 sequence when
+// Config.Seed is set), then two distinct random available hosts of that
+// priority are compared (power of two choices):
 //
 //   - LeastRequest: fewer outstanding requests per unit of weight wins,
 //     comparing (active+1)/weight.
