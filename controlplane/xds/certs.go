@@ -1,0 +1,73 @@
+package xds
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Issuer signs workload certificates. It is called from the server's
+// run goroutine only.
+type Issuer interface {
+	// SignWorkload signs pub as the SVID of namespace/serviceAccount,
+	// valid for ttl, and returns the chain, leaf first.
+	SignWorkload(namespace, serviceAccount string, pub crypto.PublicKey, ttl time.Duration) ([]*x509.Certificate, error)
+	// TrustBundle returns the federation's root certificates.
+	TrustBundle() []*x509.Certificate
+}
+
+// svid is one identity's current certificate.
+type svid struct {
+	secrets  *Secrets
+	notAfter time.Time
+	renewAt  time.Time
+	serial   string
+}
+
+// issue makes a key, has it signed and renders the node's secrets.
+func issue(is Issuer, id Identity, ttl time.Duration, now time.Time) (*svid, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	chain, err := is.SignWorkload(id.Namespace, id.ServiceAccount, key.Public(), ttl)
+	if err != nil {
+		return nil, fmt.Errorf("sign %s/%s: %w", id.Namespace, id.ServiceAccount, err)
+	}
+	if len(chain) == 0 {
+		return nil, errors.New("issuer returned an empty chain")
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("marshal key: %w", err)
+	}
+	leaf := chain[0]
+	start := leaf.NotBefore
+	if start.After(now) || start.IsZero() {
+		start = now
+	}
+	return &svid{
+		secrets: &Secrets{
+			ChainPEM:  certsPEM(chain),
+			KeyPEM:    pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+			BundlePEM: certsPEM(is.TrustBundle()),
+		},
+		notAfter: leaf.NotAfter,
+		renewAt:  start.Add(leaf.NotAfter.Sub(start) / 2),
+		serial:   leaf.SerialNumber.String(),
+	}, nil
+}
+
+func certsPEM(certs []*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
+}

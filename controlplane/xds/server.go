@@ -1,0 +1,505 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	cplog "github.com/envoyproxy/go-control-plane/pkg/log"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/internal/naming"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Cluster is the local cluster's name; nodes of other clusters are
+	// refused. Required.
+	Cluster string
+	// Settings tune the generated resources; TrustDomain is required.
+	Settings Settings
+	// Authenticator proves each node's identity. Required.
+	Authenticator Authenticator
+	// Issuer signs sidecars' certificates; nil means no SDS secrets are
+	// served (sidecars then get none).
+	Issuer Issuer
+	// CertTTL is the lifetime of issued certificates, renewed at half
+	// life; default 24h.
+	CertTTL time.Duration
+	// Debounce delays a rebuild after a view change so that a burst of
+	// changes makes one push; default 100ms.
+	Debounce time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger receives the server's logs; default slog.Default().
+	Logger *slog.Logger
+	// Registerer registers the server's metrics; nil means unregistered.
+	Registerer prometheus.Registerer
+}
+
+// Server is the xDS server of one control plane.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	cache   cache.SnapshotCache
+	xds     serverv3.Server
+	metrics *metrics
+
+	kick chan struct{} // a node appeared or a rebuild is due now
+
+	mu         sync.Mutex // guards the following
+	view       *catalog.View
+	gen        *Generator
+	genErr     error
+	viewDirty  bool // every node needs a rebuild after the debounce
+	viewAt     time.Time
+	streams    map[int64]*streamState
+	nodes      map[string]*nodeState // by Node.Key()
+	identities map[string]*identityState
+	dirty      map[string]bool // nodes to build at the next flush
+}
+
+type streamState struct {
+	ctx  context.Context
+	key  string // "" until the first request authenticates
+	node *nodeState
+}
+
+type nodeState struct {
+	node    Node
+	id      Identity
+	streams int
+	built   *Built // last snapshot set in the cache
+}
+
+type identityState struct {
+	id    Identity
+	nodes int
+	cert  *svid
+	err   error
+	retry time.Time
+}
+
+// NewServer checks cfg and builds a server; Run drives it.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Cluster == "" {
+		return nil, errors.New("xds: config: cluster is empty")
+	}
+	if cfg.Authenticator == nil {
+		return nil, errors.New("xds: config: authenticator is nil")
+	}
+	s, err := cfg.Settings.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("xds: config: %w", err)
+	}
+	cfg.Settings = s
+	if cfg.CertTTL == 0 {
+		cfg.CertTTL = 24 * time.Hour
+	}
+	if cfg.CertTTL < 0 || cfg.Debounce < 0 {
+		return nil, errors.New("xds: config: cert TTL and debounce must not be negative")
+	}
+	if cfg.Debounce == 0 {
+		cfg.Debounce = 100 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	srv := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "xds", "cluster", cfg.Cluster),
+		metrics:    newMetrics(),
+		kick:       make(chan struct{}, 1),
+		streams:    make(map[int64]*streamState),
+		nodes:      make(map[string]*nodeState),
+		identities: make(map[string]*identityState),
+		dirty:      make(map[string]bool),
+	}
+	if cfg.Registerer != nil {
+		if err := srv.metrics.register(cfg.Registerer); err != nil {
+			return nil, fmt.Errorf("xds: register metrics: %w", err)
+		}
+	}
+	srv.view = &catalog.View{Local: cfg.Cluster}
+	srv.gen, _ = NewGenerator(cfg.Settings, srv.view)
+	// Not the cache's ADS mode: it answers only requests naming every
+	// resource of a type, and proxyless gRPC clients ask for one listener.
+	srv.cache = cache.NewSnapshotCache(false, nodeHash{}, cacheLogger{srv.log})
+	srv.xds = serverv3.NewServer(context.Background(), srv.cache, srv.callbacks())
+	return srv, nil
+}
+
+// Register adds ADS and the per-type discovery services to g.
+func (s *Server) Register(g *grpc.Server) {
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
+	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
+	secretservice.RegisterSecretDiscoveryServiceServer(g, s.xds)
+}
+
+// UpdateView publishes a new federation view; nodes are rebuilt after the
+// debounce. A view of another cluster is refused. Safe to call from any
+// goroutine.
+func (s *Server) UpdateView(v *catalog.View) error {
+	if v == nil {
+		return errors.New("xds: nil view")
+	}
+	if v.Local != s.cfg.Cluster {
+		s.metrics.invalid.WithLabelValues("view_cluster").Inc()
+		return fmt.Errorf("xds: view of cluster %q, want %q", v.Local, s.cfg.Cluster)
+	}
+	gen, err := NewGenerator(s.cfg.Settings, v)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.view != nil && v.Revision != 0 && v.Revision < s.view.Revision {
+		s.mu.Unlock()
+		return fmt.Errorf("xds: view revision %d is older than %d", v.Revision, s.view.Revision)
+	}
+	s.view, s.gen = v, gen
+	if !s.viewDirty {
+		s.viewDirty, s.viewAt = true, s.cfg.Now()
+	}
+	s.mu.Unlock()
+	s.signal()
+	return nil
+}
+
+func (s *Server) signal() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run rebuilds snapshots and renews certificates until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		wait := s.flush()
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+		case <-timer.C:
+		}
+	}
+}
+
+// flush builds what is due and returns how long until the next thing is.
+func (s *Server) flush() time.Duration {
+	now := s.cfg.Now()
+	next := time.Hour
+
+	s.mu.Lock()
+	if s.viewDirty {
+		if due := s.viewAt.Add(s.cfg.Debounce); now.Before(due) {
+			next = min(next, due.Sub(now))
+		} else {
+			s.viewDirty = false
+			for k := range s.nodes {
+				s.dirty[k] = true
+			}
+		}
+	}
+	// Certificates: issue for new identities, renew due ones.
+	var renew []*identityState
+	for _, is := range s.identities {
+		switch {
+		case s.cfg.Issuer == nil:
+		case is.cert == nil && (is.retry.IsZero() || !now.Before(is.retry)),
+			is.cert != nil && !now.Before(is.cert.renewAt):
+			renew = append(renew, is)
+		case is.cert == nil:
+			next = min(next, is.retry.Sub(now))
+		default:
+			next = min(next, is.cert.renewAt.Sub(now))
+		}
+	}
+	s.mu.Unlock()
+
+	for _, is := range renew {
+		cert, err := issue(s.cfg.Issuer, is.id, s.cfg.CertTTL, now)
+		s.mu.Lock()
+		if err != nil {
+			is.err, is.retry = err, now.Add(5*time.Second)
+			next = min(next, 5*time.Second)
+			s.metrics.certs.WithLabelValues("error").Inc()
+			s.log.Error("certificate issuance failed", "identity", is.id.Namespace+"/"+is.id.ServiceAccount, "err", err)
+		} else {
+			renewal := is.cert != nil
+			is.cert, is.err, is.retry = cert, nil, time.Time{}
+			next = min(next, max(0, cert.renewAt.Sub(now)))
+			s.metrics.certs.WithLabelValues("ok").Inc()
+			s.log.Info("certificate issued", "identity", is.id.Namespace+"/"+is.id.ServiceAccount,
+				"serial", cert.serial, "notAfter", cert.notAfter, "renewal", renewal)
+			for k, n := range s.nodes {
+				if n.id == is.id && n.node.Role == naming.RoleSidecar {
+					s.dirty[k] = true
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+
+	s.mu.Lock()
+	gen := s.gen
+	type job struct {
+		key string
+		n   *nodeState
+		sec *Secrets
+	}
+	jobs := make([]job, 0, len(s.dirty))
+	for k := range s.dirty {
+		n, ok := s.nodes[k]
+		if !ok {
+			continue
+		}
+		var sec *Secrets
+		if is := s.identities[identityKey(n.id)]; is != nil && is.cert != nil && n.node.Role == naming.RoleSidecar {
+			sec = is.cert.secrets
+		}
+		jobs = append(jobs, job{k, n, sec})
+	}
+	clear(s.dirty)
+	s.mu.Unlock()
+	if len(jobs) == 0 {
+		return max(next, time.Millisecond)
+	}
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].key < jobs[j].key })
+
+	start := time.Now()
+	for _, j := range jobs {
+		b, err := gen.Build(j.n.node, j.sec)
+		if err != nil {
+			reason := "build"
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				reason = ve.Reason
+			}
+			s.metrics.invalid.WithLabelValues(reason).Inc()
+			s.log.Error("snapshot not sent: validation failed; the node keeps its last good one",
+				"node", j.n.node.ID, "err", err)
+			continue
+		}
+		s.mu.Lock()
+		current, ok := s.nodes[j.key]
+		if !ok || current != j.n {
+			s.mu.Unlock()
+			continue // the node left meanwhile
+		}
+		j.n.built = b
+		s.mu.Unlock()
+		if err := s.cache.SetSnapshot(context.Background(), j.key, b.Snapshot); err != nil {
+			s.metrics.invalid.WithLabelValues("cache").Inc()
+			s.log.Error("snapshot not set", "node", j.n.node.ID, "err", err)
+			continue
+		}
+		s.metrics.builds.Inc()
+	}
+	s.metrics.flushSeconds.Observe(time.Since(start).Seconds())
+	return max(next, time.Millisecond)
+}
+
+func identityKey(id Identity) string { return id.Namespace + "/" + id.ServiceAccount }
+
+// callbacks authenticate streams and count what they refuse.
+func (s *Server) callbacks() serverv3.Callbacks {
+	return serverv3.CallbackFuncs{
+		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			s.openStream(ctx, id)
+			return nil
+		},
+		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			s.openStream(ctx, id)
+			return nil
+		},
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.closeStream(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closeStream(id) },
+		StreamRequestFunc: func(id int64, req *discoverygrpc.DiscoveryRequest) error {
+			return s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResourceNames())
+		},
+		StreamDeltaRequestFunc: func(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
+			return s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResourceNamesSubscribe())
+		},
+		FetchRequestFunc: func(context.Context, *discoverygrpc.DiscoveryRequest) error {
+			s.metrics.rejected.WithLabelValues("fetch").Inc()
+			return status.Error(codes.Unimplemented, "fetch is not served; use a stream")
+		},
+	}
+}
+
+func (s *Server) openStream(ctx context.Context, id int64) {
+	s.mu.Lock()
+	s.streams[id] = &streamState{ctx: ctx}
+	s.mu.Unlock()
+}
+
+func (s *Server) closeStream(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.streams[id]
+	if !ok {
+		return
+	}
+	delete(s.streams, id)
+	if st.node == nil {
+		return
+	}
+	st.node.streams--
+	if st.node.streams > 0 {
+		return
+	}
+	delete(s.nodes, st.key)
+	s.cache.ClearSnapshot(st.key)
+	s.metrics.nodes.Set(float64(len(s.nodes)))
+	ik := identityKey(st.node.id)
+	if is := s.identities[ik]; is != nil {
+		is.nodes--
+		if is.nodes == 0 {
+			delete(s.identities, ik)
+		}
+	}
+}
+
+func (s *Server) reject(reason string, code codes.Code, msg string, args ...any) error {
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+	s.log.Warn("xds request refused", append([]any{"reason", reason, "err", msg}, args...)...)
+	return status.Error(code, msg)
+}
+
+// onRequest authenticates a stream's first request and checks later ones.
+func (s *Server) onRequest(id int64, pn *corev3.Node, typeURL string, names []string) error {
+	s.mu.Lock()
+	st, ok := s.streams[id]
+	key := ""
+	var ns *nodeState
+	if ok {
+		key, ns = st.key, st.node
+	}
+	s.mu.Unlock()
+	if !ok {
+		return status.Error(codes.Internal, "unknown stream")
+	}
+	if key == "" {
+		var err error
+		if ns, err = s.authenticate(st, pn); err != nil {
+			return err
+		}
+		key = ns.node.Key()
+	} else if pn != nil && (nodeHash{}).ID(pn) != key {
+		return s.reject("node_changed", codes.InvalidArgument, "node changed within a stream", "node", pn.GetId())
+	}
+	if typeURL == resourcev3.SecretType {
+		for _, name := range names {
+			if name != naming.SecretWorkload && name != naming.SecretRootCA {
+				s.metrics.rejected.WithLabelValues("secret_name").Inc()
+				s.log.Error("node asked for a secret that is not its own", "node", ns.node.ID,
+					"identity", identityKey(ns.id), "secret", name)
+			}
+		}
+		if ns.node.Role != naming.RoleSidecar && len(names) > 0 {
+			s.metrics.rejected.WithLabelValues("secret_role").Inc()
+			s.log.Error("node of role "+ns.node.Role+" asked for secrets", "node", ns.node.ID)
+		}
+	}
+	return nil
+}
+
+func (s *Server) authenticate(st *streamState, pn *corev3.Node) (*nodeState, error) {
+	n, err := ParseNode(pn)
+	if err != nil {
+		return nil, s.reject("bad_node", codes.InvalidArgument, err.Error())
+	}
+	if n.Cluster != s.cfg.Cluster {
+		return nil, s.reject("wrong_cluster", codes.PermissionDenied,
+			fmt.Sprintf("node %q is of cluster %q, this control plane serves %q", n.ID, n.Cluster, s.cfg.Cluster))
+	}
+	ident, err := s.cfg.Authenticator.Authenticate(st.ctx, n)
+	if err != nil {
+		return nil, s.reject("unauthenticated", codes.Unauthenticated, err.Error(), "node", n.ID)
+	}
+	if err := checkClaims(n, ident); err != nil {
+		return nil, s.reject("identity_mismatch", codes.PermissionDenied, err.Error())
+	}
+	key := n.Key()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := s.nodes[key]
+	if ns == nil {
+		ns = &nodeState{node: n, id: ident}
+		s.nodes[key] = ns
+		s.dirty[key] = true
+		s.metrics.nodes.Set(float64(len(s.nodes)))
+		if n.Role == naming.RoleSidecar {
+			ik := identityKey(ident)
+			is := s.identities[ik]
+			if is == nil {
+				is = &identityState{id: ident}
+				s.identities[ik] = is
+			}
+			is.nodes++
+		}
+	} else if ns.node.Workload != n.Workload || FormatAppPorts(ns.node.AppPorts) != FormatAppPorts(n.AppPorts) || ns.node.Locality != n.Locality {
+		// Same id and identity, new details: the newest stream wins.
+		ns.node = n
+		s.dirty[key] = true
+	}
+	ns.streams++
+	st.key, st.node = key, ns
+	s.signal()
+	return ns, nil
+}
+
+// nodeHash keys the snapshot cache by the node's identity claims and id;
+// claims are checked against credentials before any watch is created.
+type nodeHash struct{}
+
+func (nodeHash) ID(pn *corev3.Node) string {
+	n, err := ParseNode(pn)
+	if err != nil {
+		return "invalid|" + pn.GetId()
+	}
+	return n.Key()
+}
+
+type cacheLogger struct{ log *slog.Logger }
+
+func (l cacheLogger) Debugf(f string, a ...any) { l.log.Debug(fmt.Sprintf(f, a...)) }
+func (l cacheLogger) Infof(f string, a ...any)  { l.log.Debug(fmt.Sprintf(f, a...)) }
+func (l cacheLogger) Warnf(f string, a ...any)  { l.log.Warn(fmt.Sprintf(f, a...)) }
+func (l cacheLogger) Errorf(f string, a ...any) { l.log.Error(fmt.Sprintf(f, a...)) }
+
+var _ cplog.Logger = cacheLogger{}
