@@ -1,0 +1,32 @@
+// Package adminapi is the federation part of a control plane's admin HTTP
+// endpoint (default http://127.0.0.1:15014), which the fedmesh CLI talks
+// to, and the client the CLI uses.
+//
+//	POST /federation/v1/token   {"ttl":"1h"}                  -> {"token","expiry","seeds"}
+//	POST /federation/v1/join    {"token":"fmjt1...."}         -> {"issuer","trustDomain","contacted"}
+//	GET  /federation/v1/keys                                  -> keyring of every member
+//	POST /federation/v1/keys    {"op":"install|use|remove","key":"BASE64"}
+//	GET  /federation/v1/members                               -> {"members":[...]}
+//
+// Errors are JSON {"error": "..."}: 400 bad request or malformed token,
+// 403 token refused (altered, foreign, expired), 409 duplicate cluster
+// name or already federated under another key, 502 when serf could not
+// reach the seeds or a member failed a key operation, 503 when the
+// control plane lacks its signing identity or trusted roots.
+//
+// Joining verifies the token against this cluster's trusted roots before
+// anything touches serf; then the membership adopts the token's gossip
+// keys (only a member alone may switch keys) and joins the seeds. One
+// join makes the full mesh. Refused tokens are counted in
+// fedmesh_federation_join_token_rejected_total{reason}.
+//
+// The control plane mounts the handler on its admin mux:
+//
+//	h, err := adminapi.NewHandler(adminapi.Config{
+//		Federation:   members,
+//		Issuer:       func() (adminapi.Issuer, error) { ... cluster key and chain ... },
+//		TrustedRoots: func() ([]*x509.Certificate, error) { ... federation root ... },
+//		Logger:       logger, Registerer: registry,
+//	})
+//	mux.Handle("/federation/", h)
+package adminapi
