@@ -1,0 +1,58 @@
+// Package admin serves the sidecar's admin listener (port 15000 by
+// default), for operators and probes:
+//
+//	GET /stats/prometheus   every metric of the sidecar, Prometheus text format
+//	GET /config_dump        the runtime configuration and xDS state, as JSON
+//	GET /endpoints          per service: every endpoint with its priority,
+//	                        health, ejection state and why, as JSON
+//	GET /ready              200 "ready" once the sidecar has a certificate,
+//	                        a trust bundle and its first configuration; 503
+//	                        with the reason before
+//
+// The pages read from a Source, so this package knows nothing of xDS.
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Source provides the admin pages' content. Its methods are called from
+// HTTP handler goroutines, concurrently.
+type Source interface {
+	// ConfigDump returns a JSON-encodable view of the configuration.
+	ConfigDump() any
+	// Endpoints returns a JSON-encodable view of every service's endpoints.
+	Endpoints() any
+	// Ready reports whether the sidecar can serve, and if not, why.
+	Ready() (ok bool, why string)
+}
+
+// Handler returns the admin HTTP handler.
+func Handler(src Source, g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /stats/prometheus", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, src.ConfigDump()) })
+	mux.HandleFunc("GET /endpoints", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, src.Endpoints()) })
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := src.Ready()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: " + why + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,581 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/xdsclient"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+// ErrInvalid is wrapped by every error of Apply.
+var ErrInvalid = errors.New("invalid sidecar configuration")
+
+// Defaults for fields the control plane leaves unset.
+const (
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultTimeout        = 15 * time.Second
+	DefaultMaxRequests    = 1024
+	DefaultMaxRetries     = 3
+)
+
+// Builder keeps the last accepted xDS resources and builds Snapshots. Its
+// methods are safe for concurrent use; Apply is normally called from the
+// xDS client's goroutine.
+type Builder struct {
+	trustDomain spiffeid.TrustDomain
+
+	mu        sync.Mutex // guards the following
+	resources map[string]map[string]proto.Message
+	versions  map[string]string
+	current   *Snapshot
+}
+
+// NewBuilder returns a Builder for a sidecar of the trust domain td; the
+// ROOTCA bundle is read as that trust domain's.
+func NewBuilder(td spiffeid.TrustDomain) *Builder {
+	return &Builder{
+		trustDomain: td,
+		resources:   map[string]map[string]proto.Message{},
+		versions:    map[string]string{},
+		current:     &Snapshot{Services: map[naming.ServicePort]*Service{}, hosts: map[hostPort]*Service{}, ports: map[int32][]*Service{}, Versions: map[string]string{}},
+	}
+}
+
+// Current returns the last built Snapshot (an empty one before the first).
+func (b *Builder) Current() *Snapshot {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.current
+}
+
+// Apply builds a Snapshot with u in place of the previous resources of its
+// type. On error nothing changes.
+func (b *Builder) Apply(u xdsclient.Update) (*Snapshot, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	res := make(map[string]map[string]proto.Message, len(b.resources)+1)
+	for t, m := range b.resources {
+		res[t] = m
+	}
+	res[u.TypeURL] = u.Resources
+	versions := make(map[string]string, len(b.versions)+1)
+	for t, v := range b.versions {
+		versions[t] = v
+	}
+	versions[u.TypeURL] = u.Version
+	snap, err := build(b.trustDomain, res, versions)
+	if err != nil {
+		return nil, err
+	}
+	b.resources, b.versions, b.current = res, versions, snap
+	return snap, nil
+}
+
+// Resources returns the accepted resources of one type, for config dumps.
+func (b *Builder) Resources(typeURL string) map[string]proto.Message {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.resources[typeURL]
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+func build(td spiffeid.TrustDomain, res map[string]map[string]proto.Message, versions map[string]string) (*Snapshot, error) {
+	snap := &Snapshot{
+		Services: map[naming.ServicePort]*Service{},
+		Versions: versions,
+		hosts:    map[hostPort]*Service{},
+		ports:    map[int32][]*Service{},
+	}
+	inboundClusters := map[string]*clusterv3.Cluster{}
+	for _, name := range sortedKeys(res[xdsclient.ClusterType]) {
+		c := res[xdsclient.ClusterType][name].(*clusterv3.Cluster)
+		if strings.HasPrefix(name, "inbound|") {
+			inboundClusters[name] = c
+			continue
+		}
+		sp, err := naming.ParseOutboundCluster(name)
+		if err != nil {
+			return nil, invalid("cluster %q: %v", name, err)
+		}
+		svc, err := service(sp, c)
+		if err != nil {
+			return nil, invalid("cluster %q: %v", name, err)
+		}
+		snap.Services[sp] = svc
+	}
+	for _, name := range sortedKeys(res[xdsclient.EndpointType]) {
+		cla := res[xdsclient.EndpointType][name].(*endpointv3.ClusterLoadAssignment)
+		eps, err := endpoints(cla)
+		if err != nil {
+			return nil, invalid("endpoints %q: %v", name, err)
+		}
+		sp, err := naming.ParseOutboundCluster(name)
+		if err != nil {
+			continue // endpoints of a cluster we do not use
+		}
+		if svc := snap.Services[sp]; svc != nil {
+			for i := range eps {
+				if eps[i].SNI == "" {
+					eps[i].SNI = svc.SNI
+				}
+			}
+			svc.Endpoints = eps
+		}
+	}
+	routeCfgs := res[xdsclient.RouteType]
+	for _, name := range sortedKeys(routeCfgs) {
+		if err := applyRoutes(snap, routeCfgs[name].(*routev3.RouteConfiguration)); err != nil {
+			return nil, invalid("route configuration %q: %v", name, err)
+		}
+	}
+	for _, name := range sortedKeys(res[xdsclient.ListenerType]) {
+		l := res[xdsclient.ListenerType][name].(*listenerv3.Listener)
+		switch {
+		case strings.HasPrefix(name, "outbound|"):
+			if err := applyOutboundListener(snap, l); err != nil {
+				return nil, invalid("listener %q: %v", name, err)
+			}
+		case strings.HasPrefix(name, "inbound|"):
+			in, err := inbound(l, inboundClusters, snap)
+			if err != nil {
+				return nil, invalid("listener %q: %v", name, err)
+			}
+			snap.Inbound = append(snap.Inbound, in)
+		}
+	}
+	for _, name := range sortedKeys(res[xdsclient.SecretType]) {
+		s := res[xdsclient.SecretType][name].(*tlsv3.Secret)
+		switch name {
+		case naming.SecretWorkload:
+			c, err := certificate(s)
+			if err != nil {
+				return nil, invalid("secret %q: %v", name, err)
+			}
+			snap.Certificate = c
+		case naming.SecretRootCA:
+			bundle, err := rootBundle(td, s)
+			if err != nil {
+				return nil, invalid("secret %q: %v", name, err)
+			}
+			snap.Bundle = bundle
+		default:
+			return nil, invalid("secret %q: unknown secret name (want %q or %q)", name, naming.SecretWorkload, naming.SecretRootCA)
+		}
+	}
+	for sp, svc := range snap.Services {
+		svc.Version = serviceVersion(svc)
+		for _, h := range []string{sp.Host(), sp.Name + "." + sp.Namespace} {
+			k := hostPort{h, sp.Port}
+			if _, taken := snap.hosts[k]; !taken {
+				snap.hosts[k] = svc
+			}
+		}
+		snap.ports[sp.Port] = append(snap.ports[sp.Port], svc)
+	}
+	for _, list := range snap.ports {
+		sort.Slice(list, func(i, j int) bool { return list[i].Cluster < list[j].Cluster })
+	}
+	return snap, nil
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func u32(v *wrapperspb.UInt32Value, def int) int {
+	if v == nil {
+		return def
+	}
+	return int(v.GetValue())
+}
+
+func service(sp naming.ServicePort, c *clusterv3.Cluster) (*Service, error) {
+	svc := &Service{
+		Port:           sp,
+		Cluster:        c.GetName(),
+		Protocol:       TCP,
+		SNI:            sp.SNI(),
+		ConnectTimeout: DefaultConnectTimeout,
+		Timeout:        DefaultTimeout,
+		Retry:          RetryPolicy{HostAttempts: 3},
+		Limits:         Limits{MaxConnections: DefaultMaxRequests, MaxPending: DefaultMaxRequests, MaxRequests: DefaultMaxRequests, MaxRetries: DefaultMaxRetries},
+		Outlier:        Outlier{Consecutive5xx: 5, ConsecutiveGatewayFailure: 5, Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second, MaxEjectionPercent: 10},
+		PanicThreshold: 50,
+	}
+	if d := c.GetConnectTimeout(); d != nil {
+		svc.ConnectTimeout = d.AsDuration()
+	}
+	if th := c.GetCircuitBreakers().GetThresholds(); len(th) > 0 {
+		t := th[0]
+		svc.Limits = Limits{
+			MaxConnections: u32(t.GetMaxConnections(), DefaultMaxRequests),
+			MaxPending:     u32(t.GetMaxPendingRequests(), DefaultMaxRequests),
+			MaxRequests:    u32(t.GetMaxRequests(), DefaultMaxRequests),
+			MaxRetries:     u32(t.GetMaxRetries(), DefaultMaxRetries),
+		}
+	}
+	if od := c.GetOutlierDetection(); od != nil {
+		svc.Outlier = Outlier{
+			Consecutive5xx:            u32(od.GetConsecutive_5Xx(), 5),
+			ConsecutiveGatewayFailure: u32(od.GetConsecutiveGatewayFailure(), 5),
+			Interval:                  10 * time.Second,
+			BaseEjectionTime:          30 * time.Second,
+			MaxEjectionPercent:        u32(od.GetMaxEjectionPercent(), 10),
+		}
+		if d := od.GetInterval(); d != nil {
+			svc.Outlier.Interval = d.AsDuration()
+		}
+		if d := od.GetBaseEjectionTime(); d != nil {
+			svc.Outlier.BaseEjectionTime = d.AsDuration()
+		}
+	}
+	if p := c.GetCommonLbConfig().GetHealthyPanicThreshold(); p != nil {
+		svc.PanicThreshold = p.GetValue()
+	}
+	if ts := c.GetTransportSocket(); ts != nil {
+		var up tlsv3.UpstreamTlsContext
+		if err := ts.GetTypedConfig().UnmarshalTo(&up); err != nil {
+			return nil, fmt.Errorf("transport socket is not an UpstreamTlsContext: %w", err)
+		}
+		if sni := up.GetSni(); sni != "" {
+			got, err := naming.ParseSNI(sni)
+			if err != nil {
+				return nil, err
+			}
+			if got != sp {
+				return nil, fmt.Errorf("sni %q names %s, not the cluster's %s", sni, got, sp)
+			}
+			svc.SNI = strings.ToLower(sni)
+		}
+		for _, p := range up.GetCommonTlsContext().GetAlpnProtocols() {
+			if p == "h2" || p == "http/1.1" {
+				svc.Protocol = HTTP
+			}
+		}
+		vc := up.GetCommonTlsContext().GetCombinedValidationContext().GetDefaultValidationContext()
+		for _, m := range vc.GetMatchTypedSubjectAltNames() {
+			if m.GetSanType() != tlsv3.SubjectAltNameMatcher_URI {
+				continue
+			}
+			id := m.GetMatcher().GetExact()
+			if _, err := spiffeid.FromString(id); err != nil {
+				return nil, fmt.Errorf("subject alt name %q is not a SPIFFE ID: %w", id, err)
+			}
+			svc.Identities = append(svc.Identities, id)
+		}
+		sort.Strings(svc.Identities)
+	}
+	return svc, nil
+}
+
+func endpoints(cla *endpointv3.ClusterLoadAssignment) ([]Endpoint, error) {
+	var out []Endpoint
+	for _, le := range cla.GetEndpoints() {
+		loc := topology.Locality{Region: le.GetLocality().GetRegion(), Zone: le.GetLocality().GetZone(), Cluster: le.GetLocality().GetSubZone()}
+		for _, lb := range le.GetLbEndpoints() {
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil {
+				return nil, errors.New("endpoint without a socket address")
+			}
+			ip := net.ParseIP(sa.GetAddress())
+			if ip == nil {
+				return nil, fmt.Errorf("endpoint address %q is not an IP address", sa.GetAddress())
+			}
+			if sa.GetPortValue() == 0 || sa.GetPortValue() > 65535 {
+				return nil, fmt.Errorf("endpoint %s: port %d out of range", sa.GetAddress(), sa.GetPortValue())
+			}
+			ep := Endpoint{
+				Address:  net.JoinHostPort(ip.String(), strconv.Itoa(int(sa.GetPortValue()))),
+				Priority: le.GetPriority(),
+				Weight:   uint32(u32(lb.GetLoadBalancingWeight(), 1)),
+				Healthy:  healthy(lb.GetHealthStatus()),
+				Locality: loc,
+				Cluster:  loc.Cluster,
+			}
+			if ep.Weight == 0 {
+				ep.Weight = 1
+			}
+			md := lb.GetMetadata().GetFilterMetadata()[naming.MetadataNamespace].GetFields()
+			if v := md[naming.EndpointCluster].GetStringValue(); v != "" {
+				ep.Cluster = v
+			}
+			if v := md[naming.EndpointSNI].GetStringValue(); v != "" {
+				if _, err := naming.ParseSNI(v); err != nil {
+					return nil, fmt.Errorf("endpoint %s: %w", ep.Address, err)
+				}
+				ep.SNI, ep.Remote = strings.ToLower(v), true
+			}
+			if v := md[naming.EndpointIdentity].GetStringValue(); v != "" {
+				if _, err := spiffeid.FromString(v); err != nil {
+					return nil, fmt.Errorf("endpoint %s: identity %q: %w", ep.Address, v, err)
+				}
+				ep.Identity = v
+			}
+			out = append(out, ep)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Priority != out[j].Priority {
+			return out[i].Priority < out[j].Priority
+		}
+		return out[i].Address < out[j].Address
+	})
+	return out, nil
+}
+
+func healthy(h corev3.HealthStatus) bool {
+	switch h {
+	case corev3.HealthStatus_UNKNOWN, corev3.HealthStatus_HEALTHY, corev3.HealthStatus_DEGRADED:
+		return true
+	}
+	return false
+}
+
+func applyRoutes(snap *Snapshot, rc *routev3.RouteConfiguration) error {
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			if r.GetMatch().GetPrefix() != "/" && r.GetMatch().GetPrefix() != "" {
+				continue // fedmesh routes whole hosts only
+			}
+			ra := r.GetRoute()
+			if ra == nil || ra.GetCluster() == "" {
+				continue
+			}
+			sp, err := naming.ParseOutboundCluster(ra.GetCluster())
+			if err != nil {
+				return fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
+			}
+			svc := snap.Services[sp]
+			if svc == nil {
+				continue // the cluster has not arrived yet
+			}
+			svc.Protocol = httpProtocol(svc.Protocol)
+			if d := ra.GetTimeout(); d != nil {
+				svc.Timeout = d.AsDuration()
+			}
+			if rp := ra.GetRetryPolicy(); rp != nil {
+				svc.Retry = retryPolicy(rp)
+			}
+			for _, d := range vh.GetDomains() {
+				host, port, err := SplitHostPort(d, sp.Port)
+				if err != nil || port != sp.Port {
+					continue
+				}
+				snap.hosts[hostPort{host, port}] = svc
+			}
+			break
+		}
+	}
+	return nil
+}
+
+func httpProtocol(p Protocol) Protocol {
+	if p.IsHTTP() {
+		return p
+	}
+	return HTTP
+}
+
+func retryPolicy(rp *routev3.RetryPolicy) RetryPolicy {
+	out := RetryPolicy{Retries: u32(rp.GetNumRetries(), 1), HostAttempts: int(rp.GetHostSelectionRetryMaxAttempts())}
+	if out.HostAttempts <= 0 {
+		out.HostAttempts = 1
+	}
+	for _, on := range strings.Split(rp.GetRetryOn(), ",") {
+		switch strings.TrimSpace(on) {
+		case "5xx":
+			out.On5xx, out.OnConnectFailure = true, true
+		case "gateway-error":
+			out.OnGatewayError, out.OnConnectFailure = true, true
+		case "connect-failure", "reset", "refused-stream":
+			out.OnConnectFailure = true
+		case "unavailable", "cancelled":
+			// gRPC status codes in trailers: not retried, a response has
+			// started by the time they are known.
+		case "retriable-status-codes":
+			for _, c := range rp.GetRetriableStatusCodes() {
+				out.StatusCodes = append(out.StatusCodes, int(c))
+			}
+		}
+	}
+	return out
+}
+
+func applyOutboundListener(snap *Snapshot, l *listenerv3.Listener) error {
+	sp, err := naming.ParseOutboundCluster(l.GetName())
+	if err != nil {
+		return err
+	}
+	svc := snap.Services[sp]
+	if svc == nil {
+		return nil
+	}
+	for _, fc := range l.GetFilterChains() {
+		for _, f := range fc.GetFilters() {
+			tc := f.GetTypedConfig()
+			if tc == nil {
+				continue
+			}
+			switch {
+			case tc.MessageIs(&hcmv3.HttpConnectionManager{}):
+				svc.Protocol = httpProtocol(svc.Protocol)
+			case tc.MessageIs(&tcpproxyv3.TcpProxy{}):
+				var tp tcpproxyv3.TcpProxy
+				if err := tc.UnmarshalTo(&tp); err != nil {
+					return err
+				}
+				if tp.GetCluster() != "" && tp.GetCluster() != svc.Cluster {
+					return fmt.Errorf("tcp_proxy sends to %q, not %q", tp.GetCluster(), svc.Cluster)
+				}
+				svc.Protocol = TCP
+			}
+		}
+	}
+	return nil
+}
+
+func inbound(l *listenerv3.Listener, clusters map[string]*clusterv3.Cluster, snap *Snapshot) (Inbound, error) {
+	sa := l.GetAddress().GetSocketAddress()
+	if sa == nil || net.ParseIP(sa.GetAddress()) == nil {
+		return Inbound{}, errors.New("inbound listener needs an IP socket address")
+	}
+	in := Inbound{
+		Name:    l.GetName(),
+		Address: net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
+		Ports:   map[string]InboundPort{},
+	}
+	for _, fc := range l.GetFilterChains() {
+		for _, sni := range fc.GetFilterChainMatch().GetServerNames() {
+			sp, err := naming.ParseSNI(sni)
+			if err != nil {
+				return Inbound{}, err
+			}
+			port := InboundPort{SNI: strings.ToLower(sni), Port: sp, Protocol: TCP}
+			if svc := snap.Services[sp]; svc != nil {
+				port.Protocol = svc.Protocol
+			}
+			if ts := fc.GetTransportSocket(); ts != nil {
+				var down tlsv3.DownstreamTlsContext
+				if err := ts.GetTypedConfig().UnmarshalTo(&down); err == nil {
+					for _, p := range down.GetCommonTlsContext().GetAlpnProtocols() {
+						if p == "h2" || p == "http/1.1" {
+							port.Protocol = httpProtocol(port.Protocol)
+						}
+					}
+				}
+			}
+			for _, f := range fc.GetFilters() {
+				var tp tcpproxyv3.TcpProxy
+				if f.GetTypedConfig() == nil || f.GetTypedConfig().UnmarshalTo(&tp) != nil {
+					continue
+				}
+				c := clusters[tp.GetCluster()]
+				if c == nil {
+					return Inbound{}, fmt.Errorf("filter chain %q sends to unknown cluster %q", sni, tp.GetCluster())
+				}
+				for _, le := range c.GetLoadAssignment().GetEndpoints() {
+					for _, lb := range le.GetLbEndpoints() {
+						a := lb.GetEndpoint().GetAddress().GetSocketAddress()
+						if a != nil && port.App == "" {
+							port.App = net.JoinHostPort(a.GetAddress(), strconv.Itoa(int(a.GetPortValue())))
+						}
+					}
+				}
+				if c.GetTypedExtensionProtocolOptions() != nil || c.GetHttp2ProtocolOptions() != nil {
+					port.Protocol = GRPC
+				}
+			}
+			if port.App == "" {
+				return Inbound{}, fmt.Errorf("filter chain %q has no app address", sni)
+			}
+			in.Ports[port.SNI] = port
+		}
+	}
+	return in, nil
+}
+
+func dataSource(ds *corev3.DataSource) []byte {
+	if b := ds.GetInlineBytes(); len(b) > 0 {
+		return b
+	}
+	return []byte(ds.GetInlineString())
+}
+
+func certificate(s *tlsv3.Secret) (*tls.Certificate, error) {
+	tc := s.GetTlsCertificate()
+	if tc == nil {
+		return nil, errors.New("no tls_certificate")
+	}
+	c, err := tls.X509KeyPair(dataSource(tc.GetCertificateChain()), dataSource(tc.GetPrivateKey()))
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func rootBundle(td spiffeid.TrustDomain, s *tlsv3.Secret) (*x509bundle.Bundle, error) {
+	vc := s.GetValidationContext()
+	if vc == nil {
+		return nil, errors.New("no validation_context")
+	}
+	rest := dataSource(vc.GetTrustedCa())
+	var roots []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_ca: %w", err)
+		}
+		roots = append(roots, c)
+	}
+	if len(roots) == 0 {
+		return nil, errors.New("trusted_ca holds no certificate")
+	}
+	return x509bundle.FromX509Authorities(td, roots), nil
+}
+
+func serviceVersion(svc *Service) string {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%+v", *svc)
+	return strconv.FormatUint(h.Sum64(), 16)
+}

@@ -1,0 +1,35 @@
+// Package config turns the xDS resources a sidecar receives into one
+// immutable runtime Snapshot: the services it can reach (by host and port),
+// each with its endpoints, TLS expectations, timeouts, retry policy, circuit
+// breaker limits and outlier detection settings; the inbound ports of its
+// own workload; and its certificate and trust bundle.
+//
+// A Builder keeps the last accepted resources of every type. Apply takes one
+// xdsclient.Update, checks it in the context of the other types and builds a
+// new Snapshot; an error means the update is rejected (the xDS client NACKs
+// it) and the previous Snapshot stays. Resources follow docs/xds.md:
+//
+//   - CDS outbound|PORT||HOST: protocol (from the ALPN of the upstream TLS
+//     context and the listener), SNI, expected SPIFFE IDs (URI SAN
+//     matchers), connect timeout, circuit breakers, outlier detection;
+//   - EDS: endpoints with locality, priority, weight, health and the
+//     fedmesh metadata (cluster, sni, identity);
+//   - LDS outbound|PORT||HOST: tcp_proxy (opaque TCP) or an HTTP connection
+//     manager (HTTP) pointing at RDS "PORT"; inbound|ADDR:PORT: the inbound
+//     listener, one filter chain per SNI leading to inbound|PORT||HOST, a
+//     STATIC cluster holding the app's address;
+//   - RDS "PORT": virtual hosts whose domains name a service, with the
+//     route's cluster, timeout and retry policy;
+//   - SDS "default" (certificate and key) and "ROOTCA" (trust bundle).
+//
+// A cluster whose endpoints have not arrived yet has none; a listener whose
+// route has not arrived uses the defaults. Apply never fails for missing
+// references, only for resources that are wrong in themselves (an
+// unparsable name, an SNI or identity that is not valid, a certificate
+// that does not parse).
+//
+// Lookups on a Snapshot are plain map reads and safe for concurrent use:
+//
+//	snap := b.Current()
+//	svc, ok := snap.Lookup("echo.demo.svc.clusterset.local", 8080)
+package config

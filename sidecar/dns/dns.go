@@ -1,0 +1,230 @@
+package dns
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Resolve maps a lower-case name without the trailing dot to the
+	// address to answer; ok false means the name is unknown. Required.
+	// Called concurrently.
+	Resolve func(name string) (addr netip.Addr, ok bool)
+	// Domains are the suffixes the server is authoritative for; empty
+	// means svc.clusterset.local. Other names are REFUSED unless Resolve
+	// knows them (NAME.NS short names).
+	Domains []string
+	// TTL of answers; zero means 5s.
+	TTL time.Duration
+	// Logger receives debug logs of bad queries; nil discards.
+	Logger *slog.Logger
+}
+
+// Server answers DNS queries.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	queries *prometheus.CounterVec
+}
+
+// New validates cfg and returns a Server; its metrics are registered with
+// reg when not nil.
+func New(cfg Config, reg prometheus.Registerer) (*Server, error) {
+	if cfg.Resolve == nil {
+		return nil, errors.New("dns: Resolve is required")
+	}
+	if len(cfg.Domains) == 0 {
+		cfg.Domains = []string{"svc.clusterset.local"}
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: log.With("component", "dns"), queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fedmesh_sidecar_dns_queries_total",
+		Help: "DNS queries by result (answer, nodata, nxdomain, refused, formerr, malformed).",
+	}, []string{"result"})}
+	if reg != nil {
+		if err := reg.Register(s.queries); err != nil {
+			return nil, fmt.Errorf("dns: register metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Serve answers on udp and tcp (either may be nil) until ctx ends, then
+// closes them and returns nil after in-flight TCP connections end.
+func (s *Server) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listener) error {
+	var wg sync.WaitGroup
+	stop := context.AfterFunc(ctx, func() {
+		if udp != nil {
+			udp.Close()
+		}
+		if tcp != nil {
+			tcp.Close()
+		}
+	})
+	defer stop()
+	if udp != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 1500)
+			for {
+				n, addr, err := udp.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				if resp := s.Answer(buf[:n], 512); resp != nil {
+					_, _ = udp.WriteTo(resp, addr)
+				}
+			}
+		}()
+	}
+	if tcp != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var conns sync.WaitGroup
+			defer conns.Wait()
+			for {
+				c, err := tcp.Accept()
+				if err != nil {
+					return
+				}
+				conns.Add(1)
+				go func() {
+					defer conns.Done()
+					s.serveTCP(ctx, c)
+				}()
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (s *Server) serveTCP(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var l [2]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		msg := make([]byte, binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(c, msg); err != nil {
+			return
+		}
+		resp := s.Answer(msg, 65535)
+		if resp == nil {
+			return
+		}
+		out := binary.BigEndian.AppendUint16(nil, uint16(len(resp)))
+		if _, err := c.Write(append(out, resp...)); err != nil {
+			return
+		}
+	}
+}
+
+// Answer builds the response to one query message, or nil when the
+// message is too broken to answer. maxSize truncates UDP answers.
+func (s *Server) Answer(query []byte, maxSize int) []byte {
+	var p dnsmessage.Parser
+	h, err := p.Start(query)
+	if err != nil {
+		s.queries.WithLabelValues("malformed").Inc()
+		return nil
+	}
+	if h.Response {
+		s.queries.WithLabelValues("malformed").Inc()
+		return nil
+	}
+	resp := dnsmessage.Header{ID: h.ID, Response: true, OpCode: h.OpCode, RecursionDesired: h.RecursionDesired}
+	q, err := p.Question()
+	if err != nil || h.OpCode != 0 {
+		s.queries.WithLabelValues("formerr").Inc()
+		resp.RCode = dnsmessage.RCodeFormatError
+		if h.OpCode != 0 {
+			resp.RCode = dnsmessage.RCodeNotImplemented
+		}
+		return build(resp, nil, nil, maxSize)
+	}
+	name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
+	addr, known := s.cfg.Resolve(name)
+	if !known {
+		if s.owns(name) {
+			s.queries.WithLabelValues("nxdomain").Inc()
+			resp.Authoritative = true
+			resp.RCode = dnsmessage.RCodeNameError
+		} else {
+			s.queries.WithLabelValues("refused").Inc()
+			resp.RCode = dnsmessage.RCodeRefused
+		}
+		return build(resp, &q, nil, maxSize)
+	}
+	resp.Authoritative = true
+	rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: uint32(s.cfg.TTL / time.Second)}
+	var ans func(b *dnsmessage.Builder) error
+	switch {
+	case q.Type == dnsmessage.TypeA && addr.Is4():
+		ans = func(b *dnsmessage.Builder) error { return b.AResource(rh, dnsmessage.AResource{A: addr.As4()}) }
+	case q.Type == dnsmessage.TypeAAAA && addr.Is6() && !addr.Is4In6():
+		ans = func(b *dnsmessage.Builder) error {
+			return b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: addr.As16()})
+		}
+	}
+	if ans == nil {
+		s.queries.WithLabelValues("nodata").Inc()
+	} else {
+		s.queries.WithLabelValues("answer").Inc()
+	}
+	return build(resp, &q, ans, maxSize)
+}
+
+func (s *Server) owns(name string) bool {
+	for _, d := range s.cfg.Domains {
+		if name == d || strings.HasSuffix(name, "."+d) {
+			return true
+		}
+	}
+	return false
+}
+
+func build(h dnsmessage.Header, q *dnsmessage.Question, ans func(*dnsmessage.Builder) error, maxSize int) []byte {
+	b := dnsmessage.NewBuilder(make([]byte, 0, 512), h)
+	b.EnableCompression()
+	if q != nil {
+		if b.StartQuestions() != nil || b.Question(*q) != nil {
+			return nil
+		}
+	}
+	if ans != nil {
+		if b.StartAnswers() != nil || ans(&b) != nil {
+			return nil
+		}
+	}
+	out, err := b.Finish()
+	if err != nil || len(out) > maxSize {
+		return nil
+	}
+	return out
+}

@@ -1,0 +1,197 @@
+package sidecar_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
+	"github.com/fedmesh/fedmesh/sidecar"
+	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
+)
+
+const td = "fed.test"
+
+// mesh is one control plane (a real go-control-plane ADS server over
+// mTLS-capable TLS) and the CA of the federation.
+type mesh struct {
+	t    *testing.T
+	ca   *meshtest.CA
+	xds  *xdstest.Server
+	cpID spiffeid.ID
+	ver  int
+}
+
+func newMesh(t *testing.T) *mesh {
+	t.Helper()
+	ca := meshtest.NewCA(t, td)
+	cpID := spiffeid.RequireFromString("spiffe://" + td + "/fedmesh/cluster/east-1")
+	cpCert, _, _ := ca.Issue(t, meshtest.SVID{URIs: []string{cpID.String()}})
+	srvTLS := identity.ServerConfigOptionalClient(identity.StaticCert(cpCert), identity.StaticBundle(ca.Bundle()), nil)
+	return &mesh{t: t, ca: ca, xds: xdstest.New(t, srvTLS), cpID: cpID}
+}
+
+// set publishes resources to one node.
+func (m *mesh) set(node string, res map[string][]types.Resource) {
+	m.t.Helper()
+	m.ver++
+	m.xds.Set("v"+strconv.Itoa(m.ver), res, node)
+}
+
+// workload is a running sidecar.
+type workload struct {
+	sc     *sidecar.Sidecar
+	reg    *prometheus.Registry
+	id     string
+	cancel context.CancelFunc
+	done   chan struct{}
+	// certPEM, keyPEM are its SVID for SDS.
+	certPEM, keyPEM []byte
+}
+
+type wopts struct {
+	node, ns, sa, workload string
+	inbound                string // "" none, else address to bind ("127.0.0.1:0")
+	serviceIP              string
+	dns                    bool
+}
+
+func (m *mesh) start(o wopts) *workload {
+	m.t.Helper()
+	id := m.ca.Workload(o.ns, o.sa)
+	_, certPEM, keyPEM := m.ca.Issue(m.t, meshtest.SVID{URIs: []string{id}})
+	reg := prometheus.NewPedanticRegistry()
+	cfg := sidecar.Config{
+		ControlPlane:   m.xds.Addr(),
+		ControlPlaneID: m.cpID,
+		RootBundle:     m.ca.Bundle(),
+		TrustDomain:    m.ca.TD,
+		NodeID:         o.node,
+		Token:          "token-" + o.node,
+		Cluster:        "east-1",
+		Namespace:      o.ns,
+		ServiceAccount: o.sa,
+		Workload:       o.workload,
+		OutboundAddr:   "127.0.0.1:0",
+		AdminAddr:      "127.0.0.1:0",
+		InboundAddr:    o.inbound,
+		ServiceIP:      o.serviceIP,
+		Registerer:     reg,
+		Gatherer:       reg,
+		XDSBackoff:     20 * time.Millisecond,
+	}
+	if o.dns {
+		cfg.DNSAddr = "127.0.0.1:0"
+	}
+	sc, err := sidecar.New(cfg)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &workload{sc: sc, reg: reg, id: id, cancel: cancel, done: make(chan struct{}), certPEM: certPEM, keyPEM: keyPEM}
+	go func() {
+		defer close(w.done)
+		if err := sc.Run(ctx); err != nil {
+			m.t.Errorf("sidecar %s: %v", o.node, err)
+		}
+	}()
+	m.t.Cleanup(w.stop)
+	return w
+}
+
+func (w *workload) stop() {
+	w.cancel()
+	<-w.done
+}
+
+func (w *workload) secrets(ca *meshtest.CA) []types.Resource {
+	return meshtest.Secrets(w.certPEM, w.keyPEM, ca.PEM())
+}
+
+// ready waits until the sidecar's admin /ready answers 200.
+func (w *workload) ready(t *testing.T) {
+	t.Helper()
+	xdstest.Eventually(t, "sidecar ready", func() bool {
+		resp, err := http.Get("http://" + w.sc.AdminAddr() + "/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// counter sums a counter family of the workload's registry over the
+// series whose labels include want.
+func (w *workload) counter(t *testing.T, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := w.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, mt := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue next
+				}
+			}
+			total += mt.GetCounter().GetValue()
+		}
+	}
+	return total
+}
+
+// proxyClient sends requests through the sidecar's HTTP proxy listener,
+// as an app with HTTP_PROXY set does.
+func proxyClient(w *workload) *http.Client {
+	u := &url.URL{Scheme: "http", Host: w.sc.OutboundAddr()}
+	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(u), MaxIdleConnsPerHost: 16}, Timeout: 20 * time.Second}
+}
+
+func get(c *http.Client, u string) (int, string, error) {
+	resp, err := c.Get(u)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// svc names the test's service ports.
+func svc(name string, port int32) naming.ServicePort {
+	return naming.ServicePort{Namespace: "demo", Name: name, Port: port}
+}
+
+func rt(m map[string][]types.Resource, typ string, r ...types.Resource) {
+	m[typ] = append(m[typ], r...)
+}
+
+var (
+	cdsT = resourcev3.ClusterType
+	edsT = resourcev3.EndpointType
+	ldsT = resourcev3.ListenerType
+	rdsT = resourcev3.RouteType
+	sdsT = resourcev3.SecretType
+)

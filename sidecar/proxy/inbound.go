@@ -1,0 +1,240 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/sidecar/config"
+)
+
+var errUnknownSNI = errors.New("no inbound port for this server name")
+
+// inboundPort finds the inbound port for a server name.
+func (p *Proxy) inboundPort(sni string) (config.InboundPort, bool) {
+	sni = strings.ToLower(sni)
+	for _, in := range p.snap.Load().Inbound {
+		if ip, ok := in.Ports[sni]; ok {
+			return ip, true
+		}
+	}
+	return config.InboundPort{}, false
+}
+
+// InboundTLSConfig is the server side of mutual TLS: the workload's SDS
+// certificate, clients verified against the SDS trust bundle (exactly one
+// URI SAN, a workload SPIFFE ID of the federation's trust domain, chained to
+// the bundle, valid now), and a server name that selects one of the
+// workload's service ports. Refusals are counted by reason.
+func (p *Proxy) InboundTLSConfig() *tls.Config {
+	cfg := identity.OnRefuse(identity.ServerConfig(p, p, identity.AuthorizeWorkloads()), func(err error) {
+		p.m.refused.WithLabelValues(identity.Reason(err)).Inc()
+		p.log.Debug("inbound handshake refused", "reason", identity.Reason(err), "err", err)
+	})
+	cfg.NextProtos = []string{ALPNH2, "http/1.1", ALPNTCP}
+	base := cfg
+	cfg = base.Clone()
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if _, ok := p.inboundPort(hello.ServerName); !ok {
+			p.m.refused.WithLabelValues("unknown_sni").Inc()
+			return nil, fmt.Errorf("%w: %q", errUnknownSNI, hello.ServerName)
+		}
+		return nil, nil
+	}
+	return cfg
+}
+
+// ServeInbound accepts mutual TLS connections on l until ctx ends: HTTP
+// (ALPN h2 or http/1.1) goes to the app through a reverse proxy that sets
+// the caller's identity in X-Fedmesh-Client-Id, opaque TCP (ALPN
+// fedmesh-tcp) is spliced to the app. It closes l and returns nil when ctx
+// ends, after its connections are closed.
+func (p *Proxy) ServeInbound(ctx context.Context, l net.Listener) error {
+	tcfg := p.InboundTLSConfig()
+	httpConns := newChanListener(l.Addr())
+	rp := &httputil.ReverseProxy{
+		Rewrite:       p.rewriteInbound,
+		Transport:     inboundTransport{p},
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			p.m.errors.WithLabelValues("inbound", "", "app_unreachable").Inc()
+			p.log.Debug("app unreachable", "err", err)
+			w.WriteHeader(http.StatusBadGateway)
+		},
+	}
+	srv := &http.Server{
+		Handler:           p.inboundHandler(rp),
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          nil,
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = srv.Serve(httpConns)
+	}()
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	var conns sync.WaitGroup
+	for {
+		raw, err := l.Accept()
+		if err != nil {
+			break
+		}
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			p.inboundConn(ctx, raw, tcfg, httpConns)
+		}()
+	}
+	l.Close()
+	conns.Wait()
+	_ = srv.Close()
+	httpConns.Close()
+	wg.Wait()
+	return nil
+}
+
+func (p *Proxy) inboundConn(ctx context.Context, raw net.Conn, tcfg *tls.Config, httpConns *chanListener) {
+	conn := tls.Server(raw, tcfg)
+	hctx, cancel := context.WithTimeout(ctx, p.cfg.HandshakeTimeout)
+	err := conn.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		raw.Close()
+		p.log.Debug("inbound handshake failed", "remote", raw.RemoteAddr(), "err", err)
+		return
+	}
+	cs := conn.ConnectionState()
+	port, ok := p.inboundPort(cs.ServerName)
+	if !ok {
+		conn.Close()
+		return
+	}
+	if cs.NegotiatedProtocol != ALPNTCP {
+		if !httpConns.deliver(conn) {
+			conn.Close()
+		}
+		return
+	}
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	app, err := d.DialContext(dctx, "tcp", port.App)
+	cancel()
+	if err != nil {
+		p.m.errors.WithLabelValues("inbound", port.Port.String(), "app_unreachable").Inc()
+		conn.Close()
+		return
+	}
+	p.m.tcp.WithLabelValues("inbound", port.Port.String(), p.cfg.Cluster).Inc()
+	g := p.m.tcpActive.WithLabelValues("inbound", port.Port.String())
+	g.Inc()
+	splice(conn, app, p.closed)
+	g.Dec()
+}
+
+type inboundCtxKey struct{}
+
+func (p *Proxy) inboundHandler(rp *httputil.ReverseProxy) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			http.Error(w, "fedmesh: inbound needs TLS", http.StatusForbidden)
+			return
+		}
+		port, ok := p.inboundPort(r.TLS.ServerName)
+		if !ok {
+			http.Error(w, "fedmesh: unknown server name", http.StatusMisdirectedRequest)
+			return
+		}
+		id, err := identity.PeerID(*r.TLS)
+		if err != nil {
+			p.m.refused.WithLabelValues(identity.Reason(err)).Inc()
+			http.Error(w, "fedmesh: "+err.Error(), http.StatusForbidden)
+			return
+		}
+		if _, spoofed := r.Header[ClientIDHeader]; spoofed {
+			p.m.spoofed.Inc()
+			p.log.Debug("removed a client identity header set by the caller", "caller", id.String())
+		}
+		r.Header.Del(ClientIDHeader)
+		r.Header.Set(ClientIDHeader, id.String())
+		start := p.cfg.Clock()
+		rec := &statusRecorder{ResponseWriter: w}
+		rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), inboundCtxKey{}, port)))
+		code := rec.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		name := port.Port.String()
+		p.m.requests.WithLabelValues("inbound", "", p.cfg.Cluster, name, codeClass(code)).Inc()
+		p.m.duration.WithLabelValues("inbound", "", p.cfg.Cluster, name).Observe(p.cfg.Clock().Sub(start).Seconds())
+	})
+}
+
+func (p *Proxy) rewriteInbound(pr *httputil.ProxyRequest) {
+	port, _ := pr.In.Context().Value(inboundCtxKey{}).(config.InboundPort)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = port.App
+	// Rewrite drops X-Forwarded-*; the identity header was set by the
+	// handler on In and is copied with the other headers.
+}
+
+// inboundTransport picks HTTP/1.1 or h2c towards the app.
+type inboundTransport struct{ p *Proxy }
+
+func (t inboundTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	port, _ := r.Context().Value(inboundCtxKey{}).(config.InboundPort)
+	if port.Protocol == config.GRPC || strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		return t.p.appH2C.RoundTrip(r)
+	}
+	return t.p.appH1.RoundTrip(r)
+}
+
+// chanListener hands connections accepted and TLS-terminated elsewhere to
+// an http.Server.
+type chanListener struct {
+	addr  net.Addr
+	ch    chan net.Conn
+	done  chan struct{}
+	close sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.close.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+var _ = io.EOF

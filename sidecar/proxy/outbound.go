@@ -1,0 +1,408 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+
+	"github.com/fedmesh/fedmesh/sidecar/balancer"
+	"github.com/fedmesh/fedmesh/sidecar/config"
+)
+
+// DefaultHTTPPort is the port assumed for a proxy request whose host has
+// none.
+const DefaultHTTPPort = 80
+
+type ctxKey struct{}
+
+// call is one outbound request's routing decision, carried in its
+// context from the handler to the RoundTripper.
+type call struct {
+	u   *upstream
+	svc *config.Service
+	// dest is the cluster of the endpoint that answered, for metrics.
+	dest string
+}
+
+// OutboundHandler returns the handler of outbound HTTP. port is the
+// service port of the listener it serves (0 for the proxy listener, where
+// the request's host names the port, 80 when it does not). It routes by
+// the Host header or the absolute request URI (NAME.NS.svc.clusterset.local
+// or NAME.NS, with the port), and on a service-port listener with one HTTP
+// service, sends requests with any other host (an IP address) there.
+// CONNECT requests open an opaque tunnel to the named service.
+func (p *Proxy) OutboundHandler(port int32) http.Handler {
+	o := &outbound{p: p, port: port}
+	o.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "https"
+			pr.Out.URL.Host = "upstream.invalid"
+		},
+		Transport:     p,
+		FlushInterval: -1,
+		ErrorHandler:  o.fail,
+		ErrorLog:      nil,
+	}
+	return o
+}
+
+type outbound struct {
+	p    *Proxy
+	port int32
+	rp   *httputil.ReverseProxy
+}
+
+func (o *outbound) route(r *http.Request) (*config.Service, string, int) {
+	authority := r.Host
+	if r.URL != nil && r.URL.Host != "" {
+		authority = r.URL.Host
+	}
+	def := o.port
+	if def == 0 {
+		def = DefaultHTTPPort
+	}
+	host, port, err := config.SplitHostPort(authority, def)
+	snap := o.p.snap.Load()
+	if err == nil {
+		if svc, ok := snap.Lookup(host, port); ok {
+			return svc, "", 0
+		}
+	}
+	if o.port != 0 {
+		var only *config.Service
+		n := 0
+		for _, svc := range snap.Port(o.port) {
+			if svc.Protocol.IsHTTP() {
+				only, n = svc, n+1
+			}
+		}
+		if n == 1 {
+			return only, "", 0
+		}
+	}
+	if err != nil {
+		return nil, "bad_host", http.StatusBadRequest
+	}
+	return nil, "no_route", http.StatusNotFound
+}
+
+func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := o.p
+	if r.Method == http.MethodConnect {
+		p.serveConnect(w, r, o.port)
+		return
+	}
+	svc, reason, code := o.route(r)
+	if svc == nil {
+		p.m.errors.WithLabelValues("outbound", "", reason).Inc()
+		http.Error(w, "fedmesh: no service for host "+strconv.Quote(r.Host), code)
+		return
+	}
+	if !svc.Protocol.IsHTTP() {
+		p.m.errors.WithLabelValues("outbound", svc.Port.String(), "not_http").Inc()
+		http.Error(w, "fedmesh: "+svc.Port.String()+" is an opaque TCP port; use CONNECT or its port listener", http.StatusBadGateway)
+		return
+	}
+	u := p.upstream(svc.Port)
+	if u == nil {
+		http.Error(w, "fedmesh: service is being configured", http.StatusServiceUnavailable)
+		return
+	}
+	if n := u.active.Add(1); svc.Limits.MaxRequests > 0 && n > int64(svc.Limits.MaxRequests) {
+		u.active.Add(-1)
+		p.m.overflow.WithLabelValues(u.name, "max_requests").Inc()
+		w.Header().Set("X-Fedmesh-Overloaded", "max_requests")
+		http.Error(w, "fedmesh: too many requests to "+u.name, http.StatusServiceUnavailable)
+		return
+	}
+	defer u.active.Add(-1)
+
+	ctx := r.Context()
+	if svc.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, svc.Timeout)
+		defer cancel()
+	}
+	if err := p.bufferBody(r); err != nil {
+		p.m.errors.WithLabelValues("outbound", u.name, "client_body").Inc()
+		http.Error(w, "fedmesh: reading request body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	c := &call{u: u, svc: svc}
+	start := p.cfg.Clock()
+	rec := &statusRecorder{ResponseWriter: w}
+	o.rp.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, ctxKey{}, c)))
+	code = rec.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	p.m.requests.WithLabelValues("outbound", p.cfg.Cluster, c.dest, u.name, codeClass(code)).Inc()
+	p.m.duration.WithLabelValues("outbound", p.cfg.Cluster, c.dest, u.name).Observe(p.cfg.Clock().Sub(start).Seconds())
+}
+
+// bufferBody reads a small request body of known length into memory so
+// that the request can be replayed on another endpoint.
+func (p *Proxy) bufferBody(r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength < 0 || r.ContentLength > p.cfg.MaxRetryBody {
+		return nil
+	}
+	buf := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, buf); err != nil {
+		return err
+	}
+	r.Body.Close()
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	r.Body, _ = r.GetBody()
+	return nil
+}
+
+func (o *outbound) fail(w http.ResponseWriter, r *http.Request, err error) {
+	c, _ := r.Context().Value(ctxKey{}).(*call)
+	name := ""
+	if c != nil {
+		name = c.u.name
+	}
+	var de *errDial
+	code, reason := http.StatusBadGateway, "upstream_reset"
+	switch {
+	case errors.Is(err, errNoHealthy):
+		code, reason = http.StatusServiceUnavailable, "no_healthy"
+	case errors.Is(err, errOverflow):
+		code, reason = http.StatusServiceUnavailable, "overflow"
+	case errors.Is(err, context.DeadlineExceeded):
+		code, reason = http.StatusGatewayTimeout, "timeout"
+	case errors.Is(err, context.Canceled):
+		code, reason = 499, "client_canceled"
+	case errors.As(err, &de):
+		code, reason = http.StatusServiceUnavailable, "connect"
+	}
+	o.p.m.errors.WithLabelValues("outbound", name, reason).Inc()
+	o.p.log.Debug("outbound request failed", "service", name, "reason", reason, "err", err)
+	w.Header().Set("X-Fedmesh-Error", reason)
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, "fedmesh: "+reason+": "+err.Error()+"\n")
+}
+
+// RoundTrip sends one outbound request to an endpoint of the service in
+// its context, retrying on another endpoint when the attempt failed in a
+// way that allows it (see Service.Retry) and the retry budget has room.
+// It returns as soon as response headers arrive: a response that has
+// begun is never retried.
+func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
+	c, ok := req.Context().Value(ctxKey{}).(*call)
+	if !ok {
+		return nil, errors.New("proxy: request without a route")
+	}
+	u, svc := c.u, c.svc
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	var triedBuf [4]*balancer.Host
+	tried := triedBuf[:0]
+	retries := 0
+	retryHeld := false
+	defer func() {
+		if retryHeld {
+			u.bal.RetryDone()
+		}
+	}()
+	for {
+		h, err := u.bal.Pick(tried...)
+		if err != nil {
+			return nil, errNoHealthy
+		}
+		t := u.targetOf(h, svc)
+		attempt := req
+		if len(tried) > 0 {
+			r2 := *req
+			u2 := *req.URL
+			r2.URL = &u2
+			if req.GetBody != nil {
+				if r2.Body, err = req.GetBody(); err != nil {
+					return nil, err
+				}
+			}
+			attempt = &r2
+		}
+		attempt.URL.Host = t.addr
+		tried = append(tried, h)
+		if svc.Limits.MaxPending > 0 && u.pending.Add(1) > int64(svc.Limits.MaxPending) {
+			u.pending.Add(-1)
+			p.m.overflow.WithLabelValues(u.name, "max_pending").Inc()
+			return nil, errOverflow
+		}
+		h.Begin()
+		start := p.cfg.Clock()
+		resp, err := u.pool(t, svc).RoundTrip(attempt)
+		u.pending.Add(-1)
+		if retryHeld {
+			u.bal.RetryDone()
+			retryHeld = false
+		}
+		lat := p.cfg.Clock().Sub(start)
+		var retryReason string
+		switch {
+		case err != nil && req.Context().Err() != nil:
+			h.End(balancer.Result{Kind: balancer.Canceled})
+			return nil, err
+		case err != nil:
+			h.End(balancer.Result{Kind: balancer.ConnectFailure})
+			var de *errDial
+			sent := !errors.As(err, &de)
+			if !svc.Retry.OnConnectFailure || (sent && !replayable) {
+				return nil, err
+			}
+			retryReason = "connect_failure"
+			if sent {
+				retryReason = "reset"
+			}
+			p.log.Debug("attempt failed", "service", u.name, "endpoint", t.addr, "err", err)
+		case resp.StatusCode >= 500:
+			h.End(balancer.Result{Kind: balancer.Status5xx, Latency: lat})
+			if !svc.Retry.Retriable(resp.StatusCode) || !replayable || retries >= svc.Retry.Retries {
+				c.dest = h.Endpoint().Cluster
+				return resp, nil
+			}
+			retryReason = "status_5xx"
+			drain(resp.Body)
+		default:
+			c.dest = h.Endpoint().Cluster
+			resp.Body = &endBody{ReadCloser: resp.Body}
+			h.End(balancer.Result{Kind: balancer.OK, Latency: lat})
+			return resp, nil
+		}
+		// A retry, if allowed.
+		if retries >= svc.Retry.Retries {
+			if err == nil {
+				err = errors.New("retries exhausted")
+			}
+			return nil, err
+		}
+		if !u.bal.TryRetry() {
+			p.m.retries.WithLabelValues(u.name, "budget_exhausted").Inc()
+			if err == nil {
+				err = errors.New("retry budget exhausted")
+			}
+			return nil, err
+		}
+		retryHeld = true
+		retries++
+		p.m.retries.WithLabelValues(u.name, retryReason).Inc()
+	}
+}
+
+// endBody is the response body handed to the client side; closing it
+// twice is harmless.
+type endBody struct {
+	io.ReadCloser
+	once sync.Once
+}
+
+func (b *endBody) Close() error {
+	var err error
+	b.once.Do(func() { err = b.ReadCloser.Close() })
+	return err
+}
+
+func drain(b io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, b, 64<<10)
+	b.Close()
+}
+
+// statusRecorder remembers the status written, for metrics; it passes
+// Flush and Unwrap through so streaming and full duplex keep working.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// serveConnect tunnels a CONNECT request to a service over an opaque mTLS
+// connection.
+func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, listenerPort int32) {
+	def := listenerPort
+	if def == 0 {
+		def = DefaultHTTPPort
+	}
+	host, port, err := config.SplitHostPort(r.Host, def)
+	if err != nil {
+		p.m.errors.WithLabelValues("outbound", "", "bad_host").Inc()
+		http.Error(w, "fedmesh: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	svc, ok := p.snap.Load().Lookup(host, port)
+	if !ok {
+		p.m.errors.WithLabelValues("outbound", "", "no_route").Inc()
+		http.Error(w, "fedmesh: no service "+net.JoinHostPort(host, strconv.Itoa(int(port))), http.StatusNotFound)
+		return
+	}
+	u := p.upstream(svc.Port)
+	if u == nil {
+		http.Error(w, "fedmesh: service is being configured", http.StatusServiceUnavailable)
+		return
+	}
+	rc := http.NewResponseController(w)
+	up, h, err := p.dialTCP(r.Context(), u, svc)
+	if err != nil {
+		http.Error(w, "fedmesh: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	conn, brw, err := rc.Hijack()
+	if err != nil {
+		up.Close()
+		h.End(balancer.Result{Kind: balancer.Canceled})
+		u.conns.Add(-1)
+		http.Error(w, "fedmesh: CONNECT needs HTTP/1.1", http.StatusHTTPVersionNotSupported)
+		return
+	}
+	_, _ = io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+	var client net.Conn = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		pre, _ := brw.Reader.Peek(n)
+		client = &prefixConn{Conn: conn, pre: bytes.Clone(pre)}
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.pipeTCP(client, up, u, h)
+	}()
+}
+
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(b, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}

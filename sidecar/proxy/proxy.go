@@ -1,0 +1,209 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+
+	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/sidecar/balancer"
+	"github.com/fedmesh/fedmesh/sidecar/config"
+)
+
+// ClientIDHeader carries the caller's verified SPIFFE ID to the app. The
+// inbound side always sets it and removes any copy the caller sent.
+const ClientIDHeader = "X-Fedmesh-Client-Id"
+
+// Config configures a Proxy.
+type Config struct {
+	// Cluster is the fedmesh cluster the sidecar runs in, the
+	// source_cluster of its outbound metrics. Required.
+	Cluster string
+	// Logger receives proxy logs; per-request messages are at debug level.
+	// Nil discards.
+	Logger *slog.Logger
+	// Metrics are the proxy's collectors; nil creates unregistered ones.
+	Metrics *Metrics
+	// BalancerMetrics are shared by the balancers of every service; nil
+	// records nothing.
+	BalancerMetrics *balancer.Metrics
+	// MaxRetryBody is the largest request body buffered so that the
+	// request can be retried; larger or streaming bodies are never
+	// retried once sent. Zero means 64 KiB.
+	MaxRetryBody int64
+	// HandshakeTimeout bounds the inbound TLS handshake; zero means 10s.
+	HandshakeTimeout time.Duration
+	// Clock returns the time; nil means time.Now.
+	Clock func() time.Time
+}
+
+// Proxy is the sidecar's data plane: it forwards outbound HTTP and TCP to
+// services, picking endpoints with a balancer per service and retrying
+// failed attempts elsewhere, and terminates inbound mutual TLS in front of
+// the app. Create it with New, feed it configuration with Update, and
+// serve listeners with ServeOutboundHTTP, ServePort and ServeInbound.
+type Proxy struct {
+	cfg Config
+	log *slog.Logger
+	m   *Metrics
+
+	snap atomic.Pointer[config.Snapshot]
+
+	mu        sync.Mutex // guards the following
+	upstreams map[naming.ServicePort]*upstream
+	cur       atomic.Pointer[map[naming.ServicePort]*upstream]
+
+	appH1  *http.Transport
+	appH2C *http.Transport
+	wg     sync.WaitGroup // connection goroutines
+	closed chan struct{}
+	once   sync.Once
+}
+
+var (
+	_ identity.CertSource   = (*Proxy)(nil)
+	_ identity.BundleSource = (*Proxy)(nil)
+)
+
+// New validates cfg and returns a Proxy with an empty configuration.
+func New(cfg Config) (*Proxy, error) {
+	if cfg.Cluster == "" {
+		return nil, errors.New("proxy: cluster is required")
+	}
+	if cfg.MaxRetryBody == 0 {
+		cfg.MaxRetryBody = 64 << 10
+	}
+	if cfg.MaxRetryBody < 0 {
+		return nil, errors.New("proxy: max retry body is negative")
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := cfg.Metrics
+	if m == nil {
+		var err error
+		if m, err = NewMetrics(nil); err != nil {
+			return nil, err
+		}
+	}
+	p := &Proxy{
+		cfg:       cfg,
+		log:       log.With("component", "proxy", "cluster", cfg.Cluster),
+		m:         m,
+		upstreams: map[naming.ServicePort]*upstream{},
+		closed:    make(chan struct{}),
+	}
+	p.appH1 = &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
+	h2c := new(http.Protocols)
+	h2c.SetUnencryptedHTTP2(true)
+	p.appH2C = &http.Transport{Protocols: h2c, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
+	empty := map[naming.ServicePort]*upstream{}
+	p.cur.Store(&empty)
+	p.snap.Store(config.NewBuilder(spiffeIDZero).Current())
+	return p, nil
+}
+
+// Update installs a new configuration. Services whose configuration did
+// not change keep their balancer state and connection pools; services
+// that are gone are closed. It is safe to call while traffic flows.
+func (p *Proxy) Update(snap *config.Snapshot) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := make(map[naming.ServicePort]*upstream, len(snap.Services))
+	var errs []error
+	for sp, svc := range snap.Services {
+		u := p.upstreams[sp]
+		switch {
+		case u == nil:
+			nu, err := newUpstream(p, svc)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			u = nu
+		case u.svc.Load().Version != svc.Version:
+			if err := u.update(svc); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		next[sp] = u
+	}
+	for sp, u := range p.upstreams {
+		if next[sp] == nil {
+			u.close()
+		}
+	}
+	p.upstreams = next
+	p.cur.Store(&next)
+	p.snap.Store(snap)
+	return errors.Join(errs...)
+}
+
+// Snapshot returns the configuration in use.
+func (p *Proxy) Snapshot() *config.Snapshot { return p.snap.Load() }
+
+// Balancers returns the balancer of every service, for admin pages.
+func (p *Proxy) Balancers() map[naming.ServicePort]*balancer.Balancer {
+	out := map[naming.ServicePort]*balancer.Balancer{}
+	for sp, u := range *p.cur.Load() {
+		out[sp] = u.bal
+	}
+	return out
+}
+
+func (p *Proxy) upstream(sp naming.ServicePort) *upstream { return (*p.cur.Load())[sp] }
+
+// Certificate returns the workload certificate from SDS, for new
+// handshakes; a renewed certificate is used from the next handshake on.
+func (p *Proxy) Certificate() (*tls.Certificate, error) {
+	c := p.snap.Load().Certificate
+	if c == nil {
+		return nil, identity.ErrNoLocalCertificate
+	}
+	return c, nil
+}
+
+// Bundle returns the trust bundle from SDS.
+func (p *Proxy) Bundle() *x509bundle.Bundle {
+	b := p.snap.Load().Bundle
+	if b == nil {
+		return x509bundle.New(trustDomainNone)
+	}
+	return b
+}
+
+// Close stops the proxy's connection goroutines' upstream pools and waits
+// for hijacked connections (TCP, CONNECT) to end. Listeners are closed by
+// their owner. Close is idempotent.
+func (p *Proxy) Close() {
+	p.once.Do(func() {
+		close(p.closed)
+		p.mu.Lock()
+		for _, u := range p.upstreams {
+			u.close()
+		}
+		p.mu.Unlock()
+		p.appH1.CloseIdleConnections()
+		p.appH2C.CloseIdleConnections()
+	})
+	p.wg.Wait()
+}
+
+var (
+	spiffeIDZero    = mustTD("invalid.fedmesh")
+	trustDomainNone = spiffeIDZero
+)

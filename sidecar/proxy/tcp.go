@@ -1,0 +1,125 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/fedmesh/fedmesh/sidecar/balancer"
+	"github.com/fedmesh/fedmesh/sidecar/config"
+)
+
+// dialTCP opens an opaque mTLS connection to an endpoint of svc, trying
+// other endpoints when a connect fails (nothing has been sent yet). It
+// counts the connection against the service's max_connections; the caller
+// must call pipeTCP, or undo it.
+func (p *Proxy) dialTCP(ctx context.Context, u *upstream, svc *config.Service) (net.Conn, *balancer.Host, error) {
+	if n := u.conns.Add(1); svc.Limits.MaxConnections > 0 && n > int64(svc.Limits.MaxConnections) {
+		u.conns.Add(-1)
+		p.m.overflow.WithLabelValues(u.name, "max_connections").Inc()
+		return nil, nil, errOverflow
+	}
+	var tried []*balancer.Host
+	var lastErr error
+	for attempt := 0; attempt <= svc.Retry.Retries+2; attempt++ {
+		h, err := u.bal.Pick(tried...)
+		if err != nil {
+			lastErr = errNoHealthy
+			break
+		}
+		tried = append(tried, h)
+		t := u.targetOf(h, svc)
+		h.Begin()
+		conn, err := u.dialTLS(ctx, t, ALPNTCP, svc.ConnectTimeout)
+		if err == nil {
+			return conn, h, nil
+		}
+		h.End(balancer.Result{Kind: balancer.ConnectFailure})
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+		p.m.retries.WithLabelValues(u.name, "connect_failure").Inc()
+	}
+	u.conns.Add(-1)
+	reason := "connect"
+	if errors.Is(lastErr, errNoHealthy) {
+		reason = "no_healthy"
+	}
+	p.m.errors.WithLabelValues("outbound", u.name, reason).Inc()
+	return nil, nil, fmt.Errorf("%s: %w", u.name, lastErr)
+}
+
+// pipeTCP copies bytes both ways until both directions end, then closes
+// both connections and ends the host's request.
+func (p *Proxy) pipeTCP(client, up net.Conn, u *upstream, h *balancer.Host) {
+	dest := h.Endpoint().Cluster
+	p.m.tcp.WithLabelValues("outbound", u.name, dest).Inc()
+	g := p.m.tcpActive.WithLabelValues("outbound", u.name)
+	g.Inc()
+	splice(client, up, p.closed)
+	g.Dec()
+	u.conns.Add(-1)
+	h.End(balancer.Result{Kind: balancer.OK})
+}
+
+// serveTCPConn forwards one accepted connection to the opaque TCP
+// service svc.
+func (p *Proxy) serveTCPConn(conn net.Conn, svc *config.Service) {
+	u := p.upstream(svc.Port)
+	if u == nil {
+		conn.Close()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-p.closed:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	up, h, err := p.dialTCP(ctx, u, svc)
+	cancel()
+	if err != nil {
+		p.log.Debug("tcp connect failed", "service", u.name, "err", err)
+		conn.Close()
+		return
+	}
+	p.pipeTCP(conn, up, u, h)
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// splice copies a->b and b->a; when one direction ends it half-closes the
+// other side's write, and when both end (or stop closes) it closes both.
+func splice(a, b net.Conn, stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	cp := func(dst, src net.Conn) {
+		defer wg.Done()
+		_, _ = io.Copy(dst, src)
+		if cw, ok := dst.(closeWriter); ok {
+			_ = cw.CloseWrite()
+		} else {
+			_ = dst.Close()
+		}
+	}
+	go cp(a, b)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wg.Wait()
+	}()
+	go cp(b, a)
+	select {
+	case <-done:
+	case <-stop:
+	}
+	a.Close()
+	b.Close()
+	<-done
+}

@@ -1,0 +1,232 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/sidecar/balancer"
+	"github.com/fedmesh/fedmesh/sidecar/config"
+)
+
+// ALPN protocols between sidecars.
+const (
+	// ALPNH2 carries HTTP/1.1, HTTP/2 and gRPC requests, multiplexed.
+	ALPNH2 = "h2"
+	// ALPNTCP carries one opaque TCP connection.
+	ALPNTCP = "fedmesh-tcp"
+)
+
+// upstream is the proxy's state for one service port: its configuration,
+// its balancer, its connection pools and its circuit breaker counters.
+type upstream struct {
+	p    *Proxy
+	name string // namespace/name:port
+	svc  atomic.Pointer[config.Service]
+	bal  *balancer.Balancer
+
+	active  atomic.Int64 // requests in flight
+	pending atomic.Int64 // requests without response headers yet
+	conns   atomic.Int64 // open opaque TCP connections
+
+	mu    sync.Mutex // guards the following
+	pools map[poolKey]*http.Transport
+}
+
+// poolKey identifies one connection pool: one endpoint reached with one
+// server name, expecting one identity set.
+type poolKey struct {
+	addr, sni, identities string
+}
+
+func newUpstream(p *Proxy, svc *config.Service) (*upstream, error) {
+	u := &upstream{p: p, name: svc.Port.String(), pools: map[poolKey]*http.Transport{}}
+	bal, err := balancer.New(balancer.Config{
+		Name:           u.name,
+		PanicThreshold: int(svc.PanicThreshold),
+		Outlier: balancer.OutlierConfig{
+			Consecutive5xx:   orDisabled(svc.Outlier.Consecutive5xx),
+			BaseEjectionTime: svc.Outlier.BaseEjectionTime,
+			Interval:         svc.Outlier.Interval,
+			// The control plane's percentage caps ejections for 5xx;
+			// failed connects keep the balancer's default (100%).
+			MaxEjectionPercent: svc.Outlier.MaxEjectionPercent,
+		},
+		RetryBudget: balancer.RetryBudgetConfig{MinRetryConcurrency: max(svc.Limits.MaxRetries, 1)},
+		Logger:      p.log,
+		Metrics:     p.cfg.BalancerMetrics,
+		Clock:       p.cfg.Clock,
+	})
+	if err != nil {
+		return nil, err
+	}
+	u.bal = bal
+	if err := u.update(svc); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func orDisabled(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// update installs a new configuration of the same service port.
+func (u *upstream) update(svc *config.Service) error {
+	eps := make([]balancer.Endpoint, 0, len(svc.Endpoints))
+	for _, e := range svc.Endpoints {
+		be := balancer.Endpoint{
+			Address:  e.Address,
+			Cluster:  e.Cluster,
+			Identity: e.Identity,
+			Priority: int(e.Priority),
+			Weight:   e.Weight,
+			Healthy:  e.Healthy,
+		}
+		if e.Remote {
+			be.SNI = e.SNI
+		}
+		if !e.Healthy {
+			be.HealthReason = "unhealthy in the control plane's view"
+		}
+		eps = append(eps, be)
+	}
+	if err := u.bal.Update(eps); err != nil {
+		return err
+	}
+	u.svc.Store(svc)
+	// Drop pools of endpoints that are gone.
+	keep := map[string]bool{}
+	for _, e := range svc.Endpoints {
+		keep[e.Address] = true
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for k, t := range u.pools {
+		if !keep[k.addr] {
+			t.CloseIdleConnections()
+			delete(u.pools, k)
+		}
+	}
+	return nil
+}
+
+func (u *upstream) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for k, t := range u.pools {
+		t.CloseIdleConnections()
+		delete(u.pools, k)
+	}
+}
+
+// target is where one attempt goes.
+type target struct {
+	addr, sni string
+	expect    []string
+}
+
+func (u *upstream) targetOf(h *balancer.Host, svc *config.Service) target {
+	ep := h.Endpoint()
+	t := target{addr: ep.Address, sni: ep.SNI}
+	if t.sni == "" {
+		t.sni = svc.SNI
+	}
+	if ep.Identity != "" {
+		t.expect = []string{ep.Identity}
+	} else {
+		t.expect = svc.Identities
+	}
+	return t
+}
+
+// errDial marks a failure to connect or to complete the TLS handshake:
+// nothing was sent, so a retry is always safe.
+type errDial struct{ err error }
+
+func (e *errDial) Error() string { return "connect: " + e.err.Error() }
+func (e *errDial) Unwrap() error { return e.err }
+
+// dialTLS connects to t with the sidecar's certificate, sending t.sni and
+// accepting only a server whose SPIFFE ID is one of t.expect.
+func (u *upstream) dialTLS(ctx context.Context, t target, alpn string, timeout time.Duration) (*tls.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", t.addr)
+	if err != nil {
+		return nil, &errDial{err}
+	}
+	cfg := identity.ClientConfig(u.p, u.p, expectIDs(t.expect))
+	cfg.ServerName = t.sni
+	cfg.NextProtos = []string{alpn}
+	conn := tls.Client(raw, cfg)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, &errDial{fmt.Errorf("tls handshake with %s (%s): %w", t.addr, t.sni, err)}
+	}
+	if got := conn.ConnectionState().NegotiatedProtocol; got != alpn {
+		conn.Close()
+		return nil, &errDial{fmt.Errorf("%s negotiated ALPN %q, want %q", t.addr, got, alpn)}
+	}
+	return conn, nil
+}
+
+func expectIDs(ids []string) identity.Authorizer {
+	if len(ids) == 0 {
+		return func(id spiffeid.ID) error {
+			return fmt.Errorf("%s: the control plane announced no identity for this service", id)
+		}
+	}
+	parsed := make([]spiffeid.ID, 0, len(ids))
+	for _, s := range ids {
+		if id, err := spiffeid.FromString(s); err == nil {
+			parsed = append(parsed, id)
+		}
+	}
+	return identity.AuthorizeIDs(parsed...)
+}
+
+// pool returns the HTTP/2 connection pool for t.
+func (u *upstream) pool(t target, svc *config.Service) *http.Transport {
+	k := poolKey{addr: t.addr, sni: t.sni, identities: strings.Join(t.expect, ",")}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if tr := u.pools[k]; tr != nil {
+		return tr
+	}
+	timeout := svc.ConnectTimeout
+	tr := &http.Transport{
+		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return u.dialTLS(ctx, t, ALPNH2, timeout)
+		},
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	if svc.Limits.MaxConnections > 0 {
+		tr.MaxConnsPerHost = svc.Limits.MaxConnections
+	}
+	u.pools[k] = tr
+	return tr
+}
+
+// errNoHealthy and friends decide the status the client sees.
+var (
+	errNoHealthy = errors.New("no healthy upstream")
+	errOverflow  = errors.New("upstream overflow")
+)

@@ -1,0 +1,504 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/xdsclient"
+	"github.com/fedmesh/fedmesh/sidecar/admin"
+	"github.com/fedmesh/fedmesh/sidecar/balancer"
+	"github.com/fedmesh/fedmesh/sidecar/config"
+	"github.com/fedmesh/fedmesh/sidecar/dns"
+	"github.com/fedmesh/fedmesh/sidecar/proxy"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+// Config configures a Sidecar.
+type Config struct {
+	// ControlPlane is host:port of the cluster's xDS server. Required.
+	ControlPlane string
+	// ControlPlaneID is the SPIFFE ID the control plane must present
+	// (spiffe://TD/fedmesh/cluster/CLUSTER); the zero ID with
+	// InsecureControlPlane only.
+	ControlPlaneID spiffeid.ID
+	// RootBundle verifies the control plane before SDS has delivered
+	// the trust bundle (from the workload directory). Required unless
+	// InsecureControlPlane.
+	RootBundle *x509bundle.Bundle
+	// InsecureControlPlane talks plaintext xDS (tests of the protocol).
+	InsecureControlPlane bool
+	// TrustDomain is the federation's trust domain. Required.
+	TrustDomain spiffeid.TrustDomain
+	// NodeID is the xDS node id; empty means sidecar~OUTBOUNDIP~WORKLOAD.NS.
+	NodeID string
+	// Token is the workload bootstrap token, sent as node metadata
+	// fedmesh.token.
+	Token string
+	// Cluster is the fedmesh cluster the workload runs in. Required.
+	Cluster string
+	// Locality is the workload's region and zone (Cluster is ignored).
+	Locality topology.Locality
+	// Namespace and ServiceAccount make the workload's identity.
+	// Namespace is required; ServiceAccount empty means "default".
+	Namespace      string
+	ServiceAccount string
+	// Workload is the workload's name, which selects its inbound side.
+	Workload string
+	// AppPorts is fedmesh.app_ports: PORTNAME=APPPORT[,...].
+	AppPorts string
+
+	// OutboundAddr is the HTTP proxy listener, host:port (15001 by
+	// default in local mode). Required.
+	OutboundAddr string
+	// ServiceIP is the address the sidecar binds one listener per
+	// imported service port on, and that its DNS answers for service
+	// names. Empty disables service-port listeners.
+	ServiceIP string
+	// DNSAddr is the DNS listener (UDP and TCP), host:port; empty disables.
+	DNSAddr string
+	// AdminAddr is the admin listener, host:port; empty disables.
+	AdminAddr string
+	// InboundAddr, when set, is bound for the inbound mTLS listener
+	// instead of the address of the inbound listener from LDS (tests use
+	// port 0 and announce the bound port).
+	InboundAddr string
+
+	// Logger receives logs; nil discards.
+	Logger *slog.Logger
+	// Registerer registers every metric of the sidecar; Gatherer serves
+	// them on /stats/prometheus. Both nil means a private registry.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// XDSBackoff is the first reconnect delay to the control plane
+	// (zero: the client's default).
+	XDSBackoff time.Duration
+}
+
+// Sidecar is one workload's data plane. Create it with New, which binds
+// the fixed listeners, and run it with Run.
+type Sidecar struct {
+	cfg     Config
+	log     *slog.Logger
+	proxy   *proxy.Proxy
+	builder *config.Builder
+	xds     *xdsclient.Client
+	dns     *dns.Server
+	gather  prometheus.Gatherer
+
+	outbound net.Listener
+	inbound  net.Listener // when InboundAddr is set
+	admin    net.Listener
+	dnsUDP   net.PacketConn
+	dnsTCP   net.Listener
+	svcIP    netip.Addr
+
+	updated chan struct{} // a new snapshot was applied
+
+	mu        sync.Mutex // guards the following
+	listeners map[string]*managed
+}
+
+type managed struct {
+	addr   string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New validates cfg, binds the outbound, admin, DNS and (with InboundAddr)
+// inbound listeners, and returns a Sidecar ready to Run. On error every
+// listener is closed.
+func New(cfg Config) (_ *Sidecar, err error) {
+	switch {
+	case cfg.ControlPlane == "":
+		return nil, errors.New("sidecar: control plane address is required")
+	case cfg.TrustDomain.IsZero():
+		return nil, errors.New("sidecar: trust domain is required")
+	case cfg.Cluster == "":
+		return nil, errors.New("sidecar: cluster is required")
+	case cfg.Namespace == "":
+		return nil, errors.New("sidecar: namespace is required")
+	case cfg.OutboundAddr == "":
+		return nil, errors.New("sidecar: outbound address is required")
+	case !cfg.InsecureControlPlane && (cfg.RootBundle == nil || cfg.ControlPlaneID.IsZero()):
+		return nil, errors.New("sidecar: root bundle and control plane ID are required for TLS to the control plane")
+	}
+	if cfg.ServiceAccount == "" {
+		cfg.ServiceAccount = "default"
+	}
+	if _, err := identity.WorkloadID(cfg.TrustDomain, cfg.Namespace, cfg.ServiceAccount); err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "sidecar", "cluster", cfg.Cluster)
+	reg, gather := cfg.Registerer, cfg.Gatherer
+	if reg == nil && gather == nil {
+		r := prometheus.NewRegistry()
+		reg, gather = r, r
+	}
+	if gather == nil {
+		gather = prometheus.NewRegistry()
+	}
+	s := &Sidecar{cfg: cfg, log: log, gather: gather, builder: config.NewBuilder(cfg.TrustDomain),
+		updated: make(chan struct{}, 1), listeners: map[string]*managed{}}
+	defer func() {
+		if err != nil {
+			s.closeFixed()
+		}
+	}()
+
+	pm, err := proxy.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	bm, err := balancer.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Logger: log, Metrics: pm, BalancerMetrics: bm}); err != nil {
+		return nil, err
+	}
+	if cfg.ServiceIP != "" {
+		if s.svcIP, err = netip.ParseAddr(cfg.ServiceIP); err != nil {
+			return nil, fmt.Errorf("sidecar: service IP: %w", err)
+		}
+	}
+	node, err := s.node()
+	if err != nil {
+		return nil, err
+	}
+	xcfg := xdsclient.Config{
+		Target:         cfg.ControlPlane,
+		Node:           node,
+		Handler:        xdsclient.HandlerFunc(s.onUpdate),
+		Logger:         log,
+		InitialBackoff: cfg.XDSBackoff,
+	}
+	if cfg.InsecureControlPlane {
+		xcfg.Insecure = true
+	} else {
+		tcfg := identity.ClientConfig(s.proxyCertIfAny(), bundleOr(s.proxy, cfg.RootBundle), identity.AuthorizeIDs(cfg.ControlPlaneID))
+		xcfg.Credentials = credentials.NewTLS(tcfg)
+	}
+	if s.xds, err = xdsclient.New(xcfg, reg); err != nil {
+		return nil, err
+	}
+	if cfg.DNSAddr != "" {
+		if s.dns, err = dns.New(dns.Config{Resolve: s.resolve, Logger: log}, reg); err != nil {
+			return nil, err
+		}
+		if s.dnsUDP, err = net.ListenPacket("udp", cfg.DNSAddr); err != nil {
+			return nil, fmt.Errorf("sidecar: dns: %w", err)
+		}
+		// TCP on the same port as UDP got.
+		if s.dnsTCP, err = net.Listen("tcp", s.dnsUDP.LocalAddr().String()); err != nil {
+			return nil, fmt.Errorf("sidecar: dns: %w", err)
+		}
+	}
+	if s.outbound, err = net.Listen("tcp", cfg.OutboundAddr); err != nil {
+		return nil, fmt.Errorf("sidecar: outbound listener: %w", err)
+	}
+	if cfg.InboundAddr != "" {
+		if s.inbound, err = net.Listen("tcp", cfg.InboundAddr); err != nil {
+			return nil, fmt.Errorf("sidecar: inbound listener: %w", err)
+		}
+	}
+	if cfg.AdminAddr != "" {
+		if s.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			return nil, fmt.Errorf("sidecar: admin listener: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// proxyCertIfAny presents the SDS certificate to the control plane once
+// the sidecar has one (none on the very first connection).
+func (s *Sidecar) proxyCertIfAny() identity.CertSource { return optionalCert{s.proxy} }
+
+type optionalCert struct{ p *proxy.Proxy }
+
+func (o optionalCert) Certificate() (*tls.Certificate, error) {
+	c, err := o.p.Certificate()
+	if err != nil {
+		// No certificate yet: present none; the token authenticates us.
+		return &tls.Certificate{}, nil
+	}
+	return c, nil
+}
+
+// bundleOr prefers the SDS bundle and falls back to the bootstrap bundle.
+func bundleOr(p *proxy.Proxy, boot *x509bundle.Bundle) identity.BundleSource {
+	return bundleFallback{p, boot}
+}
+
+type bundleFallback struct {
+	p    *proxy.Proxy
+	boot *x509bundle.Bundle
+}
+
+func (b bundleFallback) Bundle() *x509bundle.Bundle {
+	if b.p.Snapshot().Bundle != nil {
+		return b.p.Snapshot().Bundle
+	}
+	return b.boot
+}
+
+func (s *Sidecar) node() (*corev3.Node, error) {
+	c := s.cfg
+	id := c.NodeID
+	if id == "" {
+		host, _, _ := net.SplitHostPort(c.OutboundAddr)
+		id = naming.RoleSidecar + "~" + host + "~" + c.Workload + "." + c.Namespace
+	}
+	meta := map[string]any{
+		naming.MetaCluster:        c.Cluster,
+		naming.MetaNamespace:      c.Namespace,
+		naming.MetaServiceAccount: c.ServiceAccount,
+		naming.MetaRole:           naming.RoleSidecar,
+		naming.MetaWorkload:       c.Workload,
+	}
+	if c.Token != "" {
+		meta[naming.MetaToken] = c.Token
+	}
+	if c.AppPorts != "" {
+		meta[naming.MetaAppPorts] = c.AppPorts
+	}
+	st, err := structpb.NewStruct(meta)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: node metadata: %w", err)
+	}
+	return &corev3.Node{
+		Id:       id,
+		Cluster:  c.Cluster,
+		Locality: &corev3.Locality{Region: c.Locality.Region, Zone: c.Locality.Zone, SubZone: c.Cluster},
+		Metadata: st,
+	}, nil
+}
+
+// onUpdate is the xDS handler: build, install, and wake the listener
+// reconciler. An error NACKs the update and changes nothing.
+func (s *Sidecar) onUpdate(u xdsclient.Update) error {
+	snap, err := s.builder.Apply(u)
+	if err != nil {
+		return err
+	}
+	if err := s.proxy.Update(snap); err != nil {
+		s.log.Warn("some services could not be updated", "err", err)
+	}
+	select {
+	case s.updated <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// resolve answers DNS for known service names with the service IP.
+func (s *Sidecar) resolve(name string) (netip.Addr, bool) {
+	if !s.svcIP.IsValid() || !s.proxy.Snapshot().IsServiceName(name) {
+		return netip.Addr{}, false
+	}
+	return s.svcIP, true
+}
+
+// OutboundAddr returns the bound outbound proxy address.
+func (s *Sidecar) OutboundAddr() string { return s.outbound.Addr().String() }
+
+// InboundAddr returns the bound inbound address when Config.InboundAddr
+// was set, else "".
+func (s *Sidecar) InboundAddr() string {
+	if s.inbound == nil {
+		return ""
+	}
+	return s.inbound.Addr().String()
+}
+
+// AdminAddr returns the bound admin address, or "".
+func (s *Sidecar) AdminAddr() string {
+	if s.admin == nil {
+		return ""
+	}
+	return s.admin.Addr().String()
+}
+
+// DNSAddr returns the bound DNS address (UDP and TCP), or "".
+func (s *Sidecar) DNSAddr() string {
+	if s.dnsUDP == nil {
+		return ""
+	}
+	return s.dnsUDP.LocalAddr().String()
+}
+
+// ServiceAddr returns where the service-port listener for port is bound,
+// or "" when there is none.
+func (s *Sidecar) ServiceAddr(port int32) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, m := range s.listeners {
+		if key == portKey(port, true) || key == portKey(port, false) {
+			return m.addr
+		}
+	}
+	return ""
+}
+
+// Proxy returns the data plane, for tests and benchmarks.
+func (s *Sidecar) Proxy() *proxy.Proxy { return s.proxy }
+
+// XDS returns the xDS client.
+func (s *Sidecar) XDS() *xdsclient.Client { return s.xds }
+
+func (s *Sidecar) closeFixed() {
+	for _, c := range []interface{ Close() error }{s.outbound, s.inbound, s.admin, s.dnsTCP} {
+		if c != nil && !isNilListener(c) {
+			_ = c.Close()
+		}
+	}
+	if s.dnsUDP != nil {
+		_ = s.dnsUDP.Close()
+	}
+}
+
+func isNilListener(c interface{ Close() error }) bool {
+	l, ok := c.(net.Listener)
+	return ok && l == nil
+}
+
+// Run serves until ctx ends, then closes every listener and connection and
+// returns nil. It returns early with an error only if a fixed listener
+// fails.
+func (s *Sidecar) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.xds.Run(gctx) })
+	g.Go(func() error { return s.proxy.ServeOutboundHTTP(gctx, s.outbound) })
+	if s.inbound != nil {
+		g.Go(func() error { return s.proxy.ServeInbound(gctx, s.inbound) })
+	}
+	if s.admin != nil {
+		srv := &http.Server{Handler: admin.Handler(s, s.gather), ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			stop := context.AfterFunc(gctx, func() { _ = srv.Close() })
+			defer stop()
+			if err := srv.Serve(s.admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	if s.dns != nil {
+		g.Go(func() error { return s.dns.Serve(gctx, s.dnsUDP, s.dnsTCP) })
+	}
+	g.Go(func() error {
+		defer s.stopAll()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-s.updated:
+				s.reconcile(gctx)
+			}
+		}
+	})
+	err := g.Wait()
+	s.stopAll()
+	s.proxy.Close()
+	s.closeFixed()
+	return err
+}
+
+func portKey(port int32, http bool) string {
+	return "port|" + strconv.Itoa(int(port)) + "|" + strconv.FormatBool(http)
+}
+
+// reconcile binds the listeners the current snapshot needs and closes the
+// ones it no longer does.
+func (s *Sidecar) reconcile(ctx context.Context) {
+	snap := s.proxy.Snapshot()
+	want := map[string]string{} // key -> address
+	serve := map[string]func(context.Context, net.Listener) error{}
+	if s.svcIP.IsValid() {
+		for _, port := range snap.Ports() {
+			isHTTP := false
+			for _, svc := range snap.Port(port) {
+				isHTTP = isHTTP || svc.Protocol.IsHTTP()
+			}
+			k := portKey(port, isHTTP)
+			want[k] = net.JoinHostPort(s.svcIP.String(), strconv.Itoa(int(port)))
+			serve[k] = func(ctx context.Context, l net.Listener) error { return s.proxy.ServePort(ctx, l, port) }
+		}
+	}
+	if s.inbound == nil {
+		for _, in := range snap.Inbound {
+			k := "inbound|" + in.Address
+			want[k] = in.Address
+			serve[k] = s.proxy.ServeInbound
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, m := range s.listeners {
+		if _, ok := want[k]; !ok {
+			m.cancel()
+			<-m.done
+			delete(s.listeners, k)
+		}
+	}
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if s.listeners[k] != nil {
+			continue
+		}
+		l, err := net.Listen("tcp", want[k])
+		if err != nil {
+			// Another process (the app itself, often) holds the port:
+			// the HTTP proxy listener and CONNECT still reach the service.
+			s.log.Warn("cannot bind listener", "listener", k, "address", want[k], "err", err)
+			continue
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		m := &managed{addr: l.Addr().String(), cancel: cancel, done: make(chan struct{})}
+		fn := serve[k]
+		go func() {
+			defer close(m.done)
+			_ = fn(lctx, l)
+		}()
+		s.listeners[k] = m
+	}
+}
+
+func (s *Sidecar) stopAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, m := range s.listeners {
+		m.cancel()
+		<-m.done
+		delete(s.listeners, k)
+	}
+}
