@@ -1,0 +1,141 @@
+package demo
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Phase is one step of the demo scenario: an action, then a period of
+// traffic whose outcome is checked.
+type Phase struct {
+	// Name is shown in the live view and the summary.
+	Name string `json:"name"`
+	// Expect is the cluster that must serve the traffic after Settle.
+	Expect string `json:"expect"`
+	// Forbid lists clusters that must serve nothing after Settle.
+	Forbid []string `json:"forbid,omitempty"`
+	// Settle is how long after the phase's action the traffic may still
+	// move (failover, recovery); it is reported, not checked.
+	Settle time.Duration `json:"settle"`
+	// Duration is the length of the phase, Settle included.
+	Duration time.Duration `json:"duration"`
+	// MinShare is the share of requests after Settle that Expect must
+	// serve, in percent.
+	MinShare float64 `json:"minShare"`
+}
+
+// Result is how a phase went.
+type Result struct {
+	Phase Phase `json:"phase"`
+	// Requests and Errors count the whole phase, Settle included.
+	Requests int `json:"requests"`
+	Errors   int `json:"errors"`
+	// Served counts successful requests per serving cluster, after
+	// Settle.
+	Served map[string]int `json:"served"`
+	// Share is Expect's share of requests after Settle, in percent.
+	Share float64 `json:"share"`
+	// SwitchedAfter is how long after the phase began every request was
+	// served by Expect for at least one second (the failover or recovery
+	// time); -1 when that never happened.
+	SwitchedAfter time.Duration `json:"switchedAfter"`
+	// ErrorWindow is the time between the first and the last failed
+	// request of the phase (0 when none failed).
+	ErrorWindow time.Duration `json:"errorWindow"`
+	P99         time.Duration `json:"p99"`
+	OK          bool          `json:"ok"`
+	// Reason says why the phase failed.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Evaluate judges the samples of a phase that began at start.
+func Evaluate(p Phase, start time.Time, samples []Sample) Result {
+	r := Result{Phase: p, Served: map[string]int{}, SwitchedAfter: -1}
+	settled := start.Add(p.Settle)
+	var lat []time.Duration
+	var after, good int
+	var firstErr, lastErr time.Time
+	for _, s := range samples {
+		r.Requests++
+		if s.Err != nil {
+			r.Errors++
+			if firstErr.IsZero() {
+				firstErr = s.At
+			}
+			lastErr = s.At
+		} else {
+			lat = append(lat, s.Latency)
+		}
+		if s.At.Before(settled) {
+			continue
+		}
+		after++
+		if s.Err == nil {
+			r.Served[s.Cluster]++
+			if s.Cluster == p.Expect {
+				good++
+			}
+		}
+	}
+	if !firstErr.IsZero() {
+		r.ErrorWindow = lastErr.Sub(firstErr)
+	}
+	r.P99 = percentile(lat, 99)
+	r.SwitchedAfter = switchTime(start, samples, p.Expect)
+	if after > 0 {
+		r.Share = 100 * float64(good) / float64(after)
+	}
+	var why []string
+	if after == 0 {
+		why = append(why, "no requests after the settle time")
+	} else if r.Share < p.MinShare {
+		why = append(why, fmt.Sprintf("%s served %.1f%% of requests, want at least %.0f%% (%s)", p.Expect, r.Share, p.MinShare, servedString(r.Served)))
+	}
+	for _, f := range p.Forbid {
+		if n := r.Served[f]; n > 0 {
+			why = append(why, fmt.Sprintf("%s served %d requests, want none", f, n))
+		}
+	}
+	r.OK = len(why) == 0
+	r.Reason = strings.Join(why, "; ")
+	return r
+}
+
+// switchTime is when, after start, a whole second of requests began in
+// which every request succeeded and was served by cluster.
+func switchTime(start time.Time, samples []Sample, cluster string) time.Duration {
+	sorted := append([]Sample(nil), samples...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].At.Before(sorted[j].At) })
+	runStart := -1
+	for i, s := range sorted {
+		if s.Err != nil || s.Cluster != cluster {
+			runStart = -1
+			continue
+		}
+		if runStart < 0 {
+			runStart = i
+		}
+		if s.At.Sub(sorted[runStart].At) >= time.Second {
+			return sorted[runStart].At.Sub(start)
+		}
+	}
+	return -1
+}
+
+func servedString(served map[string]int) string {
+	names := make([]string, 0, len(served))
+	for n := range served {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s=%d", n, served[n]))
+	}
+	if len(parts) == 0 {
+		return "none served"
+	}
+	return strings.Join(parts, " ")
+}
