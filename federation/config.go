@@ -1,0 +1,153 @@
+package federation
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/store"
+	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+// Defaults.
+const (
+	// DefaultFencePeriod is how long a peer's catalog may be unreachable
+	// before its endpoints are fenced.
+	DefaultFencePeriod = 15 * time.Second
+	// DefaultDebounce is how long changes are gathered into one view.
+	DefaultDebounce = 20 * time.Millisecond
+	// DefaultIOTimeout bounds one write to the local store.
+	DefaultIOTimeout = 10 * time.Second
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid federation config")
+
+// Store is what the federation needs of the local etcd store. Its methods
+// are called from several goroutines at once. *store.Store implements it.
+type Store interface {
+	// Client is the store's etcd client; the federation watches this
+	// cluster's exports prefix with it.
+	Client() *clientv3.Client
+	// ListImports reads what was persisted of every peer.
+	ListImports(ctx context.Context) (map[string]store.PeerImports, error)
+	// SetImports persists a peer's whole export set and import state.
+	SetImports(ctx context.Context, peer string, exports []catalog.Export, state store.ImportState) error
+	// GrantPeerRead lets a peer's etcd user read this cluster's exports.
+	GrantPeerRead(ctx context.Context, peerUser string) error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Membership is what the federation needs of serf membership. Its methods
+// are called from the federation's goroutine. *membership.Membership
+// implements it.
+type Membership interface {
+	// Members returns the valid members, this one included.
+	Members() []membership.Member
+	// Subscribe wakes the caller after every membership change.
+	Subscribe() (<-chan struct{}, func())
+}
+
+var _ Membership = (*membership.Membership)(nil)
+
+// Config configures a Federation.
+type Config struct {
+	// Cluster is this cluster's name.
+	Cluster string
+	// Locality is this cluster's region and zone; Locality.Cluster is set
+	// to Cluster.
+	Locality topology.Locality
+	// GatewayAddress is this cluster's east-west gateway, host:port, as
+	// announced in gossip.
+	GatewayAddress string
+
+	// Store is this cluster's etcd store. Required.
+	Store Store
+	// Membership is this control plane's serf membership. Required.
+	Membership Membership
+	// PeerTLS is the client TLS configuration for peers' etcd: this
+	// control plane's certificate and the federation's roots. Required
+	// when peers announce https catalog addresses.
+	PeerTLS *tls.Config
+	// GrantPeerRead grants every peer seen in gossip read-only access to
+	// this cluster's exports (with etcd auth on).
+	GrantPeerRead bool
+	// PeerUser names a peer's etcd user; default "fedmesh-cp-<peer>".
+	PeerUser func(peer string) string
+
+	// FencePeriod is how long a peer's catalog may be unreachable before
+	// its endpoints are fenced. Default DefaultFencePeriod.
+	FencePeriod time.Duration
+	// Debounce is how long changes are gathered before a new view is
+	// published. Default DefaultDebounce; negative publishes at once.
+	Debounce time.Duration
+	// ProbeInterval, MinBackoff and MaxBackoff tune the replicators (see
+	// replicate.Config); zero takes replicate's defaults.
+	ProbeInterval, MinBackoff, MaxBackoff time.Duration
+	// IOTimeout bounds one write to the local store. Default
+	// DefaultIOTimeout.
+	IOTimeout time.Duration
+
+	// Now tells the time; default time.Now.
+	Now func() time.Time
+	// Logger receives the federation's logs; default slog.Default().
+	Logger *slog.Logger
+	// Registerer registers the federation's and the replicators' metrics;
+	// nil leaves them unregistered.
+	Registerer prometheus.Registerer
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if why := catalog.IsDNS1123Label(c.Cluster); why != "" {
+		return c, fmt.Errorf("%w: cluster %q %s", ErrConfig, c.Cluster, why)
+	}
+	if c.Locality.Cluster != "" && c.Locality.Cluster != c.Cluster {
+		return c, fmt.Errorf("%w: locality names cluster %q, not %q", ErrConfig, c.Locality.Cluster, c.Cluster)
+	}
+	c.Locality.Cluster = c.Cluster
+	if c.Store == nil {
+		return c, fmt.Errorf("%w: a store is required", ErrConfig)
+	}
+	if c.Membership == nil {
+		return c, fmt.Errorf("%w: a membership is required", ErrConfig)
+	}
+	if c.PeerUser == nil {
+		c.PeerUser = func(peer string) string { return "fedmesh-cp-" + peer }
+	}
+	if c.FencePeriod == 0 {
+		c.FencePeriod = DefaultFencePeriod
+	}
+	if c.FencePeriod < 0 {
+		return c, fmt.Errorf("%w: negative fence period %s", ErrConfig, c.FencePeriod)
+	}
+	if c.Debounce == 0 {
+		c.Debounce = DefaultDebounce
+	}
+	if c.IOTimeout == 0 {
+		c.IOTimeout = DefaultIOTimeout
+	}
+	if c.IOTimeout < 0 {
+		return c, fmt.Errorf("%w: negative IO timeout %s", ErrConfig, c.IOTimeout)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// tickInterval is how often fencing and RTT are re-evaluated.
+func (c *Config) tickInterval() time.Duration {
+	return min(max(c.FencePeriod/4, 50*time.Millisecond), time.Second)
+}

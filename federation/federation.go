@@ -1,0 +1,546 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/store"
+	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/federation/merge"
+	"github.com/fedmesh/fedmesh/federation/replicate"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+// ErrNotRunning is returned by Status when Run is not running.
+var ErrNotRunning = errors.New("federation is not running")
+
+// Federation is one control plane's view of the federation. Run drives
+// it; View, Subscribe, Status and Handler may be used from any goroutine.
+type Federation struct {
+	cfg Config
+	log *slog.Logger
+	met *metrics
+	io  *ioWorker
+
+	view      atomic.Pointer[catalog.View]
+	started   atomic.Bool
+	wake      chan struct{} // cap 1: a replicator has news in mail
+	mail      mailbox
+	statusReq chan chan Status
+	done      chan struct{} // closed when Run returns
+
+	subMu   sync.Mutex // guards the following
+	subs    map[uint64]chan *catalog.View
+	nextSub uint64
+	closed  bool
+
+	// Owned by Run's goroutine.
+	peers     map[string]*peer
+	local     replicate.Snapshot
+	viewRev   uint64
+	dirty     bool
+	pendingAt time.Time // when the oldest change not yet in a view arrived
+	gen       uint64
+	startedAt time.Time
+}
+
+// peer is what the federation knows of one peer cluster.
+type peer struct {
+	name string
+	// member is the last gossip state seen; nil before the first.
+	member *membership.Member
+	// exports are the peer's exports at revision, as replicated or
+	// persisted; lastSync is when they were last confirmed.
+	exports  []catalog.Export
+	revision int64
+	lastSync time.Time
+	// persisted is what the peer's import state said at start.
+	persisted topology.Locality
+	gateway   string
+	rtt       time.Duration
+	rep       *runningReplicator
+	// downSince is when the peer became unreachable for lack of a
+	// replicator (the start of Run, for a persisted peer).
+	downSince time.Time
+	fenced    bool
+	reason    string
+}
+
+// runningReplicator is a replicator and how to stop it.
+type runningReplicator struct {
+	r      *replicate.Replicator
+	addr   string
+	gen    uint64
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// mailbox holds the newest snapshot of each cluster until Run takes it.
+type mailbox struct {
+	mu    sync.Mutex // guards the following
+	snaps map[string]mail
+}
+
+type mail struct {
+	gen   uint64
+	snap  replicate.Snapshot
+	first time.Time // arrival of the oldest snapshot this one replaced
+}
+
+// New validates cfg and returns a Federation; Run starts it.
+func New(cfg Config) (*Federation, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	met, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("component", "federation", "cluster", cfg.Cluster)
+	f := &Federation{
+		cfg:       cfg,
+		log:       log,
+		met:       met,
+		wake:      make(chan struct{}, 1),
+		statusReq: make(chan chan Status),
+		done:      make(chan struct{}),
+		subs:      make(map[uint64]chan *catalog.View),
+		peers:     make(map[string]*peer),
+	}
+	f.mail.snaps = make(map[string]mail)
+	f.io = newIOWorker(cfg.Store, cfg.IOTimeout, log, met)
+	return f, nil
+}
+
+// View returns the last published view, or nil before the first.
+func (f *Federation) View() *catalog.View { return f.view.Load() }
+
+// Subscribe returns a channel that receives every new view; views that
+// arrive while one is pending replace it, so a slow reader gets the newest.
+// The current view, if any, is pending at once. The channel is closed by
+// cancel and when Run returns.
+func (f *Federation) Subscribe() (<-chan *catalog.View, func()) {
+	ch := make(chan *catalog.View, 1)
+	f.subMu.Lock()
+	defer f.subMu.Unlock()
+	if f.closed {
+		close(ch)
+		return ch, func() {}
+	}
+	if v := f.view.Load(); v != nil {
+		ch <- v
+	}
+	id := f.nextSub
+	f.nextSub++
+	f.subs[id] = ch
+	return ch, func() {
+		f.subMu.Lock()
+		defer f.subMu.Unlock()
+		if c, ok := f.subs[id]; ok {
+			delete(f.subs, id)
+			close(c)
+		}
+	}
+}
+
+// Run loads the persisted imports and publishes them, then follows this
+// cluster's exports, membership and every peer's exports until ctx ends.
+// It stops every replicator before it returns ctx's error. Run may be
+// called once.
+func (f *Federation) Run(ctx context.Context) error {
+	if !f.started.CompareAndSwap(false, true) {
+		return errors.New("federation: Run called twice")
+	}
+	defer close(f.done)
+	defer f.closeSubs()
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	f.startedAt = f.cfg.Now()
+	f.loadImports(ctx)
+	f.publish()
+
+	wg.Go(func() { f.io.run(ctx) })
+	if err := f.startLocal(ctx, &wg); err != nil {
+		return err
+	}
+	memberCh, unsubscribe := f.cfg.Membership.Subscribe()
+	defer unsubscribe()
+	ticker := time.NewTicker(f.cfg.tickInterval())
+	defer ticker.Stop()
+	var debounce <-chan time.Time
+	for {
+		f.evaluateFencing()
+		if f.dirty && debounce == nil {
+			if f.cfg.Debounce < 0 {
+				f.publish()
+			} else {
+				debounce = time.After(f.cfg.Debounce)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			f.stopAll()
+			return ctx.Err()
+		case _, ok := <-memberCh:
+			if !ok {
+				memberCh = nil
+				continue
+			}
+			f.syncMembers(ctx, &wg)
+		case <-f.wake:
+			f.takeMail()
+		case <-ticker.C:
+			f.syncMembers(ctx, &wg)
+		case <-debounce:
+			debounce = nil
+			f.publish()
+		case reply := <-f.statusReq:
+			reply <- f.status()
+		}
+	}
+}
+
+// loadImports restores what was persisted of every peer.
+func (f *Federation) loadImports(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, f.cfg.IOTimeout)
+	defer cancel()
+	imports, err := f.cfg.Store.ListImports(lctx)
+	if err != nil {
+		f.met.ioErrors.WithLabelValues("list_imports").Inc()
+		f.log.Warn("cannot load persisted imports; starting without them", "err", err)
+		return
+	}
+	for name, pi := range imports {
+		if name == f.cfg.Cluster {
+			continue
+		}
+		p := f.peerFor(name)
+		p.exports = pi.Exports
+		p.revision = pi.State.Revision
+		p.lastSync = pi.State.LastSync
+		p.persisted = pi.State.Locality
+		p.gateway = pi.State.GatewayAddress
+		f.log.Info("loaded persisted imports", "peer", name, "exports", len(pi.Exports), "revision", pi.State.Revision)
+	}
+}
+
+func (f *Federation) peerFor(name string) *peer {
+	p, ok := f.peers[name]
+	if !ok {
+		p = &peer{name: name, downSince: f.cfg.Now()}
+		f.peers[name] = p
+	}
+	return p
+}
+
+// startLocal follows this cluster's own exports in the local store.
+func (f *Federation) startLocal(ctx context.Context, wg *sync.WaitGroup) error {
+	r, err := replicate.New(replicate.Config{
+		Local:         f.cfg.Cluster,
+		Peer:          f.cfg.Cluster,
+		Client:        f.cfg.Store.Client(),
+		OnExports:     func(s replicate.Snapshot) { f.post(f.cfg.Cluster, 0, s) },
+		ProbeInterval: f.cfg.ProbeInterval,
+		MinBackoff:    f.cfg.MinBackoff,
+		MaxBackoff:    f.cfg.MaxBackoff,
+		Now:           f.cfg.Now,
+		Logger:        f.cfg.Logger,
+		Metrics:       f.met.replicate,
+	})
+	if err != nil {
+		return err
+	}
+	wg.Go(func() { _ = r.Run(ctx) })
+	return nil
+}
+
+// post leaves a snapshot for Run and wakes it; it never blocks.
+func (f *Federation) post(cluster string, gen uint64, s replicate.Snapshot) {
+	f.mail.mu.Lock()
+	m := mail{gen: gen, snap: s, first: s.At}
+	if old, ok := f.mail.snaps[cluster]; ok && old.gen == gen {
+		m.first = old.first
+	}
+	f.mail.snaps[cluster] = m
+	f.mail.mu.Unlock()
+	f.poke()
+}
+
+func (f *Federation) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeMail applies the snapshots replicators left.
+func (f *Federation) takeMail() {
+	f.mail.mu.Lock()
+	snaps := f.mail.snaps
+	f.mail.snaps = make(map[string]mail, len(snaps))
+	f.mail.mu.Unlock()
+	for cluster, m := range snaps {
+		if cluster == f.cfg.Cluster {
+			f.local = m.snap
+			f.markDirty(m.first)
+			continue
+		}
+		p, ok := f.peers[cluster]
+		if !ok || p.rep == nil || p.rep.gen != m.gen {
+			continue // from a replicator since replaced
+		}
+		p.exports = m.snap.Exports
+		p.revision = m.snap.Revision
+		p.lastSync = m.snap.At
+		f.markDirty(m.first)
+		f.io.persist(p.name, p.exports, f.importState(p))
+	}
+}
+
+func (f *Federation) markDirty(at time.Time) {
+	if !at.IsZero() && (f.pendingAt.IsZero() || at.Before(f.pendingAt)) {
+		f.pendingAt = at
+	}
+	f.dirty = true
+}
+
+// syncMembers follows gossip: peer info, replicators, grants, RTT.
+func (f *Federation) syncMembers(ctx context.Context, wg *sync.WaitGroup) {
+	for _, m := range f.cfg.Membership.Members() {
+		if m.Name == f.cfg.Cluster {
+			continue
+		}
+		p := f.peerFor(m.Name)
+		if old := p.member; old == nil || old.Status != m.Status || old.Locality != m.Locality ||
+			old.GatewayAddr != m.GatewayAddr {
+			f.markDirty(time.Time{})
+		}
+		if m.HasRTT && rttMoved(p.rtt, m.RTT) {
+			p.rtt = m.RTT
+			f.markDirty(time.Time{})
+		}
+		mm := m
+		p.member = &mm
+		switch {
+		case m.Status == membership.StatusLeft:
+			f.stopReplicator(p)
+		case m.CatalogAddr != "" && (p.rep == nil || p.rep.addr != m.CatalogAddr):
+			f.stopReplicator(p)
+			f.startReplicator(ctx, wg, p, m.CatalogAddr)
+		}
+		if f.cfg.GrantPeerRead && m.Status == membership.StatusAlive {
+			f.io.grant(f.cfg.PeerUser(m.Name))
+		}
+	}
+}
+
+// rttMoved reports whether an RTT changed enough to publish: by more than
+// a fifth and more than a millisecond, so coordinate jitter makes no views.
+func rttMoved(old, cur time.Duration) bool {
+	d := cur - old
+	if d < 0 {
+		d = -d
+	}
+	return old == 0 || (d > old/5 && d > time.Millisecond)
+}
+
+func (f *Federation) startReplicator(ctx context.Context, wg *sync.WaitGroup, p *peer, addr string) {
+	f.gen++
+	gen := f.gen
+	r, err := replicate.New(replicate.Config{
+		Local:         f.cfg.Cluster,
+		Peer:          p.name,
+		Endpoints:     []string{addr},
+		TLS:           f.cfg.PeerTLS,
+		FromRevision:  p.revision,
+		Initial:       p.exports,
+		OnExports:     func(s replicate.Snapshot) { f.post(p.name, gen, s) },
+		OnState:       func(replicate.State) { f.poke() },
+		ProbeInterval: f.cfg.ProbeInterval,
+		MinBackoff:    f.cfg.MinBackoff,
+		MaxBackoff:    f.cfg.MaxBackoff,
+		Now:           f.cfg.Now,
+		Logger:        f.cfg.Logger,
+		Metrics:       f.met.replicate,
+	})
+	if err != nil {
+		f.log.Warn("cannot replicate peer: bad catalog address in gossip", "peer", p.name, "addr", addr, "err", err)
+		return
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	wg.Go(func() {
+		defer close(done)
+		_ = r.Run(rctx)
+	})
+	p.rep = &runningReplicator{r: r, addr: addr, gen: gen, cancel: cancel, done: done}
+	f.met.replicators.Inc()
+	f.log.Info("replicating peer", "peer", p.name, "addr", addr, "from_revision", p.revision)
+}
+
+func (f *Federation) stopReplicator(p *peer) {
+	if p.rep == nil {
+		return
+	}
+	p.rep.cancel()
+	<-p.rep.done
+	p.downSince = f.cfg.Now()
+	if st := p.rep.r.State(); !st.Connected {
+		p.downSince = st.Since
+	}
+	p.rep = nil
+	f.met.replicators.Dec()
+}
+
+func (f *Federation) stopAll() {
+	for _, p := range f.peers {
+		f.stopReplicator(p)
+	}
+}
+
+// evaluateFencing fences and unfences peers.
+func (f *Federation) evaluateFencing() {
+	now := f.cfg.Now()
+	n := 0
+	for _, p := range f.peers {
+		fenced, reason := f.fenceOf(p, now)
+		if fenced != p.fenced || reason != p.reason {
+			switch {
+			case fenced && !p.fenced:
+				f.met.fenceChanges.WithLabelValues("fenced").Inc()
+				f.log.Warn("peer fenced: its endpoints are marked unhealthy", "peer", p.name, "reason", reason)
+			case !fenced:
+				f.met.fenceChanges.WithLabelValues("unfenced").Inc()
+				f.log.Info("peer back: its endpoints are healthy again", "peer", p.name)
+			}
+			p.fenced, p.reason = fenced, reason
+			f.markDirty(time.Time{})
+		}
+		if p.fenced {
+			n++
+		}
+	}
+	f.met.fencedPeers.Set(float64(n))
+}
+
+// Fence reasons.
+const (
+	ReasonFailed = "serf reports the control plane failed"
+	ReasonLeft   = "the control plane left the federation"
+)
+
+// fenceOf decides whether p is fenced now, and why.
+func (f *Federation) fenceOf(p *peer, now time.Time) (bool, string) {
+	if p.member != nil {
+		switch p.member.Status {
+		case membership.StatusFailed:
+			return true, ReasonFailed
+		case membership.StatusLeft:
+			return true, ReasonLeft
+		}
+	}
+	since := p.downSince
+	if p.rep != nil {
+		st := p.rep.r.State()
+		if st.Connected {
+			return false, ""
+		}
+		since = st.Since
+	}
+	if now.Sub(since) >= f.cfg.FencePeriod {
+		return true, "catalog unreachable for more than " + f.cfg.FencePeriod.String()
+	}
+	return false, ""
+}
+
+// importState is what is persisted of p beside its exports.
+func (f *Federation) importState(p *peer) store.ImportState {
+	return store.ImportState{
+		Revision:       p.revision,
+		LastSync:       p.lastSync,
+		Locality:       f.localityOf(p),
+		GatewayAddress: f.gatewayOf(p),
+	}
+}
+
+func (f *Federation) localityOf(p *peer) topology.Locality {
+	l := p.persisted
+	if p.member != nil {
+		l = p.member.Locality
+	}
+	l.Cluster = p.name
+	return l
+}
+
+func (f *Federation) gatewayOf(p *peer) string {
+	if p.member != nil {
+		return p.member.GatewayAddr
+	}
+	return p.gateway
+}
+
+// publish merges and publishes a new view.
+func (f *Federation) publish() {
+	clusters := make(map[string]catalog.ClusterInfo, len(f.peers)+1)
+	exports := make(map[string][]catalog.Export, len(f.peers)+1)
+	clusters[f.cfg.Cluster] = catalog.ClusterInfo{Locality: f.cfg.Locality, GatewayAddress: f.cfg.GatewayAddress}
+	exports[f.cfg.Cluster] = f.local.Exports
+	for name, p := range f.peers {
+		clusters[name] = catalog.ClusterInfo{
+			Locality:       f.localityOf(p),
+			GatewayAddress: f.gatewayOf(p),
+			RTT:            p.rtt,
+			Fenced:         p.fenced,
+			FenceReason:    p.reason,
+		}
+		if len(p.exports) > 0 {
+			exports[name] = p.exports
+		}
+	}
+	v := merge.Merge(f.cfg.Cluster, clusters, exports)
+	f.viewRev++
+	v.Revision = f.viewRev
+	f.view.Store(&v)
+
+	conflicts := 0
+	for i := range v.Services {
+		conflicts += len(v.Services[i].Conditions)
+	}
+	f.met.conflicts.Set(float64(conflicts))
+	f.met.viewRevision.Set(float64(v.Revision))
+	f.met.publishes.Inc()
+	if f.dirty && !f.pendingAt.IsZero() {
+		f.met.propagation.Observe(f.cfg.Now().Sub(f.pendingAt).Seconds())
+	}
+	f.dirty = false
+	f.pendingAt = time.Time{}
+
+	f.subMu.Lock()
+	defer f.subMu.Unlock()
+	for _, ch := range f.subs {
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- &v
+	}
+}
+
+func (f *Federation) closeSubs() {
+	f.subMu.Lock()
+	defer f.subMu.Unlock()
+	f.closed = true
+	for id, ch := range f.subs {
+		close(ch)
+		delete(f.subs, id)
+	}
+}

@@ -1,0 +1,221 @@
+package federation
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/store"
+	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
+	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The embedded etcd's loggers start a package-level flush loop
+		// that never stops.
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+	)
+}
+
+var (
+	t0      = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	testKey = []byte("0123456789abcdef0123456789abcdef")
+)
+
+func testLogger(tb testing.TB) *slog.Logger {
+	if os.Getenv("FEDMESH_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", tb.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func clusterName(i int) string { return fmt.Sprintf("c%02d", i) }
+
+func locality(i int) topology.Locality {
+	return topology.Locality{Region: fmt.Sprintf("r%d", i%3), Zone: "a", Cluster: clusterName(i)}
+}
+
+// node is one cluster's control plane in a test: a real embedded etcd
+// store, real serf membership on loopback and a Federation.
+type node struct {
+	i     int
+	name  string
+	scfg  store.Config
+	st    *store.Store
+	mem   *membership.Membership
+	fed   *Federation
+	stop  context.CancelFunc
+	done  chan error
+	alive bool
+}
+
+// testOptions tunes the federations of a test.
+type testOptions struct {
+	fence time.Duration
+}
+
+func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
+	tb.Helper()
+	n := &node{i: i, name: clusterName(i), scfg: scfg}
+	n.st = storetest.OpenConfig(tb, scfg)
+	mem, err := membership.New(membership.Config{
+		NodeName:          n.name,
+		Locality:          locality(i),
+		GatewayAddr:       fmt.Sprintf("127.0.0.1:%d", 20000+i),
+		CatalogAddr:       n.st.ClientURL(),
+		BindAddr:          "127.0.0.1",
+		Keys:              [][]byte{testKey},
+		Profile:           membership.ProfileLocal,
+		ReconnectInterval: 500 * time.Millisecond,
+		Logger:            testLogger(tb),
+	})
+	if err != nil {
+		tb.Fatalf("membership of %s: %v", n.name, err)
+	}
+	n.mem = mem
+	fed, err := New(Config{
+		Cluster:        n.name,
+		Locality:       locality(i),
+		GatewayAddress: fmt.Sprintf("127.0.0.1:%d", 20000+i),
+		Store:          n.st,
+		Membership:     mem,
+		FencePeriod:    o.fence,
+		ProbeInterval:  200 * time.Millisecond,
+		MinBackoff:     20 * time.Millisecond,
+		MaxBackoff:     500 * time.Millisecond,
+		Logger:         testLogger(tb),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n.fed = fed
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stop = cancel
+	n.done = make(chan error, 1)
+	go func() { n.done <- fed.Run(ctx) }()
+	n.alive = true
+	tb.Cleanup(func() { n.kill(tb) })
+	return n
+}
+
+// kill stops the node abruptly: no leave, no lease revocation.
+func (n *node) kill(tb testing.TB) {
+	tb.Helper()
+	if !n.alive {
+		return
+	}
+	n.alive = false
+	n.stop()
+	if err := <-n.done; err != context.Canceled {
+		tb.Errorf("Run of %s returned %v, want context.Canceled", n.name, err)
+	}
+	if err := n.mem.Shutdown(); err != nil {
+		tb.Errorf("membership shutdown of %s: %v", n.name, err)
+	}
+	if err := n.st.Abandon(); err != nil {
+		tb.Errorf("store of %s: %v", n.name, err)
+	}
+}
+
+func (n *node) join(tb testing.TB, to *node) {
+	tb.Helper()
+	if _, err := n.mem.Join([]string{to.mem.Local().Addr}); err != nil {
+		tb.Fatalf("%s joins %s: %v", n.name, to.name, err)
+	}
+}
+
+func (n *node) setExports(tb testing.TB, exports []catalog.Export) int64 {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rev, err := n.st.SetExports(ctx, exports)
+	if err != nil {
+		tb.Fatalf("SetExports in %s: %v", n.name, err)
+	}
+	return rev
+}
+
+// startCluster starts n nodes and joins them all to the first.
+func startCluster(tb testing.TB, count int, o testOptions) []*node {
+	tb.Helper()
+	nodes := make([]*node, count)
+	for i := range nodes {
+		nodes[i] = startNode(tb, i, storetest.Config(tb, clusterName(i)), o)
+		if i > 0 {
+			nodes[i].join(tb, nodes[0])
+		}
+	}
+	return nodes
+}
+
+// export builds a valid export of service name by cluster, with one
+// endpoint per address.
+func export(cluster, name string, created time.Time, port int32, addrs ...string) catalog.Export {
+	e := catalog.Export{Service: catalog.Service{
+		Namespace: "demo", Name: name, Type: catalog.ClusterSetIP, Cluster: cluster,
+		Ports:         []catalog.Port{{Name: "http", Port: port, AppProtocol: catalog.AppHTTP}},
+		ExportCreated: created,
+	}}
+	for _, a := range addrs {
+		e.Endpoints = append(e.Endpoints, catalog.Endpoint{
+			Address: a, Port: 15006, PortName: "http", Ready: true, Serving: true,
+			Locality: topology.Locality{Region: "x", Cluster: cluster}, ServiceAccount: "default",
+		})
+	}
+	return e
+}
+
+// baseExports is what cluster i exports: its share of the shared service
+// echo, and a service of its own.
+func baseExports(i int) []catalog.Export {
+	c := clusterName(i)
+	return []catalog.Export{
+		export(c, "echo", t0.Add(time.Duration(i)*time.Minute), 8080, fmt.Sprintf("127.0.%d.1", i+1), fmt.Sprintf("127.0.%d.2", i+1)),
+		export(c, "own-"+c, t0, 9090, fmt.Sprintf("127.0.%d.3", i+1)),
+	}
+}
+
+// eventually polls cond until it returns nil or the deadline passes.
+func eventually(tb testing.TB, d time.Duration, what string, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tb.Fatalf("%s: not true after %s: %v", what, d, err)
+}
+
+func service(v *catalog.View, name string) *catalog.ImportedService {
+	if v == nil {
+		return nil
+	}
+	for i := range v.Services {
+		if v.Services[i].Name == name {
+			return &v.Services[i]
+		}
+	}
+	return nil
+}
+
+func statusOf(tb testing.TB, n *node) Status {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := n.fed.Status(ctx)
+	if err != nil {
+		tb.Fatalf("status of %s: %v", n.name, err)
+	}
+	return st
+}

@@ -1,0 +1,72 @@
+package federation
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedmesh/fedmesh/federation/replicate"
+)
+
+// metrics are the federation's Prometheus collectors.
+type metrics struct {
+	fencedPeers  prometheus.Gauge
+	viewRevision prometheus.Gauge
+	conflicts    prometheus.Gauge
+	replicators  prometheus.Gauge
+	publishes    prometheus.Counter
+	fenceChanges *prometheus.CounterVec
+	ioErrors     *prometheus.CounterVec
+	propagation  prometheus.Histogram
+	replicate    *replicate.Metrics
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	rm, err := replicate.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	m := &metrics{
+		replicate: rm,
+		fencedPeers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedmesh_federation_fenced_peers",
+			Help: "Peers whose endpoints are fenced (marked unhealthy).",
+		}),
+		viewRevision: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedmesh_federation_view_revision",
+			Help: "Revision of the last published federation view.",
+		}),
+		conflicts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedmesh_federation_conflicts",
+			Help: "Exports in conflict in the last published view.",
+		}),
+		replicators: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedmesh_federation_replicators",
+			Help: "Peer replicators running.",
+		}),
+		publishes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedmesh_federation_view_publishes_total",
+			Help: "Federation views published.",
+		}),
+		fenceChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_federation_fence_changes_total",
+			Help: "Peers fenced or unfenced, by direction.",
+		}, []string{"direction"}),
+		ioErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_federation_store_errors_total",
+			Help: "Failed writes to the local store, by operation.",
+		}, []string{"op"}),
+		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "fedmesh_federation_propagation_seconds",
+			Help:    "Time from a peer change arriving from its etcd to the view that contains it.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.fencedPeers, m.viewRevision, m.conflicts, m.replicators,
+			m.publishes, m.fenceChanges, m.ioErrors, m.propagation} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
