@@ -367,4 +367,3 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
-
