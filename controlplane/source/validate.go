@@ -1,6 +1,7 @@
 package source
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -52,8 +53,7 @@ func ValidateService(svc *corev1.Service) error {
 			Type: catalog.ClusterSetIP, Ports: servicePorts(svc),
 		}
 		var ve *catalog.ValidationError
-		if err := cs.Validate(); err != nil {
-			ve = err.(*catalog.ValidationError)
+		if err := cs.Validate(); errors.As(err, &ve) {
 			for _, fe := range ve.Fields {
 				if strings.HasPrefix(fe.Field, "ports[") {
 					f = append(f, &catalog.FieldError{Field: "spec." + fe.Field, Value: fe.Value, Reason: fe.Reason})
