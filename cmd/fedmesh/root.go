@@ -53,6 +53,9 @@ func newRootCmd() *cobra.Command {
 	globalLog.addFlags(root)
 	// One line per command; each lives in its own file.
 	root.AddCommand(newVersionCmd())
+	root.AddCommand(newTokenCmd())
+	root.AddCommand(newJoinCmd())
+	root.AddCommand(newKeysCmd())
 	root.AddCommand(newEchoCmd())
 	root.AddCommand(newControlPlaneCmd())
 	root.AddCommand(newDebugCmd())

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/fedmesh/fedmesh/federation/adminapi"
+	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+// fedTestPKI is a throwaway federation root, intermediate and control
+// plane leaf.
+func fedTestPKI(t *testing.T) (adminapi.Issuer, *x509.Certificate) {
+	t.Helper()
+	var serial int64
+	key := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	issue := func(tmpl, parent *x509.Certificate, pub any, signer *ecdsa.PrivateKey) *x509.Certificate {
+		serial++
+		tmpl.SerialNumber = big.NewInt(serial)
+		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour*24)
+		if parent == nil {
+			parent = tmpl
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	rk, ik, lk := key(), key(), key()
+	root := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "root"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}, nil, rk.Public(), rk)
+	inter := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "intermediate"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}, root, ik.Public(), rk)
+	leaf := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "control plane"}, KeyUsage: x509.KeyUsageDigitalSignature},
+		inter, lk.Public(), ik)
+	return adminapi.Issuer{Signer: lk, Chain: []*x509.Certificate{leaf, inter}, TrustDomain: "fedmesh.local",
+		RootBundle: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})}, root
+}
+
+// fedTestControlPlane runs a membership with the federation admin API on
+// loopback and returns it with its admin URL.
+func fedTestControlPlane(t *testing.T, name string, iss adminapi.Issuer, root *x509.Certificate, keys ...[]byte) (*membership.Membership, string) {
+	t.Helper()
+	m, err := membership.New(membership.Config{
+		NodeName: name, Locality: topology.Locality{Region: "r"},
+		GatewayAddr: "127.0.0.1:15443", CatalogAddr: "https://127.0.0.1:2379",
+		BindAddr: "127.0.0.1", Keys: keys, Profile: membership.ProfileLocal,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Shutdown() })
+	h, err := adminapi.NewHandler(adminapi.Config{
+		Federation:   m,
+		Issuer:       func() (adminapi.Issuer, error) { return iss, nil },
+		TrustedRoots: func() ([]*x509.Certificate, error) { return []*x509.Certificate{root}, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return m, srv.URL
+}
+
+// runFed runs the command line as run does and returns stdout, stderr
+// and the exit code.
+func runFed(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	if err == nil {
+		return out.String(), errOut.String(), 0
+	}
+	errOut.WriteString(err.Error())
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return out.String(), errOut.String(), ee.code
+	}
+	return out.String(), errOut.String(), 1
+}
+
+func TestTokenJoinKeysCommands(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	key := []byte("0123456789abcdef0123456789abcdef")
+	iss, root := fedTestPKI(t)
+	a, aURL := fedTestControlPlane(t, "a", iss, root, key)
+	n, nURL := fedTestControlPlane(t, "n", iss, root)
+
+	tok, stderr, code := runFed(t, "token", "create", "--ttl", "10m", "--admin", aURL)
+	if code != 0 {
+		t.Fatalf("token create: exit %d: %s", code, stderr)
+	}
+	file := filepath.Join(t.TempDir(), "join.token")
+	if err := os.WriteFile(file, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runFed(t, "join", "--token-file", file, "--admin", nURL)
+	if code != 0 || !strings.Contains(out, "joined the federation (trust domain fedmesh.local) through a") {
+		t.Fatalf("join: exit %d, out %q, err %q", code, out, stderr)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(a.Members()) != 2 || len(n.Members()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no full mesh: a sees %d, n sees %d", len(a.Members()), len(n.Members()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	out, stderr, code = runFed(t, "keys", "list", "-o", "json", "--admin", nURL)
+	if code != 0 {
+		t.Fatalf("keys list: exit %d: %s", code, stderr)
+	}
+	var list adminapi.KeyResponse
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("keys list -o json: %v\n%s", err, out)
+	}
+	if diff := cmp.Diff(map[string]int{membership.EncodeKey(key): 2}, list.Keys); diff != "" {
+		t.Errorf("keys (-want +got):\n%s", diff)
+	}
+
+	newKey, _, code := runFed(t, "keys", "generate")
+	newKey = strings.TrimSpace(newKey)
+	if code != 0 {
+		t.Fatal("keys generate failed")
+	}
+	for _, op := range []string{"install", "use"} {
+		if out, stderr, code := runFed(t, "keys", op, newKey, "--admin", aURL); code != 0 || !strings.Contains(out, "done on 2/2 members") {
+			t.Fatalf("keys %s: exit %d, out %q, err %q", op, code, out, stderr)
+		}
+	}
+	if out, stderr, code := runFed(t, "keys", "remove", membership.EncodeKey(key), "--admin", aURL); code != 0 {
+		t.Fatalf("keys remove: exit %d, out %q, err %q", code, out, stderr)
+	}
+	out, _, _ = runFed(t, "keys", "list", "--admin", aURL)
+	if !strings.Contains(out, newKey+"  2/2") || strings.Contains(out, membership.EncodeKey(key)) {
+		t.Errorf("keys list after rotation:\n%s", out)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{name: "join without token", args: []string{"join", "--admin", nURL}, code: 2, want: "no token"},
+		{name: "join with both", args: []string{"join", "x", "--token-file", file}, code: 2, want: "not both"},
+		{name: "garbage token", args: []string{"join", "garbage", "--admin", nURL}, code: 1, want: "join token is malformed"},
+		{name: "bad admin URL", args: []string{"token", "create", "--admin", "localhost:15014"}, code: 2, want: "not an http(s) URL"},
+		{name: "zero ttl", args: []string{"token", "create", "--ttl", "0s", "--admin", aURL}, code: 2, want: "must be positive"},
+		{name: "bad key", args: []string{"keys", "install", "abc", "--admin", aURL}, code: 2, want: "not base64"},
+		{name: "remove primary", args: []string{"keys", "remove", newKey, "--admin", aURL}, code: 1, want: "control plane answered 502"},
+		{name: "unknown output", args: []string{"keys", "list", "-o", "xml", "--admin", aURL}, code: 2, want: "unknown output format"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, code := runFed(t, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tc.code, tc.want)
+			}
+		})
+	}
+	if slices.ContainsFunc(n.LocalKeys(), func(k []byte) bool { return string(k) == string(key) }) {
+		t.Error("n still holds the removed key")
+	}
+}
