@@ -234,6 +234,9 @@ func TestProblemError(t *testing.T) {
 	}{
 		{"everything", Problem{File: "a.yaml", Doc: 2, Object: "Service demo/echo", Reason: ReasonInvalid, Err: ve},
 			`a.yaml: document 2: Service demo/echo: invalid: spec.ports[0].port "0": must be between 1 and 65535`},
+		{"catalog validation error, named once", Problem{Object: "Service demo/echo", Reason: ReasonInvalid,
+			Err: &catalog.ValidationError{Object: "service demo/echo", Fields: []*catalog.FieldError{{Field: "ports", Reason: "must have at least one port"}}}},
+			"Service demo/echo: invalid: ports: must have at least one port"},
 		{"whole file", Problem{File: "a.yaml", Reason: ReasonRead, Err: errors.New("permission denied")},
 			"a.yaml: read: permission denied"},
 		{"no file", Problem{Object: "ServiceExport demo/x", Reason: ReasonUnmatched, Err: ErrNoService},

@@ -112,7 +112,11 @@ func (p Problem) Error() string {
 	add(string(p.Reason))
 	if p.Err != nil {
 		// Validation errors name their object too; say it once.
-		add(strings.TrimPrefix(p.Err.Error(), p.Object+": "))
+		msg := p.Err.Error()
+		if pre := p.Object + ": "; p.Object != "" && len(msg) > len(pre) && strings.EqualFold(msg[:len(pre)], pre) {
+			msg = msg[len(pre):]
+		}
+		add(msg)
 	}
 	return b.String()
 }
