@@ -413,12 +413,19 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		defer s.stopAll()
+		// A listener that could not be bound (its port was taken) is
+		// tried again every second.
+		var retry <-chan time.Time
 		for {
 			select {
 			case <-gctx.Done():
 				return nil
 			case <-s.updated:
-				s.reconcile(gctx)
+			case <-retry:
+			}
+			retry = nil
+			if !s.reconcile(gctx) {
+				retry = time.After(time.Second)
 			}
 		}
 	})
@@ -434,8 +441,8 @@ func portKey(port int32, http bool) string {
 }
 
 // reconcile binds the listeners the current snapshot needs and closes the
-// ones it no longer does.
-func (s *Sidecar) reconcile(ctx context.Context) {
+// ones it no longer does. It reports whether every listener is bound.
+func (s *Sidecar) reconcile(ctx context.Context) bool {
 	snap := s.proxy.Snapshot()
 	want := map[string]string{} // key -> address
 	serve := map[string]func(context.Context, net.Listener) error{}
@@ -471,6 +478,7 @@ func (s *Sidecar) reconcile(ctx context.Context) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	all := true
 	for _, k := range keys {
 		if s.listeners[k] != nil {
 			continue
@@ -480,6 +488,7 @@ func (s *Sidecar) reconcile(ctx context.Context) {
 			// Another process (the app itself, often) holds the port:
 			// the HTTP proxy listener and CONNECT still reach the service.
 			s.log.Warn("cannot bind listener", "listener", k, "address", want[k], "err", err)
+			all = false
 			continue
 		}
 		lctx, cancel := context.WithCancel(ctx)
@@ -491,6 +500,7 @@ func (s *Sidecar) reconcile(ctx context.Context) {
 		}()
 		s.listeners[k] = m
 	}
+	return all
 }
 
 func (s *Sidecar) stopAll() {

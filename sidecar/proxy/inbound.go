@@ -70,11 +70,12 @@ func (p *Proxy) ServeInbound(ctx context.Context, l net.Listener) error {
 			p.log.Debug("app unreachable", "err", err)
 			w.WriteHeader(http.StatusBadGateway)
 		},
+		ErrorLog: p.errorLog,
 	}
 	srv := &http.Server{
 		Handler:           p.inboundHandler(rp),
 		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          nil,
+		ErrorLog:          p.errorLog,
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -47,7 +47,7 @@ func (p *Proxy) OutboundHandler(port int32) http.Handler {
 		Transport:     p,
 		FlushInterval: -1,
 		ErrorHandler:  o.fail,
-		ErrorLog:      nil,
+		ErrorLog:      p.errorLog,
 	}
 	return o
 }

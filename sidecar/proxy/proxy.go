@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"errors"
+	stdlog "log"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -60,6 +61,10 @@ type Proxy struct {
 	upstreams map[naming.ServicePort]*upstream
 	cur       atomic.Pointer[map[naming.ServicePort]*upstream]
 
+	// errorLog receives net/http's own messages (client gone mid-body,
+	// TLS handshake errors), at debug level.
+	errorLog *stdlog.Logger
+
 	appH1  *http.Transport
 	appH2C *http.Transport
 	wg     sync.WaitGroup // connection goroutines
@@ -107,6 +112,7 @@ func New(cfg Config) (*Proxy, error) {
 		upstreams: map[naming.ServicePort]*upstream{},
 		closed:    make(chan struct{}),
 	}
+	p.errorLog = slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
 	p.appH1 = &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	h2c := new(http.Protocols)
 	h2c.SetUnencryptedHTTP2(true)

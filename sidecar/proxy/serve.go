@@ -54,7 +54,7 @@ func (p *Proxy) serveHTTP(ctx context.Context, l net.Listener, h http.Handler) e
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: h, Protocols: protos, ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: h, Protocols: protos, ReadHeaderTimeout: 30 * time.Second, ErrorLog: p.errorLog}
 	closed := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(closed)
