@@ -1,0 +1,155 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/fedmesh/fedmesh/controlplane/ca"
+	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/sidecar"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+func newSidecarCmd() *cobra.Command {
+	var (
+		xo                                      xdsClientOptions
+		workloadDir, address                    string
+		outbound, inbound, admin, dns, svcIP    string
+		cluster, region, zone                   string
+		namespace, serviceAccount, workloadName string
+		appPorts, nodeID                        string
+	)
+	cmd := &cobra.Command{
+		Use:   "sidecar",
+		Short: "Run a workload's sidecar (outbound proxy, inbound mTLS, DNS for clusterset.local)",
+		Long: `Run the sidecar next to one workload. It takes its configuration from the
+cluster's control plane over xDS (ADS), and keeps the last good one while the
+control plane is away.
+
+Outbound: apps reach services by NAME.NS.svc.clusterset.local:PORT or NAME.NS:PORT
+  - as an HTTP proxy: HTTP_PROXY=http://ADDRESS:15001 (CONNECT for opaque TCP);
+  - through DNS: point a resolver at ADDRESS:15053, which answers service names
+    with the service IP, where the sidecar listens on every service port.
+Inbound: mutual TLS on the address the control plane gives (ADDRESS:15006 in
+local mode); requests reach the app with the caller's SPIFFE ID in
+x-fedmesh-client-id.`,
+		Example: `  fedmesh sidecar --cluster east-1 --region us-east --zone a \
+    --namespace demo --service-account client --workload client \
+    --address 127.0.1.100 --service-ip 127.0.1.200 \
+    --xds-address 127.0.0.11:15010 --trust-domain fedmesh.local --workload-dir run/east-1/client`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := commandLogger(cmd)
+			if err != nil {
+				return err
+			}
+			usage := func(err error) error { return &exitError{code: 2, err: err} }
+			if workloadDir != "" {
+				if xo.tokenFile == "" {
+					xo.tokenFile = filepath.Join(workloadDir, ca.TokenFile)
+				}
+				if xo.rootBundle == "" {
+					xo.rootBundle = filepath.Join(workloadDir, ca.BundleFile)
+				}
+			}
+			if net.ParseIP(address) == nil {
+				return usage(fmt.Errorf("--address %q is not an IP address", address))
+			}
+			def := func(v *string, port string) {
+				if *v == "" {
+					*v = net.JoinHostPort(address, port)
+				}
+			}
+			def(&outbound, "15001")
+			def(&admin, "15000")
+			def(&dns, "15053")
+			if svcIP == "" {
+				svcIP = address
+			}
+			if svcIP == "none" {
+				svcIP = ""
+			}
+			if dns == "none" {
+				dns = ""
+			}
+			tok, err := xo.token()
+			if err != nil {
+				return err
+			}
+			cfg := sidecar.Config{
+				ControlPlane:         xo.xdsAddress,
+				InsecureControlPlane: xo.insecure,
+				NodeID:               nodeID,
+				Token:                tok,
+				Cluster:              cluster,
+				Locality:             topology.Locality{Region: region, Zone: zone},
+				Namespace:            namespace,
+				ServiceAccount:       serviceAccount,
+				Workload:             workloadName,
+				AppPorts:             appPorts,
+				OutboundAddr:         outbound,
+				InboundAddr:          inbound,
+				AdminAddr:            admin,
+				DNSAddr:              dns,
+				ServiceIP:            svcIP,
+				Logger:               log,
+			}
+			if xo.trustDomain == "" {
+				return usage(errors.New("--trust-domain is required"))
+			}
+			if cfg.TrustDomain, err = spiffeid.TrustDomainFromString(xo.trustDomain); err != nil {
+				return usage(fmt.Errorf("--trust-domain: %w", err))
+			}
+			if !xo.insecure {
+				if xo.rootBundle == "" {
+					return usage(errors.New("--root-bundle or --workload-dir is required (or --insecure-xds)"))
+				}
+				pem, err := os.ReadFile(xo.rootBundle)
+				if err != nil {
+					return usage(fmt.Errorf("--root-bundle: %w", err))
+				}
+				if cfg.RootBundle, err = x509bundle.Parse(cfg.TrustDomain, pem); err != nil {
+					return usage(fmt.Errorf("--root-bundle %s: %w", xo.rootBundle, err))
+				}
+				if cfg.ControlPlaneID, err = identity.ControlPlaneID(cfg.TrustDomain, cluster); err != nil {
+					return usage(err)
+				}
+			}
+			reg := newRegistry()
+			cfg.Registerer, cfg.Gatherer = reg, reg
+			sc, err := sidecar.New(cfg)
+			if err != nil {
+				return err
+			}
+			log.Info("sidecar started", "outbound", sc.OutboundAddr(), "admin", sc.AdminAddr(), "dns", sc.DNSAddr(), "xds", xo.xdsAddress)
+			return sc.Run(cmd.Context())
+		},
+	}
+	xo.addFlags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&workloadDir, "workload-dir", "", "directory with the workload's bootstrap token ("+ca.TokenFile+") and the federation bundle ("+ca.BundleFile+"); defaults for --token-file and --root-bundle")
+	f.StringVar(&address, "address", "127.0.0.1", "the workload's IP address; listeners default to it")
+	f.StringVar(&outbound, "outbound", "", "outbound HTTP proxy listener (default ADDRESS:15001)")
+	f.StringVar(&inbound, "inbound", "", "bind the inbound mTLS listener here instead of the address the control plane gives")
+	f.StringVar(&admin, "admin", "", "admin listener: /stats/prometheus, /config_dump, /endpoints, /ready (default ADDRESS:15000)")
+	f.StringVar(&dns, "dns", "", "DNS listener for *.svc.clusterset.local, UDP and TCP (default ADDRESS:15053; \"none\" disables)")
+	f.StringVar(&svcIP, "service-ip", "", "IP for one listener per service port, which DNS answers (default ADDRESS; \"none\" disables)")
+	f.StringVar(&cluster, "cluster", "", "the cluster the workload runs in (required)")
+	f.StringVar(&region, "region", "", "the workload's region (default: its cluster's)")
+	f.StringVar(&zone, "zone", "", "the workload's zone (default: its cluster's)")
+	f.StringVar(&namespace, "namespace", "", "the workload's namespace (required)")
+	f.StringVar(&serviceAccount, "service-account", "default", "the workload's service account")
+	f.StringVar(&workloadName, "workload", "", "the workload's name, as in its endpoints (selects its inbound side)")
+	f.StringVar(&appPorts, "app-ports", "", "where the app listens per service port: PORTNAME=APPPORT[,...] (default: the service port)")
+	f.StringVar(&nodeID, "node-id", "", "xDS node id (default sidecar~ADDRESS~WORKLOAD.NAMESPACE)")
+	cmd.MarkFlagRequired("cluster")
+	cmd.MarkFlagRequired("namespace")
+	return cmd
+}
