@@ -152,7 +152,8 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "sidecar", "cluster", cfg.Cluster)
+	base := log.With("cluster", cfg.Cluster)
+	log = base.With("component", "sidecar")
 	reg, gather := cfg.Registerer, cfg.Gatherer
 	if reg == nil && gather == nil {
 		r := prometheus.NewRegistry()
@@ -177,7 +178,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Logger: log, Metrics: pm, BalancerMetrics: bm}); err != nil {
+	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Logger: base, Metrics: pm, BalancerMetrics: bm}); err != nil {
 		return nil, err
 	}
 	if cfg.ServiceIP != "" {
@@ -193,7 +194,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		Target:         cfg.ControlPlane,
 		Node:           node,
 		Handler:        xdsclient.HandlerFunc(s.onUpdate),
-		Logger:         log,
+		Logger:         base,
 		InitialBackoff: cfg.XDSBackoff,
 	}
 	if cfg.InsecureControlPlane {
@@ -206,7 +207,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		return nil, err
 	}
 	if cfg.DNSAddr != "" {
-		if s.dns, err = dns.New(dns.Config{Resolve: s.resolve, Logger: log}, reg); err != nil {
+		if s.dns, err = dns.New(dns.Config{Resolve: s.resolve, Logger: base}, reg); err != nil {
 			return nil, err
 		}
 		if s.dnsUDP, err = net.ListenPacket("udp", cfg.DNSAddr); err != nil {

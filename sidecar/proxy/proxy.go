@@ -107,7 +107,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p := &Proxy{
 		cfg:       cfg,
-		log:       log.With("component", "proxy", "cluster", cfg.Cluster),
+		log:       log.With("component", "proxy"),
 		m:         m,
 		upstreams: map[naming.ServicePort]*upstream{},
 		closed:    make(chan struct{}),
