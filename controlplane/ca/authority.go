@@ -1,0 +1,381 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/fedmesh/fedmesh/internal/identity"
+)
+
+// EtcdRootUser is the Common Name of the control plane's own etcd client
+// certificate: etcd maps a client certificate's CN to the etcd user.
+const EtcdRootUser = "root"
+
+// ControlPlaneCN returns the Common Name of a control plane's SVID,
+// "fedmesh-cp-CLUSTER". etcd maps it to an etcd user, which the federation
+// gives a read-only role on the cluster's export prefix.
+func ControlPlaneCN(cluster string) string { return "fedmesh-cp-" + cluster }
+
+// Authority is a cluster's CA: it signs the SVIDs of the cluster's
+// workloads and control plane with the cluster's intermediate, and issues
+// and checks bootstrap tokens. It is safe for concurrent use.
+type Authority struct {
+	td       spiffeid.TrustDomain
+	cluster  string
+	cert     *x509.Certificate // the intermediate
+	key      crypto.Signer
+	root     *x509.Certificate
+	bundle   *x509bundle.Bundle
+	tokenKey []byte
+	now      func() time.Time
+
+	registerer    prometheus.Registerer
+	issued        *prometheus.CounterVec
+	tokenRefusals *prometheus.CounterVec
+}
+
+// Option changes how LoadAuthority sets up an Authority.
+type Option func(*Authority)
+
+// WithClock sets the time source (default time.Now), for certificate
+// validity and token expiry.
+func WithClock(now func() time.Time) Option { return func(a *Authority) { a.now = now } }
+
+// WithRegisterer registers the authority's metrics:
+// fedmesh_ca_issued_total{kind} and
+// fedmesh_ca_bootstrap_token_refusals_total{reason}.
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return func(a *Authority) { a.registerer = reg }
+}
+
+// LoadAuthority reads a cluster CA directory written by IssueClusterCA:
+// ca.crt, ca.key, bundle.crt and token.key. It checks that the key matches,
+// that the intermediate chains to the bundle and that the secret files
+// are not readable by others.
+func LoadAuthority(dir string, opts ...Option) (*Authority, error) {
+	a := &Authority{now: time.Now}
+	for _, o := range opts {
+		o(a)
+	}
+	cert, err := loadCert(filepath.Join(dir, CACertFile))
+	if err != nil {
+		return nil, fmt.Errorf("load cluster CA: %w", err)
+	}
+	for _, secret := range []string{CAKeyFile, TokenKeyFile} {
+		if err := checkPrivate(filepath.Join(dir, secret)); err != nil {
+			return nil, fmt.Errorf("load cluster CA: %w", err)
+		}
+	}
+	key, err := loadKey(filepath.Join(dir, CAKeyFile), cert)
+	if err != nil {
+		return nil, fmt.Errorf("load cluster CA: %w", err)
+	}
+	rootPEM, err := os.ReadFile(filepath.Join(dir, BundleFile))
+	if err != nil {
+		return nil, fmt.Errorf("load cluster CA: %w", err)
+	}
+	roots, err := ParseCertsPEM(rootPEM)
+	if err != nil {
+		return nil, fmt.Errorf("load cluster CA: %s: %w", BundleFile, err)
+	}
+	tokenKey, err := os.ReadFile(filepath.Join(dir, TokenKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("load cluster CA: %w", err)
+	}
+	if len(tokenKey) != tokenKeySize {
+		return nil, fmt.Errorf("load cluster CA: %s holds %d bytes, want %d", TokenKeyFile, len(tokenKey), tokenKeySize)
+	}
+	if err := a.init(cert, key, roots, tokenKey); err != nil {
+		return nil, fmt.Errorf("load cluster CA: %w", err)
+	}
+	return a, nil
+}
+
+// NewAuthority builds an Authority from files already in memory (for
+// example ClusterFiles carried by a join flow).
+func NewAuthority(f *ClusterFiles, opts ...Option) (*Authority, error) {
+	a := &Authority{now: time.Now}
+	for _, o := range opts {
+		o(a)
+	}
+	certs, err := ParseCertsPEM(f.CACertPEM)
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA certificate: %w", err)
+	}
+	key, err := ParseKeyPEM(f.CAKeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA key: %w", err)
+	}
+	if !publicKeyEqual(key.Public(), certs[0].PublicKey) {
+		return nil, errors.New("cluster CA key does not match its certificate")
+	}
+	roots, err := ParseCertsPEM(f.BundlePEM)
+	if err != nil {
+		return nil, fmt.Errorf("trust bundle: %w", err)
+	}
+	if len(f.TokenKey) != tokenKeySize {
+		return nil, fmt.Errorf("token key holds %d bytes, want %d", len(f.TokenKey), tokenKeySize)
+	}
+	if err := a.init(certs[0], key, roots, f.TokenKey); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Authority) init(cert *x509.Certificate, key crypto.Signer, roots []*x509.Certificate, tokenKey []byte) error {
+	td, err := trustDomainOf(cert)
+	if err != nil {
+		return err
+	}
+	if !cert.IsCA {
+		return errors.New("cluster CA certificate is not a CA")
+	}
+	if len(cert.Subject.OrganizationalUnit) != 1 {
+		return fmt.Errorf("cluster CA subject %q does not name one cluster (OU)", cert.Subject)
+	}
+	cluster := cert.Subject.OrganizationalUnit[0]
+	if _, err := identity.ControlPlaneID(td, cluster); err != nil {
+		return fmt.Errorf("cluster CA names cluster %q: %w", cluster, err)
+	}
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	chains, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: a.now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return fmt.Errorf("cluster CA does not chain to the trust bundle: %w", err)
+	}
+	a.td, a.cluster, a.cert, a.key = td, cluster, cert, key
+	a.root = chains[0][len(chains[0])-1]
+	a.bundle = x509bundle.FromX509Authorities(td, roots)
+	a.tokenKey = append([]byte(nil), tokenKey...)
+	a.issued = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "fedmesh_ca_issued_total",
+		Help:        "Certificates issued by the cluster CA, by kind (workload, control_plane, etcd_root).",
+		ConstLabels: prometheus.Labels{"cluster": cluster},
+	}, []string{"kind"})
+	a.tokenRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "fedmesh_ca_bootstrap_token_refusals_total",
+		Help:        "Bootstrap tokens refused, by reason (malformed, signature, expired, cluster).",
+		ConstLabels: prometheus.Labels{"cluster": cluster},
+	}, []string{"reason"})
+	if a.registerer != nil {
+		for _, c := range []prometheus.Collector{a.issued, a.tokenRefusals} {
+			if err := a.registerer.Register(c); err != nil {
+				return fmt.Errorf("register metrics: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkPrivate refuses a secret file that group or others can read.
+func checkPrivate(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s has mode %v, want 0600", path, st.Mode().Perm())
+	}
+	return nil
+}
+
+// TrustDomain is the federation's trust domain.
+func (a *Authority) TrustDomain() spiffeid.TrustDomain { return a.td }
+
+// Cluster is the name of the cluster this CA serves.
+func (a *Authority) Cluster() string { return a.cluster }
+
+// Bundle is the federation's trust bundle (the root).
+func (a *Authority) Bundle() *x509bundle.Bundle { return a.bundle }
+
+// TrustBundle returns the root certificates.
+func (a *Authority) TrustBundle() []*x509.Certificate { return a.bundle.X509Authorities() }
+
+// CACertificate is the cluster's intermediate.
+func (a *Authority) CACertificate() *x509.Certificate { return a.cert }
+
+// ControlPlaneID is this cluster's control plane identity.
+func (a *Authority) ControlPlaneID() spiffeid.ID {
+	id, _ := identity.ControlPlaneID(a.td, a.cluster) // validated at load
+	return id
+}
+
+// SignWorkload signs pub as the SVID spiffe://TD/ns/NS/sa/SA, valid ttl
+// (DefaultWorkloadTTL when 0, never past the intermediate's expiry), and
+// returns the chain leaf first, then the intermediate. The leaf carries
+// exactly one URI SAN, no Common Name (so etcd never maps it to a user),
+// KeyUsage digital signature and ExtKeyUsage server and client auth.
+func (a *Authority) SignWorkload(ns, sa string, pub crypto.PublicKey, ttl time.Duration) ([]*x509.Certificate, error) {
+	id, err := identity.WorkloadID(a.td, ns, sa)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := a.sign(id, pkix.Name{Organization: []string{"fedmesh"}}, pub, ttl, nil,
+		[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})
+	if err != nil {
+		return nil, err
+	}
+	a.issued.WithLabelValues("workload").Inc()
+	return chain, nil
+}
+
+// SignControlPlane signs pub as the control plane SVID of cluster, which
+// must be this authority's own cluster: URI SAN
+// spiffe://TD/fedmesh/cluster/CLUSTER, Common Name ControlPlaneCN(cluster),
+// server and client auth, and the given hosts (IP addresses or DNS names)
+// as SANs, so the same certificate serves the cluster's etcd and xDS
+// listeners and authenticates its replication client.
+func (a *Authority) SignControlPlane(cluster string, pub crypto.PublicKey, ttl time.Duration, hosts ...string) ([]*x509.Certificate, error) {
+	if cluster != a.cluster {
+		return nil, fmt.Errorf("the CA of cluster %q does not sign for cluster %q", a.cluster, cluster)
+	}
+	chain, err := a.sign(a.ControlPlaneID(), pkix.Name{Organization: []string{"fedmesh"}, CommonName: ControlPlaneCN(cluster)}, pub, ttl, hosts,
+		[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})
+	if err != nil {
+		return nil, err
+	}
+	a.issued.WithLabelValues("control_plane").Inc()
+	return chain, nil
+}
+
+// SignEtcdRoot signs pub as the client certificate the control plane uses
+// for its own etcd: Common Name "root" (etcd's root user), client auth
+// only, with the control plane's SPIFFE ID as its one URI SAN.
+func (a *Authority) SignEtcdRoot(pub crypto.PublicKey, ttl time.Duration) ([]*x509.Certificate, error) {
+	chain, err := a.sign(a.ControlPlaneID(), pkix.Name{Organization: []string{"fedmesh"}, CommonName: EtcdRootUser}, pub, ttl, nil,
+		[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
+	if err != nil {
+		return nil, err
+	}
+	a.issued.WithLabelValues("etcd_root").Inc()
+	return chain, nil
+}
+
+func (a *Authority) sign(id spiffeid.ID, subject pkix.Name, pub crypto.PublicKey, ttl time.Duration, hosts []string, eku []x509.ExtKeyUsage) ([]*x509.Certificate, error) {
+	if pub == nil {
+		return nil, errors.New("no public key to sign")
+	}
+	if ttl == 0 {
+		ttl = DefaultWorkloadTTL
+	}
+	if ttl < 0 {
+		return nil, fmt.Errorf("ttl %s is negative", ttl)
+	}
+	now := a.now()
+	notAfter := now.Add(ttl)
+	if notAfter.After(a.cert.NotAfter) {
+		notAfter = a.cert.NotAfter
+	}
+	if !notAfter.After(now) {
+		return nil, fmt.Errorf("cluster CA expired at %s", a.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	tmpl := &x509.Certificate{
+		Subject:     subject,
+		NotBefore:   now.Add(-backdate),
+		NotAfter:    notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: eku,
+		URIs:        []*url.URL{id.URL()},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	leaf, err := create(tmpl, a.cert, pub, a.key)
+	if err != nil {
+		return nil, err
+	}
+	return []*x509.Certificate{leaf, a.cert}, nil
+}
+
+// Issued is a freshly generated key with its signed chain, in the forms
+// callers need.
+type Issued struct {
+	// ID is the SPIFFE ID of the certificate.
+	ID spiffeid.ID
+	// Chain is leaf first, then the intermediate.
+	Chain []*x509.Certificate
+	// Key is the private key.
+	Key crypto.Signer
+	// TLS is the chain and key ready for tls.Config (Leaf set).
+	TLS *tls.Certificate
+	// CertPEM is Chain as PEM.
+	CertPEM []byte
+	// KeyPEM is Key as PKCS#8 PEM. Secret.
+	KeyPEM []byte
+}
+
+func issued(chain []*x509.Certificate, key crypto.Signer) (*Issued, error) {
+	keyPEM, err := EncodeKeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	id, err := spiffeid.FromURI(chain[0].URIs[0])
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, c := range chain {
+		tc.Certificate = append(tc.Certificate, c.Raw)
+	}
+	return &Issued{ID: id, Chain: chain, Key: key, TLS: tc, CertPEM: EncodeCertsPEM(chain...), KeyPEM: keyPEM}, nil
+}
+
+// IssueWorkload generates an ECDSA P-256 key and signs it with
+// SignWorkload.
+func (a *Authority) IssueWorkload(ns, sa string, ttl time.Duration) (*Issued, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	chain, err := a.SignWorkload(ns, sa, key.Public(), ttl)
+	if err != nil {
+		return nil, err
+	}
+	return issued(chain, key)
+}
+
+// IssueControlPlane generates a key and signs it with SignControlPlane for
+// this authority's cluster.
+func (a *Authority) IssueControlPlane(ttl time.Duration, hosts ...string) (*Issued, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	chain, err := a.SignControlPlane(a.cluster, key.Public(), ttl, hosts...)
+	if err != nil {
+		return nil, err
+	}
+	return issued(chain, key)
+}
+
+// IssueEtcdRoot generates a key and signs it with SignEtcdRoot.
+func (a *Authority) IssueEtcdRoot(ttl time.Duration) (*Issued, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	chain, err := a.SignEtcdRoot(key.Public(), ttl)
+	if err != nil {
+		return nil, err
+	}
+	return issued(chain, key)
+}
