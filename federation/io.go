@@ -105,8 +105,10 @@ func (w *ioWorker) drain(ctx context.Context) bool {
 	ok := true
 	for peer, job := range jobs {
 		wctx, cancel := context.WithTimeout(ctx, w.timeout)
+		start := time.Now()
 		err := w.store.SetImports(wctx, peer, job.exports, job.state)
 		cancel()
+		w.log.Debug("persisted imports", "peer", peer, "exports", len(job.exports), "revision", job.state.Revision, "took", time.Since(start), "err", err)
 		if err != nil {
 			if ctx.Err() != nil {
 				return true

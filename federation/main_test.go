@@ -52,6 +52,9 @@ type node struct {
 	st    *store.Store
 	mem   *membership.Membership
 	fed   *Federation
+	// views is subscribed before Run starts: its first view is the
+	// first one published.
+	views <-chan *catalog.View
 	stop  context.CancelFunc
 	done  chan error
 	alive bool
@@ -60,6 +63,8 @@ type node struct {
 // testOptions tunes the federations of a test.
 type testOptions struct {
 	fence time.Duration
+	// bindPort is the gossip port; 0 picks a free one.
+	bindPort int
 }
 
 func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
@@ -72,6 +77,7 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		GatewayAddr:       fmt.Sprintf("127.0.0.1:%d", 20000+i),
 		CatalogAddr:       n.st.ClientURL(),
 		BindAddr:          "127.0.0.1",
+		BindPort:          o.bindPort,
 		Keys:              [][]byte{testKey},
 		Profile:           membership.ProfileLocal,
 		ReconnectInterval: 500 * time.Millisecond,
@@ -97,6 +103,9 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		tb.Fatal(err)
 	}
 	n.fed = fed
+	views, unsubscribe := fed.Subscribe()
+	tb.Cleanup(unsubscribe)
+	n.views = views
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
 	n.done = make(chan error, 1)
