@@ -46,12 +46,12 @@ func locality(i int) topology.Locality {
 // node is one cluster's control plane in a test: a real embedded etcd
 // store, real serf membership on loopback and a Federation.
 type node struct {
-	i     int
-	name  string
-	scfg  store.Config
-	st    *store.Store
-	mem   *membership.Membership
-	fed   *Federation
+	i    int
+	name string
+	scfg store.Config
+	st   *store.Store
+	mem  *membership.Membership
+	fed  *Federation
 	// views is subscribed before Run starts: its first view is the
 	// first one published.
 	views <-chan *catalog.View
