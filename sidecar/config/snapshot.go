@@ -315,7 +315,11 @@ func SplitHostPort(authority string, defPort int32) (string, int32, error) {
 		}
 		port = int32(p)
 	}
-	return NormalizeHost(host), port, nil
+	host = NormalizeHost(host)
+	if host == "" || host[0] == '.' || strings.HasSuffix(host, ".") {
+		return "", 0, errBadAuthority("empty label in host")
+	}
+	return host, port, nil
 }
 
 type badAuthority string

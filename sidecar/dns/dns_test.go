@@ -1,0 +1,134 @@
+package dns_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/fedmesh/fedmesh/sidecar/dns"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newServer(t testing.TB) *dns.Server {
+	s, err := dns.New(dns.Config{Resolve: func(name string) (netip.Addr, bool) {
+		if name == "echo.demo.svc.clusterset.local" || name == "echo.demo" {
+			return netip.MustParseAddr("127.0.1.100"), true
+		}
+		return netip.Addr{}, false
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func query(t testing.TB, name string, typ dnsmessage.Type) []byte {
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 7, RecursionDesired: true})
+	_ = b.StartQuestions()
+	if err := b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(name), Type: typ, Class: dnsmessage.ClassINET}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestAnswer(t *testing.T) {
+	s := newServer(t)
+	tests := []struct {
+		name      string
+		q         string
+		typ       dnsmessage.Type
+		wantRCode dnsmessage.RCode
+		wantAns   int
+	}{
+		{name: "A full name", q: "echo.demo.svc.clusterset.local.", typ: dnsmessage.TypeA, wantAns: 1},
+		{name: "A short name", q: "Echo.Demo.", typ: dnsmessage.TypeA, wantAns: 1},
+		{name: "AAAA of a v4 service", q: "echo.demo.", typ: dnsmessage.TypeAAAA},
+		{name: "unknown service", q: "nope.demo.svc.clusterset.local.", typ: dnsmessage.TypeA, wantRCode: dnsmessage.RCodeNameError},
+		{name: "foreign name", q: "example.com.", typ: dnsmessage.TypeA, wantRCode: dnsmessage.RCodeRefused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p dnsmessage.Parser
+			h, err := p.Start(s.Answer(query(t, tt.q, tt.typ), 512))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = p.SkipAllQuestions()
+			ans, _ := p.AllAnswers()
+			if diff := cmp.Diff([]any{tt.wantRCode, tt.wantAns, uint16(7)}, []any{h.RCode, len(ans), h.ID}); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if len(ans) == 1 {
+				if a, ok := ans[0].Body.(*dnsmessage.AResource); !ok || netip.AddrFrom4(a.A) != netip.MustParseAddr("127.0.1.100") {
+					t.Errorf("answer %v", ans[0].Body)
+				}
+			}
+		})
+	}
+}
+
+func TestServeUDPAndTCP(t *testing.T) {
+	s := newServer(t)
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Serve(ctx, udp, tcp)
+	}()
+	defer func() { cancel(); <-done }()
+	for _, network := range []string{"udp", "tcp"} {
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, udp.LocalAddr().String())
+		}}
+		addrs, err := r.LookupHost(context.Background(), "echo.demo.svc.clusterset.local")
+		if err != nil {
+			t.Fatalf("%s: %v", network, err)
+		}
+		if diff := cmp.Diff([]string{"127.0.1.100"}, addrs); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", network, diff)
+		}
+	}
+}
+
+// FuzzAnswer: any bytes get either no answer or a well-formed response
+// with the query's ID.
+func FuzzAnswer(f *testing.F) {
+	s := newServer(f)
+	f.Add(query(f, "echo.demo.", dnsmessage.TypeA))
+	f.Add(query(f, "x.svc.clusterset.local.", dnsmessage.TypeAAAA))
+	f.Add([]byte{0, 1, 2})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out := s.Answer(in, 512)
+		if out == nil {
+			return
+		}
+		var p dnsmessage.Parser
+		h, err := p.Start(out)
+		if err != nil {
+			t.Fatalf("response does not parse: %v", err)
+		}
+		if !h.Response || len(in) < 2 || h.ID != uint16(in[0])<<8|uint16(in[1]) {
+			t.Fatalf("bad response header %+v", h)
+		}
+	})
+}

@@ -1,0 +1,37 @@
+// Package proxy is the sidecar's data path: outbound HTTP and TCP to
+// services through per-service balancers and HTTP/2 connection pools over
+// mutual TLS, and the inbound mutual TLS listener in front of the app.
+//
+// A Proxy holds the current config.Snapshot (swapped atomically by Update)
+// and, per service port, an upstream: its balancer.Balancer, one
+// http.Transport per endpoint (HTTP/2 over TLS with ALPN h2, ServerName =
+// the endpoint's SNI, the server's SPIFFE ID checked against the
+// identities the control plane announced), and circuit breaker counters.
+//
+// Outbound HTTP (OutboundHandler, ServeOutboundHTTP, ServePort):
+//
+//	client -> route by Host / absolute URI -> circuit breaker -> buffer a
+//	small body -> ReverseProxy -> RoundTrip: Pick (avoiding endpoints
+//	already tried) -> attempt -> retry on connect failure, reset or a
+//	retriable 5xx within num_retries and the retry budget
+//
+// Errors the proxy produces carry X-Fedmesh-Error with the reason (no_route,
+// no_healthy, connect, timeout, overflow, upstream_reset) and are counted
+// in fedmesh_sidecar_request_errors_total.
+//
+// Outbound TCP: a service-port listener of an opaque TCP service, or a
+// CONNECT request, opens one TLS connection with ALPN fedmesh-tcp to an
+// endpoint (trying others when the connect fails) and splices bytes.
+//
+// Inbound (ServeInbound): TLS 1.3 with the SDS certificate; the client
+// must present a valid SVID of the trust domain (identity.ServerConfig);
+// the server name selects the service port. ALPN h2 or http/1.1 goes to the
+// app through a reverse proxy that sets X-Fedmesh-Client-Id to the
+// caller's SPIFFE ID (removing any copy the caller sent); ALPN fedmesh-tcp
+// is spliced to the app.
+//
+// The Proxy is itself the identity.CertSource and identity.BundleSource of
+// its TLS configs, reading the certificate and bundle of the current
+// snapshot at every handshake, so an SDS renewal applies to new
+// connections only.
+package proxy
