@@ -61,9 +61,9 @@ func TestBuild(t *testing.T) {
 	want := config.Service{
 		Port: echo, Cluster: echo.OutboundCluster(), Protocol: config.HTTP, SNI: echo.SNI(),
 		Identities: []string{id}, ConnectTimeout: 5 * time.Second, Timeout: 3 * time.Second,
-		Retry:   config.RetryPolicy{Retries: 2, On5xx: true, OnConnectFailure: true, HostAttempts: 3},
-		Limits:  config.Limits{MaxConnections: 1024, MaxPending: 1024, MaxRequests: 7, MaxRetries: 3},
-		Outlier: config.Outlier{Consecutive5xx: 5, ConsecutiveGatewayFailure: 5, Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second, MaxEjectionPercent: 100},
+		Retry:          config.RetryPolicy{Retries: 2, On5xx: true, OnConnectFailure: true, HostAttempts: 3},
+		Limits:         config.Limits{MaxConnections: 1024, MaxPending: 1024, MaxRequests: 7, MaxRetries: 3},
+		Outlier:        config.Outlier{Consecutive5xx: 5, ConsecutiveGatewayFailure: 5, Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second, MaxEjectionPercent: 100},
 		PanicThreshold: 50,
 		Endpoints: []config.Endpoint{
 			{Address: "127.0.1.2:15006", Priority: 0, Weight: 1, Healthy: true, Cluster: "east-1", Locality: localityOf("east-1"), SNI: echo.SNI(), Identity: id},
