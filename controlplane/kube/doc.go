@@ -1,0 +1,74 @@
+// Package kube is fedmesh's Kubernetes mode of the control plane: a Source
+// that reads the cluster through client-go shared informers, a Sink that
+// writes the merged federation view back as Multi-Cluster Services
+// (multicluster.x-k8s.io) ServiceImports and EndpointSlices, an Elector so
+// that of several control plane replicas only one writes, and a
+// TokenReviewer that proves a workload's identity from its projected
+// ServiceAccount token.
+//
+// # Data flow
+//
+//	Services, EndpointSlices, Pods, Nodes, ServiceExports (informers)
+//	   --> Source: Build --> []catalog.Export --> control plane --> etcd --> peers
+//	                   \--> Validity of each ServiceExport --+
+//	federation View (merged) ----------------------------> Sink --> ServiceImport, EndpointSlices,
+//	                                                               ServiceExport status (Valid, Conflict)
+//
+// # Source
+//
+// Source implements source.Source. It follows package source's mapping
+// rules (a Service is exported when a ServiceExport of the same name
+// exists; endpoints come from its EndpointSlices) and adds what only a
+// cluster knows: an endpoint's address is the pod IP with the slice's
+// target port; its zone is the slice endpoint's zone, else the node's
+// topology.kubernetes.io/zone label, else the configured zone; its region
+// is the node's topology.kubernetes.io/region label, else the configured
+// region; its service account is its Pod's. Pods are kept slim in the
+// cache (name, service account, node, IPs). Events are debounced; update is
+// called only when the export set changes. Rejected objects are listed by
+// Problems (the control plane shows them on /debug/source) and counted in
+// fedmesh_kube_source_rejected_total{reason}.
+//
+// # Sink
+//
+// Sink takes views with Update (or Follow, from federation.Subscribe) and
+// keeps the cluster in step:
+//
+//   - one ServiceImport per service of the view, labelled
+//     app.kubernetes.io/managed-by=fedmesh, with the winning type and
+//     ports, status.clusters and a Conflict condition;
+//   - per exporting cluster, EndpointSlices labelled
+//     multicluster.kubernetes.io/service-name and
+//     multicluster.kubernetes.io/source-cluster (and
+//     endpointslice.kubernetes.io/managed-by=fedmesh.io/controlplane),
+//     owned by the ServiceImport, ready when the view says healthy;
+//   - every local ServiceExport's Valid condition (from the Source:
+//     NoService, InvalidServiceType, InvalidService, InvalidServiceExport)
+//     and Conflict condition (from the view: PortConflict, TypeConflict,
+//     AppProtocolConflict, or NoConflicts);
+//   - a ServiceImport whose service no cluster exports any more is deleted
+//     with its slices.
+//
+// Writes that fail are retried with backoff and counted by reason in
+// fedmesh_kube_sink_errors_total. Before the first view the sink writes
+// only ServiceExport validity, never deleting imports it cannot judge.
+//
+// # Leader election
+//
+// With SinkConfig.Elector the sink writes only while its replica holds the
+// coordination.k8s.io Lease (client-go leaderelection); the Lease is
+// released on shutdown, so a rolling restart hands over at once.
+//
+// # Example
+//
+//	rc, _ := kube.RESTConfig("")                  // in-cluster
+//	clients, _ := kube.NewClients(rc)
+//	src, _ := kube.NewSource(kube.SourceConfig{Clients: clients, Cluster: "east-1", Region: "us-east"})
+//	el, _ := kube.NewElector(kube.ElectorConfig{Client: clients.Kube, Namespace: "fedmesh-system", Identity: podName})
+//	sink, _ := kube.NewSink(kube.SinkConfig{Clients: clients, Cluster: "east-1", Validity: src, Elector: el})
+//	go src.Run(ctx, writeExports)                 // the control plane does this
+//	views, cancel := fed.Subscribe()              // *federation.Federation
+//	defer cancel()
+//	go sink.Follow(ctx, views)
+//	go sink.Run(ctx)
+package kube

@@ -1,0 +1,326 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
+	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
+
+	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/source"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+// ErrConfig is wrapped by every configuration error of this package.
+var ErrConfig = errors.New("invalid kube config")
+
+// DefaultDebounce is how long the source gathers informer events before it
+// rebuilds the exports.
+const DefaultDebounce = 50 * time.Millisecond
+
+// SourceConfig configures a Source.
+type SourceConfig struct {
+	// Clients reach the local cluster's API server. Required.
+	Clients Clients
+	// Cluster is this cluster's name, a DNS-1123 label. Required.
+	Cluster string
+	// Region and Zone are the defaults for endpoints whose node carries no
+	// topology.kubernetes.io/region or zone label.
+	Region, Zone string
+	// Namespace limits the source to one namespace; empty watches all.
+	Namespace string
+	// Debounce is how long events are gathered before a rebuild. Default
+	// DefaultDebounce.
+	Debounce time.Duration
+	// Resync is the informers' resync period; zero disables resyncs.
+	Resync time.Duration
+	// Now tells the time for ServiceExports without a creation time.
+	// Default time.Now.
+	Now func() time.Time
+	// Logger receives the source's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer registers the source's metrics; nil leaves them
+	// unregistered.
+	Registerer prometheus.Registerer
+}
+
+func (c SourceConfig) withDefaults() (SourceConfig, error) {
+	if err := c.Clients.validate(); err != nil {
+		return c, err
+	}
+	if why := catalog.IsDNS1123Label(c.Cluster); why != "" {
+		return c, fmt.Errorf("%w: cluster %q %s", ErrConfig, c.Cluster, why)
+	}
+	if c.Debounce == 0 {
+		c.Debounce = DefaultDebounce
+	}
+	if c.Debounce < 0 || c.Resync < 0 {
+		return c, fmt.Errorf("%w: negative debounce or resync", ErrConfig)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// Source reads a Kubernetes cluster through shared informers and produces
+// the cluster's exports. It implements source.Source. Problems and
+// Validity may be called from any goroutine.
+type Source struct {
+	cfg     SourceConfig
+	log     *slog.Logger
+	met     *sourceMetrics
+	started atomic.Bool
+
+	mu sync.Mutex // guards the following
+	// problems is the last build's list of rejected objects.
+	problems []source.Problem
+	// validity is the Valid condition of every ServiceExport.
+	validity map[catalog.ServiceKey]Validity
+	// changed is closed and replaced when validity changes.
+	changed chan struct{}
+	// firstSeen remembers when an export without a creation time was seen.
+	firstSeen map[catalog.ServiceKey]time.Time
+}
+
+var _ source.Source = (*Source)(nil)
+
+// NewSource validates cfg and returns a Source; Run starts it.
+func NewSource(cfg SourceConfig) (*Source, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	met, err := newSourceMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "kube-source", "cluster", cfg.Cluster),
+		met:       met,
+		validity:  map[catalog.ServiceKey]Validity{},
+		changed:   make(chan struct{}),
+		firstSeen: map[catalog.ServiceKey]time.Time{},
+	}, nil
+}
+
+// listers are the informers' caches the source builds from.
+type listers struct {
+	services func() ([]*corev1.Service, error)
+	slices   func() ([]*discoveryv1.EndpointSlice, error)
+	exports  func() ([]*mcsv1alpha1.ServiceExport, error)
+	pods     func(namespace, name string) (*corev1.Pod, bool)
+	nodes    func(name string) (*corev1.Node, bool)
+}
+
+// Run starts the informers, waits for their caches, and calls update with
+// the exports after the first full read and after every change, until ctx
+// is done. It stops every informer goroutine before it returns.
+func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("kube source: Run called twice")
+	}
+	kf := informers.NewSharedInformerFactoryWithOptions(s.cfg.Clients.Kube, s.cfg.Resync, informers.WithNamespace(s.cfg.Namespace))
+	mf := mcsinformers.NewSharedInformerFactoryWithOptions(s.cfg.Clients.MCS, s.cfg.Resync, mcsinformers.WithNamespace(s.cfg.Namespace))
+	svcInf := kf.Core().V1().Services()
+	sliceInf := kf.Discovery().V1().EndpointSlices()
+	podInf := kf.Core().V1().Pods()
+	nodeInf := kf.Core().V1().Nodes()
+	seInf := mf.Multicluster().V1alpha1().ServiceExports()
+
+	// Pods are many and large; keep only what the exports need.
+	if err := podInf.Informer().SetTransform(slimPod); err != nil {
+		return fmt.Errorf("kube source: %w", err)
+	}
+	wake := make(chan struct{}, 1)
+	poke := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { signal(wake) },
+		UpdateFunc: func(any, any) { signal(wake) },
+		DeleteFunc: func(any) { signal(wake) },
+	}
+	for _, inf := range []cache.SharedIndexInformer{svcInf.Informer(), sliceInf.Informer(), podInf.Informer(), nodeInf.Informer(), seInf.Informer()} {
+		if _, err := inf.AddEventHandler(poke); err != nil {
+			return fmt.Errorf("kube source: %w", err)
+		}
+	}
+
+	stop := make(chan struct{})
+	defer func() {
+		close(stop)
+		kf.Shutdown()
+		mf.Shutdown()
+	}()
+	kf.Start(stop)
+	mf.Start(stop)
+	synced := make(chan bool, 1)
+	go func() {
+		ok := cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced,
+			podInf.Informer().HasSynced, nodeInf.Informer().HasSynced, seInf.Informer().HasSynced)
+		synced <- ok
+	}()
+	if !<-synced {
+		return nil // ctx done before the caches filled
+	}
+	s.log.Info("informer caches synced")
+
+	l := listers{
+		services: func() ([]*corev1.Service, error) { return svcInf.Lister().List(labels.Everything()) },
+		slices:   func() ([]*discoveryv1.EndpointSlice, error) { return sliceInf.Lister().List(labels.Everything()) },
+		exports:  func() ([]*mcsv1alpha1.ServiceExport, error) { return seInf.Lister().List(labels.Everything()) },
+		pods: func(ns, name string) (*corev1.Pod, bool) {
+			p, err := podInf.Lister().Pods(ns).Get(name)
+			return p, err == nil
+		},
+		nodes: func(name string) (*corev1.Node, bool) {
+			n, err := nodeInf.Lister().Get(name)
+			return n, err == nil
+		},
+	}
+
+	var last []catalog.Export
+	first := true
+	signal(wake)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		}
+		// Gather a burst of events into one build.
+		t := time.NewTimer(s.cfg.Debounce)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		exports, err := s.rebuild(l)
+		if err != nil {
+			s.log.Warn("listing from the informer caches failed", "err", err)
+			continue
+		}
+		if !first && reflect.DeepEqual(exports, last) {
+			continue
+		}
+		first = false
+		last = exports
+		update(cloneExports(exports))
+	}
+}
+
+// slimPod drops everything from a Pod but its name, namespace, service
+// account, node and IP.
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Pod{
+		TypeMeta: p.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			Labels: p.Labels,
+		},
+		Spec:   corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName, NodeName: p.Spec.NodeName},
+		Status: corev1.PodStatus{PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
+	}, nil
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func cloneExports(in []catalog.Export) []catalog.Export {
+	out := make([]catalog.Export, len(in))
+	for i, e := range in {
+		e.Service.Ports = append([]catalog.Port(nil), e.Service.Ports...)
+		e.Endpoints = append([]catalog.Endpoint(nil), e.Endpoints...)
+		out[i] = e
+	}
+	return out
+}
+
+// rebuild lists the caches, builds the exports and records the problems and
+// every ServiceExport's validity.
+func (s *Source) rebuild(l listers) ([]catalog.Export, error) {
+	svcs, err := l.services()
+	if err != nil {
+		return nil, err
+	}
+	slices, err := l.slices()
+	if err != nil {
+		return nil, err
+	}
+	ses, err := l.exports()
+	if err != nil {
+		return nil, err
+	}
+	in := Input{Services: svcs, EndpointSlices: slices, ServiceExports: ses, Pod: l.pods, Node: l.nodes}
+	s.mu.Lock()
+	firstSeen := func(k catalog.ServiceKey) time.Time {
+		if t, ok := s.firstSeen[k]; ok {
+			return t
+		}
+		t := s.cfg.Now().UTC()
+		s.firstSeen[k] = t
+		return t
+	}
+	res := Build(&in, topology.Locality{Region: s.cfg.Region, Zone: s.cfg.Zone, Cluster: s.cfg.Cluster}, firstSeen)
+	s.problems = res.Problems
+	if !reflect.DeepEqual(res.Validity, s.validity) {
+		s.validity = res.Validity
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+	s.mu.Unlock()
+
+	for _, p := range res.Problems {
+		s.met.rejected.WithLabelValues(string(p.Reason)).Inc()
+		s.log.Debug("object rejected", "problem", p.Error())
+	}
+	s.met.builds.Inc()
+	s.met.exports.Set(float64(len(res.Exports)))
+	return res.Exports, nil
+}
+
+// Problems returns what the last build rejected, each object with the
+// reason. The control plane shows them on /debug/source.
+func (s *Source) Problems() []source.Problem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]source.Problem(nil), s.problems...)
+}
+
+// Validity returns the Valid condition of every ServiceExport the last
+// build saw, and a channel that is closed when that changes. It implements
+// ValidityReporter.
+func (s *Source) Validity() (map[catalog.ServiceKey]Validity, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[catalog.ServiceKey]Validity, len(s.validity))
+	for k, v := range s.validity {
+		out[k] = v
+	}
+	return out, s.changed
+}
