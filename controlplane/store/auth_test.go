@@ -117,8 +117,7 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 
 func newClient(t *testing.T, url string, tc *tls.Config) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, TLS: tc, DialTimeout: 5 * time.Second,
-		Logger: nil})
+	cli, err := store.NewClient([]string{url}, tc, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,6 +252,39 @@ func TestPeerReadOnlyAccess(t *testing.T) {
 	}
 	if _, err := peer.Get(ctx, exports, clientv3.WithPrefix()); err == nil {
 		t.Errorf("a revoked peer still reads the exports")
+	}
+
+	// A watch refused access retries with backoff, and gets through once
+	// access is granted again.
+	m, err := store.NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel = context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		done <- store.WatchPrefix(wctx, peer, exports, 0, func(u store.Update) error {
+			updates <- u
+			return nil
+		}, store.WatchOptions{Logger: quietLogger(), Metrics: m})
+	}()
+	eventually(t, 20*time.Second, "the refused watch restarts", func() (bool, error) {
+		return counterValue(t, m.WatchRestarts) >= 2, nil
+	})
+	if err := s.GrantPeerRead(ctx, "east-2"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case u := <-updates:
+		if !u.Resync || len(u.Puts) != 1 {
+			t.Errorf("update after access came back: %+v, want a resync of 1 key", u)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no update 30s after access came back")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("watch ended with %v, want context.Canceled", err)
 	}
 }
 

@@ -70,7 +70,9 @@
 // the start or after compaction, then the changes of one revision at a
 // time, and restarting with a jittered, capped backoff after errors:
 //
-//	err := store.WatchPrefix(ctx, peerClient, store.ExportsPrefix("west-1"), state.Revision,
+//	peerClient, err := store.NewClient([]string{peerEtcdURL}, mtlsConfig, log)
+//	...
+//	err = store.WatchPrefix(ctx, peerClient, store.ExportsPrefix("west-1"), state.Revision,
 //		func(u store.Update) error {
 //			if u.Resync {
 //				imported = map[string]catalog.Export{}

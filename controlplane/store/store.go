@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,20 +85,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	} else {
 		s.clientURL = cfg.Endpoints[0]
 	}
-	s.cli, err = clientv3.New(clientv3.Config{
-		Endpoints:            endpoints,
-		TLS:                  cfg.ClientTLS,
-		DialTimeout:          cfg.DialTimeout,
-		DialKeepAliveTime:    10 * time.Second,
-		DialKeepAliveTimeout: 5 * time.Second,
-		MaxCallSendMsgSize:   cfg.MaxRequestBytes + 64<<10,
-		MaxCallRecvMsgSize:   0, // unlimited, so that a List of a large prefix works
-		Logger:               newZapLogger(cfg.Logger).With(zap.String("part", "client")),
-		Context:              context.WithoutCancel(ctx),
-	})
+	s.cli, err = newClient(endpoints, cfg.ClientTLS, cfg.DialTimeout, cfg.MaxRequestBytes, cfg.Logger)
 	if err != nil {
 		s.closeEmbedded()
-		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
+		return nil, err
 	}
 	if err := s.grantLocked(ctx); err != nil {
 		s.cli.Close()
@@ -109,6 +100,35 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	go s.keepLease()
 	s.log.Info("store open", "etcd", s.clientURL, "embedded", cfg.embedded(), "lease", int64(s.lease))
 	return s, nil
+}
+
+// NewClient makes an etcd client for endpoints (a peer's ClientURL, say)
+// with the settings the store uses for its own: tlsConfig for mTLS (nil
+// for http), keepalives, no limit on received message size, and etcd's
+// client logs routed to logger (nil: slog.Default()) as Config.Logger
+// describes. The caller closes it.
+func NewClient(endpoints []string, tlsConfig *tls.Config, logger *slog.Logger) (*clientv3.Client, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return newClient(endpoints, tlsConfig, DefaultDialTimeout, DefaultMaxRequestBytes, logger)
+}
+
+func newClient(endpoints []string, tlsConfig *tls.Config, dialTimeout time.Duration, maxRequestBytes int, logger *slog.Logger) (*clientv3.Client, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		TLS:                  tlsConfig,
+		DialTimeout:          dialTimeout,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		MaxCallSendMsgSize:   maxRequestBytes + 64<<10,
+		MaxCallRecvMsgSize:   0, // unlimited, so that a list of a large prefix works
+		Logger:               newZapLogger(logger).With(zap.String("part", "client")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
+	}
+	return cli, nil
 }
 
 func (s *Store) startEmbedded(ctx context.Context) error {
@@ -266,9 +286,13 @@ func (s *Store) keepLease() {
 		s.log.Warn("exports lease lost; granting a new one and writing the exports again", "lease", int64(lease), "err", err)
 		bo := newBackoff()
 		for {
+			// Bounded, so that writers waiting for the mutex are not held
+			// for longer than one attempt while etcd is away.
+			ctx, cancel := context.WithTimeout(s.ctx, max(s.cfg.LeaseTTL, 5*time.Second))
 			s.mu.Lock()
-			err := s.regrantLocked(s.ctx, lease)
+			err := s.regrantLocked(ctx, lease)
 			s.mu.Unlock()
+			cancel()
 			if err == nil {
 				break
 			}
