@@ -31,16 +31,17 @@ type pair struct {
 	m                  *mesh
 	client, server     *workload
 	httpP, grpcP, tcpP int32
+	appAddr            string
 	res                map[string][]types.Resource // client node's resources
 }
 
-func newPair(t *testing.T) *pair {
+func newPair(t testing.TB) *pair {
 	t.Helper()
 	m := newMesh(t)
 	httpApp := meshtest.StartHTTP(t, "echo", "")
 	grpcApp := meshtest.StartGRPC(t)
 	tcpApp := meshtest.StartTCP(t)
-	p := &pair{m: m, httpP: meshtest.FreePort(t), grpcP: meshtest.FreePort(t), tcpP: meshtest.FreePort(t)}
+	p := &pair{m: m, httpP: meshtest.FreePort(t), grpcP: meshtest.FreePort(t), tcpP: meshtest.FreePort(t), appAddr: httpApp.Addr}
 
 	p.server = m.start(wopts{node: "server", ns: "demo", sa: "echo", workload: "echo", inbound: "127.0.0.1:0"})
 	p.client = m.start(wopts{node: "client", ns: "demo", sa: "client", workload: "client", serviceIP: "127.0.0.1", dns: true})

@@ -26,14 +26,14 @@ const td = "fed.test"
 // mesh is one control plane (a real go-control-plane ADS server over
 // mTLS-capable TLS) and the CA of the federation.
 type mesh struct {
-	t    *testing.T
+	t    testing.TB
 	ca   *meshtest.CA
 	xds  *xdstest.Server
 	cpID spiffeid.ID
 	ver  int
 }
 
-func newMesh(t *testing.T) *mesh {
+func newMesh(t testing.TB) *mesh {
 	t.Helper()
 	ca := meshtest.NewCA(t, td)
 	cpID := spiffeid.RequireFromString("spiffe://" + td + "/fedmesh/cluster/east-1")
@@ -120,7 +120,7 @@ func (w *workload) secrets(ca *meshtest.CA) []types.Resource {
 }
 
 // ready waits until the sidecar's admin /ready answers 200.
-func (w *workload) ready(t *testing.T) {
+func (w *workload) ready(t testing.TB) {
 	t.Helper()
 	xdstest.Eventually(t, "sidecar ready", func() bool {
 		resp, err := http.Get("http://" + w.sc.AdminAddr() + "/ready")
@@ -134,7 +134,7 @@ func (w *workload) ready(t *testing.T) {
 
 // counter sums a counter family of the workload's registry over the
 // series whose labels include want.
-func (w *workload) counter(t *testing.T, name string, want map[string]string) float64 {
+func (w *workload) counter(t testing.TB, name string, want map[string]string) float64 {
 	t.Helper()
 	mfs, err := w.reg.Gather()
 	if err != nil {
