@@ -206,6 +206,9 @@ func (a *Authority) Bundle() *x509bundle.Bundle { return a.bundle }
 // TrustBundle returns the root certificates.
 func (a *Authority) TrustBundle() []*x509.Certificate { return a.bundle.X509Authorities() }
 
+// BundlePEM is the trust bundle as PEM, as written to bundle.crt.
+func (a *Authority) BundlePEM() []byte { return EncodeCertsPEM(a.bundle.X509Authorities()...) }
+
 // CACertificate is the cluster's intermediate.
 func (a *Authority) CACertificate() *x509.Certificate { return a.cert }
 

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -155,9 +156,9 @@ func (r *Rotator) SetBundle(b *x509bundle.Bundle) {
 	r.notify()
 }
 
-// SetCertificate checks c (a chain with a private key and a parseable leaf)
-// and makes it current, then notifies subscribers. A bad certificate is
-// refused with an error and the current one is kept.
+// SetCertificate checks c (a chain with a parseable leaf and the private
+// key of that leaf) and makes it current, then notifies subscribers. A bad
+// certificate is refused with an error and the current one is kept.
 func (r *Rotator) SetCertificate(c *tls.Certificate) error {
 	if c == nil || len(c.Certificate) == 0 {
 		return errors.New("rotator: empty certificate")
@@ -174,6 +175,13 @@ func (r *Rotator) SetCertificate(c *tls.Certificate) error {
 		cc := *c
 		cc.Leaf = leaf
 		c = &cc
+	}
+	signer, ok := c.PrivateKey.(crypto.Signer)
+	if !ok {
+		return fmt.Errorf("rotator: private key of type %T cannot sign", c.PrivateKey)
+	}
+	if pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(leaf.PublicKey) {
+		return errors.New("rotator: private key does not match the leaf certificate")
 	}
 	if !leaf.NotAfter.After(leaf.NotBefore) {
 		return fmt.Errorf("rotator: leaf validity %s..%s is empty", leaf.NotBefore, leaf.NotAfter)

@@ -309,6 +309,7 @@ func TestRotatorRefusesBadCertificate(t *testing.T) {
 		{name: "nil", cert: nil},
 		{name: "empty chain", cert: &tls.Certificate{PrivateKey: good.PrivateKey}},
 		{name: "no key", cert: &tls.Certificate{Certificate: good.Certificate}},
+		{name: "key of another certificate", cert: &tls.Certificate{Certificate: good.Certificate, PrivateKey: newKey(t)}},
 		{name: "garbage", cert: &tls.Certificate{Certificate: [][]byte{[]byte("x")}, PrivateKey: good.PrivateKey}},
 	}
 	for _, tt := range tests {
