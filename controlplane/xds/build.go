@@ -111,6 +111,9 @@ type part struct {
 	items   []types.Resource
 	version string
 	err     error
+	// indexed is items by name, built once: snapshots of nodes sharing
+	// the part share the map (the cache never changes it).
+	indexed *cache.Resources
 }
 
 func newPart(items []types.Resource) part {
@@ -132,7 +135,29 @@ func newPart(items []types.Resource) part {
 		h.Write(buf)
 	}
 	p.version = strconv.FormatUint(h.Sum64(), 16)
+	r := cache.NewResources(p.version, items)
+	p.indexed = &r
 	return p
+}
+
+// resources merges parts into one versioned group, sharing the map of a
+// single part.
+func resources(ps []part) cache.Resources {
+	switch len(ps) {
+	case 0:
+		return cache.NewResources("empty", nil)
+	case 1:
+		return *ps[0].indexed
+	}
+	n := 0
+	for _, p := range ps {
+		n += len(p.items)
+	}
+	items := make(map[string]types.ResourceWithTTL, n)
+	for _, p := range ps {
+		maps.Copy(items, p.indexed.Items)
+	}
+	return cache.Resources{Version: combinedVersion(ps), Items: items}
 }
 
 // outbound is what every sidecar (or every proxyless client) receives
@@ -243,7 +268,7 @@ func (g *Generator) Build(n Node, sec *Secrets) (*Built, error) {
 	}
 	snap := &cache.Snapshot{}
 	set := func(t types.ResponseType, ps []part) {
-		snap.Resources[t] = cache.NewResources(combinedVersion(ps), concat(ps))
+		snap.Resources[t] = resources(ps)
 	}
 	set(types.Cluster, clusters)
 	set(types.Endpoint, eps)
@@ -287,21 +312,6 @@ func combinedVersion(ps []part) string {
 		vs[i] = p.version
 	}
 	return strings.Join(vs, ".")
-}
-
-func concat(ps []part) []types.Resource {
-	if len(ps) == 1 {
-		return ps[0].items
-	}
-	n := 0
-	for _, p := range ps {
-		n += len(p.items)
-	}
-	out := make([]types.Resource, 0, n)
-	for _, p := range ps {
-		out = append(out, p.items...)
-	}
-	return out
 }
 
 // nodeLocality completes a node's locality from its cluster's.
