@@ -54,6 +54,9 @@ type Config struct {
 	// are filled in when empty; Logger and Registerer are always the
 	// control plane's.
 	Store store.Config
+	// Mesh, when set, makes the control plane a federation member with
+	// identity: mTLS etcd, serf gossip, replication and xDS.
+	Mesh *MeshConfig
 	// Logger receives the control plane's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Registry holds the control plane's metrics and serves /metrics. A
@@ -112,6 +115,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	st.Logger = c.Logger
 	st.Registerer = c.Registry
+	if c.Mesh != nil {
+		m := *c.Mesh
+		if err := m.withDefaults(c.BindAddress); err != nil {
+			return c, err
+		}
+		c.Mesh = &m
+	}
 	return c, nil
 }
 
@@ -288,6 +298,13 @@ func (s *Server) Run(ctx context.Context) error {
 // never blocked by etcd: when sets arrive faster than they are written,
 // only the newest is written.
 func (s *Server) runCatalog(ctx context.Context) error {
+	var m *mesh
+	if s.cfg.Mesh != nil {
+		var err error
+		if m, err = s.prepareMesh(ctx); err != nil {
+			return err
+		}
+	}
 	st, err := store.Open(ctx, s.cfg.Store)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -304,6 +321,9 @@ func (s *Server) runCatalog(ctx context.Context) error {
 
 	latest := make(chan []catalog.Export, 1)
 	g, gctx := errgroup.WithContext(ctx)
+	if m != nil {
+		g.Go(func() error { return s.runMesh(gctx, m, st) })
+	}
 	g.Go(func() error {
 		return s.cfg.Source.Run(gctx, func(exports []catalog.Export) {
 			select {

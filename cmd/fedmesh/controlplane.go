@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -14,6 +15,7 @@ import (
 	"github.com/fedmesh/fedmesh/controlplane"
 	"github.com/fedmesh/fedmesh/controlplane/source"
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
+	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -26,6 +28,13 @@ type controlPlaneOptions struct {
 	etcdEndpoints         []string
 	etcdCert, etcdKey     string
 	etcdCA                string
+	caDir                 string
+	serfPort              int
+	xdsAddress            string
+	gatewayAddress        string
+	profile               string
+	fencePeriod           time.Duration
+	baseEjection          time.Duration
 }
 
 func newControlPlaneCmd() *cobra.Command {
@@ -52,6 +61,17 @@ and /metrics on the admin port (15014).`,
 				DataDir:      o.dataDir,
 				Logger:       log,
 				Registry:     newRegistry(),
+			}
+			if o.caDir != "" {
+				cfg.Mesh = &controlplane.MeshConfig{
+					CADir:          o.caDir,
+					SerfPort:       o.serfPort,
+					XDSAddress:     o.xdsAddress,
+					GatewayAddress: o.gatewayAddress,
+					Profile:        membership.Profile(o.profile),
+					FencePeriod:    o.fencePeriod,
+				}
+				cfg.Mesh.XDS.BaseEjectionTime = o.baseEjection
 			}
 			cfg.Source, err = o.newSource(cfg)
 			if err != nil {
@@ -82,6 +102,13 @@ and /metrics on the admin port (15014).`,
 	f.StringVar(&o.etcdCert, "etcd-cert", "", "client certificate for an external etcd (PEM)")
 	f.StringVar(&o.etcdKey, "etcd-key", "", "client key for an external etcd (PEM)")
 	f.StringVar(&o.etcdCA, "etcd-ca", "", "CA bundle that signed the external etcd's certificate (PEM)")
+	f.StringVar(&o.caDir, "ca-dir", "", "the cluster CA directory from 'fedmesh ca issue-cluster'; enables federation, mTLS and xDS")
+	f.IntVar(&o.serfPort, "serf-port", membership.DefaultBindPort, "gossip port (TCP and UDP) on the bind address")
+	f.StringVar(&o.xdsAddress, "xds-address", "", "xDS listener host:port (default BIND-ADDRESS:15010)")
+	f.StringVar(&o.gatewayAddress, "gateway-address", "", "this cluster's east-west gateway as peers reach it (default BIND-ADDRESS:15443)")
+	f.StringVar(&o.profile, "gossip-profile", string(membership.ProfileWAN), "gossip timings: wan (real federations), lan, or local (one machine)")
+	f.DurationVar(&o.fencePeriod, "fence-period", 0, "how long a peer may be unreachable before its endpoints are fenced (default 15s)")
+	f.DurationVar(&o.baseEjection, "base-ejection-time", 0, "outlier detection's first ejection time sent to sidecars (default 30s)")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("source")
 	return cmd

@@ -1,0 +1,367 @@
+package controlplane
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/fedmesh/fedmesh/controlplane/ca"
+	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/store"
+	"github.com/fedmesh/fedmesh/controlplane/xds"
+	"github.com/fedmesh/fedmesh/federation"
+	"github.com/fedmesh/fedmesh/federation/adminapi"
+	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/identity"
+)
+
+// MeshConfig turns a control plane into a member of a federation: with
+// the cluster's CA it serves etcd over mTLS with per-peer read-only access,
+// gossips with serf, replicates and merges peers' exports, and serves xDS
+// with workload certificates.
+type MeshConfig struct {
+	// CADir is the cluster CA directory written by `fedmesh ca
+	// issue-cluster`. Required.
+	CADir string
+	// SerfPort is the gossip port on the bind address. Default 7946; 0
+	// after defaults are applied is not allowed (use -1 for a free port
+	// in tests).
+	SerfPort int
+	// XDSAddress is host:port of the xDS server. Default
+	// BindAddress:15010.
+	XDSAddress string
+	// GatewayAddress is this cluster's east-west gateway as announced to
+	// peers. Default BindAddress:15443.
+	GatewayAddress string
+	// Profile selects gossip timings: WAN for real federations, LAN or
+	// local for one machine. Default WAN.
+	Profile membership.Profile
+	// FencePeriod is how long a peer's catalog may be unreachable before
+	// its endpoints are fenced. Default federation.DefaultFencePeriod.
+	FencePeriod time.Duration
+	// XDS tunes the generated xDS resources; TrustDomain is taken from
+	// the CA.
+	XDS xds.Settings
+	// CertTTL is the lifetime of the control plane's and workloads'
+	// certificates, renewed at half life. Default 24h.
+	CertTTL time.Duration
+}
+
+func (m *MeshConfig) withDefaults(bind string) error {
+	if m.CADir == "" {
+		return errors.New("mesh: CA dir is required")
+	}
+	switch {
+	case m.SerfPort == 0:
+		m.SerfPort = membership.DefaultBindPort
+	case m.SerfPort < 0:
+		m.SerfPort = 0
+	}
+	if m.XDSAddress == "" {
+		m.XDSAddress = net.JoinHostPort(bind, strconv.Itoa(DefaultXDSPort))
+	}
+	if m.GatewayAddress == "" {
+		m.GatewayAddress = net.JoinHostPort(bind, "15443")
+	}
+	if m.Profile == "" {
+		m.Profile = membership.ProfileWAN
+	}
+	if m.CertTTL == 0 {
+		m.CertTTL = ca.DefaultWorkloadTTL
+	}
+	return nil
+}
+
+// mesh is the running identity, federation and xDS part of a control
+// plane, built by Run when Config.Mesh is set.
+type mesh struct {
+	auth      *ca.Authority
+	cpCert    *identity.Rotator
+	roots     *x509.CertPool
+	tlsDir    string
+	storeTLS  *tls.Config
+	peerTLS   *tls.Config
+	xdsServer *xds.Server
+	fed       *federation.Federation
+	members   *membership.Membership
+}
+
+// prepareMesh loads the CA, issues the control plane's certificates and
+// fills the store's TLS settings. It runs before the store opens.
+func (s *Server) prepareMesh(ctx context.Context) (*mesh, error) {
+	mc := s.cfg.Mesh
+	auth, err := ca.LoadAuthority(mc.CADir, ca.WithRegisterer(s.cfg.Registry))
+	if err != nil {
+		return nil, fmt.Errorf("load cluster CA: %w", err)
+	}
+	if auth.Cluster() != s.cfg.Cluster {
+		return nil, fmt.Errorf("cluster CA in %s is for cluster %q, not %q", mc.CADir, auth.Cluster(), s.cfg.Cluster)
+	}
+	m := &mesh{auth: auth, roots: x509.NewCertPool(), tlsDir: filepath.Join(s.cfg.DataDir, "tls")}
+	for _, c := range auth.TrustBundle() {
+		m.roots.AddCert(c)
+	}
+	if err := os.MkdirAll(m.tlsDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(m.tlsDir, "bundle.crt"), auth.BundlePEM(), 0o644); err != nil {
+		return nil, err
+	}
+	// The control plane's SVID serves etcd and xDS and authenticates it to
+	// peers' etcd (its common name is its etcd user there). It is renewed
+	// at half life; etcd reads its files on every handshake.
+	hosts := []string{s.cfg.BindAddress}
+	if h, _, err := net.SplitHostPort(mc.XDSAddress); err == nil && h != s.cfg.BindAddress {
+		hosts = append(hosts, h)
+	}
+	renew := func(context.Context) (*tls.Certificate, error) {
+		is, err := auth.IssueControlPlane(mc.CertTTL, hosts...)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFileAtomic(filepath.Join(m.tlsDir, "cp.key"), is.KeyPEM, 0o600); err != nil {
+			return nil, err
+		}
+		if err := writeFileAtomic(filepath.Join(m.tlsDir, "cp.crt"), is.CertPEM, 0o644); err != nil {
+			return nil, err
+		}
+		return is.TLS, nil
+	}
+	first, err := renew(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("issue control plane certificate: %w", err)
+	}
+	m.cpCert, err = identity.NewRotator(identity.RotatorConfig{
+		Renew: renew, Logger: s.log, Registerer: s.cfg.Registry,
+		ConstLabels: map[string]string{"identity": "controlplane"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := m.cpCert.SetCertificate(first); err != nil {
+		return nil, err
+	}
+	etcdRoot, err := auth.IssueEtcdRoot(10 * 365 * 24 * time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("issue etcd root certificate: %w", err)
+	}
+	m.storeTLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: m.roots, Certificates: []tls.Certificate{*etcdRoot.TLS}}
+	m.peerTLS = &tls.Config{
+		MinVersion: tls.VersionTLS12, RootCAs: m.roots,
+		GetClientCertificate: m.cpCert.GetClientCertificate,
+	}
+	st := &s.cfg.Store
+	if len(st.Endpoints) == 0 {
+		st.ServerCertFile = filepath.Join(m.tlsDir, "cp.crt")
+		st.ServerKeyFile = filepath.Join(m.tlsDir, "cp.key")
+		st.ClientCAFile = filepath.Join(m.tlsDir, "bundle.crt")
+		for i, u := range st.ListenClientURLs {
+			if len(u) > 7 && u[:7] == "http://" {
+				st.ListenClientURLs[i] = "https://" + u[7:]
+			}
+		}
+		st.ClientTLS = m.storeTLS
+	}
+	return m, nil
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// runMesh runs membership, federation and xDS until ctx is done. st is
+// open; views published by the federation are pushed to xDS.
+func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
+	mc := s.cfg.Mesh
+	if len(s.cfg.Store.Endpoints) == 0 {
+		if err := st.EnableAuth(ctx); err != nil {
+			return fmt.Errorf("enable etcd auth: %w", err)
+		}
+	}
+	serfDir := filepath.Join(s.cfg.DataDir, "serf")
+	if err := os.MkdirAll(serfDir, 0o700); err != nil {
+		return err
+	}
+	mem, err := membership.New(membership.Config{
+		NodeName:     s.cfg.Cluster,
+		Locality:     s.cfg.Locality,
+		GatewayAddr:  mc.GatewayAddress,
+		CatalogAddr:  st.ClientURL(),
+		BindAddr:     s.cfg.BindAddress,
+		BindPort:     mc.SerfPort,
+		KeyringFile:  filepath.Join(serfDir, "keyring"),
+		SnapshotPath: filepath.Join(serfDir, "snapshot"),
+		Profile:      mc.Profile,
+		KnownMembers: &membership.FileKnownMembers{Path: filepath.Join(serfDir, "known-members.json")},
+		Logger:       s.log,
+		Registerer:   s.cfg.Registry,
+	})
+	if err != nil {
+		return fmt.Errorf("start gossip: %w", err)
+	}
+	defer func() {
+		mem.Leave()
+		mem.Shutdown()
+	}()
+	m.members = mem
+
+	fed, err := federation.New(federation.Config{
+		Cluster:        s.cfg.Cluster,
+		Locality:       s.cfg.Locality,
+		GatewayAddress: mc.GatewayAddress,
+		Store:          st,
+		Membership:     mem,
+		PeerTLS:        m.peerTLS,
+		GrantPeerRead:  len(s.cfg.Store.Endpoints) == 0,
+		FencePeriod:    mc.FencePeriod,
+		Logger:         s.log,
+		Registerer:     s.cfg.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	m.fed = fed
+
+	settings := mc.XDS
+	settings.TrustDomain = m.auth.TrustDomain().Name()
+	xs, err := xds.NewServer(xds.Config{
+		Cluster:       s.cfg.Cluster,
+		Settings:      settings,
+		Authenticator: xds.TokenAuthenticator(m.auth.VerifyBootstrapToken),
+		Issuer:        m.auth,
+		CertTTL:       mc.CertTTL,
+		Logger:        s.log,
+		Registerer:    s.cfg.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	m.xdsServer = xs
+
+	// Workloads have no certificate before SDS gives them one: client
+	// certificates are optional on xDS and nodes prove themselves with
+	// their bootstrap tokens.
+	serverTLS := identity.ServerConfigOptionalClient(m.cpCert, identity.StaticBundle(m.auth.Bundle()), identity.AuthorizeWorkloads())
+	gs := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(serverTLS)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(1<<20),
+	)
+	xs.Register(gs)
+	xln, err := net.Listen("tcp", mc.XDSAddress)
+	if err != nil {
+		return fmt.Errorf("xds listener: %w", err)
+	}
+
+	s.mountMesh(m)
+	s.log.Info("federation member started", "serf", mem.Local().Addr, "xds", xln.Addr().String(), "etcd", st.ClientURL(), "trust_domain", settings.TrustDomain)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return m.cpCert.Run(gctx) })
+	g.Go(func() error { return fed.Run(gctx) })
+	g.Go(func() error { return xs.Run(gctx) })
+	g.Go(func() error {
+		if err := gs.Serve(xln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("xds server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(3 * time.Second):
+			gs.Stop()
+		}
+		return nil
+	})
+	g.Go(func() error {
+		views, cancel := fed.Subscribe()
+		defer cancel()
+		if v := fed.View(); v != nil {
+			s.pushView(xs, v)
+		}
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case v := <-views:
+				s.pushView(xs, v)
+			}
+		}
+	})
+	return g.Wait()
+}
+
+func (s *Server) pushView(xs *xds.Server, v *catalog.View) {
+	if err := xs.UpdateView(v); err != nil {
+		s.log.Warn("view not applied to xDS", "revision", v.Revision, "err", err)
+	}
+}
+
+// mountMesh puts the federation, join and xDS debug handlers on the admin
+// port, and their readiness checks.
+func (s *Server) mountMesh(m *mesh) {
+	td := m.auth.TrustDomain()
+	api, err := adminapi.NewHandler(adminapi.Config{
+		Federation: m.members,
+		Issuer: func() (adminapi.Issuer, error) {
+			c, err := m.cpCert.Certificate()
+			if err != nil {
+				return adminapi.Issuer{}, err
+			}
+			signer, ok := c.PrivateKey.(crypto.Signer)
+			if !ok {
+				return adminapi.Issuer{}, errors.New("control plane key cannot sign")
+			}
+			chain := make([]*x509.Certificate, 0, len(c.Certificate))
+			for _, der := range c.Certificate {
+				cert, err := x509.ParseCertificate(der)
+				if err != nil {
+					return adminapi.Issuer{}, err
+				}
+				chain = append(chain, cert)
+			}
+			return adminapi.Issuer{Signer: signer, Chain: chain, RootBundle: m.auth.BundlePEM(), TrustDomain: td.Name()}, nil
+		},
+		TrustedRoots: func() ([]*x509.Certificate, error) { return m.auth.TrustBundle(), nil },
+		Logger:       s.log,
+		Registerer:   s.cfg.Registry,
+	})
+	if err != nil {
+		s.log.Error("federation admin API not mounted", "err", err)
+	} else {
+		s.admin.Handle("/federation/v1/", api)
+	}
+	fh := m.fed.Handler()
+	s.admin.Handle(federation.StatusPath, fh)
+	s.admin.Handle(federation.ViewPath, fh)
+	xh := m.xdsServer.Handler()
+	s.admin.Handle(xds.DebugXDSPath, xh)
+	s.admin.Handle(xds.DebugEndpointsPath, xh)
+	s.admin.AddReadyCheck("federation", func() error {
+		if m.fed.View() == nil {
+			return errors.New("no federation view yet")
+		}
+		return nil
+	})
+}
