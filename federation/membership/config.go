@@ -55,7 +55,7 @@ func (p Profile) timings() (profileTimings, error) {
 			reapInterval:      15 * time.Second,
 			serfReconnect:     30 * time.Second,
 			rejoinInterval:    time.Minute,
-			memberlistPresets: memberlist.DefaultWANConfig,
+			memberlistPresets: withReclaim(memberlist.DefaultWANConfig, 30*time.Second),
 		}, nil
 	case ProfileLAN:
 		return profileTimings{
@@ -64,7 +64,7 @@ func (p Profile) timings() (profileTimings, error) {
 			reapInterval:      15 * time.Second,
 			serfReconnect:     15 * time.Second,
 			rejoinInterval:    30 * time.Second,
-			memberlistPresets: memberlist.DefaultLANConfig,
+			memberlistPresets: withReclaim(memberlist.DefaultLANConfig, 30*time.Second),
 		}, nil
 	case ProfileLocal:
 		return profileTimings{
@@ -81,11 +81,23 @@ func (p Profile) timings() (profileTimings, error) {
 				c.PushPullInterval = 5 * time.Second
 				c.GossipToTheDeadTime = 5 * time.Second
 				c.SuspicionMaxTimeoutMult = 2
+				c.DeadNodeReclaimTime = time.Second
 				return c
 			},
 		}, nil
 	}
 	return profileTimings{}, fmt.Errorf("unknown profile %q: want wan, lan or local", string(p))
+}
+
+// withReclaim lets a cluster whose member has been dead for d come back
+// from another address under the same name (a restarted control plane
+// that got a new address); memberlist's default never allows it.
+func withReclaim(preset func() *memberlist.Config, d time.Duration) func() *memberlist.Config {
+	return func() *memberlist.Config {
+		c := preset()
+		c.DeadNodeReclaimTime = d
+		return c
+	}
 }
 
 // Config configures one control plane's membership. Zero values are

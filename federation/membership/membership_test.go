@@ -257,9 +257,14 @@ func TestDuplicateClusterNameRefused(t *testing.T) {
 	if !errors.Is(err, ErrDuplicateName) || n != 0 {
 		t.Fatalf("impostor Join = %d, %v; want 0 and ErrDuplicateName", n, err)
 	}
-	if got := counterValue(t, a.met.joinRefused.WithLabelValues("duplicate_name")); got < 1 {
-		t.Errorf("a counted %v duplicate-name refusals, want at least 1", got)
-	}
+	// a answers the push-pull before it merges, so its refusal may land
+	// just after the impostor's Join returned.
+	waitFor(t, 10*time.Second, "a counts the refusal", func() error {
+		if got := counterValue(t, a.met.joinRefused.WithLabelValues("duplicate_name")); got < 1 {
+			return fmt.Errorf("a counted %v duplicate-name refusals, want at least 1", got)
+		}
+		return nil
+	})
 	// The federation is unaffected: b is still b, at its own address.
 	for _, m := range []*Membership{a, b} {
 		if diff := cmp.Diff([]string{"a", "b"}, aliveNames(m)); diff != "" {
@@ -541,4 +546,41 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+func TestRestartRejoinsKnownMembers(t *testing.T) {
+	known := &FileKnownMembers{Path: t.TempDir() + "/known-members.json"}
+	cfgA := testConfig(t, "a", testKey1)
+	cfgA.KnownMembers = known
+	a, err := New(cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := start(t, testConfig(t, "b", testKey1))
+	if _, err := a.Join([]string{b.Local().Addr}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
+	waitFor(t, 10*time.Second, "b saved as known", func() error {
+		list, err := known.Load()
+		if err != nil || len(list) != 1 || list[0].Addr != b.Local().Addr {
+			return fmt.Errorf("known members file holds %v, %v", list, err)
+		}
+		return nil
+	})
+	if err := a.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new process of cluster a, on a new port, finds b by itself.
+	a2 := start(t, cfgA)
+	waitFor(t, 30*time.Second, "restarted a rejoins", seeExactly([]string{"a", "b"}, a2, b))
+	waitFor(t, 10*time.Second, "b sees the new a", func() error {
+		for _, m := range b.Members() {
+			if m.Name == "a" && m.Addr == a2.Local().Addr && m.InstanceID == a2.Local().InstanceID {
+				return nil
+			}
+		}
+		return fmt.Errorf("b sees %v", b.Members())
+	})
 }
