@@ -62,5 +62,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newControlPlaneCmd())
 	root.AddCommand(newDebugCmd())
 	root.AddCommand(newGatewayCmd())
+	root.AddCommand(newDemoCmd())
 	return root
 }

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fedmesh/fedmesh/internal/demo"
+)
+
+func newDemoCmd() *cobra.Command {
+	var (
+		clusters int
+		keep     bool
+		output   string
+		dir      string
+		rate     int
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run three local clusters: federate, stay local, fail over across clusters, recover",
+		Long: `Start local clusters on loopback addresses (east-1 and east-2 in us-east, west-1
+in us-west), each with a control plane and embedded etcd, an east-west gateway
+and an echo service with two replicas behind sidecars; join them with one
+token; then send steady traffic from a client in east-1 through its sidecar
+while east-1's echo dies, then east-2's, then both come back. Every phase is
+checked: the command exits 0 when each behaved, 1 with the reason otherwise.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "" && output != "json" {
+				return &exitError{code: 2, err: fmt.Errorf("unknown output format %q: want json", output)}
+			}
+			bin, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			if dir == "" {
+				if dir, err = os.MkdirTemp("", "fedmesh-demo-"); err != nil {
+					return err
+				}
+			}
+			// With -o json the summary alone goes to stdout; progress
+			// and the live view go to stderr.
+			progress := cmd.OutOrStdout()
+			if output == "json" {
+				progress = cmd.ErrOrStderr()
+			}
+			sum, err := demo.Run(cmd.Context(), demo.Config{
+				Binary: bin, Dir: dir, Clusters: clusters, Rate: rate, Keep: keep, Out: progress,
+			})
+			if sum == nil {
+				return &exitError{code: 2, err: err}
+			}
+			if output == "json" {
+				if perr := printOutput(cmd.OutOrStdout(), "json", sum, nil); perr != nil {
+					return perr
+				}
+			} else {
+				printSummary(cmd.OutOrStdout(), sum)
+			}
+			if err != nil {
+				return fmt.Errorf("demo failed: %w (logs in %s)", err, sum.Dir+"/logs")
+			}
+			if !sum.OK {
+				return fmt.Errorf("demo failed: %s (logs in %s)", sum.Reason, sum.Dir+"/logs")
+			}
+			if !keep {
+				os.RemoveAll(dir)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&clusters, "clusters", 3, "number of local clusters (at least 3)")
+	cmd.Flags().BoolVar(&keep, "keep", false, "leave the clusters running and print how to reach them")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format of the summary: json")
+	cmd.Flags().StringVar(&dir, "dir", "", "working directory for CAs, data and logs (default: a new temporary directory)")
+	cmd.Flags().IntVar(&rate, "rate", 50, "client requests per second")
+	return cmd
+}
+
+func printSummary(w io.Writer, s *demo.Summary) {
+	fmt.Fprintf(w, "\nSummary (clusters up in %.1fs, %.1fs in all)\n", s.StartupSeconds, s.TotalSeconds)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PHASE\tEXPECT\tSHARE\tSWITCHED\tREQUESTS\tERRORS\tERROR WINDOW\tP99\tRESULT")
+	for _, r := range s.Phases {
+		switched := "-"
+		if r.SwitchedAfter >= 0 {
+			switched = r.SwitchedAfter.Round(10 * time.Millisecond).String()
+		}
+		result := "ok"
+		if !r.OK {
+			result = "FAIL: " + r.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%s\t%d\t%d\t%s\t%s\t%s\n", r.Phase.Name, r.Phase.Expect, r.Share, switched,
+			r.Requests, r.Errors, r.ErrorWindow.Round(time.Millisecond), r.P99.Round(10*time.Microsecond), result)
+	}
+	tw.Flush()
+	if s.OK {
+		fmt.Fprintln(w, "\nevery phase behaved: traffic stayed local, failed over within the region first, then across regions, and came back, all over mTLS")
+	}
+	if len(s.Running) > 0 {
+		fmt.Fprintf(w, "\nleft running (--keep); logs and data in %s\n", s.Dir)
+		for _, c := range s.Clusters {
+			fmt.Fprintf(w, "  %-8s control plane %s  (fedmesh status --admin %s)\n", c.Name, c.Admin(), c.Admin())
+		}
+		fmt.Fprintf(w, "  client:  curl -x http://%s:15001 http://echo.demo.svc.clusterset.local:8080/\n", s.Clusters[0].ClientIP())
+		fmt.Fprintf(w, "  stop:    kill %s\n", strings.Join(pids(s.Running), " "))
+	}
+}
+
+func pids(running []string) []string {
+	var out []string
+	for _, r := range running {
+		if i := strings.LastIndex(r, "(pid "); i >= 0 {
+			out = append(out, strings.TrimSuffix(r[i+5:], ")"))
+		}
+	}
+	return out
+}
