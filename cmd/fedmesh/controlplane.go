@@ -35,6 +35,7 @@ type controlPlaneOptions struct {
 	profile               string
 	fencePeriod           time.Duration
 	baseEjection          time.Duration
+	certTTL               time.Duration
 }
 
 func newControlPlaneCmd() *cobra.Command {
@@ -70,6 +71,7 @@ and /metrics on the admin port (15014).`,
 					GatewayAddress: o.gatewayAddress,
 					Profile:        membership.Profile(o.profile),
 					FencePeriod:    o.fencePeriod,
+					CertTTL:        o.certTTL,
 				}
 				cfg.Mesh.XDS.BaseEjectionTime = o.baseEjection
 			}
@@ -109,6 +111,7 @@ and /metrics on the admin port (15014).`,
 	f.StringVar(&o.profile, "gossip-profile", string(membership.ProfileWAN), "gossip timings: wan (real federations), lan, or local (one machine)")
 	f.DurationVar(&o.fencePeriod, "fence-period", 0, "how long a peer may be unreachable before its endpoints are fenced (default 15s)")
 	f.DurationVar(&o.baseEjection, "base-ejection-time", 0, "outlier detection's first ejection time sent to sidecars (default 30s)")
+	f.DurationVar(&o.certTTL, "cert-ttl", 0, "lifetime of the control plane's and workloads' certificates, renewed at half life (default 24h)")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("source")
 	return cmd
