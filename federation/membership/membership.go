@@ -204,6 +204,13 @@ func New(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("start serf: %w", err)
 	}
 	m.serf = s
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(newMembersCollector(m)); err != nil {
+			cancel()
+			_ = s.Shutdown()
+			return nil, fmt.Errorf("register membership metrics: %w", err)
+		}
+	}
 
 	m.wg.Add(2)
 	go m.eventLoop(ctx)
@@ -394,7 +401,8 @@ func (m *Membership) Shutdown() error {
 
 // eventLoop drains serf's events: it logs and counts invalid members,
 // tracks peer identities for the duplicate-name check, records known
-// members and wakes subscribers.
+// members and wakes subscribers. It must not call serf methods that take
+// serf's member lock (Members, Join): serf sends events holding it.
 func (m *Membership) eventLoop(ctx context.Context) {
 	defer m.wg.Done()
 	for {
@@ -407,7 +415,6 @@ func (m *Membership) eventLoop(ctx context.Context) {
 				continue
 			}
 			m.handleMemberEvent(me)
-			m.updateGauge()
 		}
 	}
 }
@@ -492,16 +499,6 @@ func (m *Membership) knownListLocked() []KnownMember {
 func (m *Membership) saveKnown(list []KnownMember) {
 	if err := m.cfg.KnownMembers.Save(list); err != nil {
 		m.log.Warn("cannot save known members", "err", err)
-	}
-}
-
-func (m *Membership) updateGauge() {
-	counts := map[Status]int{StatusAlive: 0, StatusLeaving: 0, StatusLeft: 0, StatusFailed: 0}
-	for _, mem := range m.Members() {
-		counts[mem.Status]++
-	}
-	for s, n := range counts {
-		m.met.members.WithLabelValues(string(s)).Set(float64(n))
 	}
 }
 

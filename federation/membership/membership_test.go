@@ -279,6 +279,27 @@ func TestDuplicateClusterNameRefused(t *testing.T) {
 	if diff := cmp.Diff([]string{"b"}, aliveNames(impostor)); diff != "" {
 		t.Errorf("impostor sees (-want +got):\n%s", diff)
 	}
+	if diff := cmp.Diff(map[string]float64{"alive": 2, "failed": 0, "leaving": 0, "left": 0}, gaugeByStatus(t, reg)); diff != "" {
+		t.Errorf("fedmesh_federation_members (-want +got):\n%s", diff)
+	}
+}
+
+func gaugeByStatus(t testing.TB, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "fedmesh_federation_members" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	return out
 }
 
 func TestBadTagsIgnoredAndCounted(t *testing.T) {

@@ -11,7 +11,6 @@ type metrics struct {
 	membersIgnored *prometheus.CounterVec
 	joinRefused    *prometheus.CounterVec
 	rejoins        *prometheus.CounterVec
-	members        *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -28,15 +27,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fedmesh_federation_rejoin_attempts_total",
 			Help: "Attempts of the rejoin loop to join known members that are not alive, by result.",
 		}, []string{"result"}),
-		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fedmesh_federation_members",
-			Help: "Valid federation members (this one included), by status.",
-		}, []string{"status"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.membersIgnored, m.joinRefused, m.rejoins, m.members} {
+	for _, c := range []prometheus.Collector{m.membersIgnored, m.joinRefused, m.rejoins} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -46,4 +41,31 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// membersCollector reports the valid members by status at scrape time.
+// It reads serf's member list, which the event loop must never do: serf
+// sends events while holding its member lock.
+type membersCollector struct {
+	m    *Membership
+	desc *prometheus.Desc
+}
+
+func newMembersCollector(m *Membership) *membersCollector {
+	return &membersCollector{m: m, desc: prometheus.NewDesc("fedmesh_federation_members",
+		"Valid federation members (this one included), by status.", []string{"status"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *membersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *membersCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[Status]int{StatusAlive: 0, StatusLeaving: 0, StatusLeft: 0, StatusFailed: 0}
+	for _, mem := range c.m.Members() {
+		counts[mem.Status]++
+	}
+	for s, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), string(s))
+	}
 }
