@@ -293,3 +293,14 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkVerify(b *testing.B) {
+	pki := newPKI(b, "fed", nil)
+	tok := mustCreate(b, testPayload(pki), pki.leafKey, pki.chain())
+	roots := []*x509.Certificate{pki.root}
+	for b.Loop() {
+		if _, err := Verify(tok, roots, testNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -117,3 +117,12 @@ func FuzzDecodeTags(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeTags(b *testing.B) {
+	tags := goodTags()
+	for b.Loop() {
+		if _, err := DecodeTags(tags); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
