@@ -94,7 +94,7 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		Store:          n.st,
 		Membership:     mem,
 		FencePeriod:    o.fence,
-		ProbeInterval:  200 * time.Millisecond,
+		ProbeInterval:  500 * time.Millisecond,
 		MinBackoff:     20 * time.Millisecond,
 		MaxBackoff:     500 * time.Millisecond,
 		Logger:         testLogger(tb),
@@ -115,6 +115,19 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 	return n
 }
 
+// stopRun stops the node's Federation (and so its replicators).
+func (n *node) stopRun(tb testing.TB) {
+	tb.Helper()
+	if n.done == nil {
+		return
+	}
+	n.stop()
+	if err := <-n.done; err != context.Canceled {
+		tb.Errorf("Run of %s returned %v, want context.Canceled", n.name, err)
+	}
+	n.done = nil
+}
+
 // kill stops the node abruptly: no leave, no lease revocation.
 func (n *node) kill(tb testing.TB) {
 	tb.Helper()
@@ -122,10 +135,7 @@ func (n *node) kill(tb testing.TB) {
 		return
 	}
 	n.alive = false
-	n.stop()
-	if err := <-n.done; err != context.Canceled {
-		tb.Errorf("Run of %s returned %v, want context.Canceled", n.name, err)
-	}
+	n.stopRun(tb)
 	if err := n.mem.Shutdown(); err != nil {
 		tb.Errorf("membership shutdown of %s: %v", n.name, err)
 	}
@@ -162,6 +172,13 @@ func startCluster(tb testing.TB, count int, o testOptions) []*node {
 			nodes[i].join(tb, nodes[0])
 		}
 	}
+	// Stop every federation before any store: an etcd server closes
+	// slowly while peers still watch it.
+	tb.Cleanup(func() {
+		for _, n := range nodes {
+			n.stopRun(tb)
+		}
+	})
 	return nodes
 }
 

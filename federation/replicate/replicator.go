@@ -207,6 +207,9 @@ func (r *Replicator) probeLoop(ctx context.Context, cli *clientv3.Client) error 
 // allowed by the read-only role. It returns an error only to end the
 // session (history reset).
 func (r *Replicator) probe(ctx context.Context, cli *clientv3.Client) error {
+	// What was applied before the read: a linearizable read started after
+	// a change was delivered can never return an older revision.
+	applied := r.State().Revision
 	pctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), r.cfg.ProbeInterval)
 	resp, err := cli.Get(pctx, r.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	cancel()
@@ -226,8 +229,7 @@ func (r *Replicator) probe(ctx context.Context, cli *clientv3.Client) error {
 	r.mu.Lock()
 	known := r.clusterID
 	r.clusterID = resp.Header.ClusterId
-	applied := r.state.Revision
-	r.state.PeerRevision = resp.Header.Revision
+	r.state.PeerRevision = max(r.state.PeerRevision, resp.Header.Revision)
 	r.mu.Unlock()
 	if (known != 0 && known != resp.Header.ClusterId) || resp.Header.Revision < applied {
 		r.log.Warn("peer etcd was replaced; listing again", "revision", resp.Header.Revision, "applied", applied)
