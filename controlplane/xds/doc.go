@@ -31,11 +31,14 @@
 // /debug/endpoints through Handler.
 //
 //	srv, err := xds.NewServer(xds.Config{
-//		Cluster: "east-1", Settings: xds.DefaultSettings("fedmesh.local"),
-//		Authenticator: xds.TokenAuthenticator(ca.VerifyBootstrapToken),
-//		Issuer: issuer, Logger: log, Registerer: reg,
+//		Cluster:       "east-1",
+//		Settings:      xds.DefaultSettings("fedmesh.local"),
+//		Authenticator: xds.TokenAuthenticator(verifyBootstrapToken),
+//		Issuer:        issuer, // SignWorkload + TrustBundle
+//		Logger:        log, Registerer: reg,
 //	})
-//	srv.Register(grpcServer)
-//	go srv.Run(ctx)
-//	federation.OnView(srv.UpdateView)
+//	srv.Register(grpcServer)             // ADS + CDS/EDS/LDS/RDS/SDS
+//	go srv.Run(ctx)                      // rebuilds, pushes, renewals
+//	err = srv.UpdateView(view)           // on every federation view
+//	admin.Handle("/debug/", srv.Handler()) // /debug/xds, /debug/endpoints
 package xds
