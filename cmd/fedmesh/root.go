@@ -53,6 +53,7 @@ func newRootCmd() *cobra.Command {
 	globalLog.addFlags(root)
 	// One line per command; each lives in its own file.
 	root.AddCommand(newVersionCmd())
+	root.AddCommand(newStatusCmd())
 	root.AddCommand(newCACmd())
 	root.AddCommand(newSidecarCmd())
 	root.AddCommand(newTokenCmd())
