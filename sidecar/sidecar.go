@@ -210,11 +210,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		if s.dns, err = dns.New(dns.Config{Resolve: s.resolve, Logger: base}, reg); err != nil {
 			return nil, err
 		}
-		if s.dnsUDP, err = net.ListenPacket("udp", cfg.DNSAddr); err != nil {
-			return nil, fmt.Errorf("sidecar: dns: %w", err)
-		}
-		// TCP on the same port as UDP got.
-		if s.dnsTCP, err = net.Listen("tcp", s.dnsUDP.LocalAddr().String()); err != nil {
+		if s.dnsUDP, s.dnsTCP, err = listenDNS(cfg.DNSAddr); err != nil {
 			return nil, fmt.Errorf("sidecar: dns: %w", err)
 		}
 	}
@@ -232,6 +228,34 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		}
 	}
 	return s, nil
+}
+
+// dnsBindAttempts bounds the tries to find a port free for both UDP and
+// TCP when the DNS address asks for any port.
+const dnsBindAttempts = 8
+
+// listenDNS binds UDP on addr and TCP on the port UDP got. With port 0 the
+// kernel picks the UDP port without looking at TCP, so a port taken for
+// TCP is given back and another one tried.
+func listenDNS(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		udp, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		if port != "0" || attempt == dnsBindAttempts {
+			return nil, nil, err
+		}
+	}
 }
 
 // proxyCertIfAny presents the SDS certificate to the control plane once

@@ -27,8 +27,14 @@
 // must present a valid SVID of the trust domain (identity.ServerConfig);
 // the server name selects the service port. ALPN h2 or http/1.1 goes to the
 // app through a reverse proxy that sets X-Fedmesh-Client-Id to the
-// caller's SPIFFE ID (removing any copy the caller sent); ALPN fedmesh-tcp
-// is spliced to the app.
+// caller's SPIFFE ID (removing any copy the caller sent), over h2c for a
+// gRPC port or a gRPC request and HTTP/1.1 otherwise; ALPN fedmesh-tcp is
+// spliced to the app.
+//
+// Both reverse proxies flush after every write only responses that stream
+// (no Content-Length, text/event-stream, gRPC); a response of known length
+// leaves in as few writes as the buffers allow, and copy buffers are
+// pooled.
 //
 // The Proxy is itself the identity.CertSource and identity.BundleSource of
 // its TLS configs, reading the certificate and bundle of the current

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -61,19 +60,15 @@ func (p *Proxy) InboundTLSConfig() *tls.Config {
 func (p *Proxy) ServeInbound(ctx context.Context, l net.Listener) error {
 	tcfg := p.InboundTLSConfig()
 	httpConns := newChanListener(l.Addr())
-	rp := &httputil.ReverseProxy{
-		Rewrite:       p.rewriteInbound,
-		Transport:     inboundTransport{p},
-		FlushInterval: -1,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			p.m.errors.WithLabelValues("inbound", "", "app_unreachable").Inc()
-			p.log.Debug("app unreachable", "err", err)
-			w.WriteHeader(http.StatusBadGateway)
-		},
-		ErrorLog: p.errorLog,
+	fail := func(w http.ResponseWriter, r *http.Request, err error) {
+		p.m.errors.WithLabelValues("inbound", "", "app_unreachable").Inc()
+		p.log.Debug("app unreachable", "err", err)
+		w.WriteHeader(http.StatusBadGateway)
 	}
+	h1 := p.forwarder(p.rewriteInbound, p.appH1, fail)
+	h2c := p.forwarder(p.rewriteInbound, p.appH2C, fail)
 	srv := &http.Server{
-		Handler:           p.inboundHandler(rp),
+		Handler:           p.inboundHandler(h1, h2c),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          p.errorLog,
 	}
@@ -143,9 +138,9 @@ func (p *Proxy) inboundConn(ctx context.Context, raw net.Conn, tcfg *tls.Config,
 	g.Dec()
 }
 
-type inboundCtxKey struct{}
-
-func (p *Proxy) inboundHandler(rp *httputil.ReverseProxy) http.Handler {
+// inboundHandler checks the caller, sets its identity header and forwards
+// to the app over HTTP/1.1 (h1) or h2c (h2c, see appSpeaksH2C).
+func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
 			http.Error(w, "fedmesh: inbound needs TLS", http.StatusForbidden)
@@ -168,9 +163,13 @@ func (p *Proxy) inboundHandler(rp *httputil.ReverseProxy) http.Handler {
 		}
 		r.Header.Del(ClientIDHeader)
 		r.Header.Set(ClientIDHeader, id.String())
+		rp := h1
+		if appSpeaksH2C(port.Protocol, r.Header.Get("Content-Type")) {
+			rp = h2c
+		}
 		start := p.cfg.Clock()
 		rec := &statusRecorder{ResponseWriter: w}
-		rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), inboundCtxKey{}, port)))
+		rp.ServeHTTP(rec, r)
 		code := rec.code
 		if code == 0 {
 			code = http.StatusOK
@@ -181,23 +180,40 @@ func (p *Proxy) inboundHandler(rp *httputil.ReverseProxy) http.Handler {
 	})
 }
 
+// rewriteInbound sends the request to the app of the port its server name
+// selects. The handler found that port a moment ago; should a new
+// configuration have removed it since, the empty address fails the
+// request with 502.
 func (p *Proxy) rewriteInbound(pr *httputil.ProxyRequest) {
-	port, _ := pr.In.Context().Value(inboundCtxKey{}).(config.InboundPort)
+	port, _ := p.inboundPort(pr.In.TLS.ServerName)
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = port.App
 	// Rewrite drops X-Forwarded-*; the identity header was set by the
 	// handler on In and is copied with the other headers.
 }
 
-// inboundTransport picks HTTP/1.1 or h2c towards the app.
-type inboundTransport struct{ p *Proxy }
-
-func (t inboundTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	port, _ := r.Context().Value(inboundCtxKey{}).(config.InboundPort)
-	if port.Protocol == config.GRPC || strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-		return t.p.appH2C.RoundTrip(r)
+// appSpeaksH2C reports whether a request goes to the app over h2c rather
+// than HTTP/1.1: always on a gRPC port, and on an HTTP port for gRPC
+// itself (application/grpc, application/grpc+proto, ...), which needs
+// HTTP/2. gRPC-Web (application/grpc-web...) is made for HTTP/1.1 and goes
+// there.
+func appSpeaksH2C(proto config.Protocol, contentType string) bool {
+	if proto == config.GRPC {
+		return true
 	}
-	return t.p.appH1.RoundTrip(r)
+	rest, ok := cutPrefixFold(contentType, "application/grpc")
+	if !ok {
+		return false
+	}
+	return rest == "" || rest[0] == '+' || rest[0] == ';'
+}
+
+// cutPrefixFold is strings.CutPrefix ignoring ASCII case.
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
+		return s, false
+	}
+	return s[len(prefix):], true
 }
 
 // chanListener hands connections accepted and TLS-terminated elsewhere to
@@ -237,5 +253,3 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
-
-var _ = io.EOF

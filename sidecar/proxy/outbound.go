@@ -39,16 +39,10 @@ type call struct {
 // CONNECT requests open an opaque tunnel to the named service.
 func (p *Proxy) OutboundHandler(port int32) http.Handler {
 	o := &outbound{p: p, port: port}
-	o.rp = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme = "https"
-			pr.Out.URL.Host = "upstream.invalid"
-		},
-		Transport:     p,
-		FlushInterval: -1,
-		ErrorHandler:  o.fail,
-		ErrorLog:      p.errorLog,
-	}
+	o.rp = p.forwarder(func(pr *httputil.ProxyRequest) {
+		pr.Out.URL.Scheme = "https"
+		pr.Out.URL.Host = "upstream.invalid"
+	}, p, o.fail)
 	return o
 }
 

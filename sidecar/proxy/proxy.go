@@ -65,11 +65,12 @@ type Proxy struct {
 	// TLS handshake errors), at debug level.
 	errorLog *stdlog.Logger
 
-	appH1  *http.Transport
-	appH2C *http.Transport
-	wg     sync.WaitGroup // connection goroutines
-	closed chan struct{}
-	once   sync.Once
+	appH1   *http.Transport
+	appH2C  *http.Transport
+	buffers *bufferPool
+	wg      sync.WaitGroup // connection goroutines
+	closed  chan struct{}
+	once    sync.Once
 }
 
 var (
@@ -111,6 +112,7 @@ func New(cfg Config) (*Proxy, error) {
 		m:         m,
 		upstreams: map[naming.ServicePort]*upstream{},
 		closed:    make(chan struct{}),
+		buffers:   newBufferPool(),
 	}
 	p.errorLog = slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
 	p.appH1 = &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true}

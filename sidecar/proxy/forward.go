@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"sync"
+)
+
+// flushInterval is the FlushInterval of both reverse proxies. Zero lets
+// httputil.ReverseProxy flush after every write exactly when a response
+// streams (no Content-Length, or text/event-stream; gRPC is such a
+// response), and write a response of known length as the writer's buffer
+// fills and at its end: HEADERS and DATA with END_STREAM leave in one TLS
+// record. A negative interval would flush known-length responses too, and
+// to do so ReverseProxy arms a timer per request whose goroutine flushes
+// the headers on their own while the body copy waits for its lock: two
+// more goroutine hand-offs, two more writes and a lone END_STREAM frame
+// per request, which cost most of the sidecar pair's latency.
+const flushInterval = 0
+
+// copyBufferSize is the size of the buffers a reverse proxy copies
+// response bodies through (httputil's own default).
+const copyBufferSize = 32 << 10
+
+// bufferPool lends the reverse proxies their copy buffers, which they
+// would otherwise allocate for every request.
+type bufferPool struct{ p sync.Pool }
+
+var _ httputil.BufferPool = (*bufferPool)(nil)
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any {
+		b := make([]byte, copyBufferSize)
+		return &b
+	}}}
+}
+
+// Get returns a buffer of copyBufferSize bytes.
+func (b *bufferPool) Get() []byte { return *(b.p.Get().(*[]byte)) }
+
+// Put returns a buffer obtained from Get.
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < copyBufferSize {
+		return
+	}
+	buf = buf[:copyBufferSize]
+	b.p.Put(&buf)
+}
+
+// forwarder returns a reverse proxy with the sidecar's flush policy and
+// pooled buffers.
+func (p *Proxy) forwarder(rewrite func(*httputil.ProxyRequest), rt http.RoundTripper, fail func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:       rewrite,
+		Transport:     rt,
+		FlushInterval: flushInterval,
+		BufferPool:    p.buffers,
+		ErrorHandler:  fail,
+		ErrorLog:      p.errorLog,
+	}
+}
