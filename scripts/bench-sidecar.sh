@@ -182,9 +182,8 @@ for p in "$pid_client" "$pid_server" "$pid_hap_client" "$pid_hap_server"; do res
 # --- measurements --------------------------------------------------------------------
 results=$work/results.tsv
 : >"$results"
-load() { # load NAME PROTO TARGET PROXY_PIDS...; one row of results.tsv
-	local name=$1 proto=$2 target=$3
-	shift 3
+load() { # load NAME PROTO TARGET [CLIENT_PROXY_PID SERVER_PROXY_PID]; one row of results.tsv
+	local name=$1 proto=$2 target=$3 cp=${4:-} sp=${5:-}
 	local args=(-quiet -c "$conns" -payload-size 1024 -p "50,90,99" -nocatchup)
 	local hdr=()
 	if [ "$proto" = grpc ]; then
@@ -192,12 +191,12 @@ load() { # load NAME PROTO TARGET PROXY_PIDS...; one row of results.tsv
 	else
 		hdr=(-H "Host: echo.demo.svc.clusterset.local:8080")
 	fi
-	local before=0 after=0 p
-	for p in "$@"; do before=$((before + $(cpu_ticks "$p"))); done
+	local c0=0 s0=0 c1=0 s1=0
+	if [ -n "$cp" ]; then c0=$(cpu_ticks "$cp") s0=$(cpu_ticks "$sp"); fi
 	"$fortio" load "${args[@]}" "${hdr[@]}" -qps "$rate" -t "${at_rate}s" "$target" >"$work/$name-$proto-rate.txt" 2>&1
-	for p in "$@"; do after=$((after + $(cpu_ticks "$p"))); done
+	if [ -n "$cp" ]; then c1=$(cpu_ticks "$cp") s1=$(cpu_ticks "$sp"); fi
 	"$fortio" load "${args[@]}" "${hdr[@]}" -qps 0 -t "${max_seconds}s" "$target" >"$work/$name-$proto-max.txt" 2>&1
-	awk -v name="$name" -v proto="$proto" -v ticks=$((after - before)) -v hz="$hz" -v maxf="$work/$name-$proto-max.txt" '
+	awk -v name="$name" -v proto="$proto" -v ct=$((c1 - c0)) -v st=$((s1 - s0)) -v hz="$hz" -v maxf="$work/$name-$proto-max.txt" '
 		/^# target 50%/ {p50 = $4 * 1000}
 		/^# target 90%/ {p90 = $4 * 1000}
 		/^# target 99%/ {p99 = $4 * 1000}
@@ -206,12 +205,11 @@ load() { # load NAME PROTO TARGET PROXY_PIDS...; one row of results.tsv
 		END {
 			while ((getline line < maxf) > 0) {
 				split(line, f, " ")
-				if (line ~ /^All done/) {maxqps = f[length(f)-1]}
+				if (line ~ /^All done/) {maxn = f[3]; maxqps = f[length(f)-1]}
 				if (line ~ /^(Code 200|Ping SERVING) :/) {maxok = f[4]}
-				if (line ~ /^All done/) {maxn = f[3]}
 			}
-			cpu = (ticks / hz) / (n / 1000)
-			printf "%s\t%s\t%.3f\t%.3f\t%.3f\t%.0f\t%d\t%d\t%.0f\t%d\t%d\t%.3f\n", name, proto, p50, p90, p99, qps, n, ok, maxqps, maxn, maxok, cpu
+			k = n / 1000
+			printf "%s\t%s\t%.3f\t%.3f\t%.3f\t%.0f\t%d\t%d\t%.0f\t%d\t%d\t%.3f\t%.3f\t%.3f\n", name, proto, p50, p90, p99, qps, n, ok, maxqps, maxn, maxok, (ct / hz) / k, (st / hz) / k, ((ct + st) / hz) / k
 		}' "$work/$name-$proto-rate.txt" >>"$results"
 }
 for proto in http grpc; do
@@ -237,11 +235,11 @@ rss_hap_client_load=$(hwm_kib "$pid_hap_client")
 		"(HTTP/1.1 POST echoed by the app; gRPC ping with a 1 KiB payload); max rate: as fast as" \
 		"possible for ${max_seconds} s over ${conns} connections. Client sidecar configuration: ${services} services."
 	echo
-	echo "| path | protocol | p50 ms | p90 ms | p99 ms | ok at ${rate}/s | max rate /s | CPU s per 1k requests (both proxies) |"
-	echo "|---|---|---:|---:|---:|---:|---:|---:|"
+	echo "| path | protocol | p50 ms | p90 ms | p99 ms | achieved /s | ok/sent | max rate /s | max: ok/sent | CPU s/1k req, client proxy | server proxy | both |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	awk -F'\t' '{
-		cpu = ($1 == "direct") ? "-" : sprintf("%.3f", $12)
-		printf "| %s | %s | %.3f | %.3f | %.3f | %d/%d | %d |  %s |\n", $1, $2, $3, $4, $5, $8, $7, $9, cpu
+		cpu = ($1 == "direct") ? "- | - | -" : sprintf("%.3f | %.3f | %.3f", $12, $13, $14)
+		printf "| %s | %s | %.3f | %.3f | %.3f | %d | %d/%d | %d | %d/%d | %s |\n", $1, $2, $3, $4, $5, $6, $8, $7, $9, $11, $10, cpu
 	}' "$results"
 	echo
 	echo "Ratios to direct (p50, p99) and of max rate:"
