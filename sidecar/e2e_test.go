@@ -33,6 +33,7 @@ type pair struct {
 	httpP, grpcP, tcpP int32
 	appAddr            string
 	res                map[string][]types.Resource // client node's resources
+	srvRes             map[string][]types.Resource // server node's resources
 }
 
 func newPair(t testing.TB) *pair {
@@ -60,6 +61,7 @@ func newPair(t testing.TB) *pair {
 		meshtest.InboundPort{SP: ts, App: tcpApp.Addr},
 	)[1:]...)
 	rt(srv, sdsT, p.server.secrets(m.ca)...)
+	p.srvRes = srv
 	m.set("server", srv)
 
 	echoID := m.ca.Workload("demo", "echo")
