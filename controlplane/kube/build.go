@@ -145,7 +145,9 @@ func Build(in *Input, local topology.Locality, firstSeen func(catalog.ServiceKey
 			validity[k] = Validity{Reason: ReasonInvalidServiceExport, Message: err.Error()}
 			continue
 		}
-		objs.Add(se)
+		if badService[k] == nil { // else reported with its Service
+			objs.Add(se)
+		}
 		validity[k] = Validity{} // decided below
 		switch svc, ok := services[k]; {
 		case badService[k] != nil:

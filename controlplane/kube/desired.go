@@ -26,7 +26,7 @@ const (
 	ManagedBy = "fedmesh"
 	// SliceManagedBy is the value of endpointslice.kubernetes.io/managed-by
 	// on the EndpointSlices the sink owns.
-	SliceManagedBy = "fedmesh.io/controlplane"
+	SliceManagedBy = "controlplane.fedmesh.io"
 )
 
 // maxSliceEndpoints is the most endpoints one EndpointSlice holds (the

@@ -40,7 +40,7 @@
 //   - per exporting cluster, EndpointSlices labelled
 //     multicluster.kubernetes.io/service-name and
 //     multicluster.kubernetes.io/source-cluster (and
-//     endpointslice.kubernetes.io/managed-by=fedmesh.io/controlplane),
+//     endpointslice.kubernetes.io/managed-by=controlplane.fedmesh.io),
 //     owned by the ServiceImport, ready when the view says healthy;
 //   - every local ServiceExport's Valid condition (from the Source:
 //     NoService, InvalidServiceType, InvalidService, InvalidServiceExport)

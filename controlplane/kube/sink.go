@@ -317,6 +317,9 @@ func (s *Sink) reconcileImports(ctx context.Context, l sinkListers, view *catalo
 		errs = append(errs, err)
 	}
 	for _, es := range slices {
+		if es.Labels[discoveryv1.LabelManagedBy] != SliceManagedBy {
+			continue // never touch what fedmesh did not write
+		}
 		if wantSlices[types.NamespacedName{Namespace: es.Namespace, Name: es.Name}] {
 			continue
 		}
@@ -331,6 +334,9 @@ func (s *Sink) reconcileImports(ctx context.Context, l sinkListers, view *catalo
 	}
 	kept := 0
 	for _, si := range imps {
+		if si.Labels[LabelManagedBy] != ManagedBy {
+			continue
+		}
 		if wantImports[types.NamespacedName{Namespace: si.Namespace, Name: si.Name}] {
 			kept++
 			continue
