@@ -115,7 +115,7 @@ func TestBuild(t *testing.T) {
 				)},
 				ServiceExports: []*mcsv1alpha1.ServiceExport{export("echo")},
 			},
-			pods: []*corev1.Pod{pod("echo-1", "echo", "n1"), pod("echo-2", "echo", "n1"), pod("echo-3", "other", "n2")},
+			pods:  []*corev1.Pod{pod("echo-1", "echo", "n1"), pod("echo-2", "echo", "n1"), pod("echo-3", "other", "n2")},
 			nodes: []*corev1.Node{node("n1", "us-west", "us-west-1a"), node("n2", "eu", "eu-1b")},
 			wantEndpoints: map[string][]string{"demo/echo": {
 				"10.0.0.1:9080 http sa=echo ready=true us-west/slice-zone/east-1",

@@ -209,7 +209,9 @@ type staticValidity struct {
 	ch chan struct{}
 }
 
-func (s *staticValidity) Validity() (map[catalog.ServiceKey]Validity, <-chan struct{}) { return s.v, s.ch }
+func (s *staticValidity) Validity() (map[catalog.ServiceKey]Validity, <-chan struct{}) {
+	return s.v, s.ch
+}
 
 func TestElectorOneLeader(t *testing.T) {
 	cs := fake.NewSimpleClientset()
