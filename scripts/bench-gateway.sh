@@ -168,8 +168,15 @@ for round in $(seq "$rounds"); do
 		addr=$(addr_of "$path")
 		pid=$(pid_of "$path")
 		f=$work/$path-$round
+		before=0
+		if [ -n "$pid" ]; then before=$(cpu_ticks "$pid"); fi
 		"$bin/tlsload" throughput -addr "$addr" "${client[@]}" -duration "${seconds}s" -conns 1 >"$f-tput1.txt"
 		"$bin/tlsload" throughput -addr "$addr" "${client[@]}" -duration "${seconds}s" -conns 8 >"$f-tput8.txt"
+		cpu_gb=0
+		if [ -n "$pid" ]; then
+			cpu_gb=$(awk -v t=$(($(cpu_ticks "$pid") - before)) -v hz="$hz" \
+				-v b=$(($(kv bytes "$f-tput1.txt") + $(kv bytes "$f-tput8.txt"))) 'BEGIN {printf "%.3f", (t / hz) / (b / 1e9)}')
+		fi
 		"$bin/tlsload" latency -addr "$addr" "${client[@]}" -duration "${seconds}s" >"$f-lat.txt"
 		before=0
 		if [ -n "$pid" ]; then before=$(cpu_ticks "$pid"); fi
@@ -179,10 +186,10 @@ for round in $(seq "$rounds"); do
 			cpu=$(awk -v t=$(($(cpu_ticks "$pid") - before)) -v hz="$hz" -v n="$(kv connections "$f-conn.txt")" \
 				'BEGIN {printf "%.3f", (t / hz) / (n / 1000)}')
 		fi
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$path" \
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$path" \
 			"$(kv mbps "$f-tput1.txt")" "$(kv mbps "$f-tput8.txt")" \
 			"$(kv p50_us "$f-lat.txt")" "$(kv p90_us "$f-lat.txt")" "$(kv p99_us "$f-lat.txt")" \
-			"$(kv per_second "$f-conn.txt")" "$(kv failed "$f-conn.txt")" "$cpu" >>"$raw"
+			"$(kv per_second "$f-conn.txt")" "$(kv failed "$f-conn.txt")" "$cpu" "$cpu_gb" >>"$raw"
 	done
 done
 median() { # median PATH COLUMN
@@ -195,7 +202,11 @@ for path in direct fedmesh haproxy; do
 	row=$path
 	for col in 2 3 4 5 6 7; do row+=$'\t'$(median "$path" "$col"); done
 	row+=$'\t'$(awk -F'\t' -v p="$path" '$1 == p {s += $8} END {print s}' "$raw")
-	if [ "$path" = direct ]; then row+=$'\t-'; else row+=$'\t'$(median "$path" 9); fi
+	if [ "$path" = direct ]; then
+		row+=$'\t-\t-'
+	else
+		row+=$'\t'$(median "$path" 9)$'\t'$(median "$path" 10)
+	fi
 	results_hold="-\t-\t-"
 	pid=$(pid_of "$path")
 	if [ -n "$pid" ]; then
@@ -219,9 +230,9 @@ done
 	echo "Each measurement runs ${seconds} s, ${rounds} rounds with the paths taking turns; medians of the rounds (failures: the sum). All over TLS 1.3 with client certificates (ECDSA P-256)," \
 		"end to end between client and server; the hop reads only the SNI. Each hop has ${routes} routes."
 	echo
-	echo "| path | MB/s, 1 conn | MB/s, 8 conns | 1 KiB RTT p50 µs | p90 µs | p99 µs | new TLS conns/s (16 workers) | failed (all rounds) | hop CPU s per 1k conns |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-	awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$results"
+	echo "| path | MB/s, 1 conn | MB/s, 8 conns | 1 KiB RTT p50 µs | p90 µs | p99 µs | new TLS conns/s (16 workers) | failed (all rounds) | hop CPU s per 1k conns | hop CPU s per GB |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10}' "$results"
 	echo
 	echo "Added by the hop, against direct:"
 	echo
@@ -238,6 +249,6 @@ done
 	echo
 	echo "| hop | RSS before KiB | RSS with $hold spliced KiB | KiB per connection |"
 	echo "|---|---:|---:|---:|"
-	awk -F'\t' '$1 != "direct" {printf "| %s | %s | %s | %s |\n", $1, $10, $11, $12}' "$results"
+	awk -F'\t' '$1 != "direct" {printf "| %s | %s | %s | %s |\n", $1, $11, $12, $13}' "$results"
 } >"$out"
 cat "$out"
