@@ -34,6 +34,8 @@ func TestSplitHostPort(t *testing.T) {
 		{name: "bare ipv6", in: "::1", wantErr: "without brackets"},
 		{name: "slash", in: "echo/x:80", wantErr: "bad character"},
 		{name: "unclosed", in: "[::1", wantErr: "unclosed"},
+		{name: "empty label inside", in: "echo..demo:80", wantErr: "empty label"},
+		{name: "leading dot", in: ".echo.demo", wantErr: "empty label"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

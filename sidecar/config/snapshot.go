@@ -316,7 +316,7 @@ func SplitHostPort(authority string, defPort int32) (string, int32, error) {
 		port = int32(p)
 	}
 	host = NormalizeHost(host)
-	if host == "" || host[0] == '.' || strings.HasSuffix(host, ".") {
+	if host == "" || host[0] == '.' || strings.HasSuffix(host, ".") || strings.Contains(host, "..") {
 		return "", 0, errBadAuthority("empty label in host")
 	}
 	return host, port, nil

@@ -59,3 +59,22 @@ func (p *Proxy) forwarder(rewrite func(*httputil.ProxyRequest), rt http.RoundTri
 		ErrorLog:      p.errorLog,
 	}
 }
+
+// forward serves r through rp. A reverse proxy whose upstream fails in
+// the middle of a body aborts the handler with http.ErrAbortHandler; as
+// responses of known length are not flushed as they go (flushInterval),
+// forward first flushes what is buffered. The client then sees the
+// response begin and break, as the upstream sent it, never a stream reset
+// without a response, which a client sidecar would take for a failure
+// before the response and retry.
+func forward(rp http.Handler, w *statusRecorder, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler && w.code != 0 {
+				w.Flush()
+			}
+			panic(v)
+		}
+	}()
+	rp.ServeHTTP(w, r)
+}

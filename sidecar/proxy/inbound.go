@@ -169,14 +169,12 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 		}
 		start := p.cfg.Clock()
 		rec := &statusRecorder{ResponseWriter: w}
-		rp.ServeHTTP(rec, r)
-		code := rec.code
-		if code == 0 {
-			code = http.StatusOK
-		}
-		name := port.Port.String()
-		p.m.requests.WithLabelValues("inbound", "", p.cfg.Cluster, name, codeClass(code)).Inc()
-		p.m.duration.WithLabelValues("inbound", "", p.cfg.Cluster, name).Observe(p.cfg.Clock().Sub(start).Seconds())
+		defer func() {
+			name := port.Port.String()
+			p.m.requests.WithLabelValues("inbound", "", p.cfg.Cluster, name, codeClass(rec.status())).Inc()
+			p.m.duration.WithLabelValues("inbound", "", p.cfg.Cluster, name).Observe(p.cfg.Clock().Sub(start).Seconds())
+		}()
+		forward(rp, rec, r)
 	})
 }
 

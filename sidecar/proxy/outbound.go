@@ -131,13 +131,11 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{u: u, svc: svc}
 	start := p.cfg.Clock()
 	rec := &statusRecorder{ResponseWriter: w}
-	o.rp.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, ctxKey{}, c)))
-	code = rec.code
-	if code == 0 {
-		code = http.StatusOK
-	}
-	p.m.requests.WithLabelValues("outbound", p.cfg.Cluster, c.dest, u.name, codeClass(code)).Inc()
-	p.m.duration.WithLabelValues("outbound", p.cfg.Cluster, c.dest, u.name).Observe(p.cfg.Clock().Sub(start).Seconds())
+	defer func() {
+		p.m.requests.WithLabelValues("outbound", p.cfg.Cluster, c.dest, u.name, codeClass(rec.status())).Inc()
+		p.m.duration.WithLabelValues("outbound", p.cfg.Cluster, c.dest, u.name).Observe(p.cfg.Clock().Sub(start).Seconds())
+	}()
+	forward(o.rp, rec, r.WithContext(context.WithValue(ctx, ctxKey{}, c)))
 }
 
 // bufferBody reads a small request body of known length into memory so
@@ -224,7 +222,7 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		attempt.URL.Host = t.addr
 		tried = append(tried, h)
-		if svc.Limits.MaxPending > 0 && u.pending.Add(1) > int64(svc.Limits.MaxPending) {
+		if n := u.pending.Add(1); svc.Limits.MaxPending > 0 && n > int64(svc.Limits.MaxPending) {
 			u.pending.Add(-1)
 			p.m.overflow.WithLabelValues(u.name, "max_pending").Inc()
 			return nil, errOverflow
@@ -250,14 +248,18 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			if !svc.Retry.OnConnectFailure || (sent && !replayable) {
 				return nil, err
 			}
+			p.log.Debug("attempt failed", "service", u.name, "endpoint", t.addr, "err", err)
+			if !p.reserveRetry(u, svc, retries) {
+				return nil, err
+			}
 			retryReason = "connect_failure"
 			if sent {
 				retryReason = "reset"
 			}
-			p.log.Debug("attempt failed", "service", u.name, "endpoint", t.addr, "err", err)
 		case resp.StatusCode >= 500:
 			h.End(balancer.Result{Kind: balancer.Status5xx, Latency: lat})
-			if !svc.Retry.Retriable(resp.StatusCode) || !replayable || retries >= svc.Retry.Retries {
+			// Without a retry the client gets this response as it is.
+			if !svc.Retry.Retriable(resp.StatusCode) || !replayable || !p.reserveRetry(u, svc, retries) {
 				c.dest = h.Endpoint().Cluster
 				return resp, nil
 			}
@@ -269,24 +271,25 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			h.End(balancer.Result{Kind: balancer.OK, Latency: lat})
 			return resp, nil
 		}
-		// A retry, if allowed.
-		if retries >= svc.Retry.Retries {
-			if err == nil {
-				err = errors.New("retries exhausted")
-			}
-			return nil, err
-		}
-		if !u.bal.TryRetry() {
-			p.m.retries.WithLabelValues(u.name, "budget_exhausted").Inc()
-			if err == nil {
-				err = errors.New("retry budget exhausted")
-			}
-			return nil, err
-		}
 		retryHeld = true
 		retries++
 		p.m.retries.WithLabelValues(u.name, retryReason).Inc()
 	}
+}
+
+// reserveRetry reports whether a request that made retries retries may
+// make one more: within the route's num_retries and the balancer's retry
+// budget. After true the caller holds a retry of the budget until the
+// next attempt ends.
+func (p *Proxy) reserveRetry(u *upstream, svc *config.Service, retries int) bool {
+	if retries >= svc.Retry.Retries {
+		return false
+	}
+	if !u.bal.TryRetry() {
+		p.m.retries.WithLabelValues(u.name, "budget_exhausted").Inc()
+		return false
+	}
+	return true
 }
 
 // endBody is the response body handed to the client side; closing it
@@ -319,6 +322,14 @@ func (s *statusRecorder) WriteHeader(code int) {
 		s.code = code
 	}
 	s.ResponseWriter.WriteHeader(code)
+}
+
+// status is the status written, 200 when the handler wrote none.
+func (s *statusRecorder) status() int {
+	if s.code == 0 {
+		return http.StatusOK
+	}
+	return s.code
 }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {

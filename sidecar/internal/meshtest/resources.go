@@ -45,6 +45,8 @@ type ClusterOpts struct {
 	BaseEjectionTime time.Duration
 	MaxRequests      uint32
 	MaxRetries       uint32
+	// MaxPending defaults to 1024.
+	MaxPending uint32
 }
 
 // OutboundCluster builds CDS outbound|PORT||HOST as docs/xds.md section 2.
@@ -77,6 +79,10 @@ func OutboundCluster(sp naming.ServicePort, o ClusterOpts) *clusterv3.Cluster {
 	if maxReq == 0 {
 		maxReq = 1024
 	}
+	maxPending := o.MaxPending
+	if maxPending == 0 {
+		maxPending = 1024
+	}
 	maxRetries := o.MaxRetries
 	if maxRetries == 0 {
 		maxRetries = 3
@@ -95,7 +101,7 @@ func OutboundCluster(sp naming.ServicePort, o ClusterOpts) *clusterv3.Cluster {
 			MaxEjectionPercent:        wrapperspb.UInt32(100),
 		},
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-			MaxConnections: wrapperspb.UInt32(1024), MaxPendingRequests: wrapperspb.UInt32(1024),
+			MaxConnections: wrapperspb.UInt32(1024), MaxPendingRequests: wrapperspb.UInt32(maxPending),
 			MaxRequests: wrapperspb.UInt32(maxReq), MaxRetries: wrapperspb.UInt32(maxRetries),
 		}}},
 		CommonLbConfig:  &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 50}},
