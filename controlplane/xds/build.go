@@ -3,13 +3,11 @@ package xds
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"net"
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,9 +18,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -67,9 +63,10 @@ type Secrets struct {
 
 // Built is one node's resources.
 type Built struct {
-	// Snapshot is ready for the snapshot cache; every type carries the
-	// hash of its resources as version.
-	Snapshot *cache.Snapshot
+	// Snapshot holds the node's resources, marshalled and shared with
+	// nodes that receive the same; every type carries the hash of its
+	// resources as version.
+	Snapshot *Snapshot
 	// Clusters explains every service port's endpoints, by EDS name.
 	Clusters map[string]*ClusterReport
 }
@@ -106,75 +103,21 @@ type EndpointReport struct {
 	Weight uint32 `json:"weight,omitempty"`
 }
 
-// part is a group of resources of one type with a version.
-type part struct {
-	items   []types.Resource
-	version string
-	err     error
-	// indexed is items by name, built once: snapshots of nodes sharing
-	// the part share the map (the cache never changes it).
-	indexed *cache.Resources
-}
-
-func newPart(items []types.Resource) part {
-	p := part{items: items}
-	h := fnv.New64a()
-	opts := proto.MarshalOptions{Deterministic: true}
-	var buf []byte
-	for _, r := range items {
-		if v, ok := r.(interface{ ValidateAll() error }); ok && p.err == nil {
-			if err := v.ValidateAll(); err != nil {
-				p.err = &ValidationError{Reason: "resource", Resource: cache.GetResourceName(r), Err: err}
-			}
-		}
-		var err error
-		buf, err = opts.MarshalAppend(buf[:0], r)
-		if err != nil && p.err == nil {
-			p.err = &ValidationError{Reason: "resource", Resource: cache.GetResourceName(r), Err: err}
-		}
-		h.Write(buf)
-	}
-	p.version = strconv.FormatUint(h.Sum64(), 16)
-	r := cache.NewResources(p.version, items)
-	p.indexed = &r
-	return p
-}
-
-// resources merges parts into one versioned group, sharing the map of a
-// single part.
-func resources(ps []part) cache.Resources {
-	switch len(ps) {
-	case 0:
-		return cache.NewResources("empty", nil)
-	case 1:
-		return *ps[0].indexed
-	}
-	n := 0
-	for _, p := range ps {
-		n += len(p.items)
-	}
-	items := make(map[string]types.ResourceWithTTL, n)
-	for _, p := range ps {
-		maps.Copy(items, p.indexed.Items)
-	}
-	return cache.Resources{Version: combinedVersion(ps), Items: items}
-}
-
 // outbound is what every sidecar (or every proxyless client) receives
 // regardless of its locality.
 type outbound struct {
-	clusters, listeners, routes part
+	clusters, listeners, routes *part
 }
 
 // endpoints are the EDS resources for one locality.
 type endpoints struct {
-	clas    part
+	clas    *part
 	reports map[string]*ClusterReport
 }
 
 // gatewayParts are a gateway's resources for one locality.
 type gatewayParts struct {
-	clusters, listeners part
+	clusters, listeners *part
 	eds                 endpoints
 }
 
@@ -237,44 +180,51 @@ func (g *Generator) View() *catalog.View { return g.view }
 // secrets (gateways, proxyless clients). A snapshot that fails validation
 // is returned as an error wrapping ErrInvalidSnapshot.
 func (g *Generator) Build(n Node, sec *Secrets) (*Built, error) {
+	var sp *part
+	if sec != nil && n.Role == naming.RoleSidecar {
+		sp = newPart(secretResources(sec))
+	}
+	return g.build(n, sp)
+}
+
+// build assembles node n's snapshot from shared parts; secrets is the
+// identity's secrets part (built once per certificate) or nil.
+func (g *Generator) build(n Node, secrets *part) (*Built, error) {
 	loc := g.nodeLocality(n)
-	var clusters, eps, listeners, routes, secrets []part
+	var clusters, eps, listeners, routes, secs []*part
 	var reports map[string]*ClusterReport
 	switch n.Role {
 	case naming.RoleGateway:
 		gp := g.gatewayFor(loc)
-		clusters, eps, listeners = []part{gp.clusters}, []part{gp.eds.clas}, []part{gp.listeners}
+		clusters, eps, listeners = []*part{gp.clusters}, []*part{gp.eds.clas}, []*part{gp.listeners}
 		reports = gp.eds.reports
 	default:
 		out := g.outboundFor(n.Role)
 		e := g.endpointsFor(n.Role, loc)
-		clusters, eps, listeners, routes = []part{out.clusters}, []part{e.clas}, []part{out.listeners}, []part{out.routes}
+		clusters, eps, listeners, routes = []*part{out.clusters}, []*part{e.clas}, []*part{out.listeners}, []*part{out.routes}
 		reports = e.reports
 		if n.Role == naming.RoleSidecar {
 			ic, il := g.inbound(n)
 			clusters = append(clusters, ic)
 			listeners = append(listeners, il)
-			if sec != nil {
-				secrets = append(secrets, newPart(secretResources(sec)))
+			if secrets != nil {
+				secs = append(secs, secrets)
 			}
 		}
 	}
-	for _, ps := range [][]part{clusters, eps, listeners, routes, secrets} {
+	for _, ps := range [][]*part{clusters, eps, listeners, routes, secs} {
 		for _, p := range ps {
 			if p.err != nil {
 				return nil, p.err
 			}
 		}
 	}
-	snap := &cache.Snapshot{}
-	set := func(t types.ResponseType, ps []part) {
-		snap.Resources[t] = resources(ps)
-	}
-	set(types.Cluster, clusters)
-	set(types.Endpoint, eps)
-	set(types.Listener, listeners)
-	set(types.Route, routes)
-	set(types.Secret, secrets)
+	snap := &Snapshot{}
+	snap.sets[typeCluster] = newTypeSet(clusters)
+	snap.sets[typeEndpoint] = newTypeSet(eps)
+	snap.sets[typeListener] = newTypeSet(listeners)
+	snap.sets[typeRoute] = newTypeSet(routes)
+	snap.sets[typeSecret] = newTypeSet(secs)
 	if err := g.checkConsistent(snap, clusters[0].version+"/"+eps[0].version+"/"+listeners[0].version); err != nil {
 		return nil, err
 	}
@@ -284,7 +234,7 @@ func (g *Generator) Build(n Node, sec *Secrets) (*Built, error) {
 // checkConsistent runs the cache's reference check once per combination
 // of shared parts: per-node parts (inbound, secrets) reference nothing
 // that EDS or RDS must hold.
-func (g *Generator) checkConsistent(snap *cache.Snapshot, key string) error {
+func (g *Generator) checkConsistent(snap *Snapshot, key string) error {
 	g.mu.Lock()
 	err, ok := g.consistent[key]
 	g.mu.Unlock()
@@ -298,20 +248,6 @@ func (g *Generator) checkConsistent(snap *cache.Snapshot, key string) error {
 	g.consistent[key] = err
 	g.mu.Unlock()
 	return err
-}
-
-func combinedVersion(ps []part) string {
-	switch len(ps) {
-	case 0:
-		return "empty"
-	case 1:
-		return ps[0].version
-	}
-	vs := make([]string, len(ps))
-	for i, p := range ps {
-		vs[i] = p.version
-	}
-	return strings.Join(vs, ".")
 }
 
 // nodeLocality completes a node's locality from its cluster's.
@@ -472,7 +408,7 @@ func extraDomain(sp naming.ServicePort, name string) []string {
 
 // inbound makes a sidecar's inbound listeners and clusters for its own
 // workload's endpoints.
-func (g *Generator) inbound(n Node) (clusters, listeners part) {
+func (g *Generator) inbound(n Node) (clusters, listeners *part) {
 	if n.Workload == "" {
 		return newPart(nil), newPart(nil)
 	}

@@ -24,7 +24,10 @@ type Issuer interface {
 
 // svid is one identity's current certificate.
 type svid struct {
-	secrets  *Secrets
+	secrets *Secrets
+	// part is the two SDS secrets, marshalled once for every node of
+	// the identity.
+	part     *part
 	notAfter time.Time
 	renewAt  time.Time
 	serial   string
@@ -52,12 +55,14 @@ func issue(is Issuer, id Identity, ttl time.Duration, now time.Time) (*svid, err
 	if start.After(now) || start.IsZero() {
 		start = now
 	}
+	secrets := &Secrets{
+		ChainPEM:  certsPEM(chain),
+		KeyPEM:    pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		BundlePEM: certsPEM(is.TrustBundle()),
+	}
 	return &svid{
-		secrets: &Secrets{
-			ChainPEM:  certsPEM(chain),
-			KeyPEM:    pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-			BundlePEM: certsPEM(is.TrustBundle()),
-		},
+		secrets:  secrets,
+		part:     newPart(secretResources(secrets)),
 		notAfter: leaf.NotAfter,
 		renewAt:  start.Add(leaf.NotAfter.Sub(start) / 2),
 		serial:   leaf.SerialNumber.String(),

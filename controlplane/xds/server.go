@@ -16,8 +16,6 @@ import (
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	cplog "github.com/envoyproxy/go-control-plane/pkg/log"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,7 +57,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	cache   cache.SnapshotCache
+	cache   *pushCache
 	xds     serverv3.Server
 	metrics *metrics
 
@@ -143,9 +141,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	srv.view = &catalog.View{Local: cfg.Cluster}
 	srv.gen, _ = NewGenerator(cfg.Settings, srv.view)
-	// Not the cache's ADS mode: it answers only requests naming every
-	// resource of a type, and proxyless gRPC clients ask for one listener.
-	srv.cache = cache.NewSnapshotCache(false, nodeHash{}, cacheLogger{srv.log})
+	srv.cache = newPushCache()
 	srv.xds = serverv3.NewServer(context.Background(), srv.cache, srv.callbacks())
 	return srv, nil
 }
@@ -279,7 +275,7 @@ func (s *Server) flush() time.Duration {
 	type job struct {
 		key string
 		n   *nodeState
-		sec *Secrets
+		sec *part
 	}
 	jobs := make([]job, 0, len(s.dirty))
 	for k := range s.dirty {
@@ -287,9 +283,9 @@ func (s *Server) flush() time.Duration {
 		if !ok {
 			continue
 		}
-		var sec *Secrets
+		var sec *part
 		if is := s.identities[identityKey(n.id)]; is != nil && is.cert != nil && n.node.Role == naming.RoleSidecar {
-			sec = is.cert.secrets
+			sec = is.cert.part
 		}
 		jobs = append(jobs, job{k, n, sec})
 	}
@@ -302,7 +298,7 @@ func (s *Server) flush() time.Duration {
 
 	start := time.Now()
 	for _, j := range jobs {
-		b, err := gen.Build(j.n.node, j.sec)
+		b, err := gen.build(j.n.node, j.sec)
 		if err != nil {
 			reason := "build"
 			var ve *ValidationError
@@ -321,12 +317,10 @@ func (s *Server) flush() time.Duration {
 			continue // the node left meanwhile
 		}
 		j.n.built = b
+		// Under s.mu, so that a node that leaves is never set again
+		// after closeStream cleared it.
+		s.cache.SetSnapshot(j.key, b.Snapshot)
 		s.mu.Unlock()
-		if err := s.cache.SetSnapshot(context.Background(), j.key, b.Snapshot); err != nil {
-			s.metrics.invalid.WithLabelValues("cache").Inc()
-			s.log.Error("snapshot not set", "node", j.n.node.ID, "err", err)
-			continue
-		}
 		s.metrics.builds.Inc()
 	}
 	s.metrics.flushSeconds.Observe(time.Since(start).Seconds())
@@ -494,12 +488,3 @@ func (nodeHash) ID(pn *corev3.Node) string {
 	}
 	return n.Key()
 }
-
-type cacheLogger struct{ log *slog.Logger }
-
-func (l cacheLogger) Debugf(f string, a ...any) { l.log.Debug(fmt.Sprintf(f, a...)) }
-func (l cacheLogger) Infof(f string, a ...any)  { l.log.Debug(fmt.Sprintf(f, a...)) }
-func (l cacheLogger) Warnf(f string, a ...any)  { l.log.Warn(fmt.Sprintf(f, a...)) }
-func (l cacheLogger) Errorf(f string, a ...any) { l.log.Error(fmt.Sprintf(f, a...)) }
-
-var _ cplog.Logger = cacheLogger{}

@@ -1,0 +1,247 @@
+package xds
+
+import (
+	"encoding/binary"
+	"hash/fnv"
+	"strconv"
+	"strings"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// typeURLs are the resource types a Snapshot holds, in the order of
+// typeCluster, typeEndpoint ...
+var typeURLs = [...]string{
+	resourcev3.ClusterType,
+	resourcev3.EndpointType,
+	resourcev3.ListenerType,
+	resourcev3.RouteType,
+	resourcev3.SecretType,
+}
+
+const (
+	typeCluster = iota
+	typeEndpoint
+	typeListener
+	typeRoute
+	typeSecret
+	numTypes
+)
+
+// typeIndex returns the index of typeURL in typeURLs, or -1.
+func typeIndex(typeURL string) int {
+	for i, u := range typeURLs {
+		if u == typeURL {
+			return i
+		}
+	}
+	return -1
+}
+
+// resource is one generated resource together with its wire form. It is
+// marshalled once, when built, and every response to every node that
+// receives it shares the same bytes; nothing changes it afterwards.
+type resource struct {
+	name string
+	msg  types.Resource
+	// any is the resource as sent: type URL and deterministic bytes.
+	any *anypb.Any
+	// sum hashes the bytes; version is its hex form (the delta protocol's
+	// per-resource version).
+	sum     uint64
+	version string
+}
+
+var marshalOptions = proto.MarshalOptions{Deterministic: true}
+
+// newResource validates and marshals r. The error is a ValidationError;
+// the resource is returned either way.
+func newResource(r types.Resource) (*resource, error) {
+	name := cache.GetResourceName(r)
+	var err error
+	if v, ok := r.(interface{ ValidateAll() error }); ok {
+		if verr := v.ValidateAll(); verr != nil {
+			err = &ValidationError{Reason: "resource", Resource: name, Err: verr}
+		}
+	}
+	b, merr := marshalOptions.Marshal(r)
+	if merr != nil && err == nil {
+		err = &ValidationError{Reason: "resource", Resource: name, Err: merr}
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	sum := h.Sum64()
+	return &resource{
+		name:    name,
+		msg:     r,
+		any:     &anypb.Any{TypeUrl: "type.googleapis.com/" + string(r.ProtoReflect().Descriptor().FullName()), Value: b},
+		sum:     sum,
+		version: strconv.FormatUint(sum, 16),
+	}, err
+}
+
+// part is a group of resources of one type with a version: what one
+// build step makes (the outbound clusters, one locality's endpoints, a
+// node's inbound listeners). Parts are immutable once made and shared by
+// every node whose snapshot contains them.
+type part struct {
+	items  []*resource
+	byName map[string]*resource
+	// anys are the items' wire forms in order: a response made of this
+	// part alone sends this very slice.
+	anys    []*anypb.Any
+	version string
+	err     error
+}
+
+// newPart builds, validates and marshals items. A part that failed
+// validation carries the first error.
+func newPart(items []types.Resource) *part {
+	rs := make([]*resource, 0, len(items))
+	var first error
+	for _, r := range items {
+		res, err := newResource(r)
+		if err != nil && first == nil {
+			first = err
+		}
+		rs = append(rs, res)
+	}
+	p := partOf(rs)
+	p.err = first
+	return p
+}
+
+// partOf groups already built resources; its version hashes theirs.
+func partOf(rs []*resource) *part {
+	p := &part{
+		items:  rs,
+		byName: make(map[string]*resource, len(rs)),
+		anys:   make([]*anypb.Any, len(rs)),
+	}
+	h := fnv.New64a()
+	var buf [8]byte
+	for i, r := range rs {
+		p.byName[r.name] = r
+		p.anys[i] = r.any
+		binary.LittleEndian.PutUint64(buf[:], r.sum)
+		h.Write(buf[:])
+		h.Write([]byte(r.name))
+	}
+	p.version = strconv.FormatUint(h.Sum64(), 16)
+	return p
+}
+
+// Snapshot is one node's resources: per type, a version and the shared
+// parts that make it. It is immutable once built.
+type Snapshot struct {
+	sets [numTypes]typeSet
+}
+
+// typeSet is one type of a snapshot.
+type typeSet struct {
+	version string
+	parts   []*part
+}
+
+func newTypeSet(ps []*part) typeSet {
+	switch len(ps) {
+	case 0:
+		return typeSet{version: "empty"}
+	case 1:
+		return typeSet{version: ps[0].version, parts: ps}
+	}
+	vs := make([]string, len(ps))
+	for i, p := range ps {
+		vs[i] = p.version
+	}
+	return typeSet{version: strings.Join(vs, "."), parts: ps}
+}
+
+func (s *Snapshot) set(typeURL string) *typeSet {
+	i := typeIndex(typeURL)
+	if s == nil || i < 0 {
+		return nil
+	}
+	return &s.sets[i]
+}
+
+// GetVersion returns the version of one type's resources: a hash of
+// them, so equal resources have equal versions.
+func (s *Snapshot) GetVersion(typeURL string) string {
+	if ts := s.set(typeURL); ts != nil {
+		return ts.version
+	}
+	return ""
+}
+
+// GetResources returns one type's resources by name. The messages are
+// shared: callers must not change them.
+func (s *Snapshot) GetResources(typeURL string) map[string]types.Resource {
+	ts := s.set(typeURL)
+	if ts == nil {
+		return nil
+	}
+	out := make(map[string]types.Resource, ts.len())
+	for _, p := range ts.parts {
+		for _, r := range p.items {
+			out[r.name] = r.msg
+		}
+	}
+	return out
+}
+
+// Consistent checks that every EDS cluster has its endpoints and every
+// RDS listener its route configuration, and nothing more (the snapshot
+// cache's rule).
+func (s *Snapshot) Consistent() error {
+	cs := &cache.Snapshot{}
+	for i, u := range typeURLs {
+		rt := cache.GetResponseType(u)
+		items := make(map[string]types.ResourceWithTTL)
+		for _, p := range s.sets[i].parts {
+			for _, r := range p.items {
+				items[r.name] = types.ResourceWithTTL{Resource: r.msg}
+			}
+		}
+		cs.Resources[rt] = cache.Resources{Version: s.sets[i].version, Items: items}
+	}
+	return cs.Consistent()
+}
+
+func (ts *typeSet) len() int {
+	n := 0
+	for _, p := range ts.parts {
+		n += len(p.items)
+	}
+	return n
+}
+
+// lookup finds one resource by name.
+func (ts *typeSet) lookup(name string) *resource {
+	for _, p := range ts.parts {
+		if r, ok := p.byName[name]; ok {
+			return r
+		}
+	}
+	return nil
+}
+
+// anys returns every resource's wire form; for a single part, its own
+// shared slice.
+func (ts *typeSet) anys() []*anypb.Any {
+	switch len(ts.parts) {
+	case 0:
+		return nil
+	case 1:
+		return ts.parts[0].anys
+	}
+	out := make([]*anypb.Any, 0, ts.len())
+	for _, p := range ts.parts {
+		out = append(out, p.anys...)
+	}
+	return out
+}
