@@ -1,0 +1,136 @@
+package inject
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid inject config")
+
+// Annotations and labels that steer injection.
+const (
+	// NamespaceLabel=NamespaceLabelValue on a namespace turns injection on
+	// for its pods (the webhook's namespaceSelector).
+	NamespaceLabel      = "fedmesh.io/inject"
+	NamespaceLabelValue = "enabled"
+	// AnnotationInject "false" on a pod keeps it out of the mesh.
+	AnnotationInject = "fedmesh.io/inject"
+	// AnnotationInjected marks an injected pod; injecting it again changes
+	// nothing.
+	AnnotationInjected = "fedmesh.io/injected"
+	// AnnotationExcludeInboundPorts lists ports (comma separated) whose
+	// inbound traffic bypasses the sidecar.
+	AnnotationExcludeInboundPorts = "fedmesh.io/exclude-inbound-ports"
+)
+
+// Names of what injection adds.
+const (
+	SidecarName     = "fedmesh-sidecar"
+	InitName        = "fedmesh-init"
+	TokenVolumeName = "fedmesh-token"
+	// TokenDir is where the sidecar finds its projected ServiceAccount
+	// token (file "token").
+	TokenDir = "/var/run/secrets/fedmesh/token"
+)
+
+// Defaults.
+const (
+	DefaultProxyUID        = 1337
+	DefaultOutboundPort    = 15001
+	DefaultInboundPort     = 15006
+	DefaultAdminPort       = 15000
+	DefaultTokenAudience   = "fedmesh"
+	DefaultTokenExpiration = 3600
+	DefaultXDSAddress      = "fedmesh-controlplane.fedmesh-system.svc:15010"
+)
+
+// Config says what to inject.
+type Config struct {
+	// SidecarImage runs the sidecar (the fedmesh image). Required.
+	SidecarImage string
+	// InitImage runs the iptables redirect; it needs sh and iptables.
+	// Required.
+	InitImage string
+	// XDSAddress is the control plane's xDS address, host:port. Default
+	// DefaultXDSAddress.
+	XDSAddress string
+	// TrustDomain is the federation's SPIFFE trust domain. Required.
+	TrustDomain string
+	// ProxyUID is the user the sidecar runs as; its own traffic is not
+	// redirected. Default DefaultProxyUID.
+	ProxyUID int64
+	// OutboundPort, InboundPort and AdminPort are the sidecar's ports.
+	// Defaults 15001, 15006 and 15000.
+	OutboundPort, InboundPort, AdminPort int32
+	// TokenAudience is the audience of the projected ServiceAccount token
+	// the sidecar shows the control plane. Default "fedmesh".
+	TokenAudience string
+	// TokenExpiration is the token's lifetime in seconds (the kubelet
+	// renews it). Default 3600; at least 600.
+	TokenExpiration int64
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.SidecarImage == "" || c.InitImage == "" {
+		return c, fmt.Errorf("%w: the sidecar and init images are required", ErrConfig)
+	}
+	if c.TrustDomain == "" {
+		return c, fmt.Errorf("%w: a trust domain is required", ErrConfig)
+	}
+	if c.XDSAddress == "" {
+		c.XDSAddress = DefaultXDSAddress
+	}
+	if _, port, err := net.SplitHostPort(c.XDSAddress); err != nil || port == "" {
+		return c, fmt.Errorf("%w: xDS address %q is not host:port", ErrConfig, c.XDSAddress)
+	}
+	if c.ProxyUID == 0 {
+		c.ProxyUID = DefaultProxyUID
+	}
+	if c.ProxyUID < 0 {
+		return c, fmt.Errorf("%w: proxy uid %d", ErrConfig, c.ProxyUID)
+	}
+	for _, p := range []struct {
+		v   *int32
+		def int32
+	}{{&c.OutboundPort, DefaultOutboundPort}, {&c.InboundPort, DefaultInboundPort}, {&c.AdminPort, DefaultAdminPort}} {
+		if *p.v == 0 {
+			*p.v = p.def
+		}
+		if *p.v < 1 || *p.v > 65535 {
+			return c, fmt.Errorf("%w: port %d", ErrConfig, *p.v)
+		}
+	}
+	if c.OutboundPort == c.InboundPort || c.OutboundPort == c.AdminPort || c.InboundPort == c.AdminPort {
+		return c, fmt.Errorf("%w: sidecar ports %d, %d, %d must differ", ErrConfig, c.OutboundPort, c.InboundPort, c.AdminPort)
+	}
+	if c.TokenAudience == "" {
+		c.TokenAudience = DefaultTokenAudience
+	}
+	if c.TokenExpiration == 0 {
+		c.TokenExpiration = DefaultTokenExpiration
+	}
+	if c.TokenExpiration < 600 {
+		return c, fmt.Errorf("%w: token expiration %ds is below the API server's minimum of 600s", ErrConfig, c.TokenExpiration)
+	}
+	return c, nil
+}
+
+// Injector adds the mesh to pods. It is immutable and safe for concurrent
+// use.
+type Injector struct {
+	cfg Config
+}
+
+// New validates cfg and returns an Injector.
+func New(cfg Config) (*Injector, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Injector{cfg: cfg}, nil
+}
+
+func itoa[T int32 | int64 | int](v T) string { return strconv.FormatInt(int64(v), 10) }

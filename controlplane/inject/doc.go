@@ -1,0 +1,39 @@
+// Package inject adds fedmesh's sidecar to Kubernetes pods: as a mutating
+// admission webhook (Webhook, an http.Handler for AdmissionReview v1) for
+// pods created in namespaces labelled fedmesh.io/inject=enabled, and
+// offline (Injector.InjectYAML, behind `fedmesh inject -f FILE`) for
+// manifests on disk.
+//
+// # What a pod gets
+//
+//   - an init container, fedmesh-init, that installs iptables rules in the
+//     pod's network namespace (it needs NET_ADMIN and NET_RAW): inbound TCP
+//     goes to the sidecar's inbound port 15006, outbound TCP to 15001,
+//     except the sidecar's own traffic (uid/gid 1337), loopback, the
+//     sidecar's ports and the ports listed in the pod annotation
+//     fedmesh.io/exclude-inbound-ports;
+//   - the sidecar, fedmesh-sidecar, as a native sidecar (an init container
+//     with restartPolicy Always, so it starts before the app and stops
+//     after it), running as 1337 with a read-only root and no
+//     capabilities;
+//   - a projected ServiceAccount token (audience "fedmesh", one hour,
+//     renewed by the kubelet) at /var/run/secrets/fedmesh/token/token,
+//     which the sidecar shows the control plane; the control plane checks
+//     it with a TokenReview (package kube's TokenReviewer);
+//   - the annotation fedmesh.io/injected=true. Injecting twice changes
+//     nothing.
+//
+// A pod is left alone when it has fedmesh.io/inject=false, is injected
+// already, or uses the host network. A pod that already has a container or
+// volume by one of fedmesh's names is refused (the webhook denies it with
+// the reason).
+//
+// # Example
+//
+//	in, err := inject.New(inject.Config{
+//		SidecarImage: "fedmesh:1.0", InitImage: "fedmesh-init:1.0", TrustDomain: "fedmesh.example",
+//	})
+//	wh, err := inject.NewWebhook(in, logger, registry)
+//	mux.Handle("/inject", wh)                     // behind TLS
+//	n, err := in.InjectYAML(os.Stdin, os.Stdout)   // offline
+package inject

@@ -1,0 +1,174 @@
+package inject
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ErrConflict is wrapped when a pod already has a container or volume by
+// one of the names injection uses, without being injected.
+var ErrConflict = errors.New("pod already has a fedmesh name")
+
+// ErrBadAnnotation is wrapped when a fedmesh annotation cannot be read.
+var ErrBadAnnotation = errors.New("bad annotation")
+
+// Skip reports why a pod is left alone ("" when it is to be injected):
+// it opted out, or it is injected already, or it uses the host network
+// (where iptables rules would capture the node's traffic).
+func Skip(meta *metav1.ObjectMeta, spec *corev1.PodSpec) string {
+	switch {
+	case meta.Annotations[AnnotationInject] == "false":
+		return "opted out with " + AnnotationInject + "=false"
+	case meta.Annotations[AnnotationInjected] == "true":
+		return "already injected"
+	case spec.HostNetwork:
+		return "uses the host network"
+	}
+	return ""
+}
+
+// Inject adds the iptables init container, the sidecar (a native sidecar:
+// an init container that keeps running) and the projected token volume to
+// the pod, and marks it injected. It reports false, changing nothing, when
+// Skip gives a reason. On error the pod is unchanged.
+func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool, error) {
+	if Skip(meta, spec) != "" {
+		return false, nil
+	}
+	for _, c := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
+		if c.Name == SidecarName || c.Name == InitName {
+			return false, fmt.Errorf("%w: container %q", ErrConflict, c.Name)
+		}
+	}
+	for _, v := range spec.Volumes {
+		if v.Name == TokenVolumeName {
+			return false, fmt.Errorf("%w: volume %q", ErrConflict, v.Name)
+		}
+	}
+	exclude, err := ParsePorts(meta.Annotations[AnnotationExcludeInboundPorts])
+	if err != nil {
+		return false, fmt.Errorf("%w: %s: %w", ErrBadAnnotation, AnnotationExcludeInboundPorts, err)
+	}
+
+	inits := []corev1.Container{in.initContainer(exclude), in.sidecar()}
+	spec.InitContainers = append(inits, spec.InitContainers...)
+	spec.Volumes = append(spec.Volumes, in.tokenVolume())
+	if meta.Annotations == nil {
+		meta.Annotations = map[string]string{}
+	}
+	meta.Annotations[AnnotationInjected] = "true"
+	return true, nil
+}
+
+// ParsePorts reads a comma-separated list of port numbers.
+func ParsePorts(s string) ([]int32, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []int32
+	seen := map[int32]bool{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		p, err := strconv.ParseUint(f, 10, 16)
+		if err != nil || p == 0 {
+			return nil, fmt.Errorf("%q is not a port number from 1 to 65535", f)
+		}
+		if !seen[int32(p)] {
+			seen[int32(p)] = true
+			out = append(out, int32(p))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (in *Injector) initContainer(exclude []int32) corev1.Container {
+	return corev1.Container{
+		Name:    InitName,
+		Image:   in.cfg.InitImage,
+		Command: []string{"sh", "-c", RedirectScript(in.rules(exclude))},
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr[int64](0),
+			RunAsNonRoot:             ptr(false),
+			AllowPrivilegeEscalation: ptr(false),
+			Capabilities: &corev1.Capabilities{
+				Add:  []corev1.Capability{"NET_ADMIN", "NET_RAW"},
+				Drop: []corev1.Capability{"ALL"},
+			},
+		},
+		Resources: corev1.ResourceRequirements{},
+	}
+}
+
+func (in *Injector) sidecar() corev1.Container {
+	c := in.cfg
+	field := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	return corev1.Container{
+		Name:  SidecarName,
+		Image: c.SidecarImage,
+		Args: []string{
+			"sidecar",
+			"--xds-address=" + c.XDSAddress,
+			"--trust-domain=" + c.TrustDomain,
+			"--token-file=" + TokenDir + "/token",
+			"--namespace=$(POD_NAMESPACE)",
+			"--service-account=$(SERVICE_ACCOUNT)",
+			"--workload=$(POD_NAME)",
+			"--address=$(POD_IP)",
+			"--outbound-port=" + itoa(c.OutboundPort),
+			"--inbound-port=" + itoa(c.InboundPort),
+			"--admin=0.0.0.0:" + itoa(c.AdminPort),
+		},
+		Env: []corev1.EnvVar{
+			field("POD_NAME", "metadata.name"),
+			field("POD_NAMESPACE", "metadata.namespace"),
+			field("POD_IP", "status.podIP"),
+			field("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+		},
+		// A native sidecar: started before the app's containers, stopped
+		// after them.
+		RestartPolicy: ptr(corev1.ContainerRestartPolicyAlways),
+		Ports: []corev1.ContainerPort{
+			{Name: "fm-outbound", ContainerPort: c.OutboundPort},
+			{Name: "fm-inbound", ContainerPort: c.InboundPort},
+			{Name: "fm-admin", ContainerPort: c.AdminPort},
+		},
+		StartupProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intOrString(c.AdminPort)}},
+			PeriodSeconds:    1,
+			FailureThreshold: 60,
+		},
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr(c.ProxyUID),
+			RunAsGroup:               ptr(c.ProxyUID),
+			RunAsNonRoot:             ptr(true),
+			AllowPrivilegeEscalation: ptr(false),
+			ReadOnlyRootFilesystem:   ptr(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+		VolumeMounts: []corev1.VolumeMount{{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true}},
+	}
+}
+
+func (in *Injector) tokenVolume() corev1.Volume {
+	return corev1.Volume{
+		Name: TokenVolumeName,
+		VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience:          in.cfg.TokenAudience,
+				ExpirationSeconds: ptr(in.cfg.TokenExpiration),
+				Path:              "token",
+			}}},
+		}},
+	}
+}
