@@ -359,4 +359,3 @@ func FuzzReview(f *testing.F) {
 		}
 	})
 }
-

@@ -151,4 +151,3 @@ func FuzzInjectYAML(f *testing.F) {
 		}
 	})
 }
-
