@@ -287,9 +287,13 @@ func (a *Authority) sign(id spiffeid.ID, subject pkix.Name, pub crypto.PublicKey
 	if !notAfter.After(now) {
 		return nil, fmt.Errorf("cluster CA expired at %s", a.cert.NotAfter.UTC().Format(time.RFC3339))
 	}
+	// Backdate for clock skew, but by no more than a tenth of the
+	// lifetime: renewal at half life counts from NotBefore, and a
+	// backdate as long as a short lifetime (--cert-ttl 20s) would put
+	// half life in the past at issuance and renew without end.
 	tmpl := &x509.Certificate{
 		Subject:     subject,
-		NotBefore:   now.Add(-backdate),
+		NotBefore:   now.Add(-min(backdate, ttl/10)),
 		NotAfter:    notAfter,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: eku,
