@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,8 @@ import (
 
 // fedmeshBin is the binary TestMain built.
 var fedmeshBin string
+
+var keepLogs = flag.Bool("keep-logs", false, "keep and print every test's log directory, even when it passes")
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -62,7 +65,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, logDir: logDir}
 	t.Cleanup(func() {
 		e.stopAll()
-		if t.Failed() {
+		if t.Failed() || *keepLogs {
 			t.Logf("logs of every process are in %s", logDir)
 			return
 		}
@@ -84,28 +87,43 @@ func sanitize(s string) string {
 type proc struct {
 	name string
 	args []string
-	cmd  *exec.Cmd
-	log  *os.File
-	done chan struct{}
-	err  error // set when done is closed
+	// netns is the network namespace it runs in; empty for this one.
+	netns string
+	cmd   *exec.Cmd
+	log   *os.File
+	done  chan struct{}
+	err   error // set when done is closed
 }
 
 // start runs fedmesh with args; its output goes to LOGDIR/NAME.log.
 func (e *env) start(name string, args ...string) *proc {
 	e.t.Helper()
+	return e.startIn("", name, args...)
+}
+
+// startIn runs fedmesh with args in the network namespace netns (through
+// `ip netns exec`, which execs, so the process is fedmesh itself), or in
+// this one when netns is empty. A process of the same name appends to the
+// same log.
+func (e *env) startIn(netns, name string, args ...string) *proc {
+	e.t.Helper()
 	f, err := os.OpenFile(filepath.Join(e.logDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	fmt.Fprintf(f, "=== %s %s\n", fedmeshBin, strings.Join(args, " "))
-	cmd := exec.Command(fedmeshBin, args...)
+	argv := append([]string{fedmeshBin}, args...)
+	if netns != "" {
+		argv = append([]string{"ip", "netns", "exec", netns}, argv...)
+	}
+	fmt.Fprintf(f, "=== %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		e.t.Fatalf("start %s: %v", name, err)
 	}
-	p := &proc{name: name, args: args, cmd: cmd, log: f, done: make(chan struct{})}
+	p := &proc{name: name, args: args, netns: netns, cmd: cmd, log: f, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
@@ -133,6 +151,16 @@ func (p *proc) stop() error {
 		<-p.done
 		return fmt.Errorf("%s did not stop within 15s of SIGTERM", p.name)
 	}
+}
+
+// restart starts an exited process again with the same arguments, in the
+// same network namespace, logging to the same file.
+func (e *env) restart(p *proc) *proc {
+	e.t.Helper()
+	if !p.exited() {
+		e.t.Fatalf("restart %s: still running", p.name)
+	}
+	return e.startIn(p.netns, p.name, p.args...)
 }
 
 // kill ends the process at once, as a crash would.
