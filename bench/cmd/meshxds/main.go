@@ -113,36 +113,10 @@ func runGateway(log *slog.Logger, args []string) error {
 	if *node == "" || len(routesF) == 0 {
 		return errors.New("-node and at least one -route are required")
 	}
-	type route struct {
-		sni   string
-		addrs []string
-	}
-	var rs []route
-	for _, r := range routesF {
-		sni, addrs, ok := strings.Cut(r, "=")
-		if !ok || sni == "" || addrs == "" {
-			return fmt.Errorf("-route %q: want SNI=HOST:PORT", r)
-		}
-		rs = append(rs, route{sni, strings.Split(addrs, ",")})
-	}
-	for i := range *extra {
-		rs = append(rs, route{fmt.Sprintf("%d.svc-%04d.bench.svc.clusterset.local", 9000, i), rs[0].addrs})
-	}
-	var snis []string
-	res := map[string][]types.Resource{}
-	for _, r := range rs {
-		snis = append(snis, r.sni)
-		cla, err := assignment(r.sni, *cluster, "spiffe://bench/unused", r.addrs...)
-		if err != nil {
-			return err
-		}
-		res[resourcev3.EndpointType] = append(res[resourcev3.EndpointType], cla)
-	}
-	l, err := gatewayListener(*gwListen, snis)
+	res, err := gatewayScene(*gwListen, *cluster, routesF, *extra)
 	if err != nil {
 		return err
 	}
-	res[resourcev3.ListenerType] = []types.Resource{l}
 	cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
 	// The gateway subscribes to listeners and endpoints only, so the
 	// snapshot is not checked for consistency (no clusters are sent).
@@ -153,6 +127,46 @@ func runGateway(log *slog.Logger, args []string) error {
 	if err := cache.SetSnapshot(context.Background(), *node, snap); err != nil {
 		return err
 	}
-	log.Info("gateway scene", "node", *node, "routes", len(rs))
+	log.Info("gateway scene", "node", *node, "routes", len(routesF)+*extra)
 	return serve(log, *listen, *lifetime, cache)
+}
+
+// gatewayScene builds the gateway's listener and endpoints from -route
+// values (SNI=HOST:PORT[,HOST:PORT...]) plus extra routes to the first
+// route's endpoints.
+func gatewayScene(listen, cluster string, routeFlags []string, extra int) (map[string][]types.Resource, error) {
+	type route struct {
+		sni   string
+		addrs []string
+	}
+	var rs []route
+	for _, r := range routeFlags {
+		sni, addrs, ok := strings.Cut(r, "=")
+		if !ok || sni == "" || addrs == "" {
+			return nil, fmt.Errorf("-route %q: want SNI=HOST:PORT", r)
+		}
+		rs = append(rs, route{sni, strings.Split(addrs, ",")})
+	}
+	if len(rs) == 0 {
+		return nil, errors.New("no -route given")
+	}
+	for i := range extra {
+		rs = append(rs, route{fmt.Sprintf("%d.svc-%04d.bench.svc.clusterset.local", 9000, i), rs[0].addrs})
+	}
+	var snis []string
+	res := map[string][]types.Resource{}
+	for _, r := range rs {
+		snis = append(snis, r.sni)
+		cla, err := assignment(r.sni, cluster, "spiffe://bench/unused", r.addrs...)
+		if err != nil {
+			return nil, err
+		}
+		res[resourcev3.EndpointType] = append(res[resourcev3.EndpointType], cla)
+	}
+	l, err := gatewayListener(listen, snis)
+	if err != nil {
+		return nil, err
+	}
+	res[resourcev3.ListenerType] = []types.Resource{l}
+	return res, nil
 }

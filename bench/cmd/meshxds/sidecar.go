@@ -45,40 +45,73 @@ func runSidecar(log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	sc := sidecarScene{
+		cluster: *cluster, inbound: *inboundAddr,
+		httpPort: int32(*httpPort), httpApp: *httpApp,
+		grpcPort: int32(*grpcPort), grpcApp: *grpcApp,
+		services: *services,
+	}
+	cl, srv, err := sc.build(auth)
+	if err != nil {
+		return err
+	}
+	cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+	if err := setSnapshot(cache, *serverNode, srv); err != nil {
+		return err
+	}
+	if err := setSnapshot(cache, *clientNode, cl); err != nil {
+		return err
+	}
+	log.Info("sidecar scene", "client", *clientNode, "server", *serverNode, "services", *services)
+	return serve(log, *listen, *lifetime, cache)
+}
+
+// sidecarScene is what runSidecar serves.
+type sidecarScene struct {
+	cluster            string
+	inbound            string
+	httpPort, grpcPort int32
+	httpApp, grpcApp   string
+	services           int
+}
+
+// build returns the client's and the server's resources, with SVIDs
+// signed by auth.
+func (sc sidecarScene) build(auth *ca.Authority) (cl, srv map[string][]types.Resource, err error) {
 	bundle := auth.BundlePEM()
 	clientSVID, err := auth.IssueWorkload("demo", "client", 24*time.Hour)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	serverSVID, err := auth.IssueWorkload("demo", "echo", 24*time.Hour)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	echoID := serverSVID.ID.String()
-	hs := naming.ServicePort{Namespace: "demo", Name: "echo", Port: int32(*httpPort)}
-	gs := naming.ServicePort{Namespace: "demo", Name: "echo-grpc", Port: int32(*grpcPort)}
+	hs := naming.ServicePort{Namespace: "demo", Name: "echo", Port: sc.httpPort}
+	gs := naming.ServicePort{Namespace: "demo", Name: "echo-grpc", Port: sc.grpcPort}
 
-	srv := map[string][]types.Resource{}
-	ls, cs, err := inbound(*inboundAddr, inboundPort{sp: hs, app: *httpApp}, inboundPort{sp: gs, app: *grpcApp, grpc: true})
+	srv = map[string][]types.Resource{}
+	ls, cs, err := inbound(sc.inbound, inboundPort{sp: hs, app: sc.httpApp}, inboundPort{sp: gs, app: sc.grpcApp, grpc: true})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	srv[resourcev3.ListenerType] = ls
 	srv[resourcev3.ClusterType] = cs
 	srv[resourcev3.SecretType] = secrets(serverSVID.CertPEM, serverSVID.KeyPEM, bundle)
 
-	cl := map[string][]types.Resource{}
+	cl = map[string][]types.Resource{}
 	add := func(typ string, r types.Resource) { cl[typ] = append(cl[typ], r) }
 	rc := routes(hs)
 	sps := []naming.ServicePort{hs, gs}
-	for i := range *services - 2 {
-		sps = append(sps, naming.ServicePort{Namespace: "demo", Name: fmt.Sprintf("svc-%04d", i), Port: int32(*httpPort)})
+	for i := range sc.services - 2 {
+		sps = append(sps, naming.ServicePort{Namespace: "demo", Name: fmt.Sprintf("svc-%04d", i), Port: sc.httpPort})
 	}
 	for _, sp := range sps {
 		add(resourcev3.ClusterType, outboundCluster(sp, echoID))
-		cla, err := assignment(sp.OutboundCluster(), *cluster, echoID, *inboundAddr)
+		cla, err := assignment(sp.OutboundCluster(), sc.cluster, echoID, sc.inbound)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		add(resourcev3.EndpointType, cla)
 		if sp.Port == hs.Port && sp != hs {
@@ -88,7 +121,7 @@ func runSidecar(log *slog.Logger, args []string) error {
 	for _, sp := range []naming.ServicePort{hs, gs} {
 		l, err := outboundListener(sp)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		add(resourcev3.ListenerType, l)
 	}
@@ -98,13 +131,5 @@ func runSidecar(log *slog.Logger, args []string) error {
 		add(resourcev3.SecretType, s)
 	}
 
-	cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
-	if err := setSnapshot(cache, *serverNode, srv); err != nil {
-		return err
-	}
-	if err := setSnapshot(cache, *clientNode, cl); err != nil {
-		return err
-	}
-	log.Info("sidecar scene", "client", *clientNode, "server", *serverNode, "services", len(sps), "client_id", clientSVID.ID.String(), "server_id", echoID)
-	return serve(log, *listen, *lifetime, cache)
+	return cl, srv, nil
 }
