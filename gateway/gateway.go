@@ -484,26 +484,33 @@ func (g *Gateway) splice(client, up net.Conn) (in, out int64) {
 	return in, out
 }
 
-// copyIdle copies src to dst. A read that waits longer than the idle
-// timeout ends the copy unless the other direction moved bytes meanwhile.
-// At EOF it half-closes dst's write side, so the peer sees the end while
-// the other direction goes on.
+// spliceChunk is how many bytes one zero-copy transfer may move before
+// the idle clock is read again.
+const spliceChunk = 1 << 20
+
+// copyIdle copies src to dst. When both are TCP connections the kernel
+// moves the bytes (splice(2) through net.TCPConn.ReadFrom), so a spliced
+// connection holds no user-space buffer; otherwise a pooled buffer is
+// used. A read that waits longer than the idle timeout ends the copy unless
+// the other direction moved bytes meanwhile. At EOF it half-closes dst's
+// write side, so the peer sees the end while the other direction goes on.
 func (g *Gateway) copyIdle(dst, src net.Conn, last *atomic.Int64) int64 {
-	buf := make([]byte, 32<<10)
 	var n int64
+	lr := &io.LimitedReader{R: src}
 	for {
 		src.SetReadDeadline(time.Now().Add(g.cfg.IdleTimeout))
-		k, err := src.Read(buf)
+		lr.N = spliceChunk
+		k, err := copyChunk(dst, lr)
+		n += k
 		if k > 0 {
 			last.Store(time.Now().UnixNano())
-			if _, werr := dst.Write(buf[:k]); werr != nil {
-				src.Close()
-				return n
-			}
-			n += int64(k)
 		}
 		if err == nil {
-			continue
+			if lr.N > 0 {
+				err = io.EOF // the chunk ended early: src reached EOF
+			} else {
+				continue
+			}
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -526,6 +533,21 @@ func (g *Gateway) copyIdle(dst, src net.Conn, last *atomic.Int64) int64 {
 		dst.Close()
 		return n
 	}
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyChunk copies until lr is exhausted, EOF or an error. It returns nil
+// at EOF, like io.Copy.
+func copyChunk(dst net.Conn, lr *io.LimitedReader) (int64, error) {
+	if rf, ok := dst.(io.ReaderFrom); ok {
+		if _, isTCP := lr.R.(*net.TCPConn); isTCP {
+			return rf.ReadFrom(lr) // splice(2) for TCP to TCP
+		}
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(struct{ io.Writer }{dst}, lr, *bp)
 }
 
 // Shutdown stops accepting (closing every listener), then waits for the
