@@ -41,6 +41,9 @@ type Store interface {
 	ListImports(ctx context.Context) (map[string]store.PeerImports, error)
 	// SetImports persists a peer's whole export set and import state.
 	SetImports(ctx context.Context, peer string, exports []catalog.Export, state store.ImportState) error
+	// UpdateImports persists a change of a peer's exports and its import
+	// state.
+	UpdateImports(ctx context.Context, peer string, puts []catalog.Export, deletes []catalog.ServiceKey, state store.ImportState) error
 	// GrantPeerRead lets a peer's etcd user read this cluster's exports.
 	GrantPeerRead(ctx context.Context, peerUser string) error
 }
@@ -90,9 +93,9 @@ type Config struct {
 	// Debounce is how long changes are gathered before a new view is
 	// published. Default DefaultDebounce; negative publishes at once.
 	Debounce time.Duration
-	// ProbeInterval, MinBackoff and MaxBackoff tune the replicators (see
-	// replicate.Config); zero takes replicate's defaults.
-	ProbeInterval, MinBackoff, MaxBackoff time.Duration
+	// ProbeInterval, ProbeTimeout, MinBackoff and MaxBackoff tune the
+	// replicators (see replicate.Config); zero takes replicate's defaults.
+	ProbeInterval, ProbeTimeout, MinBackoff, MaxBackoff time.Duration
 	// IOTimeout bounds one write to the local store. Default
 	// DefaultIOTimeout.
 	IOTimeout time.Duration

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,7 @@ type Federation struct {
 	closed  bool
 
 	// Owned by Run's goroutine.
+	merger    *merge.Merger
 	peers     map[string]*peer
 	local     replicate.Snapshot
 	viewRev   uint64
@@ -112,6 +114,7 @@ func New(cfg Config) (*Federation, error) {
 		done:      make(chan struct{}),
 		subs:      make(map[uint64]chan *catalog.View),
 		peers:     make(map[string]*peer),
+		merger:    merge.NewMerger(cfg.Cluster),
 	}
 	f.mail.snaps = make(map[string]mail)
 	f.io = newIOWorker(cfg.Store, cfg.IOTimeout, log, met)
@@ -229,6 +232,7 @@ func (f *Federation) loadImports(ctx context.Context) {
 		p.lastSync = pi.State.LastSync
 		p.persisted = pi.State.Locality
 		p.gateway = pi.State.GatewayAddress
+		f.merger.SetExports(name, p.exports, nil)
 		f.log.Info("loaded persisted imports", "peer", name, "exports", len(pi.Exports), "revision", pi.State.Revision)
 	}
 }
@@ -250,6 +254,7 @@ func (f *Federation) startLocal(ctx context.Context, wg *sync.WaitGroup) error {
 		Client:        f.cfg.Store.Client(),
 		OnExports:     func(s replicate.Snapshot) { f.post(f.cfg.Cluster, 0, s) },
 		ProbeInterval: f.cfg.ProbeInterval,
+		ProbeTimeout:  f.cfg.ProbeTimeout,
 		MinBackoff:    f.cfg.MinBackoff,
 		MaxBackoff:    f.cfg.MaxBackoff,
 		Now:           f.cfg.Now,
@@ -268,7 +273,14 @@ func (f *Federation) post(cluster string, gen uint64, s replicate.Snapshot) {
 	f.mail.mu.Lock()
 	m := mail{gen: gen, snap: s, first: s.At}
 	if old, ok := f.mail.snaps[cluster]; ok && old.gen == gen {
+		// Run has not taken the older snapshot: this one replaces it, so
+		// its changes add up.
 		m.first = old.first
+		if old.snap.Changed == nil || s.Changed == nil {
+			m.snap.Changed = nil
+		} else {
+			m.snap.Changed = append(slices.Clone(old.snap.Changed), s.Changed...)
+		}
 	}
 	f.mail.snaps[cluster] = m
 	f.mail.mu.Unlock()
@@ -291,6 +303,7 @@ func (f *Federation) takeMail() {
 	for cluster, m := range snaps {
 		if cluster == f.cfg.Cluster {
 			f.local = m.snap
+			f.merger.SetExports(cluster, m.snap.Exports, m.snap.Changed)
 			f.markDirty(m.first)
 			continue
 		}
@@ -301,8 +314,9 @@ func (f *Federation) takeMail() {
 		p.exports = m.snap.Exports
 		p.revision = m.snap.Revision
 		p.lastSync = m.snap.At
+		f.merger.SetExports(cluster, p.exports, m.snap.Changed)
 		f.markDirty(m.first)
-		f.io.persist(p.name, p.exports, f.importState(p))
+		f.io.persist(p.name, p.exports, m.snap.Changed, f.importState(p))
 	}
 }
 
@@ -366,6 +380,7 @@ func (f *Federation) startReplicator(ctx context.Context, wg *sync.WaitGroup, p 
 		OnExports:     func(s replicate.Snapshot) { f.post(p.name, gen, s) },
 		OnState:       func(replicate.State) { f.poke() },
 		ProbeInterval: f.cfg.ProbeInterval,
+		ProbeTimeout:  f.cfg.ProbeTimeout,
 		MinBackoff:    f.cfg.MinBackoff,
 		MaxBackoff:    f.cfg.MaxBackoff,
 		Now:           f.cfg.Now,
@@ -491,9 +506,7 @@ func (f *Federation) gatewayOf(p *peer) string {
 // publish merges and publishes a new view.
 func (f *Federation) publish() {
 	clusters := make(map[string]catalog.ClusterInfo, len(f.peers)+1)
-	exports := make(map[string][]catalog.Export, len(f.peers)+1)
 	clusters[f.cfg.Cluster] = catalog.ClusterInfo{Locality: f.cfg.Locality, GatewayAddress: f.cfg.GatewayAddress}
-	exports[f.cfg.Cluster] = f.local.Exports
 	for name, p := range f.peers {
 		clusters[name] = catalog.ClusterInfo{
 			Locality:       f.localityOf(p),
@@ -502,11 +515,9 @@ func (f *Federation) publish() {
 			Fenced:         p.fenced,
 			FenceReason:    p.reason,
 		}
-		if len(p.exports) > 0 {
-			exports[name] = p.exports
-		}
 	}
-	v := merge.Merge(f.cfg.Cluster, clusters, exports)
+	f.merger.SetClusters(clusters)
+	v := f.merger.View()
 	f.viewRev++
 	v.Revision = f.viewRev
 	f.view.Store(&v)

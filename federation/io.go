@@ -29,6 +29,8 @@ type ioWorker struct {
 
 type persistJob struct {
 	exports []catalog.Export
+	// changed names the services to write again; nil writes all.
+	changed map[catalog.ServiceKey]struct{}
 	state   store.ImportState
 }
 
@@ -41,12 +43,46 @@ func newIOWorker(s Store, timeout time.Duration, log *slog.Logger, met *metrics)
 	}
 }
 
-// persist queues a peer's exports for SetImports, replacing a queued one.
-func (w *ioWorker) persist(peer string, exports []catalog.Export, state store.ImportState) {
+// persist queues a peer's exports to be written, replacing a queued
+// write; changed names the services that changed since the last call (nil:
+// any), and adds up with those of the write it replaces.
+func (w *ioWorker) persist(peer string, exports []catalog.Export, changed []catalog.ServiceKey, state store.ImportState) {
 	w.mu.Lock()
-	w.persists[peer] = persistJob{exports: exports, state: state}
+	job := persistJob{exports: exports, state: state}
+	if old, queued := w.persists[peer]; changed != nil && (!queued || old.changed != nil) {
+		job.changed = make(map[catalog.ServiceKey]struct{}, len(changed)+len(old.changed))
+		for k := range old.changed {
+			job.changed[k] = struct{}{}
+		}
+		for _, k := range changed {
+			job.changed[k] = struct{}{}
+		}
+	}
+	w.persists[peer] = job
 	w.mu.Unlock()
 	w.poke()
+}
+
+// write persists one job: the changed services only when it can.
+func (w *ioWorker) write(ctx context.Context, peer string, job persistJob) error {
+	if job.changed == nil {
+		return w.store.SetImports(ctx, peer, job.exports, job.state)
+	}
+	var puts []catalog.Export
+	present := make(map[catalog.ServiceKey]bool, len(job.changed))
+	for _, e := range job.exports {
+		if _, ok := job.changed[e.Service.Key()]; ok {
+			puts = append(puts, e)
+			present[e.Service.Key()] = true
+		}
+	}
+	var deletes []catalog.ServiceKey
+	for k := range job.changed {
+		if !present[k] {
+			deletes = append(deletes, k)
+		}
+	}
+	return w.store.UpdateImports(ctx, peer, puts, deletes, job.state)
 }
 
 // grant queues a read grant for a peer user unless it was granted.
@@ -106,9 +142,9 @@ func (w *ioWorker) drain(ctx context.Context) bool {
 	for peer, job := range jobs {
 		wctx, cancel := context.WithTimeout(ctx, w.timeout)
 		start := time.Now()
-		err := w.store.SetImports(wctx, peer, job.exports, job.state)
+		err := w.write(wctx, peer, job)
 		cancel()
-		w.log.Debug("persisted imports", "peer", peer, "exports", len(job.exports), "revision", job.state.Revision, "took", time.Since(start), "err", err)
+		w.log.Debug("persisted imports", "peer", peer, "exports", len(job.exports), "changed", len(job.changed), "revision", job.state.Revision, "took", time.Since(start), "err", err)
 		if err != nil {
 			if ctx.Err() != nil {
 				return true
@@ -118,7 +154,11 @@ func (w *ioWorker) drain(ctx context.Context) bool {
 			w.log.Warn("cannot persist imports; will retry", "peer", peer, "err", err)
 			w.mu.Lock()
 			if _, newer := w.persists[peer]; !newer {
+				// Whether the failed write happened is unknown: write all.
+				job.changed = nil
 				w.persists[peer] = job
+			} else {
+				w.persists[peer] = persistJob{exports: w.persists[peer].exports, state: w.persists[peer].state}
 			}
 			w.mu.Unlock()
 		}

@@ -59,14 +59,16 @@ func Merge(local string, clusters map[string]catalog.ClusterInfo, exports map[st
 		}
 	}
 
-	keys := slices.SortedFunc(maps.Keys(byKey), func(a, b catalog.ServiceKey) int {
-		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
-	})
+	keys := slices.SortedFunc(maps.Keys(byKey), compareKeys)
 	view.Services = make([]catalog.ImportedService, 0, len(keys))
 	for _, k := range keys {
 		view.Services = append(view.Services, mergeService(k, byKey[k], view.Clusters))
 	}
 	return view
+}
+
+func compareKeys(a, b catalog.ServiceKey) int {
+	return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 }
 
 // candidate is one cluster's export of a service.

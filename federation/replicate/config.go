@@ -18,6 +18,9 @@ const (
 	// DefaultProbeInterval is how often the peer's etcd is asked for its
 	// revision while the watch runs.
 	DefaultProbeInterval = 2 * time.Second
+	// DefaultProbeTimeout is how long a probe may take before the peer
+	// counts as not answering.
+	DefaultProbeTimeout = 5 * time.Second
 	// DefaultDialTimeout bounds one connection attempt to the peer.
 	DefaultDialTimeout = 5 * time.Second
 	// DefaultMinBackoff and DefaultMaxBackoff bound the jittered
@@ -67,10 +70,13 @@ type Config struct {
 	// Optional.
 	OnState func(State)
 
-	// ProbeInterval is how often the peer is asked for its revision; a
-	// probe failing (or not answering within the interval) marks the peer
-	// disconnected. Default DefaultProbeInterval.
+	// ProbeInterval is how often the peer is asked for its revision.
+	// Default DefaultProbeInterval.
 	ProbeInterval time.Duration
+	// ProbeTimeout bounds one probe; a probe that fails or times out marks
+	// the peer disconnected. Default DefaultProbeTimeout, at least
+	// ProbeInterval.
+	ProbeTimeout time.Duration
 	// DialTimeout bounds a connection attempt. Default DefaultDialTimeout.
 	DialTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the jittered exponential backoff
@@ -115,6 +121,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval
 	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = max(DefaultProbeTimeout, c.ProbeInterval)
+	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
 	}
@@ -125,7 +134,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxBackoff = DefaultMaxBackoff
 	}
 	switch {
-	case c.ProbeInterval < 0, c.DialTimeout < 0, c.MinBackoff < 0:
+	case c.ProbeInterval < 0, c.ProbeTimeout < 0, c.DialTimeout < 0, c.MinBackoff < 0:
 		return c, fmt.Errorf("%w: peer %s: negative duration", ErrConfig, c.Peer)
 	case c.MaxBackoff < c.MinBackoff:
 		return c, fmt.Errorf("%w: peer %s: max backoff %s is below min backoff %s", ErrConfig, c.Peer, c.MaxBackoff, c.MinBackoff)

@@ -34,6 +34,9 @@ type Snapshot struct {
 	// consumer's; the exports' own slices are shared and must not be
 	// modified.
 	Exports []catalog.Export
+	// Changed names the services put or deleted since the previous
+	// snapshot; nil with Resync, when any may have changed.
+	Changed []catalog.ServiceKey
 	// At is when the snapshot was taken (Config.Now).
 	At time.Time
 }
@@ -210,7 +213,7 @@ func (r *Replicator) probe(ctx context.Context, cli *clientv3.Client) error {
 	// What was applied before the read: a linearizable read started after
 	// a change was delivered can never return an older revision.
 	applied := r.State().Revision
-	pctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), r.cfg.ProbeInterval)
+	pctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), r.cfg.ProbeTimeout)
 	resp, err := cli.Get(pctx, r.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	cancel()
 	if err != nil {
@@ -256,20 +259,25 @@ func (r *Replicator) apply(u store.Update) error {
 		if m := r.cfg.Metrics; m != nil {
 			m.Resyncs.WithLabelValues(r.cfg.Peer).Inc()
 		}
-	} else {
+	}
+	var changed []catalog.ServiceKey
+	if !u.Resync {
+		changed = make([]catalog.ServiceKey, 0, len(u.Puts)+len(u.Deletes))
 		for _, kv := range u.Puts {
 			if key, e, ok := r.decode(kv); ok {
 				r.exports[key] = e
+				changed = append(changed, key)
 			}
 		}
 		for _, k := range u.Deletes {
 			if _, key, err := store.ParseExportKey(k); err == nil {
 				delete(r.exports, key)
+				changed = append(changed, key)
 			}
 		}
 	}
 	r.rev = u.Rev
-	snap := Snapshot{Peer: r.cfg.Peer, Revision: u.Rev, Resync: u.Resync, At: r.cfg.Now()}
+	snap := Snapshot{Peer: r.cfg.Peer, Revision: u.Rev, Resync: u.Resync, Changed: changed, At: r.cfg.Now()}
 	snap.Exports = slices.SortedFunc(maps.Values(r.exports), func(a, b catalog.Export) int {
 		return cmp.Or(strings.Compare(a.Service.Namespace, b.Service.Namespace), strings.Compare(a.Service.Name, b.Service.Name))
 	})

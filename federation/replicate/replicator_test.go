@@ -68,7 +68,7 @@ func TestCompactionMidWatch(t *testing.T) {
 	r, err := New(Config{
 		Local: "east-1", Peer: "west-1", Logger: quiet, Endpoints: []string{proxy.URL()},
 		OnExports: rec.onExports, OnState: rec.onState, Metrics: m,
-		ProbeInterval: 100 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		ProbeInterval: 100 * time.Millisecond, ProbeTimeout: time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
