@@ -7,7 +7,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 10s
-BENCHTIME ?= 1x
+
 TESTFLAGS ?= -race -cover -timeout 30m
 
 .PHONY: help build test test-deps demo bench fuzz lint clean kind-demo kind-down
