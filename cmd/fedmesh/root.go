@@ -63,6 +63,8 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newControlPlaneCmd())
 	root.AddCommand(newDebugCmd())
 	root.AddCommand(newGatewayCmd())
+	root.AddCommand(newInjectCmd())
+	root.AddCommand(newWebhookCmd())
 	root.AddCommand(newDemoCmd())
 	return root
 }

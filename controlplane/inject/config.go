@@ -34,6 +34,13 @@ const (
 	// TokenDir is where the sidecar finds its projected ServiceAccount
 	// token (file "token").
 	TokenDir = "/var/run/secrets/fedmesh/token"
+	// RootsVolumeName, RootsDir and RootsKey: the federation's root bundle
+	// (file root.pem) from a ConfigMap.
+	RootsVolumeName = "fedmesh-roots"
+	RootsDir        = "/etc/fedmesh/roots"
+	RootsKey        = "root.pem"
+	// DefaultRootsConfigMap names the ConfigMap with the root bundle.
+	DefaultRootsConfigMap = "fedmesh-roots"
 )
 
 // Defaults.
@@ -59,6 +66,12 @@ type Config struct {
 	XDSAddress string
 	// TrustDomain is the federation's SPIFFE trust domain. Required.
 	TrustDomain string
+	// Cluster is the name of the cluster the pods run in. Required.
+	Cluster string
+	// RootsConfigMap names the ConfigMap (in the pod's namespace) whose
+	// root.pem is the federation's root bundle. Default
+	// DefaultRootsConfigMap.
+	RootsConfigMap string
 	// ProxyUID is the user the sidecar runs as; its own traffic is not
 	// redirected. Default DefaultProxyUID.
 	ProxyUID int64
@@ -79,6 +92,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.TrustDomain == "" {
 		return c, fmt.Errorf("%w: a trust domain is required", ErrConfig)
+	}
+	if c.Cluster == "" {
+		return c, fmt.Errorf("%w: the cluster name is required", ErrConfig)
+	}
+	if c.RootsConfigMap == "" {
+		c.RootsConfigMap = DefaultRootsConfigMap
 	}
 	if c.XDSAddress == "" {
 		c.XDSAddress = DefaultXDSAddress

@@ -47,7 +47,7 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 		}
 	}
 	for _, v := range spec.Volumes {
-		if v.Name == TokenVolumeName {
+		if v.Name == TokenVolumeName || v.Name == RootsVolumeName {
 			return false, fmt.Errorf("%w: volume %q", ErrConflict, v.Name)
 		}
 	}
@@ -58,7 +58,7 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 
 	inits := []corev1.Container{in.initContainer(exclude), in.sidecar()}
 	spec.InitContainers = append(inits, spec.InitContainers...)
-	spec.Volumes = append(spec.Volumes, in.tokenVolume())
+	spec.Volumes = append(spec.Volumes, in.tokenVolume(), in.rootsVolume())
 	if meta.Annotations == nil {
 		meta.Annotations = map[string]string{}
 	}
@@ -118,15 +118,19 @@ func (in *Injector) sidecar() corev1.Container {
 		Image: c.SidecarImage,
 		Args: []string{
 			"sidecar",
+			"--cluster=" + c.Cluster,
 			"--xds-address=" + c.XDSAddress,
 			"--trust-domain=" + c.TrustDomain,
 			"--token-file=" + TokenDir + "/token",
+			"--root-bundle=" + RootsDir + "/" + RootsKey,
 			"--namespace=$(POD_NAMESPACE)",
 			"--service-account=$(SERVICE_ACCOUNT)",
 			"--workload=$(POD_NAME)",
 			"--address=$(POD_IP)",
-			"--outbound-port=" + itoa(c.OutboundPort),
-			"--inbound-port=" + itoa(c.InboundPort),
+			// iptables REDIRECT delivers outbound traffic to 127.0.0.1 and
+			// inbound traffic to the pod IP: listen on both.
+			"--outbound=0.0.0.0:" + itoa(c.OutboundPort),
+			"--inbound=0.0.0.0:" + itoa(c.InboundPort),
 			"--admin=0.0.0.0:" + itoa(c.AdminPort),
 		},
 		Env: []corev1.EnvVar{
@@ -156,7 +160,10 @@ func (in *Injector) sidecar() corev1.Container {
 			ReadOnlyRootFilesystem:   ptr(true),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
-		VolumeMounts: []corev1.VolumeMount{{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true}},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true},
+			{Name: RootsVolumeName, MountPath: RootsDir, ReadOnly: true},
+		},
 	}
 }
 
@@ -169,6 +176,18 @@ func (in *Injector) tokenVolume() corev1.Volume {
 				ExpirationSeconds: ptr(in.cfg.TokenExpiration),
 				Path:              "token",
 			}}},
+		}},
+	}
+}
+
+// rootsVolume holds the federation's root bundle, from the ConfigMap the
+// control plane's installation provides in every injected namespace.
+func (in *Injector) rootsVolume() corev1.Volume {
+	return corev1.Volume{
+		Name: RootsVolumeName,
+		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: in.cfg.RootsConfigMap},
+			Items:                []corev1.KeyToPath{{Key: RootsKey, Path: RootsKey}},
 		}},
 	}
 }

@@ -22,7 +22,7 @@ import (
 
 func testInjector(t testing.TB) *Injector {
 	t.Helper()
-	in, err := New(Config{SidecarImage: "fedmesh:dev", InitImage: "fedmesh-init:dev", TrustDomain: "fedmesh.example"})
+	in, err := New(Config{SidecarImage: "fedmesh:dev", InitImage: "fedmesh-init:dev", TrustDomain: "fedmesh.example", Cluster: "east-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestInject(t *testing.T) {
 			if p.Annotations[AnnotationInjected] != "true" {
 				t.Errorf("annotations %v", p.Annotations)
 			}
-			if d := cmp.Diff([]string{"data", TokenVolumeName}, volumeNames(p.Spec.Volumes)); d != "" {
+			if d := cmp.Diff([]string{"data", TokenVolumeName, RootsVolumeName}, volumeNames(p.Spec.Volumes)); d != "" {
 				t.Errorf("volumes (-want +got):\n%s", d)
 			}
 			tok := p.Spec.Volumes[1].Projected.Sources[0].ServiceAccountToken
@@ -180,10 +180,11 @@ func TestConfig(t *testing.T) {
 		cfg  Config
 	}{
 		{name: "no images", cfg: Config{TrustDomain: "td"}},
-		{name: "no trust domain", cfg: Config{SidecarImage: "a", InitImage: "b"}},
-		{name: "bad xds", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td", XDSAddress: "nohost"}},
-		{name: "same ports", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td", InboundPort: 15001}},
-		{name: "short token", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td", TokenExpiration: 60}},
+		{name: "no trust domain", cfg: Config{SidecarImage: "a", InitImage: "b", Cluster: "c"}},
+		{name: "no cluster", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td"}},
+		{name: "bad xds", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td", Cluster: "c", XDSAddress: "nohost"}},
+		{name: "same ports", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td", Cluster: "c", InboundPort: 15001}},
+		{name: "short token", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td", Cluster: "c", TokenExpiration: 60}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
