@@ -12,7 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/sidecar/config"
 )
 
@@ -71,6 +74,7 @@ func (p *Proxy) ServeInbound(ctx context.Context, l net.Listener) error {
 		Handler:           p.inboundHandler(h1, h2c),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          p.errorLog,
+		ConnContext:       withPeer,
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -151,7 +155,7 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 			http.Error(w, "fedmesh: unknown server name", http.StatusMisdirectedRequest)
 			return
 		}
-		id, err := identity.PeerID(*r.TLS)
+		id, err := peerOf(r)
 		if err != nil {
 			p.m.refused.WithLabelValues(identity.Reason(err)).Inc()
 			http.Error(w, "fedmesh: "+err.Error(), http.StatusForbidden)
@@ -170,12 +174,50 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 		start := p.cfg.Clock()
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
-			name := port.Port.String()
+			name := p.portName(port.Port)
 			p.m.requests.WithLabelValues("inbound", "", p.cfg.Cluster, name, codeClass(rec.status())).Inc()
 			p.m.duration.WithLabelValues("inbound", "", p.cfg.Cluster, name).Observe(p.cfg.Clock().Sub(start).Seconds())
 		}()
 		forward(rp, rec, r)
 	})
+}
+
+// peer is the verified identity of the client of one connection.
+type peer struct {
+	id  spiffeid.ID
+	err error
+}
+
+type peerKey struct{}
+
+// withPeer reads the client's identity once per connection (the
+// handshake has verified it already), for every request on it.
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return ctx
+	}
+	id, err := identity.PeerID(tc.ConnectionState())
+	return context.WithValue(ctx, peerKey{}, &peer{id: id, err: err})
+}
+
+// peerOf returns the identity of r's client.
+func peerOf(r *http.Request) (spiffeid.ID, error) {
+	if pr, ok := r.Context().Value(peerKey{}).(*peer); ok {
+		return pr.id, pr.err
+	}
+	return identity.PeerID(*r.TLS)
+}
+
+// portName returns sp.String(), made once per service port, for metric
+// labels.
+func (p *Proxy) portName(sp naming.ServicePort) string {
+	if n, ok := p.names.Load(sp); ok {
+		return n.(string)
+	}
+	n := sp.String()
+	p.names.Store(sp, n)
+	return n
 }
 
 // rewriteInbound sends the request to the app of the port its server name

@@ -21,13 +21,25 @@ const DefaultHTTPPort = 80
 
 type ctxKey struct{}
 
-// call is one outbound request's routing decision, carried in its
-// context from the handler to the RoundTripper.
+// call is one outbound request's routing decision, carried from the
+// handler to the RoundTripper as the request's context: it wraps the
+// handler's context and answers Value(ctxKey{}) with itself, one
+// allocation where context.WithValue would add a second.
 type call struct {
+	context.Context
 	u   *upstream
 	svc *config.Service
 	// dest is the cluster of the endpoint that answered, for metrics.
 	dest string
+}
+
+// Value returns the call for ctxKey{} and asks the wrapped context for
+// any other key.
+func (c *call) Value(key any) any {
+	if key == (ctxKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
 }
 
 // OutboundHandler returns the handler of outbound HTTP. port is the
@@ -128,14 +140,14 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "fedmesh: reading request body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	c := &call{u: u, svc: svc}
+	c := &call{Context: ctx, u: u, svc: svc}
 	start := p.cfg.Clock()
 	rec := &statusRecorder{ResponseWriter: w}
 	defer func() {
 		p.m.requests.WithLabelValues("outbound", p.cfg.Cluster, c.dest, u.name, codeClass(rec.status())).Inc()
 		p.m.duration.WithLabelValues("outbound", p.cfg.Cluster, c.dest, u.name).Observe(p.cfg.Clock().Sub(start).Seconds())
 	}()
-	forward(o.rp, rec, r.WithContext(context.WithValue(ctx, ctxKey{}, c)))
+	forward(o.rp, rec, r.WithContext(c))
 }
 
 // bufferBody reads a small request body of known length into memory so
@@ -149,10 +161,20 @@ func (p *Proxy) bufferBody(r *http.Request) error {
 		return err
 	}
 	r.Body.Close()
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	r.GetBody = func() (io.ReadCloser, error) {
+		rb := new(replayBody)
+		rb.Reset(buf)
+		return rb, nil
+	}
 	r.Body, _ = r.GetBody()
 	return nil
 }
+
+// replayBody reads a buffered request body; every attempt gets its own.
+type replayBody struct{ bytes.Reader }
+
+// Close does nothing: the buffer stays for the next attempt.
+func (*replayBody) Close() error { return nil }
 
 func (o *outbound) fail(w http.ResponseWriter, r *http.Request, err error) {
 	c, _ := r.Context().Value(ctxKey{}).(*call)

@@ -65,6 +65,8 @@ type Proxy struct {
 	// TLS handshake errors), at debug level.
 	errorLog *stdlog.Logger
 
+	names sync.Map // naming.ServicePort -> its String(), for metric labels
+
 	appH1   *http.Transport
 	appH2C  *http.Transport
 	buffers *bufferPool

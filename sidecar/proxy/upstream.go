@@ -136,21 +136,27 @@ func (u *upstream) close() {
 // target is where one attempt goes.
 type target struct {
 	addr, sni string
-	expect    []string
+	// identity is the one SPIFFE ID the endpoint must present; when
+	// empty, any of identities (the service's) will do.
+	identity   string
+	identities []string
 }
 
 func (u *upstream) targetOf(h *balancer.Host, svc *config.Service) target {
 	ep := h.Endpoint()
-	t := target{addr: ep.Address, sni: ep.SNI}
+	t := target{addr: ep.Address, sni: ep.SNI, identity: ep.Identity, identities: svc.Identities}
 	if t.sni == "" {
 		t.sni = svc.SNI
 	}
-	if ep.Identity != "" {
-		t.expect = []string{ep.Identity}
-	} else {
-		t.expect = svc.Identities
-	}
 	return t
+}
+
+// expect returns the SPIFFE IDs the server may present.
+func (t target) expect() []string {
+	if t.identity != "" {
+		return []string{t.identity}
+	}
+	return t.identities
 }
 
 // errDial marks a failure to connect or to complete the TLS handshake:
@@ -161,7 +167,7 @@ func (e *errDial) Error() string { return "connect: " + e.err.Error() }
 func (e *errDial) Unwrap() error { return e.err }
 
 // dialTLS connects to t with the sidecar's certificate, sending t.sni and
-// accepting only a server whose SPIFFE ID is one of t.expect.
+// accepting only a server whose SPIFFE ID is one of t.expect().
 func (u *upstream) dialTLS(ctx context.Context, t target, alpn string, timeout time.Duration) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -170,7 +176,7 @@ func (u *upstream) dialTLS(ctx context.Context, t target, alpn string, timeout t
 	if err != nil {
 		return nil, &errDial{err}
 	}
-	cfg := identity.ClientConfig(u.p, u.p, expectIDs(t.expect))
+	cfg := identity.ClientConfig(u.p, u.p, expectIDs(t.expect()))
 	cfg.ServerName = t.sni
 	cfg.NextProtos = []string{alpn}
 	conn := tls.Client(raw, cfg)
@@ -202,7 +208,11 @@ func expectIDs(ids []string) identity.Authorizer {
 
 // pool returns the HTTP/2 connection pool for t.
 func (u *upstream) pool(t target, svc *config.Service) *http.Transport {
-	k := poolKey{addr: t.addr, sni: t.sni, identities: strings.Join(t.expect, ",")}
+	ids := t.identity
+	if ids == "" {
+		ids = strings.Join(t.identities, ",")
+	}
+	k := poolKey{addr: t.addr, sni: t.sni, identities: ids}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if tr := u.pools[k]; tr != nil {
