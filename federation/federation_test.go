@@ -65,7 +65,7 @@ func TestFederate(t *testing.T) {
 			for i, n := range nodes {
 				n.setExports(t, baseExports(i))
 			}
-			eventually(t, 60*time.Second, "every view equal and complete", agree(nodes))
+			eventually(t, 3*time.Minute, "every view equal and complete", agree(nodes))
 
 			// The oldest echo export (c00's) sets the ports; every view
 			// knows every cluster's locality and gateway.
@@ -83,7 +83,7 @@ func TestFederate(t *testing.T) {
 			changed[0].Endpoints[0].Ready = false
 			changed[0].Endpoints[0].Serving = false
 			nodes[last].setExports(t, changed)
-			eventually(t, 30*time.Second, "change propagated", func() error {
+			eventually(t, time.Minute, "change propagated", func() error {
 				for _, ep := range service(nodes[0].fed.View(), "echo").Endpoints {
 					if ep.Locality.Cluster == clusterName(last) && ep.Address == changed[0].Endpoints[0].Address {
 						if ep.Healthy || ep.HealthReason != merge.HealthNotReady {
@@ -108,12 +108,12 @@ func TestKillAndRestart(t *testing.T) {
 	for i, n := range nodes {
 		n.setExports(t, baseExports(i))
 	}
-	eventually(t, 60*time.Second, "federated", agree(nodes))
+	eventually(t, 2*time.Minute, "federated", agree(nodes))
 
 	victim := nodes[2]
 	// What the victim persisted lags its view a little: let it catch up,
 	// so that the restart below has everything to serve.
-	eventually(t, 30*time.Second, victim.name+" persisted its imports", func() error {
+	eventually(t, time.Minute, victim.name+" persisted its imports", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		imports, err := victim.st.ListImports(ctx)
@@ -130,7 +130,7 @@ func TestKillAndRestart(t *testing.T) {
 	victim.kill(t)
 	survivors := nodes[:2]
 	for _, n := range survivors {
-		eventually(t, 30*time.Second, n.name+" fences "+victim.name, func() error {
+		eventually(t, time.Minute, n.name+" fences "+victim.name, func() error {
 			v := n.fed.View()
 			ci := v.Clusters[victim.name]
 			if !ci.Fenced {
@@ -152,7 +152,7 @@ func TestKillAndRestart(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, 30*time.Second, n.name+" sees "+victim.name+" failed", func() error {
+		eventually(t, time.Minute, n.name+" sees "+victim.name+" failed", func() error {
 			for _, m := range statusOf(t, n).Members {
 				if m.Name == victim.name && m.State != "failed" {
 					return fmt.Errorf("state %s", m.State)
@@ -207,9 +207,9 @@ func TestKillAndRestart(t *testing.T) {
 	restarted.setExports(t, baseExports(victim.i))
 	restarted.join(t, nodes[0])
 	all := []*node{nodes[0], nodes[1], restarted}
-	eventually(t, 60*time.Second, "federated again", agree(all))
+	eventually(t, 2*time.Minute, "federated again", agree(all))
 	for _, n := range all {
-		eventually(t, 30*time.Second, n.name+" unfenced", func() error {
+		eventually(t, time.Minute, n.name+" unfenced", func() error {
 			if st := statusOf(t, n); len(st.Fenced) != 0 {
 				return fmt.Errorf("fenced: %+v", st.Fenced)
 			}
@@ -234,7 +234,7 @@ func TestConflicts(t *testing.T) {
 	}
 	for _, n := range nodes {
 		srv := httptest.NewServer(n.fed.Handler())
-		eventually(t, 60*time.Second, n.name+" reports the conflict", func() error {
+		eventually(t, 2*time.Minute, n.name+" reports the conflict", func() error {
 			resp, err := http.Get(srv.URL + StatusPath)
 			if err != nil {
 				return err
