@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -290,4 +291,29 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+func TestNewModeWithKubeconfig(t *testing.T) {
+	dir := t.TempDir()
+	kc := dir + "/kubeconfig"
+	const cfg = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+	if err := os.WriteFile(kc, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMode(ModeConfig{Kubeconfig: kc, Cluster: "east-1", LeaseNamespace: "fedmesh-system", Identity: "cp-0", Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Elector == nil || m.Source == nil || m.Sink == nil || m.Reviewer == nil {
+		t.Errorf("mode %+v", m)
+	}
+	if _, err := NewMode(ModeConfig{Kubeconfig: dir + "/missing", Cluster: "east-1"}); err == nil {
+		t.Error("missing kubeconfig accepted")
+	}
 }
