@@ -2,10 +2,14 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -137,5 +141,72 @@ func TestGatewayFromRealXDSServer(t *testing.T) {
 	xdstest.Eventually(t, "client notices the server is gone", func() bool { return !c.Status().Connected })
 	if got := gw.Routes(); len(got) != 1 || got[0].Service != sp {
 		t.Errorf("routes after the control plane left = %+v, want the last good ones", got)
+	}
+}
+
+// TestReplicasActiveActive runs two gateway replicas from one control
+// plane: both route the same exported services at once, and stopping one
+// leaves the other serving. Nothing in a gateway depends on being alone.
+func TestReplicasActiveActive(t *testing.T) {
+	pki := newPKI(t)
+	backend, stop := tlsBackend(t, pki, "b1")
+	defer stop()
+	host, port, _ := strings.Cut(backend, ":")
+	srv := xdstest.New(t, nil)
+	sni := echoSP.SNI()
+	var replicas []*testGateway
+	var ids []string
+	for i := 0; i < 2; i++ {
+		replicas = append(replicas, startGateway(t, Config{Cluster: "west-1"}))
+		ids = append(ids, fmt.Sprintf("gateway~replica-%d~west-1", i))
+	}
+	cl := cla(sni, map[string]corev3.HealthStatus{host + ":" + port: corev3.HealthStatus_HEALTHY}, 0)
+	srv.Set("1", map[string][]types.Resource{
+		resourcev3.ListenerType: {gatewayListener(t, sni)},
+		resourcev3.EndpointType: {cl},
+	}, ids...)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for i, r := range replicas {
+		c, err := xdsclient.New(xdsclient.Config{
+			Target: srv.Addr(), Insecure: true, Node: &corev3.Node{Id: ids[i]},
+			Types: XDSTypes, Handler: NewXDSHandler(r.gw),
+		}, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Run(ctx) }()
+	}
+	for i, r := range replicas {
+		xdstest.Eventually(t, fmt.Sprintf("replica %d configured", i), func() bool { return len(r.gw.Routes()) == 1 })
+	}
+	// Both serve at the same time, each with its own connections.
+	var conns []net.Conn
+	for _, r := range replicas {
+		c, err := dialTLS(t, pki, r.addr, sni)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		if got := roundTrip(t, c, fmt.Sprintf("via %d", i)); !strings.HasSuffix(got, fmt.Sprintf("via %d", i)) {
+			t.Errorf("replica %d: %q", i, got)
+		}
+		c.Close()
+	}
+	// One replica drains; the other keeps serving new connections.
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	replicas[0].gw.Shutdown(sctx)
+	c, err := dialTLS(t, pki, replicas[1].addr, sni)
+	if err != nil {
+		t.Fatalf("second replica after the first drained: %v", err)
+	}
+	defer c.Close()
+	if got := roundTrip(t, c, "still"); !strings.HasSuffix(got, "still") {
+		t.Errorf("second replica: %q", got)
 	}
 }
