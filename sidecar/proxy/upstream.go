@@ -223,7 +223,12 @@ func (u *upstream) pool(t target, svc *config.Service) *http.Transport {
 		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return u.dialTLS(ctx, t, ALPNH2, timeout)
 		},
-		ForceAttemptHTTP2:   true,
+		ForceAttemptHTTP2: true,
+		// Ping a connection that has been silent for a second and close
+		// it when the ping goes unanswered: a connection blackholed by
+		// a partition is dropped within seconds, its requests retried
+		// elsewhere, and never reused once the partition heals.
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: time.Second, PingTimeout: 2 * time.Second},
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
