@@ -22,6 +22,8 @@ import (
 // fedmeshBin is the binary TestMain built.
 var fedmeshBin string
 
+var prebuilt = flag.String("fedmesh", "", "run this fedmesh binary instead of building one")
+
 var keepLogs = flag.Bool("keep-logs", false, "keep and print every test's log directory, even when it passes")
 
 func TestMain(m *testing.M) {
@@ -29,6 +31,11 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
+	flag.Parse()
+	if *prebuilt != "" {
+		fedmeshBin = *prebuilt
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "fedmesh-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -3,8 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -460,41 +460,124 @@ func (m *mesh) client() *http.Client {
 
 // request sends one request through the client's sidecar.
 func (m *mesh) request() demo.Sample {
-	l := &demo.Load{URL: echoURL, Rate: 1000, MaxRequests: 1, Client: m.client()}
-	l.Run(context.Background())
-	s := l.Since(time.Time{})
-	if len(s) != 1 {
-		return demo.Sample{Err: errors.New("no request was sent")}
-	}
-	return s[0]
+	return (&load{url: echoURL, client: m.client()}).one(context.Background())
 }
 
-// load is steady traffic from the client for the rest of a test, bounded
-// by maxDuration.
+// load is steady traffic from the client: one request every 1/rate, each
+// in its own goroutine, bounded by the client's timeout, by a count and by
+// a deadline. Every outcome is kept as a demo.Sample, so the demo's phase
+// evaluation applies.
 type load struct {
-	*demo.Load
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	url    string
+	client *http.Client
+
+	stopSending context.CancelFunc // stops new requests
+	abort       context.CancelFunc // cancels requests in flight
+	sender      sync.WaitGroup     // the sending loop
+	inflight    sync.WaitGroup     // requests in flight
+
+	mu      sync.Mutex // guards samples
+	samples []demo.Sample
 }
 
 // startLoad sends rate requests a second through the client's sidecar
-// until stop or maxDuration.
+// until stop, maxDuration, or rate*maxDuration requests.
 func (m *mesh) startLoad(rate int, maxDuration time.Duration) *load {
-	ctx, cancel := context.WithTimeout(context.Background(), maxDuration)
-	l := &load{Load: &demo.Load{URL: echoURL, Rate: rate, MaxRequests: rate * int(maxDuration/time.Second+1), Client: m.client()}, cancel: cancel}
-	l.wg.Add(1)
+	l := &load{url: echoURL, client: m.client()}
+	sendCtx, stopSending := context.WithTimeout(context.Background(), maxDuration)
+	reqCtx, abort := context.WithCancel(context.Background())
+	l.stopSending, l.abort = stopSending, abort
+	maxRequests := rate * int(maxDuration/time.Second+1)
+	l.sender.Add(1)
 	go func() {
-		defer l.wg.Done()
-		l.Run(ctx)
+		defer l.sender.Done()
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		for sent := 0; sent < maxRequests; sent++ {
+			select {
+			case <-sendCtx.Done():
+				return
+			case <-tick.C:
+			}
+			l.inflight.Add(1)
+			go func() {
+				defer l.inflight.Done()
+				s := l.one(reqCtx)
+				l.mu.Lock()
+				l.samples = append(l.samples, s)
+				l.mu.Unlock()
+			}()
+		}
 	}()
-	m.t.Cleanup(l.stop)
+	m.t.Cleanup(func() {
+		l.abort()
+		l.stop()
+	})
 	return l
 }
 
-// stop ends the load and waits for its requests; it may be called twice.
+// stop stops sending and waits for the requests in flight, each bounded
+// by the client's timeout. It may be called more than once.
 func (l *load) stop() {
-	l.cancel()
-	l.wg.Wait()
+	l.stopSending()
+	l.sender.Wait()
+	l.inflight.Wait()
+}
+
+func (l *load) one(ctx context.Context) demo.Sample {
+	start := time.Now()
+	s := demo.Sample{At: start}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.url, nil)
+	if err != nil {
+		s.Err = err
+		return s
+	}
+	resp, err := l.client.Do(req)
+	if err != nil {
+		s.Err, s.Latency = err, time.Since(start)
+		return s
+	}
+	defer resp.Body.Close()
+	var rep struct {
+		Cluster string `json:"cluster"`
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rep)
+	s.Latency = time.Since(start)
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		s.Err = fmt.Errorf("HTTP %d %s", resp.StatusCode, resp.Header.Get("X-Fedmesh-Error"))
+	case err != nil || rep.Cluster == "":
+		s.Err = fmt.Errorf("reply is not the echo workload's: %v", err)
+	default:
+		s.Cluster = rep.Cluster
+	}
+	return s
+}
+
+// Since returns the samples of requests started at or after t that have
+// ended.
+func (l *load) Since(t time.Time) []demo.Sample {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []demo.Sample
+	for _, s := range l.samples {
+		if !s.At.Before(t) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Between returns the samples of requests started in [from, to) that
+// have ended.
+func (l *load) Between(from, to time.Time) []demo.Sample {
+	var out []demo.Sample
+	for _, s := range l.Since(from) {
+		if s.At.Before(to) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // waitServedBy waits until, after since, a whole second of requests was
@@ -551,6 +634,9 @@ func summarize(samples []demo.Sample) string {
 		if s.Err != nil {
 			by["error"]++
 			lastErr = s.Err.Error()
+			if i := strings.LastIndex(lastErr, ": "); i >= 0 && strings.HasPrefix(lastErr, "Get ") {
+				lastErr = lastErr[i+2:]
+			}
 			continue
 		}
 		by[s.Cluster]++
