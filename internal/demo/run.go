@@ -36,6 +36,10 @@ type Config struct {
 	// Phases overrides the scenario's timings (tests); nil for the
 	// defaults.
 	Timings *Timings
+	// Inspect, when set, is called after a scenario that ran to its end,
+	// while every process still runs, so that tests can read the
+	// processes' admin endpoints. nil changes nothing.
+	Inspect func(clusters []Cluster)
 }
 
 // Timings are the lengths of the scenario's phases.
@@ -114,6 +118,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	d.progress("clusters federated and serving in %.1fs", sum.StartupSeconds)
 
 	results, err := d.scenario(ctx)
+	if err == nil && cfg.Inspect != nil {
+		cfg.Inspect(clusters)
+	}
 	sum.Phases = results
 	sum.TotalSeconds = time.Since(start).Seconds()
 	if err != nil {
