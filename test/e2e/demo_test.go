@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fedmesh/fedmesh/internal/demo"
+)
+
+// syncBuffer is the demo's output, written by its goroutines.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDemoScenario runs `fedmesh demo`'s scenario with shorter phases and
+// checks it: in steady state the local cluster serves everything; with
+// east-1's echo down traffic fails over within the region (east-2, never
+// west-1), then across regions; failed requests stay within what the
+// client sidecar's retry budget accounts for; restored, traffic comes back
+// to east-1. The processes' metrics must tell the same story.
+func TestDemoScenario(t *testing.T) {
+	// The demo runs on fixed addresses (127.0.0.11-13); a demo someone
+	// left running there would answer instead of ours.
+	if c, err := net.DialTimeout("tcp", "127.0.0.11:15014", time.Second); err == nil {
+		c.Close()
+		if os.Getenv("CI") == "true" {
+			t.Fatal("127.0.0.11:15014 is in use: another fedmesh demo is running")
+		}
+		t.Skip("skipping: 127.0.0.11:15014 is in use (another fedmesh demo is running on the demo's addresses)")
+	}
+	e := newEnv(t)
+	tm := demo.Timings{
+		Steady: 4 * time.Second, Failover: 6 * time.Second, Failover2: 6 * time.Second, Recover: 12 * time.Second,
+		Settle: 3 * time.Second, RecoverSettle: 8 * time.Second, BaseEjection: 2 * time.Second,
+	}
+	var (
+		clientPage string
+		gateways   = map[string]string{}
+		retries    int
+	)
+	inspect := func(clusters []demo.Cluster) {
+		// Runs on Run's goroutine, before Run returns.
+		_, clientPage, _ = httpGet("http://127.0.1.100:15000/stats/prometheus")
+		for _, c := range clusters {
+			_, gateways[c.Name], _ = httpGet("http://" + c.IP + ":15021/stats/prometheus")
+		}
+		m := &mesh{t: t, clientAdmin: "127.0.1.100:15000"}
+		retries = m.routeRetries(t)
+	}
+	out := &syncBuffer{}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	// The demo's working directory is the test's log directory: its CA,
+	// data and every process's log are kept and printed on failure.
+	sum, err := demo.Run(ctx, demo.Config{Binary: fedmeshBin, Dir: e.logDir, Clusters: 3, Rate: 50, Out: out, Timings: &tm, Inspect: inspect})
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	if !sum.OK {
+		t.Fatalf("demo: %s\n%s", sum.Reason, out)
+	}
+	want := []struct{ name, expect string }{
+		{"steady", "east-1"}, {"east-1 echo killed", "east-2"}, {"east-2 echo killed too", "west-1"}, {"both restored", "east-1"},
+	}
+	if len(sum.Phases) != len(want) {
+		t.Fatalf("%d phases, want %d", len(sum.Phases), len(want))
+	}
+	var served = map[string]int{}
+	errs, requests := 0, 0
+	for i, w := range want {
+		r := sum.Phases[i]
+		if r.Phase.Name != w.name || r.Phase.Expect != w.expect {
+			t.Errorf("phase %d = %q expecting %s, want %q expecting %s", i, r.Phase.Name, r.Phase.Expect, w.name, w.expect)
+		}
+		if r.SwitchedAfter < 0 {
+			t.Errorf("%s: traffic never settled on %s", r.Phase.Name, w.expect)
+		}
+		errs += r.Errors
+		requests += r.Requests
+		for c, n := range r.Served {
+			served[c] += n
+		}
+	}
+	steady, failover := sum.Phases[0], sum.Phases[1]
+	if steady.Errors != 0 || steady.Served["east-1"] == 0 || len(steady.Served) != 1 {
+		t.Errorf("steady state: %d errors, served %v; want every request served by east-1", steady.Errors, steady.Served)
+	}
+	if failover.Served["west-1"] != 0 {
+		t.Errorf("east-1's echo down: west-1 served %d requests; the same region (east-2) comes first", failover.Served["west-1"])
+	}
+
+	// Every failed request is one whose retries ran out, or was refused
+	// by the retry budget, or found no healthy endpoint.
+	if clientPage == "" || retries == 0 {
+		t.Fatal("the client sidecar's metrics and config were not read")
+	}
+	after := retryCounters{
+		allowed:         metric(clientPage, "fedmesh_sidecar_lb_retries_total", `result="allowed"`),
+		budgetExhausted: metric(clientPage, "fedmesh_sidecar_lb_retries_total", `result="budget_exhausted"`),
+		pickFailures:    metric(clientPage, "fedmesh_sidecar_lb_pick_failures_total"),
+	}
+	if bound := int(after.budgetExhausted) + int(after.pickFailures) + int(after.allowed)/retries; errs > bound {
+		t.Errorf("%d of %d requests failed, more than the retry budget accounts for (%d)", errs, requests, bound)
+	}
+	// The client sidecar counts at least the requests the client saw
+	// served by each cluster (it also served the start-up probes).
+	for _, c := range []string{"east-1", "east-2", "west-1"} {
+		got := metric(clientPage, "fedmesh_sidecar_requests_total", `code="2xx"`, `destination_cluster="`+c+`"`, `direction="outbound"`)
+		if int(got) < served[c] || served[c] == 0 {
+			t.Errorf("client sidecar counted %.0f requests served by %s, the client saw %d", got, c, served[c])
+		}
+	}
+	if ej := metric(clientPage, "fedmesh_sidecar_lb_ejections_total", `reason="consecutive_connect_failure"`); ej < 2 {
+		t.Errorf("fedmesh_sidecar_lb_ejections_total{consecutive_connect_failure} = %v, want east-1's two replicas ejected at least", ej)
+	}
+	// Traffic crossed east-2's and west-1's gateways, never east-1's.
+	for name, wantTraffic := range map[string]bool{"east-1": false, "east-2": true, "west-1": true} {
+		n := metric(gateways[name], "fedmesh_gateway_connections_total")
+		if (n > 0) != wantTraffic {
+			t.Errorf("gateway %s accepted %.0f connections; want traffic through it: %v", name, n, wantTraffic)
+		}
+	}
+	for _, r := range sum.Phases {
+		t.Logf("%-22s expect %-6s share %5.1f%%  switched after %-8v requests %4d  errors %3d  error window %v",
+			r.Phase.Name, r.Phase.Expect, r.Share, r.SwitchedAfter.Round(time.Millisecond), r.Requests, r.Errors, r.ErrorWindow.Round(time.Millisecond))
+	}
+	t.Logf("clusters up in %.1fs, %.1fs in all; client sidecar: %.0f retries allowed, %.0f refused, %.0f failed picks",
+		sum.StartupSeconds, sum.TotalSeconds, after.allowed, after.budgetExhausted, after.pickFailures)
+}
