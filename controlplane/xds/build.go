@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -134,11 +135,30 @@ type Generator struct {
 	view   *catalog.View
 	policy topology.Policy
 
+	// prevEDS and prevOutbound are what the previous view's generator
+	// built (never changed once set), reused for services that did not
+	// change; nil when the views differ in what every service depends on
+	// (clusters, gateways, RTTs).
+	prevEDS      map[edsKey]map[catalog.ServiceKey]*svcEndpoints
+	prevOutbound map[string]*outbound
+
 	mu         sync.Mutex // guards the following
 	outbound   map[string]*outbound
 	eds        map[edsKey]*endpoints
+	svcEDS     map[edsKey]map[catalog.ServiceKey]*svcEndpoints
 	gateway    map[topology.Locality]*gatewayParts
 	consistent map[string]error
+	workloads  map[workloadKey][]endpointRef // built on first use
+}
+
+// svcEndpoints are one service's assignments (one per port, ports in
+// order) as nodes of one role and locality receive them. A Generator for
+// a later view reuses them when the service is unchanged.
+type svcEndpoints struct {
+	svc     catalog.ImportedService // the input, compared with the next view's
+	clas    []*resource
+	reports []*ClusterReport
+	err     error
 }
 
 // NewGenerator checks the settings and returns a generator for view v.
@@ -156,6 +176,7 @@ func NewGenerator(s Settings, v *catalog.View) (*Generator, error) {
 		policy:     s.Policy,
 		outbound:   make(map[string]*outbound),
 		eds:        make(map[edsKey]*endpoints),
+		svcEDS:     make(map[edsKey]map[catalog.ServiceKey]*svcEndpoints),
 		gateway:    make(map[topology.Locality]*gatewayParts),
 		consistent: make(map[string]error),
 	}
@@ -171,6 +192,47 @@ func NewGenerator(s Settings, v *catalog.View) (*Generator, error) {
 	}
 	g.policy.RTT = rtt
 	return g, nil
+}
+
+// next returns a generator for view v with g's settings that reuses
+// what g built for services that did not change: a change of one
+// endpoint's health rebuilds only that service's assignments.
+func (g *Generator) next(v *catalog.View) (*Generator, error) {
+	n, err := NewGenerator(g.s, v)
+	if err != nil {
+		return nil, err
+	}
+	if v.Local != g.view.Local || !maps.Equal(v.Clusters, g.view.Clusters) {
+		return n, nil // every assignment depends on the clusters
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n.prevEDS = maps.Clone(g.svcEDS)
+	if sameOutbound(g.view.Services, v.Services, g.identities) {
+		n.prevOutbound = maps.Clone(g.outbound)
+	}
+	return n, nil
+}
+
+// sameOutbound reports whether two service lists give the same outbound
+// clusters, listeners and routes: same services in the same order, same
+// ports, same endpoint identities per port.
+func sameOutbound(a, b []catalog.ImportedService, ids func(*catalog.ImportedService, catalog.Port) []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if x.Namespace != y.Namespace || x.Name != y.Name || !slices.Equal(x.Ports, y.Ports) {
+			return false
+		}
+		for _, p := range x.Ports {
+			if !slices.Equal(ids(x, p), ids(y, p)) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // View returns the view the generator builds from.
@@ -306,6 +368,10 @@ func (g *Generator) outboundFor(role string) *outbound {
 	if o, ok := g.outbound[role]; ok {
 		return o
 	}
+	if o, ok := g.prevOutbound[role]; ok {
+		g.outbound[role] = o
+		return o
+	}
 	var o *outbound
 	if role == naming.RoleProxyless {
 		o = g.buildProxyless()
@@ -420,42 +486,34 @@ func (g *Generator) inbound(n Node) (clusters, listeners *part) {
 	seenSNI := map[listenerKey]map[string]bool{}
 	var cls []types.Resource
 	seenCluster := map[string]bool{}
-	for i := range g.view.Services {
-		svc := &g.view.Services[i]
-		if svc.Namespace != n.Namespace {
+	for _, ref := range g.workloadEndpoints(n.Namespace, n.Workload) {
+		svc := &g.view.Services[ref.svc]
+		ep := &svc.Endpoints[ref.ep]
+		p, ok := (&catalog.Service{Ports: svc.Ports}).PortByName(ep.PortName)
+		if !ok {
 			continue
 		}
-		for j := range svc.Endpoints {
-			ep := &svc.Endpoints[j]
-			if ep.Workload != n.Workload || ep.Locality.Cluster != g.view.Local {
-				continue
-			}
-			p, ok := (&catalog.Service{Ports: svc.Ports}).PortByName(ep.PortName)
-			if !ok {
-				continue
-			}
-			sp := spOf(svc, p)
-			k := listenerKey{ep.Address, ep.Port}
-			if seenSNI[k] == nil {
-				seenSNI[k] = map[string]bool{}
-			}
-			if seenSNI[k][sp.SNI()] {
-				continue
-			}
-			seenSNI[k][sp.SNI()] = true
-			name := sp.InboundCluster()
-			chains[k] = append(chains[k], &listenerv3.FilterChain{
-				FilterChainMatch: &listenerv3.FilterChainMatch{
-					ServerNames:       []string{sp.SNI()},
-					TransportProtocol: "tls",
-				},
-				TransportSocket: downstreamTLS(alpn(p)),
-				Filters:         []*listenerv3.Filter{tcpProxyFilter(name)},
-			})
-			if !seenCluster[name] {
-				seenCluster[name] = true
-				cls = append(cls, staticCluster(&g.s, name, ep.Address, uint32(n.appPort(p))))
-			}
+		sp := spOf(svc, p)
+		k := listenerKey{ep.Address, ep.Port}
+		if seenSNI[k] == nil {
+			seenSNI[k] = map[string]bool{}
+		}
+		if seenSNI[k][sp.SNI()] {
+			continue
+		}
+		seenSNI[k][sp.SNI()] = true
+		name := sp.InboundCluster()
+		chains[k] = append(chains[k], &listenerv3.FilterChain{
+			FilterChainMatch: &listenerv3.FilterChainMatch{
+				ServerNames:       []string{sp.SNI()},
+				TransportProtocol: "tls",
+			},
+			TransportSocket: downstreamTLS(alpn(p)),
+			Filters:         []*listenerv3.Filter{tcpProxyFilter(name)},
+		})
+		if !seenCluster[name] {
+			seenCluster[name] = true
+			cls = append(cls, staticCluster(&g.s, name, ep.Address, uint32(n.appPort(p))))
 		}
 	}
 	keys := slices.Collect(maps.Keys(chains))
@@ -477,6 +535,33 @@ func (g *Generator) inbound(n Node) (clusters, listeners *part) {
 	return newPart(cls), newPart(ls)
 }
 
+type workloadKey struct{ namespace, workload string }
+
+// endpointRef points at View.Services[svc].Endpoints[ep].
+type endpointRef struct{ svc, ep int }
+
+// workloadEndpoints returns the local-cluster endpoints of one workload,
+// in view order; the index is built once per view.
+func (g *Generator) workloadEndpoints(namespace, workload string) []endpointRef {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.workloads == nil {
+		g.workloads = make(map[workloadKey][]endpointRef)
+		for i := range g.view.Services {
+			svc := &g.view.Services[i]
+			for j := range svc.Endpoints {
+				ep := &svc.Endpoints[j]
+				if ep.Workload == "" || ep.Locality.Cluster != g.view.Local {
+					continue
+				}
+				k := workloadKey{svc.Namespace, ep.Workload}
+				g.workloads[k] = append(g.workloads[k], endpointRef{i, j})
+			}
+		}
+	}
+	return g.workloads[workloadKey{namespace, workload}]
+}
+
 // InboundListenerName is the name of a sidecar's inbound listener on
 // addr:port: inbound|ADDRESS:PORT.
 func InboundListenerName(addr string, port int32) string {
@@ -492,9 +577,11 @@ func (g *Generator) gatewayFor(loc topology.Locality) *gatewayParts {
 	if gp, ok := g.gateway[loc]; ok {
 		return gp
 	}
+	k := edsKey{role: naming.RoleGateway, loc: loc}
 	var clusters []types.Resource
 	var chains []*listenerv3.FilterChain
-	var clas []types.Resource
+	var clas []*resource
+	var first error
 	reports := map[string]*ClusterReport{}
 	for i := range g.view.Services {
 		svc := &g.view.Services[i]
@@ -502,16 +589,20 @@ func (g *Generator) gatewayFor(loc topology.Locality) *gatewayParts {
 			continue
 		}
 		for _, p := range sortedPorts(svc) {
-			sp := spOf(svc, p)
-			name := sp.SNI()
+			name := spOf(svc, p).SNI()
 			clusters = append(clusters, g.s.edsCluster(name, clusterOptions{lb: clusterv3.Cluster_LEAST_REQUEST, outlier: true}))
 			chains = append(chains, &listenerv3.FilterChain{
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{name}},
 				Filters:          []*listenerv3.Filter{tcpProxyFilter(name)},
 			})
-			cla, rep := g.assignment(name, svc, p, loc, naming.RoleGateway)
-			clas = append(clas, cla)
-			reports[name] = rep
+		}
+		se := g.serviceEndpointsLocked(k, svc)
+		clas = append(clas, se.clas...)
+		for _, r := range se.reports {
+			reports[r.Name] = r
+		}
+		if first == nil {
+			first = se.err
 		}
 	}
 	listener := &listenerv3.Listener{
@@ -520,10 +611,12 @@ func (g *Generator) gatewayFor(loc topology.Locality) *gatewayParts {
 		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector()},
 		FilterChains:    chains,
 	}
+	eds := partOf(clas)
+	eds.err = first
 	gp := &gatewayParts{
 		clusters:  newPart(clusters),
 		listeners: newPart([]types.Resource{listener}),
-		eds:       endpoints{clas: newPart(clas), reports: reports},
+		eds:       endpoints{clas: eds, reports: reports},
 	}
 	g.gateway[loc] = gp
 	return gp
@@ -539,20 +632,60 @@ func (g *Generator) endpointsFor(role string, loc topology.Locality) *endpoints 
 	if e, ok := g.eds[k]; ok {
 		return e
 	}
-	var clas []types.Resource
+	var clas []*resource
+	var first error
 	reports := map[string]*ClusterReport{}
 	for i := range g.view.Services {
-		svc := &g.view.Services[i]
-		for _, p := range sortedPorts(svc) {
-			name := spOf(svc, p).OutboundCluster()
-			cla, rep := g.assignment(name, svc, p, loc, role)
-			clas = append(clas, cla)
-			reports[name] = rep
+		se := g.serviceEndpointsLocked(k, &g.view.Services[i])
+		clas = append(clas, se.clas...)
+		for _, r := range se.reports {
+			reports[r.Name] = r
+		}
+		if first == nil {
+			first = se.err
 		}
 	}
-	e := &endpoints{clas: newPart(clas), reports: reports}
+	p := partOf(clas)
+	p.err = first
+	e := &endpoints{clas: p, reports: reports}
 	g.eds[k] = e
 	return e
+}
+
+// serviceEndpointsLocked returns svc's assignments for nodes of k, from
+// the previous view's generator when svc did not change.
+func (g *Generator) serviceEndpointsLocked(k edsKey, svc *catalog.ImportedService) *svcEndpoints {
+	key := svc.Key()
+	if prev := g.prevEDS[k][key]; prev != nil && reflect.DeepEqual(&prev.svc, svc) {
+		g.keepLocked(k, key, prev)
+		return prev
+	}
+	se := &svcEndpoints{svc: *svc}
+	for _, p := range sortedPorts(svc) {
+		sp := spOf(svc, p)
+		name := sp.OutboundCluster()
+		if k.role == naming.RoleGateway {
+			name = sp.SNI()
+		}
+		cla, rep := g.assignment(name, svc, p, k.loc, k.role)
+		r, err := newResource(cla)
+		if err != nil && se.err == nil {
+			se.err = err
+		}
+		se.clas = append(se.clas, r)
+		se.reports = append(se.reports, rep)
+	}
+	g.keepLocked(k, key, se)
+	return se
+}
+
+func (g *Generator) keepLocked(k edsKey, key catalog.ServiceKey, se *svcEndpoints) {
+	m := g.svcEDS[k]
+	if m == nil {
+		m = make(map[catalog.ServiceKey]*svcEndpoints, len(g.view.Services))
+		g.svcEDS[k] = m
+	}
+	m[key] = se
 }
 
 // lbEntry is one LbEndpoint to send.

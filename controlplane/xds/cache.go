@@ -8,6 +8,7 @@ import (
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -183,7 +184,7 @@ func sotwRespond(snap *Snapshot, req *cache.Request, sub cache.Subscription) cac
 		}
 	}
 	if sub.IsWildcard() {
-		return &sotwResponse{req: req, version: ts.version, resources: ts.anys(),
+		return &sotwResponse{req: req, version: ts.version, raw: ts.wire(),
 			returned: map[string]string{fullSetKey: ts.version}}
 	}
 	names := make([]string, 0, len(sub.SubscribedResources()))
@@ -218,7 +219,11 @@ type sotwResponse struct {
 	req       *cache.Request
 	version   string
 	resources []*anypb.Any // shared: never changed
-	returned  map[string]string
+	// raw, when set, is the resources already encoded as the message's
+	// field 2 (shared, never changed): they go out as unknown fields,
+	// which the marshaller copies as they are.
+	raw      []byte
+	returned map[string]string
 }
 
 var _ cache.Response = (*sotwResponse)(nil)
@@ -226,11 +231,15 @@ var _ cache.Response = (*sotwResponse)(nil)
 // GetDiscoveryResponse returns a new message each time: the stream sets
 // its nonce on it; the resources are shared.
 func (r *sotwResponse) GetDiscoveryResponse() (*discoverygrpc.DiscoveryResponse, error) {
-	return &discoverygrpc.DiscoveryResponse{
+	out := &discoverygrpc.DiscoveryResponse{
 		VersionInfo: r.version,
 		Resources:   r.resources,
 		TypeUrl:     r.req.GetTypeUrl(),
-	}, nil
+	}
+	if len(r.raw) > 0 {
+		out.ProtoReflect().SetUnknown(protoreflect.RawFields(r.raw))
+	}
+	return out, nil
 }
 
 func (r *sotwResponse) GetRequest() *discoverygrpc.DiscoveryRequest { return r.req }

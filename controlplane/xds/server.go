@@ -167,7 +167,11 @@ func (s *Server) UpdateView(v *catalog.View) error {
 		s.metrics.invalid.WithLabelValues("view_cluster").Inc()
 		return fmt.Errorf("xds: view of cluster %q, want %q", v.Local, s.cfg.Cluster)
 	}
-	gen, err := NewGenerator(s.cfg.Settings, v)
+	s.mu.Lock()
+	prev := s.gen
+	s.mu.Unlock()
+	// The new generator reuses what prev built for unchanged services.
+	gen, err := prev.next(v)
 	if err != nil {
 		return err
 	}

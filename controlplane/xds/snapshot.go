@@ -5,10 +5,12 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -96,6 +98,10 @@ type part struct {
 	anys    []*anypb.Any
 	version string
 	err     error
+
+	// wire is anys encoded as DiscoveryResponse field 2, made on first
+	// use (see encodedResources).
+	wire func() []byte
 }
 
 // newPart builds, validates and marshals items. A part that failed
@@ -132,7 +138,28 @@ func partOf(rs []*resource) *part {
 		h.Write([]byte(r.name))
 	}
 	p.version = strconv.FormatUint(h.Sum64(), 16)
+	p.wire = sync.OnceValue(func() []byte { return encodeResources(p.anys) })
 	return p
+}
+
+// discoveryResourcesField is the field number of resources in
+// envoy.service.discovery.v3.DiscoveryResponse.
+const discoveryResourcesField protowire.Number = 2
+
+// encodeResources encodes anys as the repeated resources field of a
+// DiscoveryResponse: what the proto marshaller would write for them.
+func encodeResources(anys []*anypb.Any) []byte {
+	var out []byte
+	for _, a := range anys {
+		n := protowire.SizeTag(1) + protowire.SizeBytes(len(a.TypeUrl)) + protowire.SizeTag(2) + protowire.SizeBytes(len(a.Value))
+		out = protowire.AppendTag(out, discoveryResourcesField, protowire.BytesType)
+		out = protowire.AppendVarint(out, uint64(n))
+		out = protowire.AppendTag(out, 1, protowire.BytesType)
+		out = protowire.AppendString(out, a.TypeUrl)
+		out = protowire.AppendTag(out, 2, protowire.BytesType)
+		out = protowire.AppendBytes(out, a.Value)
+	}
+	return out
 }
 
 // Snapshot is one node's resources: per type, a version and the shared
@@ -228,6 +255,26 @@ func (ts *typeSet) lookup(name string) *resource {
 		}
 	}
 	return nil
+}
+
+// wire returns every resource encoded as DiscoveryResponse field 2; for
+// a single part, its own shared bytes.
+func (ts *typeSet) wire() []byte {
+	switch len(ts.parts) {
+	case 0:
+		return nil
+	case 1:
+		return ts.parts[0].wire()
+	}
+	n := 0
+	for _, p := range ts.parts {
+		n += len(p.wire())
+	}
+	out := make([]byte, 0, n)
+	for _, p := range ts.parts {
+		out = append(out, p.wire()...)
+	}
+	return out
 }
 
 // anys returns every resource's wire form; for a single part, its own
