@@ -1,0 +1,162 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fedmesh/fedmesh/controlplane"
+	"github.com/fedmesh/fedmesh/controlplane/kube"
+	"github.com/fedmesh/fedmesh/controlplane/store"
+	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
+	"github.com/fedmesh/fedmesh/federation"
+	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+var gossipKey = []byte("0123456789abcdef0123456789abcdef")
+
+// controlPlane is one cluster's fedmesh control plane in a test: the
+// Kubernetes source feeding a control plane server (with its embedded
+// etcd), serf membership, federation, and the sink writing the merged view
+// back into the cluster.
+type controlPlane struct {
+	name    string
+	api     *apiCluster
+	clients kube.Clients
+	admin   kube.Clients
+	src     *kube.Source
+	srv     *controlplane.Server
+	st      *store.Store
+	mem     *membership.Membership
+	fed     *federation.Federation
+	sink    *kube.Sink
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	errs    chan error
+}
+
+func startControlPlane(t *testing.T, api *apiCluster, loc topology.Locality) *controlPlane {
+	t.Helper()
+	cp := &controlPlane{name: loc.Cluster, api: api, errs: make(chan error, 4)}
+	var err error
+	// The control plane runs as its ServiceAccount, with deploy/'s RBAC;
+	// the test itself acts as an administrator (cp.admin).
+	if cp.admin, err = kube.NewClients(api.cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cp.clients, err = kube.NewClients(asControlPlane(api)); err != nil {
+		t.Fatal(err)
+	}
+	log := testLogger(t).With("cp", cp.name)
+	cp.src, err = kube.NewSource(kube.SourceConfig{
+		Clients: cp.clients, Cluster: loc.Cluster, Region: loc.Region, Zone: loc.Zone,
+		Debounce: 20 * time.Millisecond, Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.srv, err = controlplane.New(controlplane.Config{
+		Cluster:      loc.Cluster,
+		Locality:     loc,
+		AdminAddress: "127.0.0.1:0",
+		DataDir:      t.TempDir(),
+		Source:       cp.src,
+		Store:        storetest.Config(t, loc.Cluster),
+		Logger:       log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cp.stop = cancel
+	t.Cleanup(cp.shutdown(t))
+	cp.goRun("control plane", func() error { return cp.srv.Run(ctx) })
+	eventually(t, 30*time.Second, cp.name+" store open", func() error {
+		if cp.st = cp.srv.Store(); cp.st == nil {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+
+	cp.mem, err = membership.New(membership.Config{
+		NodeName:          loc.Cluster,
+		Locality:          loc,
+		GatewayAddr:       "127.0.0.1:15443",
+		CatalogAddr:       cp.st.ClientURL(),
+		BindAddr:          "127.0.0.1",
+		Keys:              [][]byte{gossipKey},
+		Profile:           membership.ProfileLocal,
+		ReconnectInterval: 500 * time.Millisecond,
+		Logger:            log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.fed, err = federation.New(federation.Config{
+		Cluster:        loc.Cluster,
+		Locality:       loc,
+		GatewayAddress: "127.0.0.1:15443",
+		Store:          cp.st,
+		Membership:     cp.mem,
+		ProbeInterval:  200 * time.Millisecond,
+		MinBackoff:     20 * time.Millisecond,
+		MaxBackoff:     500 * time.Millisecond,
+		Logger:         log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.goRun("federation", func() error { return cp.fed.Run(ctx) })
+
+	cp.sink, err = kube.NewSink(kube.SinkConfig{
+		Clients:  cp.clients,
+		Cluster:  loc.Cluster,
+		Validity: cp.src,
+		MinRetry: 20 * time.Millisecond,
+		MaxRetry: time.Second,
+		Logger:   log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	views, unsubscribe := cp.fed.Subscribe()
+	cp.goRun("follow", func() error { defer unsubscribe(); cp.sink.Follow(ctx, views); return nil })
+	cp.goRun("sink", func() error { return cp.sink.Run(ctx) })
+	return cp
+}
+
+func (cp *controlPlane) goRun(what string, f func() error) {
+	cp.wg.Add(1)
+	go func() {
+		defer cp.wg.Done()
+		if err := f(); err != nil && err != context.Canceled {
+			cp.errs <- fmt.Errorf("%s of %s: %w", what, cp.name, err)
+		}
+	}()
+}
+
+func (cp *controlPlane) shutdown(t *testing.T) func() {
+	return func() {
+		cp.stop()
+		cp.wg.Wait()
+		if cp.mem != nil {
+			if err := cp.mem.Shutdown(); err != nil {
+				t.Errorf("membership of %s: %v", cp.name, err)
+			}
+		}
+		close(cp.errs)
+		for err := range cp.errs {
+			t.Error(err)
+		}
+	}
+}
+
+func (cp *controlPlane) join(t *testing.T, to *controlPlane) {
+	t.Helper()
+	if _, err := cp.mem.Join([]string{to.mem.Local().Addr}); err != nil {
+		t.Fatalf("%s joins %s: %v", cp.name, to.name, err)
+	}
+}

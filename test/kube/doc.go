@@ -1,0 +1,17 @@
+// Package kube holds fedmesh's integration tests against real Kubernetes
+// API servers: two "clusters", each a kube-apiserver with its own etcd
+// started from binaries built by scripts/kube-tools.sh, each with a fedmesh
+// control plane (the Kubernetes source, the etcd store, serf membership,
+// federation and the ServiceImport sink). The tests show that a
+// ServiceExport in one cluster yields a ServiceImport and EndpointSlices in
+// the other, that conflicts and malformed exports are reported in the
+// ServiceExports' status, that deleting an export deletes the imports, that
+// leader election lets only one replica write, that workload tokens are
+// checked with TokenReview, and that every manifest in deploy/ passes a
+// server-side dry run with RBAC that is exactly sufficient.
+//
+// The binaries are found through the FEDMESH_KUBE_TOOLS environment
+// variable (the directory scripts/kube-tools.sh prints), or else by asking
+// scripts/kube-tools.sh --check. Without them the tests fail when CI=true
+// and are skipped otherwise, saying how to build them.
+package kube
