@@ -3,15 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -25,53 +19,21 @@ import (
 
 	"github.com/fedmesh/fedmesh/federation/adminapi"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/testpki"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
-// fedTestPKI is a throwaway federation root, intermediate and control
-// plane leaf.
-func fedTestPKI(t *testing.T) (adminapi.Issuer, *x509.Certificate) {
+// fedTestControlPlane runs a membership named name with the federation
+// admin API on loopback, signing join tokens as the control plane of
+// cluster name (a leaf under its own intermediate of root), and returns it
+// with its admin URL.
+func fedTestControlPlane(t *testing.T, name string, root *testpki.CA, keys ...[]byte) (*membership.Membership, string) {
 	t.Helper()
-	var serial int64
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	issue := func(tmpl, parent *x509.Certificate, pub any, signer *ecdsa.PrivateKey) *x509.Certificate {
-		serial++
-		tmpl.SerialNumber = big.NewInt(serial)
-		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour*24)
-		if parent == nil {
-			parent = tmpl
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	rk, ik, lk := key(), key(), key()
-	root := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "root"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}, nil, rk.Public(), rk)
-	inter := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "intermediate"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}, root, ik.Public(), rk)
-	leaf := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "control plane"}, KeyUsage: x509.KeyUsageDigitalSignature},
-		inter, lk.Public(), ik)
-	return adminapi.Issuer{Signer: lk, Chain: []*x509.Certificate{leaf, inter}, TrustDomain: "fedmesh.local",
-		RootBundle: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})}, root
-}
-
-// fedTestControlPlane runs a membership with the federation admin API on
-// loopback and returns it with its admin URL.
-func fedTestControlPlane(t *testing.T, name string, iss adminapi.Issuer, root *x509.Certificate, keys ...[]byte) (*membership.Membership, string) {
-	t.Helper()
+	cluster := root.NewIntermediate(t, name)
+	leafKey := testpki.Key(t)
+	leaf := cluster.Leaf(t, leafKey, "spiffe://fedmesh.local/fedmesh/cluster/"+name)
+	iss := adminapi.Issuer{Signer: leafKey, Chain: []*x509.Certificate{leaf, cluster.Cert}, TrustDomain: "fedmesh.local",
+		RootBundle: root.PEM()}
 	m, err := membership.New(membership.Config{
 		NodeName: name, Locality: topology.Locality{Region: "r"},
 		GatewayAddr: "127.0.0.1:15443", CatalogAddr: "https://127.0.0.1:2379",
@@ -84,7 +46,7 @@ func fedTestControlPlane(t *testing.T, name string, iss adminapi.Issuer, root *x
 	h, err := adminapi.NewHandler(adminapi.Config{
 		Federation:   m,
 		Issuer:       func() (adminapi.Issuer, error) { return iss, nil },
-		TrustedRoots: func() ([]*x509.Certificate, error) { return []*x509.Certificate{root}, nil },
+		TrustedRoots: func() ([]*x509.Certificate, error) { return []*x509.Certificate{root.Cert}, nil },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -119,9 +81,9 @@ func TestTokenJoinKeysCommands(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	key := []byte("0123456789abcdef0123456789abcdef")
-	iss, root := fedTestPKI(t)
-	a, aURL := fedTestControlPlane(t, "a", iss, root, key)
-	n, nURL := fedTestControlPlane(t, "n", iss, root)
+	root := testpki.NewRoot(t, "fed")
+	a, aURL := fedTestControlPlane(t, "a", root, key)
+	n, nURL := fedTestControlPlane(t, "n", root)
 
 	tok, stderr, code := runFed(t, "token", "create", "--ttl", "10m", "--admin", aURL)
 	if code != 0 {

@@ -108,7 +108,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		mux: http.NewServeMux(),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_federation_join_token_rejected_total",
-			Help: "Join tokens refused by this control plane, by reason (malformed, signature, foreign, expired).",
+			Help: "Join tokens refused by this control plane, by reason (malformed, signature, foreign, expired, signer).",
 		}, []string{"reason"}),
 	}
 	if cfg.Registerer != nil {

@@ -2,19 +2,12 @@ package adminapi
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -29,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/testpki"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -40,59 +34,29 @@ func TestMain(m *testing.M) {
 
 var fedKey = []byte("0123456789abcdef0123456789abcdef")
 
-// pki is a throwaway federation CA: root, cluster intermediate, and the
-// control plane's signing leaf.
+// pki is a throwaway federation CA: a root and a cluster intermediate
+// that signs the control planes' leaves.
 type pki struct {
-	root               *x509.Certificate
-	rootPEM            []byte
-	leaf, intermediate *x509.Certificate
-	key                crypto.Signer
+	root, cluster *testpki.CA
 }
 
 func newPKI(t *testing.T, name string) *pki {
 	t.Helper()
-	serial := int64(0)
-	issue := func(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) *x509.Certificate {
-		serial++
-		tmpl.SerialNumber = big.NewInt(serial)
-		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
-		if parent == nil {
-			parent = tmpl
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	rk, ik, lk := key(), key(), key()
-	p := &pki{key: lk}
-	p.root = issue(&x509.Certificate{Subject: pkix.Name{CommonName: name + " root"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}, nil, rk.Public(), rk)
-	p.intermediate = issue(&x509.Certificate{Subject: pkix.Name{CommonName: name + " intermediate"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}, p.root, ik.Public(), rk)
-	p.leaf = issue(&x509.Certificate{Subject: pkix.Name{CommonName: name + " control plane"},
-		KeyUsage: x509.KeyUsageDigitalSignature}, p.intermediate, lk.Public(), ik)
-	p.rootPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw})
-	return p
+	root := testpki.NewRoot(t, name)
+	return &pki{root: root, cluster: root.NewIntermediate(t, name)}
 }
 
-func (p *pki) issuer() (Issuer, error) {
-	return Issuer{Signer: p.key, Chain: []*x509.Certificate{p.leaf, p.intermediate}, RootBundle: p.rootPEM, TrustDomain: "fedmesh.local"}, nil
+// issuer returns the signing identity of cluster's control plane: a leaf
+// with its SPIFFE ID, as join tokens need.
+func (p *pki) issuer(t *testing.T, cluster string) func() (Issuer, error) {
+	t.Helper()
+	key := testpki.Key(t)
+	leaf := p.cluster.Leaf(t, key, "spiffe://fedmesh.local/fedmesh/cluster/"+cluster)
+	iss := Issuer{Signer: key, Chain: []*x509.Certificate{leaf, p.cluster.Cert}, RootBundle: p.root.PEM(), TrustDomain: "fedmesh.local"}
+	return func() (Issuer, error) { return iss, nil }
 }
 
-func (p *pki) roots() ([]*x509.Certificate, error) { return []*x509.Certificate{p.root}, nil }
+func (p *pki) roots() ([]*x509.Certificate, error) { return []*x509.Certificate{p.root.Cert}, nil }
 
 // node is a control plane's membership with its admin API served over
 // loopback HTTP.
@@ -138,7 +102,7 @@ func startNode(t *testing.T, name string, p *pki, keys ...[]byte) *node {
 	n := &node{m: m, reg: prometheus.NewRegistry(), clock: &clock{}}
 	h, err := NewHandler(Config{
 		Federation:   m,
-		Issuer:       p.issuer,
+		Issuer:       p.issuer(t, name),
 		TrustedRoots: p.roots,
 		Clock:        n.clock.now,
 		Logger:       slog.New(slog.DiscardHandler),

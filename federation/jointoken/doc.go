@@ -16,6 +16,9 @@
 //   - its certificate chain leads to a root the joining cluster already
 //     trusts (else ErrTokenForeign: a token of another federation);
 //   - the signature matches the payload (else ErrTokenSignature: altered);
+//   - the signing certificate is the control plane SVID of the issuer
+//     cluster the payload names (spiffe://TD/fedmesh/cluster/ISSUER),
+//     not a workload's (else ErrTokenSigner);
 //   - its root bundle holds only trusted roots (else ErrTokenForeign);
 //   - it has not expired (else ErrTokenExpired).
 //

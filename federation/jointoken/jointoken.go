@@ -18,6 +18,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/fedmesh/fedmesh/internal/identity"
 )
 
 // Prefix starts every token of this version; it makes a token easy to
@@ -41,10 +45,11 @@ var (
 	ErrTokenSignature = errors.New("join token signature does not match: the token was altered")
 	ErrTokenForeign   = errors.New("join token was issued by another federation: its certificates do not chain to this cluster's root CA")
 	ErrTokenExpired   = errors.New("join token has expired: create a new one with 'fedmesh token create'")
+	ErrTokenSigner    = errors.New("join token was not signed by the issuing cluster's control plane")
 )
 
 // Reason names the sentinel an error wraps, for a metric label:
-// malformed, signature, foreign, expired, or other.
+// malformed, signature, foreign, expired, signer, or other.
 func Reason(err error) string {
 	switch {
 	case errors.Is(err, ErrTokenMalformed):
@@ -55,6 +60,8 @@ func Reason(err error) string {
 		return "foreign"
 	case errors.Is(err, ErrTokenExpired):
 		return "expired"
+	case errors.Is(err, ErrTokenSigner):
+		return "signer"
 	}
 	return "other"
 }
@@ -228,6 +235,9 @@ func Verify(token string, roots []*x509.Certificate, now time.Time) (*Payload, e
 	if err := leaf.CheckSignature(alg, t.signed, t.sig); err != nil {
 		return nil, fmt.Errorf("%w (%v)", ErrTokenSignature, err)
 	}
+	if err := checkSigner(leaf, &t.Payload); err != nil {
+		return nil, err
+	}
 	bundle, _ := parseBundle(t.Payload.RootBundle) // validated by Decode
 	for _, b := range bundle {
 		trusted := false
@@ -247,6 +257,28 @@ func Verify(token string, roots []*x509.Certificate, now time.Time) (*Payload, e
 	}
 	p := t.Payload
 	return &p, nil
+}
+
+// checkSigner accepts a leaf whose one URI SAN is the control plane ID of
+// the payload's issuer cluster in the payload's trust domain. A workload
+// SVID chains to the same root, so the chain alone does not tell that a
+// control plane signed.
+func checkSigner(leaf *x509.Certificate, p *Payload) error {
+	if len(leaf.URIs) != 1 {
+		return fmt.Errorf("%w: the signing certificate has %d URI SANs, want one SPIFFE ID", ErrTokenSigner, len(leaf.URIs))
+	}
+	id, err := spiffeid.FromURI(leaf.URIs[0])
+	if err != nil {
+		return fmt.Errorf("%w: the signing certificate's URI SAN: %v", ErrTokenSigner, err)
+	}
+	cluster, err := identity.ParseControlPlaneID(id)
+	if err != nil {
+		return fmt.Errorf("%w: signed by %s, not a control plane", ErrTokenSigner, id)
+	}
+	if cluster != p.Issuer || id.TrustDomain().Name() != p.TrustDomain {
+		return fmt.Errorf("%w: signed by %s, but the token names cluster %q of trust domain %q", ErrTokenSigner, id, p.Issuer, p.TrustDomain)
+	}
+	return nil
 }
 
 // RootCertificates parses the payload's root bundle.

@@ -2,97 +2,55 @@ package jointoken
 
 import (
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"math/big"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fedmesh/fedmesh/internal/testpki"
 )
 
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // testPKI is a throwaway federation: a root, a cluster intermediate and the
-// control plane's signing leaf.
+// control plane's signing leaf, valid around testNow.
 type testPKI struct {
-	root      *x509.Certificate
-	rootPEM   []byte
-	inter     *x509.Certificate
-	leaf      *x509.Certificate
-	leafKey   crypto.Signer
-	interKey  crypto.Signer
-	serialSeq int64
-}
-
-func mustKey(t testing.TB) *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func (p *testPKI) issue(t testing.TB, tmpl *x509.Certificate, parent *x509.Certificate, pub crypto.PublicKey, parentKey crypto.Signer) *x509.Certificate {
-	t.Helper()
-	p.serialSeq++
-	tmpl.SerialNumber = big.NewInt(p.serialSeq)
-	if tmpl.NotBefore.IsZero() {
-		tmpl.NotBefore = testNow.Add(-time.Hour)
-		tmpl.NotAfter = testNow.Add(24 * time.Hour)
-	}
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	root    *x509.Certificate
+	rootPEM []byte
+	inter   *testpki.CA
+	leaf    *x509.Certificate
+	leafKey crypto.Signer
 }
 
 func newPKI(t testing.TB, name string, leafKey crypto.Signer) *testPKI {
 	t.Helper()
-	p := &testPKI{}
-	rootKey := mustKey(t)
-	p.root = p.issue(t, &x509.Certificate{
-		Subject: pkix.Name{CommonName: name + " root"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign,
-	}, nil, rootKey.Public(), rootKey)
-	p.rootPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw})
-	interKey := mustKey(t)
-	p.interKey = interKey
-	p.inter = p.issue(t, &x509.Certificate{
-		Subject: pkix.Name{CommonName: name + " east-1 intermediate"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign,
-	}, p.root, interKey.Public(), rootKey)
+	root := testpki.NewRootAt(t, name, testNow)
+	p := &testPKI{root: root.Cert, rootPEM: root.PEM(), inter: root.NewIntermediate(t, name+" east-1")}
 	if leafKey == nil {
-		leafKey = mustKey(t)
+		leafKey = testpki.Key(t)
 	}
 	p.leafKey = leafKey
-	p.leaf = p.issue(t, &x509.Certificate{
-		Subject: pkix.Name{CommonName: "east-1 control plane"}, KeyUsage: x509.KeyUsageDigitalSignature,
-		URIs: []*url.URL{{Scheme: "spiffe", Host: "fedmesh.local", Path: "/cluster/east-1/controlplane"}},
-	}, p.inter, leafKey.Public(), interKey)
+	p.leaf = p.issueLeaf(t, "/fedmesh/cluster/east-1", leafKey)
 	return p
 }
 
-func (p *testPKI) chain() []*x509.Certificate { return []*x509.Certificate{p.leaf, p.inter} }
+// issueLeaf signs a leaf for leafKey with the SPIFFE ID path of
+// trust domain fedmesh.local, under the intermediate.
+func (p *testPKI) issueLeaf(t testing.TB, idPath string, leafKey crypto.Signer) *x509.Certificate {
+	t.Helper()
+	return p.inter.Leaf(t, leafKey, "spiffe://fedmesh.local"+idPath)
+}
+
+func (p *testPKI) chain() []*x509.Certificate { return []*x509.Certificate{p.leaf, p.inter.Cert} }
 
 func testPayload(p *testPKI) Payload {
 	return Payload{
@@ -178,6 +136,14 @@ func TestVerifyRefuses(t *testing.T) {
 
 	foreignBundle := testPayload(pki)
 	foreignBundle.RootBundle = other.rootPEM
+	// A workload's SVID chains to the same root as a control plane's.
+	workloadKey := testpki.Key(t)
+	workloadChain := []*x509.Certificate{pki.issueLeaf(t, "/ns/demo/sa/default", workloadKey), pki.inter.Cert}
+	// The control plane of west-1 signing a token that claims east-1.
+	westKey := testpki.Key(t)
+	westChain := []*x509.Certificate{pki.issueLeaf(t, "/fedmesh/cluster/west-1", westKey), pki.inter.Cert}
+	otherDomain := testPayload(pki)
+	otherDomain.TrustDomain = "other.local"
 	// A leaf signed directly by the intermediate key without a chain to
 	// the root: the chain is cut short.
 	for _, tc := range []struct {
@@ -199,10 +165,13 @@ func TestVerifyRefuses(t *testing.T) {
 		{name: "flipped signature", token: reencode(t, good, func(e *envelope) { e.Sig[len(e.Sig)/2] ^= 1 }), now: testNow, want: ErrTokenSignature},
 		{name: "foreign federation", token: mustCreate(t, testPayload(other), other.leafKey, other.chain()), now: testNow, want: ErrTokenForeign},
 		{name: "chain swapped for another federation's", token: reencode(t, good, func(e *envelope) {
-			e.Chain = [][]byte{other.leaf.Raw, other.inter.Raw}
+			e.Chain = [][]byte{other.leaf.Raw, other.inter.Cert.Raw}
 		}), now: testNow, want: ErrTokenForeign},
 		{name: "intermediate missing", token: reencode(t, good, func(e *envelope) { e.Chain = e.Chain[:1] }), now: testNow, want: ErrTokenForeign},
 		{name: "root bundle of another federation", token: mustCreate(t, foreignBundle, pki.leafKey, pki.chain()), now: testNow, want: ErrTokenForeign, wantMsg: "does not trust"},
+		{name: "signed by a workload", token: mustCreate(t, testPayload(pki), workloadKey, workloadChain), now: testNow, want: ErrTokenSigner, wantMsg: "not a control plane"},
+		{name: "signed by another cluster's control plane", token: mustCreate(t, testPayload(pki), westKey, westChain), now: testNow, want: ErrTokenSigner, wantMsg: `names cluster "east-1"`},
+		{name: "payload names another trust domain", token: mustCreate(t, otherDomain, pki.leafKey, pki.chain()), now: testNow, want: ErrTokenSigner, wantMsg: `trust domain "other.local"`},
 		{name: "empty", token: "", now: testNow, want: ErrTokenMalformed},
 		{name: "wrong prefix", token: "abc." + strings.TrimPrefix(good, Prefix), now: testNow, want: ErrTokenMalformed},
 		{name: "truncated", token: good[:len(good)/2], now: testNow, want: ErrTokenMalformed},
@@ -245,7 +214,7 @@ func TestCreateRefuses(t *testing.T) {
 		{name: "leaf in bundle", edit: func(p *Payload) {
 			p.RootBundle = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pki.leaf.Raw})
 		}, want: "not a CA"},
-		{name: "signer not the leaf", edit: func(*Payload) {}, signer: mustKey(t), want: "does not match"},
+		{name: "signer not the leaf", edit: func(*Payload) {}, signer: testpki.Key(t), want: "does not match"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := testPayload(pki)
