@@ -162,7 +162,9 @@ xDS. SIGTERM drains: stop accepting, let open connections finish.`,
 			g, gctx := errgroup.WithContext(ctx)
 			xctx, stopXDS := context.WithCancel(context.Background())
 			defer stopXDS()
-			g.Go(func() error { xc.Run(xctx); return nil })
+			// Run returns nil once stopped; an error means the gateway
+			// can never get routes, so it ends the command.
+			g.Go(func() error { return xc.Run(xctx) })
 			g.Go(func() error { return gw.Serve(ln) })
 			g.Go(func() error {
 				if err := hs.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
