@@ -97,6 +97,10 @@ type Membership struct {
 
 	keyMu sync.Mutex // serializes local keyring changes and keyring file writes
 
+	// saveMu serializes KnownMembers.Save (its contract: one goroutine at
+	// a time); the list is taken under it, so the last save is the newest.
+	saveMu sync.Mutex
+
 	mu        sync.Mutex // guards the following
 	peers     map[string]peerIdentity
 	known     map[string]KnownMember
@@ -421,7 +425,6 @@ func (m *Membership) eventLoop(ctx context.Context) {
 
 func (m *Membership) handleMemberEvent(me serf.MemberEvent) {
 	now := m.cfg.Clock()
-	var save []KnownMember
 	m.mu.Lock()
 	changed := false
 	for _, sm := range me.Members {
@@ -469,13 +472,12 @@ func (m *Membership) handleMemberEvent(me serf.MemberEvent) {
 		}
 	}
 	if changed {
-		save = m.knownListLocked()
 		m.lastSaved = now
 	}
 	m.notifyLocked()
 	m.mu.Unlock()
-	if save != nil {
-		m.saveKnown(save)
+	if changed {
+		m.saveKnown()
 	}
 }
 
@@ -496,7 +498,14 @@ func (m *Membership) knownListLocked() []KnownMember {
 	return out
 }
 
-func (m *Membership) saveKnown(list []KnownMember) {
+// saveKnown saves the known members as they are now. The event and rejoin
+// loops both call it; saveMu keeps their saves apart and in order.
+func (m *Membership) saveKnown() {
+	m.saveMu.Lock()
+	defer m.saveMu.Unlock()
+	m.mu.Lock()
+	list := m.knownListLocked()
+	m.mu.Unlock()
 	if err := m.cfg.KnownMembers.Save(list); err != nil {
 		m.log.Warn("cannot save known members", "err", err)
 	}
@@ -532,7 +541,6 @@ func (m *Membership) rejoinOnce() {
 	}
 	now := m.cfg.Clock()
 	var targets []string
-	var save []KnownMember
 	m.mu.Lock()
 	changed := false
 	for name, k := range m.known {
@@ -548,13 +556,13 @@ func (m *Membership) rejoinOnce() {
 			targets = append(targets, k.Addr)
 		}
 	}
-	if changed || (len(m.known) > 0 && now.Sub(m.lastSaved) > time.Hour) {
-		save = m.knownListLocked()
+	save := changed || (len(m.known) > 0 && now.Sub(m.lastSaved) > time.Hour)
+	if save {
 		m.lastSaved = now
 	}
 	m.mu.Unlock()
-	if save != nil {
-		m.saveKnown(save)
+	if save {
+		m.saveKnown()
 	}
 	if len(targets) == 0 {
 		return
