@@ -20,6 +20,10 @@
 //     renewed by the kubelet) at /var/run/secrets/fedmesh/token/token,
 //     which the sidecar shows the control plane; the control plane checks
 //     it with a TokenReview (package kube's TokenReviewer);
+//   - the federation's root bundle from the ConfigMap fedmesh-roots
+//     (root.pem) at /etc/fedmesh/roots;
+//   - serviceAccountName "default" when it has none (the token needs one;
+//     the API server's ServiceAccount admission does the same);
 //   - the annotation fedmesh.io/injected=true. Injecting twice changes
 //     nothing.
 //

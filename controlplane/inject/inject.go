@@ -56,6 +56,12 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 		return false, fmt.Errorf("%w: %s: %w", ErrBadAnnotation, AnnotationExcludeInboundPorts, err)
 	}
 
+	// The projected token needs a service account; Kubernetes' own
+	// ServiceAccount admission plugin sets this default before webhooks
+	// run, but offline manifests may leave it out.
+	if spec.ServiceAccountName == "" {
+		spec.ServiceAccountName = "default"
+	}
 	inits := []corev1.Container{in.initContainer(exclude), in.sidecar()}
 	spec.InitContainers = append(inits, spec.InitContainers...)
 	spec.Volumes = append(spec.Volumes, in.tokenVolume(), in.rootsVolume())

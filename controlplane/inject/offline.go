@@ -140,7 +140,10 @@ func (in *Injector) injectDocument(raw []byte) ([]byte, bool, error) {
 		m   map[string]any
 		key string
 		v   any
-	}{{md, "annotations", meta.Annotations}, {sp, "initContainers", spec.InitContainers}, {sp, "volumes", spec.Volumes}} {
+	}{
+		{md, "annotations", meta.Annotations}, {sp, "initContainers", spec.InitContainers},
+		{sp, "volumes", spec.Volumes}, {sp, "serviceAccountName", spec.ServiceAccountName},
+	} {
 		v, err := toPlain(f.v)
 		if err != nil {
 			return nil, false, err

@@ -179,7 +179,7 @@ type jsonPatchOp struct {
 
 // patch injects pod and returns a JSON patch from the original to the
 // injected pod. "add" of an object member replaces it when present, so
-// the three ops hold whether or not the pod had annotations, init
+// the ops hold whether or not the pod had annotations, init
 // containers or volumes.
 func (w *Webhook) patch(pod *corev1.Pod) ([]byte, bool, error) {
 	injected, err := w.in.Inject(&pod.ObjectMeta, &pod.Spec)
@@ -190,6 +190,7 @@ func (w *Webhook) patch(pod *corev1.Pod) ([]byte, bool, error) {
 		{Op: "add", Path: "/metadata/annotations", Value: pod.Annotations},
 		{Op: "add", Path: "/spec/initContainers", Value: pod.Spec.InitContainers},
 		{Op: "add", Path: "/spec/volumes", Value: pod.Spec.Volumes},
+		{Op: "add", Path: "/spec/serviceAccountName", Value: pod.Spec.ServiceAccountName},
 	}
 	b, err := json.Marshal(ops)
 	return b, true, err
