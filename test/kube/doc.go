@@ -6,9 +6,13 @@
 // ServiceExport in one cluster yields a ServiceImport and EndpointSlices in
 // the other, that conflicts and malformed exports are reported in the
 // ServiceExports' status, that deleting an export deletes the imports, that
-// leader election lets only one replica write, that workload tokens are
-// checked with TokenReview, and that every manifest in deploy/ passes a
-// server-side dry run with RBAC that is exactly sufficient.
+// leader election lets only one of two replicas write and hands over when
+// it stops, that workload tokens are checked with TokenReview, that the
+// injection webhook mutates pods through the API server (which accepts the
+// injected spec), and that every manifest in deploy/ (base and overlays)
+// passes a server-side dry run, with RBAC that is exactly sufficient: the
+// control planes of these tests run as deploy/'s ServiceAccount, and
+// SubjectAccessReviews show it may do nothing else.
 //
 // The binaries are found through the FEDMESH_KUBE_TOOLS environment
 // variable (the directory scripts/kube-tools.sh prints), or else by asking
