@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/controlplane/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
+	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/merge"
 )
 
@@ -273,5 +275,30 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatal("New accepted a bad config")
 			}
 		})
+	}
+}
+
+// Status before Run answers ErrNotRunning at once rather than waiting for
+// a loop that has not started.
+func TestStatusBeforeRun(t *testing.T) {
+	name := clusterName(1)
+	st := storetest.Open(t, name)
+	mem, err := membership.New(membership.Config{
+		NodeName: name, Locality: locality(1), GatewayAddr: "127.0.0.1:15443", BindAddr: "127.0.0.1", Keys: [][]byte{testKey},
+		CatalogAddr: st.ClientURL(), Profile: membership.ProfileLocal, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mem.Shutdown() })
+	fed, err := New(Config{Cluster: name, Locality: locality(1), Store: st, Membership: mem, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The deadline only bounds a Status that wrongly waits.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := fed.Status(ctx); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Status before Run = %v, want ErrNotRunning", err)
 	}
 }

@@ -109,8 +109,12 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Status asks Run for the federation's status.
+// Status asks Run for the federation's status; it returns ErrNotRunning
+// before Run is called and after it returned.
 func (f *Federation) Status(ctx context.Context) (Status, error) {
+	if !f.started.Load() {
+		return Status{}, ErrNotRunning
+	}
 	reply := make(chan Status, 1)
 	select {
 	case f.statusReq <- reply:
