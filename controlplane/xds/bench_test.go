@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +18,9 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedmesh/fedmesh/controlplane/catalog"
 	"github.com/fedmesh/fedmesh/internal/naming"
@@ -77,27 +81,35 @@ func BenchmarkBuild(b *testing.B) {
 // until every node has received its new endpoints: change=one flips the
 // health of one endpoint of one service, change=all of one endpoint in
 // every service. Either way every node receives the whole EDS set (state
-// of the world). It reports the heap held per connected node (server
-// and client sides of this process, after the first push). The
-// thousand-by-thousand cases are meant for -benchtime 3x.
+// of the world). client=light reads each response's version, type, nonce
+// and resource count without decoding the resources (the control
+// plane's and the transport's work); client=decode decodes everything,
+// as a real client does in its own process, here in the benchmark's.
+// It reports the CPU time of the process per push and the memory held
+// per connected node (heap and stacks, server and client sides, after
+// the first push). The thousand-node cases are meant for -benchtime 3x.
 func BenchmarkPushFanout(b *testing.B) {
 	for _, tc := range []struct {
 		nodes, services int
-		change          string
+		change, client  string
 	}{
-		{100, 1000, "all"}, {1000, 100, "all"}, {1000, 1000, "all"}, {1000, 1000, "one"},
+		{100, 1000, "all", "light"},
+		{1000, 100, "all", "light"},
+		{1000, 1000, "all", "light"},
+		{1000, 1000, "one", "light"},
+		{1000, 1000, "one", "decode"},
 	} {
-		b.Run(fmt.Sprintf("nodes=%d/services=%d/change=%s", tc.nodes, tc.services, tc.change), func(b *testing.B) {
+		b.Run(fmt.Sprintf("nodes=%d/services=%d/change=%s/client=%s", tc.nodes, tc.services, tc.change, tc.client), func(b *testing.B) {
 			flipped := tc.services
 			if tc.change == "one" {
 				flipped = 1
 			}
-			benchFanout(b, tc.nodes, tc.services, flipped)
+			benchFanout(b, tc.nodes, tc.services, flipped, tc.client == "decode")
 		})
 	}
 }
 
-func benchFanout(b *testing.B, nodes, services, flipped int) {
+func benchFanout(b *testing.B, nodes, services, flipped int, decode bool) {
 	// Twice: the first GC moves pooled buffers to the victim cache, the
 	// second frees them, so the figure is what the nodes hold.
 	runtime.GC()
@@ -142,6 +154,7 @@ func benchFanout(b *testing.B, nodes, services, flipped int) {
 		}
 	}()
 	got := make(chan struct{}, nodes)
+	var short atomic.Int64 // EDS responses without every assignment
 	var clients sync.WaitGroup
 	defer clients.Wait()
 	defer cancel()
@@ -153,30 +166,33 @@ func benchFanout(b *testing.B, nodes, services, flipped int) {
 			}
 			conns = append(conns, c)
 		}
-		st, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(conns[len(conns)-1]).StreamAggregatedResources(ctx)
+		st, err := newBenchStream(ctx, conns[len(conns)-1], decode)
 		if err != nil {
 			b.Fatal(err)
 		}
 		pn := pbNode(benchNode(i))
-		if err := st.Send(&discoverygrpc.DiscoveryRequest{Node: pn, TypeUrl: resourcev3.ClusterType}); err != nil {
+		if err := st.SendMsg(&discoverygrpc.DiscoveryRequest{Node: pn, TypeUrl: resourcev3.ClusterType}); err != nil {
 			b.Fatal(err)
 		}
-		if err := st.Send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.EndpointType}); err != nil {
+		if err := st.SendMsg(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.EndpointType}); err != nil {
 			b.Fatal(err)
 		}
 		clients.Add(1)
 		go func() {
 			defer clients.Done()
 			for {
-				resp, err := st.Recv()
+				resp, err := st.recv()
 				if err != nil {
 					return
 				}
-				if err := st.Send(&discoverygrpc.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(),
-					VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
+				if err := st.SendMsg(&discoverygrpc.DiscoveryRequest{TypeUrl: resp.typeURL,
+					VersionInfo: resp.version, ResponseNonce: resp.nonce}); err != nil {
 					return
 				}
-				if resp.GetTypeUrl() == resourcev3.EndpointType {
+				if resp.typeURL == resourcev3.EndpointType {
+					if resp.resources != services {
+						short.Add(1)
+					}
 					got <- struct{}{}
 				}
 			}
@@ -197,7 +213,8 @@ func benchFanout(b *testing.B, nodes, services, flipped int) {
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	perNode := float64(after.HeapAlloc-min(after.HeapAlloc, before.HeapAlloc)) / float64(nodes)
+	heapPerNode := float64(after.HeapAlloc-min(after.HeapAlloc, before.HeapAlloc)) / float64(nodes)
+	stackPerNode := float64(after.StackInuse-min(after.StackInuse, before.StackInuse)) / float64(nodes)
 
 	b.ResetTimer()
 	cpu := cpuTime()
@@ -214,7 +231,105 @@ func benchFanout(b *testing.B, nodes, services, flipped int) {
 	}
 	// After the loop: ResetTimer drops metrics reported before it.
 	reportCPU(b, cpu)
-	b.ReportMetric(perNode, "heap-B/node")
+	b.ReportMetric(heapPerNode, "heap-B/node")
+	b.ReportMetric(stackPerNode, "stack-B/node")
+	if n := short.Load(); n > 0 {
+		b.Fatalf("%d endpoint responses lacked assignments", n)
+	}
+}
+
+// benchStream is an ADS stream whose responses are read either whole
+// or light (see BenchmarkPushFanout).
+type benchStream struct {
+	grpc.ClientStream
+	decode bool
+}
+
+// benchResponse is what a benchmark client needs of a response.
+type benchResponse struct {
+	version, typeURL, nonce string
+	resources               int
+}
+
+func newBenchStream(ctx context.Context, c *grpc.ClientConn, decode bool) (*benchStream, error) {
+	desc := &discoverygrpc.AggregatedDiscoveryService_ServiceDesc.Streams[0]
+	method := "/" + discoverygrpc.AggregatedDiscoveryService_ServiceDesc.ServiceName + "/" + desc.StreamName
+	var opts []grpc.CallOption
+	if !decode {
+		opts = append(opts, grpc.ForceCodecV2(lightCodec{}))
+	}
+	cs, err := c.NewStream(ctx, desc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &benchStream{ClientStream: cs, decode: decode}, nil
+}
+
+func (s *benchStream) recv() (benchResponse, error) {
+	if !s.decode {
+		var r benchResponse
+		err := s.RecvMsg(&r)
+		return r, err
+	}
+	var resp discoverygrpc.DiscoveryResponse
+	if err := s.RecvMsg(&resp); err != nil {
+		return benchResponse{}, err
+	}
+	return benchResponse{version: resp.GetVersionInfo(), typeURL: resp.GetTypeUrl(), nonce: resp.GetNonce(),
+		resources: len(resp.GetResources())}, nil
+}
+
+// lightCodec marshals requests as protobuf and reads responses into a
+// benchResponse, skipping over the resources.
+type lightCodec struct{}
+
+func (lightCodec) Name() string { return "proto" }
+
+func (lightCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, err := proto.Marshal(v.(proto.Message))
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+}
+
+func (lightCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	r, ok := v.(*benchResponse)
+	if !ok {
+		return fmt.Errorf("light codec: cannot decode into %T", v)
+	}
+	b := data.Materialize()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		val, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			r.version = string(val)
+		case 2:
+			r.resources++
+		case 4:
+			r.typeURL = string(val)
+		case 5:
+			r.nonce = string(val)
+		}
+	}
+	return nil
 }
 
 // cpuTime is the process's user and system CPU time so far. On a

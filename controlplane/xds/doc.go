@@ -1,7 +1,7 @@
 // Package xds is the control plane's xDS server: it turns the federation's
 // merged catalog (catalog.View) into Envoy v3 resources for every connected
 // proxy and serves them over ADS (state of the world and delta) and the
-// per-type discovery services, with go-control-plane's snapshot cache.
+// per-type discovery services, with go-control-plane's stream servers.
 //
 // docs/xds.md is the wire contract: names, node metadata, what each role
 // receives. In short, per node:
@@ -19,9 +19,16 @@
 //
 // The pure part is Generator: Build(node, secrets) returns a validated,
 // versioned snapshot and a per-endpoint explanation. Results shared by
-// many nodes (outbound clusters, endpoints per locality) are built once
-// per view, so a push to a thousand sidecars in a few localities costs a
-// few builds and a thousand cheap assemblies.
+// many nodes (outbound clusters, endpoints per locality) are built and
+// marshalled once per view, so a push to a thousand sidecars in a few
+// localities costs a few builds and a thousand cheap assemblies; the
+// generator of a new view reuses the previous one's assignments of
+// services that did not change.
+//
+// The streams are served from a cache of its own (cache.go) rather than
+// go-control-plane's snapshot cache: responses point at the resources'
+// marshalled bytes, shared by every node that receives them, instead of
+// marshalling every resource again for every node.
 //
 // Server drives it: it authenticates each stream's node (Authenticator),
 // issues and renews each connected identity's certificate (Issuer),
