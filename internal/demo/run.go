@@ -274,17 +274,23 @@ func (d *demo) startEcho(ctx context.Context, c Cluster, r int) error {
 	if _, err := d.procs.Start(echoName(c, r)+"-app", "echo", "--listen", c.WorkloadIP(r)+":8080", "--cluster", c.Name, "--workload", w); err != nil {
 		return err
 	}
-	return d.startSidecar(ctx, c, w, "echo", c.WorkloadIP(r))
+	// The echo app listens on WORKLOAD_IP:8080, where the sidecar would
+	// also open its listener for the echo service's port 8080: whichever
+	// started first would win, and a sidecar that won would send its own
+	// inbound traffic out again. The echo's sidecar needs no service
+	// listeners.
+	return d.startSidecar(ctx, c, w, "echo", c.WorkloadIP(r), "--service-ip", "none")
 }
 
-func (d *demo) startSidecar(ctx context.Context, c Cluster, workload, sa, ip string) error {
+func (d *demo) startSidecar(ctx context.Context, c Cluster, workload, sa, ip string, extra ...string) error {
 	dir, err := d.token(ctx, c, "demo", sa, workload)
 	if err != nil {
 		return err
 	}
-	_, err = d.procs.Start(fmt.Sprintf("%s-%s-sidecar", c.Name, workload), "sidecar", "--cluster", c.Name,
+	args := append([]string{"sidecar", "--cluster", c.Name,
 		"--region", c.Region, "--zone", c.Zone, "--namespace", "demo", "--service-account", sa, "--workload", workload,
-		"--address", ip, "--xds-address", c.IP+":15010", "--trust-domain", trustDomain, "--workload-dir", dir, "--dns", "none")
+		"--address", ip, "--xds-address", c.IP + ":15010", "--trust-domain", trustDomain, "--workload-dir", dir, "--dns", "none"}, extra...)
+	_, err = d.procs.Start(fmt.Sprintf("%s-%s-sidecar", c.Name, workload), args...)
 	return err
 }
 
