@@ -277,6 +277,11 @@ func (m *mesh) setUp() {
 		})
 	}
 	eventually(t, 60*time.Second, "client sidecar ready", func() error { return wantOK(m.clientAdmin + "/ready") })
+	for name, p := range m.procs {
+		if p.exited() {
+			t.Fatalf("%s exited: %v", name, p.err)
+		}
+	}
 	eventually(t, 60*time.Second, "a request served by east-1", func() error {
 		s := m.request()
 		if s.Err != nil {
@@ -336,7 +341,9 @@ func (m *mesh) startGateway(c demo.Cluster) {
 func (m *mesh) startEcho(c demo.Cluster, r int) {
 	w := fmt.Sprintf("echo-%d", r)
 	m.start(c, echoApp(c, r), "echo", "--listen", workloadIP(c, r)+":8080", "--cluster", c.Name, "--workload", w)
-	m.startSidecar(c, w, "echo", workloadIP(c, r))
+	// No service listeners: the one for port 8080 would take the app's
+	// address and port.
+	m.startSidecar(c, w, "echo", workloadIP(c, r), "--service-ip", "none")
 }
 
 func (m *mesh) startSidecar(c demo.Cluster, workload, sa, ip string, extra ...string) {
