@@ -4,4 +4,29 @@
 // endpoints. TestMain builds the binary once; every process's output goes to
 // a log file, and when a test fails the directory that holds every log is
 // printed.
+//
+// The fault suite starts the demo's federation (east-1 and east-2 in
+// us-east, west-1 in us-west, an echo service with two replicas in each, a
+// client in east-1) and breaks it under steady, bounded load:
+//
+//   - TestDemoScenario: `fedmesh demo`'s scenario, its summary and the
+//     processes' metrics (local first, same region next, errors within the
+//     retry budget, back to local);
+//   - TestControlPlaneKilled: kill -9 of a control plane, then a restart on
+//     the same data directory;
+//   - TestGatewayKilled: kill -9 of the gateway the traffic goes through,
+//     then a restart;
+//   - TestCertificateRotation: 20 s certificates renewed under traffic;
+//   - TestPartition: each cluster in its own network namespace (veth
+//     pairs on a bridge, 198.18.0.0/16), one cut off by nftables drop
+//     rules, then healed. It needs root, iproute2 and nftables (`make
+//     test-deps`); without them it skips, except under CI=true, where it
+//     fails.
+//
+// The tests' clusters use 127.0.90.N and 127.0.(90+N).0/24, apart from the
+// demo's addresses; TestDemoScenario uses the demo's own and skips (fails
+// under CI) when a demo already runs there. Flags, after -args:
+//
+//	-fedmesh PATH   run this binary instead of building one
+//	-keep-logs      keep and print the log directory of passing tests too
 package e2e
