@@ -305,6 +305,12 @@ func (c *Client) runStream(ctx context.Context, conn *grpc.ClientConn) (got bool
 			return false, fmt.Errorf("send initial request for %s: %w", t, err)
 		}
 	}
+	// The stream is up once the subscriptions are sent: a control plane
+	// that already has every version this client announces answers
+	// nothing until something changes, so waiting for a response would
+	// report a healthy stream as down. A refusal arrives on Recv and ends
+	// the stream.
+	c.setConnected(true, nil)
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
@@ -312,7 +318,6 @@ func (c *Client) runStream(ctx context.Context, conn *grpc.ClientConn) (got bool
 		}
 		if !got {
 			got = true
-			c.setConnected(true, nil)
 			c.log.Info("ads stream established")
 		}
 		req := c.handle(resp)

@@ -207,6 +207,9 @@ func TestReconnectKeepsLastGood(t *testing.T) {
 	}
 
 	srv.Restart()
+	// The restarted server has nothing newer than version 1, so it
+	// answers nothing; the stream is still up and must say so.
+	xdstest.Eventually(t, "connected again without a response", func() bool { return c.Status().Connected })
 	srv.Set("3", map[string][]types.Resource{resourcev3.ClusterType: {cluster("c", time.Second)}}, "node-1")
 	xdstest.Eventually(t, "version 3 after reconnect", func() bool { return rec.last() == "3" })
 	// The new stream announced the version it already had.
