@@ -237,7 +237,7 @@ func service(v *catalog.View, name string) *catalog.ImportedService {
 
 func statusOf(tb testing.TB, n *node) Status {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := n.fed.Status(ctx)
 	if err != nil {

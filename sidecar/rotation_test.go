@@ -89,7 +89,7 @@ func serverSerial(t *testing.T, ca *meshtest.CA, addr, sni string) string {
 	cfg.ServerName = sni
 	cfg.NextProtos = []string{"h2"}
 	d := tls.Dialer{Config: cfg}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {

@@ -97,7 +97,7 @@ func TestTokenJoinKeysCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "joined the federation (trust domain fedmesh.local) through a") {
 		t.Fatalf("join: exit %d, out %q, err %q", code, out, stderr)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for len(a.Members()) != 2 || len(n.Members()) != 2 {
 		if time.Now().After(deadline) {
 			t.Fatalf("no full mesh: a sees %d, n sees %d", len(a.Members()), len(n.Members()))

@@ -268,7 +268,7 @@ func TestPeerReadOnlyAccess(t *testing.T) {
 			return nil
 		}, store.WatchOptions{Logger: quietLogger(), Metrics: m})
 	}()
-	eventually(t, 20*time.Second, "the refused watch restarts", func() (bool, error) {
+	eventually(t, 30*time.Second, "the refused watch restarts", func() (bool, error) {
 		return counterValue(t, m.WatchRestarts) >= 2, nil
 	})
 	if err := s.GrantPeerRead(ctx, "east-2"); err != nil {

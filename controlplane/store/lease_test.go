@@ -49,7 +49,7 @@ func TestExportsExpireAfterCrash(t *testing.T) {
 	if n, err := countExports(t, host, "east-2"); err != nil || n != 3 {
 		t.Fatalf("right after the crash: %d exports (%v), want 3", n, err)
 	}
-	eventually(t, 20*time.Second, "exports of the crashed control plane expire", func() (bool, error) {
+	eventually(t, 30*time.Second, "exports of the crashed control plane expire", func() (bool, error) {
 		n, err := countExports(t, host, "east-2")
 		return n == 0, err
 	})
@@ -85,7 +85,7 @@ func TestLostLeaseIsReplacedAndExportsRewritten(t *testing.T) {
 	if _, err := s.Client().Revoke(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "exports written again under a new lease", func() (bool, error) {
+	eventually(t, 30*time.Second, "exports written again under a new lease", func() (bool, error) {
 		n, err := countExports(t, s, "east-1")
 		return n == len(want) && s.LeaseID() != old, err
 	})
@@ -248,7 +248,7 @@ func TestRestartKeepsImportsAndMembers(t *testing.T) {
 				t.Errorf("right after reopening: %d exports (%v), want %d", n, err, stop.wantExports)
 			}
 			// A crashed incarnation's exports expire with its lease.
-			eventually(t, 20*time.Second, "old exports expire", func() (bool, error) {
+			eventually(t, 30*time.Second, "old exports expire", func() (bool, error) {
 				n, err := countExports(t, s, "east-1")
 				return n == 0, err
 			})

@@ -119,7 +119,7 @@ func startNode(t *testing.T, name string, p *pki, keys ...[]byte) *node {
 
 func waitFor(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = cond(); err == nil {

@@ -190,7 +190,7 @@ func TestWrongGossipKeyCannotJoin(t *testing.T) {
 	if _, err := b.Join([]string{a.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a and b federate", seeExactly([]string{"a", "b"}, a, b))
+	waitFor(t, 30*time.Second, "a and b federate", seeExactly([]string{"a", "b"}, a, b))
 
 	x := start(t, testConfig(t, "x", testKey2))
 	n, err := x.Join([]string{a.Local().Addr})
@@ -249,7 +249,7 @@ func TestDuplicateClusterNameRefused(t *testing.T) {
 	if _, err := b.Join([]string{a.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a and b federate", seeExactly([]string{"a", "b"}, a, b))
+	waitFor(t, 30*time.Second, "a and b federate", seeExactly([]string{"a", "b"}, a, b))
 	bAddr := b.Local().Addr
 
 	impostor := start(t, testConfig(t, "b", testKey1))
@@ -259,7 +259,7 @@ func TestDuplicateClusterNameRefused(t *testing.T) {
 	}
 	// a answers the push-pull before it merges, so its refusal may land
 	// just after the impostor's Join returned.
-	waitFor(t, 10*time.Second, "a counts the refusal", func() error {
+	waitFor(t, 30*time.Second, "a counts the refusal", func() error {
 		if got := counterValue(t, a.met.joinRefused.WithLabelValues("duplicate_name")); got < 1 {
 			return fmt.Errorf("a counted %v duplicate-name refusals, want at least 1", got)
 		}
@@ -333,7 +333,7 @@ func TestBadTagsIgnoredAndCounted(t *testing.T) {
 				t.Fatalf("raw join: %v", err)
 			}
 			counter := a.met.membersIgnored.WithLabelValues(tc.reason)
-			waitFor(t, 10*time.Second, "ignored member counted", func() error {
+			waitFor(t, 30*time.Second, "ignored member counted", func() error {
 				if got := counterValue(t, counter); got < 1 {
 					return fmt.Errorf("counter %s = %v", tc.reason, got)
 				}
@@ -355,7 +355,7 @@ func TestKeyRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "federate", seeExactly([]string{"a", "b", "c"}, a, b, c))
+	waitFor(t, 30*time.Second, "federate", seeExactly([]string{"a", "b", "c"}, a, b, c))
 
 	k1, k2 := EncodeKey(testKey1), EncodeKey(testKey2)
 	steps := []struct {
@@ -393,7 +393,7 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := fresh.Join([]string{b.Local().Addr}); err != nil {
 		t.Fatalf("join with the new key: %v", err)
 	}
-	waitFor(t, 10*time.Second, "fresh member federates", seeExactly([]string{"a", "b", "c", "fresh"}, a, b, c, fresh))
+	waitFor(t, 30*time.Second, "fresh member federates", seeExactly([]string{"a", "b", "c", "fresh"}, a, b, c, fresh))
 }
 
 func TestAdoptKeys(t *testing.T) {
@@ -402,7 +402,7 @@ func TestAdoptKeys(t *testing.T) {
 	if _, err := b.Join([]string{a.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
+	waitFor(t, 30*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
 
 	dir := t.TempDir()
 	cfg := testConfig(t, "n")
@@ -424,7 +424,7 @@ func TestAdoptKeys(t *testing.T) {
 	if _, err := n.Join([]string{a.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "n federates", seeExactly([]string{"a", "b", "n"}, a, b, n))
+	waitFor(t, 30*time.Second, "n federates", seeExactly([]string{"a", "b", "n"}, a, b, n))
 
 	// Federated now: switching to another federation's key is refused.
 	if err := n.AdoptKeys([][]byte{testKey2}); !errors.Is(err, ErrAlreadyFederated) {
@@ -449,7 +449,7 @@ func TestPartitionLongerThanReapHeals(t *testing.T) {
 		}
 	}
 	all := []string{"a", "b", "c"}
-	waitFor(t, 10*time.Second, "federate", seeExactly(all, a, b, c))
+	waitFor(t, 30*time.Second, "federate", seeExactly(all, a, b, c))
 
 	fault.Partition([]string{a.Local().Addr}, []string{b.Local().Addr, c.Local().Addr})
 	// b and c reap a entirely (not merely failed): serf alone would never
@@ -483,11 +483,11 @@ func TestLeaveIsNotRejoined(t *testing.T) {
 	if _, err := b.Join([]string{a.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
+	waitFor(t, 30*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
 	if err := b.Leave(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "b left", func() error {
+	waitFor(t, 30*time.Second, "b left", func() error {
 		for _, mem := range a.Members() {
 			if mem.Name == "b" && mem.Status == StatusLeft {
 				return nil
@@ -495,7 +495,7 @@ func TestLeaveIsNotRejoined(t *testing.T) {
 		}
 		return fmt.Errorf("a sees %v", a.Members())
 	})
-	waitFor(t, 10*time.Second, "b forgotten", func() error {
+	waitFor(t, 30*time.Second, "b forgotten", func() error {
 		list, _ := a.cfg.KnownMembers.Load()
 		if slices.ContainsFunc(list, func(k KnownMember) bool { return k.Name == "b" }) {
 			return fmt.Errorf("known members still hold b: %v", list)
@@ -581,8 +581,8 @@ func TestRestartRejoinsKnownMembers(t *testing.T) {
 	if _, err := a.Join([]string{b.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
-	waitFor(t, 10*time.Second, "b saved as known", func() error {
+	waitFor(t, 30*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
+	waitFor(t, 30*time.Second, "b saved as known", func() error {
 		list, err := known.Load()
 		if err != nil || len(list) != 1 || list[0].Addr != b.Local().Addr {
 			return fmt.Errorf("known members file holds %v, %v", list, err)
@@ -596,7 +596,7 @@ func TestRestartRejoinsKnownMembers(t *testing.T) {
 	// A new process of cluster a, on a new port, finds b by itself.
 	a2 := start(t, cfgA)
 	waitFor(t, 30*time.Second, "restarted a rejoins", seeExactly([]string{"a", "b"}, a2, b))
-	waitFor(t, 10*time.Second, "b sees the new a", func() error {
+	waitFor(t, 30*time.Second, "b sees the new a", func() error {
 		for _, m := range b.Members() {
 			if m.Name == "a" && m.Addr == a2.Local().Addr && m.InstanceID == a2.Local().InstanceID {
 				return nil

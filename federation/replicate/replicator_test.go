@@ -88,7 +88,7 @@ func TestCompactionMidWatch(t *testing.T) {
 		}
 		h.write(t, peer, set)
 	}
-	eventually(t, 20*time.Second, "replicator caught up before the cut", caughtUp)
+	eventually(t, 30*time.Second, "replicator caught up before the cut", caughtUp)
 
 	// Phase 2: cut, change, compact.
 	proxy.Block()
@@ -99,7 +99,7 @@ func TestCompactionMidWatch(t *testing.T) {
 	if _, err := peer.Client().Compact(testCtx(t), h.lastRev(), clientv3.WithCompactPhysical()); err != nil {
 		t.Fatalf("compact: %v", err)
 	}
-	eventually(t, 20*time.Second, "replicator sees the peer down", func() bool { return !r.State().Connected })
+	eventually(t, 30*time.Second, "replicator sees the peer down", func() bool { return !r.State().Connected })
 
 	// Phase 3: back, more changes.
 	proxy.Unblock()
@@ -107,7 +107,7 @@ func TestCompactionMidWatch(t *testing.T) {
 		set = []catalog.Export{svc("west-1", "gamma", i), svc("west-1", "delta", i)}
 		h.write(t, peer, set)
 	}
-	eventually(t, 20*time.Second, "replicator caught up after the cut", caughtUp)
+	eventually(t, 30*time.Second, "replicator caught up after the cut", caughtUp)
 
 	snaps := rec.all()
 	resyncs := 0
@@ -175,7 +175,7 @@ func TestResume(t *testing.T) {
 				t.Fatal(err)
 			}
 			run(t, r)
-			eventually(t, 20*time.Second, "caught up", func() bool { s, ok := rec.last(); return ok && s.Revision == h.lastRev() })
+			eventually(t, 30*time.Second, "caught up", func() bool { s, ok := rec.last(); return ok && s.Revision == h.lastRev() })
 			resyncs := 0
 			for _, s := range rec.all() {
 				want, _ := h.at(s.Revision)
@@ -212,7 +212,7 @@ func TestHistoryReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, r)
-	eventually(t, 20*time.Second, "listed again", func() bool { s, ok := rec.last(); return ok && s.Resync })
+	eventually(t, 30*time.Second, "listed again", func() bool { s, ok := rec.last(); return ok && s.Resync })
 	s, _ := rec.last()
 	if diff := cmp.Diff(h.sets[0], s.Exports, exportsEqual); diff != "" {
 		t.Errorf("exports after reset (-want +got):\n%s", diff)
@@ -239,7 +239,7 @@ func TestBadValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, r)
-	eventually(t, 20*time.Second, "first list", func() bool { _, ok := rec.last(); return ok })
+	eventually(t, 30*time.Second, "first list", func() bool { _, ok := rec.last(); return ok })
 
 	wrongCluster := svc("east-9", "alpha", 2)
 	invalid := svc("west-1", "alpha", 3)
@@ -259,7 +259,7 @@ func TestBadValues(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 20*time.Second, "delivered", func() bool { s, _ := rec.last(); return s.Revision >= resp.Header.Revision })
+			eventually(t, 30*time.Second, "delivered", func() bool { s, _ := rec.last(); return s.Revision >= resp.Header.Revision })
 			if got := counterValue(t, m.BadValues.WithLabelValues("west-1", tt.reason)); got != before+1 {
 				t.Errorf("bad values{reason=%s} = %v, want %v", tt.reason, got, before+1)
 			}
