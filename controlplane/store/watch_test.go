@@ -18,6 +18,7 @@ import (
 	"github.com/fedmesh/fedmesh/controlplane/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/store"
 	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
+	"github.com/fedmesh/fedmesh/internal/faultproxy"
 )
 
 // generation g of a test export set: services 0..n(g)-1, each with one
@@ -241,8 +242,8 @@ func TestWatchRelistsAfterCompaction(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			proxy := newFaultProxy(t, trimScheme(s.ClientURL()))
-			cli := newClient(t, "http://"+proxy.addr(), nil)
+			proxy := faultproxy.New(t, trimScheme(s.ClientURL()))
+			cli := newClient(t, "http://"+proxy.Addr(), nil)
 			var revs []int64
 			for g := 0; g < 3; g++ {
 				rev, err := s.SetExports(ctx, generation("east-1", g))
@@ -261,7 +262,7 @@ func TestWatchRelistsAfterCompaction(t *testing.T) {
 			if tc.midWatch {
 				startWatch(t, cli, store.ExportsPrefix("east-1"), from, r, m)
 				wantState(t, s, r)
-				proxy.block()
+				proxy.Block()
 			}
 			for g := 3; g < 8; g++ {
 				rev, err := s.SetExports(ctx, generation("east-1", g))
@@ -274,7 +275,7 @@ func TestWatchRelistsAfterCompaction(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.midWatch {
-				proxy.unblock()
+				proxy.Unblock()
 			} else {
 				startWatch(t, cli, store.ExportsPrefix("east-1"), from, r, m)
 			}

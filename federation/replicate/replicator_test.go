@@ -14,6 +14,7 @@ import (
 	"github.com/fedmesh/fedmesh/controlplane/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/store"
 	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
+	"github.com/fedmesh/fedmesh/internal/faultproxy"
 )
 
 // history records the peer's export set after every write, by revision,
@@ -58,7 +59,7 @@ func (h *history) lastRev() int64 { return h.revs[len(h.revs)-1] }
 // (nothing lost), and revisions strictly increase (nothing twice).
 func TestCompactionMidWatch(t *testing.T) {
 	peer := storetest.Open(t, "west-1")
-	proxy := newFaultProxy(t, peer.ClientURL()[len("http://"):])
+	proxy := faultproxy.New(t, peer.ClientURL()[len("http://"):])
 	reg := prometheus.NewRegistry()
 	m, err := NewMetrics(reg)
 	if err != nil {
@@ -66,7 +67,7 @@ func TestCompactionMidWatch(t *testing.T) {
 	}
 	rec := &recorder{}
 	r, err := New(Config{
-		Local: "east-1", Peer: "west-1", Logger: quiet, Endpoints: []string{proxy.URL()},
+		Local: "east-1", Peer: "west-1", Logger: quiet, Endpoints: []string{"http://" + proxy.Addr()},
 		OnExports: rec.onExports, OnState: rec.onState, Metrics: m,
 		ProbeInterval: 100 * time.Millisecond, ProbeTimeout: time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 	})
