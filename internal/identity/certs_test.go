@@ -2,61 +2,29 @@ package identity_test
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"math/big"
 	"net/url"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/fedmesh/fedmesh/internal/testpki"
 )
 
 // Test certificates are real ECDSA P-256 certificates, built here rather
 // than by controlplane/ca so that the tests can also build the bad ones
 // (two SANs, a foreign root, an expired chain) that no CA of ours issues.
 
-var (
-	tNow   = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	serial atomic.Int64
-)
+var tNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
 type testCA struct {
 	cert *x509.Certificate
 	key  crypto.Signer
 	td   spiffeid.TrustDomain
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func sign(t testing.TB, tmpl *x509.Certificate, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
-	t.Helper()
-	tmpl.SerialNumber = big.NewInt(serial.Add(1))
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 func caTemplate(cn string, notBefore, notAfter time.Time) *x509.Certificate {
@@ -73,18 +41,18 @@ func caTemplate(cn string, notBefore, notAfter time.Time) *x509.Certificate {
 // newRoot makes a self-signed root valid a year around tNow.
 func newRoot(t testing.TB, td string) *testCA {
 	t.Helper()
-	k := newKey(t)
-	c := sign(t, caTemplate("root "+td, tNow.Add(-365*24*time.Hour), tNow.Add(365*24*time.Hour)), nil, k.Public(), k)
+	k := testpki.Key(t)
+	c := testpki.Sign(t, caTemplate("root "+td, tNow.Add(-365*24*time.Hour), tNow.Add(365*24*time.Hour)), nil, k.Public(), k)
 	return &testCA{cert: c, key: k, td: spiffeid.RequireTrustDomainFromString(td)}
 }
 
 // intermediate signs a cluster CA valid between nb and na.
 func (ca *testCA) intermediate(t testing.TB, nb, na time.Time) *testCA {
 	t.Helper()
-	k := newKey(t)
+	k := testpki.Key(t)
 	tmpl := caTemplate("cluster", nb, na)
 	tmpl.MaxPathLenZero = true
-	c := sign(t, tmpl, ca.cert, k.Public(), ca.key)
+	c := testpki.Sign(t, tmpl, ca.cert, k.Public(), ca.key)
 	return &testCA{cert: c, key: k, td: ca.td}
 }
 
@@ -127,8 +95,8 @@ func (ca *testCA) leaf(t testing.TB, o leafOpts, chain ...*x509.Certificate) *tl
 		}
 		tmpl.URIs = append(tmpl.URIs, pu)
 	}
-	k := newKey(t)
-	c := sign(t, tmpl, ca.cert, k.Public(), ca.key)
+	k := testpki.Key(t)
+	c := testpki.Sign(t, tmpl, ca.cert, k.Public(), ca.key)
 	out := &tls.Certificate{Certificate: [][]byte{c.Raw}, PrivateKey: k, Leaf: c}
 	for _, ch := range chain {
 		out.Certificate = append(out.Certificate, ch.Raw)

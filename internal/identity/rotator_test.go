@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/testpki"
 )
 
 // fakeClock is a Clock whose time moves only by Advance.
@@ -309,7 +310,7 @@ func TestRotatorRefusesBadCertificate(t *testing.T) {
 		{name: "nil", cert: nil},
 		{name: "empty chain", cert: &tls.Certificate{PrivateKey: good.PrivateKey}},
 		{name: "no key", cert: &tls.Certificate{Certificate: good.Certificate}},
-		{name: "key of another certificate", cert: &tls.Certificate{Certificate: good.Certificate, PrivateKey: newKey(t)}},
+		{name: "key of another certificate", cert: &tls.Certificate{Certificate: good.Certificate, PrivateKey: testpki.Key(t)}},
 		{name: "garbage", cert: &tls.Certificate{Certificate: [][]byte{[]byte("x")}, PrivateKey: good.PrivateKey}},
 	}
 	for _, tt := range tests {

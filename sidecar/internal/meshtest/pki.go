@@ -6,24 +6,19 @@ package meshtest
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"net/url"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-)
 
-var serial atomic.Int64
+	"github.com/fedmesh/fedmesh/internal/testpki"
+)
 
 // CA is a real root certificate authority of one trust domain.
 type CA struct {
@@ -32,39 +27,13 @@ type CA struct {
 	Key  crypto.Signer
 }
 
-func key(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func sign(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, k crypto.Signer) *x509.Certificate {
-	t.Helper()
-	tmpl.SerialNumber = big.NewInt(serial.Add(1))
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // NewCA creates a root CA for the trust domain td.
 func NewCA(t testing.TB, td string) *CA {
 	t.Helper()
-	k := key(t)
+	k := testpki.Key(t)
 	now := time.Now()
 	tdID := spiffeid.RequireTrustDomainFromString(td)
-	cert := sign(t, &x509.Certificate{
+	cert := testpki.Sign(t, &x509.Certificate{
 		Subject:               pkix.Name{CommonName: td + " root"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
@@ -98,7 +67,7 @@ type SVID struct {
 // parsed) and as PEM chain and PKCS#8 key.
 func (ca *CA) Issue(t testing.TB, o SVID) (*tls.Certificate, []byte, []byte) {
 	t.Helper()
-	k := key(t)
+	k := testpki.Key(t)
 	if o.NotBefore.IsZero() {
 		o.NotBefore = time.Now().Add(-time.Hour)
 	}
@@ -113,7 +82,7 @@ func (ca *CA) Issue(t testing.TB, o SVID) (*tls.Certificate, []byte, []byte) {
 		}
 		uris = append(uris, pu)
 	}
-	leaf := sign(t, &x509.Certificate{
+	leaf := testpki.Sign(t, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "svid"},
 		NotBefore:   o.NotBefore,
 		NotAfter:    o.NotAfter,
