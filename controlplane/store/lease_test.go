@@ -112,6 +112,40 @@ func TestLostLeaseIsReplacedAndExportsRewritten(t *testing.T) {
 	}
 }
 
+// A lost lease whose rewrite fails after the new lease was granted is
+// retried until the exports are back, not taken as replaced. The rewrite
+// fails here because the whole set is more than one transaction may hold
+// (it was written in two steps); a smaller set lets it through.
+func TestFailedRewriteUnderNewLeaseIsRetried(t *testing.T) {
+	ctx := testCtx(t)
+	host := storetest.Open(t, "east-1")
+	s := externalStore(t, host, "east-2", 0) // at most 128 operations
+	for _, n := range []int{100, 200} {
+		if _, err := s.SetExports(ctx, manyExports("east-2", n)); err != nil {
+			t.Fatalf("SetExports of %d: %v", n, err)
+		}
+	}
+	old := s.LeaseID()
+	if _, err := s.Client().Revoke(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	// One failure for the lost lease, then one per failed rewrite.
+	eventually(t, 30*time.Second, "the failed rewrite retried", func() (bool, error) {
+		return counterValue(t, s.Metrics().LeaseKeepaliveFailures) >= 3, nil
+	})
+	want := manyExports("east-2", 100)
+	if _, err := s.SetExports(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := host.ListExports(ctx, "east-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("exports under the new lease (-want +got):\n%s", d)
+	}
+}
+
 func TestSetExportsRefusesBadInput(t *testing.T) {
 	ctx := testCtx(t)
 	s := storetest.Open(t, "east-1")

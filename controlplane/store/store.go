@@ -333,15 +333,16 @@ func (s *Store) readStoredLocked(ctx context.Context) error {
 	return nil
 }
 
-// regrantLocked replaces the lost lease old with a new one and writes the
-// last export set again under it. It does nothing when the lease was
-// already replaced.
+// regrantLocked replaces the lost lease old with a new one, unless that
+// was done already, and makes sure the last export set is written under
+// the current lease. A lease granted by an earlier attempt whose write
+// then failed is not enough: the write is tried again (it writes nothing
+// when the exports are already there).
 func (s *Store) regrantLocked(ctx context.Context, old clientv3.LeaseID) error {
-	if s.lease != old {
-		return nil
-	}
-	if err := s.grantLocked(ctx); err != nil {
-		return err
+	if s.lease == old {
+		if err := s.grantLocked(ctx); err != nil {
+			return err
+		}
 	}
 	if s.desired == nil {
 		return nil
