@@ -22,7 +22,7 @@ test-deps: ## install what the tests need (Debian packages when root)
 	@bash scripts/test-deps.sh
 
 test: test-deps ## run every test with the race detector and print coverage per package
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	FEDMESH_KUBE_TOOLS=$$(bash scripts/kube-tools.sh) $(GO) test $(TESTFLAGS) $(PKGS)
 
 demo: build ## three local clusters federate, stay local, fail over and recover
 	$(BIN)/fedmesh demo
@@ -36,6 +36,12 @@ fuzz: ## run every fuzz target for FUZZTIME each
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+kind-demo: ## three kind clusters: install, join, failover scenario, tear down (needs Docker, kind, kubectl)
+	@bash scripts/kind-demo.sh
+
+kind-down: ## delete the kind demo clusters
+	@bash scripts/kind-down.sh
 
 clean: ## remove build output
 	rm -rf $(BIN) coverage

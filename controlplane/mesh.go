@@ -58,6 +58,14 @@ type MeshConfig struct {
 	// CertTTL is the lifetime of the control plane's and workloads'
 	// certificates, renewed at half life. Default 24h.
 	CertTTL time.Duration
+	// AdvertiseAddress is the address peers reach the gossip on, when it
+	// differs from the bind address (a pod behind a Service). Default: the
+	// bind address.
+	AdvertiseAddress string
+	// Authenticator proves xDS nodes' identities. Default: local-mode
+	// bootstrap tokens signed by the cluster CA. Kubernetes mode passes
+	// one that checks projected ServiceAccount tokens with TokenReview.
+	Authenticator xds.Authenticator
 }
 
 func (m *MeshConfig) withDefaults(bind string) error {
@@ -200,18 +208,19 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 		return err
 	}
 	mem, err := membership.New(membership.Config{
-		NodeName:     s.cfg.Cluster,
-		Locality:     s.cfg.Locality,
-		GatewayAddr:  mc.GatewayAddress,
-		CatalogAddr:  st.ClientURL(),
-		BindAddr:     s.cfg.BindAddress,
-		BindPort:     mc.SerfPort,
-		KeyringFile:  filepath.Join(serfDir, "keyring"),
-		SnapshotPath: filepath.Join(serfDir, "snapshot"),
-		Profile:      mc.Profile,
-		KnownMembers: &membership.FileKnownMembers{Path: filepath.Join(serfDir, "known-members.json")},
-		Logger:       s.log,
-		Registerer:   s.cfg.Registry,
+		NodeName:      s.cfg.Cluster,
+		Locality:      s.cfg.Locality,
+		GatewayAddr:   mc.GatewayAddress,
+		CatalogAddr:   st.ClientURL(),
+		BindAddr:      s.cfg.BindAddress,
+		BindPort:      mc.SerfPort,
+		AdvertiseAddr: mc.AdvertiseAddress,
+		KeyringFile:   filepath.Join(serfDir, "keyring"),
+		SnapshotPath:  filepath.Join(serfDir, "snapshot"),
+		Profile:       mc.Profile,
+		KnownMembers:  &membership.FileKnownMembers{Path: filepath.Join(serfDir, "known-members.json")},
+		Logger:        s.log,
+		Registerer:    s.cfg.Registry,
 	})
 	if err != nil {
 		return fmt.Errorf("start gossip: %w", err)
@@ -241,10 +250,14 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 
 	settings := mc.XDS
 	settings.TrustDomain = m.auth.TrustDomain().Name()
+	authn := mc.Authenticator
+	if authn == nil {
+		authn = xds.TokenAuthenticator(m.auth.VerifyBootstrapToken)
+	}
 	xs, err := xds.NewServer(xds.Config{
 		Cluster:       s.cfg.Cluster,
 		Settings:      settings,
-		Authenticator: xds.TokenAuthenticator(m.auth.VerifyBootstrapToken),
+		Authenticator: authn,
 		Issuer:        m.auth,
 		CertTTL:       mc.CertTTL,
 		Logger:        s.log,
@@ -315,6 +328,9 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 func (s *Server) pushView(xs *xds.Server, v *catalog.View) {
 	if err := xs.UpdateView(v); err != nil {
 		s.log.Warn("view not applied to xDS", "revision", v.Revision, "err", err)
+	}
+	if s.cfg.OnView != nil {
+		s.cfg.OnView(v)
 	}
 }
 

@@ -57,6 +57,10 @@ type Config struct {
 	// Mesh, when set, makes the control plane a federation member with
 	// identity: mTLS etcd, serf gossip, replication and xDS.
 	Mesh *MeshConfig
+	// OnView, when set, receives every merged federation view (Mesh mode),
+	// for example the Kubernetes sink that writes ServiceImports. Called
+	// from one goroutine; it must not block for long.
+	OnView func(*catalog.View)
 	// Logger receives the control plane's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Registry holds the control plane's metrics and serves /metrics. A

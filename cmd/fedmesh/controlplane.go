@@ -11,10 +11,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/fedmesh/fedmesh/controlplane"
+	"github.com/fedmesh/fedmesh/controlplane/kube"
 	"github.com/fedmesh/fedmesh/controlplane/source"
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
+	"github.com/fedmesh/fedmesh/controlplane/xds"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -36,6 +39,11 @@ type controlPlaneOptions struct {
 	fencePeriod           time.Duration
 	baseEjection          time.Duration
 	certTTL               time.Duration
+	leaderNamespace       string
+	leaderIdentity        string
+	advertiseAddress      string
+	// kubeMode is set by newSource for --source kube.
+	kubeMode *kube.Mode
 }
 
 func newControlPlaneCmd() *cobra.Command {
@@ -65,13 +73,14 @@ and /metrics on the admin port (15014).`,
 			}
 			if o.caDir != "" {
 				cfg.Mesh = &controlplane.MeshConfig{
-					CADir:          o.caDir,
-					SerfPort:       o.serfPort,
-					XDSAddress:     o.xdsAddress,
-					GatewayAddress: o.gatewayAddress,
-					Profile:        membership.Profile(o.profile),
-					FencePeriod:    o.fencePeriod,
-					CertTTL:        o.certTTL,
+					CADir:            o.caDir,
+					SerfPort:         o.serfPort,
+					XDSAddress:       o.xdsAddress,
+					GatewayAddress:   o.gatewayAddress,
+					Profile:          membership.Profile(o.profile),
+					FencePeriod:      o.fencePeriod,
+					CertTTL:          o.certTTL,
+					AdvertiseAddress: o.advertiseAddress,
 				}
 				cfg.Mesh.XDS.BaseEjectionTime = o.baseEjection
 			}
@@ -85,11 +94,29 @@ and /metrics on the admin port (15014).`,
 					return err
 				}
 			}
+			if mode := o.kubeMode; mode != nil {
+				cfg.OnView = mode.Sink.Update
+				if cfg.Mesh != nil {
+					cfg.Mesh.Authenticator = xds.TokenAuthenticator(mode.Reviewer.Verify)
+				}
+			}
 			srv, err := controlplane.New(cfg)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			return srv.Run(cmd.Context())
+			if o.kubeMode == nil {
+				return srv.Run(cmd.Context())
+			}
+			// Kubernetes mode: the sink writes ServiceImports from the
+			// views the server publishes, next to the server.
+			g, gctx := errgroup.WithContext(cmd.Context())
+			g.Go(func() error { return srv.Run(gctx) })
+			g.Go(func() error { return o.kubeMode.Sink.Run(gctx) })
+			err = g.Wait()
+			if cmd.Context().Err() != nil {
+				return nil
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -97,7 +124,10 @@ and /metrics on the admin port (15014).`,
 	f.StringVar(&o.region, "region", "", "this cluster's region")
 	f.StringVar(&o.zone, "zone", "", "this cluster's default zone")
 	f.StringVar(&o.dataDir, "data-dir", "", "directory for the embedded etcd and the cluster's state (required with the embedded etcd)")
-	f.StringVar(&o.source, "source", "", "where the cluster's services come from: file:DIR")
+	f.StringVar(&o.source, "source", "", "where the cluster's services come from: file:DIR, kube (in-cluster) or kube:KUBECONFIG")
+	f.StringVar(&o.advertiseAddress, "advertise-address", "", "address peers reach this control plane's gossip on (default: the bind address)")
+	f.StringVar(&o.leaderNamespace, "leader-elect-namespace", "", "Kubernetes mode: namespace of the leader-election lease")
+	f.StringVar(&o.leaderIdentity, "leader-elect-identity", "", "Kubernetes mode: this replica's identity in leader election (default: host name)")
 	f.StringVar(&o.bindAddress, "bind-address", "127.0.0.1", "address every listener binds to by default")
 	f.StringVar(&o.adminAddress, "admin-address", "", "admin listener host:port (default BIND-ADDRESS:15014)")
 	f.StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", nil, "client URLs of an external etcd cluster (default: embedded etcd)")
@@ -119,12 +149,25 @@ and /metrics on the admin port (15014).`,
 
 // newSource builds the source the --source flag names.
 func (o *controlPlaneOptions) newSource(cfg controlplane.Config) (source.Source, error) {
-	kind, arg, ok := strings.Cut(o.source, ":")
-	if !ok || arg == "" {
-		return nil, &exitError{code: 2, err: fmt.Errorf("--source %q: want file:DIR", o.source)}
-	}
+	kind, arg, _ := strings.Cut(o.source, ":")
 	switch kind {
+	case "kube":
+		// kube alone means in-cluster; kube:PATH names a kubeconfig.
+		mode, err := kube.NewMode(kube.ModeConfig{
+			Kubeconfig: arg, Cluster: cfg.Cluster,
+			Region: cfg.Locality.Region, Zone: cfg.Locality.Zone,
+			LeaseNamespace: o.leaderNamespace, Identity: o.leaderIdentity,
+			Logger: cfg.Logger, Registerer: cfg.Registry,
+		})
+		if err != nil {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--source %s: %w", o.source, err)}
+		}
+		o.kubeMode = mode
+		return mode.Source, nil
 	case "file":
+		if arg == "" {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--source %q: want file:DIR", o.source)}
+		}
 		src, err := filesource.New(filesource.Config{
 			Dir:        arg,
 			Cluster:    cfg.Cluster,
@@ -138,7 +181,7 @@ func (o *controlPlaneOptions) newSource(cfg controlplane.Config) (source.Source,
 		}
 		return src, nil
 	}
-	return nil, &exitError{code: 2, err: fmt.Errorf("--source %q: unknown kind %q (want file)", o.source, kind)}
+	return nil, &exitError{code: 2, err: fmt.Errorf("--source %q: unknown kind %q (want file:DIR, kube or kube:KUBECONFIG)", o.source, kind)}
 }
 
 // etcdClientTLS builds the client TLS for an external etcd from the flags;
