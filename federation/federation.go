@@ -248,11 +248,23 @@ func (f *Federation) peerFor(name string) *peer {
 
 // startLocal follows this cluster's own exports in the local store.
 func (f *Federation) startLocal(ctx context.Context, wg *sync.WaitGroup) error {
-	r, err := replicate.New(replicate.Config{
+	rc := f.replicateConfig(f.cfg.Cluster)
+	rc.Client = f.cfg.Store.Client()
+	rc.OnExports = func(s replicate.Snapshot) { f.post(f.cfg.Cluster, 0, s) }
+	r, err := replicate.New(rc)
+	if err != nil {
+		return err
+	}
+	wg.Go(func() { _ = r.Run(ctx) })
+	return nil
+}
+
+// replicateConfig is what every replicator of this federation shares,
+// for peer; the caller adds where to read and what to do with it.
+func (f *Federation) replicateConfig(peer string) replicate.Config {
+	return replicate.Config{
 		Local:         f.cfg.Cluster,
-		Peer:          f.cfg.Cluster,
-		Client:        f.cfg.Store.Client(),
-		OnExports:     func(s replicate.Snapshot) { f.post(f.cfg.Cluster, 0, s) },
+		Peer:          peer,
 		ProbeInterval: f.cfg.ProbeInterval,
 		ProbeTimeout:  f.cfg.ProbeTimeout,
 		MinBackoff:    f.cfg.MinBackoff,
@@ -260,12 +272,7 @@ func (f *Federation) startLocal(ctx context.Context, wg *sync.WaitGroup) error {
 		Now:           f.cfg.Now,
 		Logger:        f.cfg.Logger,
 		Metrics:       f.met.replicate,
-	})
-	if err != nil {
-		return err
 	}
-	wg.Go(func() { _ = r.Run(ctx) })
-	return nil
 }
 
 // post leaves a snapshot for Run and wakes it; it never blocks.
@@ -370,23 +377,14 @@ func rttMoved(old, cur time.Duration) bool {
 func (f *Federation) startReplicator(ctx context.Context, wg *sync.WaitGroup, p *peer, addr string) {
 	f.gen++
 	gen := f.gen
-	r, err := replicate.New(replicate.Config{
-		Local:         f.cfg.Cluster,
-		Peer:          p.name,
-		Endpoints:     []string{addr},
-		TLS:           f.cfg.PeerTLS,
-		FromRevision:  p.revision,
-		Initial:       p.exports,
-		OnExports:     func(s replicate.Snapshot) { f.post(p.name, gen, s) },
-		OnState:       func(replicate.State) { f.poke() },
-		ProbeInterval: f.cfg.ProbeInterval,
-		ProbeTimeout:  f.cfg.ProbeTimeout,
-		MinBackoff:    f.cfg.MinBackoff,
-		MaxBackoff:    f.cfg.MaxBackoff,
-		Now:           f.cfg.Now,
-		Logger:        f.cfg.Logger,
-		Metrics:       f.met.replicate,
-	})
+	rc := f.replicateConfig(p.name)
+	rc.Endpoints = []string{addr}
+	rc.TLS = f.cfg.PeerTLS
+	rc.FromRevision = p.revision
+	rc.Initial = p.exports
+	rc.OnExports = func(s replicate.Snapshot) { f.post(p.name, gen, s) }
+	rc.OnState = func(replicate.State) { f.poke() }
+	r, err := replicate.New(rc)
 	if err != nil {
 		f.log.Warn("cannot replicate peer: bad catalog address in gossip", "peer", p.name, "addr", addr, "err", err)
 		return
