@@ -11,6 +11,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -286,15 +287,7 @@ func (m *Membership) Members() []Member {
 		}
 		out = append(out, mem)
 	}
-	slices.SortFunc(out, func(a, b Member) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -486,15 +479,7 @@ func (m *Membership) knownListLocked() []KnownMember {
 	for _, k := range m.known {
 		out = append(out, k)
 	}
-	slices.SortFunc(out, func(a, b KnownMember) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b KnownMember) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
