@@ -136,30 +136,7 @@ func (w *workload) ready(t testing.TB) {
 // series whose labels include want.
 func (w *workload) counter(t testing.TB, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := w.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var total float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, mt := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range mt.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range want {
-				if labels[k] != v {
-					continue next
-				}
-			}
-			total += mt.GetCounter().GetValue()
-		}
-	}
-	return total
+	return meshtest.Counter(t, w.reg, name, want)
 }
 
 // proxyClient sends requests through the sidecar's HTTP proxy listener,

@@ -235,30 +235,7 @@ func (c *client) http(t *testing.T) *http.Client {
 // counter sums the series of a counter family whose labels include want.
 func counter(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var total float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range want {
-				if labels[k] != v {
-					continue next
-				}
-			}
-			total += m.GetCounter().GetValue()
-		}
-	}
-	return total
+	return meshtest.Counter(t, reg, name, want)
 }
 
 // result is what a client saw of one response.
