@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,21 +17,7 @@ import (
 // the exit code.
 func runCA(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	root := newRootCmd()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	if err == nil {
-		return out.String(), errOut.String(), 0
-	}
-	errOut.WriteString(err.Error())
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return out.String(), errOut.String(), ee.code
-	}
-	return out.String(), errOut.String(), 1
+	return runCmd(context.Background(), t, args...)
 }
 
 func TestCACommands(t *testing.T) {

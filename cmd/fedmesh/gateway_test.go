@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -18,17 +17,12 @@ func TestGatewayCmdFailsWithoutXDS(t *testing.T) {
 	// The deadline only bounds a gateway that wrongly keeps running.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	root := newRootCmd()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs([]string{"gateway", "--cluster", "east-1", "--insecure-xds", "--xds-address", "dns:///%zz",
-		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"})
-	err := root.ExecuteContext(ctx)
+	_, stderr, code := runCmd(ctx, t, "gateway", "--cluster", "east-1", "--insecure-xds", "--xds-address", "dns:///%zz",
+		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	if ctx.Err() != nil {
-		t.Fatalf("gateway ran until the test's deadline (err %v); want it to stop with the xDS error", err)
+		t.Fatalf("gateway ran until the test's deadline (exit %d, %q); want it to stop with the xDS error", code, stderr)
 	}
-	if err == nil || !strings.Contains(err.Error(), "xdsclient: dial") {
-		t.Fatalf("gateway error = %v, want the xDS dial error", err)
+	if code == 0 || !strings.Contains(stderr, "xdsclient: dial") {
+		t.Fatalf("gateway exit %d, stderr %q; want the xDS dial error", code, stderr)
 	}
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -60,21 +58,7 @@ func fedTestControlPlane(t *testing.T, name string, root *testpki.CA, keys ...[]
 // and the exit code.
 func runFed(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	root := newRootCmd()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	if err == nil {
-		return out.String(), errOut.String(), 0
-	}
-	errOut.WriteString(err.Error())
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return out.String(), errOut.String(), ee.code
-	}
-	return out.String(), errOut.String(), 1
+	return runCmd(context.Background(), t, args...)
 }
 
 func TestTokenJoinKeysCommands(t *testing.T) {
