@@ -76,6 +76,40 @@ func BenchmarkBuild(b *testing.B) {
 	}
 }
 
+// BenchmarkBuildIncremental is one push's build work when one endpoint
+// of one service changed health: the new view's generator reuses the
+// previous one's work for the other services.
+func BenchmarkBuildIncremental(b *testing.B) {
+	for _, tc := range []struct{ nodes, services int }{{1000, 1000}} {
+		b.Run(fmt.Sprintf("nodes=%d/services=%d", tc.nodes, tc.services), func(b *testing.B) {
+			g, err := NewGenerator(DefaultSettings(testTD), benchView(tc.services, 1, 0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			buildAll := func() {
+				for i := 0; i < tc.nodes; i++ {
+					if _, err := g.Build(benchNode(i), nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			buildAll()
+			views := [2]*catalog.View{benchView(tc.services, 2, 0), benchView(tc.services, 3, 1)}
+			b.ReportAllocs()
+			cpu := cpuTime()
+			i := 0
+			for b.Loop() {
+				i++
+				if g, err = g.next(views[i%2]); err != nil {
+					b.Fatal(err)
+				}
+				buildAll()
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
 // BenchmarkPushFanout connects real ADS streams over loopback, each
 // subscribed to all clusters and endpoints, and measures one view change
 // until every node has received its new endpoints: change=one flips the

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -162,5 +163,40 @@ func TestDeltaSendsOnlyChanged(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{echoCluster}, names(second)); diff != "" {
 		t.Errorf("delta after a health change (-want +got):\n%s", diff)
+	}
+}
+
+// TestWildcardClustersWholeSet checks a whole-type response made of a
+// shared part (outbound clusters, sent as encoded bytes) and a node's
+// own part (its inbound cluster, sent as resources): the client decodes
+// every cluster once.
+func TestWildcardClustersWholeSet(t *testing.T) {
+	h := startServer(t, nil)
+	withClient := func(v *catalog.View) {
+		v.Revision = 2
+		e := ep("127.0.1.100", locEast1, true, "")
+		e.Workload, e.ServiceAccount = "client", "client"
+		v.Services[0].Endpoints = append(v.Services[0].Endpoints, e)
+	}
+	if err := h.srv.UpdateView(testView("east-1", withClient)); err != nil {
+		t.Fatal(err)
+	}
+	a := dialADS(t, h.addr, clientNode())
+	a.request(resourcev3.ClusterType, nil, "", "")
+	resp, err := a.recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"inbound|8080||echo.demo.svc.clusterset.local", echoCluster, "outbound|5432||store.demo.svc.clusterset.local"}
+	var got []string
+	for _, r := range resp.GetResources() {
+		var c clusterv3.Cluster
+		if err := r.UnmarshalTo(&c); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, c.GetName())
+	}
+	if diff := cmp.Diff(want, got, sortStrings); diff != "" {
+		t.Errorf("clusters (-want +got):\n%s", diff)
 	}
 }

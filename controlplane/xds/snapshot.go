@@ -257,38 +257,24 @@ func (ts *typeSet) lookup(name string) *resource {
 	return nil
 }
 
-// wire returns every resource encoded as DiscoveryResponse field 2; for
-// a single part, its own shared bytes.
-func (ts *typeSet) wire() []byte {
-	switch len(ts.parts) {
-	case 0:
-		return nil
-	case 1:
-		return ts.parts[0].wire()
+// split returns every resource of the type for a whole-type response:
+// the largest part as its shared encoded bytes, the others (a node's
+// own inbound resources, say) as a few pointers, so that no response
+// copies a shared part. The order of resources in a response carries
+// no meaning.
+func (ts *typeSet) split() (small []*anypb.Any, raw []byte) {
+	big := -1
+	for i, p := range ts.parts {
+		if big < 0 || len(p.items) > len(ts.parts[big].items) {
+			big = i
+		}
 	}
-	n := 0
-	for _, p := range ts.parts {
-		n += len(p.wire())
+	for i, p := range ts.parts {
+		if i == big {
+			raw = p.wire()
+		} else {
+			small = append(small, p.anys...)
+		}
 	}
-	out := make([]byte, 0, n)
-	for _, p := range ts.parts {
-		out = append(out, p.wire()...)
-	}
-	return out
-}
-
-// anys returns every resource's wire form; for a single part, its own
-// shared slice.
-func (ts *typeSet) anys() []*anypb.Any {
-	switch len(ts.parts) {
-	case 0:
-		return nil
-	case 1:
-		return ts.parts[0].anys
-	}
-	out := make([]*anypb.Any, 0, ts.len())
-	for _, p := range ts.parts {
-		out = append(out, p.anys...)
-	}
-	return out
+	return small, raw
 }
