@@ -37,11 +37,11 @@ func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, &exitError{code: 2, err: fmt.Errorf("--log-format %q: want text or json", o.format)}
 }
 
-// globalLog holds the root's logging flags.
-var globalLog logOptions
-
-// commandLogger returns the logger for a command, built from the root's
-// --log-format and --log-level flags.
+// commandLogger returns the logger for a command, built from its root's
+// --log-format and --log-level flags (read from the command tree, not a
+// package variable, so that two command trees do not share them).
 func commandLogger(cmd *cobra.Command) (*slog.Logger, error) {
-	return globalLog.logger(cmd.ErrOrStderr())
+	f := cmd.Root().PersistentFlags()
+	o := logOptions{format: f.Lookup("log-format").Value.String(), level: f.Lookup("log-level").Value.String()}
+	return o.logger(cmd.ErrOrStderr())
 }

@@ -50,7 +50,7 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: 2, err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
 	})
-	globalLog.addFlags(root)
+	new(logOptions).addFlags(root)
 	// One line per command; each lives in its own file.
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newStatusCmd())
