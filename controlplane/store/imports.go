@@ -33,10 +33,8 @@ func (s *Store) SetImports(ctx context.Context, peer string, exports []catalog.E
 		return fmt.Errorf("read imports of %s: %w", peer, err)
 	}
 	var ops []clientv3.Op
-	stored := make(map[string]bool, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		k := string(kv.Key)
-		stored[k] = true
 		if v, ok := desired[k]; ok && bytes.Equal(v, kv.Value) {
 			delete(desired, k)
 		} else if !ok {
