@@ -36,6 +36,12 @@ type pair struct {
 	srvRes             map[string][]types.Resource // server node's resources
 }
 
+// serviceIP is where the client sidecar binds its service-port listeners
+// and what its DNS answers. The service ports are picked free on
+// 127.0.0.1 and bound later; on an address of 127.0.0.0/8 that nothing
+// else uses, another process's connection cannot take one meanwhile.
+const serviceIP = "127.0.77.1"
+
 func newPair(t testing.TB) *pair {
 	t.Helper()
 	m := newMesh(t)
@@ -45,7 +51,7 @@ func newPair(t testing.TB) *pair {
 	p := &pair{m: m, httpP: meshtest.FreePort(t), grpcP: meshtest.FreePort(t), tcpP: meshtest.FreePort(t), appAddr: httpApp.Addr}
 
 	p.server = m.start(wopts{node: "server", ns: "demo", sa: "echo", workload: "echo", inbound: "127.0.0.1:0"})
-	p.client = m.start(wopts{node: "client", ns: "demo", sa: "client", workload: "client", serviceIP: "127.0.0.1", dns: true})
+	p.client = m.start(wopts{node: "client", ns: "demo", sa: "client", workload: "client", serviceIP: serviceIP, dns: true})
 	in := p.server.sc.InboundAddr()
 
 	hs, gs, ts := svc("echo", p.httpP), svc("echo-grpc", p.grpcP), svc("echo-tcp", p.tcpP)
@@ -140,7 +146,7 @@ func TestEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			if diff := cmp.Diff([]string{"127.0.0.1"}, addrs); diff != "" {
+			if diff := cmp.Diff([]string{serviceIP}, addrs); diff != "" {
 				t.Errorf("%s (-want +got):\n%s", name, diff)
 			}
 		}
