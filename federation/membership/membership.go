@@ -382,8 +382,10 @@ func (m *Membership) Shutdown() error {
 		m.mu.Lock()
 		m.closed = true
 		m.mu.Unlock()
-		m.cancel()
+		// serf first: it sends events holding its member lock, so the
+		// event loop keeps draining them until serf has stopped.
 		m.shutdownErr = m.serf.Shutdown()
+		m.cancel()
 		m.wg.Wait()
 		m.mu.Lock()
 		for id, ch := range m.subs {
