@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -39,10 +40,12 @@ checked: the command exits 0 when each behaved, 1 with the reason otherwise.`,
 			if err != nil {
 				return err
 			}
+			created := false
 			if dir == "" {
 				if dir, err = os.MkdirTemp("", "fedmesh-demo-"); err != nil {
 					return err
 				}
+				created = true
 			}
 			// With -o json the summary alone goes to stdout; progress
 			// and the live view go to stderr.
@@ -54,6 +57,9 @@ checked: the command exits 0 when each behaved, 1 with the reason otherwise.`,
 				Binary: bin, Dir: dir, Clusters: clusters, Rate: rate, Keep: keep, Out: progress,
 			})
 			if sum == nil {
+				if err == nil {
+					err = errors.New("demo produced no summary")
+				}
 				return &exitError{code: 2, err: err}
 			}
 			if output == "json" {
@@ -69,7 +75,7 @@ checked: the command exits 0 when each behaved, 1 with the reason otherwise.`,
 			if !sum.OK {
 				return fmt.Errorf("demo failed: %s (logs in %s)", sum.Reason, sum.Dir+"/logs")
 			}
-			if !keep {
+			if !keep && created {
 				os.RemoveAll(dir)
 			}
 			return nil
