@@ -35,9 +35,10 @@ type Config struct {
 
 // Server answers DNS queries.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	queries *prometheus.CounterVec
+	cfg        Config
+	log        *slog.Logger
+	queries    *prometheus.CounterVec
+	readErrors *prometheus.CounterVec
 }
 
 // New validates cfg and returns a Server; its metrics are registered with
@@ -59,17 +60,27 @@ func New(cfg Config, reg prometheus.Registerer) (*Server, error) {
 	s := &Server{cfg: cfg, log: log.With("component", "dns"), queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fedmesh_sidecar_dns_queries_total",
 		Help: "DNS queries by result (answer, nodata, nxdomain, refused, formerr, malformed).",
-	}, []string{"result"})}
+	}, []string{"result"}),
+		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_sidecar_dns_read_errors_total",
+			Help: "Transient errors reading a UDP query or accepting a TCP connection, by transport (udp, tcp); the server goes on after each.",
+		}, []string{"transport"}),
+	}
 	if reg != nil {
-		if err := reg.Register(s.queries); err != nil {
-			return nil, fmt.Errorf("dns: register metrics: %w", err)
+		for _, c := range []prometheus.Collector{s.queries, s.readErrors} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("dns: register metrics: %w", err)
+			}
 		}
 	}
 	return s, nil
 }
 
 // Serve answers on udp and tcp (either may be nil) until ctx ends, then
-// closes them and returns nil after in-flight TCP connections end.
+// closes them and returns nil after in-flight TCP connections end. A read
+// or accept error other than the conn being closed is counted, logged at
+// debug level and followed by a short pause (so an error that repeats does
+// not spin a core); only a closed conn, or ctx ending, stops a loop.
 func (s *Server) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listener) error {
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() {
@@ -86,11 +97,16 @@ func (s *Server) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listener
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, 1500)
+			var pause time.Duration
 			for {
 				n, addr, err := udp.ReadFrom(buf)
 				if err != nil {
-					return
+					if !s.readFailed(ctx, "udp", err, &pause) {
+						return
+					}
+					continue
 				}
+				pause = 0
 				if resp := s.Answer(buf[:n], 512); resp != nil {
 					_, _ = udp.WriteTo(resp, addr)
 				}
@@ -103,11 +119,16 @@ func (s *Server) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listener
 			defer wg.Done()
 			var conns sync.WaitGroup
 			defer conns.Wait()
+			var pause time.Duration
 			for {
 				c, err := tcp.Accept()
 				if err != nil {
-					return
+					if !s.readFailed(ctx, "tcp", err, &pause) {
+						return
+					}
+					continue
 				}
+				pause = 0
 				conns.Add(1)
 				go func() {
 					defer conns.Done()
@@ -118,6 +139,35 @@ func (s *Server) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listener
 	}
 	wg.Wait()
 	return nil
+}
+
+// Pauses after a transient read or accept error: the first is
+// minErrorPause, each next one in a row doubles, up to maxErrorPause (as
+// net/http's Server does for temporary Accept errors).
+const (
+	minErrorPause = 5 * time.Millisecond
+	maxErrorPause = time.Second
+)
+
+// readFailed handles err from a read or accept loop of transport and
+// reports whether the loop goes on: false when the conn is closed or ctx
+// has ended. Otherwise it counts the error and waits *pause (grown for the
+// next error in a row) or until ctx ends.
+func (s *Server) readFailed(ctx context.Context, transport string, err error, pause *time.Duration) bool {
+	if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+		return false
+	}
+	s.readErrors.WithLabelValues(transport).Inc()
+	*pause = min(max(2**pause, minErrorPause), maxErrorPause)
+	s.log.Debug("dns read failed; retrying", "transport", transport, "err", err, "pause", *pause)
+	t := time.NewTimer(*pause)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func (s *Server) serveTCP(ctx context.Context, c net.Conn) {

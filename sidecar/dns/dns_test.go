@@ -2,11 +2,15 @@ package dns_test
 
 import (
 	"context"
+	"encoding/binary"
+	"io"
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"golang.org/x/net/dns/dnsmessage"
 
@@ -16,12 +20,16 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newServer(t testing.TB) *dns.Server {
+	return newServerWith(t, nil)
+}
+
+func newServerWith(t testing.TB, reg prometheus.Registerer) *dns.Server {
 	s, err := dns.New(dns.Config{Resolve: func(name string) (netip.Addr, bool) {
 		if name == "echo.demo.svc.clusterset.local" || name == "echo.demo" {
 			return netip.MustParseAddr("127.0.1.100"), true
 		}
 		return netip.Addr{}, false
-	}}, nil)
+	}}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +115,142 @@ func TestServeUDPAndTCP(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", network, diff)
 		}
 	}
+}
+
+// TestServeGoesOnAfterReadError makes the real socket fail its reads (a
+// read or accept deadline in the past gives a timeout error, as a
+// transient fault would), waits until the server has counted such errors,
+// lifts the deadline and checks that queries are still answered, twice.
+func TestServeGoesOnAfterReadError(t *testing.T) {
+	tests := []struct {
+		name string
+		// fail sets (past) or clears (zero) the deadline of the socket the
+		// server reads from.
+		fail func(t *testing.T, udp net.PacketConn, tcp net.Listener, deadline time.Time)
+		// ask sends one A query for echo.demo and returns the response.
+		ask func(t *testing.T, addr string) []byte
+	}{
+		{
+			name: "udp",
+			fail: func(t *testing.T, udp net.PacketConn, _ net.Listener, deadline time.Time) {
+				if err := udp.SetReadDeadline(deadline); err != nil {
+					t.Fatal(err)
+				}
+			},
+			ask: func(t *testing.T, addr string) []byte {
+				c, err := net.Dial("udp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if _, err := c.Write(query(t, "echo.demo.", dnsmessage.TypeA)); err != nil {
+					t.Fatal(err)
+				}
+				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				buf := make([]byte, 512)
+				n, err := c.Read(buf)
+				if err != nil {
+					t.Fatalf("no answer after a read error: %v", err)
+				}
+				return buf[:n]
+			},
+		},
+		{
+			name: "tcp",
+			fail: func(t *testing.T, _ net.PacketConn, tcp net.Listener, deadline time.Time) {
+				if err := tcp.(*net.TCPListener).SetDeadline(deadline); err != nil {
+					t.Fatal(err)
+				}
+			},
+			ask: func(t *testing.T, addr string) []byte {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				q := query(t, "echo.demo.", dnsmessage.TypeA)
+				if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(q))), q...)); err != nil {
+					t.Fatal(err)
+				}
+				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				var l [2]byte
+				if _, err := io.ReadFull(c, l[:]); err != nil {
+					t.Fatalf("no answer after an accept error: %v", err)
+				}
+				resp := make([]byte, binary.BigEndian.Uint16(l[:]))
+				if _, err := io.ReadFull(c, resp); err != nil {
+					t.Fatal(err)
+				}
+				return resp
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := prometheus.NewPedanticRegistry()
+			s := newServerWith(t, reg)
+			udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+			if err != nil {
+				udp.Close()
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_ = s.Serve(ctx, udp, tcp)
+			}()
+			defer func() { cancel(); <-done }()
+			for round := range 2 {
+				before := readErrors(t, reg, tt.name)
+				tt.fail(t, udp, tcp, time.Now().Add(-time.Second))
+				deadline := time.Now().Add(30 * time.Second)
+				for readErrors(t, reg, tt.name) <= before {
+					if time.Now().After(deadline) {
+						t.Fatalf("round %d: no %s read error counted", round, tt.name)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				tt.fail(t, udp, tcp, time.Time{})
+				var p dnsmessage.Parser
+				h, err := p.Start(tt.ask(t, udp.LocalAddr().String()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = p.SkipAllQuestions()
+				ans, _ := p.AllAnswers()
+				if diff := cmp.Diff([]any{dnsmessage.RCodeSuccess, 1}, []any{h.RCode, len(ans)}); diff != "" {
+					t.Errorf("round %d (-want +got):\n%s", round, diff)
+				}
+			}
+		})
+	}
+}
+
+// readErrors is fedmesh_sidecar_dns_read_errors_total{transport} in reg.
+func readErrors(t *testing.T, reg prometheus.Gatherer, transport string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "fedmesh_sidecar_dns_read_errors_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "transport" && l.GetValue() == transport {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // FuzzAnswer: any bytes get either no answer or a well-formed response

@@ -4,7 +4,9 @@
 // address the sidecar listens on for them, over UDP and TCP. It is not a
 // recursive resolver: names it does not own are REFUSED, unknown names
 // under clusterset.local get NXDOMAIN. Malformed queries get FORMERR (or
-// are dropped when not even the header parses) and are counted.
+// are dropped when not even the header parses) and are counted. A failed
+// UDP read or TCP accept that is not the socket being closed is counted in
+// fedmesh_sidecar_dns_read_errors_total and the server goes on answering.
 //
 // An application (or a resolver such as systemd-resolved or dnsmasq,
 // forwarding the clusterset.local domain) points at it:
