@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -484,33 +485,35 @@ func (g *Gateway) splice(client, up net.Conn) (in, out int64) {
 	return in, out
 }
 
-// spliceChunk is how many bytes one zero-copy transfer may move before
-// the idle clock is read again.
-const spliceChunk = 1 << 20
-
-// copyIdle copies src to dst. When both are TCP connections the kernel
-// moves the bytes (splice(2) through net.TCPConn.ReadFrom), so a spliced
-// connection holds no user-space buffer; otherwise a pooled buffer is
-// used. A read that waits longer than the idle timeout ends the copy unless
-// the other direction moved bytes meanwhile. At EOF it half-closes dst's
-// write side, so the peer sees the end while the other direction goes on.
+// copyIdle copies src to dst. An idle connection holds no buffer: it
+// waits until src is readable (waitReadable), then reads what is there into
+// a pooled buffer and writes it on, so ten thousand quiet connections cost
+// goroutine stacks, not copy buffers or splice pipes. A wait longer than the
+// idle timeout ends the copy unless the other direction moved bytes
+// meanwhile. At EOF it half-closes dst's write side, so the peer sees the
+// end while the other direction goes on.
 func (g *Gateway) copyIdle(dst, src net.Conn, last *atomic.Int64) int64 {
 	var n int64
-	lr := &io.LimitedReader{R: src}
 	for {
 		src.SetReadDeadline(time.Now().Add(g.cfg.IdleTimeout))
-		lr.N = spliceChunk
-		k, err := copyChunk(dst, lr)
-		n += k
-		if k > 0 {
-			last.Store(time.Now().UnixNano())
+		err := waitReadable(src)
+		var k int
+		if err == nil {
+			bp := copyBufs.Get().(*[]byte)
+			k, err = src.Read(*bp)
+			if k > 0 {
+				last.Store(time.Now().UnixNano())
+				if _, werr := dst.Write((*bp)[:k]); werr != nil {
+					copyBufs.Put(bp)
+					src.Close()
+					return n
+				}
+				n += int64(k)
+			}
+			copyBufs.Put(bp)
 		}
 		if err == nil {
-			if lr.N > 0 {
-				err = io.EOF // the chunk ended early: src reached EOF
-			} else {
-				continue
-			}
+			continue
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -537,17 +540,27 @@ func (g *Gateway) copyIdle(dst, src net.Conn, last *atomic.Int64) int64 {
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// copyChunk copies until lr is exhausted, EOF or an error. It returns nil
-// at EOF, like io.Copy.
-func copyChunk(dst net.Conn, lr *io.LimitedReader) (int64, error) {
-	if rf, ok := dst.(io.ReaderFrom); ok {
-		if _, isTCP := lr.R.(*net.TCPConn); isTCP {
-			return rf.ReadFrom(lr) // splice(2) for TCP to TCP
-		}
+// waitReadable blocks until c has bytes (or EOF, or an error) to read,
+// honouring c's read deadline, without holding a buffer. It peeks one byte
+// with MSG_PEEK, so nothing is consumed. Connections that expose no file
+// descriptor return at once, and the caller's Read blocks instead.
+func waitReadable(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
 	}
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	return io.CopyBuffer(struct{ io.Writer }{dst}, lr, *bp)
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var b [1]byte
+	// The callback returns false while the socket has nothing to read,
+	// which makes the runtime wait for readiness (and the deadline). Data,
+	// EOF or a socket error return true: the caller's Read reports them.
+	return rc.Read(func(fd uintptr) bool {
+		_, _, e := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return e != syscall.EAGAIN && e != syscall.EWOULDBLOCK && e != syscall.EINTR
+	})
 }
 
 // Shutdown stops accepting (closing every listener), then waits for the

@@ -380,3 +380,31 @@ func counterValue(c prometheus.Counter) float64 {
 	c.Write(&m)
 	return m.GetCounter().GetValue()
 }
+
+// TestIdleTimeout: a spliced connection quiet in both directions for the
+// idle timeout is closed and counted; one that keeps talking is not.
+func TestIdleTimeout(t *testing.T) {
+	pki := newPKI(t)
+	addr, stop := tlsBackend(t, pki, "b1")
+	defer stop()
+	tg := startGateway(t, Config{IdleTimeout: 300 * time.Millisecond})
+	tg.gw.SetRoutes([]Route{{Service: echoSP, Endpoints: []Endpoint{{Address: addr, Healthy: true}}}})
+	c, err := dialTLS(t, pki, tg.addr, echoSP.SNI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Talking every 100ms keeps it open past several idle timeouts.
+	for i := 0; i < 8; i++ {
+		if got := roundTrip(t, c, fmt.Sprint(i)); !strings.HasSuffix(got, fmt.Sprint(i)) {
+			t.Fatalf("reply %q", got)
+		}
+		time.Sleep(100 * time.Millisecond) // pacing the talk, not waiting for state
+	}
+	// Silence: the gateway closes it.
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read on an idle connection returned data, want the gateway to close it")
+	}
+	eventuallyT(t, 30*time.Second, func() bool { return counterValue(tg.gw.metrics.idleClosed) >= 1 })
+}
