@@ -416,7 +416,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, listenerPor
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.pipeTCP(client, up, u, h)
+		p.pipeTCP(client, up, u, h, p.closed)
 	}()
 }
 

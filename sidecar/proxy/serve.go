@@ -20,7 +20,8 @@ func (p *Proxy) ServeOutboundHTTP(ctx context.Context, l net.Listener) error {
 // ServePort serves one service-port listener on l until ctx ends: HTTP
 // (and h2c) when the port has an HTTP service, routed by Host, else the
 // port's opaque TCP service (the first by name when several share it). It
-// closes l and returns nil when ctx ends.
+// closes l and returns nil when ctx ends, after closing the connections it
+// accepted (as the HTTP server does with its own).
 func (p *Proxy) ServePort(ctx context.Context, l net.Listener, port int32) error {
 	for _, svc := range p.snap.Load().Port(port) {
 		if svc.Protocol.IsHTTP() {
@@ -45,7 +46,7 @@ func (p *Proxy) ServePort(ctx context.Context, l net.Listener, port int32) error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.serveTCPConn(conn, svcs[0])
+			p.serveTCPConn(ctx, conn, svcs[0])
 		}()
 	}
 }

@@ -53,28 +53,30 @@ func (p *Proxy) dialTCP(ctx context.Context, u *upstream, svc *config.Service) (
 	return nil, nil, fmt.Errorf("%s: %w", u.name, lastErr)
 }
 
-// pipeTCP copies bytes both ways until both directions end, then closes
-// both connections and ends the host's request.
-func (p *Proxy) pipeTCP(client, up net.Conn, u *upstream, h *balancer.Host) {
+// pipeTCP copies bytes both ways until both directions end or stop
+// closes, then closes both connections and ends the host's request.
+func (p *Proxy) pipeTCP(client, up net.Conn, u *upstream, h *balancer.Host, stop <-chan struct{}) {
 	dest := h.Endpoint().Cluster
 	p.m.tcp.WithLabelValues("outbound", u.name, dest).Inc()
 	g := p.m.tcpActive.WithLabelValues("outbound", u.name)
 	g.Inc()
-	splice(client, up, p.closed)
+	splice(client, up, stop)
 	g.Dec()
 	u.conns.Add(-1)
 	h.End(balancer.Result{Kind: balancer.OK})
 }
 
 // serveTCPConn forwards one accepted connection to the opaque TCP
-// service svc.
-func (p *Proxy) serveTCPConn(conn net.Conn, svc *config.Service) {
+// service svc until either side hangs up, ctx ends (its listener stops)
+// or the proxy closes.
+func (p *Proxy) serveTCPConn(ctx context.Context, conn net.Conn, svc *config.Service) {
 	u := p.upstream(svc.Port)
 	if u == nil {
 		conn.Close()
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
 		select {
 		case <-p.closed:
@@ -83,13 +85,12 @@ func (p *Proxy) serveTCPConn(conn net.Conn, svc *config.Service) {
 		cancel()
 	}()
 	up, h, err := p.dialTCP(ctx, u, svc)
-	cancel()
 	if err != nil {
 		p.log.Debug("tcp connect failed", "service", u.name, "err", err)
 		conn.Close()
 		return
 	}
-	p.pipeTCP(conn, up, u, h)
+	p.pipeTCP(conn, up, u, h, ctx.Done())
 }
 
 type closeWriter interface{ CloseWrite() error }
