@@ -138,7 +138,9 @@ func (p *Proxy) inboundConn(ctx context.Context, raw net.Conn, tcfg *tls.Config,
 	p.m.tcp.WithLabelValues("inbound", port.Port.String(), p.cfg.Cluster).Inc()
 	g := p.m.tcpActive.WithLabelValues("inbound", port.Port.String())
 	g.Inc()
-	splice(conn, app, p.closed)
+	sctx, scancel := p.untilClosed(ctx)
+	splice(conn, app, sctx.Done())
+	scancel()
 	g.Dec()
 }
 

@@ -10,20 +10,27 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
+	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 	"github.com/fedmesh/fedmesh/sidecar/proxy"
 )
 
-// TestServePortTCPStopClosesConnections stops an opaque TCP service-port
-// listener while a connection through it is open: ServePort must close
-// that connection and return, not wait for the client to hang up.
-func TestServePortTCPStopClosesConnections(t *testing.T) {
+// tcpPath is an opaque TCP service demo/echo-tcp: a TCP echo app behind a
+// server proxy's inbound side, and a client proxy that knows the service.
+// Nothing is served yet.
+type tcpPath struct {
+	s   naming.ServicePort
+	srv *proxy.Proxy
+	in  net.Listener // the server's inbound listener
+	c   *client
+}
+
+func newTCPPath(t *testing.T) *tcpPath {
+	t.Helper()
 	ca := meshtest.NewCA(t, td)
 	s := sp("echo-tcp", 9000)
 	echo := meshtest.StartTCP(t)
-
-	// The server side: inbound mutual TLS in front of the TCP echo app.
 	srv, err := proxy.New(proxy.Config{Cluster: "east-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -38,21 +45,20 @@ func TestServePortTCPStopClosesConnections(t *testing.T) {
 		xdsclient.ClusterType:  inRes[1:],
 		xdsclient.SecretType:   meshtest.Secrets(certPEM, keyPEM, ca.PEM()),
 	})
-	serve(t, func(ctx context.Context) error { return srv.ServeInbound(ctx, in) })
-
 	c := startClient(t, ca, service{sp: s, opts: meshtest.ClusterOpts{Identities: []string{srvID}},
 		eps: []meshtest.Endpoint{{Addr: in.Addr().String(), Cluster: "east-1", Identity: srvID, Healthy: true}}})
-	l := listen(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- c.p.ServePort(ctx, l, s.Port) }()
+	return &tcpPath{s: s, srv: srv, in: in, c: c}
+}
 
-	conn, err := net.Dial("tcp", l.Addr().String())
+// echoOnce dials addr and checks one line comes back; the connection
+// stays open.
+func echoOnce(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	br := bufio.NewReader(conn)
 	if _, err := io.WriteString(conn, "hello\n"); err != nil {
 		t.Fatal(err)
@@ -60,20 +66,54 @@ func TestServePortTCPStopClosesConnections(t *testing.T) {
 	if got, err := br.ReadString('\n'); err != nil || got != "hello\n" {
 		t.Fatalf("echo %q %v", got, err)
 	}
+	return conn, br
+}
 
+// stops cancels a serve loop and checks that it returns within 30s even
+// though conn is open, then that conn is closed by the proxy.
+func stops(t *testing.T, what string, cancel context.CancelFunc, done <-chan error, conn net.Conn, br *bufio.Reader) {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("ServePort: %v", err)
+			t.Errorf("%s: %v", what, err)
 		}
 	case <-time.After(30 * time.Second):
-		conn.Close() // lets ServePort return before the leak check
+		conn.Close() // lets the loop return before the leak check
 		<-done
-		t.Fatal("ServePort did not return within 30s of its context ending with a connection open")
+		t.Fatalf("%s did not return within 30s of its context ending with a connection open", what)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if _, err := br.ReadString('\n'); err != io.EOF {
-		t.Errorf("read after the listener stopped: %v, want EOF", err)
+		t.Errorf("read after %s stopped: %v, want EOF", what, err)
 	}
+}
+
+// TestServePortTCPStopClosesConnections stops an opaque TCP service-port
+// listener while a connection through it is open: ServePort must close
+// that connection and return, not wait for the client to hang up.
+func TestServePortTCPStopClosesConnections(t *testing.T) {
+	p := newTCPPath(t)
+	serve(t, func(ctx context.Context) error { return p.srv.ServeInbound(ctx, p.in) })
+	l := listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.c.p.ServePort(ctx, l, p.s.Port) }()
+	conn, br := echoOnce(t, l.Addr().String())
+	stops(t, "ServePort", cancel, done, conn, br)
+}
+
+// TestServeInboundTCPStopClosesConnections stops the inbound listener
+// while an opaque TCP connection through it is open: ServeInbound must
+// close that connection and return, not wait for either end to hang up.
+func TestServeInboundTCPStopClosesConnections(t *testing.T) {
+	p := newTCPPath(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.srv.ServeInbound(ctx, p.in) }()
+	conn, br := echoOnce(t, p.c.servePort(t, p.s.Port))
+	stops(t, "ServeInbound", cancel, done, conn, br)
 }

@@ -75,15 +75,8 @@ func (p *Proxy) serveTCPConn(ctx context.Context, conn net.Conn, svc *config.Ser
 		conn.Close()
 		return
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := p.untilClosed(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-p.closed:
-		case <-ctx.Done():
-		}
-		cancel()
-	}()
 	up, h, err := p.dialTCP(ctx, u, svc)
 	if err != nil {
 		p.log.Debug("tcp connect failed", "service", u.name, "err", err)
@@ -91,6 +84,20 @@ func (p *Proxy) serveTCPConn(ctx context.Context, conn net.Conn, svc *config.Ser
 		return
 	}
 	p.pipeTCP(conn, up, u, h, ctx.Done())
+}
+
+// untilClosed returns a context that ends with ctx or when the proxy
+// closes, whichever comes first. The caller must call cancel.
+func (p *Proxy) untilClosed(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-p.closed:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	return ctx, cancel
 }
 
 type closeWriter interface{ CloseWrite() error }
