@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -78,6 +79,13 @@ type Replicator struct {
 	exports map[catalog.ServiceKey]catalog.Export
 	rev     int64
 
+	// contacts counts the times the peer answered (a probe or an update);
+	// Run resets its backoff after a session in which it grew.
+	contacts atomic.Uint64
+	// wait waits d between sessions, or until ctx ends; it reports whether
+	// d passed. Tests replace it to see the backoff.
+	wait func(ctx context.Context, d time.Duration) bool
+
 	// notifyMu serializes state changes with their OnState calls, so that
 	// OnState sees changes one at a time and in order.
 	notifyMu sync.Mutex
@@ -98,6 +106,7 @@ func New(cfg Config) (*Replicator, error) {
 		log:     cfg.Logger.With("component", "replicate", "cluster", cfg.Local, "peer", cfg.Peer),
 		prefix:  store.ExportsPrefix(cfg.Peer),
 		exports: make(map[catalog.ServiceKey]catalog.Export),
+		wait:    sleepCtx,
 	}
 	if cfg.FromRevision > 0 {
 		r.rev = cfg.FromRevision
@@ -121,24 +130,41 @@ func (r *Replicator) State() State {
 
 // Run replicates until ctx ends, then returns ctx's error. Run may be
 // called once.
+//
+// A session that ends is restarted after a jittered exponential backoff.
+// The backoff starts again from MinBackoff once the peer has answered:
+// after an outage and a recovery, the next failure is a new run of
+// failures, not the continuation of the old one.
 func (r *Replicator) Run(ctx context.Context) error {
 	bo := r.newBackOff()
 	for {
+		before := r.contacts.Load()
 		err := r.session(ctx)
 		if ctx.Err() != nil {
 			r.setConnected(false, ctx.Err())
 			return ctx.Err()
 		}
-		r.log.Info("replication interrupted; restarting", "err", err, "rev", r.rev)
+		if r.contacts.Load() != before {
+			bo.Reset()
+		}
 		d := bo.NextBackOff()
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		r.log.Info("replication interrupted; restarting", "err", err, "rev", r.rev, "in", d)
+		if !r.wait(ctx, d) {
 			r.setConnected(false, ctx.Err())
 			return ctx.Err()
-		case <-t.C:
 		}
+	}
+}
+
+// sleepCtx waits d, or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -185,7 +211,12 @@ func (r *Replicator) session(ctx context.Context) error {
 	err := g.Wait()
 	if errors.Is(err, errHistoryReset) {
 		r.count(r.cfg.Metrics.restarts(), RestartHistoryReset)
+		// Nothing of the new history is applied yet: the next session's
+		// probe must not hold the peer's revision against the old one.
 		r.rev = 0
+		r.mu.Lock()
+		r.state.Revision = 0
+		r.mu.Unlock()
 	}
 	return err
 }
@@ -327,6 +358,7 @@ func (r *Replicator) refuse(reason string, err error) {
 }
 
 func (r *Replicator) contact() {
+	r.contacts.Add(1)
 	r.setConnected(true, nil)
 }
 

@@ -1,8 +1,11 @@
 package replicate
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -310,4 +313,82 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestBackoffResetsAfterSync replaces the peer's etcd (same address, new
+// and shorter history) again and again: each replacement ends a session
+// with a history reset. Every session synced with the peer before it
+// ended, so every wait is the first of a new run of failures, at most
+// MinBackoff plus its jitter, never the grown backoff of earlier outages.
+func TestBackoffResetsAfterSync(t *testing.T) {
+	const (
+		cycles     = 4
+		minBackoff = 10 * time.Millisecond
+	)
+	cfg := storetest.Config(t, "west-1")
+	peer := storetest.OpenConfig(t, cfg)
+	// Later etcds take the same client address, as a recreated peer does;
+	// the proxy cuts the old one's clients so that it closes at once.
+	proxy := faultproxy.New(t, strings.TrimPrefix(peer.ClientURL(), "http://"))
+	fixed := store.Config{Cluster: "west-1", ListenClientURLs: []string{peer.ClientURL()}, ListenPeerURL: cfg.ListenPeerURL, Logger: cfg.Logger}
+
+	rec := &recorder{}
+	r, err := New(Config{
+		Local: "east-1", Peer: "west-1", Logger: quiet, Endpoints: []string{"http://" + proxy.Addr()}, OnExports: rec.onExports,
+		ProbeInterval: 50 * time.Millisecond, ProbeTimeout: time.Second, MinBackoff: minBackoff, MaxBackoff: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		waits []time.Duration
+	)
+	r.wait = func(ctx context.Context, d time.Duration) bool {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+		return sleepCtx(ctx, d)
+	}
+	waited := func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(waits)
+	}
+	run(t, r)
+
+	for cycle := range cycles {
+		// A few revisions, so that the next etcd's history is shorter.
+		var rev int64
+		for v := range 4 {
+			rev, err = peer.SetExports(testCtx(t), []catalog.Export{svc("west-1", "alpha", 10*cycle+v)})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := svc("west-1", "alpha", 10*cycle+3)
+		eventually(t, 30*time.Second, fmt.Sprintf("cycle %d: synced with the current etcd", cycle), func() bool {
+			s, ok := rec.last()
+			return ok && s.Revision == rev && len(s.Exports) == 1 && cmp.Diff(want, s.Exports[0]) == ""
+		})
+		if got := len(waited()); got != cycle {
+			t.Fatalf("cycle %d: %d restarts before the replacement, want %d", cycle, got, cycle)
+		}
+		proxy.Block()
+		if err := peer.Close(); err != nil {
+			t.Fatal(err)
+		}
+		next := fixed
+		next.DataDir = t.TempDir()
+		peer = storetest.OpenConfig(t, next)
+		proxy.Unblock()
+		// The new etcd has written nothing yet: its revision is below
+		// what was applied, so the probe notices the replacement.
+		eventually(t, 30*time.Second, fmt.Sprintf("cycle %d: replacement noticed", cycle), func() bool { return len(waited()) == cycle+1 })
+	}
+	for i, d := range waited() {
+		if d > minBackoff*3/2 {
+			t.Errorf("wait %d after a session that synced = %s, want at most %s (MinBackoff with jitter)", i, d, minBackoff*3/2)
+		}
+	}
 }
