@@ -34,6 +34,10 @@ const (
 	DefaultDialTimeout = 5 * time.Second
 )
 
+// minTxnOps is the smallest Config.MaxTxnOps: DeleteImports needs three
+// operations in one transaction.
+const minTxnOps = 3
+
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("invalid store config")
 
@@ -70,11 +74,13 @@ type Config struct {
 	// certificate (client-cert-auth), and with auth enabled (EnableAuth)
 	// the certificate's common name is the etcd user.
 	ClientCAFile string
-	// MaxTxnOps is the most operations one transaction may hold. For the
-	// embedded etcd it is set on the server (default
+	// MaxTxnOps is the most operations one transaction may hold, at least
+	// 3. For the embedded etcd it is set on the server (default
 	// DefaultEmbeddedMaxTxnOps); for an external etcd it must tell the
-	// server's --max-txn-ops (default DefaultExternalMaxTxnOps), and a
-	// write needing more fails with ErrTooManyOps instead of being split.
+	// server's --max-txn-ops (default DefaultExternalMaxTxnOps). An
+	// exports write needing more fails with ErrTooManyOps instead of being
+	// split; an imports write needing more is written as a new generation
+	// in several transactions (see SetImports).
 	MaxTxnOps int
 	// MaxRequestBytes is the largest request sent to, and for the embedded
 	// etcd accepted by, the server. Default DefaultMaxRequestBytes; for an
@@ -131,6 +137,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxTxnOps < 0 {
 		return c, fmt.Errorf("%w: max txn ops %d is negative", ErrConfig, c.MaxTxnOps)
+	}
+	if c.MaxTxnOps > 0 && c.MaxTxnOps < minTxnOps {
+		return c, fmt.Errorf("%w: max txn ops %d is below %d, the operations of the smallest imports write", ErrConfig, c.MaxTxnOps, minTxnOps)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -35,6 +35,7 @@ func TestOpenRefusesBadConfig(t *testing.T) {
 		{"no port", store.Config{Cluster: "east-1", Endpoints: []string{"http://127.0.0.1"}}, "port"},
 		{"https peer URL", store.Config{Cluster: "east-1", DataDir: dir, ListenPeerURL: "https://127.0.0.1:0"}, "scheme"},
 		{"negative max txn ops", store.Config{Cluster: "east-1", DataDir: dir, MaxTxnOps: -1}, "max txn ops"},
+		{"too few max txn ops", store.Config{Cluster: "east-1", DataDir: dir, MaxTxnOps: 2}, "below 3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := store.Open(context.Background(), tc.cfg)

@@ -27,9 +27,14 @@
 //	/fedmesh/v1/clusters/<cluster>/imports/<peer>/<namespace>/<name>
 //	    JSON catalog.Export: peer's export of a service as this cluster
 //	    last replicated it. No lease: it outlives restarts.
+//	/fedmesh/v1/clusters/<cluster>/importgen/<peer>/<generation>/<namespace>/<name>
+//	    The same, for a set written as a numbered generation because it
+//	    did not fit one transaction (see Transactions).
 //	/fedmesh/v1/clusters/<cluster>/importstate/<peer>
 //	    JSON ImportState: the peer revision replicated up to, the time of
-//	    the last sync, and the peer's locality and gateway as last seen.
+//	    the last sync, and the peer's locality and gateway as last seen;
+//	    and the generation of the peer's imports ("generation", absent
+//	    for 0: the imports/<peer>/ keys).
 //	/fedmesh/v1/clusters/<cluster>/members/<member>
 //	    JSON Member: a known member's gossip and etcd addresses, to rejoin
 //	    it after a partition longer than gossip remembers.
@@ -46,14 +51,25 @@
 //
 // SetExports replaces the cluster's whole export set in one transaction,
 // writing only what changed, so a reader or a watcher sees the old set or
-// the new one and never a mix. SetImports and UpdateImports do the same for
-// one peer's imports together with its ImportState. A write is never split:
-// the embedded etcd is started with a large --max-txn-ops
-// (DefaultEmbeddedMaxTxnOps); for an external etcd, Config.MaxTxnOps must
-// tell the server's limit (etcd's default is 128), and a write that needs
-// more operations fails with ErrTooManyOps, leaving etcd as it was. Raise
+// the new one and never a mix. An exports write is never split: peers
+// watch the exports, and a watcher would see half of it. The embedded
+// etcd is started with a large --max-txn-ops (DefaultEmbeddedMaxTxnOps);
+// for an external etcd, Config.MaxTxnOps must tell the server's limit
+// (etcd's default is 128), and an exports write that needs more
+// operations fails with ErrTooManyOps, leaving etcd as it was. Raise
 // --max-txn-ops (and --max-request-bytes) on an external etcd that serves
 // clusters with many services.
+//
+// SetImports and UpdateImports write one peer's imports with its
+// ImportState, in one transaction when the change fits one. When it does
+// not (a peer with more services than the limit allows), the whole set is
+// written in as many transactions as it takes as a new generation, which
+// no reader looks at yet; one small transaction then points the import
+// state at the new generation and deletes the old one. The only reader of
+// imports is ListImports, the restart path, and it reads the state and
+// the generation it names at one revision: the old set or the new one,
+// never a mix. A write cut off half way leaves the old set in place and
+// a partial generation that the next write deletes.
 //
 // # Lease
 //

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/fedmesh/fedmesh/controlplane/catalog"
@@ -17,6 +18,7 @@ const (
 	kindExports     = "exports"
 	kindImports     = "imports"
 	kindImportState = "importstate"
+	kindImportGen   = "importgen"
 	kindMembers     = "members"
 )
 
@@ -57,6 +59,33 @@ func PeerImportsPrefix(cluster, peer string) string {
 // /fedmesh/v1/clusters/<cluster>/imports/<peer>/<namespace>/<name>.
 func ImportKey(cluster, peer string, key catalog.ServiceKey) string {
 	return PeerImportsPrefix(cluster, peer) + key.Namespace + "/" + key.Name
+}
+
+// ImportGenerationsPrefix is /fedmesh/v1/clusters/<cluster>/importgen/:
+// the imports written as numbered generations, for sets too large for one
+// transaction (see SetImports).
+func ImportGenerationsPrefix(cluster string) string {
+	return ClusterPrefix(cluster) + kindImportGen + "/"
+}
+
+// PeerImportGenerationsPrefix is
+// /fedmesh/v1/clusters/<cluster>/importgen/<peer>/: every generation of
+// one peer's imports.
+func PeerImportGenerationsPrefix(cluster, peer string) string {
+	return ImportGenerationsPrefix(cluster) + peer + "/"
+}
+
+// ImportGenerationPrefix is
+// /fedmesh/v1/clusters/<cluster>/importgen/<peer>/<generation>/, the
+// generation a decimal number from 1.
+func ImportGenerationPrefix(cluster, peer string, gen uint64) string {
+	return PeerImportGenerationsPrefix(cluster, peer) + strconv.FormatUint(gen, 10) + "/"
+}
+
+// ImportGenerationKey is
+// /fedmesh/v1/clusters/<cluster>/importgen/<peer>/<generation>/<namespace>/<name>.
+func ImportGenerationKey(cluster, peer string, gen uint64, key catalog.ServiceKey) string {
+	return ImportGenerationPrefix(cluster, peer, gen) + key.Namespace + "/" + key.Name
 }
 
 // ImportStatePrefix is /fedmesh/v1/clusters/<cluster>/importstate/.
@@ -106,6 +135,26 @@ func ParseImportKey(k string) (cluster, peer string, key catalog.ServiceKey, err
 		return "", "", catalog.ServiceKey{}, err
 	}
 	return parts[0], parts[1], key, nil
+}
+
+// ParseImportGenerationKey reads a key built by ImportGenerationKey.
+func ParseImportGenerationKey(k string) (cluster, peer string, gen uint64, key catalog.ServiceKey, err error) {
+	parts, err := splitKey(k, kindImportGen, 4)
+	if err != nil {
+		return "", "", 0, catalog.ServiceKey{}, err
+	}
+	if why := catalog.IsDNS1123Label(parts[1]); why != "" {
+		return "", "", 0, catalog.ServiceKey{}, fmt.Errorf("%w %q: peer %q %s", ErrBadKey, k, parts[1], why)
+	}
+	gen, perr := strconv.ParseUint(parts[2], 10, 64)
+	if perr != nil || gen == 0 || strconv.FormatUint(gen, 10) != parts[2] {
+		return "", "", 0, catalog.ServiceKey{}, fmt.Errorf("%w %q: generation %q is not a decimal number from 1", ErrBadKey, k, parts[2])
+	}
+	key = catalog.ServiceKey{Namespace: parts[3], Name: parts[4]}
+	if err := checkServiceKey(k, key); err != nil {
+		return "", "", 0, catalog.ServiceKey{}, err
+	}
+	return parts[0], parts[1], gen, key, nil
 }
 
 // ParseImportStateKey reads a key built by ImportStateKey.

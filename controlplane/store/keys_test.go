@@ -22,6 +22,10 @@ func TestKeyBuilders(t *testing.T) {
 		{"imports prefix", store.ImportsPrefix("east-1"), "/fedmesh/v1/clusters/east-1/imports/"},
 		{"peer imports prefix", store.PeerImportsPrefix("east-1", "west-1"), "/fedmesh/v1/clusters/east-1/imports/west-1/"},
 		{"import", store.ImportKey("east-1", "west-1", echo), "/fedmesh/v1/clusters/east-1/imports/west-1/demo/echo"},
+		{"import generations prefix", store.ImportGenerationsPrefix("east-1"), "/fedmesh/v1/clusters/east-1/importgen/"},
+		{"peer import generations prefix", store.PeerImportGenerationsPrefix("east-1", "west-1"), "/fedmesh/v1/clusters/east-1/importgen/west-1/"},
+		{"import generation prefix", store.ImportGenerationPrefix("east-1", "west-1", 12), "/fedmesh/v1/clusters/east-1/importgen/west-1/12/"},
+		{"import generation key", store.ImportGenerationKey("east-1", "west-1", 12, echo), "/fedmesh/v1/clusters/east-1/importgen/west-1/12/demo/echo"},
 		{"import state prefix", store.ImportStatePrefix("east-1"), "/fedmesh/v1/clusters/east-1/importstate/"},
 		{"import state", store.ImportStateKey("east-1", "west-1"), "/fedmesh/v1/clusters/east-1/importstate/west-1"},
 		{"members prefix", store.MembersPrefix("east-1"), "/fedmesh/v1/clusters/east-1/members/"},
@@ -86,6 +90,10 @@ func TestParseOtherKeys(t *testing.T) {
 	if d := cmp.Diff([]any{"east-1", "west-1", echo, nil}, []any{c, p, k, err}); d != "" {
 		t.Errorf("ParseImportKey (-want +got):\n%s", d)
 	}
+	c, p, g, k, err := store.ParseImportGenerationKey(store.ImportGenerationKey("east-1", "west-1", 7, echo))
+	if d := cmp.Diff([]any{"east-1", "west-1", uint64(7), echo, nil}, []any{c, p, g, k, err}); d != "" {
+		t.Errorf("ParseImportGenerationKey (-want +got):\n%s", d)
+	}
 	c, p, err = store.ParseImportStateKey(store.ImportStateKey("east-1", "west-1"))
 	if d := cmp.Diff([]any{"east-1", "west-1", nil}, []any{c, p, err}); d != "" {
 		t.Errorf("ParseImportStateKey (-want +got):\n%s", d)
@@ -100,6 +108,22 @@ func TestParseOtherKeys(t *testing.T) {
 	}{
 		{"import with bad peer", func() error {
 			_, _, _, err := store.ParseImportKey("/fedmesh/v1/clusters/east-1/imports/West/demo/echo")
+			return err
+		}},
+		{"generation zero", func() error {
+			_, _, _, _, err := store.ParseImportGenerationKey("/fedmesh/v1/clusters/east-1/importgen/west-1/0/demo/echo")
+			return err
+		}},
+		{"generation with a leading zero", func() error {
+			_, _, _, _, err := store.ParseImportGenerationKey("/fedmesh/v1/clusters/east-1/importgen/west-1/07/demo/echo")
+			return err
+		}},
+		{"generation not a number", func() error {
+			_, _, _, _, err := store.ParseImportGenerationKey("/fedmesh/v1/clusters/east-1/importgen/west-1/demo/echo/x")
+			return err
+		}},
+		{"generation of a legacy import key", func() error {
+			_, _, _, _, err := store.ParseImportGenerationKey("/fedmesh/v1/clusters/east-1/imports/west-1/demo/echo")
 			return err
 		}},
 		{"import state with sub-key", func() error {
@@ -198,6 +222,9 @@ func FuzzParseImportKey(f *testing.F) {
 		"/fedmesh/v1/clusters/east-1/imports/west-1/demo",
 		"/fedmesh/v1/clusters/east-1/importstate/west-1",
 		"/fedmesh/v1/clusters/east-1/members/west-1",
+		"/fedmesh/v1/clusters/east-1/importgen/west-1/3/demo/echo",
+		"/fedmesh/v1/clusters/east-1/importgen/west-1/+3/demo/echo",
+		"/fedmesh/v1/clusters/east-1/importgen/west-1/18446744073709551616/demo/echo",
 	} {
 		f.Add(s)
 	}
@@ -213,6 +240,13 @@ func FuzzParseImportKey(f *testing.F) {
 			if back := store.ImportStateKey(cluster, peer); back != k {
 				t.Fatalf("ParseImportStateKey(%q) builds back %q", k, back)
 			}
+		}
+		if cluster, peer, gen, key, err := store.ParseImportGenerationKey(k); err == nil {
+			if back := store.ImportGenerationKey(cluster, peer, gen, key); back != k {
+				t.Fatalf("ParseImportGenerationKey(%q) builds back %q", k, back)
+			}
+		} else if !errors.Is(err, store.ErrBadKey) {
+			t.Fatalf("error %v does not wrap ErrBadKey", err)
 		}
 		if cluster, m, err := store.ParseMemberKey(k); err == nil {
 			if back := store.MemberKey(cluster, m); back != k {

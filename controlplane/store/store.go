@@ -24,9 +24,11 @@ const closeTimeout = 3 * time.Second
 // client of an external cluster), the lease its exports live under, and the
 // reads and writes of the key layout described in the package doc.
 //
-// A Store is safe for concurrent use. Writes (SetExports, SetImports,
-// UpdateImports, PutMember, the auth functions) are serialized by the Store;
-// reads and watches run concurrently with them and with each other.
+// A Store is safe for concurrent use. Writes of imports (SetImports,
+// UpdateImports, DeleteImports) are serialized by the Store, and so are the
+// other writes (SetExports, PutMember, the auth functions), the two kinds
+// beside each other; reads and watches run concurrently with them and with
+// each other.
 type Store struct {
 	cfg       Config
 	log       *slog.Logger
@@ -42,7 +44,12 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	mu sync.Mutex // guards the following, and serializes writes
+	// importMu serializes the writes of imports (SetImports,
+	// UpdateImports, DeleteImports), apart from mu so that a large
+	// imports write does not hold up the exports.
+	importMu sync.Mutex
+
+	mu sync.Mutex // guards the following, and serializes the other writes
 	// lease is the lease this cluster's exports are written under.
 	lease clientv3.LeaseID
 	// desired is the export set of the last successful SetExports, by key;
