@@ -46,10 +46,13 @@
 //     listener per imported service port (127.0.1.100:8080 ...): HTTP
 //     (and h2c, so gRPC) routed by Host, the port's only HTTP service for
 //     any other host, or the port's opaque TCP service. A port that is
-//     already taken (often by the app itself) is logged and tried again
-//     every second; give the sidecar its own service IP (another loopback
-//     address) to avoid that. Kubernetes mode will capture traffic with
-//     iptables instead.
+//     already taken (often by the app itself) is tried again every second,
+//     logged as a warning once per run of failures (debug after that) and
+//     counted in fedmesh_sidecar_listener_bind_errors_total{reason}; give
+//     the sidecar its own service IP (another loopback address) to avoid
+//     that. When a service port leaves the configuration its listener
+//     stops and closes its connections. Kubernetes mode will capture
+//     traffic with iptables instead.
 //
 // # Between sidecars
 //

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -114,6 +116,15 @@ type Sidecar struct {
 
 	updated chan struct{} // a new snapshot was applied
 
+	bindErrors *prometheus.CounterVec
+
+	// bindFailing counts the failed binds in a row of each listener key
+	// that cannot be bound now. Only the listener goroutine of Run
+	// (reconcile) uses it.
+	bindFailing map[string]int
+
+	// mu guards the listener set, for ServiceAddr and the admin pages.
+	// It is never held while a listener is bound or stopped.
 	mu        sync.Mutex // guards the following
 	listeners map[string]*managed
 }
@@ -163,13 +174,22 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		gather = prometheus.NewRegistry()
 	}
 	s := &Sidecar{cfg: cfg, log: log, gather: gather, builder: config.NewBuilder(cfg.TrustDomain),
-		updated: make(chan struct{}, 1), listeners: map[string]*managed{}}
+		updated: make(chan struct{}, 1), listeners: map[string]*managed{}, bindFailing: map[string]int{},
+		bindErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_sidecar_listener_bind_errors_total",
+			Help: "Failed attempts to bind a service-port or inbound listener from the configuration, by reason (address_in_use, address_not_available, permission_denied, other); each is retried every second.",
+		}, []string{"reason"})}
 	defer func() {
 		if err != nil {
 			s.closeFixed()
 		}
 	}()
 
+	if reg != nil {
+		if err := reg.Register(s.bindErrors); err != nil {
+			return nil, fmt.Errorf("sidecar: register metrics: %w", err)
+		}
+	}
 	pm, err := proxy.NewMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -465,12 +485,85 @@ func portKey(port int32, http bool) string {
 	return "port|" + strconv.Itoa(int(port)) + "|" + strconv.FormatBool(http)
 }
 
-// reconcile binds the listeners the current snapshot needs and closes the
-// ones it no longer does. It reports whether every listener is bound.
+// reconcile binds the listeners the current snapshot needs and stops the
+// ones it no longer does. It reports whether every listener is bound. Only
+// the listener goroutine of Run calls it.
 func (s *Sidecar) reconcile(ctx context.Context) bool {
+	want, serve := s.wanted()
+	return s.apply(ctx, want, serve)
+}
+
+// serveFunc serves one listener until ctx ends, then closes it.
+type serveFunc func(ctx context.Context, l net.Listener) error
+
+// apply makes the listener set want (key -> address), each listener
+// served by serve[key], and reports whether every listener is bound. The
+// plan is made under mu, the stops and binds are done without it (a
+// stopping listener waits for its connections to close), and the new
+// listeners are recorded under it again, so that ServiceAddr and the admin
+// pages never wait for the network. Only one goroutine at a time calls
+// apply (Run's listener goroutine).
+func (s *Sidecar) apply(ctx context.Context, want map[string]string, serve map[string]serveFunc) bool {
+	s.mu.Lock()
+	var stop []*managed
+	for k, m := range s.listeners {
+		if _, ok := want[k]; !ok {
+			stop = append(stop, m)
+			delete(s.listeners, k)
+		}
+	}
+	var bind []string
+	for k := range want {
+		if s.listeners[k] == nil {
+			bind = append(bind, k)
+		}
+	}
+	s.mu.Unlock()
+
+	// Stop before binding: a port whose protocol changed has a new key
+	// and binds the same address again.
+	stopListeners(stop)
+	for k := range s.bindFailing {
+		if _, ok := want[k]; !ok {
+			delete(s.bindFailing, k)
+		}
+	}
+	sort.Strings(bind)
+	started := map[string]*managed{}
+	for _, k := range bind {
+		l, err := net.Listen("tcp", want[k])
+		if err != nil {
+			// Another process (the app itself, often) holds the port:
+			// the HTTP proxy listener and CONNECT still reach the service.
+			s.bindFailed(k, want[k], err)
+			continue
+		}
+		if n := s.bindFailing[k]; n > 0 {
+			s.log.Info("bound listener after failed attempts", "listener", k, "address", want[k], "failures", n)
+			delete(s.bindFailing, k)
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		m := &managed{addr: l.Addr().String(), cancel: cancel, done: make(chan struct{})}
+		fn := serve[k]
+		go func() {
+			defer close(m.done)
+			_ = fn(lctx, l)
+		}()
+		started[k] = m
+	}
+
+	s.mu.Lock()
+	maps.Copy(s.listeners, started)
+	s.mu.Unlock()
+	return len(started) == len(bind)
+}
+
+// wanted returns the address and the serve function of every listener
+// the current snapshot needs, by key.
+func (s *Sidecar) wanted() (map[string]string, map[string]serveFunc) {
 	snap := s.proxy.Snapshot()
 	want := map[string]string{} // key -> address
-	serve := map[string]func(context.Context, net.Listener) error{}
+	serve := map[string]serveFunc{}
 	if s.svcIP.IsValid() {
 		for _, port := range snap.Ports() {
 			isHTTP := false
@@ -489,51 +582,55 @@ func (s *Sidecar) reconcile(ctx context.Context) bool {
 			serve[k] = s.proxy.ServeInbound
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, m := range s.listeners {
-		if _, ok := want[k]; !ok {
-			m.cancel()
-			<-m.done
-			delete(s.listeners, k)
-		}
-	}
-	keys := make([]string, 0, len(want))
-	for k := range want {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	all := true
-	for _, k := range keys {
-		if s.listeners[k] != nil {
-			continue
-		}
-		l, err := net.Listen("tcp", want[k])
-		if err != nil {
-			// Another process (the app itself, often) holds the port:
-			// the HTTP proxy listener and CONNECT still reach the service.
-			s.log.Warn("cannot bind listener", "listener", k, "address", want[k], "err", err)
-			all = false
-			continue
-		}
-		lctx, cancel := context.WithCancel(ctx)
-		m := &managed{addr: l.Addr().String(), cancel: cancel, done: make(chan struct{})}
-		fn := serve[k]
-		go func() {
-			defer close(m.done)
-			_ = fn(lctx, l)
-		}()
-		s.listeners[k] = m
-	}
-	return all
+	return want, serve
 }
 
+// bindFailed counts a failed bind of listener key and logs it: a warning
+// for the first failure in a row, debug for the retries after it.
+func (s *Sidecar) bindFailed(key, addr string, err error) {
+	s.bindErrors.WithLabelValues(bindErrorReason(err)).Inc()
+	s.bindFailing[key]++
+	n := s.bindFailing[key]
+	log := s.log.Debug
+	if n == 1 {
+		log = s.log.Warn
+	}
+	log("cannot bind listener; retrying every second", "listener", key, "address", addr, "failures", n, "err", err)
+}
+
+// bindErrorReason is the reason label of a failed bind.
+func bindErrorReason(err error) string {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return "address_in_use"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "address_not_available"
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return "permission_denied"
+	}
+	return "other"
+}
+
+// stopAll stops every listener. Only the listener goroutine of Run, and
+// Run after it has ended, call it.
 func (s *Sidecar) stopAll() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	stop := make([]*managed, 0, len(s.listeners))
 	for k, m := range s.listeners {
-		m.cancel()
-		<-m.done
+		stop = append(stop, m)
 		delete(s.listeners, k)
+	}
+	s.mu.Unlock()
+	stopListeners(stop)
+}
+
+// stopListeners cancels every listener of ms, then waits for all of them
+// to end.
+func stopListeners(ms []*managed) {
+	for _, m := range ms {
+		m.cancel()
+	}
+	for _, m := range ms {
+		<-m.done
 	}
 }
