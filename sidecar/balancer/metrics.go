@@ -50,6 +50,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
+// Delete removes every series of upstream (a Config.Name), for an
+// upstream that has left the configuration, so that its series are no
+// longer exported. A balancer of that name still in use keeps counting,
+// but into series nobody exports; a balancer created later with the name
+// starts new series.
+func (m *Metrics) Delete(upstream string) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{"upstream": upstream}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.ejections, m.skipped, m.noHost, m.retries, m.ejected} {
+		v.DeletePartialMatch(l)
+	}
+}
+
 // upstreamMetrics are one balancer's resolved children, so that the hot
 // path never looks up labels.
 type upstreamMetrics struct {
