@@ -17,7 +17,10 @@
 //
 // Errors the proxy produces carry X-Fedmesh-Error with the reason (no_route,
 // no_healthy, connect, timeout, overflow, upstream_reset) and are counted
-// in fedmesh_sidecar_request_errors_total.
+// in fedmesh_sidecar_request_errors_total. The per-service series (the
+// proxy's and the balancer's) are deleted when the service, or the inbound
+// port, leaves the configuration; a request still in flight then does not
+// bring them back.
 //
 // Outbound TCP: a service-port listener of an opaque TCP service, or a
 // CONNECT request, opens one TLS connection with ALPN fedmesh-tcp to an

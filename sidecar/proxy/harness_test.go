@@ -20,6 +20,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
+	"github.com/fedmesh/fedmesh/sidecar/balancer"
 	"github.com/fedmesh/fedmesh/sidecar/config"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 	"github.com/fedmesh/fedmesh/sidecar/proxy"
@@ -178,11 +179,26 @@ func startClient(t *testing.T, ca *meshtest.CA, svcs ...service) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := proxy.New(proxy.Config{Cluster: "east-1", Metrics: m})
+	bm, err := balancer.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.New(proxy.Config{Cluster: "east-1", Metrics: m, BalancerMetrics: bm})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &client{p: p, reg: reg, id: ca.Workload("demo", "client")}
+	c.configure(t, ca, svcs...)
+	l := listen(t)
+	c.addr = l.Addr().String()
+	serve(t, func(ctx context.Context) error { return p.ServeOutboundHTTP(ctx, l) })
+	t.Cleanup(p.Close)
+	return c
+}
+
+// configure gives the client a new certificate and exactly svcs.
+func (c *client) configure(t *testing.T, ca *meshtest.CA, svcs ...service) {
+	t.Helper()
 	_, certPEM, keyPEM := ca.Issue(t, meshtest.SVID{URIs: []string{c.id}})
 	res := map[string][]types.Resource{xdsclient.SecretType: meshtest.Secrets(certPEM, keyPEM, ca.PEM())}
 	byPort := map[int32][]naming.ServicePort{}
@@ -206,12 +222,7 @@ func startClient(t *testing.T, ca *meshtest.CA, svcs ...service) *client {
 		}
 		res[xdsclient.RouteType] = append(res[xdsclient.RouteType], meshtest.Routes(port, to, retries[port], sps...))
 	}
-	configure(t, ca, p, res)
-	l := listen(t)
-	c.addr = l.Addr().String()
-	serve(t, func(ctx context.Context) error { return p.ServeOutboundHTTP(ctx, l) })
-	t.Cleanup(p.Close)
-	return c
+	configure(t, ca, c.p, res)
 }
 
 // servePort serves the service-port listener of port and returns its

@@ -131,17 +131,17 @@ func (p *Proxy) inboundConn(ctx context.Context, raw net.Conn, tcfg *tls.Config,
 	app, err := d.DialContext(dctx, "tcp", port.App)
 	cancel()
 	if err != nil {
-		p.m.errors.WithLabelValues("inbound", port.Port.String(), "app_unreachable").Inc()
+		p.inboundSeries(port.Port).failed("app_unreachable")
 		conn.Close()
 		return
 	}
-	p.m.tcp.WithLabelValues("inbound", port.Port.String(), p.cfg.Cluster).Inc()
-	g := p.m.tcpActive.WithLabelValues("inbound", port.Port.String())
-	g.Inc()
+	g := p.inboundSeries(port.Port).tcpOpened(p.cfg.Cluster)
 	sctx, scancel := p.untilClosed(ctx)
 	splice(conn, app, sctx.Done())
 	scancel()
-	g.Dec()
+	if g != nil {
+		g.Dec()
+	}
 }
 
 // inboundHandler checks the caller, sets its identity header and forwards
@@ -176,9 +176,7 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 		start := p.cfg.Clock()
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
-			name := p.portName(port.Port)
-			p.m.requests.WithLabelValues("inbound", "", p.cfg.Cluster, name, codeClass(rec.status())).Inc()
-			p.m.duration.WithLabelValues("inbound", "", p.cfg.Cluster, name).Observe(p.cfg.Clock().Sub(start).Seconds())
+			p.inboundSeries(port.Port).request("", p.cfg.Cluster, rec.status(), p.cfg.Clock().Sub(start).Seconds())
 		}()
 		forward(rp, rec, r)
 	})
@@ -211,15 +209,34 @@ func peerOf(r *http.Request) (spiffeid.ID, error) {
 	return identity.PeerID(*r.TLS)
 }
 
-// portName returns sp.String(), made once per service port, for metric
-// labels.
-func (p *Proxy) portName(sp naming.ServicePort) string {
-	if n, ok := p.names.Load(sp); ok {
-		return n.(string)
+// inboundSeries returns the series of the inbound port sp, or nil when a
+// new configuration has removed the port since the caller found it.
+func (p *Proxy) inboundSeries(sp naming.ServicePort) *serviceSeries {
+	s, _ := p.inbound.Load(sp)
+	ss, _ := s.(*serviceSeries)
+	return ss
+}
+
+// updateInboundSeriesLocked makes the inbound series those of the ports
+// of snap: new ports get theirs, the series of ports that are gone are
+// deleted. Called under p.mu, before snap is published.
+func (p *Proxy) updateInboundSeriesLocked(snap *config.Snapshot) {
+	want := map[naming.ServicePort]bool{}
+	for _, in := range snap.Inbound {
+		for _, port := range in.Ports {
+			want[port.Port] = true
+			if _, ok := p.inbound.Load(port.Port); !ok {
+				p.inbound.Store(port.Port, newServiceSeries(p.m, "inbound", port.Port.String()))
+			}
+		}
 	}
-	n := sp.String()
-	p.names.Store(sp, n)
-	return n
+	p.inbound.Range(func(k, v any) bool {
+		if !want[k.(naming.ServicePort)] {
+			v.(*serviceSeries).delete()
+			p.inbound.Delete(k)
+		}
+		return true
+	})
 }
 
 // rewriteInbound sends the request to the app of the port its server name

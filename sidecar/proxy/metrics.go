@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -70,6 +71,118 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// deleteService removes every series of service in direction (inbound,
+// outbound).
+func (m *Metrics) deleteService(direction, service string) {
+	l := prometheus.Labels{"direction": direction, "service": service}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.requests, m.duration, m.errors, m.tcp, m.tcpActive} {
+		v.DeletePartialMatch(l)
+	}
+	if direction == "outbound" {
+		l := prometheus.Labels{"service": service}
+		m.retries.DeletePartialMatch(l)
+		m.overflow.DeletePartialMatch(l)
+	}
+}
+
+// serviceSeries writes the series of one service in one direction until
+// the service leaves the configuration; then delete removes them, and
+// writes after it (of requests still in flight) do nothing, so the series
+// stay gone. Writes hold mu for reading, so one cannot slip in between
+// the deletion and gone being set. The write methods of a nil
+// *serviceSeries (an inbound port no longer configured) do nothing.
+type serviceSeries struct {
+	m         *Metrics
+	direction string
+	name      string // the service label: namespace/name:port
+
+	mu   sync.RWMutex // guards the following
+	gone bool
+}
+
+func newServiceSeries(m *Metrics, direction, name string) *serviceSeries {
+	return &serviceSeries{m: m, direction: direction, name: name}
+}
+
+// delete removes the service's series for good. It is idempotent.
+func (s *serviceSeries) delete() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.gone {
+		s.gone = true
+		s.m.deleteService(s.direction, s.name)
+	}
+}
+
+// request records one HTTP request from source to dest cluster that
+// answered code after seconds.
+func (s *serviceSeries) request(source, dest string, code int, seconds float64) {
+	if s == nil {
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.gone {
+		return
+	}
+	s.m.requests.WithLabelValues(s.direction, source, dest, s.name, codeClass(code)).Inc()
+	s.m.duration.WithLabelValues(s.direction, source, dest, s.name).Observe(seconds)
+}
+
+// failed counts a request or connection failed for reason.
+func (s *serviceSeries) failed(reason string) {
+	if s == nil {
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.gone {
+		s.m.errors.WithLabelValues(s.direction, s.name, reason).Inc()
+	}
+}
+
+// retried counts a retry after an attempt failed for reason (outbound).
+func (s *serviceSeries) retried(reason string) {
+	if s == nil {
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.gone {
+		s.m.retries.WithLabelValues(s.name, reason).Inc()
+	}
+}
+
+// overflowed counts a request or connection refused by limit (outbound).
+func (s *serviceSeries) overflowed(limit string) {
+	if s == nil {
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.gone {
+		s.m.overflow.WithLabelValues(s.name, limit).Inc()
+	}
+}
+
+// tcpOpened counts an opaque TCP connection to dest cluster and returns
+// the gauge of open connections, already raised: the caller lowers it
+// when the connection ends. Nil when the service is gone.
+func (s *serviceSeries) tcpOpened(dest string) prometheus.Gauge {
+	if s == nil {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.gone {
+		return nil
+	}
+	s.m.tcp.WithLabelValues(s.direction, s.name, dest).Inc()
+	g := s.m.tcpActive.WithLabelValues(s.direction, s.name)
+	g.Inc()
+	return g
 }
 
 func codeClass(code int) string {

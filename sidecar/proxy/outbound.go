@@ -110,19 +110,19 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "fedmesh: no service for host "+strconv.Quote(r.Host), code)
 		return
 	}
-	if !svc.Protocol.IsHTTP() {
-		p.m.errors.WithLabelValues("outbound", svc.Port.String(), "not_http").Inc()
-		http.Error(w, "fedmesh: "+svc.Port.String()+" is an opaque TCP port; use CONNECT or its port listener", http.StatusBadGateway)
-		return
-	}
 	u := p.upstream(svc.Port)
 	if u == nil {
 		http.Error(w, "fedmesh: service is being configured", http.StatusServiceUnavailable)
 		return
 	}
+	if !svc.Protocol.IsHTTP() {
+		u.series.failed("not_http")
+		http.Error(w, "fedmesh: "+svc.Port.String()+" is an opaque TCP port; use CONNECT or its port listener", http.StatusBadGateway)
+		return
+	}
 	if n := u.active.Add(1); svc.Limits.MaxRequests > 0 && n > int64(svc.Limits.MaxRequests) {
 		u.active.Add(-1)
-		p.m.overflow.WithLabelValues(u.name, "max_requests").Inc()
+		u.series.overflowed("max_requests")
 		w.Header().Set("X-Fedmesh-Overloaded", "max_requests")
 		http.Error(w, "fedmesh: too many requests to "+u.name, http.StatusServiceUnavailable)
 		return
@@ -136,7 +136,7 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	if err := p.bufferBody(r); err != nil {
-		p.m.errors.WithLabelValues("outbound", u.name, "client_body").Inc()
+		u.series.failed("client_body")
 		http.Error(w, "fedmesh: reading request body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -144,8 +144,7 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.cfg.Clock()
 	rec := &statusRecorder{ResponseWriter: w}
 	defer func() {
-		p.m.requests.WithLabelValues("outbound", p.cfg.Cluster, c.dest, u.name, codeClass(rec.status())).Inc()
-		p.m.duration.WithLabelValues("outbound", p.cfg.Cluster, c.dest, u.name).Observe(p.cfg.Clock().Sub(start).Seconds())
+		u.series.request(p.cfg.Cluster, c.dest, rec.status(), p.cfg.Clock().Sub(start).Seconds())
 	}()
 	forward(o.rp, rec, r.WithContext(c))
 }
@@ -196,7 +195,11 @@ func (o *outbound) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &de):
 		code, reason = http.StatusServiceUnavailable, "connect"
 	}
-	o.p.m.errors.WithLabelValues("outbound", name, reason).Inc()
+	if c != nil {
+		c.u.series.failed(reason)
+	} else {
+		o.p.m.errors.WithLabelValues("outbound", "", reason).Inc()
+	}
 	o.p.log.Debug("outbound request failed", "service", name, "reason", reason, "err", err)
 	w.Header().Set("X-Fedmesh-Error", reason)
 	w.WriteHeader(code)
@@ -246,7 +249,7 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		tried = append(tried, h)
 		if n := u.pending.Add(1); svc.Limits.MaxPending > 0 && n > int64(svc.Limits.MaxPending) {
 			u.pending.Add(-1)
-			p.m.overflow.WithLabelValues(u.name, "max_pending").Inc()
+			u.series.overflowed("max_pending")
 			return nil, errOverflow
 		}
 		h.Begin()
@@ -295,7 +298,7 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		retryHeld = true
 		retries++
-		p.m.retries.WithLabelValues(u.name, retryReason).Inc()
+		u.series.retried(retryReason)
 	}
 }
 
@@ -308,7 +311,7 @@ func (p *Proxy) reserveRetry(u *upstream, svc *config.Service, retries int) bool
 		return false
 	}
 	if !u.bal.TryRetry() {
-		p.m.retries.WithLabelValues(u.name, "budget_exhausted").Inc()
+		u.series.retried("budget_exhausted")
 		return false
 	}
 	return true

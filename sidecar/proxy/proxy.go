@@ -65,7 +65,10 @@ type Proxy struct {
 	// TLS handshake errors), at debug level.
 	errorLog *stdlog.Logger
 
-	names sync.Map // naming.ServicePort -> its String(), for metric labels
+	// inbound holds the series of every inbound port of the
+	// configuration (naming.ServicePort -> *serviceSeries); written under
+	// mu, read without it.
+	inbound sync.Map
 
 	appH1   *http.Transport
 	appH2C  *http.Transport
@@ -129,7 +132,9 @@ func New(cfg Config) (*Proxy, error) {
 
 // Update installs a new configuration. Services whose configuration did
 // not change keep their balancer state and connection pools; services
-// that are gone are closed. It is safe to call while traffic flows.
+// that are gone are closed, and their metric series (the proxy's and
+// their balancer's, outbound, and the inbound ones of inbound ports that
+// are gone) are deleted. It is safe to call while traffic flows.
 func (p *Proxy) Update(snap *config.Snapshot) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -155,8 +160,11 @@ func (p *Proxy) Update(snap *config.Snapshot) error {
 	for sp, u := range p.upstreams {
 		if next[sp] == nil {
 			u.close()
+			u.series.delete()
+			p.cfg.BalancerMetrics.Delete(u.name)
 		}
 	}
+	p.updateInboundSeriesLocked(snap)
 	p.upstreams = next
 	p.cur.Store(&next)
 	p.snap.Store(snap)

@@ -19,7 +19,7 @@ import (
 func (p *Proxy) dialTCP(ctx context.Context, u *upstream, svc *config.Service) (net.Conn, *balancer.Host, error) {
 	if n := u.conns.Add(1); svc.Limits.MaxConnections > 0 && n > int64(svc.Limits.MaxConnections) {
 		u.conns.Add(-1)
-		p.m.overflow.WithLabelValues(u.name, "max_connections").Inc()
+		u.series.overflowed("max_connections")
 		return nil, nil, errOverflow
 	}
 	var tried []*balancer.Host
@@ -42,26 +42,25 @@ func (p *Proxy) dialTCP(ctx context.Context, u *upstream, svc *config.Service) (
 		if ctx.Err() != nil {
 			break
 		}
-		p.m.retries.WithLabelValues(u.name, "connect_failure").Inc()
+		u.series.retried("connect_failure")
 	}
 	u.conns.Add(-1)
 	reason := "connect"
 	if errors.Is(lastErr, errNoHealthy) {
 		reason = "no_healthy"
 	}
-	p.m.errors.WithLabelValues("outbound", u.name, reason).Inc()
+	u.series.failed(reason)
 	return nil, nil, fmt.Errorf("%s: %w", u.name, lastErr)
 }
 
 // pipeTCP copies bytes both ways until both directions end or stop
 // closes, then closes both connections and ends the host's request.
 func (p *Proxy) pipeTCP(client, up net.Conn, u *upstream, h *balancer.Host, stop <-chan struct{}) {
-	dest := h.Endpoint().Cluster
-	p.m.tcp.WithLabelValues("outbound", u.name, dest).Inc()
-	g := p.m.tcpActive.WithLabelValues("outbound", u.name)
-	g.Inc()
+	g := u.series.tcpOpened(h.Endpoint().Cluster)
 	splice(client, up, stop)
-	g.Dec()
+	if g != nil {
+		g.Dec()
+	}
 	u.conns.Add(-1)
 	h.End(balancer.Result{Kind: balancer.OK})
 }

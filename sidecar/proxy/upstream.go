@@ -30,10 +30,11 @@ const (
 // upstream is the proxy's state for one service port: its configuration,
 // its balancer, its connection pools and its circuit breaker counters.
 type upstream struct {
-	p    *Proxy
-	name string // namespace/name:port
-	svc  atomic.Pointer[config.Service]
-	bal  *balancer.Balancer
+	p      *Proxy
+	name   string // namespace/name:port
+	series *serviceSeries
+	svc    atomic.Pointer[config.Service]
+	bal    *balancer.Balancer
 
 	active  atomic.Int64 // requests in flight
 	pending atomic.Int64 // requests without response headers yet
@@ -51,6 +52,7 @@ type poolKey struct {
 
 func newUpstream(p *Proxy, svc *config.Service) (*upstream, error) {
 	u := &upstream{p: p, name: svc.Port.String(), pools: map[poolKey]*http.Transport{}}
+	u.series = newServiceSeries(p.m, "outbound", u.name)
 	bal, err := balancer.New(balancer.Config{
 		Name:           u.name,
 		PanicThreshold: int(svc.PanicThreshold),
