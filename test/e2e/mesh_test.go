@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/fedmesh/fedmesh/internal/demo"
@@ -38,62 +37,16 @@ const (
 func workloadIP(c demo.Cluster, r int) string { return fmt.Sprintf("127.0.%d.%d", 90+c.Index, r) }
 func clientIP(c demo.Cluster) string          { return workloadIP(c, 100) }
 
-var sourceTmpl = template.Must(template.New("source").Parse(`apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: demo}
-spec:
-  selector: {app: echo}
-  ports: [{name: http, port: 8080, appProtocol: http}]
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: {name: echo, namespace: demo, creationTimestamp: "2026-01-05T09:{{printf "%02d" .Index}}:00Z"}
-{{- range .Replicas}}
----
-apiVersion: fedmesh.io/v1alpha1
-kind: Workload
-metadata: {name: echo-{{.Replica}}, namespace: demo, labels: {app: echo}}
-spec: {address: {{.IP}}, ports: {http: 15006}, serviceAccount: echo, zone: {{$.Zone}}}
-{{- end}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: client, namespace: demo}
-spec:
-  selector: {app: client}
-  ports: [{name: http, port: 8080, appProtocol: http}]
----
-apiVersion: fedmesh.io/v1alpha1
-kind: Workload
-metadata: {name: client, namespace: demo, labels: {app: client}}
-spec: {address: {{.ClientIP}}, ports: {http: 15006}, serviceAccount: client, zone: {{.Zone}}}
-`))
-
 // writeSource writes cluster c's source directory, as the demo's but on
 // the test's addresses, and returns its path.
 func (m *mesh) writeSource(c demo.Cluster) string {
 	m.t.Helper()
-	type replica struct {
-		Replica int
-		IP      string
-	}
-	data := struct {
-		Index          int
-		Zone, ClientIP string
-		Replicas       []replica
-	}{Index: c.Index, Zone: c.Zone, ClientIP: clientIP(c)}
+	src := demo.Source{Cluster: c.Name, Index: c.Index, Zone: c.Zone, ClientIP: clientIP(c)}
 	for r := 1; r <= m.spec.replicas; r++ {
-		data.Replicas = append(data.Replicas, replica{r, workloadIP(c, r)})
-	}
-	var b strings.Builder
-	if err := sourceTmpl.Execute(&b, data); err != nil {
-		m.t.Fatal(err)
+		src.Replicas = append(src.Replicas, demo.Replica{N: r, IP: workloadIP(c, r)})
 	}
 	dir := m.path(c.Name, "source")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		m.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "demo.yaml"), []byte(b.String()), 0o644); err != nil {
+	if err := demo.WriteSourceDir(dir, src); err != nil {
 		m.t.Fatal(err)
 	}
 	return dir
