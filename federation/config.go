@@ -44,6 +44,8 @@ type Store interface {
 	// UpdateImports persists a change of a peer's exports and its import
 	// state.
 	UpdateImports(ctx context.Context, peer string, puts []catalog.Export, deletes []catalog.ServiceKey, state store.ImportState) error
+	// DeleteImports forgets everything persisted of a peer that left.
+	DeleteImports(ctx context.Context, peer string) error
 	// GrantPeerRead lets a peer's etcd user read this cluster's exports.
 	GrantPeerRead(ctx context.Context, peerUser string) error
 }
@@ -58,6 +60,10 @@ type Membership interface {
 	Members() []membership.Member
 	// Subscribe wakes the caller after every membership change.
 	Subscribe() (<-chan struct{}, func())
+	// Forgotten names the members forgotten for good on this control
+	// plane (membership.Membership.ForceLeave), also those serf no longer
+	// knows, until they join again.
+	Forgotten() []string
 }
 
 var _ Membership = (*membership.Membership)(nil)

@@ -24,12 +24,24 @@
 //
 // # Fencing
 //
-// A peer is fenced when serf reports it failed or left, or when its
+// A peer is fenced when serf reports it failed or leaving, or when its
 // catalog has not answered for longer than Config.FencePeriod (default
 // 15s). A fenced peer's endpoints stay in the view, marked unhealthy with
 // the reason ("cluster west-1 fenced: serf reports the control plane
 // failed"), and become healthy again as soon as the peer answers. A failed
 // peer's replicator keeps retrying with backoff.
+//
+// # Peers that leave
+//
+// A peer that left the federation on purpose (serf status left, after
+// membership.Membership.Leave) is removed, as a member that leaves is
+// removed from Consul: its replicator stops, its exports leave the view
+// and its persisted imports are deleted from the local store. A failed
+// peer stays, fenced, until it returns or is forgotten for good with
+// membership.Membership.ForceLeave (`fedmesh members forget NAME`), which
+// every member sees as left; a peer forgotten here that gossip no longer
+// knows (Membership.Forgotten) is removed as well. Removals are counted in
+// fedmesh_federation_peers_removed_total{reason}.
 //
 // # Access to our exports
 //

@@ -334,10 +334,21 @@ func (f *Federation) markDirty(at time.Time) {
 	f.dirty = true
 }
 
-// syncMembers follows gossip: peer info, replicators, grants, RTT.
+// syncMembers follows gossip: peer info, replicators, grants, RTT, and
+// peers that left or were forgotten.
 func (f *Federation) syncMembers(ctx context.Context, wg *sync.WaitGroup) {
+	inGossip := make(map[string]bool)
 	for _, m := range f.cfg.Membership.Members() {
 		if m.Name == f.cfg.Cluster {
+			continue
+		}
+		inGossip[m.Name] = true
+		if m.Status == membership.StatusLeft {
+			// It left on purpose (or was forgotten): serf keeps it as
+			// left for a while, but it is no longer a peer.
+			if p, ok := f.peers[m.Name]; ok {
+				f.removePeer(p, RemovedLeft)
+			}
 			continue
 		}
 		p := f.peerFor(m.Name)
@@ -351,10 +362,7 @@ func (f *Federation) syncMembers(ctx context.Context, wg *sync.WaitGroup) {
 		}
 		mm := m
 		p.member = &mm
-		switch {
-		case m.Status == membership.StatusLeft:
-			f.stopReplicator(p)
-		case m.CatalogAddr != "" && (p.rep == nil || p.rep.addr != m.CatalogAddr):
+		if m.CatalogAddr != "" && (p.rep == nil || p.rep.addr != m.CatalogAddr) {
 			f.stopReplicator(p)
 			f.startReplicator(ctx, wg, p, m.CatalogAddr)
 		}
@@ -362,6 +370,37 @@ func (f *Federation) syncMembers(ctx context.Context, wg *sync.WaitGroup) {
 			f.io.grant(f.cfg.PeerUser(m.Name))
 		}
 	}
+	// A member forgotten here that gossip no longer knows (reaped, or
+	// known only from persisted imports) has nobody to report it left.
+	for _, name := range f.cfg.Membership.Forgotten() {
+		if p, ok := f.peers[name]; ok && !inGossip[name] {
+			f.removePeer(p, RemovedForgotten)
+		}
+	}
+}
+
+// Reasons a peer is removed, the label of
+// fedmesh_federation_peers_removed_total.
+const (
+	// RemovedLeft: serf reports the peer left (on purpose, or forgotten
+	// on some member).
+	RemovedLeft = "left"
+	// RemovedForgotten: forgotten on this control plane while gossip did
+	// not know it.
+	RemovedForgotten = "forgotten"
+)
+
+// removePeer forgets a peer that is no longer part of the federation:
+// its replicator stops, its exports leave the view and its persisted
+// imports are deleted. If it comes back, it is a new peer.
+func (f *Federation) removePeer(p *peer, reason string) {
+	f.stopReplicator(p)
+	f.merger.SetExports(p.name, nil, nil)
+	delete(f.peers, p.name)
+	f.io.forget(p.name)
+	f.met.removed.WithLabelValues(reason).Inc()
+	f.markDirty(time.Time{})
+	f.log.Info("peer removed from the federation: its exports and persisted imports go", "peer", p.name, "reason", reason)
 }
 
 // rttMoved reports whether an RTT changed enough to publish: by more than
@@ -448,7 +487,9 @@ func (f *Federation) evaluateFencing() {
 // Fence reasons.
 const (
 	ReasonFailed = "serf reports the control plane failed"
-	ReasonLeft   = "the control plane left the federation"
+	// ReasonLeft fences a peer while it is leaving; once it has left, it
+	// is removed.
+	ReasonLeft = "the control plane left the federation"
 )
 
 // fenceOf decides whether p is fenced now, and why.
@@ -457,7 +498,7 @@ func (f *Federation) fenceOf(p *peer, now time.Time) (bool, string) {
 		switch p.member.Status {
 		case membership.StatusFailed:
 			return true, ReasonFailed
-		case membership.StatusLeft:
+		case membership.StatusLeaving, membership.StatusLeft:
 			return true, ReasonLeft
 		}
 	}

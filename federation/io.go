@@ -14,7 +14,8 @@ import (
 const ioRetry = time.Second
 
 // ioWorker writes to the local store off Run's goroutine: persisted
-// imports (newest per peer wins) and peer read grants (once each).
+// imports (newest per peer wins), deletions of the imports of removed
+// peers, and peer read grants (once each).
 type ioWorker struct {
 	store   Store
 	timeout time.Duration
@@ -24,6 +25,10 @@ type ioWorker struct {
 
 	mu       sync.Mutex // guards the following
 	persists map[string]persistJob
+	// deletes are the peers whose imports are to be deleted; deleting
+	// those being deleted now.
+	deletes  map[string]bool
+	deleting map[string]bool
 	grants   map[string]bool // user -> granted
 }
 
@@ -39,6 +44,8 @@ func newIOWorker(s Store, timeout time.Duration, log *slog.Logger, met *metrics)
 		store: s, timeout: timeout, log: log, met: met,
 		wake:     make(chan struct{}, 1),
 		persists: make(map[string]persistJob),
+		deletes:  make(map[string]bool),
+		deleting: make(map[string]bool),
 		grants:   make(map[string]bool),
 	}
 }
@@ -49,6 +56,12 @@ func newIOWorker(s Store, timeout time.Duration, log *slog.Logger, met *metrics)
 func (w *ioWorker) persist(peer string, exports []catalog.Export, changed []catalog.ServiceKey, state store.ImportState) {
 	w.mu.Lock()
 	job := persistJob{exports: exports, state: state}
+	if w.deletes[peer] || w.deleting[peer] {
+		// The peer came back after it was removed: write it whole, which
+		// replaces whatever the deletion left or did not reach.
+		delete(w.deletes, peer)
+		changed = nil
+	}
 	if old, queued := w.persists[peer]; changed != nil && (!queued || old.changed != nil) {
 		job.changed = make(map[catalog.ServiceKey]struct{}, len(changed)+len(old.changed))
 		for k := range old.changed {
@@ -83,6 +96,16 @@ func (w *ioWorker) write(ctx context.Context, peer string, job persistJob) error
 		}
 	}
 	return w.store.UpdateImports(ctx, peer, puts, deletes, job.state)
+}
+
+// forget queues the deletion of everything persisted of peer, in place
+// of any write queued for it.
+func (w *ioWorker) forget(peer string) {
+	w.mu.Lock()
+	delete(w.persists, peer)
+	w.deletes[peer] = true
+	w.mu.Unlock()
+	w.poke()
 }
 
 // grant queues a read grant for a peer user unless it was granted.
@@ -130,6 +153,11 @@ func (w *ioWorker) drain(ctx context.Context) bool {
 	w.mu.Lock()
 	jobs := w.persists
 	w.persists = make(map[string]persistJob)
+	deletes := w.deletes
+	w.deletes = make(map[string]bool)
+	for peer := range deletes {
+		w.deleting[peer] = true
+	}
 	var users []string
 	for u, done := range w.grants {
 		if !done {
@@ -153,7 +181,9 @@ func (w *ioWorker) drain(ctx context.Context) bool {
 			w.met.ioErrors.WithLabelValues("set_imports").Inc()
 			w.log.Warn("cannot persist imports; will retry", "peer", peer, "err", err)
 			w.mu.Lock()
-			if _, newer := w.persists[peer]; !newer {
+			if _, newer := w.persists[peer]; w.deletes[peer] {
+				// Removed meanwhile: nothing to write.
+			} else if !newer {
 				// Whether the failed write happened is unknown: write all.
 				job.changed = nil
 				w.persists[peer] = job
@@ -162,6 +192,30 @@ func (w *ioWorker) drain(ctx context.Context) bool {
 			}
 			w.mu.Unlock()
 		}
+	}
+	// After the writes: a write taken before the peer was removed must
+	// not bring its imports back.
+	for peer := range deletes {
+		wctx, cancel := context.WithTimeout(ctx, w.timeout)
+		err := w.store.DeleteImports(wctx, peer)
+		cancel()
+		w.mu.Lock()
+		delete(w.deleting, peer)
+		_, rewritten := w.persists[peer]
+		if err != nil && ctx.Err() == nil && !rewritten {
+			w.deletes[peer] = true
+		}
+		w.mu.Unlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				return true
+			}
+			ok = false
+			w.met.ioErrors.WithLabelValues("delete_imports").Inc()
+			w.log.Warn("cannot delete the persisted imports of a removed peer; will retry", "peer", peer, "err", err)
+			continue
+		}
+		w.log.Info("deleted the persisted imports of a removed peer", "peer", peer)
 	}
 	for _, u := range users {
 		wctx, cancel := context.WithTimeout(ctx, w.timeout)

@@ -15,6 +15,7 @@ type metrics struct {
 	publishes    prometheus.Counter
 	fenceChanges *prometheus.CounterVec
 	ioErrors     *prometheus.CounterVec
+	removed      *prometheus.CounterVec
 	propagation  prometheus.Histogram
 	replicate    *replicate.Metrics
 }
@@ -54,6 +55,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fedmesh_federation_store_errors_total",
 			Help: "Failed writes to the local store, by operation.",
 		}, []string{"op"}),
+		removed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_federation_peers_removed_total",
+			Help: "Peers removed from the federation with their exports and persisted imports, by reason (left, forgotten).",
+		}, []string{"reason"}),
 		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "fedmesh_federation_propagation_seconds",
 			Help:    "Time from a peer change arriving from its etcd to the view that contains it.",
@@ -62,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.fencedPeers, m.viewRevision, m.conflicts, m.replicators,
-			m.publishes, m.fenceChanges, m.ioErrors, m.propagation} {
+			m.publishes, m.fenceChanges, m.ioErrors, m.removed, m.propagation} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

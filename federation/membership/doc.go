@@ -53,6 +53,18 @@
 // forgotten at once. With SnapshotPath set, serf's snapshot also rejoins
 // the last members after a restart.
 //
+// # Leaving and forgetting
+//
+// Leave tells every member that this control plane leaves on purpose: they
+// mark it left rather than failed, stop retrying it, and the federation
+// drops its exports. A member that failed stays failed (and is retried)
+// until it comes back; ForceLeave forgets one for good, as Consul's
+// force-leave does with serf's RemoveFailedNode: every member marks it
+// left. Forgotten lists the members forgotten on this control plane,
+// also those serf no longer knew, until they join again. Alive members
+// and this control plane itself cannot be forgotten (ErrMemberAlive,
+// ErrForgetSelf).
+//
 // # Example
 //
 //	m, err := membership.New(membership.Config{

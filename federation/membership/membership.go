@@ -31,6 +31,11 @@ var (
 	ErrAlreadyFederated = errors.New("control plane already belongs to a federation with another gossip key")
 	// ErrShutdown: the membership was shut down.
 	ErrShutdown = errors.New("membership is shut down")
+	// ErrMemberAlive: ForceLeave was asked to forget a member that is
+	// alive; only a member that failed (or is gone) can be forgotten.
+	ErrMemberAlive = errors.New("member is alive: only a failed member can be forgotten")
+	// ErrForgetSelf: ForceLeave was asked to forget this control plane.
+	ErrForgetSelf = errors.New("a control plane cannot forget itself: stop it with a leave instead")
 )
 
 // Status is a member's state as serf sees it.
@@ -109,6 +114,9 @@ type Membership struct {
 	subs      map[uint64]chan struct{}
 	nextSub   uint64
 	closed    bool
+	// forgotten are the members ForceLeave forgot here and not seen
+	// joining since.
+	forgotten map[string]bool
 }
 
 // peerIdentity is what the merge delegate compares to spot an impostor.
@@ -190,6 +198,7 @@ func New(cfg Config) (*Membership, error) {
 		peers:     make(map[string]peerIdentity),
 		known:     make(map[string]KnownMember),
 		subs:      make(map[uint64]chan struct{}),
+		forgotten: make(map[string]bool),
 	}
 	known, err := cfg.KnownMembers.Load()
 	if err != nil {
@@ -374,6 +383,64 @@ func (m *Membership) Leave() error {
 	return m.serf.Leave()
 }
 
+// ForceLeave forgets a member that failed, for good, as serf's
+// RemoveFailedNode does (Consul's force-leave): every member marks it left
+// and stops trying to reach it, as if it had left on purpose, and the
+// rejoin loop drops its address. A member serf no longer knows (reaped
+// after a long failure, or known only to the caller's own records) is
+// forgotten here all the same: Forgotten lists it until it joins again.
+// An alive member is refused with ErrMemberAlive, this control plane
+// itself with ErrForgetSelf. A member forgotten by mistake comes back by
+// joining again.
+func (m *Membership) ForceLeave(name string) error {
+	if !IsClusterName(name) {
+		return fmt.Errorf("forget member %q: not a valid cluster name (a DNS-1123 label)", name)
+	}
+	if name == m.cfg.NodeName {
+		return ErrForgetSelf
+	}
+	if m.isClosed() {
+		return ErrShutdown
+	}
+	for _, sm := range m.serf.Members() {
+		if sm.Name == name && sm.Status == serf.StatusAlive {
+			return fmt.Errorf("forget member %q: %w", name, ErrMemberAlive)
+		}
+	}
+	m.mu.Lock()
+	m.forgotten[name] = true
+	_, wasKnown := m.known[name]
+	delete(m.known, name)
+	if wasKnown {
+		m.lastSaved = m.cfg.Clock()
+	}
+	m.notifyLocked()
+	m.mu.Unlock()
+	if wasKnown {
+		m.saveKnown()
+	}
+	m.met.forced.Inc()
+	m.log.Info("forgetting federation member", "member", name)
+	// Marks it left here at once; the broadcast tells the others.
+	if err := m.serf.RemoveFailedNode(name); err != nil {
+		return fmt.Errorf("forget member %q: forgotten here, but telling the other members failed: %w", name, err)
+	}
+	return nil
+}
+
+// Forgotten returns, sorted, the members ForceLeave forgot on this
+// control plane that have not joined again since.
+func (m *Membership) Forgotten() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.forgotten))
+	for name := range m.forgotten {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Shutdown stops serf and the membership's goroutines and closes the
 // subscriber channels. It does not leave: peers see a failure and keep
 // retrying. Safe to call more than once.
@@ -430,6 +497,9 @@ func (m *Membership) handleMemberEvent(me serf.MemberEvent) {
 		switch me.Type {
 		case serf.EventMemberJoin, serf.EventMemberUpdate:
 			m.peers[sm.Name] = peerIdentity{addr: addr, iid: sm.Tags[TagInstanceID], status: serf.StatusAlive}
+			if me.Type == serf.EventMemberJoin {
+				delete(m.forgotten, sm.Name)
+			}
 			if _, err := decodeMember(sm); err != nil {
 				reason := ReasonMissingTag
 				var te *TagError

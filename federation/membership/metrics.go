@@ -11,6 +11,7 @@ type metrics struct {
 	membersIgnored *prometheus.CounterVec
 	joinRefused    *prometheus.CounterVec
 	rejoins        *prometheus.CounterVec
+	forced         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -27,11 +28,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fedmesh_federation_rejoin_attempts_total",
 			Help: "Attempts of the rejoin loop to join known members that are not alive, by result.",
 		}, []string{"result"}),
+		forced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedmesh_federation_members_forgotten_total",
+			Help: "Members forgotten by ForceLeave (fedmesh members forget) on this control plane.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.membersIgnored, m.joinRefused, m.rejoins} {
+	for _, c := range []prometheus.Collector{m.membersIgnored, m.joinRefused, m.rejoins, m.forced} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
