@@ -59,6 +59,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newTokenCmd())
 	root.AddCommand(newJoinCmd())
 	root.AddCommand(newKeysCmd())
+	root.AddCommand(newMembersCmd())
 	root.AddCommand(newEchoCmd())
 	root.AddCommand(newControlPlaneCmd())
 	root.AddCommand(newDebugCmd())

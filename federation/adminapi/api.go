@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"net/url"
 	"time"
 
 	"github.com/fedmesh/fedmesh/federation/membership"
@@ -13,6 +14,10 @@ const (
 	PathKeys    = "/federation/v1/keys"
 	PathMembers = "/federation/v1/members"
 )
+
+// ForgetPath is the path that forgets member name:
+// POST /federation/v1/members/{name}/forget.
+func ForgetPath(name string) string { return PathMembers + "/" + url.PathEscape(name) + "/forget" }
 
 // DefaultAdminURL is the control plane's admin endpoint on this machine.
 const DefaultAdminURL = "http://127.0.0.1:15014"
@@ -71,6 +76,11 @@ type MemberView struct {
 	Catalog         string   `json:"catalog"`
 	ProtocolVersion int      `json:"protocolVersion"`
 	RTTMillis       *float64 `json:"rttMillis,omitempty"`
+}
+
+// ForgetResponse reports a member forgotten for good.
+type ForgetResponse struct {
+	Name string `json:"name"`
 }
 
 // MembersResponse lists the valid members.

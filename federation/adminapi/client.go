@@ -69,6 +69,14 @@ func (c *Client) Members(ctx context.Context) (MembersResponse, error) {
 	return resp, err
 }
 
+// Forget forgets a failed member for good: every member marks it left and
+// the federation removes its exports and persisted imports.
+func (c *Client) Forget(ctx context.Context, name string) (ForgetResponse, error) {
+	var resp ForgetResponse
+	err := c.do(ctx, http.MethodPost, ForgetPath(name), nil, &resp)
+	return resp, err
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	hc := c.HTTP
 	if hc == nil {

@@ -7,12 +7,20 @@
 //	GET  /federation/v1/keys                                  -> keyring of every member
 //	POST /federation/v1/keys    {"op":"install|use|remove","key":"BASE64"}
 //	GET  /federation/v1/members                               -> {"members":[...]}
+//	POST /federation/v1/members/{name}/forget                 -> {"name"}
 //
 // Errors are JSON {"error": "..."}: 400 bad request or malformed token,
 // 403 token refused (altered, foreign, expired), 409 duplicate cluster
-// name or already federated under another key, 502 when serf could not
-// reach the seeds or a member failed a key operation, 503 when the
-// control plane lacks its signing identity or trusted roots.
+// name, already federated under another key, or forgetting an alive
+// member, 502 when serf could not reach the seeds or the other members,
+// or a member failed a key operation, 503 when the control plane lacks
+// its signing identity or trusted roots.
+//
+// Forgetting a member is serf's force-leave (Consul's `force-leave`): a
+// control plane that failed and will not come back is marked left on
+// every member, and the federation removes its exports and persisted
+// imports; without it, a failed peer stays fenced, waiting to return. A
+// member that leaves on purpose needs no forgetting.
 //
 // Joining verifies the token against this cluster's trusted roots before
 // anything touches serf; then the membership adopts the token's gossip

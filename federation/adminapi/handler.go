@@ -29,6 +29,7 @@ type Federation interface {
 	InstallKey(key string) (membership.KeyReport, error)
 	UseKey(key string) (membership.KeyReport, error)
 	RemoveKey(key string) (membership.KeyReport, error)
+	ForceLeave(name string) error
 }
 
 var _ Federation = (*membership.Membership)(nil)
@@ -121,6 +122,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET "+PathKeys, h.listKeys)
 	h.mux.HandleFunc("POST "+PathKeys, h.keyOp)
 	h.mux.HandleFunc("GET "+PathMembers, h.members)
+	h.mux.HandleFunc("POST "+PathMembers+"/{name}/forget", h.forget)
 	return h, nil
 }
 
@@ -320,4 +322,30 @@ func (h *Handler) members(w http.ResponseWriter, _ *http.Request) {
 		out = append(out, v)
 	}
 	writeJSON(w, http.StatusOK, MembersResponse{Members: out})
+}
+
+func (h *Handler) forget(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !membership.IsClusterName(name) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("member %q is not a cluster name (a DNS-1123 label)", name))
+		return
+	}
+	err := h.cfg.Federation.ForceLeave(name)
+	switch {
+	case err == nil:
+	case errors.Is(err, membership.ErrMemberAlive):
+		writeError(w, http.StatusConflict, err)
+		return
+	case errors.Is(err, membership.ErrForgetSelf):
+		writeError(w, http.StatusBadRequest, err)
+		return
+	case errors.Is(err, membership.ErrShutdown):
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	default:
+		writeError(w, http.StatusBadGateway, err)
+		return
+	}
+	h.log.Info("member forgotten", "member", name)
+	writeJSON(w, http.StatusOK, ForgetResponse{Name: name})
 }

@@ -365,3 +365,76 @@ func TestKeysAndTokenRequests(t *testing.T) {
 		})
 	}
 }
+
+func statusOf(m *membership.Membership, name string) membership.Status {
+	for _, mem := range m.Members() {
+		if mem.Name == name {
+			return mem.Status
+		}
+	}
+	return ""
+}
+
+// TestForgetMember forgets a member that failed: every member marks it
+// left. Alive members, this member itself and bad names are refused.
+func TestForgetMember(t *testing.T) {
+	p := newPKI(t, "fed")
+	a, b := federation(t, p)
+	c := startNode(t, "c", p, fedKey)
+	if _, err := c.m.Join([]string{a.m.Local().Addr}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a, b and c federate", sees([]string{"a", "b", "c"}, a, b, c))
+	ctx := context.Background()
+
+	for _, tc := range []struct {
+		name, member string
+		status       int
+		message      string
+	}{
+		{name: "alive member", member: "b", status: http.StatusConflict, message: "member is alive"},
+		{name: "itself", member: "a", status: http.StatusBadRequest, message: "cannot forget itself"},
+		{name: "bad name", member: "Not_A_Cluster", status: http.StatusBadRequest, message: "not a cluster name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := a.client.Forget(ctx, tc.member)
+			var ae *APIError
+			if !errors.As(err, &ae) || ae.Status != tc.status || !strings.Contains(ae.Message, tc.message) {
+				t.Fatalf("Forget(%q) = %v, want %d mentioning %q", tc.member, err, tc.status, tc.message)
+			}
+		})
+	}
+	if diff := cmp.Diff([]string{"a", "b", "c"}, alive(b.m)); diff != "" {
+		t.Errorf("after the refusals b sees (-want +got):\n%s", diff)
+	}
+
+	if err := c.m.Shutdown(); err != nil { // a crash: no leave
+		t.Fatal(err)
+	}
+	waitFor(t, "c failed", func() error {
+		for _, n := range []*node{a, b} {
+			if got := statusOf(n.m, "c"); got != membership.StatusFailed {
+				return fmt.Errorf("%s sees c %s", n.m.Local().Name, got)
+			}
+		}
+		return nil
+	})
+	resp, err := a.client.Forget(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(ForgetResponse{Name: "c"}, resp); diff != "" {
+		t.Errorf("forget response (-want +got):\n%s", diff)
+	}
+	waitFor(t, "c left everywhere", func() error {
+		for _, n := range []*node{a, b} {
+			if got := statusOf(n.m, "c"); got != membership.StatusLeft {
+				return fmt.Errorf("%s sees c %s", n.m.Local().Name, got)
+			}
+		}
+		return nil
+	})
+	if diff := cmp.Diff([]string{"c"}, a.m.Forgotten()); diff != "" {
+		t.Errorf("forgotten on a (-want +got):\n%s", diff)
+	}
+}
