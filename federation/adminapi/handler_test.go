@@ -375,9 +375,31 @@ func statusOf(m *membership.Membership, name string) membership.Status {
 	return ""
 }
 
+// settle waits, once the test's members have shut down, for their last
+// goroutines to end: a probe of a member that failed waits out a timeout
+// scaled by the prober's health, longer than goleak's own retries.
+func settle(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := goleak.Find(ignore)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("goroutines left 30s after the test: %v", err)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
+
 // TestForgetMember forgets a member that failed: every member marks it
 // left. Alive members, this member itself and bad names are refused.
 func TestForgetMember(t *testing.T) {
+	settle(t)
 	p := newPKI(t, "fed")
 	a, b := federation(t, p)
 	c := startNode(t, "c", p, fedKey)
