@@ -178,6 +178,11 @@ func (r *Replicator) newBackOff() backoff.BackOff {
 	return bo
 }
 
+// etcdMinKeepAlive is etcd's default --grpc-keepalive-min-time: a client
+// that pings more often than this is told to go away (too_many_pings). The
+// probe notices a dead peer sooner anyway.
+const etcdMinKeepAlive = 5 * time.Second
+
 // session connects (unless given a client), then runs the watch and the
 // probe until one fails for good or ctx ends.
 func (r *Replicator) session(ctx context.Context) error {
@@ -188,7 +193,7 @@ func (r *Replicator) session(ctx context.Context) error {
 			Endpoints:            r.cfg.Endpoints,
 			TLS:                  r.cfg.TLS,
 			DialTimeout:          r.cfg.DialTimeout,
-			DialKeepAliveTime:    r.cfg.ProbeInterval,
+			DialKeepAliveTime:    max(r.cfg.ProbeInterval, etcdMinKeepAlive),
 			DialKeepAliveTimeout: r.cfg.DialTimeout,
 			Context:              ctx,
 			Logger:               zap.NewNop(),
