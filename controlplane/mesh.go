@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/tls"
@@ -8,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -62,6 +65,14 @@ type MeshConfig struct {
 	// differs from the bind address (a pod behind a Service). Default: the
 	// bind address.
 	AdvertiseAddress string
+	// AdvertiseSerfPort is the gossip port peers reach, when it differs
+	// from SerfPort (a NodePort). Default: the bound port.
+	AdvertiseSerfPort int
+	// AdvertiseEtcdURL is the etcd client URL peers replicate from, when
+	// it differs from the listener (a NodePort or load balancer), e.g.
+	// https://192.0.2.10:32379. Its host is added to the control plane's
+	// certificate. Default: the etcd listener's URL.
+	AdvertiseEtcdURL string
 	// Authenticator proves xDS nodes' identities. Default: local-mode
 	// bootstrap tokens signed by the cluster CA. Kubernetes mode passes
 	// one that checks projected ServiceAccount tokens with TokenReview.
@@ -132,8 +143,21 @@ func (s *Server) prepareMesh(ctx context.Context) (*mesh, error) {
 	// peers' etcd (its common name is its etcd user there). It is renewed
 	// at half life; etcd reads its files on every handshake.
 	hosts := []string{s.cfg.BindAddress}
-	if h, _, err := net.SplitHostPort(mc.XDSAddress); err == nil && h != s.cfg.BindAddress {
-		hosts = append(hosts, h)
+	addHost := func(h string) {
+		if h != "" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	if h, _, err := net.SplitHostPort(mc.XDSAddress); err == nil {
+		addHost(h)
+	}
+	addHost(mc.AdvertiseAddress)
+	if mc.AdvertiseEtcdURL != "" {
+		u, err := url.Parse(mc.AdvertiseEtcdURL)
+		if err != nil || u.Hostname() == "" {
+			return nil, fmt.Errorf("advertised etcd URL %q: want https://HOST:PORT", mc.AdvertiseEtcdURL)
+		}
+		addHost(u.Hostname())
 	}
 	renew := func(context.Context) (*tls.Certificate, error) {
 		is, err := auth.IssueControlPlane(mc.CertTTL, hosts...)
@@ -211,10 +235,11 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 		NodeName:      s.cfg.Cluster,
 		Locality:      s.cfg.Locality,
 		GatewayAddr:   mc.GatewayAddress,
-		CatalogAddr:   st.ClientURL(),
+		CatalogAddr:   cmp.Or(mc.AdvertiseEtcdURL, st.ClientURL()),
 		BindAddr:      s.cfg.BindAddress,
 		BindPort:      mc.SerfPort,
 		AdvertiseAddr: mc.AdvertiseAddress,
+		AdvertisePort: mc.AdvertiseSerfPort,
 		KeyringFile:   filepath.Join(serfDir, "keyring"),
 		SnapshotPath:  filepath.Join(serfDir, "snapshot"),
 		Profile:       mc.Profile,

@@ -42,6 +42,8 @@ type controlPlaneOptions struct {
 	leaderNamespace       string
 	leaderIdentity        string
 	advertiseAddress      string
+	advertiseSerfPort     int
+	advertiseEtcdURL      string
 	// kubeMode is set by newSource for --source kube.
 	kubeMode *kube.Mode
 }
@@ -73,14 +75,16 @@ and /metrics on the admin port (15014).`,
 			}
 			if o.caDir != "" {
 				cfg.Mesh = &controlplane.MeshConfig{
-					CADir:            o.caDir,
-					SerfPort:         o.serfPort,
-					XDSAddress:       o.xdsAddress,
-					GatewayAddress:   o.gatewayAddress,
-					Profile:          membership.Profile(o.profile),
-					FencePeriod:      o.fencePeriod,
-					CertTTL:          o.certTTL,
-					AdvertiseAddress: o.advertiseAddress,
+					CADir:             o.caDir,
+					SerfPort:          o.serfPort,
+					XDSAddress:        o.xdsAddress,
+					GatewayAddress:    o.gatewayAddress,
+					Profile:           membership.Profile(o.profile),
+					FencePeriod:       o.fencePeriod,
+					CertTTL:           o.certTTL,
+					AdvertiseAddress:  o.advertiseAddress,
+					AdvertiseSerfPort: o.advertiseSerfPort,
+					AdvertiseEtcdURL:  o.advertiseEtcdURL,
 				}
 				cfg.Mesh.XDS.BaseEjectionTime = o.baseEjection
 			}
@@ -126,6 +130,8 @@ and /metrics on the admin port (15014).`,
 	f.StringVar(&o.dataDir, "data-dir", "", "directory for the embedded etcd and the cluster's state (required with the embedded etcd)")
 	f.StringVar(&o.source, "source", "", "where the cluster's services come from: file:DIR, kube (in-cluster) or kube:KUBECONFIG")
 	f.StringVar(&o.advertiseAddress, "advertise-address", "", "address peers reach this control plane's gossip on (default: the bind address)")
+	f.IntVar(&o.advertiseSerfPort, "advertise-serf-port", 0, "gossip port peers reach, when it differs from --serf-port (a NodePort)")
+	f.StringVar(&o.advertiseEtcdURL, "advertise-etcd-url", "", "etcd URL peers replicate from, when it differs from the listener (e.g. https://NODE-IP:32379)")
 	f.StringVar(&o.leaderNamespace, "leader-elect-namespace", "", "Kubernetes mode: namespace of the leader-election lease")
 	f.StringVar(&o.leaderIdentity, "leader-elect-identity", "", "Kubernetes mode: this replica's identity in leader election (default: host name)")
 	f.StringVar(&o.bindAddress, "bind-address", "127.0.0.1", "address every listener binds to by default")
