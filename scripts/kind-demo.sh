@@ -197,12 +197,15 @@ for c in "${clusters[@]}"; do
 done
 k east-1 -n demo wait --for=condition=Ready pod/client --timeout=180s >/dev/null || die "client not ready"
 
-# served_by prints the cluster that answered most of 20 requests.
+# served_by prints the cluster that answered most of 20 requests. The
+# client uses its sidecar as an HTTP proxy: cluster DNS knows nothing of
+# *.svc.clusterset.local (no ClusterSetIP is allocated yet), and the
+# sidecar routes by the request's host.
 served_by() {
 	local i out
 	for i in $(seq 20); do
 		out=$(k east-1 -n demo exec client -c curl -- \
-			curl -fsS --max-time 2 http://echo.demo.svc.clusterset.local:8080/ 2>/dev/null) || continue
+			curl -fsS --max-time 2 -x http://127.0.0.1:15001 http://echo.demo.svc.clusterset.local:8080/ 2>/dev/null) || continue
 		printf '%s\n' "$out" | sed -n 's/.*"cluster": *"\([^"]*\)".*/\1/p'
 	done | sort | uniq -c | sort -rn | awk 'NR==1 {print $2}'
 }
