@@ -47,53 +47,8 @@ if [ ! -x "$fortio" ] || ! "$fortio" version 2>/dev/null | grep -qx "${fortio_ve
 	GOBIN=$tools go install "fortio.org/fortio@$fortio_version"
 fi
 
-work=$(mktemp -d)
-bin=$work/bin
-mkdir -p "$bin"
-go build -o "$bin/fedmesh" ./cmd/fedmesh
-go build -o "$bin/meshxds" ./bench/cmd/meshxds
-
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in "${pids[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-last_pid=
-start() { # start NAME COMMAND... ; logs to NAME.log, the pid lands in last_pid
-	local name=$1
-	shift
-	"$@" >"$work/$name.log" 2>&1 &
-	last_pid=$!
-	pids+=("$last_pid")
-}
-
-wait_for() { # wait_for WHAT COMMAND... : poll for up to 20 s
-	local what=$1
-	shift
-	for _ in $(seq 200); do
-		if "$@" >/dev/null 2>&1; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	echo "timed out waiting for $what" >&2
-	tail -n 20 "$work"/*.log >&2
-	return 1
-}
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
-reset_hwm() { echo 5 >"/proc/$1/clear_refs"; }
-hz=$(getconf CLK_TCK)
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 # --- certificates from fedmesh's own CA ----------------------------------------
 td=bench.local
