@@ -21,14 +21,14 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/ca"
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
-	"github.com/fedmesh/fedmesh/controlplane/store"
 	"github.com/fedmesh/fedmesh/controlplane/xds"
 	"github.com/fedmesh/fedmesh/federation"
 	"github.com/fedmesh/fedmesh/federation/adminapi"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/store"
 )
 
 // MeshConfig turns a control plane into a member of a federation: with

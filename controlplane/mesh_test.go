@@ -15,9 +15,9 @@ import (
 
 	"github.com/fedmesh/fedmesh/controlplane/ca"
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
-	"github.com/fedmesh/fedmesh/controlplane/store"
 	"github.com/fedmesh/fedmesh/federation/adminapi"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
 

@@ -16,9 +16,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
-	"github.com/fedmesh/fedmesh/controlplane/store"
+	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/catalog"
 )
 
 // benchServices is how many services every cluster exports.

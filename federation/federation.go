@@ -9,11 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
-	"github.com/fedmesh/fedmesh/controlplane/store"
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/merge"
 	"github.com/fedmesh/fedmesh/federation/replicate"
+	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
 

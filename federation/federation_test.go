@@ -16,10 +16,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
-	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/merge"
+	"github.com/fedmesh/fedmesh/store/storetest"
 )
 
 // agree checks that every node's view holds every cluster's base exports,

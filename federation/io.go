@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
-	"github.com/fedmesh/fedmesh/controlplane/store"
+	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/store"
 )
 
 // ioRetry is how long the io worker waits after a failed write.

@@ -10,10 +10,10 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
-	"github.com/fedmesh/fedmesh/controlplane/store"
-	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/store"
+	"github.com/fedmesh/fedmesh/store/storetest"
 	"github.com/fedmesh/fedmesh/topology"
 )
 

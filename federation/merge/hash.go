@@ -7,7 +7,7 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/catalog"
 )
 
 // Hash returns a hex SHA-256 digest of what every cluster's view of the

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/catalog"
 )
 
 // Health reasons of merged endpoints (the fenced reason is built per

@@ -4,7 +4,7 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/catalog"
 )
 
 // Merger computes the same view as Merge, but incrementally: it remembers

@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
-	"github.com/fedmesh/fedmesh/controlplane/store"
+	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/store"
 )
 
 // Snapshot is a peer's whole export set at one revision of its etcd.

@@ -14,10 +14,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
-	"github.com/fedmesh/fedmesh/controlplane/store"
-	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/faultproxy"
+	"github.com/fedmesh/fedmesh/store"
+	"github.com/fedmesh/fedmesh/store/storetest"
 )
 
 // history records the peer's export set after every write, by revision,

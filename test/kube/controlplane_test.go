@@ -9,10 +9,10 @@ import (
 
 	"github.com/fedmesh/fedmesh/controlplane"
 	"github.com/fedmesh/fedmesh/controlplane/kube"
-	"github.com/fedmesh/fedmesh/controlplane/store"
-	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
 	"github.com/fedmesh/fedmesh/federation"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/store"
+	"github.com/fedmesh/fedmesh/store/storetest"
 	"github.com/fedmesh/fedmesh/topology"
 )
 

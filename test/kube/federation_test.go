@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/kube"
 	"github.com/fedmesh/fedmesh/topology"
 )

@@ -19,10 +19,10 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
-	"github.com/fedmesh/fedmesh/controlplane/store"
-	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/testpki"
+	"github.com/fedmesh/fedmesh/store"
+	"github.com/fedmesh/fedmesh/store/storetest"
 )
 
 // testCA is a throwaway certificate authority.

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
-	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
+	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/store/storetest"
 )
 
 const benchServices = 1000

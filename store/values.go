@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/topology"
 )
 

@@ -11,9 +11,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/fedmesh/fedmesh/controlplane/catalog"
-	"github.com/fedmesh/fedmesh/controlplane/store"
-	"github.com/fedmesh/fedmesh/controlplane/store/storetest"
+	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/store"
+	"github.com/fedmesh/fedmesh/store/storetest"
 	"github.com/fedmesh/fedmesh/topology"
 )
 

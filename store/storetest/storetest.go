@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedmesh/fedmesh/controlplane/store"
+	"github.com/fedmesh/fedmesh/store"
 )
 
 // OpenTimeout bounds the start of a test store.
