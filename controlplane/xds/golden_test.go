@@ -1,0 +1,102 @@
+package xds
+
+import (
+	"encoding/json"
+	"flag"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+
+	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/internal/naming"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/out from what the build makes now")
+
+// TestGolden renders whole snapshots for the nodes of each case and
+// compares them with testdata/out/NAME.yaml, so that a change to what
+// proxies receive shows in review as a diff of that file. Regenerate with
+// go test ./controlplane/xds -run TestGolden -update.
+func TestGolden(t *testing.T) {
+	withWorkload := func(v *catalog.View) {
+		// west-1's echo replica 127.0.3.1 is the node's own workload.
+		v.Services[0].Endpoints[3].Workload = "echo"
+	}
+	secrets := &Secrets{ChainPEM: []byte("CHAIN"), KeyPEM: []byte("KEY"), BundlePEM: []byte("BUNDLE")}
+	tests := []struct {
+		name string
+		view *catalog.View
+		node Node
+		sec  *Secrets
+	}{
+		{name: "sidecar-east-1", view: testView("east-1"), node: sidecarNode("east-1", locEast1), sec: secrets},
+		{
+			name: "sidecar-west-1-inbound",
+			view: testView("west-1", withWorkload),
+			node: Node{ID: "echo~west-1", Role: naming.RoleSidecar, Cluster: "west-1", Namespace: "demo",
+				ServiceAccount: "echo", Workload: "echo", Locality: locWest1, AppPorts: map[string]int32{"http": 9080}},
+			sec: secrets,
+		},
+		{name: "gateway-west-1", view: testView("west-1"), node: Node{ID: "gw~west-1", Role: naming.RoleGateway, Cluster: "west-1", Locality: locWest1}},
+		{name: "proxyless-east-2", view: testView("east-2"), node: Node{ID: "grpc~east-2", Role: naming.RoleProxyless, Cluster: "east-2", Namespace: "demo", ServiceAccount: "client"}},
+		{name: "sidecar-east-1-echo-down", view: testView("east-1", echoDown), node: sidecarNode("east-1", locEast1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := renderSnapshot(t, mustBuild(t, tt.view, tt.node, tt.sec))
+			path := filepath.Join("testdata", "out", tt.name+".yaml")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), string(got)); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", path, diff)
+			}
+		})
+	}
+}
+
+// renderSnapshot writes a snapshot as YAML: per type, its resources in
+// name order, each as protojson, and the endpoint explanations that
+// /debug/endpoints serves.
+func renderSnapshot(t *testing.T, b *Built) []byte {
+	t.Helper()
+	out := map[string][]any{}
+	for typ, label := range typeNames {
+		items := b.Snapshot.GetResources(typ)
+		for _, name := range slices.Sorted(maps.Keys(items)) {
+			raw, err := protojson.Marshal(items[name])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				t.Fatal(err)
+			}
+			out[label] = append(out[label], v)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(b.Clusters)) {
+		out["explain"] = append(out["explain"], b.Clusters[name])
+	}
+	y, err := yaml.Marshal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return y
+}
