@@ -107,16 +107,6 @@ func (c *pushCache) ClearSnapshot(key string) {
 	c.mu.Unlock()
 }
 
-// snapshot returns node key's current snapshot, or nil.
-func (c *pushCache) snapshot(key string) *Snapshot {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := c.nodes[key]; n != nil {
-		return n.snap
-	}
-	return nil
-}
-
 // CreateWatch implements cache.ConfigWatcher for state-of-the-world
 // streams.
 func (c *pushCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch chan cache.Response) (func(), error) {

@@ -62,7 +62,7 @@ func issue(is Issuer, id Identity, ttl time.Duration, now time.Time) (*svid, err
 	}
 	return &svid{
 		secrets:  secrets,
-		part:     newPart(secretResources(secrets)),
+		part:     newPart(renderSecrets(secrets)),
 		notAfter: leaf.NotAfter,
 		renewAt:  start.Add(leaf.NotAfter.Sub(start) / 2),
 		serial:   leaf.SerialNumber.String(),

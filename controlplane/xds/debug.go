@@ -12,6 +12,8 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/fedmesh/fedmesh/controlplane/plan"
 )
 
 // Debug paths served by Handler.
@@ -116,10 +118,10 @@ func redact(r types.Resource) proto.Message {
 
 // EndpointsDump is what /debug/endpoints returns per node.
 type EndpointsDump struct {
-	Node     string           `json:"node"`
-	Key      string           `json:"key"`
-	Locality string           `json:"locality"`
-	Clusters []*ClusterReport `json:"clusters"`
+	Node     string                `json:"node"`
+	Key      string                `json:"key"`
+	Locality string                `json:"locality"`
+	Clusters []*plan.ClusterReport `json:"clusters"`
 }
 
 func (s *Server) serveEndpoints(w http.ResponseWriter, r *http.Request) {
@@ -141,7 +143,7 @@ func (s *Server) serveEndpoints(w http.ResponseWriter, r *http.Request) {
 	}
 	var out []EndpointsDump
 	for _, n := range nodes {
-		d := EndpointsDump{Node: n.node.ID, Key: n.node.Key(), Locality: n.node.Locality.String(), Clusters: []*ClusterReport{}}
+		d := EndpointsDump{Node: n.node.ID, Key: n.node.Key(), Locality: n.node.Locality.String(), Clusters: []*plan.ClusterReport{}}
 		if n.built != nil {
 			for _, c := range n.built.Clusters {
 				if c.Service == svc {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/plan"
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -20,7 +21,7 @@ var ErrBadNode = errors.New("bad node")
 
 // DefaultServiceAccount is the service account of a node or endpoint that
 // names none, as in Kubernetes.
-const DefaultServiceAccount = "default"
+const DefaultServiceAccount = plan.DefaultServiceAccount
 
 // Node is what a proxy announces about itself in its xDS Node message,
 // parsed and checked (docs/xds.md, section 1).

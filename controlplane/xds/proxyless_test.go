@@ -11,7 +11,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/xds" // the xds:/// resolver and balancers
 
@@ -22,7 +21,7 @@ import (
 
 // backend is a real gRPC server that says which cluster served a call.
 type backend struct {
-	testgrpc.UnimplementedTestServiceServer
+	testpb.UnimplementedTestServiceServer
 	name string
 }
 
@@ -37,7 +36,7 @@ func startBackend(t *testing.T, name string) (string, int32) {
 		t.Fatal(err)
 	}
 	g := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(g, &backend{name: name})
+	testpb.RegisterTestServiceServer(g, &backend{name: name})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = g.Serve(lis) }()
@@ -111,7 +110,7 @@ func TestProxylessGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	client := testgrpc.NewTestServiceClient(conn)
+	client := testpb.NewTestServiceClient(conn)
 	call := func() string {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -66,7 +66,6 @@ type Server struct {
 	mu         sync.Mutex // guards the following
 	view       *catalog.View
 	gen        *Generator
-	genErr     error
 	viewDirty  bool // every node needs a rebuild after the debounce
 	viewAt     time.Time
 	streams    map[int64]*streamState
@@ -416,7 +415,6 @@ func (s *Server) onRequest(id int64, pn *corev3.Node, typeURL string, names []st
 		if ns, err = s.authenticate(st, pn); err != nil {
 			return err
 		}
-		key = ns.node.Key()
 	} else if pn != nil && (nodeHash{}).ID(pn) != key {
 		return s.reject("node_changed", codes.InvalidArgument, "node changed within a stream", "node", pn.GetId())
 	}

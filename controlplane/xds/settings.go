@@ -112,11 +112,3 @@ func (s Settings) withDefaults() (Settings, error) {
 	}
 	return s, nil
 }
-
-// spiffeID renders spiffe://TD/ns/NS/sa/SA.
-func (s *Settings) spiffeID(ns, sa string) string {
-	if sa == "" {
-		sa = DefaultServiceAccount
-	}
-	return "spiffe://" + s.TrustDomain + "/ns/" + ns + "/sa/" + sa
-}

@@ -1,0 +1,252 @@
+package plan
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+
+	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+// Assignment is the plan of one service port's endpoints as one node
+// receives them (an EDS ClusterLoadAssignment).
+type Assignment struct {
+	// Name is the EDS resource's name: the outbound cluster for clients,
+	// the SNI for gateways.
+	Name string
+	// Localities are the groups sent, by priority then locality.
+	Localities []Locality
+	// Report explains every endpoint of the port, sent or not.
+	Report *ClusterReport
+}
+
+// Locality is the endpoints of one locality at one priority.
+type Locality struct {
+	Priority int
+	Locality topology.Locality
+	// Weight is the locality's load balancing weight: its healthy
+	// endpoints (a gateway counts the healthy endpoints behind it), at
+	// least 1.
+	Weight    uint32
+	Endpoints []Endpoint
+}
+
+// Endpoint is one address a node may send to.
+type Endpoint struct {
+	Host    string
+	Port    uint32
+	Healthy bool
+	// Weight is set (above 0) for a gateway: the number of healthy
+	// endpoints behind it, at least 1.
+	Weight uint32
+	// Cluster is the cluster that serves the endpoint.
+	Cluster string
+	// Identity is the SPIFFE ID the server presents.
+	Identity string
+	// SNI is set when Host:Port is another cluster's gateway: it names
+	// the service port the gateway routes to.
+	SNI string
+}
+
+// entry is an Endpoint being planned, with the indexes of the report
+// rows it stands for (a gateway stands for every endpoint behind it).
+type entry struct {
+	Endpoint
+	loc     topology.Locality
+	reports []int
+}
+
+// Assign plans service port port of svc for a node of role at loc:
+//   - a gateway receives only its own cluster's endpoints;
+//   - a sidecar receives its own cluster's endpoints as they are and
+//     every other cluster's as that cluster's gateway, weighted by the
+//     healthy endpoints behind it;
+//   - a proxyless client receives every endpoint as it is;
+//
+// then every entry is ranked by locality relative to loc (the policy's
+// failover order) and grouped by priority and locality.
+func (p *Plan) Assign(svc *catalog.ImportedService, port catalog.Port, loc topology.Locality, role string) *Assignment {
+	sp := naming.ServicePort{Namespace: svc.Namespace, Name: svc.Name, Port: port.Port}
+	name := sp.OutboundCluster()
+	if role == naming.RoleGateway {
+		name = sp.SNI()
+	}
+	rep := &ClusterReport{Name: name, Service: svc.Key().String(), Port: port.Port}
+	entries := p.entries(svc, port, role, rep)
+
+	nodes := make([]topology.Node, len(entries))
+	for i, e := range entries {
+		nodes[i] = topology.Node{Locality: e.loc}
+	}
+	ranks := p.policy.Prioritize(topology.Node{Locality: loc}, nodes)
+	for i, e := range entries {
+		for _, ri := range e.reports {
+			rep.Endpoints[ri].Priority = ranks[i].Priority
+			rep.Endpoints[ri].PriorityReason = ranks[i].Reason
+		}
+	}
+	for i, r := range rep.Endpoints {
+		if !r.Sent {
+			rep.Endpoints[i].Priority = -1
+		}
+	}
+	return &Assignment{Name: name, Localities: group(entries, ranks), Report: rep}
+}
+
+// entries decides which of svc's endpoints serving port the node
+// receives and as what, and writes a report row for each.
+func (p *Plan) entries(svc *catalog.ImportedService, port catalog.Port, role string, rep *ClusterReport) []*entry {
+	sni := naming.ServicePort{Namespace: svc.Namespace, Name: svc.Name, Port: port.Port}.SNI()
+	var entries []*entry
+	gateways := map[string]*entry{}
+	for i := range svc.Endpoints {
+		ep := &svc.Endpoints[i]
+		r := endpointReport(ep)
+		if ep.PortName != port.Name {
+			// Another port's endpoint; one whose port name the merged
+			// service lacks is explained once, with the first port.
+			if _, ok := (&catalog.Service{Ports: svc.Ports}).PortByName(ep.PortName); !ok && port.Port == firstPort(svc) {
+				r.NotSentReason = fmt.Sprintf("port name %q is not a port of the merged service", ep.PortName)
+				r.Priority = -1
+				rep.Endpoints = append(rep.Endpoints, r)
+			}
+			continue
+		}
+		local := ep.Locality.Cluster == p.view.Local
+		switch {
+		case role == naming.RoleGateway && !local:
+			continue // a gateway only ever reaches its own cluster
+		case local || role == naming.RoleProxyless:
+			r.Sent, r.SentAs = true, r.Address
+			rep.Endpoints = append(rep.Endpoints, r)
+			entries = append(entries, &entry{
+				Endpoint: Endpoint{
+					Host: ep.Address, Port: uint32(ep.Port), Healthy: ep.Healthy,
+					Cluster: ep.Locality.Cluster, Identity: p.SpiffeID(svc.Namespace, ep.ServiceAccount),
+				},
+				loc: ep.Locality, reports: []int{len(rep.Endpoints) - 1},
+			})
+			continue
+		}
+		ci, known := p.view.Clusters[ep.Locality.Cluster]
+		host, gwPort, why := gatewayAddress(ep.Locality.Cluster, ci, known)
+		if why != "" {
+			r.NotSentReason = why
+			rep.Endpoints = append(rep.Endpoints, r)
+			continue
+		}
+		r.Sent, r.SentAs, r.ViaGateway, r.SNI = true, ci.GatewayAddress, true, sni
+		rep.Endpoints = append(rep.Endpoints, r)
+		e := gateways[ep.Locality.Cluster]
+		if e == nil {
+			l := ci.Locality
+			if l.Cluster == "" {
+				l = ep.Locality
+			}
+			e = &entry{
+				Endpoint: Endpoint{
+					Host: host, Port: gwPort, Cluster: ep.Locality.Cluster,
+					Identity: p.SpiffeID(svc.Namespace, ep.ServiceAccount), SNI: sni,
+				},
+				loc: l,
+			}
+			gateways[ep.Locality.Cluster] = e
+			entries = append(entries, e)
+		}
+		if ep.Healthy {
+			e.Healthy = true
+			e.Weight++
+		}
+		e.reports = append(e.reports, len(rep.Endpoints)-1)
+	}
+	for _, e := range gateways {
+		healthy := e.Weight
+		e.Weight = max(1, e.Weight)
+		for _, ri := range e.reports {
+			r := &rep.Endpoints[ri]
+			r.Weight, r.Healthy = e.Weight, e.Healthy
+			r.HealthReason = fmt.Sprintf("%d of %d endpoints behind the gateway healthy (this one: %s)",
+				healthy, len(e.reports), r.HealthReason)
+		}
+	}
+	return entries
+}
+
+// endpointReport starts the report row of ep: where it is and whether it
+// is healthy.
+func endpointReport(ep *catalog.ViewEndpoint) EndpointReport {
+	r := EndpointReport{
+		Address:  net.JoinHostPort(ep.Address, strconv.Itoa(int(ep.Port))),
+		Cluster:  ep.Locality.Cluster,
+		Workload: ep.Workload,
+		Locality: ep.Locality.String(),
+		Healthy:  ep.Healthy,
+	}
+	switch {
+	case ep.Healthy:
+		r.HealthReason = "ready"
+	case ep.HealthReason != "":
+		r.HealthReason = ep.HealthReason
+	default:
+		r.HealthReason = "not ready"
+	}
+	return r
+}
+
+// gatewayAddress splits the gateway address of cluster; why says what is
+// wrong with it when it cannot be used.
+func gatewayAddress(cluster string, ci catalog.ClusterInfo, known bool) (host string, port uint32, why string) {
+	if !known || ci.GatewayAddress == "" {
+		return "", 0, "cluster " + cluster + " has no gateway address"
+	}
+	host, portStr, err := net.SplitHostPort(ci.GatewayAddress)
+	n, perr := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || perr != nil || n == 0 {
+		return "", 0, fmt.Sprintf("cluster %s gateway address %q is not host:port", cluster, ci.GatewayAddress)
+	}
+	return host, uint32(n), ""
+}
+
+// group puts ranked entries into localities, sorted by priority then
+// locality, each weighted by its healthy endpoints (at least 1).
+func group(entries []*entry, ranks []topology.Rank) []Locality {
+	type groupKey struct {
+		prio int
+		loc  topology.Locality
+	}
+	groups := map[groupKey]*Locality{}
+	for i, e := range entries {
+		k := groupKey{ranks[i].Priority, e.loc}
+		g := groups[k]
+		if g == nil {
+			g = &Locality{Priority: k.prio, Locality: e.loc}
+			groups[k] = g
+		}
+		if e.Healthy {
+			if e.SNI != "" {
+				g.Weight += e.Weight
+			} else {
+				g.Weight++
+			}
+		}
+		g.Endpoints = append(g.Endpoints, e.Endpoint)
+	}
+	keys := slices.Collect(maps.Keys(groups))
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].prio != keys[j].prio {
+			return keys[i].prio < keys[j].prio
+		}
+		return keys[i].loc.String() < keys[j].loc.String()
+	})
+	out := make([]Locality, len(keys))
+	for i, k := range keys {
+		out[i] = *groups[k]
+		out[i].Weight = max(1, out[i].Weight)
+	}
+	return out
+}

@@ -1,0 +1,326 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"sync"
+
+	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/plan"
+	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+// ErrInvalidSnapshot is wrapped by every error about generated resources
+// that fail validation; such a snapshot is never sent.
+var ErrInvalidSnapshot = errors.New("invalid snapshot")
+
+// ValidationError says which resource failed validation and why.
+type ValidationError struct {
+	// Reason is a short label for metrics: "resource" (a field rule of
+	// one resource) or "consistency" (a reference to a missing resource).
+	Reason string
+	// Resource names the failing resource, when one does.
+	Resource string
+	Err      error
+}
+
+func (e *ValidationError) Error() string {
+	if e.Resource != "" {
+		return fmt.Sprintf("%s: %s %s: %v", ErrInvalidSnapshot, e.Reason, e.Resource, e.Err)
+	}
+	return fmt.Sprintf("%s: %s: %v", ErrInvalidSnapshot, e.Reason, e.Err)
+}
+
+// Unwrap lets errors.Is(err, ErrInvalidSnapshot) match.
+func (e *ValidationError) Unwrap() []error { return []error{ErrInvalidSnapshot, e.Err} }
+
+// Secrets are a node's own certificate and the trust bundle, in PEM.
+type Secrets struct {
+	// ChainPEM is the SVID leaf followed by intermediates.
+	ChainPEM []byte
+	// KeyPEM is the leaf's private key (PKCS#8).
+	KeyPEM []byte
+	// BundlePEM holds the trusted root certificates.
+	BundlePEM []byte
+}
+
+// Built is one node's resources.
+type Built struct {
+	// Snapshot holds the node's resources, marshalled and shared with
+	// nodes that receive the same; every type carries the hash of its
+	// resources as version.
+	Snapshot *Snapshot
+	// Clusters explains every service port's endpoints, by EDS name.
+	Clusters map[string]*plan.ClusterReport
+}
+
+// outbound is what every sidecar (or every proxyless client) receives
+// regardless of its locality.
+type outbound struct {
+	clusters, listeners, routes *part
+}
+
+// endpoints are the EDS resources for one locality.
+type endpoints struct {
+	clas    *part
+	reports map[string]*plan.ClusterReport
+}
+
+// gatewayParts are a gateway's resources for one locality.
+type gatewayParts struct {
+	clusters, listeners *part
+	eds                 endpoints
+}
+
+type edsKey struct {
+	role string
+	loc  topology.Locality
+}
+
+// Generator renders nodes' resources from the plan of one View. Parts
+// shared between nodes (outbound clusters, endpoints per locality) are
+// rendered once and reused; a Generator is safe for concurrent use.
+type Generator struct {
+	s    Settings
+	plan *plan.Plan
+
+	// prevEDS and prevOutbound are what the previous view's generator
+	// built (never changed once set), reused for services that did not
+	// change; nil when the views differ in what every service depends on
+	// (clusters, gateways, RTTs).
+	prevEDS      map[edsKey]map[catalog.ServiceKey]*svcEndpoints
+	prevOutbound map[string]*outbound
+
+	mu         sync.Mutex // guards the following
+	outbound   map[string]*outbound
+	eds        map[edsKey]*endpoints
+	svcEDS     map[edsKey]map[catalog.ServiceKey]*svcEndpoints
+	gateway    map[topology.Locality]*gatewayParts
+	consistent map[string]error
+}
+
+// svcEndpoints are one service's assignments (one per port, ports in
+// order) as nodes of one role and locality receive them. A Generator for
+// a later view reuses them when the service is unchanged.
+type svcEndpoints struct {
+	svc     catalog.ImportedService // the input, compared with the next view's
+	clas    []*resource
+	reports []*plan.ClusterReport
+	err     error
+}
+
+// NewGenerator checks the settings and returns a generator for view v.
+func NewGenerator(s Settings, v *catalog.View) (*Generator, error) {
+	s, err := s.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Generator{
+		s:          s,
+		plan:       plan.New(s.TrustDomain, s.Policy, v),
+		outbound:   make(map[string]*outbound),
+		eds:        make(map[edsKey]*endpoints),
+		svcEDS:     make(map[edsKey]map[catalog.ServiceKey]*svcEndpoints),
+		gateway:    make(map[topology.Locality]*gatewayParts),
+		consistent: make(map[string]error),
+	}, nil
+}
+
+// next returns a generator for view v with g's settings that reuses
+// what g built for services that did not change: a change of one
+// endpoint's health rebuilds only that service's assignments.
+func (g *Generator) next(v *catalog.View) (*Generator, error) {
+	n, err := NewGenerator(g.s, v)
+	if err != nil {
+		return nil, err
+	}
+	if !n.plan.SameClusters(g.plan) {
+		return n, nil // every assignment depends on the clusters
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n.prevEDS = maps.Clone(g.svcEDS)
+	if n.plan.SameClientView(g.plan) {
+		n.prevOutbound = maps.Clone(g.outbound)
+	}
+	return n, nil
+}
+
+// View returns the view the generator builds from.
+func (g *Generator) View() *catalog.View { return g.plan.View() }
+
+// Build returns node n's resources. sec may be nil for nodes that get no
+// secrets (gateways, proxyless clients). A snapshot that fails validation
+// is returned as an error wrapping ErrInvalidSnapshot.
+func (g *Generator) Build(n Node, sec *Secrets) (*Built, error) {
+	var sp *part
+	if sec != nil && n.Role == naming.RoleSidecar {
+		sp = newPart(renderSecrets(sec))
+	}
+	return g.build(n, sp)
+}
+
+// build assembles node n's snapshot from shared parts; secrets is the
+// identity's secrets part (built once per certificate) or nil.
+func (g *Generator) build(n Node, secrets *part) (*Built, error) {
+	loc := g.plan.NodeLocality(n.Cluster, n.Locality)
+	var clusters, eps, listeners, routes, secs []*part
+	var reports map[string]*plan.ClusterReport
+	switch n.Role {
+	case naming.RoleGateway:
+		gp := g.gatewayFor(loc)
+		clusters, eps, listeners = []*part{gp.clusters}, []*part{gp.eds.clas}, []*part{gp.listeners}
+		reports = gp.eds.reports
+	default:
+		out := g.outboundFor(n.Role)
+		e := g.endpointsFor(n.Role, loc)
+		clusters, eps, listeners, routes = []*part{out.clusters}, []*part{e.clas}, []*part{out.listeners}, []*part{out.routes}
+		reports = e.reports
+		if n.Role == naming.RoleSidecar {
+			ic, il := g.renderInbound(g.plan.Inbound(n.Namespace, n.Workload, n.appPort))
+			clusters = append(clusters, newPart(ic))
+			listeners = append(listeners, newPart(il))
+			if secrets != nil {
+				secs = append(secs, secrets)
+			}
+		}
+	}
+	for _, ps := range [][]*part{clusters, eps, listeners, routes, secs} {
+		for _, p := range ps {
+			if p.err != nil {
+				return nil, p.err
+			}
+		}
+	}
+	snap := &Snapshot{}
+	snap.sets[typeCluster] = newTypeSet(clusters)
+	snap.sets[typeEndpoint] = newTypeSet(eps)
+	snap.sets[typeListener] = newTypeSet(listeners)
+	snap.sets[typeRoute] = newTypeSet(routes)
+	snap.sets[typeSecret] = newTypeSet(secs)
+	if err := g.checkConsistent(snap, clusters[0].version+"/"+eps[0].version+"/"+listeners[0].version); err != nil {
+		return nil, err
+	}
+	return &Built{Snapshot: snap, Clusters: reports}, nil
+}
+
+// checkConsistent runs the cache's reference check once per combination
+// of shared parts: per-node parts (inbound, secrets) reference nothing
+// that EDS or RDS must hold.
+func (g *Generator) checkConsistent(snap *Snapshot, key string) error {
+	g.mu.Lock()
+	err, ok := g.consistent[key]
+	g.mu.Unlock()
+	if ok {
+		return err
+	}
+	if cerr := snap.Consistent(); cerr != nil {
+		err = &ValidationError{Reason: "consistency", Err: cerr}
+	}
+	g.mu.Lock()
+	g.consistent[key] = err
+	g.mu.Unlock()
+	return err
+}
+
+func (g *Generator) outboundFor(role string) *outbound {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if o, ok := g.outbound[role]; ok {
+		return o
+	}
+	if o, ok := g.prevOutbound[role]; ok {
+		g.outbound[role] = o
+		return o
+	}
+	var o *outbound
+	if role == naming.RoleProxyless {
+		o = g.renderProxyless()
+	} else {
+		o = g.renderOutbound()
+	}
+	g.outbound[role] = o
+	return o
+}
+
+func (g *Generator) gatewayFor(loc topology.Locality) *gatewayParts {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if gp, ok := g.gateway[loc]; ok {
+		return gp
+	}
+	k := edsKey{role: naming.RoleGateway, loc: loc}
+	services := g.plan.GatewayServices()
+	ses := make([]*svcEndpoints, len(services))
+	for i, svc := range services {
+		ses[i] = g.serviceEndpointsLocked(k, svc)
+	}
+	clusters, listeners := g.renderGateway(services)
+	gp := &gatewayParts{clusters: newPart(clusters), listeners: newPart(listeners), eds: joinEndpoints(ses)}
+	g.gateway[loc] = gp
+	return gp
+}
+
+func (g *Generator) endpointsFor(role string, loc topology.Locality) *endpoints {
+	if role != naming.RoleProxyless {
+		role = naming.RoleSidecar
+	}
+	k := edsKey{role: role, loc: loc}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if e, ok := g.eds[k]; ok {
+		return e
+	}
+	services := g.plan.View().Services
+	ses := make([]*svcEndpoints, len(services))
+	for i := range services {
+		ses[i] = g.serviceEndpointsLocked(k, &services[i])
+	}
+	e := joinEndpoints(ses)
+	g.eds[k] = &e
+	return &e
+}
+
+// joinEndpoints is the EDS part of several services' assignments; its
+// error is the first of theirs.
+func joinEndpoints(ses []*svcEndpoints) endpoints {
+	var clas []*resource
+	var first error
+	reports := map[string]*plan.ClusterReport{}
+	for _, se := range ses {
+		clas = append(clas, se.clas...)
+		for _, r := range se.reports {
+			reports[r.Name] = r
+		}
+		if first == nil {
+			first = se.err
+		}
+	}
+	p := partOf(clas)
+	p.err = first
+	return endpoints{clas: p, reports: reports}
+}
+
+// serviceEndpointsLocked returns svc's assignments for nodes of k, from
+// the previous view's generator when svc did not change.
+func (g *Generator) serviceEndpointsLocked(k edsKey, svc *catalog.ImportedService) *svcEndpoints {
+	key := svc.Key()
+	se := g.prevEDS[k][key]
+	if se == nil || !reflect.DeepEqual(&se.svc, svc) {
+		se = g.renderEndpoints(k, svc)
+	}
+	g.keepLocked(k, key, se)
+	return se
+}
+
+func (g *Generator) keepLocked(k edsKey, key catalog.ServiceKey, se *svcEndpoints) {
+	m := g.svcEDS[k]
+	if m == nil {
+		m = make(map[catalog.ServiceKey]*svcEndpoints, len(g.plan.View().Services))
+		g.svcEDS[k] = m
+	}
+	m[key] = se
+}

@@ -1,0 +1,179 @@
+package xds
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
+	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/plan"
+	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/xdsresource"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+// This file renders the plan into Envoy resources (docs/xds.md); the
+// plan decides, internal/xdsresource builds each message.
+
+// GatewayListenerName is the name of a gateway's SNI listener.
+const GatewayListenerName = xdsresource.GatewayListenerName
+
+// InboundListenerName is the name of a sidecar's inbound listener on
+// addr:port: inbound|ADDRESS:PORT.
+func InboundListenerName(addr string, port int32) string {
+	return xdsresource.InboundListenerName(addr, uint32(port))
+}
+
+// cluster is the EDS cluster name with the settings' limits, outlier
+// detection and connect timeout.
+func (s *Settings) cluster(name string, lb clusterv3.Cluster_LbPolicy, tls *xdsresource.UpstreamTLS) *clusterv3.Cluster {
+	return xdsresource.EDSCluster(xdsresource.Cluster{
+		Name:           name,
+		ConnectTimeout: s.ConnectTimeout,
+		LB:             lb,
+		TLS:            tls,
+		Outlier: &xdsresource.Outlier{
+			Consecutive5xx:     s.Consecutive5xx,
+			Interval:           s.OutlierInterval,
+			BaseEjectionTime:   s.BaseEjectionTime,
+			MaxEjectionPercent: s.MaxEjectionPercent,
+		},
+		Limits: xdsresource.Limits{
+			MaxConnections:     s.MaxConnections,
+			MaxPendingRequests: s.MaxPendingRequests,
+			MaxRequests:        s.MaxRequests,
+			MaxRetries:         s.MaxRetries,
+		},
+		PanicThreshold: 50,
+	})
+}
+
+// renderOutbound makes a sidecar's outbound clusters, listeners and
+// routes: per service port an mTLS cluster, a virtual listener, and for
+// HTTP ports a virtual host in the route configuration of the port.
+func (g *Generator) renderOutbound() *outbound {
+	var clusters, listeners, routes []types.Resource
+	vhosts := map[int32][]*routev3.VirtualHost{}
+	services := g.plan.View().Services
+	for i := range services {
+		for _, sp := range g.plan.ServicePorts(&services[i]) {
+			name := sp.OutboundCluster()
+			alpn := xdsresource.ALPN(sp.HTTP)
+			clusters = append(clusters, g.s.cluster(name, clusterv3.Cluster_LEAST_REQUEST,
+				&xdsresource.UpstreamTLS{SNI: sp.SNI(), SANs: sp.Identities, ALPN: alpn}))
+			var filter *listenerv3.Filter
+			if sp.HTTP {
+				vhosts[sp.Port.Port] = append(vhosts[sp.Port.Port], xdsresource.VirtualHost(sp.ServicePort, xdsresource.Route{
+					Timeout: g.s.RouteTimeout, Retries: g.s.NumRetries,
+				}))
+				filter = xdsresource.HTTPConnectionManager(name, portString(sp.Port.Port))
+			} else {
+				filter = xdsresource.TCPProxy(name)
+			}
+			listeners = append(listeners, xdsresource.OutboundListener(name, uint32(sp.Port.Port), filter))
+		}
+	}
+	for _, port := range slices.Sorted(maps.Keys(vhosts)) {
+		routes = append(routes, xdsresource.RouteConfiguration(portString(port), vhosts[port]))
+	}
+	return &outbound{clusters: newPart(clusters), listeners: newPart(listeners), routes: newPart(routes)}
+}
+
+// renderProxyless makes a grpc-go client's API listeners and clusters:
+// a listener per HOST:PORT target, and per HOST for a service's first
+// port.
+func (g *Generator) renderProxyless() *outbound {
+	var clusters, listeners []types.Resource
+	services := g.plan.View().Services
+	for i := range services {
+		for j, sp := range g.plan.ServicePorts(&services[i]) {
+			clusters = append(clusters, g.s.cluster(sp.OutboundCluster(), clusterv3.Cluster_ROUND_ROBIN, nil))
+			names := []string{sp.Host() + ":" + portString(sp.Port.Port)}
+			if j == 0 {
+				names = append(names, sp.Host())
+			}
+			for _, name := range names {
+				vh := xdsresource.VirtualHost(sp.ServicePort, xdsresource.Route{Timeout: g.s.RouteTimeout})
+				listeners = append(listeners, xdsresource.APIListener(name, vh))
+			}
+		}
+	}
+	return &outbound{clusters: newPart(clusters), listeners: newPart(listeners), routes: newPart(nil)}
+}
+
+// renderInbound makes a sidecar's inbound clusters and listeners.
+func (g *Generator) renderInbound(in plan.Inbound) (clusters, listeners []types.Resource) {
+	for _, c := range in.Clusters {
+		clusters = append(clusters, xdsresource.StaticCluster(c.Name, c.Host, uint32(c.AppPort), g.s.ConnectTimeout, false))
+	}
+	for _, l := range in.Listeners {
+		chains := make([]xdsresource.InboundChain, len(l.Chains))
+		for i, c := range l.Chains {
+			chains[i] = xdsresource.InboundChain{SNI: c.SNI, ALPN: xdsresource.ALPN(c.HTTP), Cluster: c.Cluster}
+		}
+		listeners = append(listeners, xdsresource.InboundListener(l.Address, uint32(l.Port), chains))
+	}
+	return clusters, listeners
+}
+
+// renderGateway makes a gateway's clusters and its SNI listener: one
+// cluster and one filter chain per port of every service it routes.
+func (g *Generator) renderGateway(services []*catalog.ImportedService) (clusters, listeners []types.Resource) {
+	var snis []string
+	for _, svc := range services {
+		for _, p := range plan.Ports(svc) {
+			sni := naming.ServicePort{Namespace: svc.Namespace, Name: svc.Name, Port: p.Port}.SNI()
+			snis = append(snis, sni)
+			clusters = append(clusters, g.s.cluster(sni, clusterv3.Cluster_LEAST_REQUEST, nil))
+		}
+	}
+	return clusters, []types.Resource{xdsresource.GatewayListener("0.0.0.0", g.s.GatewayPort, snis)}
+}
+
+// renderEndpoints makes svc's assignments, one per port, as nodes of k
+// receive them.
+func (g *Generator) renderEndpoints(k edsKey, svc *catalog.ImportedService) *svcEndpoints {
+	se := &svcEndpoints{svc: *svc}
+	for _, p := range plan.Ports(svc) {
+		a := g.plan.Assign(svc, p, k.loc, k.role)
+		r, err := newResource(renderAssignment(a))
+		if err != nil && se.err == nil {
+			se.err = err
+		}
+		se.clas = append(se.clas, r)
+		se.reports = append(se.reports, a.Report)
+	}
+	return se
+}
+
+// renderAssignment makes the ClusterLoadAssignment of a planned
+// assignment; a locality's sub-zone is its cluster.
+func renderAssignment(a *plan.Assignment) *endpointv3.ClusterLoadAssignment {
+	ls := make([]xdsresource.Locality, len(a.Localities))
+	for i, l := range a.Localities {
+		eps := make([]xdsresource.Endpoint, len(l.Endpoints))
+		for j, e := range l.Endpoints {
+			eps[j] = xdsresource.Endpoint(e)
+		}
+		ls[i] = xdsresource.Locality{
+			Priority: uint32(l.Priority),
+			Region:   l.Locality.Region, Zone: l.Locality.Zone, SubZone: l.Locality.Cluster,
+			Weight:    l.Weight,
+			Endpoints: eps,
+		}
+	}
+	return xdsresource.ClusterLoadAssignment(a.Name, topology.DefaultOverprovisioningFactor, ls)
+}
+
+// renderSecrets are the node's two SDS secrets (docs/xds.md, section 5).
+func renderSecrets(sec *Secrets) []types.Resource {
+	return xdsresource.Secrets(sec.ChainPEM, sec.KeyPEM, sec.BundlePEM)
+}
+
+func portString(p int32) string { return strconv.Itoa(int(p)) }
