@@ -14,9 +14,10 @@
 // forbidden one and the shortest import chain from the package under the
 // rule, for example:
 //
-//	--- FAIL: TestImportRules/sidecar_and_gateway_reach_only_topology_and_internal
-//	    github.com/fedmesh/fedmesh/sidecar/dns imports github.com/fedmesh/fedmesh/store
-//	        chain: .../sidecar -> .../sidecar/dns -> .../store
+//	--- FAIL: TestImportRules/sidecar_reaches_only_topology_and_internal
+//	    imports_test.go:213: 1 forbidden import(s); rule: arrows point one way: ...
+//	        github.com/fedmesh/fedmesh/sidecar/dns imports github.com/fedmesh/fedmesh/store
+//	        	chain: github.com/fedmesh/fedmesh/sidecar/dns -> github.com/fedmesh/fedmesh/store
 //
 // A row for a package that does not exist yet but is planned carries a
 // pending note; it is skipped until the package's directory appears and
