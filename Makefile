@@ -33,9 +33,8 @@ bench: ## run the benchmarks and write bench/results.txt
 fuzz: ## run every fuzz target for FUZZTIME each
 	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
-lint: ## gofmt check and go vet
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	$(GO) vet $(PKGS)
+lint: ## gofmt check, go vet and staticcheck (built once into the tools cache)
+	@GO='$(GO)' PKGS='$(PKGS)' bash scripts/lint.sh
 
 kind-demo: ## three kind clusters: install, join, failover scenario, tear down (needs Docker, kind, kubectl)
 	@bash scripts/kind-demo.sh
