@@ -3,12 +3,13 @@ package plan
 import (
 	"fmt"
 	"maps"
-	"net"
+
 	"slices"
 	"sort"
 	"strconv"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/internal/hostport"
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -181,7 +182,7 @@ func (p *Plan) entries(svc *catalog.ImportedService, port catalog.Port, role str
 // is healthy.
 func endpointReport(ep *catalog.ViewEndpoint) EndpointReport {
 	r := EndpointReport{
-		Address:  net.JoinHostPort(ep.Address, strconv.Itoa(int(ep.Port))),
+		Address:  hostport.Join(ep.Address, strconv.Itoa(int(ep.Port))),
 		Cluster:  ep.Locality.Cluster,
 		Workload: ep.Workload,
 		Locality: ep.Locality.String(),
@@ -204,7 +205,7 @@ func gatewayAddress(cluster string, ci catalog.ClusterInfo, known bool) (host st
 	if !known || ci.GatewayAddress == "" {
 		return "", 0, "cluster " + cluster + " has no gateway address"
 	}
-	host, portStr, err := net.SplitHostPort(ci.GatewayAddress)
+	host, portStr, err := hostport.Split(ci.GatewayAddress)
 	n, perr := strconv.ParseUint(portStr, 10, 16)
 	if err != nil || perr != nil || n == 0 {
 		return "", 0, fmt.Sprintf("cluster %s gateway address %q is not host:port", cluster, ci.GatewayAddress)

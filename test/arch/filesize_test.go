@@ -18,11 +18,7 @@ const maxLines = 800
 
 // knownOversize lists files allowed over maxLines for now, by path from the
 // module root, each with the condition for deleting its entry.
-var knownOversize = map[string]string{
-	// Split in progress; remove when controlplane/xds/build.go is split into
-	// the pure plan and one rendering file per resource type.
-	"controlplane/xds/build.go": "split in progress",
-}
+var knownOversize = map[string]string{}
 
 // generated matches the line that marks a generated file
 // (https://go.dev/s/generatedcode).

@@ -120,7 +120,6 @@ var importRules = []importRule{
 		from:    mod("controlplane/plan/..."),
 		own:     ioPackages,
 		reach:   heavyPackages,
-		pending: "the pure xDS plan is being split out of controlplane/xds",
 	},
 	{
 		name:    "policy does no I/O",
