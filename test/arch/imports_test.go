@@ -115,11 +115,11 @@ var importRules = []importRule{
 		reach: heavyPackages,
 	},
 	{
-		name:    "xDS plan does no I/O",
-		why:     "the xDS plan is pure: catalog and topology in, an intermediate form with no protobuf out; rendering and serving are elsewhere",
-		from:    mod("controlplane/plan/..."),
-		own:     ioPackages,
-		reach:   heavyPackages,
+		name:  "xDS plan does no I/O",
+		why:   "the xDS plan is pure: catalog and topology in, an intermediate form with no protobuf out; rendering and serving are elsewhere",
+		from:  mod("controlplane/plan/..."),
+		own:   ioPackages,
+		reach: heavyPackages,
 	},
 	{
 		name:    "policy does no I/O",
