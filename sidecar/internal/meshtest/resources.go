@@ -6,37 +6,19 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/xdsresource"
+	"github.com/fedmesh/fedmesh/topology"
 )
 
-func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
-		panic(err)
-	}
-	return a
-}
-
-func ads() *corev3.ConfigSource {
-	return &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3}
-}
+// The resources below are built by internal/xdsresource, as the control
+// plane builds them; these helpers only pick test-friendly shapes and the
+// control plane's defaults.
 
 // ClusterOpts tune an outbound cluster.
 type ClusterOpts struct {
@@ -49,64 +31,33 @@ type ClusterOpts struct {
 	MaxPending uint32
 }
 
-// OutboundCluster builds CDS outbound|PORT||HOST as docs/xds.md section 2.
+// OutboundCluster builds CDS outbound|PORT||HOST as docs/xds.md section 2,
+// with the control plane's defaults where o leaves a field zero.
 func OutboundCluster(sp naming.ServicePort, o ClusterOpts) *clusterv3.Cluster {
-	var sans []*tlsv3.SubjectAltNameMatcher
-	for _, id := range o.Identities {
-		sans = append(sans, &tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_URI,
-			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: id}}})
-	}
-	var alpn []string
-	if o.HTTP {
-		alpn = []string{"h2", "http/1.1"}
-	}
-	up := &tlsv3.UpstreamTlsContext{
-		Sni: sp.SNI(),
-		CommonTlsContext: &tlsv3.CommonTlsContext{
-			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: naming.SecretWorkload, SdsConfig: ads()}},
-			ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
-				DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sans},
-				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: naming.SecretRootCA, SdsConfig: ads()},
-			}},
-			AlpnProtocols: alpn,
-		},
+	or := func(v, def uint32) uint32 {
+		if v == 0 {
+			return def
+		}
+		return v
 	}
 	ej := o.BaseEjectionTime
 	if ej == 0 {
 		ej = 30 * time.Second
 	}
-	maxReq := o.MaxRequests
-	if maxReq == 0 {
-		maxReq = 1024
-	}
-	maxPending := o.MaxPending
-	if maxPending == 0 {
-		maxPending = 1024
-	}
-	maxRetries := o.MaxRetries
-	if maxRetries == 0 {
-		maxRetries = 3
-	}
-	return &clusterv3.Cluster{
-		Name:                 sp.OutboundCluster(),
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads()},
-		ConnectTimeout:       durationpb.New(5 * time.Second),
-		LbPolicy:             clusterv3.Cluster_LEAST_REQUEST,
-		OutlierDetection: &clusterv3.OutlierDetection{
-			Consecutive_5Xx:           wrapperspb.UInt32(5),
-			ConsecutiveGatewayFailure: wrapperspb.UInt32(5),
-			Interval:                  durationpb.New(10 * time.Second),
-			BaseEjectionTime:          durationpb.New(ej),
-			MaxEjectionPercent:        wrapperspb.UInt32(100),
+	return xdsresource.EDSCluster(xdsresource.Cluster{
+		Name:           sp.OutboundCluster(),
+		ConnectTimeout: 5 * time.Second,
+		LB:             clusterv3.Cluster_LEAST_REQUEST,
+		TLS:            &xdsresource.UpstreamTLS{SNI: sp.SNI(), SANs: o.Identities, ALPN: xdsresource.ALPN(o.HTTP)},
+		Outlier:        &xdsresource.Outlier{Consecutive5xx: 5, Interval: 10 * time.Second, BaseEjectionTime: ej, MaxEjectionPercent: 100},
+		Limits: xdsresource.Limits{
+			MaxConnections:     1024,
+			MaxPendingRequests: or(o.MaxPending, 1024),
+			MaxRequests:        or(o.MaxRequests, 1024),
+			MaxRetries:         or(o.MaxRetries, 3),
 		},
-		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-			MaxConnections: wrapperspb.UInt32(1024), MaxPendingRequests: wrapperspb.UInt32(maxPending),
-			MaxRequests: wrapperspb.UInt32(maxReq), MaxRetries: wrapperspb.UInt32(maxRetries),
-		}}},
-		CommonLbConfig:  &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 50}},
-		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(up)}},
-	}
+		PanicThreshold: 50,
+	})
 }
 
 // Endpoint describes one EDS endpoint.
@@ -119,96 +70,50 @@ type Endpoint struct {
 	Healthy  bool
 }
 
-// Assignment builds the EDS ClusterLoadAssignment of sp.
+// Assignment builds the EDS ClusterLoadAssignment of sp: one locality
+// (region r, zone z, the endpoint's cluster) per priority, in the order
+// the priorities first appear, each of weight 1.
 func Assignment(sp naming.ServicePort, eps ...Endpoint) *endpointv3.ClusterLoadAssignment {
-	byPrio := map[uint32]*endpointv3.LocalityLbEndpoints{}
-	var order []uint32
+	var ls []xdsresource.Locality
+	index := map[uint32]int{}
 	for _, e := range eps {
 		host, portStr, err := net.SplitHostPort(e.Addr)
 		if err != nil {
 			panic(err)
 		}
-		port, _ := strconv.Atoi(portStr)
-		le := byPrio[e.Priority]
-		if le == nil {
-			le = &endpointv3.LocalityLbEndpoints{Priority: e.Priority, Locality: &corev3.Locality{Region: "r", Zone: "z", SubZone: e.Cluster}, LoadBalancingWeight: wrapperspb.UInt32(1)}
-			byPrio[e.Priority] = le
-			order = append(order, e.Priority)
+		port, err := strconv.ParseUint(portStr, 10, 16)
+		if err != nil {
+			panic(err)
 		}
-		fields := map[string]any{naming.EndpointCluster: e.Cluster, naming.EndpointIdentity: e.Identity}
-		if e.SNI != "" {
-			fields[naming.EndpointSNI] = e.SNI
+		i, ok := index[e.Priority]
+		if !ok {
+			i = len(ls)
+			index[e.Priority] = i
+			ls = append(ls, xdsresource.Locality{Priority: e.Priority, Region: "r", Zone: "z", SubZone: e.Cluster, Weight: 1})
 		}
-		md, _ := structpb.NewStruct(fields)
-		hs := corev3.HealthStatus_HEALTHY
-		if !e.Healthy {
-			hs = corev3.HealthStatus_UNHEALTHY
-		}
-		le.LbEndpoints = append(le.LbEndpoints, &endpointv3.LbEndpoint{
-			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: sockAddr(host, uint32(port))}},
-			HealthStatus:   hs,
-			Metadata:       &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{naming.MetadataNamespace: md}},
+		ls[i].Endpoints = append(ls[i].Endpoints, xdsresource.Endpoint{
+			Host: host, Port: uint32(port), Healthy: e.Healthy, Cluster: e.Cluster, Identity: e.Identity, SNI: e.SNI,
 		})
 	}
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: sp.OutboundCluster()}
-	for _, p := range order {
-		cla.Endpoints = append(cla.Endpoints, byPrio[p])
-	}
-	return cla
-}
-
-func sockAddr(host string, port uint32) *corev3.Address {
-	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
+	return xdsresource.ClusterLoadAssignment(sp.OutboundCluster(), topology.DefaultOverprovisioningFactor, ls)
 }
 
 // OutboundListener builds LDS outbound|PORT||HOST (section 4).
 func OutboundListener(sp naming.ServicePort, http bool) *listenerv3.Listener {
-	var f *listenerv3.Filter
+	f := xdsresource.TCPProxy(sp.OutboundCluster())
 	if http {
-		hcm := &hcmv3.HttpConnectionManager{
-			CodecType:  hcmv3.HttpConnectionManager_AUTO,
-			StatPrefix: sp.OutboundCluster(),
-			RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-				RouteConfigName: strconv.Itoa(int(sp.Port)), ConfigSource: ads()}},
-			HttpFilters: []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}},
-		}
-		f = &listenerv3.Filter{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)}}
-	} else {
-		tp := &tcpproxyv3.TcpProxy{StatPrefix: sp.OutboundCluster(), ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: sp.OutboundCluster()}}
-		f = &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}}
+		f = xdsresource.HTTPConnectionManager(sp.OutboundCluster(), strconv.Itoa(int(sp.Port)))
 	}
-	return &listenerv3.Listener{
-		Name:         sp.OutboundCluster(),
-		Address:      sockAddr("0.0.0.0", uint32(sp.Port)),
-		BindToPort:   wrapperspb.Bool(false),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{f}}},
-	}
+	return xdsresource.OutboundListener(sp.OutboundCluster(), uint32(sp.Port), f)
 }
 
 // Routes builds RDS "PORT" with one virtual host per HTTP service.
 func Routes(port int32, timeout time.Duration, retries uint32, sps ...naming.ServicePort) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: strconv.Itoa(int(port))}
+	var vhosts []*routev3.VirtualHost
 	for _, sp := range sps {
-		p := strconv.Itoa(int(sp.Port))
-		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
-			Name:    sp.Host() + ":" + p,
-			Domains: []string{sp.Host(), sp.Host() + ":" + p, sp.Name + "." + sp.Namespace, sp.Name + "." + sp.Namespace + ":" + p},
-			Routes: []*routev3.Route{{
-				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: sp.OutboundCluster()},
-					Timeout:          durationpb.New(timeout),
-					RetryPolicy: &routev3.RetryPolicy{
-						RetryOn:                       "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,5xx",
-						NumRetries:                    wrapperspb.UInt32(retries),
-						HostSelectionRetryMaxAttempts: 3,
-					},
-				}},
-			}},
-		})
+		vhosts = append(vhosts, xdsresource.VirtualHost(sp, xdsresource.Route{Timeout: timeout, Retries: retries}))
 	}
-	return rc
+	return xdsresource.RouteConfiguration(strconv.Itoa(int(port)), vhosts)
 }
 
 // InboundPort is one port of an inbound listener.
@@ -219,56 +124,34 @@ type InboundPort struct {
 	GRPC bool
 }
 
-// Inbound builds the inbound listener inbound|ADDR and its STATIC
-// inbound clusters (section 4).
+// Inbound builds the inbound listener inbound|ADDR and, after it, its
+// STATIC inbound clusters (section 4); a gRPC port's cluster speaks h2c
+// to the app.
 func Inbound(addr string, ports ...InboundPort) []types.Resource {
-	host, portStr, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(portStr)
-	l := &listenerv3.Listener{Name: "inbound|" + addr, Address: sockAddr(host, uint32(port))}
-	out := []types.Resource{l}
+	host, port := splitAddr(addr)
+	var chains []xdsresource.InboundChain
+	var clusters []types.Resource
 	for _, ip := range ports {
-		var alpn []string
-		if ip.HTTP || ip.GRPC {
-			alpn = []string{"h2", "http/1.1"}
-		}
-		down := &tlsv3.DownstreamTlsContext{
-			RequireClientCertificate: wrapperspb.Bool(true),
-			CommonTlsContext: &tlsv3.CommonTlsContext{
-				TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: naming.SecretWorkload, SdsConfig: ads()}},
-				ValidationContextType:          &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: naming.SecretRootCA, SdsConfig: ads()}},
-				AlpnProtocols:                  alpn,
-			},
-		}
-		tp := &tcpproxyv3.TcpProxy{StatPrefix: ip.SP.InboundCluster(), ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: ip.SP.InboundCluster()}}
-		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{ip.SP.SNI()}, TransportProtocol: "tls"},
-			TransportSocket:  &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(down)}},
-			Filters:          []*listenerv3.Filter{{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}}},
-		})
-		ah, ap, _ := net.SplitHostPort(ip.App)
-		apn, _ := strconv.Atoi(ap)
-		c := &clusterv3.Cluster{
-			Name:                 ip.SP.InboundCluster(),
-			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-			ConnectTimeout:       durationpb.New(5 * time.Second),
-			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: ip.SP.InboundCluster(), Endpoints: []*endpointv3.LocalityLbEndpoints{{
-				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: sockAddr(ah, uint32(apn))}}}},
-			}}},
-		}
-		out = append(out, c)
+		chains = append(chains, xdsresource.InboundChain{SNI: ip.SP.SNI(), ALPN: xdsresource.ALPN(ip.HTTP || ip.GRPC), Cluster: ip.SP.InboundCluster()})
+		ah, ap := splitAddr(ip.App)
+		clusters = append(clusters, xdsresource.StaticCluster(ip.SP.InboundCluster(), ah, ap, 5*time.Second, ip.GRPC))
 	}
-	return out
+	return append([]types.Resource{xdsresource.InboundListener(host, port, chains)}, clusters...)
+}
+
+func splitAddr(addr string) (string, uint32) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		panic(err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		panic(err)
+	}
+	return host, uint32(port)
 }
 
 // Secrets builds SDS "default" and "ROOTCA".
 func Secrets(certPEM, keyPEM, rootPEM []byte) []types.Resource {
-	return []types.Resource{
-		&tlsv3.Secret{Name: naming.SecretWorkload, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: certPEM}},
-			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: keyPEM}},
-		}}},
-		&tlsv3.Secret{Name: naming.SecretRootCA, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: rootPEM}},
-		}}},
-	}
+	return xdsresource.Secrets(certPEM, keyPEM, rootPEM)
 }
