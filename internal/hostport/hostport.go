@@ -4,7 +4,10 @@
 // package. The fuzz test holds both functions to net's behaviour.
 package hostport
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Join is net.JoinHostPort: host:port, with an IPv6 host in brackets.
 func Join(host, port string) string {
@@ -72,4 +75,17 @@ func Split(hostport string) (host, port string, err error) {
 		return addrErr("unexpected ']' in address")
 	}
 	return host, hostport[i+1:], nil
+}
+
+// SplitPort is Split with the port read as a number from 0 to 65535.
+func SplitPort(hostport string) (host string, port uint32, err error) {
+	host, p, err := Split(hostport)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return "", 0, &Error{Addr: hostport, Reason: "port " + strconv.Quote(p) + " is not a number from 0 to 65535"}
+	}
+	return host, uint32(n), nil
 }

@@ -38,3 +38,14 @@ func check(t *testing.T, s string) {
 		}
 	}
 }
+
+func TestSplitPort(t *testing.T) {
+	if h, p, err := SplitPort("[::1]:15001"); err != nil || h != "::1" || p != 15001 {
+		t.Errorf("SplitPort([::1]:15001) = %q, %d, %v", h, p, err)
+	}
+	for _, bad := range []string{"127.0.0.1", "127.0.0.1:x", "127.0.0.1:70000", "127.0.0.1:-1"} {
+		if _, _, err := SplitPort(bad); err == nil {
+			t.Errorf("SplitPort(%q) accepted", bad)
+		}
+	}
+}

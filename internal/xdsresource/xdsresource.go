@@ -1,10 +1,6 @@
 package xdsresource
 
 import (
-	"fmt"
-	"net"
-	"strconv"
-
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
@@ -39,19 +35,6 @@ func SocketAddress(host string, port uint32) *corev3.Address {
 		Address:       host,
 		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 	}}}
-}
-
-// ParseSocketAddress is SocketAddress of "host:port".
-func ParseSocketAddress(hostport string) (*corev3.Address, error) {
-	host, p, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return nil, err
-	}
-	port, err := strconv.ParseUint(p, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("port of %q: %w", hostport, err)
-	}
-	return SocketAddress(host, uint32(port)), nil
 }
 
 // ALPN returns the ALPN protocols of a service port: h2 then http/1.1

@@ -48,15 +48,3 @@ func TestResourcesValidate(t *testing.T) {
 		})
 	}
 }
-
-func TestParseSocketAddress(t *testing.T) {
-	a, err := ParseSocketAddress("[::1]:15001")
-	if err != nil || a.GetSocketAddress().GetAddress() != "::1" || a.GetSocketAddress().GetPortValue() != 15001 {
-		t.Errorf("ParseSocketAddress([::1]:15001) = %v, %v", a, err)
-	}
-	for _, bad := range []string{"127.0.0.1", "127.0.0.1:x", "127.0.0.1:70000"} {
-		if _, err := ParseSocketAddress(bad); err == nil {
-			t.Errorf("ParseSocketAddress(%q) accepted", bad)
-		}
-	}
-}

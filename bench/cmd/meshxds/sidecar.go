@@ -119,11 +119,7 @@ func (sc sidecarScene) build(auth *ca.Authority) (cl, srv map[string][]types.Res
 		}
 	}
 	for _, sp := range []naming.ServicePort{hs, gs} {
-		l, err := outboundListener(sp)
-		if err != nil {
-			return nil, nil, err
-		}
-		add(resourcev3.ListenerType, l)
+		add(resourcev3.ListenerType, outboundListener(sp))
 	}
 	add(resourcev3.RouteType, rc)
 	add(resourcev3.RouteType, routes(gs))

@@ -1,7 +1,6 @@
 package meshtest
 
 import (
-	"net"
 	"strconv"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
+	"github.com/fedmesh/fedmesh/internal/hostport"
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/internal/xdsresource"
 	"github.com/fedmesh/fedmesh/topology"
@@ -77,14 +77,7 @@ func Assignment(sp naming.ServicePort, eps ...Endpoint) *endpointv3.ClusterLoadA
 	var ls []xdsresource.Locality
 	index := map[uint32]int{}
 	for _, e := range eps {
-		host, portStr, err := net.SplitHostPort(e.Addr)
-		if err != nil {
-			panic(err)
-		}
-		port, err := strconv.ParseUint(portStr, 10, 16)
-		if err != nil {
-			panic(err)
-		}
+		host, port := mustSplit(e.Addr)
 		i, ok := index[e.Priority]
 		if !ok {
 			i = len(ls)
@@ -92,7 +85,7 @@ func Assignment(sp naming.ServicePort, eps ...Endpoint) *endpointv3.ClusterLoadA
 			ls = append(ls, xdsresource.Locality{Priority: e.Priority, Region: "r", Zone: "z", SubZone: e.Cluster, Weight: 1})
 		}
 		ls[i].Endpoints = append(ls[i].Endpoints, xdsresource.Endpoint{
-			Host: host, Port: uint32(port), Healthy: e.Healthy, Cluster: e.Cluster, Identity: e.Identity, SNI: e.SNI,
+			Host: host, Port: port, Healthy: e.Healthy, Cluster: e.Cluster, Identity: e.Identity, SNI: e.SNI,
 		})
 	}
 	return xdsresource.ClusterLoadAssignment(sp.OutboundCluster(), topology.DefaultOverprovisioningFactor, ls)
@@ -128,27 +121,24 @@ type InboundPort struct {
 // STATIC inbound clusters (section 4); a gRPC port's cluster speaks h2c
 // to the app.
 func Inbound(addr string, ports ...InboundPort) []types.Resource {
-	host, port := splitAddr(addr)
+	host, port := mustSplit(addr)
 	var chains []xdsresource.InboundChain
 	var clusters []types.Resource
 	for _, ip := range ports {
 		chains = append(chains, xdsresource.InboundChain{SNI: ip.SP.SNI(), ALPN: xdsresource.ALPN(ip.HTTP || ip.GRPC), Cluster: ip.SP.InboundCluster()})
-		ah, ap := splitAddr(ip.App)
+		ah, ap := mustSplit(ip.App)
 		clusters = append(clusters, xdsresource.StaticCluster(ip.SP.InboundCluster(), ah, ap, 5*time.Second, ip.GRPC))
 	}
 	return append([]types.Resource{xdsresource.InboundListener(host, port, chains)}, clusters...)
 }
 
-func splitAddr(addr string) (string, uint32) {
-	host, portStr, err := net.SplitHostPort(addr)
+// mustSplit splits a test's host:port, which is always well formed.
+func mustSplit(addr string) (string, uint32) {
+	host, port, err := hostport.SplitPort(addr)
 	if err != nil {
 		panic(err)
 	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		panic(err)
-	}
-	return host, uint32(port)
+	return host, port
 }
 
 // Secrets builds SDS "default" and "ROOTCA".
