@@ -8,72 +8,24 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/plan/plantest"
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
-const testTD = "fedmesh.test"
+// The shared test federation (plantest.View) under short names.
+const testTD = plantest.TrustDomain
 
 var (
-	locEast1 = topology.Locality{Region: "us-east", Zone: "a", Cluster: "east-1"}
-	locEast2 = topology.Locality{Region: "us-east", Zone: "b", Cluster: "east-2"}
-	locWest1 = topology.Locality{Region: "us-west", Zone: "a", Cluster: "west-1"}
+	locEast1 = plantest.East1
+	locEast2 = plantest.East2
+	locWest1 = plantest.West1
+	ep       = plantest.Endpoint
+	testView = plantest.View
 	locAP1   = topology.Locality{Region: "ap", Zone: "a", Cluster: "ap-1"}
 )
 
-const echoSNI = "8080.echo.demo.svc.clusterset.local"
-
-func ep(addr string, loc topology.Locality, healthy bool, why string) catalog.ViewEndpoint {
-	return catalog.ViewEndpoint{
-		Endpoint: catalog.Endpoint{
-			Address: addr, Port: 15006, PortName: "http", Locality: loc, Ready: healthy, Serving: healthy,
-			ServiceAccount: "echo", Workload: "echo-" + addr,
-		},
-		Healthy: healthy, HealthReason: why,
-	}
-}
-
-// testView is the federation as cluster local sees it: echo in all three
-// clusters (two replicas in east-1, one not ready; two in west-1), store
-// only in west-1.
-func testView(local string, mutate ...func(*catalog.View)) *catalog.View {
-	v := &catalog.View{
-		Revision: 1,
-		Local:    local,
-		Clusters: map[string]catalog.ClusterInfo{
-			"east-1": {Name: "east-1", Locality: locEast1, GatewayAddress: "127.0.0.11:15443"},
-			"east-2": {Name: "east-2", Locality: locEast2, GatewayAddress: "127.0.0.12:15443"},
-			"west-1": {Name: "west-1", Locality: locWest1, GatewayAddress: "127.0.0.13:15443"},
-		},
-		Services: []catalog.ImportedService{
-			{
-				Namespace: "demo", Name: "echo", Type: catalog.ClusterSetIP,
-				Ports:    []catalog.Port{{Name: "http", Port: 8080, AppProtocol: catalog.AppHTTP}},
-				Clusters: []string{"east-1", "east-2", "west-1"},
-				Endpoints: []catalog.ViewEndpoint{
-					ep("127.0.1.1", locEast1, true, ""),
-					ep("127.0.1.2", locEast1, false, "not ready"),
-					ep("127.0.2.1", locEast2, true, ""),
-					ep("127.0.3.1", locWest1, true, ""),
-					ep("127.0.3.2", locWest1, true, ""),
-				},
-			},
-			{
-				Namespace: "demo", Name: "store", Type: catalog.ClusterSetIP,
-				Ports:    []catalog.Port{{Name: "tcp", Port: 5432}},
-				Clusters: []string{"west-1"},
-				Endpoints: []catalog.ViewEndpoint{{
-					Endpoint: catalog.Endpoint{Address: "127.0.3.9", Port: 15006, PortName: "tcp", Locality: locWest1, Ready: true, ServiceAccount: "store"},
-					Healthy:  true,
-				}},
-			},
-		},
-	}
-	for _, m := range mutate {
-		m(v)
-	}
-	return v
-}
+const echoSNI = plantest.EchoSNI
 
 // summarize renders an assignment as one line per locality:
 // "p0 us-east/a/east-1 w1: 127.0.1.1:15006 healthy, ..." with the weight
