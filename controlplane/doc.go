@@ -7,7 +7,10 @@
 //
 // The data flows one way: source -> store (this cluster's exports) ->
 // federation (peers' exports replicated and merged into a catalog.View) ->
-// xDS. Each stage keeps its last good state when its input goes bad.
+// plan (what each node receives, pure) -> xDS (rendered and served). Each
+// stage keeps its last good state when its input goes bad. The catalog
+// model (catalog/) and the etcd layout (store/) are packages of their own,
+// shared with federation/; federation never imports controlplane/.
 //
 //	srv, err := controlplane.New(controlplane.Config{
 //		Cluster:     "east-1",

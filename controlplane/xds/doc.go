@@ -17,8 +17,13 @@
 //   - proxyless (grpc-go): API listeners named HOST:PORT and HOST, plain
 //     clusters and every endpoint's own address.
 //
-// The pure part is Generator: Build(node, secrets) returns a validated,
-// versioned snapshot and a per-endpoint explanation. Results shared by
+// Two pure steps make a node's resources. controlplane/plan decides what
+// the node receives (which endpoints, at which priority, through which
+// gateway, and why), as plain data; render.go turns the plan into Envoy
+// messages with internal/xdsresource, the one package that constructs
+// them. Generator drives both: Build(node, secrets) returns a validated,
+// versioned snapshot and the plan's per-endpoint explanation, which
+// /debug/endpoints serves. Results shared by
 // many nodes (outbound clusters, endpoints per locality) are built and
 // marshalled once per view, so a push to a thousand sidecars in a few
 // localities costs a few builds and a thousand cheap assemblies; the
