@@ -155,18 +155,14 @@ func (g *Generator) renderEndpoints(k edsKey, svc *catalog.ImportedService) *svc
 // renderAssignment makes the ClusterLoadAssignment of a planned
 // assignment; a locality's sub-zone is its cluster.
 func renderAssignment(a *plan.Assignment) *endpointv3.ClusterLoadAssignment {
-	ls := make([]xdsresource.Locality, len(a.Localities))
-	for i, l := range a.Localities {
-		eps := make([]xdsresource.Endpoint, len(l.Endpoints))
-		for j, e := range l.Endpoints {
-			eps[j] = xdsresource.Endpoint(e)
+	ls := make([]*endpointv3.LocalityLbEndpoints, len(a.Localities))
+	for i := range a.Localities {
+		l := &a.Localities[i]
+		eps := make([]*endpointv3.LbEndpoint, len(l.Endpoints))
+		for j := range l.Endpoints {
+			eps[j] = xdsresource.LbEndpoint((*xdsresource.Endpoint)(&l.Endpoints[j]))
 		}
-		ls[i] = xdsresource.Locality{
-			Priority: uint32(l.Priority),
-			Region:   l.Locality.Region, Zone: l.Locality.Zone, SubZone: l.Locality.Cluster,
-			Weight:    l.Weight,
-			Endpoints: eps,
-		}
+		ls[i] = xdsresource.Locality(uint32(l.Priority), l.Locality.Region, l.Locality.Zone, l.Locality.Cluster, l.Weight, eps)
 	}
 	return xdsresource.ClusterLoadAssignment(a.Name, topology.DefaultOverprovisioningFactor, ls)
 }

@@ -9,15 +9,6 @@ import (
 	"github.com/fedmesh/fedmesh/internal/naming"
 )
 
-// Locality is one LocalityLbEndpoints of an assignment.
-type Locality struct {
-	Priority              uint32
-	Region, Zone, SubZone string
-	// Weight is the locality's load balancing weight.
-	Weight    uint32
-	Endpoints []Endpoint
-}
-
 // Endpoint is one LbEndpoint: an address, its health, and the metadata a
 // sidecar needs (docs/xds.md, section 3).
 type Endpoint struct {
@@ -36,28 +27,29 @@ type Endpoint struct {
 
 // ClusterLoadAssignment is EDS resource name with the given localities
 // and Envoy's overprovisioning factor (percent).
-func ClusterLoadAssignment(name string, overprovisioning uint32, localities []Locality) *endpointv3.ClusterLoadAssignment {
-	cla := &endpointv3.ClusterLoadAssignment{
+func ClusterLoadAssignment(name string, overprovisioning uint32, localities []*endpointv3.LocalityLbEndpoints) *endpointv3.ClusterLoadAssignment {
+	return &endpointv3.ClusterLoadAssignment{
 		ClusterName: name,
+		Endpoints:   localities,
 		Policy: &endpointv3.ClusterLoadAssignment_Policy{
 			OverprovisioningFactor: wrapperspb.UInt32(overprovisioning),
 		},
 	}
-	for _, l := range localities {
-		le := &endpointv3.LocalityLbEndpoints{
-			Locality:            &corev3.Locality{Region: l.Region, Zone: l.Zone, SubZone: l.SubZone},
-			Priority:            l.Priority,
-			LoadBalancingWeight: wrapperspb.UInt32(l.Weight),
-		}
-		for _, e := range l.Endpoints {
-			le.LbEndpoints = append(le.LbEndpoints, lbEndpoint(&e))
-		}
-		cla.Endpoints = append(cla.Endpoints, le)
-	}
-	return cla
 }
 
-func lbEndpoint(e *Endpoint) *endpointv3.LbEndpoint {
+// Locality is one locality's endpoints at one priority, with a load
+// balancing weight. The sub-zone is the endpoints' cluster.
+func Locality(priority uint32, region, zone, subZone string, weight uint32, eps []*endpointv3.LbEndpoint) *endpointv3.LocalityLbEndpoints {
+	return &endpointv3.LocalityLbEndpoints{
+		Locality:            &corev3.Locality{Region: region, Zone: zone, SubZone: subZone},
+		Priority:            priority,
+		LoadBalancingWeight: wrapperspb.UInt32(weight),
+		LbEndpoints:         eps,
+	}
+}
+
+// LbEndpoint is one endpoint with its health, weight and metadata.
+func LbEndpoint(e *Endpoint) *endpointv3.LbEndpoint {
 	lb := &endpointv3.LbEndpoint{
 		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: SocketAddress(e.Host, e.Port)}},
 		HealthStatus:   corev3.HealthStatus_UNHEALTHY,

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
 )
@@ -24,10 +25,11 @@ func TestResourcesValidate(t *testing.T) {
 			Limits:  Limits{MaxConnections: 1, MaxPendingRequests: 1, MaxRequests: 1, MaxRetries: 1}, PanicThreshold: 50,
 		})},
 		{"static h2 cluster", StaticCluster(sp.InboundCluster(), "127.0.0.1", 9080, time.Second, true)},
-		{"assignment", ClusterLoadAssignment(sp.OutboundCluster(), 140, []Locality{{
-			Priority: 1, Region: "r", Zone: "z", SubZone: "c", Weight: 2,
-			Endpoints: []Endpoint{{Host: "127.0.0.1", Port: 15443, Healthy: true, Weight: 2, Cluster: "c", Identity: "spiffe://td/ns/demo/sa/echo", SNI: sp.SNI()}},
-		}})},
+		{"assignment", ClusterLoadAssignment(sp.OutboundCluster(), 140, []*endpointv3.LocalityLbEndpoints{
+			Locality(1, "r", "z", "c", 2, []*endpointv3.LbEndpoint{
+				LbEndpoint(&Endpoint{Host: "127.0.0.1", Port: 15443, Healthy: true, Weight: 2, Cluster: "c", Identity: "spiffe://td/ns/demo/sa/echo", SNI: sp.SNI()}),
+			}),
+		})},
 		{"outbound http listener", OutboundListener(sp.OutboundCluster(), 8080, HTTPConnectionManager(sp.OutboundCluster(), "8080"))},
 		{"outbound tcp listener", OutboundListener(sp.OutboundCluster(), 8080, TCPProxy(sp.OutboundCluster()))},
 		{"api listener", APIListener(sp.Host(), VirtualHost(sp, Route{Timeout: time.Second}))},

@@ -36,15 +36,16 @@ func outboundCluster(sp naming.ServicePort, identity string) *clusterv3.Cluster 
 // assignment is EDS for one cluster: every endpoint healthy, in one
 // locality of the local cluster at priority 0 (section 3).
 func assignment(name, cluster, identity string, addrs ...string) (*endpointv3.ClusterLoadAssignment, error) {
-	l := xdsresource.Locality{Region: "bench", Zone: "a", SubZone: cluster, Weight: uint32(max(1, len(addrs)))}
+	var eps []*endpointv3.LbEndpoint
 	for _, a := range addrs {
 		host, port, err := hostport.SplitPort(a)
 		if err != nil {
 			return nil, err
 		}
-		l.Endpoints = append(l.Endpoints, xdsresource.Endpoint{Host: host, Port: port, Healthy: true, Cluster: cluster, Identity: identity})
+		eps = append(eps, xdsresource.LbEndpoint(&xdsresource.Endpoint{Host: host, Port: port, Healthy: true, Cluster: cluster, Identity: identity}))
 	}
-	return xdsresource.ClusterLoadAssignment(name, topology.DefaultOverprovisioningFactor, []xdsresource.Locality{l}), nil
+	l := xdsresource.Locality(0, "bench", "a", cluster, uint32(max(1, len(addrs))), eps)
+	return xdsresource.ClusterLoadAssignment(name, topology.DefaultOverprovisioningFactor, []*endpointv3.LocalityLbEndpoints{l}), nil
 }
 
 // outboundListener is the virtual LDS outbound|PORT||HOST of an HTTP port

@@ -74,19 +74,19 @@ type Endpoint struct {
 // (region r, zone z, the endpoint's cluster) per priority, in the order
 // the priorities first appear, each of weight 1.
 func Assignment(sp naming.ServicePort, eps ...Endpoint) *endpointv3.ClusterLoadAssignment {
-	var ls []xdsresource.Locality
-	index := map[uint32]int{}
+	var ls []*endpointv3.LocalityLbEndpoints
+	index := map[uint32]*endpointv3.LocalityLbEndpoints{}
 	for _, e := range eps {
 		host, port := mustSplit(e.Addr)
-		i, ok := index[e.Priority]
-		if !ok {
-			i = len(ls)
-			index[e.Priority] = i
-			ls = append(ls, xdsresource.Locality{Priority: e.Priority, Region: "r", Zone: "z", SubZone: e.Cluster, Weight: 1})
+		l := index[e.Priority]
+		if l == nil {
+			l = xdsresource.Locality(e.Priority, "r", "z", e.Cluster, 1, nil)
+			index[e.Priority] = l
+			ls = append(ls, l)
 		}
-		ls[i].Endpoints = append(ls[i].Endpoints, xdsresource.Endpoint{
+		l.LbEndpoints = append(l.LbEndpoints, xdsresource.LbEndpoint(&xdsresource.Endpoint{
 			Host: host, Port: port, Healthy: e.Healthy, Cluster: e.Cluster, Identity: e.Identity, SNI: e.SNI,
-		})
+		}))
 	}
 	return xdsresource.ClusterLoadAssignment(sp.OutboundCluster(), topology.DefaultOverprovisioningFactor, ls)
 }
