@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
@@ -159,6 +160,11 @@ type Gateway struct {
 	perSource map[netip.Addr]int
 	draining  bool
 	wg        sync.WaitGroup // one per connection handler
+
+	// stopped ends when Shutdown begins; it cuts short the accept loop's
+	// backoff after a temporary error.
+	stopped context.Context
+	stop    context.CancelFunc
 }
 
 // New returns a gateway with no routes: it refuses everything until
@@ -179,6 +185,7 @@ func New(cfg Config, reg prometheus.Registerer) (*Gateway, error) {
 		conns:     map[net.Conn]struct{}{},
 		perSource: map[netip.Addr]int{},
 	}
+	g.stopped, g.stop = context.WithCancel(context.Background())
 	g.routes.Store(&routeTable{bySNI: map[string]*route{}})
 	return g, nil
 }
@@ -294,25 +301,42 @@ func (g *Gateway) Serve(ln net.Listener) error {
 		delete(g.listeners, ln)
 		g.mu.Unlock()
 	}()
-	var delay time.Duration
+	// A temporary Accept error (out of file descriptors, say) is retried
+	// after a growing delay, which Shutdown cuts short.
+	bo := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(5*time.Millisecond),
+		backoff.WithMaxInterval(time.Second),
+		backoff.WithMaxElapsedTime(0),
+	)
+	failing := false
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			g.mu.Lock()
-			draining := g.draining
-			g.mu.Unlock()
-			if draining || errors.Is(err, net.ErrClosed) {
+			if g.Draining() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return err
 			}
-			return err
+			log := g.log.Debug
+			if !failing {
+				bo.Reset()
+				failing = true
+				log = g.log.Warn
+			}
+			d := bo.NextBackOff()
+			log("accept failed; retrying", "err", err, "retry_in", d)
+			t := time.NewTimer(d)
+			select {
+			case <-g.stopped.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
 		}
-		delay = 0
+		failing = false
 		if !g.admit(c) {
 			continue
 		}
@@ -569,6 +593,7 @@ func waitReadable(c net.Conn) error {
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.draining = true
+	g.stop()
 	for ln := range g.listeners {
 		ln.Close()
 	}
