@@ -24,9 +24,30 @@
 // away. Several replicas can run side by side: a gateway keeps no state
 // that another replica would need.
 //
+// As a process (the fedmesh gateway command), New builds the xDS client
+// and binds the passthrough and admin listeners, and Run owns them all
+// until its context ends; then it drains: it stops accepting, lets the
+// spliced connections finish for up to Config.DrainTimeout, and only then
+// stops the xDS client and the admin server (/ready answers 503 while
+// draining):
+//
+//	gw, err := gateway.New(gateway.Config{
+//		Cluster: "east-1", ControlPlane: "127.0.0.11:15010",
+//		ControlPlaneID: cpID, RootCAs: roots, Token: token,
+//		ListenAddr: "127.0.0.11:15443", AdminAddr: "127.0.0.11:15021",
+//		Logger: log,
+//	}, reg)
+//	err = gw.Run(ctx) // nil once ctx ends and the drain is over
+//
+// Embedded (tests, benchmarks), a gateway without addresses is fed and
+// served directly:
+//
 //	gw, _ := gateway.New(gateway.Config{Cluster: "east-1"}, reg)
 //	gw.SetRoutes([]gateway.Route{{Service: sp, Endpoints: eps}})
 //	go gw.Serve(ln)
 //	...
 //	gw.Shutdown(ctx) // stop accepting, let spliced connections finish
+//
+// A temporary Accept error (out of file descriptors) is retried with
+// exponential backoff, which Shutdown cuts short.
 package gateway

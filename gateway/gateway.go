@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,9 +16,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/xdsclient"
+	"github.com/fedmesh/fedmesh/topology"
 )
 
 // Defaults of Config.
@@ -28,12 +33,61 @@ const (
 	DefaultMaxConns          = 65536
 	DefaultMaxConnsPerSource = 4096
 	DefaultMaxHelloBytes     = 16 << 10
+	DefaultDrainTimeout      = 10 * time.Second
 )
 
-// Config configures a Gateway.
+// Config configures a Gateway. The tuning fields apply to every gateway;
+// the control plane and address fields make one that Run drives as a
+// whole process (the fedmesh gateway command). Without them a gateway is
+// fed with SetRoutes and serves listeners given to Serve.
 type Config struct {
-	// Cluster is the cluster this gateway serves, for logs.
+	// Cluster is the cluster this gateway serves, for logs and as the
+	// xDS node's cluster. Required with ControlPlane.
 	Cluster string
+
+	// ControlPlane is host:port of the cluster's xDS server, from which
+	// the gateway takes its routes (role gateway). Empty: no xDS client;
+	// routes come only through SetRoutes.
+	ControlPlane string
+	// ControlPlaneID is the SPIFFE ID the control plane must present
+	// (spiffe://TD/fedmesh/cluster/CLUSTER). Required with ControlPlane
+	// unless InsecureControlPlane.
+	ControlPlaneID spiffeid.ID
+	// RootCAs verify the control plane's certificate chain (the
+	// federation's root bundle). Required with ControlPlane unless
+	// InsecureControlPlane.
+	RootCAs *x509.CertPool
+	// InsecureControlPlane talks plaintext xDS (tests only).
+	InsecureControlPlane bool
+	// Token is the gateway's bootstrap token, sent to the control plane
+	// as node metadata fedmesh.token.
+	Token string
+	// Locality is the gateway's region and zone, announced to the control
+	// plane; its Cluster field is ignored (Cluster is used).
+	Locality topology.Locality
+	// NodeID is the xDS node id; empty means gateway~LISTENADDR~CLUSTER.
+	NodeID string
+	// XDSBackoff is the first reconnect delay to the control plane; zero
+	// means the xDS client's default.
+	XDSBackoff time.Duration
+
+	// ListenAddr is host:port for mTLS passthrough traffic, bound by New
+	// and served by Run. Empty: New binds nothing and Run cannot be used;
+	// hand listeners to Serve instead. Required with ControlPlane or
+	// AdminAddr.
+	ListenAddr string
+	// AdminAddr is host:port of the admin listener (AdminHandler), bound
+	// by New and served by Run; empty disables it.
+	AdminAddr string
+	// Gatherer serves the metrics on the admin listener. Nil means the
+	// Registerer given to New when it is also a Gatherer (a
+	// *prometheus.Registry is); otherwise the page is empty.
+	Gatherer prometheus.Gatherer
+	// DrainTimeout is how long Run, once its context ends, lets spliced
+	// connections finish before it closes them. Zero means
+	// DefaultDrainTimeout.
+	DrainTimeout time.Duration
+
 	// HandshakeTimeout bounds reading the ClientHello.
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a spliced connection that carried no byte in
@@ -53,7 +107,8 @@ type Config struct {
 	// per-source-cluster metrics (the client's identity is inside TLS,
 	// which the gateway does not open). Unknown sources count as "unknown".
 	SourceClusters map[netip.Addr]string
-	// Logger receives the gateway's logs. Default slog.Default().
+	// Logger receives the gateway's logs (and its xDS client's); nil
+	// discards them.
 	Logger *slog.Logger
 	// Dial dials endpoints. Default a net.Dialer with DialTimeout.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -79,7 +134,10 @@ func (c Config) withDefaults() Config {
 		c.MaxHelloBytes = DefaultMaxHelloBytes
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.Dial == nil {
 		d := &net.Dialer{Timeout: c.DialTimeout}
@@ -159,12 +217,37 @@ type Gateway struct {
 	perSource map[netip.Addr]int
 	draining  bool
 	wg        sync.WaitGroup // one per connection handler
+
+	// stopped ends when Shutdown begins; it cuts short the accept loop's
+	// backoff after a temporary error.
+	stopped context.Context
+	stop    context.CancelFunc
+
+	// Set by New for Run (nil when not configured).
+	xds     *xdsclient.Client
+	ln      net.Listener
+	adminLn net.Listener
+	gather  prometheus.Gatherer
+	running atomic.Bool
 }
 
-// New returns a gateway with no routes: it refuses everything until
-// SetRoutes or the xDS handler gives it some. Its metrics are registered
-// with reg (nil: not registered).
-func New(cfg Config, reg prometheus.Registerer) (*Gateway, error) {
+// New validates cfg and returns a gateway with no routes: it refuses
+// everything until SetRoutes or the control plane gives it some. Its
+// metrics, and its xDS client's, are registered with reg (nil: not
+// registered). With ControlPlane it builds the xDS client; with ListenAddr
+// and AdminAddr it binds those listeners, ready for Run. On error every
+// listener is closed.
+func New(cfg Config, reg prometheus.Registerer) (_ *Gateway, err error) {
+	switch {
+	case cfg.ControlPlane != "" && cfg.Cluster == "":
+		return nil, errors.New("gateway: cluster is required with a control plane")
+	case cfg.ControlPlane != "" && !cfg.InsecureControlPlane && (cfg.RootCAs == nil || cfg.ControlPlaneID.IsZero()):
+		return nil, errors.New("gateway: root CAs and control plane ID are required for TLS to the control plane")
+	case cfg.ControlPlane == "" && (cfg.InsecureControlPlane || cfg.RootCAs != nil || !cfg.ControlPlaneID.IsZero()):
+		return nil, errors.New("gateway: control plane settings given without a control plane address")
+	case cfg.ListenAddr == "" && (cfg.ControlPlane != "" || cfg.AdminAddr != ""):
+		return nil, errors.New("gateway: listen address is required with a control plane or admin address")
+	}
 	cfg = cfg.withDefaults()
 	m, err := newMetrics(reg)
 	if err != nil {
@@ -179,7 +262,36 @@ func New(cfg Config, reg prometheus.Registerer) (*Gateway, error) {
 		conns:     map[net.Conn]struct{}{},
 		perSource: map[netip.Addr]int{},
 	}
+	g.stopped, g.stop = context.WithCancel(context.Background())
 	g.routes.Store(&routeTable{bySNI: map[string]*route{}})
+	defer func() {
+		if err != nil {
+			g.closeFixed()
+		}
+	}()
+	if cfg.ControlPlane != "" {
+		if g.xds, err = g.newXDSClient(reg); err != nil {
+			return nil, err
+		}
+	}
+	g.gather = cfg.Gatherer
+	if g.gather == nil {
+		if rg, ok := reg.(prometheus.Gatherer); ok {
+			g.gather = rg
+		} else {
+			g.gather = prometheus.NewRegistry()
+		}
+	}
+	if cfg.ListenAddr != "" {
+		if g.ln, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+			return nil, fmt.Errorf("gateway: listener: %w", err)
+		}
+	}
+	if cfg.AdminAddr != "" {
+		if g.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			return nil, fmt.Errorf("gateway: admin listener: %w", err)
+		}
+	}
 	return g, nil
 }
 
@@ -294,25 +406,42 @@ func (g *Gateway) Serve(ln net.Listener) error {
 		delete(g.listeners, ln)
 		g.mu.Unlock()
 	}()
-	var delay time.Duration
+	// A temporary Accept error (out of file descriptors, say) is retried
+	// after a growing delay, which Shutdown cuts short.
+	bo := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(5*time.Millisecond),
+		backoff.WithMaxInterval(time.Second),
+		backoff.WithMaxElapsedTime(0),
+	)
+	failing := false
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			g.mu.Lock()
-			draining := g.draining
-			g.mu.Unlock()
-			if draining || errors.Is(err, net.ErrClosed) {
+			if g.Draining() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return err
 			}
-			return err
+			log := g.log.Debug
+			if !failing {
+				bo.Reset()
+				failing = true
+				log = g.log.Warn
+			}
+			d := bo.NextBackOff()
+			log("accept failed; retrying", "err", err, "retry_in", d)
+			t := time.NewTimer(d)
+			select {
+			case <-g.stopped.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
 		}
-		delay = 0
+		failing = false
 		if !g.admit(c) {
 			continue
 		}
@@ -569,6 +698,7 @@ func waitReadable(c net.Conn) error {
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.draining = true
+	g.stop()
 	for ln := range g.listeners {
 		ln.Close()
 	}

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -46,7 +44,13 @@ func newDebugExportsCmd() *cobra.Command {
 			if cluster != "" {
 				path += "?cluster=" + cluster
 			}
-			if err := adminGet(cmd.Context(), admin, path, &page); err != nil {
+			c, err := fedAdminClient(admin)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), adminPageTimeout)
+			defer cancel()
+			if err := c.Get(ctx, path, &page); err != nil {
 				return err
 			}
 			return printOutput(cmd.OutOrStdout(), output, page, func(w io.Writer) error {
@@ -77,30 +81,5 @@ func newDebugExportsCmd() *cobra.Command {
 	return cmd
 }
 
-// adminGet fetches path from a control plane's admin URL and decodes the
-// JSON answer into v.
-func adminGet(ctx context.Context, admin, path string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	url := strings.TrimSuffix(admin, "/") + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("--admin %q: %w", admin, err)}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("reach control plane: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("read %s: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("decode %s: %w", url, err)
-	}
-	return nil
-}
+// adminPageTimeout bounds fetching one admin page (status, debug).
+const adminPageTimeout = 10 * time.Second

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -23,8 +24,14 @@ func newStatusCmd() *cobra.Command {
   fedmesh status --admin http://127.0.0.11:15014 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := fedAdminClient(admin)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), adminPageTimeout)
+			defer cancel()
 			var st federation.Status
-			if err := adminGet(cmd.Context(), admin, federation.StatusPath, &st); err != nil {
+			if err := c.Get(ctx, federation.StatusPath, &st); err != nil {
 				return err
 			}
 			return printOutput(cmd.OutOrStdout(), output, st, func(w io.Writer) error { return printStatus(w, st) })

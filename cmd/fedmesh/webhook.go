@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/fedmesh/fedmesh/controlplane/inject"
+	"github.com/fedmesh/fedmesh/internal/identity"
 )
 
 func newWebhookCmd() *cobra.Command {
@@ -42,16 +41,16 @@ rotates it). Metrics and health on the admin address.`,
 			if err != nil {
 				return err
 			}
-			certs := &certReloader{certFile: certFile, keyFile: keyFile}
-			if _, err := certs.get(nil); err != nil {
-				return &exitError{code: 2, err: err}
+			certs, err := identity.NewFileCert(certFile, keyFile)
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("webhook certificate: %w", err)}
 			}
 			mux := http.NewServeMux()
 			mux.Handle("POST /inject", wh)
 			srv := &http.Server{
 				Handler:           mux,
 				ReadHeaderTimeout: 10 * time.Second,
-				TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get},
+				TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate},
 			}
 			amux := http.NewServeMux()
 			amux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -93,43 +92,4 @@ rotates it). Metrics and health on the admin address.`,
 	f.StringVar(&certFile, "tls-cert", "/etc/fedmesh/webhook/tls.crt", "serving certificate (PEM)")
 	f.StringVar(&keyFile, "tls-key", "/etc/fedmesh/webhook/tls.key", "serving key (PEM)")
 	return cmd
-}
-
-// certReloader serves the key pair from disk, re-reading it when the
-// certificate file's modification time changes.
-type certReloader struct {
-	certFile, keyFile string
-
-	mu      sync.Mutex // guards the following
-	cert    *tls.Certificate
-	modTime time.Time
-}
-
-func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	st, err := statModTime(c.certFile)
-	if err != nil {
-		return nil, fmt.Errorf("webhook certificate: %w", err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cert != nil && st.Equal(c.modTime) {
-		return c.cert, nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
-	if err != nil {
-		if c.cert != nil {
-			return c.cert, nil // keep the last good pair while a rotation is half written
-		}
-		return nil, fmt.Errorf("webhook certificate: %w", err)
-	}
-	c.cert, c.modTime = &cert, st
-	return c.cert, nil
-}
-
-func statModTime(path string) (time.Time, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return st.ModTime(), nil
 }

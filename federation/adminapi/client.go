@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// Client calls a running control plane's federation admin API.
+// Client calls a running control plane's admin endpoint: the federation
+// admin API, and with Get any other JSON page of it (status, debug pages).
 type Client struct {
 	// BaseURL is the admin endpoint, e.g. DefaultAdminURL.
 	BaseURL string
@@ -37,35 +38,35 @@ func (c *Client) CreateToken(ctx context.Context, ttl time.Duration) (TokenRespo
 		req.TTL = ttl.String()
 	}
 	var resp TokenResponse
-	err := c.do(ctx, http.MethodPost, PathToken, req, &resp)
+	err := c.do(ctx, http.MethodPost, PathToken, req, &resp, apiLimit)
 	return resp, err
 }
 
 // Join asks the control plane to join the federation of token.
 func (c *Client) Join(ctx context.Context, token string) (JoinResponse, error) {
 	var resp JoinResponse
-	err := c.do(ctx, http.MethodPost, PathJoin, JoinRequest{Token: strings.TrimSpace(token)}, &resp)
+	err := c.do(ctx, http.MethodPost, PathJoin, JoinRequest{Token: strings.TrimSpace(token)}, &resp, apiLimit)
 	return resp, err
 }
 
 // ListKeys returns the keyring of every member.
 func (c *Client) ListKeys(ctx context.Context) (KeyResponse, error) {
 	var resp KeyResponse
-	err := c.do(ctx, http.MethodGet, PathKeys, nil, &resp)
+	err := c.do(ctx, http.MethodGet, PathKeys, nil, &resp, apiLimit)
 	return resp, err
 }
 
 // KeyOp installs, uses or removes a gossip key (base64) on every member.
 func (c *Client) KeyOp(ctx context.Context, op, key string) (KeyResponse, error) {
 	var resp KeyResponse
-	err := c.do(ctx, http.MethodPost, PathKeys, KeyRequest{Op: op, Key: key}, &resp)
+	err := c.do(ctx, http.MethodPost, PathKeys, KeyRequest{Op: op, Key: key}, &resp, apiLimit)
 	return resp, err
 }
 
 // Members lists the federation's valid members.
 func (c *Client) Members(ctx context.Context) (MembersResponse, error) {
 	var resp MembersResponse
-	err := c.do(ctx, http.MethodGet, PathMembers, nil, &resp)
+	err := c.do(ctx, http.MethodGet, PathMembers, nil, &resp, apiLimit)
 	return resp, err
 }
 
@@ -73,11 +74,25 @@ func (c *Client) Members(ctx context.Context) (MembersResponse, error) {
 // the federation removes its exports and persisted imports.
 func (c *Client) Forget(ctx context.Context, name string) (ForgetResponse, error) {
 	var resp ForgetResponse
-	err := c.do(ctx, http.MethodPost, ForgetPath(name), nil, &resp)
+	err := c.do(ctx, http.MethodPost, ForgetPath(name), nil, &resp, apiLimit)
 	return resp, err
 }
 
-func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+// Get fetches path (with its query, e.g. "/debug/exports?cluster=west-1")
+// from the admin endpoint and decodes the JSON answer into out. Pages such
+// as debug dumps can be large: up to 64 MiB is read.
+func (c *Client) Get(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodGet, path, nil, out, pageLimit)
+}
+
+// Most bytes of an answer read: API answers are small, pages (Get) may
+// hold a whole catalog.
+const (
+	apiLimit  = 1 << 20
+	pageLimit = 64 << 20
+)
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any, limit int64) error {
 	hc := c.HTTP
 	if hc == nil {
 		hc = &http.Client{Timeout: 2 * time.Minute}
@@ -103,7 +118,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("cannot reach the control plane at %s (is it running? see --admin): %w", c.BaseURL, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return fmt.Errorf("read answer of %s: %w", url, err)
 	}

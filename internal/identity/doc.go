@@ -54,6 +54,11 @@
 //
 // PeerID reads the verified identity from a finished handshake.
 //
+// FileCert is a CertSource for a key pair that comes from outside fedmesh
+// as files (the injection webhook's serving certificate from
+// cert-manager): it reloads the pair when the certificate file changes
+// and keeps the last good one while a rotation is half written.
+//
 // # Rotation
 //
 // A Rotator holds the current certificate and bundle behind atomic
