@@ -17,7 +17,7 @@ import (
 
 // GatewayListener is the name of the one listener a gateway node receives
 // (docs/xds.md section 6).
-const GatewayListener = "gateway"
+const GatewayListener = naming.GatewayListener
 
 // XDSTypes are the resource types a gateway subscribes to.
 var XDSTypes = []string{xdsclient.ListenerType, xdsclient.EndpointType}

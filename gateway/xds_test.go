@@ -14,50 +14,39 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/fedmesh/fedmesh/internal/hostport"
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
 	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
+	"github.com/fedmesh/fedmesh/internal/xdsresource"
 )
 
 func gatewayListener(t testing.TB, snis ...string) *listenerv3.Listener {
-	l := &listenerv3.Listener{Name: GatewayListener}
-	for _, sni := range snis {
-		tp, err := anypb.New(&tcpproxyv3.TcpProxy{StatPrefix: sni, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: sni}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}},
-			Filters:          []*listenerv3.Filter{{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tp}}},
-		})
-	}
-	return l
+	return xdsresource.GatewayListener("0.0.0.0", 15443, snis)
 }
 
+// cla is the assignment of SNI cluster name: one locality at priority
+// with the endpoints of eps (address -> health).
 func cla(name string, eps map[string]corev3.HealthStatus, priority uint32) *endpointv3.ClusterLoadAssignment {
-	loc := &endpointv3.LocalityLbEndpoints{Priority: priority}
+	var lbs []*endpointv3.LbEndpoint
 	for addr, h := range eps {
-		host, port, _ := strings.Cut(addr, ":")
-		var p uint32
-		for _, c := range port {
-			p = p*10 + uint32(c-'0')
+		host, port, err := hostport.SplitPort(addr)
+		if err != nil {
+			panic(err)
 		}
-		loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
-			HealthStatus: h,
-			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{
-				Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: p}}},
-			}}},
-		})
+		lb := xdsresource.LbEndpoint(&xdsresource.Endpoint{Host: host, Port: port, Healthy: h == corev3.HealthStatus_HEALTHY})
+		lb.HealthStatus = h // as sent: the gateway also reads statuses the control plane does not send
+		lbs = append(lbs, lb)
 	}
-	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{loc}}
+	return xdsresource.ClusterLoadAssignment(name, 140, []*endpointv3.LocalityLbEndpoints{
+		xdsresource.Locality(priority, "", "", "", 1, lbs),
+	})
 }
 
 func TestXDSHandlerBuildsRoutesAndRejectsBadSNI(t *testing.T) {

@@ -22,7 +22,7 @@ import (
 // plan decides, internal/xdsresource builds each message.
 
 // GatewayListenerName is the name of a gateway's SNI listener.
-const GatewayListenerName = xdsresource.GatewayListenerName
+const GatewayListenerName = naming.GatewayListener
 
 // InboundListenerName is the name of a sidecar's inbound listener on
 // addr:port: inbound|ADDRESS:PORT.

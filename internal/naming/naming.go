@@ -103,6 +103,9 @@ const (
 	SecretWorkload = "default"
 	// SecretRootCA is the SDS name of the federation's trust bundle.
 	SecretRootCA = "ROOTCA"
+	// GatewayListener is the name of a gateway's one listener, which
+	// routes by SNI.
+	GatewayListener = "gateway"
 )
 
 // OutboundCluster is the CDS/EDS name of a service port as seen by clients:

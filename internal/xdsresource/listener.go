@@ -12,6 +12,8 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/fedmesh/fedmesh/internal/naming"
 )
 
 // TCPProxy is a network filter that relays bytes to cluster.
@@ -126,15 +128,12 @@ func InboundListener(addr string, port uint32, chains []InboundChain) *listenerv
 	return l
 }
 
-// GatewayListenerName is the name of a gateway's SNI listener.
-const GatewayListenerName = "gateway"
-
 // GatewayListener is a gateway's listener on addr:port: one filter chain
 // per SNI, each a tcp_proxy to the cluster of the same name; TLS is not
 // terminated (docs/xds.md, section 6).
 func GatewayListener(addr string, port uint32, snis []string) *listenerv3.Listener {
 	l := &listenerv3.Listener{
-		Name:            GatewayListenerName,
+		Name:            naming.GatewayListener,
 		Address:         SocketAddress(addr, port),
 		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector()},
 	}
