@@ -77,6 +77,10 @@ type MeshConfig struct {
 	// bootstrap tokens signed by the cluster CA. Kubernetes mode passes
 	// one that checks projected ServiceAccount tokens with TokenReview.
 	Authenticator xds.Authenticator
+	// XDSLimits bound the xDS server's connections (8192), streams per
+	// connection (16) and the time a connection has to authenticate
+	// (10s); zero fields take xds.DefaultLimits.
+	XDSLimits xds.Limits
 }
 
 func (m *MeshConfig) withDefaults(bind string) error {
@@ -287,6 +291,7 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 		CertTTL:       mc.CertTTL,
 		Logger:        s.log,
 		Registerer:    s.cfg.Registry,
+		Limits:        mc.XDSLimits,
 	})
 	if err != nil {
 		return err
@@ -297,16 +302,18 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 	// certificates are optional on xDS and nodes prove themselves with
 	// their bootstrap tokens.
 	serverTLS := identity.ServerConfigOptionalClient(m.cpCert, identity.StaticBundle(m.auth.Bundle()), identity.AuthorizeWorkloads())
-	gs := grpc.NewServer(
+	// xs.ServerOptions and xs.Listener enforce the stream and connection
+	// caps and close connections that do not authenticate in time.
+	gs := grpc.NewServer(append(xs.ServerOptions(),
 		grpc.Creds(credentials.NewTLS(serverTLS)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxConcurrentStreams(1<<20),
-	)
+	)...)
 	xs.Register(gs)
-	xln, err := net.Listen("tcp", mc.XDSAddress)
+	rawXln, err := net.Listen("tcp", mc.XDSAddress)
 	if err != nil {
 		return fmt.Errorf("xds listener: %w", err)
 	}
+	xln := xs.Listener(rawXln)
 
 	s.mountMesh(m)
 	s.log.Info("federation member started", "serf", mem.Local().Addr, "xds", xln.Addr().String(), "etcd", st.ClientURL(), "trust_domain", settings.TrustDomain)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+
+	"github.com/fedmesh/fedmesh/internal/naming"
 )
 
 // ErrUnauthenticated is wrapped by every error of an Authenticator that
@@ -55,17 +58,33 @@ func TokenAuthenticator(verify func(token string) (ns, sa, workload string, err 
 	})
 }
 
-// checkClaims compares what a node claims with what it proved.
-func checkClaims(n Node, id Identity) error {
-	if n.Role == "gateway" {
-		return nil
-	}
+// DefaultGatewayIdentities are the identities that may connect as role
+// gateway unless Config.GatewayIdentities says otherwise: the east-west
+// gateway's service account, fedmesh-system/gateway, as `fedmesh demo`
+// and docs/xds.md issue its bootstrap token (`fedmesh ca bootstrap-token
+// --namespace fedmesh-system --service-account gateway --workload
+// gateway`).
+func DefaultGatewayIdentities() []Identity {
+	return []Identity{{Namespace: "fedmesh-system", ServiceAccount: "gateway"}}
+}
+
+// checkClaims compares what a node claims with what it proved. Every role
+// is checked the same way; a gateway's proven identity must in addition
+// be one of gateways, so that no workload can read the exports' local
+// endpoints by claiming the role.
+func checkClaims(n Node, id Identity, gateways []Identity) error {
 	if n.Namespace != id.Namespace || n.ServiceAccount != id.ServiceAccount {
 		return fmt.Errorf("node %q claims %s/%s but its credentials are for %s/%s", n.ID,
 			n.Namespace, n.ServiceAccount, id.Namespace, id.ServiceAccount)
 	}
 	if id.Workload != "" && n.Workload != id.Workload {
 		return fmt.Errorf("node %q claims workload %q but its credentials are for %q", n.ID, n.Workload, id.Workload)
+	}
+	if n.Role == naming.RoleGateway && !slices.ContainsFunc(gateways, func(g Identity) bool {
+		return g.Namespace == id.Namespace && g.ServiceAccount == id.ServiceAccount
+	}) {
+		return fmt.Errorf("node %q claims role %s but its credentials are for %s/%s, not a gateway identity", n.ID,
+			naming.RoleGateway, id.Namespace, id.ServiceAccount)
 	}
 	return nil
 }

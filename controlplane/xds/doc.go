@@ -35,9 +35,11 @@
 // marshalled bytes, shared by every node that receives them, instead of
 // marshalling every resource again for every node.
 //
-// Server drives it: it authenticates each stream's node (Authenticator),
-// issues and renews each connected identity's certificate (Issuer),
-// rebuilds snapshots after a short debounce when the view, a certificate
+// Server drives it: it authenticates each stream's node (Authenticator)
+// on the stream's first request, before anything is sent, bounds what the
+// network can hold open (Limits: connections, streams per connection, time
+// to authenticate), issues and renews each connected sidecar identity's
+// certificate (Issuer), rebuilds snapshots after a short debounce when the view, a certificate
 // or the set of nodes changes, refuses snapshots that fail validation
 // (keeping the node's last good one), and serves /debug/xds and
 // /debug/endpoints through Handler.
@@ -49,7 +51,9 @@
 //		Issuer:        issuer, // SignWorkload + TrustBundle
 //		Logger:        log, Registerer: reg,
 //	})
+//	grpcServer := grpc.NewServer(append(srv.ServerOptions(), grpc.Creds(tlsCreds))...)
 //	srv.Register(grpcServer)             // ADS + CDS/EDS/LDS/RDS/SDS
+//	go grpcServer.Serve(srv.Listener(ln)) // connection cap, auth deadline
 //	go srv.Run(ctx)                      // rebuilds, pushes, renewals
 //	err = srv.UpdateView(view)           // on every federation view
 //	admin.Handle("/debug/", srv.Handler()) // /debug/xds, /debug/endpoints

@@ -9,6 +9,8 @@ type metrics struct {
 	certs        *prometheus.CounterVec
 	builds       prometheus.Counter
 	flushSeconds prometheus.Histogram
+	conns        prometheus.Gauge
+	connsClosed  *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -32,11 +34,18 @@ func newMetrics() *metrics {
 			Name: "fedmesh_xds_flush_seconds", Help: "Time to rebuild and set every due snapshot.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedmesh_xds_connections", Help: "Open connections on the xDS listener, authenticated or not.",
+		}),
+		connsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_xds_connections_closed_total",
+			Help: "xDS connections closed by the server's limits, by reason: limit (past the connection cap), auth_timeout (no stream authenticated in time).",
+		}, []string{"reason"}),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.nodes, m.rejected, m.invalid, m.certs, m.builds, m.flushSeconds} {
+	for _, c := range []prometheus.Collector{m.nodes, m.rejected, m.invalid, m.certs, m.builds, m.flushSeconds, m.conns, m.connsClosed} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

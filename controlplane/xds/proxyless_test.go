@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
@@ -150,4 +151,84 @@ func TestProxylessGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	servedBy("east-1") // back when they recover
+}
+
+// TestProxylessChurnKeepsSidecarSecrets: proxyless clients and a gateway,
+// one of them with the sidecar's own identity, connect and disconnect over
+// real TLS again and again; the sidecar's certificate is never dropped or
+// replaced, and a rebuild still serves it (the node count was once taken
+// for every role but added for sidecars only).
+func TestProxylessChurnKeepsSidecarSecrets(t *testing.T) {
+	h := startServerWith(t, true, nil)
+	side := clientNode()
+	a := h.dial(t, side)
+	a.request(resourcev3.SecretType, []string{naming.SecretWorkload, naming.SecretRootCA}, "", "")
+	first, err := a.recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := leafOf(t, secretsOf(t, first)[naming.SecretWorkload]).SerialNumber
+
+	proxyless := func(i int, tok, sa, workload string) Node {
+		return Node{ID: "proxyless~churn-" + strconv.Itoa(i), Role: naming.RoleProxyless, Cluster: "east-1",
+			Namespace: "demo", ServiceAccount: sa, Workload: workload, Token: tok, Locality: locEast1}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const rounds = 20
+	for i := range rounds {
+		churners := []Node{
+			proxyless(i, "tok-client", "client", "client"), // the sidecar's own identity
+			proxyless(i, "tok-echo", "echo", ""),           // another identity
+			{ID: "gateway~churn-" + strconv.Itoa(i), Role: naming.RoleGateway, Cluster: "east-1",
+				Namespace: "fedmesh-system", ServiceAccount: "gateway", Token: "tok-gw", Locality: locEast1},
+		}
+		for _, n := range churners {
+			conn := h.newConn(t)
+			_, err := openStream(ctx, conn, n)
+			conn.Close()
+			if err != nil {
+				t.Fatalf("round %d, %s: %v", i, n.ID, err)
+			}
+		}
+		waitFor(t, "churned nodes gone", func() bool {
+			h.srv.mu.Lock()
+			defer h.srv.mu.Unlock()
+			return len(h.srv.nodes) == 1
+		})
+		h.srv.mu.Lock()
+		is := h.srv.identities["demo/client"]
+		nodes, idents := 0, len(h.srv.identities)
+		if is != nil {
+			nodes = is.nodes
+		}
+		h.srv.mu.Unlock()
+		if is == nil || nodes != 1 || idents != 1 {
+			t.Fatalf("round %d: identity demo/client %v with %d nodes, %d identities; want it with 1 node, alone", i, is != nil, nodes, idents)
+		}
+	}
+
+	// Every node is rebuilt with a new view; a second stream of the
+	// sidecar's node gets the same certificate.
+	builds := counterValue(t, h.srv.metrics.builds)
+	if err := h.srv.UpdateView(testView("east-1", func(v *catalog.View) { v.Revision = 2 })); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "rebuild", func() bool { return counterValue(t, h.srv.metrics.builds) > builds })
+	b := h.dial(t, side)
+	b.request(resourcev3.SecretType, []string{naming.SecretWorkload, naming.SecretRootCA}, "", "")
+	again, err := b.recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs := secretsOf(t, again)
+	if len(secs) != 2 {
+		t.Fatalf("after the churn the sidecar gets %d secrets, want 2", len(secs))
+	}
+	if got := leafOf(t, secs[naming.SecretWorkload]).SerialNumber; got.Cmp(serial) != 0 {
+		t.Errorf("certificate serial %v after the churn, want the original %v", got, serial)
+	}
+	if again.GetVersionInfo() != first.GetVersionInfo() {
+		t.Errorf("secret version %s after the churn, want %s", again.GetVersionInfo(), first.GetVersionInfo())
+	}
 }

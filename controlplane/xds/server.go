@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/fedmesh/fedmesh/catalog"
@@ -51,6 +52,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer registers the server's metrics; nil means unregistered.
 	Registerer prometheus.Registerer
+	// Limits bound connections and streams; zero fields take
+	// DefaultLimits.
+	Limits Limits
+	// GatewayIdentities are the identities allowed to connect as role
+	// gateway: a gateway proves itself like every node, and its proven
+	// identity must be one of these. Default DefaultGatewayIdentities.
+	GatewayIdentities []Identity
 }
 
 // Server is the xDS server of one control plane.
@@ -60,6 +68,7 @@ type Server struct {
 	cache   *pushCache
 	xds     serverv3.Server
 	metrics *metrics
+	conns   *connTracker
 
 	kick chan struct{} // a node appeared or a rebuild is due now
 
@@ -85,6 +94,10 @@ type nodeState struct {
 	id      Identity
 	streams int
 	built   *Built // last snapshot set in the cache
+	// certs is the identity whose certificate this node holds a
+	// reference to (sidecars only); nil for gateways and proxyless
+	// clients, which neither add to nor take from an identity's count.
+	certs *identityState
 }
 
 type identityState struct {
@@ -123,6 +136,17 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
+		return nil, fmt.Errorf("xds: config: %w", err)
+	}
+	if len(cfg.GatewayIdentities) == 0 {
+		cfg.GatewayIdentities = DefaultGatewayIdentities()
+	}
+	for i, id := range cfg.GatewayIdentities {
+		if id.Namespace == "" || id.ServiceAccount == "" {
+			return nil, fmt.Errorf("xds: config: gateway identity %d has an empty namespace or service account", i)
+		}
+	}
 	srv := &Server{
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "xds", "cluster", cfg.Cluster),
@@ -140,6 +164,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	srv.view = &catalog.View{Local: cfg.Cluster}
 	srv.gen, _ = NewGenerator(cfg.Settings, srv.view)
+	srv.conns = newConnTracker(cfg.Limits, srv.metrics)
 	srv.cache = newPushCache()
 	srv.xds = serverv3.NewServer(context.Background(), srv.cache, srv.callbacks())
 	return srv, nil
@@ -382,11 +407,13 @@ func (s *Server) closeStream(id int64) {
 	delete(s.nodes, st.key)
 	s.cache.ClearSnapshot(st.key)
 	s.metrics.nodes.Set(float64(len(s.nodes)))
-	ik := identityKey(st.node.id)
-	if is := s.identities[ik]; is != nil {
+	// Only the reference this node took is given back: a proxyless client
+	// or gateway of the same identity never took one.
+	if is := st.node.certs; is != nil {
+		st.node.certs = nil
 		is.nodes--
-		if is.nodes == 0 {
-			delete(s.identities, ik)
+		if is.nodes == 0 && s.identities[identityKey(is.id)] == is {
+			delete(s.identities, identityKey(is.id))
 		}
 	}
 }
@@ -397,7 +424,10 @@ func (s *Server) reject(reason string, code codes.Code, msg string, args ...any)
 	return status.Error(code, msg)
 }
 
-// onRequest authenticates a stream's first request and checks later ones.
+// onRequest checks every request's type and names, authenticates a
+// stream's first request and checks that later ones keep its node. It
+// runs before the stream server creates a watch, so nothing is sent on a
+// stream whose first request did not authenticate: the error ends it.
 func (s *Server) onRequest(id int64, pn *corev3.Node, typeURL string, names []string) error {
 	s.mu.Lock()
 	st, ok := s.streams[id]
@@ -409,6 +439,9 @@ func (s *Server) onRequest(id int64, pn *corev3.Node, typeURL string, names []st
 	s.mu.Unlock()
 	if !ok {
 		return status.Error(codes.Internal, "unknown stream")
+	}
+	if reason, err := checkRequest(typeURL, names); err != nil {
+		return s.reject(reason, codes.InvalidArgument, err.Error(), "node", pn.GetId())
 	}
 	if key == "" {
 		var err error
@@ -447,7 +480,7 @@ func (s *Server) authenticate(st *streamState, pn *corev3.Node) (*nodeState, err
 	if err != nil {
 		return nil, s.reject("unauthenticated", codes.Unauthenticated, err.Error(), "node", n.ID)
 	}
-	if err := checkClaims(n, ident); err != nil {
+	if err := checkClaims(n, ident, s.cfg.GatewayIdentities); err != nil {
 		return nil, s.reject("identity_mismatch", codes.PermissionDenied, err.Error())
 	}
 	key := n.Key()
@@ -467,6 +500,7 @@ func (s *Server) authenticate(st *streamState, pn *corev3.Node) (*nodeState, err
 				s.identities[ik] = is
 			}
 			is.nodes++
+			ns.certs = is
 		}
 	} else if ns.node.Workload != n.Workload || FormatAppPorts(ns.node.AppPorts) != FormatAppPorts(n.AppPorts) || ns.node.Locality != n.Locality {
 		// Same id and identity, new details: the newest stream wins.
@@ -475,6 +509,9 @@ func (s *Server) authenticate(st *streamState, pn *corev3.Node) (*nodeState, err
 	}
 	ns.streams++
 	st.key, st.node = key, ns
+	if p, ok := peer.FromContext(st.ctx); ok {
+		s.conns.authenticated(p.LocalAddr, p.Addr)
+	}
 	s.signal()
 	return ns, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -32,13 +33,17 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/naming"
 )
 
@@ -124,9 +129,20 @@ type harness struct {
 	reg  *prometheus.Registry
 	addr string
 	ca   *testCA
+	// creds are the clients' transport credentials: TLS that checks the
+	// control plane's SVID with startTLSServer, insecure otherwise.
+	creds credentials.TransportCredentials
 }
 
 func startServer(t testing.TB, mutate func(*Config)) *harness {
+	t.Helper()
+	return startServerWith(t, false, mutate)
+}
+
+// startServerWith starts a server wired as the control plane wires it
+// (ServerOptions, Listener), serving TLS with a control-plane SVID of the
+// test CA when withTLS is set.
+func startServerWith(t testing.TB, withTLS bool, mutate func(*Config)) *harness {
 	t.Helper()
 	ca := newTestCA(t, testTD)
 	reg := prometheus.NewRegistry()
@@ -150,12 +166,19 @@ func startServer(t testing.TB, mutate func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	opts := srv.ServerOptions()
+	creds := insecure.NewCredentials()
+	if withTLS {
+		serverTLS, clientTLS := ca.controlPlaneTLS(t, "east-1")
+		opts = append(opts, grpc.Creds(credentials.NewTLS(serverTLS)))
+		creds = credentials.NewTLS(clientTLS)
+	}
+	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); _ = g.Serve(lis) }()
+	go func() { defer wg.Done(); _ = g.Serve(srv.Listener(lis)) }()
 	go func() { defer wg.Done(); _ = srv.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -165,7 +188,35 @@ func startServer(t testing.TB, mutate func(*Config)) *harness {
 	if err := srv.UpdateView(testView("east-1")); err != nil {
 		t.Fatal(err)
 	}
-	return &harness{srv: srv, reg: reg, addr: lis.Addr().String(), ca: ca}
+	return &harness{srv: srv, reg: reg, addr: lis.Addr().String(), ca: ca, creds: creds}
+}
+
+// controlPlaneTLS returns the xDS server's TLS config (an SVID of the
+// control plane of cluster, client certificates optional as in the control
+// plane) and a client config that accepts only that identity.
+func (ca *testCA) controlPlaneTLS(t testing.TB, cluster string) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := spiffeid.RequireFromString("spiffe://" + ca.td + "/fedmesh/cluster/" + cluster)
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1 << 40), NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		URIs:        []*url.URL{id.URL()},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.root, key.Public(), ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	bundle := identity.StaticBundle(x509bundle.FromX509Authorities(id.TrustDomain(), []*x509.Certificate{ca.root}))
+	server = identity.ServerConfigOptionalClient(identity.StaticCert(cert), bundle, identity.AuthorizeWorkloads())
+	client = identity.ClientConfig(nil, bundle, identity.AuthorizeIDs(id))
+	return server, client
 }
 
 func pbNode(n Node) *corev3.Node {
@@ -185,7 +236,19 @@ type adsStream struct {
 
 func dialADS(t testing.TB, addr string, n Node) *adsStream {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return dialADSWith(t, addr, insecure.NewCredentials(), n)
+}
+
+// dial opens an ADS stream for n with h's client credentials; the
+// connection is closed when the test ends.
+func (h *harness) dial(t testing.TB, n Node) *adsStream {
+	t.Helper()
+	return dialADSWith(t, h.addr, h.creds, n)
+}
+
+func dialADSWith(t testing.TB, addr string, creds credentials.TransportCredentials, n Node) *adsStream {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
