@@ -179,13 +179,16 @@ func (g *Generator) build(n Node, secrets *part) (*Built, error) {
 		e := g.endpointsFor(n.Role, loc)
 		clusters, eps, listeners, routes = []*part{out.clusters}, []*part{e.clas}, []*part{out.listeners}, []*part{out.routes}
 		reports = e.reports
-		if n.Role == naming.RoleSidecar {
+		switch n.Role {
+		case naming.RoleSidecar:
 			ic, il := g.renderInbound(g.plan.Inbound(n.Namespace, n.Workload, n.appPort))
 			clusters = append(clusters, newPart(ic))
 			listeners = append(listeners, newPart(il))
-			if secrets != nil {
-				secs = append(secs, secrets)
-			}
+		case naming.RoleProxyless:
+			listeners = append(listeners, newPart(g.renderProxylessServers(g.plan.Inbound(n.Namespace, n.Workload, n.appPort))))
+		}
+		if secrets != nil {
+			secs = append(secs, secrets)
 		}
 	}
 	for _, ps := range [][]*part{clusters, eps, listeners, routes, secs} {

@@ -2,21 +2,33 @@ package xds
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds" // the xds:/// resolver and balancers
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/svidfiles"
+	"github.com/fedmesh/fedmesh/internal/xdsclient"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -75,30 +87,17 @@ func TestProxylessGRPC(t *testing.T) {
 			}},
 		}
 	}
-	h := startServer(t, nil)
+	h := startServerWith(t, true, nil)
 	if err := h.srv.UpdateView(view(2, true)); err != nil {
 		t.Fatal(err)
 	}
-
-	node := map[string]any{
-		"id": "proxyless~127.0.1.100~client.demo",
-		"metadata": map[string]string{
-			naming.MetaCluster: "east-1", naming.MetaRole: naming.RoleProxyless, naming.MetaNamespace: "demo",
-			naming.MetaServiceAccount: "client", naming.MetaWorkload: "client", naming.MetaToken: "tok-client",
-		},
-		"locality": map[string]string{"region": "us-east", "zone": "a", "sub_zone": "east-1"},
-	}
-	bootstrap, err := json.Marshal(map[string]any{
-		"xds_servers": []any{map[string]any{
-			"server_uri":      h.addr,
-			"channel_creds":   []any{map[string]string{"type": "insecure"}},
-			"server_features": []string{"xds_v3"},
-		}},
-		"node": node,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The bootstrap of `fedmesh certs`: TLS to the control plane and the
+	// certificate provider the clusters' TLS contexts name. The backends
+	// here are plaintext, so the client uses insecure transport
+	// credentials, which ignore the TLS contexts (TestProxylessMTLS uses
+	// xDS credentials).
+	bootstrap := proxylessWorkload(t, h, Node{ID: "proxyless~127.0.1.100~client.demo", Role: naming.RoleProxyless,
+		Cluster: "east-1", Namespace: "demo", ServiceAccount: "client", Workload: "client", Token: "tok-client", Locality: locEast1})
 	// The bootstrap goes to grpc-go's resolver directly: the same JSON a
 	// client would find through GRPC_XDS_BOOTSTRAP_CONFIG.
 	resolverBuilder, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
@@ -230,5 +229,186 @@ func TestProxylessChurnKeepsSidecarSecrets(t *testing.T) {
 	}
 	if again.GetVersionInfo() != first.GetVersionInfo() {
 		t.Errorf("secret version %s after the churn, want %s", again.GetVersionInfo(), first.GetVersionInfo())
+	}
+}
+
+// idBackend answers with its name and the SPIFFE ID the caller's TLS
+// certificate proved.
+type idBackend struct {
+	testpb.UnimplementedTestServiceServer
+	name string
+}
+
+func (b *idBackend) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	caller := "no client certificate"
+	if p, ok := peer.FromContext(ctx); ok {
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.PeerCertificates) > 0 && len(info.State.PeerCertificates[0].URIs) == 1 {
+			caller = info.State.PeerCertificates[0].URIs[0].String()
+		}
+	}
+	return &testpb.SimpleResponse{ServerId: b.name + " <- " + caller}, nil
+}
+
+// proxylessWorkload runs the certificate writer of one proxyless workload
+// against h and returns its grpc-go bootstrap.
+func proxylessWorkload(t *testing.T, h *harness, n Node) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	roots := x509.NewCertPool()
+	roots.AddCert(h.ca.root)
+	cpID := spiffeid.RequireFromString("spiffe://" + testTD + "/fedmesh/cluster/east-1")
+	w, err := svidfiles.New(svidfiles.Config{
+		Dir: dir,
+		XDS: xdsclient.Config{
+			Target:      h.addr,
+			Credentials: credentials.NewTLS(xdsclient.ServerTLSConfig(roots, cpID, nil)),
+			Node:        pbNode(n),
+			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-w.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no certificate files for %s", n.ID)
+	}
+	meta := map[string]string{}
+	for k, v := range NodeMetadata(n).GetFields() {
+		meta[k] = v.GetStringValue()
+	}
+	bootstrap, err := svidfiles.Bootstrap(svidfiles.BootstrapConfig{
+		ServerURI: h.addr, NodeID: n.ID, Dir: dir, Metadata: meta,
+		Locality: map[string]string{"region": n.Locality.Region, "zone": n.Locality.Zone, "sub_zone": n.Locality.Cluster},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bootstrap
+}
+
+// TestProxylessMTLS: a stock grpc-go xDS server (xds.NewGRPCServer) and
+// client (xds:/// target), both with xDS credentials and certificate files
+// kept by svidfiles, talk mutual TLS through the control plane's
+// resources: the server sees the client's SPIFFE ID, the client accepts
+// only the identities the catalog names for the service, and the server
+// refuses a client without a certificate.
+func TestProxylessMTLS(t *testing.T) {
+	h := startServerWith(t, true, nil)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := int32(lis.Addr().(*net.TCPAddr).Port)
+	view := func(rev uint64, sa string) *catalog.View {
+		return &catalog.View{
+			Revision: rev, Local: "east-1",
+			Clusters: map[string]catalog.ClusterInfo{"east-1": {Name: "east-1", Locality: locEast1}},
+			Services: []catalog.ImportedService{{
+				Namespace: "demo", Name: "echo", Type: catalog.ClusterSetIP,
+				Ports:    []catalog.Port{{Name: "grpc", Port: 50051, AppProtocol: catalog.AppGRPC}},
+				Clusters: []string{"east-1"},
+				Endpoints: []catalog.ViewEndpoint{{Endpoint: catalog.Endpoint{Address: "127.0.0.1", Port: port, PortName: "grpc",
+					Locality: locEast1, Ready: true, ServiceAccount: sa, Workload: "echo-grpc"}, Healthy: true}},
+			}},
+		}
+	}
+	if err := h.srv.UpdateView(view(2, "echo")); err != nil {
+		t.Fatal(err)
+	}
+	serverNode := Node{ID: "proxyless~echo-grpc", Role: naming.RoleProxyless, Cluster: "east-1", Namespace: "demo",
+		ServiceAccount: "echo", Workload: "echo-grpc", Token: "tok-echo", Locality: locEast1}
+	clientNode := Node{ID: "proxyless~client", Role: naming.RoleProxyless, Cluster: "east-1", Namespace: "demo",
+		ServiceAccount: "client", Workload: "client", Token: "tok-client", Locality: locEast1}
+
+	serverCreds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, err := xds.NewGRPCServer(grpc.Creds(serverCreds), xds.BootstrapContentsForTesting(proxylessWorkload(t, h, serverNode)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testpb.RegisterTestServiceServer(gs, &idBackend{name: "echo-grpc"})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = gs.Serve(lis) }()
+	t.Cleanup(func() { gs.Stop(); wg.Wait() })
+
+	resolverBuilder, err := xds.NewXDSResolverWithConfigForTesting(proxylessWorkload(t, h, clientNode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCreds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("xds:///echo.demo.svc.clusterset.local:50051",
+		grpc.WithTransportCredentials(clientCreds), grpc.WithResolvers(resolverBuilder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := testpb.NewTestServiceClient(conn)
+	call := func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := client.UnaryCall(ctx, &testpb.SimpleRequest{})
+		return resp.GetServerId(), err
+	}
+
+	want := "echo-grpc <- spiffe://" + testTD + "/ns/demo/sa/client"
+	var got string
+	waitFor(t, "an mTLS call through the mesh", func() bool {
+		got, err = call()
+		return err == nil
+	})
+	if got != want {
+		t.Errorf("served as %q, want %q", got, want)
+	}
+
+	// The server refuses a caller without a certificate: plain TLS that
+	// trusts the federation's roots.
+	roots := x509.NewCertPool()
+	roots.AddCert(h.ca.root)
+	plain, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(
+		&tls.Config{RootCAs: roots, InsecureSkipVerify: true}))) //nolint:gosec // the test is about the client certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if resp, err := testpb.NewTestServiceClient(plain).UnaryCall(ctx, &testpb.SimpleRequest{}); err == nil {
+		t.Errorf("a caller without a client certificate was served: %q", resp.GetServerId())
+	}
+
+	// The catalog says the service runs as another identity: a new
+	// connection no longer accepts the server's certificate (a handshake
+	// checks the SANs; connections made before keep going).
+	if err := h.srv.UpdateView(view(3, "other")); err != nil {
+		t.Fatal(err)
+	}
+	var refused error
+	waitFor(t, "new connections refused once the server's identity is not the service's", func() bool {
+		fresh, err := grpc.NewClient("xds:///echo.demo.svc.clusterset.local:50051",
+			grpc.WithTransportCredentials(clientCreds), grpc.WithResolvers(resolverBuilder))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fresh.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, refused = testpb.NewTestServiceClient(fresh).UnaryCall(ctx, &testpb.SimpleRequest{})
+		return refused != nil
+	})
+	if status.Code(refused) != codes.Unavailable || !strings.Contains(refused.Error(), "do not match any of the accepted SANs") {
+		t.Errorf("call to a server of the wrong identity: %v, want Unavailable for a SAN mismatch", refused)
 	}
 }

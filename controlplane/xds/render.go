@@ -93,7 +93,7 @@ func (g *Generator) renderProxyless() *outbound {
 	services := g.plan.View().Services
 	for i := range services {
 		for j, sp := range g.plan.ServicePorts(&services[i]) {
-			clusters = append(clusters, g.s.cluster(sp.OutboundCluster(), clusterv3.Cluster_ROUND_ROBIN, nil))
+			clusters = append(clusters, proxylessCluster(g.s.cluster(sp.OutboundCluster(), clusterv3.Cluster_ROUND_ROBIN, nil), sp.Identities))
 			names := []string{sp.Host() + ":" + portString(sp.Port.Port)}
 			if j == 0 {
 				names = append(names, sp.Host())
@@ -105,6 +105,23 @@ func (g *Generator) renderProxyless() *outbound {
 		}
 	}
 	return &outbound{clusters: newPart(clusters), listeners: newPart(listeners), routes: newPart(nil)}
+}
+
+// proxylessCluster adds a proxyless client's mTLS to c: certificates from
+// the bootstrap's provider, the service's identities as accepted SANs.
+func proxylessCluster(c *clusterv3.Cluster, identities []string) *clusterv3.Cluster {
+	c.TransportSocket = xdsresource.ProxylessUpstreamTLS(identities)
+	return c
+}
+
+// renderProxylessServers makes the listeners of an xDS gRPC server of the
+// node's workload: one per address and port of its local endpoints.
+func (g *Generator) renderProxylessServers(in plan.Inbound) []types.Resource {
+	out := make([]types.Resource, len(in.Listeners))
+	for i, l := range in.Listeners {
+		out[i] = xdsresource.ProxylessServerListener(l.Address, uint32(l.Port))
+	}
+	return out
 }
 
 // renderInbound makes a sidecar's inbound clusters and listeners.

@@ -95,9 +95,17 @@ type nodeState struct {
 	streams int
 	built   *Built // last snapshot set in the cache
 	// certs is the identity whose certificate this node holds a
-	// reference to (sidecars only); nil for gateways and proxyless
-	// clients, which neither add to nor take from an identity's count.
+	// reference to (holdsCertificate); nil for gateways, which neither
+	// add to nor take from an identity's count.
 	certs *identityState
+}
+
+// holdsCertificate reports whether nodes of role are issued their
+// identity's SVID over SDS: sidecars, and proxyless nodes (for `fedmesh
+// certs`, which writes it for grpc-go's file_watcher). Gateways never
+// terminate TLS and get none.
+func holdsCertificate(role string) bool {
+	return role == naming.RoleSidecar || role == naming.RoleProxyless
 }
 
 type identityState struct {
@@ -290,7 +298,7 @@ func (s *Server) flush() time.Duration {
 			s.log.Info("certificate issued", "identity", is.id.Namespace+"/"+is.id.ServiceAccount,
 				"serial", cert.serial, "notAfter", cert.notAfter, "renewal", renewal)
 			for k, n := range s.nodes {
-				if n.id == is.id && n.node.Role == naming.RoleSidecar {
+				if n.certs == is {
 					s.dirty[k] = true
 				}
 			}
@@ -312,7 +320,7 @@ func (s *Server) flush() time.Duration {
 			continue
 		}
 		var sec *part
-		if is := s.identities[identityKey(n.id)]; is != nil && is.cert != nil && n.node.Role == naming.RoleSidecar {
+		if is := n.certs; is != nil && is.cert != nil {
 			sec = is.cert.part
 		}
 		jobs = append(jobs, job{k, n, sec})
@@ -407,8 +415,8 @@ func (s *Server) closeStream(id int64) {
 	delete(s.nodes, st.key)
 	s.cache.ClearSnapshot(st.key)
 	s.metrics.nodes.Set(float64(len(s.nodes)))
-	// Only the reference this node took is given back: a proxyless client
-	// or gateway of the same identity never took one.
+	// Only the reference this node took is given back: a gateway never
+	// took one, and every other node took exactly one.
 	if is := st.node.certs; is != nil {
 		st.node.certs = nil
 		is.nodes--
@@ -459,7 +467,7 @@ func (s *Server) onRequest(id int64, pn *corev3.Node, typeURL string, names []st
 					"identity", identityKey(ns.id), "secret", name)
 			}
 		}
-		if ns.node.Role != naming.RoleSidecar && len(names) > 0 {
+		if !holdsCertificate(ns.node.Role) && len(names) > 0 {
 			s.metrics.rejected.WithLabelValues("secret_role").Inc()
 			s.log.Error("node of role "+ns.node.Role+" asked for secrets", "node", ns.node.ID)
 		}
@@ -492,7 +500,7 @@ func (s *Server) authenticate(st *streamState, pn *corev3.Node) (*nodeState, err
 		s.nodes[key] = ns
 		s.dirty[key] = true
 		s.metrics.nodes.Set(float64(len(s.nodes)))
-		if n.Role == naming.RoleSidecar {
+		if holdsCertificate(n.Role) {
 			ik := identityKey(ident)
 			is := s.identities[ik]
 			if is == nil {

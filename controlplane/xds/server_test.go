@@ -47,7 +47,13 @@ import (
 	"github.com/fedmesh/fedmesh/internal/naming"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// grpc-go's test-only bootstrap entry points (BootstrapContentsForTesting,
+	// NewXDSResolverWithConfigForTesting) build the "tls" channel
+	// credentials' file watcher of a bootstrap and never run its cleanup;
+	// a real client builds it once per process.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("google.golang.org/grpc/credentials/tls/certprovider/pemfile.(*watcher).run"))
+}
 
 // testCA is a real, small CA: a self-signed root that signs SVIDs with
 // one URI SAN.
@@ -207,6 +213,9 @@ func (ca *testCA) controlPlaneTLS(t testing.TB, cluster string) (server, client 
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		URIs:        []*url.URL{id.URL()},
+		// grpc-go's bootstrap "tls" channel credentials check the host,
+		// as the real control plane's certificate allows.
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.root, key.Public(), ca.key)
 	if err != nil {
