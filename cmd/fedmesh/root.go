@@ -56,6 +56,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newStatusCmd())
 	root.AddCommand(newCACmd())
 	root.AddCommand(newSidecarCmd())
+	root.AddCommand(newCertsCmd())
 	root.AddCommand(newTokenCmd())
 	root.AddCommand(newJoinCmd())
 	root.AddCommand(newKeysCmd())
