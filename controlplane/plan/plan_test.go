@@ -18,7 +18,6 @@ const testTD = plantest.TrustDomain
 
 var (
 	locEast1 = plantest.East1
-	locEast2 = plantest.East2
 	locWest1 = plantest.West1
 	ep       = plantest.Endpoint
 	testView = plantest.View
