@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/testpki"
 )
 
@@ -73,24 +74,12 @@ func (c *fakeClock) Waiting() (int, time.Time) {
 	return len(c.waiters), c.waiters[0].at
 }
 
-// eventually polls cond until it holds or a deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // waitTimer waits until the rotator sleeps on the fake clock and returns
 // when its timer is due.
 func waitTimer(t *testing.T, clk *fakeClock) time.Time {
 	t.Helper()
 	var at time.Time
-	eventually(t, "the rotator to wait on the clock", func() bool {
+	poll.True(t, 30*time.Second, "the rotator to wait on the clock", func() bool {
 		var n int
 		n, at = clk.Waiting()
 		return n > 0
@@ -223,7 +212,7 @@ func TestRotatorRenewsAtHalfLife(t *testing.T) {
 		}
 		clk.Advance(at.Sub(clk.Now()))
 	}
-	eventually(t, "the renewed certificate", func() bool {
+	poll.True(t, 30*time.Second, "the renewed certificate", func() bool {
 		c, _ := rot.Certificate()
 		return c.Leaf.SerialNumber.Cmp(second.Leaf.SerialNumber) == 0
 	})
@@ -280,7 +269,7 @@ func TestRotatorFetchesFirstCertificate(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rot.Run(ctx) }()
-	eventually(t, "the first certificate", func() bool { _, err := rot.Certificate(); return err == nil })
+	poll.True(t, 30*time.Second, "the first certificate", func() bool { _, err := rot.Certificate(); return err == nil })
 	if diff := cmp.Diff(tNow.Add(30*time.Minute), waitTimer(t, clk)); diff != "" {
 		t.Errorf("renewal time (-want +got):\n%s", diff)
 	}
