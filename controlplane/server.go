@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/source"
+	"github.com/fedmesh/fedmesh/internal/httpjson"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -223,14 +223,7 @@ func (s *Server) serveSource(w http.ResponseWriter, _ *http.Request) {
 	if pr, ok := s.cfg.Source.(problemReporter); ok {
 		page.Problems = append(page.Problems, pr.Problems()...)
 	}
-	writeJSON(w, page)
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	httpjson.Write(w, http.StatusOK, page)
 }
 
 func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
@@ -419,5 +412,5 @@ func (s *Server) serveExports(w http.ResponseWriter, r *http.Request) {
 	for _, e := range exports {
 		page.Items = append(page.Items, exportsItem{Key: store.ExportKey(cluster, e.Service.Key()), Export: e})
 	}
-	writeJSON(w, page)
+	httpjson.Write(w, http.StatusOK, page)
 }
