@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -346,7 +347,14 @@ func (s *Server) runCatalog(ctx context.Context) error {
 // writeExports writes one export set, retrying with a capped backoff until
 // it succeeds, a newer set is waiting, or ctx is done.
 func (s *Server) writeExports(ctx context.Context, st *store.Store, exports []catalog.Export) {
-	delay := 100 * time.Millisecond
+	// 100ms, doubling up to 5s, without jitter.
+	bo := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(5*time.Second),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0),
+		backoff.WithMaxElapsedTime(0),
+	)
 	for {
 		rev, err := st.SetExports(ctx, exports)
 		s.mu.Lock()
@@ -365,6 +373,7 @@ func (s *Server) writeExports(ctx context.Context, st *store.Store, exports []ca
 		if ctx.Err() != nil {
 			return
 		}
+		delay := bo.NextBackOff()
 		s.log.Warn("writing exports failed; retrying", "err", err, "retry_in", delay)
 		t := time.NewTimer(delay)
 		select {
@@ -373,7 +382,6 @@ func (s *Server) writeExports(ctx context.Context, st *store.Store, exports []ca
 			return
 		case <-t.C:
 		}
-		delay = min(2*delay, 5*time.Second)
 	}
 }
 
