@@ -67,8 +67,6 @@ type Config struct {
 	// Registry holds the control plane's metrics and serves /metrics. A
 	// new registry with Go and process collectors when nil.
 	Registry *prometheus.Registry
-	// Clock is the control plane's time source. Default time.Now.
-	Clock func() time.Time
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -94,9 +92,6 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	}
-	if c.Clock == nil {
-		c.Clock = time.Now
 	}
 	st := &c.Store
 	st.Cluster = c.Cluster

@@ -63,8 +63,8 @@ type Config struct {
 	DefaultTTL time.Duration
 	// MaxTTL is the longest lifetime a token may be given. Default 24h.
 	MaxTTL time.Duration
-	// Clock tells the time for token issue and expiry. Default time.Now.
-	Clock func() time.Time
+	// Now tells the time for token issue and expiry; default time.Now.
+	Now func() time.Time
 	// Logger receives the handler's logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer registers the handler's metrics. Default: none.
@@ -98,8 +98,8 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if cfg.DefaultTTL < 0 || cfg.MaxTTL < 0 || cfg.DefaultTTL > cfg.MaxTTL {
 		return nil, fmt.Errorf("adminapi: default TTL %s must be positive and at most max TTL %s", cfg.DefaultTTL, cfg.MaxTTL)
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -174,7 +174,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("signing identity unavailable: %w", err))
 		return
 	}
-	now := h.cfg.Clock()
+	now := h.cfg.Now()
 	p := jointoken.Payload{
 		TrustDomain: iss.TrustDomain,
 		Issuer:      h.cfg.Federation.Local().Name,
@@ -225,7 +225,7 @@ func (h *Handler) join(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Verify before touching serf: a bad token joins nothing.
-	p, err := jointoken.Verify(req.Token, roots, h.cfg.Clock())
+	p, err := jointoken.Verify(req.Token, roots, h.cfg.Now())
 	if err != nil {
 		reason := jointoken.Reason(err)
 		h.rejected.WithLabelValues(reason).Inc()

@@ -105,7 +105,7 @@ func startNode(t *testing.T, name string, p *pki, keys ...[]byte) *node {
 		Federation:   m,
 		Issuer:       p.issuer(t, name),
 		TrustedRoots: p.roots,
-		Clock:        n.clock.now,
+		Now:          n.clock.now,
 		Logger:       slog.New(slog.DiscardHandler),
 		Registerer:   n.reg,
 	})

@@ -18,7 +18,8 @@ import (
 	"github.com/fedmesh/fedmesh/internal/testpki"
 )
 
-// fakeClock is a Clock whose time moves only by Advance.
+// fakeClock is a clock (Now and After of a RotatorConfig) whose time moves
+// only by Advance.
 type fakeClock struct {
 	mu      sync.Mutex // guards the following
 	now     time.Time
@@ -159,7 +160,7 @@ func TestRotatorRenewsAtHalfLife(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	rot, err := identity.NewRotator(identity.RotatorConfig{
-		Renew: renew, Clock: clk, RetryInitial: time.Second, RetryMax: 10 * time.Second, Registerer: reg,
+		Renew: renew, Now: clk.Now, After: clk.After, RetryInitial: time.Second, RetryMax: 10 * time.Second, Registerer: reg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +259,8 @@ func TestRotatorFetchesFirstCertificate(t *testing.T) {
 	c := root.leaf(t, leafOpts{uris: []string{echoID}, notBefore: tNow, notAfter: tNow.Add(time.Hour)})
 	rot, err := identity.NewRotator(identity.RotatorConfig{
 		Renew: func(context.Context) (*tls.Certificate, error) { return c, nil },
-		Clock: clk,
+		Now:   clk.Now,
+		After: clk.After,
 	})
 	if err != nil {
 		t.Fatal(err)
