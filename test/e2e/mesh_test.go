@@ -317,14 +317,6 @@ func (m *mesh) killEcho(c demo.Cluster) {
 	}
 }
 
-// restoreEcho starts the echo replicas of c again.
-func (m *mesh) restoreEcho(c demo.Cluster) {
-	for r := 1; r <= m.spec.replicas; r++ {
-		m.restart(echoApp(c, r))
-		m.restart(sidecarName(c, fmt.Sprintf("echo-%d", r)))
-	}
-}
-
 func (m *mesh) cluster(name string) demo.Cluster {
 	for _, c := range m.clusters {
 		if c.Name == name {
