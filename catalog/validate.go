@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // FieldError says which field of an object is wrong and why.
@@ -59,23 +60,20 @@ func (fe fieldErrors) err(object string) error {
 	return &ValidationError{Object: object, Fields: fe}
 }
 
-const dns1123LabelMaxLength = 63
-
-var dns1123LabelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-
 // IsDNS1123Label reports why s is not a DNS-1123 label (lower case
 // alphanumerics and '-', starting and ending alphanumeric, at most 63
-// characters), or "" when it is one.
+// characters), or "" when it is one. The check is apimachinery's
+// validation.IsDNS1123Label; the reason is worded for field errors.
 func IsDNS1123Label(s string) string {
 	switch {
+	case len(validation.IsDNS1123Label(s)) == 0:
+		return ""
 	case s == "":
 		return "must not be empty"
-	case len(s) > dns1123LabelMaxLength:
-		return fmt.Sprintf("must be no more than %d characters", dns1123LabelMaxLength)
-	case !dns1123LabelRE.MatchString(s):
-		return "must be a DNS-1123 label: lower case alphanumeric characters or '-', starting and ending with an alphanumeric character"
+	case len(s) > validation.DNS1123LabelMaxLength:
+		return fmt.Sprintf("must be no more than %d characters", validation.DNS1123LabelMaxLength)
 	}
-	return ""
+	return "must be a DNS-1123 label: lower case alphanumeric characters or '-', starting and ending with an alphanumeric character"
 }
 
 // IsServiceName reports why s is not a valid service name (a DNS-1035
@@ -191,20 +189,19 @@ func (e *Endpoint) validateInto(fe *fieldErrors, prefix string) {
 }
 
 // IsDNS1123Subdomain reports why s is not a DNS-1123 subdomain (as used for
-// Kubernetes object names such as service accounts), or "".
+// Kubernetes object names such as service accounts), or "". The check is
+// apimachinery's validation.IsDNS1123Subdomain; the reason is worded for
+// field errors.
 func IsDNS1123Subdomain(s string) string {
-	if s == "" {
+	switch {
+	case len(validation.IsDNS1123Subdomain(s)) == 0:
+		return ""
+	case s == "":
 		return "must not be empty"
+	case len(s) > validation.DNS1123SubdomainMaxLength:
+		return fmt.Sprintf("must be no more than %d characters", validation.DNS1123SubdomainMaxLength)
 	}
-	if len(s) > 253 {
-		return "must be no more than 253 characters"
-	}
-	for _, label := range strings.Split(s, ".") {
-		if why := IsDNS1123Label(label); why != "" {
-			return "must be a DNS-1123 subdomain: each dot-separated part " + why
-		}
-	}
-	return ""
+	return "must be a DNS-1123 subdomain: lower case alphanumeric characters, '-' or '.', each dot-separated part starting and ending with an alphanumeric character"
 }
 
 // Validate checks the service, every endpoint, and that each endpoint

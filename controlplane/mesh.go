@@ -126,7 +126,7 @@ type mesh struct {
 // fills the store's TLS settings. It runs before the store opens.
 func (s *Server) prepareMesh(ctx context.Context) (*mesh, error) {
 	mc := s.cfg.Mesh
-	auth, err := ca.LoadAuthority(mc.CADir, ca.WithRegisterer(s.cfg.Registry))
+	auth, err := ca.AuthorityConfig{Registerer: s.cfg.Registry}.Load(mc.CADir)
 	if err != nil {
 		return nil, fmt.Errorf("load cluster CA: %w", err)
 	}

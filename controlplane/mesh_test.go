@@ -17,6 +17,7 @@ import (
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
 	"github.com/fedmesh/fedmesh/federation/adminapi"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -75,7 +76,7 @@ func TestMeshAdvertisesPeerAddresses(t *testing.T) {
 		}
 	}()
 	var members adminapi.MembersResponse
-	eventually(t, 60*time.Second, "member listed", func() error {
+	poll.Until(t, 60*time.Second, "member listed", func() error {
 		if srv.AdminAddr() == "" {
 			return errors.New("admin not listening")
 		}

@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,12 +12,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/source"
+	"github.com/fedmesh/fedmesh/internal/httpjson"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -66,8 +67,6 @@ type Config struct {
 	// Registry holds the control plane's metrics and serves /metrics. A
 	// new registry with Go and process collectors when nil.
 	Registry *prometheus.Registry
-	// Clock is the control plane's time source. Default time.Now.
-	Clock func() time.Time
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -93,9 +92,6 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	}
-	if c.Clock == nil {
-		c.Clock = time.Now
 	}
 	st := &c.Store
 	st.Cluster = c.Cluster
@@ -223,14 +219,7 @@ func (s *Server) serveSource(w http.ResponseWriter, _ *http.Request) {
 	if pr, ok := s.cfg.Source.(problemReporter); ok {
 		page.Problems = append(page.Problems, pr.Problems()...)
 	}
-	writeJSON(w, page)
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	httpjson.Write(w, http.StatusOK, page)
 }
 
 func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
@@ -353,7 +342,14 @@ func (s *Server) runCatalog(ctx context.Context) error {
 // writeExports writes one export set, retrying with a capped backoff until
 // it succeeds, a newer set is waiting, or ctx is done.
 func (s *Server) writeExports(ctx context.Context, st *store.Store, exports []catalog.Export) {
-	delay := 100 * time.Millisecond
+	// 100ms, doubling up to 5s, without jitter.
+	bo := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(5*time.Second),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0),
+		backoff.WithMaxElapsedTime(0),
+	)
 	for {
 		rev, err := st.SetExports(ctx, exports)
 		s.mu.Lock()
@@ -372,6 +368,7 @@ func (s *Server) writeExports(ctx context.Context, st *store.Store, exports []ca
 		if ctx.Err() != nil {
 			return
 		}
+		delay := bo.NextBackOff()
 		s.log.Warn("writing exports failed; retrying", "err", err, "retry_in", delay)
 		t := time.NewTimer(delay)
 		select {
@@ -380,7 +377,6 @@ func (s *Server) writeExports(ctx context.Context, st *store.Store, exports []ca
 			return
 		case <-t.C:
 		}
-		delay = min(2*delay, 5*time.Second)
 	}
 }
 
@@ -419,5 +415,5 @@ func (s *Server) serveExports(w http.ResponseWriter, r *http.Request) {
 	for _, e := range exports {
 		page.Items = append(page.Items, exportsItem{Key: store.ExportKey(cluster, e.Service.Key()), Export: e})
 	}
-	writeJSON(w, page)
+	httpjson.Write(w, http.StatusOK, page)
 }

@@ -18,25 +18,10 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
-
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v: %v", what, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 const echoYAML = `apiVersion: v1
 kind: Service
@@ -87,7 +72,7 @@ func startServer(t *testing.T, dir string) (*Server, string) {
 		}
 	})
 	var base string
-	eventually(t, 30*time.Second, "control plane ready", func() error {
+	poll.Until(t, 30*time.Second, "control plane ready", func() error {
 		select {
 		case err := <-done:
 			t.Fatalf("Run returned early: %v", err)
@@ -142,7 +127,7 @@ func TestServerWritesExportsAndKeepsGoodStateOnBadFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("apiVersion: v1\nkind: Service\nmetadata: {name: Bad_Name, namespace: demo}\nspec: {ports: [{port: 99999}]}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "bad file reported on /debug/source", func() error {
+	poll.Until(t, 10*time.Second, "bad file reported on /debug/source", func() error {
 		var raw struct {
 			Problems []struct {
 				File, Reason, Message string
@@ -176,7 +161,7 @@ func TestServerWritesExportsAndKeepsGoodStateOnBadFile(t *testing.T) {
 
 	// Removing the export's files removes the export.
 	os.Remove(filepath.Join(dir, "echo.yaml"))
-	eventually(t, 10*time.Second, "export removed from etcd", func() error {
+	poll.Until(t, 10*time.Second, "export removed from etcd", func() error {
 		if n := len(storedExports(t, srv)); n != 0 {
 			return errors.New("still stored")
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // benchServices is how many services every cluster exports.
@@ -46,7 +47,7 @@ func BenchmarkPropagation(b *testing.B) {
 				n.setExports(b, benchExports(i, nil))
 			}
 			src, dst := nodes[0], nodes[1]
-			eventually(b, 5*time.Minute, "federated", func() error {
+			poll.Until(b, 5*time.Minute, "federated", func() error {
 				for _, n := range nodes {
 					v := n.fed.View()
 					if v == nil || len(v.Services) != benchServices {

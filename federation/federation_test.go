@@ -19,6 +19,7 @@ import (
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/merge"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store/storetest"
 )
 
@@ -67,7 +68,7 @@ func TestFederate(t *testing.T) {
 			for i, n := range nodes {
 				n.setExports(t, baseExports(i))
 			}
-			eventually(t, 3*time.Minute, "every view equal and complete", agree(nodes))
+			poll.Until(t, 3*time.Minute, "every view equal and complete", agree(nodes))
 
 			// The oldest echo export (c00's) sets the ports; every view
 			// knows every cluster's locality and gateway.
@@ -85,7 +86,7 @@ func TestFederate(t *testing.T) {
 			changed[0].Endpoints[0].Ready = false
 			changed[0].Endpoints[0].Serving = false
 			nodes[last].setExports(t, changed)
-			eventually(t, time.Minute, "change propagated", func() error {
+			poll.Until(t, time.Minute, "change propagated", func() error {
 				for _, ep := range service(nodes[0].fed.View(), "echo").Endpoints {
 					if ep.Locality.Cluster == clusterName(last) && ep.Address == changed[0].Endpoints[0].Address {
 						if ep.Healthy || ep.HealthReason != merge.HealthNotReady {
@@ -110,12 +111,12 @@ func TestKillAndRestart(t *testing.T) {
 	for i, n := range nodes {
 		n.setExports(t, baseExports(i))
 	}
-	eventually(t, 2*time.Minute, "federated", agree(nodes))
+	poll.Until(t, 2*time.Minute, "federated", agree(nodes))
 
 	victim := nodes[2]
 	// What the victim persisted lags its view a little: let it catch up,
 	// so that the restart below has everything to serve.
-	eventually(t, time.Minute, victim.name+" persisted its imports", func() error {
+	poll.Until(t, time.Minute, victim.name+" persisted its imports", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		imports, err := victim.st.ListImports(ctx)
@@ -132,7 +133,7 @@ func TestKillAndRestart(t *testing.T) {
 	victim.kill(t)
 	survivors := nodes[:2]
 	for _, n := range survivors {
-		eventually(t, time.Minute, n.name+" fences "+victim.name, func() error {
+		poll.Until(t, time.Minute, n.name+" fences "+victim.name, func() error {
 			v := n.fed.View()
 			ci := v.Clusters[victim.name]
 			if !ci.Fenced {
@@ -154,7 +155,7 @@ func TestKillAndRestart(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, time.Minute, n.name+" sees "+victim.name+" failed", func() error {
+		poll.Until(t, time.Minute, n.name+" sees "+victim.name+" failed", func() error {
 			for _, m := range statusOf(t, n).Members {
 				if m.Name == victim.name && m.State != "failed" {
 					return fmt.Errorf("state %s", m.State)
@@ -209,9 +210,9 @@ func TestKillAndRestart(t *testing.T) {
 	restarted.setExports(t, baseExports(victim.i))
 	restarted.join(t, nodes[0])
 	all := []*node{nodes[0], nodes[1], restarted}
-	eventually(t, 2*time.Minute, "federated again", agree(all))
+	poll.Until(t, 2*time.Minute, "federated again", agree(all))
 	for _, n := range all {
-		eventually(t, time.Minute, n.name+" unfenced", func() error {
+		poll.Until(t, time.Minute, n.name+" unfenced", func() error {
 			if st := statusOf(t, n); len(st.Fenced) != 0 {
 				return fmt.Errorf("fenced: %+v", st.Fenced)
 			}
@@ -236,7 +237,7 @@ func TestConflicts(t *testing.T) {
 	}
 	for _, n := range nodes {
 		srv := httptest.NewServer(n.fed.Handler())
-		eventually(t, 2*time.Minute, n.name+" reports the conflict", func() error {
+		poll.Until(t, 2*time.Minute, n.name+" reports the conflict", func() error {
 			resp, err := http.Get(srv.URL + StatusPath)
 			if err != nil {
 				return err

@@ -209,20 +209,6 @@ func baseExports(i int) []catalog.Export {
 	}
 }
 
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(tb testing.TB, d time.Duration, what string, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	tb.Fatalf("%s: not true after %s: %v", what, d, err)
-}
-
 func service(v *catalog.View, name string) *catalog.ImportedService {
 	if v == nil {
 		return nil

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // persistedPeers lists the peers whose imports n's etcd holds.
@@ -105,7 +106,7 @@ func persistedAll(t *testing.T, nodes []*node) {
 	}
 	for _, n := range nodes {
 		want := slices.DeleteFunc(slices.Clone(names), func(s string) bool { return s == n.name })
-		eventually(t, time.Minute, n.name+" persisted every peer", func() error {
+		poll.Until(t, time.Minute, n.name+" persisted every peer", func() error {
 			got, err := persistedPeers(n)
 			if err != nil {
 				return err
@@ -126,7 +127,7 @@ func TestLeftPeerIsRemoved(t *testing.T) {
 	for i, n := range nodes {
 		n.setExports(t, baseExports(i))
 	}
-	eventually(t, 2*time.Minute, "federated", agree(nodes))
+	poll.Until(t, 2*time.Minute, "federated", agree(nodes))
 	persistedAll(t, nodes)
 
 	leaver := nodes[2]
@@ -135,7 +136,7 @@ func TestLeftPeerIsRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaver.kill(t)
-	eventually(t, time.Minute, leaver.name+" removed everywhere", removed(nodes[:2], []string{"c00", "c01"}))
+	poll.Until(t, time.Minute, leaver.name+" removed everywhere", removed(nodes[:2], []string{"c00", "c01"}))
 }
 
 // TestFailedPeerFencedUntilForgotten: a control plane that fails stays
@@ -147,14 +148,14 @@ func TestFailedPeerFencedUntilForgotten(t *testing.T) {
 	for i, n := range nodes {
 		n.setExports(t, baseExports(i))
 	}
-	eventually(t, 2*time.Minute, "federated", agree(nodes))
+	poll.Until(t, 2*time.Minute, "federated", agree(nodes))
 	persistedAll(t, nodes)
 
 	victim := nodes[2]
 	survivors := nodes[:2]
 	victim.kill(t)
 	for _, n := range survivors {
-		eventually(t, time.Minute, n.name+" fences "+victim.name, func() error {
+		poll.Until(t, time.Minute, n.name+" fences "+victim.name, func() error {
 			st := statusOf(t, n)
 			if len(st.Fenced) != 1 || st.Fenced[0].Name != victim.name || st.Fenced[0].Reason != ReasonFailed {
 				return fmt.Errorf("fenced %+v, want %s: %s", st.Fenced, victim.name, ReasonFailed)
@@ -173,7 +174,7 @@ func TestFailedPeerFencedUntilForgotten(t *testing.T) {
 	if err := survivors[0].mem.ForceLeave(victim.name); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, victim.name+" removed everywhere", removed(survivors, []string{"c00", "c01"}))
+	poll.Until(t, time.Minute, victim.name+" removed everywhere", removed(survivors, []string{"c00", "c01"}))
 }
 
 // TestForgetPeerUnknownToGossip restarts a control plane alone, so that
@@ -184,7 +185,7 @@ func TestForgetPeerUnknownToGossip(t *testing.T) {
 	for i, n := range nodes {
 		n.setExports(t, baseExports(i))
 	}
-	eventually(t, 2*time.Minute, "federated", agree(nodes))
+	poll.Until(t, 2*time.Minute, "federated", agree(nodes))
 	persistedAll(t, nodes)
 
 	n := nodes[0]
@@ -197,7 +198,7 @@ func TestForgetPeerUnknownToGossip(t *testing.T) {
 		t.Fatal("restarted node published no view")
 	}
 	restarted.setExports(t, baseExports(n.i))
-	eventually(t, time.Minute, "the persisted peer is fenced", func() error {
+	poll.Until(t, time.Minute, "the persisted peer is fenced", func() error {
 		st := statusOf(t, restarted)
 		if len(st.Fenced) != 1 || st.Fenced[0].Name != "c01" {
 			return fmt.Errorf("fenced %+v, want c01", st.Fenced)
@@ -207,5 +208,5 @@ func TestForgetPeerUnknownToGossip(t *testing.T) {
 	if err := restarted.mem.ForceLeave("c01"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "c01 removed", removed([]*node{restarted}, []string{"c00"}))
+	poll.Until(t, time.Minute, "c01 removed", removed([]*node{restarted}, []string{"c00"}))
 }

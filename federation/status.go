@@ -11,6 +11,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/merge"
+	"github.com/fedmesh/fedmesh/internal/httpjson"
 )
 
 // Paths served by Handler.
@@ -192,7 +193,7 @@ func (f *Federation) Handler() http.Handler {
 			http.Error(w, "federation status: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		writeJSON(w, st)
+		httpjson.Write(w, http.StatusOK, st)
 	})
 	mux.HandleFunc("GET "+ViewPath, func(w http.ResponseWriter, _ *http.Request) {
 		v := f.View()
@@ -200,14 +201,7 @@ func (f *Federation) Handler() http.Handler {
 			http.Error(w, "federation view: none published yet", http.StatusServiceUnavailable)
 			return
 		}
-		writeJSON(w, v)
+		httpjson.Write(w, http.StatusOK, v)
 	})
 	return mux
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client went away: nothing to do
 }

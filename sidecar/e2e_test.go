@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
 
@@ -87,7 +87,7 @@ func newPair(t testing.TB) *pair {
 	p.server.ready(t)
 	p.client.ready(t)
 	for _, port := range []int32{p.httpP, p.grpcP, p.tcpP} {
-		xdstest.Eventually(t, "service listener", func() bool { return p.client.sc.ServiceAddr(port) != "" })
+		poll.True(t, 30*time.Second, "service listener", func() bool { return p.client.sc.ServiceAddr(port) != "" })
 	}
 	return p
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
-	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
 
@@ -113,7 +113,7 @@ func TestFailover(t *testing.T) {
 	waitMore := func(what, name string, n int) {
 		t.Helper()
 		start := count(name)
-		xdstest.Eventually(t, what, func() bool { return count(name) >= start+n })
+		poll.True(t, 30*time.Second, what, func() bool { return count(name) >= start+n })
 	}
 
 	waitMore("local traffic", "local-1", 20)

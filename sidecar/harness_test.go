@@ -16,6 +16,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
 	"github.com/fedmesh/fedmesh/sidecar"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
@@ -122,7 +123,7 @@ func (w *workload) secrets(ca *meshtest.CA) []types.Resource {
 // ready waits until the sidecar's admin /ready answers 200.
 func (w *workload) ready(t testing.TB) {
 	t.Helper()
-	xdstest.Eventually(t, "sidecar ready", func() bool {
+	poll.True(t, 30*time.Second, "sidecar ready", func() bool {
 		resp, err := http.Get("http://" + w.sc.AdminAddr() + "/ready")
 		if err != nil {
 			return false

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
 
@@ -127,18 +128,11 @@ func TestApplyStopsListenersWithoutTheLock(t *testing.T) {
 		let()
 		<-applied
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.True(t, 30*time.Second, "the stopping listener no longer reported", func() bool {
 		var addr string
 		returnsWithin(t, "ServiceAddr", func() { addr = s.ServiceAddr(port) })
-		if addr == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the stopping listener is still reported after 30s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return addr == ""
+	})
 	var dump ConfigDumpView
 	returnsWithin(t, "ConfigDump", func() { dump = s.ConfigDump().(ConfigDumpView) })
 	if diff := cmp.Diff(map[string]string{}, dump.Bound); diff != "" {

@@ -11,7 +11,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
-	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // without returns res less the resources named name (a service's
@@ -66,7 +66,7 @@ func TestServiceListenerRemovedWithOpenConnection(t *testing.T) {
 	}
 
 	p.m.set("client", without(p.res, svc("echo-tcp", p.tcpP).OutboundCluster()))
-	xdstest.Eventually(t, "tcp service listener gone", func() bool {
+	poll.True(t, 30*time.Second, "tcp service listener gone", func() bool {
 		var addr string
 		returnsWithin(t, "ServiceAddr", func() { addr = p.client.sc.ServiceAddr(p.tcpP) })
 		return addr == ""
@@ -91,7 +91,7 @@ func TestServiceListenerRemovedWithOpenConnection(t *testing.T) {
 
 	// The reconciler is not stuck: the service's listener comes back.
 	p.m.set("client", p.res)
-	xdstest.Eventually(t, "tcp service listener back", func() bool {
+	poll.True(t, 30*time.Second, "tcp service listener back", func() bool {
 		var addr string
 		returnsWithin(t, "ServiceAddr", func() { addr = p.client.sc.ServiceAddr(p.tcpP) })
 		return addr != ""

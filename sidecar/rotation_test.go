@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fedmesh/fedmesh/internal/identity"
-	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
 
@@ -132,7 +132,7 @@ func TestCertificateRotation(t *testing.T) {
 		return out
 	}
 	p.m.set("client", res(recEndpoints(first)))
-	xdstest.Eventually(t, "rec service configured", func() bool {
+	poll.True(t, 30*time.Second, "rec service configured", func() bool {
 		_, ok := p.client.sc.Proxy().Snapshot().Lookup(rec.Host(), recPort)
 		return ok
 	})
@@ -181,7 +181,7 @@ func TestCertificateRotation(t *testing.T) {
 		mu.Lock()
 		target := sent + n
 		mu.Unlock()
-		xdstest.Eventually(t, "more requests", func() bool {
+		poll.True(t, 30*time.Second, "more requests", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return sent >= target
@@ -196,7 +196,7 @@ func TestCertificateRotation(t *testing.T) {
 	p.srvRes[sdsT] = meshtest.Secrets(serverPEM, serverKey, p.m.ca.PEM())
 	p.m.set("server", p.srvRes)
 	p.m.set("client", res(recEndpoints(first)))
-	xdstest.Eventually(t, "renewed certificates applied", func() bool {
+	poll.True(t, 30*time.Second, "renewed certificates applied", func() bool {
 		return serialOf(p.client.sc.Proxy().Snapshot().Certificate) == serialOf(newClientCert) &&
 			serialOf(p.server.sc.Proxy().Snapshot().Certificate) == serialOf(newServerCert)
 	})
@@ -225,7 +225,7 @@ func TestCertificateRotation(t *testing.T) {
 	// Moving the service to another endpoint makes a new connection: it
 	// presents the renewed certificate.
 	p.m.set("client", res(recEndpoints(second)))
-	xdstest.Eventually(t, "requests on the second recorder", func() bool { return second.count() >= 5 })
+	poll.True(t, 30*time.Second, "requests on the second recorder", func() bool { return second.count() >= 5 })
 	for _, s := range second.since(0) {
 		if s.Serial != serialOf(newClientCert) {
 			t.Errorf("new connection %s presented serial %s, want the renewed %s (old %s)", s.Conn, s.Serial, serialOf(newClientCert), oldClientSerial)

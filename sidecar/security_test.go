@@ -13,8 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
-	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
 
@@ -130,7 +130,7 @@ func rawGET(addr string, cfg *tls.Config) (int, error) {
 func TestControlPlaneStopped(t *testing.T) {
 	p := newPair(t)
 	p.m.xds.Stop()
-	xdstest.Eventually(t, "client notices the control plane is gone", func() bool { return !p.client.sc.XDS().Status().Connected })
+	poll.True(t, 30*time.Second, "client notices the control plane is gone", func() bool { return !p.client.sc.XDS().Status().Connected })
 	for i := 0; i < 20; i++ {
 		c := proxyClient(p.client) // a new client: new connections each round
 		code, body, err := get(c, p.url("echo.demo.svc.clusterset.local"))
@@ -153,7 +153,7 @@ func TestNACKKeepsLastGood(t *testing.T) {
 	bad[edsT] = []types.Resource{meshtest.Assignment(svc("echo", p.httpP), meshtest.Endpoint{Addr: "127.0.0.1:1", Cluster: "east-1", Identity: "not-an-id", Healthy: true})}
 	p.m.set("client", bad)
 	badVersion := "v" + strconv.Itoa(p.m.ver)
-	xdstest.Eventually(t, "NACK", func() bool {
+	poll.True(t, 30*time.Second, "NACK", func() bool {
 		for _, r := range p.m.xds.Requests() {
 			if r.GetTypeUrl() == edsT && r.GetErrorDetail() != nil && strings.Contains(r.GetErrorDetail().GetMessage(), "not-an-id") {
 				return true

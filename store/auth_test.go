@@ -20,6 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/testpki"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/store/storetest"
@@ -243,8 +244,8 @@ func TestPeerReadOnlyAccess(t *testing.T) {
 			return nil
 		}, store.WatchOptions{Logger: quietLogger(), Metrics: m})
 	}()
-	eventually(t, 30*time.Second, "the refused watch restarts", func() (bool, error) {
-		return counterValue(t, m.WatchRestarts) >= 2, nil
+	poll.True(t, 30*time.Second, "the refused watch restarts", func() bool {
+		return counterValue(t, m.WatchRestarts) >= 2
 	})
 	if err := s.GrantPeerRead(ctx, "east-2"); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/store/storetest"
 	"github.com/fedmesh/fedmesh/topology"
@@ -49,9 +51,12 @@ func TestExportsExpireAfterCrash(t *testing.T) {
 	if n, err := countExports(t, host, "east-2"); err != nil || n != 3 {
 		t.Fatalf("right after the crash: %d exports (%v), want 3", n, err)
 	}
-	eventually(t, 30*time.Second, "exports of the crashed control plane expire", func() (bool, error) {
+	poll.Until(t, 30*time.Second, "exports of the crashed control plane expire", func() error {
 		n, err := countExports(t, host, "east-2")
-		return n == 0, err
+		if err == nil && n != 0 {
+			err = fmt.Errorf("%d exports left", n)
+		}
+		return err
 	})
 }
 
@@ -85,9 +90,12 @@ func TestLostLeaseIsReplacedAndExportsRewritten(t *testing.T) {
 	if _, err := s.Client().Revoke(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "exports written again under a new lease", func() (bool, error) {
+	poll.Until(t, 30*time.Second, "exports written again under a new lease", func() error {
 		n, err := countExports(t, s, "east-1")
-		return n == len(want) && s.LeaseID() != old, err
+		if err == nil && (n != len(want) || s.LeaseID() == old) {
+			err = fmt.Errorf("%d exports under lease %x", n, s.LeaseID())
+		}
+		return err
 	})
 	got, _, err := s.ListExports(ctx, "east-1")
 	if err != nil {
@@ -130,8 +138,8 @@ func TestFailedRewriteUnderNewLeaseIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One failure for the lost lease, then one per failed rewrite.
-	eventually(t, 30*time.Second, "the failed rewrite retried", func() (bool, error) {
-		return counterValue(t, s.Metrics().LeaseKeepaliveFailures) >= 3, nil
+	poll.True(t, 30*time.Second, "the failed rewrite retried", func() bool {
+		return counterValue(t, s.Metrics().LeaseKeepaliveFailures) >= 3
 	})
 	want := manyExports("east-2", 100)
 	if _, err := s.SetExports(ctx, want); err != nil {
@@ -282,9 +290,12 @@ func TestRestartKeepsImportsAndMembers(t *testing.T) {
 				t.Errorf("right after reopening: %d exports (%v), want %d", n, err, stop.wantExports)
 			}
 			// A crashed incarnation's exports expire with its lease.
-			eventually(t, 30*time.Second, "old exports expire", func() (bool, error) {
+			poll.Until(t, 30*time.Second, "old exports expire", func() error {
 				n, err := countExports(t, s, "east-1")
-				return n == 0, err
+				if err == nil && n != 0 {
+					err = fmt.Errorf("%d exports left", n)
+				}
+				return err
 			})
 		})
 	}

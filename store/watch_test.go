@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/faultproxy"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/store/storetest"
 )
@@ -139,10 +139,10 @@ func startWatch(t *testing.T, cli *clientv3.Client, prefix string, from int64, r
 func wantState(t *testing.T, s *store.Store, r *recorder) {
 	t.Helper()
 	ctx := testCtx(t)
-	eventually(t, 30*time.Second, "watcher state equals etcd", func() (bool, error) {
+	poll.Until(t, 30*time.Second, "watcher state equals etcd", func() error {
 		resp, err := s.Client().Get(ctx, store.ExportsPrefix(s.Cluster()), clientv3.WithPrefix())
 		if err != nil {
-			return false, err
+			return err
 		}
 		want := map[string][]byte{}
 		for _, kv := range resp.Kvs {
@@ -150,9 +150,9 @@ func wantState(t *testing.T, s *store.Store, r *recorder) {
 		}
 		got, rev, _ := r.snapshot()
 		if d := cmp.Diff(want, got); d != "" || rev < resp.Header.Revision {
-			return false, fmt.Errorf("at revision %d (want %d): %s", rev, resp.Header.Revision, d)
+			return fmt.Errorf("at revision %d (want %d): %s", rev, resp.Header.Revision, d)
 		}
-		return true, nil
+		return nil
 	})
 	if _, _, errs := r.snapshot(); len(errs) > 0 {
 		t.Fatalf("watcher saw %d errors, first: %v", len(errs), errs[:min(5, len(errs))])
@@ -320,13 +320,4 @@ func TestWatchStopsOnConsumerError(t *testing.T) {
 	if !errors.Is(err, boom) || !errors.Is(err, store.ErrWatchStopped) {
 		t.Errorf("Watch = %v, want ErrWatchStopped wrapping boom", err)
 	}
-}
-
-func sortedStrings(m map[string][]byte) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

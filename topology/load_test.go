@@ -19,9 +19,7 @@ type share struct {
 	Availability      uint32
 }
 
-func shareOf(l Load) share {
-	return share{l.Healthy, l.Degraded, l.Panic, l.TotalPanic, l.Availability}
-}
+func shareOf(l Load) share { return share(l) }
 
 func TestComputeLoadEnvoyDocs(t *testing.T) {
 	tests := []struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/federation/adminapi"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/testpki"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -81,13 +83,12 @@ func TestTokenJoinKeysCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "joined the federation (trust domain fedmesh.local) through a") {
 		t.Fatalf("join: exit %d, out %q, err %q", code, out, stderr)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(a.Members()) != 2 || len(n.Members()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no full mesh: a sees %d, n sees %d", len(a.Members()), len(n.Members()))
+	poll.Until(t, 30*time.Second, "full mesh", func() error {
+		if len(a.Members()) != 2 || len(n.Members()) != 2 {
+			return fmt.Errorf("a sees %d, n sees %d", len(a.Members()), len(n.Members()))
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 
 	out, stderr, code = runFed(t, "keys", "list", "-o", "json", "--admin", nURL)
 	if code != 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/federation/adminapi"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/testpki"
 )
 
@@ -35,13 +37,12 @@ func TestMembersCommands(t *testing.T) {
 	}
 	waitStatus := func(what string, want membership.Status) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for memberStatus(a, "b") != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: a sees b %q, want %q", what, memberStatus(a, "b"), want)
+		poll.Until(t, 30*time.Second, what, func() error {
+			if got := memberStatus(a, "b"); got != want {
+				return fmt.Errorf("a sees b %q, want %q", got, want)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	waitStatus("federated", membership.StatusAlive)
 

@@ -47,29 +47,41 @@ type Authority struct {
 	tokenRefusals *prometheus.CounterVec
 }
 
-// Option changes how LoadAuthority sets up an Authority.
-type Option func(*Authority)
-
-// WithClock sets the time source (default time.Now), for certificate
-// validity and token expiry.
-func WithClock(now func() time.Time) Option { return func(a *Authority) { a.now = now } }
-
-// WithRegisterer registers the authority's metrics:
-// fedmesh_ca_issued_total{kind} and
-// fedmesh_ca_bootstrap_token_refusals_total{reason}.
-func WithRegisterer(reg prometheus.Registerer) Option {
-	return func(a *Authority) { a.registerer = reg }
+// AuthorityConfig configures the Authority its Load and New set up. The
+// zero value is ready to use: LoadAuthority and NewAuthority use it.
+type AuthorityConfig struct {
+	// Now tells the time for certificate validity and token expiry;
+	// default time.Now.
+	Now func() time.Time
+	// Registerer, when set, registers the authority's metrics:
+	// fedmesh_ca_issued_total{kind} and
+	// fedmesh_ca_bootstrap_token_refusals_total{reason}.
+	Registerer prometheus.Registerer
 }
 
-// LoadAuthority reads a cluster CA directory written by IssueClusterCA:
+// newAuthority returns an Authority with cfg's defaults filled in and no
+// keys yet.
+func newAuthority(cfg AuthorityConfig) *Authority {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Authority{now: cfg.Now, registerer: cfg.Registerer}
+}
+
+// LoadAuthority is AuthorityConfig{}.Load(dir): an Authority on the wall
+// clock, its metrics not registered.
+func LoadAuthority(dir string) (*Authority, error) { return AuthorityConfig{}.Load(dir) }
+
+// NewAuthority is AuthorityConfig{}.New(f): an Authority on the wall
+// clock, its metrics not registered.
+func NewAuthority(f *ClusterFiles) (*Authority, error) { return AuthorityConfig{}.New(f) }
+
+// Load reads a cluster CA directory written by IssueClusterCA:
 // ca.crt, ca.key, bundle.crt and token.key. It checks that the key matches,
 // that the intermediate chains to the bundle and that the secret files
 // are not readable by others.
-func LoadAuthority(dir string, opts ...Option) (*Authority, error) {
-	a := &Authority{now: time.Now}
-	for _, o := range opts {
-		o(a)
-	}
+func (cfg AuthorityConfig) Load(dir string) (*Authority, error) {
+	a := newAuthority(cfg)
 	cert, err := loadCert(filepath.Join(dir, CACertFile))
 	if err != nil {
 		return nil, fmt.Errorf("load cluster CA: %w", err)
@@ -104,13 +116,10 @@ func LoadAuthority(dir string, opts ...Option) (*Authority, error) {
 	return a, nil
 }
 
-// NewAuthority builds an Authority from files already in memory (for
-// example ClusterFiles carried by a join flow).
-func NewAuthority(f *ClusterFiles, opts ...Option) (*Authority, error) {
-	a := &Authority{now: time.Now}
-	for _, o := range opts {
-		o(a)
-	}
+// New builds an Authority from files already in memory (for example
+// ClusterFiles carried by a join flow).
+func (cfg AuthorityConfig) New(f *ClusterFiles) (*Authority, error) {
+	a := newAuthority(cfg)
 	certs, err := ParseCertsPEM(f.CACertPEM)
 	if err != nil {
 		return nil, fmt.Errorf("cluster CA certificate: %w", err)

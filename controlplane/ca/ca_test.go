@@ -23,7 +23,7 @@ const testTD = "fedmesh.test"
 
 // newCluster makes a root in a temp dir and a cluster CA for cluster, and
 // loads its Authority.
-func newCluster(t testing.TB, cluster string, opts ...Option) (*Authority, string) {
+func newCluster(t testing.TB, cluster string, cfg AuthorityConfig) (*Authority, string) {
 	t.Helper()
 	base := t.TempDir()
 	rootDir, caDir := filepath.Join(base, "root"), filepath.Join(base, cluster)
@@ -33,7 +33,7 @@ func newCluster(t testing.TB, cluster string, opts ...Option) (*Authority, strin
 	if err := IssueClusterCA(rootDir, cluster, caDir, 0); err != nil {
 		t.Fatal(err)
 	}
-	a, err := LoadAuthority(caDir, opts...)
+	a, err := cfg.Load(caDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestInitRoot(t *testing.T) {
 }
 
 func TestIssueClusterCA(t *testing.T) {
-	a, rootDir := newCluster(t, "east-1")
+	a, rootDir := newCluster(t, "east-1", AuthorityConfig{})
 	caDir := filepath.Dir(rootDir) + "/east-1"
 	gotModes := map[string]os.FileMode{}
 	for _, n := range []string{CACertFile, CAKeyFile, BundleFile, TokenKeyFile} {
@@ -188,7 +188,7 @@ func TestLoadAuthorityRefuses(t *testing.T) {
 
 func TestSignWorkloadIssuesExactlyTheAskedIdentity(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
-	a, _ := newCluster(t, "east-1", WithClock(func() time.Time { return now }))
+	a, _ := newCluster(t, "east-1", AuthorityConfig{Now: func() time.Time { return now }})
 	tests := []struct {
 		name   string
 		ns, sa string
@@ -254,7 +254,7 @@ func TestSignWorkloadIssuesExactlyTheAskedIdentity(t *testing.T) {
 }
 
 func TestSignControlPlaneAndEtcdRoot(t *testing.T) {
-	a, _ := newCluster(t, "east-1")
+	a, _ := newCluster(t, "east-1", AuthorityConfig{})
 	cp, err := a.IssueControlPlane(0, "127.0.0.11", "localhost")
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +292,7 @@ func TestSignControlPlaneAndEtcdRoot(t *testing.T) {
 }
 
 func TestNameConstraintKeepsClusterCAInTrustDomain(t *testing.T) {
-	a, _ := newCluster(t, "east-1")
+	a, _ := newCluster(t, "east-1", AuthorityConfig{})
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	// Sign, with the cluster CA's own key, a leaf outside the trust domain,
 	// as a stolen cluster key would: the root's constraint must refuse it.
@@ -317,7 +317,7 @@ func TestNameConstraintKeepsClusterCAInTrustDomain(t *testing.T) {
 }
 
 func TestMutualTLSWithIssuedCertificates(t *testing.T) {
-	a, _ := newCluster(t, "east-1")
+	a, _ := newCluster(t, "east-1", AuthorityConfig{})
 	server, err := a.IssueWorkload("demo", "echo", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -374,7 +374,7 @@ func TestMutualTLSWithIssuedCertificates(t *testing.T) {
 }
 
 func TestDescribe(t *testing.T) {
-	a, rootDir := newCluster(t, "east-1")
+	a, rootDir := newCluster(t, "east-1", AuthorityConfig{})
 	info, err := Describe(filepath.Join(filepath.Dir(rootDir), "east-1"))
 	if err != nil {
 		t.Fatal(err)
@@ -403,7 +403,7 @@ func TestDescribe(t *testing.T) {
 }
 
 func BenchmarkSignWorkload(b *testing.B) {
-	a, _ := newCluster(b, "east-1")
+	a, _ := newCluster(b, "east-1", AuthorityConfig{})
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -414,7 +414,7 @@ func BenchmarkSignWorkload(b *testing.B) {
 }
 
 func BenchmarkIssueWorkload(b *testing.B) {
-	a, _ := newCluster(b, "east-1")
+	a, _ := newCluster(b, "east-1", AuthorityConfig{})
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := a.IssueWorkload("demo", "echo", 0); err != nil {

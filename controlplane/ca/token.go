@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/fedmesh/fedmesh/internal/identity"
 )
@@ -196,20 +197,14 @@ func parseClaims(signed string) (*tokenClaims, error) {
 	return &c, nil
 }
 
-// checkWorkloadName accepts a DNS-1123 subdomain.
+// checkWorkloadName accepts a DNS-1123 subdomain (apimachinery's
+// validation.IsDNS1123Subdomain).
 func checkWorkloadName(s string) error {
-	if s == "" || len(s) > 253 {
-		return fmt.Errorf("workload name %q must be 1 to 253 characters", s)
+	if s == "" || len(s) > validation.DNS1123SubdomainMaxLength {
+		return fmt.Errorf("workload name %q must be 1 to %d characters", s, validation.DNS1123SubdomainMaxLength)
 	}
-	for _, label := range strings.Split(s, ".") {
-		ok := label != "" && len(label) <= 63 && label[0] != '-' && label[len(label)-1] != '-'
-		for i := 0; ok && i < len(label); i++ {
-			c := label[i]
-			ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'
-		}
-		if !ok {
-			return fmt.Errorf("workload name %q is not a DNS-1123 subdomain", s)
-		}
+	if len(validation.IsDNS1123Subdomain(s)) != 0 {
+		return fmt.Errorf("workload name %q is not a DNS-1123 subdomain", s)
 	}
 	return nil
 }

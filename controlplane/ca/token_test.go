@@ -34,7 +34,7 @@ func (c *testClock) Set(t time.Time) {
 
 func TestBootstrapTokenRoundTrip(t *testing.T) {
 	clk := &testClock{now: time.Now()}
-	a, _ := newCluster(t, "east-1", WithClock(clk.Now))
+	a, _ := newCluster(t, "east-1", AuthorityConfig{Now: clk.Now})
 	tok, err := a.IssueBootstrapToken("demo", "echo", "echo-1", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -70,12 +70,12 @@ func TestBootstrapTokenRefusals(t *testing.T) {
 	start := time.Now()
 	clk := &testClock{now: start}
 	reg := prometheus.NewRegistry()
-	a, rootDir := newCluster(t, "east-1", WithClock(clk.Now), WithRegisterer(reg))
+	a, rootDir := newCluster(t, "east-1", AuthorityConfig{Now: clk.Now, Registerer: reg})
 	westDir := filepath.Join(t.TempDir(), "west-1")
 	if err := IssueClusterCA(rootDir, "west-1", westDir, 0); err != nil {
 		t.Fatal(err)
 	}
-	west, err := LoadAuthority(westDir, WithClock(clk.Now))
+	west, err := AuthorityConfig{Now: clk.Now}.Load(westDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestBootstrapTokenRefusals(t *testing.T) {
 }
 
 func TestIssueBootstrapTokenRefusesBadNames(t *testing.T) {
-	a, _ := newCluster(t, "east-1")
+	a, _ := newCluster(t, "east-1", AuthorityConfig{})
 	tests := []struct {
 		name, ns, sa, wl string
 	}{
@@ -188,7 +188,7 @@ func refusals(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 }
 
 func FuzzVerifyBootstrapToken(f *testing.F) {
-	a, _ := newCluster(f, "east-1")
+	a, _ := newCluster(f, "east-1", AuthorityConfig{})
 	good, err := a.IssueBootstrapToken("demo", "echo", "echo-1", time.Hour)
 	if err != nil {
 		f.Fatal(err)
@@ -248,7 +248,7 @@ func FuzzParseClaims(f *testing.F) {
 }
 
 func BenchmarkVerifyBootstrapToken(b *testing.B) {
-	a, _ := newCluster(b, "east-1")
+	a, _ := newCluster(b, "east-1", AuthorityConfig{})
 	tok, err := a.IssueBootstrapToken("demo", "echo", "echo-1", time.Hour)
 	if err != nil {
 		b.Fatal(err)

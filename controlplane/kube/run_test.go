@@ -20,25 +20,11 @@ import (
 	mcsfake "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 func fakeClients(kubeObjs []runtime.Object, mcsObjs ...runtime.Object) Clients {
 	return Clients{Kube: fake.NewSimpleClientset(kubeObjs...), MCS: mcsfake.NewSimpleClientset(mcsObjs...)}
-}
-
-func eventually(tb testing.TB, what string, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // run starts f on a goroutine and stops it at cleanup.
@@ -86,7 +72,7 @@ func TestSourceRun(t *testing.T) {
 		}
 		return updates[len(updates)-1], len(updates)
 	}
-	eventually(t, "first update with echo's endpoint", func() error {
+	poll.Until(t, 10*time.Second, "first update with echo's endpoint", func() error {
 		e, _ := last()
 		if len(e) != 1 || len(e[0].Endpoints) != 1 {
 			return fmt.Errorf("exports %+v", e)
@@ -118,7 +104,7 @@ func TestSourceRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("validity change not signalled")
 	}
-	eventually(t, "update with orphan", func() error {
+	poll.Until(t, 10*time.Second, "update with orphan", func() error {
 		e, m := last()
 		if m <= n || len(e) != 2 {
 			return fmt.Errorf("%d updates, exports %d", m, len(e))
@@ -139,7 +125,7 @@ func TestSinkRun(t *testing.T) {
 	ctx := context.Background()
 
 	// Before any view only validity is written, nothing is imported.
-	eventually(t, "Valid condition", func() error {
+	poll.Until(t, 10*time.Second, "Valid condition", func() error {
 		got, err := clients.MCS.MulticlusterV1alpha1().ServiceExports("demo").Get(ctx, "echo", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -151,7 +137,7 @@ func TestSinkRun(t *testing.T) {
 	})
 
 	sink.Update(testView())
-	eventually(t, "import with slices and Conflict", func() error {
+	poll.Until(t, 10*time.Second, "import with slices and Conflict", func() error {
 		si, err := clients.MCS.MulticlusterV1alpha1().ServiceImports("demo").Get(ctx, "echo", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -185,7 +171,7 @@ func TestSinkRun(t *testing.T) {
 
 	// The service leaves the view: import and slices are deleted.
 	sink.Update(&catalog.View{Local: "west-1"})
-	eventually(t, "import deleted", func() error {
+	poll.Until(t, 10*time.Second, "import deleted", func() error {
 		_, err := clients.MCS.MulticlusterV1alpha1().ServiceImports("demo").Get(ctx, "echo", metav1.GetOptions{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("get: %v", err)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -226,7 +227,15 @@ func (s *Sink) lead(ctx context.Context) error {
 	}
 	s.log.Info("writing ServiceImports")
 
-	delay := s.cfg.MinRetry
+	// MinRetry, doubling up to MaxRetry, without jitter; reset after a
+	// reconciliation that succeeds.
+	bo := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(s.cfg.MinRetry),
+		backoff.WithMaxInterval(s.cfg.MaxRetry),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0),
+		backoff.WithMaxElapsedTime(0),
+	)
 	retryTimer := time.NewTimer(time.Hour)
 	retryTimer.Stop()
 	defer retryTimer.Stop()
@@ -244,14 +253,14 @@ func (s *Sink) lead(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			delay := bo.NextBackOff()
 			s.log.Warn("reconcile failed; retrying", "err", err, "retry_in", delay)
 			retryTimer.Reset(delay)
 			retry = retryTimer.C
-			delay = min(2*delay, s.cfg.MaxRetry)
 		} else {
 			retryTimer.Stop()
 			retry = nil
-			delay = s.cfg.MinRetry
+			bo.Reset()
 		}
 		select {
 		case <-ctx.Done():

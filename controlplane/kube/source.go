@@ -48,8 +48,8 @@ type SourceConfig struct {
 	Debounce time.Duration
 	// Resync is the informers' resync period; zero disables resyncs.
 	Resync time.Duration
-	// Now tells the time for ServiceExports without a creation time.
-	// Default time.Now.
+	// Now tells the time for ServiceExports without a creation time;
+	// default time.Now.
 	Now func() time.Time
 	// Logger receives the source's logs. Default slog.Default().
 	Logger *slog.Logger

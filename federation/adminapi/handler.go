@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/federation/jointoken"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/httpjson"
 )
 
 // Federation is what the handler needs of the membership; called from
@@ -62,8 +63,8 @@ type Config struct {
 	DefaultTTL time.Duration
 	// MaxTTL is the longest lifetime a token may be given. Default 24h.
 	MaxTTL time.Duration
-	// Clock tells the time for token issue and expiry. Default time.Now.
-	Clock func() time.Time
+	// Now tells the time for token issue and expiry; default time.Now.
+	Now func() time.Time
 	// Logger receives the handler's logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer registers the handler's metrics. Default: none.
@@ -97,8 +98,8 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if cfg.DefaultTTL < 0 || cfg.MaxTTL < 0 || cfg.DefaultTTL > cfg.MaxTTL {
 		return nil, fmt.Errorf("adminapi: default TTL %s must be positive and at most max TTL %s", cfg.DefaultTTL, cfg.MaxTTL)
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -129,14 +130,8 @@ func NewHandler(cfg Config) (*Handler, error) {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
 func writeError(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, ErrorResponse{Error: err.Error()})
+	httpjson.Write(w, status, ErrorResponse{Error: err.Error()})
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
@@ -179,7 +174,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("signing identity unavailable: %w", err))
 		return
 	}
-	now := h.cfg.Clock()
+	now := h.cfg.Now()
 	p := jointoken.Payload{
 		TrustDomain: iss.TrustDomain,
 		Issuer:      h.cfg.Federation.Local().Name,
@@ -195,7 +190,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("join token created", "expiry", p.Expiry, "seeds", p.Seeds)
-	writeJSON(w, http.StatusOK, TokenResponse{Token: tok, Expiry: p.Expiry, Seeds: p.Seeds})
+	httpjson.Write(w, http.StatusOK, TokenResponse{Token: tok, Expiry: p.Expiry, Seeds: p.Seeds})
 }
 
 func (h *Handler) seeds() []string {
@@ -230,7 +225,7 @@ func (h *Handler) join(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Verify before touching serf: a bad token joins nothing.
-	p, err := jointoken.Verify(req.Token, roots, h.cfg.Clock())
+	p, err := jointoken.Verify(req.Token, roots, h.cfg.Now())
 	if err != nil {
 		reason := jointoken.Reason(err)
 		h.rejected.WithLabelValues(reason).Inc()
@@ -260,7 +255,7 @@ func (h *Handler) join(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("joined the federation", "issuer", p.Issuer, "contacted", n)
-	writeJSON(w, http.StatusOK, JoinResponse{Issuer: p.Issuer, Contacted: n, TrustDomain: p.TrustDomain})
+	httpjson.Write(w, http.StatusOK, JoinResponse{Issuer: p.Issuer, Contacted: n, TrustDomain: p.TrustDomain})
 }
 
 func (h *Handler) listKeys(w http.ResponseWriter, _ *http.Request) {
@@ -301,10 +296,10 @@ func (h *Handler) keyOp(w http.ResponseWriter, r *http.Request) {
 
 func writeKeyReport(w http.ResponseWriter, rep membership.KeyReport, err error) {
 	if err != nil {
-		writeJSON(w, http.StatusBadGateway, KeyResponse{KeyReport: rep, Error: err.Error()})
+		httpjson.Write(w, http.StatusBadGateway, KeyResponse{KeyReport: rep, Error: err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, KeyResponse{KeyReport: rep})
+	httpjson.Write(w, http.StatusOK, KeyResponse{KeyReport: rep})
 }
 
 func (h *Handler) members(w http.ResponseWriter, _ *http.Request) {
@@ -321,7 +316,7 @@ func (h *Handler) members(w http.ResponseWriter, _ *http.Request) {
 		}
 		out = append(out, v)
 	}
-	writeJSON(w, http.StatusOK, MembersResponse{Members: out})
+	httpjson.Write(w, http.StatusOK, MembersResponse{Members: out})
 }
 
 func (h *Handler) forget(w http.ResponseWriter, r *http.Request) {
@@ -347,5 +342,5 @@ func (h *Handler) forget(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("member forgotten", "member", name)
-	writeJSON(w, http.StatusOK, ForgetResponse{Name: name})
+	httpjson.Write(w, http.StatusOK, ForgetResponse{Name: name})
 }

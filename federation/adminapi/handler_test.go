@@ -22,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/testpki"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -104,7 +105,7 @@ func startNode(t *testing.T, name string, p *pki, keys ...[]byte) *node {
 		Federation:   m,
 		Issuer:       p.issuer(t, name),
 		TrustedRoots: p.roots,
-		Clock:        n.clock.now,
+		Now:          n.clock.now,
 		Logger:       slog.New(slog.DiscardHandler),
 		Registerer:   n.reg,
 	})
@@ -115,19 +116,6 @@ func startNode(t *testing.T, name string, p *pki, keys ...[]byte) *node {
 	t.Cleanup(srv.Close)
 	n.client = &Client{BaseURL: srv.URL}
 	return n
-}
-
-func waitFor(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: %v", what, err)
 }
 
 func alive(m *membership.Membership) []string {
@@ -157,7 +145,7 @@ func federation(t *testing.T, p *pki) (a, b *node) {
 	if _, err := b.m.Join([]string{a.m.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a and b federate", sees([]string{"a", "b"}, a, b))
+	poll.Until(t, 30*time.Second, "a and b federate", sees([]string{"a", "b"}, a, b))
 	return a, b
 }
 
@@ -182,7 +170,7 @@ func TestJoinWithToken(t *testing.T) {
 	if diff := cmp.Diff(JoinResponse{Issuer: "b", TrustDomain: "fedmesh.local", Contacted: 2}, resp); diff != "" {
 		t.Errorf("join response (-want +got):\n%s", diff)
 	}
-	waitFor(t, "full mesh after one join", sees([]string{"a", "b", "n"}, a, b, n))
+	poll.Until(t, 30*time.Second, "full mesh after one join", sees([]string{"a", "b", "n"}, a, b, n))
 	if diff := cmp.Diff([][]byte{fedKey}, n.m.LocalKeys()); diff != "" {
 		t.Errorf("joined node's keyring (-want +got):\n%s", diff)
 	}
@@ -406,7 +394,7 @@ func TestForgetMember(t *testing.T) {
 	if _, err := c.m.Join([]string{a.m.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a, b and c federate", sees([]string{"a", "b", "c"}, a, b, c))
+	poll.Until(t, 30*time.Second, "a, b and c federate", sees([]string{"a", "b", "c"}, a, b, c))
 	ctx := context.Background()
 
 	for _, tc := range []struct {
@@ -433,7 +421,7 @@ func TestForgetMember(t *testing.T) {
 	if err := c.m.Shutdown(); err != nil { // a crash: no leave
 		t.Fatal(err)
 	}
-	waitFor(t, "c failed", func() error {
+	poll.Until(t, 30*time.Second, "c failed", func() error {
 		for _, n := range []*node{a, b} {
 			if got := statusOf(n.m, "c"); got != membership.StatusFailed {
 				return fmt.Errorf("%s sees c %s", n.m.Local().Name, got)
@@ -448,7 +436,7 @@ func TestForgetMember(t *testing.T) {
 	if diff := cmp.Diff(ForgetResponse{Name: "c"}, resp); diff != "" {
 		t.Errorf("forget response (-want +got):\n%s", diff)
 	}
-	waitFor(t, "c left everywhere", func() error {
+	poll.Until(t, 30*time.Second, "c left everywhere", func() error {
 		for _, n := range []*node{a, b} {
 			if got := statusOf(n.m, "c"); got != membership.StatusLeft {
 				return fmt.Errorf("%s sees c %s", n.m.Local().Name, got)

@@ -168,8 +168,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer registers the membership metrics. Default: none.
 	Registerer prometheus.Registerer
-	// Clock tells the time for known-member bookkeeping. Default time.Now.
-	Clock func() time.Time
+	// Now tells the time for known-member bookkeeping; default time.Now.
+	Now func() time.Time
 }
 
 // defaulted returns a copy of c with zero values filled, or an error for
@@ -231,8 +231,8 @@ func (c Config) defaulted() (Config, profileTimings, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Clock == nil {
-		c.Clock = time.Now
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c, t, nil
 }

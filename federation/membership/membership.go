@@ -412,7 +412,7 @@ func (m *Membership) ForceLeave(name string) error {
 	_, wasKnown := m.known[name]
 	delete(m.known, name)
 	if wasKnown {
-		m.lastSaved = m.cfg.Clock()
+		m.lastSaved = m.cfg.Now()
 	}
 	m.notifyLocked()
 	m.mu.Unlock()
@@ -486,7 +486,7 @@ func (m *Membership) eventLoop(ctx context.Context) {
 }
 
 func (m *Membership) handleMemberEvent(me serf.MemberEvent) {
-	now := m.cfg.Clock()
+	now := m.cfg.Now()
 	m.mu.Lock()
 	changed := false
 	for _, sm := range me.Members {
@@ -596,7 +596,7 @@ func (m *Membership) rejoinOnce() {
 			alive[sm.Name] = true
 		}
 	}
-	now := m.cfg.Clock()
+	now := m.cfg.Now()
 	var targets []string
 	m.mu.Lock()
 	changed := false

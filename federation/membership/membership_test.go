@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fedmesh/fedmesh/federation/membership/faulttransport"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -69,20 +70,6 @@ func start(t testing.TB, cfg Config) *Membership {
 	return m
 }
 
-// waitFor polls cond until it returns nil or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not reached within %s: %v", what, timeout, err)
-}
-
 // aliveNames returns the names of the valid alive members m sees.
 func aliveNames(m *Membership) []string {
 	var names []string
@@ -127,7 +114,7 @@ func TestFederate(t *testing.T) {
 					t.Fatalf("%s Join = %d, %v; want 1, nil", m.Local().Name, n, err)
 				}
 			}
-			waitFor(t, 30*time.Second, "full mesh", seeExactly(names, ms...))
+			poll.Until(t, 30*time.Second, "full mesh", seeExactly(names, ms...))
 
 			// Every member carries what peers need, as the seed sees it.
 			got := ms[0].Members()[tc.clusters-1]
@@ -165,7 +152,7 @@ func TestRTT(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, "RTT to every peer", func() error {
+	poll.Until(t, 30*time.Second, "RTT to every peer", func() error {
 		for _, m := range []*Membership{a, b, c} {
 			peers := m.Peers()
 			if len(peers) != 2 {
@@ -190,7 +177,7 @@ func TestWrongGossipKeyCannotJoin(t *testing.T) {
 	if _, err := b.Join([]string{a.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "a and b federate", seeExactly([]string{"a", "b"}, a, b))
+	poll.Until(t, 30*time.Second, "a and b federate", seeExactly([]string{"a", "b"}, a, b))
 
 	x := start(t, testConfig(t, "x", testKey2))
 	n, err := x.Join([]string{a.Local().Addr})
@@ -249,7 +236,7 @@ func TestDuplicateClusterNameRefused(t *testing.T) {
 	if _, err := b.Join([]string{a.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "a and b federate", seeExactly([]string{"a", "b"}, a, b))
+	poll.Until(t, 30*time.Second, "a and b federate", seeExactly([]string{"a", "b"}, a, b))
 	bAddr := b.Local().Addr
 
 	impostor := start(t, testConfig(t, "b", testKey1))
@@ -259,7 +246,7 @@ func TestDuplicateClusterNameRefused(t *testing.T) {
 	}
 	// a answers the push-pull before it merges, so its refusal may land
 	// just after the impostor's Join returned.
-	waitFor(t, 30*time.Second, "a counts the refusal", func() error {
+	poll.Until(t, 30*time.Second, "a counts the refusal", func() error {
 		if got := counterValue(t, a.met.joinRefused.WithLabelValues("duplicate_name")); got < 1 {
 			return fmt.Errorf("a counted %v duplicate-name refusals, want at least 1", got)
 		}
@@ -333,7 +320,7 @@ func TestBadTagsIgnoredAndCounted(t *testing.T) {
 				t.Fatalf("raw join: %v", err)
 			}
 			counter := a.met.membersIgnored.WithLabelValues(tc.reason)
-			waitFor(t, 30*time.Second, "ignored member counted", func() error {
+			poll.Until(t, 30*time.Second, "ignored member counted", func() error {
 				if got := counterValue(t, counter); got < 1 {
 					return fmt.Errorf("counter %s = %v", tc.reason, got)
 				}
@@ -355,7 +342,7 @@ func TestKeyRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, "federate", seeExactly([]string{"a", "b", "c"}, a, b, c))
+	poll.Until(t, 30*time.Second, "federate", seeExactly([]string{"a", "b", "c"}, a, b, c))
 
 	k1, k2 := EncodeKey(testKey1), EncodeKey(testKey2)
 	steps := []struct {
@@ -393,7 +380,7 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := fresh.Join([]string{b.Local().Addr}); err != nil {
 		t.Fatalf("join with the new key: %v", err)
 	}
-	waitFor(t, 30*time.Second, "fresh member federates", seeExactly([]string{"a", "b", "c", "fresh"}, a, b, c, fresh))
+	poll.Until(t, 30*time.Second, "fresh member federates", seeExactly([]string{"a", "b", "c", "fresh"}, a, b, c, fresh))
 }
 
 func TestAdoptKeys(t *testing.T) {
@@ -402,7 +389,7 @@ func TestAdoptKeys(t *testing.T) {
 	if _, err := b.Join([]string{a.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
+	poll.Until(t, 30*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
 
 	dir := t.TempDir()
 	cfg := testConfig(t, "n")
@@ -424,7 +411,7 @@ func TestAdoptKeys(t *testing.T) {
 	if _, err := n.Join([]string{a.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "n federates", seeExactly([]string{"a", "b", "n"}, a, b, n))
+	poll.Until(t, 30*time.Second, "n federates", seeExactly([]string{"a", "b", "n"}, a, b, n))
 
 	// Federated now: switching to another federation's key is refused.
 	if err := n.AdoptKeys([][]byte{testKey2}); !errors.Is(err, ErrAlreadyFederated) {
@@ -449,12 +436,12 @@ func TestPartitionLongerThanReapHeals(t *testing.T) {
 		}
 	}
 	all := []string{"a", "b", "c"}
-	waitFor(t, 30*time.Second, "federate", seeExactly(all, a, b, c))
+	poll.Until(t, 30*time.Second, "federate", seeExactly(all, a, b, c))
 
 	fault.Partition([]string{a.Local().Addr}, []string{b.Local().Addr, c.Local().Addr})
 	// b and c reap a entirely (not merely failed): serf alone would never
 	// contact it again.
-	waitFor(t, 60*time.Second, "a reaped by b and c", func() error {
+	poll.Until(t, 60*time.Second, "a reaped by b and c", func() error {
 		for _, m := range []*Membership{b, c} {
 			for _, sm := range m.serf.Members() {
 				if sm.Name == "a" {
@@ -474,7 +461,7 @@ func TestPartitionLongerThanReapHeals(t *testing.T) {
 	}
 
 	fault.Heal()
-	waitFor(t, 60*time.Second, "whole again after heal", seeExactly(all, a, b, c))
+	poll.Until(t, 60*time.Second, "whole again after heal", seeExactly(all, a, b, c))
 }
 
 func TestLeaveIsNotRejoined(t *testing.T) {
@@ -483,11 +470,11 @@ func TestLeaveIsNotRejoined(t *testing.T) {
 	if _, err := b.Join([]string{a.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
+	poll.Until(t, 30*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
 	if err := b.Leave(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "b left", func() error {
+	poll.Until(t, 30*time.Second, "b left", func() error {
 		for _, mem := range a.Members() {
 			if mem.Name == "b" && mem.Status == StatusLeft {
 				return nil
@@ -495,7 +482,7 @@ func TestLeaveIsNotRejoined(t *testing.T) {
 		}
 		return fmt.Errorf("a sees %v", a.Members())
 	})
-	waitFor(t, 30*time.Second, "b forgotten", func() error {
+	poll.Until(t, 30*time.Second, "b forgotten", func() error {
 		list, _ := a.cfg.KnownMembers.Load()
 		if slices.ContainsFunc(list, func(k KnownMember) bool { return k.Name == "b" }) {
 			return fmt.Errorf("known members still hold b: %v", list)
@@ -581,8 +568,8 @@ func TestRestartRejoinsKnownMembers(t *testing.T) {
 	if _, err := a.Join([]string{b.Local().Addr}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
-	waitFor(t, 30*time.Second, "b saved as known", func() error {
+	poll.Until(t, 30*time.Second, "federate", seeExactly([]string{"a", "b"}, a, b))
+	poll.Until(t, 30*time.Second, "b saved as known", func() error {
 		list, err := known.Load()
 		if err != nil || len(list) != 1 || list[0].Addr != b.Local().Addr {
 			return fmt.Errorf("known members file holds %v, %v", list, err)
@@ -595,8 +582,8 @@ func TestRestartRejoinsKnownMembers(t *testing.T) {
 
 	// A new process of cluster a, on a new port, finds b by itself.
 	a2 := start(t, cfgA)
-	waitFor(t, 30*time.Second, "restarted a rejoins", seeExactly([]string{"a", "b"}, a2, b))
-	waitFor(t, 30*time.Second, "b sees the new a", func() error {
+	poll.Until(t, 30*time.Second, "restarted a rejoins", seeExactly([]string{"a", "b"}, a2, b))
+	poll.Until(t, 30*time.Second, "b sees the new a", func() error {
 		for _, m := range b.Members() {
 			if m.Name == "a" && m.Addr == a2.Local().Addr && m.InstanceID == a2.Local().InstanceID {
 				return nil

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -169,21 +171,9 @@ func DecodeTags(tags map[string]string) (MemberInfo, error) {
 // and ending with a letter or digit).
 func IsClusterName(s string) bool { return isLabel(s) }
 
-func isLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case c == '-' && i > 0 && i < len(s)-1:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// isLabel reports whether s is a DNS-1123 label (apimachinery's
+// validation.IsDNS1123Label).
+func isLabel(s string) bool { return len(validation.IsDNS1123Label(s)) == 0 }
 
 // checkHostPort accepts host:port with an IP address or a DNS name and a
 // port from 1 to 65535.

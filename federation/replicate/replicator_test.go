@@ -16,6 +16,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/faultproxy"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/store/storetest"
 )
@@ -92,7 +93,7 @@ func TestCompactionMidWatch(t *testing.T) {
 		}
 		h.write(t, peer, set)
 	}
-	eventually(t, 30*time.Second, "replicator caught up before the cut", caughtUp)
+	poll.True(t, 30*time.Second, "replicator caught up before the cut", caughtUp)
 
 	// Phase 2: cut, change, compact.
 	proxy.Block()
@@ -103,7 +104,7 @@ func TestCompactionMidWatch(t *testing.T) {
 	if _, err := peer.Client().Compact(testCtx(t), h.lastRev(), clientv3.WithCompactPhysical()); err != nil {
 		t.Fatalf("compact: %v", err)
 	}
-	eventually(t, 30*time.Second, "replicator sees the peer down", func() bool { return !r.State().Connected })
+	poll.True(t, 30*time.Second, "replicator sees the peer down", func() bool { return !r.State().Connected })
 
 	// Phase 3: back, more changes.
 	proxy.Unblock()
@@ -111,7 +112,7 @@ func TestCompactionMidWatch(t *testing.T) {
 		set = []catalog.Export{svc("west-1", "gamma", i), svc("west-1", "delta", i)}
 		h.write(t, peer, set)
 	}
-	eventually(t, 30*time.Second, "replicator caught up after the cut", caughtUp)
+	poll.True(t, 30*time.Second, "replicator caught up after the cut", caughtUp)
 
 	snaps := rec.all()
 	resyncs := 0
@@ -179,7 +180,7 @@ func TestResume(t *testing.T) {
 				t.Fatal(err)
 			}
 			run(t, r)
-			eventually(t, 30*time.Second, "caught up", func() bool { s, ok := rec.last(); return ok && s.Revision == h.lastRev() })
+			poll.True(t, 30*time.Second, "caught up", func() bool { s, ok := rec.last(); return ok && s.Revision == h.lastRev() })
 			resyncs := 0
 			for _, s := range rec.all() {
 				want, _ := h.at(s.Revision)
@@ -216,7 +217,7 @@ func TestHistoryReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, r)
-	eventually(t, 30*time.Second, "listed again", func() bool { s, ok := rec.last(); return ok && s.Resync })
+	poll.True(t, 30*time.Second, "listed again", func() bool { s, ok := rec.last(); return ok && s.Resync })
 	s, _ := rec.last()
 	if diff := cmp.Diff(h.sets[0], s.Exports, exportsEqual); diff != "" {
 		t.Errorf("exports after reset (-want +got):\n%s", diff)
@@ -243,7 +244,7 @@ func TestBadValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, r)
-	eventually(t, 30*time.Second, "first list", func() bool { _, ok := rec.last(); return ok })
+	poll.True(t, 30*time.Second, "first list", func() bool { _, ok := rec.last(); return ok })
 
 	wrongCluster := svc("east-9", "alpha", 2)
 	invalid := svc("west-1", "alpha", 3)
@@ -263,7 +264,7 @@ func TestBadValues(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 30*time.Second, "delivered", func() bool { s, _ := rec.last(); return s.Revision >= resp.Header.Revision })
+			poll.True(t, 30*time.Second, "delivered", func() bool { s, _ := rec.last(); return s.Revision >= resp.Header.Revision })
 			if got := counterValue(t, m.BadValues.WithLabelValues("west-1", tt.reason)); got != before+1 {
 				t.Errorf("bad values{reason=%s} = %v, want %v", tt.reason, got, before+1)
 			}
@@ -367,7 +368,7 @@ func TestBackoffResetsAfterSync(t *testing.T) {
 			}
 		}
 		want := svc("west-1", "alpha", 10*cycle+3)
-		eventually(t, 30*time.Second, fmt.Sprintf("cycle %d: synced with the current etcd", cycle), func() bool {
+		poll.True(t, 30*time.Second, fmt.Sprintf("cycle %d: synced with the current etcd", cycle), func() bool {
 			s, ok := rec.last()
 			return ok && s.Revision == rev && len(s.Exports) == 1 && cmp.Diff(want, s.Exports[0]) == ""
 		})
@@ -384,7 +385,7 @@ func TestBackoffResetsAfterSync(t *testing.T) {
 		proxy.Unblock()
 		// The new etcd has written nothing yet: its revision is below
 		// what was applied, so the probe notices the replacement.
-		eventually(t, 30*time.Second, fmt.Sprintf("cycle %d: replacement noticed", cycle), func() bool { return len(waited()) == cycle+1 })
+		poll.True(t, 30*time.Second, fmt.Sprintf("cycle %d: replacement noticed", cycle), func() bool { return len(waited()) == cycle+1 })
 	}
 	for i, d := range waited() {
 		if d > minBackoff*3/2 {

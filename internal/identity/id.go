@@ -6,18 +6,15 @@ import (
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // ErrBadID is wrapped by every error about a malformed or unexpected SPIFFE ID.
 var ErrBadID = errors.New("bad SPIFFE ID")
 
-// Path prefixes of the two kinds of identity fedmesh issues.
-const (
-	// workloadPrefix starts spiffe://TD/ns/NS/sa/SA.
-	workloadPrefix = "/ns/"
-	// controlPlanePrefix starts spiffe://TD/fedmesh/cluster/CLUSTER.
-	controlPlanePrefix = "/fedmesh/cluster/"
-)
+// controlPlanePrefix starts a control plane's path,
+// spiffe://TD/fedmesh/cluster/CLUSTER.
+const controlPlanePrefix = "/fedmesh/cluster/"
 
 // WorkloadID returns spiffe://TD/ns/NS/sa/SA. The namespace must be a
 // DNS-1123 label and the service account a DNS-1123 subdomain, as in
@@ -103,38 +100,32 @@ func IsWorkload(id spiffeid.ID) bool {
 	return err == nil
 }
 
-// checkLabel accepts a DNS-1123 label: 1-63 of [a-z0-9-], not starting or
-// ending with '-'.
+// checkLabel accepts a DNS-1123 label (apimachinery's
+// validation.IsDNS1123Label): 1-63 of [a-z0-9-], not starting or ending
+// with '-'.
 func checkLabel(what, s string) error {
-	if s == "" {
+	switch {
+	case len(validation.IsDNS1123Label(s)) == 0:
+		return nil
+	case s == "":
 		return fmt.Errorf("%w: empty %s", ErrBadID, what)
+	case len(s) > validation.DNS1123LabelMaxLength:
+		return fmt.Errorf("%w: %s %q is longer than %d characters", ErrBadID, what, s, validation.DNS1123LabelMaxLength)
 	}
-	if len(s) > 63 {
-		return fmt.Errorf("%w: %s %q is longer than 63 characters", ErrBadID, what, s)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
-			return fmt.Errorf("%w: %s %q is not a DNS-1123 label (lower case letters, digits, inner '-')", ErrBadID, what, s)
-		}
-	}
-	return nil
+	return fmt.Errorf("%w: %s %q is not a DNS-1123 label (lower case letters, digits, inner '-')", ErrBadID, what, s)
 }
 
-// checkSubdomain accepts a DNS-1123 subdomain: labels joined by '.', at most
-// 253 characters.
+// checkSubdomain accepts a DNS-1123 subdomain (apimachinery's
+// validation.IsDNS1123Subdomain): labels joined by '.', at most 253
+// characters.
 func checkSubdomain(what, s string) error {
-	if s == "" {
+	switch {
+	case len(validation.IsDNS1123Subdomain(s)) == 0:
+		return nil
+	case s == "":
 		return fmt.Errorf("%w: empty %s", ErrBadID, what)
+	case len(s) > validation.DNS1123SubdomainMaxLength:
+		return fmt.Errorf("%w: %s is longer than %d characters", ErrBadID, what, validation.DNS1123SubdomainMaxLength)
 	}
-	if len(s) > 253 {
-		return fmt.Errorf("%w: %s is longer than 253 characters", ErrBadID, what)
-	}
-	for _, label := range strings.Split(s, ".") {
-		if err := checkLabel(what, label); err != nil {
-			return fmt.Errorf("%w: %s %q is not a DNS-1123 subdomain", ErrBadID, what, s)
-		}
-	}
-	return nil
+	return fmt.Errorf("%w: %s %q is not a DNS-1123 subdomain", ErrBadID, what, s)
 }

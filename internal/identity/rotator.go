@@ -17,29 +17,17 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 )
 
-// Clock is the time source of a Rotator. Tests pass a fake one.
-type Clock interface {
-	Now() time.Time
-	// After sends on the returned channel once d has passed.
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
-// RealClock is the wall clock.
-var RealClock Clock = realClock{}
-
 // RotatorConfig configures a Rotator.
 type RotatorConfig struct {
 	// Renew obtains a fresh certificate: leaf first in Certificate, then
 	// intermediates, with the private key. Leaf may be left nil; it is
 	// parsed. Called only from Run's goroutine. Required.
 	Renew func(ctx context.Context) (*tls.Certificate, error)
-	// Clock tells the time and waits. Default RealClock.
-	Clock Clock
+	// Now tells the time; default time.Now.
+	Now func() time.Time
+	// After sends on the returned channel once d has passed; default
+	// time.After. Tests pass a fake clock's Now and After.
+	After func(d time.Duration) <-chan time.Time
 	// RetryInitial is the first wait after a failed renewal. Default 1s.
 	RetryInitial time.Duration
 	// RetryMax caps the (exponentially growing, jittered) wait between
@@ -89,8 +77,11 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 	if cfg.Renew == nil {
 		return nil, errors.New("rotator: Renew is required")
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = RealClock
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.After == nil {
+		cfg.After = time.After
 	}
 	if cfg.RetryInitial == 0 {
 		cfg.RetryInitial = time.Second
@@ -245,7 +236,7 @@ func (r *Rotator) Run(ctx context.Context) error {
 	for {
 		var wait time.Duration
 		if c := r.cert.Load(); c != nil {
-			wait = RenewalTime(c.Leaf).Sub(r.cfg.Clock.Now())
+			wait = RenewalTime(c.Leaf).Sub(r.cfg.Now())
 			if wait <= 0 && justRenewed {
 				// The CA handed out a certificate already past half life:
 				// do not spin, back off.
@@ -256,7 +247,7 @@ func (r *Rotator) Run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-r.cfg.Clock.After(wait):
+			case <-r.cfg.After(wait):
 			}
 		}
 		c, err := r.cfg.Renew(ctx)
@@ -273,7 +264,7 @@ func (r *Rotator) Run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-r.cfg.Clock.After(d):
+			case <-r.cfg.After(d):
 			}
 			justRenewed = false
 			continue

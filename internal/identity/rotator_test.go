@@ -14,10 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/testpki"
 )
 
-// fakeClock is a Clock whose time moves only by Advance.
+// fakeClock is a clock (Now and After of a RotatorConfig) whose time moves
+// only by Advance.
 type fakeClock struct {
 	mu      sync.Mutex // guards the following
 	now     time.Time
@@ -73,24 +75,12 @@ func (c *fakeClock) Waiting() (int, time.Time) {
 	return len(c.waiters), c.waiters[0].at
 }
 
-// eventually polls cond until it holds or a deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // waitTimer waits until the rotator sleeps on the fake clock and returns
 // when its timer is due.
 func waitTimer(t *testing.T, clk *fakeClock) time.Time {
 	t.Helper()
 	var at time.Time
-	eventually(t, "the rotator to wait on the clock", func() bool {
+	poll.True(t, 30*time.Second, "the rotator to wait on the clock", func() bool {
 		var n int
 		n, at = clk.Waiting()
 		return n > 0
@@ -170,7 +160,7 @@ func TestRotatorRenewsAtHalfLife(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	rot, err := identity.NewRotator(identity.RotatorConfig{
-		Renew: renew, Clock: clk, RetryInitial: time.Second, RetryMax: 10 * time.Second, Registerer: reg,
+		Renew: renew, Now: clk.Now, After: clk.After, RetryInitial: time.Second, RetryMax: 10 * time.Second, Registerer: reg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +213,7 @@ func TestRotatorRenewsAtHalfLife(t *testing.T) {
 		}
 		clk.Advance(at.Sub(clk.Now()))
 	}
-	eventually(t, "the renewed certificate", func() bool {
+	poll.True(t, 30*time.Second, "the renewed certificate", func() bool {
 		c, _ := rot.Certificate()
 		return c.Leaf.SerialNumber.Cmp(second.Leaf.SerialNumber) == 0
 	})
@@ -269,7 +259,8 @@ func TestRotatorFetchesFirstCertificate(t *testing.T) {
 	c := root.leaf(t, leafOpts{uris: []string{echoID}, notBefore: tNow, notAfter: tNow.Add(time.Hour)})
 	rot, err := identity.NewRotator(identity.RotatorConfig{
 		Renew: func(context.Context) (*tls.Certificate, error) { return c, nil },
-		Clock: clk,
+		Now:   clk.Now,
+		After: clk.After,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +271,7 @@ func TestRotatorFetchesFirstCertificate(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rot.Run(ctx) }()
-	eventually(t, "the first certificate", func() bool { _, err := rot.Certificate(); return err == nil })
+	poll.True(t, 30*time.Second, "the first certificate", func() bool { _, err := rot.Certificate(); return err == nil })
 	if diff := cmp.Diff(tNow.Add(30*time.Minute), waitTimer(t, clk)); diff != "" {
 		t.Errorf("renewal time (-want +got):\n%s", diff)
 	}

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // ClusterSetDomain is the DNS suffix of multi-cluster services (MCS API).
@@ -76,25 +78,11 @@ func ParseSNI(sni string) (ServicePort, error) {
 		return ServicePort{}, fmt.Errorf("%w: port %q is not a number from 1 to 65535", ErrBadSNI, parts[0])
 	}
 	for _, label := range parts[1:] {
-		if !isLabel(label) {
+		if len(validation.IsDNS1123Label(label)) != 0 {
 			return ServicePort{}, fmt.Errorf("%w: %q is not a DNS-1123 label", ErrBadSNI, label)
 		}
 	}
 	return ServicePort{Namespace: parts[2], Name: parts[1], Port: int32(port)}, nil
-}
-
-func isLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
-			return false
-		}
-	}
-	return true
 }
 
 // xDS resource names.

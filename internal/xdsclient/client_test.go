@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
 	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
 )
@@ -119,7 +120,7 @@ func TestACKNACKAndLastGood(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	c := startClient(t, srv.Addr(), rec, reg)
 
-	xdstest.Eventually(t, "ack of version 1", func() bool { return acked(srv, "1") })
+	poll.True(t, 30*time.Second, "ack of version 1", func() bool { return acked(srv, "1") })
 
 	tests := []struct {
 		name       string
@@ -135,7 +136,7 @@ func TestACKNACKAndLastGood(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			v := "bad-" + string(rune('a'+i))
 			srv.Set(v, map[string][]types.Resource{resourcev3.ClusterType: tt.res}, "node-1")
-			xdstest.Eventually(t, "nack", func() bool {
+			poll.True(t, 30*time.Second, "nack", func() bool {
 				_, d := lastNACK(srv)
 				return strings.Contains(d, tt.wantDetail)
 			})
@@ -163,7 +164,7 @@ func TestACKNACKAndLastGood(t *testing.T) {
 
 	// A good version after bad ones is applied.
 	srv.Set("2", map[string][]types.Resource{resourcev3.ClusterType: {cluster("a", time.Second), cluster("b", time.Second)}}, "node-1")
-	xdstest.Eventually(t, "ack of version 2", func() bool { return acked(srv, "2") })
+	poll.True(t, 30*time.Second, "ack of version 2", func() bool { return acked(srv, "2") })
 	if got := rec.last(); got != "2" {
 		t.Fatalf("handler's last version = %q, want 2", got)
 	}
@@ -198,10 +199,10 @@ func TestReconnectKeepsLastGood(t *testing.T) {
 	srv.Set("1", map[string][]types.Resource{resourcev3.ClusterType: {cluster("a", time.Second)}}, "node-1")
 	rec := &recorder{names: map[string][]string{}}
 	c := startClient(t, srv.Addr(), rec, nil)
-	xdstest.Eventually(t, "ack of version 1", func() bool { return acked(srv, "1") })
+	poll.True(t, 30*time.Second, "ack of version 1", func() bool { return acked(srv, "1") })
 
 	srv.Stop()
-	xdstest.Eventually(t, "disconnect noticed", func() bool { return !c.Status().Connected })
+	poll.True(t, 30*time.Second, "disconnect noticed", func() bool { return !c.Status().Connected })
 	if _, ok := c.Resources(xdsclient.ClusterType)["a"]; !ok {
 		t.Fatal("last good cluster dropped while the control plane is away")
 	}
@@ -209,9 +210,9 @@ func TestReconnectKeepsLastGood(t *testing.T) {
 	srv.Restart()
 	// The restarted server has nothing newer than version 1, so it
 	// answers nothing; the stream is still up and must say so.
-	xdstest.Eventually(t, "connected again without a response", func() bool { return c.Status().Connected })
+	poll.True(t, 30*time.Second, "connected again without a response", func() bool { return c.Status().Connected })
 	srv.Set("3", map[string][]types.Resource{resourcev3.ClusterType: {cluster("c", time.Second)}}, "node-1")
-	xdstest.Eventually(t, "version 3 after reconnect", func() bool { return rec.last() == "3" })
+	poll.True(t, 30*time.Second, "version 3 after reconnect", func() bool { return rec.last() == "3" })
 	// The new stream announced the version it already had.
 	resumed := false
 	for _, r := range srv.Requests() {

@@ -13,11 +13,12 @@
 package admin
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fedmesh/fedmesh/internal/httpjson"
 )
 
 // Source provides the admin pages' content. Its methods are called from
@@ -35,8 +36,8 @@ type Source interface {
 func Handler(src Source, g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /stats/prometheus", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, src.ConfigDump()) })
-	mux.HandleFunc("GET /endpoints", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, src.Endpoints()) })
+	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) { httpjson.Write(w, http.StatusOK, src.ConfigDump()) })
+	mux.HandleFunc("GET /endpoints", func(w http.ResponseWriter, _ *http.Request) { httpjson.Write(w, http.StatusOK, src.Endpoints()) })
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
 		ok, why := src.Ready()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -48,11 +49,4 @@ func Handler(src Source, g prometheus.Gatherer) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return mux
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

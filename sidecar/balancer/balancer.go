@@ -159,7 +159,7 @@ func (b *Balancer) publishLocked(now int64) *state {
 	return s
 }
 
-func (b *Balancer) now() int64 { return b.cfg.Clock().UnixNano() }
+func (b *Balancer) now() int64 { return b.cfg.Now().UnixNano() }
 
 // rand returns a random number: with Config.Seed set, the next number of
 // the balancer's splitmix64 sequence (lock-free, and reproducible from one

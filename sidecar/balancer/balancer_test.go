@@ -31,8 +31,8 @@ func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 func newBalancer(t testing.TB, cfg Config, eps []Endpoint) (*Balancer, *fakeClock) {
 	t.Helper()
 	clock := newClock()
-	if cfg.Clock == nil {
-		cfg.Clock = clock.Now
+	if cfg.Now == nil {
+		cfg.Now = clock.Now
 	}
 	if cfg.Seed == 0 {
 		cfg.Seed = 42

@@ -58,8 +58,8 @@ type Config struct {
 	Outlier OutlierConfig
 	// RetryBudget limits concurrent retries.
 	RetryBudget RetryBudgetConfig
-	// Clock returns the current time; nil means time.Now.
-	Clock func() time.Time
+	// Now tells the time; default time.Now.
+	Now func() time.Time
 	// Seed, when not 0, makes the balancer's random choices a
 	// reproducible sequence (for tests). 0 uses the runtime's per-thread
 	// generator, which scales better across cores.
@@ -179,8 +179,8 @@ func (c *Config) fill() error {
 	if r.MinRetryConcurrency == 0 {
 		r.MinRetryConcurrency = 3
 	}
-	if c.Clock == nil {
-		c.Clock = time.Now
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

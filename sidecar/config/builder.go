@@ -22,6 +22,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/proto"
@@ -514,7 +515,11 @@ func inbound(l *listenerv3.Listener, clusters map[string]*clusterv3.Cluster, sna
 						}
 					}
 				}
-				if c.GetTypedExtensionProtocolOptions() != nil || c.GetHttp2ProtocolOptions() != nil {
+				h2, err := upstreamHTTP2(c)
+				if err != nil {
+					return Inbound{}, fmt.Errorf("cluster %q: %w", c.GetName(), err)
+				}
+				if h2 {
 					port.Protocol = GRPC
 				}
 			}
@@ -525,6 +530,25 @@ func inbound(l *listenerv3.Listener, clusters map[string]*clusterv3.Cluster, sna
 		}
 	}
 	return in, nil
+}
+
+// httpProtocolOptionsKey names the upstream HTTP protocol options in a
+// cluster's typed_extension_protocol_options.
+const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// upstreamHTTP2 reports whether cluster c speaks HTTP/2 to its endpoints:
+// its typed_extension_protocol_options hold HttpProtocolOptions with an
+// explicit HTTP/2 configuration.
+func upstreamHTTP2(c *clusterv3.Cluster) (bool, error) {
+	a := c.GetTypedExtensionProtocolOptions()[httpProtocolOptionsKey]
+	if a == nil {
+		return false, nil
+	}
+	var o upstreamhttpv3.HttpProtocolOptions
+	if err := a.UnmarshalTo(&o); err != nil {
+		return false, fmt.Errorf("%s: %w", httpProtocolOptionsKey, err)
+	}
+	return o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil, nil
 }
 
 func dataSource(ds *corev3.DataSource) []byte {

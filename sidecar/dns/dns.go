@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -97,16 +98,16 @@ func (s *Server) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listener
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, 1500)
-			var pause time.Duration
+			pause := newErrorPause()
 			for {
 				n, addr, err := udp.ReadFrom(buf)
 				if err != nil {
-					if !s.readFailed(ctx, "udp", err, &pause) {
+					if !s.readFailed(ctx, "udp", err, pause) {
 						return
 					}
 					continue
 				}
-				pause = 0
+				pause.Reset()
 				if resp := s.Answer(buf[:n], 512); resp != nil {
 					_, _ = udp.WriteTo(resp, addr)
 				}
@@ -119,16 +120,16 @@ func (s *Server) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listener
 			defer wg.Done()
 			var conns sync.WaitGroup
 			defer conns.Wait()
-			var pause time.Duration
+			pause := newErrorPause()
 			for {
 				c, err := tcp.Accept()
 				if err != nil {
-					if !s.readFailed(ctx, "tcp", err, &pause) {
+					if !s.readFailed(ctx, "tcp", err, pause) {
 						return
 					}
 					continue
 				}
-				pause = 0
+				pause.Reset()
 				conns.Add(1)
 				go func() {
 					defer conns.Done()
@@ -149,18 +150,30 @@ const (
 	maxErrorPause = time.Second
 )
 
+// newErrorPause returns the pauses of one read or accept loop: reset
+// after a read that succeeds.
+func newErrorPause() *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(minErrorPause),
+		backoff.WithMaxInterval(maxErrorPause),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0),
+		backoff.WithMaxElapsedTime(0),
+	)
+}
+
 // readFailed handles err from a read or accept loop of transport and
 // reports whether the loop goes on: false when the conn is closed or ctx
-// has ended. Otherwise it counts the error and waits *pause (grown for the
-// next error in a row) or until ctx ends.
-func (s *Server) readFailed(ctx context.Context, transport string, err error, pause *time.Duration) bool {
+// has ended. Otherwise it counts the error and waits pause's next interval
+// or until ctx ends.
+func (s *Server) readFailed(ctx context.Context, transport string, err error, pause backoff.BackOff) bool {
 	if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 		return false
 	}
 	s.readErrors.WithLabelValues(transport).Inc()
-	*pause = min(max(2**pause, minErrorPause), maxErrorPause)
-	s.log.Debug("dns read failed; retrying", "transport", transport, "err", err, "pause", *pause)
-	t := time.NewTimer(*pause)
+	d := pause.NextBackOff()
+	s.log.Debug("dns read failed; retrying", "transport", transport, "err", err, "pause", d)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

@@ -3,6 +3,7 @@ package dns_test
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/sidecar/dns"
 )
 
@@ -208,13 +210,9 @@ func TestServeGoesOnAfterReadError(t *testing.T) {
 			for round := range 2 {
 				before := readErrors(t, reg, tt.name)
 				tt.fail(t, udp, tcp, time.Now().Add(-time.Second))
-				deadline := time.Now().Add(30 * time.Second)
-				for readErrors(t, reg, tt.name) <= before {
-					if time.Now().After(deadline) {
-						t.Fatalf("round %d: no %s read error counted", round, tt.name)
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
+				poll.True(t, 30*time.Second, fmt.Sprintf("round %d: a %s read error counted", round, tt.name), func() bool {
+					return readErrors(t, reg, tt.name) > before
+				})
 				tt.fail(t, udp, tcp, time.Time{})
 				var p dnsmessage.Parser
 				h, err := p.Start(tt.ask(t, udp.LocalAddr().String()))

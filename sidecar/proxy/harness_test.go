@@ -284,16 +284,4 @@ func svcURL(s naming.ServicePort) string {
 	return "http://" + s.Name + "." + s.Namespace + ":" + strconv.Itoa(int(s.Port)) + "/"
 }
 
-// waitFor polls cond until it holds, failing the test after 10 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func stringsReader(s string) io.Reader { return strings.NewReader(s) }

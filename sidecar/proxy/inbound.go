@@ -173,10 +173,10 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 		if appSpeaksH2C(port.Protocol, r.Header.Get("Content-Type")) {
 			rp = h2c
 		}
-		start := p.cfg.Clock()
+		start := p.cfg.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
-			p.inboundSeries(port.Port).request("", p.cfg.Cluster, rec.status(), p.cfg.Clock().Sub(start).Seconds())
+			p.inboundSeries(port.Port).request("", p.cfg.Cluster, rec.status(), p.cfg.Now().Sub(start).Seconds())
 		}()
 		forward(rp, rec, r)
 	})

@@ -141,10 +141,10 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{Context: ctx, u: u, svc: svc}
-	start := p.cfg.Clock()
+	start := p.cfg.Now()
 	rec := &statusRecorder{ResponseWriter: w}
 	defer func() {
-		u.series.request(p.cfg.Cluster, c.dest, rec.status(), p.cfg.Clock().Sub(start).Seconds())
+		u.series.request(p.cfg.Cluster, c.dest, rec.status(), p.cfg.Now().Sub(start).Seconds())
 	}()
 	forward(o.rp, rec, r.WithContext(c))
 }
@@ -253,14 +253,14 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, errOverflow
 		}
 		h.Begin()
-		start := p.cfg.Clock()
+		start := p.cfg.Now()
 		resp, err := u.pool(t, svc).RoundTrip(attempt)
 		u.pending.Add(-1)
 		if retryHeld {
 			u.bal.RetryDone()
 			retryHeld = false
 		}
-		lat := p.cfg.Clock().Sub(start)
+		lat := p.cfg.Now().Sub(start)
 		var retryReason string
 		switch {
 		case err != nil && req.Context().Err() != nil:

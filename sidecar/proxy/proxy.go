@@ -41,8 +41,8 @@ type Config struct {
 	MaxRetryBody int64
 	// HandshakeTimeout bounds the inbound TLS handshake; zero means 10s.
 	HandshakeTimeout time.Duration
-	// Clock returns the time; nil means time.Now.
-	Clock func() time.Time
+	// Now tells the time; default time.Now.
+	Now func() time.Time
 }
 
 // Proxy is the sidecar's data plane: it forwards outbound HTTP and TCP to
@@ -97,8 +97,8 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.HandshakeTimeout == 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	log := cfg.Logger
 	if log == nil {

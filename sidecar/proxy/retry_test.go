@@ -7,10 +7,12 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
 
@@ -151,7 +153,7 @@ func TestRetry(t *testing.T) {
 			resp.Body.Close()
 			first <- result{Code: resp.StatusCode, App: resp.Header.Get("X-App"), Body: string(body)}
 		}()
-		waitFor(t, "the first request's retry to wait in b", func() bool { return b.hits.Load() == 1 })
+		poll.True(t, 30*time.Second, "the first request's retry to wait in b", func() bool { return b.hits.Load() == 1 })
 		got := get(t, c.http(t), svcURL(s))
 		close(release)
 		if diff := cmp.Diff(result{Code: 503, App: "a", Body: "a is broken\n"}, got); diff != "" {
@@ -211,7 +213,7 @@ func TestRetry(t *testing.T) {
 		if _, err := c.http(t).Do(req); err == nil {
 			t.Fatal("a canceled request succeeded")
 		}
-		waitFor(t, "the proxy to count the canceled request", func() bool {
+		poll.True(t, 30*time.Second, "the proxy to count the canceled request", func() bool {
 			return counter(t, c.reg, "fedmesh_sidecar_request_errors_total", map[string]string{"reason": "client_canceled"}) == 1
 		})
 		if got := b.hits.Load(); got != 0 {
@@ -260,7 +262,7 @@ func TestCircuitBreaker(t *testing.T) {
 				resp.Body.Close()
 				held <- result{Code: resp.StatusCode, App: resp.Header.Get("X-App"), Body: string(body)}
 			}()
-			waitFor(t, "the first request to reach the app", func() bool { return a.hits.Load() == 1 })
+			poll.True(t, 30*time.Second, "the first request to reach the app", func() bool { return a.hits.Load() == 1 })
 
 			resp, err := c.http(t).Get(svcURL(s))
 			if err != nil {

@@ -67,7 +67,7 @@ func newUpstream(p *Proxy, svc *config.Service) (*upstream, error) {
 		RetryBudget: balancer.RetryBudgetConfig{MinRetryConcurrency: max(svc.Limits.MaxRetries, 1)},
 		Logger:      p.log,
 		Metrics:     p.cfg.BalancerMetrics,
-		Clock:       p.cfg.Clock,
+		Now:         p.cfg.Now,
 	})
 	if err != nil {
 		return nil, err

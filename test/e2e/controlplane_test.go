@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // copyDir copies the regular files of src into a new temporary directory.
@@ -78,7 +80,7 @@ func TestControlPlaneServesSampleCluster(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "zz-bad.yaml"), []byte("kind: Service\napiVersion: v1\nmetadata: {name: x, namespace: demo}\nspec: {ports: [{port: 0}]}\n: :\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "bad file reported", func() error {
+	poll.Until(t, 20*time.Second, "bad file reported", func() error {
 		var page struct {
 			Problems []struct {
 				File string `json:"file"`

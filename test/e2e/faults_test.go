@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedmesh/fedmesh/internal/demo"
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // retryCounters are the client sidecar's counters that account for a
@@ -96,7 +97,7 @@ func TestControlPlaneKilled(t *testing.T) {
 
 	killedAt := time.Now()
 	m.kill(cpName(east1))
-	eventually(t, 30*time.Second, "the client's sidecar notices its control plane is gone", func() error {
+	poll.Until(t, 30*time.Second, "the client's sidecar notices its control plane is gone", func() error {
 		if v := metric(scrape(t, m.clientAdmin+"/stats/prometheus"), "fedmesh_xds_connected"); v != 0 {
 			return fmt.Errorf("fedmesh_xds_connected = %v", v)
 		}
@@ -104,7 +105,7 @@ func TestControlPlaneKilled(t *testing.T) {
 	})
 	// Serve at least 150 requests (3 s at 50/s) with the control plane
 	// gone.
-	eventually(t, 30*time.Second, "150 requests with the control plane down", func() error {
+	poll.Until(t, 30*time.Second, "150 requests with the control plane down", func() error {
 		if n := len(l.Since(killedAt)); n < 150 {
 			return fmt.Errorf("%d requests so far", n)
 		}
@@ -122,7 +123,7 @@ func TestControlPlaneKilled(t *testing.T) {
 	cp := m.restart(cpName(east1))
 	waitReady(t, cp, east1.Admin())
 	readyAt := time.Now()
-	eventually(t, 60*time.Second, "the federation converges", m.converged)
+	poll.Until(t, 60*time.Second, "the federation converges", m.converged)
 	convergedAt := time.Now()
 	// The sidecars' streams answer at once: the restarted control plane
 	// issues them new certificates. (The gateway's is checked below by a
@@ -130,7 +131,7 @@ func TestControlPlaneKilled(t *testing.T) {
 	// has nothing to send until they do, and its xDS client counts a
 	// stream as connected only from the first response.)
 	for _, addr := range []string{m.clientAdmin, workloadIP(east1, 1) + ":15000", workloadIP(east1, 2) + ":15000"} {
-		eventually(t, 30*time.Second, addr+" reconnects to its control plane", func() error {
+		poll.Until(t, 30*time.Second, addr+" reconnects to its control plane", func() error {
 			page := scrape(t, addr+"/stats/prometheus")
 			if v := metric(page, "fedmesh_xds_connected"); v != 1 {
 				return fmt.Errorf("fedmesh_xds_connected = %v", v)
@@ -154,7 +155,7 @@ func TestControlPlaneKilled(t *testing.T) {
 	if err := os.WriteFile(src, []byte(probe), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the client's sidecar gets the new service", func() error {
+	poll.Until(t, 30*time.Second, "the client's sidecar gets the new service", func() error {
 		var dump struct {
 			Services []struct {
 				SNI string `json:"sni"`
@@ -170,7 +171,7 @@ func TestControlPlaneKilled(t *testing.T) {
 		}
 		return fmt.Errorf("services: %+v", dump.Services)
 	})
-	eventually(t, 30*time.Second, "east-1's gateway gets the new route", func() error {
+	poll.Until(t, 30*time.Second, "east-1's gateway gets the new route", func() error {
 		var routes []struct {
 			SNI string `json:"sni"`
 		}
@@ -225,7 +226,7 @@ func TestGatewayKilled(t *testing.T) {
 	restartedAt := time.Now()
 	failover := l.Between(killedAt, restartedAt)
 	m.restart(gatewayName(east2))
-	eventually(t, 30*time.Second, "gateway east-2 ready", func() error { return wantOK(east2.IP + ":15021/ready") })
+	poll.Until(t, 30*time.Second, "gateway east-2 ready", func() error { return wantOK(east2.IP + ":15021/ready") })
 	backAt := l.waitServedBy(t, "east-2", restartedAt, 90*time.Second)
 	l.stop()
 	recovery := l.Between(restartedAt, backAt)
@@ -313,7 +314,7 @@ func TestCertificateRotation(t *testing.T) {
 	issued0 := issued()
 	start := time.Now()
 	l := m.startLoad(50, 60*time.Second)
-	eventually(t, 50*time.Second, "25 s of traffic and two renewals of the echo's and the client's certificates", func() error {
+	poll.Until(t, 50*time.Second, "25 s of traffic and two renewals of the echo's and the client's certificates", func() error {
 		if err := record(); err != nil {
 			return err
 		}
@@ -342,7 +343,7 @@ func TestCertificateRotation(t *testing.T) {
 	if r := demo.Evaluate(demo.Phase{Expect: "east-1", MinShare: 100}, start, samples); !r.OK {
 		t.Errorf("traffic left east-1 during rotation: %s", r.Reason)
 	}
-	eventually(t, 30*time.Second, "the federation stays converged on renewed certificates", m.converged)
+	poll.Until(t, 30*time.Second, "the federation stays converged on renewed certificates", m.converged)
 	t.Logf("certificate rotation: %d requests over %v, %d failed; echo serials %v; client notAfter %v",
 		len(samples), time.Since(start).Round(time.Millisecond), len(failures(samples)), serials, notAfters)
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // fedmeshBin is the binary TestMain built.
@@ -220,22 +222,6 @@ func (e *env) run(args ...string) (string, string, int) {
 	return stdout.String(), stderr.String(), code
 }
 
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 var httpClient = &http.Client{Timeout: 5 * time.Second}
 
 // httpGet returns the status code and body of url.
@@ -263,7 +249,7 @@ func getJSON(url string, v any) error {
 // waitReady waits until a control plane's /readyz answers 200.
 func waitReady(t *testing.T, p *proc, admin string) {
 	t.Helper()
-	eventually(t, 60*time.Second, p.name+" ready", func() error {
+	poll.Until(t, 60*time.Second, p.name+" ready", func() error {
 		if p.exited() {
 			t.Fatalf("%s exited: %v", p.name, p.err)
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fedmesh/fedmesh/internal/demo"
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // A mesh is the demo's federation, started by a test so that it can break
@@ -203,7 +204,7 @@ func (m *mesh) setUp() {
 	for _, c := range m.clusters[1:] {
 		m.cli("join", "--token-file", tokFile, "--admin", c.Admin())
 	}
-	eventually(t, 60*time.Second, "every control plane sees every echo endpoint", func() error {
+	poll.Until(t, 60*time.Second, "every control plane sees every echo endpoint", func() error {
 		for _, c := range m.clusters {
 			if n, err := m.echoEndpoints(c); err != nil {
 				return err
@@ -225,17 +226,17 @@ func (m *mesh) setUp() {
 	}
 	m.startSidecar(east1, "client", "client", clientIP(east1), extra...)
 	for _, c := range m.clusters {
-		eventually(t, 60*time.Second, "gateway "+c.Name+" ready", func() error {
+		poll.Until(t, 60*time.Second, "gateway "+c.Name+" ready", func() error {
 			return wantOK(c.IP + ":15021/ready")
 		})
 	}
-	eventually(t, 60*time.Second, "client sidecar ready", func() error { return wantOK(m.clientAdmin + "/ready") })
+	poll.Until(t, 60*time.Second, "client sidecar ready", func() error { return wantOK(m.clientAdmin + "/ready") })
 	for name, p := range m.procs {
 		if p.exited() {
 			t.Fatalf("%s exited: %v", name, p.err)
 		}
 	}
-	eventually(t, 60*time.Second, "a request served by east-1", func() error {
+	poll.Until(t, 60*time.Second, "a request served by east-1", func() error {
 		s := m.request()
 		if s.Err != nil {
 			return s.Err
@@ -313,14 +314,6 @@ func (m *mesh) killEcho(c demo.Cluster) {
 	for r := 1; r <= m.spec.replicas; r++ {
 		m.kill(echoApp(c, r))
 		m.kill(sidecarName(c, fmt.Sprintf("echo-%d", r)))
-	}
-}
-
-// restoreEcho starts the echo replicas of c again.
-func (m *mesh) restoreEcho(c demo.Cluster) {
-	for r := 1; r <= m.spec.replicas; r++ {
-		m.restart(echoApp(c, r))
-		m.restart(sidecarName(c, fmt.Sprintf("echo-%d", r)))
 	}
 }
 
@@ -545,7 +538,7 @@ func (l *load) Between(from, to time.Time) []demo.Sample {
 func (l *load) waitServedBy(t *testing.T, cluster string, since time.Time, timeout time.Duration) time.Time {
 	t.Helper()
 	var at time.Time
-	eventually(t, timeout, "a second of requests served by "+cluster, func() error {
+	poll.Until(t, timeout, "a second of requests served by "+cluster, func() error {
 		samples := l.Since(since)
 		r := demo.Evaluate(demo.Phase{Expect: cluster}, since, samples)
 		if r.SwitchedAfter < 0 {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // TestPartition runs each cluster in its own network namespace, west-1
@@ -31,7 +33,7 @@ func TestPartition(t *testing.T) {
 	cutAt := time.Now()
 	lab.isolate(east2.Index)
 	switchedAt := l.waitServedBy(t, "west-1", cutAt, 60*time.Second)
-	eventually(t, 60*time.Second, "east-2 failed and fenced on east-1 and west-1", func() error {
+	poll.Until(t, 60*time.Second, "east-2 failed and fenced on east-1 and west-1", func() error {
 		for _, c := range []string{east1.Name, west1.Name} {
 			s, err := m.status(m.cluster(c))
 			if err != nil {
@@ -60,7 +62,7 @@ func TestPartition(t *testing.T) {
 		return nil
 	})
 	fencedAt := time.Now()
-	eventually(t, 60*time.Second, "east-2 sees both other clusters failed", func() error {
+	poll.Until(t, 60*time.Second, "east-2 sees both other clusters failed", func() error {
 		s, err := m.status(east2)
 		if err != nil {
 			return err
@@ -77,7 +79,7 @@ func TestPartition(t *testing.T) {
 	})
 	// Traffic stays on west-1 while east-2 is fenced.
 	stayFrom := time.Now()
-	eventually(t, 30*time.Second, "100 requests while east-2 is fenced", func() error {
+	poll.Until(t, 30*time.Second, "100 requests while east-2 is fenced", func() error {
 		if n := len(l.Since(stayFrom)); n < 100 {
 			return fmt.Errorf("%d so far", n)
 		}
@@ -94,7 +96,7 @@ func TestPartition(t *testing.T) {
 	}
 
 	lab.heal(east2.Index)
-	eventually(t, 120*time.Second, "every control plane sees every member alive with one view hash", m.converged)
+	poll.Until(t, 120*time.Second, "every control plane sees every member alive with one view hash", m.converged)
 	convergedAt := time.Now()
 	backAt := l.waitServedBy(t, "east-2", healAt, 90*time.Second)
 	l.stop()

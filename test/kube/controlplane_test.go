@@ -11,6 +11,7 @@ import (
 	"github.com/fedmesh/fedmesh/controlplane/kube"
 	"github.com/fedmesh/fedmesh/federation"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/store/storetest"
 	"github.com/fedmesh/fedmesh/topology"
@@ -74,7 +75,7 @@ func startControlPlane(t *testing.T, api *apiCluster, loc topology.Locality) *co
 	cp.stop = cancel
 	t.Cleanup(cp.shutdown(t))
 	cp.goRun("control plane", func() error { return cp.srv.Run(ctx) })
-	eventually(t, 30*time.Second, cp.name+" store open", func() error {
+	poll.Until(t, 30*time.Second, cp.name+" store open", func() error {
 		if cp.st = cp.srv.Store(); cp.st == nil {
 			return fmt.Errorf("not yet")
 		}

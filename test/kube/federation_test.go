@@ -19,6 +19,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/kube"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -149,7 +150,7 @@ func (o objects) condition(name, typ string) (*metav1.Condition, error) {
 func (o objects) wantCondition(name, typ string, status metav1.ConditionStatus, reason string) *metav1.Condition {
 	o.t.Helper()
 	var got *metav1.Condition
-	eventually(o.t, convergence, fmt.Sprintf("ServiceExport %s %s=%s (%s)", name, typ, status, reason), func() error {
+	poll.Until(o.t, convergence, fmt.Sprintf("ServiceExport %s %s=%s (%s)", name, typ, status, reason), func() error {
 		c, err := o.condition(name, typ)
 		if err != nil {
 			return err
@@ -232,7 +233,7 @@ func TestFederation(t *testing.T) {
 		}}
 		for _, o := range []objects{b, a} {
 			var si *mcsv1alpha1.ServiceImport
-			eventually(t, convergence, "ServiceImport demo/echo with its slices", func() error {
+			poll.Until(t, convergence, "ServiceImport demo/echo with its slices", func() error {
 				var slices []discoveryv1.EndpointSlice
 				var err error
 				if si, slices, err = o.importOf("echo"); err != nil {
@@ -285,7 +286,7 @@ func TestFederation(t *testing.T) {
 		a.export("shared")
 		// east-1's export is older (and wins a tie by name): west-1's port
 		// 9090 conflicts with it.
-		eventually(t, convergence, "east-1's shared imported in west-1", func() error {
+		poll.Until(t, convergence, "east-1's shared imported in west-1", func() error {
 			_, _, err := b.importOf("shared")
 			return err
 		})
@@ -350,7 +351,7 @@ func TestFederation(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, o := range []objects{b, a} {
-			eventually(t, convergence, "ServiceImport demo/echo and its slices deleted", func() error {
+			poll.Until(t, convergence, "ServiceImport demo/echo and its slices deleted", func() error {
 				si, slices, err := o.importOf("echo")
 				if apierrors.IsNotFound(err) {
 					list, lerr := o.c.Kube.DiscoveryV1().EndpointSlices(ns).List(context.Background(),

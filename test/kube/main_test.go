@@ -138,19 +138,3 @@ func testLogger(tb testing.TB) *slog.Logger {
 	}
 	return slog.New(slog.DiscardHandler)
 }
-
-// eventually polls cond until it returns nil or d has passed.
-func eventually(tb testing.TB, d time.Duration, what string, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for {
-		if err = cond(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not true after %s: %v", what, d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/kube"
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // sinkWrites sums fedmesh_kube_sink_writes_total in reg.
@@ -106,10 +107,10 @@ func TestTwoReplicasOneWriter(t *testing.T) {
 			return err
 		}
 	}
-	eventually(t, 30*time.Second, "ServiceImport one", imported("one"))
+	poll.Until(t, 30*time.Second, "ServiceImport one", imported("one"))
 
 	var leader, follower *replica
-	eventually(t, 10*time.Second, "one leader", func() error {
+	poll.Until(t, 10*time.Second, "one leader", func() error {
 		switch {
 		case r1.el.IsLeader() && !r2.el.IsLeader():
 			leader, follower = r1, r2
@@ -135,7 +136,7 @@ func TestTwoReplicasOneWriter(t *testing.T) {
 	}
 	leader.done <- nil // for its cleanup
 	follower.sink.Update(view("one", "two"))
-	eventually(t, 30*time.Second, "ServiceImport two written by "+follower.id, imported("two"))
+	poll.Until(t, 30*time.Second, "ServiceImport two written by "+follower.id, imported("two"))
 	if !follower.el.IsLeader() {
 		t.Errorf("%s wrote but does not lead", follower.id)
 	}

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/fedmesh/fedmesh/controlplane/inject"
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // selfSigned returns a TLS certificate for 127.0.0.1 and its PEM.
@@ -128,7 +129,7 @@ func TestWebhookInjects(t *testing.T) {
 			// The API server may not call a webhook it has just learned of:
 			// retry the first creation until the configuration is active.
 			var got *corev1.Pod
-			eventually(t, 30*time.Second, "pod created through the webhook", func() error {
+			poll.Until(t, 30*time.Second, "pod created through the webhook", func() error {
 				var err error
 				got, err = cs.CoreV1().Pods(tc.pod.Namespace).Create(ctx, tc.pod, metav1.CreateOptions{})
 				if err != nil {

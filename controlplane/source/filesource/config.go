@@ -45,8 +45,8 @@ type Config struct {
 	// watch misses (and the only way changes are seen when the platform
 	// offers no watch); 0 means DefaultRescan.
 	Rescan time.Duration
-	// Now is the clock that stamps ServiceExports without a
-	// creationTimestamp; nil means time.Now.
+	// Now tells the time that stamps ServiceExports without a
+	// creationTimestamp; default time.Now.
 	Now func() time.Time
 }
 

@@ -1,6 +1,7 @@
 package filesource
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/source"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -151,18 +153,12 @@ func waitFor(t *testing.T, updates <-chan []catalog.Export, what string, ok func
 // deadline.
 func waitProblems(t *testing.T, s *FileSource, what string, ok func([]source.Problem) bool) []source.Problem {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		p := s.Problems()
-		if ok(p) {
-			return p
+	var p []source.Problem
+	poll.Until(t, 20*time.Second, what, func() error {
+		if p = s.Problems(); !ok(p) {
+			return fmt.Errorf("problems: %v", p)
 		}
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s; problems: %v", what, p)
-		}
-	}
+		return nil
+	})
+	return p
 }

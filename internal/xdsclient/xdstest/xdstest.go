@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // Server is a running xDS server. Its snapshot cache answers every node
@@ -137,14 +139,9 @@ func (s *Server) Restart() {
 	s.start(s.Addr())
 }
 
-// Eventually polls cond until it holds or the deadline passes.
+// Eventually is poll.True with a 30s timeout. New tests call poll.True;
+// this stays until gateway/xds_test.go does too.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.True(t, 30*time.Second, what, cond)
 }
