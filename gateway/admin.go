@@ -1,12 +1,13 @@
 package gateway
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fedmesh/fedmesh/internal/httpjson"
 )
 
 // AdminHandler serves the gateway's admin port (15021): /stats/prometheus,
@@ -35,10 +36,10 @@ func (g *Gateway) AdminHandler(gatherer prometheus.Gatherer, xdsStatus func() an
 		for _, r := range g.Routes() {
 			out = append(out, routeJSON{SNI: r.Service.SNI(), Route: r})
 		}
-		writeJSON(w, out)
+		httpjson.Write(w, http.StatusOK, out)
 	})
 	if xdsStatus != nil {
-		mux.HandleFunc("GET /debug/xds", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, xdsStatus()) })
+		mux.HandleFunc("GET /debug/xds", func(w http.ResponseWriter, _ *http.Request) { httpjson.Write(w, http.StatusOK, xdsStatus()) })
 	}
 	return mux
 }
@@ -49,11 +50,4 @@ func (g *Gateway) hasRoutes() bool {
 	g.hostsMu.Lock()
 	defer g.hostsMu.Unlock()
 	return g.configured
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/testpki"
 )
 
@@ -268,7 +269,7 @@ func TestRefusals(t *testing.T) {
 			if err := tt.do(); err == nil {
 				t.Fatal("connection was not refused")
 			}
-			eventuallyT(t, 30*time.Second, func() bool { return tg.refused(tt.reason) == before+1 })
+			poll.True(t, 30*time.Second, "refusal counted as "+string(tt.reason), func() bool { return tg.refused(tt.reason) == before+1 })
 		})
 	}
 	// Nothing reached the backend but through the exported route.
@@ -297,7 +298,7 @@ func TestConnectionLimits(t *testing.T) {
 	if _, err := dialTLS(t, pki, tg.addr, echoSP.SNI()); err == nil {
 		t.Fatal("second connection from the same source was not refused")
 	}
-	eventuallyT(t, 30*time.Second, func() bool { return tg.refused(ReasonMaxPerSource) == 1 })
+	poll.True(t, 30*time.Second, "per-source refusal counted", func() bool { return tg.refused(ReasonMaxPerSource) == 1 })
 }
 
 func TestDrain(t *testing.T) {
@@ -320,9 +321,9 @@ func TestDrain(t *testing.T) {
 		defer cancel()
 		drained <- tg.gw.Shutdown(ctx)
 	}()
-	eventuallyT(t, 30*time.Second, tg.gw.Draining)
+	poll.True(t, 30*time.Second, "gateway draining", tg.gw.Draining)
 	// New connections are refused...
-	eventuallyT(t, 30*time.Second, func() bool {
+	poll.True(t, 30*time.Second, "new connections refused while draining", func() bool {
 		_, err := dialTLS(t, pki, tg.addr, echoSP.SNI())
 		return err != nil
 	})
@@ -363,17 +364,6 @@ func TestSetRoutesRejectsBadInputKeepsOld(t *testing.T) {
 	}
 }
 
-func eventuallyT(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met before the deadline")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // counterValue reads a counter.
 func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
@@ -406,5 +396,5 @@ func TestIdleTimeout(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("read on an idle connection returned data, want the gateway to close it")
 	}
-	eventuallyT(t, 30*time.Second, func() bool { return counterValue(tg.gw.metrics.idleClosed) >= 1 })
+	poll.True(t, 30*time.Second, "idle connection closed", func() bool { return counterValue(tg.gw.metrics.idleClosed) >= 1 })
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
 	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
 )
@@ -65,7 +66,7 @@ func TestRunServesFromXDSAndDrains(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- gw.Run(ctx) }()
 
-	eventuallyT(t, 30*time.Second, func() bool { code, _ := adminGet(t, gw.AdminAddr(), "/ready"); return code == http.StatusOK })
+	poll.True(t, 30*time.Second, "gateway ready", func() bool { code, _ := adminGet(t, gw.AdminAddr(), "/ready"); return code == http.StatusOK })
 	c, err := dialTLS(t, pki, gw.Addr(), sni)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +87,7 @@ func TestRunServesFromXDSAndDrains(t *testing.T) {
 	// ctx ends with a connection open: the gateway stops accepting and
 	// reports draining, and waits for the connection.
 	cancel()
-	eventuallyT(t, 30*time.Second, func() bool {
+	poll.True(t, 30*time.Second, "ready reports draining", func() bool {
 		code, body := adminGet(t, gw.AdminAddr(), "/ready")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "draining")
 	})

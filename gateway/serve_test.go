@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // tempErr is what Accept returns when, say, the process is out of file
@@ -77,7 +79,7 @@ func TestServeRetriesTemporaryAcceptErrors(t *testing.T) {
 	c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
 	c.Read(make([]byte, 1)) // refused: reset or EOF
 	c.Close()
-	eventuallyT(t, 10*time.Second, func() bool { return tg.refused(ReasonNotTLS) == 1 })
+	poll.True(t, 10*time.Second, "not-TLS refusal counted", func() bool { return tg.refused(ReasonNotTLS) == 1 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -90,7 +92,7 @@ func TestServeRetriesTemporaryAcceptErrors(t *testing.T) {
 // Shutdown ends a Serve that is backing off after temporary errors.
 func TestShutdownEndsAcceptBackoff(t *testing.T) {
 	gw, _, fl, done := serveFlaky(t, -1)
-	eventuallyT(t, 10*time.Second, func() bool { return fl.calls.Load() >= 3 })
+	poll.True(t, 10*time.Second, "accept retried after temporary errors", func() bool { return fl.calls.Load() >= 3 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := gw.Shutdown(ctx); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/internal/hostport"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
 	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
 	"github.com/fedmesh/fedmesh/internal/xdsresource"
@@ -125,9 +126,9 @@ func TestGatewayFromRealXDSServer(t *testing.T) {
 	go func() { defer close(done); c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	xdstest.Eventually(t, "routes from xDS", func() bool { return len(gw.Routes()) == 1 && len(gw.Routes()[0].Endpoints) == 1 })
+	poll.True(t, 30*time.Second, "routes from xDS", func() bool { return len(gw.Routes()) == 1 && len(gw.Routes()[0].Endpoints) == 1 })
 	srv.Stop()
-	xdstest.Eventually(t, "client notices the server is gone", func() bool { return !c.Status().Connected })
+	poll.True(t, 30*time.Second, "client notices the server is gone", func() bool { return !c.Status().Connected })
 	if got := gw.Routes(); len(got) != 1 || got[0].Service != sp {
 		t.Errorf("routes after the control plane left = %+v, want the last good ones", got)
 	}
@@ -169,7 +170,7 @@ func TestReplicasActiveActive(t *testing.T) {
 		go func() { defer wg.Done(); c.Run(ctx) }()
 	}
 	for i, r := range replicas {
-		xdstest.Eventually(t, fmt.Sprintf("replica %d configured", i), func() bool { return len(r.gw.Routes()) == 1 })
+		poll.True(t, 30*time.Second, fmt.Sprintf("replica %d configured", i), func() bool { return len(r.gw.Routes()) == 1 })
 	}
 	// Both serve at the same time, each with its own connections.
 	var conns []net.Conn

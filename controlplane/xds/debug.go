@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedmesh/fedmesh/controlplane/plan"
+	"github.com/fedmesh/fedmesh/internal/httpjson"
 )
 
 // Debug paths served by Handler.
@@ -102,7 +103,7 @@ func (s *Server) serveXDS(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, d)
 	}
-	writeJSON(w, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // redact hides private keys.
@@ -154,12 +155,5 @@ func (s *Server) serveEndpoints(w http.ResponseWriter, r *http.Request) {
 		sort.Slice(d.Clusters, func(i, j int) bool { return d.Clusters[i].Port < d.Clusters[j].Port })
 		out = append(out, d)
 	}
-	writeJSON(w, out)
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client went away; nothing to do
+	httpjson.Write(w, http.StatusOK, out)
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // openStream opens an ADS stream for n on conn and returns it with the
@@ -109,7 +110,7 @@ func TestConnectionCap(t *testing.T) {
 
 	// A held connection goes: the next attempt gets its slot.
 	held[0].Close()
-	waitFor(t, "a freed slot served", func() bool {
+	poll.True(t, 10*time.Second, "a freed slot served", func() bool {
 		_, err := openStream(ctx, extra, n)
 		return err == nil
 	})
@@ -246,7 +247,7 @@ func TestUnauthenticatedConnectionsClosed(t *testing.T) {
 	if _, err := openStream(ctx, forged, bad); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("forged token: %v, want Unauthenticated", err)
 	}
-	waitFor(t, "three connections closed for auth timeout", func() bool {
+	poll.True(t, 10*time.Second, "three connections closed for auth timeout", func() bool {
 		return counterValue(t, h.srv.metrics.connsClosed.WithLabelValues("auth_timeout")) >= 3
 	})
 

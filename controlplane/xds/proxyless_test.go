@@ -27,6 +27,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/svidfiles"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
 	"github.com/fedmesh/fedmesh/topology"
@@ -190,7 +191,7 @@ func TestProxylessChurnKeepsSidecarSecrets(t *testing.T) {
 				t.Fatalf("round %d, %s: %v", i, n.ID, err)
 			}
 		}
-		waitFor(t, "churned nodes gone", func() bool {
+		poll.True(t, 10*time.Second, "churned nodes gone", func() bool {
 			h.srv.mu.Lock()
 			defer h.srv.mu.Unlock()
 			return len(h.srv.nodes) == 1
@@ -213,7 +214,7 @@ func TestProxylessChurnKeepsSidecarSecrets(t *testing.T) {
 	if err := h.srv.UpdateView(testView("east-1", func(v *catalog.View) { v.Revision = 2 })); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "rebuild", func() bool { return counterValue(t, h.srv.metrics.builds) > builds })
+	poll.True(t, 10*time.Second, "rebuild", func() bool { return counterValue(t, h.srv.metrics.builds) > builds })
 	b := h.dial(t, side)
 	b.request(resourcev3.SecretType, []string{naming.SecretWorkload, naming.SecretRootCA}, "", "")
 	again, err := b.recv()
@@ -365,7 +366,7 @@ func TestProxylessMTLS(t *testing.T) {
 
 	want := "echo-grpc <- spiffe://" + testTD + "/ns/demo/sa/client"
 	var got string
-	waitFor(t, "an mTLS call through the mesh", func() bool {
+	poll.True(t, 10*time.Second, "an mTLS call through the mesh", func() bool {
 		got, err = call()
 		return err == nil
 	})
@@ -396,7 +397,7 @@ func TestProxylessMTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	var refused error
-	waitFor(t, "new connections refused once the server's identity is not the service's", func() bool {
+	poll.True(t, 10*time.Second, "new connections refused once the server's identity is not the service's", func() bool {
 		fresh, err := grpc.NewClient("xds:///echo.demo.svc.clusterset.local:50051",
 			grpc.WithTransportCredentials(clientCreds), grpc.WithResolvers(resolverBuilder))
 		if err != nil {

@@ -45,6 +45,7 @@ import (
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 func TestMain(m *testing.M) {
@@ -343,7 +344,7 @@ func TestSDSServesOnlyOwnIdentity(t *testing.T) {
 
 	// Asking for another name yields nothing for it and is counted.
 	a.request(resourcev3.SecretType, []string{"spiffe://fedmesh.test/ns/demo/sa/echo"}, resp.GetVersionInfo(), resp.GetNonce())
-	waitFor(t, "secret_name counted", func() bool {
+	poll.True(t, 10*time.Second, "secret_name counted", func() bool {
 		return counterValue(t, h.srv.metrics.rejected.WithLabelValues("secret_name")) == 1
 	})
 }
@@ -592,16 +593,4 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
-}
-
-// waitFor polls cond until it holds or a deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

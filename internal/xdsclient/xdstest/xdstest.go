@@ -20,8 +20,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
 // Server is a running xDS server. Its snapshot cache answers every node
@@ -137,11 +135,4 @@ func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
 	s.start(s.Addr())
-}
-
-// Eventually is poll.True with a 30s timeout. New tests call poll.True;
-// this stays until gateway/xds_test.go does too.
-func Eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	poll.True(t, 30*time.Second, what, cond)
 }
