@@ -469,26 +469,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		g.Go(func() error { return s.proxy.ServeInbound(gctx, s.inbound) })
 	}
 	if s.admin != nil {
-		srv := &http.Server{Handler: admin.Handler(s, s.gather), ReadHeaderTimeout: 10 * time.Second}
-		g.Go(func() error {
-			stop := context.AfterFunc(gctx, func() { _ = srv.Close() })
-			defer stop()
-			if err := srv.Serve(s.admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		g.Go(func() error { return serveHTTP(gctx, s.admin, admin.Handler(s, s.gather)) })
 	}
 	if s.ready != nil {
-		srv := &http.Server{Handler: admin.ReadyHandler(s), ReadHeaderTimeout: 10 * time.Second}
-		g.Go(func() error {
-			stop := context.AfterFunc(gctx, func() { _ = srv.Close() })
-			defer stop()
-			if err := srv.Serve(s.ready); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		g.Go(func() error { return serveHTTP(gctx, s.ready, admin.ReadyHandler(s)) })
 	}
 	if s.dns != nil {
 		g.Go(func() error { return s.dns.Serve(gctx, s.dnsUDP, s.dnsTCP) })
@@ -516,6 +500,17 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	s.proxy.Close()
 	s.closeFixed()
 	return err
+}
+
+// serveHTTP serves h on l until ctx ends (the admin and ready listeners).
+func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 func portKey(port int32, http bool) string {
