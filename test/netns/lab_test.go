@@ -201,16 +201,16 @@ type proc struct {
 	err  error // set when done is closed
 }
 
-// start runs argv in namespace ns; its output goes to NAME.log in the
-// lab's directory. With uid non-zero it runs as that uid and gid (setpriv
-// drops root after `ip netns exec` has entered the namespace; both exec,
-// so the process is argv[0] itself).
-func (l *lab) start(ns, name string, uid int, argv ...string) *proc {
-	l.t.Helper()
+// start runs argv in namespace ns, failing t when it cannot; its output
+// goes to NAME.log in the lab's directory. With uid non-zero it runs as
+// that uid and gid (setpriv drops root after `ip netns exec` has entered
+// the namespace; both exec, so the process is argv[0] itself).
+func (l *lab) start(t *testing.T, ns, name string, uid int, argv ...string) *proc {
+	t.Helper()
 	logPath := l.path(name + ".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer f.Close()
 	if uid != 0 {
@@ -222,7 +222,7 @@ func (l *lab) start(ns, name string, uid int, argv ...string) *proc {
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		l.t.Fatalf("start %s: %v", name, err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	p := &proc{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {

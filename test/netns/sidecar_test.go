@@ -73,13 +73,13 @@ func TestOtherPodsCannotUseTheSidecar(t *testing.T) {
 	if err := demo.WriteSourceDir(l.path("source"), src); err != nil {
 		t.Fatal(err)
 	}
-	cp := l.start(l.peer, "controlplane", 0, bin, "controlplane", "--cluster", cluster, "--region", "us-east", "--zone", "a",
+	cp := l.start(t, l.peer, "controlplane", 0, bin, "controlplane", "--cluster", cluster, "--region", "us-east", "--zone", "a",
 		"--bind-address", cpIP, "--data-dir", l.path("data"), "--source", "file:"+l.path("source"),
 		"--ca-dir", l.path("ca"), "--gossip-profile", "local")
 	xds := net.JoinHostPort(cpIP, "15010")
 	echoDir := workloadDir(t, l, fm, "echo", "echo-1")
-	l.start(l.peer, "echo-1-app", 0, bin, "echo", "--listen", net.JoinHostPort(serverIP, "8080"), "--cluster", cluster, "--workload", "echo-1")
-	l.start(l.peer, "echo-1-sidecar", 0, bin, "sidecar", "--cluster", cluster, "--namespace", "demo", "--service-account", "echo",
+	l.start(t, l.peer, "echo-1-app", 0, bin, "echo", "--listen", net.JoinHostPort(serverIP, "8080"), "--cluster", cluster, "--workload", "echo-1")
+	l.start(t, l.peer, "echo-1-sidecar", 0, bin, "sidecar", "--cluster", cluster, "--namespace", "demo", "--service-account", "echo",
 		"--workload", "echo-1", "--address", serverIP, "--xds-address", xds, "--trust-domain", trustDomain,
 		"--workload-dir", echoDir, "--dns", "none", "--service-ip", "none")
 
@@ -95,16 +95,16 @@ func TestOtherPodsCannotUseTheSidecar(t *testing.T) {
 	// What injection made before issue 14: every listener on 0.0.0.0.
 	oldArgs := append(append([]string(nil), args...), "--outbound=0.0.0.0:15001", "--admin=0.0.0.0:15000")
 
-	pod := podSidecar{t: t, l: l, bin: bin, deps: []*proc{cp}}
+	pod := podSidecar{l: l, bin: bin, deps: []*proc{cp}}
 	podAddr := func(port string) string { return net.JoinHostPort(podIP, port) }
-	attacker := func(p probe) outcome { return mustProbe(t, l.peer, p) }
-	app := func(p probe) outcome { return mustProbe(t, l.pod, p) }
+	attacker := func(t *testing.T, p probe) outcome { return mustProbe(t, l.peer, p) }
+	app := func(t *testing.T, p probe) outcome { return mustProbe(t, l.pod, p) }
 
 	// appServed: the app's request through its sidecar reaches echo-1
 	// with the pod's identity.
 	appServed := func(t *testing.T, how string, p probe) {
 		t.Helper()
-		o := app(p)
+		o := app(t, p)
 		if rep, ok := echoReply(o); !ok || rep.ClientID != clientID {
 			t.Errorf("the app's request %s: %v, want an echo reply for %s", how, o, clientID)
 		}
@@ -112,14 +112,14 @@ func TestOtherPodsCannotUseTheSidecar(t *testing.T) {
 	appChecks := func(t *testing.T) {
 		t.Helper()
 		appServed(t, "through its proxy", probe{URL: echoURL, Proxy: "127.0.0.1:15001"})
-		if o := app(probe{URL: "http://127.0.0.1:15000/config_dump"}); o.Status != http.StatusOK {
+		if o := app(t, probe{URL: "http://127.0.0.1:15000/config_dump"}); o.Status != http.StatusOK {
 			t.Errorf("the app's admin page: %v, want 200", o)
 		}
 	}
 	// The attacker reaches the pod at all: the kubelet's probe port.
 	attackerReachesPod := func(t *testing.T) {
 		t.Helper()
-		if o := attacker(probe{URL: "http://" + podAddr("15021") + "/ready"}); o.Status != http.StatusOK || o.Body != "ready\n" {
+		if o := attacker(t, probe{URL: "http://" + podAddr("15021") + "/ready"}); o.Status != http.StatusOK || o.Body != "ready\n" {
 			t.Errorf("another pod's GET of the ready port: %v, want 200 ready", o)
 		}
 	}
@@ -132,14 +132,14 @@ func TestOtherPodsCannotUseTheSidecar(t *testing.T) {
 			{URL: "http://" + podAddr("15001") + "/"},
 			{URL: echoURL, Via: podAddr("15001")},
 		} {
-			o := attacker(p)
+			o := attacker(t, p)
 			t.Logf("another pod's request %+v through the pod's sidecar: %v", p, o)
 			if _, ok := echoReply(o); ok || strings.Contains(o.Body, clientID) || (o.Err == "" && o.Status < 400) {
 				t.Errorf("another pod's request %+v through the pod's sidecar: %v, want no answer or an error status", p, o)
 			}
 		}
 		for _, page := range []string{"/config_dump", "/endpoints", "/stats/prometheus", "/ready"} {
-			o := attacker(probe{URL: "http://" + podAddr("15000") + page})
+			o := attacker(t, probe{URL: "http://" + podAddr("15000") + page})
 			t.Logf("another pod's GET of the admin page %s: %v", page, o)
 			if o.Err == "" && o.Status < 400 {
 				t.Errorf("another pod's GET of the admin page %s: %v, want no answer or an error status", page, o)
@@ -148,11 +148,11 @@ func TestOtherPodsCannotUseTheSidecar(t *testing.T) {
 	}
 
 	t.Run("loopback listeners", func(t *testing.T) {
-		pod.run(args, false)
+		pod.run(t, args, false)
 		appChecks(t)
 		attackerReachesPod(t)
 		for _, port := range []string{"15001", "15000"} {
-			o := attacker(probe{Dial: podAddr(port)})
+			o := attacker(t, probe{Dial: podAddr(port)})
 			if !strings.Contains(o.Err, "connection refused") {
 				t.Errorf("another pod's connection to %s: %v, want connection refused", podAddr(port), o)
 			}
@@ -164,12 +164,12 @@ func TestOtherPodsCannotUseTheSidecar(t *testing.T) {
 	}
 
 	t.Run("old listeners on 0.0.0.0 are the open door", func(t *testing.T) {
-		pod.run(oldArgs, false)
-		o := attacker(probe{URL: echoURL, Proxy: podAddr("15001")})
+		pod.run(t, oldArgs, false)
+		o := attacker(t, probe{URL: echoURL, Proxy: podAddr("15001")})
 		if rep, ok := echoReply(o); !ok || rep.ClientID != clientID {
 			t.Errorf("another pod's request through the old sidecar: %v, want it served as %s (the bug this test must see)", o, clientID)
 		}
-		if o := attacker(probe{URL: "http://" + podAddr("15000") + "/config_dump"}); o.Status != http.StatusOK {
+		if o := attacker(t, probe{URL: "http://" + podAddr("15000") + "/config_dump"}); o.Status != http.StatusOK {
 			t.Errorf("another pod's GET of the old admin page: %v, want 200 (the bug this test must see)", o)
 		}
 	})
@@ -183,14 +183,14 @@ func TestOtherPodsCannotUseTheSidecar(t *testing.T) {
 	l.sh("ip", "netns", "exec", l.pod, "sh", "-c", script)
 
 	t.Run("capture rules alone, old listeners", func(t *testing.T) {
-		pod.run(oldArgs, true)
+		pod.run(t, oldArgs, true)
 		appChecks(t)
 		attackerReachesPod(t)
 		attackerKeptOff(t)
 	})
 
 	t.Run("as injected: loopback listeners and capture rules", func(t *testing.T) {
-		pod.run(args, true)
+		pod.run(t, args, true)
 		appChecks(t)
 		// A plain request to the server's address, as an app that knows
 		// nothing of the mesh makes it: the rules send it to the sidecar.
@@ -202,7 +202,6 @@ func TestOtherPodsCannotUseTheSidecar(t *testing.T) {
 
 // podSidecar (re)starts the pod's sidecar, as uid 1337 in the pod.
 type podSidecar struct {
-	t    *testing.T
 	l    *lab
 	bin  string
 	deps []*proc // fail fast when one of these exits
@@ -212,20 +211,20 @@ type podSidecar struct {
 // run stops the running sidecar, if any, starts one with args, and waits
 // until the app gets a request served through it (captured: by a plain
 // request that the rules redirect; else through the proxy).
-func (s *podSidecar) run(args []string, captured bool) {
-	s.t.Helper()
+func (s *podSidecar) run(t *testing.T, args []string, captured bool) {
+	t.Helper()
 	if s.cur != nil {
 		s.cur.stop()
 	}
-	s.cur = s.l.start(s.l.pod, "client-sidecar", proxyUID, append([]string{s.bin}, args...)...)
+	s.cur = s.l.start(t, s.l.pod, "client-sidecar", proxyUID, append([]string{s.bin}, args...)...)
 	p := probe{URL: echoURL, Proxy: "127.0.0.1:15001"}
 	if captured {
 		p = probe{URL: echoURL, Via: net.JoinHostPort(serverIP, "8080")}
 	}
-	eventually(s.t, 60*time.Second, "the pod's sidecar serves the app", func() error {
+	eventually(t, 60*time.Second, "the pod's sidecar serves the app", func() error {
 		for _, d := range append([]*proc{s.cur}, s.deps...) {
 			if d.exited() {
-				s.t.Fatalf("%s exited: %v", d.name, d.err)
+				t.Fatalf("%s exited: %v", d.name, d.err)
 			}
 		}
 		o, err := probeIn(s.l.pod, p)
