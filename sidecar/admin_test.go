@@ -15,7 +15,12 @@ import (
 
 func adminGet(t *testing.T, w *workload, path string) (int, []byte) {
 	t.Helper()
-	resp, err := http.Get("http://" + w.sc.AdminAddr() + path)
+	return getPage(t, w.sc.AdminAddr(), path)
+}
+
+func getPage(t *testing.T, addr, path string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,10 +43,23 @@ func TestAdminPages(t *testing.T) {
 		t.Errorf("/ready without configuration (-want +got):\n%s", diff)
 	}
 
+	code, body = getPage(t, lone.sc.ReadyAddr(), "/ready")
+	if diff := cmp.Diff("503 not ready: no workload certificate from SDS yet\n", strconv.Itoa(code)+" "+string(body)); diff != "" {
+		t.Errorf("/ready of the ready listener without configuration (-want +got):\n%s", diff)
+	}
+
 	p := newPair(t)
 	code, body = adminGet(t, p.client, "/ready")
 	if diff := cmp.Diff("200 ready\n", strconv.Itoa(code)+" "+string(body)); diff != "" {
 		t.Errorf("/ready (-want +got):\n%s", diff)
+	}
+	// The ready listener, for probes from outside, answers /ready alone.
+	code, body = getPage(t, p.client.sc.ReadyAddr(), "/ready")
+	if diff := cmp.Diff("200 ready\n", strconv.Itoa(code)+" "+string(body)); diff != "" {
+		t.Errorf("/ready of the ready listener (-want +got):\n%s", diff)
+	}
+	if code, body := getPage(t, p.client.sc.ReadyAddr(), "/config_dump"); code != http.StatusNotFound {
+		t.Errorf("/config_dump of the ready listener: %d %s, want 404", code, body)
 	}
 
 	code, body = adminGet(t, p.client, "/config_dump")

@@ -86,6 +86,7 @@ func (m *mesh) start(o wopts) *workload {
 		Workload:       o.workload,
 		OutboundAddr:   "127.0.0.1:0",
 		AdminAddr:      "127.0.0.1:0",
+		ReadyAddr:      "127.0.0.1:0",
 		InboundAddr:    o.inbound,
 		ServiceIP:      o.serviceIP,
 		Registerer:     reg,

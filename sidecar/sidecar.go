@@ -70,16 +70,27 @@ type Config struct {
 	AppPorts string
 
 	// OutboundAddr is the HTTP proxy listener, host:port (15001 by
-	// default in local mode). Required.
+	// default). Required. Whoever reaches it speaks with the workload's
+	// identity, so it belongs on a loopback address only the workload
+	// reaches (127.0.0.1 in a pod, the workload's own 127.0.N.M in local
+	// mode); New logs a warning for any other address.
 	OutboundAddr string
 	// ServiceIP is the address the sidecar binds one listener per
 	// imported service port on, and that its DNS answers for service
-	// names. Empty disables service-port listeners.
+	// names. Empty disables service-port listeners. These listeners proxy
+	// with the workload's identity too: a loopback address, as
+	// OutboundAddr.
 	ServiceIP string
-	// DNSAddr is the DNS listener (UDP and TCP), host:port; empty disables.
+	// DNSAddr is the DNS listener (UDP and TCP), host:port; empty
+	// disables. It answers the workload only: a loopback address.
 	DNSAddr string
-	// AdminAddr is the admin listener, host:port; empty disables.
+	// AdminAddr is the admin listener, host:port; empty disables. It
+	// shows the configuration and endpoints: a loopback address.
 	AdminAddr string
+	// ReadyAddr, when set, is a listener serving GET /ready alone, for
+	// probes from outside the workload (the kubelet's, on the pod
+	// address), which cannot reach the loopback admin listener.
+	ReadyAddr string
 	// InboundAddr, when set, is bound for the inbound mTLS listener
 	// instead of the address of the inbound listener from LDS (tests use
 	// port 0 and announce the bound port).
@@ -110,6 +121,7 @@ type Sidecar struct {
 	outbound net.Listener
 	inbound  net.Listener // when InboundAddr is set
 	admin    net.Listener
+	ready    net.Listener // when ReadyAddr is set
 	dnsUDP   net.PacketConn
 	dnsTCP   net.Listener
 	svcIP    netip.Addr
@@ -165,6 +177,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	}
 	base := log.With("cluster", cfg.Cluster)
 	log = base.With("component", "sidecar")
+	warnExposed(log, cfg)
 	reg, gather := cfg.Registerer, cfg.Gatherer
 	if reg == nil && gather == nil {
 		r := prometheus.NewRegistry()
@@ -245,6 +258,11 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	if cfg.AdminAddr != "" {
 		if s.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 			return nil, fmt.Errorf("sidecar: admin listener: %w", err)
+		}
+	}
+	if cfg.ReadyAddr != "" {
+		if s.ready, err = net.Listen("tcp", cfg.ReadyAddr); err != nil {
+			return nil, fmt.Errorf("sidecar: ready listener: %w", err)
 		}
 	}
 	return s, nil
@@ -387,6 +405,14 @@ func (s *Sidecar) AdminAddr() string {
 	return s.admin.Addr().String()
 }
 
+// ReadyAddr returns the bound ready-probe address, or "".
+func (s *Sidecar) ReadyAddr() string {
+	if s.ready == nil {
+		return ""
+	}
+	return s.ready.Addr().String()
+}
+
 // DNSAddr returns the bound DNS address (UDP and TCP), or "".
 func (s *Sidecar) DNSAddr() string {
 	if s.dnsUDP == nil {
@@ -415,7 +441,7 @@ func (s *Sidecar) Proxy() *proxy.Proxy { return s.proxy }
 func (s *Sidecar) XDS() *xdsclient.Client { return s.xds }
 
 func (s *Sidecar) closeFixed() {
-	for _, c := range []interface{ Close() error }{s.outbound, s.inbound, s.admin, s.dnsTCP} {
+	for _, c := range []interface{ Close() error }{s.outbound, s.inbound, s.admin, s.ready, s.dnsTCP} {
 		if c != nil && !isNilListener(c) {
 			_ = c.Close()
 		}
@@ -443,15 +469,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		g.Go(func() error { return s.proxy.ServeInbound(gctx, s.inbound) })
 	}
 	if s.admin != nil {
-		srv := &http.Server{Handler: admin.Handler(s, s.gather), ReadHeaderTimeout: 10 * time.Second}
-		g.Go(func() error {
-			stop := context.AfterFunc(gctx, func() { _ = srv.Close() })
-			defer stop()
-			if err := srv.Serve(s.admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		g.Go(func() error { return serveHTTP(gctx, s.admin, admin.Handler(s, s.gather)) })
+	}
+	if s.ready != nil {
+		g.Go(func() error { return serveHTTP(gctx, s.ready, admin.ReadyHandler(s)) })
 	}
 	if s.dns != nil {
 		g.Go(func() error { return s.dns.Serve(gctx, s.dnsUDP, s.dnsTCP) })
@@ -479,6 +500,17 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	s.proxy.Close()
 	s.closeFixed()
 	return err
+}
+
+// serveHTTP serves h on l until ctx ends (the admin and ready listeners).
+func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 func portKey(port int32, http bool) string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/controlplane/ca"
 	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/sidecar"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -22,6 +23,7 @@ func newSidecarCmd() *cobra.Command {
 		xo                                      xdsClientOptions
 		workloadDir, address                    string
 		outbound, inbound, admin, dns, svcIP    string
+		ready                                   string
 		cluster, region, zone                   string
 		namespace, serviceAccount, workloadName string
 		appPorts, nodeID                        string
@@ -34,12 +36,18 @@ cluster's control plane over xDS (ADS), and keeps the last good one while the
 control plane is away.
 
 Outbound: apps reach services by NAME.NS.svc.clusterset.local:PORT or NAME.NS:PORT
-  - as an HTTP proxy: HTTP_PROXY=http://ADDRESS:15001 (CONNECT for opaque TCP);
-  - through DNS: point a resolver at ADDRESS:15053, which answers service names
+  - as an HTTP proxy: HTTP_PROXY=http://LOOPBACK:15001 (CONNECT for opaque TCP);
+  - through DNS: point a resolver at LOOPBACK:15053, which answers service names
     with the service IP, where the sidecar listens on every service port.
 Inbound: mutual TLS on the address the control plane gives (ADDRESS:15006 in
 local mode); requests reach the app with the caller's SPIFFE ID in
-x-fedmesh-client-id.`,
+x-fedmesh-client-id.
+
+What only the app may use (the outbound proxy, service-port listeners, DNS and
+the admin pages) listens on LOOPBACK: ADDRESS itself when it is a loopback
+address (local mode gives each workload its own, 127.0.N.M), else 127.0.0.1
+(::1 for an IPv6 ADDRESS), as in a pod, where ADDRESS is the pod IP. Whoever
+reaches the outbound proxy sends requests with the workload's identity.`,
 		Example: `  fedmesh sidecar --cluster east-1 --region us-east --zone a \
     --namespace demo --service-account client --workload client \
     --address 127.0.1.100 --service-ip 127.0.1.200 \
@@ -62,16 +70,20 @@ x-fedmesh-client-id.`,
 			if net.ParseIP(address) == nil {
 				return usage(fmt.Errorf("--address %q is not an IP address", address))
 			}
+			local := loopbackFor(address)
 			def := func(v *string, port string) {
 				if *v == "" {
-					*v = net.JoinHostPort(address, port)
+					*v = net.JoinHostPort(local, port)
 				}
 			}
 			def(&outbound, "15001")
 			def(&admin, "15000")
 			def(&dns, "15053")
 			if svcIP == "" {
-				svcIP = address
+				svcIP = local
+			}
+			if nodeID == "" {
+				nodeID = naming.RoleSidecar + "~" + address + "~" + workloadName + "." + namespace
 			}
 			if svcIP == "none" {
 				svcIP = ""
@@ -97,6 +109,7 @@ x-fedmesh-client-id.`,
 				OutboundAddr:         outbound,
 				InboundAddr:          inbound,
 				AdminAddr:            admin,
+				ReadyAddr:            ready,
 				DNSAddr:              dns,
 				ServiceIP:            svcIP,
 				Logger:               log,
@@ -128,19 +141,20 @@ x-fedmesh-client-id.`,
 			if err != nil {
 				return err
 			}
-			log.Info("sidecar started", "outbound", sc.OutboundAddr(), "admin", sc.AdminAddr(), "dns", sc.DNSAddr(), "xds", xo.xdsAddress)
+			log.Info("sidecar started", "outbound", sc.OutboundAddr(), "admin", sc.AdminAddr(), "ready", sc.ReadyAddr(), "dns", sc.DNSAddr(), "xds", xo.xdsAddress)
 			return sc.Run(cmd.Context())
 		},
 	}
 	xo.addFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&workloadDir, "workload-dir", "", "directory with the workload's bootstrap token ("+ca.TokenFile+") and the federation bundle ("+ca.BundleFile+"); defaults for --token-file and --root-bundle")
-	f.StringVar(&address, "address", "127.0.0.1", "the workload's IP address; listeners default to it")
-	f.StringVar(&outbound, "outbound", "", "outbound HTTP proxy listener (default ADDRESS:15001)")
+	f.StringVar(&address, "address", "127.0.0.1", "the workload's IP address; the listeners only the app may use default to it when it is a loopback address, else to 127.0.0.1 (or ::1)")
+	f.StringVar(&outbound, "outbound", "", "outbound HTTP proxy listener (default LOOPBACK:15001; see above)")
 	f.StringVar(&inbound, "inbound", "", "bind the inbound mTLS listener here instead of the address the control plane gives")
-	f.StringVar(&admin, "admin", "", "admin listener: /stats/prometheus, /config_dump, /endpoints, /ready (default ADDRESS:15000)")
-	f.StringVar(&dns, "dns", "", "DNS listener for *.svc.clusterset.local, UDP and TCP (default ADDRESS:15053; \"none\" disables)")
-	f.StringVar(&svcIP, "service-ip", "", "IP for one listener per service port, which DNS answers (default ADDRESS; \"none\" disables)")
+	f.StringVar(&admin, "admin", "", "admin listener: /stats/prometheus, /config_dump, /endpoints, /ready (default LOOPBACK:15000)")
+	f.StringVar(&ready, "ready", "", "listener serving GET /ready alone, for probes from outside the workload such as the kubelet's (default none)")
+	f.StringVar(&dns, "dns", "", "DNS listener for *.svc.clusterset.local, UDP and TCP (default LOOPBACK:15053; \"none\" disables)")
+	f.StringVar(&svcIP, "service-ip", "", "IP for one listener per service port, which DNS answers (default LOOPBACK; \"none\" disables)")
 	f.StringVar(&cluster, "cluster", "", "the cluster the workload runs in (required)")
 	f.StringVar(&region, "region", "", "the workload's region (default: its cluster's)")
 	f.StringVar(&zone, "zone", "", "the workload's zone (default: its cluster's)")
@@ -152,4 +166,18 @@ x-fedmesh-client-id.`,
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("namespace")
 	return cmd
+}
+
+// loopbackFor returns the loopback address the app-only listeners of a
+// workload on address default to: address itself when it is loopback, else
+// 127.0.0.1, or ::1 for an IPv6 address.
+func loopbackFor(address string) string {
+	ip := net.ParseIP(address)
+	switch {
+	case ip.IsLoopback():
+		return address
+	case ip.To4() == nil:
+		return "::1"
+	}
+	return "127.0.0.1"
 }

@@ -49,6 +49,7 @@ const (
 	DefaultOutboundPort    = 15001
 	DefaultInboundPort     = 15006
 	DefaultAdminPort       = 15000
+	DefaultReadyPort       = 15021
 	DefaultTokenAudience   = "fedmesh"
 	DefaultTokenExpiration = 3600
 	DefaultXDSAddress      = "fedmesh-controlplane.fedmesh-system.svc:15010"
@@ -76,8 +77,14 @@ type Config struct {
 	// redirected. Default DefaultProxyUID.
 	ProxyUID int64
 	// OutboundPort, InboundPort and AdminPort are the sidecar's ports.
-	// Defaults 15001, 15006 and 15000.
+	// Defaults 15001, 15006 and 15000. The outbound and admin listeners
+	// are on 127.0.0.1, for the app alone; the inbound one on the pod
+	// address.
 	OutboundPort, InboundPort, AdminPort int32
+	// ReadyPort serves the sidecar's /ready alone on the pod address, for
+	// the kubelet's startup probe (which cannot reach the loopback admin
+	// port). Default 15021.
+	ReadyPort int32
 	// TokenAudience is the audience of the projected ServiceAccount token
 	// the sidecar shows the control plane. Default "fedmesh".
 	TokenAudience string
@@ -114,7 +121,7 @@ func (c Config) withDefaults() (Config, error) {
 	for _, p := range []struct {
 		v   *int32
 		def int32
-	}{{&c.OutboundPort, DefaultOutboundPort}, {&c.InboundPort, DefaultInboundPort}, {&c.AdminPort, DefaultAdminPort}} {
+	}{{&c.OutboundPort, DefaultOutboundPort}, {&c.InboundPort, DefaultInboundPort}, {&c.AdminPort, DefaultAdminPort}, {&c.ReadyPort, DefaultReadyPort}} {
 		if *p.v == 0 {
 			*p.v = p.def
 		}
@@ -122,8 +129,13 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%w: port %d", ErrConfig, *p.v)
 		}
 	}
-	if c.OutboundPort == c.InboundPort || c.OutboundPort == c.AdminPort || c.InboundPort == c.AdminPort {
-		return c, fmt.Errorf("%w: sidecar ports %d, %d, %d must differ", ErrConfig, c.OutboundPort, c.InboundPort, c.AdminPort)
+	ports := []int32{c.OutboundPort, c.InboundPort, c.AdminPort, c.ReadyPort}
+	for i := range ports {
+		for j := range i {
+			if ports[i] == ports[j] {
+				return c, fmt.Errorf("%w: sidecar ports (outbound %d, inbound %d, admin %d, ready %d) must differ", ErrConfig, c.OutboundPort, c.InboundPort, c.AdminPort, c.ReadyPort)
+			}
+		}
 	}
 	if c.TokenAudience == "" {
 		c.TokenAudience = DefaultTokenAudience

@@ -8,14 +8,20 @@
 //
 //   - an init container, fedmesh-init, that installs iptables rules in the
 //     pod's network namespace (it needs NET_ADMIN and NET_RAW): inbound TCP
-//     goes to the sidecar's inbound port 15006, outbound TCP to 15001,
-//     except the sidecar's own traffic (uid/gid 1337), loopback, the
-//     sidecar's ports and the ports listed in the pod annotation
-//     fedmesh.io/exclude-inbound-ports;
+//     goes to the sidecar's inbound port 15006, except to 15006 itself, the
+//     ready port 15021 and the ports listed in the pod annotation
+//     fedmesh.io/exclude-inbound-ports (which may not name 15001 or
+//     15000); outbound TCP goes to 15001, except the sidecar's own traffic
+//     (uid/gid 1337) and 127.0.0.1;
 //   - the sidecar, fedmesh-sidecar, as a native sidecar (an init container
 //     with restartPolicy Always, so it starts before the app and stops
 //     after it), running as 1337 with a read-only root and no
-//     capabilities;
+//     capabilities. Its outbound proxy (15001) and admin pages (15000)
+//     listen on 127.0.0.1, for the app alone: whoever reaches the proxy
+//     speaks with the pod's identity, and a connection from another pod
+//     to those ports is redirected to the inbound listener, which demands
+//     mTLS. The inbound listener (15006) and /ready alone (15021, for the
+//     kubelet's startup probe) listen on the pod address;
 //   - a projected ServiceAccount token (audience "fedmesh", one hour,
 //     renewed by the kubelet) at /var/run/secrets/fedmesh/token/token,
 //     which the sidecar shows the control plane; the control plane checks

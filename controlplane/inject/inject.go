@@ -55,6 +55,12 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 	if err != nil {
 		return false, fmt.Errorf("%w: %s: %w", ErrBadAnnotation, AnnotationExcludeInboundPorts, err)
 	}
+	for _, p := range exclude {
+		if p == in.cfg.OutboundPort || p == in.cfg.AdminPort {
+			return false, fmt.Errorf("%w: %s: port %d is the sidecar's outbound or admin port, which only the pod itself may reach",
+				ErrBadAnnotation, AnnotationExcludeInboundPorts, p)
+		}
+	}
 
 	// The projected token needs a service account; Kubernetes' own
 	// ServiceAccount admission plugin sets this default before webhooks
@@ -133,11 +139,21 @@ func (in *Injector) sidecar() corev1.Container {
 			"--service-account=$(SERVICE_ACCOUNT)",
 			"--workload=$(POD_NAME)",
 			"--address=$(POD_IP)",
-			// iptables REDIRECT delivers outbound traffic to 127.0.0.1 and
-			// inbound traffic to the pod IP: listen on both.
-			"--outbound=0.0.0.0:" + itoa(c.OutboundPort),
+			// What only the app may use is on loopback: iptables
+			// REDIRECT delivers the app's outbound traffic to 127.0.0.1,
+			// and whoever reaches the outbound port speaks with the
+			// pod's identity.
+			"--outbound=127.0.0.1:" + itoa(c.OutboundPort),
+			"--admin=127.0.0.1:" + itoa(c.AdminPort),
+			// REDIRECT delivers inbound traffic to the pod IP; the ready
+			// port is for the kubelet's probe.
 			"--inbound=0.0.0.0:" + itoa(c.InboundPort),
-			"--admin=0.0.0.0:" + itoa(c.AdminPort),
+			"--ready=0.0.0.0:" + itoa(c.ReadyPort),
+			// Apps reach services through the outbound capture: no
+			// listener per service port (it would take the app's own
+			// ports) and no DNS (the pod resolves with the cluster's).
+			"--service-ip=none",
+			"--dns=none",
 		},
 		Env: []corev1.EnvVar{
 			field("POD_NAME", "metadata.name"),
@@ -148,13 +164,14 @@ func (in *Injector) sidecar() corev1.Container {
 		// A native sidecar: started before the app's containers, stopped
 		// after them.
 		RestartPolicy: ptr(corev1.ContainerRestartPolicyAlways),
+		// Only the ports reachable from outside the pod; the outbound and
+		// admin ports are on loopback.
 		Ports: []corev1.ContainerPort{
-			{Name: "fm-outbound", ContainerPort: c.OutboundPort},
 			{Name: "fm-inbound", ContainerPort: c.InboundPort},
-			{Name: "fm-admin", ContainerPort: c.AdminPort},
+			{Name: "fm-ready", ContainerPort: c.ReadyPort},
 		},
 		StartupProbe: &corev1.Probe{
-			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intOrString(c.AdminPort)}},
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intOrString(c.ReadyPort)}},
 			PeriodSeconds:    1,
 			FailureThreshold: 60,
 		},

@@ -70,6 +70,8 @@ func TestInject(t *testing.T) {
 			wantErr: ErrConflict, wantInits: []string{"migrate"},
 		},
 		{name: "bad exclude annotation", pod: func() *corev1.Pod { return appPod(map[string]string{AnnotationExcludeInboundPorts: "22,http"}) }, wantErr: ErrBadAnnotation, wantInits: []string{"migrate"}},
+		{name: "excluding the outbound port", pod: func() *corev1.Pod { return appPod(map[string]string{AnnotationExcludeInboundPorts: "22,15001"}) }, wantErr: ErrBadAnnotation, wantInits: []string{"migrate"}},
+		{name: "excluding the admin port", pod: func() *corev1.Pod { return appPod(map[string]string{AnnotationExcludeInboundPorts: "15000"}) }, wantErr: ErrBadAnnotation, wantInits: []string{"migrate"}},
 	}
 	in := testInjector(t)
 	for _, tc := range tests {
@@ -133,9 +135,8 @@ iptables -t nat -N FEDMESH_REDIRECT
 iptables -t nat -A FEDMESH_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
 iptables -t nat -A FEDMESH_REDIRECT -p tcp -j REDIRECT --to-ports 15001
 iptables -t nat -A PREROUTING -p tcp -j FEDMESH_INBOUND
-iptables -t nat -A FEDMESH_INBOUND -p tcp --dport 15000 -j RETURN
-iptables -t nat -A FEDMESH_INBOUND -p tcp --dport 15001 -j RETURN
 iptables -t nat -A FEDMESH_INBOUND -p tcp --dport 15006 -j RETURN
+iptables -t nat -A FEDMESH_INBOUND -p tcp --dport 15021 -j RETURN
 iptables -t nat -A FEDMESH_INBOUND -p tcp --dport 22 -j RETURN
 iptables -t nat -A FEDMESH_INBOUND -p tcp -j FEDMESH_IN_REDIRECT
 iptables -t nat -A OUTPUT -p tcp -j FEDMESH_OUTPUT
@@ -184,6 +185,7 @@ func TestConfig(t *testing.T) {
 		{name: "no cluster", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td"}},
 		{name: "bad xds", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td", Cluster: "c", XDSAddress: "nohost"}},
 		{name: "same ports", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td", Cluster: "c", InboundPort: 15001}},
+		{name: "ready port is the admin port", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td", Cluster: "c", ReadyPort: 15000}},
 		{name: "short token", cfg: Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td", Cluster: "c", TokenExpiration: 60}},
 	}
 	for _, tc := range tests {

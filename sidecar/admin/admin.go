@@ -9,6 +9,10 @@
 //	                        a trust bundle and its first configuration; 503
 //	                        with the reason before
 //
+// ReadyHandler serves /ready alone, for a listener that probes from outside
+// the workload reach (the kubelet's): the admin listener itself is on
+// loopback, for the workload's own eyes.
+//
 // The pages read from a Source, so this package knows nothing of xDS.
 package admin
 
@@ -38,7 +42,19 @@ func Handler(src Source, g prometheus.Gatherer) http.Handler {
 	mux.Handle("GET /stats/prometheus", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) { httpjson.Write(w, http.StatusOK, src.ConfigDump()) })
 	mux.HandleFunc("GET /endpoints", func(w http.ResponseWriter, _ *http.Request) { httpjson.Write(w, http.StatusOK, src.Endpoints()) })
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /ready", ready(src))
+	return mux
+}
+
+// ReadyHandler serves GET /ready, as Handler does, and nothing else.
+func ReadyHandler(src Source) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /ready", ready(src))
+	return mux
+}
+
+func ready(src Source) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		ok, why := src.Ready()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !ok {
@@ -48,5 +64,4 @@ func Handler(src Source, g prometheus.Gatherer) http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	return mux
 }

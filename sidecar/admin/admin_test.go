@@ -83,3 +83,30 @@ func TestHandler(t *testing.T) {
 		})
 	}
 }
+
+// TestReadyHandler: the probe listener answers /ready as the admin listener
+// does, and serves no other page.
+func TestReadyHandler(t *testing.T) {
+	tests := []struct {
+		name, path string
+		src        source
+		wantStatus int
+		wantBody   string
+	}{
+		{name: "ready", path: "/ready", src: source{ready: true}, wantStatus: 200, wantBody: "ready\n"},
+		{name: "not ready says why", path: "/ready", src: source{why: "no trust bundle"}, wantStatus: 503, wantBody: "not ready: no trust bundle\n"},
+		{name: "no config dump", path: "/config_dump", src: source{ready: true}, wantStatus: 404, wantBody: "404 page not found\n"},
+		{name: "no metrics", path: "/stats/prometheus", src: source{ready: true}, wantStatus: 404, wantBody: "404 page not found\n"},
+		{name: "no endpoints", path: "/endpoints", src: source{ready: true}, wantStatus: 404, wantBody: "404 page not found\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			admin.ReadyHandler(tt.src).ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
+			body, _ := io.ReadAll(rec.Result().Body)
+			if rec.Code != tt.wantStatus || string(body) != tt.wantBody {
+				t.Errorf("GET %s = %d %q, want %d %q", tt.path, rec.Code, body, tt.wantStatus, tt.wantBody)
+			}
+		})
+	}
+}
