@@ -210,4 +210,3 @@ func (l *Log) Run(ctx context.Context) error {
 		}
 	}
 }
-
