@@ -87,6 +87,20 @@ func TestInboundAuthzShapes(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("inbound ports (-want +got):\n%s", diff)
 	}
+	// A new CDS without the db port's cluster is accepted while LDS still
+	// has its chain (Envoy applies CDS before LDS): the port is not served
+	// until LDS follows, and neither update is refused.
+	b := config.NewBuilder(td)
+	if _, err := applyAll(t, b, cds, lds); err != nil {
+		t.Fatal(err)
+	}
+	snap2, err := b.Apply(update(xdsclient.ClusterType, "2", res[2:]...)) // res[1] is db's cluster
+	if err != nil {
+		t.Fatalf("CDS without a cluster LDS refers to: %v", err)
+	}
+	if _, ok := snap2.Inbound[0].Ports[db.SNI()]; ok {
+		t.Error("a port whose cluster is gone is still served")
+	}
 	// The default-deny port denies even a request nothing else would.
 	d := snap.Inbound[0].Ports[rpc.SNI()].Authz.Request.Authorize(&authz.Request{HTTP: true, Principal: "spiffe://fed.test/ns/a/sa/b", Method: "POST", Path: "/x.Y/Z"})
 	if d.Allowed || d.Reason != authz.ReasonNoAllow {

@@ -39,6 +39,9 @@ type Authz struct {
 	Request *authz.Engine `json:"request,omitempty"`
 }
 
+// errMissingCluster: a chain sends to a cluster CDS has not given.
+var errMissingCluster = errors.New("sends to unknown cluster")
+
 // inboundChain is what one filter chain of an inbound listener says.
 type inboundChain struct {
 	app   string // host:port of the app
@@ -63,6 +66,13 @@ func inbound(l *listenerv3.Listener, clusters map[string]*clusterv3.Cluster, sna
 			continue
 		}
 		ch, err := parseInboundChain(fc, clusters)
+		if errors.Is(err, errMissingCluster) {
+			// The cluster has not arrived yet, or a new CDS has removed
+			// it before the new LDS: the port is not served (its
+			// handshakes are refused) until both agree. Refusing the
+			// update instead could refuse CDS and LDS in turn forever.
+			continue
+		}
 		if err != nil {
 			return Inbound{}, fmt.Errorf("filter chain %d (%s): %w", i, strings.Join(names, ","), err)
 		}
@@ -157,7 +167,7 @@ func parseInboundChain(fc *listenerv3.FilterChain, clusters map[string]*clusterv
 	}
 	c := clusters[cluster]
 	if c == nil {
-		return ch, fmt.Errorf("sends to unknown cluster %q", cluster)
+		return ch, fmt.Errorf("%w %q", errMissingCluster, cluster)
 	}
 	for _, le := range c.GetLoadAssignment().GetEndpoints() {
 		for _, lb := range le.GetLbEndpoints() {
