@@ -66,6 +66,7 @@ type wopts struct {
 	inbound                string // "" none, else address to bind ("127.0.0.1:0")
 	serviceIP              string
 	dns                    bool
+	audit                  io.Writer // the audit sink; nil none
 }
 
 func (m *mesh) start(o wopts) *workload {
@@ -92,6 +93,7 @@ func (m *mesh) start(o wopts) *workload {
 		Registerer:     reg,
 		Gatherer:       reg,
 		XDSBackoff:     20 * time.Millisecond,
+		AuditSink:      o.audit,
 	}
 	if o.dns {
 		cfg.DNSAddr = "127.0.0.1:0"

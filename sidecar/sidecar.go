@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -28,6 +29,8 @@ import (
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
 	"github.com/fedmesh/fedmesh/sidecar/admin"
+	"github.com/fedmesh/fedmesh/sidecar/audit"
+	"github.com/fedmesh/fedmesh/sidecar/authz"
 	"github.com/fedmesh/fedmesh/sidecar/balancer"
 	"github.com/fedmesh/fedmesh/sidecar/config"
 	"github.com/fedmesh/fedmesh/sidecar/dns"
@@ -105,6 +108,17 @@ type Config struct {
 	// XDSBackoff is the first reconnect delay to the control plane
 	// (zero: the client's default).
 	XDSBackoff time.Duration
+
+	// AuditSink receives the authorization audit trail, one JSON line per
+	// denied request or connection and per AUDIT match (sidecar/audit);
+	// nil writes none. Writes come from one goroutine; the sidecar never
+	// closes it, so its owner closes it after Run has returned, by which
+	// time every accepted record has been written.
+	AuditSink io.Writer
+	// AuditQueueSize is how many audit records may wait for the sink
+	// before new ones are dropped (counted); zero means
+	// audit.DefaultQueueSize.
+	AuditQueueSize int
 }
 
 // Sidecar is one workload's data plane. Create it with New, which binds
@@ -116,6 +130,7 @@ type Sidecar struct {
 	builder *config.Builder
 	xds     *xdsclient.Client
 	dns     *dns.Server
+	audit   *audit.Log // nil without an audit sink
 	gather  prometheus.Gatherer
 
 	outbound net.Listener
@@ -129,6 +144,8 @@ type Sidecar struct {
 	updated chan struct{} // a new snapshot was applied
 
 	bindErrors *prometheus.CounterVec
+	// authzRejected counts xDS updates refused for their RBAC filters.
+	authzRejected *prometheus.CounterVec
 
 	// bindFailing counts the failed binds in a row of each listener key
 	// that cannot be bound now. Only the listener goroutine of Run
@@ -191,6 +208,10 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		bindErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_sidecar_listener_bind_errors_total",
 			Help: "Failed attempts to bind a service-port or inbound listener from the configuration, by reason (address_in_use, address_not_available, permission_denied, other); each is retried every second.",
+		}, []string{"reason"}),
+		authzRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_authz_config_rejected_total",
+			Help: "xDS listener updates refused (NACKed, the last good configuration kept) because of an RBAC filter, by reason (unsupported_field, invalid).",
 		}, []string{"reason"})}
 	defer func() {
 		if err != nil {
@@ -199,9 +220,18 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	}()
 
 	if reg != nil {
-		if err := reg.Register(s.bindErrors); err != nil {
-			return nil, fmt.Errorf("sidecar: register metrics: %w", err)
+		for _, c := range []prometheus.Collector{s.bindErrors, s.authzRejected} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("sidecar: register metrics: %w", err)
+			}
 		}
+	}
+	var rec audit.Recorder
+	if cfg.AuditSink != nil {
+		if s.audit, err = audit.New(audit.Config{Sink: cfg.AuditSink, QueueSize: cfg.AuditQueueSize, Logger: base}, reg); err != nil {
+			return nil, fmt.Errorf("sidecar: %w", err)
+		}
+		rec = s.audit
 	}
 	pm, err := proxy.NewMetrics(reg)
 	if err != nil {
@@ -211,7 +241,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Logger: base, Metrics: pm, BalancerMetrics: bm}); err != nil {
+	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Logger: base, Metrics: pm, BalancerMetrics: bm, Audit: rec}); err != nil {
 		return nil, err
 	}
 	if cfg.ServiceIP != "" {
@@ -365,6 +395,12 @@ func (s *Sidecar) node() (*corev3.Node, error) {
 func (s *Sidecar) onUpdate(u xdsclient.Update) error {
 	snap, err := s.builder.Apply(u)
 	if err != nil {
+		switch {
+		case errors.Is(err, authz.ErrUnsupported):
+			s.authzRejected.WithLabelValues("unsupported_field").Inc()
+		case errors.Is(err, config.ErrAuthz):
+			s.authzRejected.WithLabelValues("invalid").Inc()
+		}
 		return err
 	}
 	if err := s.proxy.Update(snap); err != nil {
@@ -462,6 +498,20 @@ func isNilListener(c interface{ Close() error }) bool {
 func (s *Sidecar) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if s.audit != nil {
+		// The audit trail outlives the listeners: it stops, writing what
+		// is queued, once nothing can record any more.
+		actx, acancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = s.audit.Run(actx)
+		}()
+		defer func() {
+			acancel()
+			<-done
+		}()
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.xds.Run(gctx) })
 	g.Go(func() error { return s.proxy.ServeOutboundHTTP(gctx, s.outbound) })

@@ -15,6 +15,7 @@ import (
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/sidecar"
+	"github.com/fedmesh/fedmesh/sidecar/audit"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -27,6 +28,9 @@ func newSidecarCmd() *cobra.Command {
 		cluster, region, zone                   string
 		namespace, serviceAccount, workloadName string
 		appPorts, nodeID                        string
+		auditLog                                string
+		auditMaxSize                            int64
+		auditMaxFiles                           int
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
@@ -135,6 +139,18 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 					return usage(err)
 				}
 			}
+			switch auditLog {
+			case "none":
+			case "stdout":
+				cfg.AuditSink = os.Stdout
+			default:
+				f, err := audit.OpenFile(auditLog, auditMaxSize<<20, auditMaxFiles)
+				if err != nil {
+					return usage(fmt.Errorf("--audit-log: %w", err))
+				}
+				defer f.Close()
+				cfg.AuditSink = f
+			}
 			reg := newRegistry()
 			cfg.Registerer, cfg.Gatherer = reg, reg
 			sc, err := sidecar.New(cfg)
@@ -163,6 +179,9 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.StringVar(&workloadName, "workload", "", "the workload's name, as in its endpoints (selects its inbound side)")
 	f.StringVar(&appPorts, "app-ports", "", "where the app listens per service port: PORTNAME=APPPORT[,...] (default: the service port)")
 	f.StringVar(&nodeID, "node-id", "", "xDS node id (default sidecar~ADDRESS~WORKLOAD.NAMESPACE)")
+	f.StringVar(&auditLog, "audit-log", "stdout", "where the authorization audit trail goes (a JSON line per denied request and AUDIT match): stdout, a FILE (rotated by size), or none")
+	f.Int64Var(&auditMaxSize, "audit-log-max-size", 100, "with --audit-log FILE: rotate the file when it would pass this many MiB")
+	f.IntVar(&auditMaxFiles, "audit-log-max-files", 5, "with --audit-log FILE: how many rotated files to keep (FILE.1 ... FILE.N)")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("namespace")
 	return cmd

@@ -104,8 +104,10 @@ func (b *Builder) Resources(typeURL string) map[string]proto.Message {
 	return b.resources[typeURL]
 }
 
+// invalid wraps ErrInvalid around a message; %w in format wraps an
+// error too.
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }
 
 func build(td spiffeid.TrustDomain, res map[string]map[string]proto.Message, versions map[string]string) (*Snapshot, error) {
@@ -167,7 +169,7 @@ func build(td spiffeid.TrustDomain, res map[string]map[string]proto.Message, ver
 		case strings.HasPrefix(name, "inbound|"):
 			in, err := inbound(l, inboundClusters, snap)
 			if err != nil {
-				return nil, invalid("listener %q: %v", name, err)
+				return nil, invalid("listener %q: %w", name, err)
 			}
 			snap.Inbound = append(snap.Inbound, in)
 		}
@@ -466,70 +468,6 @@ func applyOutboundListener(snap *Snapshot, l *listenerv3.Listener) error {
 		}
 	}
 	return nil
-}
-
-func inbound(l *listenerv3.Listener, clusters map[string]*clusterv3.Cluster, snap *Snapshot) (Inbound, error) {
-	sa := l.GetAddress().GetSocketAddress()
-	if sa == nil || net.ParseIP(sa.GetAddress()) == nil {
-		return Inbound{}, errors.New("inbound listener needs an IP socket address")
-	}
-	in := Inbound{
-		Name:    l.GetName(),
-		Address: net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
-		Ports:   map[string]InboundPort{},
-	}
-	for _, fc := range l.GetFilterChains() {
-		for _, sni := range fc.GetFilterChainMatch().GetServerNames() {
-			sp, err := naming.ParseSNI(sni)
-			if err != nil {
-				return Inbound{}, err
-			}
-			port := InboundPort{SNI: strings.ToLower(sni), Port: sp, Protocol: TCP}
-			if svc := snap.Services[sp]; svc != nil {
-				port.Protocol = svc.Protocol
-			}
-			if ts := fc.GetTransportSocket(); ts != nil {
-				var down tlsv3.DownstreamTlsContext
-				if err := ts.GetTypedConfig().UnmarshalTo(&down); err == nil {
-					for _, p := range down.GetCommonTlsContext().GetAlpnProtocols() {
-						if p == "h2" || p == "http/1.1" {
-							port.Protocol = httpProtocol(port.Protocol)
-						}
-					}
-				}
-			}
-			for _, f := range fc.GetFilters() {
-				var tp tcpproxyv3.TcpProxy
-				if f.GetTypedConfig() == nil || f.GetTypedConfig().UnmarshalTo(&tp) != nil {
-					continue
-				}
-				c := clusters[tp.GetCluster()]
-				if c == nil {
-					return Inbound{}, fmt.Errorf("filter chain %q sends to unknown cluster %q", sni, tp.GetCluster())
-				}
-				for _, le := range c.GetLoadAssignment().GetEndpoints() {
-					for _, lb := range le.GetLbEndpoints() {
-						a := lb.GetEndpoint().GetAddress().GetSocketAddress()
-						if a != nil && port.App == "" {
-							port.App = net.JoinHostPort(a.GetAddress(), strconv.Itoa(int(a.GetPortValue())))
-						}
-					}
-				}
-				h2, err := upstreamHTTP2(c)
-				if err != nil {
-					return Inbound{}, fmt.Errorf("cluster %q: %w", c.GetName(), err)
-				}
-				if h2 {
-					port.Protocol = GRPC
-				}
-			}
-			if port.App == "" {
-				return Inbound{}, fmt.Errorf("filter chain %q has no app address", sni)
-			}
-			in.Ports[port.SNI] = port
-		}
-	}
-	return in, nil
 }
 
 // httpProtocolOptionsKey names the upstream HTTP protocol options in a

@@ -17,7 +17,14 @@
 //   - LDS outbound|PORT||HOST: tcp_proxy (opaque TCP) or an HTTP connection
 //     manager (HTTP) pointing at RDS "PORT"; inbound|ADDR:PORT: the inbound
 //     listener, one filter chain per SNI leading to inbound|PORT||HOST, a
-//     STATIC cluster holding the app's address;
+//     STATIC cluster holding the app's address. A chain is [tcp_proxy]
+//     (the old shape), [envoy.filters.network.rbac..., tcp_proxy] for an
+//     opaque TCP port, or an HTTP connection manager with an inline route
+//     to the inbound cluster and [envoy.filters.http.rbac..., router] for
+//     an HTTP port (docs/xds.md, "Inbound authorization"). The RBAC
+//     filters are compiled by sidecar/authz into the port's Authz; an
+//     RBAC field the sidecar does not implement refuses the update with an
+//     error naming it (wrapping ErrAuthz and authz.ErrUnsupported);
 //   - RDS "PORT": virtual hosts whose domains name a service, with the
 //     route's cluster, timeout and retry policy;
 //   - SDS "default" (certificate and key) and "ROOTCA" (trust bundle).

@@ -151,6 +151,9 @@ type InboundPort struct {
 	App string `json:"app"`
 	// Protocol tells how to speak to the app.
 	Protocol Protocol `json:"protocol"`
+	// Authz is the port's authorization; nil allows everything (a chain
+	// without RBAC filters, such as the tcp_proxy-only shape).
+	Authz *Authz `json:"authz,omitempty"`
 }
 
 // Inbound is one inbound listener.

@@ -34,6 +34,20 @@
 // gRPC port or a gRPC request and HTTP/1.1 otherwise; ALPN fedmesh-tcp is
 // spliced to the app.
 //
+// Authorization (authz.go): a port whose filter chain carries RBAC
+// filters (config.InboundPort.Authz) is checked per connection after the
+// handshake (network RBAC; a denial closes the connection) and per request
+// before forwarding (HTTP RBAC; a denial answers 403 "RBAC: access
+// denied", or for gRPC a trailers-only grpc-status 7 with that message).
+// Policies see the verified SPIFFE ID, the client's cluster from the
+// verified chain (the organizational unit of the CA that signed the leaf;
+// never a header), the SNI, and the request's method, headers and path
+// (decoded, dot segments resolved, slashes merged). On such a port an
+// opaque (fedmesh-tcp) connection is parsed as HTTP too, so a CONNECT
+// tunnel cannot pass requests by the policy. Decisions are counted in
+// fedmesh_authz_decisions_total{decision,service}; denials and AUDIT
+// matches go to Config.Audit without blocking.
+//
 // Both reverse proxies flush after every write only responses that stream
 // (no Content-Length, text/event-stream, gRPC); a response of known length
 // leaves in as few writes as the buffers allow, and copy buffers are

@@ -74,7 +74,7 @@ func (p *Proxy) ServeInbound(ctx context.Context, l net.Listener) error {
 		Handler:           p.inboundHandler(h1, h2c),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          p.errorLog,
-		ConnContext:       withPeer,
+		ConnContext:       p.withPeer,
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -120,7 +120,18 @@ func (p *Proxy) inboundConn(ctx context.Context, raw net.Conn, tcfg *tls.Config,
 		conn.Close()
 		return
 	}
-	if cs.NegotiatedProtocol != ALPNTCP {
+	if port.Authz != nil && port.Authz.Connection != nil {
+		id, err := identity.PeerID(cs)
+		if err != nil || !p.authorizeConn(port, id.String(), &peerInfo{p: p, cs: cs}) {
+			conn.Close()
+			return
+		}
+	}
+	// An HTTP port with request-level authorization parses what comes in
+	// as HTTP, as Envoy's HTTP connection manager does, whatever ALPN the
+	// client chose: an opaque tunnel (CONNECT) cannot pass requests by
+	// the policy.
+	if cs.NegotiatedProtocol != ALPNTCP || (port.Authz != nil && port.Authz.Request != nil) {
 		if !httpConns.deliver(conn) {
 			conn.Close()
 		}
@@ -163,6 +174,9 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 			http.Error(w, "fedmesh: "+err.Error(), http.StatusForbidden)
 			return
 		}
+		if port.Authz != nil && port.Authz.Request != nil && !p.authorizeHTTP(w, r, port, id.String(), peerInfoOf(r, p)) {
+			return
+		}
 		if _, spoofed := r.Header[ClientIDHeader]; spoofed {
 			p.m.spoofed.Inc()
 			p.log.Debug("removed a client identity header set by the caller", "caller", id.String())
@@ -184,21 +198,31 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 
 // peer is the verified identity of the client of one connection.
 type peer struct {
-	id  spiffeid.ID
-	err error
+	id   spiffeid.ID
+	err  error
+	info *peerInfo
 }
 
 type peerKey struct{}
 
 // withPeer reads the client's identity once per connection (the
 // handshake has verified it already), for every request on it.
-func withPeer(ctx context.Context, c net.Conn) context.Context {
+func (p *Proxy) withPeer(ctx context.Context, c net.Conn) context.Context {
 	tc, ok := c.(*tls.Conn)
 	if !ok {
 		return ctx
 	}
-	id, err := identity.PeerID(tc.ConnectionState())
-	return context.WithValue(ctx, peerKey{}, &peer{id: id, err: err})
+	cs := tc.ConnectionState()
+	id, err := identity.PeerID(cs)
+	return context.WithValue(ctx, peerKey{}, &peer{id: id, err: err, info: &peerInfo{p: p, cs: cs}})
+}
+
+// peerInfoOf returns the connection's peer information of r.
+func peerInfoOf(r *http.Request, p *Proxy) *peerInfo {
+	if pr, ok := r.Context().Value(peerKey{}).(*peer); ok {
+		return pr.info
+	}
+	return &peerInfo{p: p, cs: *r.TLS}
 }
 
 // peerOf returns the identity of r's client.

@@ -19,6 +19,7 @@ type Metrics struct {
 	spoofed   prometheus.Counter
 	tcp       *prometheus.CounterVec
 	tcpActive *prometheus.GaugeVec
+	authz     *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil
@@ -62,9 +63,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "fedmesh_sidecar_tcp_connections_active",
 			Help: "Open opaque TCP connections by direction and service.",
 		}, []string{"direction", "service"}),
+		authz: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_authz_decisions_total",
+			Help: "Authorization decisions on inbound requests and connections of ports with an authorization policy, by decision (allow, deny, audit: an AUDIT policy matched) and service.",
+		}, []string{"decision", "service"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive} {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("proxy: register metrics: %w", err)
 			}
@@ -79,6 +84,9 @@ func (m *Metrics) deleteService(direction, service string) {
 	l := prometheus.Labels{"direction": direction, "service": service}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.requests, m.duration, m.errors, m.tcp, m.tcpActive} {
 		v.DeletePartialMatch(l)
+	}
+	if direction == "inbound" {
+		m.authz.DeletePartialMatch(prometheus.Labels{"service": service})
 	}
 	if direction == "outbound" {
 		l := prometheus.Labels{"service": service}
@@ -152,6 +160,18 @@ func (s *serviceSeries) retried(reason string) {
 	defer s.mu.RUnlock()
 	if !s.gone {
 		s.m.retries.WithLabelValues(s.name, reason).Inc()
+	}
+}
+
+// authzDecision counts an authorization decision (inbound).
+func (s *serviceSeries) authzDecision(decision string) {
+	if s == nil {
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.gone {
+		s.m.authz.WithLabelValues(decision, s.name).Inc()
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/sidecar/audit"
 	"github.com/fedmesh/fedmesh/sidecar/balancer"
 	"github.com/fedmesh/fedmesh/sidecar/config"
 )
@@ -43,6 +44,10 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// Now tells the time; default time.Now.
 	Now func() time.Time
+	// Audit receives an audit record for every request or connection an
+	// authorization policy denies and every AUDIT match; it must not
+	// block. Nil records nothing (decisions are still counted).
+	Audit audit.Recorder
 }
 
 // Proxy is the sidecar's data plane: it forwards outbound HTTP and TCP to

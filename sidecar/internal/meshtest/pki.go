@@ -20,11 +20,36 @@ import (
 	"github.com/fedmesh/fedmesh/internal/testpki"
 )
 
-// CA is a real root certificate authority of one trust domain.
+// CA is a real certificate authority of one trust domain: a root, or a
+// cluster intermediate under one (ClusterCA).
 type CA struct {
 	TD   spiffeid.TrustDomain
 	Cert *x509.Certificate
 	Key  crypto.Signer
+	// root is the root above a cluster intermediate, nil for a root.
+	root *CA
+}
+
+// ClusterCA signs a cluster intermediate CA as controlplane/ca does
+// (Subject OU = cluster, one level below the root, URIs limited to the
+// trust domain); the SVIDs it issues carry it in their chain.
+func (ca *CA) ClusterCA(t testing.TB, cluster string) *CA {
+	t.Helper()
+	k := testpki.Key(t)
+	now := time.Now()
+	cert := testpki.Sign(t, &x509.Certificate{
+		Subject:               pkix.Name{Organization: []string{"fedmesh"}, OrganizationalUnit: []string{cluster}, CommonName: "fedmesh cluster CA " + cluster},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		URIs:                  []*url.URL{ca.TD.ID().URL()},
+		PermittedURIDomains:   []string{ca.TD.Name()},
+	}, ca.Cert, k.Public(), ca.Key)
+	return &CA{TD: ca.TD, Cert: cert, Key: k, root: ca}
 }
 
 // NewCA creates a root CA for the trust domain td.
@@ -45,13 +70,19 @@ func NewCA(t testing.TB, td string) *CA {
 	return &CA{TD: tdID, Cert: cert, Key: k}
 }
 
-// Bundle returns the CA as a trust bundle.
+// Bundle returns the root as a trust bundle.
 func (ca *CA) Bundle() *x509bundle.Bundle {
+	if ca.root != nil {
+		return ca.root.Bundle()
+	}
 	return x509bundle.FromX509Authorities(ca.TD, []*x509.Certificate{ca.Cert})
 }
 
-// PEM returns the CA certificate in PEM.
+// PEM returns the root certificate in PEM.
 func (ca *CA) PEM() []byte {
+	if ca.root != nil {
+		return ca.root.PEM()
+	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
 }
 
@@ -97,6 +128,10 @@ func (ca *CA) Issue(t testing.TB, o SVID) (*tls.Certificate, []byte, []byte) {
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	c := &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: k, Leaf: leaf}
+	if ca.root != nil {
+		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})...)
+		c.Certificate = append(c.Certificate, ca.Cert.Raw)
+	}
 	return c, certPEM, keyPEM
 }
 
