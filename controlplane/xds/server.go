@@ -25,6 +25,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/policy"
 )
 
 // Config configures a Server.
@@ -51,6 +52,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer registers the server's metrics; nil means unregistered.
 	Registerer prometheus.Registerer
+	// WaitForPolicies holds back sidecars' snapshots until UpdatePolicies
+	// is first called, so that a restarted control plane never serves
+	// inbound listeners without the authorization in force. Set it when
+	// a policy source feeds UpdatePolicies.
+	WaitForPolicies bool
 }
 
 // Server is the xDS server of one control plane.
@@ -63,7 +69,13 @@ type Server struct {
 
 	kick chan struct{} // a node appeared or a rebuild is due now
 
+	// updateMu serializes UpdateView and UpdatePolicies, each of which
+	// derives the next generator from the current one.
+	updateMu sync.Mutex
+
 	mu         sync.Mutex // guards the following
+	policies   []policy.AuthorizationPolicy
+	policiesIn bool // UpdatePolicies was called
 	view       *catalog.View
 	gen        *Generator
 	viewDirty  bool // every node needs a rebuild after the debounce
@@ -159,6 +171,8 @@ func (s *Server) Register(g *grpc.Server) {
 // debounce. A view of another cluster is refused. Safe to call from any
 // goroutine.
 func (s *Server) UpdateView(v *catalog.View) error {
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
 	if v == nil {
 		return errors.New("xds: nil view")
 	}
@@ -275,6 +289,7 @@ func (s *Server) flush() time.Duration {
 
 	s.mu.Lock()
 	gen := s.gen
+	holdSidecars := s.cfg.WaitForPolicies && !s.policiesIn
 	type job struct {
 		key string
 		n   *nodeState
@@ -285,6 +300,9 @@ func (s *Server) flush() time.Duration {
 		n, ok := s.nodes[k]
 		if !ok {
 			continue
+		}
+		if holdSidecars && n.node.Role == naming.RoleSidecar {
+			continue // built when the policies arrive (UpdatePolicies)
 		}
 		var sec *part
 		if is := s.identities[identityKey(n.id)]; is != nil && is.cert != nil && n.node.Role == naming.RoleSidecar {
