@@ -23,6 +23,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/ca"
+	"github.com/fedmesh/fedmesh/controlplane/source"
 	"github.com/fedmesh/fedmesh/controlplane/xds"
 	"github.com/fedmesh/fedmesh/federation"
 	"github.com/fedmesh/fedmesh/federation/adminapi"
@@ -283,15 +284,17 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 	if authn == nil {
 		authn = xds.TokenAuthenticator(m.auth.VerifyBootstrapToken)
 	}
+	policies, hasPolicies := s.cfg.Source.(source.PolicySource)
 	xs, err := xds.NewServer(xds.Config{
-		Cluster:       s.cfg.Cluster,
-		Settings:      settings,
-		Authenticator: authn,
-		Issuer:        m.auth,
-		CertTTL:       mc.CertTTL,
-		Logger:        s.log,
-		Registerer:    s.cfg.Registry,
-		Limits:        mc.XDSLimits,
+		Cluster:         s.cfg.Cluster,
+		Settings:        settings,
+		Authenticator:   authn,
+		Issuer:          m.auth,
+		CertTTL:         mc.CertTTL,
+		Logger:          s.log,
+		Registerer:      s.cfg.Registry,
+		WaitForPolicies: hasPolicies,
+		Limits:          mc.XDSLimits,
 	})
 	if err != nil {
 		return err
@@ -354,7 +357,29 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 			}
 		}
 	})
+	if hasPolicies {
+		g.Go(func() error { return s.feedPolicies(gctx, policies, xs) })
+	}
 	return g.Wait()
+}
+
+// feedPolicies hands the source's AuthorizationPolicies to xDS whenever
+// they change, until ctx is done. They go nowhere else: policies stay in
+// the cluster, enforced by its own sidecars.
+func (s *Server) feedPolicies(ctx context.Context, src source.PolicySource, xs *xds.Server) error {
+	for {
+		ps, ready, changed := src.AuthorizationPolicies()
+		if ready {
+			if err := xs.UpdatePolicies(ps); err != nil {
+				s.log.Warn("authorization policies not applied to xDS; the last good set stays", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
 }
 
 func (s *Server) pushView(xs *xds.Server, v *catalog.View) {
@@ -406,6 +431,7 @@ func (s *Server) mountMesh(m *mesh) {
 	xh := m.xdsServer.Handler()
 	s.admin.Handle(xds.DebugXDSPath, xh)
 	s.admin.Handle(xds.DebugEndpointsPath, xh)
+	s.admin.Handle(xds.DebugAuthzPath, xh)
 	s.admin.AddReadyCheck("federation", func() error {
 		if m.fed.View() == nil {
 			return errors.New("no federation view yet")

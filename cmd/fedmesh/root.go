@@ -15,6 +15,9 @@ import (
 type exitError struct {
 	code int
 	err  error
+	// quiet: the command said all there is to say; run prints no error
+	// line (a check's "deny" answer, exit code 1).
+	quiet bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -31,9 +34,12 @@ func run(args []string) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "error:", err)
 	var ee *exitError
-	if errors.As(err, &ee) {
+	if errors.As(err, &ee) && ee.quiet {
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "error:", err)
+	if ee != nil {
 		return ee.code
 	}
 	return 1
@@ -68,5 +74,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newInjectCmd())
 	root.AddCommand(newWebhookCmd())
 	root.AddCommand(newDemoCmd())
+	root.AddCommand(newAuthzCmd())
 	return root
 }

@@ -2,8 +2,9 @@
 // control plane, as plain data with no protobuf in it: which endpoints of
 // each service port a node may reach, directly or through which cluster's
 // gateway, at which failover priority and weight, which listeners a
-// sidecar serves its own workload on, and which services a gateway
-// routes. Every decision carries its reason, which /debug/endpoints
+// sidecar serves its own workload on and what each of its service ports
+// enforces (AuthorizationPolicies translated into RBAC rules,
+// authorization.go), and which services a gateway routes. Every decision carries its reason, which /debug/endpoints
 // serves.
 //
 // The plan is pure: a function of the merged catalog.View and the

@@ -33,6 +33,8 @@ type InboundChain struct {
 	SNI     string
 	HTTP    bool
 	Cluster string
+	// Authz is what the chain enforces; nil when no policy applies.
+	Authz *Authorization
 }
 
 // InboundCluster is where a service port's app listens.
@@ -75,7 +77,7 @@ func (p *Plan) Inbound(namespace, workload string, appPort func(catalog.Port) in
 		}
 		seenSNI[k][sp.SNI()] = true
 		name := sp.InboundCluster()
-		listeners[k].Chains = append(listeners[k].Chains, InboundChain{SNI: sp.SNI(), HTTP: IsHTTP(port), Cluster: name})
+		listeners[k].Chains = append(listeners[k].Chains, InboundChain{SNI: sp.SNI(), HTTP: IsHTTP(port), Cluster: name, Authz: p.Authorization(sp, IsHTTP(port))})
 		if !seenCluster[name] {
 			seenCluster[name] = true
 			in.Clusters = append(in.Clusters, InboundCluster{Name: name, Host: ep.Address, AppPort: appPort(port)})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/policy"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -23,6 +24,9 @@ type Plan struct {
 	trustDomain string
 	view        *catalog.View
 	policy      topology.Policy
+
+	// authz are the AuthorizationPolicies in force, sorted.
+	authz []policy.AuthorizationPolicy
 
 	workloadsOnce sync.Once
 	workloads     map[workloadKey][]endpointRef // built on first use

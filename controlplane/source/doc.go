@@ -33,6 +33,10 @@
 //     when absent). A slice port must name a port of the Service.
 //   - Workload (fedmesh.io/v1alpha1): one process on this machine, selected
 //     by a Service's spec.selector like a Pod.
+//   - AuthorizationPolicy (fedmesh.io/v1alpha1, package policy): not part of
+//     the exports. Sources that read it implement PolicySource; the control
+//     plane hands the valid ones to its xDS server. They stay in the
+//     cluster.
 //
 // Every endpoint belongs to the source's cluster and region; its zone is
 // its own or the source's default. An empty port protocol means TCP, as the

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/policy"
 )
 
 // Source produces the exports of the local cluster. It is the contract the
@@ -137,4 +138,19 @@ func (p Problem) MarshalJSON() ([]byte, error) {
 		Reason  Reason `json:"reason"`
 		Message string `json:"message"`
 	}{p.File, p.Doc, p.Object, p.Reason, msg})
+}
+
+// PolicySource is implemented by sources that also read the cluster's
+// AuthorizationPolicy objects (the file source does; the Kubernetes
+// source does not read the CRD yet). Policies are local to the cluster:
+// the control plane hands them to its xDS server, never to the catalog.
+//
+// AuthorizationPolicies returns the policies in force, each valid and
+// sorted by namespace/name (the callee must not change them), whether
+// the source has read its input once (before that the set means
+// nothing, and a control plane must not serve inbound listeners without
+// it), and a channel that is closed when the set or ready changes next.
+// Safe to call from any goroutine.
+type PolicySource interface {
+	AuthorizationPolicies() (policies []policy.AuthorizationPolicy, ready bool, changed <-chan struct{})
 }

@@ -23,13 +23,15 @@ const (
 	DebugEndpointsPath = "/debug/endpoints"
 )
 
-// Handler serves the debug pages: /debug/xds?node=ID (what the node holds)
-// and /debug/endpoints?node=ID&service=NS/NAME (each endpoint's priority,
-// health and why). The control plane mounts it on its admin mux.
+// Handler serves the debug pages: /debug/xds?node=ID (what the node holds),
+// /debug/endpoints?node=ID&service=NS/NAME (each endpoint's priority,
+// health and why) and /debug/authz?from=SPIFFE-ID&to=NS/NAME&... (a
+// request decided from the authorization policies in force). The control plane mounts it on its admin mux.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(DebugXDSPath, s.serveXDS)
 	mux.HandleFunc(DebugEndpointsPath, s.serveEndpoints)
+	mux.HandleFunc("GET "+DebugAuthzPath, s.serveAuthz)
 	return mux
 }
 

@@ -41,8 +41,10 @@
 // to authenticate), issues and renews each connected sidecar identity's
 // certificate (Issuer), rebuilds snapshots after a short debounce when the view, a certificate
 // or the set of nodes changes, refuses snapshots that fail validation
-// (keeping the node's last good one), and serves /debug/xds and
-// /debug/endpoints through Handler.
+// (keeping the node's last good one), and serves /debug/xds,
+// /debug/endpoints and /debug/authz through Handler. UpdatePolicies sets
+// the cluster's AuthorizationPolicies; with Config.WaitForPolicies sidecars
+// get nothing before the first set.
 //
 //	srv, err := xds.NewServer(xds.Config{
 //		Cluster:       "east-1",
@@ -56,5 +58,6 @@
 //	go grpcServer.Serve(srv.Listener(ln)) // connection cap, auth deadline
 //	go srv.Run(ctx)                      // rebuilds, pushes, renewals
 //	err = srv.UpdateView(view)           // on every federation view
+//	err = srv.UpdatePolicies(policies)   // on every change of the cluster's policies
 //	admin.Handle("/debug/", srv.Handler()) // /debug/xds, /debug/endpoints
 package xds

@@ -10,6 +10,7 @@ import (
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/plan"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/policy"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -86,6 +87,8 @@ type edsKey struct {
 type Generator struct {
 	s    Settings
 	plan *plan.Plan
+	// policies are the AuthorizationPolicies the plan enforces.
+	policies []policy.AuthorizationPolicy
 
 	// prevEDS and prevOutbound are what the previous view's generator
 	// built (never changed once set), reused for services that did not
@@ -114,13 +117,24 @@ type svcEndpoints struct {
 
 // NewGenerator checks the settings and returns a generator for view v.
 func NewGenerator(s Settings, v *catalog.View) (*Generator, error) {
+	return newGenerator(s, v, nil)
+}
+
+// NewGeneratorWithPolicies is NewGenerator that also renders inbound
+// authorization from policies (each valid, see policy.Validate).
+func NewGeneratorWithPolicies(s Settings, v *catalog.View, policies []policy.AuthorizationPolicy) (*Generator, error) {
+	return newGenerator(s, v, policies)
+}
+
+func newGenerator(s Settings, v *catalog.View, policies []policy.AuthorizationPolicy) (*Generator, error) {
 	s, err := s.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	return &Generator{
 		s:          s,
-		plan:       plan.New(s.TrustDomain, s.Policy, v),
+		plan:       plan.New(s.TrustDomain, s.Policy, v).WithAuthorization(policies),
+		policies:   policies,
 		outbound:   make(map[string]*outbound),
 		eds:        make(map[edsKey]*endpoints),
 		svcEDS:     make(map[edsKey]map[catalog.ServiceKey]*svcEndpoints),
@@ -133,7 +147,17 @@ func NewGenerator(s Settings, v *catalog.View) (*Generator, error) {
 // what g built for services that did not change: a change of one
 // endpoint's health rebuilds only that service's assignments.
 func (g *Generator) next(v *catalog.View) (*Generator, error) {
-	n, err := NewGenerator(g.s, v)
+	return g.nextWith(v, g.policies)
+}
+
+// withPolicies returns a generator for g's view that enforces policies;
+// everything but the sidecars' inbound listeners is reused.
+func (g *Generator) withPolicies(policies []policy.AuthorizationPolicy) (*Generator, error) {
+	return g.nextWith(g.View(), policies)
+}
+
+func (g *Generator) nextWith(v *catalog.View, policies []policy.AuthorizationPolicy) (*Generator, error) {
+	n, err := newGenerator(g.s, v, policies)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/out from what the build makes now")
@@ -34,6 +35,9 @@ func TestGolden(t *testing.T) {
 		view *catalog.View
 		node Node
 		sec  *Secrets
+		// policies names testdata/in/POLICIES.yaml, the
+		// AuthorizationPolicies in force.
+		policies string
 	}{
 		{name: "sidecar-east-1", view: testView("east-1"), node: sidecarNode("east-1", locEast1), sec: secrets},
 		{
@@ -46,10 +50,23 @@ func TestGolden(t *testing.T) {
 		{name: "gateway-west-1", view: testView("west-1"), node: Node{ID: "gw~west-1", Role: naming.RoleGateway, Cluster: "west-1", Locality: locWest1}},
 		{name: "proxyless-east-2", view: testView("east-2"), node: Node{ID: "grpc~east-2", Role: naming.RoleProxyless, Cluster: "east-2", Namespace: "demo", ServiceAccount: "client"}},
 		{name: "sidecar-east-1-echo-down", view: testView("east-1", echoDown), node: sidecarNode("east-1", locEast1)},
+		{name: "sidecar-west-1-authz", view: testView("west-1", withAuthzWorkload), node: authzNode(), policies: "sidecar-west-1-authz"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := renderSnapshot(t, mustBuild(t, tt.view, tt.node, tt.sec))
+			var policies []policy.AuthorizationPolicy
+			if tt.policies != "" {
+				policies = loadPolicies(t, tt.policies)
+			}
+			b := mustBuildWithPolicies(t, tt.view, policies, tt.node, tt.sec)
+			// Every resource passes Envoy's validation rules, the
+			// configs packed inside it included.
+			for typ := range typeNames {
+				for _, r := range b.Snapshot.GetResources(typ) {
+					validateDeep(t, r)
+				}
+			}
+			got := renderSnapshot(t, b)
 			path := filepath.Join("testdata", "out", tt.name+".yaml")
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -124,7 +124,10 @@ func (g *Generator) renderProxylessServers(in plan.Inbound) []types.Resource {
 	return out
 }
 
-// renderInbound makes a sidecar's inbound clusters and listeners.
+// renderInbound makes a sidecar's inbound clusters and listeners: per
+// service port a filter chain by SNI, an HTTP connection manager for
+// HTTP ports and a tcp_proxy for the others, with the port's RBAC filters
+// (render_authz.go).
 func (g *Generator) renderInbound(in plan.Inbound) (clusters, listeners []types.Resource) {
 	for _, c := range in.Clusters {
 		clusters = append(clusters, xdsresource.StaticCluster(c.Name, c.Host, uint32(c.AppPort), g.s.ConnectTimeout, false))
@@ -132,7 +135,7 @@ func (g *Generator) renderInbound(in plan.Inbound) (clusters, listeners []types.
 	for _, l := range in.Listeners {
 		chains := make([]xdsresource.InboundChain, len(l.Chains))
 		for i, c := range l.Chains {
-			chains[i] = xdsresource.InboundChain{SNI: c.SNI, ALPN: xdsresource.ALPN(c.HTTP), Cluster: c.Cluster}
+			chains[i] = xdsresource.InboundChain{SNI: c.SNI, ALPN: xdsresource.ALPN(c.HTTP), Cluster: c.Cluster, HTTP: c.HTTP, RBAC: renderRBAC(c.Authz)}
 		}
 		listeners = append(listeners, xdsresource.InboundListener(l.Address, uint32(l.Port), chains))
 	}

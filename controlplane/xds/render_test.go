@@ -21,6 +21,7 @@ import (
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/plan/plantest"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/policy"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -68,7 +69,12 @@ func resourcesOf(t *testing.T, b *Built, typ resourcev3.Type) map[string]types.R
 
 func mustBuild(t *testing.T, v *catalog.View, n Node, sec *Secrets) *Built {
 	t.Helper()
-	g, err := NewGenerator(DefaultSettings(testTD), v)
+	return mustBuildWithPolicies(t, v, nil, n, sec)
+}
+
+func mustBuildWithPolicies(t *testing.T, v *catalog.View, policies []policy.AuthorizationPolicy, n Node, sec *Secrets) *Built {
+	t.Helper()
+	g, err := NewGeneratorWithPolicies(DefaultSettings(testTD), v, policies)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/policy"
 )
 
 // Config configures a Server.
@@ -59,6 +60,11 @@ type Config struct {
 	// gateway: a gateway proves itself like every node, and its proven
 	// identity must be one of these. Default DefaultGatewayIdentities.
 	GatewayIdentities []Identity
+	// WaitForPolicies holds back sidecars' snapshots until UpdatePolicies
+	// is first called, so that a restarted control plane never serves
+	// inbound listeners without the authorization in force. Set it when
+	// a policy source feeds UpdatePolicies.
+	WaitForPolicies bool
 }
 
 // Server is the xDS server of one control plane.
@@ -72,7 +78,13 @@ type Server struct {
 
 	kick chan struct{} // a node appeared or a rebuild is due now
 
+	// updateMu serializes UpdateView and UpdatePolicies, each of which
+	// derives the next generator from the current one.
+	updateMu sync.Mutex
+
 	mu         sync.Mutex // guards the following
+	policies   []policy.AuthorizationPolicy
+	policiesIn bool // UpdatePolicies was called
 	view       *catalog.View
 	gen        *Generator
 	viewDirty  bool // every node needs a rebuild after the debounce
@@ -192,6 +204,8 @@ func (s *Server) Register(g *grpc.Server) {
 // debounce. A view of another cluster is refused. Safe to call from any
 // goroutine.
 func (s *Server) UpdateView(v *catalog.View) error {
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
 	if v == nil {
 		return errors.New("xds: nil view")
 	}
@@ -308,6 +322,7 @@ func (s *Server) flush() time.Duration {
 
 	s.mu.Lock()
 	gen := s.gen
+	holdSidecars := s.cfg.WaitForPolicies && !s.policiesIn
 	type job struct {
 		key string
 		n   *nodeState
@@ -318,6 +333,9 @@ func (s *Server) flush() time.Duration {
 		n, ok := s.nodes[k]
 		if !ok {
 			continue
+		}
+		if holdSidecars && n.node.Role == naming.RoleSidecar {
+			continue // built when the policies arrive (UpdatePolicies)
 		}
 		var sec *part
 		if is := n.certs; is != nil && is.cert != nil {

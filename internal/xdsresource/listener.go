@@ -99,6 +99,25 @@ type InboundChain struct {
 	SNI     string
 	ALPN    []string
 	Cluster string
+	// HTTP makes the chain an HTTP connection manager with RBAC as HTTP
+	// filters (InboundHTTPConnectionManager); otherwise the chain is
+	// RBAC as network filters, then a tcp_proxy to Cluster.
+	HTTP bool
+	// RBAC are the chain's RBAC filters in the order they run (docs/xds.md,
+	// "Inbound authorization"); none for a chain without policies.
+	RBAC []RBAC
+}
+
+// filters are the chain's network filters.
+func (c *InboundChain) filters() []*listenerv3.Filter {
+	if c.HTTP {
+		return []*listenerv3.Filter{InboundHTTPConnectionManager(c.Cluster, c.RBAC)}
+	}
+	fs := make([]*listenerv3.Filter, 0, len(c.RBAC)+1)
+	for _, r := range c.RBAC {
+		fs = append(fs, NetworkRBAC(c.Cluster, r))
+	}
+	return append(fs, TCPProxy(c.Cluster))
 }
 
 // InboundListenerName is the name of a sidecar's inbound listener on
@@ -115,14 +134,15 @@ func InboundListener(addr string, port uint32, chains []InboundChain) *listenerv
 		Address:         SocketAddress(addr, port),
 		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector()},
 	}
-	for _, c := range chains {
+	for i := range chains {
+		c := &chains[i]
 		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 			FilterChainMatch: &listenerv3.FilterChainMatch{
 				ServerNames:       []string{c.SNI},
 				TransportProtocol: "tls",
 			},
 			TransportSocket: DownstreamTLS(c.ALPN),
-			Filters:         []*listenerv3.Filter{TCPProxy(c.Cluster)},
+			Filters:         c.filters(),
 		})
 	}
 	return l

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/policy"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -56,6 +57,46 @@ func TestExamples(t *testing.T) {
 			}}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("exports (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestPolicyExamples loads examples/policies as a cluster directory would
+// hold them: every policy is valid, and together they decide as the
+// README says.
+func TestPolicyExamples(t *testing.T) {
+	s, err := New(Config{Dir: filepath.Join("..", "..", "..", "examples", "policies"), Cluster: "west-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, problems := s.Load(); len(problems) != 0 {
+		t.Fatalf("problems = %v, want none", problems)
+	}
+	ps, ready, _ := s.AuthorizationPolicies()
+	if !ready || len(ps) != 4 {
+		t.Fatalf("ready %v, %d policies, want 4", ready, len(ps))
+	}
+	client := "spiffe://fedmesh.local/ns/demo/sa/client"
+	tests := []struct {
+		name    string
+		req     policy.Request
+		allowed bool
+		policy  string
+	}{
+		{"client reads", policy.Request{Principal: client, Cluster: "east-2", Method: "GET", Path: "/"}, true, "demo/echo-clients"},
+		{"client writes", policy.Request{Principal: client, Cluster: "east-2", Method: "POST", Path: "/"}, false, ""},
+		{"client from an unlisted cluster", policy.Request{Principal: client, Cluster: "west-2", Method: "GET", Path: "/"}, false, ""},
+		{"client's admin", policy.Request{Principal: client, Cluster: "east-1", Method: "GET", Path: "/admin/users"}, false, "demo/deny-admin"},
+		{"ops' admin", policy.Request{Principal: "spiffe://fedmesh.local/ns/ops/sa/admin", Cluster: "east-1", Method: "GET", Path: "/admin"}, false, ""},
+		{"demo health", policy.Request{Principal: "spiffe://fedmesh.local/ns/demo/sa/other", Cluster: "west-9", Method: "GET", Path: "/health"}, true, "demo/echo-clients"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.req.Namespace, tt.req.Service, tt.req.Port = "demo", "echo", 8080
+			d := policy.Evaluate(ps, tt.req)
+			if d.Allowed != tt.allowed || d.Policy != tt.policy {
+				t.Errorf("decision %+v, want allowed %v by %q", d, tt.allowed, tt.policy)
 			}
 		})
 	}

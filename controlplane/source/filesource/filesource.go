@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,10 +22,14 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/source"
+	"github.com/fedmesh/fedmesh/policy"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
-var _ source.Source = (*FileSource)(nil)
+var (
+	_ source.Source       = (*FileSource)(nil)
+	_ source.PolicySource = (*FileSource)(nil)
+)
 
 // FileSource reads a cluster's objects from a directory of YAML and JSON
 // files and turns them into the cluster's exports. Its methods may be called
@@ -37,6 +42,7 @@ type FileSource struct {
 	rejected *prometheus.CounterVec
 	problems prometheus.Gauge
 	exported prometheus.Gauge
+	policyN  prometheus.Gauge
 
 	mu sync.Mutex // guards the following
 	// files by name: what each file held when last read.
@@ -50,6 +56,12 @@ type FileSource struct {
 	gen     uint64
 	// built are the problems found combining the files.
 	built []source.Problem
+	// policies are the AuthorizationPolicies in force, sorted;
+	// policiesReady is set once the directory was read; policiesChanged
+	// is closed (and replaced) when either changes.
+	policies        []policy.AuthorizationPolicy
+	policiesReady   bool
+	policiesChanged chan struct{}
 }
 
 // fileState is what the source knows of one file.
@@ -86,15 +98,20 @@ func New(cfg Config) (*FileSource, error) {
 			Name: "fedmesh_source_exported_services",
 			Help: "Services the source currently exports.",
 		}),
-		files:     make(map[string]*fileState),
-		firstSeen: make(map[catalog.ServiceKey]time.Time),
+		policyN: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedmesh_source_authorization_policies",
+			Help: "AuthorizationPolicies the source currently holds in force.",
+		}),
+		policiesChanged: make(chan struct{}),
+		files:           make(map[string]*fileState),
+		firstSeen:       make(map[catalog.ServiceKey]time.Time),
 	}
 	s.log = cfg.Logger.With("component", "source", "cluster", cfg.Cluster, "dir", cfg.Dir)
 	for _, r := range source.Reasons {
 		s.rejected.WithLabelValues(string(r))
 	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.rejected, s.problems, s.exported} {
+		for _, c := range []prometheus.Collector{s.rejected, s.problems, s.exported, s.policyN} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("register source metrics: %w", err)
 			}
@@ -179,6 +196,10 @@ func (s *FileSource) scanLocked() bool {
 		return false
 	}
 	s.dirErr = nil
+	if !s.policiesReady {
+		s.policiesReady = true
+		s.notifyPoliciesLocked()
+	}
 	changed := false
 	present := make(map[string]bool, len(entries))
 	for _, e := range entries {
@@ -265,6 +286,7 @@ type origin struct {
 func (s *FileSource) rebuildLocked() bool {
 	var objs source.Objects
 	var problems []source.Problem
+	var policies []policy.AuthorizationPolicy
 	origins := make(map[source.ObjectRef]origin)
 	exported := make(map[catalog.ServiceKey]bool)
 	for _, name := range s.namesLocked() {
@@ -279,6 +301,10 @@ func (s *FileSource) rebuildLocked() bool {
 				continue
 			}
 			origins[o.Ref] = origin{name, o.Doc}
+			if ap, ok := o.Value.(*policy.AuthorizationPolicy); ok {
+				policies = append(policies, *ap)
+				continue
+			}
 			objs.Add(o.Value)
 			if se, ok := o.Value.(*mcsv1alpha1.ServiceExport); ok {
 				exported[catalog.ServiceKey{Namespace: se.Namespace, Name: se.Name}] = true
@@ -321,6 +347,13 @@ func (s *FileSource) rebuildLocked() bool {
 		}
 	}
 	s.built = problems
+	policy.Sort(policies)
+	if !reflect.DeepEqual(policies, s.policies) {
+		s.policies = policies
+		s.policyN.Set(float64(len(policies)))
+		s.log.Info("authorization policies", "policies", len(policies))
+		s.notifyPoliciesLocked()
+	}
 	s.exported.Set(float64(len(exports)))
 	if reflect.DeepEqual(exports, s.exports) {
 		return false
@@ -328,6 +361,22 @@ func (s *FileSource) rebuildLocked() bool {
 	s.exports = exports
 	s.gen++
 	return true
+}
+
+// AuthorizationPolicies returns the AuthorizationPolicies in force: the
+// valid ones of every file's last good version, sorted by
+// namespace/name; ready once the directory was read (by Load or Run);
+// and a channel closed at the next change of either. A file with a bad
+// object keeps its last good version, policies included.
+func (s *FileSource) AuthorizationPolicies() ([]policy.AuthorizationPolicy, bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.policies), s.policiesReady, s.policiesChanged
+}
+
+func (s *FileSource) notifyPoliciesLocked() {
+	close(s.policiesChanged)
+	s.policiesChanged = make(chan struct{})
 }
 
 var errNotRegular = errors.New("not a regular file")

@@ -9,6 +9,7 @@ import (
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 
 	"github.com/fedmesh/fedmesh/controlplane/source"
+	"github.com/fedmesh/fedmesh/policy"
 )
 
 // FuzzParseFile: ParseFile never panics, every problem names the file, and
@@ -26,6 +27,7 @@ func FuzzParseFile(f *testing.F) {
 		"apiVersion: fedmesh.io/v1alpha1\nkind: Workload\nmetadata: {name: w}\nspec: {address: '::1', ports: {'': 1}}\n",
 		"key: value\nkey: again\n",
 		"--- {apiVersion: v1, kind: Service, metadata: {name: x}}\n",
+		"apiVersion: fedmesh.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {action: DENY, rules: [{from: [{source: {principals: ['spiffe://td/ns/a/sa/*']}}], to: [{operation: {ports: ['80'], paths: ['*.css']}}]}]}\n",
 	} {
 		f.Add("f.yaml", []byte(seed))
 	}
@@ -54,6 +56,8 @@ func FuzzParseFile(f *testing.F) {
 				err = source.ValidateEndpointSlice(v)
 			case *mcsv1alpha1.ServiceExport:
 				err = source.ValidateServiceExport(v)
+			case *policy.AuthorizationPolicy:
+				err = policy.Validate(v)
 			default:
 				t.Errorf("object %s has unexpected type %T", o.Ref, v)
 			}

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/fedmesh/fedmesh/controlplane/source"
+	"github.com/fedmesh/fedmesh/policy"
 )
 
 // Limits on one file, so that a runaway file cannot stall the source.
@@ -32,7 +33,8 @@ type Object struct {
 	// Ref names the object.
 	Ref source.ObjectRef
 	// Value is a *corev1.Service, *discoveryv1.EndpointSlice,
-	// *mcsv1alpha1.ServiceExport or *source.Workload, decoded and valid.
+	// *mcsv1alpha1.ServiceExport, *source.Workload or
+	// *policy.AuthorizationPolicy, decoded and valid.
 	Value any
 }
 
@@ -64,6 +66,7 @@ var (
 	kindEndpointSlice = kind{discoveryv1.SchemeGroupVersion.String(), "EndpointSlice"}
 	kindServiceExport = kind{mcsv1alpha1.SchemeGroupVersion.String(), "ServiceExport"}
 	kindWorkload      = kind{source.WorkloadAPIVersion, source.WorkloadKind}
+	kindAuthzPolicy   = kind{policy.APIVersion, policy.Kind}
 )
 
 // known maps each kind the source reads to a constructor of its object.
@@ -72,6 +75,7 @@ var known = map[kind]func() any{
 	kindEndpointSlice: func() any { return new(discoveryv1.EndpointSlice) },
 	kindServiceExport: func() any { return new(mcsv1alpha1.ServiceExport) },
 	kindWorkload:      func() any { return new(source.Workload) },
+	kindAuthzPolicy:   func() any { return new(policy.AuthorizationPolicy) },
 }
 
 // ignored kinds are accepted without a problem and without effect, so that
@@ -232,6 +236,9 @@ func parseDocument(doc []byte) (*Object, *source.Problem) {
 	case *source.Workload:
 		v.Namespace = ns
 		verr = source.ValidateWorkload(v)
+	case *policy.AuthorizationPolicy:
+		v.Namespace = ns
+		verr = policy.Validate(v)
 	}
 	if verr != nil {
 		return nil, &source.Problem{Object: ref.String(), Reason: source.ReasonInvalid, Err: verr}
@@ -245,5 +252,5 @@ func unknownKind(k kind) error {
 			return fmt.Errorf("apiVersion %q of kind %s is not supported (want %s)", k.apiVersion, k.kind, kk.apiVersion)
 		}
 	}
-	return fmt.Errorf("kind %s (apiVersion %q) is not one this source reads (Service, EndpointSlice, ServiceExport, Workload)", k.kind, k.apiVersion)
+	return fmt.Errorf("kind %s (apiVersion %q) is not one this source reads (Service, EndpointSlice, ServiceExport, Workload, AuthorizationPolicy)", k.kind, k.apiVersion)
 }
