@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -320,13 +319,4 @@ func TestWatchStopsOnConsumerError(t *testing.T) {
 	if !errors.Is(err, boom) || !errors.Is(err, store.ErrWatchStopped) {
 		t.Errorf("Watch = %v, want ErrWatchStopped wrapping boom", err)
 	}
-}
-
-func sortedStrings(m map[string][]byte) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -35,6 +35,7 @@ func TestVerifyControlPlane(t *testing.T) {
 	east2 := root.clusterCA(t, false, "east-2")
 	openEast2 := root.clusterCA(t, true, "east-2")
 	subEast1 := openEast2.clusterCA(t, false, "east-1") // east-2's CA posing as east-1's
+	subOfEast1 := east1.clusterCA(t, false, "east-1")   // path length exceeded
 	noOU := root.clusterCA(t, false)
 	twoOU := root.clusterCA(t, false, "east-1", "east-2")
 	badOU := root.clusterCA(t, false, "East 1")
@@ -60,7 +61,7 @@ func TestVerifyControlPlane(t *testing.T) {
 		{"other cluster's CA signs east-1", leaf(east2, east1ID, east2.cert), "", identity.ErrIssuerMismatch},
 		{"other cluster's CA, own CA presented too", leaf(east2, east1ID, east1.cert, east2.cert), "", identity.ErrIssuerMismatch},
 		{"sub-CA named east-1 under east-2's open CA", leaf(subEast1, east1ID, subEast1.cert, openEast2.cert), "", identity.ErrIssuerMismatch},
-		{"sub-CA under a MaxPathLen 0 CA", leaf(east1.clusterCA(t, false, "east-1"), east1ID), "", identity.ErrUntrusted},
+		{"sub-CA under a MaxPathLen 0 CA", leaf(subOfEast1, east1ID, subOfEast1.cert, east1.cert), "", identity.ErrUntrusted},
 		{"signed by the root directly", leaf(root, east1ID), "", identity.ErrIssuerMismatch},
 		{"CA names no cluster", leaf(noOU, east1ID, noOU.cert), "", identity.ErrIssuerMismatch},
 		{"CA names two clusters", leaf(twoOU, east1ID, twoOU.cert), "", identity.ErrIssuerMismatch},

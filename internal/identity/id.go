@@ -11,13 +11,9 @@ import (
 // ErrBadID is wrapped by every error about a malformed or unexpected SPIFFE ID.
 var ErrBadID = errors.New("bad SPIFFE ID")
 
-// Path prefixes of the two kinds of identity fedmesh issues.
-const (
-	// workloadPrefix starts spiffe://TD/ns/NS/sa/SA.
-	workloadPrefix = "/ns/"
-	// controlPlanePrefix starts spiffe://TD/fedmesh/cluster/CLUSTER.
-	controlPlanePrefix = "/fedmesh/cluster/"
-)
+// controlPlanePrefix starts spiffe://TD/fedmesh/cluster/CLUSTER, the path
+// of a control plane identity (a workload's starts /ns/).
+const controlPlanePrefix = "/fedmesh/cluster/"
 
 // WorkloadID returns spiffe://TD/ns/NS/sa/SA. The namespace must be a
 // DNS-1123 label and the service account a DNS-1123 subdomain, as in
