@@ -91,7 +91,8 @@ type Config struct {
 	// refused in the TLS handshake and counted
 	// (fedmesh_store_client_refusals_total). With auth enabled
 	// (EnableAuth) the common name is the etcd user. The client URLs must
-	// then be https and serve only gRPC (no /health or /metrics).
+	// then be https and serve only gRPC (no /health or /metrics). The
+	// file is read once, by Open.
 	ClientCAFile string
 	// MaxTxnOps is the most operations one transaction may hold, at least
 	// 3. For the embedded etcd it is set on the server (default

@@ -47,8 +47,9 @@
 // config.
 //
 //   - ServerConfig: mutual TLS; a client without a certificate is refused
-//     with ErrNoCertificate (the sidecar's inbound listener, the control
-//     plane's etcd client port).
+//     with ErrNoCertificate (the sidecar's inbound listener; the control
+//     plane's etcd client port runs VerifyControlPlane in its own config,
+//     see package store).
 //   - ClientConfig: presents our certificate (certs may be nil) and accepts
 //     the server only if its SVID verifies and expect accepts the ID. The
 //     host name is not checked (InsecureSkipVerify with the SPIFFE check in
