@@ -109,9 +109,8 @@ func (c Config) withDefaults() (Config, error) {
 			}
 			st.ListenClientURLs = []string{scheme + "://" + net.JoinHostPort(c.BindAddress, strconv.Itoa(DefaultEtcdPort))}
 		}
-		if st.ListenPeerURL == "" {
-			st.ListenPeerURL = "http://" + net.JoinHostPort(c.BindAddress, "0")
-		}
+		// ListenPeerURL stays the store's default, loopback: the
+		// single-member etcd has no raft peers to reach it.
 	}
 	st.Logger = c.Logger
 	st.Registerer = c.Registry

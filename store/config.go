@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"time"
 
@@ -62,17 +63,36 @@ type Config struct {
 	// an https URL with the TLS files below.
 	ListenClientURLs []string
 	// ListenPeerURL is the embedded etcd's raft peer URL. It is a
-	// single-member cluster, so this listener only has to exist: keep it on
-	// loopback. Default http://127.0.0.1:0.
+	// single-member cluster that never talks to raft peers, so this
+	// listener only has to exist. Default http://127.0.0.1:0: an http URL
+	// must be on a loopback address; an https URL needs the peer TLS files
+	// below and may be on any address. PeerURL tells the port it got.
 	ListenPeerURL string
+	// PeerCertFile, PeerKeyFile and PeerCAFile are the raft peer
+	// listener's certificate, key and the CAs whose client certificates
+	// it accepts (PEM files), all three required for an https
+	// ListenPeerURL and only then. Use a CA that signs raft peers only,
+	// never the federation's bundle: any holder of a certificate it signed
+	// can speak raft to this member.
+	PeerCertFile string
+	PeerKeyFile  string
+	PeerCAFile   string
 	// ServerCertFile and ServerKeyFile are the embedded etcd's serving
 	// certificate (PEM files); required for https client URLs.
 	ServerCertFile string
 	ServerKeyFile  string
-	// ClientCAFile is a PEM bundle of the CAs whose client certificates the
-	// embedded etcd accepts. When set, every client must present a
-	// certificate (client-cert-auth), and with auth enabled (EnableAuth)
-	// the certificate's common name is the etcd user.
+	// ClientCAFile is the federation's trust bundle (PEM root
+	// certificates, each with the URI SAN spiffe://TRUST-DOMAIN). When
+	// set, the store serves the client URLs itself and accepts only
+	// control plane SVIDs of that trust domain signed by their own
+	// cluster's CA and whose common name is EtcdUser for their cluster:
+	// "root" for this cluster's control plane, PeerUser(NAME) for peer
+	// NAME's (see the package doc, "Peer access"). Every other client is
+	// refused in the TLS handshake and counted
+	// (fedmesh_store_client_refusals_total). With auth enabled
+	// (EnableAuth) the common name is the etcd user. The client URLs must
+	// then be https and serve only gRPC (no /health or /metrics). The
+	// file is read once, by Open.
 	ClientCAFile string
 	// MaxTxnOps is the most operations one transaction may hold, at least
 	// 3. For the embedded etcd it is set on the server (default
@@ -93,7 +113,9 @@ type Config struct {
 
 	// ClientTLS is the TLS configuration of the store's own etcd client:
 	// the CA that signed the server's certificate, and a client certificate
-	// (common name "root" once auth is enabled). Required when the
+	// (common name "root" once auth is enabled; with ClientCAFile, a
+	// control plane SVID of Cluster signed by Cluster's CA, as
+	// controlplane/ca's IssueEtcdRoot makes it). Required when the
 	// endpoints or client URLs are https.
 	ClientTLS *tls.Config
 	// DialTimeout bounds the first connection. Default DefaultDialTimeout.
@@ -167,7 +189,7 @@ func (c Config) withDefaults() (Config, error) {
 		if c.ClientCAFile != "" && c.ServerCertFile == "" {
 			return c, fmt.Errorf("%w: a client CA file needs a server cert and key", ErrConfig)
 		}
-		if _, err := parseURL("listen peer URL", c.ListenPeerURL, false); err != nil {
+		if err := c.checkPeer(); err != nil {
 			return c, err
 		}
 		urls = c.ListenClientURLs
@@ -179,6 +201,8 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%w: listen URLs are only for the embedded etcd, not with endpoints", ErrConfig)
 		case c.ServerCertFile != "" || c.ServerKeyFile != "" || c.ClientCAFile != "":
 			return c, fmt.Errorf("%w: server TLS files are only for the embedded etcd, not with endpoints", ErrConfig)
+		case c.PeerCertFile != "" || c.PeerKeyFile != "" || c.PeerCAFile != "":
+			return c, fmt.Errorf("%w: peer TLS files are only for the embedded etcd, not with endpoints", ErrConfig)
 		case c.CompactionRetention != 0:
 			return c, fmt.Errorf("%w: compaction retention is only for the embedded etcd, not with endpoints", ErrConfig)
 		}
@@ -203,6 +227,40 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// checkPeer accepts a raft peer URL on loopback, or an https one with
+// all three peer TLS files.
+func (c *Config) checkPeer() error {
+	u, err := parseURL("listen peer URL", c.ListenPeerURL, true)
+	if err != nil {
+		return err
+	}
+	files := 0
+	for _, f := range []string{c.PeerCertFile, c.PeerKeyFile, c.PeerCAFile} {
+		if f != "" {
+			files++
+		}
+	}
+	switch {
+	case u.Scheme == "https" && files != 3:
+		return fmt.Errorf("%w: listen peer URL %s is https but the peer cert, key and CA files are not all given", ErrConfig, c.ListenPeerURL)
+	case u.Scheme == "http" && files != 0:
+		return fmt.Errorf("%w: peer TLS files are given but listen peer URL %s is http; use https", ErrConfig, c.ListenPeerURL)
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		return fmt.Errorf("%w: listen peer URL %s is plain http on a non-loopback address; the single-member etcd needs no raft peers, so bind it to loopback (the default, http://127.0.0.1:0) or use https with peer TLS files", ErrConfig, c.ListenPeerURL)
+	}
+	return nil
+}
+
+// isLoopback reports whether host is a loopback IP address or
+// "localhost".
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func parseURL(what, s string, https bool) (*url.URL, error) {

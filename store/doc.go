@@ -11,8 +11,15 @@
 // and ClientURL tells which). With Config.Endpoints it uses an external etcd
 // cluster instead and embeds nothing. Peers replicate from ClientURL over
 // mTLS: with Config.ClientCAFile the embedded server requires client
-// certificates, and once EnableAuth has run, the certificate's common name
-// is the etcd user.
+// certificates tied to their cluster (see Peer access), and once
+// EnableAuth has run, the certificate's common name is the etcd user.
+//
+// The embedded etcd's raft peer listener (Config.ListenPeerURL) is on
+// 127.0.0.1 with a free port by default: a single-member etcd never hears
+// from raft peers, and the listener only exists because etcd needs one.
+// An http peer URL off loopback is refused; https needs PeerCertFile,
+// PeerKeyFile and a PeerCAFile of its own (mutual TLS). PeerURL tells
+// where it listens.
 //
 // # Key layout (version 1)
 //
@@ -103,12 +110,68 @@
 //
 // # Peer access
 //
-// EnableAuth turns etcd authentication on with a password-less root user
-// (the control plane's own client certificate must then have common name
-// "root"). GrantPeerRead creates a password-less user for a peer (its
-// client certificate's common name) whose only permission is to read
-// ExportsPrefix of this cluster; RevokePeer removes it. No peer can write
-// here, or read anything else.
+// etcd authenticates a client certificate by its Common Name alone: the
+// CN is the user. Every cluster CA of a federation chains to the same
+// root, so if etcd trusted the root (as it did before issue 14), any
+// cluster's CA could sign "CN=root" and own every peer's etcd. The store
+// therefore ties each CN to the identity that may use it, and checks it
+// before etcd sees the connection:
+//
+//   - With Config.ClientCAFile (the federation's bundle), the store does
+//     not let etcd open client listeners. It binds ListenClientURLs itself
+//     and serves etcd's gRPC API on them (v3rpc.Server over the running
+//     etcd server, the same services and keepalive settings etcd's own
+//     listener has), with transport credentials whose TLS handshake runs
+//     the checks below in VerifyConnection. No other path leads to the
+//     etcd server: embed is started with no client URL at all. etcd
+//     reads the user from the connection's verified chains, which the
+//     credentials set to the chains these checks accepted.
+//   - A client must present a control plane SVID of the bundle's trust
+//     domain, spiffe://TD/fedmesh/cluster/NAME, signed by NAME's own
+//     cluster CA (the intermediate whose Subject OU is NAME), directly
+//     under the root (identity.VerifyControlPlane). A certificate whose
+//     ID names another cluster than its issuer, a workload SVID, a
+//     foreign trust domain or root, or no certificate, is refused.
+//   - Its Common Name must be EtcdUser(Cluster, NAME): RootUser for this
+//     cluster's own control plane (the certificate controlplane/ca's
+//     IssueEtcdRoot makes), PeerUser(NAME) = "fedmesh-cp-NAME" for a
+//     peer's control plane SVID. A peer's certificate naming "root" or
+//     another cluster is refused (ErrWrongUser).
+//
+// Each refusal fails the TLS handshake (the client sees "bad
+// certificate"), is counted in fedmesh_store_client_refusals_total by
+// reason (issuer_mismatch, wrong_user, unauthorized, untrusted,
+// foreign_trust_domain, no_certificate, ...) and logged at warn level with
+// the remote address, CN, URI SANs and issuer. Open refuses a
+// Config.ClientTLS whose certificate the checks would refuse.
+//
+// The client listeners then speak gRPC only: etcd's HTTP endpoints
+// (/health, /metrics, /version, the JSON gateway) are not served there;
+// etcdctl and clientv3 are gRPC clients and work as before. etcd's own
+// metrics are in the process's default Prometheus registry.
+//
+// EnableAuth turns etcd authentication on with a password-less root user.
+// GrantPeerRead creates a password-less user for a peer (PeerUser(NAME))
+// whose only permission is to read ExportsPrefix of this cluster;
+// RevokePeer removes it. No peer can write here, or read anything else,
+// and only this cluster's own control plane can be root.
+//
+// # External etcd
+//
+// With Config.Endpoints none of the above runs: a stock etcd checks a
+// client certificate against its --trusted-ca-file and takes the CN as the
+// user; it cannot tie a CN to the CA that signed it. So the operator must
+// not give it the federation's bundle as --trusted-ca-file (every cluster
+// CA could then mint its root). Run it with --client-cert-auth, etcd auth
+// enabled, its peer URLs on loopback or with --peer-client-cert-auth and a
+// CA of their own, and a --trusted-ca-file that holds only this cluster's
+// CA certificate (ca.crt of `fedmesh ca issue-cluster`) or a CA dedicated
+// to this etcd. The control plane does not grant peers access to an
+// external etcd (controlplane sets no GrantPeerRead with endpoints), and
+// with only this cluster's CA trusted, peers' replicators cannot connect
+// to it: a cluster whose catalog peers replicate must use the embedded
+// etcd, or put a proxy doing the checks above in front of its etcd, which
+// fedmesh does not provide today.
 //
 // # Concurrency
 //

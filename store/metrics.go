@@ -28,6 +28,11 @@ type Metrics struct {
 	// InvalidValues counts stored values skipped by a List because they
 	// do not decode, by kind and reason (key, value).
 	InvalidValues *prometheus.CounterVec
+	// ClientRefusals counts client certificates the embedded etcd refused
+	// in the TLS handshake, by reason (identity.Reason labels such as
+	// issuer_mismatch, untrusted, foreign_trust_domain, no_certificate,
+	// and wrong_user).
+	ClientRefusals *prometheus.CounterVec
 }
 
 // NewMetrics builds the collectors and registers them with reg; a nil reg
@@ -58,12 +63,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "fedmesh", Subsystem: "store", Name: "invalid_values_total",
 			Help: "Stored keys or values skipped because they do not decode, by kind and reason.",
 		}, []string{"kind", "reason"}),
+		ClientRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "fedmesh", Subsystem: "store", Name: "client_refusals_total",
+			Help: "Client certificates the embedded etcd refused in the TLS handshake, by reason.",
+		}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.Writes, m.TxnFailures, m.WatchRestarts, m.WatchRelists, m.LeaseKeepaliveFailures, m.InvalidValues} {
+	for _, c := range []prometheus.Collector{m.Writes, m.TxnFailures, m.WatchRestarts, m.WatchRelists, m.LeaseKeepaliveFailures, m.InvalidValues, m.ClientRefusals} {
 		errs = append(errs, reg.Register(c))
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"sync"
 	"time"
@@ -14,11 +15,18 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 )
 
 // closeTimeout bounds the lease revocation of a clean Close.
 const closeTimeout = 3 * time.Second
+
+// handshakeTimeout bounds a client's TLS handshake with the embedded etcd
+// when the store serves the client listeners.
+const handshakeTimeout = 10 * time.Second
 
 // Store is a cluster's view of its etcd: the embedded server (or the
 // client of an external cluster), the lease its exports live under, and the
@@ -36,6 +44,13 @@ type Store struct {
 	etcd      *embed.Etcd // nil with an external etcd
 	cli       *clientv3.Client
 	clientURL string
+	peerURL   string // the embedded etcd's raft peer listener
+
+	// clientServer serves the embedded etcd's client listeners when client
+	// certificates are required (see clientauth.go); nil otherwise, when
+	// etcd serves them itself. serveWG waits for its Serve calls.
+	clientServer *grpc.Server
+	serveWG      sync.WaitGroup
 
 	ctx    context.Context // canceled by Close; owns the keepalive goroutine
 	cancel context.CancelFunc
@@ -143,21 +158,56 @@ func (s *Store) startEmbedded(ctx context.Context) error {
 	ec := embed.NewConfig()
 	ec.Name = "fedmesh-" + cfg.Cluster
 	ec.Dir = cfg.DataDir
-	var err error
-	if ec.ListenClientUrls, err = toURLs(cfg.ListenClientURLs); err != nil {
+	clientURLs, err := toURLs(cfg.ListenClientURLs)
+	if err != nil {
 		return err
 	}
-	ec.AdvertiseClientUrls = ec.ListenClientUrls
+	var (
+		auth      *clientAuth
+		listeners []net.Listener
+	)
+	if cfg.ClientCAFile != "" {
+		// The store serves the client listeners itself, with the identity
+		// checks of clientauth.go in the TLS handshake; etcd gets none of
+		// its own, so no connection reaches it any other way. It still
+		// must know that client certificates name users.
+		if auth, err = newClientAuth(cfg, s.log, s.metrics); err != nil {
+			return err
+		}
+		if err := auth.checkOwnClient(cfg.ClientTLS); err != nil {
+			return err
+		}
+		if listeners, clientURLs, err = listenClients(clientURLs); err != nil {
+			return err
+		}
+		ec.ListenClientUrls = []url.URL{}
+		ec.ClientTLSInfo = transport.TLSInfo{ClientCertAuth: true}
+	} else {
+		ec.ListenClientUrls = clientURLs
+		ec.ClientTLSInfo = transport.TLSInfo{
+			CertFile: cfg.ServerCertFile,
+			KeyFile:  cfg.ServerKeyFile,
+		}
+	}
+	closeListeners := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	ec.AdvertiseClientUrls = clientURLs
 	if ec.ListenPeerUrls, err = toURLs([]string{cfg.ListenPeerURL}); err != nil {
+		closeListeners()
 		return err
 	}
 	ec.AdvertisePeerUrls = ec.ListenPeerUrls
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
-	ec.ClientTLSInfo = transport.TLSInfo{
-		CertFile:       cfg.ServerCertFile,
-		KeyFile:        cfg.ServerKeyFile,
-		TrustedCAFile:  cfg.ClientCAFile,
-		ClientCertAuth: cfg.ClientCAFile != "",
+	if cfg.PeerCAFile != "" {
+		ec.PeerTLSInfo = transport.TLSInfo{
+			CertFile:       cfg.PeerCertFile,
+			KeyFile:        cfg.PeerKeyFile,
+			TrustedCAFile:  cfg.PeerCAFile,
+			ClientCertAuth: true,
+		}
 	}
 	ec.MaxTxnOps = uint(cfg.MaxTxnOps)
 	ec.MaxRequestBytes = uint(cfg.MaxRequestBytes)
@@ -165,29 +215,85 @@ func (s *Store) startEmbedded(ctx context.Context) error {
 		ec.AutoCompactionMode = embed.CompactorModePeriodic
 		ec.AutoCompactionRetention = cfg.CompactionRetention.String()
 	}
+	ec.EnableGRPCGateway = false
 	ec.Logger = "zap"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(cfg.Logger))
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
+		closeListeners()
 		return fmt.Errorf("start embedded etcd in %s: %w", cfg.DataDir, err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
+		closeListeners()
 		e.Close()
 		return fmt.Errorf("start embedded etcd in %s: %w", cfg.DataDir, err)
 	case <-ctx.Done():
+		closeListeners()
 		e.Close()
 		<-e.Server.StopNotify()
 		return fmt.Errorf("embedded etcd in %s not ready: %w", cfg.DataDir, ctx.Err())
 	}
 	s.etcd = e
-	scheme := "http"
-	if cfg.ServerCertFile != "" {
-		scheme = "https"
+	s.peerURL = ec.ListenPeerUrls[0].Scheme + "://" + e.Peers[0].Addr().String()
+	if auth == nil {
+		scheme := "http"
+		if cfg.ServerCertFile != "" {
+			scheme = "https"
+		}
+		s.clientURL = scheme + "://" + e.Clients[0].Addr().String()
+		return nil
 	}
-	s.clientURL = scheme + "://" + e.Clients[0].Addr().String()
+	s.clientServer = v3rpc.Server(e.Server, nil, nil, clientServerOptions(ec, auth)...)
+	for _, l := range listeners {
+		s.serveWG.Add(1)
+		go func() {
+			defer s.serveWG.Done()
+			// Serve returns when closeEmbedded stops the server.
+			_ = s.clientServer.Serve(l)
+		}()
+	}
+	s.clientURL = clientURLs[0].String()
 	return nil
+}
+
+// listenClients binds the client URLs (port 0 picks a free port) and
+// returns the listeners and the URLs with the ports they really got.
+func listenClients(urls []url.URL) ([]net.Listener, []url.URL, error) {
+	ls := make([]net.Listener, 0, len(urls))
+	bound := make([]url.URL, 0, len(urls))
+	for _, u := range urls {
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, nil, fmt.Errorf("listen on etcd client URL %s: %w", u.String(), err)
+		}
+		ls = append(ls, l)
+		b := u
+		b.Host = l.Addr().String()
+		bound = append(bound, b)
+	}
+	return ls, bound, nil
+}
+
+// clientServerOptions are the gRPC options etcd's own client listeners
+// would get (keepalive enforcement and pings, see embed's serveClients),
+// with auth's credentials and a bound on the TLS handshake.
+func clientServerOptions(ec *embed.Config, auth *clientAuth) []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.Creds(clientCreds{auth}),
+		grpc.ConnectionTimeout(handshakeTimeout),
+	}
+	if ec.GRPCKeepAliveMinTime > 0 {
+		opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: ec.GRPCKeepAliveMinTime}))
+	}
+	if ec.GRPCKeepAliveInterval > 0 && ec.GRPCKeepAliveTimeout > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{Time: ec.GRPCKeepAliveInterval, Timeout: ec.GRPCKeepAliveTimeout}))
+	}
+	return opts
 }
 
 func toURLs(ss []string) ([]url.URL, error) {
@@ -201,6 +307,10 @@ func toURLs(ss []string) ([]url.URL, error) {
 	}
 	return us, nil
 }
+
+// PeerURL is the embedded etcd's raft peer URL, with the port it really
+// got; "" with an external etcd.
+func (s *Store) PeerURL() string { return s.peerURL }
 
 // ClientURL is the URL of the etcd this store uses: the embedded server's
 // first client listener, with the port it really got, or the first
@@ -266,6 +376,10 @@ func (s *Store) close(revoke bool) error {
 func (s *Store) closeEmbedded() {
 	if s.etcd == nil {
 		return
+	}
+	if s.clientServer != nil {
+		s.clientServer.Stop()
+		s.serveWG.Wait()
 	}
 	s.etcd.Close()
 	<-s.etcd.Server.StopNotify()

@@ -25,9 +25,10 @@ import (
 const EtcdRootUser = "root"
 
 // ControlPlaneCN returns the Common Name of a control plane's SVID,
-// "fedmesh-cp-CLUSTER". etcd maps it to an etcd user, which the federation
-// gives a read-only role on the cluster's export prefix.
-func ControlPlaneCN(cluster string) string { return "fedmesh-cp-" + cluster }
+// "fedmesh-cp-CLUSTER" (identity.ControlPlaneCN). etcd maps it to an etcd
+// user, which the federation gives a read-only role on the cluster's
+// export prefix; the store accepts it only from CLUSTER's own CA.
+func ControlPlaneCN(cluster string) string { return identity.ControlPlaneCN(cluster) }
 
 // Authority is a cluster's CA: it signs the SVIDs of the cluster's
 // workloads and control plane with the cluster's intermediate, and issues

@@ -32,6 +32,14 @@
 //	cfg := identity.OnRefuse(identity.ServerConfig(rot, rot, identity.AuthorizeWorkloads()),
 //		func(err error) { refused.WithLabelValues(identity.Reason(err)).Inc() })
 //
+// VerifyControlPlane adds what a control plane's etcd needs of a peer:
+// the ID is a control plane ID, and the leaf was signed by the cluster CA
+// of the very cluster the ID names (IssuingCluster reads the cluster from
+// the CA's Subject OU), directly under the root. Every cluster CA chains
+// to the same root, so without this east-2's CA could sign east-1's
+// identity; ErrIssuerMismatch refuses that. ControlPlaneCN is the Common
+// Name of a control plane SVID, its etcd user in peers' etcd.
+//
 // # TLS configs
 //
 // All configs require TLS 1.3 and read the certificate and bundle through
@@ -39,8 +47,9 @@
 // config.
 //
 //   - ServerConfig: mutual TLS; a client without a certificate is refused
-//     with ErrNoCertificate (the sidecar's inbound listener, the control
-//     plane's etcd client port).
+//     with ErrNoCertificate (the sidecar's inbound listener; the control
+//     plane's etcd client port runs VerifyControlPlane in its own config,
+//     see package store).
 //   - ClientConfig: presents our certificate (certs may be nil) and accepts
 //     the server only if its SVID verifies and expect accepts the ID. The
 //     host name is not checked (InsecureSkipVerify with the SPIFFE check in

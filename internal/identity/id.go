@@ -12,8 +12,8 @@ import (
 // ErrBadID is wrapped by every error about a malformed or unexpected SPIFFE ID.
 var ErrBadID = errors.New("bad SPIFFE ID")
 
-// controlPlanePrefix starts a control plane's path,
-// spiffe://TD/fedmesh/cluster/CLUSTER.
+// controlPlanePrefix starts spiffe://TD/fedmesh/cluster/CLUSTER, the path
+// of a control plane identity (a workload's starts /ns/).
 const controlPlanePrefix = "/fedmesh/cluster/"
 
 // WorkloadID returns spiffe://TD/ns/NS/sa/SA. The namespace must be a

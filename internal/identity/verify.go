@@ -35,6 +35,9 @@ var (
 	// ErrUnauthorized: the peer is valid but its SPIFFE ID is not one the
 	// caller accepts (the authorize or expect function refused it).
 	ErrUnauthorized = errors.New("peer identity not authorized")
+	// ErrIssuerMismatch: the control plane ID names another cluster than
+	// the cluster CA that signed the leaf (VerifyControlPlane).
+	ErrIssuerMismatch = errors.New("control plane identity not signed by its own cluster's CA")
 )
 
 // Reason labels, one per refusal sentinel, for Prometheus counters.
@@ -48,6 +51,7 @@ const (
 	ReasonNotYetValid        = "not_yet_valid"
 	ReasonUntrusted          = "untrusted"
 	ReasonUnauthorized       = "unauthorized"
+	ReasonIssuerMismatch     = "issuer_mismatch"
 	ReasonOther              = "other"
 )
 
@@ -64,6 +68,7 @@ var reasons = []struct {
 	{ErrNotYetValid, ReasonNotYetValid},
 	{ErrUntrusted, ReasonUntrusted},
 	{ErrUnauthorized, ReasonUnauthorized},
+	{ErrIssuerMismatch, ReasonIssuerMismatch},
 }
 
 // Reason returns the metric label of a refusal error ("foreign_trust_domain",
@@ -105,48 +110,56 @@ func VerifyPeer(rawCerts [][]byte, bundle *x509bundle.Bundle, now time.Time) (sp
 // VerifyPeerCertificates is VerifyPeer for certificates already parsed, as
 // in tls.ConnectionState.PeerCertificates.
 func VerifyPeerCertificates(certs []*x509.Certificate, bundle *x509bundle.Bundle, now time.Time) (spiffeid.ID, error) {
+	id, _, err := verifyChains(certs, bundle, now)
+	return id, err
+}
+
+// verifyChains is VerifyPeerCertificates, also returning the verified
+// chains (each leaf first, a bundle authority last).
+func verifyChains(certs []*x509.Certificate, bundle *x509bundle.Bundle, now time.Time) (spiffeid.ID, [][]*x509.Certificate, error) {
 	if len(certs) == 0 {
-		return spiffeid.ID{}, ErrNoCertificate
+		return spiffeid.ID{}, nil, ErrNoCertificate
 	}
 	if now.IsZero() {
 		now = time.Now()
 	}
 	leaf := certs[0]
 	if n := len(leaf.URIs); n != 1 {
-		return spiffeid.ID{}, fmt.Errorf("%w: leaf %q has %d", ErrSANCount, leaf.Subject.String(), n)
+		return spiffeid.ID{}, nil, fmt.Errorf("%w: leaf %q has %d", ErrSANCount, leaf.Subject.String(), n)
 	}
 	id, err := spiffeid.FromURI(leaf.URIs[0])
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("%w: %q: %w", ErrNotSPIFFE, leaf.URIs[0].String(), err)
+		return spiffeid.ID{}, nil, fmt.Errorf("%w: %q: %w", ErrNotSPIFFE, leaf.URIs[0].String(), err)
 	}
 	if bundle == nil || bundle.Empty() {
-		return id, fmt.Errorf("%w: no trust bundle to verify %s against", ErrUntrusted, id)
+		return id, nil, fmt.Errorf("%w: no trust bundle to verify %s against", ErrUntrusted, id)
 	}
 	if td := bundle.TrustDomain(); id.TrustDomain() != td {
-		return id, fmt.Errorf("%w: %s is not in trust domain %q", ErrForeignTrustDomain, id, td.Name())
+		return id, nil, fmt.Errorf("%w: %s is not in trust domain %q", ErrForeignTrustDomain, id, td.Name())
 	}
 	if leaf.IsCA || leaf.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
-		return id, fmt.Errorf("%w: leaf of %s is a CA certificate", ErrBadCertificate, id)
+		return id, nil, fmt.Errorf("%w: leaf of %s is a CA certificate", ErrBadCertificate, id)
 	}
 	switch {
 	case now.After(leaf.NotAfter):
-		return id, fmt.Errorf("%w: %s expired at %s", ErrExpired, id, leaf.NotAfter.UTC().Format(time.RFC3339))
+		return id, nil, fmt.Errorf("%w: %s expired at %s", ErrExpired, id, leaf.NotAfter.UTC().Format(time.RFC3339))
 	case now.Before(leaf.NotBefore):
-		return id, fmt.Errorf("%w: %s is valid from %s", ErrNotYetValid, id, leaf.NotBefore.UTC().Format(time.RFC3339))
+		return id, nil, fmt.Errorf("%w: %s is valid from %s", ErrNotYetValid, id, leaf.NotBefore.UTC().Format(time.RFC3339))
 	}
-	if _, _, err := x509svid.Verify(certs, bundle, x509svid.WithTime(now)); err != nil {
+	_, chains, err := x509svid.Verify(certs, bundle, x509svid.WithTime(now))
+	if err != nil {
 		// The leaf's own validity was checked above; an Expired reason here
 		// comes from an intermediate or root.
 		var inv x509.CertificateInvalidError
 		if errors.As(err, &inv) && inv.Reason == x509.Expired {
 			for _, c := range certs[1:] {
 				if now.Before(c.NotBefore) {
-					return id, fmt.Errorf("%w: chain of %s: %w", ErrNotYetValid, id, err)
+					return id, nil, fmt.Errorf("%w: chain of %s: %w", ErrNotYetValid, id, err)
 				}
 			}
-			return id, fmt.Errorf("%w: chain of %s: %w", ErrExpired, id, err)
+			return id, nil, fmt.Errorf("%w: chain of %s: %w", ErrExpired, id, err)
 		}
-		return id, fmt.Errorf("%w: %s: %w", ErrUntrusted, id, err)
+		return id, nil, fmt.Errorf("%w: %s: %w", ErrUntrusted, id, err)
 	}
-	return id, nil
+	return id, chains, nil
 }
