@@ -268,6 +268,10 @@ func TestConfigErrors(t *testing.T) {
 		{name: "bad cluster", cfg: Config{Cluster: "C_0", Store: st}},
 		{name: "no store", cfg: Config{Cluster: "c00"}},
 		{name: "no membership", cfg: Config{Cluster: "c00", Store: st}},
+		// A typed nil: New only looks at whether one is given.
+		{name: "no prover", cfg: Config{Cluster: "c00", Store: st, Membership: (*membership.Membership)(nil)}},
+		{name: "negative proof backoff", cfg: Config{Cluster: "c00", Store: st, Membership: (*membership.Membership)(nil),
+			Prover: newNodeTLS(t, fedPKI.controlPlaneCert(t, "c00", cpID("c00"))).prover, MaxProofBackoff: -time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,7 +295,8 @@ func TestStatusBeforeRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mem.Shutdown() })
-	fed, err := New(Config{Cluster: name, Locality: locality(1), Store: st, Membership: mem, Logger: testLogger(t)})
+	prover := newNodeTLS(t, fedPKI.controlPlaneCert(t, name, cpID(name))).prover
+	fed, err := New(Config{Cluster: name, Locality: locality(1), Store: st, Membership: mem, Prover: prover, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -65,11 +66,23 @@ type testOptions struct {
 	fence time.Duration
 	// bindPort is the gossip port; 0 picks a free one.
 	bindPort int
+	// cert, if set, is the node's control plane certificate in place of
+	// the one its cluster's CA issues it.
+	cert *tls.Certificate
 }
 
 func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 	tb.Helper()
-	n := &node{i: i, name: clusterName(i), scfg: scfg}
+	n := &node{i: i, name: clusterName(i)}
+	if scfg.ServerCertFile == "" {
+		cert := fedPKI.controlPlaneCert(tb, n.name, cpID(n.name))
+		if o.cert != nil {
+			cert = *o.cert
+		}
+		scfg = withTLS(tb, scfg, cert)
+	}
+	n.scfg = scfg
+	nt := newNodeTLS(tb, scfg.ClientTLS.Certificates[0])
 	n.st = storetest.OpenConfig(tb, scfg)
 	mem, err := membership.New(membership.Config{
 		NodeName:          n.name,
@@ -93,11 +106,17 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		GatewayAddress: fmt.Sprintf("127.0.0.1:%d", 20000+i),
 		Store:          n.st,
 		Membership:     mem,
+		Prover:         nt.prover,
+		PeerTLS:        nt.peerTLS,
+		GrantPeerRead:  true,
 		FencePeriod:    o.fence,
 		ProbeInterval:  500 * time.Millisecond,
 		MinBackoff:     20 * time.Millisecond,
 		MaxBackoff:     500 * time.Millisecond,
-		Logger:         testLogger(tb),
+		// Proofs of intruders are retried quickly, so that tests see
+		// several attempts.
+		MaxProofBackoff: 500 * time.Millisecond,
+		Logger:          testLogger(tb),
 	})
 	if err != nil {
 		tb.Fatal(err)
