@@ -44,14 +44,14 @@ type Federation struct {
 	// Owned by Run's goroutine.
 	merger    *merge.Merger
 	peers     map[string]*peer
-	// candidates are the gossip members not trusted (yet), by name.
-	candidates map[string]*candidate
 	local     replicate.Snapshot
 	viewRev   uint64
 	dirty     bool
 	pendingAt time.Time // when the oldest change not yet in a view arrived
 	gen       uint64
 	startedAt time.Time
+	// candidates are the gossip members not trusted (yet), by name.
+	candidates map[string]*candidate
 }
 
 // peer is what the federation knows of one peer cluster.
