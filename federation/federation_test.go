@@ -19,6 +19,7 @@ import (
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/merge"
+	"github.com/fedmesh/fedmesh/federation/proof/prooftest"
 	"github.com/fedmesh/fedmesh/store/storetest"
 )
 
@@ -271,7 +272,7 @@ func TestConfigErrors(t *testing.T) {
 		// A typed nil: New only looks at whether one is given.
 		{name: "no prover", cfg: Config{Cluster: "c00", Store: st, Membership: (*membership.Membership)(nil)}},
 		{name: "negative proof backoff", cfg: Config{Cluster: "c00", Store: st, Membership: (*membership.Membership)(nil),
-			Prover: newNodeTLS(t, fedPKI.controlPlaneCert(t, "c00", cpID("c00"))).prover, MaxProofBackoff: -time.Second}},
+			Prover: prooftest.Default(t).ControlPlane(t, "c00").Prover, MaxProofBackoff: -time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -295,7 +296,7 @@ func TestStatusBeforeRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mem.Shutdown() })
-	prover := newNodeTLS(t, fedPKI.controlPlaneCert(t, name, cpID(name))).prover
+	prover := prooftest.Default(t).ControlPlane(t, name).Prover
 	fed, err := New(Config{Cluster: name, Locality: locality(1), Store: st, Membership: mem, Prover: prover, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

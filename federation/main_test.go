@@ -13,6 +13,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/federation/proof/prooftest"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/store/storetest"
 	"github.com/fedmesh/fedmesh/topology"
@@ -75,14 +76,14 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 	tb.Helper()
 	n := &node{i: i, name: clusterName(i)}
 	if scfg.ServerCertFile == "" {
-		cert := fedPKI.controlPlaneCert(tb, n.name, cpID(n.name))
+		cert := prooftest.Default(tb).Cert(tb, n.name, cpID(n.name))
 		if o.cert != nil {
 			cert = *o.cert
 		}
-		scfg = withTLS(tb, scfg, cert)
+		scfg = prooftest.Default(tb).ControlPlaneWith(tb, cert).Store(tb, scfg)
 	}
 	n.scfg = scfg
-	nt := newNodeTLS(tb, scfg.ClientTLS.Certificates[0])
+	nt := prooftest.Default(tb).ControlPlaneWith(tb, scfg.ClientTLS.Certificates[0])
 	n.st = storetest.OpenConfig(tb, scfg)
 	mem, err := membership.New(membership.Config{
 		NodeName:          n.name,
@@ -106,8 +107,8 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		GatewayAddress: fmt.Sprintf("127.0.0.1:%d", 20000+i),
 		Store:          n.st,
 		Membership:     mem,
-		Prover:         nt.prover,
-		PeerTLS:        nt.peerTLS,
+		Prover:         nt.Prover,
+		PeerTLS:        nt.PeerTLS,
 		GrantPeerRead:  true,
 		FencePeriod:    o.fence,
 		ProbeInterval:  500 * time.Millisecond,
@@ -264,3 +265,5 @@ func statusOf(tb testing.TB, n *node) Status {
 	}
 	return st
 }
+
+func cpID(cluster string) string { return prooftest.ControlPlaneID(cluster) }

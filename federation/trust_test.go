@@ -19,6 +19,7 @@ import (
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/proof"
+	"github.com/fedmesh/fedmesh/federation/proof/prooftest"
 	"github.com/fedmesh/fedmesh/store/storetest"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -115,8 +116,8 @@ func TestIntrudersNotTrusted(t *testing.T) {
 	// evil-2 points at c01's real catalog, which presents c01's identity.
 	// evil-3 serves from an https etcd whose certificate names evil-3,
 	// minted by c00's cluster CA (a CA that is not evil-3's).
-	minted := fedPKI.controlPlaneCert(t, "c00", cpID("evil-3"))
-	mintedStore := storetest.OpenConfig(t, withTLS(t, storetest.Config(t, "evil-3"), minted))
+	minted := prooftest.Default(t).ControlPlaneWith(t, prooftest.Default(t).Cert(t, "c00", cpID("evil-3")))
+	mintedStore := storetest.OpenConfig(t, minted.Store(t, storetest.Config(t, "evil-3")))
 	for _, s := range []struct {
 		set  func(context.Context, []catalog.Export) (int64, error)
 		name string
@@ -239,7 +240,7 @@ func TestMemberWithAnotherClustersCertificate(t *testing.T) {
 	o := testOptions{fence: 5 * time.Second}
 	nodes := startCluster(t, 1, o)
 	nodes[0].setExports(t, baseExports(0))
-	other := fedPKI.controlPlaneCert(t, "c05", cpID("c05"))
+	other := prooftest.Default(t).Cert(t, "c05", cpID("c05"))
 	wrong := startNode(t, 1, storetest.Config(t, clusterName(1)), testOptions{fence: o.fence, cert: &other})
 	wrong.setExports(t, baseExports(1))
 	wrong.join(t, nodes[0])
@@ -302,7 +303,7 @@ func TestProvenMemberDropped(t *testing.T) {
 		return nil
 	})
 
-	other := fedPKI.controlPlaneCert(t, "c05", cpID("c05"))
+	other := prooftest.Default(t).Cert(t, "c05", cpID("c05"))
 	back := startNode(t, victim.i, storetest.Config(t, victim.name), testOptions{fence: o.fence, cert: &other})
 	back.setExports(t, baseExports(victim.i))
 	eventually(t, time.Minute, "the impostor joins", func() error {
