@@ -22,7 +22,9 @@
 // The control plane's etcd serves exactly that certificate, so a real
 // member proves itself with what it already runs; nothing is added to the
 // tags, which memberlist limits to 512 bytes. A member with an http
-// catalog cannot prove anything (ReasonNotTLS).
+// catalog cannot prove anything (ReasonNotTLS). A control plane on an
+// external etcd (--etcd-endpoints) proves itself only if that etcd
+// serves the control plane's certificate.
 //
 // What the proof binds is the name and the catalog address: the address
 // the federation would replicate from presents the identity of the named
