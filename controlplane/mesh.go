@@ -28,6 +28,7 @@ import (
 	"github.com/fedmesh/fedmesh/federation"
 	"github.com/fedmesh/fedmesh/federation/adminapi"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/federation/proof"
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/store"
 )
@@ -261,12 +262,19 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 	}()
 	m.members = mem
 
+	// A gossip member is trusted only once its catalog presents its
+	// cluster's control plane identity.
+	prover, err := proof.New(proof.Config{Bundle: identity.StaticBundle(m.auth.Bundle()), Certs: m.cpCert})
+	if err != nil {
+		return err
+	}
 	fed, err := federation.New(federation.Config{
 		Cluster:        s.cfg.Cluster,
 		Locality:       s.cfg.Locality,
 		GatewayAddress: mc.GatewayAddress,
 		Store:          st,
 		Membership:     mem,
+		Prover:         prover,
 		PeerTLS:        m.peerTLS,
 		GrantPeerRead:  len(s.cfg.Store.Endpoints) == 0,
 		FencePeriod:    mc.FencePeriod,

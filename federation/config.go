@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/federation/proof"
+	"github.com/fedmesh/fedmesh/federation/replicate"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -26,6 +29,9 @@ const (
 	DefaultDebounce = 20 * time.Millisecond
 	// DefaultIOTimeout bounds one write to the local store.
 	DefaultIOTimeout = 10 * time.Second
+	// DefaultMaxProofBackoff bounds the wait between two proofs of a
+	// member that has not proved its identity.
+	DefaultMaxProofBackoff = 30 * time.Second
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -68,6 +74,20 @@ type Membership interface {
 
 var _ Membership = (*membership.Membership)(nil)
 
+// Prover checks that a gossip member is the control plane of the
+// cluster it names. Its methods are called from several goroutines at
+// once. *proof.Prover implements it.
+type Prover interface {
+	// Prove checks the identity the member's catalog address presents;
+	// the error of a refusal is a *proof.Error.
+	Prove(ctx context.Context, cluster, catalog string) (proof.Identity, error)
+	// PeerTLS returns base restricted to the control plane identity of
+	// cluster, reporting refusals to onRefuse; nil stays nil.
+	PeerTLS(base *tls.Config, cluster string, onRefuse func(error)) *tls.Config
+}
+
+var _ Prover = (*proof.Prover)(nil)
+
 // Config configures a Federation.
 type Config struct {
 	// Cluster is this cluster's name.
@@ -83,12 +103,21 @@ type Config struct {
 	Store Store
 	// Membership is this control plane's serf membership. Required.
 	Membership Membership
+	// Prover proves every gossip member's control plane identity before
+	// the member is trusted: granted read access, replicated, shown as a
+	// member, allowed to fence or unfence its endpoints. The gossip key
+	// alone proves nothing. Required.
+	Prover Prover
+	// MaxProofBackoff bounds the wait between proofs of a member that
+	// has not proven itself; the first wait is MinBackoff. Default
+	// DefaultMaxProofBackoff.
+	MaxProofBackoff time.Duration
 	// PeerTLS is the client TLS configuration for peers' etcd: this
 	// control plane's certificate and the federation's roots. Required
 	// when peers announce https catalog addresses.
 	PeerTLS *tls.Config
-	// GrantPeerRead grants every peer seen in gossip read-only access to
-	// this cluster's exports (with etcd auth on).
+	// GrantPeerRead grants every peer that proved its identity read-only
+	// access to this cluster's exports (with etcd auth on).
 	GrantPeerRead bool
 	// PeerUser names a peer's etcd user; default "fedmesh-cp-<peer>".
 	PeerUser func(peer string) string
@@ -129,6 +158,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Membership == nil {
 		return c, fmt.Errorf("%w: a membership is required", ErrConfig)
 	}
+	if c.Prover == nil {
+		return c, fmt.Errorf("%w: a prover of members' identities is required", ErrConfig)
+	}
+	if c.MaxProofBackoff == 0 {
+		c.MaxProofBackoff = DefaultMaxProofBackoff
+	}
+	if c.MaxProofBackoff < 0 {
+		return c, fmt.Errorf("%w: negative max proof backoff %s", ErrConfig, c.MaxProofBackoff)
+	}
 	if c.PeerUser == nil {
 		c.PeerUser = func(peer string) string { return "fedmesh-cp-" + peer }
 	}
@@ -154,6 +192,11 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.Default()
 	}
 	return c, nil
+}
+
+// proofMinBackoff is the first wait after a failed proof.
+func (c *Config) proofMinBackoff() time.Duration {
+	return min(cmp.Or(c.MinBackoff, replicate.DefaultMinBackoff), c.MaxProofBackoff)
 }
 
 // tickInterval is how often fencing and RTT are re-evaluated.

@@ -10,6 +10,7 @@
 //	peer A etcd exports --replicate.Replicator--+--> merge.Merge --> View --> subscribers (xDS, ServiceImports)
 //	peer B etcd exports --replicate.Replicator--+          ^
 //	membership (serf): alive/failed, locality, gateway, catalog address, RTT
+//	                   (of members that proved their identity, see Trust)
 //
 // One goroutine (Run) owns all state. Replicators and membership only wake
 // it; their news is coalesced, so a burst of changes makes one view, after
@@ -43,11 +44,53 @@
 // knows (Membership.Forgotten) is removed as well. Removals are counted in
 // fedmesh_federation_peers_removed_total{reason}.
 //
+// # Trust: membership needs proof
+//
+// The gossip key lets a node into serf, and a stock `serf agent` can
+// carry fedmesh-shaped tags; neither makes it a member. A gossip member
+// is trusted only after it proves, through Config.Prover (package proof),
+// the control plane identity of the cluster it names: its catalog address
+// must present, over TLS, the SVID spiffe://TD/fedmesh/cluster/NAME for
+// NAME its cluster tag, chained to the federation's root through NAME's
+// own cluster CA. Until then the member is a candidate: it is not granted
+// read access, not replicated, not a cluster of the view, not a member
+// in the Status (it is listed under Status.Untrusted with the reason),
+// and its gossip state (status, locality, gateway, RTT) fences or
+// unfences nothing. A proof loop per candidate retries with a jittered
+// exponential backoff (Config.MinBackoff to Config.MaxProofBackoff)
+// until the member proves itself, changes, or leaves gossip.
+//
+// A proof is good for one instance of a member (its instance id), at one
+// gossip address, with one catalog address. A member that restarts or
+// moves proves itself again; meanwhile its replicator is stopped and its
+// last exports stay, fenced after FencePeriod. A proven member that then
+// presents another identity is dropped: not trusted, not replicated,
+// logged as a drop. The replicator's TLS is pinned to the proven
+// identity (Prover.PeerTLS), so a catalog that starts presenting another
+// certificate is refused on its next connection, and the member is
+// dropped and proven again. A left status removes a trusted peer (or one
+// known only from persisted imports); from an instance that never proved
+// itself it removes nothing.
+//
+// Counted in fedmesh_federation_untrusted_members_total{reason} (once per
+// member instance and reason), fedmesh_federation_members_pending_proof
+// {reason} (now; "proving" before the first answer) and
+// fedmesh_federation_member_proofs_total{result} (every attempt).
+//
+// The proof binds a cluster name to the catalog address that serves its
+// identity, which is what is granted and read. Gossip itself stays as
+// strong as its key: a key holder can still claim the name of a cluster
+// whose control plane is down (serf lets a failed name be reclaimed) and
+// announce a gateway address, or spread its failure or departure; its
+// catalog can only be the real one, and traffic through a false gateway
+// still needs the end-to-end mTLS of the real workloads.
+//
 // # Access to our exports
 //
-// With Config.GrantPeerRead, every peer seen in gossip is granted read-only
-// access to this cluster's exports prefix under its etcd user,
-// "fedmesh-cp-<peer>" (the common name of its control plane certificate).
+// With Config.GrantPeerRead, every peer that proved its identity is
+// granted read-only access to this cluster's exports prefix under its etcd
+// user, "fedmesh-cp-<peer>" (the common name of its control plane
+// certificate).
 //
 // # Example
 //
@@ -57,6 +100,7 @@
 //		GatewayAddress: "127.0.0.11:15443",
 //		Store:          st,         // *store.Store
 //		Membership:     members,    // *membership.Membership
+//		Prover:         prover,     // *proof.Prover: the federation's bundle, this control plane's SVID
 //		PeerTLS:        clientTLS,  // this control plane's SVID, federation roots
 //		GrantPeerRead:  true,
 //		Logger:         logger,

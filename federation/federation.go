@@ -32,6 +32,7 @@ type Federation struct {
 	started   atomic.Bool
 	wake      chan struct{} // cap 1: a replicator has news in mail
 	mail      mailbox
+	trust     trustMail
 	statusReq chan chan Status
 	done      chan struct{} // closed when Run returns
 
@@ -49,6 +50,8 @@ type Federation struct {
 	pendingAt time.Time // when the oldest change not yet in a view arrived
 	gen       uint64
 	startedAt time.Time
+	// candidates are the gossip members not trusted (yet), by name.
+	candidates map[string]*candidate
 }
 
 // peer is what the federation knows of one peer cluster.
@@ -71,6 +74,11 @@ type peer struct {
 	downSince time.Time
 	fenced    bool
 	reason    string
+	// proven is the member instance that proved the control plane
+	// identity of this cluster, and identity that ID; zero until a proof
+	// in this run (a peer known only from persisted imports).
+	proven   proofKey
+	identity string
 }
 
 // runningReplicator is a replicator and how to stop it.
@@ -115,8 +123,11 @@ func New(cfg Config) (*Federation, error) {
 		subs:      make(map[uint64]chan *catalog.View),
 		peers:     make(map[string]*peer),
 		merger:    merge.NewMerger(cfg.Cluster),
+
+		candidates: make(map[string]*candidate),
 	}
 	f.mail.snaps = make(map[string]mail)
+	f.trust.refused = make(map[string]uint64)
 	f.io = newIOWorker(cfg.Store, cfg.IOTimeout, log, met)
 	return f, nil
 }
@@ -200,6 +211,7 @@ func (f *Federation) Run(ctx context.Context) error {
 			}
 			f.syncMembers(ctx, &wg)
 		case <-f.wake:
+			f.takeTrust(ctx, &wg)
 			f.takeMail()
 		case <-ticker.C:
 			f.syncMembers(ctx, &wg)
@@ -335,7 +347,9 @@ func (f *Federation) markDirty(at time.Time) {
 }
 
 // syncMembers follows gossip: peer info, replicators, grants, RTT, and
-// peers that left or were forgotten.
+// peers that left or were forgotten. Only a member that proved the
+// control plane identity of its cluster (see package proof) is trusted:
+// the others get a proof loop and nothing else.
 func (f *Federation) syncMembers(ctx context.Context, wg *sync.WaitGroup) {
 	inGossip := make(map[string]bool)
 	for _, m := range f.cfg.Membership.Members() {
@@ -343,31 +357,33 @@ func (f *Federation) syncMembers(ctx context.Context, wg *sync.WaitGroup) {
 			continue
 		}
 		inGossip[m.Name] = true
+		p := f.peers[m.Name]
+		trusted := p != nil && p.proven == keyOf(m)
 		if m.Status == membership.StatusLeft {
 			// It left on purpose (or was forgotten): serf keeps it as
-			// left for a while, but it is no longer a peer.
-			if p, ok := f.peers[m.Name]; ok {
+			// left for a while, but it is no longer a peer. An instance
+			// that never proved itself removes nobody, except a peer
+			// not proven in this run (known from persisted imports).
+			f.dropCandidate(m.Name)
+			if p != nil && (trusted || p.proven == (proofKey{})) {
 				f.removePeer(p, RemovedLeft)
 			}
 			continue
 		}
-		p := f.peerFor(m.Name)
-		if old := p.member; old == nil || old.Status != m.Status || old.Locality != m.Locality ||
-			old.GatewayAddr != m.GatewayAddr {
-			f.markDirty(time.Time{})
+		if !trusted {
+			wasTrusted := p != nil && p.proven != (proofKey{})
+			if wasTrusted {
+				f.untrust(p, "a new instance or address of the member")
+			}
+			f.wantProof(ctx, wg, m, wasTrusted)
+			continue
 		}
-		if m.HasRTT && rttMoved(p.rtt, m.RTT) {
-			p.rtt = m.RTT
-			f.markDirty(time.Time{})
-		}
-		mm := m
-		p.member = &mm
-		if m.CatalogAddr != "" && (p.rep == nil || p.rep.addr != m.CatalogAddr) {
-			f.stopReplicator(p)
-			f.startReplicator(ctx, wg, p, m.CatalogAddr)
-		}
-		if f.cfg.GrantPeerRead && m.Status == membership.StatusAlive {
-			f.io.grant(f.cfg.PeerUser(m.Name))
+		f.dropCandidate(m.Name)
+		f.applyMember(ctx, wg, p, m)
+	}
+	for name := range f.candidates {
+		if !inGossip[name] {
+			f.dropCandidate(name)
 		}
 	}
 	// A member forgotten here that gossip no longer knows (reaped, or
@@ -376,6 +392,29 @@ func (f *Federation) syncMembers(ctx context.Context, wg *sync.WaitGroup) {
 		if p, ok := f.peers[name]; ok && !inGossip[name] {
 			f.removePeer(p, RemovedForgotten)
 		}
+	}
+	f.countPending()
+}
+
+// applyMember follows the gossip state of a trusted member: locality,
+// gateway, status and RTT, its replicator and its read grant.
+func (f *Federation) applyMember(ctx context.Context, wg *sync.WaitGroup, p *peer, m membership.Member) {
+	if old := p.member; old == nil || old.Status != m.Status || old.Locality != m.Locality ||
+		old.GatewayAddr != m.GatewayAddr {
+		f.markDirty(time.Time{})
+	}
+	if m.HasRTT && rttMoved(p.rtt, m.RTT) {
+		p.rtt = m.RTT
+		f.markDirty(time.Time{})
+	}
+	mm := m
+	p.member = &mm
+	if m.CatalogAddr != "" && (p.rep == nil || p.rep.addr != m.CatalogAddr) {
+		f.stopReplicator(p)
+		f.startReplicator(ctx, wg, p, m.CatalogAddr)
+	}
+	if f.cfg.GrantPeerRead && m.Status == membership.StatusAlive {
+		f.io.grant(f.cfg.PeerUser(m.Name))
 	}
 }
 
@@ -418,7 +457,12 @@ func (f *Federation) startReplicator(ctx context.Context, wg *sync.WaitGroup, p 
 	gen := f.gen
 	rc := f.replicateConfig(p.name)
 	rc.Endpoints = []string{addr}
-	rc.TLS = f.cfg.PeerTLS
+	// What is read must come from the identity that was proven.
+	name := p.name
+	rc.TLS = f.cfg.Prover.PeerTLS(f.cfg.PeerTLS, name, func(err error) {
+		f.log.Warn("peer catalog refused: it presents another identity than the one it proved", "peer", name, "err", err)
+		f.postRefused(name, gen)
+	})
 	rc.FromRevision = p.revision
 	rc.Initial = p.exports
 	rc.OnExports = func(s replicate.Snapshot) { f.post(p.name, gen, s) }
@@ -454,6 +498,7 @@ func (f *Federation) stopReplicator(p *peer) {
 }
 
 func (f *Federation) stopAll() {
+	f.stopCandidates()
 	for _, p := range f.peers {
 		f.stopReplicator(p)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/merge"
+	"github.com/fedmesh/fedmesh/federation/proof/prooftest"
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store/storetest"
 )
@@ -269,6 +270,10 @@ func TestConfigErrors(t *testing.T) {
 		{name: "bad cluster", cfg: Config{Cluster: "C_0", Store: st}},
 		{name: "no store", cfg: Config{Cluster: "c00"}},
 		{name: "no membership", cfg: Config{Cluster: "c00", Store: st}},
+		// A typed nil: New only looks at whether one is given.
+		{name: "no prover", cfg: Config{Cluster: "c00", Store: st, Membership: (*membership.Membership)(nil)}},
+		{name: "negative proof backoff", cfg: Config{Cluster: "c00", Store: st, Membership: (*membership.Membership)(nil),
+			Prover: prooftest.Default(t).ControlPlane(t, "c00").Prover, MaxProofBackoff: -time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,7 +297,8 @@ func TestStatusBeforeRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mem.Shutdown() })
-	fed, err := New(Config{Cluster: name, Locality: locality(1), Store: st, Membership: mem, Logger: testLogger(t)})
+	prover := prooftest.Default(t).ControlPlane(t, name).Prover
+	fed, err := New(Config{Cluster: name, Locality: locality(1), Store: st, Membership: mem, Prover: prover, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

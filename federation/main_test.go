@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/federation/proof/prooftest"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/store/storetest"
 	"github.com/fedmesh/fedmesh/topology"
@@ -65,11 +67,23 @@ type testOptions struct {
 	fence time.Duration
 	// bindPort is the gossip port; 0 picks a free one.
 	bindPort int
+	// cert, if set, is the node's control plane certificate in place of
+	// the one its cluster's CA issues it.
+	cert *tls.Certificate
 }
 
 func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 	tb.Helper()
-	n := &node{i: i, name: clusterName(i), scfg: scfg}
+	n := &node{i: i, name: clusterName(i)}
+	if scfg.ServerCertFile == "" {
+		cert := prooftest.Default(tb).Cert(tb, n.name, cpID(n.name))
+		if o.cert != nil {
+			cert = *o.cert
+		}
+		scfg = prooftest.Default(tb).ControlPlaneWith(tb, cert).Store(tb, scfg)
+	}
+	n.scfg = scfg
+	nt := prooftest.Default(tb).ControlPlaneWith(tb, scfg.ClientTLS.Certificates[0])
 	n.st = storetest.OpenConfig(tb, scfg)
 	mem, err := membership.New(membership.Config{
 		NodeName:          n.name,
@@ -93,11 +107,17 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		GatewayAddress: fmt.Sprintf("127.0.0.1:%d", 20000+i),
 		Store:          n.st,
 		Membership:     mem,
+		Prover:         nt.Prover,
+		PeerTLS:        nt.PeerTLS,
+		GrantPeerRead:  true,
 		FencePeriod:    o.fence,
 		ProbeInterval:  500 * time.Millisecond,
 		MinBackoff:     20 * time.Millisecond,
 		MaxBackoff:     500 * time.Millisecond,
-		Logger:         testLogger(tb),
+		// Proofs of intruders are retried quickly, so that tests see
+		// several attempts.
+		MaxProofBackoff: 500 * time.Millisecond,
+		Logger:          testLogger(tb),
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -231,3 +251,5 @@ func statusOf(tb testing.TB, n *node) Status {
 	}
 	return st
 }
+
+func cpID(cluster string) string { return prooftest.ControlPlaneID(cluster) }

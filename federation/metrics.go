@@ -17,6 +17,9 @@ type metrics struct {
 	ioErrors     *prometheus.CounterVec
 	removed      *prometheus.CounterVec
 	propagation  prometheus.Histogram
+	untrusted    *prometheus.CounterVec
+	pending      *prometheus.GaugeVec
+	proofs       *prometheus.CounterVec
 	replicate    *replicate.Metrics
 }
 
@@ -64,10 +67,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from a peer change arriving from its etcd to the view that contains it.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		untrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_federation_untrusted_members_total",
+			Help: "Gossip members refused trust because they did not prove a control plane identity of the federation (counted once per member instance and reason), by reason.",
+		}, []string{"reason"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fedmesh_federation_members_pending_proof",
+			Help: "Gossip members not trusted now, by the reason of their last proof (proving: no answer yet).",
+		}, []string{"reason"}),
+		proofs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_federation_member_proofs_total",
+			Help: "Attempts to prove a gossip member's control plane identity, by result (ok or the reason of the refusal).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.fencedPeers, m.viewRevision, m.conflicts, m.replicators,
-			m.publishes, m.fenceChanges, m.ioErrors, m.removed, m.propagation} {
+			m.publishes, m.fenceChanges, m.ioErrors, m.removed, m.propagation, m.untrusted, m.pending, m.proofs} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

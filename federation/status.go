@@ -38,6 +38,31 @@ type Status struct {
 	Fenced []FencedPeer `json:"fenced,omitempty"`
 	// Conflicts lists every export in conflict.
 	Conflicts []Conflict `json:"conflicts,omitempty"`
+	// Untrusted lists the gossip members that have not proved the
+	// control plane identity of the cluster they name: they are not
+	// members, and nothing is granted to or read from them.
+	Untrusted []UntrustedMember `json:"untrusted,omitempty"`
+}
+
+// UntrustedMember is a gossip member waiting for, or failing, its proof.
+type UntrustedMember struct {
+	Name string `json:"name"`
+	// Addr is its gossip address.
+	Addr string `json:"addr"`
+	// CatalogAddress is the catalog URL it announces, where it was asked
+	// for its certificate.
+	CatalogAddress string `json:"catalogAddress,omitempty"`
+	// State is its gossip status.
+	State string `json:"state"`
+	// Reason is "proving" before the first answer, else why the last
+	// proof failed (a reason label of package proof).
+	Reason string `json:"reason"`
+	// Error is the last proof's error, for humans.
+	Error string `json:"error,omitempty"`
+	// Since is when this instance of the member was first seen.
+	Since time.Time `json:"since"`
+	// Attempts counts the proofs that answered.
+	Attempts int `json:"attempts"`
 }
 
 // MemberStatus is one cluster of the federation.
@@ -72,6 +97,10 @@ type MemberStatus struct {
 	FenceReason string `json:"fenceReason,omitempty"`
 	// LastError is the last replication error, for humans.
 	LastError string `json:"lastError,omitempty"`
+	// Identity is the control plane SPIFFE ID the peer proved; empty
+	// while it has not (yet) in this run, when it is known only from
+	// persisted imports or proving a new instance.
+	Identity string `json:"identity,omitempty"`
 }
 
 // FencedPeer is a fenced peer and why.
@@ -158,6 +187,7 @@ func (f *Federation) status() Status {
 			Name: name, State: "unknown", Region: loc.Region, Zone: loc.Zone,
 			RTT: Duration(p.rtt), CatalogRevision: p.revision, LastSync: p.lastSync,
 			Exports: len(p.exports), Fenced: p.fenced, FenceReason: p.reason,
+			Identity: p.identity,
 		}
 		if p.member != nil {
 			ms.State = string(p.member.Status)
@@ -179,6 +209,13 @@ func (f *Federation) status() Status {
 		if p.fenced {
 			st.Fenced = append(st.Fenced, FencedPeer{Name: name, Reason: p.reason})
 		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(f.candidates)) {
+		c := f.candidates[name]
+		st.Untrusted = append(st.Untrusted, UntrustedMember{
+			Name: name, Addr: c.member.Addr, CatalogAddress: c.member.CatalogAddr, State: string(c.member.Status),
+			Reason: c.reason, Error: c.err, Since: c.since, Attempts: c.attempts,
+		})
 	}
 	return st
 }

@@ -15,6 +15,10 @@
 // in fedmesh_federation_members_ignored_total{reason}. Subscribe wakes the
 // replication layer on every change.
 //
+// Valid tags prove nothing: anyone with the gossip key can announce them.
+// Package federation trusts a member only after it proves the control
+// plane identity of its cluster (package proof).
+//
 // # Duplicate cluster names
 //
 // Cluster names are unique. A serf merge delegate refuses gossip in which

@@ -2,10 +2,24 @@ package identity
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Refusals of VerifyControlPlane and VerifyControlPlaneOf beside those of
+// VerifyPeerCertificates and ErrIssuerMismatch.
+var (
+	// ErrNotControlPlane: the SVID is valid but not a control plane
+	// identity (a workload's, for example). It comes wrapped with
+	// ErrUnauthorized.
+	ErrNotControlPlane = errors.New("not a control plane identity")
+	// ErrWrongCluster: the SVID is a control plane identity of another
+	// cluster than the one expected.
+	ErrWrongCluster = errors.New("control plane identity of another cluster")
 )
 
 // ControlPlaneCN returns the Common Name of a control plane's SVID,
@@ -57,7 +71,7 @@ func VerifyControlPlane(certs []*x509.Certificate, bundle *x509bundle.Bundle, no
 	}
 	cluster, err = ParseControlPlaneID(id)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %s is not a control plane identity", ErrUnauthorized, id)
+		return "", nil, fmt.Errorf("%w: %w: %s", ErrUnauthorized, ErrNotControlPlane, id)
 	}
 	var issuers []string
 	for _, chain := range all {
@@ -79,4 +93,23 @@ func VerifyControlPlane(certs []*x509.Certificate, bundle *x509bundle.Bundle, no
 		return "", nil, fmt.Errorf("%w: %s is signed by %v, not by the CA of cluster %q", ErrIssuerMismatch, id, issuers, cluster)
 	}
 	return cluster, chains, nil
+}
+
+// VerifyControlPlaneOf is VerifyControlPlane for a peer expected to be
+// the control plane of cluster: it also refuses, with ErrWrongCluster, a
+// valid control plane identity of any other cluster. It returns the
+// peer's SPIFFE ID.
+func VerifyControlPlaneOf(certs []*x509.Certificate, bundle *x509bundle.Bundle, now time.Time, cluster string) (spiffeid.ID, error) {
+	got, _, err := VerifyControlPlane(certs, bundle, now)
+	if err != nil {
+		return spiffeid.ID{}, err
+	}
+	id, err := ControlPlaneID(bundle.TrustDomain(), got)
+	if err != nil {
+		return spiffeid.ID{}, err
+	}
+	if got != cluster {
+		return id, fmt.Errorf("%w: %s names cluster %q, want %q", ErrWrongCluster, id, got, cluster)
+	}
+	return id, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/fedmesh/fedmesh/controlplane/kube"
 	"github.com/fedmesh/fedmesh/federation"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/federation/proof/prooftest"
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/store/storetest"
@@ -59,13 +60,16 @@ func startControlPlane(t *testing.T, api *apiCluster, loc topology.Locality) *co
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Control planes prove their identities to each other with real
+	// certificates, over https catalogs.
+	tlsCP := prooftest.Default(t).ControlPlane(t, loc.Cluster)
 	cp.srv, err = controlplane.New(controlplane.Config{
 		Cluster:      loc.Cluster,
 		Locality:     loc,
 		AdminAddress: "127.0.0.1:0",
 		DataDir:      t.TempDir(),
 		Source:       cp.src,
-		Store:        storetest.Config(t, loc.Cluster),
+		Store:        tlsCP.Store(t, storetest.Config(t, loc.Cluster)),
 		Logger:       log,
 	})
 	if err != nil {
@@ -102,6 +106,8 @@ func startControlPlane(t *testing.T, api *apiCluster, loc topology.Locality) *co
 		GatewayAddress: "127.0.0.1:15443",
 		Store:          cp.st,
 		Membership:     cp.mem,
+		Prover:         tlsCP.Prover,
+		PeerTLS:        tlsCP.PeerTLS,
 		ProbeInterval:  200 * time.Millisecond,
 		MinBackoff:     20 * time.Millisecond,
 		MaxBackoff:     500 * time.Millisecond,
