@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/google/go-cmp/cmp"
@@ -116,27 +117,34 @@ func newAuthzMesh(t *testing.T) *authzMesh {
 // east-2 on /cross; on the gRPC port, default deny; on the TCP port,
 // ALLOW of "frontend" only.
 func (a *authzMesh) policies() (httpA, grpcA, tcpA *mt.Authz) {
-	any := []*rbacv3.Principal{mt.AnyPrincipal()}
+	any := []mt.Principal{mt.AnyPrincipal()}
 	return &mt.Authz{
-			Audit: mt.Policies{"ns[demo]-policy[audit-post]-rule[0]": mt.Policy([]*rbacv3.Permission{mt.Method("POST")}, any)},
-			Deny:  mt.Policies{"ns[demo]-policy[deny-admin]-rule[0]": mt.Policy([]*rbacv3.Permission{mt.Path(mt.Prefix("/admin"))}, any)},
+			Audit: mt.Policies{"ns[demo]-policy[audit-post]-rule[0]": mt.Policy([]mt.Permission{mt.Method("POST")}, any)},
+			Deny:  mt.Policies{"ns[demo]-policy[deny-admin]-rule[0]": mt.Policy([]mt.Permission{mt.Path(mt.Prefix("/admin"))}, any)},
 			Allow: mt.Policies{
-				"ns[demo]-policy[allow]-rule[0]": mt.Policy([]*rbacv3.Permission{mt.AnyPermission()}, []*rbacv3.Principal{mt.PrincipalName(mt.Exact(a.clientID))}),
-				"ns[demo]-policy[allow]-rule[1]": mt.Policy([]*rbacv3.Permission{mt.Path(mt.Prefix("/cross"))}, []*rbacv3.Principal{mt.PeerCluster(mt.Exact("east-2"))}),
+				"ns[demo]-policy[allow]-rule[0]": mt.Policy([]mt.Permission{mt.AnyPermission()}, []mt.Principal{mt.PrincipalName(mt.Exact(a.clientID))}),
+				"ns[demo]-policy[allow]-rule[1]": mt.Policy([]mt.Permission{mt.Path(mt.Prefix("/cross"))}, []mt.Principal{mt.PeerCluster(mt.Exact("east-2"))}),
 			},
 		},
 		&mt.Authz{DefaultDeny: true},
-		&mt.Authz{Allow: mt.Policies{"ns[demo]-policy[tcp]-rule[0]": mt.Policy([]*rbacv3.Permission{mt.AnyPermission()}, []*rbacv3.Principal{mt.PrincipalName(mt.Exact(a.frontID))})}}
+		&mt.Authz{Allow: mt.Policies{"ns[demo]-policy[tcp]-rule[0]": mt.Policy([]mt.Permission{mt.AnyPermission()}, []mt.Principal{mt.PrincipalName(mt.Exact(a.frontID))})}}
 }
 
 // setServer publishes the server's inbound side with the given
 // authorization per port.
 func (a *authzMesh) setServer(httpA, grpcA, tcpA *mt.Authz) {
+	a.setServerWith(httpA, grpcA, tcpA, func(*listenerv3.Listener) {})
+}
+
+// setServerWith is setServer with the inbound listener changed by edit
+// before it is sent.
+func (a *authzMesh) setServerWith(httpA, grpcA, tcpA *mt.Authz, edit func(*listenerv3.Listener)) {
 	res := mt.InboundAuthz(a.server.sc.InboundAddr(),
 		mt.AuthzPort{InboundPort: mt.InboundPort{SP: svc("echo", a.httpP), App: a.apps[0], HTTP: true}, Authz: httpA},
 		mt.AuthzPort{InboundPort: mt.InboundPort{SP: svc("echo-grpc", a.grpcP), App: a.apps[1], GRPC: true}, Authz: grpcA},
 		mt.AuthzPort{InboundPort: mt.InboundPort{SP: svc("echo-tcp", a.tcpP), App: a.apps[2]}, Authz: tcpA},
 	)
+	edit(res[0].(*listenerv3.Listener))
 	srv := map[string][]types.Resource{}
 	rt(srv, ldsT, res[0])
 	rt(srv, cdsT, res[1:]...)
@@ -299,8 +307,11 @@ func TestAuthorization(t *testing.T) {
 
 	t.Run("an unsupported field is refused, the last good policy stays", func(t *testing.T) {
 		h, g, tc := a.policies()
-		h.Deny["ns[demo]-policy[bad]-rule[0]"] = mt.Policy([]*rbacv3.Permission{mt.AnyPermission()}, []*rbacv3.Principal{{Identifier: &rbacv3.Principal_RemoteIp{}}})
-		a.setServer(h, g, tc)
+		a.setServerWith(h, g, tc, func(l *listenerv3.Listener) {
+			if !mt.AddUnsupportedPolicy(l, rbacv3.RBAC_DENY, "ns[demo]-policy[bad]-rule[0]") {
+				t.Fatal("no DENY filter to add to")
+			}
+		})
 		poll.True(t, 30*time.Second, "nack counted", func() bool {
 			return a.server.counter(t, "fedmesh_authz_config_rejected_total", map[string]string{"reason": "unsupported_field"}) >= 1
 		})

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/fedmesh/fedmesh/internal/poll"
@@ -87,15 +86,15 @@ func BenchmarkInboundAuthz(b *testing.B) {
 	deny, allow := meshtest.Policies{}, meshtest.Policies{}
 	for i := 0; i < 5; i++ {
 		deny[fmt.Sprintf("ns[demo]-policy[deny]-rule[%d]", i)] = meshtest.Policy(
-			[]*rbacv3.Permission{meshtest.AndRules(meshtest.Method("DELETE"), meshtest.Path(meshtest.Prefix(fmt.Sprintf("/admin/%d/", i))))},
-			[]*rbacv3.Principal{meshtest.AnyPrincipal()})
+			[]meshtest.Permission{meshtest.AndRules(meshtest.Method("DELETE"), meshtest.Path(meshtest.Prefix(fmt.Sprintf("/admin/%d/", i))))},
+			[]meshtest.Principal{meshtest.AnyPrincipal()})
 		who := meshtest.PrincipalName(meshtest.Exact(fmt.Sprintf("spiffe://%s/ns/other/sa/caller-%d", td, i)))
 		if i == 4 {
 			who = meshtest.AndIDs(meshtest.PrincipalName(meshtest.Regex(`spiffe://fed\.test/ns/demo/sa/[^/]+`)), meshtest.PrincipalName(meshtest.Exact(clientID)))
 		}
 		allow[fmt.Sprintf("ns[demo]-policy[allow]-rule[%d]", i)] = meshtest.Policy(
-			[]*rbacv3.Permission{meshtest.Path(meshtest.Prefix("/")), meshtest.Method("GET")},
-			[]*rbacv3.Principal{who})
+			[]meshtest.Permission{meshtest.Path(meshtest.Prefix("/")), meshtest.Method("GET")},
+			[]meshtest.Principal{who})
 	}
 	in := p.server.sc.InboundAddr()
 	srv := map[string][]types.Resource{}

@@ -16,7 +16,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fedmesh/fedmesh/sidecar/authz"
-	mt "github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
 
 // The semantics under test are those of Envoy's RBAC filter:
@@ -45,7 +44,7 @@ func engine(t testing.TB, rules ...*rbacv3.RBAC) *authz.Engine {
 	return authz.NewEngine(fs...)
 }
 
-func rules(action rbacv3.RBAC_Action, ps mt.Policies) *rbacv3.RBAC {
+func rules(action rbacv3.RBAC_Action, ps Policies) *rbacv3.RBAC {
 	return &rbacv3.RBAC{Action: action, Policies: ps}
 }
 
@@ -75,9 +74,9 @@ func summary(d authz.Decision) outcome {
 }
 
 func TestEvaluationOrder(t *testing.T) {
-	denyAdmin := mt.Policies{"ns[demo]-policy[deny-admin]-rule[0]": mt.Policy(perms(mt.Path(mt.Prefix("/admin"))), ids(mt.AnyPrincipal()))}
-	allowFrontend := mt.Policies{"ns[demo]-policy[allow-web]-rule[0]": mt.Policy(perms(mt.AnyPermission()), ids(mt.PrincipalName(mt.Exact(frontend))))}
-	auditPost := mt.Policies{"ns[demo]-policy[audit]-rule[0]": mt.Policy(perms(mt.Method("POST")), ids(mt.AnyPrincipal()))}
+	denyAdmin := Policies{"ns[demo]-policy[deny-admin]-rule[0]": Policy(perms(Path(Prefix("/admin"))), ids(AnyPrincipal()))}
+	allowFrontend := Policies{"ns[demo]-policy[allow-web]-rule[0]": Policy(perms(AnyPermission()), ids(PrincipalName(Exact(frontend))))}
+	auditPost := Policies{"ns[demo]-policy[audit]-rule[0]": Policy(perms(Method("POST")), ids(AnyPrincipal()))}
 	contract := []*rbacv3.RBAC{rules(rbacv3.RBAC_LOG, auditPost), rules(rbacv3.RBAC_DENY, denyAdmin), rules(rbacv3.RBAC_ALLOW, allowFrontend)}
 	tests := []struct {
 		name  string
@@ -103,15 +102,15 @@ func TestEvaluationOrder(t *testing.T) {
 		{name: "first denial wins: a DENY after an ALLOW that denied is not reached",
 			rules: []*rbacv3.RBAC{rules(rbacv3.RBAC_ALLOW, allowFrontend), rules(rbacv3.RBAC_DENY, denyAdmin)}, req: req(batch, "GET", "/admin"),
 			want: outcome{Reason: authz.ReasonNoAllow}},
-		{name: "policies tried in name order", rules: []*rbacv3.RBAC{rules(rbacv3.RBAC_DENY, mt.Policies{
-			"b": mt.Policy(perms(mt.AnyPermission()), ids(mt.AnyPrincipal())),
-			"a": mt.Policy(perms(mt.AnyPermission()), ids(mt.AnyPrincipal())),
+		{name: "policies tried in name order", rules: []*rbacv3.RBAC{rules(rbacv3.RBAC_DENY, Policies{
+			"b": Policy(perms(AnyPermission()), ids(AnyPrincipal())),
+			"a": Policy(perms(AnyPermission()), ids(AnyPrincipal())),
 		})}, req: req(batch, "GET", "/"), want: outcome{Reason: authz.ReasonDenyPolicy, Policy: "a"}},
-		{name: "policy needs a permission AND a principal", rules: []*rbacv3.RBAC{rules(rbacv3.RBAC_DENY, mt.Policies{
-			"p": mt.Policy(perms(mt.Method("DELETE"), mt.Path(mt.Exact("/x"))), ids(mt.PrincipalName(mt.Exact(batch)))),
+		{name: "policy needs a permission AND a principal", rules: []*rbacv3.RBAC{rules(rbacv3.RBAC_DENY, Policies{
+			"p": Policy(perms(Method("DELETE"), Path(Exact("/x"))), ids(PrincipalName(Exact(batch)))),
 		})}, req: req(frontend, "GET", "/x"), want: outcome{Allowed: true}},
-		{name: "any permission OR: second permission matches", rules: []*rbacv3.RBAC{rules(rbacv3.RBAC_DENY, mt.Policies{
-			"p": mt.Policy(perms(mt.Method("DELETE"), mt.Path(mt.Exact("/x"))), ids(mt.PrincipalName(mt.Exact(batch)))),
+		{name: "any permission OR: second permission matches", rules: []*rbacv3.RBAC{rules(rbacv3.RBAC_DENY, Policies{
+			"p": Policy(perms(Method("DELETE"), Path(Exact("/x"))), ids(PrincipalName(Exact(batch)))),
 		})}, req: req(batch, "GET", "/x?q=1"), want: outcome{Reason: authz.ReasonDenyPolicy, Policy: "p"}},
 	}
 	for _, tt := range tests {
@@ -125,55 +124,55 @@ func TestEvaluationOrder(t *testing.T) {
 }
 
 func TestMatchers(t *testing.T) {
-	any := ids(mt.AnyPrincipal())
-	anyP := perms(mt.AnyPermission())
+	any := ids(AnyPrincipal())
+	anyP := perms(AnyPermission())
 	tests := []struct {
 		name string
 		pol  *rbacv3.Policy
 		req  *authz.Request
 		want bool
 	}{
-		{name: "principal exact", pol: mt.Policy(anyP, ids(mt.PrincipalName(mt.Exact(frontend)))), req: req(frontend, "GET", "/"), want: true},
-		{name: "principal exact other", pol: mt.Policy(anyP, ids(mt.PrincipalName(mt.Exact(frontend)))), req: req(batch, "GET", "/")},
-		{name: "principal prefix", pol: mt.Policy(anyP, ids(mt.PrincipalName(mt.Prefix("spiffe://fed.test/ns/web/")))), req: req(frontend, "GET", "/"), want: true},
-		{name: "principal suffix", pol: mt.Policy(anyP, ids(mt.PrincipalName(mt.Suffix("/sa/batch")))), req: req(batch, "GET", "/"), want: true},
-		{name: "namespace regex", pol: mt.Policy(anyP, ids(mt.PrincipalName(mt.Regex(`spiffe://fed\.test/ns/web/sa/[^/]+`)))), req: req(frontend, "GET", "/"), want: true},
-		{name: "regex is a full match", pol: mt.Policy(anyP, ids(mt.PrincipalName(mt.Regex(`ns/web`)))), req: req(frontend, "GET", "/")},
-		{name: "unauthenticated never matches authenticated", pol: mt.Policy(anyP, ids(mt.PrincipalName(mt.Regex(`.*`)))), req: req("", "GET", "/")},
-		{name: "peer cluster", pol: mt.Policy(anyP, ids(mt.PeerCluster(mt.Exact("east-1")))), req: req(frontend, "GET", "/"), want: true},
-		{name: "peer cluster other", pol: mt.Policy(anyP, ids(mt.PeerCluster(mt.Exact("west-1")))), req: req(frontend, "GET", "/")},
-		{name: "peer cluster unknown", pol: mt.Policy(anyP, ids(mt.NotID(mt.PeerCluster(mt.Exact("west-1"))))),
+		{name: "principal exact", pol: Policy(anyP, ids(PrincipalName(Exact(frontend)))), req: req(frontend, "GET", "/"), want: true},
+		{name: "principal exact other", pol: Policy(anyP, ids(PrincipalName(Exact(frontend)))), req: req(batch, "GET", "/")},
+		{name: "principal prefix", pol: Policy(anyP, ids(PrincipalName(Prefix("spiffe://fed.test/ns/web/")))), req: req(frontend, "GET", "/"), want: true},
+		{name: "principal suffix", pol: Policy(anyP, ids(PrincipalName(Suffix("/sa/batch")))), req: req(batch, "GET", "/"), want: true},
+		{name: "namespace regex", pol: Policy(anyP, ids(PrincipalName(Regex(`spiffe://fed\.test/ns/web/sa/[^/]+`)))), req: req(frontend, "GET", "/"), want: true},
+		{name: "regex is a full match", pol: Policy(anyP, ids(PrincipalName(Regex(`ns/web`)))), req: req(frontend, "GET", "/")},
+		{name: "unauthenticated never matches authenticated", pol: Policy(anyP, ids(PrincipalName(Regex(`.*`)))), req: req("", "GET", "/")},
+		{name: "peer cluster", pol: Policy(anyP, ids(PeerCluster(Exact("east-1")))), req: req(frontend, "GET", "/"), want: true},
+		{name: "peer cluster other", pol: Policy(anyP, ids(PeerCluster(Exact("west-1")))), req: req(frontend, "GET", "/")},
+		{name: "peer cluster unknown", pol: Policy(anyP, ids(NotID(PeerCluster(Exact("west-1"))))),
 			req: &authz.Request{HTTP: true, Principal: frontend}, want: true},
-		{name: "and_ids", pol: mt.Policy(anyP, ids(mt.AndIDs(mt.PeerCluster(mt.Exact("east-1")), mt.PrincipalName(mt.Exact(batch))))), req: req(frontend, "GET", "/")},
-		{name: "or_ids", pol: mt.Policy(anyP, ids(mt.OrIDs(mt.PeerCluster(mt.Exact("west-1")), mt.PrincipalName(mt.Exact(frontend))))), req: req(frontend, "GET", "/"), want: true},
-		{name: "method", pol: mt.Policy(perms(mt.Method("GET")), any), req: req(frontend, "GET", "/"), want: true},
-		{name: "method is case sensitive", pol: mt.Policy(perms(mt.Method("GET")), any), req: req(frontend, "get", "/")},
-		{name: "path exact ignores query", pol: mt.Policy(perms(mt.Path(mt.Exact("/a"))), any), req: req(frontend, "GET", "/a?b=c"), want: true},
-		{name: "path exact ignores fragment", pol: mt.Policy(perms(mt.Path(mt.Exact("/data"))), any), req: req(frontend, "GET", "/data#fragment?param=value"), want: true},
-		{name: "grpc service prefix", pol: mt.Policy(perms(mt.Path(mt.Prefix("/pkg.Svc/"))), any), req: req(frontend, "POST", "/pkg.Svc/Get"), want: true},
-		{name: "grpc method exact", pol: mt.Policy(perms(mt.Path(mt.Exact("/pkg.Svc/Get"))), any), req: req(frontend, "POST", "/pkg.Svc/Put")},
-		{name: "url_path never matches tcp", pol: mt.Policy(perms(mt.NotRule(mt.Path(mt.Exact("/x")))), any),
+		{name: "and_ids", pol: Policy(anyP, ids(AndIDs(PeerCluster(Exact("east-1")), PrincipalName(Exact(batch))))), req: req(frontend, "GET", "/")},
+		{name: "or_ids", pol: Policy(anyP, ids(OrIDs(PeerCluster(Exact("west-1")), PrincipalName(Exact(frontend))))), req: req(frontend, "GET", "/"), want: true},
+		{name: "method", pol: Policy(perms(Method("GET")), any), req: req(frontend, "GET", "/"), want: true},
+		{name: "method is case sensitive", pol: Policy(perms(Method("GET")), any), req: req(frontend, "get", "/")},
+		{name: "path exact ignores query", pol: Policy(perms(Path(Exact("/a"))), any), req: req(frontend, "GET", "/a?b=c"), want: true},
+		{name: "path exact ignores fragment", pol: Policy(perms(Path(Exact("/data"))), any), req: req(frontend, "GET", "/data#fragment?param=value"), want: true},
+		{name: "grpc service prefix", pol: Policy(perms(Path(Prefix("/pkg.Svc/"))), any), req: req(frontend, "POST", "/pkg.Svc/Get"), want: true},
+		{name: "grpc method exact", pol: Policy(perms(Path(Exact("/pkg.Svc/Get"))), any), req: req(frontend, "POST", "/pkg.Svc/Put")},
+		{name: "url_path never matches tcp", pol: Policy(perms(NotRule(Path(Exact("/x")))), any),
 			req: &authz.Request{Principal: frontend}, want: true},
-		{name: "requested server name", pol: mt.Policy(perms(mt.ServerName("8080.echo.demo.svc.clusterset.local")), any), req: req(frontend, "GET", "/"), want: true},
-		{name: "requested server name tcp", pol: mt.Policy(perms(mt.ServerName("9000.db.demo.svc.clusterset.local")), any),
+		{name: "requested server name", pol: Policy(perms(ServerName("8080.echo.demo.svc.clusterset.local")), any), req: req(frontend, "GET", "/"), want: true},
+		{name: "requested server name tcp", pol: Policy(perms(ServerName("9000.db.demo.svc.clusterset.local")), any),
 			req: &authz.Request{Principal: frontend, SNI: "9000.db.demo.svc.clusterset.local"}, want: true},
-		{name: "and_rules", pol: mt.Policy(perms(mt.AndRules(mt.Method("GET"), mt.Path(mt.Prefix("/admin")))), any), req: req(frontend, "GET", "/public")},
-		{name: "or_rules", pol: mt.Policy(perms(mt.OrRules(mt.Method("PUT"), mt.Path(mt.Prefix("/admin")))), any), req: req(frontend, "GET", "/admin/x"), want: true},
-		{name: "not_rule", pol: mt.Policy(perms(mt.NotRule(mt.Method("GET"))), any), req: req(frontend, "GET", "/")},
-		{name: "header", pol: mt.Policy(perms(mt.HeaderPermission("x-env", mt.Exact("prod"))), any),
+		{name: "and_rules", pol: Policy(perms(AndRules(Method("GET"), Path(Prefix("/admin")))), any), req: req(frontend, "GET", "/public")},
+		{name: "or_rules", pol: Policy(perms(OrRules(Method("PUT"), Path(Prefix("/admin")))), any), req: req(frontend, "GET", "/admin/x"), want: true},
+		{name: "not_rule", pol: Policy(perms(NotRule(Method("GET"))), any), req: req(frontend, "GET", "/")},
+		{name: "header", pol: Policy(perms(HeaderPermission("x-env", Exact("prod"))), any),
 			req: &authz.Request{HTTP: true, Headers: http.Header{"X-Env": {"prod"}}}, want: true},
-		{name: "header several values joined", pol: mt.Policy(perms(mt.HeaderPermission("X-Env", mt.Exact("a,b"))), any),
+		{name: "header several values joined", pol: Policy(perms(HeaderPermission("X-Env", Exact("a,b"))), any),
 			req: &authz.Request{HTTP: true, Headers: http.Header{"X-Env": {"a", "b"}}}, want: true},
-		{name: "header missing", pol: mt.Policy(perms(mt.HeaderPermission("x-env", mt.Prefix("p"))), any),
+		{name: "header missing", pol: Policy(perms(HeaderPermission("x-env", Prefix("p"))), any),
 			req: &authz.Request{HTTP: true, Headers: http.Header{}}},
-		{name: "principal header", pol: mt.Policy(anyP, ids(mt.PrincipalHeader("x-tenant", mt.Exact("a")))),
+		{name: "principal header", pol: Policy(anyP, ids(PrincipalHeader("x-tenant", Exact("a")))),
 			req: &authz.Request{HTTP: true, Headers: http.Header{"X-Tenant": {"a"}}}, want: true},
-		{name: "ignore case", pol: mt.Policy(perms(mt.Path(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "/ADMIN"}, IgnoreCase: true})), any),
+		{name: "ignore case", pol: Policy(perms(Path(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "/ADMIN"}, IgnoreCase: true})), any),
 			req: req(frontend, "GET", "/admin/x"), want: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := engine(t, rules(rbacv3.RBAC_DENY, mt.Policies{"p": tt.pol}))
+			e := engine(t, rules(rbacv3.RBAC_DENY, Policies{"p": tt.pol}))
 			if got := !e.Authorize(tt.req).Allowed; got != tt.want {
 				t.Errorf("policy matched = %v, want %v", got, tt.want)
 			}
@@ -189,17 +188,17 @@ func TestHeaderMissing(t *testing.T) {
 		hm   *routev3.HeaderMatcher
 		want bool
 	}{
-		{name: "string match", hm: &routev3.HeaderMatcher{Name: "x", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: mt.Exact("")}}},
-		{name: "inverted string match", hm: &routev3.HeaderMatcher{Name: "x", InvertMatch: true, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: mt.Exact("a")}}},
-		{name: "treated as empty", hm: &routev3.HeaderMatcher{Name: "x", TreatMissingHeaderAsEmpty: true, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: mt.Exact("")}}, want: true},
+		{name: "string match", hm: &routev3.HeaderMatcher{Name: "x", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: Exact("")}}},
+		{name: "inverted string match", hm: &routev3.HeaderMatcher{Name: "x", InvertMatch: true, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: Exact("a")}}},
+		{name: "treated as empty", hm: &routev3.HeaderMatcher{Name: "x", TreatMissingHeaderAsEmpty: true, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: Exact("")}}, want: true},
 		{name: "present true", hm: &routev3.HeaderMatcher{Name: "x", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}},
 		{name: "present false", hm: &routev3.HeaderMatcher{Name: "x", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: false}}, want: true},
 		{name: "present true inverted", hm: &routev3.HeaderMatcher{Name: "x", InvertMatch: true, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}, want: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := mt.Policy(perms(&rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: tt.hm}}), ids(mt.AnyPrincipal()))
-			e := engine(t, rules(rbacv3.RBAC_DENY, mt.Policies{"p": p}))
+			p := Policy(perms(&rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: tt.hm}}), ids(AnyPrincipal()))
+			e := engine(t, rules(rbacv3.RBAC_DENY, Policies{"p": p}))
 			if got := !e.Authorize(&authz.Request{HTTP: true}).Allowed; got != tt.want {
 				t.Errorf("matched = %v, want %v", got, tt.want)
 			}
@@ -221,7 +220,7 @@ func TestPolicyNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
-			e := engine(t, rules(rbacv3.RBAC_DENY, mt.Policies{tt.key: mt.Policy(perms(mt.AnyPermission()), ids(mt.AnyPrincipal()))}))
+			e := engine(t, rules(rbacv3.RBAC_DENY, Policies{tt.key: Policy(perms(AnyPermission()), ids(AnyPrincipal()))}))
 			d := e.Authorize(req(frontend, "GET", "/"))
 			if d.Policy == nil {
 				t.Fatal("no policy")
@@ -234,10 +233,10 @@ func TestPolicyNames(t *testing.T) {
 }
 
 func TestRefusesUnsupported(t *testing.T) {
-	anyP := perms(mt.AnyPermission())
-	anyID := ids(mt.AnyPrincipal())
+	anyP := perms(AnyPermission())
+	anyID := ids(AnyPrincipal())
 	deny := func(p *rbacv3.Policy) *httprbacv3.RBAC {
-		return &httprbacv3.RBAC{Rules: rules(rbacv3.RBAC_DENY, mt.Policies{"p": p})}
+		return &httprbacv3.RBAC{Rules: rules(rbacv3.RBAC_DENY, Policies{"p": p})}
 	}
 	tests := []struct {
 		name string
@@ -246,18 +245,18 @@ func TestRefusesUnsupported(t *testing.T) {
 	}{
 		{name: "shadow rules", cfg: &httprbacv3.RBAC{ShadowRules: rules(rbacv3.RBAC_DENY, nil)}, want: `"shadow_rules"`},
 		{name: "audit logging options", cfg: &httprbacv3.RBAC{Rules: &rbacv3.RBAC{AuditLoggingOptions: &rbacv3.RBAC_AuditLoggingOptions{}}}, want: `"audit_logging_options"`},
-		{name: "remote ip principal", cfg: deny(mt.Policy(anyP, ids(&rbacv3.Principal{Identifier: &rbacv3.Principal_RemoteIp{}}))), want: `principals[0]: unsupported RBAC field "remote_ip"`},
-		{name: "nested direct remote ip", cfg: deny(mt.Policy(anyP, ids(mt.OrIDs(mt.AnyPrincipal(), &rbacv3.Principal{Identifier: &rbacv3.Principal_DirectRemoteIp{}})))), want: `or_ids.ids[1]: unsupported RBAC field "direct_remote_ip"`},
-		{name: "destination port permission", cfg: deny(mt.Policy(perms(&rbacv3.Permission{Rule: &rbacv3.Permission_DestinationPort{DestinationPort: 80}}), anyID)), want: `"destination_port"`},
-		{name: "metadata permission", cfg: deny(mt.Policy(perms(&rbacv3.Permission{Rule: &rbacv3.Permission_Metadata{}}), anyID)), want: `"metadata"`},
-		{name: "policy without principals (Envoy's validation)", cfg: deny(mt.Policy(anyP, nil)), want: "Policy.Principals: value must contain at least 1 item"},
-		{name: "plain policy is fine", cfg: deny(mt.Policy(anyP, anyID)), want: ""},
-		{name: "other filter state key", cfg: deny(mt.Policy(anyP, ids(&rbacv3.Principal{Identifier: &rbacv3.Principal_FilterState{FilterState: &matcherv3.FilterStateMatcher{
-			Key: "other", Matcher: &matcherv3.FilterStateMatcher_StringMatch{StringMatch: mt.Exact("x")}}}}))), want: `filter_state.key: unsupported RBAC field "other"`},
-		{name: "deprecated header exact_match", cfg: deny(mt.Policy(perms(&rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: &routev3.HeaderMatcher{Name: "x", HeaderMatchSpecifier: &routev3.HeaderMatcher_ExactMatch{ExactMatch: "y"}}}}), anyID)), want: `"exact_match"`}, //lint:ignore SA1019 the deprecated matcher is what is refused
-		{name: "bad regex", cfg: deny(mt.Policy(anyP, ids(mt.PrincipalName(mt.Regex("(("))))), want: "safe_regex.regex"},
-		{name: "empty prefix", cfg: deny(mt.Policy(anyP, ids(mt.PrincipalName(mt.Prefix(""))))), want: "empty pattern"},
-		{name: "unknown pseudo header", cfg: deny(mt.Policy(perms(mt.HeaderPermission(":protocol", mt.Exact("x"))), anyID)), want: `":protocol"`},
+		{name: "remote ip principal", cfg: deny(Policy(anyP, ids(&rbacv3.Principal{Identifier: &rbacv3.Principal_RemoteIp{}}))), want: `principals[0]: unsupported RBAC field "remote_ip"`},
+		{name: "nested direct remote ip", cfg: deny(Policy(anyP, ids(OrIDs(AnyPrincipal(), &rbacv3.Principal{Identifier: &rbacv3.Principal_DirectRemoteIp{}})))), want: `or_ids.ids[1]: unsupported RBAC field "direct_remote_ip"`},
+		{name: "destination port permission", cfg: deny(Policy(perms(&rbacv3.Permission{Rule: &rbacv3.Permission_DestinationPort{DestinationPort: 80}}), anyID)), want: `"destination_port"`},
+		{name: "metadata permission", cfg: deny(Policy(perms(&rbacv3.Permission{Rule: &rbacv3.Permission_Metadata{}}), anyID)), want: `"metadata"`},
+		{name: "policy without principals (Envoy's validation)", cfg: deny(Policy(anyP, nil)), want: "Policy.Principals: value must contain at least 1 item"},
+		{name: "plain policy is fine", cfg: deny(Policy(anyP, anyID)), want: ""},
+		{name: "other filter state key", cfg: deny(Policy(anyP, ids(&rbacv3.Principal{Identifier: &rbacv3.Principal_FilterState{FilterState: &matcherv3.FilterStateMatcher{
+			Key: "other", Matcher: &matcherv3.FilterStateMatcher_StringMatch{StringMatch: Exact("x")}}}}))), want: `filter_state.key: unsupported RBAC field "other"`},
+		{name: "deprecated header exact_match", cfg: deny(Policy(perms(&rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: &routev3.HeaderMatcher{Name: "x", HeaderMatchSpecifier: &routev3.HeaderMatcher_ExactMatch{ExactMatch: "y"}}}}), anyID)), want: `"exact_match"`}, //lint:ignore SA1019 the deprecated matcher is what is refused
+		{name: "bad regex", cfg: deny(Policy(anyP, ids(PrincipalName(Regex("(("))))), want: "safe_regex.regex"},
+		{name: "empty prefix", cfg: deny(Policy(anyP, ids(PrincipalName(Prefix(""))))), want: "empty pattern"},
+		{name: "unknown pseudo header", cfg: deny(Policy(perms(HeaderPermission(":protocol", Exact("x"))), anyID)), want: `":protocol"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -274,7 +273,7 @@ func TestRefusesUnsupported(t *testing.T) {
 		})
 	}
 	t.Run("cel condition", func(t *testing.T) {
-		p := mt.Policy(anyP, anyID)
+		p := Policy(anyP, anyID)
 		p.Condition = celTrue()
 		cfg := deny(p)
 		_, err := authz.NewHTTPFilter(cfg)

@@ -10,7 +10,6 @@ import (
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 
 	"github.com/fedmesh/fedmesh/sidecar/authz"
-	mt "github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
 
 // BenchmarkAuthorize is the per-request cost of authorization with n
@@ -21,12 +20,12 @@ import (
 func BenchmarkAuthorize(b *testing.B) {
 	for _, n := range []int{10, 1000} {
 		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
-			deny, allow := mt.Policies{}, mt.Policies{}
+			deny, allow := Policies{}, Policies{}
 			for i := 0; i < n; i++ {
-				p := mt.Policy(
-					perms(mt.AndRules(mt.Method("POST"), mt.Path(mt.Prefix(fmt.Sprintf("/api/v%d/", i))))),
-					ids(mt.PrincipalName(mt.Exact(fmt.Sprintf("spiffe://fed.test/ns/web/sa/caller-%d", i))),
-						mt.AndIDs(mt.PrincipalName(mt.Regex(fmt.Sprintf(`spiffe://fed\.test/ns/team-%d/sa/[^/]+`, i))), mt.PeerCluster(mt.Exact("east-1")))),
+				p := Policy(
+					perms(AndRules(Method("POST"), Path(Prefix(fmt.Sprintf("/api/v%d/", i))))),
+					ids(PrincipalName(Exact(fmt.Sprintf("spiffe://fed.test/ns/web/sa/caller-%d", i))),
+						AndIDs(PrincipalName(Regex(fmt.Sprintf(`spiffe://fed\.test/ns/team-%d/sa/[^/]+`, i))), PeerCluster(Exact("east-1")))),
 				)
 				name := fmt.Sprintf("ns[demo]-policy[p%d]-rule[0]", i)
 				if i%2 == 0 {

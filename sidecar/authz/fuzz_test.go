@@ -10,7 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedmesh/fedmesh/sidecar/authz"
-	mt "github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
 
 // FuzzAuthorize feeds arbitrary bytes as an HTTP and a network RBAC
@@ -20,8 +19,8 @@ import (
 func FuzzAuthorize(f *testing.F) {
 	seeds := []*rbacv3.RBAC{
 		rules(rbacv3.RBAC_ALLOW, nil),
-		rules(rbacv3.RBAC_DENY, mt.Policies{"ns[a]-policy[b]-rule[0]": mt.Policy(perms(mt.Path(mt.Prefix("/admin")), mt.Method("POST")), ids(mt.PrincipalName(mt.Regex(`spiffe://fed\.test/ns/[^/]+/sa/x`))))}),
-		rules(rbacv3.RBAC_LOG, mt.Policies{"p": mt.Policy(perms(mt.AndRules(mt.NotRule(mt.ServerName("s")), mt.HeaderPermission("x-a", mt.Suffix("z")))), ids(mt.OrIDs(mt.PeerCluster(mt.Exact("east-1")), mt.NotID(mt.PrincipalHeader("x-b", mt.Prefix("q"))))))}),
+		rules(rbacv3.RBAC_DENY, Policies{"ns[a]-policy[b]-rule[0]": Policy(perms(Path(Prefix("/admin")), Method("POST")), ids(PrincipalName(Regex(`spiffe://fed\.test/ns/[^/]+/sa/x`))))}),
+		rules(rbacv3.RBAC_LOG, Policies{"p": Policy(perms(AndRules(NotRule(ServerName("s")), HeaderPermission("x-a", Suffix("z")))), ids(OrIDs(PeerCluster(Exact("east-1")), NotID(PrincipalHeader("x-b", Prefix("q"))))))}),
 	}
 	for _, s := range seeds {
 		b, err := proto.Marshal(&httprbacv3.RBAC{Rules: s})

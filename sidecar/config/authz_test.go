@@ -41,8 +41,8 @@ func TestInboundAuthzShapes(t *testing.T) {
 	rpc := naming.ServicePort{Namespace: "demo", Name: "rpc", Port: 9090}
 	db := naming.ServicePort{Namespace: "demo", Name: "db", Port: 5432}
 	old := naming.ServicePort{Namespace: "demo", Name: "old", Port: 7000}
-	deny := mt.Policies{"ns[demo]-policy[no-admin]-rule[0]": mt.Policy([]*rbacv3.Permission{mt.Path(mt.Prefix("/admin"))}, []*rbacv3.Principal{mt.AnyPrincipal()})}
-	allow := mt.Policies{"ns[demo]-policy[web]-rule[1]": mt.Policy([]*rbacv3.Permission{mt.AnyPermission()}, []*rbacv3.Principal{mt.PrincipalName(mt.Exact("spiffe://fed.test/ns/web/sa/frontend"))})}
+	deny := mt.Policies{"ns[demo]-policy[no-admin]-rule[0]": mt.Policy([]mt.Permission{mt.Path(mt.Prefix("/admin"))}, []mt.Principal{mt.AnyPrincipal()})}
+	allow := mt.Policies{"ns[demo]-policy[web]-rule[1]": mt.Policy([]mt.Permission{mt.AnyPermission()}, []mt.Principal{mt.PrincipalName(mt.Exact("spiffe://fed.test/ns/web/sa/frontend"))})}
 	res := mt.InboundAuthz("127.0.0.1:15006",
 		mt.AuthzPort{InboundPort: mt.InboundPort{SP: web, App: "127.0.0.1:8080", HTTP: true}, Authz: &mt.Authz{Deny: deny, Allow: allow}},
 		mt.AuthzPort{InboundPort: mt.InboundPort{SP: rpc, App: "127.0.0.1:9090", GRPC: true}, Authz: &mt.Authz{DefaultDeny: true}},
@@ -111,14 +111,20 @@ func TestInboundAuthzShapes(t *testing.T) {
 func TestInboundAuthzRefusedKeepsLastGood(t *testing.T) {
 	web := naming.ServicePort{Namespace: "demo", Name: "web", Port: 8080}
 	good := mt.InboundAuthz("127.0.0.1:15006", mt.AuthzPort{InboundPort: mt.InboundPort{SP: web, App: "127.0.0.1:8080", HTTP: true}, Authz: &mt.Authz{DefaultDeny: true}})
-	withPolicy := func(p *rbacv3.Policy, http bool) *listenerv3.Listener {
-		res := mt.InboundAuthz("127.0.0.1:15006", mt.AuthzPort{InboundPort: mt.InboundPort{SP: web, App: "127.0.0.1:8080", HTTP: http}, Authz: &mt.Authz{Deny: mt.Policies{"p": p}}})
+	denyAll := mt.Policies{"q": mt.Policy([]mt.Permission{mt.AnyPermission()}, []mt.Principal{mt.AnyPrincipal()})}
+	withDenyAll := func(http bool) *listenerv3.Listener {
+		res := mt.InboundAuthz("127.0.0.1:15006", mt.AuthzPort{InboundPort: mt.InboundPort{SP: web, App: "127.0.0.1:8080", HTTP: http}, Authz: &mt.Authz{Deny: denyAll}})
 		return res[0].(*listenerv3.Listener)
 	}
-	anyP := []*rbacv3.Permission{mt.AnyPermission()}
-	remoteIP := &rbacv3.Principal{Identifier: &rbacv3.Principal_RemoteIp{}}
+	withRemoteIP := func(http bool) *listenerv3.Listener {
+		l := withDenyAll(http)
+		if !mt.AddUnsupportedPolicy(l, rbacv3.RBAC_DENY, "p") {
+			t.Fatal("no DENY filter to add to")
+		}
+		return l
+	}
 	// An extra filter after the terminal one.
-	afterTerminal := withPolicy(mt.Policy(anyP, []*rbacv3.Principal{mt.AnyPrincipal()}), false)
+	afterTerminal := withDenyAll(false)
 	fc := afterTerminal.FilterChains[0]
 	fc.Filters = append(fc.Filters, fc.Filters[0])
 	tests := []struct {
@@ -127,9 +133,9 @@ func TestInboundAuthzRefusedKeepsLastGood(t *testing.T) {
 		want    string
 		isAuthz bool
 	}{
-		{name: "http: unsupported principal", l: withPolicy(mt.Policy(anyP, []*rbacv3.Principal{remoteIP}), true), isAuthz: true,
+		{name: "http: unsupported principal", l: withRemoteIP(true), isAuthz: true,
 			want: `http filter 0 "envoy.filters.http.rbac": authorization: rules.policies["p"].principals[0]: unsupported RBAC field "remote_ip"`},
-		{name: "tcp: unsupported principal", l: withPolicy(mt.Policy(anyP, []*rbacv3.Principal{remoteIP}), false), isAuthz: true,
+		{name: "tcp: unsupported principal", l: withRemoteIP(false), isAuthz: true,
 			want: `filter 0 "envoy.filters.network.rbac": authorization: rules.policies["p"].principals[0]: unsupported RBAC field "remote_ip"`},
 		{name: "filter after tcp_proxy", l: afterTerminal, want: "follows the chain's terminal filter"},
 	}
@@ -161,7 +167,7 @@ func TestInboundAuthzRefusedKeepsLastGood(t *testing.T) {
 func FuzzInboundListener(f *testing.F) {
 	web := naming.ServicePort{Namespace: "demo", Name: "web", Port: 8080}
 	db := naming.ServicePort{Namespace: "demo", Name: "db", Port: 5432}
-	allow := mt.Policies{"ns[demo]-policy[web]-rule[1]": mt.Policy([]*rbacv3.Permission{mt.Method("GET")}, []*rbacv3.Principal{mt.PeerCluster(mt.Exact("east-1"))})}
+	allow := mt.Policies{"ns[demo]-policy[web]-rule[1]": mt.Policy([]mt.Permission{mt.Method("GET")}, []mt.Principal{mt.PeerCluster(mt.Exact("east-1"))})}
 	res := mt.InboundAuthz("127.0.0.1:15006",
 		mt.AuthzPort{InboundPort: mt.InboundPort{SP: web, App: "127.0.0.1:8080", HTTP: true}, Authz: &mt.Authz{Audit: allow, Allow: allow}},
 		mt.AuthzPort{InboundPort: mt.InboundPort{SP: db, App: "127.0.0.1:5432"}, Authz: &mt.Authz{Deny: allow}})
