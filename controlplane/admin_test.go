@@ -25,7 +25,10 @@ func TestAdminReadiness(t *testing.T) {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "fedmesh_test_total", Help: "test"})
 	reg.MustRegister(c)
 	c.Inc()
-	a := NewAdmin(reg)
+	a, err := NewAdmin(AdminConfig{Gatherer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var started atomic.Bool
 	a.AddReadyCheck("store", func() error {
