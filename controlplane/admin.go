@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -307,19 +306,15 @@ func (a *Admin) hostAllowed(host string) bool {
 	return a.hosts[h]
 }
 
-// sameOrigin reports whether origin is the origin of r itself: its scheme
-// (https when it came over TLS) and Host. "null" and malformed origins are
-// never the same.
+// sameOrigin reports whether origin (scheme://host[:port], as browsers
+// send it) is the origin of r itself: its scheme (https when it came over
+// TLS) and Host. "null" and anything else are never the same.
 func sameOrigin(origin string, r *http.Request) bool {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" || u.Path != "" && u.Path != "/" {
-		return false
-	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(u.Host, r.Host)
+	return r.Host != "" && strings.EqualFold(strings.TrimSuffix(origin, "/"), scheme+"://"+r.Host)
 }
 
 func (a *Admin) serveReady(w http.ResponseWriter, r *http.Request) {
