@@ -659,7 +659,11 @@ func metric(page, name string, want ...string) float64 {
 // scrape returns a metrics page.
 func scrape(t *testing.T, hostPortPath string) string {
 	t.Helper()
-	code, body, err := httpGet("http://" + hostPortPath)
+	url := hostPortPath
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	code, body, err := httpGet(url)
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("scrape %s: %d %v", hostPortPath, code, err)
 	}
