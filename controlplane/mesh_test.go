@@ -17,6 +17,7 @@ import (
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
 	"github.com/fedmesh/fedmesh/federation/adminapi"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
@@ -75,13 +76,23 @@ func TestMeshAdvertisesPeerAddresses(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
+	auth, err := ca.LoadAuthority(filepath.Join(dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := auth.IssueOperator("alice", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &adminapi.Client{TLS: identity.ClientConfig(identity.StaticCert(op.TLS), identity.StaticBundle(auth.Bundle()), identity.AuthorizeControlPlanes())}
 	var members adminapi.MembersResponse
 	poll.Until(t, 60*time.Second, "member listed", func() error {
-		if srv.AdminAddr() == "" {
+		if srv.AdminURL() == "" {
 			return errors.New("admin not listening")
 		}
 		members = adminapi.MembersResponse{}
-		if err := getJSON("http://"+srv.AdminAddr()+"/federation/v1/members", &members); err != nil {
+		client.BaseURL = srv.AdminURL()
+		if err := client.Get(context.Background(), adminapi.PathMembers, &members); err != nil {
 			return err
 		}
 		if len(members.Members) == 0 {

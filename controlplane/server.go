@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/source"
 	"github.com/fedmesh/fedmesh/internal/httpjson"
+	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -44,8 +46,15 @@ type Config struct {
 	// .12, ...), so default ports never collide. Default 127.0.0.1.
 	BindAddress string
 	// AdminAddress is host:port of the admin HTTP server. Default
-	// BindAddress:15014; port 0 picks a free port.
+	// BindAddress:15014; port 0 picks a free port. With Mesh it serves
+	// TLS and its protected routes need an operator certificate (see
+	// Admin).
 	AdminAddress string
+	// AdminHosts are further host names or addresses operators reach the
+	// admin endpoint by (a Service's DNS name): protected requests must
+	// name one of them, the bind, admin or advertised address, or
+	// localhost in their Host header.
+	AdminHosts []string
 	// DataDir holds the embedded etcd's data and the cluster's state.
 	DataDir string
 	// Source produces this cluster's exports.
@@ -137,8 +146,10 @@ type Server struct {
 	mu sync.Mutex // guards the following
 	// store is set once Run has opened it.
 	st *store.Store
-	// adminAddr is the admin listener's address once listening.
+	// adminAddr is the admin listener's address once listening, and
+	// adminTLS whether it serves TLS.
 	adminAddr string
+	adminTLS  bool
 	// exported is the last export set written to the store, and lastRev
 	// the revision that wrote it; exportErr the last write error.
 	exported  []catalog.Export
@@ -154,10 +165,22 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control plane config: %w", err)
 	}
+	log := cfg.Logger.With("component", "controlplane", "cluster", cfg.Cluster)
+	hosts := append([]string{cfg.BindAddress}, cfg.AdminHosts...)
+	if h, _, err := net.SplitHostPort(cfg.AdminAddress); err == nil {
+		hosts = append(hosts, h)
+	}
+	if cfg.Mesh != nil {
+		hosts = append(hosts, cfg.Mesh.AdvertiseAddress)
+	}
+	admin, err := NewAdmin(AdminConfig{Gatherer: cfg.Registry, Registerer: cfg.Registry, Hosts: hosts, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:   cfg,
-		log:   cfg.Logger.With("component", "controlplane", "cluster", cfg.Cluster),
-		admin: NewAdmin(cfg.Registry),
+		log:   log,
+		admin: admin,
 		exportsWritten: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fedmesh_controlplane_export_writes_total",
 			Help: "Export sets written to the store.",
@@ -248,19 +271,45 @@ func (s *Server) AdminAddr() string {
 	return s.adminAddr
 }
 
+// AdminURL returns the admin endpoint's URL once Run listens
+// (https://ADDR with Mesh, else http://ADDR), else "".
+func (s *Server) AdminURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adminAddr == "" {
+		return ""
+	}
+	if s.adminTLS {
+		return "https://" + s.adminAddr
+	}
+	return "http://" + s.adminAddr
+}
+
 // Run runs the control plane until ctx is done or a part fails, then shuts
 // every part down (the admin server, the source, the store with its
 // embedded etcd) and returns. A canceled ctx is a clean stop: Run returns
 // nil.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.AdminAddress)
-	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
+	// With Mesh, the CA and the control plane's certificate come first:
+	// the admin listener serves TLS with that certificate and checks
+	// operators against that CA from its first connection.
+	var m *mesh
+	if s.cfg.Mesh != nil {
+		var err error
+		if m, err = s.prepareMesh(ctx); err != nil {
+			return err
+		}
 	}
-	s.mu.Lock()
-	s.adminAddr = ln.Addr().String()
-	s.mu.Unlock()
-	hs := &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := s.listenAdmin(m)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler: s.admin, ReadHeaderTimeout: 10 * time.Second,
+		// Refused handshakes are counted by reason; their log lines
+		// would repeat per connection.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -275,7 +324,7 @@ func (s *Server) Run(ctx context.Context) error {
 		defer cancel()
 		return hs.Shutdown(sctx)
 	})
-	g.Go(func() error { return s.runCatalog(gctx) })
+	g.Go(func() error { return s.runCatalog(gctx, m) })
 	s.log.Info("control plane started", "admin", s.AdminAddr(), "locality", s.cfg.Locality.String())
 	err = g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
@@ -285,18 +334,35 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
+// listenAdmin binds the admin listener: plain HTTP without Mesh, else
+// TLS with the control plane's certificate, a client certificate
+// requested but optional (kubelet probes and Prometheus have none and
+// read only the open routes), verified against the federation's bundle
+// when given, and protected routes authorized by operatorAuth.
+func (s *Server) listenAdmin(m *mesh) (net.Listener, error) {
+	ln, err := net.Listen("tcp", s.cfg.AdminAddress)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	if m != nil {
+		cfg := identity.ServerConfigOptionalClient(m.cpCert, identity.StaticBundle(m.auth.Bundle()), nil)
+		cfg.NextProtos = []string{"http/1.1"}
+		identity.OnRefuse(cfg, func(err error) { s.admin.refuseTLS(identity.Reason(err)) })
+		ln = tls.NewListener(ln, cfg)
+		s.admin.SetAuth(operatorAuth(m.auth))
+	}
+	s.mu.Lock()
+	s.adminAddr = ln.Addr().String()
+	s.adminTLS = m != nil
+	s.mu.Unlock()
+	return ln, nil
+}
+
 // runCatalog opens the store, then feeds it the source's export sets until
 // ctx is done. Writes happen on their own goroutine so that the source is
 // never blocked by etcd: when sets arrive faster than they are written,
-// only the newest is written.
-func (s *Server) runCatalog(ctx context.Context) error {
-	var m *mesh
-	if s.cfg.Mesh != nil {
-		var err error
-		if m, err = s.prepareMesh(ctx); err != nil {
-			return err
-		}
-	}
+// only the newest is written. m is the prepared mesh, or nil.
+func (s *Server) runCatalog(ctx context.Context, m *mesh) error {
 	st, err := store.Open(ctx, s.cfg.Store)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)

@@ -34,7 +34,7 @@ cleanup() {
 		bash "$repo/scripts/kind-down.sh" || true
 		rm -rf "$work"
 	else
-		log "clusters kept (KEEP=1); work dir $work; 'make kind-down' removes them"
+		log "clusters kept (KEEP=1); work dir $work (operator certificate: FEDMESH_OPERATOR_DIR=$work/operator); 'make kind-down' removes them"
 	fi
 	exit "$rc"
 }
@@ -122,13 +122,19 @@ for c in "${clusters[@]}"; do
 done
 
 log "joining the clusters"
+# The admin API (TLS) needs an operator certificate; one from the root is
+# accepted by every cluster's control plane.
+"$fedmesh" ca issue-operator --root-dir "$work/root" --name kind-demo --out "$work/operator" >/dev/null
+export FEDMESH_OPERATOR_DIR=$work/operator
 port=25014
 declare -A admin
 for c in "${clusters[@]}"; do
 	k "$c" -n fedmesh-system port-forward statefulset/fedmesh-controlplane "$port:15014" >/dev/null 2>&1 &
 	pids+=("$!")
-	admin[$c]=http://127.0.0.1:$port
-	poll 30 curl -fsS "${admin[$c]}/healthz" || die "admin port of $c not reachable"
+	admin[$c]=https://127.0.0.1:$port
+	# /healthz is open; the control plane's certificate is checked by the
+	# fedmesh CLI against the federation root, not by curl.
+	poll 30 curl -fsSk "${admin[$c]}/healthz" || die "admin port of $c not reachable"
 	port=$((port + 1))
 done
 for c in east-2 west-1; do

@@ -44,7 +44,7 @@ applies to the service, one must match; AUDIT only records.
 
 Exit code: 0 allowed, 1 denied, 2 bad usage, 3 the check could not be made
 (control plane unreachable, unknown service).`,
-		Example: `  fedmesh authz check --admin http://127.0.0.13:15014 \
+		Example: `  fedmesh authz check --admin https://127.0.0.13:15014 \
     --from spiffe://fedmesh.local/ns/demo/sa/client --from-cluster east-1 \
     --to demo/echo --method GET --path /api/items --header x-env=prod
   fedmesh authz check --from spiffe://fedmesh.local/ns/demo/sa/client --to store.demo --port 5432 -o json`,
@@ -91,7 +91,7 @@ Exit code: 0 allowed, 1 denied, 2 bad usage, 3 the check could not be made
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&admin, "admin", "http://127.0.0.1:15014", "the admin URL of the destination cluster's control plane")
+	addFedAdminFlag(cmd, &admin)
 	f.StringVarP(&output, "output", "o", "", "output format: json or yaml")
 	f.StringVar(&from, "from", "", "the caller's SPIFFE ID, spiffe://TRUST-DOMAIN/ns/NS/sa/SA (required)")
 	f.StringVar(&fromCluster, "from-cluster", "", "the caller's cluster (default: none, which matches no clusters value)")

@@ -22,7 +22,7 @@ func newCACmd() *cobra.Command {
 		Long: "The federation has one root CA (kept offline) and one intermediate CA per cluster.\n" +
 			"A local-mode workload proves its identity to its control plane with a bootstrap token.",
 	}
-	cmd.AddCommand(newCAInitCmd(), newCAIssueClusterCmd(), newCABootstrapTokenCmd(), newCAShowCmd())
+	cmd.AddCommand(newCAInitCmd(), newCAIssueClusterCmd(), newCAIssueOperatorCmd(), newCABootstrapTokenCmd(), newCAShowCmd())
 	return cmd
 }
 
@@ -105,6 +105,75 @@ func newCAIssueClusterCmd() *cobra.Command {
 	cmd.Flags().StringVar(&cluster, "cluster", "", "cluster name (DNS-1123 label)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory to write the cluster CA to")
 	cmd.Flags().DurationVar(&ttl, "ttl", ca.DefaultClusterCATTL, "validity of the cluster CA (capped at the root's)")
+	return cmd
+}
+
+func newCAIssueOperatorCmd() *cobra.Command {
+	var caDir, rootDir, name, out, output string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "issue-operator --name NAME (--ca-dir DIR | --root-dir DIR) [--out DIR]",
+		Short: "Sign a short-lived operator certificate for the admin API (operator.crt, operator.key 0600, bundle.crt)",
+		Long: "Signs a client certificate for spiffe://TD/fedmesh/operator/NAME with which the fedmesh CLI (token,\n" +
+			"join, keys, members, status, debug) authenticates to a control plane's admin API. Signed by a\n" +
+			"cluster CA (--ca-dir) it is accepted by that cluster's control plane only; signed by the root\n" +
+			"(--root-dir) by every control plane of the federation. It is written to --out, by default the\n" +
+			"operator directory the CLI reads (--operator-dir, $" + operatorDirEnv + ", ~/.config/fedmesh/operator),\n" +
+			"replacing the previous certificate there.",
+		Example: `  fedmesh ca issue-operator --ca-dir clusters/east-1/ca --name alice
+  fedmesh ca issue-operator --root-dir root --name ci --ttl 1h --out /tmp/ci-operator`,
+		Args: caNoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := caRequired(c, "name"); err != nil {
+				return err
+			}
+			if (caDir == "") == (rootDir == "") {
+				return caUsage(c, "name exactly one of --ca-dir (a cluster's operator) and --root-dir (a federation operator)")
+			}
+			if ttl < 0 || ttl > ca.MaxOperatorTTL {
+				return caUsage(c, "--ttl %s must be positive and at most %s", ttl, ca.MaxOperatorTTL)
+			}
+			if output != "" && output != "json" && output != "yaml" {
+				return caUsage(c, "unknown output format %q: want json or yaml", output)
+			}
+			if out == "" {
+				dir, _, err := operatorCreds.operatorDir()
+				if err != nil {
+					return caUsage(c, "%v", err)
+				}
+				out = dir
+			}
+			is, err := ca.IssueOperatorFiles(caDir, rootDir, name, out, ttl)
+			if err != nil {
+				if errors.Is(err, identity.ErrBadID) {
+					return caUsage(c, "--name %q: %v", name, err)
+				}
+				return err
+			}
+			scope := "every control plane of the federation"
+			if caDir != "" {
+				scope = "the control plane of cluster " + is.Chain[1].Subject.OrganizationalUnit[0]
+			}
+			info := struct {
+				ID         string    `json:"id"`
+				NotAfter   time.Time `json:"notAfter"`
+				AcceptedBy string    `json:"acceptedBy"`
+				Dir        string    `json:"dir"`
+			}{is.ID.String(), is.Chain[0].NotAfter.UTC(), scope, out}
+			return printOutput(c.OutOrStdout(), output, info, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "issued operator certificate %s, valid until %s, accepted by %s, in %s\n",
+					info.ID, info.NotAfter.Format(time.RFC3339), info.AcceptedBy, info.Dir)
+				return err
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "operator name (DNS-1123 subdomain, such as alice)")
+	f.StringVar(&caDir, "ca-dir", "", "cluster CA directory (from 'fedmesh ca issue-cluster'): only that cluster accepts the certificate")
+	f.StringVar(&rootDir, "root-dir", "", "federation root directory (from 'fedmesh ca init'): every cluster accepts the certificate")
+	f.StringVar(&out, "out", "", "directory to write to (default: the operator directory, see --operator-dir)")
+	f.DurationVar(&ttl, "ttl", ca.DefaultOperatorTTL, "validity of the certificate (capped at the signing CA's)")
+	f.StringVarP(&output, "output", "o", "", "output format: json or yaml")
 	return cmd
 }
 

@@ -28,6 +28,7 @@ type controlPlaneOptions struct {
 	source                string
 	bindAddress           string
 	adminAddress          string
+	adminHosts            []string
 	etcdEndpoints         []string
 	etcdCert, etcdKey     string
 	etcdCA                string
@@ -55,7 +56,9 @@ func newControlPlaneCmd() *cobra.Command {
 		Short: "Run a cluster's control plane",
 		Long: `Run a cluster's control plane: read the cluster's services from a source,
 write its exports to etcd (embedded by default), and serve /healthz, /readyz
-and /metrics on the admin port (15014).`,
+and /metrics on the admin port (15014). With --ca-dir the admin port serves
+TLS, and everything on it but /healthz, /readyz and /metrics needs an
+operator certificate ('fedmesh ca issue-operator').`,
 		Example: `  fedmesh controlplane --cluster east-1 --region us-east --zone a \
     --bind-address 127.0.0.11 --data-dir /tmp/east-1 --source file:examples/local/east-1`,
 		Args: cobra.NoArgs,
@@ -69,6 +72,7 @@ and /metrics on the admin port (15014).`,
 				Locality:     topology.Locality{Region: o.region, Zone: o.zone, Cluster: o.cluster},
 				BindAddress:  o.bindAddress,
 				AdminAddress: o.adminAddress,
+				AdminHosts:   o.adminHosts,
 				DataDir:      o.dataDir,
 				Logger:       log,
 				Registry:     newRegistry(),
@@ -135,7 +139,8 @@ and /metrics on the admin port (15014).`,
 	f.StringVar(&o.leaderNamespace, "leader-elect-namespace", "", "Kubernetes mode: namespace of the leader-election lease")
 	f.StringVar(&o.leaderIdentity, "leader-elect-identity", "", "Kubernetes mode: this replica's identity in leader election (default: host name)")
 	f.StringVar(&o.bindAddress, "bind-address", "127.0.0.1", "address every listener binds to by default")
-	f.StringVar(&o.adminAddress, "admin-address", "", "admin listener host:port (default BIND-ADDRESS:15014)")
+	f.StringVar(&o.adminAddress, "admin-address", "", "admin listener host:port (default BIND-ADDRESS:15014; TLS with --ca-dir)")
+	f.StringSliceVar(&o.adminHosts, "admin-host", nil, "further host names operators reach the admin API by, such as a Service's DNS name (the bind, admin and advertised addresses and localhost are always accepted)")
 	f.StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", nil, "client URLs of an external etcd cluster (default: embedded etcd)")
 	f.StringVar(&o.etcdCert, "etcd-cert", "", "client certificate for an external etcd (PEM)")
 	f.StringVar(&o.etcdKey, "etcd-key", "", "client key for an external etcd (PEM)")

@@ -27,8 +27,8 @@ func newDebugExportsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "exports",
 		Short: "List a cluster's exports as they are stored in etcd, with their keys",
-		Example: `  fedmesh debug exports --admin http://127.0.0.11:15014
-  fedmesh debug exports --admin http://127.0.0.11:15014 -o yaml`,
+		Example: `  fedmesh debug exports --admin https://127.0.0.11:15014
+  fedmesh debug exports --admin https://127.0.0.11:15014 -o yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var page struct {
@@ -75,7 +75,7 @@ func newDebugExportsCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&admin, "admin", "http://127.0.0.1:15014", "the control plane's admin URL")
+	addFedAdminFlag(cmd, &admin)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml")
 	cmd.Flags().StringVar(&cluster, "cluster", "", "whose exports to list (default: the control plane's own cluster)")
 	return cmd

@@ -112,7 +112,7 @@ func printSummary(w io.Writer, s *demo.Summary) {
 	if len(s.Running) > 0 {
 		fmt.Fprintf(w, "\nleft running (--keep); logs and data in %s\n", s.Dir)
 		for _, c := range s.Clusters {
-			fmt.Fprintf(w, "  %-8s control plane %s  (fedmesh status --admin %s)\n", c.Name, c.Admin(), c.Admin())
+			fmt.Fprintf(w, "  %-8s control plane %s  (fedmesh status --admin %s --operator-dir %s)\n", c.Name, c.Admin(), c.Admin(), s.OperatorDir)
 		}
 		fmt.Fprintf(w, "  client:  curl -x http://%s:15001 http://echo.demo.svc.clusterset.local:8080/\n", s.Clusters[0].ClientIP())
 		fmt.Fprintf(w, "  stop:    kill %s\n", strings.Join(pids(s.Running), " "))

@@ -19,8 +19,8 @@ func newJoinCmd() *cobra.Command {
 			"The control plane checks the token against its own federation root before it touches gossip;\n" +
 			"an expired, altered or foreign token joins nothing. One join makes the full mesh.",
 		Example: `  fedmesh join fmjt1.eyJw...
-  fedmesh join --token-file join.token --admin http://127.0.0.13:15014
-  fedmesh token create --admin http://127.0.0.11:15014 | fedmesh join --token-file - --admin http://127.0.0.13:15014`,
+  fedmesh join --token-file join.token --admin https://127.0.0.13:15014
+  fedmesh token create --admin https://127.0.0.11:15014 | fedmesh join --token-file - --admin https://127.0.0.13:15014`,
 		Args: fedUsageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			token, err := joinToken(cmd.InOrStdin(), args, tokenFile)

@@ -63,7 +63,7 @@ func newMembersForgetCmd() *cobra.Command {
 		Short: "Forget a failed member for good (serf force-leave)",
 		Long: "Forget a member that failed and will not come back: every member marks it left, and every control plane\n" +
 			"removes its exports and the imports it persisted of it. An alive member cannot be forgotten.",
-		Example: "  fedmesh members forget west-1\n  fedmesh members forget west-1 --admin http://127.0.0.11:15014",
+		Example: "  fedmesh members forget west-1\n  fedmesh members forget west-1 --admin https://127.0.0.11:15014",
 		Args:    fedExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !membership.IsClusterName(args[0]) {

@@ -57,6 +57,7 @@ func newRootCmd() *cobra.Command {
 		return &exitError{code: 2, err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
 	})
 	new(logOptions).addFlags(root)
+	operatorCreds.addFlags(root)
 	// One line per command; each lives in its own file.
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newStatusCmd())

@@ -20,8 +20,8 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the federation as one control plane sees it: members, fencing, conflicts",
 		Long: "Show the federation as one control plane sees it: every member with its gossip state, region and zone,\n" +
 			"RTT, catalog revision and import lag; the fenced peers with why; and the exports in conflict.",
-		Example: `  fedmesh status --admin http://127.0.0.11:15014
-  fedmesh status --admin http://127.0.0.11:15014 -o json`,
+		Example: `  fedmesh status --admin https://127.0.0.11:15014
+  fedmesh status --admin https://127.0.0.11:15014 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := fedAdminClient(admin)
@@ -37,7 +37,7 @@ func newStatusCmd() *cobra.Command {
 			return printOutput(cmd.OutOrStdout(), output, st, func(w io.Writer) error { return printStatus(w, st) })
 		},
 	}
-	cmd.Flags().StringVar(&admin, "admin", "http://127.0.0.1:15014", "the control plane's admin URL")
+	addFedAdminFlag(cmd, &admin)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml (default: tables)")
 	return cmd
 }

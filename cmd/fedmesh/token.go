@@ -3,12 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/url"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/fedmesh/fedmesh/federation/adminapi"
 )
 
 func newTokenCmd() *cobra.Command {
@@ -31,7 +28,7 @@ func newTokenCreateCmd() *cobra.Command {
 			"the federation's root CA bundle and seed addresses, is signed by the control plane and expires\n" +
 			"after --ttl. It is a secret: hand it to 'fedmesh join' on the new cluster only.",
 		Example: `  fedmesh token create --ttl 1h
-  fedmesh token create --admin http://127.0.0.11:15014 -o json`,
+  fedmesh token create --admin https://127.0.0.11:15014 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ttl <= 0 {
@@ -55,21 +52,6 @@ func newTokenCreateCmd() *cobra.Command {
 	addFedAdminFlag(cmd, &admin)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml (default: the token alone)")
 	return cmd
-}
-
-// addFedAdminFlag adds --admin, the control plane's admin URL, to a
-// federation command.
-func addFedAdminFlag(cmd *cobra.Command, admin *string) {
-	cmd.Flags().StringVar(admin, "admin", adminapi.DefaultAdminURL, "the control plane's admin URL")
-}
-
-// fedAdminClient checks --admin and returns a client for it.
-func fedAdminClient(admin string) (*adminapi.Client, error) {
-	u, err := url.Parse(admin)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, &exitError{code: 2, err: fmt.Errorf("--admin %q is not an http(s) URL like %s", admin, adminapi.DefaultAdminURL)}
-	}
-	return &adminapi.Client{BaseURL: admin}, nil
 }
 
 // fedExactArgs is cobra.ExactArgs with the bad-usage exit code.

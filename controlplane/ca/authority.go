@@ -174,7 +174,7 @@ func (a *Authority) init(cert *x509.Certificate, key crypto.Signer, roots []*x50
 	a.tokenKey = append([]byte(nil), tokenKey...)
 	a.issued = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "fedmesh_ca_issued_total",
-		Help:        "Certificates issued by the cluster CA, by kind (workload, control_plane, etcd_root).",
+		Help:        "Certificates issued by the cluster CA, by kind (workload, control_plane, etcd_root, operator).",
 		ConstLabels: prometheus.Labels{"cluster": cluster},
 	}, []string{"kind"})
 	a.tokenRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{

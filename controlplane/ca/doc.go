@@ -12,7 +12,11 @@
 //	    ├── workload SVID  spiffe://TD/ns/NS/sa/SA        (SignWorkload, 24 h)
 //	    ├── control plane  spiffe://TD/fedmesh/cluster/C  (SignControlPlane)
 //	    │                  CN fedmesh-cp-C, IP/DNS SANs for its etcd and xDS ports
-//	    └── etcd root      same URI, CN root, client auth (SignEtcdRoot)
+//	    ├── etcd root      same URI, CN root, client auth (SignEtcdRoot)
+//	    └── operator       spiffe://TD/fedmesh/operator/NAME (IssueOperator, 12 h,
+//	                       client auth, no CN): this cluster's admin API
+//	root ── operator       the same, signed by the root (Root.IssueOperator):
+//	                       every cluster's admin API
 //
 // Every leaf has exactly one URI SAN and is valid from a minute before it
 // is signed (clock skew) to its TTL, never past its CA. etcd maps a
@@ -26,6 +30,8 @@
 //	cluster dir: ca.crt (0644)    ca.key (0600)   bundle.crt (0644, the root)
 //	             token.key (0600, 32 random bytes: the bootstrap token secret)
 //	workload dir: token (0600, written by WriteBootstrapToken)
+//	operator dir: operator.crt (0644) operator.key (0600) bundle.crt (0644),
+//	              written by WriteOperator, replaced on re-issue
 //
 // Nothing is ever overwritten: InitRoot and IssueClusterCA fail with
 // ErrExists. LoadAuthority refuses secret files readable by others.

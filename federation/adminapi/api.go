@@ -20,7 +20,8 @@ const (
 func ForgetPath(name string) string { return PathMembers + "/" + url.PathEscape(name) + "/forget" }
 
 // DefaultAdminURL is the control plane's admin endpoint on this machine.
-const DefaultAdminURL = "http://127.0.0.1:15014"
+// A control plane with a CA (--ca-dir) serves it over TLS.
+const DefaultAdminURL = "https://127.0.0.1:15014"
 
 // ErrorResponse is the body of every non-2xx answer.
 type ErrorResponse struct {

@@ -3,9 +3,12 @@ package adminapi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -13,11 +16,18 @@ import (
 
 // Client calls a running control plane's admin endpoint: the federation
 // admin API, and with Get any other JSON page of it (status, debug pages).
+// Every call, Get included, presents the operator certificate of TLS.
 type Client struct {
-	// BaseURL is the admin endpoint, e.g. DefaultAdminURL.
+	// BaseURL is the admin endpoint, e.g. DefaultAdminURL. A control
+	// plane with a CA serves https and requires an operator certificate
+	// for everything but /healthz, /readyz and /metrics; one without
+	// serves plain http.
 	BaseURL string
+	// TLS is the client configuration for an https BaseURL, usually
+	// OperatorFiles.ClientTLS. Required for https unless HTTP is set.
+	TLS *tls.Config
 	// HTTP is the client used; nil means one with a 2 minute timeout
-	// (key operations wait for every member's answer).
+	// (key operations wait for every member's answer) and TLS.
 	HTTP *http.Client
 }
 
@@ -92,10 +102,22 @@ const (
 	pageLimit = 64 << 20
 )
 
+// ErrNoOperatorCertificate is returned for an https endpoint when the
+// client has no TLS configuration to authenticate with.
+var ErrNoOperatorCertificate = errors.New("no operator certificate configured")
+
 func (c *Client) do(ctx context.Context, method, path string, body, out any, limit int64) error {
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: 2 * time.Minute}
+		if c.TLS == nil && strings.HasPrefix(strings.ToLower(c.BaseURL), "https://") {
+			return fmt.Errorf("admin endpoint %s: %w", c.BaseURL, ErrNoOperatorCertificate)
+		}
+		hc = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			TLSClientConfig:     c.TLS,
+			TLSHandshakeTimeout: 10 * time.Second,
+			DisableKeepAlives:   true, // one call per command
+		}}
 	}
 	var rd io.Reader
 	if body != nil {
@@ -110,11 +132,16 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any, lim
 	if err != nil {
 		return fmt.Errorf("admin endpoint %q: %w", c.BaseURL, err)
 	}
-	if body != nil {
+	if body != nil || method != http.MethodGet {
+		// The admin refuses state changes without it: browsers cannot
+		// send application/json cross-site without a CORS preflight.
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		if isTLSFailure(err) {
+			return fmt.Errorf("TLS with the control plane at %s failed (is the operator certificate for this federation? see --operator-dir): %w", c.BaseURL, err)
+		}
 		return fmt.Errorf("cannot reach the control plane at %s (is it running? see --admin): %w", c.BaseURL, err)
 	}
 	defer resp.Body.Close()
@@ -137,4 +164,22 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any, lim
 		return fmt.Errorf("answer of %s is not the expected JSON: %w", url, err)
 	}
 	return nil
+}
+
+// isTLSFailure tells a refused or failed TLS handshake from an
+// unreachable endpoint.
+func isTLSFailure(err error) bool {
+	var (
+		alert  tls.AlertError
+		verify *tls.CertificateVerificationError
+		header tls.RecordHeaderError
+		op     *net.OpError
+	)
+	switch {
+	case errors.As(err, &alert), errors.As(err, &verify), errors.As(err, &header):
+		return true
+	case errors.As(err, &op):
+		return op.Op == "remote error" || strings.HasPrefix(op.Err.Error(), "tls:")
+	}
+	return strings.Contains(err.Error(), "tls:")
 }

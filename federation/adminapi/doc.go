@@ -1,6 +1,19 @@
 // Package adminapi is the federation part of a control plane's admin HTTP
-// endpoint (default http://127.0.0.1:15014), which the fedmesh CLI talks
+// endpoint (default https://127.0.0.1:15014), which the fedmesh CLI talks
 // to, and the client the CLI uses.
+//
+// The admin port (controlplane.Admin) lets a request reach these routes
+// only over mTLS with an operator certificate (`fedmesh ca issue-operator`),
+// with a Host naming the admin endpoint, no foreign Origin, and
+// Content-Type application/json on POST; it answers 401 without a
+// certificate, 403 for a caller who may not call or a foreign Host or
+// Origin, 415 for another Content-Type, all as {"error": "..."}. The
+// client presents the certificate on every call, Get included:
+//
+//	files := adminapi.OperatorFiles{CertFile: "op/operator.crt", KeyFile: "op/operator.key", BundleFile: "op/bundle.crt"}
+//	cfg, err := files.ClientTLS(time.Time{})
+//	c := &adminapi.Client{BaseURL: "https://127.0.0.11:15014", TLS: cfg}
+//	resp, err := c.CreateToken(ctx, time.Hour)
 //
 //	POST /federation/v1/token   {"ttl":"1h"}                  -> {"token","expiry","seeds"}
 //	POST /federation/v1/join    {"token":"fmjt1...."}         -> {"issuer","trustDomain","contacted"}

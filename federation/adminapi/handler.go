@@ -76,6 +76,7 @@ type Handler struct {
 	cfg      Config
 	log      *slog.Logger
 	mux      *http.ServeMux
+	routes   []string
 	rejected *prometheus.CounterVec
 }
 
@@ -118,14 +119,23 @@ func NewHandler(cfg Config) (*Handler, error) {
 			return nil, fmt.Errorf("adminapi: register metrics: %w", err)
 		}
 	}
-	h.mux.HandleFunc("POST "+PathToken, h.createToken)
-	h.mux.HandleFunc("POST "+PathJoin, h.join)
-	h.mux.HandleFunc("GET "+PathKeys, h.listKeys)
-	h.mux.HandleFunc("POST "+PathKeys, h.keyOp)
-	h.mux.HandleFunc("GET "+PathMembers, h.members)
-	h.mux.HandleFunc("POST "+PathMembers+"/{name}/forget", h.forget)
+	h.handle("POST "+PathToken, h.createToken)
+	h.handle("POST "+PathJoin, h.join)
+	h.handle("GET "+PathKeys, h.listKeys)
+	h.handle("POST "+PathKeys, h.keyOp)
+	h.handle("GET "+PathMembers, h.members)
+	h.handle("POST "+PathMembers+"/{name}/forget", h.forget)
 	return h, nil
 }
+
+func (h *Handler) handle(pattern string, fn http.HandlerFunc) {
+	h.routes = append(h.routes, pattern)
+	h.mux.HandleFunc(pattern, fn)
+}
+
+// Routes lists the patterns the handler serves, such as
+// "POST /federation/v1/token", so that a test can walk every route.
+func (h *Handler) Routes() []string { return append([]string(nil), h.routes...) }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }

@@ -20,8 +20,9 @@ type Cluster struct {
 	Index int `json:"index"`
 }
 
-// Admin is the control plane's admin URL.
-func (c Cluster) Admin() string { return "http://" + c.IP + ":15014" }
+// Admin is the control plane's admin URL: TLS, with an operator
+// certificate for everything but health and metrics.
+func (c Cluster) Admin() string { return "https://" + c.IP + ":15014" }
 
 // WorkloadIP is the address of replica r (1-based) of the echo service.
 func (c Cluster) WorkloadIP(r int) string { return fmt.Sprintf("127.0.%d.%d", c.Index, r) }

@@ -15,6 +15,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fedmesh/fedmesh/controlplane/ca"
+	"github.com/fedmesh/fedmesh/federation/adminapi"
 )
 
 // Config configures a demo run.
@@ -68,6 +71,10 @@ type Summary struct {
 	TotalSeconds   float64 `json:"totalSeconds"`
 	// Dir holds the CA, the data and every process's log.
 	Dir string `json:"dir"`
+	// OperatorDir holds the operator certificate (from the root, so
+	// every cluster accepts it) that the fedmesh CLI's admin commands
+	// take with --operator-dir.
+	OperatorDir string `json:"operatorDir"`
 	// Running lists the processes left running (--keep).
 	Running []string `json:"running,omitempty"`
 }
@@ -101,7 +108,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	d := &demo{cfg: cfg, tm: tm, clusters: clusters, procs: &Procs{Binary: cfg.Binary, LogDir: logDir, Detach: cfg.Keep}}
-	sum := &Summary{Clusters: clusters, Dir: cfg.Dir}
+	sum := &Summary{Clusters: clusters, Dir: cfg.Dir, OperatorDir: d.dir("operator")}
 	defer func() {
 		if cfg.Keep {
 			sum.Running = d.procs.Running()
@@ -145,6 +152,9 @@ type demo struct {
 	clusters []Cluster
 	procs    *Procs
 	started  time.Time
+	// admin calls the control planes' admin endpoints with the demo's
+	// operator certificate; set by setUp.
+	admin *http.Client
 }
 
 func (d *demo) progress(format string, args ...any) {
@@ -181,6 +191,22 @@ func (d *demo) setUp(ctx context.Context) error {
 			return err
 		}
 	}
+	// One operator certificate from the root: every cluster's admin API
+	// accepts it, for the demo's own calls and for whoever runs the CLI
+	// against a --keep demo.
+	if _, err := d.fedmesh(ctx, "ca", "issue-operator", "--root-dir", d.dir("root"), "--name", "demo", "--out", d.dir("operator")); err != nil {
+		return err
+	}
+	files := adminapi.OperatorFiles{
+		CertFile:   d.dir("operator", ca.OperatorCertFile),
+		KeyFile:    d.dir("operator", ca.OperatorKeyFile),
+		BundleFile: d.dir("operator", ca.OperatorBundleFile),
+	}
+	tlsCfg, err := files.ClientTLS(time.Time{})
+	if err != nil {
+		return err
+	}
+	d.admin = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}}
 
 	d.progress("starting %d control planes (embedded etcd, serf gossip, xDS)", len(d.clusters))
 	for _, c := range d.clusters {
@@ -204,7 +230,7 @@ func (d *demo) setUp(ctx context.Context) error {
 
 	first := d.clusters[0]
 	d.progress("joining every cluster with one token from %s ('fedmesh token create', 'fedmesh join')", first.Name)
-	tok, err := d.fedmesh(ctx, "token", "create", "--ttl", "10m", "--admin", first.Admin())
+	tok, err := d.fedmesh(ctx, "token", "create", "--ttl", "10m", "--admin", first.Admin(), "--operator-dir", d.dir("operator"))
 	if err != nil {
 		return err
 	}
@@ -213,7 +239,7 @@ func (d *demo) setUp(ctx context.Context) error {
 		return err
 	}
 	for _, c := range d.clusters[1:] {
-		if _, err := d.fedmesh(ctx, "join", "--token-file", tokFile, "--admin", c.Admin()); err != nil {
+		if _, err := d.fedmesh(ctx, "join", "--token-file", tokFile, "--admin", c.Admin(), "--operator-dir", d.dir("operator")); err != nil {
 			return err
 		}
 	}
@@ -297,7 +323,7 @@ func (d *demo) startSidecar(ctx context.Context, c Cluster, workload, sa, ip str
 // waitHTTP polls url until it answers 200.
 func (d *demo) waitHTTP(ctx context.Context, what, url string, timeout time.Duration) error {
 	return poll(ctx, timeout, what, func() error {
-		code, body, err := httpGet(url)
+		code, body, err := d.httpGet(url)
 		if err != nil {
 			return err
 		}
@@ -320,7 +346,7 @@ func (d *demo) waitFederated(ctx context.Context, timeout time.Duration) error {
 					Endpoints []json.RawMessage `json:"endpoints"`
 				} `json:"services"`
 			}
-			if err := getJSON(c.Admin()+"/debug/view", &v); err != nil {
+			if err := d.getJSON(c.Admin()+"/debug/view", &v); err != nil {
 				return err
 			}
 			n := 0
@@ -500,8 +526,14 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func() e
 
 var pollClient = &http.Client{Timeout: 3 * time.Second}
 
-func httpGet(url string) (int, string, error) {
-	resp, err := pollClient.Get(url)
+// httpGet gets url: https (the control planes' admin endpoints) with the
+// demo's operator certificate, plain http (gateways) without.
+func (d *demo) httpGet(url string) (int, string, error) {
+	c := pollClient
+	if strings.HasPrefix(url, "https://") && d.admin != nil {
+		c = d.admin
+	}
+	resp, err := c.Get(url)
 	if err != nil {
 		return 0, "", err
 	}
@@ -510,8 +542,8 @@ func httpGet(url string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-func getJSON(url string, v any) error {
-	code, body, err := httpGet(url)
+func (d *demo) getJSON(url string, v any) error {
+	code, body, err := d.httpGet(url)
 	if err != nil {
 		return err
 	}

@@ -87,6 +87,17 @@ func NewRootAt(t testing.TB, name string, now time.Time) *CA {
 	return &CA{Cert: c, Key: k, Now: now}
 }
 
+// NewTrustDomainRoot makes a root as `fedmesh ca init` does: self-signed,
+// valid around now, with its trust domain's SPIFFE ID (spiffe://TD) as
+// its one URI SAN, which SPIFFE bundles of fedmesh require.
+func NewTrustDomainRoot(t testing.TB, name, td string) *CA {
+	t.Helper()
+	k := Key(t)
+	tmpl := caTemplate(name+" root", time.Now())
+	tmpl.URIs = []*url.URL{{Scheme: "spiffe", Host: td}}
+	return &CA{Cert: Sign(t, tmpl, nil, k.Public(), k), Key: k, Now: time.Now()}
+}
+
 // NewIntermediate makes a CA, "NAME intermediate", signed by ca.
 func (ca *CA) NewIntermediate(t testing.TB, name string) *CA {
 	t.Helper()

@@ -309,7 +309,7 @@ func TestCertificateRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	issued := func() float64 {
-		return metric(scrape(t, east1.IP+":15014/metrics"), "fedmesh_xds_certificates_issued_total", `result="ok"`)
+		return metric(scrape(t, east1.Admin()+"/metrics"), "fedmesh_xds_certificates_issued_total", `result="ok"`)
 	}
 	issued0 := issued()
 	start := time.Now()

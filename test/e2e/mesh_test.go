@@ -78,6 +78,8 @@ type mesh struct {
 	// clientProxy is the client sidecar's outbound HTTP proxy, and
 	// clientAdmin its admin address, as this process reaches them.
 	clientProxy, clientAdmin string
+	// admin calls the control planes' admin APIs as an operator.
+	admin *operator
 
 	procs map[string]*proc // by name; used by the test goroutine only
 }
@@ -180,6 +182,10 @@ func (m *mesh) setUp() {
 	for _, c := range m.clusters {
 		m.cli("ca", "issue-cluster", "--root-dir", m.path("root"), "--cluster", c.Name, "--dir", m.path(c.Name, "ca"))
 	}
+	// The tests' operator certificate: from the root, so every cluster's
+	// admin API accepts it, as in the demo.
+	m.cli("ca", "issue-operator", "--root-dir", m.path("root"), "--name", "e2e", "--out", m.path("operator"))
+	m.admin = operatorClient(t, m.path("operator"))
 	for _, c := range m.clusters {
 		src := m.writeSource(c)
 		args := []string{"controlplane",
@@ -196,13 +202,13 @@ func (m *mesh) setUp() {
 		waitReady(t, m.proc(cpName(c)), c.Admin())
 	}
 	east1 := m.clusters[0]
-	tok := strings.TrimSpace(m.cli("token", "create", "--ttl", "10m", "--admin", east1.Admin()))
+	tok := strings.TrimSpace(m.cli("token", "create", "--ttl", "10m", "--admin", east1.Admin(), "--operator-dir", m.path("operator")))
 	tokFile := m.path("join.token")
 	if err := os.WriteFile(tokFile, []byte(tok), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range m.clusters[1:] {
-		m.cli("join", "--token-file", tokFile, "--admin", c.Admin())
+		m.cli("join", "--token-file", tokFile, "--admin", c.Admin(), "--operator-dir", m.path("operator"))
 	}
 	poll.Until(t, 60*time.Second, "every control plane sees every echo endpoint", func() error {
 		for _, c := range m.clusters {
@@ -335,7 +341,7 @@ func (m *mesh) echoEndpoints(c demo.Cluster) (int, error) {
 			Endpoints []json.RawMessage `json:"endpoints"`
 		} `json:"services"`
 	}
-	if err := getJSON(c.Admin()+"/debug/view", &v); err != nil {
+	if err := m.admin.Get(c.Admin(), "/debug/view", &v); err != nil {
 		return 0, err
 	}
 	for _, s := range v.Services {
@@ -365,7 +371,7 @@ type fedStatus struct {
 
 func (m *mesh) status(c demo.Cluster) (fedStatus, error) {
 	var s fedStatus
-	err := getJSON(c.Admin()+"/federation/v1/status", &s)
+	err := m.admin.Get(c.Admin(), "/federation/v1/status", &s)
 	return s, err
 }
 
@@ -646,7 +652,11 @@ func metric(page, name string, want ...string) float64 {
 // scrape returns a metrics page.
 func scrape(t *testing.T, hostPortPath string) string {
 	t.Helper()
-	code, body, err := httpGet("http://" + hostPortPath)
+	url := hostPortPath
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	code, body, err := httpGet(url)
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("scrape %s: %d %v", hostPortPath, code, err)
 	}

@@ -49,7 +49,7 @@ func TestDeployDryRun(t *testing.T) {
 			dryRunApply(t, a, m.obj)
 		})
 	}
-	for _, k := range []string{"CustomResourceDefinition", "ClusterRole", "Role", "StatefulSet", "Deployment", "Service", "MutatingWebhookConfiguration"} {
+	for _, k := range []string{"CustomResourceDefinition", "ClusterRole", "Role", "StatefulSet", "Deployment", "Service", "MutatingWebhookConfiguration", "NetworkPolicy"} {
 		if !kinds[k] {
 			t.Errorf("deploy/ has no %s", k)
 		}

@@ -74,7 +74,7 @@ func Default(tb testing.TB) *PKI {
 // New makes a PKI with a new root.
 func New(tb testing.TB) *PKI {
 	tb.Helper()
-	root := testpki.NewRoot(tb, "fed")
+	root := testpki.NewTrustDomainRoot(tb, "fed", TrustDomain)
 	pool := x509.NewCertPool()
 	pool.AddCert(root.Cert)
 	return &PKI{
@@ -119,6 +119,12 @@ func (p *PKI) ClusterCA(tb testing.TB, cluster string) *testpki.CA {
 // of refusals pass an id that is not caOf's.
 func (p *PKI) Cert(tb testing.TB, caOf, id string) tls.Certificate {
 	tb.Helper()
+	return p.certCN(tb, caOf, id, "fedmesh-cp-"+caOf)
+}
+
+// certCN is Cert with common name cn.
+func (p *PKI) certCN(tb testing.TB, caOf, id, cn string) tls.Certificate {
+	tb.Helper()
 	ca := p.ClusterCA(tb, caOf)
 	u, err := url.Parse(id)
 	if err != nil {
@@ -126,7 +132,7 @@ func (p *PKI) Cert(tb testing.TB, caOf, id string) tls.Certificate {
 	}
 	k := testpki.Key(tb)
 	leaf := testpki.Sign(tb, &x509.Certificate{
-		Subject:     pkix.Name{Organization: []string{"fedmesh"}, CommonName: "fedmesh-cp-" + caOf},
+		Subject:     pkix.Name{Organization: []string{"fedmesh"}, CommonName: cn},
 		NotBefore:   ca.Now.Add(-time.Hour),
 		NotAfter:    ca.Now.Add(24 * time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
@@ -175,7 +181,8 @@ func (p *PKI) ControlPlaneWith(tb testing.TB, cert tls.Certificate) *ControlPlan
 // Store returns scfg serving its embedded etcd over https on 127.0.0.1
 // with the control plane's certificate and requiring client certificates
 // of the federation, as a control plane's etcd does; the store's own
-// client presents the certificate too. The files are written to a new
+// client presents the control plane's identity with common name "root",
+// as controlplane/ca's IssueEtcdRoot makes it. The files are written to a new
 // tb.TempDir().
 func (cp *ControlPlane) Store(tb testing.TB, scfg store.Config) store.Config {
 	tb.Helper()
@@ -202,6 +209,11 @@ func (cp *ControlPlane) Store(tb testing.TB, scfg store.Config) store.Config {
 	scfg.ServerCertFile = filepath.Join(dir, "cp.crt")
 	scfg.ServerKeyFile = filepath.Join(dir, "cp.key")
 	scfg.ClientCAFile = filepath.Join(dir, "bundle.crt")
-	scfg.ClientTLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cp.pki.pool, Certificates: []tls.Certificate{cp.Cert}}
+	cluster, err := identity.ParseControlPlaneID(spiffeid.RequireFromString(cp.Cert.Leaf.URIs[0].String()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	root := cp.pki.certCN(tb, cluster, ControlPlaneID(cluster), store.RootUser)
+	scfg.ClientTLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cp.pki.pool, Certificates: []tls.Certificate{root}}
 	return scfg
 }
