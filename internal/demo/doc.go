@@ -1,0 +1,9 @@
+// Package demo runs `fedmesh demo`: three local clusters (east-1, east-2,
+// west-1), each a control plane with its embedded etcd, a gateway and
+// echo workloads behind sidecars, on loopback addresses of their own. It
+// federates them, sends traffic from a client sidecar and walks through
+// the phases a user watches: locality, failover when a cluster dies,
+// recovery when it comes back. Every child is a real process of the
+// fedmesh binary; the demo checks that each one started and bound its
+// ports, and stops them all when it ends.
+package demo
