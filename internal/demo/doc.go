@@ -4,6 +4,5 @@
 // federates them, sends traffic from a client sidecar and walks through
 // the phases a user watches: locality, failover when a cluster dies,
 // recovery when it comes back. Every child is a real process of the
-// fedmesh binary; the demo checks that each one started and bound its
-// ports, and stops them all when it ends.
+// fedmesh binary, stopped when the demo ends.
 package demo
