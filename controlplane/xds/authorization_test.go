@@ -22,11 +22,10 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/xdsresource"
 	"github.com/fedmesh/fedmesh/policy"
 )
 
@@ -49,44 +48,13 @@ func loadPolicies(t testing.TB, name string) []policy.AuthorizationPolicy {
 	return out
 }
 
-// validateDeep runs ValidateAll on m and on every message packed in an
-// Any inside it (typed_config), which ValidateAll does not open.
+// validateDeep fails t with every validation error of m and of the
+// messages packed inside it.
 func validateDeep(t testing.TB, m proto.Message) {
 	t.Helper()
-	if v, ok := m.(interface{ ValidateAll() error }); ok {
-		if err := v.ValidateAll(); err != nil {
-			t.Errorf("%T: %v", m, err)
-		}
+	if err := xdsresource.ValidateDeep(m); err != nil {
+		t.Error(err)
 	}
-	var walk func(protoreflect.Message)
-	walk = func(msg protoreflect.Message) {
-		if a, ok := msg.Interface().(*anypb.Any); ok {
-			inner, err := a.UnmarshalNew()
-			if err != nil {
-				t.Errorf("unpack %s: %v", a.TypeUrl, err)
-				return
-			}
-			validateDeep(t, inner)
-			return
-		}
-		msg.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			switch {
-			case fd.IsList() && fd.Message() != nil:
-				for i := 0; i < v.List().Len(); i++ {
-					walk(v.List().Get(i).Message())
-				}
-			case fd.IsMap() && fd.MapValue().Message() != nil:
-				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-					walk(mv.Message())
-					return true
-				})
-			case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
-				walk(v.Message())
-			}
-			return true
-		})
-	}
-	walk(m.ProtoReflect())
 }
 
 // withAuthzWorkload makes west-1's echo replica 127.0.3.1 and the store

@@ -9,50 +9,17 @@ import (
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
 )
 
-// validateDeep runs ValidateAll on m and on every message packed in an
-// Any inside it (typed_config), which ValidateAll does not open.
+// validateDeep fails t with every validation error of m and of the
+// messages packed inside it.
 func validateDeep(t *testing.T, m proto.Message) {
 	t.Helper()
-	if v, ok := m.(interface{ ValidateAll() error }); ok {
-		if err := v.ValidateAll(); err != nil {
-			t.Errorf("%T: %v", m, err)
-		}
+	if err := ValidateDeep(m); err != nil {
+		t.Error(err)
 	}
-	var walk func(protoreflect.Message)
-	walk = func(msg protoreflect.Message) {
-		if a, ok := msg.Interface().(*anypb.Any); ok {
-			inner, err := a.UnmarshalNew()
-			if err != nil {
-				t.Errorf("unpack %s: %v", a.TypeUrl, err)
-				return
-			}
-			validateDeep(t, inner)
-			return
-		}
-		msg.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			switch {
-			case fd.IsList() && fd.Message() != nil:
-				for i := 0; i < v.List().Len(); i++ {
-					walk(v.List().Get(i).Message())
-				}
-			case fd.IsMap() && fd.MapValue().Message() != nil:
-				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-					walk(mv.Message())
-					return true
-				})
-			case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
-				walk(v.Message())
-			}
-			return true
-		})
-	}
-	walk(m.ProtoReflect())
 }
 
 var testRBAC = []RBAC{

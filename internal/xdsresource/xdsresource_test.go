@@ -11,7 +11,7 @@ import (
 )
 
 // Every builder makes a resource that passes Envoy's own validation rules
-// (protoc-gen-validate), as the control plane checks before sending.
+// (protoc-gen-validate), typed configs inside it included.
 func TestResourcesValidate(t *testing.T) {
 	sp := naming.ServicePort{Namespace: "demo", Name: "echo", Port: 8080}
 	tests := []struct {
@@ -40,12 +40,8 @@ func TestResourcesValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, ok := tt.r.(interface{ ValidateAll() error })
-			if !ok {
-				t.Fatalf("%T has no ValidateAll", tt.r)
-			}
-			if err := v.ValidateAll(); err != nil {
-				t.Errorf("%v", err)
+			if err := ValidateDeep(tt.r); err != nil {
+				t.Error(err)
 			}
 		})
 	}
