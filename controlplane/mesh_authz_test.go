@@ -14,7 +14,9 @@ import (
 	"github.com/fedmesh/fedmesh/controlplane/ca"
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
 	"github.com/fedmesh/fedmesh/controlplane/xds"
+	"github.com/fedmesh/fedmesh/federation/adminapi"
 	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
@@ -78,13 +80,23 @@ func TestPoliciesReachXDS(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
+	auth, err := ca.LoadAuthority(filepath.Join(dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := auth.IssueOperator("alice", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &adminapi.Client{TLS: identity.ClientConfig(identity.StaticCert(op.TLS), identity.StaticBundle(auth.Bundle()), identity.AuthorizeControlPlanes())}
 	check := func(path string) (*xds.AuthzCheck, error) {
-		if srv.AdminAddr() == "" {
+		if srv.AdminURL() == "" {
 			return nil, fmt.Errorf("admin not listening")
 		}
+		client.BaseURL = srv.AdminURL()
 		q := url.Values{"from": {"spiffe://fedmesh.test/ns/demo/sa/client"}, "to": {"demo/echo"}, "path": {path}}
 		var res xds.AuthzCheck
-		if err := getJSON("http://"+srv.AdminAddr()+xds.DebugAuthzPath+"?"+q.Encode(), &res); err != nil {
+		if err := client.Get(context.Background(), xds.DebugAuthzPath+"?"+q.Encode(), &res); err != nil {
 			return nil, err
 		}
 		return &res, nil
