@@ -83,7 +83,13 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		scfg = prooftest.Default(tb).ControlPlaneWith(tb, cert).Store(tb, scfg)
 	}
 	n.scfg = scfg
-	nt := prooftest.Default(tb).ControlPlaneWith(tb, scfg.ClientTLS.Certificates[0])
+	// The control plane presents to peers the certificate its etcd
+	// serves; its store's own client is the etcd root user.
+	cpCert, err := tls.LoadX509KeyPair(scfg.ServerCertFile, scfg.ServerKeyFile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nt := prooftest.Default(tb).ControlPlaneWith(tb, cpCert)
 	n.st = storetest.OpenConfig(tb, scfg)
 	mem, err := membership.New(membership.Config{
 		NodeName:          n.name,

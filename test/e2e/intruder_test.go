@@ -45,7 +45,7 @@ func TestSerfIntruder(t *testing.T) {
 			CatalogAddress string `json:"catalogAddress"`
 		} `json:"members"`
 	}
-	if err := getJSON(east1.Admin()+"/federation/v1/status", &st); err != nil {
+	if err := m.admin.Get(east1.Admin(), "/federation/v1/status", &st); err != nil {
 		t.Fatal(err)
 	}
 	var catalog string
@@ -100,7 +100,7 @@ func TestSerfIntruder(t *testing.T) {
 				} `json:"members"`
 				Untrusted []untrusted `json:"untrusted"`
 			}
-			if err := getJSON(c.Admin()+"/federation/v1/status", &s); err != nil {
+			if err := m.admin.Get(c.Admin(), "/federation/v1/status", &s); err != nil {
 				return err
 			}
 			for _, mem := range s.Members {
@@ -113,7 +113,7 @@ func TestSerfIntruder(t *testing.T) {
 			}
 			return nil
 		})
-		page := scrape(t, c.IP+":15014/metrics")
+		page := scrape(t, c.Admin()+"/metrics")
 		if got := metric(page, "fedmesh_federation_untrusted_members_total", `reason="wrong_cluster"`); got != 1 {
 			t.Errorf("%s: fedmesh_federation_untrusted_members_total{reason=wrong_cluster} = %v, want 1", c.Name, got)
 		}
