@@ -209,9 +209,15 @@ func (cp *ControlPlane) Store(tb testing.TB, scfg store.Config) store.Config {
 	scfg.ServerCertFile = filepath.Join(dir, "cp.crt")
 	scfg.ServerKeyFile = filepath.Join(dir, "cp.key")
 	scfg.ClientCAFile = filepath.Join(dir, "bundle.crt")
-	cluster, err := identity.ParseControlPlaneID(spiffeid.RequireFromString(cp.Cert.Leaf.URIs[0].String()))
-	if err != nil {
-		tb.Fatal(err)
+	// The store's own client is its cluster's root user, whatever
+	// certificate its etcd serves (tests of impostors serve another's).
+	cluster := scfg.Cluster
+	if cluster == "" {
+		c, err := identity.ParseControlPlaneID(spiffeid.RequireFromString(cp.Cert.Leaf.URIs[0].String()))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cluster = c
 	}
 	root := cp.pki.certCN(tb, cluster, ControlPlaneID(cluster), store.RootUser)
 	scfg.ClientTLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cp.pki.pool, Certificates: []tls.Certificate{root}}
