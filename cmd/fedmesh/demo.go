@@ -24,13 +24,18 @@ func newDemoCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run three local clusters: federate, stay local, fail over across clusters, recover",
+		Short: "Run three local clusters: federate, stay local, fail over across clusters, recover, refuse what the policy denies",
 		Long: `Start local clusters on loopback addresses (east-1 and east-2 in us-east, west-1
 in us-west), each with a control plane and embedded etcd, an east-west gateway
 and an echo service with two replicas behind sidecars; join them with one
 token; then send steady traffic from a client in east-1 through its sidecar
-while east-1's echo dies, then east-2's, then both come back. Every phase is
-checked: the command exits 0 when each behaved, 1 with the reason otherwise.`,
+while east-1's echo dies, then east-2's, then both come back. Every cluster
+carries the same AuthorizationPolicies: echo admits only the client, and
+nobody on /admin. At the end of every phase the client asks for /admin: the
+echo sidecars of the cluster that serves (through its gateway when it is
+another cluster) refuse it with 403 and write an audit record, which the
+demo shows. Every phase is checked: the command exits 0 when each behaved,
+1 with the reason otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "" && output != "json" {
@@ -92,7 +97,7 @@ checked: the command exits 0 when each behaved, 1 with the reason otherwise.`,
 func printSummary(w io.Writer, s *demo.Summary) {
 	fmt.Fprintf(w, "\nSummary (clusters up in %.1fs, %.1fs in all)\n", s.StartupSeconds, s.TotalSeconds)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PHASE\tEXPECT\tSHARE\tSWITCHED\tREQUESTS\tERRORS\tERROR WINDOW\tP99\tRESULT")
+	fmt.Fprintln(tw, "PHASE\tEXPECT\tSHARE\tSWITCHED\tREQUESTS\tERRORS\tERROR WINDOW\tP99\tGET "+demo.DeniedPath+"\tRESULT")
 	for _, r := range s.Phases {
 		switched := "-"
 		if r.SwitchedAfter >= 0 {
@@ -102,12 +107,13 @@ func printSummary(w io.Writer, s *demo.Summary) {
 		if !r.OK {
 			result = "FAIL: " + r.Reason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%s\t%d\t%d\t%s\t%s\t%s\n", r.Phase.Name, r.Phase.Expect, r.Share, switched,
-			r.Requests, r.Errors, r.ErrorWindow.Round(time.Millisecond), r.P99.Round(10*time.Microsecond), result)
+		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Phase.Name, r.Phase.Expect, r.Share, switched,
+			r.Requests, r.Errors, r.ErrorWindow.Round(time.Millisecond), r.P99.Round(10*time.Microsecond), denialString(r.Denial), result)
 	}
 	tw.Flush()
 	if s.OK {
-		fmt.Fprintln(w, "\nevery phase behaved: traffic stayed local, failed over within the region first, then across regions, and came back, all over mTLS")
+		fmt.Fprintln(w, "\nevery phase behaved: traffic stayed local, failed over within the region first, then across regions, and came back,")
+		fmt.Fprintf(w, "and wherever it went the serving cluster refused GET %s (403, audited), all over mTLS\n", demo.DeniedPath)
 	}
 	if len(s.Running) > 0 {
 		fmt.Fprintf(w, "\nleft running (--keep); logs and data in %s\n", s.Dir)
@@ -115,8 +121,26 @@ func printSummary(w io.Writer, s *demo.Summary) {
 			fmt.Fprintf(w, "  %-8s control plane %s  (fedmesh status --admin %s --operator-dir %s)\n", c.Name, c.Admin(), c.Admin(), s.OperatorDir)
 		}
 		fmt.Fprintf(w, "  client:  curl -x http://%s:15001 http://echo.demo.svc.clusterset.local:8080/\n", s.Clusters[0].ClientIP())
+		fmt.Fprintf(w, "  denied:  curl -x http://%s:15001 http://echo.demo.svc.clusterset.local:8080%s\n", s.Clusters[0].ClientIP(), demo.DeniedPath)
+		fmt.Fprintf(w, "  why:     fedmesh authz check --admin %s --operator-dir %s --from %s --from-cluster %s --to demo/echo --path %s\n",
+			s.Clusters[0].Admin(), s.OperatorDir, demo.ClientID, s.Clusters[0].Name, demo.DeniedPath)
+		fmt.Fprintf(w, "  audit:   %s/*/workloads/echo-*/audit.log\n", s.Dir)
 		fmt.Fprintf(w, "  stop:    kill %s\n", strings.Join(pids(s.Running), " "))
 	}
+}
+
+// denialString is the phase's policy probe for the summary table: the
+// answer and the cluster that refused.
+func denialString(dn *demo.Denial) string {
+	switch {
+	case dn == nil:
+		return "-"
+	case dn.Code == 0:
+		return "failed"
+	case dn.Cluster == "":
+		return fmt.Sprintf("%d, no audit", dn.Code)
+	}
+	return fmt.Sprintf("%d by %s", dn.Code, dn.Cluster)
 }
 
 func pids(running []string) []string {

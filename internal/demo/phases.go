@@ -1,7 +1,9 @@
 package demo
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -48,6 +50,59 @@ type Result struct {
 	OK          bool          `json:"ok"`
 	// Reason says why the phase failed.
 	Reason string `json:"reason,omitempty"`
+	// Denial is the phase's policy probe, nil when none was sent.
+	Denial *Denial `json:"denial,omitempty"`
+}
+
+// Denial is the outcome of a policy probe: at the end of a phase the
+// client sends one request that the demo's DenyPolicy denies, and the
+// demo looks for its audit record in every echo sidecar's audit log. The
+// record says which cluster's sidecar denied it.
+type Denial struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	// Code is the HTTP status the client got, 0 when the request failed.
+	Code int `json:"code"`
+	// Err is why the request or the search for its record failed.
+	Err string `json:"error,omitempty"`
+	// Cluster and Workload name the echo replica whose sidecar wrote the
+	// record, and AuditLog is that sidecar's audit log file; empty when
+	// no record was found.
+	Cluster  string `json:"cluster,omitempty"`
+	Workload string `json:"workload,omitempty"`
+	AuditLog string `json:"auditLog,omitempty"`
+	// Record is the audit record, as the sidecar wrote it (one JSON
+	// line).
+	Record json.RawMessage `json:"record,omitempty"`
+	// Decision, Policy and Rule are the record's.
+	Decision string `json:"decision,omitempty"`
+	Policy   string `json:"policy,omitempty"`
+	Rule     *int   `json:"rule,omitempty"`
+}
+
+// judgeDenial adds the probe dn to r: the phase fails unless the request
+// was refused with 403 and a sidecar of r's Expect cluster, the cluster
+// that serves the phase's traffic, recorded the denial by DenyPolicy.
+func (r *Result) judgeDenial(dn Denial) {
+	r.Denial = &dn
+	what := dn.Method + " " + dn.Path
+	var why string
+	switch {
+	case dn.Code == 0:
+		why = fmt.Sprintf("%s failed: %s", what, dn.Err)
+	case dn.Code != http.StatusForbidden:
+		why = fmt.Sprintf("%s answered %d, want 403 (denied by %s)", what, dn.Code, DenyPolicy)
+	case dn.Cluster == "":
+		why = fmt.Sprintf("%s answered 403 but no echo sidecar recorded it: %s", what, dn.Err)
+	case dn.Decision != "deny" || dn.Policy != DenyPolicy:
+		why = fmt.Sprintf("%s: the audit record says %s by %q, want deny by %s", what, dn.Decision, dn.Policy, DenyPolicy)
+	case dn.Cluster != r.Phase.Expect:
+		why = fmt.Sprintf("%s was denied in %s, want %s (the cluster that serves)", what, dn.Cluster, r.Phase.Expect)
+	default:
+		return
+	}
+	r.OK = false
+	r.Reason = strings.TrimPrefix(r.Reason+"; "+why, "; ")
 }
 
 // Evaluate judges the samples of a phase that began at start.

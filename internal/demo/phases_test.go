@@ -88,3 +88,45 @@ func TestAggregate(t *testing.T) {
 		t.Errorf("window (-want +got):\n%s", diff)
 	}
 }
+
+func TestJudgeDenial(t *testing.T) {
+	rule := 0
+	denied := func(cluster string) Denial {
+		return Denial{Method: "GET", Path: DeniedPath, Code: 403, Cluster: cluster, Workload: "echo-1",
+			Decision: "deny", Policy: DenyPolicy, Rule: &rule}
+	}
+	tests := []struct {
+		name   string
+		phase  Result
+		denial Denial
+		want   string // the reason; "" when OK
+	}{
+		{name: "denied where the traffic goes", phase: Result{OK: true}, denial: denied("east-2")},
+		{name: "denied elsewhere", phase: Result{OK: true}, denial: denied("west-1"),
+			want: "GET /admin was denied in west-1, want east-2 (the cluster that serves)"},
+		{name: "allowed", phase: Result{OK: true}, denial: Denial{Method: "GET", Path: DeniedPath, Code: 200},
+			want: "GET /admin answered 200, want 403 (denied by demo/deny-admin)"},
+		{name: "request failed", phase: Result{OK: true}, denial: Denial{Method: "GET", Path: DeniedPath, Err: "connection refused"},
+			want: "GET /admin failed: connection refused"},
+		{name: "no audit record", phase: Result{OK: true}, denial: Denial{Method: "GET", Path: DeniedPath, Code: 403, Err: "timed out"},
+			want: "GET /admin answered 403 but no echo sidecar recorded it: timed out"},
+		{name: "denied by another policy", phase: Result{OK: true},
+			denial: Denial{Method: "GET", Path: DeniedPath, Code: 403, Cluster: "east-2", Decision: "deny"},
+			want:   `GET /admin: the audit record says deny by "", want deny by demo/deny-admin`},
+		{name: "reasons add up", phase: Result{Reason: "east-2 served 50.0% of requests"}, denial: denied("west-1"),
+			want: "east-2 served 50.0% of requests; GET /admin was denied in west-1, want east-2 (the cluster that serves)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.phase
+			r.Phase = Phase{Name: "east-1 echo killed", Expect: "east-2"}
+			r.judgeDenial(tt.denial)
+			if r.OK != (tt.want == "" && tt.phase.OK) || r.Reason != tt.want {
+				t.Errorf("OK=%v reason=%q, want OK=%v reason %q", r.OK, r.Reason, tt.want == "", tt.want)
+			}
+			if r.Denial == nil || r.Denial.Cluster != tt.denial.Cluster {
+				t.Errorf("Denial = %+v, want the probe", r.Denial)
+			}
+		})
+	}
+}

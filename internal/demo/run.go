@@ -79,8 +79,6 @@ type Summary struct {
 	Running []string `json:"running,omitempty"`
 }
 
-const trustDomain = "fedmesh.local"
-
 // Run runs the scenario: start and federate the clusters, send steady
 // traffic from east-1's client through its sidecar, kill east-1's echo,
 // then east-2's, then restore both, and judge each phase.
@@ -183,7 +181,7 @@ func (d *demo) dir(parts ...string) string {
 // the gateways, the echo replicas and the client's sidecar.
 func (d *demo) setUp(ctx context.Context) error {
 	d.progress("creating the federation root CA and %d cluster CAs in %s", len(d.clusters), d.cfg.Dir)
-	if _, err := d.fedmesh(ctx, "ca", "init", "--trust-domain", trustDomain, "--dir", d.dir("root")); err != nil {
+	if _, err := d.fedmesh(ctx, "ca", "init", "--trust-domain", TrustDomain, "--dir", d.dir("root")); err != nil {
 		return err
 	}
 	for _, c := range d.clusters {
@@ -289,7 +287,7 @@ func (d *demo) startGateway(ctx context.Context, c Cluster) error {
 	}
 	_, err = d.procs.Start("gateway-"+c.Name, "gateway", "--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
 		"--listen", c.IP+":15443", "--admin", c.IP+":15021", "--xds-address", c.IP+":15010",
-		"--trust-domain", trustDomain, "--root-bundle", filepath.Join(dir, "bundle.crt"), "--token-file", filepath.Join(dir, "token"))
+		"--trust-domain", TrustDomain, "--root-bundle", filepath.Join(dir, "bundle.crt"), "--token-file", filepath.Join(dir, "token"))
 	return err
 }
 
@@ -305,7 +303,7 @@ func (d *demo) startEcho(ctx context.Context, c Cluster, r int) error {
 	// started first would win, and a sidecar that won would send its own
 	// inbound traffic out again. The echo's sidecar needs no service
 	// listeners.
-	return d.startSidecar(ctx, c, w, "echo", c.WorkloadIP(r), "--service-ip", "none")
+	return d.startSidecar(ctx, c, w, "echo", c.WorkloadIP(r), "--service-ip", "none", "--audit-log", d.auditLog(c, r))
 }
 
 func (d *demo) startSidecar(ctx context.Context, c Cluster, workload, sa, ip string, extra ...string) error {
@@ -315,7 +313,7 @@ func (d *demo) startSidecar(ctx context.Context, c Cluster, workload, sa, ip str
 	}
 	args := append([]string{"sidecar", "--cluster", c.Name,
 		"--region", c.Region, "--zone", c.Zone, "--namespace", "demo", "--service-account", sa, "--workload", workload,
-		"--address", ip, "--xds-address", c.IP + ":15010", "--trust-domain", trustDomain, "--workload-dir", dir, "--dns", "none"}, extra...)
+		"--address", ip, "--xds-address", c.IP + ":15010", "--trust-domain", TrustDomain, "--workload-dir", dir, "--dns", "none"}, extra...)
 	_, err = d.procs.Start(fmt.Sprintf("%s-%s-sidecar", c.Name, workload), args...)
 	return err
 }
@@ -419,6 +417,8 @@ func (d *demo) scenario(ctx context.Context) ([]Result, error) {
 	for _, p := range phases {
 		total += p.Duration
 	}
+	// Each phase ends with a policy probe, which takes a moment.
+	total += time.Duration(len(phases)) * 2 * time.Second
 	load := &Load{URL: echoURL, Rate: d.cfg.Rate, MaxRequests: d.cfg.Rate * int(total/time.Second+5), Client: d.client()}
 	lctx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
@@ -459,7 +459,13 @@ func (d *demo) scenario(ctx context.Context) ([]Result, error) {
 				break
 			}
 		}
-		results = append(results, Evaluate(p.Phase, pstart, load.Between(pstart, end)))
+		r := Evaluate(p.Phase, pstart, load.Between(pstart, end))
+		// The policy holds wherever the traffic goes: the cluster that
+		// serves this phase refuses what the policy denies.
+		dn := d.probeDenied(ctx)
+		d.showDenial(dn)
+		r.judgeDenial(dn)
+		results = append(results, r)
 	}
 	stopLoad()
 	return results, nil

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedmesh/fedmesh/internal/demo"
+	"github.com/fedmesh/fedmesh/sidecar/audit"
 )
 
 // syncBuffer is the demo's output, written by its goroutines.
@@ -35,7 +38,9 @@ func (s *syncBuffer) String() string {
 // east-1's echo down traffic fails over within the region (east-2, never
 // west-1), then across regions; failed requests stay within what the
 // client sidecar's retry budget accounts for; restored, traffic comes back
-// to east-1. The processes' metrics must tell the same story.
+// to east-1. At the end of every phase the cluster that serves refuses
+// GET /admin and records it. The processes' metrics must tell the same
+// story.
 func TestDemoScenario(t *testing.T) {
 	// The demo runs on fixed addresses (127.0.0.11-13); a demo someone
 	// left running there would answer instead of ours.
@@ -97,6 +102,27 @@ func TestDemoScenario(t *testing.T) {
 		requests += r.Requests
 		for c, n := range r.Served {
 			served[c] += n
+		}
+	}
+	// Every phase ends with GET /admin, which the sidecars of the cluster
+	// serving that phase refuse, across the gateway when it is another
+	// cluster, and record.
+	for _, r := range sum.Phases {
+		dn := r.Denial
+		if dn == nil || dn.Code != http.StatusForbidden || dn.Cluster != r.Phase.Expect || dn.Policy != demo.DenyPolicy {
+			t.Errorf("%s: GET %s probe %+v; want 403, denied by %s in %s", r.Phase.Name, demo.DeniedPath, dn, demo.DenyPolicy, r.Phase.Expect)
+			continue
+		}
+		var rec audit.Record
+		if err := json.Unmarshal(dn.Record, &rec); err != nil {
+			t.Errorf("%s: audit record %s: %v", r.Phase.Name, dn.Record, err)
+			continue
+		}
+		if rec.SourcePrincipal != demo.ClientID || rec.SourceCluster != "east-1" || rec.DestinationService != "demo/echo" || rec.Path != demo.DeniedPath {
+			t.Errorf("%s: audit record %s; want the client's from east-1 to demo/echo %s", r.Phase.Name, dn.Record, demo.DeniedPath)
+		}
+		if !strings.Contains(out.String(), string(dn.Record)) {
+			t.Errorf("%s: the demo's output does not show the audit record %s", r.Phase.Name, dn.Record)
 		}
 	}
 	steady, failover := sum.Phases[0], sum.Phases[1]

@@ -11,7 +11,11 @@
 //
 //   - TestDemoScenario: `fedmesh demo`'s scenario, its summary and the
 //     processes' metrics (local first, same region next, errors within the
-//     retry budget, back to local);
+//     retry budget, back to local, GET /admin refused wherever it goes);
+//   - TestAuthorization: the demo's AuthorizationPolicies: allowed 200,
+//     denied 403 in the client's cluster and behind another cluster's
+//     gateway, the denying sidecar's audit record field by field,
+//     `fedmesh authz check` agreeing, and an edited policy file obeyed;
 //   - TestControlPlaneKilled: kill -9 of a control plane, then a restart on
 //     the same data directory;
 //   - TestGatewayKilled: kill -9 of the gateway the traffic goes through,

@@ -302,8 +302,14 @@ func (m *mesh) startEcho(c demo.Cluster, r int) {
 	w := fmt.Sprintf("echo-%d", r)
 	m.start(c, echoApp(c, r), "echo", "--listen", workloadIP(c, r)+":8080", "--cluster", c.Name, "--workload", w)
 	// No service listeners: the one for port 8080 would take the app's
-	// address and port.
-	m.startSidecar(c, w, "echo", workloadIP(c, r), "--service-ip", "none")
+	// address and port. The audit trail goes to a file, as in the demo.
+	m.startSidecar(c, w, "echo", workloadIP(c, r), "--service-ip", "none", "--audit-log", m.auditLog(c, r))
+}
+
+// auditLog is the audit log file of replica r's sidecar in cluster c, in
+// the replica's workload directory.
+func (m *mesh) auditLog(c demo.Cluster, r int) string {
+	return m.path(c.Name, "workloads", fmt.Sprintf("echo-%d", r), "audit.log")
 }
 
 func (m *mesh) startSidecar(c demo.Cluster, workload, sa, ip string, extra ...string) {

@@ -1,0 +1,87 @@
+package demo
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fedmesh/fedmesh/policy"
+	"github.com/fedmesh/fedmesh/sidecar/audit"
+)
+
+// TestSourcePolicies reads the policies WriteSourceDir writes with the
+// parser the file source uses, and decides the demo's requests with them.
+func TestSourcePolicies(t *testing.T) {
+	dir := t.TempDir()
+	if err := WriteSourceDir(dir, Source{Cluster: "east-1", Index: 1, Zone: "a", ClientIP: "127.0.1.100",
+		Replicas: []Replica{{N: 1, IP: "127.0.1.1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, PolicyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []policy.AuthorizationPolicy
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		p, err := policy.Parse([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", PolicyFile, err, doc)
+		}
+		ps = append(ps, *p)
+	}
+	zero := 0
+	tests := []struct {
+		name      string
+		principal string
+		path      string
+		want      policy.Decision
+	}{
+		{name: "the client reads", principal: ClientID, path: "/",
+			want: policy.Decision{Allowed: true, Action: policy.ActionAllow, Policy: AllowPolicy, Rule: &zero, Reason: policy.ReasonAllowed}},
+		{name: "the client on /admin", principal: ClientID, path: DeniedPath,
+			want: policy.Decision{Action: policy.ActionDeny, Policy: DenyPolicy, Rule: &zero, Reason: policy.ReasonDenied}},
+		{name: "the client below /admin", principal: ClientID, path: DeniedPath + "/users?x=1",
+			want: policy.Decision{Action: policy.ActionDeny, Policy: DenyPolicy, Rule: &zero, Reason: policy.ReasonDenied}},
+		{name: "the client on /administrator", principal: ClientID, path: DeniedPath + "istrator",
+			want: policy.Decision{Allowed: true, Action: policy.ActionAllow, Policy: AllowPolicy, Rule: &zero, Reason: policy.ReasonAllowed}},
+		{name: "another caller", principal: "spiffe://" + TrustDomain + "/ns/demo/sa/other", path: "/",
+			want: policy.Decision{Action: policy.ActionAllow, Reason: policy.ReasonNoAllow}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := policy.Evaluate(ps, policy.Request{Principal: tt.principal, Cluster: "east-2", Namespace: "demo", Service: "echo",
+				Port: 8080, Method: "GET", Path: tt.path})
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// The client, the one caller the ALLOW policy admits, is not another
+	// service's account.
+	if !strings.HasSuffix(ClientID, "/sa/client") {
+		t.Errorf("ClientID %s is not the client's service account", ClientID)
+	}
+}
+
+func TestFindRecord(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "audit.log")
+	lines := `{"time":"2026-03-01T12:00:00Z","decision":"deny","path":"/admin","source_principal":"a"}
+{"time":"2026-03-01T12:00:01Z","decision":"deny","path":"/admin","source_principal":"b"}
+{"time":"2026-03-01T12:00:02Z","decis`
+	if err := os.WriteFile(file, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	line, rec, err := findRecord(file, func(r *audit.Record) bool { return r.SourcePrincipal == "b" })
+	if err != nil || rec == nil || line != strings.Split(lines, "\n")[1] {
+		t.Fatalf("findRecord = %q, %+v, %v; want the second line", line, rec, err)
+	}
+	if _, rec, err := findRecord(file, func(r *audit.Record) bool { return r.SourcePrincipal == "c" }); rec != nil || err != nil {
+		t.Errorf("findRecord of no match = %+v, %v; want nil, nil", rec, err)
+	}
+	if _, rec, err := findRecord(file+".none", func(*audit.Record) bool { return true }); rec != nil || err != nil {
+		t.Errorf("findRecord of a missing file = %+v, %v; want nil, nil", rec, err)
+	}
+}
