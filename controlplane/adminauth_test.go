@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,13 +15,9 @@ import (
 	"time"
 
 	"github.com/fedmesh/fedmesh/controlplane/ca"
-	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
 	"github.com/fedmesh/fedmesh/federation/adminapi"
-	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/poll"
-	"github.com/fedmesh/fedmesh/store"
-	"github.com/fedmesh/fedmesh/topology"
 )
 
 // meshPKI is a federation root with the CAs of east-1 (the control plane
@@ -100,51 +94,13 @@ func mustIssue(t *testing.T) func(*ca.Issued, error) *ca.Issued {
 // and returns it once /readyz answers.
 func startMeshServer(t *testing.T, p *meshPKI) *Server {
 	t.Helper()
-	srcDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(srcDir, "echo.yaml"), []byte(echoYAML), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	src, err := filesource.New(filesource.Config{Dir: srcDir, Cluster: "east-1", Region: "us-east", Zone: "a", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(Config{
-		Cluster:      "east-1",
-		Locality:     topology.Locality{Region: "us-east", Zone: "a"},
-		BindAddress:  "127.0.0.1",
-		AdminAddress: "127.0.0.1:0",
-		AdminHosts:   []string{"fedmesh-controlplane.fedmesh-system.svc"},
-		DataDir:      filepath.Join(p.dir, "data"),
-		Source:       src,
-		Store:        store.Config{ListenClientURLs: []string{"http://127.0.0.1:0"}},
-		Mesh: &MeshConfig{
-			CADir:      filepath.Join(p.dir, "east-1"),
-			SerfPort:   -1,
-			XDSAddress: "127.0.0.1:0",
-			Profile:    membership.ProfileLocal,
-		},
-		Logger: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	srv := startMember(t, memberOptions{
+		caDir:  filepath.Join(p.dir, "east-1"),
+		files:  map[string]string{"echo.yaml": echoYAML},
+		config: func(c *Config) { c.AdminHosts = []string{"fedmesh-controlplane.fedmesh-system.svc"} },
+	}).srv
 	anon := p.httpsClient(t, nil)
 	poll.Until(t, 60*time.Second, "control plane ready", func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("Run returned early: %v", err)
-		default:
-		}
 		if srv.AdminURL() == "" {
 			return errors.New("admin not listening")
 		}
