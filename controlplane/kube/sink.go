@@ -53,6 +53,10 @@ type SinkConfig struct {
 	Namespace string
 	// Validity, when set, gives the ServiceExports their Valid condition.
 	Validity ValidityReporter
+	// Policies, when set, gives every AuthorizationPolicy its Accepted
+	// and ResolvedRefs conditions (written with Clients.Dynamic, which
+	// is then required).
+	Policies PolicyStatusReporter
 	// Elector, when set, lets the sink write only while this replica is
 	// the leader. Nil writes always (one replica).
 	Elector *Elector
@@ -91,6 +95,9 @@ func NewSink(cfg SinkConfig) (*Sink, error) {
 	}
 	if why := catalog.IsDNS1123Label(cfg.Cluster); why != "" {
 		return nil, fmt.Errorf("%w: cluster %q %s", ErrConfig, cfg.Cluster, why)
+	}
+	if cfg.Policies != nil && cfg.Clients.Dynamic == nil {
+		return nil, fmt.Errorf("%w: the sink writes AuthorizationPolicy status with a dynamic client, and has none", ErrConfig)
 	}
 	if cfg.MinRetry == 0 {
 		cfg.MinRetry = DefaultMinRetry
@@ -240,16 +247,20 @@ func (s *Sink) lead(ctx context.Context) error {
 	retryTimer.Stop()
 	defer retryTimer.Stop()
 	var retry <-chan time.Time
-	var validityChanged <-chan struct{}
+	var validityChanged, policiesChanged <-chan struct{}
 	for {
 		var validity map[catalog.ServiceKey]Validity
 		if s.cfg.Validity != nil {
 			validity, validityChanged = s.cfg.Validity.Validity()
 		}
+		var policies []PolicyStatus
+		if s.cfg.Policies != nil {
+			policies, policiesChanged = s.cfg.Policies.PolicyStatus()
+		}
 		s.mu.Lock()
 		view := s.view
 		s.mu.Unlock()
-		if err := s.reconcile(ctx, l, view, validity); err != nil {
+		if err := s.reconcile(ctx, l, view, validity, policies); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -268,20 +279,22 @@ func (s *Sink) lead(ctx context.Context) error {
 		case <-s.wake:
 		case <-kick:
 		case <-validityChanged:
+		case <-policiesChanged:
 		case <-retry:
 		}
 	}
 }
 
-// reconcile makes the cluster match the view and the validity. It goes on
-// past failures and returns them joined.
-func (s *Sink) reconcile(ctx context.Context, l sinkListers, view *catalog.View, validity map[catalog.ServiceKey]Validity) error {
+// reconcile makes the cluster match the view, the validity and the
+// policies' conditions. It goes on past failures and returns them joined.
+func (s *Sink) reconcile(ctx context.Context, l sinkListers, view *catalog.View, validity map[catalog.ServiceKey]Validity, policies []PolicyStatus) error {
 	s.met.reconciles.Inc()
 	var errs []error
 	if view != nil {
 		errs = append(errs, s.reconcileImports(ctx, l, view)...)
 	}
 	errs = append(errs, s.reconcileExportStatus(ctx, l, view, validity)...)
+	errs = append(errs, s.reconcilePolicyStatus(ctx, policies)...)
 	return errors.Join(errs...)
 }
 
