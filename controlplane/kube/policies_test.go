@@ -122,8 +122,10 @@ func TestPolicyFromObjectRefuses(t *testing.T) {
 			wantIn:     []string{"spec.targetRefs[0].kind", "spec.action"},
 		},
 		{
-			name:       "unknown field",
-			obj:        func() *unstructured.Unstructured { return policyObject(t, "demo", "p", "u", 1, "rules: [{froms: []}]\n") },
+			name: "unknown field",
+			obj: func() *unstructured.Unstructured {
+				return policyObject(t, "demo", "p", "u", 1, "rules: [{froms: []}]\n")
+			},
 			wantReason: source.ReasonParse,
 			wantIn:     []string{`unknown field "spec.rules[0].froms"`},
 		},
