@@ -6,16 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	k8stesting "k8s.io/client-go/testing"
 	"sigs.k8s.io/yaml"
 
 	"github.com/fedmesh/fedmesh/catalog"
@@ -461,5 +465,46 @@ func FuzzPolicyFromObject(f *testing.F) {
 			t.Fatalf("accepted an invalid policy: %v", err)
 		}
 		_ = evaluatePolicies([]*unstructured.Unstructured{u}, nil, func(string, string) bool { return false })
+	})
+}
+
+// TestSourcePoliciesWithoutCRD: while the API server does not serve the
+// CRD, no policy can exist, so the empty set is ready (inbound listeners
+// are served); once it is served, its policies are read.
+func TestSourcePoliciesWithoutCRD(t *testing.T) {
+	clients := fakeClients(nil)
+	dyn := fakeDynamic(policyObject(t, "demo", "p", "u", 1, "{}"))
+	var served atomic.Bool
+	dyn.PrependReactor("list", PolicyResource.Resource, func(k8stesting.Action) (bool, runtime.Object, error) {
+		if served.Load() {
+			return false, nil, nil
+		}
+		return true, nil, apierrors.NewNotFound(PolicyResource.GroupResource(), "")
+	})
+	clients.Dynamic = dyn
+	src, err := NewSource(SourceConfig{Clients: clients, Cluster: "east-1", Debounce: time.Millisecond, PolicyProbe: 10 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := make(chan struct{})
+	var once sync.Once
+	run(t, func(ctx context.Context) error {
+		return src.Run(ctx, func([]catalog.Export) { once.Do(func() { close(exported) }) })
+	})
+	poll.Until(t, 10*time.Second, "ready with no policies", func() error {
+		ps, ready, _ := src.AuthorizationPolicies()
+		if !ready || len(ps) != 0 {
+			return fmt.Errorf("ready %v, %d policies", ready, len(ps))
+		}
+		return nil
+	})
+	<-exported // exports do not wait for the CRD
+	served.Store(true)
+	poll.Until(t, 10*time.Second, "the policy read once the CRD is served", func() error {
+		ps, ready, _ := src.AuthorizationPolicies()
+		if !ready || len(ps) != 1 {
+			return fmt.Errorf("ready %v, %d policies", ready, len(ps))
+		}
+		return nil
 	})
 }
