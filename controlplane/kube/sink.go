@@ -86,6 +86,11 @@ type Sink struct {
 	wake chan struct{} // cap 1
 	mu   sync.Mutex    // guards view
 	view *catalog.View
+
+	// policyWritten is, per AuthorizationPolicy UID, the resourceVersion
+	// its last successful status write was based on. Used by lead's
+	// goroutine only; reset at each lead.
+	policyWritten map[types.UID]string
 }
 
 // NewSink validates cfg and returns a Sink; Run starts it.
@@ -233,6 +238,7 @@ func (s *Sink) lead(ctx context.Context) error {
 		exports: func() ([]*mcsv1alpha1.ServiceExport, error) { return seInf.Lister().List(labels.Everything()) },
 	}
 	s.log.Info("writing ServiceImports")
+	s.policyWritten = map[types.UID]string{}
 
 	// MinRetry, doubling up to MaxRetry, without jitter; reset after a
 	// reconciliation that succeeds.

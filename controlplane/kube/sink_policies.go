@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // reconcilePolicyStatus writes the Accepted and ResolvedRefs conditions
@@ -14,9 +15,19 @@ import (
 // source found (conditions of other types are left alone). An object
 // whose conditions already say so is not written, so a status write,
 // which the source sees as a change, ends with no further write.
+//
+// The cache lags behind the sink's own writes: an object still at the
+// resourceVersion a write succeeded on is skipped, rather than written
+// again and refused as a conflict.
 func (s *Sink) reconcilePolicyStatus(ctx context.Context, policies []PolicyStatus) []error {
 	var errs []error
+	present := make(map[types.UID]bool, len(policies))
 	for _, ps := range policies {
+		uid := ps.Object.GetUID()
+		present[uid] = true
+		if rv, ok := s.policyWritten[uid]; ok && rv == ps.Object.GetResourceVersion() {
+			continue
+		}
 		obj, changed, err := policyWithConditions(ps)
 		if err != nil {
 			errs = append(errs, err)
@@ -28,6 +39,13 @@ func (s *Sink) reconcilePolicyStatus(ctx context.Context, policies []PolicyStatu
 		_, err = s.cfg.Clients.Dynamic.Resource(PolicyResource).Namespace(obj.GetNamespace()).UpdateStatus(ctx, obj, metav1.UpdateOptions{})
 		if s.wrote("AuthorizationPolicy", "update_status", err) != nil {
 			errs = append(errs, fmt.Errorf("update status of AuthorizationPolicy %s/%s: %w", obj.GetNamespace(), obj.GetName(), err))
+			continue
+		}
+		s.policyWritten[uid] = ps.Object.GetResourceVersion()
+	}
+	for uid := range s.policyWritten {
+		if !present[uid] {
+			delete(s.policyWritten, uid)
 		}
 	}
 	return errs

@@ -129,6 +129,19 @@ func TestAuthorizationPolicies(t *testing.T) {
 	if _, err := admin.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: authzNS}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
+	// Leave the namespace empty, so that the test can run again in the
+	// same cluster (-count).
+	pc := admin.Dynamic.Resource(kube.PolicyResource).Namespace(authzNS)
+	cleanup := func() {
+		if err := pc.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+			t.Errorf("delete the policies: %v", err)
+		}
+		if err := admin.Kube.CoreV1().Services(authzNS).Delete(ctx, "nope", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete Service nope: %v", err)
+		}
+	}
+	cleanup()
+	t.Cleanup(cleanup)
 	echo := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: authzNS},
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP}}},
@@ -202,7 +215,6 @@ func TestAuthorizationPolicies(t *testing.T) {
 	poll.Until(t, 30*time.Second, "no policies, ready", inForce(r1))
 	poll.Until(t, 30*time.Second, "no policies, ready", inForce(r2))
 
-	pc := admin.Dynamic.Resource(kube.PolicyResource).Namespace(authzNS)
 	for _, p := range []*unstructured.Unstructured{
 		authzPolicy(t, "good", `
 targetRefs: [{kind: Service, name: echo}]
