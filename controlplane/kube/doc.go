@@ -1,5 +1,6 @@
 // Package kube is fedmesh's Kubernetes mode of the control plane: a Source
-// that reads the cluster through client-go shared informers, a Sink that
+// that reads the cluster (its exports and its AuthorizationPolicies)
+// through client-go shared informers, a Sink that
 // writes the merged federation view back as Multi-Cluster Services
 // (multicluster.x-k8s.io) ServiceImports and EndpointSlices, an Elector so
 // that of several control plane replicas only one writes, and a
@@ -13,6 +14,10 @@
 //	                   \--> Validity of each ServiceExport --+
 //	federation View (merged) ----------------------------> Sink --> ServiceImport, EndpointSlices,
 //	                                                               ServiceExport status (Valid, Conflict)
+//	AuthorizationPolicies (dynamic informer), Services
+//	   --> Source: PolicyFromObject --> policies in force --> control plane --> xDS (this cluster only)
+//	                   \--> PolicyStatus of each object ------> Sink --> AuthorizationPolicy status
+//	                                                               (Accepted, ResolvedRefs)
 //
 // # Source
 //
@@ -28,6 +33,29 @@
 // called only when the export set changes. Rejected objects are listed by
 // Problems (the control plane shows them on /debug/source) and counted in
 // fedmesh_kube_source_rejected_total{reason}.
+//
+// # AuthorizationPolicies
+//
+// Source also implements source.PolicySource. It reads fedmesh.io
+// AuthorizationPolicies with a dynamic informer and converts each with
+// PolicyFromObject, which is policy.Parse (the file source's strict
+// decoding and validation) on the object without its status. A refused
+// object is listed by Problems with its reason and the fields it got
+// wrong, counted once per generation in
+// fedmesh_kube_source_policies_rejected_total{reason}, and keeps its last
+// accepted version (same UID) in force; one that never was valid is not
+// in force. The whole set is replaced at once, after a debounce, and
+// AuthorizationPolicies is ready once the informer has synced. While the
+// API server does not serve the CRD no policy can exist: the empty set is
+// ready, and the source asks again every PolicyProbe. With
+// SourceConfig.Namespace only that namespace's policies are read.
+//
+// With SinkConfig.Policies the sink writes each object's conditions, in
+// the Gateway API's style, with observedGeneration, and only when they
+// change: Accepted (True, or False with reason Invalid and the error
+// naming the field) and ResolvedRefs (True, or False with reason
+// BackendNotFound when a targetRef names no Service of the namespace, or
+// InvalidKind).
 //
 // # Sink
 //
@@ -65,7 +93,7 @@
 //	clients, _ := kube.NewClients(rc)
 //	src, _ := kube.NewSource(kube.SourceConfig{Clients: clients, Cluster: "east-1", Region: "us-east"})
 //	el, _ := kube.NewElector(kube.ElectorConfig{Client: clients.Kube, Namespace: "fedmesh-system", Identity: podName})
-//	sink, _ := kube.NewSink(kube.SinkConfig{Clients: clients, Cluster: "east-1", Validity: src, Elector: el})
+//	sink, _ := kube.NewSink(kube.SinkConfig{Clients: clients, Cluster: "east-1", Validity: src, Policies: src, Elector: el})
 //	go src.Run(ctx, writeExports)                 // the control plane does this
 //	views, cancel := fed.Subscribe()              // *federation.Federation
 //	defer cancel()

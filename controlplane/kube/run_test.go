@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	mcsfake "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned/fake"
 
@@ -24,7 +26,13 @@ import (
 )
 
 func fakeClients(kubeObjs []runtime.Object, mcsObjs ...runtime.Object) Clients {
-	return Clients{Kube: fake.NewSimpleClientset(kubeObjs...), MCS: mcsfake.NewSimpleClientset(mcsObjs...)}
+	return Clients{Kube: fake.NewSimpleClientset(kubeObjs...), MCS: mcsfake.NewSimpleClientset(mcsObjs...), Dynamic: fakeDynamic()}
+}
+
+// fakeDynamic is a dynamic client that serves AuthorizationPolicies.
+func fakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{PolicyResource: "AuthorizationPolicyList"}, objs...)
 }
 
 // run starts f on a goroutine and stops it at cleanup.

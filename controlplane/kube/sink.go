@@ -53,6 +53,10 @@ type SinkConfig struct {
 	Namespace string
 	// Validity, when set, gives the ServiceExports their Valid condition.
 	Validity ValidityReporter
+	// Policies, when set, gives every AuthorizationPolicy its Accepted
+	// and ResolvedRefs conditions (written with Clients.Dynamic, which
+	// is then required).
+	Policies PolicyStatusReporter
 	// Elector, when set, lets the sink write only while this replica is
 	// the leader. Nil writes always (one replica).
 	Elector *Elector
@@ -82,6 +86,11 @@ type Sink struct {
 	wake chan struct{} // cap 1
 	mu   sync.Mutex    // guards view
 	view *catalog.View
+
+	// policyWritten is, per AuthorizationPolicy UID, the resourceVersion
+	// its last successful status write was based on. Used by lead's
+	// goroutine only; reset at each lead.
+	policyWritten map[types.UID]string
 }
 
 // NewSink validates cfg and returns a Sink; Run starts it.
@@ -91,6 +100,9 @@ func NewSink(cfg SinkConfig) (*Sink, error) {
 	}
 	if why := catalog.IsDNS1123Label(cfg.Cluster); why != "" {
 		return nil, fmt.Errorf("%w: cluster %q %s", ErrConfig, cfg.Cluster, why)
+	}
+	if cfg.Policies != nil && cfg.Clients.Dynamic == nil {
+		return nil, fmt.Errorf("%w: the sink writes AuthorizationPolicy status with a dynamic client, and has none", ErrConfig)
 	}
 	if cfg.MinRetry == 0 {
 		cfg.MinRetry = DefaultMinRetry
@@ -226,6 +238,7 @@ func (s *Sink) lead(ctx context.Context) error {
 		exports: func() ([]*mcsv1alpha1.ServiceExport, error) { return seInf.Lister().List(labels.Everything()) },
 	}
 	s.log.Info("writing ServiceImports")
+	s.policyWritten = map[types.UID]string{}
 
 	// MinRetry, doubling up to MaxRetry, without jitter; reset after a
 	// reconciliation that succeeds.
@@ -240,16 +253,20 @@ func (s *Sink) lead(ctx context.Context) error {
 	retryTimer.Stop()
 	defer retryTimer.Stop()
 	var retry <-chan time.Time
-	var validityChanged <-chan struct{}
+	var validityChanged, policiesChanged <-chan struct{}
 	for {
 		var validity map[catalog.ServiceKey]Validity
 		if s.cfg.Validity != nil {
 			validity, validityChanged = s.cfg.Validity.Validity()
 		}
+		var policies []PolicyStatus
+		if s.cfg.Policies != nil {
+			policies, policiesChanged = s.cfg.Policies.PolicyStatus()
+		}
 		s.mu.Lock()
 		view := s.view
 		s.mu.Unlock()
-		if err := s.reconcile(ctx, l, view, validity); err != nil {
+		if err := s.reconcile(ctx, l, view, validity, policies); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -268,20 +285,22 @@ func (s *Sink) lead(ctx context.Context) error {
 		case <-s.wake:
 		case <-kick:
 		case <-validityChanged:
+		case <-policiesChanged:
 		case <-retry:
 		}
 	}
 }
 
-// reconcile makes the cluster match the view and the validity. It goes on
-// past failures and returns them joined.
-func (s *Sink) reconcile(ctx context.Context, l sinkListers, view *catalog.View, validity map[catalog.ServiceKey]Validity) error {
+// reconcile makes the cluster match the view, the validity and the
+// policies' conditions. It goes on past failures and returns them joined.
+func (s *Sink) reconcile(ctx context.Context, l sinkListers, view *catalog.View, validity map[catalog.ServiceKey]Validity, policies []PolicyStatus) error {
 	s.met.reconciles.Inc()
 	var errs []error
 	if view != nil {
 		errs = append(errs, s.reconcileImports(ctx, l, view)...)
 	}
 	errs = append(errs, s.reconcileExportStatus(ctx, l, view, validity)...)
+	errs = append(errs, s.reconcilePolicyStatus(ctx, policies)...)
 	return errors.Join(errs...)
 }
 

@@ -48,6 +48,10 @@ type SourceConfig struct {
 	Debounce time.Duration
 	// Resync is the informers' resync period; zero disables resyncs.
 	Resync time.Duration
+	// PolicyProbe is how often the source asks again whether the API
+	// server serves the AuthorizationPolicy CRD while it does not.
+	// Default DefaultPolicyProbe.
+	PolicyProbe time.Duration
 	// Now tells the time for ServiceExports without a creation time;
 	// default time.Now.
 	Now func() time.Time
@@ -68,8 +72,14 @@ func (c SourceConfig) withDefaults() (SourceConfig, error) {
 	if c.Debounce == 0 {
 		c.Debounce = DefaultDebounce
 	}
-	if c.Debounce < 0 || c.Resync < 0 {
-		return c, fmt.Errorf("%w: negative debounce or resync", ErrConfig)
+	if c.PolicyProbe == 0 {
+		c.PolicyProbe = DefaultPolicyProbe
+	}
+	if c.Debounce < 0 || c.Resync < 0 || c.PolicyProbe < 0 {
+		return c, fmt.Errorf("%w: negative debounce, resync or policy probe", ErrConfig)
+	}
+	if c.Clients.Dynamic == nil {
+		return c, fmt.Errorf("%w: no dynamic client (the source reads AuthorizationPolicies with it)", ErrConfig)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -81,12 +91,15 @@ func (c SourceConfig) withDefaults() (SourceConfig, error) {
 }
 
 // Source reads a Kubernetes cluster through shared informers and produces
-// the cluster's exports. It implements source.Source. Problems and
-// Validity may be called from any goroutine.
+// the cluster's exports. It implements source.Source, and
+// source.PolicySource with the cluster's AuthorizationPolicies
+// (policysource.go). Problems, Validity, AuthorizationPolicies and
+// PolicyStatus may be called from any goroutine.
 type Source struct {
 	cfg     SourceConfig
 	log     *slog.Logger
 	met     *sourceMetrics
+	pol     *policyState
 	started atomic.Bool
 
 	mu sync.Mutex // guards the following
@@ -112,10 +125,15 @@ func NewSource(cfg SourceConfig) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	pol, err := newPolicyState(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	return &Source{
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "kube-source", "cluster", cfg.Cluster),
 		met:       met,
+		pol:       pol,
 		validity:  map[catalog.ServiceKey]Validity{},
 		changed:   make(chan struct{}),
 		firstSeen: map[catalog.ServiceKey]time.Time{},
@@ -161,6 +179,15 @@ func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
 			return fmt.Errorf("kube source: %w", err)
 		}
 	}
+	// AuthorizationPolicies resolve their targetRefs to Services.
+	svcWake := make(chan struct{}, 1)
+	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { signal(svcWake) },
+		UpdateFunc: func(any, any) { signal(svcWake) },
+		DeleteFunc: func(any) { signal(svcWake) },
+	}); err != nil {
+		return fmt.Errorf("kube source: %w", err)
+	}
 
 	stop := make(chan struct{})
 	defer func() {
@@ -170,6 +197,26 @@ func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
 	}()
 	kf.Start(stop)
 	mf.Start(stop)
+
+	// The policies are read on a goroutine of their own, so that exports
+	// flow even while the AuthorizationPolicy CRD is missing. It is
+	// stopped and waited for before the informers shut down.
+	pctx, pcancel := context.WithCancel(ctx)
+	policyDone := make(chan struct{})
+	var policyErr error // set before policyDone is closed
+	defer func() {
+		pcancel()
+		<-policyDone
+	}()
+	go func() {
+		defer close(policyDone)
+		serviceExists := func(ns, name string) bool {
+			_, err := svcInf.Lister().Services(ns).Get(name)
+			return err == nil
+		}
+		policyErr = s.runPolicies(pctx, svcInf.Informer().HasSynced, serviceExists, svcWake)
+	}()
+	policyStopped := policyDone // nil once seen, so the loop does not spin
 	synced := make(chan bool, 1)
 	go func() {
 		ok := cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced,
@@ -202,6 +249,11 @@ func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-policyStopped:
+			if policyErr != nil {
+				return policyErr
+			}
+			policyStopped = nil
 		case <-wake:
 		}
 		// Gather a burst of events into one build.
@@ -305,11 +357,13 @@ func (s *Source) rebuild(l listers) ([]catalog.Export, error) {
 }
 
 // Problems returns what the last build rejected, each object with the
-// reason. The control plane shows them on /debug/source.
+// reason, then the refused AuthorizationPolicies. The control plane shows
+// them on /debug/source.
 func (s *Source) Problems() []source.Problem {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]source.Problem(nil), s.problems...)
+	out := append([]source.Problem(nil), s.problems...)
+	s.mu.Unlock()
+	return append(out, s.policyProblems()...)
 }
 
 // Validity returns the Valid condition of every ServiceExport the last

@@ -160,6 +160,7 @@ func TestControlPlaneRBAC(t *testing.T) {
 		{"discovery.k8s.io", "endpointslices"},
 		{"multicluster.x-k8s.io", "serviceexports"}, {"multicluster.x-k8s.io", "serviceexports/status"},
 		{"multicluster.x-k8s.io", "serviceimports"}, {"multicluster.x-k8s.io", "serviceimports/status"},
+		{"fedmesh.io", "authorizationpolicies"}, {"fedmesh.io", "authorizationpolicies/status"},
 		{"coordination.k8s.io", "leases"},
 		{"authentication.k8s.io", "tokenreviews"}, {"authorization.k8s.io", "subjectaccessreviews"},
 		{"apps", "deployments"}, {"rbac.authorization.k8s.io", "clusterroles"},
@@ -226,6 +227,10 @@ func TestControlPlaneRBAC(t *testing.T) {
 			{Verb: "delete", Group: "multicluster.x-k8s.io", Resource: "serviceimports"},
 			{Verb: "update", Group: "multicluster.x-k8s.io", Resource: "serviceimports/status"},
 			{Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews"},
+			{Verb: "get", Group: "fedmesh.io", Resource: "authorizationpolicies"},
+			{Verb: "list", Group: "fedmesh.io", Resource: "authorizationpolicies"},
+			{Verb: "watch", Group: "fedmesh.io", Resource: "authorizationpolicies"},
+			{Verb: "update", Group: "fedmesh.io", Resource: "authorizationpolicies/status"},
 		} {
 			a.Namespace = ns
 			want = append(want, a.String())

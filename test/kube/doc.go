@@ -7,7 +7,9 @@
 // the other, that conflicts and malformed exports are reported in the
 // ServiceExports' status, that deleting an export deletes the imports, that
 // leader election lets only one of two replicas write and hands over when
-// it stops, that workload tokens are checked with TokenReview, that the
+// it stops, that AuthorizationPolicies are read (a bad one refused with
+// its field named, a bad edit keeping the last accepted version) and get
+// Accepted and ResolvedRefs conditions from the leader only, that workload tokens are checked with TokenReview, that the
 // injection webhook mutates pods through the API server (which accepts the
 // injected spec), and that every manifest in deploy/ (base and overlays)
 // passes a server-side dry run, with RBAC that is exactly sufficient: the
