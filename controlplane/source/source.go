@@ -141,8 +141,9 @@ func (p Problem) MarshalJSON() ([]byte, error) {
 }
 
 // PolicySource is implemented by sources that also read the cluster's
-// AuthorizationPolicy objects (the file source does; the Kubernetes
-// source does not read the CRD yet). Policies are local to the cluster:
+// AuthorizationPolicy objects: the file source from its directory, the
+// Kubernetes source from the CRD (writing status conditions back).
+// Policies are local to the cluster:
 // the control plane hands them to its xDS server, never to the catalog.
 //
 // AuthorizationPolicies returns the policies in force, each valid and
