@@ -157,9 +157,9 @@ func compilePermission(path string, p *rbacv3.Permission, depth int) (node, erro
 		}
 		return node{kind: nodeAny}, nil
 	case *rbacv3.Permission_AndRules:
-		return compilePermissionSet(path+".and_rules", nodeAnd, r.AndRules.GetRules(), depth)
+		return compileSet(path+".and_rules", "rules", nodeAnd, r.AndRules.GetRules(), depth, compilePermission)
 	case *rbacv3.Permission_OrRules:
-		return compilePermissionSet(path+".or_rules", nodeOr, r.OrRules.GetRules(), depth)
+		return compileSet(path+".or_rules", "rules", nodeOr, r.OrRules.GetRules(), depth, compilePermission)
 	case *rbacv3.Permission_NotRule:
 		c, err := compilePermission(path+".not_rule", r.NotRule, depth+1)
 		if err != nil {
@@ -195,13 +195,15 @@ func compilePermission(path string, p *rbacv3.Permission, depth int) (node, erro
 	}
 }
 
-func compilePermissionSet(path string, kind nodeKind, rules []*rbacv3.Permission, depth int) (node, error) {
-	if len(rules) == 0 {
-		return node{}, fmt.Errorf("%s: no rules", path)
+// compileSet compiles the members of an and/or set (field "rules" of a
+// permission set, "ids" of a principal set) into one node of kind.
+func compileSet[T any](path, field string, kind nodeKind, items []T, depth int, compile func(string, T, int) (node, error)) (node, error) {
+	if len(items) == 0 {
+		return node{}, fmt.Errorf("%s: no %s", path, field)
 	}
 	n := node{kind: kind}
-	for i, c := range rules {
-		cn, err := compilePermission(path+".rules["+strconv.Itoa(i)+"]", c, depth+1)
+	for i, c := range items {
+		cn, err := compile(path+"."+field+"["+strconv.Itoa(i)+"]", c, depth+1)
 		if err != nil {
 			return node{}, err
 		}
@@ -221,9 +223,9 @@ func compilePrincipal(path string, p *rbacv3.Principal, depth int) (node, error)
 		}
 		return node{kind: nodeAny}, nil
 	case *rbacv3.Principal_AndIds:
-		return compilePrincipalSet(path+".and_ids", nodeAnd, id.AndIds.GetIds(), depth)
+		return compileSet(path+".and_ids", "ids", nodeAnd, id.AndIds.GetIds(), depth, compilePrincipal)
 	case *rbacv3.Principal_OrIds:
-		return compilePrincipalSet(path+".or_ids", nodeOr, id.OrIds.GetIds(), depth)
+		return compileSet(path+".or_ids", "ids", nodeOr, id.OrIds.GetIds(), depth, compilePrincipal)
 	case *rbacv3.Principal_NotId:
 		c, err := compilePrincipal(path+".not_id", id.NotId, depth+1)
 		if err != nil {
@@ -264,21 +266,6 @@ func compilePrincipal(path string, p *rbacv3.Principal, depth int) (node, error)
 	default:
 		return node{}, unsupported(path, oneofField(p, "identifier"))
 	}
-}
-
-func compilePrincipalSet(path string, kind nodeKind, ids []*rbacv3.Principal, depth int) (node, error) {
-	if len(ids) == 0 {
-		return node{}, fmt.Errorf("%s: no ids", path)
-	}
-	n := node{kind: kind}
-	for i, c := range ids {
-		cn, err := compilePrincipal(path+".ids["+strconv.Itoa(i)+"]", c, depth+1)
-		if err != nil {
-			return node{}, err
-		}
-		n.children = append(n.children, cn)
-	}
-	return n, nil
 }
 
 // oneofField names the field set in oneof of m.
