@@ -79,6 +79,11 @@ type MeshConfig struct {
 	// bootstrap tokens signed by the cluster CA. Kubernetes mode passes
 	// one that checks projected ServiceAccount tokens with TokenReview.
 	Authenticator xds.Authenticator
+	// GatewayIdentities are the proven identities that may connect to
+	// xDS as role gateway. Default xds.DefaultGatewayIdentities (the local
+	// demo's fedmesh-system/gateway and deploy/'s
+	// fedmesh-system/fedmesh-gateway).
+	GatewayIdentities []xds.Identity
 	// XDSLimits bound the xDS server's connections (8192), streams per
 	// connection (16) and the time a connection has to authenticate
 	// (10s); zero fields take xds.DefaultLimits.
@@ -303,6 +308,8 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 		Registerer:      s.cfg.Registry,
 		WaitForPolicies: hasPolicies,
 		Limits:          mc.XDSLimits,
+
+		GatewayIdentities: mc.GatewayIdentities,
 	})
 	if err != nil {
 		return err

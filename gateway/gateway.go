@@ -34,6 +34,14 @@ const (
 	DefaultMaxConnsPerSource = 4096
 	DefaultMaxHelloBytes     = 16 << 10
 	DefaultDrainTimeout      = 10 * time.Second
+
+	// DefaultNamespace and DefaultServiceAccount are the identity a
+	// gateway claims to the control plane: the ServiceAccount deploy/ runs
+	// it as. DefaultWorkload is the workload it claims, as the local
+	// demo's bootstrap token names it.
+	DefaultNamespace      = "fedmesh-system"
+	DefaultServiceAccount = "fedmesh-gateway"
+	DefaultWorkload       = "gateway"
 )
 
 // Config configures a Gateway. The tuning fields apply to every gateway;
@@ -59,9 +67,21 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// InsecureControlPlane talks plaintext xDS (tests only).
 	InsecureControlPlane bool
-	// Token is the gateway's bootstrap token, sent to the control plane
-	// as node metadata fedmesh.token.
+	// Token proves the gateway's identity to the control plane, sent as
+	// node metadata fedmesh.token: a bootstrap token from `fedmesh ca
+	// bootstrap-token` in local mode, a projected ServiceAccount token
+	// (audience fedmesh) in Kubernetes mode.
 	Token string
+	// Namespace and ServiceAccount are the identity the gateway claims;
+	// the control plane compares them with what Token proves and accepts
+	// the role only for its configured gateway identities. Defaults
+	// DefaultNamespace and DefaultServiceAccount.
+	Namespace      string
+	ServiceAccount string
+	// Workload is the workload the gateway claims: it must equal the one
+	// Token names, when it names one (a bootstrap token's workload, the
+	// pod a projected token is bound to). Default DefaultWorkload.
+	Workload string
 	// Locality is the gateway's region and zone, announced to the control
 	// plane; its Cluster field is ignored (Cluster is used).
 	Locality topology.Locality
@@ -138,6 +158,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	}
+	if c.ServiceAccount == "" {
+		c.ServiceAccount = DefaultServiceAccount
+	}
+	if c.Workload == "" {
+		c.Workload = DefaultWorkload
 	}
 	if c.Dial == nil {
 		d := &net.Dialer{Timeout: c.DialTimeout}

@@ -24,9 +24,9 @@ func (g *Gateway) newXDSClient(reg prometheus.Registerer) (*xdsclient.Client, er
 	meta, err := structpb.NewStruct(map[string]any{
 		naming.MetaCluster:        c.Cluster,
 		naming.MetaRole:           naming.RoleGateway,
-		naming.MetaNamespace:      "fedmesh-system",
-		naming.MetaServiceAccount: "gateway",
-		naming.MetaWorkload:       "gateway",
+		naming.MetaNamespace:      c.Namespace,
+		naming.MetaServiceAccount: c.ServiceAccount,
+		naming.MetaWorkload:       c.Workload,
 		naming.MetaToken:          c.Token,
 	})
 	if err != nil {

@@ -45,6 +45,7 @@ type controlPlaneOptions struct {
 	advertiseAddress      string
 	advertiseSerfPort     int
 	advertiseEtcdURL      string
+	gatewayIdentities     []string
 	// kubeMode is set by newSource for --source kube.
 	kubeMode *kube.Mode
 }
@@ -77,6 +78,10 @@ operator certificate ('fedmesh ca issue-operator').`,
 				Logger:       log,
 				Registry:     newRegistry(),
 			}
+			gateways, err := parseGatewayIdentities(o.gatewayIdentities)
+			if err != nil {
+				return err
+			}
 			if o.caDir != "" {
 				cfg.Mesh = &controlplane.MeshConfig{
 					CADir:             o.caDir,
@@ -89,6 +94,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 					AdvertiseAddress:  o.advertiseAddress,
 					AdvertiseSerfPort: o.advertiseSerfPort,
 					AdvertiseEtcdURL:  o.advertiseEtcdURL,
+					GatewayIdentities: gateways,
 				}
 				cfg.Mesh.XDS.BaseEjectionTime = o.baseEjection
 			}
@@ -153,9 +159,33 @@ operator certificate ('fedmesh ca issue-operator').`,
 	f.DurationVar(&o.fencePeriod, "fence-period", 0, "how long a peer may be unreachable before its endpoints are fenced (default 15s)")
 	f.DurationVar(&o.baseEjection, "base-ejection-time", 0, "outlier detection's first ejection time sent to sidecars (default 30s)")
 	f.DurationVar(&o.certTTL, "cert-ttl", 0, "lifetime of the control plane's and workloads' certificates, renewed at half life (default 24h)")
+	f.StringArrayVar(&o.gatewayIdentities, "gateway-identity", defaultGatewayIdentities(),
+		"NAMESPACE/SERVICEACCOUNT whose proven identity may connect to xDS as an east-west gateway (repeatable; the default covers the local demo's bootstrap token and deploy/'s ServiceAccount)")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("source")
 	return cmd
+}
+
+// defaultGatewayIdentities is xds.DefaultGatewayIdentities as flag values.
+func defaultGatewayIdentities() []string {
+	var out []string
+	for _, id := range xds.DefaultGatewayIdentities() {
+		out = append(out, id.String())
+	}
+	return out
+}
+
+// parseGatewayIdentities reads the --gateway-identity values.
+func parseGatewayIdentities(vals []string) ([]xds.Identity, error) {
+	out := make([]xds.Identity, 0, len(vals))
+	for _, v := range vals {
+		id, err := xds.ParseIdentity(v)
+		if err != nil {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--gateway-identity: %w", err)}
+		}
+		out = append(out, id)
+	}
+	return out, nil
 }
 
 // newSource builds the source the --source flag names.

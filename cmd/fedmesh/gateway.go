@@ -17,7 +17,7 @@ import (
 
 // xdsClientOptions are the flags every xDS client command (gateway,
 // sidecar) shares: where the control plane is and how to trust it, and the
-// bootstrap token that proves this node's identity.
+// token that proves this node's identity.
 type xdsClientOptions struct {
 	xdsAddress  string
 	trustDomain string
@@ -31,7 +31,7 @@ func (o *xdsClientOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.xdsAddress, "xds-address", "127.0.0.1:15010", "the control plane's xDS address")
 	f.StringVar(&o.trustDomain, "trust-domain", "", "the federation's trust domain (required unless --insecure-xds)")
 	f.StringVar(&o.rootBundle, "root-bundle", "", "PEM bundle of the federation's root CA, to verify the control plane")
-	f.StringVar(&o.tokenFile, "token-file", "", "file holding this node's bootstrap token (from 'fedmesh ca bootstrap-token')")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the token that proves this node's identity: a bootstrap token from 'fedmesh ca bootstrap-token' (local mode) or a projected ServiceAccount token with audience fedmesh (Kubernetes)")
 	f.BoolVar(&o.insecure, "insecure-xds", false, "talk to the control plane in plaintext (tests only)")
 }
 
@@ -64,7 +64,7 @@ func (o *xdsClientOptions) controlPlaneTrust(cluster string) (*x509.CertPool, sp
 	return roots, want, nil
 }
 
-// token reads the bootstrap token, "" when no file is given.
+// token reads the token file, "" when no file is given.
 func (o *xdsClientOptions) token() (string, error) {
 	if o.tokenFile == "" {
 		return "", nil
@@ -88,9 +88,16 @@ func newGatewayCmd() *cobra.Command {
 		Long: `Run the east-west gateway: accept TLS from sidecars of other clusters, route it
 by server name to a healthy local endpoint of an exported service, and splice
 bytes without terminating TLS. Configuration comes from the control plane over
-xDS. SIGTERM drains: stop accepting, let open connections finish.`,
+xDS. SIGTERM drains: stop accepting, let open connections finish.
+
+The gateway proves its identity like every xDS node: --token-file holds a
+bootstrap token (local mode) or a projected ServiceAccount token (Kubernetes
+mode, checked with TokenReview), and --namespace, --service-account and
+--workload must match what it proves. The control plane accepts the gateway
+role only for its --gateway-identity identities.`,
 		Example: `  fedmesh gateway --cluster east-1 --listen 127.0.0.11:15443 --admin 127.0.0.11:15021 \
-    --xds-address 127.0.0.11:15010 --trust-domain fedmesh.local --root-bundle ca/root.crt --token-file gw/token`,
+    --xds-address 127.0.0.11:15010 --trust-domain fedmesh.local --root-bundle ca/root.crt --token-file gw/token \
+    --service-account gateway`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := commandLogger(cmd)
@@ -121,6 +128,9 @@ xDS. SIGTERM drains: stop accepting, let open connections finish.`,
 	f.StringVar(&cfg.Cluster, "cluster", "", "this cluster's name (required)")
 	f.StringVar(&region, "region", "", "this cluster's region")
 	f.StringVar(&zone, "zone", "", "the gateway's zone")
+	f.StringVar(&cfg.Namespace, "namespace", gateway.DefaultNamespace, "the namespace the gateway claims (its token must prove it)")
+	f.StringVar(&cfg.ServiceAccount, "service-account", gateway.DefaultServiceAccount, "the service account the gateway claims (its token must prove it)")
+	f.StringVar(&cfg.Workload, "workload", gateway.DefaultWorkload, "the workload the gateway claims: the token's workload, or the pod a projected token is bound to")
 	f.StringVar(&cfg.ListenAddr, "listen", "127.0.0.1:15443", "address for mTLS passthrough traffic")
 	f.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:15021", "admin address (/stats/prometheus, /ready, /debug/routes)")
 	f.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", gateway.DefaultHandshakeTimeout, "time allowed to read the ClientHello")

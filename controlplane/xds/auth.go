@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/naming"
 )
 
@@ -60,12 +62,47 @@ func TokenAuthenticator(verify func(token string) (ns, sa, workload string, err 
 
 // DefaultGatewayIdentities are the identities that may connect as role
 // gateway unless Config.GatewayIdentities says otherwise: the east-west
-// gateway's service account, fedmesh-system/gateway, as `fedmesh demo`
-// and docs/xds.md issue its bootstrap token (`fedmesh ca bootstrap-token
-// --namespace fedmesh-system --service-account gateway --workload
-// gateway`).
+// gateway's service account in local mode, fedmesh-system/gateway, as
+// `fedmesh demo` and docs/xds.md issue its bootstrap token (`fedmesh ca
+// bootstrap-token --namespace fedmesh-system --service-account gateway
+// --workload gateway`), and in Kubernetes mode,
+// fedmesh-system/fedmesh-gateway, the ServiceAccount deploy/ runs the
+// gateway as (its projected token checked with TokenReview).
 func DefaultGatewayIdentities() []Identity {
-	return []Identity{{Namespace: "fedmesh-system", ServiceAccount: "gateway"}}
+	return []Identity{
+		{Namespace: "fedmesh-system", ServiceAccount: "gateway"},
+		{Namespace: "fedmesh-system", ServiceAccount: "fedmesh-gateway"},
+	}
+}
+
+// String returns NAMESPACE/SERVICEACCOUNT, the form ParseIdentity reads.
+func (id Identity) String() string { return id.Namespace + "/" + id.ServiceAccount }
+
+// ParseIdentity reads NAMESPACE/SERVICEACCOUNT (as the control plane's
+// --gateway-identity takes it): a DNS-1123 label, a slash, and a DNS-1123
+// subdomain.
+func ParseIdentity(s string) (Identity, error) {
+	ns, sa, ok := strings.Cut(s, "/")
+	if !ok {
+		return Identity{}, fmt.Errorf("identity %q: want NAMESPACE/SERVICEACCOUNT", s)
+	}
+	id := Identity{Namespace: ns, ServiceAccount: sa}
+	if err := id.validate(); err != nil {
+		return Identity{}, fmt.Errorf("identity %q: %w", s, err)
+	}
+	return id, nil
+}
+
+// validate checks that the namespace and service account are names
+// Kubernetes (and the bootstrap tokens) could carry.
+func (id Identity) validate() error {
+	if why := catalog.IsDNS1123Label(id.Namespace); why != "" {
+		return fmt.Errorf("namespace %q %s", id.Namespace, why)
+	}
+	if why := catalog.IsDNS1123Subdomain(id.ServiceAccount); why != "" {
+		return fmt.Errorf("service account %q %s", id.ServiceAccount, why)
+	}
+	return nil
 }
 
 // checkClaims compares what a node claims with what it proved. Every role

@@ -163,8 +163,8 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg.GatewayIdentities = DefaultGatewayIdentities()
 	}
 	for i, id := range cfg.GatewayIdentities {
-		if id.Namespace == "" || id.ServiceAccount == "" {
-			return nil, fmt.Errorf("xds: config: gateway identity %d has an empty namespace or service account", i)
+		if err := id.validate(); err != nil {
+			return nil, fmt.Errorf("xds: config: gateway identity %d (%s): %w", i, id, err)
 		}
 	}
 	srv := &Server{

@@ -287,7 +287,8 @@ func (d *demo) startGateway(ctx context.Context, c Cluster) error {
 	}
 	_, err = d.procs.Start("gateway-"+c.Name, "gateway", "--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
 		"--listen", c.IP+":15443", "--admin", c.IP+":15021", "--xds-address", c.IP+":15010",
-		"--trust-domain", TrustDomain, "--root-bundle", filepath.Join(dir, "bundle.crt"), "--token-file", filepath.Join(dir, "token"))
+		"--trust-domain", TrustDomain, "--root-bundle", filepath.Join(dir, "bundle.crt"), "--token-file", filepath.Join(dir, "token"),
+		"--service-account", "gateway")
 	return err
 }
 

@@ -9,7 +9,7 @@
 // leader election lets only one of two replicas write and hands over when
 // it stops, that AuthorizationPolicies are read (a bad one refused with
 // its field named, a bad edit keeping the last accepted version) and get
-// Accepted and ResolvedRefs conditions from the leader only, that workload tokens are checked with TokenReview, that the
+// Accepted and ResolvedRefs conditions from the leader only, that workload tokens are checked with TokenReview (the east-west gateway's too: the pod of deploy/'s gateway template gets its routes from xDS with its projected token, another ServiceAccount's token is refused the gateway role), that the
 // injection webhook mutates pods through the API server (which accepts the
 // injected spec), and that every manifest in deploy/ (base and overlays)
 // passes a server-side dry run, with RBAC that is exactly sufficient: the

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fedmesh/fedmesh/controlplane/xds"
+)
+
+// A malformed --gateway-identity stops the control plane before it starts
+// anything, with a usage error naming the flag.
+func TestControlPlaneGatewayIdentityFlag(t *testing.T) {
+	for _, bad := range []string{"fedmesh-system", "fedmesh-system/", "Fedmesh/gateway"} {
+		_, stderr, code := runCmd(context.Background(), t, "controlplane", "--cluster", "east-1", "--source", "file:"+t.TempDir(),
+			"--ca-dir", t.TempDir(), "--gateway-identity", "fedmesh-system/fedmesh-gateway", "--gateway-identity", bad)
+		if code != 2 || !strings.Contains(stderr, "--gateway-identity") || !strings.Contains(stderr, bad) {
+			t.Errorf("--gateway-identity %q: exit %d, stderr %q; want exit 2 naming the flag and the value", bad, code, stderr)
+		}
+	}
+}
+
+func TestParseGatewayIdentities(t *testing.T) {
+	got, err := parseGatewayIdentities(defaultGatewayIdentities())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(xds.DefaultGatewayIdentities(), got); diff != "" {
+		t.Errorf("the flag's default (-want +got):\n%s", diff)
+	}
+	got, err = parseGatewayIdentities([]string{"edge/gw", "fedmesh-system/fedmesh-gateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []xds.Identity{{Namespace: "edge", ServiceAccount: "gw"}, {Namespace: "fedmesh-system", ServiceAccount: "fedmesh-gateway"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("identities (-want +got):\n%s", diff)
+	}
+}
