@@ -72,6 +72,10 @@ type Config struct {
 	// bootstrap-token` in local mode, a projected ServiceAccount token
 	// (audience fedmesh) in Kubernetes mode.
 	Token string
+	// TokenFile, when set, holds the token instead and is read again at
+	// every connection to the control plane, so a projected token that
+	// the kubelet renews is what a reconnect presents.
+	TokenFile string
 	// Namespace and ServiceAccount are the identity the gateway claims;
 	// the control plane compares them with what Token proves and accepts
 	// the role only for its configured gateway identities. Defaults

@@ -44,6 +44,7 @@ func (g *Gateway) newXDSClient(reg prometheus.Registerer) (*xdsclient.Client, er
 			Locality: &corev3.Locality{Region: c.Locality.Region, Zone: c.Locality.Zone, SubZone: c.Cluster},
 			Metadata: meta,
 		},
+		TokenFile:      c.TokenFile,
 		Types:          XDSTypes,
 		Handler:        NewXDSHandler(g),
 		Logger:         c.Logger,

@@ -59,6 +59,10 @@ type Config struct {
 	// Token is the workload bootstrap token, sent as node metadata
 	// fedmesh.token.
 	Token string
+	// TokenFile, when set, holds the token instead and is read again at
+	// every connection to the control plane, so a token renewed on disk
+	// (a projected ServiceAccount token) is what a reconnect presents.
+	TokenFile string
 	// Cluster is the fedmesh cluster the workload runs in. Required.
 	Cluster string
 	// Locality is the workload's region and zone (Cluster is ignored).
@@ -256,6 +260,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	xcfg := xdsclient.Config{
 		Target:         cfg.ControlPlane,
 		Node:           node,
+		TokenFile:      cfg.TokenFile,
 		Handler:        xdsclient.HandlerFunc(s.onUpdate),
 		Logger:         base,
 		InitialBackoff: cfg.XDSBackoff,

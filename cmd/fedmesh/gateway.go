@@ -64,7 +64,9 @@ func (o *xdsClientOptions) controlPlaneTrust(cluster string) (*x509.CertPool, sp
 	return roots, want, nil
 }
 
-// token reads the token file, "" when no file is given.
+// token reads the token file, "" when no file is given: once at start, so
+// that a missing file fails the command; the xDS client reads it again at
+// every connection (Config.TokenFile).
 func (o *xdsClientOptions) token() (string, error) {
 	if o.tokenFile == "" {
 		return "", nil
@@ -107,6 +109,7 @@ role only for its --gateway-identity identities.`,
 			if cfg.RootCAs, cfg.ControlPlaneID, err = xo.controlPlaneTrust(cfg.Cluster); err != nil {
 				return err
 			}
+			cfg.TokenFile = xo.tokenFile
 			if cfg.Token, err = xo.token(); err != nil {
 				return err
 			}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +27,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/fedmesh/fedmesh/internal/naming"
 )
 
 // Type URLs of the resources fedmesh uses, in the order they are
@@ -86,6 +91,12 @@ type Config struct {
 	// Node identifies this node to the control plane, with its metadata
 	// (naming.Meta* keys, the bootstrap token among them). Required.
 	Node *corev3.Node
+	// TokenFile, when set, is read at the start of every stream and its
+	// content (trimmed) sent as the node's naming.MetaToken metadata in
+	// place of Node's: a projected ServiceAccount token that the kubelet
+	// renews on disk is presented fresh at every reconnect. A file that
+	// cannot be read fails that attempt, which is retried with backoff.
+	TokenFile string
 	// Types lists the type URLs to subscribe to; empty means AllTypes.
 	Types []string
 	// Handler receives validated updates. Required.
@@ -287,6 +298,27 @@ func (c *Client) setConnected(up bool, err error) {
 	}
 }
 
+// node is the node a new stream announces: Config.Node, with the token
+// read from Config.TokenFile when one is set.
+func (c *Client) node() (*corev3.Node, error) {
+	if c.cfg.TokenFile == "" {
+		return c.cfg.Node, nil
+	}
+	b, err := os.ReadFile(c.cfg.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("token file: %w", err)
+	}
+	n := proto.Clone(c.cfg.Node).(*corev3.Node)
+	if n.Metadata == nil {
+		n.Metadata = &structpb.Struct{}
+	}
+	if n.Metadata.Fields == nil {
+		n.Metadata.Fields = map[string]*structpb.Value{}
+	}
+	n.Metadata.Fields[naming.MetaToken] = structpb.NewStringValue(strings.TrimSpace(string(b)))
+	return n, nil
+}
+
 // runStream opens one ADS stream and serves it until it fails. got reports
 // whether any response arrived.
 func (c *Client) runStream(ctx context.Context, conn *grpc.ClientConn) (got bool, err error) {
@@ -296,10 +328,14 @@ func (c *Client) runStream(ctx context.Context, conn *grpc.ClientConn) (got bool
 	if err != nil {
 		return false, fmt.Errorf("open ads stream: %w", err)
 	}
+	node, err := c.node()
+	if err != nil {
+		return false, err
+	}
 	for i, t := range c.types {
 		req := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: c.version(t)}
 		if i == 0 {
-			req.Node = c.cfg.Node
+			req.Node = node
 		}
 		if err := stream.Send(req); err != nil {
 			return false, fmt.Errorf("send initial request for %s: %w", t, err)

@@ -1,6 +1,8 @@
 package xdsclient_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
 	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
@@ -247,4 +250,53 @@ func TestNewValidates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A token file renewed on disk (a projected ServiceAccount token) is read
+// again for every new stream: the control plane sees the new token after a
+// reconnect, and an unreadable file fails only that attempt.
+func TestTokenFileReadAtEveryStream(t *testing.T) {
+	srv := xdstest.New(t, nil)
+	srv.Set("1", map[string][]types.Resource{resourcev3.ClusterType: {cluster("a", time.Second)}}, "node-1")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("first\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := xdsclient.New(xdsclient.Config{
+		Target:         srv.Addr(),
+		Insecure:       true,
+		Node:           &corev3.Node{Id: "node-1"},
+		TokenFile:      tokenFile,
+		Types:          []string{xdsclient.ClusterType},
+		Handler:        &recorder{names: map[string][]string{}},
+		InitialBackoff: 10 * time.Millisecond,
+		MaxBackoff:     50 * time.Millisecond,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	sentToken := func(want string) func() bool {
+		return func() bool {
+			for _, r := range srv.Requests() {
+				if r.GetNode().GetMetadata().GetFields()[naming.MetaToken].GetStringValue() == want {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	poll.True(t, 30*time.Second, "the first token sent", sentToken("first"))
+
+	srv.Stop()
+	poll.True(t, 30*time.Second, "disconnect noticed", func() bool { return !c.Status().Connected })
+	if err := os.WriteFile(tokenFile, []byte("second\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
+	poll.True(t, 30*time.Second, "the renewed token sent after the reconnect", sentToken("second"))
 }
