@@ -269,25 +269,14 @@ rules:
 		poll.Until(t, 30*time.Second, w.name+" "+w.typ, wantCondition(ctx, admin, w.name, w.typ, w.status, w.reason, w.inText))
 	}
 
-	var leader, follower *replica
-	poll.Until(t, 10*time.Second, "one leader", func() error {
-		switch {
-		case r1.el.IsLeader() && !r2.el.IsLeader():
-			leader, follower = r1, r2
-		case r2.el.IsLeader() && !r1.el.IsLeader():
-			leader, follower = r2, r1
-		default:
-			return fmt.Errorf("authz-0 leads %t, authz-1 leads %t", r1.el.IsLeader(), r2.el.IsLeader())
-		}
-		return nil
-	})
-	if n := policyWrites(t, follower.reg); n != 0 {
-		t.Errorf("the follower %s wrote policy status %v times", follower.id, n)
-	}
 	// Three objects, each written once: the leader's own writes, which
-	// its source sees as changes, do not cause more.
-	if n := policyWrites(t, leader.reg); n != 3 {
-		t.Errorf("the leader %s wrote policy status %v times, want 3", leader.id, n)
+	// its source sees as changes, do not cause more, and the follower
+	// writes nothing. The lease may move between the replicas on a loaded
+	// machine; a new leader finds the conditions right and writes
+	// nothing, so the writes of both replicas together are counted.
+	writes := func() float64 { return policyWrites(t, r1.reg) + policyWrites(t, r2.reg) }
+	if n := writes(); n != 3 {
+		t.Errorf("the replicas wrote policy status %v times, want 3", n)
 	}
 	_, badBefore, err := policyConditions(ctx, admin, "bad")
 	if err != nil {
@@ -329,8 +318,8 @@ rules:
 		}
 		return nil
 	})
-	if n := policyWrites(t, leader.reg); n != 4 {
-		t.Errorf("after one update the leader wrote policy status %v times, want 4", n)
+	if n := writes(); n != 4 {
+		t.Errorf("after one update the replicas wrote policy status %v times, want 4", n)
 	}
 	if _, badAfter, err := policyConditions(ctx, admin, "bad"); err != nil {
 		t.Fatal(err)
@@ -363,9 +352,6 @@ rules:
 	}
 	for _, r := range []*replica{r1, r2} {
 		poll.Until(t, 30*time.Second, "the deleted policy gone", inForce(r, "authz/missing-target ALLOW"))
-	}
-	if n := policyWrites(t, follower.reg); n != 0 {
-		t.Errorf("the follower %s wrote policy status %v times", follower.id, n)
 	}
 }
 
