@@ -158,3 +158,31 @@ func TestRuleOnTCP(t *testing.T) {
 		t.Errorf("a rule without HTTP conditions changed on TCP: %+v", got)
 	}
 }
+
+func TestRuleOnProxyless(t *testing.T) {
+	r := Rule{
+		From: []RuleFrom{
+			{Source: Source{Principals: []string{client}, Clusters: []string{"west-1"}}},
+			{Source: Source{NotClusters: []string{"east-1"}}},
+		},
+		To: []RuleTo{{Operation: Operation{Paths: []string{"/a.B/*"}}}},
+	}
+	if _, ok := RuleOnProxyless(r, ActionAllow); ok {
+		t.Error("an ALLOW rule on the caller's cluster is kept for a proxyless server")
+	}
+	if _, ok := RuleOnProxyless(r, ActionAudit); ok {
+		t.Error("an AUDIT rule on the caller's cluster is kept for a proxyless server")
+	}
+	got, ok := RuleOnProxyless(r, ActionDeny)
+	want := Rule{From: []RuleFrom{{Source: Source{Principals: []string{client}}}, {}}, To: r.To}
+	if !ok || !cmp.Equal(got, want) {
+		t.Errorf("DENY for a proxyless server = %+v, %v; want %+v", got, ok, want)
+	}
+	if r.From[0].Source.Clusters == nil {
+		t.Error("RuleOnProxyless changed its input")
+	}
+	plain := fromPrincipals(client)
+	if got, ok := RuleOnProxyless(plain, ActionAllow); !ok || !cmp.Equal(got, plain) {
+		t.Errorf("a rule without cluster conditions changed: %+v", got)
+	}
+}

@@ -43,3 +43,30 @@ func RuleOnTCP(r Rule, a Action) (Rule, bool) {
 	}
 	return out, true
 }
+
+// RuleOnProxyless returns rule r of a policy with action a as a grpc-go
+// xDS server enforces it. Such a server cannot tell the caller's cluster
+// (grpc-go's RBAC has no filter state), so, as for HTTP conditions on
+// TCP: a DENY rule drops its cluster conditions (and so denies more); an
+// ALLOW or AUDIT rule with one can never match and is left out (ok
+// false). A rule without cluster conditions is returned as it is.
+func RuleOnProxyless(r Rule, a Action) (Rule, bool) {
+	has := false
+	for i := range r.From {
+		s := &r.From[i].Source
+		has = has || len(s.Clusters) > 0 || len(s.NotClusters) > 0
+	}
+	if !has {
+		return r, true
+	}
+	if a != ActionDeny {
+		return Rule{}, false
+	}
+	out := r
+	out.From = make([]RuleFrom, len(r.From))
+	for i, f := range r.From {
+		f.Source.Clusters, f.Source.NotClusters = nil, nil
+		out.From[i] = f
+	}
+	return out, true
+}

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -132,6 +133,19 @@ const PeerClusterKey = "io.fedmesh.peer_cluster"
 // says whether the port is HTTP (else opaque TCP). It is nil when no
 // policy applies to the port.
 func (p *Plan) Authorization(sp naming.ServicePort, http bool) *Authorization {
+	return p.authorization(sp, http, false)
+}
+
+// ProxylessAuthorization plans what a grpc-go xDS server serving service
+// port sp (an HTTP/2 port) enforces: the same policies, less what grpc-go
+// cannot check (policy.RuleOnProxyless: the caller's cluster). grpc-go
+// also ignores AUDIT (LOG) filters, so a proxyless server writes no audit
+// records. It is nil when no policy applies to the port.
+func (p *Plan) ProxylessAuthorization(sp naming.ServicePort) *Authorization {
+	return p.authorization(sp, true, true)
+}
+
+func (p *Plan) authorization(sp naming.ServicePort, http, proxyless bool) *Authorization {
 	byAction := map[policy.Action][]*policy.AuthorizationPolicy{}
 	for i := range p.authz {
 		ap := &p.authz[i]
@@ -158,7 +172,7 @@ func (p *Plan) Authorization(sp naming.ServicePort, http bool) *Authorization {
 				a.note(ap, -1, "no rules: matches nothing")
 			}
 			for i := range ap.Spec.Rules {
-				if rp, ok := p.translateRule(a, ap, i, sp, http); ok {
+				if rp, ok := p.translateRule(a, ap, i, sp, http, proxyless); ok {
 					f.Policies = append(f.Policies, rp)
 				}
 			}
@@ -178,9 +192,20 @@ func (a *Authorization) note(ap *policy.AuthorizationPolicy, rule int, format st
 
 // translateRule makes the RBAC policy of rule i of ap on service port sp,
 // or reports (in a's notes) why the rule cannot match there.
-func (p *Plan) translateRule(a *Authorization, ap *policy.AuthorizationPolicy, i int, sp naming.ServicePort, http bool) (RBACPolicy, bool) {
+func (p *Plan) translateRule(a *Authorization, ap *policy.AuthorizationPolicy, i int, sp naming.ServicePort, http, proxyless bool) (RBACPolicy, bool) {
 	r := ap.Spec.Rules[i]
 	action := ap.Spec.EffectiveAction()
+	if proxyless {
+		pr, ok := policy.RuleOnProxyless(r, action)
+		if !ok {
+			a.note(ap, i, "left out for a proxyless gRPC server on port %d: an %s rule on the caller's cluster never matches there (grpc-go cannot tell the cluster)", sp.Port, action)
+			return RBACPolicy{}, false
+		}
+		if !reflect.DeepEqual(pr, r) {
+			a.note(ap, i, "cluster conditions ignored for a proxyless gRPC server on port %d: the DENY rule denies more", sp.Port)
+		}
+		r = pr
+	}
 	if !http {
 		only := policy.HTTPOnly(&r)
 		tr, ok := policy.RuleOnTCP(r, action)

@@ -30,6 +30,7 @@ import (
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/internal/svidfiles"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
+	"github.com/fedmesh/fedmesh/policy"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -389,6 +390,39 @@ func TestProxylessMTLS(t *testing.T) {
 	if resp, err := testpb.NewTestServiceClient(plain).UnaryCall(ctx, &testpb.SimpleRequest{}); err == nil {
 		t.Errorf("a caller without a client certificate was served: %q", resp.GetServerId())
 	}
+
+	// An AuthorizationPolicy reaches the gRPC server as an RBAC filter
+	// (gRFC A41). A DENY of the client's calls to the test service refuses
+	// them with PermissionDenied. Its condition on the caller's cluster,
+	// which grpc-go cannot check, is dropped: the rule denies more, never
+	// less.
+	deny, err := policy.Parse([]byte(`apiVersion: fedmesh.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: deny-client, namespace: demo}
+spec:
+  action: DENY
+  targetRefs: [{kind: Service, name: echo}]
+  rules:
+  - from: [{source: {principals: ["spiffe://` + testTD + `/ns/demo/sa/client"], clusters: [west-1]}}]
+    to: [{operation: {paths: ["/grpc.testing.TestService/*"]}}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.UpdatePolicies([]policy.AuthorizationPolicy{*deny}); err != nil {
+		t.Fatal(err)
+	}
+	poll.True(t, 10*time.Second, "the call denied by demo/deny-client", func() bool {
+		_, err := call()
+		return status.Code(err) == codes.PermissionDenied
+	})
+	if err := h.srv.UpdatePolicies(nil); err != nil {
+		t.Fatal(err)
+	}
+	poll.True(t, 10*time.Second, "the call served again once the policy is gone", func() bool {
+		_, err := call()
+		return err == nil
+	})
 
 	// The catalog says the service runs as another identity: a new
 	// connection no longer accepts the server's certificate (a handshake

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 
@@ -115,11 +116,33 @@ func proxylessCluster(c *clusterv3.Cluster, identities []string) *clusterv3.Clus
 }
 
 // renderProxylessServers makes the listeners of an xDS gRPC server of the
-// node's workload: one per address and port of its local endpoints.
+// node's workload: one per address and port of its local endpoints, with
+// the authorization of the service port served there.
 func (g *Generator) renderProxylessServers(in plan.Inbound) []types.Resource {
 	out := make([]types.Resource, len(in.Listeners))
 	for i, l := range in.Listeners {
-		out[i] = xdsresource.ProxylessServerListener(l.Address, uint32(l.Port))
+		out[i] = xdsresource.ProxylessServerListener(l.Address, uint32(l.Port), g.proxylessRBAC(l))
+	}
+	return out
+}
+
+// proxylessRBAC is what a gRPC server on listener l enforces. grpc-go
+// picks no filter chain by SNI, so one listener has one authorization:
+// that of its service port, or, when several service ports with
+// different policies share the address, an ALLOW filter with no policies
+// (nothing is served: closed rather than open).
+func (g *Generator) proxylessRBAC(l plan.InboundListener) []xdsresource.RBAC {
+	var out []xdsresource.RBAC
+	for j, c := range l.Chains {
+		sp, err := naming.ParseSNI(c.SNI)
+		if err != nil {
+			return []xdsresource.RBAC{{Action: xdsresource.RBACAllow}}
+		}
+		r := renderRBAC(g.plan.ProxylessAuthorization(sp))
+		if j > 0 && !reflect.DeepEqual(r, out) {
+			return []xdsresource.RBAC{{Action: xdsresource.RBACAllow}}
+		}
+		out = r
 	}
 	return out
 }

@@ -70,8 +70,9 @@ func ProxylessUpstreamTLS(sans []string) *corev3.TransportSocket {
 // ProxylessServerListener is the listener of an xDS gRPC server
 // (xds.NewGRPCServer) on addr:port: one filter chain that requires a
 // client certificate of the federation, presents the workload's SVID, and
-// serves every call (route action non_forwarding, gRFC A36).
-func ProxylessServerListener(addr string, port uint32) *listenerv3.Listener {
+// serves every call (route action non_forwarding, gRFC A36) that the RBAC
+// filters rbac, in order, allow (grpc-go's RBAC, gRFC A41).
+func ProxylessServerListener(addr string, port uint32, rbac []RBAC) *listenerv3.Listener {
 	name := ProxylessServerListenerName(addr, port)
 	hcm := &hcmv3.HttpConnectionManager{
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
@@ -87,7 +88,7 @@ func ProxylessServerListener(addr string, port uint32) *listenerv3.Listener {
 				}},
 			}},
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
+		HttpFilters: httpFilters(rbac),
 	}
 	return &listenerv3.Listener{
 		Name:    name,

@@ -231,11 +231,6 @@ const InboundVirtualHost = "inbound"
 // "inbound", every domain and path to cluster, no timeout) and the HTTP
 // filters rbac... then the router.
 func InboundHTTPConnectionManager(cluster string, rbac []RBAC) *listenerv3.Filter {
-	filters := make([]*hcmv3.HttpFilter, 0, len(rbac)+1)
-	for _, r := range rbac {
-		filters = append(filters, HTTPRBAC(r))
-	}
-	filters = append(filters, routerFilter())
 	return hcmFilter(&hcmv3.HttpConnectionManager{
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		StatPrefix: cluster,
@@ -253,6 +248,15 @@ func InboundHTTPConnectionManager(cluster string, rbac []RBAC) *listenerv3.Filte
 				}},
 			}},
 		}},
-		HttpFilters: filters,
+		HttpFilters: httpFilters(rbac),
 	})
+}
+
+// httpFilters are the RBAC filters of rbac in order, then the router.
+func httpFilters(rbac []RBAC) []*hcmv3.HttpFilter {
+	filters := make([]*hcmv3.HttpFilter, 0, len(rbac)+1)
+	for _, r := range rbac {
+		filters = append(filters, HTTPRBAC(r))
+	}
+	return append(filters, routerFilter())
 }
