@@ -206,11 +206,7 @@ func (s *Source) runPolicies(ctx context.Context, servicesSynced cache.InformerS
 		return fmt.Errorf("kube source: policies: %w", err)
 	}
 	wake := make(chan struct{}, 1)
-	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { signal(wake) },
-		UpdateFunc: func(any, any) { signal(wake) },
-		DeleteFunc: func(any) { signal(wake) },
-	}); err != nil {
+	if _, err := inf.Informer().AddEventHandler(wakeOn(wake)); err != nil {
 		return fmt.Errorf("kube source: policies: %w", err)
 	}
 	stop := make(chan struct{})

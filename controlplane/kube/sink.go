@@ -201,11 +201,7 @@ func (s *Sink) lead(ctx context.Context) error {
 	seInf := mfAll.Multicluster().V1alpha1().ServiceExports()
 
 	kick := make(chan struct{}, 1)
-	poke := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { signal(kick) },
-		UpdateFunc: func(any, any) { signal(kick) },
-		DeleteFunc: func(any) { signal(kick) },
-	}
+	poke := wakeOn(kick)
 	for _, inf := range []cache.SharedIndexInformer{siInf.Informer(), esInf.Informer(), seInf.Informer()} {
 		if _, err := inf.AddEventHandler(poke); err != nil {
 			return fmt.Errorf("kube sink: %w", err)

@@ -169,11 +169,7 @@ func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
 		return fmt.Errorf("kube source: %w", err)
 	}
 	wake := make(chan struct{}, 1)
-	poke := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { signal(wake) },
-		UpdateFunc: func(any, any) { signal(wake) },
-		DeleteFunc: func(any) { signal(wake) },
-	}
+	poke := wakeOn(wake)
 	for _, inf := range []cache.SharedIndexInformer{svcInf.Informer(), sliceInf.Informer(), podInf.Informer(), nodeInf.Informer(), seInf.Informer()} {
 		if _, err := inf.AddEventHandler(poke); err != nil {
 			return fmt.Errorf("kube source: %w", err)
@@ -181,11 +177,7 @@ func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
 	}
 	// AuthorizationPolicies resolve their targetRefs to Services.
 	svcWake := make(chan struct{}, 1)
-	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { signal(svcWake) },
-		UpdateFunc: func(any, any) { signal(svcWake) },
-		DeleteFunc: func(any) { signal(svcWake) },
-	}); err != nil {
+	if _, err := svcInf.Informer().AddEventHandler(wakeOn(svcWake)); err != nil {
 		return fmt.Errorf("kube source: %w", err)
 	}
 
@@ -294,6 +286,16 @@ func slimPod(obj any) (any, error) {
 		Spec:   corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName, NodeName: p.Spec.NodeName},
 		Status: corev1.PodStatus{PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
 	}, nil
+}
+
+// wakeOn is an informer event handler that signals ch on every add,
+// update and delete.
+func wakeOn(ch chan struct{}) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { signal(ch) },
+		UpdateFunc: func(any, any) { signal(ch) },
+		DeleteFunc: func(any) { signal(ch) },
+	}
 }
 
 func signal(ch chan struct{}) {
