@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"encoding/json"
 	"sort"
 	"time"
 
@@ -124,6 +125,22 @@ type Endpoint struct {
 type Export struct {
 	Service   Service    `json:"service"`
 	Endpoints []Endpoint `json:"endpoints"`
+	// Policies are the producer routes and policies the exporting
+	// cluster publishes for the service; nil when it publishes none.
+	Policies *Policies `json:"policies,omitempty"`
+}
+
+// Policies are a cluster's producer routes and policies of one service
+// (GAMMA producer routes, and ResiliencePolicies and FaultInjections in
+// the service's namespace): they travel with the export, replicated
+// exactly as exports are. The catalog keeps them opaque; package policy
+// encodes and decodes them.
+type Policies struct {
+	// Digest identifies Objects: equal digests, equal policies. Two
+	// clusters whose exports carry different digests conflict.
+	Digest string `json:"digest"`
+	// Objects are the policy documents, canonical JSON, in a stable order.
+	Objects []json.RawMessage `json:"objects"`
 }
 
 // Sort orders the export's ports by number and endpoints by address, port

@@ -51,6 +51,11 @@ type ImportedService struct {
 	Conditions []Condition `json:"conditions,omitempty"`
 	// Endpoints of every merged export, sorted by cluster then address.
 	Endpoints []ViewEndpoint `json:"endpoints"`
+	// Policies are the producer routes and policies in force for the
+	// service: those of the oldest export that carries any; nil when no
+	// export does. PoliciesCluster is the cluster they came from.
+	Policies        *Policies `json:"policies,omitempty"`
+	PoliciesCluster string    `json:"policiesCluster,omitempty"`
 }
 
 // Key returns the service's namespace/name.
@@ -72,9 +77,12 @@ const (
 	ConditionValid    = "Valid"
 	ConditionConflict = "Conflict"
 
-	ReasonPortConflict         = "PortConflict"
-	ReasonTypeConflict         = "TypeConflict"
-	ReasonNoConflicts          = "NoConflicts"
+	ReasonPortConflict = "PortConflict"
+	ReasonTypeConflict = "TypeConflict"
+	ReasonNoConflicts  = "NoConflicts"
+	// ReasonPolicyConflict: clusters publish different producer routes
+	// or policies for the service; the oldest export's are in force.
+	ReasonPolicyConflict       = "PolicyConflict"
 	ReasonInvalidServiceType   = "InvalidServiceType"
 	ReasonSessionAffinity      = "SessionAffinityConflict"
 	ReasonPortProtocolConflict = "PortProtocolConflict"

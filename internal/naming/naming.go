@@ -156,3 +156,34 @@ const (
 	// EndpointIdentity is the SPIFFE ID the endpoint must present.
 	EndpointIdentity = "identity"
 )
+
+// SubsetLocal is the subset of a service port's cluster that holds only
+// the local cluster's endpoints: what an HTTPRoute backendRef of kind
+// Service (this cluster) sends to, where a ServiceImport backendRef
+// (the clusterset) sends to the whole service.
+const SubsetLocal = "local"
+
+// LocalCluster is the CDS/EDS name of the local-only subset of a service
+// port: outbound|PORT|local|NAME.NAMESPACE.svc.clusterset.local.
+func (sp ServicePort) LocalCluster() string {
+	return "outbound|" + strconv.Itoa(int(sp.Port)) + "|" + SubsetLocal + "|" + sp.Host()
+}
+
+// ParseCluster reads a name built by OutboundCluster or LocalCluster and
+// returns its service port and subset ("" or SubsetLocal).
+func ParseCluster(name string) (ServicePort, string, error) {
+	rest, ok := strings.CutPrefix(name, "outbound|")
+	if !ok {
+		return ServicePort{}, "", fmt.Errorf("cluster name %q does not start with outbound|", name)
+	}
+	portStr, rest, ok := strings.Cut(rest, "|")
+	if !ok {
+		return ServicePort{}, "", fmt.Errorf("cluster name %q is not outbound|PORT|SUBSET|HOST", name)
+	}
+	subset, host, ok := strings.Cut(rest, "|")
+	if !ok || (subset != "" && subset != SubsetLocal) {
+		return ServicePort{}, "", fmt.Errorf("cluster name %q is not outbound|PORT|SUBSET|HOST with subset empty or %q", name, SubsetLocal)
+	}
+	sp, err := ParseSNI(portStr + "." + host)
+	return sp, subset, err
+}
