@@ -155,3 +155,19 @@ func (p Problem) MarshalJSON() ([]byte, error) {
 type PolicySource interface {
 	AuthorizationPolicies() (policies []policy.AuthorizationPolicy, ready bool, changed <-chan struct{})
 }
+
+// TrafficSource is implemented by sources that also read the cluster's
+// traffic objects (HTTPRoute, GRPCRoute, ResiliencePolicy,
+// FaultInjection): the file source from its directory, the Kubernetes
+// source from the CRDs (writing Gateway API status conditions back).
+//
+// Traffic returns the valid objects in force (each list sorted by
+// namespace/name; the callee must not change them), whether the source
+// has read its input once, and a channel that is closed when the set or
+// ready changes next. A bad object is left out with a Problem; the
+// others stay. Safe to call from any goroutine. The control plane
+// publishes the producer part of the set with its exports and hands the
+// whole set to its xDS server.
+type TrafficSource interface {
+	Traffic() (t policy.Traffic, ready bool, changed <-chan struct{})
+}
