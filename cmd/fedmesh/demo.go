@@ -24,7 +24,7 @@ func newDemoCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run three local clusters: federate, stay local, fail over across clusters, recover, refuse what the policy denies",
+		Short: "Run three local clusters: federate, stay local, fail over across clusters, recover, refuse what the policy denies, route a canary, an A/B test and injected faults",
 		Long: `Start local clusters on loopback addresses (east-1 and east-2 in us-east, west-1
 in us-west), each with a control plane and embedded etcd, an east-west gateway
 and an echo service with two replicas behind sidecars; join them with one
@@ -34,8 +34,15 @@ carries the same AuthorizationPolicies: echo admits only the client, and
 nobody on /admin. At the end of every phase the client asks for /admin: the
 echo sidecars of the cluster that serves (through its gateway when it is
 another cluster) refuse it with 403 and write an audit record, which the
-demo shows. Every phase is checked: the command exits 0 when each behaved,
-1 with the reason otherwise.`,
+demo shows. Then traffic management, with a second client in west-1: one
+producer route written into east-1's source only sends 10% of every
+caller's requests to echo-v2, which only west-1 runs and exports (a canary);
+a FaultInjection aborts 20% of requests with 503 and delays 10%; an A/B
+route sends requests with "x-variant: b" to echo-v2; then the routes are
+removed and every request goes to the local echo again. Every phase is
+checked, shares within 4 binomial standard deviations of what the route
+says, injected faults apart from real errors: the command exits 0 when
+each behaved, 1 with the reason otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "" && output != "json" {
@@ -97,7 +104,7 @@ demo shows. Every phase is checked: the command exits 0 when each behaved,
 func printSummary(w io.Writer, s *demo.Summary) {
 	fmt.Fprintf(w, "\nSummary (clusters up in %.1fs, %.1fs in all)\n", s.StartupSeconds, s.TotalSeconds)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PHASE\tEXPECT\tSHARE\tSWITCHED\tREQUESTS\tERRORS\tERROR WINDOW\tP99\tGET "+demo.DeniedPath+"\tRESULT")
+	fmt.Fprintln(tw, "PHASE\tEXPECT\tSHARE\tSWITCHED\tREQUESTS\tERRORS\tERROR WINDOW\tP99\tGET "+demo.DeniedPath+"\tV2 SHARE\tFAULTS (ABORT/DELAY)\tRESULT")
 	for _, r := range s.Phases {
 		switched := "-"
 		if r.SwitchedAfter >= 0 {
@@ -107,13 +114,21 @@ func printSummary(w io.Writer, s *demo.Summary) {
 		if !r.OK {
 			result = "FAIL: " + r.Reason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Phase.Name, r.Phase.Expect, r.Share, switched,
-			r.Requests, r.Errors, r.ErrorWindow.Round(time.Millisecond), r.P99.Round(10*time.Microsecond), denialString(r.Denial), result)
+		v2 := callersString(r.Callers, func(c demo.Caller) string { return c.Share(demo.CheckV2) })
+		faults := callersString(r.Callers, func(c demo.Caller) string {
+			return c.Share(demo.CheckAborted) + "/" + c.Share(demo.CheckDelayed)
+		})
+		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Phase.Name, r.Phase.Expect, r.Share, switched,
+			r.Requests, r.Errors, r.ErrorWindow.Round(time.Millisecond), r.P99.Round(10*time.Microsecond), denialString(r.Denial), v2, faults, result)
 	}
 	tw.Flush()
 	if s.OK {
 		fmt.Fprintln(w, "\nevery phase behaved: traffic stayed local, failed over within the region first, then across regions, and came back,")
-		fmt.Fprintf(w, "and wherever it went the serving cluster refused GET %s (403, audited), all over mTLS\n", demo.DeniedPath)
+		fmt.Fprintf(w, "and wherever it went the serving cluster refused GET %s (403, audited), all over mTLS;\n", demo.DeniedPath)
+		fmt.Fprintf(w, "routes written in %s's source alone were obeyed by the clients of %s: %d%% to %s, %d%% of requests aborted by a fault\n",
+			s.Clusters[0].Name, callerNames(s.Phases), demo.CanaryWeight, demo.CanaryService, demo.AbortPercent)
+		fmt.Fprintf(w, "(counted apart from real errors, of which the traffic phases had none), %s: %s to %s, then the local echo again (shares within %d sigma)\n",
+			demo.VariantHeader, demo.VariantB, demo.CanaryService, demo.Sigmas)
 	}
 	if len(s.Running) > 0 {
 		fmt.Fprintf(w, "\nleft running (--keep); logs and data in %s\n", s.Dir)
@@ -125,8 +140,39 @@ func printSummary(w io.Writer, s *demo.Summary) {
 		fmt.Fprintf(w, "  why:     fedmesh authz check --admin %s --operator-dir %s --from %s --from-cluster %s --to demo/echo --path %s\n",
 			s.Clusters[0].Admin(), s.OperatorDir, demo.ClientID, s.Clusters[0].Name, demo.DeniedPath)
 		fmt.Fprintf(w, "  audit:   %s/*/workloads/echo-*/audit.log\n", s.Dir)
+		fmt.Fprintf(w, "  routes:  cp %s/%s/%s %s/%s/source/   (the A/B route, in force in every cluster)\n",
+			s.Dir, demo.TrafficDir, demo.ABFile, s.Dir, s.Clusters[0].Name)
+		fmt.Fprintf(w, "  a/b:     curl -x http://%s:15001 -H '%s: %s' http://echo.demo.svc.clusterset.local:8080/   (echo-v2 answers)\n",
+			s.Clusters[0].ClientIP(), demo.VariantHeader, demo.VariantB)
 		fmt.Fprintf(w, "  stop:    kill %s\n", strings.Join(pids(s.Running), " "))
 	}
+}
+
+// callersString is a traffic phase's figure f per client, for the summary
+// table: "east-1 9.8%, west-1 10.3%"; "-" outside the traffic phases.
+func callersString(cs []demo.Caller, f func(demo.Caller) string) string {
+	if len(cs) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.Cluster + " " + f(c)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// callerNames lists the clusters whose clients the traffic phases judged.
+func callerNames(phases []demo.Result) string {
+	for _, r := range phases {
+		if len(r.Callers) > 0 {
+			var names []string
+			for _, c := range r.Callers {
+				names = append(names, c.Cluster)
+			}
+			return strings.Join(names, " and ")
+		}
+	}
+	return "no cluster"
 }
 
 // denialString is the phase's policy probe for the summary table: the

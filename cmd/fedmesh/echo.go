@@ -18,7 +18,7 @@ func newEchoCmd() *cobra.Command {
 	var listen string
 	cmd := &cobra.Command{
 		Use:   "echo",
-		Short: "Run the sample echo workload (answers with the cluster and workload that served)",
+		Short: "Run the sample echo workload (answers with the cluster, workload, service and version that served)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ln, err := net.Listen("tcp", listen)
@@ -45,5 +45,7 @@ func newEchoCmd() *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on")
 	cmd.Flags().StringVar(&cfg.Cluster, "cluster", "", "cluster name to report")
 	cmd.Flags().StringVar(&cfg.Workload, "workload", "echo", "workload name to report")
+	cmd.Flags().StringVar(&cfg.Service, "service", "", "service name to report (empty: none)")
+	cmd.Flags().StringVar(&cfg.Version, "version", "", "version to report (empty: none)")
 	return cmd
 }

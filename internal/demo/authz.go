@@ -55,7 +55,7 @@ func (d *demo) send(ctx context.Context, method, url string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	c := d.client()
+	c := d.client(d.clusters[0])
 	defer c.CloseIdleConnections()
 	resp, err := c.Do(req)
 	if err != nil {

@@ -24,24 +24,42 @@ type Phase struct {
 	// Duration is the length of the phase, Settle included.
 	Duration time.Duration `json:"duration"`
 	// MinShare is the share of requests after Settle that Expect must
-	// serve, in percent.
+	// serve, in percent; 0 judges nothing.
 	MinShare float64 `json:"minShare"`
+	// Route, in a traffic phase, is what the route cluster's source
+	// holds during the phase (the names of the traffic objects in
+	// TrafficFile), "none" once they are removed; empty in the other
+	// phases.
+	Route string `json:"route,omitempty"`
+	// Splits, in a traffic phase, are what every caller's requests must
+	// show (JudgeShare, EvaluateCaller); empty in the other phases.
+	Splits []Split `json:"splits,omitempty"`
 }
 
 // Result is how a phase went.
 type Result struct {
 	Phase Phase `json:"phase"`
 	// Requests and Errors count the whole phase, Settle included.
+	// Errors are real errors: a request an injected fault aborted is
+	// counted in Faults instead.
 	Requests int `json:"requests"`
 	Errors   int `json:"errors"`
-	// Served counts successful requests per serving cluster, after
-	// Settle.
+	// Faults and Delayed count the requests of the whole phase that an
+	// injected fault aborted or delayed.
+	Faults  int `json:"faults"`
+	Delayed int `json:"delayed"`
+	// Served counts answered requests per serving cluster, after
+	// Settle; V2 counts those that echo-v2 answered.
 	Served map[string]int `json:"served"`
+	V2     int            `json:"v2"`
 	// Share is Expect's share of requests after Settle, in percent.
 	Share float64 `json:"share"`
 	// SwitchedAfter is how long after the phase began every request was
 	// served by Expect for at least one second (the failover or recovery
-	// time); -1 when that never happened.
+	// time); -1 when that never happened. In a traffic phase it is how
+	// long after the route cluster's source changed every caller's
+	// requests followed the change (the propagation time to the
+	// slowest caller); -1 when they did not within the deadline.
 	SwitchedAfter time.Duration `json:"switchedAfter"`
 	// ErrorWindow is the time between the first and the last failed
 	// request of the phase (0 when none failed).
@@ -52,6 +70,10 @@ type Result struct {
 	Reason string `json:"reason,omitempty"`
 	// Denial is the phase's policy probe, nil when none was sent.
 	Denial *Denial `json:"denial,omitempty"`
+	// Callers are a traffic phase's figures per client, judged against
+	// Phase.Splits; the first is the client counted above. Empty in the
+	// other phases.
+	Callers []Caller `json:"callers,omitempty"`
 }
 
 // Denial is the outcome of a policy probe: at the end of a phase the
@@ -101,6 +123,11 @@ func (r *Result) judgeDenial(dn Denial) {
 	default:
 		return
 	}
+	r.fail(why)
+}
+
+// fail marks r failed, adding why to its reason.
+func (r *Result) fail(why string) {
 	r.OK = false
 	r.Reason = strings.TrimPrefix(r.Reason+"; "+why, "; ")
 }
@@ -114,21 +141,30 @@ func Evaluate(p Phase, start time.Time, samples []Sample) Result {
 	var firstErr, lastErr time.Time
 	for _, s := range samples {
 		r.Requests++
-		if s.Err != nil {
+		if s.Delayed() {
+			r.Delayed++
+		}
+		switch {
+		case s.Err != nil:
 			r.Errors++
 			if firstErr.IsZero() {
 				firstErr = s.At
 			}
 			lastErr = s.At
-		} else {
+		case s.Aborted():
+			r.Faults++
+		default:
 			lat = append(lat, s.Latency)
 		}
 		if s.At.Before(settled) {
 			continue
 		}
 		after++
-		if s.Err == nil {
+		if s.answered() {
 			r.Served[s.Cluster]++
+			if s.Service == CanaryService {
+				r.V2++
+			}
 			if s.Cluster == p.Expect {
 				good++
 			}

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/fedmesh/fedmesh/controlplane/ca"
@@ -52,12 +51,35 @@ type Timings struct {
 	Settle, RecoverSettle time.Duration
 	// BaseEjection is the sidecars' first outlier ejection time.
 	BaseEjection time.Duration
+	// Canary, Faults, AB and Removed are the lengths of the traffic
+	// phases, counted from when every caller follows the phase's route;
+	// zero means DefaultTimings'.
+	Canary, Faults, AB, Removed time.Duration
+	// InForce bounds the wait, in each traffic phase, for every caller
+	// to follow the route; zero means DefaultTimings'.
+	InForce time.Duration
 }
 
-// DefaultTimings keep the whole demo well under 90 seconds.
+// DefaultTimings keep the whole demo around two minutes, the traffic
+// phases about 30 seconds of it.
 var DefaultTimings = Timings{
 	Steady: 6 * time.Second, Failover: 8 * time.Second, Failover2: 8 * time.Second, Recover: 14 * time.Second,
 	Settle: 3 * time.Second, RecoverSettle: 10 * time.Second, BaseEjection: 2 * time.Second,
+	Canary: 8 * time.Second, Faults: 8 * time.Second, AB: 5 * time.Second, Removed: 5 * time.Second,
+	InForce: 15 * time.Second,
+}
+
+// withDefaults fills the zero traffic timings from DefaultTimings.
+func (t Timings) withDefaults() Timings {
+	for _, f := range []struct{ v, d *time.Duration }{
+		{&t.Canary, &DefaultTimings.Canary}, {&t.Faults, &DefaultTimings.Faults}, {&t.AB, &DefaultTimings.AB},
+		{&t.Removed, &DefaultTimings.Removed}, {&t.InForce, &DefaultTimings.InForce},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
+	}
+	return t
 }
 
 // Summary is the outcome of a demo run.
@@ -81,7 +103,9 @@ type Summary struct {
 
 // Run runs the scenario: start and federate the clusters, send steady
 // traffic from east-1's client through its sidecar, kill east-1's echo,
-// then east-2's, then restore both, and judge each phase.
+// then east-2's, then restore both; then write a canary route, a fault
+// injection and an A/B route in turn into east-1's source, with a second
+// client in west-1 calling too, and remove them; and judge each phase.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 2
@@ -94,7 +118,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	tm := DefaultTimings
 	if cfg.Timings != nil {
-		tm = *cfg.Timings
+		tm = cfg.Timings.withDefaults()
 	}
 	clusters, err := Layout(cfg.Clusters)
 	if err != nil {
@@ -206,9 +230,16 @@ func (d *demo) setUp(ctx context.Context) error {
 	}
 	d.admin = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}}
 
+	if err := WriteTrafficFiles(d.dir(TrafficDir)); err != nil {
+		return err
+	}
 	d.progress("starting %d control planes (embedded etcd, serf gossip, xDS)", len(d.clusters))
 	for _, c := range d.clusters {
-		src, err := WriteSource(d.cfg.Dir, c, d.cfg.Replicas)
+		canary := 0
+		if c.Name == d.canaryCluster().Name {
+			canary = canaryReplicas
+		}
+		src, err := WriteSource(d.cfg.Dir, c, d.cfg.Replicas, canary)
 		if err != nil {
 			return err
 		}
@@ -245,7 +276,9 @@ func (d *demo) setUp(ctx context.Context) error {
 		return err
 	}
 
-	d.progress("starting gateways, %d echo replicas per cluster with sidecars, and the client's sidecar in %s", d.cfg.Replicas, first.Name)
+	canary := d.canaryCluster()
+	d.progress("starting gateways, %d echo replicas per cluster with sidecars, %s in %s, and the clients' sidecars in %s and %s",
+		d.cfg.Replicas, CanaryService, canary.Name, first.Name, canary.Name)
 	for _, c := range d.clusters {
 		if err := d.startGateway(ctx, c); err != nil {
 			return err
@@ -256,16 +289,41 @@ func (d *demo) setUp(ctx context.Context) error {
 			}
 		}
 	}
-	if err := d.startSidecar(ctx, first, "client", "client", first.ClientIP()); err != nil {
-		return err
+	for r := 1; r <= canaryReplicas; r++ {
+		if err := d.startCanary(ctx, canary, r); err != nil {
+			return err
+		}
+	}
+	for _, c := range d.callers() {
+		if err := d.startSidecar(ctx, c, "client", "client", c.ClientIP()); err != nil {
+			return err
+		}
 	}
 	for _, c := range d.clusters {
 		if err := d.waitHTTP(ctx, "gateway "+c.Name, "http://"+c.IP+":15021/ready", 60*time.Second); err != nil {
 			return err
 		}
 	}
-	return d.waitServed(ctx, first.Name, 60*time.Second)
+	for _, c := range d.callers() {
+		if err := d.waitServed(ctx, c, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// canaryReplicas is how many echo-v2 replicas the canary cluster runs.
+const canaryReplicas = 1
+
+// routeCluster is the cluster whose source holds the traffic phases'
+// routes (one producer route, obeyed in every cluster); canaryCluster
+// runs echo-v2, the canary, alone.
+func (d *demo) routeCluster() Cluster  { return d.clusters[0] }
+func (d *demo) canaryCluster() Cluster { return d.clusters[2] }
+
+// callers are the clusters with a demo client: the first sends the
+// traffic of every phase, the others that of the traffic phases.
+func (d *demo) callers() []Cluster { return []Cluster{d.clusters[0], d.canaryCluster()} }
 
 func (d *demo) token(ctx context.Context, c Cluster, ns, sa, workload string) (string, error) {
 	dir := d.dir(c.Name, "workloads", workload)
@@ -296,7 +354,8 @@ func echoName(c Cluster, r int) string { return fmt.Sprintf("%s-echo-%d", c.Name
 
 func (d *demo) startEcho(ctx context.Context, c Cluster, r int) error {
 	w := fmt.Sprintf("echo-%d", r)
-	if _, err := d.procs.Start(echoName(c, r)+"-app", "echo", "--listen", c.WorkloadIP(r)+":8080", "--cluster", c.Name, "--workload", w); err != nil {
+	if _, err := d.procs.Start(echoName(c, r)+"-app", "echo", "--listen", c.WorkloadIP(r)+":8080", "--cluster", c.Name, "--workload", w,
+		"--service", "echo", "--version", "v1"); err != nil {
 		return err
 	}
 	// The echo app listens on WORKLOAD_IP:8080, where the sidecar would
@@ -305,6 +364,17 @@ func (d *demo) startEcho(ctx context.Context, c Cluster, r int) error {
 	// inbound traffic out again. The echo's sidecar needs no service
 	// listeners.
 	return d.startSidecar(ctx, c, w, "echo", c.WorkloadIP(r), "--service-ip", "none", "--audit-log", d.auditLog(c, r))
+}
+
+// startCanary starts replica r of echo-v2 in c, with its sidecar.
+func (d *demo) startCanary(ctx context.Context, c Cluster, r int) error {
+	w := fmt.Sprintf("%s-%d", CanaryService, r)
+	if _, err := d.procs.Start(c.Name+"-"+w+"-app", "echo", "--listen", c.CanaryIP(r)+":8080", "--cluster", c.Name, "--workload", w,
+		"--service", CanaryService, "--version", "v2"); err != nil {
+		return err
+	}
+	return d.startSidecar(ctx, c, w, CanaryService, c.CanaryIP(r), "--service-ip", "none",
+		"--audit-log", d.dir(c.Name, "workloads", w, "audit.log"))
 }
 
 func (d *demo) startSidecar(ctx context.Context, c Cluster, workload, sa, ip string, extra ...string) error {
@@ -334,9 +404,10 @@ func (d *demo) waitHTTP(ctx context.Context, what, url string, timeout time.Dura
 }
 
 // waitFederated waits until every control plane sees every cluster alive
-// and every cluster's echo endpoints in its merged view.
+// and every cluster's echo endpoints, and the canary's, in its merged
+// view.
 func (d *demo) waitFederated(ctx context.Context, timeout time.Duration) error {
-	want := len(d.clusters) * d.cfg.Replicas
+	want := map[string]int{"echo": len(d.clusters) * d.cfg.Replicas, CanaryService: canaryReplicas}
 	return poll(ctx, timeout, "federation", func() error {
 		for _, c := range d.clusters {
 			var v struct {
@@ -348,24 +419,24 @@ func (d *demo) waitFederated(ctx context.Context, timeout time.Duration) error {
 			if err := d.getJSON(c.Admin()+"/debug/view", &v); err != nil {
 				return err
 			}
-			n := 0
+			got := map[string]int{}
 			for _, s := range v.Services {
-				if s.Name == "echo" {
-					n = len(s.Endpoints)
-				}
+				got[s.Name] = len(s.Endpoints)
 			}
-			if n != want {
-				return fmt.Errorf("%s sees %d of %d echo endpoints", c.Name, n, want)
+			for _, name := range []string{"echo", CanaryService} {
+				if got[name] != want[name] {
+					return fmt.Errorf("%s sees %d of %d %s endpoints", c.Name, got[name], want[name], name)
+				}
 			}
 		}
 		return nil
 	})
 }
 
-// client returns an HTTP client that sends through the demo client's
-// sidecar, as an app with HTTP_PROXY set would.
-func (d *demo) client() *http.Client {
-	proxy, _ := url.Parse("http://" + net.JoinHostPort(d.clusters[0].ClientIP(), "15001"))
+// client returns an HTTP client that sends through the sidecar of c's
+// demo client, as an app with HTTP_PROXY set would.
+func (d *demo) client(c Cluster) *http.Client {
+	proxy, _ := url.Parse("http://" + net.JoinHostPort(c.ClientIP(), "15001"))
 	return &http.Client{
 		Timeout: 5 * time.Second,
 		Transport: &http.Transport{
@@ -378,112 +449,20 @@ func (d *demo) client() *http.Client {
 
 const echoURL = "http://echo.demo.svc.clusterset.local:8080/"
 
-// waitServed waits until a request through the client's sidecar is served
-// by cluster.
-func (d *demo) waitServed(ctx context.Context, cluster string, timeout time.Duration) error {
-	l := &Load{URL: echoURL, Client: d.client()}
-	return poll(ctx, timeout, "first request served by "+cluster, func() error {
-		s := l.one(ctx)
+// waitServed waits until a request through the sidecar of c's client is
+// served by c.
+func (d *demo) waitServed(ctx context.Context, c Cluster, timeout time.Duration) error {
+	l := &Load{URL: echoURL, Client: d.client(c)}
+	return poll(ctx, timeout, "first request of "+c.Name+"'s client served by "+c.Name, func() error {
+		s := l.one(ctx, "")
 		if s.Err != nil {
 			return s.Err
 		}
-		if s.Cluster != cluster {
+		if s.Cluster != c.Name {
 			return fmt.Errorf("served by %s", s.Cluster)
 		}
 		return nil
 	})
-}
-
-// scenario runs the phases under steady load with a live view.
-func (d *demo) scenario(ctx context.Context) ([]Result, error) {
-	east1, east2, west1 := d.clusters[0], d.clusters[1], d.clusters[2]
-	phases := []struct {
-		Phase
-		action func() error
-	}{
-		{Phase{Name: "steady", Expect: east1.Name, Forbid: []string{west1.Name}, Duration: d.tm.Steady, MinShare: 95}, nil},
-		{Phase{Name: east1.Name + " echo killed", Expect: east2.Name, Forbid: []string{west1.Name}, Settle: d.tm.Settle, Duration: d.tm.Failover, MinShare: 95},
-			func() error { return d.killEcho(east1) }},
-		{Phase{Name: east2.Name + " echo killed too", Expect: west1.Name, Settle: d.tm.Settle, Duration: d.tm.Failover2, MinShare: 95},
-			func() error { return d.killEcho(east2) }},
-		{Phase{Name: "both restored", Expect: east1.Name, Settle: d.tm.RecoverSettle, Duration: d.tm.Recover, MinShare: 95},
-			func() error {
-				if err := d.restoreEcho(east1); err != nil {
-					return err
-				}
-				return d.restoreEcho(east2)
-			}},
-	}
-	var total time.Duration
-	for _, p := range phases {
-		total += p.Duration
-	}
-	// Each phase ends with a policy probe, which takes a moment.
-	total += time.Duration(len(phases)) * 2 * time.Second
-	load := &Load{URL: echoURL, Rate: d.cfg.Rate, MaxRequests: d.cfg.Rate * int(total/time.Second+5), Client: d.client()}
-	lctx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		load.Run(lctx)
-	}()
-	defer wg.Wait()
-
-	d.started = time.Now()
-	fmt.Fprintf(d.cfg.Out, "\n%6s  %-24s %5s %5s  %-36s %8s\n", "TIME", "PHASE", "REQ", "ERR", "SERVED BY", "P99")
-	var results []Result
-	for _, p := range phases {
-		if p.action != nil {
-			if err := p.action(); err != nil {
-				return results, err
-			}
-		}
-		pstart := time.Now()
-		end := pstart.Add(p.Duration)
-		for next := pstart.Add(time.Second); ; next = next.Add(time.Second) {
-			wait := time.Until(next)
-			if next.After(end) {
-				wait = time.Until(end)
-			}
-			select {
-			case <-ctx.Done():
-				return results, ctx.Err()
-			case <-time.After(wait):
-			}
-			if !next.After(end) {
-				w := aggregate(next.Add(-time.Second), load.Between(next.Add(-time.Second), next))
-				d.liveLine(p.Name, w)
-			}
-			if !time.Now().Before(end) {
-				break
-			}
-		}
-		r := Evaluate(p.Phase, pstart, load.Between(pstart, end))
-		// The policy holds wherever the traffic goes: the cluster that
-		// serves this phase refuses what the policy denies.
-		dn := d.probeDenied(ctx)
-		d.showDenial(dn)
-		r.judgeDenial(dn)
-		results = append(results, r)
-	}
-	stopLoad()
-	return results, nil
-}
-
-func (d *demo) liveLine(phase string, w Window) {
-	var served []string
-	for _, c := range d.clusters {
-		if n := w.Served[c.Name]; n > 0 {
-			served = append(served, fmt.Sprintf("%s=%d", c.Name, n))
-		}
-	}
-	s := strings.Join(served, " ")
-	if s == "" {
-		s = "-"
-	}
-	fmt.Fprintf(d.cfg.Out, "%5.0fs  %-24s %5d %5d  %-36s %8s\n", time.Since(d.started).Seconds(), phase, w.Requests, w.Errors, s, w.P99.Round(10*time.Microsecond))
 }
 
 func (d *demo) killEcho(c Cluster) error {

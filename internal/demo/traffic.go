@@ -7,27 +7,82 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/fedmesh/fedmesh/internal/echo"
 )
+
+// VariantHeader is the request header of the demo's A/B route: requests
+// with "x-variant: b" go to echo-v2.
+const VariantHeader = "x-variant"
+
+// FaultHeader is the header the caller's sidecar adds to a response it
+// made or delayed because of an injected fault: "abort" or "delay".
+const FaultHeader = "x-fedmesh-fault"
 
 // Sample is the outcome of one request.
 type Sample struct {
 	At      time.Time
 	Latency time.Duration
-	// Cluster is the cluster that served the request; empty on error.
+	// Variant is the VariantHeader the request carried; "" for none.
+	Variant string
+	// Cluster is the cluster that served the request; empty on error
+	// and when an injected fault aborted it.
 	Cluster string
-	Err     error
+	// Service and Version are what the echo replica that answered runs
+	// as (echo v1 or echo-v2 v2).
+	Service string
+	Version string
+	// Fault is the answer's FaultHeader values, comma-separated: it
+	// holds "abort" when the caller's sidecar answered itself because of
+	// an injected fault (Code is its status, Err is nil: an injected
+	// fault is not an error), "delay" when it delayed the request.
+	Fault string
+	// Code is the HTTP status; 0 when the request failed.
+	Code int
+	// Err is why the request failed: no answer, an error status that no
+	// injected fault explains, or a reply that is not the echo
+	// workload's.
+	Err error
+}
+
+// Aborted reports whether an injected fault aborted the request.
+func (s Sample) Aborted() bool {
+	return s.Err == nil && s.Code != http.StatusOK && hasToken(s.Fault, "abort")
+}
+
+// Delayed reports whether an injected fault delayed the request.
+func (s Sample) Delayed() bool { return hasToken(s.Fault, "delay") }
+
+// answered reports whether an echo replica answered the request.
+func (s Sample) answered() bool { return s.Err == nil && !s.Aborted() }
+
+func hasToken(list, tok string) bool {
+	for _, t := range strings.Split(list, ",") {
+		if strings.TrimSpace(t) == tok {
+			return true
+		}
+	}
+	return false
 }
 
 // Window aggregates the samples of one interval.
 type Window struct {
-	Start    time.Time      `json:"start"`
-	Requests int            `json:"requests"`
-	Errors   int            `json:"errors"`
-	Served   map[string]int `json:"served"`
-	P50      time.Duration  `json:"p50"`
-	P99      time.Duration  `json:"p99"`
+	Start    time.Time `json:"start"`
+	Requests int       `json:"requests"`
+	Errors   int       `json:"errors"`
+	// Faults counts requests aborted by an injected fault (not in
+	// Errors), Delayed those an injected fault delayed.
+	Faults  int `json:"faults"`
+	Delayed int `json:"delayed"`
+	// Served counts answered requests per serving cluster; V2 those of
+	// them echo-v2 answered.
+	Served map[string]int `json:"served"`
+	V2     int            `json:"v2"`
+	P50    time.Duration  `json:"p50"`
+	P99    time.Duration  `json:"p99"`
 	// LastError is one error message of the window, for the live view.
 	LastError string `json:"lastError,omitempty"`
 }
@@ -38,12 +93,22 @@ func aggregate(start time.Time, samples []Sample) Window {
 	lat := make([]time.Duration, 0, len(samples))
 	for _, s := range samples {
 		w.Requests++
-		if s.Err != nil {
+		if s.Delayed() {
+			w.Delayed++
+		}
+		switch {
+		case s.Err != nil:
 			w.Errors++
 			w.LastError = s.Err.Error()
 			continue
+		case s.Aborted():
+			w.Faults++
+		default:
+			w.Served[s.Cluster]++
+			if s.Service == CanaryService {
+				w.V2++
+			}
 		}
-		w.Served[s.Cluster]++
 		lat = append(lat, s.Latency)
 	}
 	w.P50, w.P99 = percentile(lat, 50), percentile(lat, 99)
@@ -77,8 +142,37 @@ type Load struct {
 	// Client sends the requests.
 	Client *http.Client
 
-	mu      sync.Mutex // guards samples
+	mu      sync.Mutex // guards the following
 	samples []Sample
+	variant func(n int) string
+	nth     int // requests sent since SetVariant
+}
+
+// SetVariant makes the n-th request from now on (n from 0) carry
+// VariantHeader f(n), none when f returns "" or f is nil.
+func (l *Load) SetVariant(f func(n int) string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.variant, l.nth = f, 0
+}
+
+func (l *Load) nextVariant() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.nth
+	l.nth++
+	if l.variant == nil {
+		return ""
+	}
+	return l.variant(n)
+}
+
+// Alternate is a SetVariant function: every other request is variant b.
+func Alternate(n int) string {
+	if n%2 == 0 {
+		return "b"
+	}
+	return ""
 }
 
 // Run sends requests until ctx is done or MaxRequests were sent. Requests
@@ -95,10 +189,11 @@ func (l *Load) Run(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		variant := l.nextVariant()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := l.one(ctx)
+			s := l.one(ctx, variant)
 			l.mu.Lock()
 			l.samples = append(l.samples, s)
 			l.mu.Unlock()
@@ -106,9 +201,10 @@ func (l *Load) Run(ctx context.Context) {
 	}
 }
 
-func (l *Load) one(ctx context.Context) Sample {
+// one sends one request with VariantHeader variant ("" for none).
+func (l *Load) one(ctx context.Context, variant string) Sample {
 	start := time.Now()
-	s := Sample{At: start}
+	s := Sample{At: start, Variant: variant}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.URL, nil)
 	if err != nil {
 		s.Err = err
@@ -116,6 +212,9 @@ func (l *Load) one(ctx context.Context) Sample {
 	}
 	if l.Host != "" {
 		req.Host = l.Host
+	}
+	if variant != "" {
+		req.Header.Set(VariantHeader, variant)
 	}
 	resp, err := l.Client.Do(req)
 	if err != nil {
@@ -130,18 +229,20 @@ func (l *Load) one(ctx context.Context) Sample {
 		s.Err = err
 		return s
 	}
+	s.Code = resp.StatusCode
+	s.Fault = strings.Join(resp.Header.Values(FaultHeader), ",")
 	if resp.StatusCode != http.StatusOK {
-		s.Err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		if !s.Aborted() {
+			s.Err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
 		return s
 	}
-	var rep struct {
-		Cluster string `json:"cluster"`
-	}
+	var rep echo.Reply
 	if err := json.Unmarshal(body, &rep); err != nil || rep.Cluster == "" {
 		s.Err = fmt.Errorf("reply is not the echo workload's: %q", body)
 		return s
 	}
-	s.Cluster = rep.Cluster
+	s.Cluster, s.Service, s.Version = rep.Cluster, rep.Service, rep.Version
 	return s
 }
 

@@ -1,9 +1,9 @@
 // Package echo is the sample workload of the demo and the end-to-end tests:
 // an HTTP server that answers every request with who served it (cluster,
-// workload) and who called (the caller's SPIFFE ID as the sidecar passed it
+// workload, and the service and version it runs as) and who called (the caller's SPIFFE ID as the sidecar passed it
 // in the x-fedmesh-client-id header).
 //
-//	srv := echo.New(echo.Config{Cluster: "east-1", Workload: "echo-1"})
+//	srv := echo.New(echo.Config{Cluster: "west-1", Workload: "echo-v2-1", Service: "echo-v2", Version: "v2"})
 //	http.Serve(ln, srv)
 package echo
 
@@ -24,12 +24,21 @@ type Config struct {
 	Cluster string
 	// Workload names this replica.
 	Workload string
+	// Service is the service this replica runs as, so that a caller of
+	// a route that splits traffic between services (a canary) sees which
+	// one answered; empty leaves it out of the reply.
+	Service string
+	// Version is the version of the software it runs; empty leaves it
+	// out of the reply.
+	Version string
 }
 
 // Reply is the JSON body of every answer.
 type Reply struct {
 	Cluster  string `json:"cluster"`
 	Workload string `json:"workload"`
+	Service  string `json:"service,omitempty"`
+	Version  string `json:"version,omitempty"`
 	// ClientID is the caller's SPIFFE ID, empty when the request did not
 	// come through a sidecar.
 	ClientID string `json:"clientId,omitempty"`
@@ -61,6 +70,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rep := Reply{
 		Cluster:   s.cfg.Cluster,
 		Workload:  s.cfg.Workload,
+		Service:   s.cfg.Service,
+		Version:   s.cfg.Version,
 		ClientID:  r.Header.Get(ClientIDHeader),
 		Method:    r.Method,
 		Path:      r.URL.Path,

@@ -11,7 +11,7 @@ import (
 )
 
 func TestServerReplies(t *testing.T) {
-	srv := httptest.NewServer(New(Config{Cluster: "east-1", Workload: "echo-1"}))
+	srv := httptest.NewServer(New(Config{Cluster: "east-1", Workload: "echo-1", Service: "echo", Version: "v1"}))
 	defer srv.Close()
 
 	for i := 1; i <= 2; i++ {
@@ -26,7 +26,7 @@ func TestServerReplies(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		want := Reply{Cluster: "east-1", Workload: "echo-1", ClientID: "spiffe://fedmesh.local/ns/demo/sa/client",
+		want := Reply{Cluster: "east-1", Workload: "echo-1", Service: "echo", Version: "v1", ClientID: "spiffe://fedmesh.local/ns/demo/sa/client",
 			Method: "POST", Path: "/hello", BodyBytes: 5, Count: uint64(i)}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("reply %d (-want +got):\n%s", i, diff)

@@ -39,8 +39,12 @@ func (s *syncBuffer) String() string {
 // west-1), then across regions; failed requests stay within what the
 // client sidecar's retry budget accounts for; restored, traffic comes back
 // to east-1. At the end of every phase the cluster that serves refuses
-// GET /admin and records it. The processes' metrics must tell the same
-// story.
+// GET /admin and records it. Then the traffic phases: routes written into
+// east-1's source alone are obeyed by the clients of east-1 and west-1
+// (a 10% canary to echo-v2, which only west-1 runs, injected faults
+// counted apart from errors, an A/B route on a header), and once they are
+// removed east-1's echo serves everything again. The processes' metrics
+// must tell the same story.
 func TestDemoScenario(t *testing.T) {
 	// The demo runs on fixed addresses (127.0.0.11-13); a demo someone
 	// left running there would answer instead of ours.
@@ -55,6 +59,7 @@ func TestDemoScenario(t *testing.T) {
 	tm := demo.Timings{
 		Steady: 4 * time.Second, Failover: 6 * time.Second, Failover2: 6 * time.Second, Recover: 12 * time.Second,
 		Settle: 3 * time.Second, RecoverSettle: 8 * time.Second, BaseEjection: 2 * time.Second,
+		Canary: 6 * time.Second, Faults: 6 * time.Second, AB: 4 * time.Second, Removed: 4 * time.Second, InForce: 20 * time.Second,
 	}
 	var (
 		clientPage string
@@ -71,7 +76,7 @@ func TestDemoScenario(t *testing.T) {
 		retries = m.routeRetries(t)
 	}
 	out := &syncBuffer{}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// The demo's working directory is the test's log directory: its CA,
 	// data and every process's log are kept and printed on failure.
@@ -84,7 +89,11 @@ func TestDemoScenario(t *testing.T) {
 	}
 	want := []struct{ name, expect string }{
 		{"steady", "east-1"}, {"east-1 echo killed", "east-2"}, {"east-2 echo killed too", "west-1"}, {"both restored", "east-1"},
+		{"canary 10% to echo-v2", "east-1"}, {"fault injection", "east-1"}, {"a/b on x-variant", "east-1"}, {"routes removed", "east-1"},
 	}
+	// The canary and the fault injection send GET /admin elsewhere than
+	// to Expect (echo-v2, an injected abort): no policy probe there.
+	unprobed := map[string]bool{"canary 10% to echo-v2": true, "fault injection": true}
 	if len(sum.Phases) != len(want) {
 		t.Fatalf("%d phases, want %d", len(sum.Phases), len(want))
 	}
@@ -109,6 +118,12 @@ func TestDemoScenario(t *testing.T) {
 	// cluster, and record.
 	for _, r := range sum.Phases {
 		dn := r.Denial
+		if unprobed[r.Phase.Name] {
+			if dn != nil {
+				t.Errorf("%s: a policy probe was sent: %+v", r.Phase.Name, dn)
+			}
+			continue
+		}
 		if dn == nil || dn.Code != http.StatusForbidden || dn.Cluster != r.Phase.Expect || dn.Policy != demo.DenyPolicy {
 			t.Errorf("%s: GET %s probe %+v; want 403, denied by %s in %s", r.Phase.Name, demo.DeniedPath, dn, demo.DenyPolicy, r.Phase.Expect)
 			continue
@@ -132,6 +147,7 @@ func TestDemoScenario(t *testing.T) {
 	if failover.Served["west-1"] != 0 {
 		t.Errorf("east-1's echo down: west-1 served %d requests; the same region (east-2) comes first", failover.Served["west-1"])
 	}
+	checkTrafficPhases(t, sum.Phases[4:])
 
 	// Every failed request is one whose retries ran out, or was refused
 	// by the retry budget, or found no healthy endpoint.
@@ -170,4 +186,48 @@ func TestDemoScenario(t *testing.T) {
 	}
 	t.Logf("clusters up in %.1fs, %.1fs in all; client sidecar: %.0f retries allowed, %.0f refused, %.0f failed picks",
 		sum.StartupSeconds, sum.TotalSeconds, after.allowed, after.budgetExhausted, after.pickFailures)
+}
+
+// checkTrafficPhases checks the traffic phases beyond the demo's own
+// judgement (which sum.OK already holds): both clients were judged, each
+// phase's route reached both, and the figures are the route's.
+func checkTrafficPhases(t *testing.T, phases []demo.Result) {
+	t.Helper()
+	for _, r := range phases {
+		if len(r.Callers) != 2 || r.Callers[0].Cluster != "east-1" || r.Callers[1].Cluster != "west-1" {
+			t.Errorf("%s: callers %+v, want the clients of east-1 and west-1", r.Phase.Name, r.Callers)
+			continue
+		}
+		if r.SwitchedAfter < 0 || r.Callers[0].Requests != r.Requests {
+			t.Errorf("%s: switched after %v, %d requests of east-1's client in the phase and %d among the callers",
+				r.Phase.Name, r.SwitchedAfter, r.Requests, r.Callers[0].Requests)
+		}
+		for _, c := range r.Callers {
+			if c.Errors != 0 || c.Requests == 0 || !c.OK {
+				t.Errorf("%s: %s's client: %d requests, %d errors, OK %v", r.Phase.Name, c.Cluster, c.Requests, c.Errors, c.OK)
+			}
+			v2, faults := c.V2 > 0, c.Faults > 0
+			var wantV2, wantFaults bool
+			switch r.Phase.Name {
+			case "canary 10% to echo-v2", "a/b on x-variant":
+				wantV2 = true
+			case "fault injection":
+				wantFaults = true
+			}
+			if v2 != wantV2 || faults != wantFaults || (c.Delayed > 0) != wantFaults {
+				t.Errorf("%s: %s's client: echo-v2 answered %d, %d aborted and %d delayed by a fault; want echo-v2 %v, faults %v",
+					r.Phase.Name, c.Cluster, c.V2, c.Faults, c.Delayed, wantV2, wantFaults)
+			}
+		}
+	}
+	// East-1's client reached echo-v2 in west-1 (its gateway), and east-2
+	// served nobody once the routes were in force.
+	for _, r := range phases {
+		if r.Served["east-2"] != 0 {
+			t.Errorf("%s: east-2 served %d of east-1's requests", r.Phase.Name, r.Served["east-2"])
+		}
+	}
+	if canary := phases[0]; canary.Served["west-1"] != canary.V2 || canary.V2 == 0 {
+		t.Errorf("canary: west-1 served %d of east-1's requests, echo-v2 %d; want echo-v2's share alone, some", canary.Served["west-1"], canary.V2)
+	}
 }
