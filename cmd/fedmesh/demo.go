@@ -115,9 +115,7 @@ func printSummary(w io.Writer, s *demo.Summary) {
 			result = "FAIL: " + r.Reason
 		}
 		v2 := callersString(r.Callers, func(c demo.Caller) string { return c.Share(demo.CheckV2) })
-		faults := callersString(r.Callers, func(c demo.Caller) string {
-			return c.Share(demo.CheckAborted) + "/" + c.Share(demo.CheckDelayed)
-		})
+		faults := callersString(r.Callers, demo.Caller.FaultShares)
 		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Phase.Name, r.Phase.Expect, r.Share, switched,
 			r.Requests, r.Errors, r.ErrorWindow.Round(time.Millisecond), r.P99.Round(10*time.Microsecond), denialString(r.Denial), v2, faults, result)
 	}
@@ -149,7 +147,7 @@ func printSummary(w io.Writer, s *demo.Summary) {
 }
 
 // callersString is a traffic phase's figure f per client, for the summary
-// table: "east-1 9.8%, west-1 10.3%"; "-" outside the traffic phases.
+// table: "east-1 9.8%; west-1 10.3%"; "-" outside the traffic phases.
 func callersString(cs []demo.Caller, f func(demo.Caller) string) string {
 	if len(cs) == 0 {
 		return "-"
@@ -158,7 +156,7 @@ func callersString(cs []demo.Caller, f func(demo.Caller) string) string {
 	for i, c := range cs {
 		parts[i] = c.Cluster + " " + f(c)
 	}
-	return strings.Join(parts, ", ")
+	return strings.Join(parts, "; ")
 }
 
 // callerNames lists the clusters whose clients the traffic phases judged.

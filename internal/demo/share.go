@@ -199,8 +199,8 @@ func (c Caller) reason() string {
 }
 
 // Share returns the observed share of what, per judged variant, for the
-// summary table: "9.8%", or "b 100.0% / - 0.0%" when the phase judges
-// several variants; "-" when what was not judged.
+// summary table: "9.8%", or "b 100.0%, others 0.0%" when the phase
+// judges several variants; "-" when what was not judged.
 func (c Caller) Share(what string) string {
 	var parts []string
 	var n int
@@ -217,7 +217,7 @@ func (c Caller) Share(what string) string {
 		if n > 1 {
 			v := ck.Variant
 			if v == "" {
-				v = "-"
+				v = "others"
 			}
 			s = v + " " + s
 		}
@@ -226,7 +226,17 @@ func (c Caller) Share(what string) string {
 	if len(parts) == 0 {
 		return "-"
 	}
-	return strings.Join(parts, " / ")
+	return strings.Join(parts, ", ")
+}
+
+// FaultShares returns the shares of all the caller's requests that an
+// injected fault aborted and delayed, for the summary table:
+// "19.8%/10.3%"; "none" when there were none.
+func (c Caller) FaultShares() string {
+	if c.Requests == 0 || c.Faults == 0 && c.Delayed == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%.1f%%/%.1f%%", 100*float64(c.Faults)/float64(c.Requests), 100*float64(c.Delayed)/float64(c.Requests))
 }
 
 // judgeCallers adds the callers of a traffic phase to r: the phase fails

@@ -155,7 +155,7 @@ func TestJudgeCallers(t *testing.T) {
 
 func TestCallerShare(t *testing.T) {
 	ab := EvaluateCaller("east-1", []Split{{Variant: "b", V2: 100}, {V2: 0}}, append(mix("b", 10, 0, 0, 0, 10), mix("", 10, 0, 0, 0, 0)...))
-	if got, want := ab.Share(CheckV2), "b 100.0% / - 0.0%"; got != want {
+	if got, want := ab.Share(CheckV2), "b 100.0%, others 0.0%"; got != want {
 		t.Errorf("a/b Share = %q, want %q", got, want)
 	}
 	canary := EvaluateCaller("east-1", []Split{{V2: 10}}, mix("", 40, 0, 0, 0, 4))
@@ -164,6 +164,13 @@ func TestCallerShare(t *testing.T) {
 	}
 	if got := (Caller{}).Share(CheckV2); got != "-" {
 		t.Errorf("Share of nothing judged = %q, want -", got)
+	}
+	faults := EvaluateCaller("west-1", []Split{{Abort: 20, Delay: 10}}, mix("", 400, 80, 0, 40, 0))
+	if got, want := faults.FaultShares(), "20.0%/10.0%"; got != want {
+		t.Errorf("FaultShares = %q, want %q", got, want)
+	}
+	if got, want := canary.FaultShares(), "none"; got != want {
+		t.Errorf("FaultShares without faults = %q, want %q", got, want)
 	}
 }
 
