@@ -221,7 +221,9 @@ func TestValidateHTTPRoute(t *testing.T) {
 		{"consumer route: parent in another namespace", func(r *gatewayv1.HTTPRoute) { r.Spec.ParentRefs[0].Namespace = ptr(gatewayv1.Namespace("shop")) }, nil},
 		{"useDefaultGateways All", func(r *gatewayv1.HTTPRoute) { r.Spec.UseDefaultGateways = gatewayv1.GatewayDefaultScopeAll },
 			[]fieldWant{{"spec.useDefaultGateways", "fedmesh has no Gateways"}}},
-		{"hostnames", func(r *gatewayv1.HTTPRoute) { r.Spec.Hostnames = []gatewayv1.Hostname{"echo.demo", "*.demo", "Echo", "a.*"} },
+		{"hostnames", func(r *gatewayv1.HTTPRoute) {
+			r.Spec.Hostnames = []gatewayv1.Hostname{"echo.demo", "*.demo", "Echo", "a.*"}
+		},
 			[]fieldWant{{"spec.hostnames[2]", "lower-case DNS name"}, {"spec.hostnames[3]", "lower-case DNS name"}}},
 		{"no rules", func(r *gatewayv1.HTTPRoute) { r.Spec.Rules = nil }, []fieldWant{{"spec.rules", "at least one"}}},
 		{"17 rules", func(r *gatewayv1.HTTPRoute) {
@@ -259,9 +261,13 @@ func TestValidateHTTPRoute(t *testing.T) {
 			[]fieldWant{{"spec.rules[1].matches[0].path.value", `"?" or "#"`}}},
 		{"path with a space", func(r *gatewayv1.HTTPRoute) { r.Spec.Rules[1].Matches[0].Path.Value = ptr("/a b") },
 			[]fieldWant{{"spec.rules[1].matches[0].path.value", "not allowed in a path"}}},
-		{"path too long", func(r *gatewayv1.HTTPRoute) { r.Spec.Rules[1].Matches[0].Path.Value = ptr("/" + strings.Repeat("a", 1024)) },
+		{"path too long", func(r *gatewayv1.HTTPRoute) {
+			r.Spec.Rules[1].Matches[0].Path.Value = ptr("/" + strings.Repeat("a", 1024))
+		},
 			[]fieldWant{{"spec.rules[1].matches[0].path.value", "longer than 1024"}}},
-		{"path type", func(r *gatewayv1.HTTPRoute) { r.Spec.Rules[1].Matches[0].Path.Type = ptr(gatewayv1.PathMatchType("Prefix")) },
+		{"path type", func(r *gatewayv1.HTTPRoute) {
+			r.Spec.Rules[1].Matches[0].Path.Type = ptr(gatewayv1.PathMatchType("Prefix"))
+		},
 			[]fieldWant{{"spec.rules[1].matches[0].path.type", "must be Exact, PathPrefix or RegularExpression"}}},
 		{"path default type and value", func(r *gatewayv1.HTTPRoute) { r.Spec.Rules[1].Matches[0].Path = &gatewayv1.HTTPPathMatch{} }, nil},
 		{"path regex does not compile", func(r *gatewayv1.HTTPRoute) { r.Spec.Rules[2].Matches[0].Path.Value = ptr("^/(a") },
