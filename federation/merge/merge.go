@@ -213,14 +213,29 @@ func mergePolicies(svc *catalog.ImportedService, merged []candidate, conflicts n
 		}
 		losers = append(losers, c.cluster)
 		conflicts.add(c.cluster, catalog.ReasonPolicyConflict, fmt.Sprintf(
-			"producer policies from %s (digest %s) differ from those in force, from %s (digest %s), the oldest export that carries any",
-			c.cluster, p.Digest, winner.cluster, winner.export.Policies.Digest))
+			policyLoserMessage, c.cluster, p.Digest, winner.cluster, winner.export.Policies.Digest))
 	}
 	if len(losers) > 0 {
 		conflicts.add(winner.cluster, catalog.ReasonPolicyConflict, fmt.Sprintf(
-			"producer policies of the oldest export that carries any, from %s, are in force; conflicting producer policies: %s",
-			winner.cluster, strings.Join(losers, ", ")))
+			policyWinnerMessage, winner.cluster, strings.Join(losers, ", ")))
 	}
+}
+
+// Messages of policy conflicts. A Conflict condition whose reason is
+// worse (a port conflict of the same export) still carries them.
+const (
+	policyLoserMessage  = "producer policies from %s (digest %s) differ from those in force, from %s (digest %s), the oldest export that carries any"
+	policyWinnerMessage = "producer policies of the oldest export that carries any, from %s, are in force; conflicting producer policies: %s"
+)
+
+// IsPolicyConflict reports whether condition c reports a policy
+// conflict: its reason is PolicyConflict, or a worse reason of the same
+// export also carries the policy conflict's message.
+func IsPolicyConflict(c catalog.Condition) bool {
+	if c.Type != catalog.ConditionConflict {
+		return false
+	}
+	return c.Reason == catalog.ReasonPolicyConflict || strings.Contains(c.Message, "producer policies from ") || strings.Contains(c.Message, "producer policies of the oldest export")
 }
 
 // clonePolicies copies p, so that the view shares no memory with the
