@@ -440,6 +440,7 @@ func (s *Server) mountMesh(m *mesh) {
 	} else {
 		s.admin.Handle("/federation/v1/", api)
 	}
+	s.view.set(m.fed.View)
 	fh := m.fed.Handler()
 	s.admin.Handle(federation.StatusPath, fh)
 	s.admin.Handle(federation.ViewPath, fh)

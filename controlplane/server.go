@@ -142,6 +142,10 @@ type Server struct {
 	exportsWritten prometheus.Counter
 	exportErrors   prometheus.Counter
 	exportsGauge   prometheus.Gauge
+	// producers attaches the producer policies to the exports.
+	producers *producers
+	// view is the federation's view, once the mesh runs.
+	view viewSource
 
 	mu sync.Mutex // guards the following
 	// store is set once Run has opened it.
@@ -194,9 +198,15 @@ func New(cfg Config) (*Server, error) {
 			Help: "Services this cluster exports.",
 		}),
 	}
-	if err := registerAll(cfg.Registry, s.exportsWritten, s.exportErrors, s.exportsGauge); err != nil {
+	encodeErrs := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fedmesh_controlplane_policy_encode_errors_total",
+		Help: "Producer policies of a service that could not be encoded for its export (the export keeps the last good ones).",
+	})
+	if err := registerAll(cfg.Registry, s.exportsWritten, s.exportErrors, s.exportsGauge, encodeErrs); err != nil {
 		return nil, err
 	}
+	_, hasTraffic := cfg.Source.(source.TrafficSource)
+	s.producers = newProducers(log, encodeErrs, hasTraffic)
 	s.admin.AddReadyCheck("store", func() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -218,6 +228,7 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.admin.Handle("GET /debug/exports", http.HandlerFunc(s.serveExports))
 	s.admin.Handle("GET /debug/source", http.HandlerFunc(s.serveSource))
+	s.admin.Handle("GET "+TrafficPath, http.HandlerFunc(s.serveTraffic))
 	return s, nil
 }
 
@@ -377,20 +388,17 @@ func (s *Server) runCatalog(ctx context.Context, m *mesh) error {
 	s.mu.Unlock()
 	s.log.Info("store open", "etcd", st.ClientURL())
 
-	latest := make(chan []catalog.Export, 1)
+	// The source's export sets, with the producer policies of its
+	// traffic attached; only the newest waiting set is written.
+	latest := s.producers.out
 	g, gctx := errgroup.WithContext(ctx)
 	if m != nil {
 		g.Go(func() error { return s.runMesh(gctx, m, st) })
 	}
-	g.Go(func() error {
-		return s.cfg.Source.Run(gctx, func(exports []catalog.Export) {
-			select {
-			case <-latest: // drop the older set nobody wrote yet
-			default:
-			}
-			latest <- exports
-		})
-	})
+	if ts, ok := s.cfg.Source.(source.TrafficSource); ok {
+		g.Go(func() error { s.producers.followTraffic(gctx, ts); return nil })
+	}
+	g.Go(func() error { return s.cfg.Source.Run(gctx, s.producers.setExports) })
 	g.Go(func() error {
 		for {
 			select {

@@ -52,6 +52,9 @@ type Federation struct {
 	startedAt time.Time
 	// candidates are the gossip members not trusted (yet), by name.
 	candidates map[string]*candidate
+	// refused are the exports whose producer policies were refused, by
+	// cluster and service (see checkPolicies).
+	refused map[string]map[catalog.ServiceKey]RefusedPolicies
 }
 
 // peer is what the federation knows of one peer cluster.
@@ -125,6 +128,7 @@ func New(cfg Config) (*Federation, error) {
 		merger:    merge.NewMerger(cfg.Cluster),
 
 		candidates: make(map[string]*candidate),
+		refused:    make(map[string]map[catalog.ServiceKey]RefusedPolicies),
 	}
 	f.mail.snaps = make(map[string]mail)
 	f.trust.refused = make(map[string]uint64)
@@ -239,6 +243,7 @@ func (f *Federation) loadImports(ctx context.Context) {
 			continue
 		}
 		p := f.peerFor(name)
+		f.checkPolicies(name, pi.Exports, nil)
 		p.exports = pi.Exports
 		p.revision = pi.State.Revision
 		p.lastSync = pi.State.LastSync
@@ -321,6 +326,7 @@ func (f *Federation) takeMail() {
 	f.mail.mu.Unlock()
 	for cluster, m := range snaps {
 		if cluster == f.cfg.Cluster {
+			f.checkPolicies(cluster, m.snap.Exports, m.snap.Changed)
 			f.local = m.snap
 			f.merger.SetExports(cluster, m.snap.Exports, m.snap.Changed)
 			f.markDirty(m.first)
@@ -330,6 +336,7 @@ func (f *Federation) takeMail() {
 		if !ok || p.rep == nil || p.rep.gen != m.gen {
 			continue // from a replicator since replaced
 		}
+		f.checkPolicies(cluster, m.snap.Exports, m.snap.Changed)
 		p.exports = m.snap.Exports
 		p.revision = m.snap.Revision
 		p.lastSync = m.snap.At
@@ -436,6 +443,7 @@ func (f *Federation) removePeer(p *peer, reason string) {
 	f.stopReplicator(p)
 	f.merger.SetExports(p.name, nil, nil)
 	delete(f.peers, p.name)
+	delete(f.refused, p.name)
 	f.io.forget(p.name)
 	f.met.removed.WithLabelValues(reason).Inc()
 	f.markDirty(time.Time{})

@@ -20,7 +20,10 @@ type metrics struct {
 	untrusted    *prometheus.CounterVec
 	pending      *prometheus.GaugeVec
 	proofs       *prometheus.CounterVec
-	replicate    *replicate.Metrics
+	// policiesRefused counts exports whose producer policies were
+	// refused (once per cluster, service and digest).
+	policiesRefused prometheus.Counter
+	replicate       *replicate.Metrics
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -75,6 +78,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fedmesh_federation_members_pending_proof",
 			Help: "Gossip members not trusted now, by the reason of their last proof (proving: no answer yet).",
 		}, []string{"reason"}),
+		policiesRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedmesh_federation_policies_refused_total",
+			Help: "Exports whose producer policies were refused (malformed, invalid, not the service's own, or a wrong digest) and merged as if they carried none; once per cluster, service and digest.",
+		}),
 		proofs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_federation_member_proofs_total",
 			Help: "Attempts to prove a gossip member's control plane identity, by result (ok or the reason of the refusal).",
@@ -82,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.fencedPeers, m.viewRevision, m.conflicts, m.replicators,
-			m.publishes, m.fenceChanges, m.ioErrors, m.removed, m.propagation, m.untrusted, m.pending, m.proofs} {
+			m.publishes, m.fenceChanges, m.ioErrors, m.removed, m.propagation, m.untrusted, m.pending, m.proofs, m.policiesRefused} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

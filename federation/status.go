@@ -38,6 +38,9 @@ type Status struct {
 	Fenced []FencedPeer `json:"fenced,omitempty"`
 	// Conflicts lists every export in conflict.
 	Conflicts []Conflict `json:"conflicts,omitempty"`
+	// RefusedPolicies lists the exports whose producer policies were
+	// refused; they are merged as if they carried none.
+	RefusedPolicies []RefusedPolicies `json:"refusedPolicies,omitempty"`
 	// Untrusted lists the gossip members that have not proved the
 	// control plane identity of the cluster they name: they are not
 	// members, and nothing is granted to or read from them.
@@ -210,6 +213,7 @@ func (f *Federation) status() Status {
 			st.Fenced = append(st.Fenced, FencedPeer{Name: name, Reason: p.reason})
 		}
 	}
+	st.RefusedPolicies = f.refusedPolicies()
 	for _, name := range slices.Sorted(maps.Keys(f.candidates)) {
 		c := f.candidates[name]
 		st.Untrusted = append(st.Untrusted, UntrustedMember{

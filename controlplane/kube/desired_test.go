@@ -1,8 +1,11 @@
 package kube
 
 import (
+	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +14,7 @@ import (
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/federation/merge"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -186,6 +190,41 @@ func TestExportConditions(t *testing.T) {
 				t.Errorf("conditions (-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// TestExportConditionsPolicyConflict merges two exports of echo whose
+// producer policies differ: both ServiceExports get the Conflict
+// condition with reason PolicyConflict, naming both clusters and the
+// one whose policies are in force.
+func TestExportConditionsPolicyConflict(t *testing.T) {
+	key := catalog.ServiceKey{Namespace: "demo", Name: "echo"}
+	export := func(cluster string, created time.Time, digest string) catalog.Export {
+		return catalog.Export{
+			Service: catalog.Service{Namespace: "demo", Name: "echo", Type: catalog.ClusterSetIP, Cluster: cluster, ExportCreated: created,
+				Ports: []catalog.Port{{Name: "http", Port: 8080}}},
+			Policies: &catalog.Policies{Digest: digest, Objects: []json.RawMessage{json.RawMessage(`{}`)}},
+		}
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	view := merge.Merge("east-1", nil, map[string][]catalog.Export{
+		"east-1": {export("east-1", t0.Add(time.Hour), "b")},
+		"west-1": {export("west-1", t0, "a")},
+	})
+	valid := &Validity{Valid: true, Reason: ReasonValid}
+	for cluster, words := range map[string][]string{
+		"east-1": {"from east-1 (digest b)", "in force, from west-1"},
+		"west-1": {"from west-1, are in force", "conflicting producer policies: east-1"},
+	} {
+		conds := ExportConditions(&view, cluster, key, valid)
+		if len(conds) != 2 || conds[1].Type != catalog.ConditionConflict || conds[1].Status != metav1.ConditionTrue || conds[1].Reason != catalog.ReasonPolicyConflict {
+			t.Fatalf("%s: conditions %+v, want Valid and Conflict=True with reason PolicyConflict", cluster, conds)
+		}
+		for _, w := range words {
+			if !strings.Contains(conds[1].Message, w) {
+				t.Errorf("%s: message %q lacks %q", cluster, conds[1].Message, w)
+			}
+		}
 	}
 }
 

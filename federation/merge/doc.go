@@ -29,6 +29,20 @@
 // and the winner gets one too, naming the clusters it conflicts with.
 // Services without conflicts carry no conditions.
 //
+// # Producer policies
+//
+// An export may carry its cluster's producer routes and policies of the
+// service (catalog.Policies). The merged service takes those of the
+// oldest merged export that carries any (same order as above: creation
+// time, then cluster name); exports carrying none never conflict, and a
+// TypeConflict loser's policies are not merged with it. Another export
+// whose policies have a different Digest is a PolicyConflict, recorded on
+// both sides like the conflicts above (the lowest ranked reason: when an
+// export also conflicts in type or ports, its one Conflict condition
+// carries the worse reason and both messages). Merge trusts the policies
+// it is given; CheckPolicies is how a caller checks what a peer sent
+// before merging it.
+//
 // # Health
 //
 // A merged endpoint is Healthy when it is Ready and its cluster is not

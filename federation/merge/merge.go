@@ -2,6 +2,7 @@ package merge
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -87,13 +88,43 @@ type conflict struct {
 func rank(reason string) int {
 	switch reason {
 	case catalog.ReasonTypeConflict:
-		return 3
+		return 4
 	case catalog.ReasonPortConflict:
-		return 2
+		return 3
 	case catalog.ReasonAppProtocolConflict:
+		return 2
+	case catalog.ReasonPolicyConflict:
 		return 1
 	}
 	return 0
+}
+
+// notes collects what the merge of one service says about each cluster's
+// export; every cluster with notes gets one Conflict condition, with the
+// highest ranked reason and the messages in the order they were added.
+type notes map[string][]note
+
+type note struct{ reason, message string }
+
+func (n notes) add(cluster, reason, message string) {
+	n[cluster] = append(n[cluster], note{reason, message})
+}
+
+func (n notes) conditions() []catalog.Condition {
+	out := make([]catalog.Condition, 0, len(n))
+	for _, cluster := range slices.Sorted(maps.Keys(n)) {
+		c := catalog.Condition{Type: catalog.ConditionConflict, Status: "True", Cluster: cluster}
+		msgs := make([]string, 0, len(n[cluster]))
+		for _, nt := range n[cluster] {
+			if rank(nt.reason) > rank(c.Reason) {
+				c.Reason = nt.reason
+			}
+			msgs = append(msgs, nt.message)
+		}
+		c.Message = strings.Join(msgs, "; ")
+		out = append(out, c)
+	}
+	return out
 }
 
 func mergeService(k catalog.ServiceKey, cands []candidate, clusters map[string]catalog.ClusterInfo) catalog.ImportedService {
@@ -112,6 +143,8 @@ func mergeService(k catalog.ServiceKey, cands []candidate, clusters map[string]c
 
 	var losers []string
 	worst := ""
+	conflicts := notes{}
+	var merged []candidate
 	for _, c := range cands {
 		var cf conflict
 		if c.cluster != winner.cluster {
@@ -122,17 +155,12 @@ func mergeService(k catalog.ServiceKey, cands []candidate, clusters map[string]c
 			if rank(cf.reason) > rank(worst) {
 				worst = cf.reason
 			}
-			svc.Conditions = append(svc.Conditions, catalog.Condition{
-				Type:    catalog.ConditionConflict,
-				Status:  "True",
-				Reason:  cf.reason,
-				Message: fmt.Sprintf("export from %s conflicts with the oldest export, from %s: %s", c.cluster, winner.cluster, strings.Join(cf.details, "; ")),
-				Cluster: c.cluster,
-			})
+			conflicts.add(c.cluster, cf.reason, fmt.Sprintf("export from %s conflicts with the oldest export, from %s: %s", c.cluster, winner.cluster, strings.Join(cf.details, "; ")))
 		}
 		if cf.reason == catalog.ReasonTypeConflict {
 			continue // not merged: see the package doc
 		}
+		merged = append(merged, c)
 		svc.Clusters = append(svc.Clusters, c.cluster)
 		ports := portSet(c.export.Service.Ports)
 		info := clusters[c.cluster]
@@ -147,23 +175,77 @@ func mergeService(k catalog.ServiceKey, cands []candidate, clusters map[string]c
 		}
 	}
 	if len(losers) > 0 {
-		svc.Conditions = append(svc.Conditions, catalog.Condition{
-			Type:    catalog.ConditionConflict,
-			Status:  "True",
-			Reason:  worst,
-			Message: fmt.Sprintf("oldest export, from %s, wins; conflicting exports: %s", winner.cluster, strings.Join(losers, ", ")),
-			Cluster: winner.cluster,
-		})
+		conflicts.add(winner.cluster, worst, fmt.Sprintf("oldest export, from %s, wins; conflicting exports: %s", winner.cluster, strings.Join(losers, ", ")))
+	}
+	mergePolicies(&svc, merged, conflicts)
+	if len(conflicts) > 0 {
+		svc.Conditions = conflicts.conditions()
 	}
 	slices.Sort(svc.Clusters)
-	slices.SortFunc(svc.Conditions, func(a, b catalog.Condition) int {
-		return cmp.Or(strings.Compare(a.Cluster, b.Cluster), strings.Compare(a.Type, b.Type))
-	})
 	slices.SortFunc(svc.Endpoints, compareEndpoints)
 	if svc.Endpoints == nil {
 		svc.Endpoints = []catalog.ViewEndpoint{}
 	}
 	return svc
+}
+
+// mergePolicies puts in force the producer policies of the oldest merged
+// export that carries any (merged is sorted oldest first) and notes every
+// other export whose policies differ from them (by Digest) as a
+// PolicyConflict, on both sides. Exports without policies never conflict.
+func mergePolicies(svc *catalog.ImportedService, merged []candidate, conflicts notes) {
+	var winner *candidate
+	var losers []string
+	for i := range merged {
+		c := &merged[i]
+		p := c.export.Policies
+		if p == nil {
+			continue
+		}
+		if winner == nil {
+			winner = c
+			svc.Policies = clonePolicies(p)
+			svc.PoliciesCluster = c.cluster
+			continue
+		}
+		if p.Digest == winner.export.Policies.Digest {
+			continue
+		}
+		losers = append(losers, c.cluster)
+		conflicts.add(c.cluster, catalog.ReasonPolicyConflict, fmt.Sprintf(
+			policyLoserMessage, c.cluster, p.Digest, winner.cluster, winner.export.Policies.Digest))
+	}
+	if len(losers) > 0 {
+		conflicts.add(winner.cluster, catalog.ReasonPolicyConflict, fmt.Sprintf(
+			policyWinnerMessage, winner.cluster, strings.Join(losers, ", ")))
+	}
+}
+
+// Messages of policy conflicts. A Conflict condition whose reason is
+// worse (a port conflict of the same export) still carries them.
+const (
+	policyLoserMessage  = "producer policies from %s (digest %s) differ from those in force, from %s (digest %s), the oldest export that carries any"
+	policyWinnerMessage = "producer policies of the oldest export that carries any, from %s, are in force; conflicting producer policies: %s"
+)
+
+// IsPolicyConflict reports whether condition c reports a policy
+// conflict: its reason is PolicyConflict, or a worse reason of the same
+// export also carries the policy conflict's message.
+func IsPolicyConflict(c catalog.Condition) bool {
+	if c.Type != catalog.ConditionConflict {
+		return false
+	}
+	return c.Reason == catalog.ReasonPolicyConflict || strings.Contains(c.Message, "producer policies from ") || strings.Contains(c.Message, "producer policies of the oldest export")
+}
+
+// clonePolicies copies p, so that the view shares no memory with the
+// exports it was merged from.
+func clonePolicies(p *catalog.Policies) *catalog.Policies {
+	out := &catalog.Policies{Digest: p.Digest, Objects: make([]json.RawMessage, len(p.Objects))}
+	for i, o := range p.Objects {
+		out.Objects[i] = slices.Clone(o)
+	}
+	return out
 }
 
 func compareEndpoints(a, b catalog.ViewEndpoint) int {
