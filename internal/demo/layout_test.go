@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
 	"github.com/fedmesh/fedmesh/policy"
 	"github.com/fedmesh/fedmesh/sidecar/audit"
 )
@@ -83,5 +85,48 @@ func TestFindRecord(t *testing.T) {
 	}
 	if _, rec, err := findRecord(file+".none", func(*audit.Record) bool { return true }); rec != nil || err != nil {
 		t.Errorf("findRecord of a missing file = %+v, %v; want nil, nil", rec, err)
+	}
+}
+
+// TestSourceCanary reads the source directories WriteSource writes with
+// the file source: the canary cluster exports echo-v2 beside echo, the
+// others echo alone, and nothing is refused.
+func TestSourceCanary(t *testing.T) {
+	clusters, err := Layout(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for i, c := range clusters {
+		canary := 0
+		if i == 2 {
+			canary = 1
+		}
+		src, err := WriteSource(dir, c, 2, canary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs, err := filesource.New(filesource.Config{Dir: src, Cluster: c.Name, Region: c.Region, Zone: c.Zone})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exports, problems := fs.Load()
+		if len(problems) > 0 {
+			t.Errorf("%s: problems %v", c.Name, problems)
+		}
+		got := map[string][]string{}
+		for _, e := range exports {
+			for _, ep := range e.Endpoints {
+				k := e.Service.Namespace + "/" + e.Service.Name
+				got[k] = append(got[k], ep.Address)
+			}
+		}
+		want := map[string][]string{"demo/echo": {c.WorkloadIP(1), c.WorkloadIP(2)}}
+		if canary > 0 {
+			want["demo/"+CanaryService] = []string{c.CanaryIP(1)}
+		}
+		if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+			t.Errorf("%s exports (-want +got):\n%s", c.Name, diff)
+		}
 	}
 }
