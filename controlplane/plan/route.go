@@ -235,6 +235,10 @@ func (p *Plan) Routes(clientNS string, svc *catalog.ImportedService, port catalo
 			}
 		}
 	}
+	if !IsHTTP(port) {
+		t.Routes = []Route{p.defaultRoute(sp, res)}
+		return t
+	}
 	if len(src.http) == 0 && len(src.grpc) == 0 {
 		src = routeSource{origin: OriginProducer, faults: prod.Faults}
 		for i := range prod.HTTPRoutes {
