@@ -8,6 +8,22 @@
 // on DeniedPath); each phase ends with a request for DeniedPath, which the
 // echo sidecars of the cluster serving that phase must refuse with 403 and
 // record in their audit log (WORKDIR/CLUSTER/workloads/echo-N/audit.log),
-// whose record the demo shows. Every child is a real process of the
-// fedmesh binary, stopped when the demo ends.
+// whose record the demo shows.
+//
+// Then the traffic phases, with a second client in west-1 sending too.
+// west-1 alone runs and exports echo-v2, the canary. Each phase writes
+// TrafficFile into east-1's source only: the objects of one of the files
+// in traffic/ (CanaryFile, FaultsFile, ABFile; the README shows them)
+// and the ResiliencePolicy (ResilienceFile). They are echo's producer
+// side, so they travel with echo's export and both clients obey them: a
+// 10% canary to echo-v2, a FaultInjection aborting 20% and delaying 10%,
+// an A/B route on VariantHeader; then the file is removed and the local
+// echo serves again. A phase is measured once each client's requests
+// follow its file (Change), and judged per client and request class
+// (Split, EvaluateCaller): shares within Sigmas binomial standard
+// deviations of the configured share (JudgeShare), injected faults
+// (FaultHeader) counted apart from real errors, which must be 0.
+//
+// Every child is a real process of the fedmesh binary, stopped when the
+// demo ends.
 package demo

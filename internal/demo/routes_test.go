@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
 	"github.com/fedmesh/fedmesh/policy"
 )
 
@@ -167,6 +168,62 @@ func TestWriteTrafficFiles(t *testing.T) {
 		got, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil || string(got) != TrafficYAML(name) {
 			t.Errorf("%s: %q, %v; want the embedded file", name, got, err)
+		}
+	}
+}
+
+// TestSourceTraffic writes each phase's traffic file into east-1's
+// source directory, as the demo does, and reads it with the file source:
+// every object is in force and nothing is refused; removed, none is.
+func TestSourceTraffic(t *testing.T) {
+	clusters, err := Layout(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	east1 := clusters[0]
+	src, err := WriteSource(t.TempDir(), east1, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := filesource.New(filesource.Config{Dir: src, Cluster: east1.Name, Region: east1.Region, Zone: east1.Zone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(tr policy.Traffic) []string {
+		var out []string
+		for _, r := range tr.HTTPRoutes {
+			out = append(out, "HTTPRoute "+r.Namespace+"/"+r.Name)
+		}
+		for _, f := range tr.Faults {
+			out = append(out, "FaultInjection "+f.Key())
+		}
+		for _, p := range tr.Resilience {
+			out = append(out, "ResiliencePolicy "+p.Key())
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		file string
+		want []string
+	}{
+		{CanaryFile, []string{"HTTPRoute demo/echo-canary", "ResiliencePolicy demo/echo"}},
+		{FaultsFile, []string{"HTTPRoute demo/echo-faults", "FaultInjection demo/echo-faults", "ResiliencePolicy demo/echo"}},
+		{ABFile, []string{"HTTPRoute demo/echo-ab", "ResiliencePolicy demo/echo"}},
+		{"", nil},
+	} {
+		var data []byte
+		if tt.file != "" {
+			data = trafficObjects(tt.file)
+		}
+		if err := writeTraffic(src, data); err != nil {
+			t.Fatal(err)
+		}
+		if _, problems := fs.Load(); len(problems) > 0 {
+			t.Errorf("%s: problems %v", tt.file, problems)
+		}
+		tr, ready, _ := fs.Traffic()
+		if diff := cmp.Diff(tt.want, names(tr)); !ready || diff != "" {
+			t.Errorf("%s: ready %v, objects in force (-want +got):\n%s", tt.file, ready, diff)
 		}
 	}
 }
