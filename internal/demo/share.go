@@ -23,7 +23,7 @@ type Split struct {
 	// percent.
 	V2 float64 `json:"v2"`
 	// Abort and Delay are the shares of requests an injected fault must
-	// abort and delay, in percent.
+	// abort and delay, in percent (CheckAborted, CheckDelayed).
 	Abort float64 `json:"abort"`
 	Delay float64 `json:"delay"`
 }
@@ -53,8 +53,11 @@ const (
 	// CheckAborted: requests answered by the caller's sidecar because of
 	// an injected fault, of all requests.
 	CheckAborted = "aborted"
-	// CheckDelayed: requests delayed by an injected fault, of all
-	// requests.
+	// CheckDelayed: requests delayed by an injected fault, of the
+	// requests an echo replica answered. Delay and abort are drawn
+	// apart (as Envoy's fault filter does), so the share is the same
+	// among answered requests, where every delay is marked: an aborted
+	// response need not say it was delayed too.
 	CheckDelayed = "delayed"
 	// CheckV2: requests answered by echo-v2, of the requests an echo
 	// replica answered.
@@ -104,6 +107,7 @@ func JudgeShare(count, n int, want float64) (share, tolerance float64, ok bool) 
 func EvaluateCaller(cluster string, splits []Split, samples []Sample) Caller {
 	c := Caller{Cluster: cluster, OK: true}
 	type counts struct{ requests, errors, aborted, delayed, answered, v2 int }
+	// delayed counts answered requests only: see CheckDelayed.
 	by := map[string]*counts{}
 	for _, sp := range splits {
 		by[sp.Variant] = &counts{}
@@ -117,7 +121,6 @@ func EvaluateCaller(cluster string, splits []Split, samples []Sample) Caller {
 		n.requests++
 		if s.Delayed() {
 			c.Delayed++
-			n.delayed++
 		}
 		switch {
 		case s.Err != nil:
@@ -128,6 +131,9 @@ func EvaluateCaller(cluster string, splits []Split, samples []Sample) Caller {
 			n.aborted++
 		default:
 			n.answered++
+			if s.Delayed() {
+				n.delayed++
+			}
 			if s.Service == CanaryService {
 				c.V2++
 				n.v2++
@@ -143,7 +149,7 @@ func EvaluateCaller(cluster string, splits []Split, samples []Sample) Caller {
 		}{
 			{CheckErrors, n.errors, n.requests, 0},
 			{CheckAborted, n.aborted, n.requests, sp.Abort},
-			{CheckDelayed, n.delayed, n.requests, sp.Delay},
+			{CheckDelayed, n.delayed, n.answered, sp.Delay},
 			{CheckV2, n.v2, n.answered, sp.V2},
 		} {
 			ck := Check{Variant: sp.Variant, What: k.what, Count: k.count, Of: k.of, Want: k.want}
@@ -229,14 +235,19 @@ func (c Caller) Share(what string) string {
 	return strings.Join(parts, ", ")
 }
 
-// FaultShares returns the shares of all the caller's requests that an
-// injected fault aborted and delayed, for the summary table:
+// FaultShares returns the share of the caller's requests that an
+// injected fault aborted, and of its answered requests that one delayed
+// (as CheckAborted and CheckDelayed count), for the summary table:
 // "19.8%/10.3%"; "none" when there were none.
 func (c Caller) FaultShares() string {
 	if c.Requests == 0 || c.Faults == 0 && c.Delayed == 0 {
 		return "none"
 	}
-	return fmt.Sprintf("%.1f%%/%.1f%%", 100*float64(c.Faults)/float64(c.Requests), 100*float64(c.Delayed)/float64(c.Requests))
+	delayed := 0.0
+	if answered := c.Requests - c.Errors - c.Faults; answered > 0 {
+		delayed = 100 * float64(c.Delayed) / float64(answered)
+	}
+	return fmt.Sprintf("%.1f%%/%.1f%%", 100*float64(c.Faults)/float64(c.Requests), delayed)
 }
 
 // judgeCallers adds the callers of a traffic phase to r: the phase fails

@@ -95,6 +95,11 @@ func TestEvaluateCaller(t *testing.T) {
 		{name: "canary with a real error", splits: canary, samples: mix("", 400, 0, 1, 0, 40), errors: 1, v2: 40, reqs: 400,
 			want: []string{"real errors 1 of 400, 0.2% (want 0%)"}},
 		{name: "faults counted apart from errors", splits: faults, samples: mix("", 400, 80, 0, 40, 0), faults: 80, delayed: 40, reqs: 400},
+		// 10% ± 6.7% of the 320 answered requests: 14 pass (of all 400
+		// requests they would not: 3.5% < 10% - 6%), 10 do not.
+		{name: "delays counted among the answered requests", splits: faults, samples: mix("", 400, 80, 0, 14, 0), faults: 80, delayed: 14, reqs: 400},
+		{name: "too few delays", splits: faults, samples: mix("", 400, 80, 0, 10, 0), faults: 80, delayed: 10, reqs: 400,
+			want: []string{"delayed by the fault 10 of 320, 3.1% (want 10% ± 6.7%)"}},
 		{name: "faults not injected", splits: faults, samples: mix("", 400, 0, 0, 0, 0), reqs: 400,
 			want: []string{"aborted by the fault 0 of 400, 0.0% (want 20% ± 8.0%)", "delayed by the fault 0 of 400, 0.0% (want 10% ± 6.0%)"}},
 		{name: "an error status without the fault header is a real error", splits: faults, samples: mix("", 400, 0, 80, 40, 0), errors: 80, delayed: 40, reqs: 400,
@@ -166,7 +171,7 @@ func TestCallerShare(t *testing.T) {
 		t.Errorf("Share of nothing judged = %q, want -", got)
 	}
 	faults := EvaluateCaller("west-1", []Split{{Abort: 20, Delay: 10}}, mix("", 400, 80, 0, 40, 0))
-	if got, want := faults.FaultShares(), "20.0%/10.0%"; got != want {
+	if got, want := faults.FaultShares(), "20.0%/12.5%"; got != want {
 		t.Errorf("FaultShares = %q, want %q", got, want)
 	}
 	if got, want := canary.FaultShares(), "none"; got != want {
