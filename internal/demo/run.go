@@ -60,8 +60,8 @@ type Timings struct {
 	InForce time.Duration
 }
 
-// DefaultTimings keep the whole demo around two minutes, the traffic
-// phases about 30 seconds of it.
+// DefaultTimings keep the whole demo around 70 seconds, the traffic
+// phases about 30 of them.
 var DefaultTimings = Timings{
 	Steady: 6 * time.Second, Failover: 8 * time.Second, Failover2: 8 * time.Second, Recover: 14 * time.Second,
 	Settle: 3 * time.Second, RecoverSettle: 10 * time.Second, BaseEjection: 2 * time.Second,
