@@ -375,7 +375,29 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 	if hasPolicies {
 		g.Go(func() error { return s.feedPolicies(gctx, policies, xs) })
 	}
+	if traffic, ok := s.cfg.Source.(source.TrafficSource); ok {
+		g.Go(func() error { return s.feedTraffic(gctx, traffic, xs) })
+	}
 	return g.Wait()
+}
+
+// feedTraffic hands the source's traffic objects to xDS whenever they
+// change, until ctx is done: the cluster's consumer routes are routed
+// from them (producer routes arrive with the view).
+func (s *Server) feedTraffic(ctx context.Context, src source.TrafficSource, xs *xds.Server) error {
+	for {
+		t, ready, changed := src.Traffic()
+		if ready {
+			if err := xs.UpdateTraffic(t); err != nil {
+				s.log.Warn("traffic objects not applied to xDS; the last good set stays", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
 }
 
 // feedPolicies hands the source's AuthorizationPolicies to xDS whenever

@@ -40,4 +40,30 @@
 //		Namespace: "demo", Service: "echo", Port: 8080, Method: "GET", Path: "/api/x",
 //	})
 //	// d.Allowed, d.Policy == "demo/echo-readers", *d.Rule == 0
+//
+// # Traffic objects
+//
+// Traffic holds what routes requests: Gateway API HTTPRoute and
+// GRPCRoute (gateway.networking.k8s.io/v1, the GAMMA form: parentRefs
+// name a Service or a ServiceImport, written out in full since unset
+// they mean a Gateway), and ResiliencePolicy and FaultInjection
+// (fedmesh.io/v1alpha1). ParseObject reads one strictly; ValidateObject
+// checks what the Gateway API CRDs check plus fedmesh's rules and names
+// every wrong field ("spec.rules[0].matches[1].path.value"); Resolve
+// finds routes whose ExtensionRef names no FaultInjection of their
+// namespace (Gateway API reason BackendNotFound), which sources refuse as
+// a whole (Without). examples/traffic shows each kind:
+//
+//	apiVersion: gateway.networking.k8s.io/v1
+//	kind: HTTPRoute
+//	metadata: {name: echo-canary, namespace: demo}
+//	spec:
+//	  parentRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: echo}]
+//	  rules:
+//	  - backendRefs:
+//	    - {group: multicluster.x-k8s.io, kind: ServiceImport, name: echo, port: 8080, weight: 90}
+//	    - {group: multicluster.x-k8s.io, kind: ServiceImport, name: echo-v2, port: 8080, weight: 10}
+//
+// The producer part of a service's set (ProducerOf) travels with its
+// export as canonical JSON (EncodePolicies, DecodePolicies).
 package policy

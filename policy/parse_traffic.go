@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	sigsjson "sigs.k8s.io/json"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 

@@ -8,8 +8,16 @@ import (
 	"github.com/fedmesh/fedmesh/catalog"
 )
 
-// ValidateObject checks a traffic object whose namespace is set. The
-// error is a *catalog.ValidationError listing every wrong field.
+// ValidateObject checks a traffic object whose namespace is set: the
+// Gateway API's own CRD validation (sizes, enums, patterns, CEL rules) for
+// HTTPRoute and GRPCRoute, plus fedmesh's rules (parentRefs and
+// backendRefs name a Service or ServiceImport; backendRefs have a port;
+// the only ExtensionRef is a fedmesh.io FaultInjection; regular
+// expressions are RE2), and the fields of ResiliencePolicy and
+// FaultInjection. Unset optional fields mean the CRD's defaults. The
+// error is a *catalog.ValidationError listing every wrong field with its
+// path ("spec.rules[0].matches[1].path.value"), value and reason.
+// References to other objects are checked by Traffic.Resolve.
 func ValidateObject(obj any) error {
 	var fe fieldErrors
 	var name, ns, object string
@@ -30,6 +38,16 @@ func ValidateObject(obj any) error {
 	}
 	if why := catalog.IsDNS1123Label(ns); why != "" {
 		fe.add("metadata.namespace", ns, why)
+	}
+	switch o := obj.(type) {
+	case *gatewayv1.HTTPRoute:
+		validateHTTPRoute(&fe, o)
+	case *gatewayv1.GRPCRoute:
+		validateGRPCRoute(&fe, o)
+	case *ResiliencePolicy:
+		validateResilience(&fe, o)
+	case *FaultInjection:
+		validateFault(&fe, o)
 	}
 	return fe.err(object)
 }

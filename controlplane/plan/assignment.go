@@ -71,20 +71,59 @@ type entry struct {
 //
 // then every entry is ranked by locality relative to loc (the policy's
 // failover order) and grouped by priority and locality.
+//
+// A ResiliencePolicy's failover of svc replaces the policy's failover
+// order for svc (TopologyPolicy).
 func (p *Plan) Assign(svc *catalog.ImportedService, port catalog.Port, loc topology.Locality, role string) *Assignment {
+	return p.assign(svc, port, loc, role, false)
+}
+
+// AssignLocal plans the local-only subset of service port port of svc
+// (the target of a Service backendRef): only the local cluster's
+// endpoints, all at priority 0.
+func (p *Plan) AssignLocal(svc *catalog.ImportedService, port catalog.Port, loc topology.Locality, role string) *Assignment {
+	return p.assign(svc, port, loc, role, true)
+}
+
+func (p *Plan) assign(svc *catalog.ImportedService, port catalog.Port, loc topology.Locality, role string, localOnly bool) *Assignment {
 	sp := naming.ServicePort{Namespace: svc.Namespace, Name: svc.Name, Port: port.Port}
 	name := sp.OutboundCluster()
-	if role == naming.RoleGateway {
+	switch {
+	case role == naming.RoleGateway:
 		name = sp.SNI()
+	case localOnly:
+		name = sp.LocalCluster()
 	}
 	rep := &ClusterReport{Name: name, Service: svc.Key().String(), Port: port.Port}
 	entries := p.entries(svc, port, role, rep)
-
-	nodes := make([]topology.Node, len(entries))
-	for i, e := range entries {
-		nodes[i] = topology.Node{Locality: e.loc}
+	if localOnly {
+		kept := entries[:0]
+		for _, e := range entries {
+			if e.Cluster == p.view.Local && e.SNI == "" {
+				kept = append(kept, e)
+				continue
+			}
+			for _, ri := range e.reports {
+				r := &rep.Endpoints[ri]
+				r.Sent, r.SentAs, r.ViaGateway, r.SNI = false, "", false, ""
+				r.NotSentReason = "not in the local cluster: the local-only subset holds " + p.view.Local + "'s endpoints"
+			}
+		}
+		entries = kept
 	}
-	ranks := p.policy.Prioritize(topology.Node{Locality: loc}, nodes)
+	ranks := make([]topology.Rank, len(entries))
+	if !localOnly {
+		nodes := make([]topology.Node, len(entries))
+		for i, e := range entries {
+			nodes[i] = topology.Node{Locality: e.loc}
+		}
+		ranks = p.TopologyPolicy(svc, loc.Region).Prioritize(topology.Node{Locality: loc}, nodes)
+	} else {
+		for i := range ranks {
+			ranks[i].Reason = "local-only subset: every endpoint at priority 0"
+		}
+	}
+
 	for i, e := range entries {
 		for _, ri := range e.reports {
 			rep.Endpoints[ri].Priority = ranks[i].Priority

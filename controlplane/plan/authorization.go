@@ -23,7 +23,9 @@ import (
 func (p *Plan) WithAuthorization(policies []policy.AuthorizationPolicy) *Plan {
 	ps := slices.Clone(policies)
 	policy.Sort(ps)
-	return &Plan{trustDomain: p.trustDomain, view: p.view, policy: p.policy, authz: ps}
+	n := p.clone()
+	n.authz = ps
+	return n
 }
 
 // AuthorizationPolicies returns the policies the plan enforces, sorted by

@@ -27,6 +27,16 @@ type Plan struct {
 
 	// authz are the AuthorizationPolicies in force, sorted.
 	authz []policy.AuthorizationPolicy
+	// traffic is the local cluster's traffic set; consumer indexes its
+	// consumer routes (route.go).
+	traffic  policy.Traffic
+	consumer map[consumerKey]*consumerRoutes
+	// decoded memoises producer policies by digest; shared between
+	// plans derived from one another.
+	decoded *decodeCache
+
+	subsetsOnce sync.Once
+	subsets     []naming.ServicePort // built on first use
 
 	workloadsOnce sync.Once
 	workloads     map[workloadKey][]endpointRef // built on first use
@@ -49,7 +59,7 @@ func New(td string, policy topology.Policy, v *catalog.View) *Plan {
 		}
 	}
 	policy.RTT = rtt
-	return &Plan{trustDomain: td, view: v, policy: policy}
+	return &Plan{trustDomain: td, view: v, policy: policy, decoded: &decodeCache{m: map[string]decoded{}}}
 }
 
 // View returns the view the plan decides from.

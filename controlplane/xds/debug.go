@@ -26,12 +26,16 @@ const (
 // Handler serves the debug pages: /debug/xds?node=ID (what the node holds),
 // /debug/endpoints?node=ID&service=NS/NAME (each endpoint's priority,
 // health and why) and /debug/authz?from=SPIFFE-ID&to=NS/NAME&... (a
-// request decided from the authorization policies in force). The control plane mounts it on its admin mux.
+// request decided from the authorization policies in force) and
+// /debug/routes?namespace=NS&host=H&port=P&path=/x&method=GET&header=k:v
+// (which route and rule a caller's request takes). The control plane
+// mounts it on its admin mux.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(DebugXDSPath, s.serveXDS)
 	mux.HandleFunc(DebugEndpointsPath, s.serveEndpoints)
 	mux.HandleFunc("GET "+DebugAuthzPath, s.serveAuthz)
+	mux.HandleFunc("GET "+DebugRoutesPath, s.serveRoutes)
 	return mux
 }
 

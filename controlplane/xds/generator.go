@@ -89,17 +89,20 @@ type Generator struct {
 	plan *plan.Plan
 	// policies are the AuthorizationPolicies the plan enforces.
 	policies []policy.AuthorizationPolicy
+	// traffic is the local traffic set the plan routes from.
+	traffic policy.Traffic
 
 	// prevEDS and prevOutbound are what the previous view's generator
 	// built (never changed once set), reused for services that did not
 	// change; nil when the views differ in what every service depends on
 	// (clusters, gateways, RTTs).
 	prevEDS      map[edsKey]map[catalog.ServiceKey]*svcEndpoints
-	prevOutbound map[string]*outbound
+	prevOutbound map[outKey]*outbound
 
 	mu         sync.Mutex // guards the following
-	outbound   map[string]*outbound
+	outbound   map[outKey]*outbound
 	eds        map[edsKey]*endpoints
+	localEDS   map[edsKey]*endpoints
 	svcEDS     map[edsKey]map[catalog.ServiceKey]*svcEndpoints
 	gateway    map[topology.Locality]*gatewayParts
 	consistent map[string]error
@@ -126,17 +129,32 @@ func NewGeneratorWithPolicies(s Settings, v *catalog.View, policies []policy.Aut
 	return newGenerator(s, v, policies)
 }
 
+// NewGeneratorWithTraffic is NewGeneratorWithPolicies that also routes
+// from the local cluster's traffic set t (each object valid): its
+// consumer routes and the FaultInjections they use.
+func NewGeneratorWithTraffic(s Settings, v *catalog.View, policies []policy.AuthorizationPolicy, t policy.Traffic) (*Generator, error) {
+	return newGeneratorTraffic(s, v, policies, t, nil)
+}
+
 func newGenerator(s Settings, v *catalog.View, policies []policy.AuthorizationPolicy) (*Generator, error) {
+	return newGeneratorTraffic(s, v, policies, policy.Traffic{}, nil)
+}
+
+// newGeneratorTraffic builds a generator; prev, when set, lends its memo
+// of decoded producer policies.
+func newGeneratorTraffic(s Settings, v *catalog.View, policies []policy.AuthorizationPolicy, t policy.Traffic, prev *plan.Plan) (*Generator, error) {
 	s, err := s.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	return &Generator{
 		s:          s,
-		plan:       plan.New(s.TrustDomain, s.Policy, v).WithAuthorization(policies),
+		plan:       plan.New(s.TrustDomain, s.Policy, v).ReuseDecoded(prev).WithAuthorization(policies).WithTraffic(t),
 		policies:   policies,
-		outbound:   make(map[string]*outbound),
+		traffic:    t,
+		outbound:   make(map[outKey]*outbound),
 		eds:        make(map[edsKey]*endpoints),
+		localEDS:   make(map[edsKey]*endpoints),
 		svcEDS:     make(map[edsKey]map[catalog.ServiceKey]*svcEndpoints),
 		gateway:    make(map[topology.Locality]*gatewayParts),
 		consistent: make(map[string]error),
@@ -147,17 +165,23 @@ func newGenerator(s Settings, v *catalog.View, policies []policy.AuthorizationPo
 // what g built for services that did not change: a change of one
 // endpoint's health rebuilds only that service's assignments.
 func (g *Generator) next(v *catalog.View) (*Generator, error) {
-	return g.nextWith(v, g.policies)
+	return g.nextWith(v, g.policies, g.traffic)
 }
 
 // withPolicies returns a generator for g's view that enforces policies;
 // everything but the sidecars' inbound listeners is reused.
 func (g *Generator) withPolicies(policies []policy.AuthorizationPolicy) (*Generator, error) {
-	return g.nextWith(g.View(), policies)
+	return g.nextWith(g.View(), policies, g.traffic)
 }
 
-func (g *Generator) nextWith(v *catalog.View, policies []policy.AuthorizationPolicy) (*Generator, error) {
-	n, err := newGenerator(g.s, v, policies)
+// withTraffic returns a generator for g's view that routes from t;
+// assignments are reused.
+func (g *Generator) withTraffic(t policy.Traffic) (*Generator, error) {
+	return g.nextWith(g.View(), g.policies, t)
+}
+
+func (g *Generator) nextWith(v *catalog.View, policies []policy.AuthorizationPolicy, t policy.Traffic) (*Generator, error) {
+	n, err := newGeneratorTraffic(g.s, v, policies, t, g.plan)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +191,7 @@ func (g *Generator) nextWith(v *catalog.View, policies []policy.AuthorizationPol
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	n.prevEDS = maps.Clone(g.svcEDS)
-	if n.plan.SameClientView(g.plan) {
+	if n.plan.SameClientView(g.plan) && sameRouting(g, n) {
 		n.prevOutbound = maps.Clone(g.outbound)
 	}
 	return n, nil
@@ -199,10 +223,15 @@ func (g *Generator) build(n Node, secrets *part) (*Built, error) {
 		clusters, eps, listeners = []*part{gp.clusters}, []*part{gp.eds.clas}, []*part{gp.listeners}
 		reports = gp.eds.reports
 	default:
-		out := g.outboundFor(n.Role)
+		out := g.outboundFor(n.Role, g.plan.RouteNamespace(n.Namespace))
 		e := g.endpointsFor(n.Role, loc)
 		clusters, eps, listeners, routes = []*part{out.clusters}, []*part{e.clas}, []*part{out.listeners}, []*part{out.routes}
 		reports = e.reports
+		if le := g.localEndpointsFor(n.Role, loc); le != nil {
+			eps = append(eps, le.clas)
+			reports = maps.Clone(reports)
+			maps.Copy(reports, le.reports)
+		}
 		switch n.Role {
 		case naming.RoleSidecar:
 			ic, il := g.renderInbound(g.plan.Inbound(n.Namespace, n.Workload, n.appPort))
@@ -228,7 +257,11 @@ func (g *Generator) build(n Node, secrets *part) (*Built, error) {
 	snap.sets[typeListener] = newTypeSet(listeners)
 	snap.sets[typeRoute] = newTypeSet(routes)
 	snap.sets[typeSecret] = newTypeSet(secs)
-	if err := g.checkConsistent(snap, clusters[0].version+"/"+eps[0].version+"/"+listeners[0].version); err != nil {
+	key := clusters[0].version + "/" + listeners[0].version
+	for _, p := range eps {
+		key += "/" + p.version
+	}
+	if err := g.checkConsistent(snap, key); err != nil {
 		return nil, err
 	}
 	return &Built{Snapshot: snap, Clusters: reports}, nil
@@ -253,24 +286,68 @@ func (g *Generator) checkConsistent(snap *Snapshot, key string) error {
 	return err
 }
 
-func (g *Generator) outboundFor(role string) *outbound {
+// outKey names what nodes of one role share outside endpoints: ns is
+// the namespace whose consumer routes they see ("" for none).
+type outKey struct {
+	role, ns string
+}
+
+func (g *Generator) outboundFor(role, ns string) *outbound {
+	k := outKey{role, ns}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if o, ok := g.outbound[role]; ok {
+	if o, ok := g.outbound[k]; ok {
 		return o
 	}
-	if o, ok := g.prevOutbound[role]; ok {
-		g.outbound[role] = o
+	if o, ok := g.prevOutbound[k]; ok {
+		g.outbound[k] = o
 		return o
 	}
 	var o *outbound
 	if role == naming.RoleProxyless {
-		o = g.renderProxyless()
+		o = g.renderProxyless(ns)
 	} else {
-		o = g.renderOutbound()
+		o = g.renderOutbound(ns)
 	}
-	g.outbound[role] = o
+	g.outbound[k] = o
 	return o
+}
+
+// localEndpointsFor returns the local-only subsets' assignments for
+// nodes of role at loc, nil when no route sends to a subset.
+func (g *Generator) localEndpointsFor(role string, loc topology.Locality) *endpoints {
+	if len(g.plan.LocalSubsets()) == 0 {
+		return nil
+	}
+	if role != naming.RoleProxyless {
+		role = naming.RoleSidecar
+	}
+	k := edsKey{role: role, loc: loc}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if e, ok := g.localEDS[k]; ok {
+		return e
+	}
+	p, reports := g.renderLocalEndpoints(role, loc)
+	e := &endpoints{clas: p, reports: reports}
+	g.localEDS[k] = e
+	return e
+}
+
+// sameRouting reports whether what clients receive outside endpoints
+// depends on the same routing inputs in both generators: the local
+// traffic set and every service's producer policies.
+func sameRouting(a, b *Generator) bool {
+	if !reflect.DeepEqual(a.traffic, b.traffic) {
+		return false
+	}
+	x, y := a.plan.View().Services, b.plan.View().Services
+	for i := range x {
+		if !reflect.DeepEqual(x[i].Policies, y[i].Policies) {
+			return false
+		}
+	}
+	return true
 }
 
 func (g *Generator) gatewayFor(loc topology.Locality) *gatewayParts {

@@ -38,6 +38,9 @@ func TestGolden(t *testing.T) {
 		// policies names testdata/in/POLICIES.yaml, the
 		// AuthorizationPolicies in force.
 		policies string
+		// traffic names testdata/in/TRAFFIC.yaml, the local traffic
+		// set (consumer routes).
+		traffic string
 	}{
 		{name: "sidecar-east-1", view: testView("east-1"), node: sidecarNode("east-1", locEast1), sec: secrets},
 		{
@@ -51,6 +54,15 @@ func TestGolden(t *testing.T) {
 		{name: "proxyless-east-2", view: testView("east-2"), node: Node{ID: "grpc~east-2", Role: naming.RoleProxyless, Cluster: "east-2", Namespace: "demo", ServiceAccount: "client"}},
 		{name: "sidecar-east-1-echo-down", view: testView("east-1", echoDown), node: sidecarNode("east-1", locEast1)},
 		{name: "sidecar-west-1-authz", view: testView("west-1", withAuthzWorkload), node: authzNode(), policies: "sidecar-west-1-authz"},
+		// Producer routes and policies of echo (published by west-1)
+		// as an east-1 sidecar and a proxyless client receive them.
+		{name: "sidecar-east-1-routes", view: testView("east-1", withProducerRoutes(t, "routes-producer")), node: sidecarNode("east-1", locEast1)},
+		{name: "proxyless-east-2-routes", view: testView("east-2", withProducerRoutes(t, "routes-producer")),
+			node: Node{ID: "grpc~east-2", Role: naming.RoleProxyless, Cluster: "east-2", Namespace: "demo", ServiceAccount: "client"}},
+		// A consumer route of namespace shop replaces the producer
+		// routes for shop's callers only.
+		{name: "sidecar-east-1-consumer", view: testView("east-1", withProducerRoutes(t, "routes-producer")), traffic: "routes-consumer",
+			node: Node{ID: "shop~east-1", Role: naming.RoleSidecar, Cluster: "east-1", Namespace: "shop", ServiceAccount: "shop", Workload: "shop", Locality: locEast1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,7 +70,21 @@ func TestGolden(t *testing.T) {
 			if tt.policies != "" {
 				policies = loadPolicies(t, tt.policies)
 			}
-			b := mustBuildWithPolicies(t, tt.view, policies, tt.node, tt.sec)
+			var tr policy.Traffic
+			if tt.traffic != "" {
+				tr = loadTraffic(t, tt.traffic)
+			}
+			g, err := NewGeneratorWithTraffic(DefaultSettings(testTD), tt.view, policies, tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := g.Build(tt.node, tt.sec)
+			if err != nil {
+				t.Fatalf("Build: %v", err)
+			}
+			if err := b.Snapshot.Consistent(); err != nil {
+				t.Fatalf("snapshot not consistent: %v", err)
+			}
 			// Every resource passes Envoy's validation rules, the
 			// configs packed inside it included.
 			for typ := range typeNames {

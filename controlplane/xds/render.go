@@ -56,9 +56,11 @@ func (s *Settings) cluster(name string, lb clusterv3.Cluster_LbPolicy, tls *xdsr
 }
 
 // renderOutbound makes a sidecar's outbound clusters, listeners and
-// routes: per service port an mTLS cluster, a virtual listener, and for
-// HTTP ports a virtual host in the route configuration of the port.
-func (g *Generator) renderOutbound() *outbound {
+// routes as callers in namespace ns see them: per service port an mTLS
+// cluster, a virtual listener, and for HTTP ports a virtual host (its
+// route table, render_routes.go) in the route configuration of the
+// port; then the local-only subset clusters routes send to.
+func (g *Generator) renderOutbound(ns string) *outbound {
 	var clusters, listeners, routes []types.Resource
 	vhosts := map[int32][]*routev3.VirtualHost{}
 	services := g.plan.View().Services
@@ -66,13 +68,11 @@ func (g *Generator) renderOutbound() *outbound {
 		for _, sp := range g.plan.ServicePorts(&services[i]) {
 			name := sp.OutboundCluster()
 			alpn := xdsresource.ALPN(sp.HTTP)
-			clusters = append(clusters, g.s.cluster(name, clusterv3.Cluster_LEAST_REQUEST,
+			clusters = append(clusters, g.serviceCluster(&services[i], name, clusterv3.Cluster_LEAST_REQUEST,
 				&xdsresource.UpstreamTLS{SNI: sp.SNI(), SANs: sp.Identities, ALPN: alpn}))
 			var filter *listenerv3.Filter
 			if sp.HTTP {
-				vhosts[sp.Port.Port] = append(vhosts[sp.Port.Port], xdsresource.VirtualHost(sp.ServicePort, xdsresource.Route{
-					Timeout: g.s.RouteTimeout, Retries: g.s.NumRetries,
-				}))
+				vhosts[sp.Port.Port] = append(vhosts[sp.Port.Port], g.virtualHost(ns, &services[i], sp, false))
 				filter = xdsresource.HTTPConnectionManager(name, portString(sp.Port.Port))
 			} else {
 				filter = xdsresource.TCPProxy(name)
@@ -80,31 +80,33 @@ func (g *Generator) renderOutbound() *outbound {
 			listeners = append(listeners, xdsresource.OutboundListener(name, uint32(sp.Port.Port), filter))
 		}
 	}
+	clusters = append(clusters, g.localSubsetClusters(naming.RoleSidecar)...)
 	for _, port := range slices.Sorted(maps.Keys(vhosts)) {
 		routes = append(routes, xdsresource.RouteConfiguration(portString(port), vhosts[port]))
 	}
 	return &outbound{clusters: newPart(clusters), listeners: newPart(listeners), routes: newPart(routes)}
 }
 
-// renderProxyless makes a grpc-go client's API listeners and clusters:
-// a listener per HOST:PORT target, and per HOST for a service's first
-// port.
-func (g *Generator) renderProxyless() *outbound {
+// renderProxyless makes a grpc-go client's API listeners and clusters
+// as callers in namespace ns see them: a listener per HOST:PORT target,
+// and per HOST for a service's first port, each with the port's route
+// table inline.
+func (g *Generator) renderProxyless(ns string) *outbound {
 	var clusters, listeners []types.Resource
 	services := g.plan.View().Services
 	for i := range services {
 		for j, sp := range g.plan.ServicePorts(&services[i]) {
-			clusters = append(clusters, proxylessCluster(g.s.cluster(sp.OutboundCluster(), clusterv3.Cluster_ROUND_ROBIN, nil), sp.Identities))
+			clusters = append(clusters, proxylessCluster(g.serviceCluster(&services[i], sp.OutboundCluster(), clusterv3.Cluster_ROUND_ROBIN, nil), sp.Identities))
 			names := []string{sp.Host() + ":" + portString(sp.Port.Port)}
 			if j == 0 {
 				names = append(names, sp.Host())
 			}
 			for _, name := range names {
-				vh := xdsresource.VirtualHost(sp.ServicePort, xdsresource.Route{Timeout: g.s.RouteTimeout})
-				listeners = append(listeners, xdsresource.APIListener(name, vh))
+				listeners = append(listeners, xdsresource.APIListener(name, g.virtualHost(ns, &services[i], sp, true)))
 			}
 		}
 	}
+	clusters = append(clusters, g.localSubsetClusters(naming.RoleProxyless)...)
 	return &outbound{clusters: newPart(clusters), listeners: newPart(listeners), routes: newPart(nil)}
 }
 

@@ -29,16 +29,30 @@ type Cluster struct {
 	Limits Limits
 	// PanicThreshold is the healthy panic threshold in percent.
 	PanicThreshold float64
+	// RingHash sizes the ring of a RING_HASH cluster; nil takes the
+	// defaults. The hash function is always XX_HASH.
+	RingHash *RingHash
+	// IdleTimeout, when above 0, closes upstream connections idle that
+	// long (HttpProtocolOptions.common_http_protocol_options).
+	IdleTimeout time.Duration
+}
+
+// RingHash sizes a hash ring; 0 leaves a bound at its default.
+type RingHash struct {
+	MinimumRingSize, MaximumRingSize uint64
 }
 
 // Outlier is a cluster's outlier detection: an endpoint with Consecutive5xx
 // 5xx or gateway failures in a row is ejected for BaseEjectionTime, longer
 // with each ejection.
 type Outlier struct {
-	Consecutive5xx     uint32
-	Interval           time.Duration
-	BaseEjectionTime   time.Duration
-	MaxEjectionPercent uint32
+	Consecutive5xx uint32
+	// ConsecutiveGatewayFailure is the threshold for 502, 503, 504 and
+	// connect failures; 0 means Consecutive5xx.
+	ConsecutiveGatewayFailure uint32
+	Interval                  time.Duration
+	BaseEjectionTime          time.Duration
+	MaxEjectionPercent        uint32
 }
 
 // Limits are a cluster's circuit breaker thresholds (priority DEFAULT).
@@ -70,10 +84,36 @@ func EDSCluster(c Cluster) *clusterv3.Cluster {
 			ChoiceCount: wrapperspb.UInt32(2),
 		}}
 	}
+	if c.LB == clusterv3.Cluster_RING_HASH {
+		rh := &clusterv3.Cluster_RingHashLbConfig{HashFunction: clusterv3.Cluster_RingHashLbConfig_XX_HASH}
+		if r := c.RingHash; r != nil {
+			if r.MinimumRingSize > 0 {
+				rh.MinimumRingSize = wrapperspb.UInt64(r.MinimumRingSize)
+			}
+			if r.MaximumRingSize > 0 {
+				rh.MaximumRingSize = wrapperspb.UInt64(r.MaximumRingSize)
+			}
+		}
+		out.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: rh}
+	}
+	if c.IdleTimeout > 0 {
+		out.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+			HTTPProtocolOptionsKey: Any(&upstreamhttpv3.HttpProtocolOptions{
+				CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(c.IdleTimeout)},
+				UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_AutoConfig{AutoConfig: &upstreamhttpv3.HttpProtocolOptions_AutoHttpConfig{
+					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+				}},
+			}),
+		}
+	}
 	if o := c.Outlier; o != nil {
+		gw := o.ConsecutiveGatewayFailure
+		if gw == 0 {
+			gw = o.Consecutive5xx
+		}
 		out.OutlierDetection = &clusterv3.OutlierDetection{
 			Consecutive_5Xx:                    wrapperspb.UInt32(o.Consecutive5xx),
-			ConsecutiveGatewayFailure:          wrapperspb.UInt32(o.Consecutive5xx),
+			ConsecutiveGatewayFailure:          wrapperspb.UInt32(gw),
 			EnforcingConsecutive_5Xx:           wrapperspb.UInt32(100),
 			EnforcingConsecutiveGatewayFailure: wrapperspb.UInt32(100),
 			Interval:                           durationpb.New(o.Interval),

@@ -37,7 +37,7 @@ func HTTPConnectionManager(statPrefix, routeName string) *listenerv3.Filter {
 			ConfigSource:    ADS(),
 			RouteConfigName: routeName,
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
+		HttpFilters: []*hcmv3.HttpFilter{faultFilter(), routerFilter()},
 	})
 }
 
@@ -84,7 +84,7 @@ func APIListener(name string, vhost *routev3.VirtualHost) *listenerv3.Listener {
 			Name:         name,
 			VirtualHosts: []*routev3.VirtualHost{vhost},
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
+		HttpFilters: []*hcmv3.HttpFilter{faultFilter(), routerFilter()},
 	}
 	return &listenerv3.Listener{
 		Name:        name,

@@ -37,6 +37,7 @@ type Balancer struct {
 	m       upstreamMetrics
 	seeded  bool          // Config.Seed was set: use rng
 	rng     atomic.Uint64 // splitmix64 state
+	rr      atomic.Uint64 // RoundRobin position
 	active  atomic.Int64  // requests outstanding on all hosts
 	retries atomic.Int64  // retries outstanding
 	state   atomic.Pointer[state]
@@ -61,6 +62,7 @@ type level struct {
 	priority int     // the control plane's priority value
 	hosts    []*Host // every host of the priority
 	avail    []*Host // hosts healthy and not ejected when the state was built
+	ring     ring    // RingHash: the ring of avail (of hosts when none is)
 }
 
 // New returns a balancer with no hosts; call Update to give it some.
@@ -150,6 +152,16 @@ func (b *Balancer) publishLocked(now int64) *state {
 			counts[i].Healthy++
 		}
 	}
+	if b.cfg.Policy == RingHash {
+		for i := range s.levels {
+			lv := &s.levels[i]
+			if len(lv.avail) > 0 {
+				lv.ring = buildRing(lv.avail, b.cfg.MinRingSize, b.cfg.MaxRingSize)
+			} else {
+				lv.ring = buildRing(lv.hosts, b.cfg.MinRingSize, b.cfg.MaxRingSize)
+			}
+		}
+	}
 	s.load = topology.ComputeLoad(counts, topology.LoadConfig{
 		OverprovisioningFactor: b.cfg.OverprovisioningFactor,
 		PanicThreshold:         b.cfg.PanicThreshold,
@@ -182,6 +194,24 @@ func (b *Balancer) rand() uint64 {
 // never blocks and never allocates. It returns ErrNoHosts or ErrNoHealthy
 // when nothing can serve.
 func (b *Balancer) Pick(exclude ...*Host) (*Host, error) {
+	if b.cfg.Policy == RingHash {
+		return b.PickHash(b.rand(), exclude...)
+	}
+	return b.pick(0, false, exclude)
+}
+
+// PickHash is Pick for a request with hash key hash: with RingHash, the
+// same hash gets the same host as long as that host stays available and
+// the hosts do not change; hosts in exclude are skipped along the ring.
+// With other policies it is Pick.
+func (b *Balancer) PickHash(hash uint64, exclude ...*Host) (*Host, error) {
+	if b.cfg.Policy != RingHash {
+		return b.pick(0, false, exclude)
+	}
+	return b.pick(hash, true, exclude)
+}
+
+func (b *Balancer) pick(hash uint64, hashed bool, exclude []*Host) (*Host, error) {
 	s := b.state.Load()
 	if len(s.hosts) == 0 {
 		b.m.noHosts.Inc()
@@ -201,13 +231,13 @@ func (b *Balancer) Pick(exclude ...*Host) (*Host, error) {
 	// built); every ejection publishes a new one, so look again in the
 	// newest, a bounded number of times.
 	for range 4 {
-		if h := b.pickIn(s, now, exclude); h != nil {
+		if h := b.pickIn(s, now, hash, hashed, exclude); h != nil {
 			return h, nil
 		}
 		if len(exclude) > 0 {
 			// Every servable host was excluded: a retry goes to one of
 			// them rather than nowhere.
-			if h := b.pickIn(s, now, nil); h != nil {
+			if h := b.pickIn(s, now, hash, hashed, nil); h != nil {
 				return h, nil
 			}
 		}
@@ -222,13 +252,30 @@ func (b *Balancer) Pick(exclude ...*Host) (*Host, error) {
 }
 
 // pickIn picks from state s, or returns nil when nobody is eligible.
-func (b *Balancer) pickIn(s *state, now int64, exclude []*Host) *Host {
-	r := b.rand()
+func (b *Balancer) pickIn(s *state, now int64, hash uint64, hashed bool, exclude []*Host) *Host {
+	r := hash
+	if !hashed {
+		r = b.rand()
+	}
 	p, _ := s.load.Choose(uint32(r % 100))
 	if p < 0 {
 		return nil
 	}
 	lv := &s.levels[p]
+	if hashed {
+		// Envoy's ring hash: the priority by the hash too, then the ring
+		// of that priority; when it has nobody left, the first priority
+		// in order whose ring has.
+		if h := lv.ring.pick(hash, now, exclude); h != nil {
+			return h
+		}
+		for i := range s.levels {
+			if h := s.levels[i].ring.pick(hash, now, exclude); h != nil {
+				return h
+			}
+		}
+		return nil
+	}
 	if s.load.Panic[p] {
 		// Panic: Envoy's semantics, any host of the level.
 		if h := b.pickFrom(lv.hosts, false, now, exclude); h != nil {
@@ -261,6 +308,10 @@ func (b *Balancer) pickFrom(cands []*Host, checkAvail bool, now int64, exclude [
 	n := uint64(len(cands))
 	if n == 0 {
 		return nil
+	}
+	if b.cfg.Policy == RoundRobin {
+		h, _ := scan(cands, b.rr.Add(1)%n, nil, checkAvail, now, exclude)
+		return h
 	}
 	r := b.rand()
 	i := r % n

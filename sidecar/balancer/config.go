@@ -20,6 +20,12 @@ const (
 	// PeakEWMA prefers the candidate with the lower peak-EWMA latency
 	// times (outstanding requests + 1), per unit of weight.
 	PeakEWMA
+	// RoundRobin takes a priority's available hosts in turn.
+	RoundRobin
+	// RingHash maps a request's hash (PickHash) to a host on a
+	// consistent hash ring per priority (Envoy's RING_HASH with
+	// XX_HASH); a request without a hash gets a random point.
+	RingHash
 )
 
 // String names the policy as configuration spells it.
@@ -29,6 +35,10 @@ func (p Policy) String() string {
 		return "least_request"
 	case PeakEWMA:
 		return "peak_ewma"
+	case RoundRobin:
+		return "round_robin"
+	case RingHash:
+		return "ring_hash"
 	default:
 		return fmt.Sprintf("policy(%d)", int(p))
 	}
@@ -42,6 +52,10 @@ type Config struct {
 	Name string
 	// Policy chooses within a priority; default LeastRequest.
 	Policy Policy
+	// MinRingSize and MaxRingSize bound the ring of RingHash: each
+	// priority's ring has at least MinRingSize entries (0 means 1024) and
+	// at most MaxRingSize (0 means 8M, Envoy's limit).
+	MinRingSize, MaxRingSize uint64
 	// OverprovisioningFactor for spill-over between priorities, in
 	// percent; 0 means 140 (Envoy's 1.4).
 	OverprovisioningFactor int
@@ -115,7 +129,16 @@ type RetryBudgetConfig struct {
 }
 
 func (c *Config) fill() error {
-	if c.Policy != LeastRequest && c.Policy != PeakEWMA {
+	if c.MinRingSize == 0 {
+		c.MinRingSize = 1024
+	}
+	if c.MaxRingSize == 0 {
+		c.MaxRingSize = 8 << 20
+	}
+	if c.MinRingSize > c.MaxRingSize || c.MaxRingSize > 8<<20 {
+		return fmt.Errorf("%w: ring sizes %d..%d are not within 1..%d", ErrBadConfig, c.MinRingSize, c.MaxRingSize, 8<<20)
+	}
+	if c.Policy < LeastRequest || c.Policy > RingHash {
 		return fmt.Errorf("%w: unknown policy %d", ErrBadConfig, int(c.Policy))
 	}
 	if c.OverprovisioningFactor < 0 {

@@ -63,7 +63,7 @@ func NewBuilder(td spiffeid.TrustDomain) *Builder {
 		trustDomain: td,
 		resources:   map[string]map[string]proto.Message{},
 		versions:    map[string]string{},
-		current:     &Snapshot{Services: map[naming.ServicePort]*Service{}, hosts: map[hostPort]*Service{}, ports: map[int32][]*Service{}, Versions: map[string]string{}},
+		current:     &Snapshot{Services: map[naming.ServicePort]*Service{}, hosts: map[hostPort]*Service{}, ports: map[int32][]*Service{}, clusters: map[string]*Service{}, Versions: map[string]string{}},
 	}
 }
 
@@ -116,6 +116,7 @@ func build(td spiffeid.TrustDomain, res map[string]map[string]proto.Message, ver
 		Versions: versions,
 		hosts:    map[hostPort]*Service{},
 		ports:    map[int32][]*Service{},
+		clusters: map[string]*Service{},
 	}
 	inboundClusters := map[string]*clusterv3.Cluster{}
 	for _, name := range sortedKeys(res[xdsclient.ClusterType]) {
@@ -124,7 +125,7 @@ func build(td spiffeid.TrustDomain, res map[string]map[string]proto.Message, ver
 			inboundClusters[name] = c
 			continue
 		}
-		sp, err := naming.ParseOutboundCluster(name)
+		sp, subset, err := naming.ParseCluster(name)
 		if err != nil {
 			return nil, invalid("cluster %q: %v", name, err)
 		}
@@ -132,7 +133,11 @@ func build(td spiffeid.TrustDomain, res map[string]map[string]proto.Message, ver
 		if err != nil {
 			return nil, invalid("cluster %q: %v", name, err)
 		}
-		snap.Services[sp] = svc
+		svc.Subset = subset
+		snap.clusters[name] = svc
+		if subset == "" {
+			snap.Services[sp] = svc
+		}
 	}
 	for _, name := range sortedKeys(res[xdsclient.EndpointType]) {
 		cla := res[xdsclient.EndpointType][name].(*endpointv3.ClusterLoadAssignment)
@@ -140,11 +145,7 @@ func build(td spiffeid.TrustDomain, res map[string]map[string]proto.Message, ver
 		if err != nil {
 			return nil, invalid("endpoints %q: %v", name, err)
 		}
-		sp, err := naming.ParseOutboundCluster(name)
-		if err != nil {
-			continue // endpoints of a cluster we do not use
-		}
-		if svc := snap.Services[sp]; svc != nil {
+		if svc := snap.clusters[name]; svc != nil {
 			for i := range eps {
 				if eps[i].SNI == "" {
 					eps[i].SNI = svc.SNI
@@ -193,8 +194,10 @@ func build(td spiffeid.TrustDomain, res map[string]map[string]proto.Message, ver
 			return nil, invalid("secret %q: unknown secret name (want %q or %q)", name, naming.SecretWorkload, naming.SecretRootCA)
 		}
 	}
-	for sp, svc := range snap.Services {
+	for _, svc := range snap.clusters {
 		svc.Version = serviceVersion(svc)
+	}
+	for sp, svc := range snap.Services {
 		for _, h := range []string{sp.Host(), sp.Name + "." + sp.Namespace} {
 			k := hostPort{h, sp.Port}
 			if _, taken := snap.hosts[k]; !taken {
@@ -240,6 +243,21 @@ func service(sp naming.ServicePort, c *clusterv3.Cluster) (*Service, error) {
 	}
 	if d := c.GetConnectTimeout(); d != nil {
 		svc.ConnectTimeout = d.AsDuration()
+	}
+	if err := lbPolicy(svc, c); err != nil {
+		return nil, err
+	}
+	if a := c.GetTypedExtensionProtocolOptions()[httpProtocolOptionsKey]; a != nil {
+		var o upstreamhttpv3.HttpProtocolOptions
+		if err := a.UnmarshalTo(&o); err != nil {
+			return nil, fmt.Errorf("%s: %w", httpProtocolOptionsKey, err)
+		}
+		if d := o.GetCommonHttpProtocolOptions().GetIdleTimeout(); d != nil {
+			if d.CheckValid() != nil || d.AsDuration() < 0 {
+				return nil, fmt.Errorf("%s: idle_timeout %v is not a valid duration", httpProtocolOptionsKey, d)
+			}
+			svc.IdleTimeout = d.AsDuration()
+		}
 	}
 	if th := c.GetCircuitBreakers().GetThresholds(); len(th) > 0 {
 		t := th[0]
@@ -367,42 +385,100 @@ func healthy(h corev3.HealthStatus) bool {
 	return false
 }
 
+// applyRoutes attaches the virtual hosts of route configuration rc to
+// their services. A virtual host belongs to the service its domains name
+// (or, failing that, the service its "/" route sends to). The default
+// shape (one "/" route to the service's own cluster) sets the service's
+// timeout and retry policy, as it always did; any other shape is compiled
+// into Service.Routes.
 func applyRoutes(snap *Snapshot, rc *routev3.RouteConfiguration) error {
+	var rcPort int32
+	if p, err := strconv.ParseUint(rc.GetName(), 10, 16); err == nil {
+		rcPort = int32(p)
+	}
 	for _, vh := range rc.GetVirtualHosts() {
-		for _, r := range vh.GetRoutes() {
-			if r.GetMatch().GetPrefix() != "/" && r.GetMatch().GetPrefix() != "" {
-				continue // fedmesh routes whole hosts only
-			}
-			ra := r.GetRoute()
-			if ra == nil || ra.GetCluster() == "" {
-				continue
-			}
-			sp, err := naming.ParseOutboundCluster(ra.GetCluster())
-			if err != nil {
-				return fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
-			}
-			svc := snap.Services[sp]
-			if svc == nil {
-				continue // the cluster has not arrived yet
-			}
-			svc.Protocol = httpProtocol(svc.Protocol)
+		svc, err := vhostService(snap, vh, rcPort)
+		if err != nil {
+			return fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
+		}
+		if svc == nil {
+			continue // the cluster has not arrived yet
+		}
+		if ra, ok := simpleRoute(vh, svc.Cluster); ok {
 			if d := ra.GetTimeout(); d != nil {
 				svc.Timeout = d.AsDuration()
 			}
 			if rp := ra.GetRetryPolicy(); rp != nil {
+				if _, err := compileRetry(rp); err != nil {
+					return fmt.Errorf("virtual host %q: retry_policy: %w", vh.GetName(), err)
+				}
 				svc.Retry = retryPolicy(rp)
 			}
-			for _, d := range vh.GetDomains() {
-				host, port, err := SplitHostPort(d, sp.Port)
-				if err != nil || port != sp.Port {
-					continue
-				}
-				snap.hosts[hostPort{host, port}] = svc
+		} else {
+			routes, err := compileVirtualHost(vh, snap.clusters)
+			if err != nil {
+				return fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
 			}
-			break
+			svc.Routes = routes
+		}
+		svc.Protocol = httpProtocol(svc.Protocol)
+		sp := svc.Port
+		for _, d := range vh.GetDomains() {
+			host, port, err := SplitHostPort(d, sp.Port)
+			if err != nil || port != sp.Port {
+				continue
+			}
+			snap.hosts[hostPort{host, port}] = svc
 		}
 	}
 	return nil
+}
+
+// vhostService finds the service a virtual host is for: the first domain
+// that names a service (NAME.NS.svc.clusterset.local or NAME.NS, with the
+// route configuration's port unless the domain has one), else the
+// cluster of its "/" route. nil when the service has not arrived.
+func vhostService(snap *Snapshot, vh *routev3.VirtualHost, rcPort int32) (*Service, error) {
+	for _, d := range vh.GetDomains() {
+		def := rcPort
+		if def == 0 {
+			def = 80
+		}
+		host, port, err := SplitHostPort(d, def)
+		if err != nil {
+			continue
+		}
+		if sp, ok := servicePortOfHost(host, port); ok {
+			if svc := snap.Services[sp]; svc != nil {
+				return svc, nil
+			}
+		}
+	}
+	for _, r := range vh.GetRoutes() {
+		if r.GetMatch().GetPrefix() != "/" && r.GetMatch().GetPrefix() != "" {
+			continue
+		}
+		c := r.GetRoute().GetCluster()
+		if c == "" {
+			continue
+		}
+		sp, err := naming.ParseOutboundCluster(c)
+		if err != nil {
+			return nil, err
+		}
+		return snap.Services[sp], nil
+	}
+	return nil, nil
+}
+
+// servicePortOfHost parses NAME.NS.svc.clusterset.local or NAME.NS.
+func servicePortOfHost(host string, port int32) (naming.ServicePort, bool) {
+	host = strings.TrimSuffix(host, "."+naming.ClusterSetDomain)
+	name, ns, ok := strings.Cut(host, ".")
+	if !ok || name == "" || ns == "" || strings.Contains(ns, ".") {
+		return naming.ServicePort{}, false
+	}
+	return naming.ServicePort{Namespace: ns, Name: name, Port: port}, true
 }
 
 func httpProtocol(p Protocol) Protocol {
@@ -425,9 +501,9 @@ func retryPolicy(rp *routev3.RetryPolicy) RetryPolicy {
 			out.OnGatewayError, out.OnConnectFailure = true, true
 		case "connect-failure", "reset", "refused-stream":
 			out.OnConnectFailure = true
-		case "unavailable", "cancelled":
-			// gRPC status codes in trailers: not retried, a response has
-			// started by the time they are known.
+		case "unavailable", "cancelled", "deadline-exceeded", "internal", "resource-exhausted":
+			// gRPC status codes: only a compiled route retries them (see
+			// compileRetry); the default route never did.
 		case "retriable-status-codes":
 			for _, c := range rp.GetRetriableStatusCodes() {
 				out.StatusCodes = append(out.StatusCodes, int(c))
@@ -435,6 +511,36 @@ func retryPolicy(rp *routev3.RetryPolicy) RetryPolicy {
 		}
 	}
 	return out
+}
+
+// lbPolicy reads c's lb_policy and ring_hash_lb_config into svc.
+func lbPolicy(svc *Service, c *clusterv3.Cluster) error {
+	switch c.GetLbPolicy() {
+	case clusterv3.Cluster_LEAST_REQUEST:
+		svc.LB = LeastRequest
+	case clusterv3.Cluster_ROUND_ROBIN:
+		svc.LB = RoundRobin
+	case clusterv3.Cluster_RING_HASH:
+		svc.LB = RingHash
+		svc.MinRingSize, svc.MaxRingSize = DefaultMinRingSize, DefaultMaxRingSize
+		if rh := c.GetRingHashLbConfig(); rh != nil {
+			if v := rh.GetMinimumRingSize(); v != nil {
+				svc.MinRingSize = v.GetValue()
+			}
+			if v := rh.GetMaximumRingSize(); v != nil {
+				svc.MaxRingSize = v.GetValue()
+			}
+			if rh.GetHashFunction() != clusterv3.Cluster_RingHashLbConfig_XX_HASH {
+				return fmt.Errorf("ring_hash_lb_config: hash_function %v is not supported (want XX_HASH)", rh.GetHashFunction())
+			}
+		}
+		if svc.MinRingSize == 0 || svc.MaxRingSize > DefaultMaxRingSize || svc.MinRingSize > svc.MaxRingSize {
+			return fmt.Errorf("ring_hash_lb_config: ring sizes %d..%d are not within 1..%d", svc.MinRingSize, svc.MaxRingSize, DefaultMaxRingSize)
+		}
+	default:
+		return fmt.Errorf("lb_policy %v is not supported (want LEAST_REQUEST, ROUND_ROBIN or RING_HASH)", c.GetLbPolicy())
+	}
+	return nil
 }
 
 func applyOutboundListener(snap *Snapshot, l *listenerv3.Listener) error {
@@ -536,8 +642,12 @@ func rootBundle(td spiffeid.TrustDomain, s *tlsv3.Secret) (*x509bundle.Bundle, e
 	return x509bundle.FromX509Authorities(td, roots), nil
 }
 
+// serviceVersion hashes what the proxy's upstream of svc depends on: not
+// the route table, which is read per request from the snapshot.
 func serviceVersion(svc *Service) string {
 	h := fnv.New64a()
-	fmt.Fprintf(h, "%+v", *svc)
+	c := *svc
+	c.Routes = nil
+	fmt.Fprintf(h, "%+v", c)
 	return strconv.FormatUint(h.Sum64(), 16)
 }

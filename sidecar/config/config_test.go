@@ -59,7 +59,7 @@ func TestBuild(t *testing.T) {
 		t.Fatal("echo.demo:8080 not found")
 	}
 	want := config.Service{
-		Port: echo, Cluster: echo.OutboundCluster(), Protocol: config.HTTP, SNI: echo.SNI(),
+		Port: echo, Cluster: echo.OutboundCluster(), LB: config.LeastRequest, Protocol: config.HTTP, SNI: echo.SNI(),
 		Identities: []string{id}, ConnectTimeout: 5 * time.Second, Timeout: 3 * time.Second,
 		Retry:          config.RetryPolicy{Retries: 2, On5xx: true, OnConnectFailure: true, HostAttempts: 3},
 		Limits:         config.Limits{MaxConnections: 1024, MaxPending: 1024, MaxRequests: 7, MaxRetries: 3},

@@ -73,6 +73,23 @@ type RetryPolicy struct {
 	// HostAttempts is how many picks may be tried to find an endpoint not
 	// tried before.
 	HostAttempts int `json:"hostAttempts"`
+	// On4xx retries 409 (retriable-4xx).
+	On4xx bool `json:"on4xx,omitempty"`
+	// GRPCCodes is a bit set of the gRPC status codes (1 << code) retried
+	// when a response's headers carry them (a trailers-only response).
+	GRPCCodes uint32 `json:"grpcCodes,omitempty"`
+	// PerTryTimeout bounds each attempt (0: only the request's timeout).
+	PerTryTimeout time.Duration `json:"perTryTimeout,omitempty"`
+	// BackOffBase is the base of the jittered exponential back-off
+	// between attempts (0: retry at once).
+	BackOffBase time.Duration `json:"backOffBase,omitempty"`
+	// BackOffMax caps one back-off.
+	BackOffMax time.Duration `json:"backOffMax,omitempty"`
+}
+
+// RetriableGRPC reports whether a gRPC status code allows a retry.
+func (r RetryPolicy) RetriableGRPC(code int) bool {
+	return code > 0 && code < 32 && r.GRPCCodes&(1<<uint(code)) != 0
 }
 
 // Retriable reports whether a response status allows a retry.
@@ -81,6 +98,8 @@ func (r RetryPolicy) Retriable(status int) bool {
 	case r.On5xx && status >= 500:
 		return true
 	case r.OnGatewayError && (status == 502 || status == 503 || status == 504):
+		return true
+	case r.On4xx && status == 409:
 		return true
 	}
 	for _, c := range r.StatusCodes {
@@ -109,12 +128,46 @@ type Outlier struct {
 	MaxEjectionPercent        int           `json:"maxEjectionPercent"`
 }
 
-// Service is one port of one service as a client reaches it.
+// LBPolicy is a cluster's load balancing policy (CDS lb_policy).
+type LBPolicy string
+
+// Load balancing policies.
+const (
+	// LeastRequest is the better of two random hosts by outstanding
+	// requests.
+	LeastRequest LBPolicy = "least_request"
+	// RoundRobin takes the hosts in turn.
+	RoundRobin LBPolicy = "round_robin"
+	// RingHash maps a request's hash key to a host on a consistent hash
+	// ring (ring_hash_lb_config).
+	RingHash LBPolicy = "ring_hash"
+)
+
+// Ring sizes of a RING_HASH cluster (Envoy's defaults and limit).
+const (
+	DefaultMinRingSize = 1024
+	DefaultMaxRingSize = 8 << 20
+)
+
+// Service is one port of one service as a client reaches it, or one
+// subset of it (Subset "local": only the local cluster's endpoints).
 type Service struct {
 	// Port names the service port.
 	Port naming.ServicePort `json:"port"`
-	// Cluster is the xDS cluster name, outbound|PORT||HOST.
+	// Cluster is the xDS cluster name, outbound|PORT||HOST (or
+	// outbound|PORT|local|HOST for the local subset).
 	Cluster string `json:"cluster"`
+	// Subset is "" for the whole service, naming.SubsetLocal for the
+	// local-only subset.
+	Subset string `json:"subset,omitempty"`
+	// LB is the load balancing policy.
+	LB LBPolicy `json:"lb"`
+	// MinRingSize and MaxRingSize bound a RingHash ring.
+	MinRingSize uint64 `json:"minRingSize,omitempty"`
+	MaxRingSize uint64 `json:"maxRingSize,omitempty"`
+	// IdleTimeout closes upstream connections idle this long (0: the
+	// proxy's default).
+	IdleTimeout time.Duration `json:"idleTimeout,omitempty"`
 	// Protocol is how the port is spoken.
 	Protocol Protocol `json:"protocol"`
 	// SNI is the server name for the port (PORT.NAME.NS.svc.clusterset.local).
@@ -136,6 +189,10 @@ type Service struct {
 	PanicThreshold float64 `json:"panicThreshold"`
 	// Endpoints are sorted by priority, then address.
 	Endpoints []Endpoint `json:"endpoints"`
+	// Routes is the service's compiled route table when a route is in
+	// force; nil for the default (every request to Cluster, with Timeout
+	// and Retry), the fast path.
+	Routes *VirtualHost `json:"-"`
 	// Version changes whenever anything above changes, so consumers can
 	// skip unchanged services.
 	Version string `json:"version"`
@@ -180,8 +237,31 @@ type Snapshot struct {
 	// Versions are the accepted xDS versions by type URL.
 	Versions map[string]string `json:"versions"`
 
-	hosts map[hostPort]*Service
-	ports map[int32][]*Service
+	hosts    map[hostPort]*Service
+	ports    map[int32][]*Service
+	clusters map[string]*Service
+}
+
+// Cluster finds a service or subset by its xDS cluster name.
+func (s *Snapshot) Cluster(name string) (*Service, bool) {
+	if s == nil {
+		return nil, false
+	}
+	svc, ok := s.clusters[name]
+	return svc, ok
+}
+
+// ClusterList returns every service and subset, sorted by cluster name.
+func (s *Snapshot) ClusterList() []*Service {
+	if s == nil {
+		return nil
+	}
+	out := make([]*Service, 0, len(s.clusters))
+	for _, svc := range s.clusters {
+		out = append(out, svc)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Cluster < out[j].Cluster })
+	return out
 }
 
 type hostPort struct {

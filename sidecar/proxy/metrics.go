@@ -20,6 +20,7 @@ type Metrics struct {
 	tcp       *prometheus.CounterVec
 	tcpActive *prometheus.GaugeVec
 	authz     *prometheus.CounterVec
+	faults    *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil
@@ -37,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"direction", "source_cluster", "destination_cluster", "service"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_sidecar_request_errors_total",
-			Help: "Requests and connections the sidecar failed, by direction, service and reason (no_route, bad_host, no_healthy, connect, timeout, upstream_reset, app_unreachable).",
+			Help: "Requests and connections the sidecar failed, by direction, service and reason (no_route, bad_host, no_healthy, connect, timeout, upstream_reset, app_unreachable; on a route in force no_route_match, backend_not_found, fault_injected, mirror_overflow).",
 		}, []string{"direction", "service", "reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_sidecar_retries_total",
@@ -67,9 +68,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "fedmesh_authz_decisions_total",
 			Help: "Authorization decisions on inbound requests and connections of ports with an authorization policy, by decision (allow, deny, audit: an AUDIT policy matched) and service.",
 		}, []string{"decision", "service"}),
+		faults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_sidecar_faults_injected_total",
+			Help: "Faults injected by a route's envoy.filters.http.fault configuration, by service and fault (delay, abort). Aborted requests are also counted in fedmesh_sidecar_request_errors_total with reason fault_injected, and not in fedmesh_sidecar_requests_total.",
+		}, []string{"service", "fault"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz} {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz, m.faults} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("proxy: register metrics: %w", err)
 			}
@@ -92,6 +97,7 @@ func (m *Metrics) deleteService(direction, service string) {
 		l := prometheus.Labels{"service": service}
 		m.retries.DeletePartialMatch(l)
 		m.overflow.DeletePartialMatch(l)
+		m.faults.DeletePartialMatch(l)
 	}
 }
 

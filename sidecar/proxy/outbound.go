@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/fedmesh/fedmesh/sidecar/balancer"
 	"github.com/fedmesh/fedmesh/sidecar/config"
@@ -29,8 +32,17 @@ type call struct {
 	context.Context
 	u   *upstream
 	svc *config.Service
+	// retry is the route's retry policy (the service's on the fast path).
+	retry *config.RetryPolicy
 	// dest is the cluster of the endpoint that answered, for metrics.
 	dest string
+
+	// Set only for a request routed by a rule of a route in force.
+	rule    *config.Rule
+	backend *config.Backend
+	hash    uint64 // the request's hash key, when hashed
+	hashed  bool
+	delayed bool // a fault delayed the request
 }
 
 // Value returns the call for ctxKey{} and asks the wrapped context for
@@ -55,6 +67,7 @@ func (p *Proxy) OutboundHandler(port int32) http.Handler {
 		pr.Out.URL.Scheme = "https"
 		pr.Out.URL.Host = "upstream.invalid"
 	}, p, o.fail)
+	o.rp.ModifyResponse = modifyResponse
 	return o
 }
 
@@ -110,7 +123,18 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "fedmesh: no service for host "+strconv.Quote(r.Host), code)
 		return
 	}
-	u := p.upstream(svc.Port)
+	if svc.Routes != nil {
+		o.serveRouted(w, r, svc)
+		return
+	}
+	o.send(w, r, svc, svc.Timeout, &call{svc: svc, retry: &svc.Retry})
+}
+
+// send forwards r to the cluster svc within timeout (0: none), with the
+// routing decision c (whose svc is svc).
+func (o *outbound) send(w http.ResponseWriter, r *http.Request, svc *config.Service, timeout time.Duration, c *call) {
+	p := o.p
+	u := p.upstream(svc.Cluster)
 	if u == nil {
 		http.Error(w, "fedmesh: service is being configured", http.StatusServiceUnavailable)
 		return
@@ -130,9 +154,9 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer u.active.Add(-1)
 
 	ctx := r.Context()
-	if svc.Timeout > 0 {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, svc.Timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	if err := p.bufferBody(r); err != nil {
@@ -140,7 +164,10 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "fedmesh: reading request body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	c := &call{Context: ctx, u: u, svc: svc}
+	if c.rule != nil {
+		p.mirror(r, c.rule.Route, timeout)
+	}
+	c.Context, c.u = ctx, u
 	start := p.cfg.Now()
 	rec := &statusRecorder{ResponseWriter: w}
 	defer func() {
@@ -216,7 +243,7 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok {
 		return nil, errors.New("proxy: request without a route")
 	}
-	u, svc := c.u, c.svc
+	u, svc, rp := c.u, c.svc, c.retry
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	var triedBuf [4]*balancer.Host
 	tried := triedBuf[:0]
@@ -228,7 +255,13 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}()
 	for {
-		h, err := u.bal.Pick(tried...)
+		var h *balancer.Host
+		var err error
+		if c.hashed {
+			h, err = u.bal.PickHash(c.hash, tried...)
+		} else {
+			h, err = u.bal.Pick(tried...)
+		}
 		if err != nil {
 			return nil, errNoHealthy
 		}
@@ -252,10 +285,20 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			u.series.overflowed("max_pending")
 			return nil, errOverflow
 		}
+		var cancelTry context.CancelFunc
+		if rp.PerTryTimeout > 0 {
+			var actx context.Context
+			actx, cancelTry = context.WithTimeout(req.Context(), rp.PerTryTimeout)
+			attempt = attempt.WithContext(actx)
+		}
 		h.Begin()
 		start := p.cfg.Now()
 		resp, err := u.pool(t, svc).RoundTrip(attempt)
 		u.pending.Add(-1)
+		perTryTimeout := err != nil && cancelTry != nil && attempt.Context().Err() != nil && req.Context().Err() == nil
+		if cancelTry != nil && err != nil {
+			cancelTry()
+		}
 		if retryHeld {
 			u.bal.RetryDone()
 			retryHeld = false
@@ -266,15 +309,24 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		case err != nil && req.Context().Err() != nil:
 			h.End(balancer.Result{Kind: balancer.Canceled})
 			return nil, err
+		case perTryTimeout:
+			// Envoy retries a per-try timeout under 5xx and
+			// gateway-error; the client sees 504 when it gives up.
+			h.End(balancer.Result{Kind: balancer.Status5xx, Latency: lat})
+			err = fmt.Errorf("per-try timeout %v: %w", rp.PerTryTimeout, context.DeadlineExceeded)
+			if !(rp.On5xx || rp.OnGatewayError) || !replayable || !p.reserveRetry(u, rp, retries) {
+				return nil, err
+			}
+			retryReason = "per_try_timeout"
 		case err != nil:
 			h.End(balancer.Result{Kind: balancer.ConnectFailure})
 			var de *errDial
 			sent := !errors.As(err, &de)
-			if !svc.Retry.OnConnectFailure || (sent && !replayable) {
+			if !rp.OnConnectFailure || (sent && !replayable) {
 				return nil, err
 			}
 			p.log.Debug("attempt failed", "service", u.name, "endpoint", t.addr, "err", err)
-			if !p.reserveRetry(u, svc, retries) {
+			if !p.reserveRetry(u, rp, retries) {
 				return nil, err
 			}
 			retryReason = "connect_failure"
@@ -284,30 +336,78 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		case resp.StatusCode >= 500:
 			h.End(balancer.Result{Kind: balancer.Status5xx, Latency: lat})
 			// Without a retry the client gets this response as it is.
-			if !svc.Retry.Retriable(resp.StatusCode) || !replayable || !p.reserveRetry(u, svc, retries) {
+			if !rp.Retriable(resp.StatusCode) || !replayable || !p.reserveRetry(u, rp, retries) {
 				c.dest = h.Endpoint().Cluster
+				resp.Body = &endBody{ReadCloser: resp.Body, cancel: cancelTry}
 				return resp, nil
 			}
 			retryReason = "status_5xx"
 			drain(resp.Body)
+		case rp.GRPCCodes != 0 && grpcRetriable(rp, resp) && replayable && p.reserveRetry(u, rp, retries):
+			// A trailers-only gRPC answer with a retriable status.
+			h.End(balancer.Result{Kind: balancer.OK, Latency: lat})
+			retryReason = "grpc_status"
+			drain(resp.Body)
+		case resp.StatusCode < 500 && rp.Retriable(resp.StatusCode) && replayable && p.reserveRetry(u, rp, retries):
+			h.End(balancer.Result{Kind: balancer.OK, Latency: lat})
+			retryReason = "status_4xx"
+			drain(resp.Body)
 		default:
 			c.dest = h.Endpoint().Cluster
-			resp.Body = &endBody{ReadCloser: resp.Body}
+			resp.Body = &endBody{ReadCloser: resp.Body, cancel: cancelTry}
 			h.End(balancer.Result{Kind: balancer.OK, Latency: lat})
 			return resp, nil
+		}
+		if cancelTry != nil {
+			cancelTry()
 		}
 		retryHeld = true
 		retries++
 		u.series.retried(retryReason)
+		if rp.BackOffBase > 0 {
+			if err := backOff(req.Context(), rp, retries); err != nil {
+				return nil, err
+			}
+		}
 	}
+}
+
+// backOff waits before retry number n (1 for the first retry): a random
+// time up to BackOffBase * 2^(n-1), capped at BackOffMax (Envoy's fully
+// jittered exponential back-off). It returns early with ctx's error.
+func backOff(ctx context.Context, rp *config.RetryPolicy, n int) error {
+	ceil := rp.BackOffBase << min(n-1, 16)
+	if rp.BackOffMax > 0 && (ceil > rp.BackOffMax || ceil <= 0) {
+		ceil = rp.BackOffMax
+	}
+	d := time.Duration(rand.Int64N(int64(ceil)) + 1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// grpcRetriable reports whether resp is a gRPC answer whose headers carry
+// a grpc-status the policy retries.
+func grpcRetriable(rp *config.RetryPolicy, resp *http.Response) bool {
+	v := resp.Header.Get("Grpc-Status")
+	if v == "" {
+		return false
+	}
+	code, err := strconv.Atoi(v)
+	return err == nil && rp.RetriableGRPC(code)
 }
 
 // reserveRetry reports whether a request that made retries retries may
 // make one more: within the route's num_retries and the balancer's retry
 // budget. After true the caller holds a retry of the budget until the
 // next attempt ends.
-func (p *Proxy) reserveRetry(u *upstream, svc *config.Service, retries int) bool {
-	if retries >= svc.Retry.Retries {
+func (p *Proxy) reserveRetry(u *upstream, rp *config.RetryPolicy, retries int) bool {
+	if retries >= rp.Retries {
 		return false
 	}
 	if !u.bal.TryRetry() {
@@ -322,11 +422,18 @@ func (p *Proxy) reserveRetry(u *upstream, svc *config.Service, retries int) bool
 type endBody struct {
 	io.ReadCloser
 	once sync.Once
+	// cancel, when set, ends the attempt's per-try timeout.
+	cancel context.CancelFunc
 }
 
 func (b *endBody) Close() error {
 	var err error
-	b.once.Do(func() { err = b.ReadCloser.Close() })
+	b.once.Do(func() {
+		err = b.ReadCloser.Close()
+		if b.cancel != nil {
+			b.cancel()
+		}
+	})
 	return err
 }
 
@@ -391,7 +498,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, listenerPor
 		http.Error(w, "fedmesh: no service "+net.JoinHostPort(host, strconv.Itoa(int(port))), http.StatusNotFound)
 		return
 	}
-	u := p.upstream(svc.Port)
+	u := p.upstream(svc.Cluster)
 	if u == nil {
 		http.Error(w, "fedmesh: service is being configured", http.StatusServiceUnavailable)
 		return

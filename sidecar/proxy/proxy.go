@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	stdlog "log"
@@ -63,8 +64,16 @@ type Proxy struct {
 	snap atomic.Pointer[config.Snapshot]
 
 	mu        sync.Mutex // guards the following
-	upstreams map[naming.ServicePort]*upstream
-	cur       atomic.Pointer[map[naming.ServicePort]*upstream]
+	upstreams map[string]*upstream
+	cur       atomic.Pointer[map[string]*upstream] // by cluster name
+
+	// mirrors bounds the mirrored requests in flight (a token per
+	// request); mirrorCtx ends them when the proxy closes, mirrorWG
+	// waits for them.
+	mirrors      chan struct{}
+	mirrorCtx    context.Context
+	mirrorCancel context.CancelFunc
+	mirrorWG     sync.WaitGroup
 
 	// errorLog receives net/http's own messages (client gone mid-body,
 	// TLS handshake errors), at debug level.
@@ -120,16 +129,18 @@ func New(cfg Config) (*Proxy, error) {
 		cfg:       cfg,
 		log:       log.With("component", "proxy"),
 		m:         m,
-		upstreams: map[naming.ServicePort]*upstream{},
+		upstreams: map[string]*upstream{},
 		closed:    make(chan struct{}),
 		buffers:   newBufferPool(),
+		mirrors:   make(chan struct{}, maxMirrors),
 	}
+	p.mirrorCtx, p.mirrorCancel = context.WithCancel(context.Background())
 	p.errorLog = slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
 	p.appH1 = &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	h2c := new(http.Protocols)
 	h2c.SetUnencryptedHTTP2(true)
 	p.appH2C = &http.Transport{Protocols: h2c, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
-	empty := map[naming.ServicePort]*upstream{}
+	empty := map[string]*upstream{}
 	p.cur.Store(&empty)
 	p.snap.Store(config.NewBuilder(spiffeIDZero).Current())
 	return p, nil
@@ -143,10 +154,18 @@ func New(cfg Config) (*Proxy, error) {
 func (p *Proxy) Update(snap *config.Snapshot) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	next := make(map[naming.ServicePort]*upstream, len(snap.Services))
+	clusters := snap.ClusterList()
+	next := make(map[string]*upstream, len(clusters))
 	var errs []error
-	for sp, svc := range snap.Services {
+	for _, svc := range clusters {
+		sp := svc.Cluster
 		u := p.upstreams[sp]
+		if u != nil && !sameBalancer(u.svc.Load(), svc) {
+			// A new load balancing policy needs a new balancer; the
+			// series stay, they name the same service.
+			u.close()
+			u = nil
+		}
 		switch {
 		case u == nil:
 			nu, err := newUpstream(p, svc)
@@ -165,8 +184,10 @@ func (p *Proxy) Update(snap *config.Snapshot) error {
 	for sp, u := range p.upstreams {
 		if next[sp] == nil {
 			u.close()
-			u.series.delete()
-			p.cfg.BalancerMetrics.Delete(u.name)
+			if !p.hasSeries(next, u.name) {
+				u.series.delete()
+				p.cfg.BalancerMetrics.Delete(u.name)
+			}
 		}
 	}
 	p.updateInboundSeriesLocked(snap)
@@ -176,19 +197,38 @@ func (p *Proxy) Update(snap *config.Snapshot) error {
 	return errors.Join(errs...)
 }
 
+// hasSeries reports whether an upstream of next writes the series name.
+func (p *Proxy) hasSeries(next map[string]*upstream, name string) bool {
+	for _, u := range next {
+		if u.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// sameBalancer reports whether a balancer built for a serves b.
+func sameBalancer(a, b *config.Service) bool {
+	return a.LB == b.LB && a.MinRingSize == b.MinRingSize && a.MaxRingSize == b.MaxRingSize
+}
+
 // Snapshot returns the configuration in use.
 func (p *Proxy) Snapshot() *config.Snapshot { return p.snap.Load() }
 
 // Balancers returns the balancer of every service, for admin pages.
 func (p *Proxy) Balancers() map[naming.ServicePort]*balancer.Balancer {
 	out := map[naming.ServicePort]*balancer.Balancer{}
-	for sp, u := range *p.cur.Load() {
-		out[sp] = u.bal
+	for _, u := range *p.cur.Load() {
+		if svc := u.svc.Load(); svc.Subset == "" {
+			out[svc.Port] = u.bal
+		}
 	}
 	return out
 }
 
-func (p *Proxy) upstream(sp naming.ServicePort) *upstream { return (*p.cur.Load())[sp] }
+// upstream returns the upstream of a cluster (a service port or a subset
+// of one), nil when it is not configured.
+func (p *Proxy) upstream(cluster string) *upstream { return (*p.cur.Load())[cluster] }
 
 // Certificate returns the workload certificate from SDS, for new
 // handshakes; a renewed certificate is used from the next handshake on.
@@ -215,6 +255,7 @@ func (p *Proxy) Bundle() *x509bundle.Bundle {
 func (p *Proxy) Close() {
 	p.once.Do(func() {
 		close(p.closed)
+		p.mirrorCancel()
 		p.mu.Lock()
 		for _, u := range p.upstreams {
 			u.close()
@@ -224,6 +265,7 @@ func (p *Proxy) Close() {
 		p.appH2C.CloseIdleConnections()
 	})
 	p.wg.Wait()
+	p.mirrorWG.Wait()
 }
 
 var (

@@ -69,7 +69,7 @@ func (p *Proxy) pipeTCP(client, up net.Conn, u *upstream, h *balancer.Host, stop
 // service svc until either side hangs up, ctx ends (its listener stops)
 // or the proxy closes.
 func (p *Proxy) serveTCPConn(ctx context.Context, conn net.Conn, svc *config.Service) {
-	u := p.upstream(svc.Port)
+	u := p.upstream(svc.Cluster)
 	if u == nil {
 		conn.Close()
 		return

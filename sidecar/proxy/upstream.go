@@ -52,9 +52,22 @@ type poolKey struct {
 
 func newUpstream(p *Proxy, svc *config.Service) (*upstream, error) {
 	u := &upstream{p: p, name: svc.Port.String(), pools: map[poolKey]*http.Transport{}}
+	if svc.Subset != "" {
+		u.name += "/" + svc.Subset
+	}
 	u.series = newServiceSeries(p.m, "outbound", u.name)
+	policy := balancer.LeastRequest
+	switch svc.LB {
+	case config.RoundRobin:
+		policy = balancer.RoundRobin
+	case config.RingHash:
+		policy = balancer.RingHash
+	}
 	bal, err := balancer.New(balancer.Config{
 		Name:           u.name,
+		Policy:         policy,
+		MinRingSize:    svc.MinRingSize,
+		MaxRingSize:    svc.MaxRingSize,
 		PanicThreshold: int(svc.PanicThreshold),
 		Outlier: balancer.OutlierConfig{
 			Consecutive5xx:   orDisabled(svc.Outlier.Consecutive5xx),
@@ -237,6 +250,9 @@ func (u *upstream) pool(t target, svc *config.Service) *http.Transport {
 	}
 	if svc.Limits.MaxConnections > 0 {
 		tr.MaxConnsPerHost = svc.Limits.MaxConnections
+	}
+	if svc.IdleTimeout > 0 {
+		tr.IdleConnTimeout = svc.IdleTimeout
 	}
 	u.pools[k] = tr
 	return tr

@@ -32,6 +32,19 @@
 // duplicate. Each rejection increments fedmesh_source_rejected_total{reason}
 // once, when it is first seen, and is logged.
 //
+// # Policies and traffic objects
+//
+// AuthorizationPolicy objects (fedmesh.io/v1alpha1) are read beside the
+// Services and returned by AuthorizationPolicies. The traffic objects,
+// HTTPRoute and GRPCRoute (gateway.networking.k8s.io/v1, parents and
+// backends being Services or ServiceImports) and ResiliencePolicy and
+// FaultInjection (fedmesh.io/v1alpha1), are returned by Traffic (see
+// examples/traffic). Neither is exported as a service. Each object is
+// validated as policy.ValidateObject says; a route whose ExtensionRef
+// filter names a FaultInjection that is not in its namespace is left out
+// as a whole, with a problem of reason "unmatched" naming the route and
+// the field, until the FaultInjection appears.
+//
 // # Export time
 //
 // A ServiceExport's metadata.creationTimestamp is its export time, which

@@ -27,8 +27,9 @@ import (
 )
 
 var (
-	_ source.Source       = (*FileSource)(nil)
-	_ source.PolicySource = (*FileSource)(nil)
+	_ source.Source        = (*FileSource)(nil)
+	_ source.PolicySource  = (*FileSource)(nil)
+	_ source.TrafficSource = (*FileSource)(nil)
 )
 
 // FileSource reads a cluster's objects from a directory of YAML and JSON
@@ -43,6 +44,7 @@ type FileSource struct {
 	problems prometheus.Gauge
 	exported prometheus.Gauge
 	policyN  prometheus.Gauge
+	trafficN *prometheus.GaugeVec
 
 	mu sync.Mutex // guards the following
 	// files by name: what each file held when last read.
@@ -62,6 +64,11 @@ type FileSource struct {
 	policies        []policy.AuthorizationPolicy
 	policiesReady   bool
 	policiesChanged chan struct{}
+	// traffic are the traffic objects in force (routes whose references
+	// resolve, and the policies), each list sorted; trafficChanged is
+	// closed (and replaced) when it or policiesReady changes.
+	traffic        policy.Traffic
+	trafficChanged chan struct{}
 }
 
 // fileState is what the source knows of one file.
@@ -102,7 +109,12 @@ func New(cfg Config) (*FileSource, error) {
 			Name: "fedmesh_source_authorization_policies",
 			Help: "AuthorizationPolicies the source currently holds in force.",
 		}),
+		trafficN: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fedmesh_source_traffic_objects",
+			Help: "Traffic objects (routes and traffic policies) the source currently holds in force, by kind.",
+		}, []string{"kind"}),
 		policiesChanged: make(chan struct{}),
+		trafficChanged:  make(chan struct{}),
 		files:           make(map[string]*fileState),
 		firstSeen:       make(map[catalog.ServiceKey]time.Time),
 	}
@@ -110,8 +122,11 @@ func New(cfg Config) (*FileSource, error) {
 	for _, r := range source.Reasons {
 		s.rejected.WithLabelValues(string(r))
 	}
+	for _, k := range trafficKinds {
+		s.trafficN.WithLabelValues(k)
+	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.rejected, s.problems, s.exported, s.policyN} {
+		for _, c := range []prometheus.Collector{s.rejected, s.problems, s.exported, s.policyN, s.trafficN} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("register source metrics: %w", err)
 			}
@@ -199,6 +214,7 @@ func (s *FileSource) scanLocked() bool {
 	if !s.policiesReady {
 		s.policiesReady = true
 		s.notifyPoliciesLocked()
+		s.notifyTrafficLocked()
 	}
 	changed := false
 	present := make(map[string]bool, len(entries))
@@ -287,6 +303,7 @@ func (s *FileSource) rebuildLocked() bool {
 	var objs source.Objects
 	var problems []source.Problem
 	var policies []policy.AuthorizationPolicy
+	var traffic policy.Traffic
 	origins := make(map[source.ObjectRef]origin)
 	exported := make(map[catalog.ServiceKey]bool)
 	for _, name := range s.namesLocked() {
@@ -304,6 +321,9 @@ func (s *FileSource) rebuildLocked() bool {
 			if ap, ok := o.Value.(*policy.AuthorizationPolicy); ok {
 				policies = append(policies, *ap)
 				continue
+			}
+			if traffic.Add(o.Value) == nil {
+				continue // a route or traffic policy
 			}
 			objs.Add(o.Value)
 			if se, ok := o.Value.(*mcsv1alpha1.ServiceExport); ok {
@@ -335,6 +355,18 @@ func (s *FileSource) rebuildLocked() bool {
 		}
 		problems = append(problems, p)
 	}
+	// A route whose ExtensionRef names no FaultInjection is left out as
+	// a whole: never half-applied.
+	policy.SortTraffic(&traffic)
+	unresolved := traffic.Resolve()
+	for _, rp := range unresolved {
+		p := source.Problem{Object: rp.Object(), Reason: source.ReasonUnmatched, Err: rp}
+		if o, ok := byName[p.Object]; ok {
+			p.File, p.Doc = o.file, o.doc
+		}
+		problems = append(problems, p)
+	}
+	traffic = traffic.Without(unresolved)
 	// Count and log only what is new, so a problem that persists across
 	// unrelated changes is counted once.
 	old := make(map[string]bool, len(s.built))
@@ -353,6 +385,15 @@ func (s *FileSource) rebuildLocked() bool {
 		s.policyN.Set(float64(len(policies)))
 		s.log.Info("authorization policies", "policies", len(policies))
 		s.notifyPoliciesLocked()
+	}
+	if !reflect.DeepEqual(traffic, s.traffic) {
+		s.traffic = traffic
+		counts := []int{len(traffic.HTTPRoutes), len(traffic.GRPCRoutes), len(traffic.Resilience), len(traffic.Faults)}
+		for i, k := range trafficKinds {
+			s.trafficN.WithLabelValues(k).Set(float64(counts[i]))
+		}
+		s.log.Info("traffic objects", "httpRoutes", counts[0], "grpcRoutes", counts[1], "resiliencePolicies", counts[2], "faultInjections", counts[3])
+		s.notifyTrafficLocked()
 	}
 	s.exported.Set(float64(len(exports)))
 	if reflect.DeepEqual(exports, s.exports) {
@@ -377,6 +418,32 @@ func (s *FileSource) AuthorizationPolicies() ([]policy.AuthorizationPolicy, bool
 func (s *FileSource) notifyPoliciesLocked() {
 	close(s.policiesChanged)
 	s.policiesChanged = make(chan struct{})
+}
+
+// trafficKinds label fedmesh_source_traffic_objects, in Traffic's order.
+var trafficKinds = []string{policy.KindHTTPRoute, policy.KindGRPCRoute, policy.KindResiliencePolicy, policy.KindFaultInjection}
+
+// Traffic returns the traffic objects in force: the valid ones of every
+// file's last good version, less the routes whose ExtensionRef names no
+// FaultInjection of their namespace (each reported as a Problem), each
+// list sorted by namespace/name; ready once the directory was read (by
+// Load or Run); and a channel closed at the next change of either. The
+// caller must not change the objects.
+func (s *FileSource) Traffic() (policy.Traffic, bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := policy.Traffic{
+		HTTPRoutes: slices.Clone(s.traffic.HTTPRoutes),
+		GRPCRoutes: slices.Clone(s.traffic.GRPCRoutes),
+		Resilience: slices.Clone(s.traffic.Resilience),
+		Faults:     slices.Clone(s.traffic.Faults),
+	}
+	return t, s.policiesReady, s.trafficChanged
+}
+
+func (s *FileSource) notifyTrafficLocked() {
+	close(s.trafficChanged)
+	s.trafficChanged = make(chan struct{})
 }
 
 var errNotRegular = errors.New("not a regular file")

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 
 	"github.com/fedmesh/fedmesh/controlplane/source"
@@ -27,6 +28,8 @@ func FuzzParseFile(f *testing.F) {
 		"apiVersion: fedmesh.io/v1alpha1\nkind: Workload\nmetadata: {name: w}\nspec: {address: '::1', ports: {'': 1}}\n",
 		"key: value\nkey: again\n",
 		"--- {apiVersion: v1, kind: Service, metadata: {name: x}}\n",
+		docs(canaryRoute, chaosRoute, chaosFault, greeterRoute, echoResilience),
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{name: echo}], rules: [{backendRefs: [{name: e}]}]}\n",
 		"apiVersion: fedmesh.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {action: DENY, rules: [{from: [{source: {principals: ['spiffe://td/ns/a/sa/*']}}], to: [{operation: {ports: ['80'], paths: ['*.css']}}]}]}\n",
 	} {
 		f.Add("f.yaml", []byte(seed))
@@ -58,6 +61,8 @@ func FuzzParseFile(f *testing.F) {
 				err = source.ValidateServiceExport(v)
 			case *policy.AuthorizationPolicy:
 				err = policy.Validate(v)
+			case *gatewayv1.HTTPRoute, *gatewayv1.GRPCRoute, *policy.ResiliencePolicy, *policy.FaultInjection:
+				err = policy.ValidateObject(v)
 			default:
 				t.Errorf("object %s has unexpected type %T", o.Ref, v)
 			}

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	sigsjson "sigs.k8s.io/json"
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	"sigs.k8s.io/yaml"
@@ -33,8 +34,11 @@ type Object struct {
 	// Ref names the object.
 	Ref source.ObjectRef
 	// Value is a *corev1.Service, *discoveryv1.EndpointSlice,
-	// *mcsv1alpha1.ServiceExport, *source.Workload or
-	// *policy.AuthorizationPolicy, decoded and valid.
+	// *mcsv1alpha1.ServiceExport, *source.Workload,
+	// *policy.AuthorizationPolicy, or a traffic object
+	// (*gatewayv1.HTTPRoute, *gatewayv1.GRPCRoute,
+	// *policy.ResiliencePolicy, *policy.FaultInjection), decoded and
+	// valid.
 	Value any
 }
 
@@ -67,6 +71,10 @@ var (
 	kindServiceExport = kind{mcsv1alpha1.SchemeGroupVersion.String(), "ServiceExport"}
 	kindWorkload      = kind{source.WorkloadAPIVersion, source.WorkloadKind}
 	kindAuthzPolicy   = kind{policy.APIVersion, policy.Kind}
+	kindHTTPRoute     = kind{policy.GatewayAPIVersion, policy.KindHTTPRoute}
+	kindGRPCRoute     = kind{policy.GatewayAPIVersion, policy.KindGRPCRoute}
+	kindResilience    = kind{policy.APIVersion, policy.KindResiliencePolicy}
+	kindFault         = kind{policy.APIVersion, policy.KindFaultInjection}
 )
 
 // known maps each kind the source reads to a constructor of its object.
@@ -76,6 +84,10 @@ var known = map[kind]func() any{
 	kindServiceExport: func() any { return new(mcsv1alpha1.ServiceExport) },
 	kindWorkload:      func() any { return new(source.Workload) },
 	kindAuthzPolicy:   func() any { return new(policy.AuthorizationPolicy) },
+	kindHTTPRoute:     func() any { return new(gatewayv1.HTTPRoute) },
+	kindGRPCRoute:     func() any { return new(gatewayv1.GRPCRoute) },
+	kindResilience:    func() any { return new(policy.ResiliencePolicy) },
+	kindFault:         func() any { return new(policy.FaultInjection) },
 }
 
 // ignored kinds are accepted without a problem and without effect, so that
@@ -239,6 +251,18 @@ func parseDocument(doc []byte) (*Object, *source.Problem) {
 	case *policy.AuthorizationPolicy:
 		v.Namespace = ns
 		verr = policy.Validate(v)
+	case *gatewayv1.HTTPRoute:
+		v.Namespace = ns
+		verr = policy.ValidateObject(v)
+	case *gatewayv1.GRPCRoute:
+		v.Namespace = ns
+		verr = policy.ValidateObject(v)
+	case *policy.ResiliencePolicy:
+		v.Namespace = ns
+		verr = policy.ValidateObject(v)
+	case *policy.FaultInjection:
+		v.Namespace = ns
+		verr = policy.ValidateObject(v)
 	}
 	if verr != nil {
 		return nil, &source.Problem{Object: ref.String(), Reason: source.ReasonInvalid, Err: verr}
@@ -252,5 +276,5 @@ func unknownKind(k kind) error {
 			return fmt.Errorf("apiVersion %q of kind %s is not supported (want %s)", k.apiVersion, k.kind, kk.apiVersion)
 		}
 	}
-	return fmt.Errorf("kind %s (apiVersion %q) is not one this source reads (Service, EndpointSlice, ServiceExport, Workload, AuthorizationPolicy)", k.kind, k.apiVersion)
+	return fmt.Errorf("kind %s (apiVersion %q) is not one this source reads (Service, EndpointSlice, ServiceExport, Workload, AuthorizationPolicy, HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection)", k.kind, k.apiVersion)
 }
