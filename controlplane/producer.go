@@ -16,7 +16,9 @@ import (
 
 // Unpublished is a producer route or policy of this cluster's traffic
 // set that no export carries, because this cluster does not export its
-// service. It applies to this cluster's callers only.
+// service. It is in force nowhere, not even here: producer routes and
+// policies reach every cluster's plan, this one's included, only through
+// the view, with their service's export.
 type Unpublished struct {
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
@@ -146,7 +148,7 @@ func (p *producers) pushLocked() {
 	if !slices.Equal(unpublished, p.unpublished) {
 		p.unpublished = unpublished
 		if len(unpublished) > 0 {
-			p.log.Info("producer routes or policies not published: this cluster does not export their service, so they apply to its own callers only", "objects", unpublished)
+			p.log.Warn("producer routes or policies not published, so in force nowhere: this cluster does not export their service", "objects", unpublished)
 		}
 	}
 	select {

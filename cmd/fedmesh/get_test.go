@@ -19,25 +19,12 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/fedmesh/fedmesh/controlplane"
-	"github.com/fedmesh/fedmesh/controlplane/source"
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/policy"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
-
-// withTraffic gives a file source a fixed traffic set, ready at once.
-type withTraffic struct {
-	*filesource.FileSource
-	t policy.Traffic
-}
-
-var _ source.TrafficSource = (*withTraffic)(nil)
-
-func (s *withTraffic) Traffic() (policy.Traffic, bool, <-chan struct{}) {
-	return s.t, true, nil
-}
 
 const getTestFiles = `apiVersion: v1
 kind: Service
@@ -60,14 +47,14 @@ var getTestTraffic = []string{`apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: canary, namespace: demo}
 spec:
-  parentRefs: [{kind: Service, name: echo}]
+  parentRefs: [{group: "", kind: Service, name: echo}]
   rules:
   - backendRefs: [{name: echo, port: 8080, weight: 90}, {name: echo-v2, port: 8080, weight: 10}]
 `, `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: to-v2, namespace: client}
 spec:
-  parentRefs: [{kind: Service, name: echo, namespace: demo}]
+  parentRefs: [{group: "", kind: Service, name: echo, namespace: demo}]
   rules:
   - matches: [{headers: [{name: x-canary, value: "yes"}]}]
     backendRefs: [{name: echo-v2, namespace: demo, port: 8080}]
@@ -80,28 +67,21 @@ spec:
 `}
 
 // getTestControlPlane runs a real control plane (embedded etcd, plain
-// HTTP admin) whose source has the test's routes and policies, and
-// returns its admin URL once it is ready.
+// HTTP admin) whose file source holds echo and the test's routes and
+// policies, and returns its admin URL once it is ready.
 func getTestControlPlane(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "echo.yaml"), []byte(getTestFiles), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fs, err := filesource.New(filesource.Config{Dir: dir, Cluster: "east-1", Region: "us-east", Zone: "a", Logger: log})
-	if err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "traffic.yaml"), []byte(strings.Join(getTestTraffic, "---\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	src := &withTraffic{FileSource: fs}
-	for _, d := range getTestTraffic {
-		obj, err := policy.ParseObject([]byte(d))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := src.t.Add(obj); err != nil {
-			t.Fatal(err)
-		}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	src, err := filesource.New(filesource.Config{Dir: dir, Cluster: "east-1", Region: "us-east", Zone: "a", Logger: log})
+	if err != nil {
+		t.Fatal(err)
 	}
 	srv, err := controlplane.New(controlplane.Config{
 		Cluster: "east-1", Locality: topology.Locality{Region: "us-east", Zone: "a"},

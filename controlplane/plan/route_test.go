@@ -223,7 +223,7 @@ func TestRoutesMatchesAndBackends(t *testing.T) {
 kind: GRPCRoute
 metadata: {name: g, namespace: demo}
 spec:
-  parentRefs: [{kind: Service, name: echo}]
+  parentRefs: [{group: "", kind: Service, name: echo}]
   rules:
   - matches:
     - method: {service: echo.Echo, method: Say}
@@ -247,7 +247,7 @@ spec:
 kind: HTTPRoute
 metadata: {name: other-port, namespace: demo}
 spec:
-  parentRefs: [{kind: Service, name: echo, port: 9090}]
+  parentRefs: [{group: "", kind: Service, name: echo, port: 9090}]
   rules: [{backendRefs: [{name: echo-v2, port: 8080}]}]
 `},
 			want: []string{"origin default", "default prefix:/ -> " + echoOut + "*1"},

@@ -62,7 +62,7 @@ const proxylessRoutes = `apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: {name: echo, namespace: demo}
 spec:
-  parentRefs: [{kind: Service, name: echo}]
+  parentRefs: [{group: "", kind: Service, name: echo}]
   rules:
   - matches: [{headers: [{name: x-group, value: b}]}]
     backendRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: echo-v2, port: 50051}]
