@@ -30,7 +30,7 @@ func TestParseObject(t *testing.T) {
 		{"not an object", "- a\n- b\n", ErrParseTraffic, "not an object"},
 		{"too large", strings.Repeat("#", MaxDocumentSize+1), ErrParseTraffic, "at most"},
 		{"invalid", strings.Replace(goodFault, "httpStatus: 503", "httpStatus: 600", 1), catalog.ErrInvalid, `FaultInjection demo/f: spec.abort.httpStatus "600": out of range 200-599`},
-		{"bare on is YAML's true", strings.Replace(goodResilience, `"on":`, "on:", 1), ErrParseTraffic, `unknown field "spec.retry.true"`},
+		{"the old retry field on", strings.Replace(goodResilience, "retryOn:", `"on":`, 1), ErrParseTraffic, `unknown field "spec.retry.on"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -97,9 +97,9 @@ const (
 type Retry struct {
 	// Attempts is how many times a failed request is retried (0: never).
 	Attempts *int32 `json:"attempts,omitempty"`
-	// On lists the conditions retried; empty: connect-failure, reset,
+	// RetryOn lists the conditions retried; empty: connect-failure, reset,
 	// gateway-error and unavailable.
-	On []RetryOn `json:"on,omitempty"`
+	RetryOn []RetryOn `json:"retryOn,omitempty"`
 	// StatusCodes are further retriable HTTP statuses (400-599); they
 	// imply retriable-status-codes.
 	StatusCodes []int32 `json:"statusCodes,omitempty"`

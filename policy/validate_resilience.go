@@ -44,12 +44,12 @@ func validateResilience(fe *fieldErrors, p *ResiliencePolicy) {
 		if r.Attempts != nil && (*r.Attempts < 0 || *r.Attempts > MaxRetryAttempts) {
 			fe.add("spec.retry.attempts", fmt.Sprint(*r.Attempts), fmt.Sprintf("out of range 0-%d", MaxRetryAttempts))
 		}
-		if len(r.On) > MaxRetryOn {
-			fe.add("spec.retry.on", "", fmt.Sprintf("%d conditions, at most %d", len(r.On), MaxRetryOn))
+		if len(r.RetryOn) > MaxRetryOn {
+			fe.add("spec.retry.retryOn", "", fmt.Sprintf("%d conditions, at most %d", len(r.RetryOn), MaxRetryOn))
 		} else {
 			seen := map[RetryOn]bool{}
-			for i, on := range r.On {
-				f := fmt.Sprintf("spec.retry.on[%d]", i)
+			for i, on := range r.RetryOn {
+				f := fmt.Sprintf("spec.retry.retryOn[%d]", i)
 				switch on {
 				case RetryOn5xx, RetryOnGatewayError, RetryOnReset, RetryOnConnectFailure, RetryOnRetriableStatusCodes,
 					RetryOnCancelled, RetryOnDeadlineExceeded, RetryOnInternal, RetryOnResourceExhausted, RetryOnUnavailable:

@@ -78,7 +78,7 @@ spec:
   targetRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: echo}, {kind: Service, name: other}]
   retry:
     attempts: 3
-    "on": [5xx, reset, unavailable]
+    retryOn: [5xx, reset, unavailable]
     statusCodes: [429, 503]
     perTryTimeout: 2s
     backoff: {baseInterval: 25ms, maxInterval: 250ms}
@@ -582,14 +582,14 @@ func TestValidateResiliencePolicy(t *testing.T) {
 		{"retry", func(p *ResiliencePolicy) {
 			r := p.Spec.Retry
 			r.Attempts = ptr(int32(-1))
-			r.On = []RetryOn{"5xx", "bogus", "5xx"}
+			r.RetryOn = []RetryOn{"5xx", "bogus", "5xx"}
 			r.StatusCodes = []int32{200, 503, 503}
 			r.PerTryTimeout = d("0s")
 			r.Backoff = &Backoff{BaseInterval: d("1s"), MaxInterval: d("100ms")}
 		}, []fieldWant{
 			{"spec.retry.attempts", "out of range 0-100"},
-			{"spec.retry.on[1]", "must be one of 5xx"},
-			{"spec.retry.on[2]", "listed twice"},
+			{"spec.retry.retryOn[1]", "must be one of 5xx"},
+			{"spec.retry.retryOn[2]", "listed twice"},
 			{"spec.retry.statusCodes[0]", "out of range 400-599"},
 			{"spec.retry.statusCodes[2]", "listed twice"},
 			{"spec.retry.perTryTimeout", "must be positive"},

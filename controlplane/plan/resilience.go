@@ -161,7 +161,7 @@ func applyResilience(r *Route, res *policy.ResilienceSpec, timeout, perTry *time
 		if rt.Attempts == nil {
 			out.Attempts = 2
 		}
-		for _, on := range rt.On {
+		for _, on := range rt.RetryOn {
 			out.On = append(out.On, string(on))
 		}
 		if len(out.On) == 0 {

@@ -62,7 +62,7 @@ type level struct {
 	priority int     // the control plane's priority value
 	hosts    []*Host // every host of the priority
 	avail    []*Host // hosts healthy and not ejected when the state was built
-	ring     ring    // RingHash: the ring of avail (of hosts when none is)
+	ring     ring    // RingHash: the ring of hosts
 }
 
 // New returns a balancer with no hosts; call Update to give it some.
@@ -154,12 +154,11 @@ func (b *Balancer) publishLocked(now int64) *state {
 	}
 	if b.cfg.Policy == RingHash {
 		for i := range s.levels {
+			// The ring holds every host of the level; picks skip those
+			// not available, so an ejection or a health change moves
+			// only the keys of the host concerned.
 			lv := &s.levels[i]
-			if len(lv.avail) > 0 {
-				lv.ring = buildRing(lv.avail, b.cfg.MinRingSize, b.cfg.MaxRingSize)
-			} else {
-				lv.ring = buildRing(lv.hosts, b.cfg.MinRingSize, b.cfg.MaxRingSize)
-			}
+			lv.ring = buildRing(lv.hosts, b.cfg.MinRingSize, b.cfg.MaxRingSize)
 		}
 	}
 	s.load = topology.ComputeLoad(counts, topology.LoadConfig{
@@ -266,13 +265,16 @@ func (b *Balancer) pickIn(s *state, now int64, hash uint64, hashed bool, exclude
 		// Envoy's ring hash: the priority by the hash too, then the ring
 		// of that priority; when it has nobody left, the first priority
 		// in order whose ring has.
-		if h := lv.ring.pick(hash, now, exclude); h != nil {
+		if h := lv.ring.pick(hash, now, !s.load.Panic[p], exclude); h != nil {
 			return h
 		}
 		for i := range s.levels {
-			if h := s.levels[i].ring.pick(hash, now, exclude); h != nil {
+			if h := s.levels[i].ring.pick(hash, now, true, exclude); h != nil {
 				return h
 			}
+		}
+		if s.load.Panic[p] {
+			return lv.ring.pick(hash, now, false, exclude)
 		}
 		return nil
 	}

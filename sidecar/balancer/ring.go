@@ -62,8 +62,9 @@ func buildRing(hosts []*Host, minSize, maxSize uint64) ring {
 }
 
 // pick returns the host of the first point at or after hash whose host
-// is not ejected at now and not excluded; nil when there is none.
-func (r ring) pick(hash uint64, now int64, exclude []*Host) *Host {
+// is not excluded and, with checkAvail, healthy and not ejected at now;
+// nil when there is none.
+func (r ring) pick(hash uint64, now int64, checkAvail bool, exclude []*Host) *Host {
 	n := len(r)
 	if n == 0 {
 		return nil
@@ -84,7 +85,7 @@ func (r ring) pick(hash uint64, now int64, exclude []*Host) *Host {
 			continue
 		}
 		last = h
-		if h.ejected(now) || slices.Contains(exclude, h) {
+		if checkAvail && (h.ejected(now) || !h.ep.Load().Healthy) || slices.Contains(exclude, h) {
 			continue
 		}
 		return h
