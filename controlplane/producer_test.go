@@ -108,6 +108,12 @@ func TestProducersJoin(t *testing.T) {
 		t.Fatalf("exports %+v sent before the traffic source was ready", set)
 	default:
 	}
+	// A traffic source that never gets ready holds the exports only
+	// until stopWaiting: then they go without policies.
+	p.stopWaiting()
+	if set := <-p.out; len(set) != 2 || set[0].Policies != nil || set[1].Policies != nil {
+		t.Fatalf("exports after giving up waiting: %+v, want both without policies", set)
+	}
 	p.setTraffic(tr, true)
 	set := <-p.out
 	want := map[string]*catalog.Policies{"echo": encodeProducer(t, tr, "echo"), "shop": encodeProducer(t, tr, "shop")}
