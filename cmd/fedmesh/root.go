@@ -76,5 +76,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newWebhookCmd())
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newAuthzCmd())
+	root.AddCommand(newRoutesCmd())
 	return root
 }
