@@ -77,5 +77,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newAuthzCmd())
 	root.AddCommand(newGetCmd())
+	root.AddCommand(newRoutesCmd())
 	return root
 }
