@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -16,7 +17,9 @@ import (
 
 // Unpublished is a producer route or policy of this cluster's traffic
 // set that no export carries, because this cluster does not export its
-// service. It applies to this cluster's callers only.
+// service. It is in force nowhere, not even here: producer routes and
+// policies reach every cluster's plan, this one's included, only through
+// the view, with their service's export.
 type Unpublished struct {
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
@@ -55,6 +58,40 @@ type producers struct {
 	attached    map[catalog.ServiceKey]*catalog.Policies
 	unpublished []Unpublished
 	waitLogged  bool
+	// gaveUp is set by stopWaiting: exports are written without waiting
+	// for the traffic any longer.
+	gaveUp bool
+}
+
+// trafficGrace is how long exports wait for the traffic source's first
+// read (see pushLocked) before they are written without their policies,
+// so that a traffic source that cannot read (a missing permission) does
+// not keep the cluster's services from the federation.
+const trafficGrace = 30 * time.Second
+
+// waitTraffic calls stopWaiting after trafficGrace, unless ctx ends
+// first.
+func (p *producers) waitTraffic(ctx context.Context) {
+	t := time.NewTimer(trafficGrace)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+		p.stopWaiting()
+	}
+}
+
+// stopWaiting makes exports go out without waiting for the traffic
+// source any longer; they get their policies once it is ready.
+func (p *producers) stopWaiting() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.trafficReady || p.gaveUp {
+		return
+	}
+	p.gaveUp = true
+	p.log.Warn("the traffic source has not read its objects in time; exports are written without producer policies until it does", "waited", trafficGrace)
+	p.pushLocked()
 }
 
 func newProducers(log *slog.Logger, encodeErrs prometheus.Counter, hasTraffic bool) *producers {
@@ -103,14 +140,14 @@ func (p *producers) Unpublished() []Unpublished {
 }
 
 // pushLocked joins exports and traffic and leaves the set in out. Until
-// both the exports and the traffic have been read once nothing is sent:
-// writing exports without their policies would withdraw them from every
-// peer until the traffic arrives.
+// both the exports and the traffic have been read once (or stopWaiting
+// was called) nothing is sent: writing exports without their policies
+// would withdraw them from every peer until the traffic arrives.
 func (p *producers) pushLocked() {
 	if !p.haveExports {
 		return
 	}
-	if !p.trafficReady {
+	if !p.trafficReady && !p.gaveUp {
 		if !p.waitLogged {
 			p.waitLogged = true
 			p.log.Info("exports wait for the traffic source's first read, so that they carry their producer policies")
@@ -146,7 +183,7 @@ func (p *producers) pushLocked() {
 	if !slices.Equal(unpublished, p.unpublished) {
 		p.unpublished = unpublished
 		if len(unpublished) > 0 {
-			p.log.Info("producer routes or policies not published: this cluster does not export their service, so they apply to its own callers only", "objects", unpublished)
+			p.log.Warn("producer routes or policies not published, so in force nowhere: this cluster does not export their service", "objects", unpublished)
 		}
 	}
 	select {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,45 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedmesh/fedmesh/catalog"
-	"github.com/fedmesh/fedmesh/controlplane/source"
-	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/policy"
 	"github.com/fedmesh/fedmesh/store"
 )
-
-// trafficFiles adds a traffic set the test controls to a file source.
-type trafficFiles struct {
-	*filesource.FileSource
-
-	mu      sync.Mutex // guards the following
-	t       policy.Traffic
-	ready   bool
-	changed chan struct{}
-}
-
-var _ source.TrafficSource = (*trafficFiles)(nil)
-
-func newTrafficFiles(fs *filesource.FileSource) *trafficFiles {
-	return &trafficFiles{FileSource: fs, changed: make(chan struct{})}
-}
-
-func (s *trafficFiles) Traffic() (policy.Traffic, bool, <-chan struct{}) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.t, s.ready, s.changed
-}
-
-// set makes docs the traffic set in force.
-func (s *trafficFiles) set(t *testing.T, docs ...string) {
-	t.Helper()
-	tr := parseTraffic(t, docs...)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.t, s.ready = tr, true
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
 
 func parseTraffic(t testing.TB, docs ...string) policy.Traffic {
 	t.Helper()
@@ -82,7 +46,7 @@ func route(ns, name, parent, parentNS string, weight int) string {
 kind: HTTPRoute
 metadata: {name: %s, namespace: %s}
 spec:
-  parentRefs: [{kind: Service, name: %s%s}]
+  parentRefs: [{group: "", kind: Service, name: %s%s}]
   rules:
   - backendRefs: [{name: echo, namespace: demo, port: 8080, weight: %d}, {name: echo-v2, namespace: demo, port: 8080, weight: %d}]
 `, name, ns, parent, pns, 100-weight, weight)
@@ -144,6 +108,12 @@ func TestProducersJoin(t *testing.T) {
 		t.Fatalf("exports %+v sent before the traffic source was ready", set)
 	default:
 	}
+	// A traffic source that never gets ready holds the exports only
+	// until stopWaiting: then they go without policies.
+	p.stopWaiting()
+	if set := <-p.out; len(set) != 2 || set[0].Policies != nil || set[1].Policies != nil {
+		t.Fatalf("exports after giving up waiting: %+v, want both without policies", set)
+	}
 	p.setTraffic(tr, true)
 	set := <-p.out
 	want := map[string]*catalog.Policies{"echo": encodeProducer(t, tr, "echo"), "shop": encodeProducer(t, tr, "shop")}
@@ -189,18 +159,11 @@ func modRevision(t *testing.T, st *store.Store, name string) int64 {
 }
 
 // TestMemberPublishesProducerPolicies runs a control plane with a real
-// etcd whose source has routes: each export carries its service's
+// etcd whose file source has routes: each export carries its service's
 // producer policies, a changed route rewrites only that service's export,
 // and the traffic page lists every object with its origin.
 func TestMemberPublishesProducerPolicies(t *testing.T) {
-	var src *trafficFiles
-	m := startMember(t, memberOptions{
-		files: map[string]string{"echo.yaml": echoYAML, "shop.yaml": shopYAML},
-		config: func(c *Config) {
-			src = newTrafficFiles(c.Source.(*filesource.FileSource))
-			c.Source = src
-		},
-	})
+	m := startMember(t, memberOptions{files: map[string]string{"echo.yaml": echoYAML, "shop.yaml": shopYAML}})
 	stored := func(name string) (*catalog.Policies, error) {
 		st := m.srv.Store()
 		if st == nil {
@@ -231,13 +194,9 @@ func TestMemberPublishesProducerPolicies(t *testing.T) {
 		})
 	}
 
-	// Nothing is written before the traffic source has read its input.
-	if err := m.operatorGet("/readyz", new(any)); err == nil {
-		t.Error("ready before the traffic source was")
-	}
 	docs := []string{route("demo", "canary", "echo", "", 10), route("client", "consumer", "echo", "demo", 50),
 		route("demo", "ghost-route", "ghost", "", 10), shopResilience}
-	src.set(t, docs...)
+	m.write(t, "traffic.yaml", strings.Join(docs, "---\n"))
 	tr := parseTraffic(t, docs...)
 	waitPolicies("echo published with its route", "echo", encodeProducer(t, tr, "echo"))
 	waitPolicies("shop published with its policy", "shop", encodeProducer(t, tr, "shop"))
@@ -245,7 +204,7 @@ func TestMemberPublishesProducerPolicies(t *testing.T) {
 	shopRev := modRevision(t, m.srv.Store(), "shop")
 	echoRev := modRevision(t, m.srv.Store(), "echo")
 	docs[0] = route("demo", "canary", "echo", "", 90)
-	src.set(t, docs...)
+	m.write(t, "traffic.yaml", strings.Join(docs, "---\n"))
 	tr = parseTraffic(t, docs...)
 	waitPolicies("echo's new route published", "echo", encodeProducer(t, tr, "echo"))
 	if got := modRevision(t, m.srv.Store(), "echo"); got <= echoRev {

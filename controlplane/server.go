@@ -397,6 +397,7 @@ func (s *Server) runCatalog(ctx context.Context, m *mesh) error {
 	}
 	if ts, ok := s.cfg.Source.(source.TrafficSource); ok {
 		g.Go(func() error { s.producers.followTraffic(gctx, ts); return nil })
+		g.Go(func() error { s.producers.waitTraffic(gctx); return nil })
 	}
 	g.Go(func() error { return s.cfg.Source.Run(gctx, s.producers.setExports) })
 	g.Go(func() error {

@@ -158,7 +158,7 @@ func trafficObjects(cluster string, local *policy.Traffic, unpublished []Unpubli
 		o.Service = strings.Join(svcs, ",")
 		np := notPublished[kind+" "+ns+"/"+name]
 		if len(np) > 0 {
-			o.Note = "not published (this cluster does not export " + strings.Join(np, ", ") + "): applies to this cluster's callers only"
+			o.Note = "not published (this cluster does not export " + strings.Join(np, ", ") + "): producer objects are in force only with their service's export"
 		}
 		o.Published = len(np) < len(producerOf)
 		for _, k := range producerOf {

@@ -23,6 +23,20 @@
 // persisted and publishing it at once, before any peer answers, and each
 // replicator resumes its watch after the persisted revision.
 //
+// # Producer policies
+//
+// An export may carry its cluster's producer routes and policies of the
+// service (catalog.Export.Policies); they are replicated, persisted and
+// resumed with it, nothing apart. Before any cluster's snapshot (or
+// persisted imports) reaches the merge, each export's policies are
+// checked with merge.CheckPolicies: policies that do not decode, are not
+// the service's own, or whose digest is wrong are refused: the export is
+// merged as if it carried none, the refusal is logged and counted once
+// per cluster, service and digest
+// (fedmesh_federation_policies_refused_total) and listed in
+// Status.RefusedPolicies. The merge puts the oldest export's policies in
+// force and reports a PolicyConflict (see package merge).
+//
 // # Fencing
 //
 // A peer is fenced when serf reports it failed or leaving, or when its

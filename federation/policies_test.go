@@ -23,7 +23,7 @@ func canary(t *testing.T, parent string, weight int) *catalog.Policies {
 kind: HTTPRoute
 metadata: {name: canary, namespace: demo}
 spec:
-  parentRefs: [{kind: Service, name: %s}]
+  parentRefs: [{group: "", kind: Service, name: %s}]
   rules:
   - backendRefs: [{name: echo, port: 8080, weight: %d}, {name: echo-v2, port: 8080, weight: %d}]
 `, parent, 100-weight, weight))

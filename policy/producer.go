@@ -36,7 +36,9 @@ func NamesService(group, kind, name, refNS, ns, svc string) bool {
 // parentNamesService reports whether route parent ref pr of a route in
 // routeNS names service ns/name.
 func parentNamesService(pr gatewayv1.ParentReference, routeNS, ns, name string) bool {
-	group, kind, refNS := "", KindService, routeNS
+	// Unset, a parent is a Gateway (the Gateway API's defaults), which
+	// names no service.
+	group, kind, refNS := GatewayGroup, "Gateway", routeNS
 	if pr.Group != nil {
 		group = string(*pr.Group)
 	}

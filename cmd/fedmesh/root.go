@@ -76,5 +76,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newWebhookCmd())
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newAuthzCmd())
+	root.AddCommand(newGetCmd())
+	root.AddCommand(newRoutesCmd())
 	return root
 }

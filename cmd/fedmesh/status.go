@@ -92,6 +92,17 @@ func printStatus(w io.Writer, st federation.Status) error {
 			return err
 		}
 	}
+	if len(st.RefusedPolicies) > 0 {
+		fmt.Fprintln(w, "\nRefused producer policies (the export is merged as if it carried none):")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SERVICE\tCLUSTER\tERROR")
+		for _, r := range st.RefusedPolicies {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Service, r.Cluster, strings.ReplaceAll(r.Error, "\n", " "))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

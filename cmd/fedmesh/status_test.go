@@ -27,6 +27,8 @@ func TestStatusCmd(t *testing.T) {
 		Fenced: []federation.FencedPeer{{Name: "west-1", Reason: "serf reports the control plane failed"}},
 		Conflicts: []federation.Conflict{{Service: "demo/echo", Cluster: "west-1", Reason: "PortConflict",
 			Message: "export from west-1 conflicts with the oldest export, from east-1: ports [http:81/TCP], not [http:80/TCP]"}},
+		RefusedPolicies: []federation.RefusedPolicies{{Service: "demo/shop", Cluster: "west-1", Digest: "abc",
+			Error: "producer policies refused: service demo/shop: 1 of 1 HTTPRoute objects are not producer policies of the service"}},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != federation.StatusPath {
@@ -57,6 +59,7 @@ func TestStatusCmd(t *testing.T) {
 			"west-1          failed  us-west  -     40ms",
 			"west-1  serf reports the control plane failed",
 			"demo/echo  west-1   PortConflict",
+			"demo/shop  west-1   producer policies refused: service demo/shop: 1 of 1 HTTPRoute",
 		}},
 		{name: "yaml", args: []string{"-o", "yaml"}, contains: []string{"cluster: east-1", "importLag: 20s", "reason: PortConflict"}},
 	}

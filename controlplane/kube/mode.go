@@ -75,7 +75,7 @@ func NewMode(cfg ModeConfig) (*Mode, error) {
 		}
 	}
 	if m.Sink, err = NewSink(SinkConfig{
-		Clients: clients, Cluster: cfg.Cluster, Namespace: cfg.Namespace, Validity: m.Source, Policies: m.Source, Elector: m.Elector,
+		Clients: clients, Cluster: cfg.Cluster, Namespace: cfg.Namespace, Validity: m.Source, Policies: m.Source, Traffic: m.Source, Elector: m.Elector,
 		Logger: cfg.Logger, Registerer: cfg.Registerer,
 	}); err != nil {
 		return nil, fmt.Errorf("kube sink: %w", err)

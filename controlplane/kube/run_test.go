@@ -29,10 +29,17 @@ func fakeClients(kubeObjs []runtime.Object, mcsObjs ...runtime.Object) Clients {
 	return Clients{Kube: fake.NewSimpleClientset(kubeObjs...), MCS: mcsfake.NewSimpleClientset(mcsObjs...), Dynamic: fakeDynamic()}
 }
 
-// fakeDynamic is a dynamic client that serves AuthorizationPolicies.
+// fakeDynamic is a dynamic client that serves AuthorizationPolicies and
+// the traffic objects.
 func fakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
 	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{PolicyResource: "AuthorizationPolicyList"}, objs...)
+		map[schema.GroupVersionResource]string{
+			PolicyResource:           "AuthorizationPolicyList",
+			HTTPRouteResource:        "HTTPRouteList",
+			GRPCRouteResource:        "GRPCRouteList",
+			ResiliencePolicyResource: "ResiliencePolicyList",
+			FaultInjectionResource:   "FaultInjectionList",
+		}, objs...)
 }
 
 // run starts f on a goroutine and stops it at cleanup.

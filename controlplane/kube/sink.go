@@ -57,6 +57,11 @@ type SinkConfig struct {
 	// and ResolvedRefs conditions (written with Clients.Dynamic, which
 	// is then required).
 	Policies PolicyStatusReporter
+	// Traffic, when set, gives every HTTPRoute and GRPCRoute its
+	// status.parents entries (controller ControllerName) and every
+	// ResiliencePolicy and FaultInjection its conditions (written with
+	// Clients.Dynamic, which is then required).
+	Traffic TrafficStatusReporter
 	// Elector, when set, lets the sink write only while this replica is
 	// the leader. Nil writes always (one replica).
 	Elector *Elector
@@ -91,6 +96,8 @@ type Sink struct {
 	// its last successful status write was based on. Used by lead's
 	// goroutine only; reset at each lead.
 	policyWritten map[types.UID]string
+	// trafficWritten is the same for the traffic objects.
+	trafficWritten map[types.UID]string
 }
 
 // NewSink validates cfg and returns a Sink; Run starts it.
@@ -103,6 +110,9 @@ func NewSink(cfg SinkConfig) (*Sink, error) {
 	}
 	if cfg.Policies != nil && cfg.Clients.Dynamic == nil {
 		return nil, fmt.Errorf("%w: the sink writes AuthorizationPolicy status with a dynamic client, and has none", ErrConfig)
+	}
+	if cfg.Traffic != nil && cfg.Clients.Dynamic == nil {
+		return nil, fmt.Errorf("%w: the sink writes route and traffic policy status with a dynamic client, and has none", ErrConfig)
 	}
 	if cfg.MinRetry == 0 {
 		cfg.MinRetry = DefaultMinRetry
@@ -235,6 +245,7 @@ func (s *Sink) lead(ctx context.Context) error {
 	}
 	s.log.Info("writing ServiceImports")
 	s.policyWritten = map[types.UID]string{}
+	s.trafficWritten = map[types.UID]string{}
 
 	// MinRetry, doubling up to MaxRetry, without jitter; reset after a
 	// reconciliation that succeeds.
@@ -249,7 +260,7 @@ func (s *Sink) lead(ctx context.Context) error {
 	retryTimer.Stop()
 	defer retryTimer.Stop()
 	var retry <-chan time.Time
-	var validityChanged, policiesChanged <-chan struct{}
+	var validityChanged, policiesChanged, trafficChanged <-chan struct{}
 	for {
 		var validity map[catalog.ServiceKey]Validity
 		if s.cfg.Validity != nil {
@@ -259,10 +270,14 @@ func (s *Sink) lead(ctx context.Context) error {
 		if s.cfg.Policies != nil {
 			policies, policiesChanged = s.cfg.Policies.PolicyStatus()
 		}
+		var traffic []TrafficStatus
+		if s.cfg.Traffic != nil {
+			traffic, trafficChanged = s.cfg.Traffic.TrafficStatus()
+		}
 		s.mu.Lock()
 		view := s.view
 		s.mu.Unlock()
-		if err := s.reconcile(ctx, l, view, validity, policies); err != nil {
+		if err := s.reconcile(ctx, l, view, validity, policies, traffic); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -282,14 +297,16 @@ func (s *Sink) lead(ctx context.Context) error {
 		case <-kick:
 		case <-validityChanged:
 		case <-policiesChanged:
+		case <-trafficChanged:
 		case <-retry:
 		}
 	}
 }
 
-// reconcile makes the cluster match the view, the validity and the
-// policies' conditions. It goes on past failures and returns them joined.
-func (s *Sink) reconcile(ctx context.Context, l sinkListers, view *catalog.View, validity map[catalog.ServiceKey]Validity, policies []PolicyStatus) error {
+// reconcile makes the cluster match the view, the validity, the
+// policies' conditions and the traffic objects' status. It goes on past
+// failures and returns them joined.
+func (s *Sink) reconcile(ctx context.Context, l sinkListers, view *catalog.View, validity map[catalog.ServiceKey]Validity, policies []PolicyStatus, traffic []TrafficStatus) error {
 	s.met.reconciles.Inc()
 	var errs []error
 	if view != nil {
@@ -297,6 +314,7 @@ func (s *Sink) reconcile(ctx context.Context, l sinkListers, view *catalog.View,
 	}
 	errs = append(errs, s.reconcileExportStatus(ctx, l, view, validity)...)
 	errs = append(errs, s.reconcilePolicyStatus(ctx, policies)...)
+	errs = append(errs, s.reconcileTrafficStatus(ctx, traffic)...)
 	return errors.Join(errs...)
 }
 

@@ -51,7 +51,8 @@ func (s *Sink) reconcilePolicyStatus(ctx context.Context, policies []PolicyStatu
 	return errs
 }
 
-// policyWithConditions returns a copy of ps.Object with ps.Conditions
+// policyWithConditions returns a copy of ps.Object (an
+// AuthorizationPolicy, or another object with status.conditions) with ps.Conditions
 // merged into status.conditions, and whether that changed anything. The
 // conditions keep their lastTransitionTime while their status stays.
 func policyWithConditions(ps PolicyStatus) (*unstructured.Unstructured, bool, error) {
@@ -71,13 +72,13 @@ func policyWithConditions(ps PolicyStatus) (*unstructured.Unstructured, bool, er
 	for i := range conds {
 		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&conds[i])
 		if err != nil {
-			return nil, false, fmt.Errorf("AuthorizationPolicy %s/%s: condition %s: %w", ps.Object.GetNamespace(), ps.Object.GetName(), conds[i].Type, err)
+			return nil, false, fmt.Errorf("%s %s/%s: condition %s: %w", ps.Object.GetKind(), ps.Object.GetNamespace(), ps.Object.GetName(), conds[i].Type, err)
 		}
 		list[i] = m
 	}
 	obj := ps.Object.DeepCopy()
 	if err := unstructured.SetNestedSlice(obj.Object, list, "status", "conditions"); err != nil {
-		return nil, false, fmt.Errorf("AuthorizationPolicy %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
+		return nil, false, fmt.Errorf("%s %s/%s: %w", obj.GetKind(), obj.GetNamespace(), obj.GetName(), err)
 	}
 	return obj, true, nil
 }

@@ -49,8 +49,9 @@ type SourceConfig struct {
 	// Resync is the informers' resync period; zero disables resyncs.
 	Resync time.Duration
 	// PolicyProbe is how often the source asks again whether the API
-	// server serves the AuthorizationPolicy CRD while it does not.
-	// Default DefaultPolicyProbe.
+	// server serves the AuthorizationPolicy CRD, or the traffic CRDs
+	// (HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection), while it
+	// does not. Default DefaultPolicyProbe.
 	PolicyProbe time.Duration
 	// Now tells the time for ServiceExports without a creation time;
 	// default time.Now.
@@ -79,7 +80,7 @@ func (c SourceConfig) withDefaults() (SourceConfig, error) {
 		return c, fmt.Errorf("%w: negative debounce, resync or policy probe", ErrConfig)
 	}
 	if c.Clients.Dynamic == nil {
-		return c, fmt.Errorf("%w: no dynamic client (the source reads AuthorizationPolicies with it)", ErrConfig)
+		return c, fmt.Errorf("%w: no dynamic client (the source reads AuthorizationPolicies and the traffic objects with it)", ErrConfig)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -91,15 +92,18 @@ func (c SourceConfig) withDefaults() (SourceConfig, error) {
 }
 
 // Source reads a Kubernetes cluster through shared informers and produces
-// the cluster's exports. It implements source.Source, and
+// the cluster's exports. It implements source.Source,
 // source.PolicySource with the cluster's AuthorizationPolicies
-// (policysource.go). Problems, Validity, AuthorizationPolicies and
-// PolicyStatus may be called from any goroutine.
+// (policysource.go), and source.TrafficSource with its HTTPRoutes,
+// GRPCRoutes, ResiliencePolicies and FaultInjections (trafficsource.go).
+// Problems, Validity, AuthorizationPolicies, PolicyStatus, Traffic and
+// TrafficStatus may be called from any goroutine.
 type Source struct {
 	cfg     SourceConfig
 	log     *slog.Logger
 	met     *sourceMetrics
 	pol     *policyState
+	traffic *trafficState
 	started atomic.Bool
 
 	mu sync.Mutex // guards the following
@@ -129,11 +133,16 @@ func NewSource(cfg SourceConfig) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	traffic, err := newTrafficState(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	return &Source{
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "kube-source", "cluster", cfg.Cluster),
 		met:       met,
 		pol:       pol,
+		traffic:   traffic,
 		validity:  map[catalog.ServiceKey]Validity{},
 		changed:   make(chan struct{}),
 		firstSeen: map[catalog.ServiceKey]time.Time{},
@@ -163,6 +172,9 @@ func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
 	podInf := kf.Core().V1().Pods()
 	nodeInf := kf.Core().V1().Nodes()
 	seInf := mf.Multicluster().V1alpha1().ServiceExports()
+	// Routes and ResiliencePolicies name ServiceImports (written by the
+	// sink) as backends and targets.
+	siInf := mf.Multicluster().V1alpha1().ServiceImports()
 
 	// Pods are many and large; keep only what the exports need.
 	if err := podInf.Informer().SetTransform(slimPod); err != nil {
@@ -180,6 +192,14 @@ func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
 	if _, err := svcInf.Informer().AddEventHandler(wakeOn(svcWake)); err != nil {
 		return fmt.Errorf("kube source: %w", err)
 	}
+	// The traffic objects resolve their backends and targets to Services
+	// and ServiceImports.
+	trafficWake := make(chan struct{}, 1)
+	for _, inf := range []cache.SharedIndexInformer{svcInf.Informer(), siInf.Informer()} {
+		if _, err := inf.AddEventHandler(wakeOn(trafficWake)); err != nil {
+			return fmt.Errorf("kube source: %w", err)
+		}
+	}
 
 	stop := make(chan struct{})
 	defer func() {
@@ -190,25 +210,41 @@ func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
 	kf.Start(stop)
 	mf.Start(stop)
 
-	// The policies are read on a goroutine of their own, so that exports
-	// flow even while the AuthorizationPolicy CRD is missing. It is
-	// stopped and waited for before the informers shut down.
+	// The policies and the traffic objects are read on goroutines of
+	// their own, so that exports flow even while their CRDs are missing.
+	// They are stopped and waited for before the informers shut down.
 	pctx, pcancel := context.WithCancel(ctx)
-	policyDone := make(chan struct{})
-	var policyErr error // set before policyDone is closed
+	policyDone, trafficDone := make(chan struct{}), make(chan struct{})
+	var policyErr, trafficErr error // set before policyDone, trafficDone are closed
 	defer func() {
 		pcancel()
 		<-policyDone
+		<-trafficDone
 	}()
+	serviceExists := func(ns, name string) bool {
+		_, err := svcInf.Lister().Services(ns).Get(name)
+		return err == nil
+	}
 	go func() {
 		defer close(policyDone)
-		serviceExists := func(ns, name string) bool {
-			_, err := svcInf.Lister().Services(ns).Get(name)
-			return err == nil
-		}
 		policyErr = s.runPolicies(pctx, svcInf.Informer().HasSynced, serviceExists, svcWake)
 	}()
+	go func() {
+		defer close(trafficDone)
+		trafficErr = s.runTraffic(pctx, trafficDeps{
+			synced: []cache.InformerSynced{svcInf.Informer().HasSynced, siInf.Informer().HasSynced},
+			refs: trafficRefs{
+				service: serviceExists,
+				serviceImport: func(ns, name string) bool {
+					_, err := siInf.Lister().ServiceImports(ns).Get(name)
+					return err == nil
+				},
+			},
+			events: trafficWake,
+		})
+	}()
 	policyStopped := policyDone // nil once seen, so the loop does not spin
+	trafficStopped := trafficDone
 	synced := make(chan bool, 1)
 	go func() {
 		ok := cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced,
@@ -246,6 +282,11 @@ func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
 				return policyErr
 			}
 			policyStopped = nil
+		case <-trafficStopped:
+			if trafficErr != nil {
+				return trafficErr
+			}
+			trafficStopped = nil
 		case <-wake:
 		}
 		// Gather a burst of events into one build.
@@ -359,13 +400,14 @@ func (s *Source) rebuild(l listers) ([]catalog.Export, error) {
 }
 
 // Problems returns what the last build rejected, each object with the
-// reason, then the refused AuthorizationPolicies. The control plane shows
-// them on /debug/source.
+// reason, then the refused AuthorizationPolicies and traffic objects. The
+// control plane shows them on /debug/source.
 func (s *Source) Problems() []source.Problem {
 	s.mu.Lock()
 	out := append([]source.Problem(nil), s.problems...)
 	s.mu.Unlock()
-	return append(out, s.policyProblems()...)
+	out = append(out, s.policyProblems()...)
+	return append(out, s.trafficProblems()...)
 }
 
 // Validity returns the Valid condition of every ServiceExport the last

@@ -190,6 +190,11 @@ func TestMergePolicies(t *testing.T) {
 			if diff := cmp.Diff(tt.wantConds, got.Conditions); diff != "" {
 				t.Errorf("conditions (-want +got):\n%s", diff)
 			}
+			for _, c := range got.Conditions {
+				if want := strings.Contains(c.Message, "producer policies"); IsPolicyConflict(c) != want {
+					t.Errorf("IsPolicyConflict(%+v) = %v, want %v", c, !want, want)
+				}
+			}
 			if got.Policies != nil {
 				for _, es := range tt.exports {
 					for _, e := range es {
@@ -219,7 +224,7 @@ func TestCheckPolicies(t *testing.T) {
 	lonelyFault := encode(t, `apiVersion: fedmesh.io/v1alpha1
 kind: FaultInjection
 metadata: {name: slow, namespace: demo}
-spec: {}
+spec: {abort: {httpStatus: 503, percentage: 10}}
 `)
 	otherNS := encode(t, strings.Replace(routeDoc("canary", "echo", 10), "namespace: demo", "namespace: shop", 1))
 

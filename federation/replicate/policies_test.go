@@ -25,7 +25,7 @@ func producerPolicies(t *testing.T, name string, weight int) *catalog.Policies {
 kind: HTTPRoute
 metadata: {name: canary, namespace: demo}
 spec:
-  parentRefs: [{kind: Service, name: %[1]s}]
+  parentRefs: [{group: "", kind: Service, name: %[1]s}]
   rules:
   - backendRefs: [{name: %[1]s, port: 8080, weight: %[2]d}, {name: %[1]s-v2, port: 8080, weight: %[3]d}]
 `, name, 100-weight, weight))

@@ -236,6 +236,8 @@ type Snapshot struct {
 	Bundle *x509bundle.Bundle `json:"-"`
 	// Versions are the accepted xDS versions by type URL.
 	Versions map[string]string `json:"versions"`
+	// Telemetry is the node's tracing and access log configuration.
+	Telemetry Telemetry `json:"telemetry"`
 
 	hosts    map[hostPort]*Service
 	ports    map[int32][]*Service

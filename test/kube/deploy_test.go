@@ -161,6 +161,11 @@ func TestControlPlaneRBAC(t *testing.T) {
 		{"multicluster.x-k8s.io", "serviceexports"}, {"multicluster.x-k8s.io", "serviceexports/status"},
 		{"multicluster.x-k8s.io", "serviceimports"}, {"multicluster.x-k8s.io", "serviceimports/status"},
 		{"fedmesh.io", "authorizationpolicies"}, {"fedmesh.io", "authorizationpolicies/status"},
+		{"fedmesh.io", "resiliencepolicies"}, {"fedmesh.io", "resiliencepolicies/status"},
+		{"fedmesh.io", "faultinjections"}, {"fedmesh.io", "faultinjections/status"},
+		{"gateway.networking.k8s.io", "httproutes"}, {"gateway.networking.k8s.io", "httproutes/status"},
+		{"gateway.networking.k8s.io", "grpcroutes"}, {"gateway.networking.k8s.io", "grpcroutes/status"},
+		{"gateway.networking.k8s.io", "gateways"},
 		{"coordination.k8s.io", "leases"},
 		{"authentication.k8s.io", "tokenreviews"}, {"authorization.k8s.io", "subjectaccessreviews"},
 		{"apps", "deployments"}, {"rbac.authorization.k8s.io", "clusterroles"},
@@ -234,6 +239,21 @@ func TestControlPlaneRBAC(t *testing.T) {
 		} {
 			a.Namespace = ns
 			want = append(want, a.String())
+		}
+		// The traffic objects: read, and their status written.
+		for _, r := range []res{
+			{"fedmesh.io", "resiliencepolicies"}, {"fedmesh.io", "faultinjections"},
+			{"gateway.networking.k8s.io", "httproutes"}, {"gateway.networking.k8s.io", "grpcroutes"},
+		} {
+			for _, a := range []access{
+				{Verb: "get", Group: r.group, Resource: r.resource},
+				{Verb: "list", Group: r.group, Resource: r.resource},
+				{Verb: "watch", Group: r.group, Resource: r.resource},
+				{Verb: "update", Group: r.group, Resource: r.resource + "/status"},
+			} {
+				a.Namespace = ns
+				want = append(want, a.String())
+			}
 		}
 	}
 	want = append(want,
