@@ -75,6 +75,10 @@ type Config struct {
 	Workload string
 	// AppPorts is fedmesh.app_ports: PORTNAME=APPPORT[,...].
 	AppPorts string
+	// Labels are the workload's labels, fedmesh.labels: KEY=VALUE[,...]
+	// (naming.ParseLabels checks them), which a ResiliencePolicy's
+	// failoverPriority compares with its endpoints' labels.
+	Labels string
 
 	// OutboundAddr is the HTTP proxy listener, host:port (15001 by
 	// default). Required. Whoever reaches it speaks with the workload's
@@ -192,6 +196,11 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	if _, err := identity.WorkloadID(cfg.TrustDomain, cfg.Namespace, cfg.ServiceAccount); err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)
 	}
+	labels, err := naming.ParseLabels(cfg.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: labels: %w", err)
+	}
+	cfg.Labels = naming.FormatLabels(labels)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -382,6 +391,9 @@ func (s *Sidecar) node() (*corev3.Node, error) {
 	}
 	if c.AppPorts != "" {
 		meta[naming.MetaAppPorts] = c.AppPorts
+	}
+	if c.Labels != "" {
+		meta[naming.MetaLabels] = c.Labels
 	}
 	st, err := structpb.NewStruct(meta)
 	if err != nil {

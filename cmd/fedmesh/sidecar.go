@@ -27,7 +27,7 @@ func newSidecarCmd() *cobra.Command {
 		ready                                   string
 		cluster, region, zone                   string
 		namespace, serviceAccount, workloadName string
-		appPorts, nodeID                        string
+		appPorts, nodeID, labels                string
 		auditLog                                string
 		auditMaxSize                            int64
 		auditMaxFiles                           int
@@ -111,6 +111,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				ServiceAccount:       serviceAccount,
 				Workload:             workloadName,
 				AppPorts:             appPorts,
+				Labels:               labels,
 				OutboundAddr:         outbound,
 				InboundAddr:          inbound,
 				AdminAddr:            admin,
@@ -179,6 +180,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.StringVar(&serviceAccount, "service-account", "default", "the workload's service account")
 	f.StringVar(&workloadName, "workload", "", "the workload's name, as in its endpoints (selects its inbound side)")
 	f.StringVar(&appPorts, "app-ports", "", "where the app listens per service port: PORTNAME=APPPORT[,...] (default: the service port)")
+	f.StringVar(&labels, "labels", "", "the workload's labels, KEY=VALUE[,...], which a ResiliencePolicy's failoverPriority compares with endpoints' labels")
 	f.StringVar(&nodeID, "node-id", "", "xDS node id (default sidecar~ADDRESS~WORKLOAD.NAMESPACE)")
 	f.StringVar(&auditLog, "audit-log", "stdout", "where the authorization audit trail goes (a JSON line per denied request and AUDIT match): stdout, a FILE (rotated by size), or none")
 	f.Int64Var(&auditMaxSize, "audit-log-max-size", 100, "with --audit-log FILE: rotate the file when it would pass this many MiB")
