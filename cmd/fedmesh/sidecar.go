@@ -16,6 +16,7 @@ import (
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/sidecar"
 	"github.com/fedmesh/fedmesh/sidecar/audit"
+	"github.com/fedmesh/fedmesh/sidecar/proxy"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -31,6 +32,7 @@ func newSidecarCmd() *cobra.Command {
 		auditLog                                string
 		auditMaxSize                            int64
 		auditMaxFiles                           int
+		accessLog, accessLogFilter              string
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
@@ -153,6 +155,30 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				defer f.Close()
 				cfg.AuditSink = f
 			}
+			switch accessLogFilter {
+			case "all":
+				cfg.AccessLogMode = proxy.AccessLogAll
+			case "errors":
+				cfg.AccessLogMode = proxy.AccessLogErrors
+			default:
+				return usage(fmt.Errorf("--access-log-filter %q: want all or errors", accessLogFilter))
+			}
+			switch accessLog {
+			case "", "-":
+				// Without the flag the log is off until a TelemetryPolicy
+				// turns it on; then it goes to stderr.
+				if accessLog == "" {
+					cfg.AccessLogMode = proxy.AccessLogOff
+				}
+				cfg.AccessLogSink = os.Stderr
+			default:
+				f, err := audit.OpenFile(accessLog, auditMaxSize<<20, auditMaxFiles)
+				if err != nil {
+					return usage(fmt.Errorf("--access-log: %w", err))
+				}
+				defer f.Close()
+				cfg.AccessLogSink = f
+			}
 			reg := newRegistry()
 			cfg.Registerer, cfg.Gatherer = reg, reg
 			sc, err := sidecar.New(cfg)
@@ -185,6 +211,8 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.StringVar(&auditLog, "audit-log", "stdout", "where the authorization audit trail goes (a JSON line per denied request and AUDIT match): stdout, a FILE (rotated by size), or none")
 	f.Int64Var(&auditMaxSize, "audit-log-max-size", 100, "with --audit-log FILE: rotate the file when it would pass this many MiB")
 	f.IntVar(&auditMaxFiles, "audit-log-max-files", 5, "with --audit-log FILE: how many rotated files to keep (FILE.1 ... FILE.N)")
+	f.StringVar(&accessLog, "access-log", "", "write an access log, a JSON line per request: a FILE (rotated as --audit-log is) or - for stderr; off by default, though a TelemetryPolicy can turn it on (to stderr without this flag)")
+	f.StringVar(&accessLogFilter, "access-log-filter", "all", "with --access-log: which requests are logged, all or errors (5xx, gRPC errors, mesh-made failures)")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("namespace")
 	return cmd
