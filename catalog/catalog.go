@@ -118,6 +118,12 @@ type Endpoint struct {
 	ServiceAccount string `json:"serviceAccount"`
 	// Workload names the process or pod behind the endpoint, for humans.
 	Workload string `json:"workload,omitempty"`
+	// Labels are the workload's labels (a Pod's, a Workload's), which a
+	// ResiliencePolicy's failoverPriority compares with the client's.
+	// Keys and values follow Kubernetes label syntax; values are never
+	// empty and there are at most MaxEndpointLabels (EndpointLabels
+	// makes such a set).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Export is one cluster's export of one service: what the control plane

@@ -186,6 +186,7 @@ func (e *Endpoint) validateInto(fe *fieldErrors, prefix string) {
 			fe.add(prefix+"serviceAccount", e.ServiceAccount, why)
 		}
 	}
+	validateLabelsInto(fe, prefix+"labels", e.Labels)
 }
 
 // IsDNS1123Subdomain reports why s is not a DNS-1123 subdomain (as used for

@@ -1,7 +1,9 @@
 package catalog
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +81,18 @@ func TestExportValidate(t *testing.T) {
 		{name: "endpoint of another cluster", mutate: func(e *Export) { e.Endpoints[0].Locality.Cluster = "west-1" }, want: []string{"endpoints[0].locality.cluster"}},
 		{name: "bad service account", mutate: func(e *Export) { e.Endpoints[0].ServiceAccount = "Echo_SA" }, want: []string{"endpoints[0].serviceAccount"}},
 		{name: "ipv6 endpoint", mutate: func(e *Export) { e.Endpoints[0].Address = "::1" }},
+		{name: "labels", mutate: func(e *Export) {
+			e.Endpoints[0].Labels = map[string]string{"app": "echo", "topology.fedmesh.io/rack": "r1"}
+		}},
+		{name: "label key bad", mutate: func(e *Export) { e.Endpoints[0].Labels = map[string]string{"-app": "echo"} }, want: []string{"endpoints[0].labels"}},
+		{name: "label value bad", mutate: func(e *Export) { e.Endpoints[0].Labels = map[string]string{"app": "a b"} }, want: []string{"endpoints[0].labels"}},
+		{name: "label value empty", mutate: func(e *Export) { e.Endpoints[0].Labels = map[string]string{"app": ""} }, want: []string{"endpoints[0].labels[app]"}},
+		{name: "too many labels", mutate: func(e *Export) {
+			e.Endpoints[0].Labels = map[string]string{}
+			for i := range MaxEndpointLabels + 1 {
+				e.Endpoints[0].Labels[fmt.Sprintf("k%d", i)] = "v"
+			}
+		}, want: []string{"endpoints[0].labels"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,4 +169,54 @@ func FuzzServiceValidate(f *testing.F) {
 			t.Fatalf("unexpected error form: %v", err)
 		}
 	})
+}
+
+func TestEndpointLabels(t *testing.T) {
+	many := map[string]string{}
+	for i := range MaxEndpointLabels + 10 {
+		many[fmt.Sprintf("k%03d", i)] = "v"
+	}
+	tests := []struct {
+		name string
+		in   map[string]string
+		want map[string]string
+	}{
+		{name: "nil", in: nil, want: nil},
+		{name: "kept", in: map[string]string{"app": "echo", "fedmesh.io/tier": "gold"}, want: map[string]string{"app": "echo", "fedmesh.io/tier": "gold"}},
+		{name: "empty value dropped", in: map[string]string{"app": "echo", "canary": ""}, want: map[string]string{"app": "echo"}},
+		{name: "invalid dropped", in: map[string]string{"app": "echo", "bad key": "x", "v": "no spaces"}, want: map[string]string{"app": "echo"}},
+		{name: "only empty", in: map[string]string{"canary": ""}, want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, EndpointLabels(tt.in)); diff != "" {
+				t.Errorf("EndpointLabels (-want +got):\n%s", diff)
+			}
+		})
+	}
+	got := EndpointLabels(many)
+	if len(got) != MaxEndpointLabels || got["k000"] != "v" || got[fmt.Sprintf("k%03d", MaxEndpointLabels)] != "" {
+		t.Errorf("EndpointLabels of %d labels kept %d, want the first %d keys", len(many), len(got), MaxEndpointLabels)
+	}
+}
+
+func TestExportWithLabelsEncodesCanonically(t *testing.T) {
+	e := goodExport()
+	e.Endpoints[0].Labels = map[string]string{"zz": "1", "aa": "2", "mm": "3"}
+	first, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		again, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(again) != string(first) {
+			t.Fatalf("encodings differ:\n%s\n%s", first, again)
+		}
+	}
+	if !strings.Contains(string(first), `"labels":{"aa":"2","mm":"3","zz":"1"}`) {
+		t.Errorf("encoding %s does not hold the labels sorted by key", first)
+	}
 }

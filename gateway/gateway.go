@@ -129,7 +129,10 @@ type Config struct {
 	MaxHelloBytes int
 	// SourceClusters maps source IP addresses to cluster names, for the
 	// per-source-cluster metrics (the client's identity is inside TLS,
-	// which the gateway does not open). Unknown sources count as "unknown".
+	// which the gateway does not open). Addresses the control plane
+	// sends (the listener's source_clusters metadata, see
+	// SetSourceClusters) are consulted after these. Unknown sources count
+	// as "unknown" (docs/telemetry.md).
 	SourceClusters map[netip.Addr]string
 	// Logger receives the gateway's logs (and its xDS client's); nil
 	// discards them.
@@ -238,6 +241,8 @@ type Gateway struct {
 	log     *slog.Logger
 	metrics *metrics
 	routes  atomic.Pointer[routeTable]
+	// sources maps peer addresses to federation members, from xDS.
+	sources atomic.Pointer[sourceTable]
 	// hosts keeps each endpoint's request counter across route updates.
 	hostsMu sync.Mutex // guards hosts and configured
 	hosts   map[string]*host
@@ -530,11 +535,21 @@ func sourceAddr(c net.Conn) netip.Addr {
 }
 
 func (g *Gateway) sourceCluster(c net.Conn) string {
-	if name, ok := g.cfg.SourceClusters[sourceAddr(c)]; ok {
+	a := sourceAddr(c)
+	if name, ok := g.cfg.SourceClusters[a]; ok {
 		return name
 	}
-	return "unknown"
+	if t := g.sources.Load(); t != nil {
+		if name := t.lookup(a); name != "" {
+			return name
+		}
+	}
+	return UnknownSource
 }
+
+// setSources replaces the table of federation members' addresses
+// the control plane sent (cluster name -> addresses or CIDR prefixes).
+func (g *Gateway) setSources(t sourceTable) { g.sources.Store(&t) }
 
 // refuse closes c and counts the refusal.
 func (g *Gateway) refuse(c net.Conn, reason, service, source string, err error) {
@@ -586,6 +601,8 @@ func (g *Gateway) handle(c net.Conn) {
 		return
 	}
 	service := sp.String()
+	// The mesh label is the service's host, as the sidecars' is.
+	destHost := sp.Host()
 
 	var up net.Conn
 	var h *host
@@ -613,7 +630,7 @@ func (g *Gateway) handle(c net.Conn) {
 	}
 	h.active.Add(1)
 	defer h.active.Add(-1)
-	g.metrics.accepted.WithLabelValues(service, source).Inc()
+	g.metrics.accepted.WithLabelValues(destHost, source).Inc()
 
 	if _, err := up.Write(hello.Raw); err != nil {
 		up.Close()
@@ -621,8 +638,8 @@ func (g *Gateway) handle(c net.Conn) {
 		return
 	}
 	in, out := g.splice(c, up)
-	g.metrics.bytes.WithLabelValues("in", service, source).Add(float64(in + int64(len(hello.Raw))))
-	g.metrics.bytes.WithLabelValues("out", service, source).Add(float64(out))
+	g.metrics.bytes.WithLabelValues("in", destHost, source).Add(float64(in + int64(len(hello.Raw))))
+	g.metrics.bytes.WithLabelValues("out", destHost, source).Add(float64(out))
 }
 
 // splice copies both directions until both are done, passing half-closes

@@ -193,7 +193,7 @@ func TestEndToEndMTLSThroughGateway(t *testing.T) {
 	if !strings.Contains(string(rest), "b1 spiffe://fedmesh.test/ns/demo/sa/client last") {
 		t.Errorf("after half-close got %q", rest)
 	}
-	if n := counterValue(tg.gw.metrics.accepted.WithLabelValues("demo/echo:8080", "unknown")); n != 1 {
+	if n := counterValue(tg.gw.metrics.accepted.WithLabelValues("echo.demo.svc.clusterset.local", "unknown")); n != 1 {
 		t.Errorf("accepted = %v, want 1", n)
 	}
 }

@@ -9,9 +9,9 @@ import (
 // metrics are the gateway's Prometheus collectors.
 type metrics struct {
 	active         prometheus.Gauge
-	accepted       *prometheus.CounterVec // service, source_cluster
+	accepted       *prometheus.CounterVec // destination_service, source_cluster
 	refused        *prometheus.CounterVec // reason, service, source_cluster
-	bytes          *prometheus.CounterVec // direction, service, source_cluster
+	bytes          *prometheus.CounterVec // direction, destination_service, source_cluster
 	dialErrors     *prometheus.CounterVec // service
 	idleClosed     prometheus.Counter
 	routes         prometheus.Gauge
@@ -24,14 +24,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fedmesh_gateway_connections_active", Help: "Connections open now.",
 		}),
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedmesh_gateway_connections_total", Help: "Connections routed to an endpoint.",
-		}, []string{"service", "source_cluster"}),
+			Name: "fedmesh_gateway_connections_total", Help: "Connections routed to an endpoint, by destination service (NAME.NS.svc.clusterset.local) and source cluster (the federation member the peer address belongs to, else unknown).",
+		}, []string{"destination_service", "source_cluster"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_gateway_refused_total", Help: "Connections refused, by reason; nothing was forwarded.",
 		}, []string{"reason", "service", "source_cluster"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedmesh_gateway_bytes_total", Help: "Bytes spliced; in is client to endpoint.",
-		}, []string{"direction", "service", "source_cluster"}),
+			Name: "fedmesh_gateway_bytes_total", Help: "Bytes spliced, by direction (in: client to endpoint), destination service and source cluster, counted when the connection ends.",
+		}, []string{"direction", "destination_service", "source_cluster"}),
 		dialErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_gateway_dial_errors_total", Help: "Failed dials to local endpoints.",
 		}, []string{"service"}),

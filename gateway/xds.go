@@ -74,9 +74,17 @@ func (h *XDSHandler) OnUpdate(u xdsclient.Update) error {
 	if err != nil {
 		return err
 	}
+	var sources sourceTable
+	if l := listeners[GatewayListener]; l != nil {
+		if sources, err = parseSourceClusters(l); err != nil {
+			h.gw.metrics.configRejected.Inc()
+			return fmt.Errorf("listener %s: %w", GatewayListener, err)
+		}
+	}
 	if err := h.gw.SetRoutes(routes); err != nil {
 		return err
 	}
+	h.gw.setSources(sources)
 	h.listeners, h.endpoints = listeners, endpoints
 	return nil
 }

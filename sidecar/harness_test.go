@@ -20,6 +20,7 @@ import (
 	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
 	"github.com/fedmesh/fedmesh/sidecar"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
+	"github.com/fedmesh/fedmesh/sidecar/proxy"
 )
 
 const td = "fed.test"
@@ -67,6 +68,7 @@ type wopts struct {
 	serviceIP              string
 	dns                    bool
 	audit                  io.Writer // the audit sink; nil none
+	accessLog              io.Writer // the access log sink, logging every request; nil none
 }
 
 func (m *mesh) start(o wopts) *workload {
@@ -94,6 +96,9 @@ func (m *mesh) start(o wopts) *workload {
 		Gatherer:       reg,
 		XDSBackoff:     20 * time.Millisecond,
 		AuditSink:      o.audit,
+	}
+	if o.accessLog != nil {
+		cfg.AccessLogSink, cfg.AccessLogMode = o.accessLog, proxy.AccessLogAll
 	}
 	if o.dns {
 		cfg.DNSAddr = "127.0.0.1:0"

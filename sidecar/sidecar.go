@@ -75,6 +75,10 @@ type Config struct {
 	Workload string
 	// AppPorts is fedmesh.app_ports: PORTNAME=APPPORT[,...].
 	AppPorts string
+	// Labels are the workload's labels, fedmesh.labels: KEY=VALUE[,...]
+	// (naming.ParseLabels checks them), which a ResiliencePolicy's
+	// failoverPriority compares with its endpoints' labels.
+	Labels string
 
 	// OutboundAddr is the HTTP proxy listener, host:port (15001 by
 	// default). Required. Whoever reaches it speaks with the workload's
@@ -123,6 +127,22 @@ type Config struct {
 	// before new ones are dropped (counted); zero means
 	// audit.DefaultQueueSize.
 	AuditQueueSize int
+
+	// AccessLogSink receives the access log, one JSON line per request
+	// (docs/telemetry.md), when it is on: for the requests AccessLogMode
+	// says, or as the node's TelemetryPolicy (Snapshot.Telemetry) turns
+	// it on. Nil writes no access log at all. Writes come from one
+	// goroutine; the sidecar never closes it (its owner does, after Run
+	// has returned).
+	AccessLogSink io.Writer
+	// AccessLogMode is which requests are logged while no
+	// TelemetryPolicy turns the access log on: proxy.AccessLogOff (the
+	// default), AccessLogAll or AccessLogErrors.
+	AccessLogMode proxy.AccessLogMode
+	// AccessLogQueueSize is how many lines may wait for the sink before
+	// new ones are dropped (counted); zero means
+	// proxy.DefaultAccessLogQueue.
+	AccessLogQueueSize int
 }
 
 // Sidecar is one workload's data plane. Create it with New, which binds
@@ -134,7 +154,8 @@ type Sidecar struct {
 	builder *config.Builder
 	xds     *xdsclient.Client
 	dns     *dns.Server
-	audit   *audit.Log // nil without an audit sink
+	audit   *audit.Log       // nil without an audit sink
+	access  *proxy.AccessLog // nil without an access log sink
 	gather  prometheus.Gatherer
 
 	outbound net.Listener
@@ -192,6 +213,11 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	if _, err := identity.WorkloadID(cfg.TrustDomain, cfg.Namespace, cfg.ServiceAccount); err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)
 	}
+	labels, err := naming.ParseLabels(cfg.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: labels: %w", err)
+	}
+	cfg.Labels = naming.FormatLabels(labels)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -245,7 +271,14 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Logger: base, Metrics: pm, BalancerMetrics: bm, Audit: rec}); err != nil {
+	if cfg.AccessLogSink != nil {
+		if s.access, err = proxy.NewAccessLog(proxy.AccessLogConfig{Sink: cfg.AccessLogSink, QueueSize: cfg.AccessLogQueueSize, Logger: base}, reg); err != nil {
+			return nil, fmt.Errorf("sidecar: %w", err)
+		}
+	}
+	self, _ := identity.WorkloadID(cfg.TrustDomain, cfg.Namespace, cfg.ServiceAccount)
+	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Workload: cfg.Workload, Namespace: cfg.Namespace, Principal: self.String(),
+		Logger: base, Metrics: pm, BalancerMetrics: bm, Audit: rec, AccessLog: s.access, AccessLogMode: cfg.AccessLogMode}); err != nil {
 		return nil, err
 	}
 	if cfg.ServiceIP != "" {
@@ -383,6 +416,9 @@ func (s *Sidecar) node() (*corev3.Node, error) {
 	if c.AppPorts != "" {
 		meta[naming.MetaAppPorts] = c.AppPorts
 	}
+	if c.Labels != "" {
+		meta[naming.MetaLabels] = c.Labels
+	}
 	st, err := structpb.NewStruct(meta)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: node metadata: %w", err)
@@ -514,6 +550,19 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		}()
 		defer func() {
 			acancel()
+			<-done
+		}()
+	}
+	if s.access != nil {
+		// So does the access log.
+		lctx, lcancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = s.access.Run(lctx)
+		}()
+		defer func() {
+			lcancel()
 			<-done
 		}()
 	}

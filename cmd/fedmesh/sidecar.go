@@ -16,6 +16,7 @@ import (
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/sidecar"
 	"github.com/fedmesh/fedmesh/sidecar/audit"
+	"github.com/fedmesh/fedmesh/sidecar/proxy"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -27,10 +28,11 @@ func newSidecarCmd() *cobra.Command {
 		ready                                   string
 		cluster, region, zone                   string
 		namespace, serviceAccount, workloadName string
-		appPorts, nodeID                        string
+		appPorts, nodeID, labels                string
 		auditLog                                string
 		auditMaxSize                            int64
 		auditMaxFiles                           int
+		accessLog, accessLogFilter              string
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
@@ -111,6 +113,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				ServiceAccount:       serviceAccount,
 				Workload:             workloadName,
 				AppPorts:             appPorts,
+				Labels:               labels,
 				OutboundAddr:         outbound,
 				InboundAddr:          inbound,
 				AdminAddr:            admin,
@@ -152,6 +155,30 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				defer f.Close()
 				cfg.AuditSink = f
 			}
+			switch accessLogFilter {
+			case "all":
+				cfg.AccessLogMode = proxy.AccessLogAll
+			case "errors":
+				cfg.AccessLogMode = proxy.AccessLogErrors
+			default:
+				return usage(fmt.Errorf("--access-log-filter %q: want all or errors", accessLogFilter))
+			}
+			switch accessLog {
+			case "", "-":
+				// Without the flag the log is off until a TelemetryPolicy
+				// turns it on; then it goes to stderr.
+				if accessLog == "" {
+					cfg.AccessLogMode = proxy.AccessLogOff
+				}
+				cfg.AccessLogSink = os.Stderr
+			default:
+				f, err := audit.OpenFile(accessLog, auditMaxSize<<20, auditMaxFiles)
+				if err != nil {
+					return usage(fmt.Errorf("--access-log: %w", err))
+				}
+				defer f.Close()
+				cfg.AccessLogSink = f
+			}
 			reg := newRegistry()
 			cfg.Registerer, cfg.Gatherer = reg, reg
 			sc, err := sidecar.New(cfg)
@@ -179,10 +206,13 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.StringVar(&serviceAccount, "service-account", "default", "the workload's service account")
 	f.StringVar(&workloadName, "workload", "", "the workload's name, as in its endpoints (selects its inbound side)")
 	f.StringVar(&appPorts, "app-ports", "", "where the app listens per service port: PORTNAME=APPPORT[,...] (default: the service port)")
+	f.StringVar(&labels, "labels", "", "the workload's labels, KEY=VALUE[,...], which a ResiliencePolicy's failoverPriority compares with endpoints' labels")
 	f.StringVar(&nodeID, "node-id", "", "xDS node id (default sidecar~ADDRESS~WORKLOAD.NAMESPACE)")
 	f.StringVar(&auditLog, "audit-log", "stdout", "where the authorization audit trail goes (a JSON line per denied request and AUDIT match): stdout, a FILE (rotated by size), or none")
 	f.Int64Var(&auditMaxSize, "audit-log-max-size", 100, "with --audit-log FILE: rotate the file when it would pass this many MiB")
 	f.IntVar(&auditMaxFiles, "audit-log-max-files", 5, "with --audit-log FILE: how many rotated files to keep (FILE.1 ... FILE.N)")
+	f.StringVar(&accessLog, "access-log", "", "write an access log, a JSON line per request: a FILE (rotated as --audit-log is) or - for stderr; off by default, though a TelemetryPolicy can turn it on (to stderr without this flag)")
+	f.StringVar(&accessLogFilter, "access-log-filter", "all", "with --access-log: which requests are logged, all or errors (5xx, gRPC errors, mesh-made failures)")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("namespace")
 	return cmd

@@ -9,6 +9,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/internal/naming"
 )
 
 // ErrConflict is wrapped when a pod already has a container or volume by
@@ -68,7 +71,7 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 	if spec.ServiceAccountName == "" {
 		spec.ServiceAccountName = "default"
 	}
-	inits := []corev1.Container{in.initContainer(exclude), in.sidecar()}
+	inits := []corev1.Container{in.initContainer(exclude), in.sidecar(meta.Labels)}
 	spec.InitContainers = append(inits, spec.InitContainers...)
 	spec.Volumes = append(spec.Volumes, in.tokenVolume(), in.rootsVolume())
 	if meta.Annotations == nil {
@@ -120,12 +123,15 @@ func (in *Injector) initContainer(exclude []int32) corev1.Container {
 	}
 }
 
-func (in *Injector) sidecar() corev1.Container {
+// sidecar is the sidecar container of a pod with labels. It announces
+// the labels the pod has when it is admitted (--labels), as its
+// endpoints carry them (catalog.EndpointLabels), for failoverPriority.
+func (in *Injector) sidecar(labels map[string]string) corev1.Container {
 	c := in.cfg
 	field := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
-	return corev1.Container{
+	ctr := corev1.Container{
 		Name:  SidecarName,
 		Image: c.SidecarImage,
 		Args: []string{
@@ -188,6 +194,10 @@ func (in *Injector) sidecar() corev1.Container {
 			{Name: RootsVolumeName, MountPath: RootsDir, ReadOnly: true},
 		},
 	}
+	if l := naming.FormatLabels(catalog.EndpointLabels(labels)); l != "" {
+		ctr.Args = append(ctr.Args, "--labels="+l)
+	}
+	return ctr
 }
 
 func (in *Injector) tokenVolume() corev1.Volume {

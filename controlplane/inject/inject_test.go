@@ -362,3 +362,29 @@ func FuzzReview(f *testing.F) {
 		}
 	})
 }
+
+// The sidecar announces the pod's labels as its endpoints carry them:
+// empty values and labels that are not Kubernetes labels left out.
+func TestInjectLabels(t *testing.T) {
+	labelArgs := func(labels map[string]string) []string {
+		pod := appPod(nil)
+		pod.Labels = labels
+		if ok, err := testInjector(t).Inject(&pod.ObjectMeta, &pod.Spec); !ok || err != nil {
+			t.Fatalf("Inject = %v, %v", ok, err)
+		}
+		var out []string
+		for _, a := range pod.Spec.InitContainers[1].Args {
+			if strings.HasPrefix(a, "--labels") {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	got := labelArgs(map[string]string{"app": "echo", "tier": "gold", "canary": "", "bad key": "x"})
+	if want := []string{"--labels=app=echo,tier=gold"}; !cmp.Equal(got, want) {
+		t.Errorf("label args = %q, want %q", got, want)
+	}
+	if got := labelArgs(nil); got != nil {
+		t.Errorf("a pod without labels: label args = %q, want none", got)
+	}
+}

@@ -68,7 +68,9 @@ type Result struct {
 //   - the region is the node's topology.kubernetes.io/region label, then
 //     local.Region;
 //   - the service account is the Pod's (the endpoint's targetRef), then the
-//     slice's fedmesh.io/service-account annotation, then "default".
+//     slice's fedmesh.io/service-account annotation, then "default";
+//   - the labels are the Pod's, as catalog.EndpointLabels carries them
+//     (failoverPriority compares them with the client's).
 //
 // EndpointSlices without the kubernetes.io/service-name label (such as the
 // multi-cluster slices the Sink writes) are ignored. Build is pure: it does
@@ -180,8 +182,11 @@ func Build(in *Input, local topology.Locality, firstSeen func(catalog.ServiceKey
 		for j := range exp.Endpoints {
 			ep := &exp.Endpoints[j]
 			if ep.Workload != "" {
-				if p, ok := pod(exp.Service.Namespace, ep.Workload); ok && p.Spec.ServiceAccountName != "" {
-					ep.ServiceAccount = p.Spec.ServiceAccountName
+				if p, ok := pod(exp.Service.Namespace, ep.Workload); ok {
+					if p.Spec.ServiceAccountName != "" {
+						ep.ServiceAccount = p.Spec.ServiceAccountName
+					}
+					ep.Labels = catalog.EndpointLabels(p.Labels)
 				}
 			}
 			if n, ok := node(nodeOf[addrKey{exp.Service.Namespace, ep.Address}]); ok && n.Labels[corev1.LabelTopologyRegion] != "" {

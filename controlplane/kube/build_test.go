@@ -89,7 +89,17 @@ func lookups(pods []*corev1.Pod, nodes []*corev1.Node) (func(string, string) (*c
 
 // endpointLine renders what a test compares of an endpoint.
 func endpointLine(ep catalog.Endpoint) string {
-	return fmt.Sprintf("%s:%d %s sa=%s ready=%t %s", ep.Address, ep.Port, ep.PortName, ep.ServiceAccount, ep.Ready, ep.Locality)
+	line := fmt.Sprintf("%s:%d %s sa=%s ready=%t %s", ep.Address, ep.Port, ep.PortName, ep.ServiceAccount, ep.Ready, ep.Locality)
+	if len(ep.Labels) > 0 {
+		line += fmt.Sprintf(" labels=%v", ep.Labels) // fmt prints maps sorted
+	}
+	return line
+}
+
+// labelled is p with labels.
+func labelled(p *corev1.Pod, labels map[string]string) *corev1.Pod {
+	p.Labels = labels
+	return p
 }
 
 func TestBuild(t *testing.T) {
@@ -104,7 +114,7 @@ func TestBuild(t *testing.T) {
 		wantProblems  []string
 	}{
 		{
-			name: "zone from slice, else node, else default; region from node; service account from pod",
+			name: "zone from slice, else node, else default; region from node; service account and labels from pod",
 			in: Input{
 				Services: []*corev1.Service{svc("echo", httpPort(8080))},
 				EndpointSlices: []*discoveryv1.EndpointSlice{slice("echo", 9080,
@@ -115,10 +125,13 @@ func TestBuild(t *testing.T) {
 				)},
 				ServiceExports: []*mcsv1alpha1.ServiceExport{export("echo")},
 			},
-			pods:  []*corev1.Pod{pod("echo-1", "echo", "n1"), pod("echo-2", "echo", "n1"), pod("echo-3", "other", "n2")},
+			pods: []*corev1.Pod{
+				labelled(pod("echo-1", "echo", "n1"), map[string]string{"app": "echo", "fedmesh.io/tier": "gold", "canary": "", "bad key": "x"}),
+				pod("echo-2", "echo", "n1"), pod("echo-3", "other", "n2"),
+			},
 			nodes: []*corev1.Node{node("n1", "us-west", "us-west-1a"), node("n2", "eu", "eu-1b")},
 			wantEndpoints: map[string][]string{"demo/echo": {
-				"10.0.0.1:9080 http sa=echo ready=true us-west/slice-zone/east-1",
+				"10.0.0.1:9080 http sa=echo ready=true us-west/slice-zone/east-1 labels=map[app:echo fedmesh.io/tier:gold]",
 				"10.0.0.2:9080 http sa=echo ready=true us-west/us-west-1a/east-1",
 				"10.0.0.3:9080 http sa=other ready=false eu/eu-1b/east-1",
 				"10.0.0.4:9080 http sa=default ready=true us-east/default-zone/east-1",

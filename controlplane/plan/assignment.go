@@ -58,7 +58,10 @@ type Endpoint struct {
 // rows it stands for (a gateway stands for every endpoint behind it).
 type entry struct {
 	Endpoint
-	loc     topology.Locality
+	loc topology.Locality
+	// labels are the endpoint's labels; a gateway's are those every
+	// endpoint behind it has alike.
+	labels  map[string]string
 	reports []int
 }
 
@@ -75,17 +78,27 @@ type entry struct {
 // A ResiliencePolicy's failover of svc replaces the policy's failover
 // order for svc (TopologyPolicy).
 func (p *Plan) Assign(svc *catalog.ImportedService, port catalog.Port, loc topology.Locality, role string) *Assignment {
-	return p.assign(svc, port, loc, role, false)
+	return p.assign(svc, port, topology.Node{Locality: loc}, role, false)
+}
+
+// AssignTo is Assign for a client that announced labels: when svc's
+// failover has a label priority (FailoverLabels), endpoints whose labels
+// equal client.Labels on the first keys rank first. Endpoints reached
+// through another cluster's gateway rank by the labels all of that
+// cluster's endpoints share, since the gateway picks any of them.
+func (p *Plan) AssignTo(svc *catalog.ImportedService, port catalog.Port, client topology.Node, role string) *Assignment {
+	return p.assign(svc, port, client, role, false)
 }
 
 // AssignLocal plans the local-only subset of service port port of svc
 // (the target of a Service backendRef): only the local cluster's
 // endpoints, all at priority 0.
 func (p *Plan) AssignLocal(svc *catalog.ImportedService, port catalog.Port, loc topology.Locality, role string) *Assignment {
-	return p.assign(svc, port, loc, role, true)
+	return p.assign(svc, port, topology.Node{Locality: loc}, role, true)
 }
 
-func (p *Plan) assign(svc *catalog.ImportedService, port catalog.Port, loc topology.Locality, role string, localOnly bool) *Assignment {
+func (p *Plan) assign(svc *catalog.ImportedService, port catalog.Port, client topology.Node, role string, localOnly bool) *Assignment {
+	loc := client.Locality
 	sp := naming.ServicePort{Namespace: svc.Namespace, Name: svc.Name, Port: port.Port}
 	name := sp.OutboundCluster()
 	switch {
@@ -115,9 +128,9 @@ func (p *Plan) assign(svc *catalog.ImportedService, port catalog.Port, loc topol
 	if !localOnly {
 		nodes := make([]topology.Node, len(entries))
 		for i, e := range entries {
-			nodes[i] = topology.Node{Locality: e.loc}
+			nodes[i] = topology.Node{Locality: e.loc, Labels: e.labels}
 		}
-		ranks = p.TopologyPolicy(svc, loc.Region).Prioritize(topology.Node{Locality: loc}, nodes)
+		ranks = p.TopologyPolicy(svc, loc.Region).Prioritize(client, nodes)
 	} else {
 		for i := range ranks {
 			ranks[i].Reason = "local-only subset: every endpoint at priority 0"
@@ -169,7 +182,7 @@ func (p *Plan) entries(svc *catalog.ImportedService, port catalog.Port, role str
 					Host: ep.Address, Port: uint32(ep.Port), Healthy: ep.Healthy,
 					Cluster: ep.Locality.Cluster, Identity: p.SpiffeID(svc.Namespace, ep.ServiceAccount),
 				},
-				loc: ep.Locality, reports: []int{len(rep.Endpoints) - 1},
+				loc: ep.Locality, labels: ep.Labels, reports: []int{len(rep.Endpoints) - 1},
 			})
 			continue
 		}
@@ -193,10 +206,12 @@ func (p *Plan) entries(svc *catalog.ImportedService, port catalog.Port, role str
 					Host: host, Port: gwPort, Cluster: ep.Locality.Cluster,
 					Identity: p.SpiffeID(svc.Namespace, ep.ServiceAccount), SNI: sni,
 				},
-				loc: l,
+				loc: l, labels: maps.Clone(ep.Labels),
 			}
 			gateways[ep.Locality.Cluster] = e
 			entries = append(entries, e)
+		} else {
+			maps.DeleteFunc(e.labels, func(k, v string) bool { return ep.Labels[k] != v })
 		}
 		if ep.Healthy {
 			e.Healthy = true

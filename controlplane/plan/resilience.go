@@ -227,3 +227,11 @@ func (p *Plan) TopologyPolicy(svc *catalog.ImportedService, clientRegion string)
 	}
 	return tp
 }
+
+// FailoverLabels returns the label keys svc's assignments compare with
+// the client's labels (its failover's failoverPriority), most
+// significant first; nil when none. Clients whose labels agree on these
+// keys receive the same assignments of svc.
+func (p *Plan) FailoverLabels(svc *catalog.ImportedService) []string {
+	return p.TopologyPolicy(svc, "").FailoverPriority
+}

@@ -229,6 +229,7 @@ func (b *builder) endpoints(svc *corev1.Service, cs *catalog.Service) []catalog.
 				Serving:        ready,
 				ServiceAccount: sa,
 				Workload:       w.Name,
+				Labels:         catalog.EndpointLabels(w.Labels),
 			}, ref)
 		}
 	}

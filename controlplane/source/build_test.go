@@ -60,6 +60,10 @@ func TestBuild(t *testing.T) {
 		return catalog.Export{Service: catalog.Service{Namespace: "demo", Name: name, Type: typ, Ports: ports,
 			ExportCreated: at, Cluster: local.Cluster}, Endpoints: eps}
 	}
+	labelled := func(e catalog.Endpoint, labels map[string]string) catalog.Endpoint {
+		e.Labels = labels
+		return e
+	}
 	zoned := func(e catalog.Endpoint, zone string, ready, serving bool) catalog.Endpoint {
 		e.Locality.Zone, e.Ready, e.Serving = zone, ready, serving
 		return e
@@ -94,9 +98,9 @@ func TestBuild(t *testing.T) {
 				},
 			},
 			want: []catalog.Export{exp("echo", created, catalog.ClusterSetIP, []catalog.Port{dnsPort, httpPort},
-				endpoint("127.0.3.1", 15053, "dns", "default", "echo-1"),
-				endpoint("127.0.3.1", 15006, "http", "default", "echo-1"),
-				endpoint("127.0.3.2", 15006, "http", "default", "echo-2"),
+				labelled(endpoint("127.0.3.1", 15053, "dns", "default", "echo-1"), echoSel),
+				labelled(endpoint("127.0.3.1", 15006, "http", "default", "echo-1"), echoSel),
+				labelled(endpoint("127.0.3.2", 15006, "http", "default", "echo-2"), map[string]string{"app": "echo", "v": "2"}),
 			)},
 		},
 		{

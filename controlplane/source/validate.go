@@ -150,8 +150,8 @@ func ValidateEndpointSlice(es *discoveryv1.EndpointSlice) error {
 	return f.err(ref)
 }
 
-// ValidateWorkload checks a Workload's name, address, ports and service
-// account.
+// ValidateWorkload checks a Workload's name, labels, address, ports and
+// service account.
 func ValidateWorkload(w *Workload) error {
 	ref := ObjectRef{Kind: WorkloadKind, Namespace: w.Namespace, Name: w.Name}
 	var f fields
@@ -182,6 +182,20 @@ func ValidateWorkload(w *Workload) error {
 	if w.Spec.ServiceAccount != "" {
 		if why := catalog.IsDNS1123Subdomain(w.Spec.ServiceAccount); why != "" {
 			f.add("spec.serviceAccount", w.Spec.ServiceAccount, why)
+		}
+	}
+	// The labels become its endpoints' (failoverPriority compares them).
+	if len(w.Labels) > catalog.MaxEndpointLabels {
+		f.add("metadata.labels", fmt.Sprint(len(w.Labels)), fmt.Sprintf("must hold at most %d labels", catalog.MaxEndpointLabels))
+	}
+	keys = keys[:0]
+	for k := range w.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if why := catalog.ValidateLabel(k, w.Labels[k]); why != "" {
+			f.add("metadata.labels", k, why)
 		}
 	}
 	return f.err(ref)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/fedmesh/fedmesh/catalog"
@@ -76,9 +77,14 @@ type gatewayParts struct {
 	eds                 endpoints
 }
 
+// edsKey names what nodes share of endpoints: nodes of one role at one
+// locality, whose labels agree on the keys an assignment compares
+// (labels is their projection on those keys, naming.FormatLabels form;
+// "" when no failoverPriority applies).
 type edsKey struct {
-	role string
-	loc  topology.Locality
+	role   string
+	loc    topology.Locality
+	labels string
 }
 
 // Generator renders nodes' resources from the plan of one View. Parts
@@ -98,6 +104,9 @@ type Generator struct {
 	// (clusters, gateways, RTTs).
 	prevEDS      map[edsKey]map[catalog.ServiceKey]*svcEndpoints
 	prevOutbound map[outKey]*outbound
+
+	labelKeysOnce sync.Once
+	labelKeys     []string // built on first use: failoverLabelKeys
 
 	mu         sync.Mutex // guards the following
 	outbound   map[outKey]*outbound
@@ -224,7 +233,7 @@ func (g *Generator) build(n Node, secrets *part) (*Built, error) {
 		reports = gp.eds.reports
 	default:
 		out := g.outboundFor(n.Role, g.plan.RouteNamespace(n.Namespace))
-		e := g.endpointsFor(n.Role, loc)
+		e := g.endpointsFor(n.Role, loc, n.Labels)
 		clusters, eps, listeners, routes = []*part{out.clusters}, []*part{e.clas}, []*part{out.listeners}, []*part{out.routes}
 		reports = e.reports
 		if le := g.localEndpointsFor(n.Role, loc); le != nil {
@@ -360,7 +369,7 @@ func (g *Generator) gatewayFor(loc topology.Locality) *gatewayParts {
 	services := g.plan.GatewayServices()
 	ses := make([]*svcEndpoints, len(services))
 	for i, svc := range services {
-		ses[i] = g.serviceEndpointsLocked(k, svc)
+		ses[i] = g.serviceEndpointsLocked(k, svc, nil)
 	}
 	clusters, listeners := g.renderGateway(services)
 	gp := &gatewayParts{clusters: newPart(clusters), listeners: newPart(listeners), eds: joinEndpoints(ses)}
@@ -368,11 +377,16 @@ func (g *Generator) gatewayFor(loc topology.Locality) *gatewayParts {
 	return gp
 }
 
-func (g *Generator) endpointsFor(role string, loc topology.Locality) *endpoints {
+// endpointsFor returns the EDS part of client nodes of role at loc with
+// labels. Nodes share it when their labels agree on every key some
+// service's failoverPriority names; each service's assignments are
+// shared wider, by nodes whose labels agree on that service's keys (all
+// nodes of role and loc, for a service without failoverPriority).
+func (g *Generator) endpointsFor(role string, loc topology.Locality, labels map[string]string) *endpoints {
 	if role != naming.RoleProxyless {
 		role = naming.RoleSidecar
 	}
-	k := edsKey{role: role, loc: loc}
+	k := edsKey{role: role, loc: loc, labels: naming.FormatLabels(project(labels, g.failoverLabelKeys()))}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if e, ok := g.eds[k]; ok {
@@ -381,7 +395,9 @@ func (g *Generator) endpointsFor(role string, loc topology.Locality) *endpoints 
 	services := g.plan.View().Services
 	ses := make([]*svcEndpoints, len(services))
 	for i := range services {
-		ses[i] = g.serviceEndpointsLocked(k, &services[i])
+		svc := &services[i]
+		client := project(labels, g.plan.FailoverLabels(svc))
+		ses[i] = g.serviceEndpointsLocked(edsKey{role: role, loc: loc, labels: naming.FormatLabels(client)}, svc, client)
 	}
 	e := joinEndpoints(ses)
 	g.eds[k] = &e
@@ -408,13 +424,17 @@ func joinEndpoints(ses []*svcEndpoints) endpoints {
 	return endpoints{clas: p, reports: reports}
 }
 
-// serviceEndpointsLocked returns svc's assignments for nodes of k, from
-// the previous view's generator when svc did not change.
-func (g *Generator) serviceEndpointsLocked(k edsKey, svc *catalog.ImportedService) *svcEndpoints {
+// serviceEndpointsLocked returns svc's assignments for nodes of k, whose
+// labels on svc's failover keys are labels, from the previous view's
+// generator when svc did not change.
+func (g *Generator) serviceEndpointsLocked(k edsKey, svc *catalog.ImportedService, labels map[string]string) *svcEndpoints {
 	key := svc.Key()
+	if se := g.svcEDS[k][key]; se != nil {
+		return se // rendered already for another combination of labels
+	}
 	se := g.prevEDS[k][key]
 	if se == nil || !reflect.DeepEqual(&se.svc, svc) {
-		se = g.renderEndpoints(k, svc)
+		se = g.renderEndpoints(k, svc, labels)
 	}
 	g.keepLocked(k, key, se)
 	return se
@@ -427,4 +447,38 @@ func (g *Generator) keepLocked(k edsKey, key catalog.ServiceKey, se *svcEndpoint
 		g.svcEDS[k] = m
 	}
 	m[key] = se
+}
+
+// failoverLabelKeys lists, sorted, every label key some service's
+// assignments compare with the client's (plan.FailoverLabels): the keys
+// that decide which EDS part a client node receives.
+func (g *Generator) failoverLabelKeys() []string {
+	g.labelKeysOnce.Do(func() {
+		seen := map[string]bool{}
+		services := g.plan.View().Services
+		for i := range services {
+			for _, k := range g.plan.FailoverLabels(&services[i]) {
+				if !seen[k] {
+					seen[k] = true
+					g.labelKeys = append(g.labelKeys, k)
+				}
+			}
+		}
+		slices.Sort(g.labelKeys)
+	})
+	return g.labelKeys
+}
+
+// project returns labels' entries of keys, nil when there are none.
+func project(labels map[string]string, keys []string) map[string]string {
+	var out map[string]string
+	for _, k := range keys {
+		if v, ok := labels[k]; ok {
+			if out == nil {
+				out = make(map[string]string, len(keys))
+			}
+			out[k] = v
+		}
+	}
+	return out
 }

@@ -44,12 +44,20 @@ type Node struct {
 	// AppPorts maps a service port name (or number, as a string) to the
 	// port the app listens on.
 	AppPorts map[string]int32 `json:"appPorts,omitempty"`
+	// Labels are the workload's labels (fedmesh.labels), which a
+	// ResiliencePolicy's failoverPriority compares with its endpoints'.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Token is the local-mode bootstrap token; never logged or shown.
 	Token string `json:"-"`
 }
 
-// maxMetaValue bounds every metadata string the control plane reads.
-const maxMetaValue = 4096
+// maxMetaValue bounds every metadata string the control plane reads but
+// the labels, which maxMetaLabels bounds: up to naming.MaxLabels of the
+// longest key (a 253-byte prefix, '/', a 63-byte name) and value.
+const (
+	maxMetaValue  = 4096
+	maxMetaLabels = naming.MaxLabels * (253 + 1 + 63 + 1 + 63 + 1)
+)
 
 // ParseNode reads and checks a node's announced metadata. It does not
 // authenticate: the claims are compared with a proven identity later.
@@ -66,6 +74,10 @@ func ParseNode(n *corev3.Node) (Node, error) {
 	}
 	fields := n.GetMetadata().GetFields()
 	str := func(key string) (string, error) {
+		limit := maxMetaValue
+		if key == naming.MetaLabels {
+			limit = maxMetaLabels
+		}
 		v, ok := fields[key]
 		if !ok {
 			return "", nil
@@ -74,8 +86,8 @@ func ParseNode(n *corev3.Node) (Node, error) {
 		if !ok {
 			return "", fmt.Errorf("%w: metadata %s must be a string", ErrBadNode, key)
 		}
-		if len(s.StringValue) > maxMetaValue {
-			return "", fmt.Errorf("%w: metadata %s is %d bytes, longer than %d", ErrBadNode, key, len(s.StringValue), maxMetaValue)
+		if len(s.StringValue) > limit {
+			return "", fmt.Errorf("%w: metadata %s is %d bytes, longer than %d", ErrBadNode, key, len(s.StringValue), limit)
 		}
 		return s.StringValue, nil
 	}
@@ -85,7 +97,7 @@ func ParseNode(n *corev3.Node) (Node, error) {
 			*dst, err = str(key)
 		}
 	}
-	var appPorts string
+	var appPorts, labels string
 	get(naming.MetaRole, &out.Role)
 	get(naming.MetaCluster, &out.Cluster)
 	get(naming.MetaNamespace, &out.Namespace)
@@ -93,6 +105,7 @@ func ParseNode(n *corev3.Node) (Node, error) {
 	get(naming.MetaWorkload, &out.Workload)
 	get(naming.MetaToken, &out.Token)
 	get(naming.MetaAppPorts, &appPorts)
+	get(naming.MetaLabels, &labels)
 	if err != nil {
 		return Node{}, err
 	}
@@ -140,6 +153,9 @@ func ParseNode(n *corev3.Node) (Node, error) {
 	}
 	if out.AppPorts, err = ParseAppPorts(appPorts); err != nil {
 		return Node{}, err
+	}
+	if out.Labels, err = naming.ParseLabels(labels); err != nil {
+		return Node{}, fmt.Errorf("%w: metadata %s: %w", ErrBadNode, naming.MetaLabels, err)
 	}
 	return out, nil
 }
@@ -223,5 +239,6 @@ func NodeMetadata(n Node) *structpb.Struct {
 	set(naming.MetaWorkload, n.Workload)
 	set(naming.MetaToken, n.Token)
 	set(naming.MetaAppPorts, FormatAppPorts(n.AppPorts))
+	set(naming.MetaLabels, naming.FormatLabels(n.Labels))
 	return &structpb.Struct{Fields: f}
 }

@@ -2,6 +2,8 @@ package xds
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -47,11 +49,11 @@ func TestParseNode(t *testing.T) {
 		{
 			name: "everything",
 			node: metaNode("n1", with(map[string]string{naming.MetaServiceAccount: "client", naming.MetaWorkload: "client-1",
-				naming.MetaAppPorts: "http=8081,9090=19090", naming.MetaToken: "t"}),
+				naming.MetaAppPorts: "http=8081,9090=19090", naming.MetaToken: "t", naming.MetaLabels: "tier=gold,fedmesh.io/rack=r1,canary="}),
 				&corev3.Locality{Region: "us-east", Zone: "a", SubZone: "east-1"}),
 			want: Node{ID: "n1", Role: naming.RoleSidecar, Cluster: "east-1", Namespace: "demo", ServiceAccount: "client",
 				Workload: "client-1", Token: "t", AppPorts: map[string]int32{"http": 8081, "9090": 19090},
-				Locality: locEast1},
+				Labels: map[string]string{"tier": "gold", "fedmesh.io/rack": "r1"}, Locality: locEast1},
 		},
 		{
 			name: "gateway needs no namespace",
@@ -71,6 +73,16 @@ func TestParseNode(t *testing.T) {
 			wantErr: `bad node: metadata fedmesh.app_ports item 0: port "0" is not a number from 1 to 65535`},
 		{name: "app ports without =", node: metaNode("n", with(map[string]string{naming.MetaAppPorts: "http"}), nil),
 			wantErr: `bad node: metadata fedmesh.app_ports item 0 "http" is not NAME=PORT`},
+		{name: "label without =", node: metaNode("n", with(map[string]string{naming.MetaLabels: "tier"}), nil),
+			wantErr: `bad node: metadata fedmesh.labels: label 0 "tier" is not KEY=VALUE`},
+		{name: "bad label key", node: metaNode("n", with(map[string]string{naming.MetaLabels: "app=echo,Tier!=gold"}), nil),
+			wantErr: `bad node: metadata fedmesh.labels: label 1: key "Tier!": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')`},
+		{name: "bad label value", node: metaNode("n", with(map[string]string{naming.MetaLabels: "tier=gold plated"}), nil),
+			wantErr: `bad node: metadata fedmesh.labels: label 0: value "gold plated" of key "tier": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')`},
+		{name: "label twice", node: metaNode("n", with(map[string]string{naming.MetaLabels: "tier=a,tier=b"}), nil),
+			wantErr: `bad node: metadata fedmesh.labels: label 1: key "tier" given twice`},
+		{name: "labels too long", node: metaNode("n", with(map[string]string{naming.MetaLabels: strings.Repeat("a", maxMetaLabels+1)}), nil),
+			wantErr: fmt.Sprintf("bad node: metadata fedmesh.labels is %d bytes, longer than %d", maxMetaLabels+1, maxMetaLabels)},
 		{name: "non-string metadata", node: &corev3.Node{Id: "n", Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
 			naming.MetaCluster: structpb.NewNumberValue(1)}}}, wantErr: "bad node: metadata fedmesh.cluster must be a string"},
 	}
@@ -99,14 +111,15 @@ func TestParseNode(t *testing.T) {
 // FuzzParseNode: any metadata is parsed or refused with ErrBadNode, and a
 // parsed node survives a round trip through NodeMetadata.
 func FuzzParseNode(f *testing.F) {
-	f.Add("n1", "east-1", "demo", "client", "sidecar", "client-1", "http=8080", "us-east", "a", "east-1")
-	f.Add("gw", "east-1", "", "", "gateway", "", "", "", "", "")
-	f.Add("x", "EAST", "demo", "a..b", "proxyless", "w", "http=99999,", "r", "z", "other")
-	f.Add("", "", "", "", "", "", "=,=", "", "", "")
-	f.Fuzz(func(t *testing.T, id, cluster, ns, sa, role, workload, appPorts, region, zone, subZone string) {
+	f.Add("n1", "east-1", "demo", "client", "sidecar", "client-1", "http=8080", "us-east", "a", "east-1", "tier=gold,x.io/k=v")
+	f.Add("gw", "east-1", "", "", "gateway", "", "", "", "", "", "")
+	f.Add("x", "EAST", "demo", "a..b", "proxyless", "w", "http=99999,", "r", "z", "other", "a=,=b")
+	f.Add("", "", "", "", "", "", "=,=", "", "", "", ",,")
+	f.Fuzz(func(t *testing.T, id, cluster, ns, sa, role, workload, appPorts, region, zone, subZone, labels string) {
 		pn := metaNode(id, map[string]string{
 			naming.MetaCluster: cluster, naming.MetaNamespace: ns, naming.MetaServiceAccount: sa,
 			naming.MetaRole: role, naming.MetaWorkload: workload, naming.MetaAppPorts: appPorts,
+			naming.MetaLabels: labels,
 		}, &corev3.Locality{Region: region, Zone: zone, SubZone: subZone})
 		n, err := ParseNode(pn)
 		if err != nil {

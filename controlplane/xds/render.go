@@ -182,11 +182,12 @@ func (g *Generator) renderGateway(services []*catalog.ImportedService) (clusters
 }
 
 // renderEndpoints makes svc's assignments, one per port, as nodes of k
-// receive them.
-func (g *Generator) renderEndpoints(k edsKey, svc *catalog.ImportedService) *svcEndpoints {
+// with labels receive them.
+func (g *Generator) renderEndpoints(k edsKey, svc *catalog.ImportedService, labels map[string]string) *svcEndpoints {
 	se := &svcEndpoints{svc: *svc}
+	client := topology.Node{Locality: k.loc, Labels: labels}
 	for _, p := range plan.Ports(svc) {
-		a := g.plan.Assign(svc, p, k.loc, k.role)
+		a := g.plan.AssignTo(svc, p, client, k.role)
 		r, err := newResource(renderAssignment(a))
 		if err != nil && se.err == nil {
 			se.err = err

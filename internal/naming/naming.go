@@ -16,6 +16,7 @@ package naming
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -134,7 +135,74 @@ const (
 	// "PORTNAME=APPPORT[,PORTNAME=APPPORT...]" (a key may be a service
 	// port number); unlisted ports go to the same number.
 	MetaAppPorts = "fedmesh.app_ports"
+	// MetaLabels are the workload's labels, "KEY=VALUE[,KEY=VALUE...]"
+	// (FormatLabels), which a ResiliencePolicy's failoverPriority
+	// compares with its endpoints' labels.
+	MetaLabels = "fedmesh.labels"
 )
+
+// MaxLabels bounds the labels a node announces in MetaLabels (as
+// catalog.MaxEndpointLabels bounds an endpoint's).
+const MaxLabels = 64
+
+// ParseLabels reads the MetaLabels form "KEY=VALUE[,KEY=VALUE...]":
+// every key a Kubernetes label key, every value a label value, no key
+// twice, at most MaxLabels. An empty value is no label (it is left out,
+// as endpoints leave it out); "" is no labels (nil).
+func ParseLabels(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	items := strings.Split(s, ",")
+	if len(items) > MaxLabels {
+		return nil, fmt.Errorf("%d labels, more than %d", len(items), MaxLabels)
+	}
+	var out map[string]string
+	seen := make(map[string]bool, len(items))
+	for i, item := range items {
+		k, v, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok {
+			return nil, fmt.Errorf("label %d %q is not KEY=VALUE", i, item)
+		}
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			return nil, fmt.Errorf("label %d: key %q: %s", i, k, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+			return nil, fmt.Errorf("label %d: value %q of key %q: %s", i, v, k, strings.Join(errs, "; "))
+		}
+		if seen[k] {
+			return nil, fmt.Errorf("label %d: key %q given twice", i, k)
+		}
+		seen[k] = true
+		if v == "" {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// FormatLabels renders labels in the form of MetaLabels, keys sorted;
+// nil or empty is "". Kubernetes label keys and values never hold ','
+// or '=', so the form is unambiguous for them.
+func FormatLabels(labels map[string]string) string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k + "=" + labels[k])
+	}
+	return b.String()
+}
 
 // Node roles.
 const (

@@ -64,6 +64,9 @@ func (p *Proxy) ServeInbound(ctx context.Context, l net.Listener) error {
 	tcfg := p.InboundTLSConfig()
 	httpConns := newChanListener(l.Addr())
 	fail := func(w http.ResponseWriter, r *http.Request, err error) {
+		if rec, ok := w.(*statusRecorder); ok && rec.info != nil {
+			rec.info.setFlag(flagConnectFailure)
+		}
 		p.m.errors.WithLabelValues("inbound", "", "app_unreachable").Inc()
 		p.log.Debug("app unreachable", "err", err)
 		w.WriteHeader(http.StatusBadGateway)
@@ -146,10 +149,21 @@ func (p *Proxy) inboundConn(ctx context.Context, raw net.Conn, tcfg *tls.Config,
 		conn.Close()
 		return
 	}
-	g := p.inboundSeries(port.Port).tcpOpened(p.cfg.Cluster)
+	series := p.inboundSeries(port.Port)
+	g := series.tcpOpened(p.cfg.Cluster)
+	pi := peerInfo{p: p, cs: cs}
+	srcNS := ""
+	if id, err := identity.PeerID(cs); err == nil {
+		srcNS = namespaceOf(id.String())
+	}
+	tc, ok := series.tcpOpen("", srcNS, pi.peerCluster(), p.cfg.Workload, p.cfg.Namespace, p.cfg.Cluster)
 	sctx, scancel := p.untilClosed(ctx)
-	splice(conn, app, sctx.Done())
+	sent, received := splice(conn, app, sctx.Done())
 	scancel()
+	if ok {
+		tc.sent.Add(float64(sent))
+		tc.received.Add(float64(received))
+	}
 	if g != nil {
 		g.Dec()
 	}
@@ -174,7 +188,26 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 			http.Error(w, "fedmesh: "+err.Error(), http.StatusForbidden)
 			return
 		}
-		if port.Authz != nil && port.Authz.Request != nil && !p.authorizeHTTP(w, r, port, id.String(), peerInfoOf(r, p)) {
+		ir := &inboundRequest{}
+		ri := &ir.info
+		ri.begin(r, reporterDestination, p.cfg.Now())
+		ir.rec = statusRecorder{ResponseWriter: w, info: ri}
+		pi := peerInfoOf(r, p)
+		ri.sourcePrincipal = id.String()
+		ri.sourceNamespace = namespaceOf(ri.sourcePrincipal)
+		ri.sourceCluster = pi.peerCluster()
+		ri.upstreamCluster, ri.upstreamHost = port.SNI, port.App
+		series := p.inboundSeries(port.Port)
+		if series != nil {
+			ri.destService = series.host
+		}
+		defer func() {
+			ri.end(&ir.rec, p.cfg.Now())
+			p.self(ri)
+			p.report(ri, series)
+		}()
+		if port.Authz != nil && port.Authz.Request != nil && !p.authorizeHTTP(&ir.rec, r, port, id.String(), pi) {
+			ri.setFlag(flagDenied)
 			return
 		}
 		if _, spoofed := r.Header[ClientIDHeader]; spoofed {
@@ -188,12 +221,18 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 			rp = h2c
 		}
 		start := p.cfg.Now()
-		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
-			p.inboundSeries(port.Port).request("", p.cfg.Cluster, rec.status(), p.cfg.Now().Sub(start).Seconds())
+			series.request(ri.sourceCluster, p.cfg.Cluster, ir.rec.status(), p.cfg.Now().Sub(start).Seconds())
 		}()
-		forward(rp, rec, r)
+		forward(rp, &ir.rec, r)
 	})
+}
+
+// inboundRequest is one inbound request's record and response writer,
+// allocated together.
+type inboundRequest struct {
+	info requestInfo
+	rec  statusRecorder
 }
 
 // peer is the verified identity of the client of one connection.
@@ -246,17 +285,19 @@ func (p *Proxy) inboundSeries(sp naming.ServicePort) *serviceSeries {
 // deleted. Called under p.mu, before snap is published.
 func (p *Proxy) updateInboundSeriesLocked(snap *config.Snapshot) {
 	want := map[naming.ServicePort]bool{}
+	hosts := map[string]bool{}
 	for _, in := range snap.Inbound {
 		for _, port := range in.Ports {
 			want[port.Port] = true
+			hosts[port.Port.Host()] = true
 			if _, ok := p.inbound.Load(port.Port); !ok {
-				p.inbound.Store(port.Port, newServiceSeries(p.m, "inbound", port.Port.String()))
+				p.inbound.Store(port.Port, newServiceSeries(p.m, "inbound", port.Port.String(), port.Port.Host()))
 			}
 		}
 	}
 	p.inbound.Range(func(k, v any) bool {
-		if !want[k.(naming.ServicePort)] {
-			v.(*serviceSeries).delete()
+		if sp := k.(naming.ServicePort); !want[sp] {
+			v.(*serviceSeries).delete(!hosts[sp.Host()])
 			p.inbound.Delete(k)
 		}
 		return true

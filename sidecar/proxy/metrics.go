@@ -21,6 +21,9 @@ type Metrics struct {
 	tcpActive *prometheus.GaugeVec
 	authz     *prometheus.CounterVec
 	faults    *prometheus.CounterVec
+	// mesh are the request and TCP families with the mesh labels
+	// (fedmesh_requests_total, ...).
+	mesh *meshMetrics
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil
@@ -72,9 +75,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "fedmesh_sidecar_faults_injected_total",
 			Help: "Faults injected by a route's envoy.filters.http.fault configuration, by service and fault (delay, abort). Aborted requests are also counted in fedmesh_sidecar_request_errors_total with reason fault_injected, and not in fedmesh_sidecar_requests_total.",
 		}, []string{"service", "fault"}),
+		mesh: newMeshMetrics(),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz, m.faults} {
+		cs := []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz, m.faults}
+		for _, c := range append(cs, m.mesh.collectors()...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("proxy: register metrics: %w", err)
 			}
@@ -111,23 +116,63 @@ type serviceSeries struct {
 	m         *Metrics
 	direction string
 	name      string // the service label: namespace/name:port
+	// host is the destination_service label of the mesh families
+	// (NAME.NS.svc.clusterset.local), reporter their reporter.
+	host, reporter string
 
 	mu   sync.RWMutex // guards the following
 	gone bool
 }
 
-func newServiceSeries(m *Metrics, direction, name string) *serviceSeries {
-	return &serviceSeries{m: m, direction: direction, name: name}
+func newServiceSeries(m *Metrics, direction, name, host string) *serviceSeries {
+	reporter := reporterSource
+	if direction == "inbound" {
+		reporter = reporterDestination
+	}
+	return &serviceSeries{m: m, direction: direction, name: name, host: host, reporter: reporter}
 }
 
-// delete removes the service's series for good. It is idempotent.
-func (s *serviceSeries) delete() {
+// delete removes the service's series for good, and with dropHost those
+// of the mesh families of its host too (the caller says whether another
+// series still writes them: two ports of a service share the host). It
+// is idempotent.
+func (s *serviceSeries) delete(dropHost bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.gone {
 		s.gone = true
 		s.m.deleteService(s.direction, s.name)
+		if dropHost {
+			s.m.mesh.deleteService(s.reporter, s.host)
+		}
 	}
+}
+
+// observe records a finished request in the mesh families.
+func (s *serviceSeries) observe(ri *requestInfo) {
+	if s == nil {
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.gone {
+		s.m.mesh.observe(ri)
+	}
+}
+
+// tcpOpen counts an opaque TCP connection in the mesh families; lv are
+// the source workload, namespace and cluster and the destination
+// workload, namespace and cluster. ok is false when the service is gone.
+func (s *serviceSeries) tcpOpen(srcWorkload, srcNamespace, srcCluster, dstWorkload, dstNamespace, dstCluster string) (tcpConn, bool) {
+	if s == nil {
+		return tcpConn{}, false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.gone {
+		return tcpConn{}, false
+	}
+	return s.m.mesh.tcpOpen(s.reporter, srcWorkload, srcNamespace, srcCluster, dstWorkload, dstNamespace, s.host, dstCluster), true
 }
 
 // request records one HTTP request from source to dest cluster that

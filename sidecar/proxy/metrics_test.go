@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
@@ -78,6 +79,9 @@ func TestRemovedServiceSeriesAreDeleted(t *testing.T) {
 
 	// Before: both services have series on the client, and the server
 	// of the service to remove has its inbound series.
+	if got := familiesOf(t, goneSrv.reg, map[string]string{"reporter": "destination", "destination_service": gone.Host()}); len(got) != 4 {
+		t.Fatalf("server mesh families before the removal: %v", got)
+	}
 	before := map[string][]string{
 		"client " + gone.String(): sorted(clientSeries(gone.String())),
 		"client " + kept.String(): sorted(clientSeries(kept.String())),
@@ -98,6 +102,18 @@ func TestRemovedServiceSeriesAreDeleted(t *testing.T) {
 	// not a series of that service.
 	if r := get(t, hc, svcURL(gone)); r.Code != 404 {
 		t.Errorf("GET removed service: %+v, want 404", r)
+	}
+
+	// The mesh families (fedmesh_requests_total, ...) go too, on both
+	// sides, and the kept service's stay.
+	mesh := func(reg prometheus.Gatherer, reporter string, s naming.ServicePort) []string {
+		return familiesOf(t, reg, map[string]string{"reporter": reporter, "destination_service": s.Host()})
+	}
+	meshFamilies := []string{"fedmesh_request_bytes", "fedmesh_request_duration_seconds", "fedmesh_requests_total", "fedmesh_response_bytes"}
+	if diff := cmp.Diff(map[string][]string{"client gone": nil, "client kept": meshFamilies, "server gone": nil}, map[string][]string{
+		"client gone": mesh(c.reg, "source", gone), "client kept": mesh(c.reg, "source", kept), "server gone": mesh(goneSrv.reg, "destination", gone),
+	}); diff != "" {
+		t.Errorf("mesh series after the removal (-want +got):\n%s", diff)
 	}
 
 	after := map[string][]string{

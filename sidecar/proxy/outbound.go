@@ -43,6 +43,11 @@ type call struct {
 	hash    uint64 // the request's hash key, when hashed
 	hashed  bool
 	delayed bool // a fault delayed the request
+
+	// info is the request's record, for metrics and the access log;
+	// rec the writer its response goes through.
+	info requestInfo
+	rec  statusRecorder
 }
 
 // Value returns the call for ctxKey{} and asks the wrapped context for
@@ -117,24 +122,57 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveConnect(w, r, o.port)
 		return
 	}
+	c := &call{}
+	ri := &c.info
+	ri.begin(r, reporterSource, p.cfg.Now())
+	c.rec = statusRecorder{ResponseWriter: w, info: ri}
+	defer o.done(c)
+	w = &c.rec
 	svc, reason, code := o.route(r)
 	if svc == nil {
+		ri.setFlag(flagNoRoute)
 		p.m.errors.WithLabelValues("outbound", "", reason).Inc()
 		http.Error(w, "fedmesh: no service for host "+strconv.Quote(r.Host), code)
 		return
 	}
+	c.u = p.upstream(svc.Cluster)
 	if svc.Routes != nil {
-		o.serveRouted(w, r, svc)
+		o.serveRouted(w, r, svc, c)
 		return
 	}
-	o.send(w, r, svc, svc.Timeout, &call{svc: svc, retry: &svc.Retry})
+	c.svc, c.retry = svc, &svc.Retry
+	o.send(w, r, svc, svc.Timeout, c)
+}
+
+// done reports a finished outbound request: on the series of the
+// upstream it went to (or of its service, when it went nowhere), or with
+// destination_service "unknown" when no service was found.
+func (o *outbound) done(c *call) {
+	p := o.p
+	ri := &c.info
+	ri.end(&c.rec, p.cfg.Now())
+	p.self(ri)
+	if c.u == nil {
+		p.m.mesh.observe(ri)
+		p.logRequest(ri)
+		return
+	}
+	svc := c.u.svc.Load()
+	ri.destService, ri.destNamespace, ri.upstreamCluster = c.u.host, svc.Port.Namespace, svc.Cluster
+	if ri.destCluster == "" {
+		ri.destCluster = c.dest
+	}
+	p.report(ri, c.u.series)
 }
 
 // send forwards r to the cluster svc within timeout (0: none), with the
-// routing decision c (whose svc is svc).
+// routing decision c (whose svc is svc); w is c.rec.
 func (o *outbound) send(w http.ResponseWriter, r *http.Request, svc *config.Service, timeout time.Duration, c *call) {
 	p := o.p
 	u := p.upstream(svc.Cluster)
+	if u != nil {
+		c.u = u
+	}
 	if u == nil {
 		http.Error(w, "fedmesh: service is being configured", http.StatusServiceUnavailable)
 		return
@@ -147,6 +185,7 @@ func (o *outbound) send(w http.ResponseWriter, r *http.Request, svc *config.Serv
 	if n := u.active.Add(1); svc.Limits.MaxRequests > 0 && n > int64(svc.Limits.MaxRequests) {
 		u.active.Add(-1)
 		u.series.overflowed("max_requests")
+		c.info.setFlag(flagOverflow)
 		w.Header().Set("X-Fedmesh-Overloaded", "max_requests")
 		http.Error(w, "fedmesh: too many requests to "+u.name, http.StatusServiceUnavailable)
 		return
@@ -167,13 +206,12 @@ func (o *outbound) send(w http.ResponseWriter, r *http.Request, svc *config.Serv
 	if c.rule != nil {
 		p.mirror(r, c.rule.Route, timeout)
 	}
-	c.Context, c.u = ctx, u
+	c.Context = ctx
 	start := p.cfg.Now()
-	rec := &statusRecorder{ResponseWriter: w}
 	defer func() {
-		u.series.request(p.cfg.Cluster, c.dest, rec.status(), p.cfg.Now().Sub(start).Seconds())
+		u.series.request(p.cfg.Cluster, c.dest, c.rec.status(), p.cfg.Now().Sub(start).Seconds())
 	}()
-	forward(o.rp, rec, r.WithContext(c))
+	forward(o.rp, &c.rec, r.WithContext(c))
 }
 
 // bufferBody reads a small request body of known length into memory so
@@ -224,6 +262,7 @@ func (o *outbound) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if c != nil {
 		c.u.series.failed(reason)
+		c.info.setFlag(flagOf(reason, c.info.retries))
 	} else {
 		o.p.m.errors.WithLabelValues("outbound", "", reason).Inc()
 	}
@@ -231,6 +270,28 @@ func (o *outbound) fail(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("X-Fedmesh-Error", reason)
 	w.WriteHeader(code)
 	_, _ = io.WriteString(w, "fedmesh: "+reason+": "+err.Error()+"\n")
+}
+
+// flagOf is the response flag of a request that failed for reason
+// (outbound fail) after retries retries.
+func flagOf(reason string, retries int) string {
+	f := flagReset
+	switch reason {
+	case "no_healthy":
+		return flagNoHealthy
+	case "overflow":
+		return flagOverflow
+	case "client_canceled":
+		return flagDownstreamGone
+	case "timeout":
+		f = flagTimeout
+	case "connect":
+		f = flagConnectFailure
+	}
+	if retries > 0 {
+		return flagRetriesExceeded
+	}
+	return f
 }
 
 // RoundTrip sends one outbound request to an endpoint of the service in
@@ -250,6 +311,7 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 	retries := 0
 	retryHeld := false
 	defer func() {
+		c.info.retries = retries
 		if retryHeld {
 			u.bal.RetryDone()
 		}
@@ -337,7 +399,10 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			h.End(balancer.Result{Kind: balancer.Status5xx, Latency: lat})
 			// Without a retry the client gets this response as it is.
 			if !rp.Retriable(resp.StatusCode) || !replayable || !p.reserveRetry(u, rp, retries) {
-				c.dest = h.Endpoint().Cluster
+				c.answered(t, svc, h)
+				if retries > 0 && rp.Retriable(resp.StatusCode) {
+					c.info.setFlag(flagRetriesExceeded)
+				}
 				resp.Body = &endBody{ReadCloser: resp.Body, cancel: cancelTry}
 				return resp, nil
 			}
@@ -353,7 +418,7 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			retryReason = "status_4xx"
 			drain(resp.Body)
 		default:
-			c.dest = h.Endpoint().Cluster
+			c.answered(t, svc, h)
 			resp.Body = &endBody{ReadCloser: resp.Body, cancel: cancelTry}
 			h.End(balancer.Result{Kind: balancer.OK, Latency: lat})
 			return resp, nil
@@ -369,6 +434,19 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
+	}
+}
+
+// answered notes the endpoint whose response the client gets.
+func (c *call) answered(t target, svc *config.Service, h *balancer.Host) {
+	c.dest = h.Endpoint().Cluster
+	c.info.destCluster = c.dest
+	c.info.upstreamHost = t.addr
+	switch {
+	case t.identity != "":
+		c.info.destPrincipal = t.identity
+	case len(svc.Identities) == 1:
+		c.info.destPrincipal = svc.Identities[0]
 	}
 }
 
@@ -446,7 +524,11 @@ func drain(b io.ReadCloser) {
 // Flush and Unwrap through so streaming and full duplex keep working.
 type statusRecorder struct {
 	http.ResponseWriter
-	code int
+	code  int
+	bytes int64 // body bytes written
+	// info, when set, is the request's record, for error handlers that
+	// get only the writer.
+	info *requestInfo
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -468,7 +550,9 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	if s.code == 0 {
 		s.code = http.StatusOK
 	}
-	return s.ResponseWriter.Write(b)
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
 }
 
 func (s *statusRecorder) Flush() {

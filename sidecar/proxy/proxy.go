@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	stdlog "log"
 	"log/slog"
 	"net/http"
@@ -29,6 +30,19 @@ type Config struct {
 	// Cluster is the fedmesh cluster the sidecar runs in, the
 	// source_cluster of its outbound metrics. Required.
 	Cluster string
+	// Workload, Namespace and Principal (its SPIFFE ID) name the
+	// sidecar's own workload: the source_* labels of its outbound
+	// requests and the destination_* labels of its inbound ones. Empty
+	// ones are reported as "unknown".
+	Workload, Namespace, Principal string
+	// AccessLog receives a line per request when the access log is on;
+	// nil writes none, whatever the configuration says. Its owner runs
+	// it.
+	AccessLog *AccessLog
+	// AccessLogMode is which requests are logged while the node's
+	// configuration (Snapshot.Telemetry.AccessLog) does not turn the
+	// access log on; the zero value logs none.
+	AccessLogMode AccessLogMode
 	// Logger receives proxy logs; per-request messages are at debug level.
 	// Nil discards.
 	Logger *slog.Logger
@@ -108,6 +122,9 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.MaxRetryBody < 0 {
 		return nil, errors.New("proxy: max retry body is negative")
 	}
+	if cfg.AccessLogMode < AccessLogOff || cfg.AccessLogMode > AccessLogErrors {
+		return nil, fmt.Errorf("proxy: access log mode %d is not one of off, all, errors", cfg.AccessLogMode)
+	}
 	if cfg.HandshakeTimeout == 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
 	}
@@ -185,7 +202,7 @@ func (p *Proxy) Update(snap *config.Snapshot) error {
 		if next[sp] == nil {
 			u.close()
 			if !p.hasSeries(next, u.name) {
-				u.series.delete()
+				u.series.delete(!p.hasHost(next, u.host))
 				p.cfg.BalancerMetrics.Delete(u.name)
 			}
 		}
@@ -201,6 +218,17 @@ func (p *Proxy) Update(snap *config.Snapshot) error {
 func (p *Proxy) hasSeries(next map[string]*upstream, name string) bool {
 	for _, u := range next {
 		if u.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// hasHost reports whether an upstream of next writes the mesh series of
+// the service host.
+func (p *Proxy) hasHost(next map[string]*upstream, host string) bool {
+	for _, u := range next {
+		if u.host == host {
 			return true
 		}
 	}

@@ -37,11 +37,12 @@ const (
 // when none does); then the rule's fault, its redirect or direct
 // response, or its route: a weighted backend, header modifiers,
 // rewrites, mirrors, hash key, timeout and retry policy.
-func (o *outbound) serveRouted(w http.ResponseWriter, r *http.Request, host *config.Service) {
+func (o *outbound) serveRouted(w http.ResponseWriter, r *http.Request, host *config.Service, c *call) {
 	p := o.p
 	hu := p.upstream(host.Cluster)
 	rule := host.Routes.Match(r)
 	if rule == nil {
+		c.info.setFlag(flagNoRoute)
 		o.answer(w, hu, reasonNoRouteMatch, http.StatusNotFound, "fedmesh: no route rule matches "+r.Method+" "+r.URL.Path+"\n")
 		return
 	}
@@ -57,8 +58,10 @@ func (o *outbound) serveRouted(w http.ResponseWriter, r *http.Request, host *con
 				return
 			}
 			delayed = true
+			c.info.setFlag(flagFaultDelay)
 		}
 		if f.HasAbort() && sample(f.AbortPerMillion) {
+			c.info.setFlag(flagFaultAbort)
 			p.m.faults.WithLabelValues(host.Port.String(), "abort").Inc()
 			o.abort(w, r, hu, f)
 			return
@@ -83,6 +86,7 @@ func (o *outbound) serveRouted(w http.ResponseWriter, r *http.Request, host *con
 		b = a.Pick(rand.Uint64N(a.TotalWeight))
 	}
 	if b.Service == nil {
+		c.info.setFlag(flagNoCluster)
 		o.answer(w, hu, reasonBackendNotFound, http.StatusInternalServerError, "fedmesh: backend "+b.Cluster+" does not exist\n")
 		return
 	}
@@ -92,7 +96,7 @@ func (o *outbound) serveRouted(w http.ResponseWriter, r *http.Request, host *con
 	if a.HostRewrite != "" {
 		r.Host = a.HostRewrite
 	}
-	c := &call{svc: b.Service, retry: &a.Retry, rule: rule, backend: b, delayed: delayed}
+	c.svc, c.retry, c.rule, c.backend, c.delayed = b.Service, &a.Retry, rule, b, delayed
 	if len(a.Hash) > 0 {
 		c.hash, c.hashed = hashKey(r, a.Hash)
 	}

@@ -56,8 +56,14 @@ func (p *Proxy) dialTCP(ctx context.Context, u *upstream, svc *config.Service) (
 // pipeTCP copies bytes both ways until both directions end or stop
 // closes, then closes both connections and ends the host's request.
 func (p *Proxy) pipeTCP(client, up net.Conn, u *upstream, h *balancer.Host, stop <-chan struct{}) {
-	g := u.series.tcpOpened(h.Endpoint().Cluster)
-	splice(client, up, stop)
+	ep := h.Endpoint()
+	g := u.series.tcpOpened(ep.Cluster)
+	tc, ok := u.series.tcpOpen(p.cfg.Workload, p.cfg.Namespace, p.cfg.Cluster, "", u.svc.Load().Port.Namespace, ep.Cluster)
+	sent, received := splice(client, up, stop)
+	if ok {
+		tc.sent.Add(float64(sent))
+		tc.received.Add(float64(received))
+	}
 	if g != nil {
 		g.Dec()
 	}
@@ -103,25 +109,26 @@ type closeWriter interface{ CloseWrite() error }
 
 // splice copies a->b and b->a; when one direction ends it half-closes the
 // other side's write, and when both end (or stop closes) it closes both.
-func splice(a, b net.Conn, stop <-chan struct{}) {
+// It returns the bytes copied each way.
+func splice(a, b net.Conn, stop <-chan struct{}) (aToB, bToA int64) {
 	var wg sync.WaitGroup
 	wg.Add(2)
-	cp := func(dst, src net.Conn) {
+	cp := func(dst, src net.Conn, n *int64) {
 		defer wg.Done()
-		_, _ = io.Copy(dst, src)
+		*n, _ = io.Copy(dst, src)
 		if cw, ok := dst.(closeWriter); ok {
 			_ = cw.CloseWrite()
 		} else {
 			_ = dst.Close()
 		}
 	}
-	go cp(a, b)
+	go cp(a, b, &bToA)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		wg.Wait()
 	}()
-	go cp(b, a)
+	go cp(b, a, &aToB)
 	select {
 	case <-done:
 	case <-stop:
@@ -129,4 +136,5 @@ func splice(a, b net.Conn, stop <-chan struct{}) {
 	a.Close()
 	b.Close()
 	<-done
+	return aToB, bToA
 }

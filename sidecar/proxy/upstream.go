@@ -32,6 +32,7 @@ const (
 type upstream struct {
 	p      *Proxy
 	name   string // namespace/name:port
+	host   string // NAME.NS.svc.clusterset.local, the destination_service
 	series *serviceSeries
 	svc    atomic.Pointer[config.Service]
 	bal    *balancer.Balancer
@@ -51,11 +52,11 @@ type poolKey struct {
 }
 
 func newUpstream(p *Proxy, svc *config.Service) (*upstream, error) {
-	u := &upstream{p: p, name: svc.Port.String(), pools: map[poolKey]*http.Transport{}}
+	u := &upstream{p: p, name: svc.Port.String(), host: svc.Port.Host(), pools: map[poolKey]*http.Transport{}}
 	if svc.Subset != "" {
 		u.name += "/" + svc.Subset
 	}
-	u.series = newServiceSeries(p.m, "outbound", u.name)
+	u.series = newServiceSeries(p.m, "outbound", u.name, u.host)
 	policy := balancer.LeastRequest
 	switch svc.LB {
 	case config.RoundRobin:

@@ -265,7 +265,7 @@ func TestFederation(t *testing.T) {
 		a.wantCondition("echo", "Valid", metav1.ConditionTrue, kube.ReasonValid)
 		a.wantCondition("echo", "Conflict", metav1.ConditionFalse, catalog.ReasonNoConflicts)
 
-		// The catalog entry: pod service account, node region and zone.
+		// The catalog entry: pod service account and labels, node region and zone.
 		exports, _, err := cpA.st.ListExports(context.Background(), "east-1")
 		if err != nil {
 			t.Fatal(err)
@@ -273,10 +273,14 @@ func TestFederation(t *testing.T) {
 		var eps []string
 		for _, e := range exports {
 			for _, ep := range e.Endpoints {
-				eps = append(eps, fmt.Sprintf("%s:%d sa=%s %s", ep.Address, ep.Port, ep.ServiceAccount, ep.Locality))
+				eps = append(eps, fmt.Sprintf("%s:%d sa=%s %s labels=%v", ep.Address, ep.Port, ep.ServiceAccount, ep.Locality, ep.Labels))
 			}
 		}
-		want := []string{"10.1.0.5:9080 sa=echo us-east/us-east-1a/east-1", "10.1.0.6:9080 sa=echo us-east/us-east-1a/east-1"}
+		// The pods carry their node's topology labels too (the API
+		// server adds them when it binds a pod), so failoverPriority
+		// can name them.
+		const labels = "labels=map[app:echo topology.kubernetes.io/region:us-east topology.kubernetes.io/zone:us-east-1a]"
+		want := []string{"10.1.0.5:9080 sa=echo us-east/us-east-1a/east-1 " + labels, "10.1.0.6:9080 sa=echo us-east/us-east-1a/east-1 " + labels}
 		if d := cmp.Diff(want, eps); d != "" {
 			t.Errorf("exported endpoints (-want +got):\n%s", d)
 		}

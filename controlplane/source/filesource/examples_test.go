@@ -45,6 +45,7 @@ func TestExamples(t *testing.T) {
 				return catalog.Endpoint{
 					Address: tt.net + n, Port: 15006, PortName: "http", Locality: loc,
 					Ready: true, Serving: true, ServiceAccount: "echo", Workload: "echo-" + n,
+					Labels: map[string]string{"app": "echo"},
 				}
 			}
 			want := []catalog.Export{{

@@ -87,6 +87,15 @@ func ep(addr string, port int32, portName, sa, workload string) catalog.Endpoint
 	}
 }
 
+// labelled is ep with labels.
+func labelled(ep catalog.Endpoint, kv ...string) catalog.Endpoint {
+	ep.Labels = map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		ep.Labels[kv[i]] = kv[i+1]
+	}
+	return ep
+}
+
 // export is a ClusterSetIP export of demo/NAME by the tests' cluster.
 func export(name string, created time.Time, ports []catalog.Port, eps ...catalog.Endpoint) catalog.Export {
 	return catalog.Export{

@@ -13,7 +13,7 @@ import (
 )
 
 func TestLoad(t *testing.T) {
-	notReady := ep("127.0.1.2", 15006, "http", "echo", "echo-2")
+	notReady := labelled(ep("127.0.1.2", 15006, "http", "echo", "echo-2"), "app", "echo", "version", "v2")
 	notReady.Ready, notReady.Serving = false, false
 	notReady.Locality.Zone = "b"
 
@@ -42,7 +42,7 @@ func TestLoad(t *testing.T) {
 			name:  "service, export and workloads",
 			files: map[string]string{"echo.yaml": docs(echoService, echoExport, echoWorkloads)},
 			want: []catalog.Export{export("echo", exportTime, httpPort,
-				ep("127.0.1.1", 15006, "http", "echo", "echo-1"), notReady)},
+				labelled(ep("127.0.1.1", 15006, "http", "echo", "echo-1"), "app", "echo"), notReady)},
 		},
 		{
 			name: "objects spread over files",
@@ -52,7 +52,7 @@ func TestLoad(t *testing.T) {
 				"c-workloads.yaml": echoWorkloads,
 			},
 			want: []catalog.Export{export("echo", exportTime, httpPort,
-				ep("127.0.1.1", 15006, "http", "echo", "echo-1"), notReady)},
+				labelled(ep("127.0.1.1", 15006, "http", "echo", "echo-1"), "app", "echo"), notReady)},
 		},
 		{
 			name: "endpoint slices",
@@ -137,9 +137,9 @@ metadata: {name: echo-elsewhere, namespace: prod, labels: {app: echo}}
 spec: {address: 127.0.1.4, ports: {http: 15006}}
 `)},
 			want: []catalog.Export{export("echo", exportTime, twoPorts,
-				ep("127.0.1.1", 15007, "grpc", "default", "echo-1"),
-				ep("127.0.1.1", 15006, "http", "default", "echo-1"),
-				ep("127.0.1.2", 15006, "http", "default", "echo-2"))},
+				labelled(ep("127.0.1.1", 15007, "grpc", "default", "echo-1"), "app", "echo"),
+				labelled(ep("127.0.1.1", 15006, "http", "default", "echo-1"), "app", "echo"),
+				labelled(ep("127.0.1.2", 15006, "http", "default", "echo-2"), "app", "echo"))},
 		},
 		{
 			name: "single unnamed port: key \"\" or the only entry",
@@ -165,8 +165,8 @@ metadata: {name: echo-3, namespace: demo, labels: {app: echo}}
 spec: {address: 127.0.1.3, ports: {a: 15006, b: 15007}}
 `)},
 			want: []catalog.Export{export("echo", exportTime, []catalog.Port{{Protocol: catalog.TCP, Port: 8080}},
-				ep("127.0.1.1", 15006, "", "default", "echo-1"),
-				ep("127.0.1.2", 15008, "", "default", "echo-2"))},
+				labelled(ep("127.0.1.1", 15006, "", "default", "echo-1"), "app", "echo"),
+				labelled(ep("127.0.1.2", 15008, "", "default", "echo-2"), "app", "echo"))},
 		},
 		{
 			name:  "no ServiceExport: not exported",
@@ -219,6 +219,30 @@ spec: {ports: [{name: http, port: 8080}, {name: http, port: 8081}]}
 `},
 			want:         []catalog.Export{},
 			wantProblems: []probe{{File: "svc.yaml", Doc: 1, Object: "Service demo/echo", Reason: source.ReasonInvalid, Msg: `spec.ports[1].name "http": duplicate port name`}},
+		},
+		{
+			name: "workload labels reach its endpoints, empty values left out",
+			files: map[string]string{"echo.yaml": docs(echoService, echoExport, `apiVersion: fedmesh.io/v1alpha1
+kind: Workload
+metadata:
+  name: echo-1
+  namespace: demo
+  labels: {app: echo, topology.fedmesh.io/rack: r7, tier: gold, canary: ""}
+spec: {address: 127.0.1.1, ports: {http: 15006}, serviceAccount: echo}
+`)},
+			want: []catalog.Export{export("echo", exportTime, httpPort,
+				labelled(ep("127.0.1.1", 15006, "http", "echo", "echo-1"), "app", "echo", "topology.fedmesh.io/rack", "r7", "tier", "gold"))},
+		},
+		{
+			name: "workload with a bad label: refused, named",
+			files: map[string]string{"echo.yaml": docs(echoService, echoExport), "w.yaml": `apiVersion: fedmesh.io/v1alpha1
+kind: Workload
+metadata: {name: echo-1, namespace: demo, labels: {app: echo, tier: "gold plated"}}
+spec: {address: 127.0.1.1, ports: {http: 15006}}
+`},
+			want: []catalog.Export{export("echo", exportTime, httpPort)},
+			wantProblems: []probe{{File: "w.yaml", Doc: 1, Object: "Workload demo/echo-1", Reason: source.ReasonInvalid,
+				Msg: `metadata.labels "tier": value "gold plated" of key "tier"`}},
 		},
 		{
 			name: "invalid workload",
