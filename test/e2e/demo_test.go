@@ -172,6 +172,23 @@ func TestDemoScenario(t *testing.T) {
 			t.Errorf("client sidecar counted %.0f requests served by %s, the client saw %d", got, c, served[c])
 		}
 	}
+	// The client sidecar counts the faults it injected apart from real
+	// errors: at least those the client saw in the fault phase (it also
+	// injected some into the demo's probes of the route in force).
+	var faults, delayed int
+	for _, r := range sum.Phases {
+		faults += r.Faults
+		delayed += r.Delayed
+	}
+	if got := metric(clientPage, "fedmesh_sidecar_faults_injected_total", `fault="abort"`); faults == 0 || int(got) < faults {
+		t.Errorf("client sidecar counted %.0f injected aborts, the client saw %d", got, faults)
+	}
+	if got := metric(clientPage, "fedmesh_sidecar_faults_injected_total", `fault="delay"`); delayed == 0 || int(got) < delayed {
+		t.Errorf("client sidecar counted %.0f injected delays, the client saw %d", got, delayed)
+	}
+	if got := metric(clientPage, "fedmesh_sidecar_request_errors_total", `reason="fault_injected"`); int(got) < faults {
+		t.Errorf("client sidecar counted %.0f requests failed with reason fault_injected, the client saw %d aborted", got, faults)
+	}
 	if ej := metric(clientPage, "fedmesh_sidecar_lb_ejections_total", `reason="consecutive_connect_failure"`); ej < 2 {
 		t.Errorf("fedmesh_sidecar_lb_ejections_total{consecutive_connect_failure} = %v, want east-1's two replicas ejected at least", ej)
 	}
