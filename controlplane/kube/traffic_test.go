@@ -55,9 +55,7 @@ spec:
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 spec:
-  parentRefs:
-  - {group: "", kind: Service, name: echo}
-  - {group: gateway.networking.k8s.io, kind: Gateway, name: ingress}
+  parentRefs: [{group: "", kind: Service, name: echo}]
   rules:
   - backendRefs:
     - {name: echo, port: 8080, weight: 90}
@@ -68,7 +66,7 @@ spec:
 apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 spec:
-  parentRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: echo-v2}, {group: "", kind: Pod, name: p}]
+  parentRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: echo-v2}]
   rules:
   - backendRefs: [{name: gone, port: 8080}]
 `
@@ -164,14 +162,10 @@ func TestEvaluateTraffic(t *testing.T) {
 						"Accepted=True Accepted gen=2: the policy is in force",
 						"ResolvedRefs=True ResolvedRefs gen=2: every targetRef names an existing Service or ServiceImport",
 					},
-					// The Gateway parent is its gateway controller's to report.
 					"HTTPRoute canary parent echo": {fmt.Sprintf(routeOK, 1), fmt.Sprintf(resolvedOK, 1)},
+					// A missing backend does not refuse the route.
 					"GRPCRoute grpc parent echo-v2": {
 						"Accepted=True Accepted gen=4: the route is in force",
-						"ResolvedRefs=False BackendNotFound gen=4: spec.rules[0].backendRefs[0]: Service demo/gone does not exist",
-					},
-					"GRPCRoute grpc parent p": {
-						`Accepted=False UnsupportedValue gen=4: parentRef group "" kind "Pod": fedmesh attaches routes to a Service or a multicluster.x-k8s.io ServiceImport`,
 						"ResolvedRefs=False BackendNotFound gen=4: spec.rules[0].backendRefs[0]: Service demo/gone does not exist",
 					},
 				},
@@ -192,8 +186,7 @@ func TestEvaluateTraffic(t *testing.T) {
 		{
 			name: "a bad edit keeps the last good version",
 			objs: trafficObjects{
-				policy.KindHTTPRoute: {trafficObj(t, "canary", 2, strings.Replace(routeDoc,
-					"{group: fedmesh.io, kind: FaultInjection, name: abort}", "{group: example.com, kind: Limit, name: x}", 1))},
+				policy.KindHTTPRoute:      {trafficObj(t, "canary", 2, strings.Replace(routeDoc, "name: abort}", "name: gone}", 1))},
 				policy.KindFaultInjection: {trafficObj(t, "abort", 3, faultDoc)},
 			},
 			lastGood: map[types.UID]acceptedTraffic{"u-canary": {generation: 1, obj: goodRoute}},
@@ -202,11 +195,28 @@ func TestEvaluateTraffic(t *testing.T) {
 				Status: map[string][]string{
 					"FaultInjection abort": {"Accepted=True Accepted gen=3: the fault is in force"},
 					"HTTPRoute canary parent echo": {
-						`Accepted=False UnsupportedValue gen=2: HTTPRoute demo/canary: invalid: spec.rules[0].filters[0].extensionRef "example.com/Limit": fedmesh implements no extension filter but fedmesh.io/FaultInjection; the last accepted version (generation 1) stays in force`,
-						`ResolvedRefs=False InvalidKind gen=2: spec.rules[0].filters[0].extensionRef: group "example.com" kind "Limit" is not a fedmesh.io FaultInjection`,
+						`Accepted=False UnsupportedValue gen=2: HTTPRoute demo/canary: unmatched: spec.rules[0].filters[0].extensionRef.name "gone": no FaultInjection of that name is in force in namespace demo; the last accepted version (generation 1) stays in force`,
+						"ResolvedRefs=False BackendNotFound gen=2: spec.rules[0].filters[0].extensionRef: FaultInjection demo/gone is not in force",
 					},
 				},
-				Problems: []string{`HTTPRoute demo/canary: invalid: spec.rules[0].filters[0].extensionRef "example.com/Limit": fedmesh implements no extension filter but fedmesh.io/FaultInjection`},
+				Problems: []string{`HTTPRoute demo/canary: unmatched: spec.rules[0].filters[0].extensionRef.name "gone": no FaultInjection of that name is in force in namespace demo`},
+				LastGood: []string{"u-abort", "u-canary"},
+			},
+		},
+		{
+			name: "a refused FaultInjection edit keeps its last good version, and the route that uses it",
+			objs: trafficObjects{
+				policy.KindHTTPRoute:      {good},
+				policy.KindFaultInjection: {trafficObj(t, "abort", 4, "apiVersion: fedmesh.io/v1alpha1\nkind: FaultInjection\nspec: {abort: {httpStatus: 503, percentage: 10, color: red}}\n")},
+			},
+			lastGood: map[types.UID]acceptedTraffic{"u-abort": {generation: 3, obj: mustTraffic(t, trafficObj(t, "abort", 3, faultDoc))}},
+			want: summary{
+				InForce: []string{"HTTPRoute demo/canary rules=1", "FaultInjection demo/abort"},
+				Status: map[string][]string{
+					"FaultInjection abort":         {`Accepted=False Invalid gen=4: FaultInjection demo/abort: parse: cannot parse traffic object: FaultInjection: unknown field "spec.abort.color"; the last accepted version (generation 3) stays in force`},
+					"HTTPRoute canary parent echo": {fmt.Sprintf(routeOK, 1), fmt.Sprintf(resolvedOK, 1)},
+				},
+				Problems: []string{`FaultInjection demo/abort: parse: cannot parse traffic object: FaultInjection: unknown field "spec.abort.color"`},
 				LastGood: []string{"u-abort", "u-canary"},
 			},
 		},
@@ -252,6 +262,71 @@ func TestEvaluateTraffic(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+func mustTraffic(t testing.TB, u *unstructured.Unstructured) any {
+	t.Helper()
+	obj, _, err := TrafficObjectFromUnstructured(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obj
+}
+
+// TestEvaluateTrafficExtensionKind checks that a route whose
+// ExtensionRef is not a FaultInjection is refused with the field named
+// and ResolvedRefs InvalidKind.
+func TestEvaluateTrafficExtensionKind(t *testing.T) {
+	refs := trafficRefs{service: func(string, string) bool { return true }, serviceImport: func(string, string) bool { return true }}
+	route := trafficObj(t, "canary", 1, strings.Replace(routeDoc, "{group: fedmesh.io, kind: FaultInjection, name: abort}", "{group: example.com, kind: Limit, name: x}", 1))
+	ev := evaluateTraffic(trafficObjects{policy.KindHTTPRoute: {route}}, nil, refs)
+	if !ev.inForce.Empty() {
+		t.Errorf("in force: %+v", ev.inForce)
+	}
+	const field = `spec.rules[0].filters[0].extensionRef "example.com/Limit"`
+	if len(ev.problems) != 1 || ev.problems[0].Reason != source.ReasonInvalid || !strings.Contains(ev.problems[0].Error(), field) {
+		t.Fatalf("problems %v, want one, invalid, naming %s", ev.problems, field)
+	}
+	if len(ev.statuses) != 1 || len(ev.statuses[0].Parents) != 1 {
+		t.Fatalf("statuses %+v, want one parent entry", ev.statuses)
+	}
+	got := describe(ev.statuses[0].Parents[0].Conditions)
+	if !strings.HasPrefix(got[0], "Accepted=False UnsupportedValue gen=1: ") || !strings.Contains(got[0], field) || !strings.HasSuffix(got[0], "; the route is not in force") {
+		t.Errorf("Accepted: %s", got[0])
+	}
+	if want := `ResolvedRefs=False InvalidKind gen=1: spec.rules[0].filters[0].extensionRef: group "example.com" kind "Limit" is not a fedmesh.io FaultInjection`; got[1] != want {
+		t.Errorf("ResolvedRefs: %s, want %s", got[1], want)
+	}
+}
+
+func TestParentStatuses(t *testing.T) {
+	accepted := metav1.Condition{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Accepted", Message: "in force", ObservedGeneration: 3}
+	resolved := metav1.Condition{Type: "ResolvedRefs", Status: metav1.ConditionTrue, Reason: "ResolvedRefs", Message: "ok", ObservedGeneration: 3}
+	g := func(s string) *gatewayv1.Group { v := gatewayv1.Group(s); return &v }
+	k := func(s string) *gatewayv1.Kind { v := gatewayv1.Kind(s); return &v }
+	parents := []gatewayv1.ParentReference{
+		{Group: g(""), Kind: k("Service"), Name: "echo"},
+		{Name: "ingress"}, // a Gateway, by the Gateway API's defaults
+		{Group: g(policy.GatewayGroup), Kind: k("ListenerSet"), Name: "ls"},
+		{Group: g(policy.MCSGroup), Kind: k("ServiceImport"), Name: "echo-v2"},
+		{Group: g(""), Kind: k("Pod"), Name: "p"},
+	}
+	got := map[string][]string{}
+	for _, p := range parentStatuses(parents, accepted, resolved) {
+		if p.ControllerName != ControllerName {
+			t.Errorf("controllerName %q", p.ControllerName)
+		}
+		got[string(p.ParentRef.Name)] = describe(p.Conditions)
+	}
+	want := map[string][]string{
+		"echo":    {"Accepted=True Accepted gen=3: in force", "ResolvedRefs=True ResolvedRefs gen=3: ok"},
+		"echo-v2": {"Accepted=True Accepted gen=3: in force", "ResolvedRefs=True ResolvedRefs gen=3: ok"},
+		"p": {`Accepted=False UnsupportedValue gen=3: parentRef group "" kind "Pod": fedmesh attaches routes to a Service or a multicluster.x-k8s.io ServiceImport`,
+			"ResolvedRefs=True ResolvedRefs gen=3: ok"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("parent entries (-want +got):\n%s", d)
 	}
 }
 
