@@ -1,21 +1,29 @@
 package kube
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	k8stesting "k8s.io/client-go/testing"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/source"
+	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/policy"
 )
 
@@ -491,4 +499,85 @@ func FuzzEvaluateTraffic(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSourceTrafficWithoutCRD: while the API server does not serve every
+// traffic CRD, no traffic object is read and the empty set is ready;
+// once all are served, the objects are read, and the source's Problems
+// list the refused ones.
+func TestSourceTrafficWithoutCRD(t *testing.T) {
+	clients := fakeClients(nil)
+	bad := trafficObj(t, "bad", 1, "apiVersion: fedmesh.io/v1alpha1\nkind: FaultInjection\nspec: {abort: {httpStatus: 503, percentage: 10, color: red}}\n")
+	dyn := fakeDynamic(trafficObj(t, "abort", 1, faultDoc), bad)
+	var served atomic.Bool
+	dyn.PrependReactor("list", HTTPRouteResource.Resource, func(k8stesting.Action) (bool, runtime.Object, error) {
+		if served.Load() {
+			return false, nil, nil
+		}
+		return true, nil, apierrors.NewNotFound(HTTPRouteResource.GroupResource(), "")
+	})
+	clients.Dynamic = dyn
+	reg := prometheus.NewRegistry()
+	src, err := NewSource(SourceConfig{Clients: clients, Cluster: "east-1", Debounce: time.Millisecond, PolicyProbe: 10 * time.Millisecond,
+		Logger: testLogger(t), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, func(ctx context.Context) error { return src.Run(ctx, func([]catalog.Export) {}) })
+	poll.Until(t, 10*time.Second, "ready with no traffic objects", func() error {
+		tr, ready, _ := src.Traffic()
+		if !ready || !tr.Empty() {
+			return fmt.Errorf("ready %v, %+v", ready, tr)
+		}
+		return nil
+	})
+	served.Store(true)
+	poll.Until(t, 10*time.Second, "the FaultInjection read once every CRD is served", func() error {
+		tr, ready, _ := src.Traffic()
+		if !ready || len(tr.Faults) != 1 || tr.Faults[0].Key() != "demo/abort" {
+			return fmt.Errorf("ready %v, %+v", ready, tr)
+		}
+		return nil
+	})
+	found := false
+	for _, p := range src.Problems() {
+		if p.Object == "FaultInjection demo/bad" && p.Reason == source.ReasonParse {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("problems %v, want FaultInjection demo/bad", src.Problems())
+	}
+	if got := gatherCounter(t, reg, "fedmesh_kube_source_traffic_rejected_total", map[string]string{"kind": policy.KindFaultInjection, "reason": "parse"}); got != 1 {
+		t.Errorf("rejected{FaultInjection,parse} = %v, want 1", got)
+	}
+	statuses, _ := src.TrafficStatus()
+	if len(statuses) != 2 {
+		t.Errorf("%d statuses, want one per object", len(statuses))
+	}
+}
+
+// gatherCounter reads the counter of reg with exactly these labels.
+func gatherCounter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.Metric {
+			got := map[string]string{}
+			for _, l := range m.Label {
+				got[l.GetName()] = l.GetValue()
+			}
+			if cmp.Equal(got, labels) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no %s%v", name, labels)
+	return 0
 }
