@@ -127,7 +127,9 @@ func (s *Source) setNoTraffic() {
 		return
 	}
 	t.inForce, t.ready = policy.Traffic{}, true
-	t.inForceN.Reset()
+	for _, tr := range trafficResources {
+		t.inForceN.WithLabelValues(tr.kind).Set(0)
+	}
 	close(t.changed)
 	t.changed = make(chan struct{})
 }

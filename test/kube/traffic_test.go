@@ -357,7 +357,7 @@ apiVersion: fedmesh.io/v1alpha1
 kind: ResiliencePolicy
 spec:
   targetRefs: [{kind: Service, name: echo}]
-  retry: {attempts: 2, "on": [5xx, reset], perTryTimeout: 500ms}
+  retry: {attempts: 2, statusCodes: [503], perTryTimeout: 500ms}
   connectionLimits: {maxRequests: 100}
   loadBalancer: {algorithm: RingHash, hashKey: {header: x-user}}
   failover: {regions: [us-west, eu-central]}
