@@ -77,5 +77,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newAuthzCmd())
 	root.AddCommand(newRoutesCmd())
+	root.AddCommand(newDashboardCmd())
 	return root
 }
