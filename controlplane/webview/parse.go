@@ -84,7 +84,7 @@ func parsePage(r io.Reader) (*page, error) {
 			if !ok {
 				continue
 			}
-			v := m.GetCounter().GetValue()
+			v := value(m)
 			if err := checkValue(familyRequests, v); err != nil {
 				return nil, err
 			}
@@ -133,13 +133,13 @@ func parsePage(r io.Reader) (*page, error) {
 	if f := fams[familyGatewayOpen]; f != nil {
 		p.hasGateway = true
 		for _, m := range f.GetMetric() {
-			p.gatewayOpen += m.GetGauge().GetValue()
+			p.gatewayOpen += value(m)
 		}
 	}
 	if f := fams[familyGatewayConn]; f != nil {
 		p.hasGateway = true
 		for _, m := range f.GetMetric() {
-			p.gatewayConns += m.GetCounter().GetValue()
+			p.gatewayConns += value(m)
 		}
 	}
 	if err := checkValue(familyGatewayOpen, p.gatewayOpen); err != nil {
@@ -149,6 +149,18 @@ func parsePage(r io.Reader) (*page, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// value is a counter's, gauge's or untyped sample's value (a page
+// without TYPE lines is untyped).
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	}
+	return m.GetUntyped().GetValue()
 }
 
 // checkValue refuses what no counter holds: NaN, infinities, negatives.
