@@ -6,7 +6,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const W = 900, H = 600, R = 48;
-const state = { graph: null, explainKey: "", ticks: 0 };
+const state = { graph: null, explainKey: "", ticks: 0, revision: -1 };
 
 function el(tag, attrs, text) {
   const e = document.createElementNS(SVG, tag);
@@ -47,7 +47,8 @@ function positions(clusters) {
   const sorted = clusters.slice().sort((a, b) =>
     (b.local - a.local) || (a.region || "").localeCompare(b.region || "") || a.name.localeCompare(b.name));
   const pos = new Map();
-  const n = sorted.length, cx = W / 2, cy = H / 2 + 10, rad = n <= 1 ? 0 : Math.min(W, H) / 2 - 110;
+  // Room around the circle for the loops of local traffic and labels.
+  const n = sorted.length, cx = W / 2, cy = H / 2 + 20, rad = n <= 1 ? 0 : Math.min(W, H) / 2 - 145;
   sorted.forEach((c, i) => {
     const a = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(n, 1);
     pos.set(c.name, { x: cx + rad * Math.cos(a), y: cy + rad * Math.sin(a), a });
@@ -76,7 +77,7 @@ function drawClusters(g, pos) {
     // The gateway sits on the rim, facing outwards.
     const gx = Math.cos(p.a) * (R + 4), gy = Math.sin(p.a) * (R + 4);
     const gw = c.gateway || {};
-    const gcls = "gateway" + (gw.observed && !gw.up ? " down" : "");
+    const gcls = "gateway" + ((gw.observed && !gw.up) || c.fenced ? " down" : "");
     const gg = el("g", { class: gcls, "data-gateway": c.name, transform: `translate(${gx.toFixed(1)},${gy.toFixed(1)})` });
     let gtitle = `gateway ${gw.address || "unknown"}`;
     if (gw.observed) gtitle += gw.up ? `: ${gw.activeConnections || 0} open, ${fmtRate(gw.connectionRate || 0)} conn/s` : ": not answering";
@@ -156,8 +157,9 @@ function drawFailover(g) {
 
 function fillSelect(sel, values, labels) {
   const cur = sel.value;
-  const have = Array.from(sel.options).map(o => o.value).join("\n");
-  if (have === values.join("\n")) return;
+  const want = values.map((v, i) => v + "\t" + (labels ? labels[i] : v)).join("\n");
+  const have = Array.from(sel.options).map(o => o.value + "\t" + o.textContent).join("\n");
+  if (have === want) return;
   sel.replaceChildren();
   values.forEach((v, i) => { const o = html("option", labels ? labels[i] : v); o.value = v; sel.append(o); });
   if (values.includes(cur)) sel.value = cur;
@@ -236,8 +238,15 @@ async function tick() {
     } else {
       draw(await r.json());
       problem("");
+      // Explain again when the choice or the view changed, and every few
+      // seconds (outlier ejections change nothing in the view).
+      const g = state.graph;
       const key = document.getElementById("service").value + "|" + document.getElementById("proxy").value;
-      if (key !== state.explainKey || state.ticks % 3 === 0) { state.explainKey = key; explain(); }
+      if (key !== state.explainKey || g.viewRevision !== state.revision || state.ticks % 3 === 0) {
+        state.explainKey = key;
+        state.revision = g.viewRevision;
+        explain();
+      }
       state.ticks++;
     }
   } catch (err) {
