@@ -59,7 +59,7 @@ func TestTelemetry(t *testing.T) {
 			policies: func(t *testing.T) []policy.TelemetryPolicy {
 				return []policy.TelemetryPolicy{telPolicy(t, policy.RootNamespace, "mesh", policy.TelemetrySpec{Tracing: sampling(1, map[string]string{"mesh": "m"})})}
 			},
-			ns: "demo",
+			ns:   "demo",
 			want: &Telemetry{SamplingPercent: fptr(1), Tags: map[string]string{"mesh": "m"}},
 		},
 		{
