@@ -116,6 +116,7 @@ func TestValidateTelemetryPolicy(t *testing.T) {
 			{"spec.tracing.customTags[a]", "longer than 256 bytes"},
 			{"spec.tracing.customTags[b]", "control character"},
 			{"spec.tracing.customTags[c]", "not valid UTF-8"},
+			{"spec.tracing.customTags[d]", "must not be empty"},
 		}},
 		{"33 tags", func(p *TelemetryPolicy) {
 			for i := range 31 {

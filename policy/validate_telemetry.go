@@ -111,6 +111,8 @@ func customTags(fe *fieldErrors, f string, tags map[string]string) {
 			continue
 		}
 		switch {
+		case v == "":
+			fe.add(tf, v, "must not be empty (a literal tag has a value)")
 		case len(v) > MaxTagValue:
 			fe.add(tf, short(v), fmt.Sprintf("longer than %d bytes", MaxTagValue))
 		case !utf8.ValidString(v):
