@@ -48,6 +48,8 @@ func resourceOf(kind string) schema.GroupVersionResource {
 		return kube.GRPCRouteResource
 	case policy.KindResiliencePolicy:
 		return kube.ResiliencePolicyResource
+	case policy.KindTelemetryPolicy:
+		return kube.TelemetryPolicyResource
 	}
 	return kube.FaultInjectionResource
 }
