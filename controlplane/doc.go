@@ -44,6 +44,8 @@
 //	protected  /debug/view, /debug/exports, /debug/source     the catalog: every service,
 //	                                                          endpoint address and identity
 //	protected  /debug/xds, /debug/endpoints                   what each node is sent
+//	protected  /ui/, /debug/graph                             the live picture (package webview;
+//	                                                          `fedmesh dashboard` proxies it)
 //
 // Every route mounted with Admin.Handle is protected; only the three open
 // ones are mounted otherwise, so a new page is protected by default (a test

@@ -88,6 +88,8 @@ type MeshConfig struct {
 	// connection (16) and the time a connection has to authenticate
 	// (10s); zero fields take xds.DefaultLimits.
 	XDSLimits xds.Limits
+	// WebView configures the live picture on the admin port.
+	WebView WebViewConfig
 }
 
 func (m *MeshConfig) withDefaults(bind string) error {
@@ -112,7 +114,7 @@ func (m *MeshConfig) withDefaults(bind string) error {
 	if m.CertTTL == 0 {
 		m.CertTTL = ca.DefaultWorkloadTTL
 	}
-	return nil
+	return m.WebView.withDefaults()
 }
 
 // mesh is the running identity, federation and xDS part of a control
@@ -334,12 +336,19 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 	xln := xs.Listener(rawXln)
 
 	s.mountMesh(m)
+	coll, err := s.startWebView(m)
+	if err != nil {
+		return err
+	}
 	s.log.Info("federation member started", "serf", mem.Local().Addr, "xds", xln.Addr().String(), "etcd", st.ClientURL(), "trust_domain", settings.TrustDomain)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.cpCert.Run(gctx) })
 	g.Go(func() error { return fed.Run(gctx) })
 	g.Go(func() error { return xs.Run(gctx) })
+	if coll != nil {
+		g.Go(func() error { return coll.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := gs.Serve(xln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("xds server: %w", err)

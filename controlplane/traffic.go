@@ -196,6 +196,11 @@ func trafficObjects(cluster string, local *policy.Traffic, unpublished []Unpubli
 		f := &local.Faults[i]
 		add(TrafficObject{Kind: policy.KindFaultInjection, Namespace: f.Namespace, Name: f.Name, Origin: OriginLocal, Cluster: cluster}, f)
 	}
+	for i := range local.Telemetry {
+		p := &local.Telemetry[i]
+		add(TrafficObject{Kind: policy.KindTelemetryPolicy, Namespace: p.Namespace, Name: p.Name, Origin: OriginLocal, Cluster: cluster,
+			Refs: targetRefs(p.Namespace, p.Spec.TargetRefs)}, p)
+	}
 	if view != nil {
 		for _, svc := range view.Services {
 			if svc.Policies == nil || svc.PoliciesCluster == cluster {

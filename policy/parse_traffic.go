@@ -11,12 +11,13 @@ import (
 )
 
 // ParseObject decodes one YAML or JSON document holding a traffic object
-// (HTTPRoute, GRPCRoute, ResiliencePolicy or FaultInjection), strictly:
+// (HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection or
+// TelemetryPolicy), strictly:
 // an unknown, repeated or mistyped field is an error naming it. A
 // missing namespace is DefaultNamespace. The object is validated
 // (ValidateObject); a validation error is a *catalog.ValidationError.
 // It returns *gatewayv1.HTTPRoute, *gatewayv1.GRPCRoute,
-// *ResiliencePolicy or *FaultInjection.
+// *ResiliencePolicy, *FaultInjection or *TelemetryPolicy.
 func ParseObject(doc []byte) (any, error) {
 	if len(doc) > MaxDocumentSize {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrParseTraffic, len(doc), MaxDocumentSize)
@@ -46,6 +47,8 @@ func ParseObject(doc []byte) (any, error) {
 		obj = new(ResiliencePolicy)
 	case tm.APIVersion == APIVersion && tm.Kind == KindFaultInjection:
 		obj = new(FaultInjection)
+	case tm.APIVersion == APIVersion && tm.Kind == KindTelemetryPolicy:
+		obj = new(TelemetryPolicy)
 	default:
 		return nil, fmt.Errorf("%w: apiVersion %q and kind %q: %w", ErrParseTraffic, tm.APIVersion, tm.Kind, ErrUnknownKind)
 	}
@@ -69,7 +72,7 @@ var ErrParseTraffic = errors.New("cannot parse traffic object")
 
 // ErrUnknownKind is wrapped when a document is of a kind ParseObject does
 // not read.
-var ErrUnknownKind = errors.New("not a traffic kind (HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection)")
+var ErrUnknownKind = errors.New("not a traffic kind (HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection, TelemetryPolicy)")
 
 func defaultNamespace(obj any) {
 	switch o := obj.(type) {
@@ -86,6 +89,10 @@ func defaultNamespace(obj any) {
 			o.Namespace = DefaultNamespace
 		}
 	case *FaultInjection:
+		if o.Namespace == "" {
+			o.Namespace = DefaultNamespace
+		}
+	case *TelemetryPolicy:
 		if o.Namespace == "" {
 			o.Namespace = DefaultNamespace
 		}

@@ -75,7 +75,8 @@ func Targets(refs []TargetRef, refNS, ns, name string) bool {
 // ProducerOf returns the producer routes and policies of service ns/name
 // in t: routes in namespace ns whose parentRefs name the service (GAMMA
 // producer routes), ResiliencePolicies in ns targeting it, and the
-// FaultInjections those routes use. Lists keep t's order.
+// FaultInjections those routes use. Lists keep t's order. TelemetryPolicies
+// are never producer policies: the result has none.
 func ProducerOf(t *Traffic, ns, name string) Traffic {
 	var out Traffic
 	faults := map[string]bool{}
@@ -123,8 +124,10 @@ func ProducerOf(t *Traffic, ns, name string) Traffic {
 // EncodePolicies renders t as the catalog's opaque Policies: one
 // canonical JSON document per object (apiVersion, kind, metadata with
 // name and namespace only, spec), ordered by kind, namespace and name.
-// An empty t encodes to nil.
+// TelemetryPolicies are local to their cluster and left out. A t with
+// no other object encodes to nil.
 func EncodePolicies(t Traffic) (*catalog.Policies, error) {
+	t.Telemetry = nil
 	if t.Empty() {
 		return nil, nil
 	}
@@ -194,6 +197,9 @@ func DecodePolicies(p *catalog.Policies) (Traffic, error) {
 		if err != nil {
 			return Traffic{}, fmt.Errorf("policies object %d: %w", i, err)
 		}
+		if _, ok := obj.(*TelemetryPolicy); ok {
+			return Traffic{}, fmt.Errorf("policies object %d: %w: a %s is local to its cluster, never a producer policy", i, ErrParseTraffic, KindTelemetryPolicy)
+		}
 		if err := t.Add(obj); err != nil {
 			return Traffic{}, fmt.Errorf("policies object %d: %w", i, err)
 		}
@@ -202,7 +208,8 @@ func DecodePolicies(p *catalog.Policies) (Traffic, error) {
 }
 
 // Add appends a parsed traffic object (*gatewayv1.HTTPRoute,
-// *gatewayv1.GRPCRoute, *ResiliencePolicy or *FaultInjection) to t.
+// *gatewayv1.GRPCRoute, *ResiliencePolicy, *FaultInjection or
+// *TelemetryPolicy) to t.
 func (t *Traffic) Add(obj any) error {
 	switch o := obj.(type) {
 	case *gatewayv1.HTTPRoute:
@@ -213,6 +220,8 @@ func (t *Traffic) Add(obj any) error {
 		t.Resilience = append(t.Resilience, *o)
 	case *FaultInjection:
 		t.Faults = append(t.Faults, *o)
+	case *TelemetryPolicy:
+		t.Telemetry = append(t.Telemetry, *o)
 	default:
 		return fmt.Errorf("%T is not a traffic object", obj)
 	}

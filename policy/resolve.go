@@ -105,7 +105,7 @@ func (t *Traffic) Without(problems []RefProblem) Traffic {
 	for _, p := range problems {
 		drop[p.Object()] = true
 	}
-	out := Traffic{Resilience: t.Resilience, Faults: t.Faults}
+	out := Traffic{Resilience: t.Resilience, Faults: t.Faults, Telemetry: t.Telemetry}
 	for _, r := range t.HTTPRoutes {
 		if !drop[KindHTTPRoute+" "+r.Namespace+"/"+r.Name] {
 			out.HTTPRoutes = append(out.HTTPRoutes, r)
@@ -131,6 +131,9 @@ func SortTraffic(t *Traffic) {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	slices.SortStableFunc(t.Faults, func(a, b FaultInjection) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	slices.SortStableFunc(t.Telemetry, func(a, b TelemetryPolicy) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 }

@@ -30,11 +30,14 @@ type Traffic struct {
 	GRPCRoutes []gatewayv1.GRPCRoute `json:"grpcRoutes,omitempty"`
 	Resilience []ResiliencePolicy    `json:"resiliencePolicies,omitempty"`
 	Faults     []FaultInjection      `json:"faultInjections,omitempty"`
+	// Telemetry is local to its cluster: never a producer policy
+	// (ProducerOf and EncodePolicies leave it out).
+	Telemetry []TelemetryPolicy `json:"telemetryPolicies,omitempty"`
 }
 
 // Empty reports whether the set holds no object.
 func (t *Traffic) Empty() bool {
-	return len(t.HTTPRoutes) == 0 && len(t.GRPCRoutes) == 0 && len(t.Resilience) == 0 && len(t.Faults) == 0
+	return len(t.HTTPRoutes) == 0 && len(t.GRPCRoutes) == 0 && len(t.Resilience) == 0 && len(t.Faults) == 0 && len(t.Telemetry) == 0
 }
 
 // ResiliencePolicy (fedmesh.io/v1alpha1) says how callers reach the

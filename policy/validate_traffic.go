@@ -30,6 +30,8 @@ func ValidateObject(obj any) error {
 		name, ns, object = o.Name, o.Namespace, KindResiliencePolicy+" "+o.Key()
 	case *FaultInjection:
 		name, ns, object = o.Name, o.Namespace, KindFaultInjection+" "+o.Key()
+	case *TelemetryPolicy:
+		name, ns, object = o.Name, o.Namespace, KindTelemetryPolicy+" "+o.Key()
 	default:
 		return fmt.Errorf("%T is not a traffic object", obj)
 	}
@@ -48,6 +50,8 @@ func ValidateObject(obj any) error {
 		validateResilience(&fe, o)
 	case *FaultInjection:
 		validateFault(&fe, o)
+	case *TelemetryPolicy:
+		validateTelemetry(&fe, o)
 	}
 	return fe.err(object)
 }

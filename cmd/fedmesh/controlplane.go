@@ -46,6 +46,8 @@ type controlPlaneOptions struct {
 	advertiseSerfPort     int
 	advertiseEtcdURL      string
 	gatewayIdentities     []string
+	webViewInterval       time.Duration
+	webViewTargets        []string
 	// kubeMode is set by newSource for --source kube.
 	kubeMode *kube.Mode
 }
@@ -95,6 +97,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 					AdvertiseSerfPort: o.advertiseSerfPort,
 					AdvertiseEtcdURL:  o.advertiseEtcdURL,
 					GatewayIdentities: gateways,
+					WebView:           controlplane.WebViewConfig{Interval: o.webViewInterval, Targets: o.webViewTargets},
 				}
 				cfg.Mesh.XDS.BaseEjectionTime = o.baseEjection
 			}
@@ -161,6 +164,8 @@ operator certificate ('fedmesh ca issue-operator').`,
 	f.DurationVar(&o.certTTL, "cert-ttl", 0, "lifetime of the control plane's and workloads' certificates, renewed at half life (default 24h)")
 	f.StringArrayVar(&o.gatewayIdentities, "gateway-identity", defaultGatewayIdentities(),
 		"NAMESPACE/SERVICEACCOUNT whose proven identity may connect to xDS as an east-west gateway (repeatable; the default covers the local demo's bootstrap token and deploy/'s ServiceAccount)")
+	f.DurationVar(&o.webViewInterval, "webview-interval", 0, "how often the web view reads this cluster's sidecars' and gateway's request counters (default 1s; negative: never)")
+	f.StringArrayVar(&o.webViewTargets, "webview-target", nil, "admin HOST:PORT of a further proxy the web view reads (repeatable)")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("source")
 	return cmd

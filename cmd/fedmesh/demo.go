@@ -133,6 +133,7 @@ func printSummary(w io.Writer, s *demo.Summary) {
 		for _, c := range s.Clusters {
 			fmt.Fprintf(w, "  %-8s control plane %s  (fedmesh status --admin %s --operator-dir %s)\n", c.Name, c.Admin(), c.Admin(), s.OperatorDir)
 		}
+		fmt.Fprintf(w, "  picture: fedmesh dashboard --admin %s --operator-dir %s\n", s.Clusters[0].Admin(), s.OperatorDir)
 		fmt.Fprintf(w, "  client:  curl -x http://%s:15001 http://echo.demo.svc.clusterset.local:8080/\n", s.Clusters[0].ClientIP())
 		fmt.Fprintf(w, "  denied:  curl -x http://%s:15001 http://echo.demo.svc.clusterset.local:8080%s\n", s.Clusters[0].ClientIP(), demo.DeniedPath)
 		fmt.Fprintf(w, "  why:     fedmesh authz check --admin %s --operator-dir %s --from %s --from-cluster %s --to demo/echo --path %s\n",

@@ -78,5 +78,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newAuthzCmd())
 	root.AddCommand(newGetCmd())
 	root.AddCommand(newRoutesCmd())
+	root.AddCommand(newDashboardCmd())
 	return root
 }

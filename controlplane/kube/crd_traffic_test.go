@@ -26,6 +26,7 @@ func TestTrafficCRDsMatchTypes(t *testing.T) {
 	}{
 		{"fedmesh.io_resiliencepolicies.yaml", policy.KindResiliencePolicy, reflect.TypeFor[policy.ResilienceSpec]()},
 		{"fedmesh.io_faultinjections.yaml", policy.KindFaultInjection, reflect.TypeFor[policy.FaultInjectionSpec]()},
+		{"fedmesh.io_telemetrypolicies.yaml", policy.KindTelemetryPolicy, reflect.TypeFor[policy.TelemetrySpec]()},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "base", "crds", tc.file))
@@ -76,6 +77,19 @@ func compareTrafficSchema(t *testing.T, path string, schema map[string]any, typ 
 			return
 		}
 		compareTrafficSchema(t, path+"[]", schema["items"].(map[string]any), typ.Elem())
+		return
+	}
+	if typ.Kind() == reflect.Map {
+		if schema["type"] != "object" {
+			t.Errorf("%s: schema type %v, want object (a map)", path, schema["type"])
+			return
+		}
+		ap, ok := schema["additionalProperties"].(map[string]any)
+		if !ok {
+			t.Errorf("%s: a map without additionalProperties", path)
+			return
+		}
+		compareTrafficSchema(t, path+"{}", ap, typ.Elem())
 		return
 	}
 	want := ""

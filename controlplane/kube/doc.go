@@ -1,6 +1,6 @@
 // Package kube is fedmesh's Kubernetes mode of the control plane: a Source
-// that reads the cluster (its exports and its AuthorizationPolicies)
-// through client-go shared informers, a Sink that
+// that reads the cluster (its exports, its AuthorizationPolicies and its
+// traffic objects) through client-go shared informers, a Sink that
 // writes the merged federation view back as Multi-Cluster Services
 // (multicluster.x-k8s.io) ServiceImports and EndpointSlices, an Elector so
 // that of several control plane replicas only one writes, and a
@@ -18,6 +18,11 @@
 //	   --> Source: PolicyFromObject --> policies in force --> control plane --> xDS (this cluster only)
 //	                   \--> PolicyStatus of each object ------> Sink --> AuthorizationPolicy status
 //	                                                               (Accepted, ResolvedRefs)
+//	HTTPRoutes, GRPCRoutes, ResiliencePolicies, FaultInjections (dynamic informers),
+//	Services, ServiceImports
+//	   --> Source: TrafficObjectFromUnstructured --> policy.Traffic in force --> control plane
+//	                   \--> TrafficStatus of each object -----> Sink --> route status.parents,
+//	                                                               policy status.conditions
 //
 // # Source
 //
@@ -57,6 +62,39 @@
 // BackendNotFound when a targetRef names no Service of the namespace, or
 // InvalidKind).
 //
+// # Traffic objects
+//
+// Source also implements source.TrafficSource. It reads Gateway API
+// HTTPRoutes and GRPCRoutes (gateway.networking.k8s.io/v1, the CRDs of
+// sigs.k8s.io/gateway-api) and fedmesh.io ResiliencePolicies and
+// FaultInjections with dynamic informers, and converts each with
+// TrafficObjectFromUnstructured, which is policy.ParseObject (the file
+// source's strict decoding and validation) on the object without its
+// status. A route is cross-checked too: each ExtensionRef filter must name
+// a fedmesh.io FaultInjection in force in the route's namespace. A
+// refused object is listed by Problems, counted once per generation in
+// fedmesh_kube_source_traffic_rejected_total{kind,reason}, and keeps its
+// last accepted version (same UID) in force; a new object that is refused
+// is not in force. The whole set is replaced at once, after a debounce.
+// Until the API server serves all four CRDs the empty set is ready, and
+// the source asks again every PolicyProbe.
+//
+// With SinkConfig.Traffic the sink writes, only when it changes:
+//
+//   - on a route, one status.parents entry per parentRef that is not a
+//     Gateway API Gateway (those are their gateway controller's), with
+//     controllerName fedmesh.io/mesh-controller and, as the Gateway API
+//     specifies, Accepted (True; False/UnsupportedValue when the route is
+//     refused, the message naming the field, or when the parent is not a
+//     Service or ServiceImport) and ResolvedRefs (True; False/BackendNotFound
+//     when a backend Service or ServiceImport, or a FaultInjection, does
+//     not exist; False/InvalidKind for a backend or filter kind fedmesh
+//     does not implement), with observedGeneration. Other controllers'
+//     entries are left alone. A missing backend does not refuse the route.
+//   - on a ResiliencePolicy, Accepted (True, or False/Invalid) and
+//     ResolvedRefs (False/BackendNotFound when a targetRef names no
+//     existing Service or ServiceImport); on a FaultInjection, Accepted.
+//
 // # Sink
 //
 // Sink takes views with Update (or Follow, from federation.Subscribe) and
@@ -93,7 +131,7 @@
 //	clients, _ := kube.NewClients(rc)
 //	src, _ := kube.NewSource(kube.SourceConfig{Clients: clients, Cluster: "east-1", Region: "us-east"})
 //	el, _ := kube.NewElector(kube.ElectorConfig{Client: clients.Kube, Namespace: "fedmesh-system", Identity: podName})
-//	sink, _ := kube.NewSink(kube.SinkConfig{Clients: clients, Cluster: "east-1", Validity: src, Policies: src, Elector: el})
+//	sink, _ := kube.NewSink(kube.SinkConfig{Clients: clients, Cluster: "east-1", Validity: src, Policies: src, Traffic: src, Elector: el})
 //	go src.Run(ctx, writeExports)                 // the control plane does this
 //	views, cancel := fed.Subscribe()              // *federation.Federation
 //	defer cancel()

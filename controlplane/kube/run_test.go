@@ -39,6 +39,7 @@ func fakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
 			GRPCRouteResource:        "GRPCRouteList",
 			ResiliencePolicyResource: "ResiliencePolicyList",
 			FaultInjectionResource:   "FaultInjectionList",
+			TelemetryPolicyResource:  "TelemetryPolicyList",
 		}, objs...)
 }
 

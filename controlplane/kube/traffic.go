@@ -21,16 +21,17 @@ import (
 // The resources of the traffic objects: Gateway API routes
 // (deploy/base/crds/gateway.networking.k8s.io_*.yaml, from
 // sigs.k8s.io/gateway-api) and fedmesh's policies
-// (deploy/base/crds/fedmesh.io_resiliencepolicies.yaml and
-// fedmesh.io_faultinjections.yaml).
+// (deploy/base/crds/fedmesh.io_resiliencepolicies.yaml,
+// fedmesh.io_faultinjections.yaml and fedmesh.io_telemetrypolicies.yaml).
 var (
 	HTTPRouteResource        = schema.GroupVersionResource{Group: policy.GatewayGroup, Version: "v1", Resource: "httproutes"}
 	GRPCRouteResource        = schema.GroupVersionResource{Group: policy.GatewayGroup, Version: "v1", Resource: "grpcroutes"}
 	ResiliencePolicyResource = schema.GroupVersionResource{Group: policy.Group, Version: policy.Version, Resource: "resiliencepolicies"}
 	FaultInjectionResource   = schema.GroupVersionResource{Group: policy.Group, Version: policy.Version, Resource: "faultinjections"}
+	TelemetryPolicyResource  = schema.GroupVersionResource{Group: policy.Group, Version: policy.Version, Resource: "telemetrypolicies"}
 )
 
-// trafficResources are the four resources, in the order they are
+// trafficResources are the traffic resources, in the order they are
 // evaluated (a route's ExtensionRef needs the FaultInjections in force).
 var trafficResources = []struct {
 	kind     string
@@ -40,6 +41,7 @@ var trafficResources = []struct {
 	{policy.KindResiliencePolicy, ResiliencePolicyResource},
 	{policy.KindHTTPRoute, HTTPRouteResource},
 	{policy.KindGRPCRoute, GRPCRouteResource},
+	{policy.KindTelemetryPolicy, TelemetryPolicyResource},
 }
 
 // ControllerName is the controllerName of the route status entries
@@ -94,9 +96,9 @@ type TrafficStatus struct {
 	// belong to gateway controllers), each with Accepted and
 	// ResolvedRefs.
 	Parents []gatewayv1.RouteParentStatus
-	// Conditions, for a ResiliencePolicy or FaultInjection, are
-	// status.conditions: Accepted, and for a ResiliencePolicy
-	// ResolvedRefs.
+	// Conditions, for a ResiliencePolicy, FaultInjection or
+	// TelemetryPolicy, are status.conditions: Accepted, and for a
+	// ResiliencePolicy or TelemetryPolicy ResolvedRefs.
 	Conditions []metav1.Condition
 }
 
@@ -124,7 +126,7 @@ type trafficRefusal struct {
 	problem    source.Problem
 }
 
-// trafficObjects are the objects of the four kinds in the informers'
+// trafficObjects are the objects of the traffic kinds in the informers'
 // caches.
 type trafficObjects map[string][]*unstructured.Unstructured // by kind
 
@@ -187,7 +189,7 @@ func evaluateTraffic(objs trafficObjects, lastGood map[types.UID]acceptedTraffic
 				}
 			}
 			if inForce != nil {
-				_ = ev.inForce.Add(inForce) // always one of the four types
+				_ = ev.inForce.Add(inForce) // always one of the traffic types
 				if f, ok := inForce.(*policy.FaultInjection); ok {
 					faults[f.Key()] = true
 				}
@@ -206,6 +208,14 @@ func evaluateTraffic(objs trafficObjects, lastGood map[types.UID]acceptedTraffic
 				resolved := metav1.Condition{Type: PolicyConditionResolvedRefs, Status: metav1.ConditionUnknown, Reason: PolicyReasonPending,
 					Message: "spec.targetRefs could not be read"}
 				if p, ok := view.(*policy.ResiliencePolicy); ok {
+					resolved = resolveServiceRefs(p.Namespace, p.Spec.TargetRefs, refs)
+				}
+				resolved.ObservedGeneration = gen
+				st.Conditions = []metav1.Condition{accepted, resolved}
+			case policy.KindTelemetryPolicy:
+				resolved := metav1.Condition{Type: PolicyConditionResolvedRefs, Status: metav1.ConditionUnknown, Reason: PolicyReasonPending,
+					Message: "spec.targetRefs could not be read"}
+				if p, ok := view.(*policy.TelemetryPolicy); ok {
 					resolved = resolveServiceRefs(p.Namespace, p.Spec.TargetRefs, refs)
 				}
 				resolved.ObservedGeneration = gen
@@ -274,6 +284,8 @@ func lenientTraffic(kind string, u *unstructured.Unstructured) any {
 		obj = new(gatewayv1.GRPCRoute)
 	case policy.KindResiliencePolicy:
 		obj = new(policy.ResiliencePolicy)
+	case policy.KindTelemetryPolicy:
+		obj = new(policy.TelemetryPolicy)
 	default:
 		return nil
 	}

@@ -96,6 +96,7 @@ func (s *Source) Traffic() (policy.Traffic, bool, <-chan struct{}) {
 		GRPCRoutes: slices.Clone(t.inForce.GRPCRoutes),
 		Resilience: slices.Clone(t.inForce.Resilience),
 		Faults:     slices.Clone(t.inForce.Faults),
+		Telemetry:  slices.Clone(t.inForce.Telemetry),
 	}, t.ready, t.changed
 }
 
@@ -127,7 +128,9 @@ func (s *Source) setNoTraffic() {
 		return
 	}
 	t.inForce, t.ready = policy.Traffic{}, true
-	t.inForceN.Reset()
+	for _, tr := range trafficResources {
+		t.inForceN.WithLabelValues(tr.kind).Set(0)
+	}
 	close(t.changed)
 	t.changed = make(chan struct{})
 }
@@ -144,8 +147,9 @@ func (s *Source) applyTraffic(ev trafficEval) {
 		t.inForceN.WithLabelValues(policy.KindGRPCRoute).Set(float64(len(ev.inForce.GRPCRoutes)))
 		t.inForceN.WithLabelValues(policy.KindResiliencePolicy).Set(float64(len(ev.inForce.Resilience)))
 		t.inForceN.WithLabelValues(policy.KindFaultInjection).Set(float64(len(ev.inForce.Faults)))
+		t.inForceN.WithLabelValues(policy.KindTelemetryPolicy).Set(float64(len(ev.inForce.Telemetry)))
 		s.log.Info("traffic objects", "httpRoutes", len(ev.inForce.HTTPRoutes), "grpcRoutes", len(ev.inForce.GRPCRoutes),
-			"resiliencePolicies", len(ev.inForce.Resilience), "faultInjections", len(ev.inForce.Faults), "refused", len(ev.problems))
+			"resiliencePolicies", len(ev.inForce.Resilience), "faultInjections", len(ev.inForce.Faults), "telemetryPolicies", len(ev.inForce.Telemetry), "refused", len(ev.problems))
 		close(t.changed)
 		t.changed = make(chan struct{})
 	}
@@ -200,7 +204,7 @@ type trafficDeps struct {
 }
 
 // runTraffic follows the traffic objects until ctx is done. It waits
-// until the API server serves their four CRDs (until then none can
+// until the API server serves their CRDs (until then none can
 // exist, so the empty set is in force), then reads them with dynamic
 // informers and evaluates them after every burst of changes to one of
 // them, a Service or a ServiceImport.
@@ -273,10 +277,10 @@ func dropManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// waitForTrafficCRDs returns true once the API server serves all four
+// waitForTrafficCRDs returns true once the API server serves all the
 // traffic resources, false when ctx is done first. While one is not
 // installed the traffic objects are not read, and the empty set is in
-// force (deploy/base installs all four together). Any other error (such
+// force (deploy/base installs them all together). Any other error (such
 // as a missing permission) leaves the set not ready.
 func (s *Source) waitForTrafficCRDs(ctx context.Context) bool {
 	lastMsg := ""

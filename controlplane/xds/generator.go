@@ -232,7 +232,11 @@ func (g *Generator) build(n Node, secrets *part) (*Built, error) {
 		clusters, eps, listeners = []*part{gp.clusters}, []*part{gp.eds.clas}, []*part{gp.listeners}
 		reports = gp.eds.reports
 	default:
-		out := g.outboundFor(n.Role, g.plan.RouteNamespace(n.Namespace))
+		var tel *plan.Telemetry
+		if n.Role == naming.RoleSidecar {
+			tel = g.plan.Telemetry(n.Namespace, n.Workload)
+		}
+		out := g.outboundFor(n.Role, g.plan.RouteNamespace(n.Namespace), tel)
 		e := g.endpointsFor(n.Role, loc, n.Labels)
 		clusters, eps, listeners, routes = []*part{out.clusters}, []*part{e.clas}, []*part{out.listeners}, []*part{out.routes}
 		reports = e.reports
@@ -243,7 +247,7 @@ func (g *Generator) build(n Node, secrets *part) (*Built, error) {
 		}
 		switch n.Role {
 		case naming.RoleSidecar:
-			ic, il := g.renderInbound(g.plan.Inbound(n.Namespace, n.Workload, n.appPort))
+			ic, il := g.renderInbound(g.plan.Inbound(n.Namespace, n.Workload, n.appPort), tel)
 			clusters = append(clusters, newPart(ic))
 			listeners = append(listeners, newPart(il))
 		case naming.RoleProxyless:
@@ -296,15 +300,25 @@ func (g *Generator) checkConsistent(snap *Snapshot, key string) error {
 }
 
 // outKey names what nodes of one role share outside endpoints: ns is
-// the namespace whose consumer routes they see ("" for none).
+// the namespace whose consumer routes they see ("" for none), tel the
+// Key of the telemetry their HCMs carry ("" for none: every namespace
+// without a TelemetryPolicy shares the same part).
 type outKey struct {
-	role, ns string
+	role, ns, tel string
 }
 
-func (g *Generator) outboundFor(role, ns string) *outbound {
-	k := outKey{role, ns}
+// outboundFor returns the outbound part of nodes of role whose callers
+// see ns's consumer routes and whose HCMs carry tel (sidecars only).
+// Parts with telemetry share the clusters and routes of the part
+// without; only their listeners are rendered again.
+func (g *Generator) outboundFor(role, ns string, tel *plan.Telemetry) *outbound {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.outboundForLocked(role, ns, tel)
+}
+
+func (g *Generator) outboundForLocked(role, ns string, tel *plan.Telemetry) *outbound {
+	k := outKey{role, ns, tel.Key()}
 	if o, ok := g.outbound[k]; ok {
 		return o
 	}
@@ -313,9 +327,13 @@ func (g *Generator) outboundFor(role, ns string) *outbound {
 		return o
 	}
 	var o *outbound
-	if role == naming.RoleProxyless {
+	switch {
+	case role == naming.RoleProxyless:
 		o = g.renderProxyless(ns)
-	} else {
+	case tel != nil:
+		base := g.outboundForLocked(role, ns, nil)
+		o = &outbound{clusters: base.clusters, routes: base.routes, listeners: newPart(g.renderOutboundListeners(tel))}
+	default:
 		o = g.renderOutbound(ns)
 	}
 	g.outbound[k] = o

@@ -63,6 +63,14 @@ func TestGolden(t *testing.T) {
 		// routes for shop's callers only.
 		{name: "sidecar-east-1-consumer", view: testView("east-1", withProducerRoutes(t, "routes-producer")), traffic: "routes-consumer",
 			node: Node{ID: "shop~east-1", Role: naming.RoleSidecar, Cluster: "east-1", Namespace: "shop", ServiceAccount: "shop", Workload: "shop", Locality: locEast1}},
+		// TelemetryPolicies (mesh-wide, namespace demo, and one
+		// targeting echo's workloads) in every HCM, outbound and
+		// inbound, of echo's sidecar.
+		{
+			name: "sidecar-west-1-telemetry", view: testView("west-1", withWorkload), traffic: "telemetry",
+			node: Node{ID: "echo~west-1", Role: naming.RoleSidecar, Cluster: "west-1", Namespace: "demo",
+				ServiceAccount: "echo", Workload: "echo", Locality: locWest1, AppPorts: map[string]int32{"http": 9080}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

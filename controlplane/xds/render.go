@@ -57,34 +57,52 @@ func (s *Settings) cluster(name string, lb clusterv3.Cluster_LbPolicy, tls *xdsr
 
 // renderOutbound makes a sidecar's outbound clusters, listeners and
 // routes as callers in namespace ns see them: per service port an mTLS
-// cluster, a virtual listener, and for HTTP ports a virtual host (its
-// route table, render_routes.go) in the route configuration of the
-// port; then the local-only subset clusters routes send to.
+// cluster, a virtual listener (renderOutboundListeners), and for HTTP
+// ports a virtual host (its route table, render_routes.go) in the route
+// configuration of the port; then the local-only subset clusters routes
+// send to. Its HTTP connection managers carry no telemetry; outboundFor
+// renders the listeners again for nodes with telemetry.
 func (g *Generator) renderOutbound(ns string) *outbound {
-	var clusters, listeners, routes []types.Resource
+	var clusters, routes []types.Resource
 	vhosts := map[int32][]*routev3.VirtualHost{}
 	services := g.plan.View().Services
 	for i := range services {
 		for _, sp := range g.plan.ServicePorts(&services[i]) {
-			name := sp.OutboundCluster()
-			alpn := xdsresource.ALPN(sp.HTTP)
-			clusters = append(clusters, g.serviceCluster(&services[i], name, clusterv3.Cluster_LEAST_REQUEST,
-				&xdsresource.UpstreamTLS{SNI: sp.SNI(), SANs: sp.Identities, ALPN: alpn}))
-			var filter *listenerv3.Filter
+			clusters = append(clusters, g.serviceCluster(&services[i], sp.OutboundCluster(), clusterv3.Cluster_LEAST_REQUEST,
+				&xdsresource.UpstreamTLS{SNI: sp.SNI(), SANs: sp.Identities, ALPN: xdsresource.ALPN(sp.HTTP)}))
 			if sp.HTTP {
 				vhosts[sp.Port.Port] = append(vhosts[sp.Port.Port], g.virtualHost(ns, &services[i], sp, false))
-				filter = xdsresource.HTTPConnectionManager(name, portString(sp.Port.Port))
-			} else {
-				filter = xdsresource.TCPProxy(name)
 			}
-			listeners = append(listeners, xdsresource.OutboundListener(name, uint32(sp.Port.Port), filter))
 		}
 	}
 	clusters = append(clusters, g.localSubsetClusters(naming.RoleSidecar)...)
 	for _, port := range slices.Sorted(maps.Keys(vhosts)) {
 		routes = append(routes, xdsresource.RouteConfiguration(portString(port), vhosts[port]))
 	}
-	return &outbound{clusters: newPart(clusters), listeners: newPart(listeners), routes: newPart(routes)}
+	return &outbound{clusters: newPart(clusters), listeners: newPart(g.renderOutboundListeners(nil)), routes: newPart(routes)}
+}
+
+// renderOutboundListeners makes a sidecar's virtual listener per service
+// port: an HTTP connection manager with the port's route configuration
+// and telemetry tel (render_telemetry.go) for HTTP ports, a tcp_proxy
+// for the others.
+func (g *Generator) renderOutboundListeners(tel *plan.Telemetry) []types.Resource {
+	var listeners []types.Resource
+	xtel := renderTelemetry(tel)
+	services := g.plan.View().Services
+	for i := range services {
+		for _, sp := range g.plan.ServicePorts(&services[i]) {
+			name := sp.OutboundCluster()
+			var filter *listenerv3.Filter
+			if sp.HTTP {
+				filter = xdsresource.HTTPConnectionManagerWithTelemetry(name, portString(sp.Port.Port), xtel)
+			} else {
+				filter = xdsresource.TCPProxy(name)
+			}
+			listeners = append(listeners, xdsresource.OutboundListener(name, uint32(sp.Port.Port), filter))
+		}
+	}
+	return listeners
 }
 
 // renderProxyless makes a grpc-go client's API listeners and clusters
@@ -152,15 +170,16 @@ func (g *Generator) proxylessRBAC(l plan.InboundListener) []xdsresource.RBAC {
 // renderInbound makes a sidecar's inbound clusters and listeners: per
 // service port a filter chain by SNI, an HTTP connection manager for
 // HTTP ports and a tcp_proxy for the others, with the port's RBAC filters
-// (render_authz.go).
-func (g *Generator) renderInbound(in plan.Inbound) (clusters, listeners []types.Resource) {
+// (render_authz.go) and, on HTTP chains, the node's telemetry tel.
+func (g *Generator) renderInbound(in plan.Inbound, tel *plan.Telemetry) (clusters, listeners []types.Resource) {
+	xtel := renderTelemetry(tel)
 	for _, c := range in.Clusters {
 		clusters = append(clusters, xdsresource.StaticCluster(c.Name, c.Host, uint32(c.AppPort), g.s.ConnectTimeout, false))
 	}
 	for _, l := range in.Listeners {
 		chains := make([]xdsresource.InboundChain, len(l.Chains))
 		for i, c := range l.Chains {
-			chains[i] = xdsresource.InboundChain{SNI: c.SNI, ALPN: xdsresource.ALPN(c.HTTP), Cluster: c.Cluster, HTTP: c.HTTP, RBAC: renderRBAC(c.Authz)}
+			chains[i] = xdsresource.InboundChain{SNI: c.SNI, ALPN: xdsresource.ALPN(c.HTTP), Cluster: c.Cluster, HTTP: c.HTTP, RBAC: renderRBAC(c.Authz), Telemetry: xtel}
 		}
 		listeners = append(listeners, xdsresource.InboundListener(l.Address, uint32(l.Port), chains))
 	}

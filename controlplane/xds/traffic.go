@@ -14,7 +14,8 @@ import (
 // UpdateTraffic publishes the local cluster's traffic objects in force
 // (the complete set, each valid): its consumer routes and the
 // FaultInjections they use change the routes of that namespace's
-// callers. Producer routes and policies arrive with the view. A set
+// callers; its TelemetryPolicies the tracing and access log of the
+// sidecars' HTTP connection managers. Producer routes and policies arrive with the view. A set
 // with an invalid or repeated object is refused whole and counted
 // (reason "traffic"); the last good set stays. Safe to call from any
 // goroutine.
@@ -39,7 +40,7 @@ func (s *Server) UpdateTraffic(t policy.Traffic) error {
 	}
 	s.mu.Unlock()
 	s.log.Info("traffic objects in force", "httpRoutes", len(t.HTTPRoutes), "grpcRoutes", len(t.GRPCRoutes),
-		"resiliencePolicies", len(t.Resilience), "faultInjections", len(t.Faults))
+		"resiliencePolicies", len(t.Resilience), "faultInjections", len(t.Faults), "telemetryPolicies", len(t.Telemetry))
 	s.signal()
 	return nil
 }
@@ -76,6 +77,11 @@ func validateTraffic(t *policy.Traffic) error {
 	}
 	for i := range t.Faults {
 		if err := check(policy.KindFaultInjection, t.Faults[i].Key(), &t.Faults[i]); err != nil {
+			return err
+		}
+	}
+	for i := range t.Telemetry {
+		if err := check(policy.KindTelemetryPolicy, t.Telemetry[i].Key(), &t.Telemetry[i]); err != nil {
 			return err
 		}
 	}

@@ -30,7 +30,13 @@ func TCPProxy(cluster string) *listenerv3.Filter {
 // HTTPConnectionManager is a network filter that routes HTTP with the
 // route configuration routeName from RDS.
 func HTTPConnectionManager(statPrefix, routeName string) *listenerv3.Filter {
-	return hcmFilter(&hcmv3.HttpConnectionManager{
+	return HTTPConnectionManagerWithTelemetry(statPrefix, routeName, nil)
+}
+
+// HTTPConnectionManagerWithTelemetry is HTTPConnectionManager with the
+// node's tracing and access log (tel nil: none), reporter "source".
+func HTTPConnectionManagerWithTelemetry(statPrefix, routeName string, tel *Telemetry) *listenerv3.Filter {
+	hcm := &hcmv3.HttpConnectionManager{
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		StatPrefix: statPrefix,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
@@ -38,7 +44,9 @@ func HTTPConnectionManager(statPrefix, routeName string) *listenerv3.Filter {
 			RouteConfigName: routeName,
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{faultFilter(), routerFilter()},
-	})
+	}
+	applyTelemetry(hcm, tel, ReporterSource)
+	return hcmFilter(hcm)
 }
 
 func hcmFilter(hcm *hcmv3.HttpConnectionManager) *listenerv3.Filter {
@@ -106,12 +114,15 @@ type InboundChain struct {
 	// RBAC are the chain's RBAC filters in the order they run (docs/xds.md,
 	// "Inbound authorization"); none for a chain without policies.
 	RBAC []RBAC
+	// Telemetry is the node's tracing and access log (HTTP chains only;
+	// nil: none).
+	Telemetry *Telemetry
 }
 
 // filters are the chain's network filters.
 func (c *InboundChain) filters() []*listenerv3.Filter {
 	if c.HTTP {
-		return []*listenerv3.Filter{InboundHTTPConnectionManager(c.Cluster, c.RBAC)}
+		return []*listenerv3.Filter{InboundHTTPConnectionManager(c.Cluster, c.RBAC, c.Telemetry)}
 	}
 	fs := make([]*listenerv3.Filter, 0, len(c.RBAC)+1)
 	for _, r := range c.RBAC {

@@ -230,8 +230,8 @@ const InboundVirtualHost = "inbound"
 // chain: an inline route configuration named cluster (one virtual host
 // "inbound", every domain and path to cluster, no timeout) and the HTTP
 // filters rbac... then the router.
-func InboundHTTPConnectionManager(cluster string, rbac []RBAC) *listenerv3.Filter {
-	return hcmFilter(&hcmv3.HttpConnectionManager{
+func InboundHTTPConnectionManager(cluster string, rbac []RBAC, tel *Telemetry) *listenerv3.Filter {
+	hcm := &hcmv3.HttpConnectionManager{
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		StatPrefix: cluster,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
@@ -249,7 +249,9 @@ func InboundHTTPConnectionManager(cluster string, rbac []RBAC) *listenerv3.Filte
 			}},
 		}},
 		HttpFilters: httpFilters(rbac),
-	})
+	}
+	applyTelemetry(hcm, tel, ReporterDestination)
+	return hcmFilter(hcm)
 }
 
 // httpFilters are the RBAC filters of rbac in order, then the router.

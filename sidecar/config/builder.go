@@ -175,6 +175,11 @@ func build(td spiffeid.TrustDomain, res map[string]map[string]proto.Message, ver
 			snap.Inbound = append(snap.Inbound, in)
 		}
 	}
+	tel, err := nodeTelemetry(res[xdsclient.ListenerType])
+	if err != nil {
+		return nil, err
+	}
+	snap.Telemetry = tel
 	for _, name := range sortedKeys(res[xdsclient.SecretType]) {
 		s := res[xdsclient.SecretType][name].(*tlsv3.Secret)
 		switch name {

@@ -163,6 +163,7 @@ func TestControlPlaneRBAC(t *testing.T) {
 		{"fedmesh.io", "authorizationpolicies"}, {"fedmesh.io", "authorizationpolicies/status"},
 		{"fedmesh.io", "resiliencepolicies"}, {"fedmesh.io", "resiliencepolicies/status"},
 		{"fedmesh.io", "faultinjections"}, {"fedmesh.io", "faultinjections/status"},
+		{"fedmesh.io", "telemetrypolicies"}, {"fedmesh.io", "telemetrypolicies/status"},
 		{"gateway.networking.k8s.io", "httproutes"}, {"gateway.networking.k8s.io", "httproutes/status"},
 		{"gateway.networking.k8s.io", "grpcroutes"}, {"gateway.networking.k8s.io", "grpcroutes/status"},
 		{"gateway.networking.k8s.io", "gateways"},
@@ -242,7 +243,7 @@ func TestControlPlaneRBAC(t *testing.T) {
 		}
 		// The traffic objects: read, and their status written.
 		for _, r := range []res{
-			{"fedmesh.io", "resiliencepolicies"}, {"fedmesh.io", "faultinjections"},
+			{"fedmesh.io", "resiliencepolicies"}, {"fedmesh.io", "faultinjections"}, {"fedmesh.io", "telemetrypolicies"},
 			{"gateway.networking.k8s.io", "httproutes"}, {"gateway.networking.k8s.io", "grpcroutes"},
 		} {
 			for _, a := range []access{

@@ -48,6 +48,8 @@ func resourceOf(kind string) schema.GroupVersionResource {
 		return kube.GRPCRouteResource
 	case policy.KindResiliencePolicy:
 		return kube.ResiliencePolicyResource
+	case policy.KindTelemetryPolicy:
+		return kube.TelemetryPolicyResource
 	}
 	return kube.FaultInjectionResource
 }
@@ -357,7 +359,7 @@ apiVersion: fedmesh.io/v1alpha1
 kind: ResiliencePolicy
 spec:
   targetRefs: [{kind: Service, name: echo}]
-  retry: {attempts: 2, "on": [5xx, reset], perTryTimeout: 500ms}
+  retry: {attempts: 2, statusCodes: [503], perTryTimeout: 500ms}
   connectionLimits: {maxRequests: 100}
   loadBalancer: {algorithm: RingHash, hashKey: {header: x-user}}
   failover: {regions: [us-west, eu-central]}

@@ -16,6 +16,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -131,5 +132,26 @@ func TestRoutedSnapshotRoutes(t *testing.T) {
 	}
 	if _, ok := snap.Lookup(naming.ServicePort{Namespace: "demo", Name: "echo", Port: 8080}.Host(), 8080); !ok {
 		t.Error("echo is not reachable by its clusterset name")
+	}
+}
+
+// TestTelemetrySnapshot checks that the TelemetryPolicies rendered for
+// the telemetry golden are in force in the sidecar: echo's targeted
+// sampling over the mesh-wide one, the tags of the mesh and of namespace
+// demo merged, demo's errors-only access log.
+func TestTelemetrySnapshot(t *testing.T) {
+	snap := apply(t, "../../controlplane/xds/testdata/out/sidecar-west-1-telemetry.yaml")
+	pc := 25.0
+	want := config.Telemetry{
+		SamplingPercent: &pc,
+		Tags:            map[string]string{"mesh": "fedmesh", "team": "payments"},
+		AccessLog:       config.AccessLogConfig{Enabled: true, ErrorsOnly: true},
+	}
+	if diff := cmp.Diff(want, snap.Telemetry); diff != "" {
+		t.Errorf("telemetry (-want +got):\n%s", diff)
+	}
+	// A golden without policies leaves the sidecar's flags in charge.
+	if got := apply(t, "../../controlplane/xds/testdata/out/sidecar-west-1-inbound.yaml").Telemetry; !cmp.Equal(got, config.Telemetry{}) {
+		t.Errorf("telemetry without policies: %+v, want the zero value", got)
 	}
 }

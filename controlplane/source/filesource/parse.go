@@ -75,6 +75,7 @@ var (
 	kindGRPCRoute     = kind{policy.GatewayAPIVersion, policy.KindGRPCRoute}
 	kindResilience    = kind{policy.APIVersion, policy.KindResiliencePolicy}
 	kindFault         = kind{policy.APIVersion, policy.KindFaultInjection}
+	kindTelemetry     = kind{policy.APIVersion, policy.KindTelemetryPolicy}
 )
 
 // known maps each kind the source reads to a constructor of its object.
@@ -88,6 +89,7 @@ var known = map[kind]func() any{
 	kindGRPCRoute:     func() any { return new(gatewayv1.GRPCRoute) },
 	kindResilience:    func() any { return new(policy.ResiliencePolicy) },
 	kindFault:         func() any { return new(policy.FaultInjection) },
+	kindTelemetry:     func() any { return new(policy.TelemetryPolicy) },
 }
 
 // ignored kinds are accepted without a problem and without effect, so that
@@ -263,6 +265,9 @@ func parseDocument(doc []byte) (*Object, *source.Problem) {
 	case *policy.FaultInjection:
 		v.Namespace = ns
 		verr = policy.ValidateObject(v)
+	case *policy.TelemetryPolicy:
+		v.Namespace = ns
+		verr = policy.ValidateObject(v)
 	}
 	if verr != nil {
 		return nil, &source.Problem{Object: ref.String(), Reason: source.ReasonInvalid, Err: verr}
@@ -276,5 +281,5 @@ func unknownKind(k kind) error {
 			return fmt.Errorf("apiVersion %q of kind %s is not supported (want %s)", k.apiVersion, k.kind, kk.apiVersion)
 		}
 	}
-	return fmt.Errorf("kind %s (apiVersion %q) is not one this source reads (Service, EndpointSlice, ServiceExport, Workload, AuthorizationPolicy, HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection)", k.kind, k.apiVersion)
+	return fmt.Errorf("kind %s (apiVersion %q) is not one this source reads (Service, EndpointSlice, ServiceExport, Workload, AuthorizationPolicy, HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection, TelemetryPolicy)", k.kind, k.apiVersion)
 }

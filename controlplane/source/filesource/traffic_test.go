@@ -75,6 +75,9 @@ func trafficKeys(t policy.Traffic) string {
 	for _, f := range t.Faults {
 		keys = append(keys, "FaultInjection "+f.Key())
 	}
+	for _, p := range t.Telemetry {
+		keys = append(keys, "TelemetryPolicy "+p.Key())
+	}
 	return strings.Join(keys, ", ")
 }
 
