@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,7 +77,7 @@ func runWithEnv(t *testing.T, env []string, args ...string) (string, string, int
 // or --operator-dir) they work; one of another cluster's CA is refused;
 // health and metrics stay open; a cross-site form post is refused.
 func TestAdminAPIBehindOperatorCertificates(t *testing.T) {
-	const ip = "127.0.91.1"
+	ip := fmt.Sprintf("127.%d.0.1", reserveBlock(t))
 	admin := "https://" + ip + ":15014"
 	e := newEnv(t)
 	dir := t.TempDir()

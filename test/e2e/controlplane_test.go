@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,10 +43,11 @@ func copyDir(t *testing.T, src string) string {
 func TestControlPlaneServesSampleCluster(t *testing.T) {
 	e := newEnv(t)
 	src := copyDir(t, "../../examples/local/east-1")
-	const admin = "http://127.0.0.21:15014"
+	ip := fmt.Sprintf("127.%d.0.1", reserveBlock(t))
+	admin := "http://" + ip + ":15014"
 	cp := e.start("controlplane-east-1", "controlplane",
 		"--cluster", "east-1", "--region", "us-east", "--zone", "a",
-		"--bind-address", "127.0.0.21", "--data-dir", t.TempDir(),
+		"--bind-address", ip, "--data-dir", t.TempDir(),
 		"--source", "file:"+src)
 	waitReady(t, cp, admin)
 

@@ -27,7 +27,10 @@
 //     test-deps`); without them it skips, except under CI=true, where it
 //     fails.
 //
-// The tests' clusters use 127.0.90.N and 127.0.(90+N).0/24, apart from the
+// Each test takes a loopback block 127.B.0.0/16 of its own (B from 100 to
+// 239, held by a lock file in the temporary directory while it runs), so
+// that suites run at the same time on one machine never share an
+// address: its clusters use 127.B.0.N and 127.B.N.0/24, apart from the
 // demo's addresses; TestDemoScenario uses the demo's own and skips (fails
 // under CI) when a demo already runs there. Flags, after -args:
 //

@@ -33,10 +33,27 @@ const (
 
 // Addresses: unlike the demo's (127.0.0.1N, 127.0.N.0/24), so that a test
 // never meets a demo someone runs on the same machine. Cluster N's control
-// plane and gateway are on 127.0.90.N (or its lab address), its workloads
-// on 127.0.(90+N).0/24, each namespace's own loopback in a lab.
-func workloadIP(c demo.Cluster, r int) string { return fmt.Sprintf("127.0.%d.%d", 90+c.Index, r) }
-func clientIP(c demo.Cluster) string          { return workloadIP(c, 100) }
+// plane and gateway are on 127.B.0.N (B from reserveBlock; or its lab
+// address), its workloads on 127.B.N.0/24, or on 127.0.(90+N).0/24, each
+// namespace's own loopback, in a lab.
+func workloadIP(c demo.Cluster, r int) string {
+	if block, ok := loopbackBlock(c.IP); ok {
+		return fmt.Sprintf("127.%d.%d.%d", block, c.Index, r)
+	}
+	return fmt.Sprintf("127.0.%d.%d", 90+c.Index, r)
+}
+
+// loopbackBlock is the second octet of a cluster address 127.B.0.N that
+// reserveBlock handed out.
+func loopbackBlock(ip string) (int, bool) {
+	var b, n int
+	if _, err := fmt.Sscanf(ip, "127.%d.0.%d", &b, &n); err != nil || b < firstBlock || b > lastBlock {
+		return 0, false
+	}
+	return b, true
+}
+
+func clientIP(c demo.Cluster) string { return workloadIP(c, 100) }
 
 // writeSource writes cluster c's source directory, as the demo's but on
 // the test's addresses, and returns its path.
@@ -102,8 +119,9 @@ func startMesh(t *testing.T, spec meshSpec) *mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
+	block := reserveBlock(t)
 	for i := range clusters {
-		clusters[i].IP = fmt.Sprintf("127.0.90.%d", clusters[i].Index)
+		clusters[i].IP = fmt.Sprintf("127.%d.0.%d", block, clusters[i].Index)
 		if spec.lab != nil {
 			clusters[i].IP = spec.lab.clusterIP(clusters[i].Index)
 		}

@@ -1,0 +1,42 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// Address blocks: every test that binds fixed ports (15014, 15443, 2379
+// ...) takes a loopback block 127.B.0.0/16 of its own, so that two
+// suites, two worktrees or a demo on the same machine never meet. A
+// block is held by an exclusive lock on a file in the temporary
+// directory for as long as the test runs; a crashed suite's locks go with
+// its process. B runs from firstBlock to lastBlock; the demo's own
+// addresses (127.0.0.0/16, 127.0.1.0/24) are outside.
+const (
+	firstBlock = 100
+	lastBlock  = 239
+)
+
+// reserveBlock returns the second octet of a loopback /16 no other test
+// or suite on this machine holds, locked until the test ends.
+func reserveBlock(t testing.TB) int {
+	t.Helper()
+	for b := firstBlock; b <= lastBlock; b++ {
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("fedmesh-e2e-block-127.%d.lock", b))
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatalf("address block lock: %v", err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		t.Cleanup(func() { f.Close() })
+		return b
+	}
+	t.Fatalf("every loopback block 127.%d-%d.0.0/16 is held by another test run", firstBlock, lastBlock)
+	return 0
+}
