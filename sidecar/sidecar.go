@@ -35,6 +35,7 @@ import (
 	"github.com/fedmesh/fedmesh/sidecar/config"
 	"github.com/fedmesh/fedmesh/sidecar/dns"
 	"github.com/fedmesh/fedmesh/sidecar/proxy"
+	"github.com/fedmesh/fedmesh/sidecar/tracing"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -123,6 +124,12 @@ type Config struct {
 	// before new ones are dropped (counted); zero means
 	// audit.DefaultQueueSize.
 	AuditQueueSize int
+
+	// Tracing, when set, turns distributed tracing on: OTLP endpoint,
+	// protocol and sampling (see sidecar/tracing). Its ServiceName,
+	// Namespace, Cluster, Locality and Logger default to the workload's
+	// (WORKLOAD.NAMESPACE). Nil traces nothing.
+	Tracing *tracing.Config
 }
 
 // Sidecar is one workload's data plane. Create it with New, which binds
@@ -134,7 +141,8 @@ type Sidecar struct {
 	builder *config.Builder
 	xds     *xdsclient.Client
 	dns     *dns.Server
-	audit   *audit.Log // nil without an audit sink
+	audit   *audit.Log      // nil without an audit sink
+	tracer  *tracing.Tracer // nil without Config.Tracing
 	gather  prometheus.Gatherer
 
 	outbound net.Listener
@@ -220,6 +228,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	defer func() {
 		if err != nil {
 			s.closeFixed()
+			s.stopTracer()
 		}
 	}()
 
@@ -245,7 +254,12 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Logger: base, Metrics: pm, BalancerMetrics: bm, Audit: rec}); err != nil {
+	if cfg.Tracing != nil {
+		if s.tracer, err = newTracer(*cfg.Tracing, cfg, base, reg); err != nil {
+			return nil, fmt.Errorf("sidecar: %w", err)
+		}
+	}
+	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Logger: base, Metrics: pm, BalancerMetrics: bm, Audit: rec, Tracer: s.tracer}); err != nil {
 		return nil, err
 	}
 	if cfg.ServiceIP != "" {
@@ -554,6 +568,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	s.stopAll()
 	s.proxy.Close()
 	s.closeFixed()
+	s.stopTracer()
 	return err
 }
 

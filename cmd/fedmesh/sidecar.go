@@ -16,6 +16,7 @@ import (
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/sidecar"
 	"github.com/fedmesh/fedmesh/sidecar/audit"
+	"github.com/fedmesh/fedmesh/sidecar/tracing"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -31,6 +32,8 @@ func newSidecarCmd() *cobra.Command {
 		auditLog                                string
 		auditMaxSize                            int64
 		auditMaxFiles                           int
+		otlpEndpoint, otlpProtocol              string
+		traceSampling                           float64
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
@@ -152,6 +155,16 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				defer f.Close()
 				cfg.AuditSink = f
 			}
+			if otlpEndpoint != "" {
+				proto, err := tracing.ParseProtocol(otlpProtocol)
+				if err != nil {
+					return usage(fmt.Errorf("--otlp-protocol: %w", err))
+				}
+				if err := tracing.CheckPercent(traceSampling); err != nil {
+					return usage(fmt.Errorf("--trace-sampling: %w", err))
+				}
+				cfg.Tracing = &tracing.Config{Endpoint: otlpEndpoint, Protocol: proto, SamplingPercent: traceSampling}
+			}
 			reg := newRegistry()
 			cfg.Registerer, cfg.Gatherer = reg, reg
 			sc, err := sidecar.New(cfg)
@@ -183,6 +196,9 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.StringVar(&auditLog, "audit-log", "stdout", "where the authorization audit trail goes (a JSON line per denied request and AUDIT match): stdout, a FILE (rotated by size), or none")
 	f.Int64Var(&auditMaxSize, "audit-log-max-size", 100, "with --audit-log FILE: rotate the file when it would pass this many MiB")
 	f.IntVar(&auditMaxFiles, "audit-log-max-files", 5, "with --audit-log FILE: how many rotated files to keep (FILE.1 ... FILE.N)")
+	f.StringVar(&otlpEndpoint, "otlp-endpoint", "", "send spans to this OTLP collector: HOST:PORT (plaintext) or http(s)://HOST:PORT; empty turns tracing off (trace headers pass through)")
+	f.StringVar(&otlpProtocol, "otlp-protocol", "grpc", "OTLP transport: grpc or http")
+	f.Float64Var(&traceSampling, "trace-sampling", 1, "percentage (0-100) of new traces sampled; a caller's sampled trace is always followed; a TelemetryPolicy's samplingPercent overrides it")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("namespace")
 	return cmd

@@ -189,6 +189,8 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 		}
 		start := p.cfg.Now()
 		rec := &statusRecorder{ResponseWriter: w}
+		sp := p.traceInbound(r, port)
+		defer endSpan(&sp, rec)
 		defer func() {
 			p.inboundSeries(port.Port).request("", p.cfg.Cluster, rec.status(), p.cfg.Now().Sub(start).Seconds())
 		}()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/sidecar/balancer"
 	"github.com/fedmesh/fedmesh/sidecar/config"
+	"github.com/fedmesh/fedmesh/sidecar/tracing"
 )
 
 // DefaultHTTPPort is the port assumed for a proxy request whose host has
@@ -43,6 +44,8 @@ type call struct {
 	hash    uint64 // the request's hash key, when hashed
 	hashed  bool
 	delayed bool // a fault delayed the request
+
+	span tracing.Span // the request's client span
 }
 
 // Value returns the call for ctxKey{} and asks the wrapped context for
@@ -168,8 +171,10 @@ func (o *outbound) send(w http.ResponseWriter, r *http.Request, svc *config.Serv
 		p.mirror(r, c.rule.Route, timeout)
 	}
 	c.Context, c.u = ctx, u
+	c.span = p.traceOutbound(r, u)
 	start := p.cfg.Now()
 	rec := &statusRecorder{ResponseWriter: w}
+	defer endSpan(&c.span, rec)
 	defer func() {
 		u.series.request(p.cfg.Cluster, c.dest, rec.status(), p.cfg.Now().Sub(start).Seconds())
 	}()
@@ -266,6 +271,7 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, errNoHealthy
 		}
 		t := u.targetOf(h, svc)
+		traceAttempt(c, h, svc)
 		attempt := req
 		if len(tried) > 0 {
 			r2 := *req
@@ -364,6 +370,7 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		retryHeld = true
 		retries++
 		u.series.retried(retryReason)
+		c.span.Retry(retryReason)
 		if rp.BackOffBase > 0 {
 			if err := backOff(req.Context(), rp, retries); err != nil {
 				return nil, err
