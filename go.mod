@@ -38,6 +38,8 @@ require (
 
 require go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp v1.45.0
 
+require github.com/kylelemons/godebug v1.1.0 // indirect
+
 require (
 	cel.dev/expr v0.25.3 // indirect
 	cloud.google.com/go/compute/metadata v0.9.0 // indirect
