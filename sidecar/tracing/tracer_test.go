@@ -118,7 +118,7 @@ func flush(t *testing.T, tr *tracing.Tracer, exp *tracetest.InMemoryExporter) tr
 func attrs(kvs []attribute.KeyValue) map[string]string {
 	m := map[string]string{}
 	for _, kv := range kvs {
-		m[string(kv.Key)] = kv.Value.Emit()
+		m[string(kv.Key)] = kv.Value.String()
 	}
 	return m
 }
