@@ -20,6 +20,7 @@ import (
 	"github.com/fedmesh/fedmesh/internal/xdsclient/xdstest"
 	"github.com/fedmesh/fedmesh/sidecar"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
+	"github.com/fedmesh/fedmesh/sidecar/tracing"
 )
 
 const td = "fed.test"
@@ -67,6 +68,7 @@ type wopts struct {
 	serviceIP              string
 	dns                    bool
 	audit                  io.Writer // the audit sink; nil none
+	tracing                *tracing.Config
 }
 
 func (m *mesh) start(o wopts) *workload {
@@ -94,6 +96,7 @@ func (m *mesh) start(o wopts) *workload {
 		Gatherer:       reg,
 		XDSBackoff:     20 * time.Millisecond,
 		AuditSink:      o.audit,
+		Tracing:        o.tracing,
 	}
 	if o.dns {
 		cfg.DNSAddr = "127.0.0.1:0"
