@@ -135,21 +135,34 @@ func (Propagator) Inject(ctx context.Context, h http.Header, b3 Format) {
 	for _, k := range allHeaders {
 		delete(h, k)
 	}
-	w3c.Inject(ctx, propagation.HeaderCarrier(h))
+	// W3C version 00, as propagation.TraceContext writes it, in one
+	// allocation: 00-TRACEID-SPANID-FLAGS.
+	var tp [55]byte
+	copy(tp[:], "00-")
+	tid, sid := sc.TraceID(), sc.SpanID()
+	hex.Encode(tp[3:35], tid[:])
+	tp[35] = '-'
+	hex.Encode(tp[36:52], sid[:])
+	copy(tp[52:], "-00")
+	sampled := "0"
+	if sc.IsSampled() {
+		sampled, tp[54] = "1", '1'
+	}
+	traceparent := string(tp[:])
+	h[HeaderTraceparent] = []string{traceparent}
+	if ts := sc.TraceState().String(); ts != "" {
+		h[HeaderTracestate] = []string{ts}
+	}
 	if b3&(B3Single|B3Multi) == 0 {
 		return
 	}
-	tid, sid := sc.TraceID().String(), sc.SpanID().String()
-	sampled := "0"
-	if sc.IsSampled() {
-		sampled = "1"
-	}
+	tidHex, sidHex := traceparent[3:35], traceparent[36:52]
 	if b3&B3Single != 0 {
-		h[HeaderB3] = []string{tid + "-" + sid + "-" + sampled}
+		h[HeaderB3] = []string{tidHex + "-" + sidHex + "-" + sampled}
 	}
 	if b3&B3Multi != 0 {
-		h[HeaderB3TraceID] = []string{tid}
-		h[HeaderB3SpanID] = []string{sid}
+		h[HeaderB3TraceID] = []string{tidHex}
+		h[HeaderB3SpanID] = []string{sidHex}
 		h[HeaderB3Sampled] = []string{sampled}
 	}
 }

@@ -99,15 +99,25 @@ func (t *Tracer) StartServer(h http.Header, method, path, service string) Span {
 	return t.start(trace.SpanKindServer, h, method, path, service)
 }
 
+// kindOption are the span kind options, made once: each WithSpanKind
+// call allocates.
+var kindOption = map[trace.SpanKind]trace.SpanStartOption{
+	trace.SpanKindClient: trace.WithSpanKind(trace.SpanKindClient),
+	trace.SpanKindServer: trace.WithSpanKind(trace.SpanKindServer),
+}
+
 func (t *Tracer) start(kind trace.SpanKind, h http.Header, method, path, service string) Span {
 	present := headersOf(h)
 	ctx := context.Background()
 	if present != 0 {
 		ctx, _ = t.prop.Extract(ctx, h)
 	}
-	ctx, s := t.tracer.Start(ctx, method+" "+service, trace.WithSpanKind(kind))
+	// The span is named only when it records: an unsampled span costs no
+	// name.
+	ctx, s := t.tracer.Start(ctx, "", kindOption[kind])
 	t.prop.Inject(ctx, h, present)
 	if s.IsRecording() {
+		s.SetName(method + " " + service)
 		tags := *t.tags.Load()
 		kv := make([]attribute.KeyValue, 0, 6+len(tags))
 		kv = append(kv,

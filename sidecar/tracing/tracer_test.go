@@ -92,7 +92,7 @@ func TestSampler(t *testing.T) {
 }
 
 // newTestTracer returns a tracer that exports to memory.
-func newTestTracer(t *testing.T, cluster string, percent float64) (*tracing.Tracer, *tracetest.InMemoryExporter, *prometheus.Registry) {
+func newTestTracer(t testing.TB, cluster string, percent float64) (*tracing.Tracer, *tracetest.InMemoryExporter, *prometheus.Registry) {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
 	reg := prometheus.NewPedanticRegistry()
@@ -107,7 +107,7 @@ func newTestTracer(t *testing.T, cluster string, percent float64) (*tracing.Trac
 	return tr, exp, reg
 }
 
-func flush(t *testing.T, tr *tracing.Tracer, exp *tracetest.InMemoryExporter) tracetest.SpanStubs {
+func flush(t testing.TB, tr *tracing.Tracer, exp *tracetest.InMemoryExporter) tracetest.SpanStubs {
 	t.Helper()
 	if err := tr.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
