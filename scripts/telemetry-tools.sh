@@ -4,7 +4,7 @@
 # and prints the directory that holds it. The build is cached outside the
 # repository ($FEDMESH_TOOLS_DIR, default ~/.cache/fedmesh/tools), so later
 # runs only check that the binary exists. The first build takes about 3-4
-# minutes on 2 cores.
+# minutes on 2 idle cores (over 20 on 2 cores busy with other builds).
 #
 #   bash scripts/telemetry-tools.sh          build what is missing, print the dir
 #   bash scripts/telemetry-tools.sh --check  print the dir if it is built, else
@@ -41,7 +41,7 @@ module fedmesh.local/tools/jaeger
 
 go 1.26
 MOD
-	log "building jaeger $jaeger_version (first time only: about 3-4 minutes on 2 cores)"
+	log "building jaeger $jaeger_version (first time only: 3-4 minutes on 2 idle cores)"
 	local start=$SECONDS
 	(cd "$mod" && GOFLAGS=-mod=mod go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$jaeger_version" >/dev/null &&
 		GOFLAGS=-mod=mod go build -trimpath -o "$bin/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger &&

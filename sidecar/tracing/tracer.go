@@ -54,8 +54,8 @@ const (
 type Config struct {
 	// Endpoint is the OTLP collector: host:port (plaintext), or a URL,
 	// http://host:port or https://host:port (TLS with the system roots),
-	// whose path for HTTP replaces /v1/traces. Required unless Exporter
-	// is set.
+	// whose path, if any, replaces /v1/traces for HTTP. Required unless
+	// Exporter is set.
 	Endpoint string
 	// Protocol is the OTLP transport; empty means GRPC.
 	Protocol Protocol
@@ -219,7 +219,11 @@ func endpointURL(ep string) (string, bool, error) {
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return "", false, fmt.Errorf("otlp endpoint %q: want http://HOST:PORT, https://HOST:PORT or HOST:PORT", ep)
 		}
-		return ep, true, nil
+		if u.Path == "" || u.Path == "/" {
+			// The exporter would post to the root path.
+			u.Path = "/v1/traces"
+		}
+		return u.String(), true, nil
 	}
 	if host, port, err := net.SplitHostPort(ep); err != nil || host == "" || port == "" {
 		return "", false, fmt.Errorf("otlp endpoint %q: want HOST:PORT or a URL", ep)

@@ -441,3 +441,55 @@ func TestConfigErrors(t *testing.T) {
 		_ = tr.Shutdown(context.Background())
 	}
 }
+
+// TestOTLPHTTPPath: the HTTP exporter posts to /v1/traces whether the
+// endpoint is HOST:PORT or a URL without a path, and to the URL's path
+// when it has one.
+func TestOTLPHTTPPath(t *testing.T) {
+	paths := make(chan string, 16)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case paths <- r.URL.Path:
+		default:
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(l)
+	}()
+	defer func() {
+		_ = srv.Close()
+		<-done
+	}()
+	addr := l.Addr().String()
+	for ep, want := range map[string]string{
+		addr:                              "/v1/traces",
+		"http://" + addr:                  "/v1/traces",
+		"http://" + addr + "/":            "/v1/traces",
+		"http://" + addr + "/otlp/traces": "/otlp/traces",
+	} {
+		reg := prometheus.NewPedanticRegistry()
+		tr, err := tracing.New(tracing.Config{Endpoint: ep, Protocol: tracing.HTTP, ServiceName: "s", Cluster: "c", SamplingPercent: 100}, reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := tr.StartClient(http.Header{}, "GET", "/", "demo/echo:8080")
+		sp.End(200, "")
+		if err := tr.ForceFlush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-paths; got != want {
+			t.Errorf("endpoint %s: posted to %s, want %s", ep, got, want)
+		}
+		if n := meshtest.Counter(t, reg, "fedmesh_sidecar_trace_spans_exported_total", nil); n != 1 {
+			t.Errorf("endpoint %s: %v spans exported, want 1", ep, n)
+		}
+		_ = tr.Shutdown(context.Background())
+	}
+}
