@@ -278,3 +278,79 @@ func TestTraceCollectorDown(t *testing.T) {
 		t.Errorf("%v spans exported to a blackholed collector", e)
 	}
 }
+
+// TestTraceSamplingPolicy: the telemetry configuration of the snapshot
+// (a TelemetryPolicy's samplingPercent) overrides the tracer's sampling,
+// and its tags go on every span; without it the flag's percentage is back.
+func TestTraceSamplingPolicy(t *testing.T) {
+	ca := meshtest.NewCA(t, td)
+	s := sp("echo", 8080)
+	exp := tracetest.NewInMemoryExporter()
+	reg := prometheus.NewPedanticRegistry()
+	tr, err := tracing.New(tracing.Config{Exporter: exp, ServiceName: "client.demo", Cluster: "east-1", SamplingPercent: 0, BatchInterval: 5 * time.Millisecond}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	w := startWorkload(t, ca, "echo", s, startApp(t, "echo", nil))
+	c := startTracedClient(t, ca, tr, service{sp: s, opts: meshtest.ClusterOpts{HTTP: true, Identities: []string{w.id}}, eps: []meshtest.Endpoint{
+		{Addr: w.addr, Cluster: "east-1", Identity: w.id, Healthy: true},
+	}})
+	hc := c.http(t)
+	// send makes n requests and returns how many spans were exported,
+	// waiting for want of them (a span ends just after its response).
+	send := func(n, want int) int {
+		t.Helper()
+		exp.Reset()
+		for range n {
+			if res := get(t, hc, svcURL(s)); res.Code != http.StatusOK {
+				t.Fatalf("%d %s", res.Code, res.Error)
+			}
+		}
+		poll.Until(t, 10*time.Second, fmt.Sprintf("%d spans exported", want), func() error {
+			if err := tr.ForceFlush(context.Background()); err != nil {
+				return err
+			}
+			if got := len(exp.GetSpans()); got < want {
+				return fmt.Errorf("%d so far", got)
+			}
+			return nil
+		})
+		return len(exp.GetSpans())
+	}
+	if got := send(5, 0); got != 0 {
+		t.Fatalf("%d spans at 0%% sampling", got)
+	}
+	setPolicy := func(percent *float64, tags map[string]string) {
+		t.Helper()
+		snap := *c.p.Snapshot()
+		snap.Telemetry.SamplingPercent, snap.Telemetry.Tags = percent, tags
+		if err := c.p.Update(&snap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := 100.0
+	setPolicy(&all, map[string]string{"team": "payments"})
+	if got := send(5, 5); got != 5 {
+		t.Fatalf("%d spans of 5 requests with a policy of 100%%", got)
+	}
+	if tag := spanAttrs(exp.GetSpans()[0].Attributes)["team"]; tag != "payments" {
+		t.Errorf("span tag team = %q, want the policy's payments", tag)
+	}
+	bad := 250.0
+	setPolicyErr := func() error {
+		snap := *c.p.Snapshot()
+		snap.Telemetry.SamplingPercent = &bad
+		return c.p.Update(&snap)
+	}
+	if err := setPolicyErr(); err == nil {
+		t.Error("a sampling percentage of 250 accepted")
+	}
+	if got := send(3, 3); got != 3 {
+		t.Errorf("%d spans of 3 requests after a refused policy, want 100%% kept", got)
+	}
+	setPolicy(nil, nil)
+	if got := send(5, 0); got != 0 {
+		t.Errorf("%d spans without a policy, want the flag's 0%%", got)
+	}
+}
