@@ -22,7 +22,7 @@ test-deps: ## install what the tests need (Debian packages when root)
 	@bash scripts/test-deps.sh
 
 test: test-deps ## run every test with the race detector and print coverage per package
-	FEDMESH_KUBE_TOOLS=$$(bash scripts/kube-tools.sh) $(GO) test $(TESTFLAGS) $(PKGS)
+	FEDMESH_KUBE_TOOLS=$$(bash scripts/kube-tools.sh) FEDMESH_TELEMETRY_TOOLS=$$(bash scripts/telemetry-tools.sh) $(GO) test $(TESTFLAGS) $(PKGS)
 
 demo: build ## three local clusters federate, stay local, fail over and recover
 	$(BIN)/fedmesh demo

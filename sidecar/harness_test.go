@@ -21,6 +21,7 @@ import (
 	"github.com/fedmesh/fedmesh/sidecar"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 	"github.com/fedmesh/fedmesh/sidecar/proxy"
+	"github.com/fedmesh/fedmesh/sidecar/tracing"
 )
 
 const td = "fed.test"
@@ -69,6 +70,7 @@ type wopts struct {
 	dns                    bool
 	audit                  io.Writer // the audit sink; nil none
 	accessLog              io.Writer // the access log sink, logging every request; nil none
+	tracing                *tracing.Config
 }
 
 func (m *mesh) start(o wopts) *workload {
@@ -96,6 +98,7 @@ func (m *mesh) start(o wopts) *workload {
 		Gatherer:       reg,
 		XDSBackoff:     20 * time.Millisecond,
 		AuditSink:      o.audit,
+		Tracing:        o.tracing,
 	}
 	if o.accessLog != nil {
 		cfg.AccessLogSink, cfg.AccessLogMode = o.accessLog, proxy.AccessLogAll

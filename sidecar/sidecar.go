@@ -35,6 +35,7 @@ import (
 	"github.com/fedmesh/fedmesh/sidecar/config"
 	"github.com/fedmesh/fedmesh/sidecar/dns"
 	"github.com/fedmesh/fedmesh/sidecar/proxy"
+	"github.com/fedmesh/fedmesh/sidecar/tracing"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -143,6 +144,11 @@ type Config struct {
 	// new ones are dropped (counted); zero means
 	// proxy.DefaultAccessLogQueue.
 	AccessLogQueueSize int
+	// Tracing, when set, turns distributed tracing on: OTLP endpoint,
+	// protocol and sampling (see sidecar/tracing). Its ServiceName,
+	// Namespace, Cluster, Locality and Logger default to the workload's
+	// (WORKLOAD.NAMESPACE). Nil traces nothing.
+	Tracing *tracing.Config
 }
 
 // Sidecar is one workload's data plane. Create it with New, which binds
@@ -156,6 +162,7 @@ type Sidecar struct {
 	dns     *dns.Server
 	audit   *audit.Log       // nil without an audit sink
 	access  *proxy.AccessLog // nil without an access log sink
+	tracer  *tracing.Tracer  // nil without Config.Tracing
 	gather  prometheus.Gatherer
 
 	outbound net.Listener
@@ -246,6 +253,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	defer func() {
 		if err != nil {
 			s.closeFixed()
+			s.stopTracer()
 		}
 	}()
 
@@ -276,9 +284,14 @@ func New(cfg Config) (_ *Sidecar, err error) {
 			return nil, fmt.Errorf("sidecar: %w", err)
 		}
 	}
+	if cfg.Tracing != nil {
+		if s.tracer, err = newTracer(*cfg.Tracing, cfg, base, reg); err != nil {
+			return nil, fmt.Errorf("sidecar: %w", err)
+		}
+	}
 	self, _ := identity.WorkloadID(cfg.TrustDomain, cfg.Namespace, cfg.ServiceAccount)
 	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Workload: cfg.Workload, Namespace: cfg.Namespace, Principal: self.String(),
-		Logger: base, Metrics: pm, BalancerMetrics: bm, Audit: rec, AccessLog: s.access, AccessLogMode: cfg.AccessLogMode}); err != nil {
+		Logger: base, Metrics: pm, BalancerMetrics: bm, Audit: rec, AccessLog: s.access, AccessLogMode: cfg.AccessLogMode, Tracer: s.tracer}); err != nil {
 		return nil, err
 	}
 	if cfg.ServiceIP != "" {
@@ -603,6 +616,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	s.stopAll()
 	s.proxy.Close()
 	s.closeFixed()
+	s.stopTracer()
 	return err
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/fedmesh/fedmesh/sidecar"
 	"github.com/fedmesh/fedmesh/sidecar/audit"
 	"github.com/fedmesh/fedmesh/sidecar/proxy"
+	"github.com/fedmesh/fedmesh/sidecar/tracing"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -33,6 +34,8 @@ func newSidecarCmd() *cobra.Command {
 		auditMaxSize                            int64
 		auditMaxFiles                           int
 		accessLog, accessLogFilter              string
+		otlpEndpoint, otlpProtocol              string
+		traceSampling                           float64
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
@@ -179,6 +182,16 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				defer f.Close()
 				cfg.AccessLogSink = f
 			}
+			if otlpEndpoint != "" {
+				proto, err := tracing.ParseProtocol(otlpProtocol)
+				if err != nil {
+					return usage(fmt.Errorf("--otlp-protocol: %w", err))
+				}
+				if err := tracing.CheckPercent(traceSampling); err != nil {
+					return usage(fmt.Errorf("--trace-sampling: %w", err))
+				}
+				cfg.Tracing = &tracing.Config{Endpoint: otlpEndpoint, Protocol: proto, SamplingPercent: traceSampling}
+			}
 			reg := newRegistry()
 			cfg.Registerer, cfg.Gatherer = reg, reg
 			sc, err := sidecar.New(cfg)
@@ -213,6 +226,9 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.IntVar(&auditMaxFiles, "audit-log-max-files", 5, "with --audit-log FILE: how many rotated files to keep (FILE.1 ... FILE.N)")
 	f.StringVar(&accessLog, "access-log", "", "write an access log, a JSON line per request: a FILE (rotated as --audit-log is) or - for stderr; off by default, though a TelemetryPolicy can turn it on (to stderr without this flag)")
 	f.StringVar(&accessLogFilter, "access-log-filter", "all", "with --access-log: which requests are logged, all or errors (5xx, gRPC errors, mesh-made failures)")
+	f.StringVar(&otlpEndpoint, "otlp-endpoint", "", "send spans to this OTLP collector: HOST:PORT (plaintext) or http(s)://HOST:PORT; empty turns tracing off (trace headers pass through)")
+	f.StringVar(&otlpProtocol, "otlp-protocol", "grpc", "OTLP transport: grpc or http")
+	f.Float64Var(&traceSampling, "trace-sampling", 1, "percentage (0-100) of new traces sampled; a caller's sampled trace is always followed; a TelemetryPolicy's samplingPercent overrides it")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("namespace")
 	return cmd

@@ -48,6 +48,14 @@
 // fedmesh_authz_decisions_total{decision,service}; denials and AUDIT
 // matches go to Config.Audit without blocking.
 //
+// Tracing (tracing.go, with a Config.Tracer): the outbound handler opens
+// one CLIENT span per request (all its attempts; retry and failover
+// events from RoundTrip) and the inbound handler a SERVER span, each
+// writing its trace context into the request's headers for the next hop
+// (sidecar/tracing). Requests the sidecar answers itself before choosing
+// an upstream (no route, a route's direct response, redirect or fault
+// abort) and denied requests have no span.
+//
 // Both reverse proxies flush after every write only responses that stream
 // (no Content-Length, text/event-stream, gRPC); a response of known length
 // leaves in as few writes as the buffers allow, and copy buffers are

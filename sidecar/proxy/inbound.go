@@ -221,6 +221,9 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 			rp = h2c
 		}
 		start := p.cfg.Now()
+		sp := p.traceInbound(r, port)
+		ri.traceID = sp.TraceID()
+		defer endSpan(&sp, &ir.rec)
 		defer func() {
 			series.request(ri.sourceCluster, p.cfg.Cluster, ir.rec.status(), p.cfg.Now().Sub(start).Seconds())
 		}()

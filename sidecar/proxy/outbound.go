@@ -16,6 +16,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/sidecar/balancer"
 	"github.com/fedmesh/fedmesh/sidecar/config"
+	"github.com/fedmesh/fedmesh/sidecar/tracing"
 )
 
 // DefaultHTTPPort is the port assumed for a proxy request whose host has
@@ -48,6 +49,7 @@ type call struct {
 	// rec the writer its response goes through.
 	info requestInfo
 	rec  statusRecorder
+	span tracing.Span // the request's client span
 }
 
 // Value returns the call for ctxKey{} and asks the wrapped context for
@@ -207,7 +209,10 @@ func (o *outbound) send(w http.ResponseWriter, r *http.Request, svc *config.Serv
 		p.mirror(r, c.rule.Route, timeout)
 	}
 	c.Context = ctx
+	c.span = p.traceOutbound(r, u)
+	c.info.traceID = c.span.TraceID()
 	start := p.cfg.Now()
+	defer endSpan(&c.span, &c.rec)
 	defer func() {
 		u.series.request(p.cfg.Cluster, c.dest, c.rec.status(), p.cfg.Now().Sub(start).Seconds())
 	}()
@@ -328,6 +333,7 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, errNoHealthy
 		}
 		t := u.targetOf(h, svc)
+		traceAttempt(c, h, svc)
 		attempt := req
 		if len(tried) > 0 {
 			r2 := *req
@@ -429,6 +435,7 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		retryHeld = true
 		retries++
 		u.series.retried(retryReason)
+		c.span.Retry(retryReason)
 		if rp.BackOffBase > 0 {
 			if err := backOff(req.Context(), rp, retries); err != nil {
 				return nil, err

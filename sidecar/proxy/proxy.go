@@ -19,6 +19,7 @@ import (
 	"github.com/fedmesh/fedmesh/sidecar/audit"
 	"github.com/fedmesh/fedmesh/sidecar/balancer"
 	"github.com/fedmesh/fedmesh/sidecar/config"
+	"github.com/fedmesh/fedmesh/sidecar/tracing"
 )
 
 // ClientIDHeader carries the caller's verified SPIFFE ID to the app. The
@@ -63,6 +64,10 @@ type Config struct {
 	// authorization policy denies and every AUDIT match; it must not
 	// block. Nil records nothing (decisions are still counted).
 	Audit audit.Recorder
+	// Tracer opens a client span per outbound and a server span per
+	// inbound HTTP request and propagates trace context; nil traces
+	// nothing and passes trace headers through as they are.
+	Tracer *tracing.Tracer
 }
 
 // Proxy is the sidecar's data plane: it forwards outbound HTTP and TCP to
@@ -208,6 +213,9 @@ func (p *Proxy) Update(snap *config.Snapshot) error {
 		}
 	}
 	p.updateInboundSeriesLocked(snap)
+	if err := p.configureTracing(snap); err != nil {
+		errs = append(errs, err)
+	}
 	p.upstreams = next
 	p.cur.Store(&next)
 	p.snap.Store(snap)

@@ -25,6 +25,13 @@
 //     pairs on a bridge, 198.18.0.0/16), one cut off by nftables drop
 //     rules, then healed. It needs root, iproute2 and nftables (`make
 //     test-deps`); without them it skips, except under CI=true, where it
+//     fails;
+//   - TestTracingFailover: a request that fails over from east-1 to
+//     another cluster gives one trace in a real Jaeger (v1.75.0, built by
+//     scripts/telemetry-tools.sh, found through FEDMESH_TELEMETRY_TOOLS),
+//     read back through Jaeger's HTTP API: the client sidecar's span with
+//     its retry and failover events and a server span from each sidecar
+//     tried. Without Jaeger it skips, except under CI=true, where it
 //     fails.
 //
 // Each test takes a loopback block 127.B.0.0/16 of its own (B from 100 to

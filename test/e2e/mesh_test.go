@@ -84,6 +84,9 @@ type meshSpec struct {
 	// lab, when set, runs each cluster in its own network namespace of
 	// the lab, on the lab's addresses; otherwise on loopback addresses.
 	lab *netLab
+	// sidecarArgs, when set, gives extra flags of the sidecar of each
+	// workload (client, echo-N).
+	sidecarArgs func(workload string) []string
 }
 
 type mesh struct {
@@ -337,6 +340,9 @@ func (m *mesh) startSidecar(c demo.Cluster, workload, sa, ip string, extra ...st
 		"--region", c.Region, "--zone", c.Zone, "--namespace", "demo", "--service-account", sa, "--workload", workload,
 		"--address", ip, "--xds-address", c.IP + ":15010", "--trust-domain", trustDomain, "--workload-dir", dir, "--dns", "none"},
 		extra...)
+	if m.spec.sidecarArgs != nil {
+		args = append(args, m.spec.sidecarArgs(workload)...)
+	}
 	m.start(c, sidecarName(c, workload), args...)
 }
 
