@@ -628,7 +628,49 @@ func TestDashboardsQueriesReturnData(t *testing.T) {
 			}
 		}
 	}
+
+	// The panels tell the scenario's story: east-1's traffic is served
+	// by other clusters, never counted as a failover to itself, and a
+	// cluster is fenced.
+	panelValues := func(uid, title string) []sample {
+		t.Helper()
+		for _, c := range checks {
+			if c.q.dashboard == dashboardTitle(dashboards, uid) && c.q.panel == title && c.values == "All" {
+				r, err := p.instant(c.expr)
+				if err != nil {
+					t.Fatalf("%s: %v", c.q, err)
+				}
+				return r
+			}
+		}
+		t.Fatalf("no panel %q in dashboard %s", title, uid)
+		return nil
+	}
+	failovers := map[string]bool{}
+	for _, s := range panelValues("fedmesh-clusterset", "Failovers: requests served by another cluster than the caller's") {
+		from, to := s.Metric["source_cluster"], s.Metric["destination_cluster"]
+		if from == to {
+			t.Errorf("failover panel counts %s -> %s, a cluster serving itself", from, to)
+		}
+		failovers[from+">"+to] = true
+	}
+	if !failovers["east-1>east-2"] && !failovers["east-1>west-1"] {
+		t.Errorf("failover panel shows %v, want east-1's requests served by east-2 or west-1", failovers)
+	}
+	if r := panelValues("fedmesh-clusterset", "Clusters fenced now"); len(r) != 1 || r[0].value() < 1 {
+		t.Errorf("clusters fenced now: %v, want at least 1 (east-2)", r)
+	}
 	load.stop()
+}
+
+// dashboardTitle returns the title of the dashboard with uid.
+func dashboardTitle(ds []dashboard, uid string) string {
+	for _, d := range ds {
+		if d.UID == uid {
+			return d.Title
+		}
+	}
+	return ""
 }
 
 // hasNumber accepts a vector with at least one sample whose value is a
