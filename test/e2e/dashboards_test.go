@@ -439,6 +439,33 @@ func (m *mesh) localScrapeConfig() ([]byte, []target) {
 	return out, targets
 }
 
+// TestDashboardFiles checks the dashboards without Prometheus: each is
+// JSON Grafana can import, and its queries and variable queries use only
+// the variables it defines.
+func TestDashboardFiles(t *testing.T) {
+	for _, d := range readDashboards(t) {
+		all := map[string]string{}
+		for name := range d.queryVars() {
+			all[name] = ".*"
+		}
+		for _, q := range d.queries() {
+			if _, err := expand(q.expr, all); err != nil {
+				t.Errorf("%s: %v", q, err)
+			}
+		}
+		for name, vq := range d.queryVars() {
+			mm := labelValuesQuery.FindStringSubmatch(strings.TrimSpace(vq))
+			if mm == nil {
+				t.Errorf("%s: variable %s: query %q is not label_values(SELECTOR, LABEL)", d.file, name, vq)
+				continue
+			}
+			if _, err := expand(mm[1], all); err != nil {
+				t.Errorf("%s: variable %s: %v", d.file, name, err)
+			}
+		}
+	}
+}
+
 // TestDashboardsQueriesReturnData runs a real Prometheus with the local
 // scrape configuration (deploy/monitoring/prometheus-local.yml, moved to
 // the test's addresses) against a running mesh with steady traffic that
