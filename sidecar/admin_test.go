@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -53,10 +54,14 @@ func TestAdminPages(t *testing.T) {
 	if diff := cmp.Diff("200 ready\n", strconv.Itoa(code)+" "+string(body)); diff != "" {
 		t.Errorf("/ready (-want +got):\n%s", diff)
 	}
-	// The ready listener, for probes from outside, answers /ready alone.
+	// The ready listener, for probes and Prometheus from outside, answers
+	// /ready and the metrics alone.
 	code, body = getPage(t, p.client.sc.ReadyAddr(), "/ready")
 	if diff := cmp.Diff("200 ready\n", strconv.Itoa(code)+" "+string(body)); diff != "" {
 		t.Errorf("/ready of the ready listener (-want +got):\n%s", diff)
+	}
+	if code, body := getPage(t, p.client.sc.ReadyAddr(), "/stats/prometheus"); code != http.StatusOK || !strings.Contains(string(body), "# TYPE fedmesh_xds_connected gauge") {
+		t.Errorf("/stats/prometheus of the ready listener: %d, want 200 with the sidecar's metrics:\n%s", code, body)
 	}
 	if code, body := getPage(t, p.client.sc.ReadyAddr(), "/config_dump"); code != http.StatusNotFound {
 		t.Errorf("/config_dump of the ready listener: %d %s, want 404", code, body)

@@ -99,9 +99,10 @@ type Config struct {
 	// AdminAddr is the admin listener, host:port; empty disables. It
 	// shows the configuration and endpoints: a loopback address.
 	AdminAddr string
-	// ReadyAddr, when set, is a listener serving GET /ready alone, for
-	// probes from outside the workload (the kubelet's, on the pod
-	// address), which cannot reach the loopback admin listener.
+	// ReadyAddr, when set, is a listener serving GET /ready and GET
+	// /stats/prometheus alone, for probes and Prometheus outside the
+	// workload (on the pod address), which cannot reach the loopback
+	// admin listener.
 	ReadyAddr string
 	// InboundAddr, when set, is bound for the inbound mTLS listener
 	// instead of the address of the inbound listener from LDS (tests use
@@ -589,7 +590,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		g.Go(func() error { return serveHTTP(gctx, s.admin, admin.Handler(s, s.gather)) })
 	}
 	if s.ready != nil {
-		g.Go(func() error { return serveHTTP(gctx, s.ready, admin.ReadyHandler(s)) })
+		g.Go(func() error { return serveHTTP(gctx, s.ready, admin.ReadyHandler(s, s.gather)) })
 	}
 	if s.dns != nil {
 		g.Go(func() error { return s.dns.Serve(gctx, s.dnsUDP, s.dnsTCP) })

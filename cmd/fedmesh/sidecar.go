@@ -209,7 +209,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.StringVar(&outbound, "outbound", "", "outbound HTTP proxy listener (default LOOPBACK:15001; see above)")
 	f.StringVar(&inbound, "inbound", "", "bind the inbound mTLS listener here instead of the address the control plane gives")
 	f.StringVar(&admin, "admin", "", "admin listener: /stats/prometheus, /config_dump, /endpoints, /ready (default LOOPBACK:15000)")
-	f.StringVar(&ready, "ready", "", "listener serving GET /ready alone, for probes from outside the workload such as the kubelet's (default none)")
+	f.StringVar(&ready, "ready", "", "listener serving GET /ready and /stats/prometheus alone, for probes and Prometheus from outside the workload (default none)")
 	f.StringVar(&dns, "dns", "", "DNS listener for *.svc.clusterset.local, UDP and TCP (default LOOPBACK:15053; \"none\" disables)")
 	f.StringVar(&svcIP, "service-ip", "", "IP for one listener per service port, which DNS answers (default LOOPBACK; \"none\" disables)")
 	f.StringVar(&cluster, "cluster", "", "the cluster the workload runs in (required)")

@@ -81,9 +81,9 @@ type Config struct {
 	// are on 127.0.0.1, for the app alone; the inbound one on the pod
 	// address.
 	OutboundPort, InboundPort, AdminPort int32
-	// ReadyPort serves the sidecar's /ready alone on the pod address, for
-	// the kubelet's startup probe (which cannot reach the loopback admin
-	// port). Default 15021.
+	// ReadyPort serves the sidecar's /ready and /stats/prometheus alone on
+	// the pod address, for the kubelet's startup probe and Prometheus
+	// (which cannot reach the loopback admin port). Default 15021.
 	ReadyPort int32
 	// TokenAudience is the audience of the projected ServiceAccount token
 	// the sidecar shows the control plane. Default "fedmesh".

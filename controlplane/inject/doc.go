@@ -20,8 +20,9 @@
 //     listen on 127.0.0.1, for the app alone: whoever reaches the proxy
 //     speaks with the pod's identity, and a connection from another pod
 //     to those ports is redirected to the inbound listener, which demands
-//     mTLS. The inbound listener (15006) and /ready alone (15021, for the
-//     kubelet's startup probe) listen on the pod address;
+//     mTLS. The inbound listener (15006) and /ready with
+//     /stats/prometheus alone (15021, for the kubelet's startup probe and
+//     Prometheus) listen on the pod address;
 //   - a projected ServiceAccount token (audience "fedmesh", one hour,
 //     renewed by the kubelet) at /var/run/secrets/fedmesh/token/token,
 //     which the sidecar shows the control plane; the control plane checks

@@ -9,9 +9,10 @@
 //	                        a trust bundle and its first configuration; 503
 //	                        with the reason before
 //
-// ReadyHandler serves /ready alone, for a listener that probes from outside
-// the workload reach (the kubelet's): the admin listener itself is on
-// loopback, for the workload's own eyes.
+// ReadyHandler serves /ready and /stats/prometheus, for a listener that
+// probes and Prometheus reach from outside the workload (on the pod
+// address): the admin listener itself, with the configuration and
+// endpoints, is on loopback, for the workload's own eyes.
 //
 // The pages read from a Source, so this package knows nothing of xDS.
 package admin
@@ -46,10 +47,12 @@ func Handler(src Source, g prometheus.Gatherer) http.Handler {
 	return mux
 }
 
-// ReadyHandler serves GET /ready, as Handler does, and nothing else.
-func ReadyHandler(src Source) http.Handler {
+// ReadyHandler serves GET /ready and GET /stats/prometheus, as Handler
+// does, and nothing else.
+func ReadyHandler(src Source, g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /ready", ready(src))
+	mux.Handle("GET /stats/prometheus", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	return mux
 }
 

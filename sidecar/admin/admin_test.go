@@ -84,8 +84,8 @@ func TestHandler(t *testing.T) {
 	}
 }
 
-// TestReadyHandler: the probe listener answers /ready as the admin listener
-// does, and serves no other page.
+// TestReadyHandler: the probe listener answers /ready and the metrics as
+// the admin listener does, and serves no other page.
 func TestReadyHandler(t *testing.T) {
 	tests := []struct {
 		name, path string
@@ -96,13 +96,17 @@ func TestReadyHandler(t *testing.T) {
 		{name: "ready", path: "/ready", src: source{ready: true}, wantStatus: 200, wantBody: "ready\n"},
 		{name: "not ready says why", path: "/ready", src: source{why: "no trust bundle"}, wantStatus: 503, wantBody: "not ready: no trust bundle\n"},
 		{name: "no config dump", path: "/config_dump", src: source{ready: true}, wantStatus: 404, wantBody: "404 page not found\n"},
-		{name: "no metrics", path: "/stats/prometheus", src: source{ready: true}, wantStatus: 404, wantBody: "404 page not found\n"},
+		{name: "metrics", path: "/stats/prometheus", src: source{ready: true}, wantStatus: 200, wantBody: "# HELP fedmesh_test_requests_total Requests.\n# TYPE fedmesh_test_requests_total counter\nfedmesh_test_requests_total 3\n"},
 		{name: "no endpoints", path: "/endpoints", src: source{ready: true}, wantStatus: 404, wantBody: "404 page not found\n"},
 	}
+	reg := prometheus.NewPedanticRegistry()
+	requests := prometheus.NewCounter(prometheus.CounterOpts{Name: "fedmesh_test_requests_total", Help: "Requests."})
+	reg.MustRegister(requests)
+	requests.Add(3)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			admin.ReadyHandler(tt.src).ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
+			admin.ReadyHandler(tt.src, reg).ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
 			body, _ := io.ReadAll(rec.Result().Body)
 			if rec.Code != tt.wantStatus || string(body) != tt.wantBody {
 				t.Errorf("GET %s = %d %q, want %d %q", tt.path, rec.Code, body, tt.wantStatus, tt.wantBody)
