@@ -241,6 +241,17 @@ func TestDuplicateClusterNameRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll.Until(t, 30*time.Second, "a and b federate", seeExactly([]string{"a", "b"}, a, b))
+	// a's merge check reads its own record of b, which its event loop
+	// fills after serf has b alive: wait for that too, or a loaded
+	// machine lets the impostor in before a knows b.
+	poll.Until(t, 30*time.Second, "a records b alive", func() error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if p, ok := a.peers["b"]; !ok || p.status != serf.StatusAlive {
+			return errors.New("a has no alive record of b yet")
+		}
+		return nil
+	})
 	bAddr := b.Local().Addr
 
 	impostor := start(t, testConfig(t, "b", testKey1))
