@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -33,6 +34,7 @@ func newSidecarCmd() *cobra.Command {
 		auditMaxSize                            int64
 		auditMaxFiles                           int
 		accessLog, accessLogFilter              string
+		bindOutbound                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
@@ -179,6 +181,16 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				defer f.Close()
 				cfg.AccessLogSink = f
 			}
+			if !cmd.Flags().Changed("bind-outbound") {
+				bindOutbound = ownLoopback(address)
+			}
+			if bindOutbound {
+				a, err := netip.ParseAddr(address)
+				if err != nil {
+					return usage(fmt.Errorf("--address %q: %w", address, err))
+				}
+				cfg.OutboundBindAddr = a.Unmap()
+			}
 			reg := newRegistry()
 			cfg.Registerer, cfg.Gatherer = reg, reg
 			sc, err := sidecar.New(cfg)
@@ -213,9 +225,22 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.IntVar(&auditMaxFiles, "audit-log-max-files", 5, "with --audit-log FILE: how many rotated files to keep (FILE.1 ... FILE.N)")
 	f.StringVar(&accessLog, "access-log", "", "write an access log, a JSON line per request: a FILE (rotated as --audit-log is) or - for stderr; off by default, though a TelemetryPolicy can turn it on (to stderr without this flag)")
 	f.StringVar(&accessLogFilter, "access-log-filter", "all", "with --access-log: which requests are logged, all or errors (5xx, gRPC errors, mesh-made failures)")
+	f.BoolVar(&bindOutbound, "bind-outbound", false, "send connections to other sidecars and gateways from --address, so that they see the workload's own address (default: on when --address is a loopback address of its own, as in local mode, where an unbound connection would come from 127.0.0.1)")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("namespace")
 	return cmd
+}
+
+// ownLoopback reports whether address is a loopback address of the
+// workload's own (local mode gives each workload one, 127.0.N.M), not
+// the host's shared 127.0.0.1 or ::1.
+func ownLoopback(address string) bool {
+	a, err := netip.ParseAddr(address)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	return a.IsLoopback() && a != netip.MustParseAddr("127.0.0.1") && a != netip.IPv6Loopback()
 }
 
 // loopbackFor returns the loopback address the app-only listeners of a
