@@ -37,6 +37,7 @@ const (
 // on 127.0.(90+N).0/24, each namespace's own loopback in a lab.
 func workloadIP(c demo.Cluster, r int) string { return fmt.Sprintf("127.0.%d.%d", 90+c.Index, r) }
 func clientIP(c demo.Cluster) string          { return workloadIP(c, 100) }
+func workloadCIDR(c demo.Cluster) string      { return fmt.Sprintf("127.0.%d.0/24", 90+c.Index) }
 
 // writeSource writes cluster c's source directory, as the demo's but on
 // the test's addresses, and returns its path.
@@ -191,6 +192,7 @@ func (m *mesh) setUp() {
 		args := []string{"controlplane",
 			"--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
 			"--bind-address", c.IP, "--data-dir", m.path(c.Name, "data"), "--source", "file:" + src,
+			"--cluster-cidrs", workloadCIDR(c),
 			"--ca-dir", m.path(c.Name, "ca"), "--gossip-profile", "local",
 			"--fence-period", m.spec.fencePeriod.String(), "--base-ejection-time", m.spec.baseEjection.String()}
 		if m.spec.certTTL > 0 {
