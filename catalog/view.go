@@ -1,6 +1,8 @@
 package catalog
 
 import (
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/fedmesh/fedmesh/topology"
@@ -36,6 +38,17 @@ type ClusterInfo struct {
 	// because the cluster is unreachable; FenceReason says why.
 	Fenced      bool   `json:"fenced,omitempty"`
 	FenceReason string `json:"fenceReason,omitempty"`
+	// CIDRs are the address ranges the cluster declares its workloads
+	// and nodes send from (its control plane's --cluster-cidrs, gossiped);
+	// gateways label connections from them with the cluster's name.
+	CIDRs []netip.Prefix `json:"cidrs,omitempty"`
+}
+
+// Equal reports whether c and o are the same.
+func (c ClusterInfo) Equal(o ClusterInfo) bool {
+	return c.Name == o.Name && c.Locality == o.Locality && c.GatewayAddress == o.GatewayAddress &&
+		c.RTT == o.RTT && c.Fenced == o.Fenced && c.FenceReason == o.FenceReason &&
+		slices.Equal(c.CIDRs, o.CIDRs)
 }
 
 // ImportedService is one service of the merged federation view.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -51,6 +52,12 @@ type MeshConfig struct {
 	// GatewayAddress is this cluster's east-west gateway as announced to
 	// peers. Default BindAddress:15443.
 	GatewayAddress string
+	// ClusterCIDRs are the address ranges this cluster's workloads and
+	// nodes send from, announced to peers (membership.TagCIDRs), whose
+	// gateways label connections from them with this cluster's name.
+	// Each is canonical (membership.ParseCIDRs); at most
+	// membership.MaxCIDRs. Optional.
+	ClusterCIDRs []netip.Prefix
 	// Profile selects gossip timings: WAN for real federations, LAN or
 	// local for one machine. Default WAN.
 	Profile membership.Profile
@@ -107,6 +114,13 @@ func (m *MeshConfig) withDefaults(bind string) error {
 	}
 	if m.GatewayAddress == "" {
 		m.GatewayAddress = net.JoinHostPort(bind, "15443")
+	}
+	cidrs := make([]string, len(m.ClusterCIDRs))
+	for i, p := range m.ClusterCIDRs {
+		cidrs[i] = p.String()
+	}
+	if _, err := membership.ParseCIDRs(cidrs); err != nil {
+		return fmt.Errorf("mesh: cluster CIDRs: %w", err)
 	}
 	if m.Profile == "" {
 		m.Profile = membership.ProfileWAN
@@ -248,6 +262,7 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 		NodeName:      s.cfg.Cluster,
 		Locality:      s.cfg.Locality,
 		GatewayAddr:   mc.GatewayAddress,
+		CIDRs:         mc.ClusterCIDRs,
 		CatalogAddr:   cmp.Or(mc.AdvertiseEtcdURL, st.ClientURL()),
 		BindAddr:      s.cfg.BindAddress,
 		BindPort:      mc.SerfPort,
@@ -279,6 +294,7 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 		Cluster:        s.cfg.Cluster,
 		Locality:       s.cfg.Locality,
 		GatewayAddress: mc.GatewayAddress,
+		CIDRs:          mc.ClusterCIDRs,
 		Store:          st,
 		Membership:     mem,
 		Prover:         prover,

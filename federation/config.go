@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,6 +99,9 @@ type Config struct {
 	// GatewayAddress is this cluster's east-west gateway, host:port, as
 	// announced in gossip.
 	GatewayAddress string
+	// CIDRs are the address ranges this cluster declares (also announced
+	// in gossip); the view's ClusterInfo.CIDRs. Optional.
+	CIDRs []netip.Prefix
 
 	// Store is this cluster's etcd store. Required.
 	Store Store
@@ -152,6 +156,11 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: locality names cluster %q, not %q", ErrConfig, c.Locality.Cluster, c.Cluster)
 	}
 	c.Locality.Cluster = c.Cluster
+	for _, p := range c.CIDRs {
+		if !p.IsValid() || p.Masked() != p {
+			return c, fmt.Errorf("%w: cluster CIDR %s is not a canonical prefix", ErrConfig, p)
+		}
+	}
 	if c.Store == nil {
 		return c, fmt.Errorf("%w: a store is required", ErrConfig)
 	}

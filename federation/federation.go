@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -407,7 +408,7 @@ func (f *Federation) syncMembers(ctx context.Context, wg *sync.WaitGroup) {
 // gateway, status and RTT, its replicator and its read grant.
 func (f *Federation) applyMember(ctx context.Context, wg *sync.WaitGroup, p *peer, m membership.Member) {
 	if old := p.member; old == nil || old.Status != m.Status || old.Locality != m.Locality ||
-		old.GatewayAddr != m.GatewayAddr {
+		old.GatewayAddr != m.GatewayAddr || !slices.Equal(old.CIDRs, m.CIDRs) {
 		f.markDirty(time.Time{})
 	}
 	if m.HasRTT && rttMoved(p.rtt, m.RTT) {
@@ -595,10 +596,19 @@ func (f *Federation) gatewayOf(p *peer) string {
 	return p.gateway
 }
 
+// cidrsOf returns the address ranges p declares in gossip; none while
+// it is known only from persisted imports.
+func (f *Federation) cidrsOf(p *peer) []netip.Prefix {
+	if p.member != nil {
+		return p.member.CIDRs
+	}
+	return nil
+}
+
 // publish merges and publishes a new view.
 func (f *Federation) publish() {
 	clusters := make(map[string]catalog.ClusterInfo, len(f.peers)+1)
-	clusters[f.cfg.Cluster] = catalog.ClusterInfo{Locality: f.cfg.Locality, GatewayAddress: f.cfg.GatewayAddress}
+	clusters[f.cfg.Cluster] = catalog.ClusterInfo{Locality: f.cfg.Locality, GatewayAddress: f.cfg.GatewayAddress, CIDRs: f.cfg.CIDRs}
 	for name, p := range f.peers {
 		clusters[name] = catalog.ClusterInfo{
 			Locality:       f.localityOf(p),
@@ -606,6 +616,7 @@ func (f *Federation) publish() {
 			RTT:            p.rtt,
 			Fenced:         p.fenced,
 			FenceReason:    p.reason,
+			CIDRs:          f.cidrsOf(p),
 		}
 	}
 	f.merger.SetClusters(clusters)

@@ -72,11 +72,12 @@ func TestFederate(t *testing.T) {
 			poll.Until(t, 3*time.Minute, "every view equal and complete", agree(nodes))
 
 			// The oldest echo export (c00's) sets the ports; every view
-			// knows every cluster's locality and gateway.
+			// knows every cluster's locality, gateway and address ranges.
 			v := nodes[len(nodes)-1].fed.View()
 			for i := range nodes {
 				ci, ok := v.Clusters[clusterName(i)]
-				if !ok || ci.Locality != locality(i) || ci.GatewayAddress != fmt.Sprintf("127.0.0.1:%d", 20000+i) {
+				if !ok || ci.Locality != locality(i) || ci.GatewayAddress != fmt.Sprintf("127.0.0.1:%d", 20000+i) ||
+					!slices.Equal(ci.CIDRs, cidrs(i)) {
 					t.Errorf("cluster %s in the view of %s: %+v", clusterName(i), v.Local, ci)
 				}
 			}

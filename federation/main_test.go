@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -75,6 +76,11 @@ type testOptions struct {
 	cert *tls.Certificate
 }
 
+// cidrs are the address ranges node i declares.
+func cidrs(i int) []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("127.0.%d.0/24", 100+i))}
+}
+
 func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 	tb.Helper()
 	n := &node{i: i, name: clusterName(i)}
@@ -98,6 +104,7 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		NodeName:          n.name,
 		Locality:          locality(i),
 		GatewayAddr:       fmt.Sprintf("127.0.0.1:%d", 20000+i),
+		CIDRs:             cidrs(i),
 		CatalogAddr:       n.st.ClientURL(),
 		BindAddr:          "127.0.0.1",
 		BindPort:          o.bindPort,
@@ -114,6 +121,7 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		Cluster:        n.name,
 		Locality:       locality(i),
 		GatewayAddress: fmt.Sprintf("127.0.0.1:%d", 20000+i),
+		CIDRs:          cidrs(i),
 		Store:          n.st,
 		Membership:     mem,
 		Prover:         nt.Prover,

@@ -2,8 +2,9 @@ package gateway
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -16,21 +17,27 @@ import (
 // federation member is known to use.
 const UnknownSource = "unknown"
 
-// sourcePrefix says that connections from prefix come from cluster.
-type sourcePrefix struct {
-	prefix  netip.Prefix
-	cluster string
+// sourceTable maps peer addresses to federation members by longest
+// prefix match: one map lookup per distinct prefix length, so a table of
+// thousands of endpoint addresses costs a connection a few lookups. It is
+// immutable; the zero value matches nothing.
+type sourceTable struct {
+	bits     []int // distinct prefix lengths, longest first
+	clusters map[netip.Prefix]string
 }
-
-// sourceTable maps peer addresses to federation members, longest prefix
-// first. It is immutable.
-type sourceTable []sourcePrefix
 
 // lookup returns the cluster of addr, "" when none.
 func (t sourceTable) lookup(addr netip.Addr) string {
-	for _, sp := range t {
-		if sp.prefix.Contains(addr) {
-			return sp.cluster
+	if !addr.IsValid() {
+		return ""
+	}
+	for _, b := range t.bits {
+		p, err := addr.Prefix(b)
+		if err != nil {
+			continue // longer than addr's family
+		}
+		if c, ok := t.clusters[p]; ok {
+			return c
 		}
 	}
 	return ""
@@ -38,39 +45,41 @@ func (t sourceTable) lookup(addr netip.Addr) string {
 
 // parseSourceClusters reads the gateway listener's source clusters
 // (xdsresource.WithGatewaySourceClusters): an address is a /32 or /128
-// prefix. A listener without them gives an empty table.
+// prefix. A prefix that two clusters claim is an error: it cannot say
+// which one calls. A listener without them gives an empty table.
 func parseSourceClusters(l *listenerv3.Listener) (sourceTable, error) {
 	v := l.GetMetadata().GetFilterMetadata()[naming.MetadataNamespace].GetFields()[xdsresource.GatewaySourceClustersKey]
 	if v == nil {
-		return nil, nil
+		return sourceTable{}, nil
 	}
 	s := v.GetStructValue()
 	if s == nil {
-		return nil, fmt.Errorf("metadata %s.%s is not a struct", naming.MetadataNamespace, xdsresource.GatewaySourceClustersKey)
+		return sourceTable{}, fmt.Errorf("metadata %s.%s is not a struct", naming.MetadataNamespace, xdsresource.GatewaySourceClustersKey)
 	}
-	var t sourceTable
-	for cluster, addrs := range s.GetFields() {
+	t := sourceTable{clusters: map[netip.Prefix]string{}}
+	for _, cluster := range slices.Sorted(maps.Keys(s.GetFields())) {
 		if !validClusterLabel(cluster) {
-			return nil, fmt.Errorf("source clusters: cluster name %q is not a DNS label", cluster)
+			return sourceTable{}, fmt.Errorf("source clusters: cluster name %q is not a DNS label", cluster)
 		}
-		lv := addrs.GetListValue()
+		lv := s.GetFields()[cluster].GetListValue()
 		if lv == nil {
-			return nil, fmt.Errorf("source clusters: %s: not a list of addresses", cluster)
+			return sourceTable{}, fmt.Errorf("source clusters: %s: not a list of addresses", cluster)
 		}
 		for _, a := range lv.GetValues() {
 			p, err := parsePrefix(a.GetStringValue())
 			if err != nil {
-				return nil, fmt.Errorf("source clusters: %s: %w", cluster, err)
+				return sourceTable{}, fmt.Errorf("source clusters: %s: %w", cluster, err)
 			}
-			t = append(t, sourcePrefix{prefix: p, cluster: cluster})
+			if other, ok := t.clusters[p]; ok && other != cluster {
+				return sourceTable{}, fmt.Errorf("source clusters: %s is claimed by both %s and %s", p, other, cluster)
+			}
+			t.clusters[p] = cluster
+			if !slices.Contains(t.bits, p.Bits()) {
+				t.bits = append(t.bits, p.Bits())
+			}
 		}
 	}
-	sort.Slice(t, func(i, j int) bool {
-		if t[i].prefix.Bits() != t[j].prefix.Bits() {
-			return t[i].prefix.Bits() > t[j].prefix.Bits()
-		}
-		return t[i].prefix.String() < t[j].prefix.String()
-	})
+	slices.SortFunc(t.bits, func(a, b int) int { return b - a })
 	return t, nil
 }
 

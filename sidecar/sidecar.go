@@ -93,6 +93,12 @@ type Config struct {
 	// with the workload's identity too: a loopback address, as
 	// OutboundAddr.
 	ServiceIP string
+	// OutboundBindAddr, when valid, is the source address of the
+	// sidecar's connections to other sidecars and gateways: the
+	// workload's own address, so that gateways and server sidecars see
+	// the caller's (proxy.Config.OutboundBindAddr). The zero value binds
+	// nothing.
+	OutboundBindAddr netip.Addr
 	// DNSAddr is the DNS listener (UDP and TCP), host:port; empty
 	// disables. It answers the workload only: a loopback address.
 	DNSAddr string
@@ -292,7 +298,8 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	}
 	self, _ := identity.WorkloadID(cfg.TrustDomain, cfg.Namespace, cfg.ServiceAccount)
 	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Workload: cfg.Workload, Namespace: cfg.Namespace, Principal: self.String(),
-		Logger: base, Metrics: pm, BalancerMetrics: bm, Audit: rec, AccessLog: s.access, AccessLogMode: cfg.AccessLogMode, Tracer: s.tracer}); err != nil {
+		Logger: base, Metrics: pm, BalancerMetrics: bm, Audit: rec, AccessLog: s.access, AccessLogMode: cfg.AccessLogMode, Tracer: s.tracer,
+		OutboundBindAddr: cfg.OutboundBindAddr}); err != nil {
 		return nil, err
 	}
 	if cfg.ServiceIP != "" {

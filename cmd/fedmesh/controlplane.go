@@ -36,6 +36,7 @@ type controlPlaneOptions struct {
 	serfPort              int
 	xdsAddress            string
 	gatewayAddress        string
+	clusterCIDRs          []string
 	profile               string
 	fencePeriod           time.Duration
 	baseEjection          time.Duration
@@ -84,8 +85,13 @@ operator certificate ('fedmesh ca issue-operator').`,
 			if err != nil {
 				return err
 			}
+			cidrs, err := membership.ParseCIDRs(o.clusterCIDRs)
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--cluster-cidrs: %w", err)}
+			}
 			if o.caDir != "" {
 				cfg.Mesh = &controlplane.MeshConfig{
+					ClusterCIDRs:      cidrs,
 					CADir:             o.caDir,
 					SerfPort:          o.serfPort,
 					XDSAddress:        o.xdsAddress,
@@ -158,6 +164,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 	f.IntVar(&o.serfPort, "serf-port", membership.DefaultBindPort, "gossip port (TCP and UDP) on the bind address")
 	f.StringVar(&o.xdsAddress, "xds-address", "", "xDS listener host:port (default BIND-ADDRESS:15010)")
 	f.StringVar(&o.gatewayAddress, "gateway-address", "", "this cluster's east-west gateway as peers reach it (default BIND-ADDRESS:15443)")
+	f.StringSliceVar(&o.clusterCIDRs, "cluster-cidrs", nil, "address ranges this cluster's workloads and nodes send from, CIDR,... (pod and node CIDRs in Kubernetes; the workloads' loopback range in local mode, e.g. 127.0.1.0/24); peers' gateways label connections from them with this cluster's name (at most 8)")
 	f.StringVar(&o.profile, "gossip-profile", string(membership.ProfileWAN), "gossip timings: wan (real federations), lan, or local (one machine)")
 	f.DurationVar(&o.fencePeriod, "fence-period", 0, "how long a peer may be unreachable before its endpoints are fenced (default 15s)")
 	f.DurationVar(&o.baseEjection, "base-ejection-time", 0, "outlier detection's first ejection time sent to sidecars (default 30s)")

@@ -22,6 +22,23 @@ func TestControlPlaneGatewayIdentityFlag(t *testing.T) {
 	}
 }
 
+// A malformed --cluster-cidrs stops the control plane before it starts
+// anything, with a usage error naming the flag and what is wrong.
+func TestControlPlaneClusterCIDRsFlag(t *testing.T) {
+	for bad, want := range map[string]string{
+		"10.1.2.3/16":           "did you mean 10.1.0.0/16",
+		"east":                  `"east" is not a CIDR prefix`,
+		"10.0.0.0/8,10.0.0.0/8": "given twice",
+		"1.0.0.0/8,2.0.0.0/8,3.0.0.0/8,4.0.0.0/8,5.0.0.0/8,6.0.0.0/8,7.0.0.0/8,8.0.0.0/8,9.0.0.0/8": "at most 8",
+	} {
+		_, stderr, code := runCmd(context.Background(), t, "controlplane", "--cluster", "east-1", "--source", "file:"+t.TempDir(),
+			"--ca-dir", t.TempDir(), "--cluster-cidrs", bad)
+		if code != 2 || !strings.Contains(stderr, "--cluster-cidrs") || !strings.Contains(stderr, want) {
+			t.Errorf("--cluster-cidrs %q: exit %d, stderr %q; want exit 2 naming the flag and %q", bad, code, stderr, want)
+		}
+	}
+}
+
 func TestParseGatewayIdentities(t *testing.T) {
 	got, err := parseGatewayIdentities(defaultGatewayIdentities())
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -36,6 +37,7 @@ func newSidecarCmd() *cobra.Command {
 		accessLog, accessLogFilter              string
 		otlpEndpoint, otlpProtocol              string
 		traceSampling                           float64
+		bindOutbound                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
@@ -192,6 +194,16 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				}
 				cfg.Tracing = &tracing.Config{Endpoint: otlpEndpoint, Protocol: proto, SamplingPercent: traceSampling}
 			}
+			if !cmd.Flags().Changed("bind-outbound") {
+				bindOutbound = ownLoopback(address)
+			}
+			if bindOutbound {
+				a, err := netip.ParseAddr(address)
+				if err != nil {
+					return usage(fmt.Errorf("--address %q: %w", address, err))
+				}
+				cfg.OutboundBindAddr = a.Unmap()
+			}
 			reg := newRegistry()
 			cfg.Registerer, cfg.Gatherer = reg, reg
 			sc, err := sidecar.New(cfg)
@@ -229,9 +241,22 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.StringVar(&otlpEndpoint, "otlp-endpoint", "", "send spans to this OTLP collector: HOST:PORT (plaintext) or http(s)://HOST:PORT; empty turns tracing off (trace headers pass through)")
 	f.StringVar(&otlpProtocol, "otlp-protocol", "grpc", "OTLP transport: grpc or http")
 	f.Float64Var(&traceSampling, "trace-sampling", 1, "percentage (0-100) of new traces sampled; a caller's sampled trace is always followed; a TelemetryPolicy's samplingPercent overrides it")
+	f.BoolVar(&bindOutbound, "bind-outbound", false, "send connections to other sidecars and gateways from --address, so that they see the workload's own address (default: on when --address is a loopback address of its own, as in local mode, where an unbound connection would come from 127.0.0.1)")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("namespace")
 	return cmd
+}
+
+// ownLoopback reports whether address is a loopback address of the
+// workload's own (local mode gives each workload one, 127.0.N.M), not
+// the host's shared 127.0.0.1 or ::1.
+func ownLoopback(address string) bool {
+	a, err := netip.ParseAddr(address)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	return a.IsLoopback() && a != netip.MustParseAddr("127.0.0.1") && a != netip.IPv6Loopback()
 }
 
 // loopbackFor returns the loopback address the app-only listeners of a

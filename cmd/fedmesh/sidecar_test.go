@@ -17,3 +17,16 @@ func TestLoopbackFor(t *testing.T) {
 		}
 	}
 }
+
+// --bind-outbound is on by default only for a loopback address of the
+// workload's own (local mode).
+func TestOwnLoopback(t *testing.T) {
+	for address, want := range map[string]bool{
+		"127.0.1.100": true, "127.0.0.13": true, "::ffff:127.0.1.1": true,
+		"127.0.0.1": false, "::1": false, "10.244.1.7": false, "198.18.0.2": false, "fd00::7": false, "x": false,
+	} {
+		if got := ownLoopback(address); got != want {
+			t.Errorf("ownLoopback(%q) = %v, want %v", address, got, want)
+		}
+	}
+}

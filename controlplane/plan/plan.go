@@ -151,7 +151,7 @@ func (p *Plan) SameClientView(prev *Plan) bool {
 // every assignment depends on: the local cluster and the clusters'
 // localities, gateways and RTTs.
 func (p *Plan) SameClusters(prev *Plan) bool {
-	return p.view.Local == prev.view.Local && maps.Equal(p.view.Clusters, prev.view.Clusters)
+	return p.view.Local == prev.view.Local && maps.EqualFunc(p.view.Clusters, prev.view.Clusters, catalog.ClusterInfo.Equal)
 }
 
 // identities lists the distinct SPIFFE IDs of svc's endpoints serving

@@ -187,7 +187,9 @@ func (g *Generator) renderInbound(in plan.Inbound, tel *plan.Telemetry) (cluster
 }
 
 // renderGateway makes a gateway's clusters and its SNI listener: one
-// cluster and one filter chain per port of every service it routes.
+// cluster and one filter chain per port of every service it routes, and
+// in the listener's metadata the addresses of every cluster, which the
+// gateway labels connections with (plan.GatewaySourceClusters).
 func (g *Generator) renderGateway(services []*catalog.ImportedService) (clusters, listeners []types.Resource) {
 	var snis []string
 	for _, svc := range services {
@@ -197,7 +199,11 @@ func (g *Generator) renderGateway(services []*catalog.ImportedService) (clusters
 			clusters = append(clusters, g.s.cluster(sni, clusterv3.Cluster_LEAST_REQUEST, nil))
 		}
 	}
-	return clusters, []types.Resource{xdsresource.GatewayListener("0.0.0.0", g.s.GatewayPort, snis)}
+	l := xdsresource.GatewayListener("0.0.0.0", g.s.GatewayPort, snis)
+	if sources := g.plan.GatewaySourceClusters(); sources != nil {
+		l = xdsresource.WithGatewaySourceClusters(l, sources)
+	}
+	return clusters, []types.Resource{l}
 }
 
 // renderEndpoints makes svc's assignments, one per port, as nodes of k

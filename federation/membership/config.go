@@ -114,6 +114,10 @@ type Config struct {
 	// CatalogAddr is the etcd client URL peers replicate this cluster's
 	// exports from, e.g. https://127.0.0.11:2379.
 	CatalogAddr string
+	// CIDRs are the address ranges this cluster's workloads and nodes
+	// send from, announced in the cidrs tag (see ParseCIDRs for the
+	// rules: canonical, distinct, at most MaxCIDRs). Optional.
+	CIDRs []netip.Prefix
 
 	// BindAddr is the IP address serf listens on (TCP and UDP). Default
 	// 0.0.0.0, which needs AdvertiseAddr or a private address on the host.

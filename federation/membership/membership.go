@@ -163,9 +163,13 @@ func New(cfg Config) (*Membership, error) {
 		CatalogAddr:     cfg.CatalogAddr,
 		ProtocolVersion: ProtocolVersion,
 		InstanceID:      newInstanceID(),
+		CIDRs:           cfg.CIDRs,
 	}
 	if _, err := DecodeTags(local.Encode()); err != nil {
 		return nil, fmt.Errorf("membership config: %w", err)
+	}
+	if _, err := DecodeCIDRs(local.Encode()); err != nil {
+		return nil, fmt.Errorf("membership config: cluster CIDRs: %w", err)
 	}
 
 	nt, port, err := newTransport(cfg, la)
@@ -509,6 +513,10 @@ func (m *Membership) handleMemberEvent(me serf.MemberEvent) {
 				m.met.membersIgnored.WithLabelValues(reason).Inc()
 				m.log.Warn("ignoring federation member with bad tags", "member", sm.Name, "addr", addr, "reason", reason, "err", err)
 				continue
+			}
+			if _, err := DecodeCIDRs(sm.Tags); err != nil {
+				m.met.tagsIgnored.WithLabelValues(ReasonBadCIDRs).Inc()
+				m.log.Warn("ignoring a federation member's malformed cidrs tag; its gateway traffic counts as unknown", "member", sm.Name, "addr", addr, "err", err)
 			}
 			if k, ok := m.known[sm.Name]; !ok || k.Addr != addr {
 				changed = true

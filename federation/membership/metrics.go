@@ -9,6 +9,7 @@ import (
 // metrics are the membership's Prometheus collectors.
 type metrics struct {
 	membersIgnored *prometheus.CounterVec
+	tagsIgnored    *prometheus.CounterVec
 	joinRefused    *prometheus.CounterVec
 	rejoins        *prometheus.CounterVec
 	forced         prometheus.Counter
@@ -19,6 +20,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		membersIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_federation_members_ignored_total",
 			Help: "Serf member events ignored because the member's tags are missing, invalid or of an unknown protocol version, by reason.",
+		}, []string{"reason"}),
+		tagsIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_federation_tags_ignored_total",
+			Help: "Optional member tags ignored because they are malformed (the member itself is kept), by reason (bad_cidrs).",
 		}, []string{"reason"}),
 		joinRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_federation_join_refused_total",
@@ -36,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.membersIgnored, m.joinRefused, m.rejoins, m.forced} {
+	for _, c := range []prometheus.Collector{m.membersIgnored, m.tagsIgnored, m.joinRefused, m.rejoins, m.forced} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

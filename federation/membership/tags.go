@@ -81,12 +81,15 @@ type MemberInfo struct {
 	// InstanceID is random per process start; it tells a restarted
 	// control plane from an impostor claiming the same cluster name.
 	InstanceID string
+	// CIDRs are the address ranges the cluster's workloads send from
+	// (TagCIDRs); nil when it declares none or its tag is malformed.
+	CIDRs []netip.Prefix
 }
 
 // Encode returns the serf tags announcing info. It does not validate;
 // DecodeTags(info.Encode()) does.
 func (info MemberInfo) Encode() map[string]string {
-	return map[string]string{
+	tags := map[string]string{
 		TagCluster:         info.Cluster,
 		TagRegion:          info.Locality.Region,
 		TagZone:            info.Locality.Zone,
@@ -95,10 +98,15 @@ func (info MemberInfo) Encode() map[string]string {
 		TagProtocolVersion: strconv.Itoa(info.ProtocolVersion),
 		TagInstanceID:      info.InstanceID,
 	}
+	if len(info.CIDRs) > 0 {
+		tags[TagCIDRs] = encodeCIDRs(info.CIDRs)
+	}
+	return tags
 }
 
 // DecodeTags reads and validates the tags of a serf member. Tags it does
-// not know are ignored, so newer members can add some. The error is a
+// not know are ignored, so newer members can add some, and so is a
+// malformed optional cidrs tag (see DecodeCIDRs). The error is a
 // *TagError naming the tag and the reason.
 func DecodeTags(tags map[string]string) (MemberInfo, error) {
 	var info MemberInfo
@@ -162,6 +170,9 @@ func DecodeTags(tags map[string]string) (MemberInfo, error) {
 	}
 	if len(info.InstanceID) > 64 || !isLabel(info.InstanceID) {
 		return info, &TagError{Reason: ReasonBadInstanceID, Tag: TagInstanceID, Detail: fmt.Sprintf("%q is not a short lower-case id", info.InstanceID)}
+	}
+	if cidrs, err := DecodeCIDRs(tags); err == nil {
+		info.CIDRs = cidrs
 	}
 	return info, nil
 }

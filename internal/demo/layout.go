@@ -27,6 +27,10 @@ func (c Cluster) Admin() string { return "https://" + c.IP + ":15014" }
 // WorkloadIP is the address of replica r (1-based) of the echo service.
 func (c Cluster) WorkloadIP(r int) string { return fmt.Sprintf("127.0.%d.%d", c.Index, r) }
 
+// CIDR is the range of the cluster's workloads, its --cluster-cidrs:
+// peers' gateways label connections from it with the cluster's name.
+func (c Cluster) CIDR() string { return fmt.Sprintf("127.0.%d.0/24", c.Index) }
+
 // ClientIP is the address of the demo client.
 func (c Cluster) ClientIP() string { return fmt.Sprintf("127.0.%d.100", c.Index) }
 

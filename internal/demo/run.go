@@ -246,6 +246,7 @@ func (d *demo) setUp(ctx context.Context) error {
 		if _, err := d.procs.Start("controlplane-"+c.Name, "controlplane",
 			"--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
 			"--bind-address", c.IP, "--data-dir", d.dir(c.Name, "data"), "--source", "file:"+src,
+			"--cluster-cidrs", c.CIDR(),
 			"--ca-dir", d.dir(c.Name, "ca"), "--gossip-profile", "local", "--fence-period", "5s",
 			"--base-ejection-time", d.tm.BaseEjection.String()); err != nil {
 			return err

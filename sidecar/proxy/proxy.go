@@ -8,6 +8,7 @@ import (
 	stdlog "log"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,14 @@ type Config struct {
 	// configuration (Snapshot.Telemetry.AccessLog) does not turn the
 	// access log on; the zero value logs none.
 	AccessLogMode AccessLogMode
+	// OutboundBindAddr, when valid, is the source address of connections
+	// to other sidecars and to gateways: the workload's own address, so
+	// that the peer sees who calls (local mode gives each workload its
+	// own loopback address, but an unbound socket would send from
+	// 127.0.0.1). Destinations it cannot reach (a loopback source and a
+	// non-loopback destination, or the other way round) are dialled
+	// unbound. The zero value binds nothing.
+	OutboundBindAddr netip.Addr
 	// Logger receives proxy logs; per-request messages are at debug level.
 	// Nil discards.
 	Logger *slog.Logger

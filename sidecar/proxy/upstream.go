@@ -187,8 +187,7 @@ func (e *errDial) Unwrap() error { return e.err }
 func (u *upstream) dialTLS(ctx context.Context, t target, alpn string, timeout time.Duration) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", t.addr)
+	raw, err := u.p.dialer(t.addr).DialContext(ctx, "tcp", t.addr)
 	if err != nil {
 		return nil, &errDial{err}
 	}

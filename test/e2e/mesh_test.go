@@ -55,6 +55,15 @@ func loopbackBlock(ip string) (int, bool) {
 
 func clientIP(c demo.Cluster) string { return workloadIP(c, 100) }
 
+// workloadCIDR is the range of cluster c's workload addresses, which its
+// control plane declares (--cluster-cidrs).
+func workloadCIDR(c demo.Cluster) string {
+	if block, ok := loopbackBlock(c.IP); ok {
+		return fmt.Sprintf("127.%d.%d.0/24", block, c.Index)
+	}
+	return fmt.Sprintf("127.0.%d.0/24", 90+c.Index)
+}
+
 // writeSource writes cluster c's source directory, as the demo's but on
 // the test's addresses, and returns its path.
 func (m *mesh) writeSource(c demo.Cluster) string {
@@ -212,6 +221,7 @@ func (m *mesh) setUp() {
 		args := []string{"controlplane",
 			"--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
 			"--bind-address", c.IP, "--data-dir", m.path(c.Name, "data"), "--source", "file:" + src,
+			"--cluster-cidrs", workloadCIDR(c),
 			"--ca-dir", m.path(c.Name, "ca"), "--gossip-profile", "local",
 			"--fence-period", m.spec.fencePeriod.String(), "--base-ejection-time", m.spec.baseEjection.String()}
 		if m.spec.certTTL > 0 {

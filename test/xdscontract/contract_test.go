@@ -1,7 +1,9 @@
 // Package xdscontract checks that what the control plane renders is what
 // the fedmesh sidecar accepts: every sidecar golden snapshot of
 // controlplane/xds (testdata/out) is applied to a sidecar configuration
-// builder, type by type in ADS order, and must be taken whole.
+// builder, type by type in ADS order, and must be taken whole; and a real
+// gateway configured by a real xDS server labels connections with the
+// source clusters the control plane renders (gateway_sources_test.go).
 package xdscontract
 
 import (
