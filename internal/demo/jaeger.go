@@ -104,7 +104,7 @@ func otlpEndpoint(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(j
 func FindJaeger(flag string, getenv func(string) string) (path, note string, err error) {
 	switch flag {
 	case "none":
-		return "", "tracing off (--jaeger none)", nil
+		return "", "--jaeger none", nil
 	case "":
 	default:
 		if err := executable(flag); err != nil {

@@ -43,7 +43,7 @@ func TestFindJaeger(t *testing.T) {
 		wantErr  string
 	}{
 		{name: "flag", flag: tools, env: map[string]string{"HOME": home}, want: tools},
-		{name: "flag none", flag: "none", env: map[string]string{"FEDMESH_TELEMETRY_TOOLS": filepath.Dir(tools)}, wantNote: "tracing off (--jaeger none)"},
+		{name: "flag none", flag: "none", env: map[string]string{"FEDMESH_TELEMETRY_TOOLS": filepath.Dir(tools)}, wantNote: "--jaeger none"},
 		{name: "flag names no file", flag: filepath.Join(dir, "missing"), wantErr: "--jaeger: stat " + filepath.Join(dir, "missing")},
 		{name: "flag names a plain file", flag: notExec, wantErr: "--jaeger: " + notExec + " is not an executable file"},
 		{name: "flag names a directory", flag: dir, wantErr: "is not an executable file"},
