@@ -156,13 +156,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	d := &demo{cfg: cfg, tm: tm, clusters: clusters, procs: &Procs{Binary: cfg.Binary, LogDir: logDir, Detach: cfg.Keep}, jaegerIP: JaegerIP}
 	sum := &Summary{Clusters: clusters, Dir: cfg.Dir, OperatorDir: d.dir("operator")}
-	if cfg.Jaeger != "" {
-		sum.Tracing = Tracing{On: true, UI: jaegerUI(d.jaegerIP), OTLP: otlpEndpoint(d.jaegerIP), SamplingPercent: TraceSampling}
-	} else {
-		sum.Tracing.Note = cfg.TracingNote
-		if sum.Tracing.Note == "" {
-			sum.Tracing.Note = JaegerMissing
-		}
+	if cfg.Jaeger == "" {
+		sum.Tracing.Note = d.tracingNote()
 	}
 	defer func() {
 		if cfg.Keep {
@@ -172,7 +167,14 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		d.procs.StopAll(10 * time.Second)
 	}()
 
-	if err := d.setUp(ctx); err != nil {
+	err = d.setUp(ctx)
+	switch {
+	case d.jaegerUp:
+		sum.Tracing = Tracing{On: true, UI: jaegerUI(d.jaegerIP), OTLP: otlpEndpoint(d.jaegerIP), SamplingPercent: TraceSampling}
+	case cfg.Jaeger != "":
+		sum.Tracing.Note = "jaeger did not start"
+	}
+	if err != nil {
 		sum.Reason = err.Error()
 		return sum, err
 	}
@@ -209,6 +211,8 @@ type demo struct {
 	started  time.Time
 	// jaegerIP is where Jaeger listens: JaegerIP (tests: another).
 	jaegerIP string
+	// jaegerUp: Jaeger started and serves (set by setUp).
+	jaegerUp bool
 	// admin calls the control planes' admin endpoints with the demo's
 	// operator certificate; set by setUp.
 	admin *http.Client
@@ -252,6 +256,7 @@ func (d *demo) setUp(ctx context.Context) error {
 		if err := d.startJaeger(ctx); err != nil {
 			return err
 		}
+		d.jaegerUp = true
 	} else {
 		d.progress("tracing off: %s", d.tracingNote())
 	}
