@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,6 +22,7 @@ func newDemoCmd() *cobra.Command {
 		output   string
 		dir      string
 		rate     int
+		jaeger   string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -42,7 +44,13 @@ route sends requests with "x-variant: b" to echo-v2; then the routes are
 removed and every request goes to the local echo again. Every phase is
 checked, shares within 4 binomial standard deviations of what the route
 says, injected faults apart from real errors: the command exits 0 when
-each behaved, 1 with the reason otherwise.`,
+each behaved, 1 with the reason otherwise.
+
+With a Jaeger ` + demo.JaegerVersion + ` binary (--jaeger, $FEDMESH_TELEMETRY_TOOLS/jaeger, or the
+one scripts/telemetry-tools.sh built), the demo runs it on ` + demo.JaegerIP + ` and every
+sidecar sends it ` + strconv.Itoa(demo.TraceSampling) + `% of its traces; after each failover phase the demo finds a
+trace that crossed clusters and prints its Jaeger UI URL. Without one it runs
+without tracing and says so.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "" && output != "json" {
@@ -65,8 +73,13 @@ each behaved, 1 with the reason otherwise.`,
 			if output == "json" {
 				progress = cmd.ErrOrStderr()
 			}
+			jaegerBin, note, err := demo.FindJaeger(jaeger, os.Getenv)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
 			sum, err := demo.Run(cmd.Context(), demo.Config{
 				Binary: bin, Dir: dir, Clusters: clusters, Rate: rate, Keep: keep, Out: progress,
+				Jaeger: jaegerBin, TracingNote: note,
 			})
 			if sum == nil {
 				if err == nil {
@@ -98,13 +111,14 @@ each behaved, 1 with the reason otherwise.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format of the summary: json")
 	cmd.Flags().StringVar(&dir, "dir", "", "working directory for CAs, data and logs (default: a new temporary directory)")
 	cmd.Flags().IntVar(&rate, "rate", 50, "client requests per second")
+	cmd.Flags().StringVar(&jaeger, "jaeger", "", "the Jaeger "+demo.JaegerVersion+" binary to trace into (default $FEDMESH_TELEMETRY_TOOLS/jaeger, else the one scripts/telemetry-tools.sh built); none: no tracing")
 	return cmd
 }
 
 func printSummary(w io.Writer, s *demo.Summary) {
 	fmt.Fprintf(w, "\nSummary (clusters up in %.1fs, %.1fs in all)\n", s.StartupSeconds, s.TotalSeconds)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PHASE\tEXPECT\tSHARE\tSWITCHED\tREQUESTS\tERRORS\tERROR WINDOW\tP99\tGET "+demo.DeniedPath+"\tV2 SHARE\tFAULTS (ABORT/DELAY)\tRESULT")
+	fmt.Fprintln(tw, "PHASE\tEXPECT\tSHARE\tSWITCHED\tREQUESTS\tERRORS\tERROR WINDOW\tP99\tGET "+demo.DeniedPath+"\tV2 SHARE\tFAULTS (ABORT/DELAY)\tTRACE\tRESULT")
 	for _, r := range s.Phases {
 		switched := "-"
 		if r.SwitchedAfter >= 0 {
@@ -116,10 +130,12 @@ func printSummary(w io.Writer, s *demo.Summary) {
 		}
 		v2 := callersString(r.Callers, func(c demo.Caller) string { return c.Share(demo.CheckV2) })
 		faults := callersString(r.Callers, demo.Caller.FaultShares)
-		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Phase.Name, r.Phase.Expect, r.Share, switched,
-			r.Requests, r.Errors, r.ErrorWindow.Round(time.Millisecond), r.P99.Round(10*time.Microsecond), denialString(r.Denial), v2, faults, result)
+		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Phase.Name, r.Phase.Expect, r.Share, switched,
+			r.Requests, r.Errors, r.ErrorWindow.Round(time.Millisecond), r.P99.Round(10*time.Microsecond), denialString(r.Denial), v2, faults,
+			traceString(r.Trace), result)
 	}
 	tw.Flush()
+	printTraces(w, s)
 	if s.OK {
 		fmt.Fprintln(w, "\nevery phase behaved: traffic stayed local, failed over within the region first, then across regions, and came back,")
 		fmt.Fprintf(w, "and wherever it went the serving cluster refused GET %s (403, audited), all over mTLS;\n", demo.DeniedPath)
@@ -132,6 +148,9 @@ func printSummary(w io.Writer, s *demo.Summary) {
 		fmt.Fprintf(w, "\nleft running (--keep); logs and data in %s\n", s.Dir)
 		for _, c := range s.Clusters {
 			fmt.Fprintf(w, "  %-8s control plane %s  (fedmesh status --admin %s --operator-dir %s)\n", c.Name, c.Admin(), c.Admin(), s.OperatorDir)
+		}
+		if s.Tracing.On {
+			fmt.Fprintf(w, "  traces:  %s   (Jaeger UI; service %s)\n", s.Tracing.UI, demo.ClientService)
 		}
 		fmt.Fprintf(w, "  picture: fedmesh dashboard --admin %s --operator-dir %s\n", s.Clusters[0].Admin(), s.OperatorDir)
 		fmt.Fprintf(w, "  client:  curl -x http://%s:15001 http://echo.demo.svc.clusterset.local:8080/\n", s.Clusters[0].ClientIP())
@@ -158,6 +177,37 @@ func callersString(cs []demo.Caller, f func(demo.Caller) string) string {
 		parts[i] = c.Cluster + " " + f(c)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// traceString is a phase's trace check for the summary table: the
+// clusters the trace crossed.
+func traceString(tc *demo.TraceCheck) string {
+	switch {
+	case tc == nil:
+		return "-"
+	case tc.ID == "":
+		return "none found"
+	}
+	return strings.Join(tc.Clusters, "->")
+}
+
+// printTraces prints the TRACE lines: each trace found, with its Jaeger
+// UI URL, or that tracing was off.
+func printTraces(w io.Writer, s *demo.Summary) {
+	if !s.Tracing.On {
+		fmt.Fprintf(w, "\ntracing was off: %s\n", s.Tracing.Note)
+		return
+	}
+	fmt.Fprintf(w, "\ntraces in Jaeger %s (service %s, %g%% of traces sampled):\n", s.Tracing.UI, demo.ClientService, s.Tracing.SamplingPercent)
+	for _, r := range s.Phases {
+		switch tc := r.Trace; {
+		case tc == nil:
+		case tc.ID == "":
+			fmt.Fprintf(w, "  TRACE  %-22s none found: %s\n", r.Phase.Name, tc.Err)
+		default:
+			fmt.Fprintf(w, "  TRACE  %-22s %s  %s  %s\n", r.Phase.Name, tc.ID, tc.Crossing(), tc.URL)
+		}
+	}
 }
 
 // callerNames lists the clusters whose clients the traffic phases judged.

@@ -24,6 +24,13 @@
 // deviations of the configured share (JudgeShare), injected faults
 // (FaultHeader) counted apart from real errors, which must be 0.
 //
-// Every child is a real process of the fedmesh binary, stopped when the
-// demo ends.
+// With a Jaeger binary (Config.Jaeger, FindJaeger) the demo runs it on
+// JaegerIP and every sidecar sends it TraceSampling percent of its
+// traces over OTLP; each failover phase ends with the trace check
+// (FindCrossing): a trace in Jaeger from east-1's client to the cluster
+// that served, whose Jaeger UI URL the demo shows. Without one the demo
+// runs untraced and says so (Summary.Tracing).
+//
+// Every child is a real process of the fedmesh binary (and Jaeger),
+// stopped when the demo ends.
 package demo

@@ -70,6 +70,10 @@ type Result struct {
 	Reason string `json:"reason,omitempty"`
 	// Denial is the phase's policy probe, nil when none was sent.
 	Denial *Denial `json:"denial,omitempty"`
+	// Trace is the phase's trace check (a failover phase, with tracing
+	// on): a trace from the first client to the cluster that served.
+	// nil when none was made.
+	Trace *TraceCheck `json:"trace,omitempty"`
 	// Callers are a traffic phase's figures per client, judged against
 	// Phase.Splits; the first is the client counted above. Empty in the
 	// other phases.

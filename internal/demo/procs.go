@@ -29,6 +29,8 @@ type Procs struct {
 // Proc is one running process.
 type Proc struct {
 	Name string
+	// Bin is the program it runs.
+	Bin  string
 	Args []string
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -38,6 +40,12 @@ type Proc struct {
 // Start runs Binary with args under name; a process of that name that has
 // exited may be started again (its log is appended to).
 func (p *Procs) Start(name string, args ...string) (*Proc, error) {
+	return p.StartProgram(name, p.Binary, args...)
+}
+
+// StartProgram runs the program bin (not Binary: Jaeger) with args under
+// name, as Start does.
+func (p *Procs) StartProgram(name, bin string, args ...string) (*Proc, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if old := p.procs[name]; old != nil && !old.Exited() {
@@ -47,8 +55,8 @@ func (p *Procs) Start(name string, args ...string) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), p.Binary, strings.Join(args, " "))
-	cmd := exec.Command(p.Binary, args...)
+	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if !p.Detach {
@@ -58,7 +66,7 @@ func (p *Procs) Start(name string, args ...string) (*Proc, error) {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	pr := &Proc{Name: name, Args: args, cmd: cmd, done: make(chan struct{})}
+	pr := &Proc{Name: name, Bin: bin, Args: args, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		pr.err = cmd.Wait()
 		f.Close()
@@ -84,7 +92,7 @@ func (p *Procs) Restart(name string) (*Proc, error) {
 	if old == nil {
 		return nil, fmt.Errorf("no process %s", name)
 	}
-	return p.Start(name, old.Args...)
+	return p.StartProgram(name, old.Bin, old.Args...)
 }
 
 // Exited reports whether the process has ended.

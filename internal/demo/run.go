@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,13 @@ type Config struct {
 	Rate int
 	// Keep leaves the clusters running after the scenario.
 	Keep bool
+	// Jaeger is the Jaeger binary (FindJaeger) the demo runs and every
+	// sidecar sends its spans to; after each failover phase the demo
+	// looks in it for a trace that crossed clusters. Empty: no tracing.
+	Jaeger string
+	// TracingNote says, when Jaeger is empty, why and how to get it;
+	// empty means JaegerMissing.
+	TracingNote string
 	// Out receives progress and the live view.
 	Out io.Writer
 	// Phases overrides the scenario's timings (tests); nil for the
@@ -99,6 +107,23 @@ type Summary struct {
 	OperatorDir string `json:"operatorDir"`
 	// Running lists the processes left running (--keep).
 	Running []string `json:"running,omitempty"`
+	// Tracing says whether the sidecars sent spans to Jaeger, and where
+	// to look.
+	Tracing Tracing `json:"tracing"`
+}
+
+// Tracing is how the demo traced.
+type Tracing struct {
+	// On: every sidecar exported its spans to the demo's Jaeger.
+	On bool `json:"on"`
+	// UI is the Jaeger UI's URL, and OTLP where the sidecars sent spans
+	// (OTLP over gRPC); empty when off.
+	UI   string `json:"ui,omitempty"`
+	OTLP string `json:"otlp,omitempty"`
+	// SamplingPercent is the share of new traces the sidecars sampled.
+	SamplingPercent float64 `json:"samplingPercent,omitempty"`
+	// Note says why tracing was off and how to turn it on.
+	Note string `json:"note,omitempty"`
 }
 
 // Run runs the scenario: start and federate the clusters, send steady
@@ -129,8 +154,11 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	d := &demo{cfg: cfg, tm: tm, clusters: clusters, procs: &Procs{Binary: cfg.Binary, LogDir: logDir, Detach: cfg.Keep}}
+	d := &demo{cfg: cfg, tm: tm, clusters: clusters, procs: &Procs{Binary: cfg.Binary, LogDir: logDir, Detach: cfg.Keep}, jaegerIP: JaegerIP}
 	sum := &Summary{Clusters: clusters, Dir: cfg.Dir, OperatorDir: d.dir("operator")}
+	if cfg.Jaeger == "" {
+		sum.Tracing.Note = d.tracingNote()
+	}
 	defer func() {
 		if cfg.Keep {
 			sum.Running = d.procs.Running()
@@ -139,7 +167,14 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		d.procs.StopAll(10 * time.Second)
 	}()
 
-	if err := d.setUp(ctx); err != nil {
+	err = d.setUp(ctx)
+	switch {
+	case d.jaegerUp:
+		sum.Tracing = Tracing{On: true, UI: jaegerUI(d.jaegerIP), OTLP: otlpEndpoint(d.jaegerIP), SamplingPercent: TraceSampling}
+	case cfg.Jaeger != "":
+		sum.Tracing.Note = "jaeger did not start"
+	}
+	if err != nil {
 		sum.Reason = err.Error()
 		return sum, err
 	}
@@ -174,9 +209,21 @@ type demo struct {
 	clusters []Cluster
 	procs    *Procs
 	started  time.Time
+	// jaegerIP is where Jaeger listens: JaegerIP (tests: another).
+	jaegerIP string
+	// jaegerUp: Jaeger started and serves (set by setUp).
+	jaegerUp bool
 	// admin calls the control planes' admin endpoints with the demo's
 	// operator certificate; set by setUp.
 	admin *http.Client
+}
+
+// tracingNote is why tracing is off.
+func (d *demo) tracingNote() string {
+	if d.cfg.TracingNote != "" {
+		return d.cfg.TracingNote
+	}
+	return JaegerMissing
 }
 
 func (d *demo) progress(format string, args ...any) {
@@ -204,6 +251,15 @@ func (d *demo) dir(parts ...string) string {
 // setUp creates the CA, starts and joins the control planes, and starts
 // the gateways, the echo replicas and the client's sidecar.
 func (d *demo) setUp(ctx context.Context) error {
+	if d.cfg.Jaeger != "" {
+		d.progress("starting Jaeger %s on %s: every sidecar sends %d%% of its traces there (OTLP %s)", JaegerVersion, jaegerUI(d.jaegerIP), TraceSampling, otlpEndpoint(d.jaegerIP))
+		if err := d.startJaeger(ctx); err != nil {
+			return err
+		}
+		d.jaegerUp = true
+	} else {
+		d.progress("tracing off: %s", d.tracingNote())
+	}
 	d.progress("creating the federation root CA and %d cluster CAs in %s", len(d.clusters), d.cfg.Dir)
 	if _, err := d.fedmesh(ctx, "ca", "init", "--trust-domain", TrustDomain, "--dir", d.dir("root")); err != nil {
 		return err
@@ -386,6 +442,9 @@ func (d *demo) startSidecar(ctx context.Context, c Cluster, workload, sa, ip str
 	args := append([]string{"sidecar", "--cluster", c.Name,
 		"--region", c.Region, "--zone", c.Zone, "--namespace", "demo", "--service-account", sa, "--workload", workload,
 		"--address", ip, "--xds-address", c.IP + ":15010", "--trust-domain", TrustDomain, "--workload-dir", dir, "--dns", "none"}, extra...)
+	if d.cfg.Jaeger != "" {
+		args = append(args, "--otlp-endpoint", otlpEndpoint(d.jaegerIP), "--otlp-protocol", "grpc", "--trace-sampling", strconv.Itoa(TraceSampling))
+	}
 	_, err = d.procs.Start(fmt.Sprintf("%s-%s-sidecar", c.Name, workload), args...)
 	return err
 }
@@ -492,13 +551,17 @@ func (d *demo) restoreEcho(c Cluster) error {
 
 var errTimeout = errors.New("timed out")
 
-// poll calls cond until it returns nil, ctx ends or timeout passes.
+// poll calls cond until it returns nil, ctx ends or timeout passes; an
+// exitedError from cond ends it at once.
 func poll(ctx context.Context, timeout time.Duration, what string, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
 		if err == nil {
 			return nil
+		}
+		if ex := (*exitedError)(nil); errors.As(err, &ex) {
+			return ex.error
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("waiting for %s: %w after %v: %v", what, errTimeout, timeout, err)

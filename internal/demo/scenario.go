@@ -21,6 +21,9 @@ type step struct {
 	// probe ends the phase with the policy probe (GET DeniedPath), in
 	// the phases whose routes send that request to Expect.
 	probe bool
+	// trace ends the phase, with tracing on, with the trace check: a
+	// trace from the first client to Expect, another cluster.
+	trace bool
 }
 
 // trafficStep is the change that starts a traffic phase.
@@ -46,9 +49,9 @@ func (d *demo) steps() []step {
 	return []step{
 		{Phase: Phase{Name: "steady", Expect: east1.Name, Forbid: []string{west1.Name}, Duration: tm.Steady, MinShare: 95}, probe: true},
 		{Phase: Phase{Name: east1.Name + " echo killed", Expect: east2.Name, Forbid: []string{west1.Name}, Settle: tm.Settle, Duration: tm.Failover, MinShare: 95},
-			action: func() error { return d.killEcho(east1) }, probe: true},
+			action: func() error { return d.killEcho(east1) }, probe: true, trace: true},
 		{Phase: Phase{Name: east2.Name + " echo killed too", Expect: west1.Name, Settle: tm.Settle, Duration: tm.Failover2, MinShare: 95},
-			action: func() error { return d.killEcho(east2) }, probe: true},
+			action: func() error { return d.killEcho(east2) }, probe: true, trace: true},
 		{Phase: Phase{Name: "both restored", Expect: east1.Name, Settle: tm.RecoverSettle, Duration: tm.Recover, MinShare: 95},
 			action: func() error {
 				if err := d.restoreEcho(east1); err != nil {
@@ -181,6 +184,11 @@ func (d *demo) scenario(ctx context.Context) ([]Result, error) {
 			dn := d.probeDenied(ctx)
 			d.showDenial(dn)
 			r.judgeDenial(dn)
+		}
+		if st.trace && d.cfg.Jaeger != "" {
+			tc := d.checkTrace(ctx, st.Expect, pstart.Add(st.Settle), end)
+			d.showTrace(tc)
+			r.judgeTrace(tc)
 		}
 		results = append(results, r)
 	}

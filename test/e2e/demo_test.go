@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -44,7 +45,10 @@ func (s *syncBuffer) String() string {
 // (a 10% canary to echo-v2, which only west-1 runs, injected faults
 // counted apart from errors, an A/B route on a header), and once they are
 // removed east-1's echo serves everything again. The processes' metrics
-// must tell the same story.
+// must tell the same story. With Jaeger (FEDMESH_TELEMETRY_TOOLS, or the
+// one scripts/telemetry-tools.sh built; CI has it) every sidecar traces
+// into it, and each failover phase finds a trace from east-1's client to
+// the cluster that served, which Jaeger still holds at the end.
 func TestDemoScenario(t *testing.T) {
 	// The demo runs on fixed addresses (127.0.0.11-13); a demo someone
 	// left running there would answer instead of ours.
@@ -54,6 +58,13 @@ func TestDemoScenario(t *testing.T) {
 			t.Fatal("127.0.0.11:15014 is in use: another fedmesh demo is running")
 		}
 		t.Skip("skipping: 127.0.0.11:15014 is in use (another fedmesh demo is running on the demo's addresses)")
+	}
+	jaegerBin, note, err := demo.FindJaeger("", os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jaegerBin == "" && os.Getenv("CI") == "true" {
+		t.Fatal(note + " (CI runs `make test`, which builds it)")
 	}
 	e := newEnv(t)
 	tm := demo.Timings{
@@ -67,6 +78,8 @@ func TestDemoScenario(t *testing.T) {
 		clientPage string
 		gateways   = map[string]string{}
 		retries    int
+		traces     []demo.JaegerTrace
+		tracesErr  error
 	)
 	inspect := func(clusters []demo.Cluster) {
 		// Runs on Run's goroutine, before Run returns.
@@ -76,13 +89,23 @@ func TestDemoScenario(t *testing.T) {
 		}
 		m := &mesh{t: t, clientAdmin: "127.0.1.100:15000"}
 		retries = m.routeRetries(t)
+		if jaegerBin != "" {
+			// Everything Jaeger holds of the clients' traces, to look
+			// up the traces the demo named.
+			var body string
+			_, body, tracesErr = httpGet(demo.JaegerUI() + "/api/traces?service=" + demo.ClientService + "&lookback=1h&limit=5000")
+			if tracesErr == nil {
+				traces, tracesErr = demo.ParseJaegerTraces([]byte(body))
+			}
+		}
 	}
 	out := &syncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// The demo's working directory is the test's log directory: its CA,
 	// data and every process's log are kept and printed on failure.
-	sum, err := demo.Run(ctx, demo.Config{Binary: fedmeshBin, Dir: e.logDir, Clusters: 3, Rate: 50, Out: out, Timings: &tm, Inspect: inspect})
+	sum, err := demo.Run(ctx, demo.Config{Binary: fedmeshBin, Dir: e.logDir, Clusters: 3, Rate: 50, Out: out, Timings: &tm, Inspect: inspect,
+		Jaeger: jaegerBin, TracingNote: note})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
@@ -150,6 +173,19 @@ func TestDemoScenario(t *testing.T) {
 		t.Errorf("east-1's echo down: west-1 served %d requests; the same region (east-2) comes first", failover.Served["west-1"])
 	}
 	checkTrafficPhases(t, sum.Phases[4:])
+	if jaegerBin != "" {
+		checkTraces(t, sum, traces, tracesErr, out.String())
+	} else {
+		t.Logf("tracing not checked: %s", note)
+		if sum.Tracing.On || sum.Tracing.Note != note || !strings.Contains(out.String(), "tracing off: "+note) {
+			t.Errorf("without Jaeger: tracing %+v; want it off, saying %q", sum.Tracing, note)
+		}
+		for _, r := range sum.Phases {
+			if r.Trace != nil {
+				t.Errorf("%s: a trace check without Jaeger: %+v", r.Phase.Name, r.Trace)
+			}
+		}
+	}
 
 	// Every failed request is one whose retries ran out, or was refused
 	// by the retry budget, or found no healthy endpoint.
@@ -248,5 +284,81 @@ func checkTrafficPhases(t *testing.T, phases []demo.Result) {
 	}
 	if canary := phases[0]; canary.Served["west-1"] != canary.V2 || canary.V2 == 0 {
 		t.Errorf("canary: west-1 served %d of east-1's requests, echo-v2 %d; want echo-v2's share alone, some", canary.Served["west-1"], canary.V2)
+	}
+}
+
+// checkTraces checks the demo's tracing: the failover phases, and only
+// they, found a trace from east-1's client into the cluster that served,
+// shown with its Jaeger UI URL; and each of those traces is in Jaeger
+// with east-1's client span and, under it, the server span of an echo
+// sidecar in that cluster which names east-1's client as its caller.
+func checkTraces(t *testing.T, sum *demo.Summary, traces []demo.JaegerTrace, tracesErr error, out string) {
+	t.Helper()
+	if !sum.Tracing.On || sum.Tracing.UI != demo.JaegerUI() || sum.Tracing.SamplingPercent != demo.TraceSampling {
+		t.Errorf("tracing %+v; want on, UI %s, %d%% sampled", sum.Tracing, demo.JaegerUI(), demo.TraceSampling)
+	}
+	if tracesErr != nil {
+		t.Fatalf("reading the clients' traces from jaeger: %v", tracesErr)
+	}
+	byID := map[string]demo.JaegerTrace{}
+	for _, tr := range traces {
+		byID[tr.TraceID] = tr
+	}
+	traced := map[string]bool{"east-1 echo killed": true, "east-2 echo killed too": true}
+	for _, r := range sum.Phases {
+		tc := r.Trace
+		if !traced[r.Phase.Name] {
+			if tc != nil {
+				t.Errorf("%s: a trace check in a phase that does not fail over: %+v", r.Phase.Name, tc)
+			}
+			continue
+		}
+		if tc == nil || tc.ID == "" {
+			t.Errorf("%s: no trace found: %+v", r.Phase.Name, tc)
+			continue
+		}
+		if len(tc.Clusters) < 2 || tc.Clusters[0] != "east-1" || tc.Clusters[len(tc.Clusters)-1] != r.Phase.Expect || tc.URL != demo.TraceURL(tc.ID) {
+			t.Errorf("%s: trace %+v; want one from east-1 to %s at %s", r.Phase.Name, tc, r.Phase.Expect, demo.TraceURL(tc.ID))
+		}
+		if !strings.Contains(out, "trace "+tc.ID+" crossed east-1 -> ") || !strings.Contains(out, tc.URL) {
+			t.Errorf("%s: the demo's output does not show trace %s and its URL", r.Phase.Name, tc.ID)
+		}
+		tr, ok := byID[tc.ID]
+		if !ok {
+			t.Errorf("%s: jaeger has no trace %s among %d traces of %s", r.Phase.Name, tc.ID, len(traces), demo.ClientService)
+			continue
+		}
+		var client string
+		tags := func(s demo.JaegerSpan) map[string]string {
+			m := map[string]string{}
+			for _, kv := range s.Tags {
+				m[kv.Key] = fmt.Sprint(kv.Value)
+			}
+			return m
+		}
+		for _, s := range tr.Spans {
+			if m := tags(s); m["span.kind"] == "client" && m["fedmesh.cluster"] == "east-1" && tr.Processes[s.ProcessID].ServiceName == demo.ClientService {
+				client = s.SpanID
+			}
+		}
+		served := false
+		for _, s := range tr.Spans {
+			m := tags(s)
+			if m["span.kind"] != "server" || m["fedmesh.cluster"] != r.Phase.Expect {
+				continue
+			}
+			if len(s.References) != 1 || s.References[0].SpanID != client || client == "" {
+				t.Errorf("%s: trace %s: server span in %s has references %+v, want a child of east-1's client span %q", r.Phase.Name, tc.ID, r.Phase.Expect, s.References, client)
+			}
+			if m["fedmesh.source_cluster"] != "east-1" || m["fedmesh.source_principal"] != demo.ClientID || !strings.HasPrefix(tr.Processes[s.ProcessID].ServiceName, "echo-") {
+				t.Errorf("%s: trace %s: server span of %s with source %s %s; want an echo sidecar called by east-1's client",
+					r.Phase.Name, tc.ID, tr.Processes[s.ProcessID].ServiceName, m["fedmesh.source_cluster"], m["fedmesh.source_principal"])
+			}
+			served = true
+		}
+		if !served {
+			t.Errorf("%s: trace %s in jaeger has no server span in %s", r.Phase.Name, tc.ID, r.Phase.Expect)
+		}
+		t.Logf("%s: trace %s crossed %s (%d spans): %s", r.Phase.Name, tc.ID, tc.Crossing(), len(tr.Spans), tc.URL)
 	}
 }
