@@ -1,12 +1,14 @@
 package sidecar_test
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,12 +71,18 @@ type tracedPair struct {
 }
 
 func newTracedPair(t testing.TB, tc *tracing.Config) *tracedPair {
+	return newObservedPair(t, tc, nil)
+}
+
+// newObservedPair is newTracedPair with, when accessLog is set, both
+// sidecars writing an access log line per request to it.
+func newObservedPair(t testing.TB, tc *tracing.Config, accessLog io.Writer) *tracedPair {
 	t.Helper()
 	m := newMesh(t)
 	app := meshtest.StartHTTP(t, "echo", "")
 	port := meshtest.FreePort(t)
-	server := m.start(wopts{node: "server", ns: "demo", sa: "echo", workload: "echo", inbound: "127.0.0.1:0", tracing: tc})
-	client := m.start(wopts{node: "client", ns: "demo", sa: "client", workload: "client", tracing: tc})
+	server := m.start(wopts{node: "server", ns: "demo", sa: "echo", workload: "echo", inbound: "127.0.0.1:0", tracing: tc, accessLog: accessLog})
+	client := m.start(wopts{node: "client", ns: "demo", sa: "client", workload: "client", tracing: tc, accessLog: accessLog})
 	in := server.sc.InboundAddr()
 	hs := svc("echo", port)
 	srv := map[string][]types.Resource{}
@@ -106,7 +114,8 @@ func newTracedPair(t testing.TB, tc *tracing.Config) *tracedPair {
 // BenchmarkTracing is the sidecar pair (both sidecars, the app and the
 // callers in this process) with metrics only ("off"), with tracing at 1%
 // and at 100% sampling, exporting over OTLP/HTTP to a receiver that
-// discards. Each case runs "max" (16 concurrent callers: req/s, CPU and
+// discards, and with metrics and both sidecars' access logs on
+// ("accesslog", written to a discarding sink). Each case runs "max" (16 concurrent callers: req/s, CPU and
 // allocations per request) and "latency" (one caller: p50 and p99 per
 // request); the cases alternate for three rounds, so that a machine whose
 // load changes meanwhile affects all alike:
@@ -117,6 +126,7 @@ func BenchmarkTracing(b *testing.B) {
 	traced := func(percent float64) *tracing.Config {
 		return &tracing.Config{Endpoint: sink.addr, Protocol: tracing.HTTP, SamplingPercent: percent}
 	}
+	logLines := new(lineCounter)
 	cases := []struct {
 		name string
 		p    *tracedPair
@@ -124,6 +134,7 @@ func BenchmarkTracing(b *testing.B) {
 		{"off", newTracedPair(b, nil)},
 		{"sample1", newTracedPair(b, traced(1))},
 		{"sample100", newTracedPair(b, traced(100))},
+		{"accesslog", newObservedPair(b, nil, logLines)},
 	}
 	for round := 0; round < 3; round++ {
 		for _, tc := range cases {
@@ -164,6 +175,18 @@ func BenchmarkTracing(b *testing.B) {
 	if sink.exports() == 0 {
 		b.Error("no spans exported to the OTLP receiver")
 	}
+	if logLines.n.Load() == 0 {
+		b.Error("no access log lines written")
+	}
+}
+
+// lineCounter is an access log sink that counts the lines and keeps
+// nothing.
+type lineCounter struct{ n atomic.Int64 }
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	c.n.Add(int64(bytes.Count(p, []byte{'\n'})))
+	return len(p), nil
 }
 
 func fetch(c *http.Client, u string) error {
