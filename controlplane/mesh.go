@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -97,7 +99,16 @@ type MeshConfig struct {
 	XDSLimits xds.Limits
 	// WebView configures the live picture on the admin port.
 	WebView WebViewConfig
+	// CAReloadInterval is how often CADir is read again for a CA
+	// rotation (`fedmesh ca rotate`): a changed intermediate or trust
+	// bundle is taken at once, the control plane's and every workload's
+	// certificate re-issued from it and the bundle pushed over SDS.
+	// Default DefaultCAReloadInterval.
+	CAReloadInterval time.Duration
 }
+
+// DefaultCAReloadInterval is MeshConfig.CAReloadInterval's default.
+const DefaultCAReloadInterval = 10 * time.Second
 
 func (m *MeshConfig) withDefaults(bind string) error {
 	if m.CADir == "" {
@@ -128,15 +139,26 @@ func (m *MeshConfig) withDefaults(bind string) error {
 	if m.CertTTL == 0 {
 		m.CertTTL = ca.DefaultWorkloadTTL
 	}
+	switch {
+	case m.CAReloadInterval == 0:
+		m.CAReloadInterval = DefaultCAReloadInterval
+	case m.CAReloadInterval < 0:
+		return fmt.Errorf("mesh: CA reload interval %s is negative", m.CAReloadInterval)
+	}
 	return m.WebView.withDefaults()
 }
 
 // mesh is the running identity, federation and xDS part of a control
 // plane, built by Run when Config.Mesh is set.
 type mesh struct {
-	auth      *ca.Authority
-	cpCert    *identity.Rotator
-	roots     *x509.CertPool
+	auth   *ca.Authority
+	cpCert *identity.Rotator
+	// renewCP issues the control plane's certificate and writes its
+	// files; it serializes its callers (the rotator, a CA reload).
+	renewCP func(context.Context) (*tls.Certificate, error)
+	// etcdRoot is the store client's certificate ("root"), re-issued
+	// when the CA changes.
+	etcdRoot  atomic.Pointer[tls.Certificate]
 	tlsDir    string
 	storeTLS  *tls.Config
 	peerTLS   *tls.Config
@@ -156,10 +178,7 @@ func (s *Server) prepareMesh(ctx context.Context) (*mesh, error) {
 	if auth.Cluster() != s.cfg.Cluster {
 		return nil, fmt.Errorf("cluster CA in %s is for cluster %q, not %q", mc.CADir, auth.Cluster(), s.cfg.Cluster)
 	}
-	m := &mesh{auth: auth, roots: x509.NewCertPool(), tlsDir: filepath.Join(s.cfg.DataDir, "tls")}
-	for _, c := range auth.TrustBundle() {
-		m.roots.AddCert(c)
-	}
+	m := &mesh{auth: auth, tlsDir: filepath.Join(s.cfg.DataDir, "tls")}
 	if err := os.MkdirAll(m.tlsDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -186,7 +205,10 @@ func (s *Server) prepareMesh(ctx context.Context) (*mesh, error) {
 		}
 		addHost(u.Hostname())
 	}
+	var renewMu sync.Mutex
 	renew := func(context.Context) (*tls.Certificate, error) {
+		renewMu.Lock()
+		defer renewMu.Unlock()
 		is, err := auth.IssueControlPlane(mc.CertTTL, hosts...)
 		if err != nil {
 			return nil, err
@@ -199,6 +221,7 @@ func (s *Server) prepareMesh(ctx context.Context) (*mesh, error) {
 		}
 		return is.TLS, nil
 	}
+	m.renewCP = renew
 	first, err := renew(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("issue control plane certificate: %w", err)
@@ -213,14 +236,29 @@ func (s *Server) prepareMesh(ctx context.Context) (*mesh, error) {
 	if err := m.cpCert.SetCertificate(first); err != nil {
 		return nil, err
 	}
-	etcdRoot, err := auth.IssueEtcdRoot(10 * 365 * 24 * time.Hour)
-	if err != nil {
-		return nil, fmt.Errorf("issue etcd root certificate: %w", err)
+	if err := m.renewEtcdRoot(); err != nil {
+		return nil, err
 	}
-	m.storeTLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: m.roots, Certificates: []tls.Certificate{*etcdRoot.TLS}}
+	// Both configs check the server against the CA's current bundle at
+	// each handshake (not a pool fixed at start), so a root rotation
+	// needs no restart; the SPIFFE check replaces the host name check.
+	cluster := s.cfg.Cluster
+	m.storeTLS = &tls.Config{
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*m.etcdRoot.Load()},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return m.etcdRoot.Load(), nil },
+		InsecureSkipVerify:   true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			_, err := identity.VerifyControlPlaneOf(cs.PeerCertificates, auth.Bundle(), time.Now(), cluster)
+			return err
+		},
+	}
 	m.peerTLS = &tls.Config{
-		MinVersion: tls.VersionTLS12, RootCAs: m.roots,
-		GetClientCertificate: m.cpCert.GetClientCertificate,
+		MinVersion: tls.VersionTLS12, GetClientCertificate: m.cpCert.GetClientCertificate,
+		InsecureSkipVerify: true, // checked below and pinned by federation/proof
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			_, err := identity.VerifyPeerCertificates(cs.PeerCertificates, auth.Bundle(), time.Now())
+			return err
+		},
 	}
 	st := &s.cfg.Store
 	if len(st.Endpoints) == 0 {
@@ -286,7 +324,7 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 
 	// A gossip member is trusted only once its catalog presents its
 	// cluster's control plane identity.
-	prover, err := proof.New(proof.Config{Bundle: identity.StaticBundle(m.auth.Bundle()), Certs: m.cpCert})
+	prover, err := proof.New(proof.Config{Bundle: m.auth, Certs: m.cpCert})
 	if err != nil {
 		return err
 	}
@@ -337,7 +375,7 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 	// Workloads have no certificate before SDS gives them one: client
 	// certificates are optional on xDS and nodes prove themselves with
 	// their bootstrap tokens.
-	serverTLS := identity.ServerConfigOptionalClient(m.cpCert, identity.StaticBundle(m.auth.Bundle()), identity.AuthorizeWorkloads())
+	serverTLS := identity.ServerConfigOptionalClient(m.cpCert, m.auth, identity.AuthorizeWorkloads())
 	// xs.ServerOptions and xs.Listener enforce the stream and connection
 	// caps and close connections that do not authenticate in time.
 	gs := grpc.NewServer(append(xs.ServerOptions(),
@@ -360,6 +398,7 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.cpCert.Run(gctx) })
+	g.Go(func() error { return s.followCA(gctx, m) })
 	g.Go(func() error { return fed.Run(gctx) })
 	g.Go(func() error { return xs.Run(gctx) })
 	if coll != nil {

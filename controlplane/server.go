@@ -356,7 +356,7 @@ func (s *Server) listenAdmin(m *mesh) (net.Listener, error) {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
 	if m != nil {
-		cfg := identity.ServerConfigOptionalClient(m.cpCert, identity.StaticBundle(m.auth.Bundle()), nil)
+		cfg := identity.ServerConfigOptionalClient(m.cpCert, m.auth, nil)
 		cfg.NextProtos = []string{"http/1.1"}
 		identity.OnRefuse(cfg, func(err error) { s.admin.refuseTLS(identity.Reason(err)) })
 		ln = tls.NewListener(ln, cfg)

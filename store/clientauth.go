@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,11 +57,15 @@ func EtcdUser(local, cluster string) string {
 // never reaches etcd, whose authentication only reads the Common Name.
 type clientAuth struct {
 	cluster string
-	bundle  *x509bundle.Bundle
+	caFile  string
 	cert    *identity.FileCert
 	now     func() time.Time
 	log     *slog.Logger
 	refused *prometheus.CounterVec
+
+	mu       sync.Mutex // guards the following
+	bundle   *x509bundle.Bundle
+	bundleAt time.Time // modification time of caFile when bundle was read
 }
 
 func newClientAuth(cfg Config, log *slog.Logger, m *Metrics) (*clientAuth, error) {
@@ -72,11 +77,44 @@ func newClientAuth(cfg Config, log *slog.Logger, m *Metrics) (*clientAuth, error
 	if err != nil {
 		return nil, fmt.Errorf("%w: client CA file %s: %w", ErrConfig, cfg.ClientCAFile, err)
 	}
+	st, err := os.Stat(cfg.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: client CA file: %w", ErrConfig, err)
+	}
 	cert, err := identity.NewFileCert(cfg.ServerCertFile, cfg.ServerKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("%w: server certificate: %w", ErrConfig, err)
 	}
-	return &clientAuth{cluster: cfg.Cluster, bundle: bundle, cert: cert, now: time.Now, log: log, refused: m.ClientRefusals}, nil
+	return &clientAuth{cluster: cfg.Cluster, caFile: cfg.ClientCAFile, bundle: bundle, bundleAt: st.ModTime(),
+		cert: cert, now: time.Now, log: log, refused: m.ClientRefusals}, nil
+}
+
+// currentBundle is the trust bundle in the client CA file, read again
+// when the file's modification time changes (a CA rotation rewrites it
+// in place: the old and the new root during the rotation's window, then
+// the new one alone). A file that no longer parses, as one caught half
+// written, leaves the last good bundle in place.
+func (a *clientAuth) currentBundle() *x509bundle.Bundle {
+	st, err := os.Stat(a.caFile)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil || st.ModTime().Equal(a.bundleAt) {
+		return a.bundle
+	}
+	data, err := readLimited(a.caFile, maxCABundleBytes)
+	if err == nil {
+		var b *x509bundle.Bundle
+		if b, err = parseClientCABundle(data); err == nil && b.TrustDomain() != a.bundle.TrustDomain() {
+			err = fmt.Errorf("trust domain %q, was %q", b.TrustDomain().Name(), a.bundle.TrustDomain().Name())
+		} else if err == nil {
+			a.bundle, a.bundleAt = b, st.ModTime()
+			a.log.Info("etcd client CA bundle reloaded", "file", a.caFile, "roots", len(b.X509Authorities()))
+			return a.bundle
+		}
+	}
+	a.log.Warn("etcd client CA bundle not reloaded; the last good one stays", "file", a.caFile, "err", err)
+	a.bundleAt = st.ModTime() // warn once per change
+	return a.bundle
 }
 
 func readLimited(path string, limit int64) ([]byte, error) {
@@ -169,7 +207,7 @@ func (a *clientAuth) checkOwnClient(tc *tls.Config) error {
 // verify checks a client's certificates and returns the chains to hand to
 // etcd as the connection's verified chains.
 func (a *clientAuth) verify(certs []*x509.Certificate) ([][]*x509.Certificate, error) {
-	cluster, chains, err := identity.VerifyControlPlane(certs, a.bundle, a.now())
+	cluster, chains, err := identity.VerifyControlPlane(certs, a.currentBundle(), a.now())
 	if err != nil {
 		return nil, err
 	}

@@ -92,7 +92,9 @@ type Config struct {
 	// (fedmesh_store_client_refusals_total). With auth enabled
 	// (EnableAuth) the common name is the etcd user. The client URLs must
 	// then be https and serve only gRPC (no /health or /metrics). The
-	// file is read once, by Open.
+	// file is read by Open and again whenever its modification time
+	// changes (a CA rotation replaces it); one that no longer parses
+	// keeps the last good bundle.
 	ClientCAFile string
 	// MaxTxnOps is the most operations one transaction may hold, at least
 	// 3. For the embedded etcd it is set on the server (default

@@ -22,7 +22,7 @@ func newCACmd() *cobra.Command {
 		Long: "The federation has one root CA (kept offline) and one intermediate CA per cluster.\n" +
 			"A local-mode workload proves its identity to its control plane with a bootstrap token.",
 	}
-	cmd.AddCommand(newCAInitCmd(), newCAIssueClusterCmd(), newCAIssueOperatorCmd(), newCABootstrapTokenCmd(), newCAShowCmd())
+	cmd.AddCommand(newCAInitCmd(), newCAIssueClusterCmd(), newCAIssueOperatorCmd(), newCABootstrapTokenCmd(), newCAShowCmd(), newCARotateCmd())
 	return cmd
 }
 

@@ -41,6 +41,7 @@ type controlPlaneOptions struct {
 	fencePeriod           time.Duration
 	baseEjection          time.Duration
 	certTTL               time.Duration
+	caReloadInterval      time.Duration
 	leaderNamespace       string
 	leaderIdentity        string
 	advertiseAddress      string
@@ -99,6 +100,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 					Profile:           membership.Profile(o.profile),
 					FencePeriod:       o.fencePeriod,
 					CertTTL:           o.certTTL,
+					CAReloadInterval:  o.caReloadInterval,
 					AdvertiseAddress:  o.advertiseAddress,
 					AdvertiseSerfPort: o.advertiseSerfPort,
 					AdvertiseEtcdURL:  o.advertiseEtcdURL,
@@ -169,6 +171,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 	f.DurationVar(&o.fencePeriod, "fence-period", 0, "how long a peer may be unreachable before its endpoints are fenced (default 15s)")
 	f.DurationVar(&o.baseEjection, "base-ejection-time", 0, "outlier detection's first ejection time sent to sidecars (default 30s)")
 	f.DurationVar(&o.certTTL, "cert-ttl", 0, "lifetime of the control plane's and workloads' certificates, renewed at half life (default 24h)")
+	f.DurationVar(&o.caReloadInterval, "ca-reload-interval", controlplane.DefaultCAReloadInterval, "how often --ca-dir is read again for a CA rotation ('fedmesh ca rotate')")
 	f.StringArrayVar(&o.gatewayIdentities, "gateway-identity", defaultGatewayIdentities(),
 		"NAMESPACE/SERVICEACCOUNT whose proven identity may connect to xDS as an east-west gateway (repeatable; the default covers the local demo's bootstrap token and deploy/'s ServiceAccount)")
 	f.DurationVar(&o.webViewInterval, "webview-interval", 0, "how often the web view reads this cluster's sidecars' and gateway's request counters (default 1s; negative: never)")

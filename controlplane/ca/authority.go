@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,14 +37,11 @@ func ControlPlaneCN(cluster string) string { return identity.ControlPlaneCN(clus
 // workloads and control plane with the cluster's intermediate, and issues
 // and checks bootstrap tokens. It is safe for concurrent use.
 type Authority struct {
-	td       spiffeid.TrustDomain
-	cluster  string
-	cert     *x509.Certificate // the intermediate
-	key      crypto.Signer
-	root     *x509.Certificate
-	bundle   *x509bundle.Bundle
-	tokenKey []byte
-	now      func() time.Time
+	td      spiffeid.TrustDomain
+	cluster string
+	now     func() time.Time
+	// st is the CA material, replaced as a whole by Reload.
+	st atomic.Pointer[authorityState]
 
 	registerer    prometheus.Registerer
 	issued        *prometheus.CounterVec
@@ -59,6 +59,23 @@ type AuthorityConfig struct {
 	// fedmesh_ca_bootstrap_token_refusals_total{reason}.
 	Registerer prometheus.Registerer
 }
+
+// authorityState is what a CA directory holds at one time; Reload swaps
+// it whole, so a signature never mixes an old certificate with a new key.
+type authorityState struct {
+	cert     *x509.Certificate // the intermediate
+	key      crypto.Signer
+	root     *x509.Certificate // the root cert chains to
+	bundle   *x509bundle.Bundle
+	tokenKey []byte
+	// retired are this cluster's earlier intermediates inside their
+	// rotation window (rotation.json): leaves they signed, such as
+	// operator certificates, are still this cluster's own.
+	retired []*x509.Certificate
+}
+
+// cur is the current CA material.
+func (a *Authority) cur() *authorityState { return a.st.Load() }
 
 // newAuthority returns an Authority with cfg's defaults filled in and no
 // keys yet.
@@ -83,38 +100,71 @@ func NewAuthority(f *ClusterFiles) (*Authority, error) { return AuthorityConfig{
 // are not readable by others.
 func (cfg AuthorityConfig) Load(dir string) (*Authority, error) {
 	a := newAuthority(cfg)
-	cert, err := loadCert(filepath.Join(dir, CACertFile))
+	m, err := readCADir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load cluster CA: %w", err)
 	}
+	if err := a.init(m.cert, m.key, m.roots, m.tokenKey); err != nil {
+		return nil, fmt.Errorf("load cluster CA: %w", err)
+	}
+	a.setRetired(m.retired)
+	return a, nil
+}
+
+// caDirFiles is what readCADir found in a cluster CA directory.
+type caDirFiles struct {
+	cert     *x509.Certificate
+	key      crypto.Signer
+	roots    []*x509.Certificate
+	tokenKey []byte
+	retired  []*x509.Certificate
+}
+
+// readCADir reads ca.crt, ca.key, bundle.crt, token.key and the retired
+// intermediates that rotation.json still lists, checking that the key
+// matches and that secret files are not readable by others.
+func readCADir(dir string) (*caDirFiles, error) {
+	cert, err := loadCert(filepath.Join(dir, CACertFile))
+	if err != nil {
+		return nil, err
+	}
 	for _, secret := range []string{CAKeyFile, TokenKeyFile} {
 		if err := checkPrivate(filepath.Join(dir, secret)); err != nil {
-			return nil, fmt.Errorf("load cluster CA: %w", err)
+			return nil, err
 		}
 	}
 	key, err := loadKey(filepath.Join(dir, CAKeyFile), cert)
 	if err != nil {
-		return nil, fmt.Errorf("load cluster CA: %w", err)
+		return nil, err
 	}
 	rootPEM, err := os.ReadFile(filepath.Join(dir, BundleFile))
 	if err != nil {
-		return nil, fmt.Errorf("load cluster CA: %w", err)
+		return nil, err
 	}
 	roots, err := ParseCertsPEM(rootPEM)
 	if err != nil {
-		return nil, fmt.Errorf("load cluster CA: %s: %w", BundleFile, err)
+		return nil, fmt.Errorf("%s: %w", BundleFile, err)
 	}
 	tokenKey, err := os.ReadFile(filepath.Join(dir, TokenKeyFile))
 	if err != nil {
-		return nil, fmt.Errorf("load cluster CA: %w", err)
+		return nil, err
 	}
 	if len(tokenKey) != tokenKeySize {
-		return nil, fmt.Errorf("load cluster CA: %s holds %d bytes, want %d", TokenKeyFile, len(tokenKey), tokenKeySize)
+		return nil, fmt.Errorf("%s holds %d bytes, want %d", TokenKeyFile, len(tokenKey), tokenKeySize)
 	}
-	if err := a.init(cert, key, roots, tokenKey); err != nil {
-		return nil, fmt.Errorf("load cluster CA: %w", err)
+	rs, err := ReadRotation(dir)
+	if err != nil {
+		return nil, err
 	}
-	return a, nil
+	var retired []*x509.Certificate
+	for _, r := range rs.Retired {
+		c, err := loadCert(filepath.Join(dir, RetiredDir, r.File))
+		if err != nil {
+			return nil, fmt.Errorf("retired CA: %w", err)
+		}
+		retired = append(retired, c)
+	}
+	return &caDirFiles{cert: cert, key: key, roots: roots, tokenKey: tokenKey, retired: retired}, nil
 }
 
 // New builds an Authority from files already in memory (for example
@@ -146,32 +196,12 @@ func (cfg AuthorityConfig) New(f *ClusterFiles) (*Authority, error) {
 }
 
 func (a *Authority) init(cert *x509.Certificate, key crypto.Signer, roots []*x509.Certificate, tokenKey []byte) error {
-	td, err := trustDomainOf(cert)
+	td, cluster, st, err := a.newState(cert, key, roots, tokenKey)
 	if err != nil {
 		return err
 	}
-	if !cert.IsCA {
-		return errors.New("cluster CA certificate is not a CA")
-	}
-	if len(cert.Subject.OrganizationalUnit) != 1 {
-		return fmt.Errorf("cluster CA subject %q does not name one cluster (OU)", cert.Subject)
-	}
-	cluster := cert.Subject.OrganizationalUnit[0]
-	if _, err := identity.ControlPlaneID(td, cluster); err != nil {
-		return fmt.Errorf("cluster CA names cluster %q: %w", cluster, err)
-	}
-	pool := x509.NewCertPool()
-	for _, r := range roots {
-		pool.AddCert(r)
-	}
-	chains, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: a.now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-	if err != nil {
-		return fmt.Errorf("cluster CA does not chain to the trust bundle: %w", err)
-	}
-	a.td, a.cluster, a.cert, a.key = td, cluster, cert, key
-	a.root = chains[0][len(chains[0])-1]
-	a.bundle = x509bundle.FromX509Authorities(td, roots)
-	a.tokenKey = append([]byte(nil), tokenKey...)
+	a.td, a.cluster = td, cluster
+	a.st.Store(st)
 	a.issued = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "fedmesh_ca_issued_total",
 		Help:        "Certificates issued by the cluster CA, by kind (workload, control_plane, etcd_root, operator).",
@@ -190,6 +220,38 @@ func (a *Authority) init(cert *x509.Certificate, key crypto.Signer, roots []*x50
 		}
 	}
 	return nil
+}
+
+// newState checks CA material: the intermediate names one cluster of
+// its trust domain and chains to one of roots at the current time.
+func (a *Authority) newState(cert *x509.Certificate, key crypto.Signer, roots []*x509.Certificate, tokenKey []byte) (spiffeid.TrustDomain, string, *authorityState, error) {
+	td, err := trustDomainOf(cert)
+	if err != nil {
+		return spiffeid.TrustDomain{}, "", nil, err
+	}
+	if !cert.IsCA {
+		return spiffeid.TrustDomain{}, "", nil, errors.New("cluster CA certificate is not a CA")
+	}
+	if len(cert.Subject.OrganizationalUnit) != 1 {
+		return spiffeid.TrustDomain{}, "", nil, fmt.Errorf("cluster CA subject %q does not name one cluster (OU)", cert.Subject)
+	}
+	cluster := cert.Subject.OrganizationalUnit[0]
+	if _, err := identity.ControlPlaneID(td, cluster); err != nil {
+		return spiffeid.TrustDomain{}, "", nil, fmt.Errorf("cluster CA names cluster %q: %w", cluster, err)
+	}
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	chains, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: a.now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return spiffeid.TrustDomain{}, "", nil, fmt.Errorf("cluster CA does not chain to the trust bundle: %w", err)
+	}
+	return td, cluster, &authorityState{
+		cert: cert, key: key, root: chains[0][len(chains[0])-1],
+		bundle:   x509bundle.FromX509Authorities(td, roots),
+		tokenKey: append([]byte(nil), tokenKey...),
+	}, nil
 }
 
 // checkPrivate refuses a secret file that group or others can read.
@@ -211,16 +273,16 @@ func (a *Authority) TrustDomain() spiffeid.TrustDomain { return a.td }
 func (a *Authority) Cluster() string { return a.cluster }
 
 // Bundle is the federation's trust bundle (the root).
-func (a *Authority) Bundle() *x509bundle.Bundle { return a.bundle }
+func (a *Authority) Bundle() *x509bundle.Bundle { return a.cur().bundle }
 
 // TrustBundle returns the root certificates.
-func (a *Authority) TrustBundle() []*x509.Certificate { return a.bundle.X509Authorities() }
+func (a *Authority) TrustBundle() []*x509.Certificate { return a.cur().bundle.X509Authorities() }
 
 // BundlePEM is the trust bundle as PEM, as written to bundle.crt.
-func (a *Authority) BundlePEM() []byte { return EncodeCertsPEM(a.bundle.X509Authorities()...) }
+func (a *Authority) BundlePEM() []byte { return EncodeCertsPEM(a.cur().bundle.X509Authorities()...) }
 
 // CACertificate is the cluster's intermediate.
-func (a *Authority) CACertificate() *x509.Certificate { return a.cert }
+func (a *Authority) CACertificate() *x509.Certificate { return a.cur().cert }
 
 // ControlPlaneID is this cluster's control plane identity.
 func (a *Authority) ControlPlaneID() spiffeid.ID {
@@ -289,13 +351,14 @@ func (a *Authority) sign(id spiffeid.ID, subject pkix.Name, pub crypto.PublicKey
 	if ttl < 0 {
 		return nil, fmt.Errorf("ttl %s is negative", ttl)
 	}
+	st := a.cur()
 	now := a.now()
 	notAfter := now.Add(ttl)
-	if notAfter.After(a.cert.NotAfter) {
-		notAfter = a.cert.NotAfter
+	if notAfter.After(st.cert.NotAfter) {
+		notAfter = st.cert.NotAfter
 	}
 	if !notAfter.After(now) {
-		return nil, fmt.Errorf("cluster CA expired at %s", a.cert.NotAfter.UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("cluster CA expired at %s", st.cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	// Backdate for clock skew, but by no more than a tenth of the
 	// lifetime: renewal at half life counts from NotBefore, and a
@@ -316,11 +379,11 @@ func (a *Authority) sign(id spiffeid.ID, subject pkix.Name, pub crypto.PublicKey
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	leaf, err := create(tmpl, a.cert, pub, a.key)
+	leaf, err := create(tmpl, st.cert, pub, st.key)
 	if err != nil {
 		return nil, err
 	}
-	return []*x509.Certificate{leaf, a.cert}, nil
+	return []*x509.Certificate{leaf, st.cert}, nil
 }
 
 // Issued is a freshly generated key with its signed chain, in the forms
@@ -395,4 +458,59 @@ func (a *Authority) IssueEtcdRoot(ttl time.Duration) (*Issued, error) {
 		return nil, err
 	}
 	return issued(chain, key)
+}
+
+// setRetired keeps the retired intermediates that still chain to the
+// bundle; others can no longer verify and are left out.
+func (a *Authority) setRetired(retired []*x509.Certificate) {
+	next := *a.cur()
+	next.retired = a.verifiedRetired(&next, retired)
+	a.st.Store(&next)
+}
+
+func (a *Authority) verifiedRetired(st *authorityState, retired []*x509.Certificate) []*x509.Certificate {
+	pool := x509.NewCertPool()
+	for _, r := range st.bundle.X509Authorities() {
+		pool.AddCert(r)
+	}
+	var keep []*x509.Certificate
+	for _, c := range retired {
+		if _, err := c.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: a.now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+			keep = append(keep, c)
+		}
+	}
+	return keep
+}
+
+// Reload reads dir again (as Load does) and, when what it holds differs
+// from what the Authority uses, switches to it: the next certificate is
+// signed by the intermediate on disk and Bundle returns the bundle on
+// disk. The trust domain and the cluster must stay the same. On any
+// error the Authority keeps what it had, so a CA directory caught half
+// rewritten by a rotation is simply read again later. It reports
+// whether anything changed. Safe for concurrent use with the signing
+// methods; call it from one goroutine at a time.
+func (a *Authority) Reload(dir string) (bool, error) {
+	m, err := readCADir(dir)
+	if err != nil {
+		return false, fmt.Errorf("reload cluster CA: %w", err)
+	}
+	td, cluster, st, err := a.newState(m.cert, m.key, m.roots, m.tokenKey)
+	if err != nil {
+		return false, fmt.Errorf("reload cluster CA: %w", err)
+	}
+	if td != a.td || cluster != a.cluster {
+		return false, fmt.Errorf("reload cluster CA: %s now holds the CA of %s in %s, not %s in %s", dir, cluster, td.Name(), a.cluster, a.td.Name())
+	}
+	st.retired = a.verifiedRetired(st, m.retired)
+	if sameState(a.cur(), st) {
+		return false, nil
+	}
+	a.st.Store(st)
+	return true, nil
+}
+
+func sameState(old, st *authorityState) bool {
+	return old.cert.Equal(st.cert) && bytes.Equal(old.tokenKey, st.tokenKey) && old.bundle.Equal(st.bundle) &&
+		slices.EqualFunc(old.retired, st.retired, (*x509.Certificate).Equal)
 }

@@ -301,7 +301,7 @@ func TestNameConstraintKeepsClusterCAInTrustDomain(t *testing.T) {
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		URIs: []*url.URL{{Scheme: "spiffe", Host: "other.test", Path: "/ns/demo/sa/echo"}},
 	}
-	leaf, err := create(tmpl, a.cert, key.Public(), a.key)
+	leaf, err := create(tmpl, a.cur().cert, key.Public(), a.cur().key)
 	if err != nil {
 		t.Fatal(err)
 	}

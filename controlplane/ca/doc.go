@@ -33,8 +33,27 @@
 //	operator dir: operator.crt (0644) operator.key (0600) bundle.crt (0644),
 //	              written by WriteOperator, replaced on re-issue
 //
-// Nothing is ever overwritten: InitRoot and IssueClusterCA fail with
-// ErrExists. LoadAuthority refuses secret files readable by others.
+// InitRoot and IssueClusterCA never overwrite: they fail with ErrExists.
+// LoadAuthority refuses secret files readable by others. Only a rotation
+// replaces files, each atomically (rename), and records itself in
+// rotation.json, with the certificates (never the keys) of replaced
+// intermediates in retired/.
+//
+// # Rotation
+//
+// RotateIntermediate signs a new intermediate for a cluster under a root
+// of its bundle and puts it in place of ca.crt and ca.key (the token
+// secret stays); the old one is retired for a window. RotateRoot runs one
+// phase of a root rotation, each in every cluster before the next:
+//
+//	add     bundle.crt = old roots + new root    (every cluster trusts both)
+//	switch  ca.crt under the new root            (new leaves chain to it)
+//	remove  bundle.crt = new root, after the window since switch
+//
+// Check holds the rules (which step fits which state) as a pure function.
+// A running control plane follows its directory (Authority.Reload): a
+// changed intermediate or bundle is swapped in whole, a directory caught
+// half written is read again later.
 //
 // # Bootstrap tokens (local mode)
 //

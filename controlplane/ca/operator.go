@@ -115,7 +115,8 @@ func (a *Authority) IssueOperator(name string, ttl time.Duration) (*Issued, erro
 	if err != nil {
 		return nil, err
 	}
-	tmpl, err := operatorTemplate(id, a.now(), ttl, a.cert.NotAfter)
+	st := a.cur()
+	tmpl, err := operatorTemplate(id, a.now(), ttl, st.cert.NotAfter)
 	if err != nil {
 		return nil, err
 	}
@@ -123,12 +124,12 @@ func (a *Authority) IssueOperator(name string, ttl time.Duration) (*Issued, erro
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := create(tmpl, a.cert, key.Public(), a.key)
+	leaf, err := create(tmpl, st.cert, key.Public(), st.key)
 	if err != nil {
 		return nil, err
 	}
 	a.issued.WithLabelValues("operator").Inc()
-	return issued([]*x509.Certificate{leaf, a.cert}, key)
+	return issued([]*x509.Certificate{leaf, st.cert}, key)
 }
 
 // IssueOperator generates a key and signs an operator certificate for
@@ -257,12 +258,19 @@ const (
 	IssuerRoot
 )
 
-// LeafIssuer tells who signed leaf: this cluster's CA, a root of the trust
+// LeafIssuer tells who signed leaf: this cluster's CA (the current
+// intermediate or one retired by a rotation whose window still runs), a root of the trust
 // bundle directly, or someone else. The chain must already be verified
 // (identity.VerifyPeerCertificates); this only tells issuers apart.
 func (a *Authority) LeafIssuer(leaf *x509.Certificate) OperatorIssuer {
-	if leaf.CheckSignatureFrom(a.cert) == nil {
+	st := a.cur()
+	if leaf.CheckSignatureFrom(st.cert) == nil {
 		return IssuerCluster
+	}
+	for _, r := range st.retired {
+		if leaf.CheckSignatureFrom(r) == nil {
+			return IssuerCluster
+		}
 	}
 	for _, r := range a.TrustBundle() {
 		if leaf.CheckSignatureFrom(r) == nil {

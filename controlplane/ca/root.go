@@ -144,42 +144,7 @@ func (r *Root) IssueCluster(cluster string, ttl time.Duration) (*ClusterFiles, e
 	if _, err := identity.ControlPlaneID(r.td, cluster); err != nil {
 		return nil, fmt.Errorf("cluster name: %w", err)
 	}
-	if ttl == 0 {
-		ttl = DefaultClusterCATTL
-	}
-	if ttl < 0 {
-		return nil, fmt.Errorf("cluster CA ttl %s is negative", ttl)
-	}
-	now := r.now()
-	notAfter := now.Add(ttl)
-	if notAfter.After(r.cert.NotAfter) {
-		notAfter = r.cert.NotAfter
-	}
-	key, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		Subject: pkix.Name{
-			Organization:       []string{"fedmesh"},
-			OrganizationalUnit: []string{cluster},
-			CommonName:         "fedmesh cluster CA " + cluster,
-		},
-		NotBefore:             now.Add(-backdate),
-		NotAfter:              notAfter,
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		MaxPathLen:            0,
-		MaxPathLenZero:        true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		URIs:                  []*url.URL{r.td.ID().URL()},
-		PermittedURIDomains:   []string{r.td.Name()},
-	}
-	cert, err := create(tmpl, r.cert, key.Public(), r.key)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := EncodeKeyPEM(key)
+	certPEM, keyPEM, err := r.signIntermediate(cluster, ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +154,7 @@ func (r *Root) IssueCluster(cluster string, ttl time.Duration) (*ClusterFiles, e
 	}
 	return &ClusterFiles{
 		Cluster:   cluster,
-		CACertPEM: EncodeCertsPEM(cert),
+		CACertPEM: certPEM,
 		CAKeyPEM:  keyPEM,
 		BundlePEM: EncodeCertsPEM(r.cert),
 		TokenKey:  tokenKey,

@@ -92,7 +92,7 @@ func (a *Authority) IssueBootstrapToken(ns, sa, workload string, ttl time.Durati
 }
 
 func (a *Authority) mac(signed string) []byte {
-	m := hmac.New(sha256.New, a.tokenKey)
+	m := hmac.New(sha256.New, a.cur().tokenKey)
 	m.Write([]byte(signed))
 	return m.Sum(nil)
 }

@@ -93,8 +93,8 @@ func TestBootstrapTokenRefusals(t *testing.T) {
 	}
 	// Same secret, other cluster name: only reachable if a secret is
 	// shared, which IssueClusterCA never does; built here by hand.
-	sameKeyOtherName := *a
-	sameKeyOtherName.cluster = "east-2"
+	sameKeyOtherName := &Authority{td: a.td, cluster: "east-2", now: a.now, issued: a.issued, tokenRefusals: a.tokenRefusals}
+	sameKeyOtherName.st.Store(a.cur())
 	otherName, err := sameKeyOtherName.IssueBootstrapToken("demo", "echo", "echo-1", time.Hour)
 	if err != nil {
 		t.Fatal(err)

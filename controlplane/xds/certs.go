@@ -76,3 +76,22 @@ func certsPEM(certs []*x509.Certificate) []byte {
 	}
 	return out
 }
+
+// RenewCertificates makes every identity's certificate due now: the run
+// goroutine issues new ones from the Issuer, with its current trust
+// bundle, and pushes them (SDS "default" and "ROOTCA") to every node
+// holding them. The control plane calls it when its CA changes (a
+// rotation), so leaves of the old CA are replaced within seconds rather
+// than at their half life.
+func (s *Server) RenewCertificates() {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	for _, is := range s.identities {
+		if is.cert != nil {
+			is.cert.renewAt = now
+		}
+		is.retry = time.Time{}
+	}
+	s.mu.Unlock()
+	s.signal()
+}

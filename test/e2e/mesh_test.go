@@ -96,6 +96,8 @@ type meshSpec struct {
 	// sidecarArgs, when set, gives extra flags of the sidecar of each
 	// workload (client, echo-N).
 	sidecarArgs func(workload string) []string
+	// controlPlaneArgs, when set, are extra flags of every control plane.
+	controlPlaneArgs []string
 }
 
 type mesh struct {
@@ -227,6 +229,7 @@ func (m *mesh) setUp() {
 		if m.spec.certTTL > 0 {
 			args = append(args, "--cert-ttl", m.spec.certTTL.String())
 		}
+		args = append(args, m.spec.controlPlaneArgs...)
 		m.start(c, cpName(c), args...)
 	}
 	for _, c := range m.clusters {
