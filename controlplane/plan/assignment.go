@@ -52,6 +52,11 @@ type Endpoint struct {
 	// SNI is set when Host:Port is another cluster's gateway: it names
 	// the service port the gateway routes to.
 	SNI string
+	// Workload is the catalog workload name of the endpoint (EDS
+	// Endpoint.hostname), or, for a gateway, the name every endpoint
+	// behind it shares; "" when they differ or a name is not a DNS-1123
+	// subdomain (see workloadName).
+	Workload string
 }
 
 // entry is an Endpoint being planned, with the indexes of the report
@@ -181,6 +186,7 @@ func (p *Plan) entries(svc *catalog.ImportedService, port catalog.Port, role str
 				Endpoint: Endpoint{
 					Host: ep.Address, Port: uint32(ep.Port), Healthy: ep.Healthy,
 					Cluster: ep.Locality.Cluster, Identity: p.SpiffeID(svc.Namespace, ep.ServiceAccount),
+					Workload: workloadName(ep.Workload),
 				},
 				loc: ep.Locality, labels: ep.Labels, reports: []int{len(rep.Endpoints) - 1},
 			})
@@ -205,6 +211,7 @@ func (p *Plan) entries(svc *catalog.ImportedService, port catalog.Port, role str
 				Endpoint: Endpoint{
 					Host: host, Port: gwPort, Cluster: ep.Locality.Cluster,
 					Identity: p.SpiffeID(svc.Namespace, ep.ServiceAccount), SNI: sni,
+					Workload: workloadName(ep.Workload),
 				},
 				loc: l, labels: maps.Clone(ep.Labels),
 			}
@@ -212,6 +219,11 @@ func (p *Plan) entries(svc *catalog.ImportedService, port catalog.Port, role str
 			entries = append(entries, e)
 		} else {
 			maps.DeleteFunc(e.labels, func(k, v string) bool { return ep.Labels[k] != v })
+			// The gateway picks any endpoint behind it: a name holds only
+			// when all of them share it (once cleared, it stays "").
+			if workloadName(ep.Workload) != e.Workload {
+				e.Workload = ""
+			}
 		}
 		if ep.Healthy {
 			e.Healthy = true
@@ -230,6 +242,18 @@ func (p *Plan) entries(svc *catalog.ImportedService, port catalog.Port, role str
 		}
 	}
 	return entries
+}
+
+// workloadName is the workload name sent for a catalog endpoint: the
+// catalog's name when it is a DNS-1123 subdomain (at most 253
+// characters), else "". Sidecars label metrics with it, so only a bounded,
+// well-formed name travels; the catalog does not check the field of a
+// peer's export, and a sidecar refuses an EDS hostname that is not one.
+func workloadName(name string) string {
+	if catalog.IsDNS1123Subdomain(name) != "" {
+		return ""
+	}
+	return name
 }
 
 // endpointReport starts the report row of ep: where it is and whether it

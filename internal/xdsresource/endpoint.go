@@ -23,6 +23,10 @@ type Endpoint struct {
 	Identity string
 	// SNI is set when the address is another cluster's gateway.
 	SNI string
+	// Workload is the endpoint's workload name, sent as
+	// Endpoint.hostname; "" leaves it unset (a gateway standing for
+	// endpoints of several workloads).
+	Workload string
 }
 
 // ClusterLoadAssignment is EDS resource name with the given localities
@@ -51,9 +55,12 @@ func Locality(priority uint32, region, zone, subZone string, weight uint32, eps 
 // LbEndpoint is one endpoint with its health, weight and metadata.
 func LbEndpoint(e *Endpoint) *endpointv3.LbEndpoint {
 	lb := &endpointv3.LbEndpoint{
-		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: SocketAddress(e.Host, e.Port)}},
-		HealthStatus:   corev3.HealthStatus_UNHEALTHY,
-		Metadata:       endpointMetadata(e),
+		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address:  SocketAddress(e.Host, e.Port),
+			Hostname: e.Workload,
+		}},
+		HealthStatus: corev3.HealthStatus_UNHEALTHY,
+		Metadata:     endpointMetadata(e),
 	}
 	if e.Healthy {
 		lb.HealthStatus = corev3.HealthStatus_HEALTHY

@@ -29,6 +29,10 @@ type Endpoint struct {
 	Healthy bool
 	// HealthReason says why the endpoint is not healthy, for humans.
 	HealthReason string
+	// Workload is the workload serving the endpoint, "" when unknown (a
+	// gateway standing for several workloads). The balancer ignores it;
+	// metrics read it.
+	Workload string
 }
 
 // key identifies a host across updates: the same address reached with the

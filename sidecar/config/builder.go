@@ -27,6 +27,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
@@ -369,6 +370,15 @@ func endpoints(cla *endpointv3.ClusterLoadAssignment) ([]Endpoint, error) {
 					return nil, fmt.Errorf("endpoint %s: identity %q: %w", ep.Address, v, err)
 				}
 				ep.Identity = v
+			}
+			if v := lb.GetEndpoint().GetHostname(); v != "" {
+				// The name becomes a metric label: only a bounded,
+				// well-formed one is taken (catalog workload names are).
+				if len(validation.IsDNS1123Subdomain(v)) > 0 {
+					return nil, fmt.Errorf("endpoint %s: hostname %.80q is not a workload name: want a DNS-1123 subdomain of at most %d characters",
+						ep.Address, v, validation.DNS1123SubdomainMaxLength)
+				}
+				ep.Workload = v
 			}
 			out = append(out, ep)
 		}

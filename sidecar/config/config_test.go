@@ -42,7 +42,7 @@ func TestBuild(t *testing.T) {
 			meshtest.OutboundCluster(echo, meshtest.ClusterOpts{HTTP: true, Identities: []string{id}, MaxRequests: 7}),
 			meshtest.OutboundCluster(db, meshtest.ClusterOpts{Identities: []string{id}})),
 		update(xdsclient.EndpointType, "1", meshtest.Assignment(echo,
-			meshtest.Endpoint{Addr: "127.0.1.2:15006", Priority: 0, Cluster: "east-1", Identity: id, Healthy: true},
+			meshtest.Endpoint{Addr: "127.0.1.2:15006", Priority: 0, Cluster: "east-1", Identity: id, Healthy: true, Workload: "echo-v1"},
 			meshtest.Endpoint{Addr: "127.0.0.13:15443", Priority: 1, Cluster: "west-1", Identity: id, SNI: echo.SNI(), Healthy: false})),
 		update(xdsclient.ListenerType, "1", meshtest.OutboundListener(echo, true), meshtest.OutboundListener(db, false)),
 		update(xdsclient.RouteType, "1", meshtest.Routes(8080, 3*time.Second, 2, echo)),
@@ -66,7 +66,7 @@ func TestBuild(t *testing.T) {
 		Outlier:        config.Outlier{Consecutive5xx: 5, ConsecutiveGatewayFailure: 5, Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second, MaxEjectionPercent: 100},
 		PanicThreshold: 50,
 		Endpoints: []config.Endpoint{
-			{Address: "127.0.1.2:15006", Priority: 0, Weight: 1, Healthy: true, Cluster: "east-1", Locality: localityOf("east-1"), SNI: echo.SNI(), Identity: id},
+			{Address: "127.0.1.2:15006", Priority: 0, Weight: 1, Healthy: true, Cluster: "east-1", Locality: localityOf("east-1"), SNI: echo.SNI(), Identity: id, Workload: "echo-v1"},
 			{Address: "127.0.0.13:15443", Priority: 1, Weight: 1, Healthy: false, Cluster: "west-1", Locality: localityOf("west-1"), SNI: echo.SNI(), Identity: id, Remote: true},
 		},
 	}
@@ -101,6 +101,8 @@ func TestApplyRejectsAndKeepsLastGood(t *testing.T) {
 		{name: "identity not SPIFFE", u: update(xdsclient.ClusterType, "2", meshtest.OutboundCluster(echo, meshtest.ClusterOpts{HTTP: true, Identities: []string{"https://x"}})), want: "not a SPIFFE ID"},
 		{name: "endpoint identity", u: update(xdsclient.EndpointType, "2", meshtest.Assignment(echo, meshtest.Endpoint{Addr: "127.0.0.1:1", Identity: "bad", Healthy: true})), want: `identity "bad"`},
 		{name: "endpoint sni", u: update(xdsclient.EndpointType, "2", meshtest.Assignment(echo, meshtest.Endpoint{Addr: "127.0.0.1:1", Identity: id, SNI: "x.example.com", Healthy: true})), want: "bad SNI"},
+		{name: "endpoint hostname not a workload name", u: update(xdsclient.EndpointType, "2", meshtest.Assignment(echo, meshtest.Endpoint{Addr: "127.0.0.1:1", Identity: id, Healthy: true, Workload: "Echo V1"})), want: `endpoint 127.0.0.1:1: hostname "Echo V1" is not a workload name`},
+		{name: "endpoint hostname too long", u: update(xdsclient.EndpointType, "2", meshtest.Assignment(echo, meshtest.Endpoint{Addr: "127.0.0.1:1", Identity: id, Healthy: true, Workload: strings.Repeat("a", 254)})), want: "endpoint 127.0.0.1:1: hostname"},
 		{name: "certificate without PEM", u: update(xdsclient.SecretType, "2", meshtest.Secrets(nil, nil, nil)[0]), want: "tls: failed to find any PEM data"},
 	}
 	for _, tt := range tests {

@@ -109,3 +109,37 @@ func FuzzLookup(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEndpointHostname feeds arbitrary EDS Endpoint.hostname values: an
+// update is either refused with ErrInvalid, or its endpoint's Workload is
+// the hostname, a DNS-1123 subdomain of at most 253 characters (it
+// becomes a metric label).
+func FuzzEndpointHostname(f *testing.F) {
+	for _, s := range []string{"echo-v1", "echo-127.0.1.1", "Echo", "a b", strings.Repeat("a", 254), "-x", "x.", "é"} {
+		f.Add(s)
+	}
+	echo := naming.ServicePort{Namespace: "demo", Name: "echo", Port: 8080}
+	id := "spiffe://fed.test/ns/demo/sa/echo"
+	f.Fuzz(func(t *testing.T, hostname string) {
+		b := config.NewBuilder(td)
+		if _, err := b.Apply(update(xdsclient.ClusterType, "1", meshtest.OutboundCluster(echo, meshtest.ClusterOpts{HTTP: true, Identities: []string{id}}))); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := b.Apply(update(xdsclient.EndpointType, "1", meshtest.Assignment(echo,
+			meshtest.Endpoint{Addr: "127.0.0.1:1", Identity: id, Healthy: true, Workload: hostname})))
+		if err != nil {
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		svc, ok := snap.Lookup("echo.demo", 8080)
+		if !ok || len(svc.Endpoints) != 1 {
+			t.Fatalf("echo: %v %v, want one endpoint", svc, ok)
+		}
+		w := svc.Endpoints[0].Workload
+		if w != hostname || len(w) > 253 || strings.Trim(w, "abcdefghijklmnopqrstuvwxyz0123456789-.") != "" {
+			t.Fatalf("hostname %q accepted as workload %q", hostname, w)
+		}
+	})
+}

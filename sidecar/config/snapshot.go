@@ -55,6 +55,11 @@ type Endpoint struct {
 	Identity string `json:"identity,omitempty"`
 	// Remote is true for a gateway entry (the endpoint metadata had an sni).
 	Remote bool `json:"remote,omitempty"`
+	// Workload is the workload serving the endpoint (EDS
+	// Endpoint.hostname, a DNS-1123 subdomain the control plane takes from
+	// its catalog); "" when unknown, as for a gateway entry standing for
+	// endpoints of several workloads.
+	Workload string `json:"workload,omitempty"`
 }
 
 // RetryPolicy is a route's retry policy.

@@ -187,7 +187,7 @@ func TestCrossClusterRequestLabels(t *testing.T) {
 	srv.serveInbound(t, root, west, listen(t), meshtest.Inbound("127.0.0.1:0", meshtest.InboundPort{SP: s, App: a.addr, HTTP: true}))
 	cl := newSide(t, root, "east-1", "client", "client")
 	cl.serveOutbound(t, root, east, outboundRes(s, []string{srv.id}, meshtest.ClusterOpts{}, nil,
-		meshtest.Endpoint{Addr: srv.addr, Cluster: "west-1", Identity: srv.id, Healthy: true}))
+		meshtest.Endpoint{Addr: srv.addr, Cluster: "west-1", Identity: srv.id, Healthy: true, Workload: "echo-v1"}))
 
 	req, _ := http.NewRequest(http.MethodPost, svcURL(s)+"items", strings.NewReader("hello"))
 	if r := do(t, cl.http(t), req); r.Code != 200 || r.Body != "hello back" {
@@ -209,9 +209,9 @@ func TestCrossClusterRequestLabels(t *testing.T) {
 		}
 		return labelKey(m)
 	}
-	// The client cannot know the server's workload name (endpoint
-	// metadata carries none), nor the server the client's.
-	if diff := cmp.Diff(map[string]float64{with("reporter", "source", "destination_workload", "unknown"): 1}, requestSeries(t, cl.reg)); diff != "" {
+	// The client knows the server's workload name from EDS (the
+	// endpoint's hostname); the server cannot know the client's.
+	if diff := cmp.Diff(map[string]float64{with("reporter", "source"): 1}, requestSeries(t, cl.reg)); diff != "" {
 		t.Errorf("client series (-want +got):\n%s", diff)
 	}
 	poll.True(t, 10*time.Second, "the server counted the request", func() bool { return len(requestSeries(t, srv.reg)) == 1 })
@@ -266,6 +266,62 @@ func TestCrossClusterRequestLabels(t *testing.T) {
 	}
 	if clLines[0]["upstream_host"] != srv.addr || srvLines[0]["upstream_host"] != a.addr {
 		t.Errorf("upstream hosts %v and %v, want %s and %s", clLines[0]["upstream_host"], srvLines[0]["upstream_host"], srv.addr, a.addr)
+	}
+}
+
+// TestDestinationWorkload: the client sidecar labels destination_workload
+// with the EDS hostname of the endpoint that answered (the catalog's
+// workload name for a local endpoint), and with "unknown" for a gateway
+// entry without one (the control plane sends none when the endpoints
+// behind the gateway belong to several workloads). The gateway entry here
+// points at the server sidecar's inbound listener, which routes by the
+// same SNI a gateway would pass through.
+func TestDestinationWorkload(t *testing.T) {
+	root := meshtest.NewCA(t, td)
+	east := root.ClusterCA(t, "east-1")
+	s := sp("echo", 8080)
+	a := startApp(t, "echo", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello")
+	})
+	srv := newSide(t, root, "east-1", "echo-v1", "echo")
+	srv.serveInbound(t, root, east, listen(t), meshtest.Inbound("127.0.0.1:0", meshtest.InboundPort{SP: s, App: a.addr, HTTP: true}))
+
+	tests := []struct {
+		name string
+		ep   meshtest.Endpoint
+		want string
+	}{
+		{
+			name: "local endpoint with its workload",
+			ep:   meshtest.Endpoint{Addr: srv.addr, Cluster: "east-1", Identity: srv.id, Healthy: true, Workload: "echo-v1"},
+			want: "echo-v1",
+		},
+		{
+			name: "gateway entry of several workloads",
+			ep:   meshtest.Endpoint{Addr: srv.addr, Cluster: "west-1", Identity: srv.id, SNI: s.SNI(), Healthy: true},
+			want: "unknown",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cl := newSide(t, root, "east-1", "client", "client")
+			cl.serveOutbound(t, root, east, outboundRes(s, []string{srv.id}, meshtest.ClusterOpts{}, nil, tt.ep))
+			req, _ := http.NewRequest(http.MethodGet, svcURL(s), nil)
+			if r := do(t, cl.http(t), req); r.Code != 200 || r.Body != "hello" {
+				t.Fatalf("GET: %+v", r)
+			}
+			var series map[string]float64
+			poll.True(t, 10*time.Second, "the client counted the request", func() bool {
+				series = requestSeries(t, cl.reg)
+				return len(series) == 1
+			})
+			for key := range series {
+				want := "destination_workload=" + tt.want + ","
+				if !strings.Contains(key, want) || !strings.Contains(key, "destination_cluster="+tt.ep.Cluster+",") {
+					t.Errorf("client series %s, want %s and destination_cluster=%s", key, want, tt.ep.Cluster)
+				}
+			}
+		})
 	}
 }
 

@@ -444,10 +444,14 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// answered notes the endpoint whose response the client gets.
+// answered notes the endpoint whose response the client gets: its
+// cluster, address, identity and workload (the control plane's EDS
+// hostname, "" for a gateway entry of several workloads: unknown).
 func (c *call) answered(t target, svc *config.Service, h *balancer.Host) {
-	c.dest = h.Endpoint().Cluster
+	ep := h.Endpoint()
+	c.dest = ep.Cluster
 	c.info.destCluster = c.dest
+	c.info.destWorkload = ep.Workload
 	c.info.upstreamHost = t.addr
 	switch {
 	case t.identity != "":

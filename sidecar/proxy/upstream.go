@@ -111,6 +111,7 @@ func (u *upstream) update(svc *config.Service) error {
 			Priority: int(e.Priority),
 			Weight:   e.Weight,
 			Healthy:  e.Healthy,
+			Workload: e.Workload,
 		}
 		if e.Remote {
 			be.SNI = e.SNI

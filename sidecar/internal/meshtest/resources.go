@@ -68,6 +68,7 @@ type Endpoint struct {
 	Identity string
 	SNI      string // set for remote (gateway) entries
 	Healthy  bool
+	Workload string // sent as Endpoint.hostname; "" leaves it unset
 }
 
 // Assignment builds the EDS ClusterLoadAssignment of sp: one locality
@@ -86,6 +87,7 @@ func Assignment(sp naming.ServicePort, eps ...Endpoint) *endpointv3.ClusterLoadA
 		}
 		l.LbEndpoints = append(l.LbEndpoints, xdsresource.LbEndpoint(&xdsresource.Endpoint{
 			Host: host, Port: port, Healthy: e.Healthy, Cluster: e.Cluster, Identity: e.Identity, SNI: e.SNI,
+			Workload: e.Workload,
 		}))
 	}
 	return xdsresource.ClusterLoadAssignment(sp.OutboundCluster(), topology.DefaultOverprovisioningFactor, ls)
