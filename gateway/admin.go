@@ -8,10 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fedmesh/fedmesh/internal/httpjson"
+	"github.com/fedmesh/fedmesh/internal/xdsclient"
 )
 
 // AdminHandler serves the gateway's admin port (15021): /stats/prometheus,
-// /ready (200 once routes arrived and while not draining), /debug/routes
+// /ready (200 once routes arrived and while not draining; "ok (stale
+// config: ...)" while the routes are the persisted ones, Config.DataDir), /debug/routes
 // (the routing table as JSON) and status (when given, e.g. the xDS
 // client's) at /debug/xds.
 func (g *Gateway) AdminHandler(gatherer prometheus.Gatherer, xdsStatus func() any) http.Handler {
@@ -23,6 +25,8 @@ func (g *Gateway) AdminHandler(gatherer prometheus.Gatherer, xdsStatus func() an
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 		case !g.hasRoutes():
 			http.Error(w, "no configuration from the control plane yet", http.StatusServiceUnavailable)
+		case g.xds != nil && g.xds.Status().Source == xdsclient.SourcePersisted:
+			fmt.Fprintln(w, "ok ("+StaleConfigNote+")")
 		default:
 			fmt.Fprintln(w, "ok")
 		}
@@ -51,3 +55,7 @@ func (g *Gateway) hasRoutes() bool {
 	defer g.hostsMu.Unlock()
 	return g.configured
 }
+
+// StaleConfigNote is what /ready adds while the gateway routes by the
+// persisted configuration.
+const StaleConfigNote = "stale config: routing by the persisted configuration; no control plane has answered since start"

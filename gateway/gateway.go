@@ -94,6 +94,17 @@ type Config struct {
 	// XDSBackoff is the first reconnect delay to the control plane; zero
 	// means the xDS client's default.
 	XDSBackoff time.Duration
+	// DataDir, when set, is where the gateway keeps its last good
+	// configuration (the accepted listeners and endpoints, 0600 files in
+	// DataDir/xds), to route from when it starts while no control plane
+	// answers. The gateway holds no certificate of its own (it does not
+	// terminate TLS), so there is nothing else to keep. Empty keeps the
+	// configuration in memory only.
+	DataDir string
+	// RestoreAfter is how long a start waits for the control plane before
+	// routing from the persisted configuration; zero means
+	// xdsclient.DefaultRestoreAfter.
+	RestoreAfter time.Duration
 
 	// ListenAddr is host:port for mTLS passthrough traffic, bound by New
 	// and served by Run. Empty: New binds nothing and Run cannot be used;

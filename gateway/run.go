@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -49,6 +50,10 @@ func (g *Gateway) newXDSClient(reg prometheus.Registerer) (*xdsclient.Client, er
 		Handler:        NewXDSHandler(g),
 		Logger:         c.Logger,
 		InitialBackoff: c.XDSBackoff,
+		RestoreAfter:   c.RestoreAfter,
+	}
+	if c.DataDir != "" {
+		xcfg.DataDir = filepath.Join(c.DataDir, "xds")
 	}
 	if c.InsecureControlPlane {
 		xcfg.Insecure = true

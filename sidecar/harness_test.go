@@ -71,6 +71,7 @@ type wopts struct {
 	audit                  io.Writer // the audit sink; nil none
 	accessLog              io.Writer // the access log sink, logging every request; nil none
 	tracing                *tracing.Config
+	dataDir                string // Config.DataDir; "" none
 }
 
 func (m *mesh) start(o wopts) *workload {
@@ -99,6 +100,8 @@ func (m *mesh) start(o wopts) *workload {
 		XDSBackoff:     20 * time.Millisecond,
 		AuditSink:      o.audit,
 		Tracing:        o.tracing,
+		DataDir:        o.dataDir,
+		RestoreAfter:   200 * time.Millisecond,
 	}
 	if o.accessLog != nil {
 		cfg.AccessLogSink, cfg.AccessLogMode = o.accessLog, proxy.AccessLogAll

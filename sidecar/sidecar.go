@@ -124,6 +124,11 @@ type Config struct {
 	// XDSBackoff is the first reconnect delay to the control plane
 	// (zero: the client's default).
 	XDSBackoff time.Duration
+	// DataDir, when set, keeps the last good configuration, certificate,
+	// key and bundle on disk, to serve from after a start when no control
+	// plane answers within RestoreAfter (zero: the default); persisted.go.
+	DataDir      string
+	RestoreAfter time.Duration
 
 	// AuditSink receives the authorization audit trail, one JSON line per
 	// denied request or connection and per AUDIT match (sidecar/audit);
@@ -319,6 +324,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		Logger:         base,
 		InitialBackoff: cfg.XDSBackoff,
 	}
+	persistIn(cfg, &xcfg)
 	if cfg.InsecureControlPlane {
 		xcfg.Insecure = true
 	} else {

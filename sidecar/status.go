@@ -1,6 +1,8 @@
 package sidecar
 
 import (
+	"strings"
+
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
 	"github.com/fedmesh/fedmesh/sidecar/balancer"
 	"github.com/fedmesh/fedmesh/sidecar/config"
@@ -84,10 +86,16 @@ func (s *Sidecar) Endpoints() any {
 }
 
 // Ready implements admin.Source: ready once the certificate, the bundle,
-// clusters and listeners have arrived.
+// clusters and listeners have arrived. Ready from the persisted state
+// (Config.DataDir) while no control plane has answered since start, with
+// a "stale config" note; not ready, saying why, when the persisted state
+// was refused (an expired certificate).
 func (s *Sidecar) Ready() (bool, string) {
 	snap := s.proxy.Snapshot()
+	st := s.xds.Status()
 	switch {
+	case snap.Certificate == nil && strings.HasPrefix(st.Restore, "refused"):
+		return false, "no control plane answered and the persisted state was " + st.Restore
 	case snap.Certificate == nil:
 		return false, "no workload certificate from SDS yet"
 	case snap.Bundle == nil:
@@ -98,6 +106,12 @@ func (s *Sidecar) Ready() (bool, string) {
 		return false, "no endpoints from the control plane yet"
 	case snap.Versions[xdsclient.ListenerType] == "":
 		return false, "no listeners from the control plane yet"
+	case st.Source == xdsclient.SourcePersisted:
+		return true, StaleConfigNote
 	}
 	return true, ""
 }
+
+// StaleConfigNote is what /ready adds while the sidecar serves the
+// persisted configuration.
+const StaleConfigNote = "stale config: serving the persisted configuration; no control plane has answered since start"

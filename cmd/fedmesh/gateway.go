@@ -140,6 +140,7 @@ role only for its --gateway-identity identities.`,
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close connections idle this long")
 	f.IntVar(&cfg.MaxConns, "max-connections", gateway.DefaultMaxConns, "most connections open at once")
 	f.IntVar(&cfg.MaxConnsPerSource, "max-connections-per-source", gateway.DefaultMaxConnsPerSource, "most connections open at once from one source address")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "directory where the gateway keeps its last good configuration (0600 files), to route by when it starts while no control plane answers (default none; an emptyDir in Kubernetes)")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", gateway.DefaultDrainTimeout, "how long SIGTERM waits for open connections")
 	cmd.MarkFlagRequired("cluster")
 	return cmd

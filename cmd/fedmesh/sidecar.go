@@ -25,7 +25,7 @@ import (
 func newSidecarCmd() *cobra.Command {
 	var (
 		xo                                      xdsClientOptions
-		workloadDir, address                    string
+		workloadDir, address, dataDir           string
 		outbound, inbound, admin, dns, svcIP    string
 		ready                                   string
 		cluster, region, zone                   string
@@ -77,6 +77,9 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				if xo.rootBundle == "" {
 					xo.rootBundle = filepath.Join(workloadDir, ca.BundleFile)
 				}
+				if !cmd.Flags().Changed("data-dir") {
+					dataDir = filepath.Join(workloadDir, "state")
+				}
 			}
 			if net.ParseIP(address) == nil {
 				return usage(fmt.Errorf("--address %q is not an IP address", address))
@@ -125,6 +128,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				ReadyAddr:            ready,
 				DNSAddr:              dns,
 				ServiceIP:            svcIP,
+				DataDir:              dataDir,
 				Logger:               log,
 			}
 			if xo.trustDomain == "" {
@@ -217,6 +221,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	xo.addFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&workloadDir, "workload-dir", "", "directory with the workload's bootstrap token ("+ca.TokenFile+") and the federation bundle ("+ca.BundleFile+"); defaults for --token-file and --root-bundle")
+	f.StringVar(&dataDir, "data-dir", "", "directory where the sidecar keeps its last good configuration, certificate, key and trust bundle (0600 files), to serve from when it starts while no control plane answers (default WORKLOAD-DIR/state with --workload-dir, else none; an emptyDir in Kubernetes)")
 	f.StringVar(&address, "address", "127.0.0.1", "the workload's IP address; the listeners only the app may use default to it when it is a loopback address, else to 127.0.0.1 (or ::1)")
 	f.StringVar(&outbound, "outbound", "", "outbound HTTP proxy listener (default LOOPBACK:15001; see above)")
 	f.StringVar(&inbound, "inbound", "", "bind the inbound mTLS listener here instead of the address the control plane gives")

@@ -39,6 +39,12 @@ const (
 	RootsVolumeName = "fedmesh-roots"
 	RootsDir        = "/etc/fedmesh/roots"
 	RootsKey        = "root.pem"
+	// StateVolumeName and StateDir: an emptyDir where the sidecar keeps
+	// its last good configuration and certificate (--data-dir), so that
+	// a sidecar container restarted while the control plane is away
+	// serves from it. It lives as long as the pod.
+	StateVolumeName = "fedmesh-state"
+	StateDir        = "/var/lib/fedmesh"
 	// DefaultRootsConfigMap names the ConfigMap with the root bundle.
 	DefaultRootsConfigMap = "fedmesh-roots"
 )

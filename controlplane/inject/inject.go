@@ -50,7 +50,7 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 		}
 	}
 	for _, v := range spec.Volumes {
-		if v.Name == TokenVolumeName || v.Name == RootsVolumeName {
+		if v.Name == TokenVolumeName || v.Name == RootsVolumeName || v.Name == StateVolumeName {
 			return false, fmt.Errorf("%w: volume %q", ErrConflict, v.Name)
 		}
 	}
@@ -73,7 +73,7 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 	}
 	inits := []corev1.Container{in.initContainer(exclude), in.sidecar(meta.Labels)}
 	spec.InitContainers = append(inits, spec.InitContainers...)
-	spec.Volumes = append(spec.Volumes, in.tokenVolume(), in.rootsVolume())
+	spec.Volumes = append(spec.Volumes, in.tokenVolume(), in.rootsVolume(), stateVolume())
 	if meta.Annotations == nil {
 		meta.Annotations = map[string]string{}
 	}
@@ -141,6 +141,7 @@ func (in *Injector) sidecar(labels map[string]string) corev1.Container {
 			"--trust-domain=" + c.TrustDomain,
 			"--token-file=" + TokenDir + "/token",
 			"--root-bundle=" + RootsDir + "/" + RootsKey,
+			"--data-dir=" + StateDir,
 			"--namespace=$(POD_NAMESPACE)",
 			"--service-account=$(SERVICE_ACCOUNT)",
 			"--workload=$(POD_NAME)",
@@ -192,6 +193,7 @@ func (in *Injector) sidecar(labels map[string]string) corev1.Container {
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true},
 			{Name: RootsVolumeName, MountPath: RootsDir, ReadOnly: true},
+			{Name: StateVolumeName, MountPath: StateDir},
 		},
 	}
 	if l := naming.FormatLabels(catalog.EndpointLabels(labels)); l != "" {
@@ -210,6 +212,16 @@ func (in *Injector) tokenVolume() corev1.Volume {
 				Path:              "token",
 			}}},
 		}},
+	}
+}
+
+// stateVolume is the sidecar's data directory: an emptyDir in memory,
+// since it holds the workload's private key, that outlives restarts of
+// the sidecar container but not the pod.
+func stateVolume() corev1.Volume {
+	return corev1.Volume{
+		Name:         StateVolumeName,
+		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}},
 	}
 }
 

@@ -93,7 +93,7 @@ func TestInject(t *testing.T) {
 			if p.Annotations[AnnotationInjected] != "true" {
 				t.Errorf("annotations %v", p.Annotations)
 			}
-			if d := cmp.Diff([]string{"data", TokenVolumeName, RootsVolumeName}, volumeNames(p.Spec.Volumes)); d != "" {
+			if d := cmp.Diff([]string{"data", TokenVolumeName, RootsVolumeName, StateVolumeName}, volumeNames(p.Spec.Volumes)); d != "" {
 				t.Errorf("volumes (-want +got):\n%s", d)
 			}
 			tok := p.Spec.Volumes[1].Projected.Sources[0].ServiceAccountToken

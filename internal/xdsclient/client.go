@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -24,6 +24,7 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -62,7 +63,23 @@ type Update struct {
 	// *endpointv3.ClusterLoadAssignment, *listenerv3.Listener,
 	// *routev3.RouteConfiguration or *tlsv3.Secret.
 	Resources map[string]proto.Message
+	// Persisted is set on an update read from Config.DataDir at start,
+	// handed over because no control plane answered in time; the control
+	// plane's next update of the type replaces it.
+	Persisted bool
 }
+
+// Sources of the configuration a client has handed its Handler
+// (Status.Source, the source label of fedmesh_xds_config_source).
+const (
+	// SourceNone: nothing yet.
+	SourceNone = ""
+	// SourcePersisted: at least one type comes from the data directory,
+	// because no control plane has answered since start.
+	SourcePersisted = "persisted"
+	// SourceControlPlane: every type comes from the control plane.
+	SourceControlPlane = "control_plane"
+)
 
 // Handler consumes updates. OnUpdate is called from the client's stream
 // goroutine, one call at a time; it must not block for long. Returning an
@@ -103,10 +120,25 @@ type Config struct {
 	Handler Handler
 	// Logger receives connection and rejection logs; nil discards them.
 	Logger *slog.Logger
-	// InitialBackoff is the first reconnect delay; zero means 250ms.
+	// InitialBackoff is the first reconnect delay; zero means
+	// DefaultInitialBackoff.
 	InitialBackoff time.Duration
-	// MaxBackoff caps the reconnect delay; zero means 30s.
+	// MaxBackoff caps the reconnect delay, of the gRPC channel and of
+	// the client alike (backoff.go); zero means DefaultMaxBackoff.
 	MaxBackoff time.Duration
+	// DataDir, when set, is where the last accepted resources of every
+	// type are kept (persist.go), to start from when the control plane
+	// does not answer. The client creates it (0700); its files are 0600.
+	DataDir string
+	// RestoreAfter is how long Run waits for the control plane's first
+	// response before it hands over the persisted resources; zero means
+	// DefaultRestoreAfter. Used with DataDir only.
+	RestoreAfter time.Duration
+	// CheckRestored, when set, vets the persisted updates (one per type
+	// found, in subscription order) before any reaches the Handler; an
+	// error refuses them all, for example a workload certificate that
+	// has expired. It is called from Run's goroutine, at most once.
+	CheckRestored func([]Update) error
 	// DialOptions are appended to the client's gRPC dial options.
 	DialOptions []grpc.DialOption
 }
@@ -123,15 +155,29 @@ type TypeStatus struct {
 	Resources int `json:"resources"`
 	// Updated is when the type was last accepted.
 	Updated time.Time `json:"updated,omitzero"`
+	// Persisted is set while the type's resources are the persisted
+	// ones (Version is then empty: nothing was accepted from the control
+	// plane yet).
+	Persisted bool `json:"persisted,omitempty"`
 }
 
 // Status is the client's state, for admin pages.
 type Status struct {
-	Target    string                `json:"target"`
-	Connected bool                  `json:"connected"`
-	LastError string                `json:"lastError,omitempty"`
-	Types     map[string]TypeStatus `json:"types"`
+	Target    string `json:"target"`
+	Connected bool   `json:"connected"`
+	LastError string `json:"lastError,omitempty"`
+	// Source is where the configuration handed over comes from:
+	// SourceNone, SourcePersisted or SourceControlPlane.
+	Source string `json:"source,omitempty"`
+	// Restore says what became of the persisted state at start, for
+	// humans: empty without one, else restored or why not.
+	Restore string                `json:"restore,omitempty"`
+	Types   map[string]TypeStatus `json:"types"`
 }
+
+// DefaultRestoreAfter is how long a client waits for a control plane at
+// start before it serves what it persisted.
+const DefaultRestoreAfter = 2 * time.Second
 
 // Client holds an ADS stream. Create it with New and drive it with Run.
 type Client struct {
@@ -139,9 +185,17 @@ type Client struct {
 	log   *slog.Logger
 	types []string
 
-	responses  *prometheus.CounterVec
-	reconnects prometheus.Counter
-	connected  prometheus.Gauge
+	responses       *prometheus.CounterVec
+	reconnects      prometheus.Counter
+	connected       prometheus.Gauge
+	source          *prometheus.GaugeVec
+	persistRejected *prometheus.CounterVec
+	persistErrors   prometheus.Counter
+
+	// handleMu serializes calls of the Handler: the stream's responses
+	// and the restore of persisted state.
+	handleMu sync.Mutex // guards the following
+	answered bool       // a response of the control plane was accepted
 
 	mu        sync.Mutex // guards the following
 	status    Status
@@ -171,10 +225,13 @@ func New(cfg Config, reg prometheus.Registerer) (*Client, error) {
 		}
 	}
 	if cfg.InitialBackoff <= 0 {
-		cfg.InitialBackoff = 250 * time.Millisecond
+		cfg.InitialBackoff = DefaultInitialBackoff
 	}
 	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 30 * time.Second
+		cfg.MaxBackoff = max(DefaultMaxBackoff, cfg.InitialBackoff)
+	}
+	if cfg.RestoreAfter <= 0 {
+		cfg.RestoreAfter = DefaultRestoreAfter
 	}
 	if cfg.MaxBackoff < cfg.InitialBackoff {
 		return nil, fmt.Errorf("xdsclient: max backoff %v is below initial backoff %v", cfg.MaxBackoff, cfg.InitialBackoff)
@@ -199,11 +256,23 @@ func New(cfg Config, reg prometheus.Registerer) (*Client, error) {
 			Name: "fedmesh_xds_connected",
 			Help: "1 while an ADS stream to the control plane is open and has answered.",
 		}),
+		source: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fedmesh_xds_config_source",
+			Help: "1 for where the configuration in use comes from: persisted (the data directory, no control plane has answered since start) or control_plane.",
+		}, []string{"source"}),
+		persistRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_xds_persisted_rejected_total",
+			Help: "Persisted xDS files refused at start and ignored, by reason (read, decode, type, version, name, duplicate, invalid, rejected, check).",
+		}, []string{"reason"}),
+		persistErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedmesh_xds_persist_errors_total",
+			Help: "Accepted xDS responses that could not be written to the data directory.",
+		}),
 		status:    Status{Target: cfg.Target, Types: map[string]TypeStatus{}},
 		resources: map[string]map[string]proto.Message{},
 	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{c.responses, c.reconnects, c.connected} {
+		for _, col := range []prometheus.Collector{c.responses, c.reconnects, c.connected, c.source, c.persistRejected, c.persistErrors} {
 			if err := reg.Register(col); err != nil {
 				return nil, fmt.Errorf("xdsclient: register metrics: %w", err)
 			}
@@ -230,7 +299,9 @@ func (c *Client) Resources(typeURL string) map[string]proto.Message {
 }
 
 // Run holds the stream until ctx ends, reconnecting with backoff, and then
-// returns nil. It may be called once.
+// returns nil. With Config.DataDir, it hands the Handler the persisted
+// resources when no control plane has answered within RestoreAfter. It
+// may be called once.
 func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.running {
@@ -240,7 +311,10 @@ func (c *Client) Run(ctx context.Context) error {
 	c.running = true
 	c.mu.Unlock()
 
-	opts := []grpc.DialOption{}
+	opts := []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           connectParams(c.cfg.InitialBackoff, c.cfg.MaxBackoff),
+		MinConnectTimeout: minConnectTimeout,
+	})}
 	if c.cfg.Credentials != nil {
 		opts = append(opts, grpc.WithTransportCredentials(c.cfg.Credentials))
 	} else {
@@ -253,11 +327,19 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	defer conn.Close()
 
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = c.cfg.InitialBackoff
-	bo.MaxInterval = c.cfg.MaxBackoff
-	bo.MaxElapsedTime = 0
-	bo.Reset()
+	if c.cfg.DataDir != "" {
+		// The restore waits beside the stream and is done before Run
+		// returns.
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c.restoreAfter(rctx)
+		}()
+		defer func() { stop(); <-done }()
+	}
+
+	bo := &backoffPolicy{initial: c.cfg.InitialBackoff, max: c.cfg.MaxBackoff, rand: rand.Float64}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			c.reconnects.Inc()
@@ -268,10 +350,10 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		}
 		if got {
-			bo.Reset()
+			bo.reset()
 		}
-		d := bo.NextBackOff()
-		c.log.Warn("ads stream ended; reconnecting", "err", err, "backoff", d)
+		d := bo.next()
+		c.log.Warn("ads stream ended; reconnecting", "err", err, "backoff", d, "channel", conn.GetState())
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -324,7 +406,13 @@ func (c *Client) node() (*corev3.Node, error) {
 func (c *Client) runStream(ctx context.Context, conn *grpc.ClientConn) (got bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if s := conn.GetState(); s == connectivity.TransientFailure {
+		c.log.Debug("waiting for the control plane", "channel", s)
+	}
+	// WaitForReady: while the control plane is away the stream waits for
+	// the channel, whose backoff alone decides when to try again, and
+	// opens as soon as the channel is Ready.
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx, grpc.WaitForReady(true))
 	if err != nil {
 		return false, fmt.Errorf("open ads stream: %w", err)
 	}
@@ -386,12 +474,22 @@ func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) *discoveryv3.Discov
 		return nil
 	}
 	req := &discoveryv3.DiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
+	c.handleMu.Lock()
+	defer c.handleMu.Unlock()
 	res, reason, err := Decode(t, resp.GetResources())
 	if err == nil {
 		if herr := c.cfg.Handler.OnUpdate(Update{TypeURL: t, Version: resp.GetVersionInfo(), Resources: res}); herr != nil {
 			reason, err = "rejected", fmt.Errorf("%w: %w", ErrRejected, herr)
 		}
 	}
+	// The file is written after c.mu is released (defers run last in,
+	// first out), still under handleMu, so files follow accept order.
+	var persist func()
+	defer func() {
+		if persist != nil {
+			persist()
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ts := c.status.Types[t]
@@ -409,11 +507,18 @@ func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) *discoveryv3.Discov
 	ts.LastError = ""
 	ts.Resources = len(res)
 	ts.Updated = time.Now()
+	ts.Persisted = false
 	c.status.Types[t] = ts
 	c.resources[t] = res
+	c.answered = true
+	c.setSourceLocked()
 	c.responses.WithLabelValues(shortType(t), "ack", "").Inc()
 	c.log.Debug("accepted xds response", "type", shortType(t), "version", ts.Version, "resources", len(res))
 	req.VersionInfo = ts.Version
+	if c.cfg.DataDir != "" {
+		version := ts.Version
+		persist = func() { c.save(t, version, resp.GetResources()) }
+	}
 	return req
 }
 
@@ -496,4 +601,127 @@ func shortType(typeURL string) string {
 		return "secret"
 	}
 	return "other"
+}
+
+// setSourceLocked sets Status.Source and the source gauge from the types'
+// state. c.mu must be held.
+func (c *Client) setSourceLocked() {
+	src := SourceNone
+	for _, t := range c.types {
+		ts, ok := c.status.Types[t]
+		switch {
+		case !ok:
+		case ts.Persisted:
+			src = SourcePersisted
+		case src == SourceNone:
+			src = SourceControlPlane
+		}
+	}
+	c.status.Source = src
+	for _, s := range []string{SourcePersisted, SourceControlPlane} {
+		v := 0.0
+		if s == src {
+			v = 1
+		}
+		c.source.WithLabelValues(s).Set(v)
+	}
+}
+
+// save writes one accepted response to the data directory. A failure is
+// logged and counted; the client goes on with the update accepted.
+func (c *Client) save(typeURL, version string, resources []*anypb.Any) {
+	path := persistedFile(c.cfg.DataDir, typeURL)
+	b, err := encodePersisted(typeURL, version, resources)
+	if err == nil {
+		err = writeFileAtomic(path, b)
+	}
+	if err != nil {
+		c.persistErrors.Inc()
+		c.log.Warn("cannot persist xds resources", "type", shortType(typeURL), "file", path, "err", err)
+	}
+}
+
+// loadPersisted reads the data directory: one update per type whose file
+// exists and is sound, in subscription order. Bad files are logged,
+// counted and left out.
+func (c *Client) loadPersisted() []Update {
+	var out []Update
+	for _, t := range c.types {
+		path := persistedFile(c.cfg.DataDir, t)
+		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			c.persistRejected.WithLabelValues("read").Inc()
+			c.log.Error("ignoring persisted xds file", "file", path, "reason", "read", "err", err)
+			continue
+		}
+		u, reason, err := DecodePersisted(t, b)
+		if err != nil {
+			c.persistRejected.WithLabelValues(reason).Inc()
+			c.log.Error("ignoring persisted xds file", "file", path, "reason", reason, "err", err)
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// restoreAfter waits RestoreAfter for the control plane's first accepted
+// response; when none came, it hands the Handler the persisted updates.
+func (c *Client) restoreAfter(ctx context.Context) {
+	t := time.NewTimer(c.cfg.RestoreAfter)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	c.restore()
+}
+
+// restore hands over the persisted updates unless the control plane has
+// answered. An update the Handler rejects is counted and left out.
+func (c *Client) restore() {
+	c.handleMu.Lock()
+	defer c.handleMu.Unlock()
+	if c.answered {
+		return
+	}
+	updates := c.loadPersisted()
+	note := func(s string) {
+		c.mu.Lock()
+		c.status.Restore = s
+		c.mu.Unlock()
+	}
+	if len(updates) == 0 {
+		note("no control plane answered and nothing is persisted")
+		return
+	}
+	if c.cfg.CheckRestored != nil {
+		if err := c.cfg.CheckRestored(updates); err != nil {
+			c.persistRejected.WithLabelValues("check").Inc()
+			c.log.Error("not serving the persisted configuration", "dir", c.cfg.DataDir, "err", err)
+			note("refused: " + err.Error())
+			return
+		}
+	}
+	var restored []string
+	for _, u := range updates {
+		if err := c.cfg.Handler.OnUpdate(u); err != nil {
+			c.persistRejected.WithLabelValues("rejected").Inc()
+			c.log.Error("ignoring persisted xds file", "file", persistedFile(c.cfg.DataDir, u.TypeURL), "reason", "rejected", "err", err)
+			continue
+		}
+		restored = append(restored, shortType(u.TypeURL))
+		c.mu.Lock()
+		c.status.Types[u.TypeURL] = TypeStatus{Resources: len(u.Resources), Updated: time.Now(), Persisted: true}
+		c.resources[u.TypeURL] = u.Resources
+		c.setSourceLocked()
+		c.mu.Unlock()
+	}
+	c.log.Warn("no control plane answered; serving the persisted configuration until one does",
+		"after", c.cfg.RestoreAfter, "dir", c.cfg.DataDir, "types", restored)
+	note("restored " + strings.Join(restored, ","))
 }

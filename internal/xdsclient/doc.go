@@ -23,10 +23,24 @@
 // fedmesh_xds_responses_total{type,result,reason}.
 //
 // When the stream breaks or the control plane is unreachable, the client
-// keeps the last accepted resources and reconnects with exponential backoff
-// (cenkalti/backoff, reset after a response arrives); the new stream
-// announces the last accepted version of each type, so an unchanged control
-// plane need not resend anything.
+// keeps the last accepted resources and reconnects (backoff.go): the new
+// stream waits for the gRPC channel to be Ready (grpc.WaitForReady), so the
+// channel's connection backoff, jittered and capped at MaxBackoff (1s by
+// default), is the only delay while the control plane is away; the
+// client's own backoff, the same policy, only spaces streams that the
+// control plane refused before answering. A control plane that comes back
+// is reconnected to within about a second. The new stream announces the
+// last accepted version of each type, so an unchanged control plane need
+// not resend anything.
+//
+// With Config.DataDir, every accepted set is also written to disk (0600,
+// atomically; persist.go). A client started while no control plane
+// answers within RestoreAfter hands its Handler the persisted sets
+// (Update.Persisted, after Config.CheckRestored approves them) and reports
+// Status.Source "persisted" and fedmesh_xds_config_source{source=
+// "persisted"} 1 until the control plane's sets replace them. Bad files are
+// logged, counted (fedmesh_xds_persisted_rejected_total{reason}) and
+// ignored.
 //
 // Subscriptions are wildcard (empty resource_names) for every type: the
 // control plane sends everything a node may use, as go-control-plane's

@@ -7,7 +7,9 @@
 //	                        health, ejection state and why, as JSON
 //	GET /ready              200 "ready" once the sidecar has a certificate,
 //	                        a trust bundle and its first configuration; 503
-//	                        with the reason before
+//	                        with the reason before; 200 "ready (NOTE)"
+//	                        when ready with a note, such as serving the
+//	                        persisted configuration ("stale config: ...")
 //
 // ReadyHandler serves /ready and /stats/prometheus, for a listener that
 // probes and Prometheus reach from outside the workload (on the pod
@@ -33,7 +35,8 @@ type Source interface {
 	ConfigDump() any
 	// Endpoints returns a JSON-encodable view of every service's endpoints.
 	Endpoints() any
-	// Ready reports whether the sidecar can serve, and if not, why.
+	// Ready reports whether the sidecar can serve, and if not, why; a
+	// why with ok is a note (/ready shows it in parentheses).
 	Ready() (ok bool, why string)
 }
 
@@ -63,6 +66,10 @@ func ready(src Source) http.Handler {
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("not ready: " + why + "\n"))
+			return
+		}
+		if why != "" {
+			_, _ = w.Write([]byte("ready (" + why + ")\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

@@ -95,6 +95,7 @@ func TestReadyHandler(t *testing.T) {
 	}{
 		{name: "ready", path: "/ready", src: source{ready: true}, wantStatus: 200, wantBody: "ready\n"},
 		{name: "not ready says why", path: "/ready", src: source{why: "no trust bundle"}, wantStatus: 503, wantBody: "not ready: no trust bundle\n"},
+		{name: "ready with a note", path: "/ready", src: source{ready: true, why: "stale config: serving the persisted configuration"}, wantStatus: 200, wantBody: "ready (stale config: serving the persisted configuration)\n"},
 		{name: "no config dump", path: "/config_dump", src: source{ready: true}, wantStatus: 404, wantBody: "404 page not found\n"},
 		{name: "metrics", path: "/stats/prometheus", src: source{ready: true}, wantStatus: 200, wantBody: "# HELP fedmesh_test_requests_total Requests.\n# TYPE fedmesh_test_requests_total counter\nfedmesh_test_requests_total 3\n"},
 		{name: "no endpoints", path: "/endpoints", src: source{ready: true}, wantStatus: 404, wantBody: "404 page not found\n"},

@@ -330,7 +330,7 @@ func (m *mesh) startGateway(c demo.Cluster) {
 	m.start(c, gatewayName(c), "gateway", "--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
 		"--listen", c.IP+":15443", "--admin", c.IP+":15021", "--xds-address", c.IP+":15010",
 		"--trust-domain", trustDomain, "--root-bundle", filepath.Join(dir, "bundle.crt"), "--token-file", filepath.Join(dir, "token"),
-		"--service-account", "gateway")
+		"--service-account", "gateway", "--data-dir", m.path(c.Name, "gateway-state"))
 }
 
 func (m *mesh) startEcho(c demo.Cluster, r int) {
