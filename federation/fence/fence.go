@@ -109,8 +109,6 @@ type Probe struct {
 	Last time.Time
 	// LastOK is when a probe last succeeded; zero if none did.
 	LastOK time.Time
-	// LastError is the last failure, for the reason.
-	LastError string
 }
 
 // Input is everything the decision reads of one peer.
@@ -128,7 +126,9 @@ type Verdict struct {
 	// Rule names the rule that decided, a stable label (Rule*).
 	Rule string
 	// Reason says why, for humans (`fedmesh status`, the endpoints'
-	// health reason when fenced).
+	// health reason when fenced). It holds no counter or age, so that it
+	// changes only when the decision does (a fenced peer's reason is in
+	// the view; a new reason is a new view).
 	Reason string
 }
 
@@ -174,7 +174,7 @@ func Decide(cfg Config, in Input) Verdict {
 	evidence := p.Probing && !p.Last.IsZero() && in.Now.Sub(p.Last) <= cfg.ProbeGrace
 	if evidence && p.Failures >= cfg.ProbeFailures {
 		return Verdict{Fenced: true, Rule: RuleGatewayDown,
-			Reason: fmt.Sprintf("gateway failed %d probes in a row (last: %s)", p.Failures, p.LastError)}
+			Reason: fmt.Sprintf("gateway failed %d probes in a row", cfg.ProbeFailures)}
 	}
 	if !cpGone {
 		why := "control plane reachable"
@@ -185,14 +185,14 @@ func Decide(cfg Config, in Input) Verdict {
 	}
 	if evidence && p.Failures > 0 {
 		return Verdict{Fenced: true, Rule: RuleControlPlaneAndGatewayDown,
-			Reason: fmt.Sprintf("%s and the gateway probe failed (%s)", cpWhy, p.LastError)}
+			Reason: cpWhy + " and its gateway probe failed"}
 	}
 	if evidence {
 		// The gateway serves: the peer keeps its priority, as long as
 		// its last confirmed state is not too old.
 		if age, ok := staleness(in); ok && age > cfg.StaleAfter {
 			return Verdict{Fenced: true, Rule: RuleStale,
-				Reason: fmt.Sprintf("%s and its last state is %s old, more than %s", cpWhy, age.Round(time.Second), cfg.StaleAfter)}
+				Reason: fmt.Sprintf("%s and its last state is older than %s", cpWhy, cfg.StaleAfter)}
 		}
 		return Verdict{Rule: RuleGatewayServes, Reason: cpWhy + ", but its gateway answers probes"}
 	}
