@@ -18,8 +18,8 @@ import (
 	"github.com/fedmesh/fedmesh/federation/gwprobe"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/proof"
-	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/federation/replicate"
+	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )

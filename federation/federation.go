@@ -59,8 +59,8 @@ type Federation struct {
 	// targetsDirty is set when a peer's exports or gateway changed, so
 	// the prober's targets are computed again.
 	targetsDirty bool
-	gen       uint64
-	startedAt time.Time
+	gen          uint64
+	startedAt    time.Time
 	// candidates are the gossip members not trusted (yet), by name.
 	candidates map[string]*candidate
 	// refused are the exports whose producer policies were refused, by
