@@ -178,6 +178,9 @@ func Decide(cfg Config, in Input) Verdict {
 	}
 	if !cpGone {
 		why := "control plane reachable"
+		if !in.Catalog.Reachable {
+			why = "catalog unreachable for less than " + cfg.CatalogPeriod.String()
+		}
 		if evidence && p.Failures == 0 {
 			why += ", gateway answers probes"
 		}

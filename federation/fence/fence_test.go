@@ -52,7 +52,7 @@ func TestDecide(t *testing.T) {
 		{name: "no probing: catalog down past the period fences", in: Input{Serf: SerfAlive, Catalog: down},
 			want: Verdict{Fenced: true, Rule: RuleControlPlaneDown, Reason: "catalog unreachable for more than 15s"}},
 		{name: "no probing: catalog down less than the period", in: Input{Serf: SerfAlive, Catalog: downShort},
-			want: Verdict{Rule: RuleHealthy}},
+			want: Verdict{Rule: RuleHealthy, Reason: "catalog unreachable for less than 15s"}},
 		{name: "probe result too old is no evidence", in: Input{Serf: SerfFailed, Catalog: down,
 			Probe: Probe{Probing: true, Since: at(0), Last: at(50 * time.Second), LastOK: at(50 * time.Second)}},
 			want: Verdict{Fenced: true, Rule: RuleControlPlaneDown}, reason: "no recent gateway probe result"},
