@@ -63,12 +63,21 @@ func startDataPlane(t *testing.T, cluster string) *dataPlane {
 			})
 		}
 	})
+	d.startGateway(t, cluster, "127.0.0.1:0")
+	t.Cleanup(d.stop)
+	return d
+}
+
+// startGateway starts the gateway on addr.
+func (d *dataPlane) startGateway(t *testing.T, cluster, addr string) {
+	t.Helper()
+	var err error
 	d.gw, err = gateway.New(gateway.Config{Cluster: cluster, Logger: slog.New(slog.DiscardHandler)}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.route(t, true)
-	if d.gwLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+	if d.gwLn, err = net.Listen("tcp", addr); err != nil {
 		t.Fatal(err)
 	}
 	d.wg.Go(func() {
@@ -76,8 +85,6 @@ func startDataPlane(t *testing.T, cluster string) *dataPlane {
 			t.Errorf("gateway serve: %v", err)
 		}
 	})
-	t.Cleanup(d.stop)
-	return d
 }
 
 // route routes the service to the workload (healthy or not).

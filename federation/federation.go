@@ -634,7 +634,7 @@ func (f *Federation) fenceInput(p *peer, now time.Time) fence.Input {
 	}
 	if f.prober != nil {
 		if r, ok := f.prober.Result(p.name); ok {
-			in.Probe = fence.Probe{Probing: true, Since: r.Since, Failures: r.Failures, Last: r.Last, LastOK: r.LastOK}
+			in.Probe = fence.Probe{Probing: true, Since: r.Since, Failures: r.Failures, Unanswered: r.Unanswered, Last: r.Last, LastOK: r.LastOK}
 		}
 	}
 	return in

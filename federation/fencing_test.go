@@ -127,8 +127,10 @@ func TestPeerWithServingGatewayNotFenced(t *testing.T) {
 }
 
 // TestDeadGatewayFencedWhileControlPlaneAlive: c01's control plane
-// stays but its gateway dies: after three failed probes c00 fences c01
-// (rule gateway_down); the gateway back, c01 is trusted again.
+// stays. Its gateway answers but finds no live endpoint: c01's live
+// control plane stays the authority, nothing is fenced. Its gateway
+// dies: after three unanswered probes c00 fences c01 (rule
+// gateway_down); the gateway back, c01 is trusted again.
 func TestDeadGatewayFencedWhileControlPlaneAlive(t *testing.T) {
 	dp := startDataPlane(t, "c01")
 	observer := startNode(t, 0, storetest.Config(t, clusterName(0)), testOptions{fence: time.Hour, probes: true})
@@ -146,13 +148,26 @@ func TestDeadGatewayFencedWhileControlPlaneAlive(t *testing.T) {
 		return nil
 	})
 	dp.route(t, false) // the gateway refuses: no healthy endpoint
+	poll.Until(t, time.Minute, "c00's probes fail, refused", func() error {
+		m := memberOf(t, observer, victim.name)
+		if m.GatewayProbe == nil || m.GatewayProbe.Failures < 5 {
+			return fmt.Errorf("probe %+v", m.GatewayProbe)
+		}
+		if m.Fenced || m.FenceRule != fence.RuleHealthy {
+			t.Fatalf("c01 judged %s (%s) while its control plane is alive and its gateway answers", m.FenceRule, m.FenceDecision)
+		}
+		return nil
+	})
+	dp.route(t, true)
+	addr := dp.gateway()
+	dp.stopGateway()
 	poll.Until(t, time.Minute, "c00 fences c01 for its gateway", func() error {
 		if m := memberOf(t, observer, victim.name); !m.Fenced || m.FenceRule != fence.RuleGatewayDown || !m.Connected {
 			return fmt.Errorf("fenced %v, connected %v, rule %s (%s)", m.Fenced, m.Connected, m.FenceRule, m.FenceDecision)
 		}
 		return nil
 	})
-	dp.route(t, true)
+	dp.startGateway(t, victim.name, addr)
 	poll.Until(t, time.Minute, "c00 trusts c01 again", func() error {
 		if m := memberOf(t, observer, victim.name); m.Fenced || m.FenceRule != fence.RuleHealthy {
 			return fmt.Errorf("fenced %v, rule %s (%s)", m.Fenced, m.FenceRule, m.FenceDecision)

@@ -21,10 +21,22 @@
 // fence period). A probe result is evidence for Config.ProbeGrace after
 // it ended.
 //
+// Two kinds of probe failure weigh differently. A probe the gateway does
+// not answer (no connection, no answer in time) shows the peer's data
+// plane is out of reach, which no control plane can route around: enough
+// of them in a row fence the peer whatever its control plane says. A
+// probe the gateway answers but cannot serve (it finds no live endpoint
+// of the probed services, or the sidecar's identity is wrong) says the
+// endpoints the catalog calls ready do not answer: while the control
+// plane is there it stays the authority on its endpoints (and the
+// sidecars' outlier detection ejects the dead ones), so this fences only
+// a peer whose control plane is gone.
+//
 // # Rules, in order
 //
 //	leaving                         serf: leaving or left           fenced
-//	gateway_down                    >= ProbeFailures probes failed  fenced
+//	gateway_down                    >= ProbeFailures probes in a row
+//	                                unanswered by the gateway       fenced
 //	healthy                         control plane there             trusted
 //	control_plane_and_gateway_down  control plane gone, last probe failed   fenced
 //	stale                           control plane gone, gateway serves,
@@ -37,8 +49,8 @@
 // So a peer whose control plane is down (killed, upgraded, restarted)
 // while its gateway and workloads serve keeps its endpoints and its
 // priority; a dead peer (control plane and gateway) is fenced as soon as
-// either its gateway fails ProbeFailures probes or its control plane is
-// gone and one probe failed; a peer that cannot be probed (no gateway,
+// either its gateway leaves ProbeFailures probes unanswered or its
+// control plane is gone and one probe failed; a peer that cannot be probed (no gateway,
 // nothing exported with a ready endpoint, probes disabled) is fenced as
 // before, when its control plane is gone. Verdicts are taken again at
 // every change of an input, so a peer comes back as soon as its

@@ -103,8 +103,13 @@ type Probe struct {
 	// Since is when probing of this peer began.
 	Since time.Time
 	// Failures counts the probes that failed in a row since the last
-	// success.
+	// success, for any reason.
 	Failures int
+	// Unanswered counts the probes in a row that the gateway itself did
+	// not answer (no connection, or no answer in time): failures that a
+	// live control plane cannot explain. A gateway that accepts but
+	// finds no live endpoint for the probed services resets it.
+	Unanswered int
 	// Last is when the last probe ended; zero before the first.
 	Last time.Time
 	// LastOK is when a probe last succeeded; zero if none did.
@@ -139,8 +144,8 @@ const (
 	// RuleStale fences a peer whose last confirmed state is older than
 	// Config.StaleAfter while its control plane is gone.
 	RuleStale = "stale"
-	// RuleGatewayDown fences a peer whose gateway failed
-	// Config.ProbeFailures probes in a row.
+	// RuleGatewayDown fences a peer whose gateway left
+	// Config.ProbeFailures probes in a row unanswered.
 	RuleGatewayDown = "gateway_down"
 	// RuleControlPlaneAndGatewayDown fences a peer whose control plane is
 	// gone and whose last gateway probe failed.
@@ -172,9 +177,9 @@ func Decide(cfg Config, in Input) Verdict {
 	p := in.Probe
 	// Evidence is a probe result younger than the grace.
 	evidence := p.Probing && !p.Last.IsZero() && in.Now.Sub(p.Last) <= cfg.ProbeGrace
-	if evidence && p.Failures >= cfg.ProbeFailures {
+	if evidence && p.Unanswered >= cfg.ProbeFailures {
 		return Verdict{Fenced: true, Rule: RuleGatewayDown,
-			Reason: fmt.Sprintf("gateway failed %d probes in a row", cfg.ProbeFailures)}
+			Reason: fmt.Sprintf("gateway left %d probes in a row unanswered", cfg.ProbeFailures)}
 	}
 	if !cpGone {
 		why := "control plane reachable"

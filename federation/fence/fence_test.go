@@ -20,7 +20,7 @@ func TestDecide(t *testing.T) {
 	downShort := Catalog{Since: at(55 * time.Second), LastState: at(55 * time.Second)}
 	ok := Probe{Probing: true, Since: at(0), Last: at(59 * time.Second), LastOK: at(59 * time.Second)}
 	failing := func(n int) Probe {
-		return Probe{Probing: true, Since: at(0), Failures: n, Last: at(59 * time.Second), LastOK: at(50 * time.Second)}
+		return Probe{Probing: true, Since: at(0), Failures: n, Unanswered: n, Last: at(59 * time.Second), LastOK: at(50 * time.Second)}
 	}
 	tests := []struct {
 		name string
@@ -44,7 +44,13 @@ func TestDecide(t *testing.T) {
 		{name: "gateway dead, control plane alive: below the failure bound", in: Input{Serf: SerfAlive, Catalog: reachable, Probe: failing(2)},
 			want: Verdict{Rule: RuleHealthy}, reason: "control plane reachable"},
 		{name: "gateway dead, control plane alive: at the failure bound", in: Input{Serf: SerfAlive, Catalog: reachable, Probe: failing(3)},
-			want: Verdict{Fenced: true, Rule: RuleGatewayDown}, reason: "3 probes in a row"},
+			want: Verdict{Fenced: true, Rule: RuleGatewayDown}, reason: "3 probes in a row unanswered"},
+		{name: "gateway answers but no endpoint behind it, control plane alive: the catalog decides", in: Input{Serf: SerfAlive, Catalog: reachable,
+			Probe: Probe{Probing: true, Since: at(0), Failures: 9, Last: at(59 * time.Second)}},
+			want: Verdict{Rule: RuleHealthy}},
+		{name: "gateway answers but no endpoint behind it, control plane gone", in: Input{Serf: SerfFailed, Catalog: down,
+			Probe: Probe{Probing: true, Since: at(0), Failures: 1, Last: at(59 * time.Second)}},
+			want: Verdict{Fenced: true, Rule: RuleControlPlaneAndGatewayDown}},
 		{name: "gateway dead, catalog down briefly, serf alive", in: Input{Serf: SerfAlive, Catalog: downShort, Probe: failing(2)},
 			want: Verdict{Rule: RuleHealthy}},
 		{name: "no probing: serf failed fences, reason as before", in: Input{Serf: SerfFailed, Catalog: downShort},
@@ -103,7 +109,7 @@ func TestDecideDeadPeerBound(t *testing.T) {
 	p := Probe{Probing: true, Since: t0.Add(-time.Hour), Last: t0, LastOK: t0}
 	for i := 1; i <= DefaultProbeFailures; i++ {
 		now := t0.Add(time.Duration(i) * time.Second)
-		p.Failures, p.Last = i, now
+		p.Failures, p.Unanswered, p.Last = i, i, now
 		v := Decide(cfg, Input{Now: now, Serf: SerfAlive, Catalog: Catalog{Since: t0, LastState: t0}, Probe: p})
 		if want := i == DefaultProbeFailures; v.Fenced != want {
 			t.Fatalf("after %d failures: fenced %v (%s), want %v", i, v.Fenced, v.Reason, want)

@@ -51,6 +51,10 @@ type Result struct {
 	// Failures counts the probes that failed in a row since the last
 	// success.
 	Failures int `json:"failures"`
+	// Unanswered counts the probes in a row the gateway itself did not
+	// answer (results unreachable and timeout); any other result resets
+	// it.
+	Unanswered int `json:"unanswered"`
 	// Last is when the last probe ended; zero before the first.
 	Last time.Time `json:"last,omitzero"`
 	// LastOK is when a probe last succeeded.
@@ -252,6 +256,11 @@ func (p *Prober) record(peer, gateway, result string, err error) {
 		return // targets changed meanwhile
 	}
 	r.Last, r.LastResult = now, result
+	if result == ResultUnreachable || result == ResultTimeout {
+		r.Unanswered++
+	} else {
+		r.Unanswered = 0
+	}
 	if result == ResultOK {
 		if r.Failures > 0 {
 			p.log.Info("peer gateway answers probes again", "peer", peer, "gateway", gateway, "after_failures", r.Failures)

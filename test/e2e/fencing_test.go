@@ -106,11 +106,31 @@ func TestControlPlaneKilledGatewayServes(t *testing.T) {
 			t.Errorf("%s on east-2: %+v %v", c.Name, f, err)
 		}
 	}
-	l.stop()
 	samples := l.Since(killedAt)
 	servedOnlyBy(t, "after east-2's control plane was killed", east2.Name, samples)
 	t.Logf("east-2's control plane killed: %d requests, all served by east-2 (%s); judged gone and kept for its gateway %v after the kill",
 		len(samples), summarize(samples), judgedAt.Sub(killedAt).Round(time.Millisecond))
+
+	// Now east-2's gateway dies too (kill -9): a dead cluster is fenced
+	// by both observers, and the traffic goes to west-1.
+	gwKilledAt := time.Now()
+	m.kill(gatewayName(east2))
+	l.waitServedBy(t, west1.Name, gwKilledAt, 30*time.Second)
+	for _, c := range []demo.Cluster{east1, west1} {
+		poll.Until(t, 60*time.Second, c.Name+" fences east-2", func() error {
+			f, err := m.fencingOf(c, east2.Name)
+			if err != nil {
+				return err
+			}
+			if !f.Fenced {
+				return fmt.Errorf("%s judges east-2 %s: %s", c.Name, f.Rule, f.Decision)
+			}
+			return nil
+		})
+	}
+	t.Logf("east-2's gateway killed too: fenced by east-1 and west-1 within %v (with this test's 5s fence period, local gossip profile, default probes)",
+		time.Since(gwKilledAt).Round(100*time.Millisecond))
+	l.stop()
 }
 
 // TestControlPlaneRestartedWhilePeersDown: the client's traffic goes to
