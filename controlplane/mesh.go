@@ -64,8 +64,12 @@ type MeshConfig struct {
 	// local for one machine. Default WAN.
 	Profile membership.Profile
 	// FencePeriod is how long a peer's catalog may be unreachable before
-	// its endpoints are fenced. Default federation.DefaultFencePeriod.
+	// its control plane counts as gone. Default
+	// federation.DefaultFencePeriod.
 	FencePeriod time.Duration
+	// GatewayProbes tunes the probes of peers' gateways, on whose
+	// evidence peers are fenced or kept (federation/fence).
+	GatewayProbes GatewayProbeConfig
 	// XDS tunes the generated xDS resources; TrustDomain is taken from
 	// the CA.
 	XDS xds.Settings
@@ -275,6 +279,22 @@ func (s *Server) prepareMesh(ctx context.Context) (*mesh, error) {
 	return m, nil
 }
 
+// GatewayProbeConfig tunes the probes of peers' gateways (see
+// federation.Config). Zero fields take the federation's defaults.
+type GatewayProbeConfig struct {
+	// Interval is the mean time between probes of a peer's gateway;
+	// negative turns probes off (fencing then follows peers' control
+	// planes alone).
+	Interval time.Duration
+	// Timeout bounds one probe.
+	Timeout time.Duration
+	// Failures is how many probes in a row must fail to fence a peer.
+	Failures int
+	// StaleAfter bounds how old a peer's last confirmed state may grow
+	// while only its gateway vouches for it.
+	StaleAfter time.Duration
+}
+
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, mode); err != nil {
@@ -324,23 +344,33 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 
 	// A gossip member is trusted only once its catalog presents its
 	// cluster's control plane identity.
+	var probeBundle identity.BundleSource
+	if mc.GatewayProbes.Interval >= 0 {
+		// The current bundle: probes follow a CA rotation as the rest do.
+		probeBundle = m.auth
+	}
 	prover, err := proof.New(proof.Config{Bundle: m.auth, Certs: m.cpCert})
 	if err != nil {
 		return err
 	}
 	fed, err := federation.New(federation.Config{
-		Cluster:        s.cfg.Cluster,
-		Locality:       s.cfg.Locality,
-		GatewayAddress: mc.GatewayAddress,
-		CIDRs:          mc.ClusterCIDRs,
-		Store:          st,
-		Membership:     mem,
-		Prover:         prover,
-		PeerTLS:        m.peerTLS,
-		GrantPeerRead:  len(s.cfg.Store.Endpoints) == 0,
-		FencePeriod:    mc.FencePeriod,
-		Logger:         s.log,
-		Registerer:     s.cfg.Registry,
+		Cluster:              s.cfg.Cluster,
+		Locality:             s.cfg.Locality,
+		GatewayAddress:       mc.GatewayAddress,
+		CIDRs:                mc.ClusterCIDRs,
+		Store:                st,
+		Membership:           mem,
+		Prover:               prover,
+		PeerTLS:              m.peerTLS,
+		GrantPeerRead:        len(s.cfg.Store.Endpoints) == 0,
+		FencePeriod:          mc.FencePeriod,
+		ProbeBundle:          probeBundle,
+		GatewayProbeInterval: max(mc.GatewayProbes.Interval, 0),
+		GatewayProbeTimeout:  mc.GatewayProbes.Timeout,
+		GatewayProbeFailures: mc.GatewayProbes.Failures,
+		StaleAfter:           mc.GatewayProbes.StaleAfter,
+		Logger:               s.log,
+		Registerer:           s.cfg.Registry,
 	})
 	if err != nil {
 		return err

@@ -14,9 +14,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/federation/fence"
+	"github.com/fedmesh/fedmesh/federation/gwprobe"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/proof"
 	"github.com/fedmesh/fedmesh/federation/replicate"
+	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -127,8 +130,29 @@ type Config struct {
 	PeerUser func(peer string) string
 
 	// FencePeriod is how long a peer's catalog may be unreachable before
-	// its endpoints are fenced. Default DefaultFencePeriod.
+	// its control plane counts as gone (see package fence). Default
+	// DefaultFencePeriod.
 	FencePeriod time.Duration
+	// ProbeBundle is the federation's trust bundle. With it, every
+	// peer's gateway is probed through the mTLS path (package gwprobe)
+	// and a peer is fenced on that evidence too: one whose control plane
+	// is gone keeps its endpoints while its gateway serves. Nil: no
+	// probes; fencing follows the control plane alone.
+	ProbeBundle identity.BundleSource
+	// GatewayProbeInterval is the mean time between probes of a peer's
+	// gateway. Default gwprobe.DefaultInterval.
+	GatewayProbeInterval time.Duration
+	// GatewayProbeTimeout bounds one probe. Default
+	// gwprobe.DefaultTimeout.
+	GatewayProbeTimeout time.Duration
+	// GatewayProbeFailures is how many probes of a peer's gateway in a
+	// row must fail before it is fenced, whatever its control plane
+	// says. Default fence.DefaultProbeFailures.
+	GatewayProbeFailures int
+	// StaleAfter bounds how old a peer's last confirmed state may grow
+	// while its control plane is gone and its gateway serves; then it is
+	// fenced. Default fence.DefaultStaleAfter.
+	StaleAfter time.Duration
 	// Debounce is how long changes are gathered before a new view is
 	// published. Default DefaultDebounce; negative publishes at once.
 	Debounce time.Duration
@@ -185,6 +209,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.FencePeriod < 0 {
 		return c, fmt.Errorf("%w: negative fence period %s", ErrConfig, c.FencePeriod)
 	}
+	if c.GatewayProbeInterval < 0 || c.GatewayProbeTimeout < 0 || c.GatewayProbeFailures < 0 || c.StaleAfter < 0 {
+		return c, fmt.Errorf("%w: negative gateway probe interval %s, timeout %s, failures %d or staleness bound %s",
+			ErrConfig, c.GatewayProbeInterval, c.GatewayProbeTimeout, c.GatewayProbeFailures, c.StaleAfter)
+	}
+	c.GatewayProbeInterval = cmp.Or(c.GatewayProbeInterval, gwprobe.DefaultInterval)
+	c.GatewayProbeTimeout = cmp.Or(c.GatewayProbeTimeout, gwprobe.DefaultTimeout)
+	c.GatewayProbeFailures = cmp.Or(c.GatewayProbeFailures, fence.DefaultProbeFailures)
+	c.StaleAfter = cmp.Or(c.StaleAfter, fence.DefaultStaleAfter)
 	if c.Debounce == 0 {
 		c.Debounce = DefaultDebounce
 	}
@@ -211,4 +243,17 @@ func (c *Config) proofMinBackoff() time.Duration {
 // tickInterval is how often fencing and RTT are re-evaluated.
 func (c *Config) tickInterval() time.Duration {
 	return min(max(c.FencePeriod/4, 50*time.Millisecond), time.Second)
+}
+
+// fenceConfig is the bounds of the fencing decision. A probe result is
+// evidence for two of the longest waits between probes plus a timeout,
+// so that one late round changes nothing.
+func (c *Config) fenceConfig() fence.Config {
+	longest := time.Duration(float64(c.GatewayProbeInterval) * (1 + gwprobe.Jitter))
+	return fence.Config{
+		CatalogPeriod: c.FencePeriod,
+		ProbeFailures: c.GatewayProbeFailures,
+		ProbeGrace:    2*longest + c.GatewayProbeTimeout,
+		StaleAfter:    c.StaleAfter,
+	}
 }

@@ -39,12 +39,28 @@
 //
 // # Fencing
 //
-// A peer is fenced when serf reports it failed or leaving, or when its
-// catalog has not answered for longer than Config.FencePeriod (default
-// 15s). A fenced peer's endpoints stay in the view, marked unhealthy with
-// the reason ("cluster west-1 fenced: serf reports the control plane
-// failed"), and become healthy again as soon as the peer answers. A failed
-// peer's replicator keeps retrying with backoff.
+// Whether a peer's endpoints are fenced is decided by package fence, a
+// pure state machine, from the control plane's evidence (serf status,
+// whether the peer's catalog answers and since when, when its state was
+// last confirmed) and, with Config.ProbeBundle, the data plane's: a
+// package gwprobe prober owned by Run probes every peer's gateway through
+// the mTLS path (an exported service's server name, answered by a peer
+// sidecar) every Config.GatewayProbeInterval. A peer whose control plane
+// is gone (serf reports it failed, or its catalog has not answered for
+// Config.FencePeriod, default 15s) keeps its endpoints while its gateway
+// answers probes, up to Config.StaleAfter (default 1h) after its state
+// was last confirmed; it is fenced when its gateway leaves
+// Config.GatewayProbeFailures probes in a row unanswered, or when its
+// control plane is gone and a probe fails. Without probes (or with
+// nothing to probe a peer with) a peer is fenced when its control plane
+// is gone, as before. A fenced peer's endpoints stay in the view, marked
+// unhealthy with the reason ("cluster west-1 fenced: serf reports the
+// control plane failed and its gateway probe failed"), and become
+// healthy again as soon as the evidence does. Status gives, for every
+// peer, the rule that decided and why (MemberStatus.FenceRule,
+// FenceDecision) and how its gateway probes are doing
+// (MemberStatus.GatewayProbe). A failed peer's replicator keeps retrying
+// with backoff.
 //
 // # Peers that leave
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -11,9 +12,13 @@ import (
 	"time"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/federation/fence"
+	"github.com/fedmesh/fedmesh/federation/gwprobe"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/merge"
 	"github.com/fedmesh/fedmesh/federation/replicate"
+	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -28,6 +33,8 @@ type Federation struct {
 	log *slog.Logger
 	met *metrics
 	io  *ioWorker
+	// prober probes peers' gateways; nil without Config.ProbeBundle.
+	prober *gwprobe.Prober
 
 	view      atomic.Pointer[catalog.View]
 	started   atomic.Bool
@@ -49,8 +56,11 @@ type Federation struct {
 	viewRev   uint64
 	dirty     bool
 	pendingAt time.Time // when the oldest change not yet in a view arrived
-	gen       uint64
-	startedAt time.Time
+	// targetsDirty is set when a peer's exports or gateway changed, so
+	// the prober's targets are computed again.
+	targetsDirty bool
+	gen          uint64
+	startedAt    time.Time
 	// candidates are the gossip members not trusted (yet), by name.
 	candidates map[string]*candidate
 	// refused are the exports whose producer policies were refused, by
@@ -77,7 +87,9 @@ type peer struct {
 	// replicator (the start of Run, for a persisted peer).
 	downSince time.Time
 	fenced    bool
-	reason    string
+	reason    string // why it is fenced; empty when it is not
+	// verdict is the last fencing decision, fenced or not, for Status.
+	verdict fence.Verdict
 	// proven is the member instance that proved the control plane
 	// identity of this cluster, and identity that ID; zero until a proof
 	// in this run (a peer known only from persisted imports).
@@ -134,6 +146,20 @@ func New(cfg Config) (*Federation, error) {
 	f.mail.snaps = make(map[string]mail)
 	f.trust.refused = make(map[string]uint64)
 	f.io = newIOWorker(cfg.Store, cfg.IOTimeout, log, met)
+	if cfg.ProbeBundle != nil {
+		f.prober, err = gwprobe.New(gwprobe.Config{
+			Bundle:   cfg.ProbeBundle,
+			Interval: cfg.GatewayProbeInterval,
+			Timeout:  cfg.GatewayProbeTimeout,
+			Dial:     probeDialer(cfg.GatewayAddress),
+			OnRound:  f.poke,
+			Now:      cfg.Now,
+			Logger:   log,
+		}, cfg.Registerer)
+		if err != nil {
+			return nil, err
+		}
+	}
 	return f, nil
 }
 
@@ -188,6 +214,10 @@ func (f *Federation) Run(ctx context.Context) error {
 	f.publish()
 
 	wg.Go(func() { f.io.run(ctx) })
+	if f.prober != nil {
+		f.targetsDirty = true
+		wg.Go(func() { _ = f.prober.Run(ctx) })
+	}
 	if err := f.startLocal(ctx, &wg); err != nil {
 		return err
 	}
@@ -197,6 +227,7 @@ func (f *Federation) Run(ctx context.Context) error {
 	defer ticker.Stop()
 	var debounce <-chan time.Time
 	for {
+		f.updateProbeTargets()
 		f.evaluateFencing()
 		if f.dirty && debounce == nil {
 			if f.cfg.Debounce < 0 {
@@ -251,6 +282,7 @@ func (f *Federation) loadImports(ctx context.Context) {
 		p.persisted = pi.State.Locality
 		p.gateway = pi.State.GatewayAddress
 		f.merger.SetExports(name, p.exports, nil)
+		f.targetsDirty = true
 		f.log.Info("loaded persisted imports", "peer", name, "exports", len(pi.Exports), "revision", pi.State.Revision)
 	}
 }
@@ -343,6 +375,7 @@ func (f *Federation) takeMail() {
 		p.lastSync = m.snap.At
 		f.merger.SetExports(cluster, p.exports, m.snap.Changed)
 		f.markDirty(m.first)
+		f.targetsDirty = true
 		f.io.persist(p.name, p.exports, m.snap.Changed, f.importState(p))
 	}
 }
@@ -410,6 +443,7 @@ func (f *Federation) applyMember(ctx context.Context, wg *sync.WaitGroup, p *pee
 	if old := p.member; old == nil || old.Status != m.Status || old.Locality != m.Locality ||
 		old.GatewayAddr != m.GatewayAddr || !slices.Equal(old.CIDRs, m.CIDRs) {
 		f.markDirty(time.Time{})
+		f.targetsDirty = true
 	}
 	if m.HasRTT && rttMoved(p.rtt, m.RTT) {
 		p.rtt = m.RTT
@@ -446,6 +480,10 @@ func (f *Federation) removePeer(p *peer, reason string) {
 	delete(f.peers, p.name)
 	delete(f.refused, p.name)
 	f.io.forget(p.name)
+	if f.prober != nil {
+		f.prober.Forget(p.name)
+	}
+	f.targetsDirty = true
 	f.met.removed.WithLabelValues(reason).Inc()
 	f.markDirty(time.Time{})
 	f.log.Info("peer removed from the federation: its exports and persisted imports go", "peer", p.name, "reason", reason)
@@ -513,22 +551,32 @@ func (f *Federation) stopAll() {
 	}
 }
 
-// evaluateFencing fences and unfences peers.
+// evaluateFencing fences and unfences peers (see package fence).
 func (f *Federation) evaluateFencing() {
 	now := f.cfg.Now()
+	fcfg := f.cfg.fenceConfig()
 	n := 0
 	for _, p := range f.peers {
-		fenced, reason := f.fenceOf(p, now)
-		if fenced != p.fenced || reason != p.reason {
+		f.refreshLastSync(p)
+		v := fence.Decide(fcfg, f.fenceInput(p, now))
+		if v.Rule != p.verdict.Rule {
+			f.log.Debug("fencing decision", "peer", p.name, "fenced", v.Fenced, "rule", v.Rule, "reason", v.Reason)
+		}
+		p.verdict = v
+		reason := ""
+		if v.Fenced {
+			reason = v.Reason
+		}
+		if v.Fenced != p.fenced || reason != p.reason {
 			switch {
-			case fenced && !p.fenced:
+			case v.Fenced && !p.fenced:
 				f.met.fenceChanges.WithLabelValues("fenced").Inc()
-				f.log.Warn("peer fenced: its endpoints are marked unhealthy", "peer", p.name, "reason", reason)
-			case !fenced:
+				f.log.Warn("peer fenced: its endpoints are marked unhealthy", "peer", p.name, "rule", v.Rule, "reason", reason)
+			case !v.Fenced:
 				f.met.fenceChanges.WithLabelValues("unfenced").Inc()
-				f.log.Info("peer back: its endpoints are healthy again", "peer", p.name)
+				f.log.Info("peer trusted again: its endpoints are healthy", "peer", p.name, "rule", v.Rule, "reason", v.Reason)
 			}
-			p.fenced, p.reason = fenced, reason
+			p.fenced, p.reason = v.Fenced, reason
 			f.markDirty(time.Time{})
 		}
 		if p.fenced {
@@ -538,7 +586,7 @@ func (f *Federation) evaluateFencing() {
 	f.met.fencedPeers.Set(float64(n))
 }
 
-// Fence reasons.
+// Fence reasons of the control plane's evidence alone.
 const (
 	ReasonFailed = "serf reports the control plane failed"
 	// ReasonLeft fences a peer while it is leaving; once it has left, it
@@ -546,28 +594,50 @@ const (
 	ReasonLeft = "the control plane left the federation"
 )
 
-// fenceOf decides whether p is fenced now, and why.
-func (f *Federation) fenceOf(p *peer, now time.Time) (bool, string) {
+// refreshLastSync persists that p's catalog still confirms its exports
+// when the persisted confirmation is a quarter of the staleness bound
+// old, so that a control plane restarted while p's is down does not
+// take quiet exports for stale ones (at most one small write per peer
+// per StaleAfter/4).
+func (f *Federation) refreshLastSync(p *peer) {
+	if p.rep == nil {
+		return
+	}
+	st := p.rep.r.State()
+	if !st.Connected || st.LastContact.Sub(p.lastSync) < f.cfg.StaleAfter/4 {
+		return
+	}
+	p.lastSync = st.LastContact
+	f.io.persist(p.name, p.exports, []catalog.ServiceKey{}, f.importState(p))
+}
+
+// fenceInput gathers what the fencing decision reads of p.
+func (f *Federation) fenceInput(p *peer, now time.Time) fence.Input {
+	in := fence.Input{Now: now}
 	if p.member != nil {
 		switch p.member.Status {
+		case membership.StatusAlive:
+			in.Serf = fence.SerfAlive
 		case membership.StatusFailed:
-			return true, ReasonFailed
+			in.Serf = fence.SerfFailed
 		case membership.StatusLeaving, membership.StatusLeft:
-			return true, ReasonLeft
+			in.Serf = fence.SerfLeaving
 		}
 	}
-	since := p.downSince
+	in.Catalog = fence.Catalog{Since: p.downSince, LastState: p.lastSync}
 	if p.rep != nil {
 		st := p.rep.r.State()
-		if st.Connected {
-			return false, ""
+		in.Catalog.Reachable, in.Catalog.Since = st.Connected, st.Since
+		if st.LastContact.After(in.Catalog.LastState) {
+			in.Catalog.LastState = st.LastContact
 		}
-		since = st.Since
 	}
-	if now.Sub(since) >= f.cfg.FencePeriod {
-		return true, "catalog unreachable for more than " + f.cfg.FencePeriod.String()
+	if f.prober != nil {
+		if r, ok := f.prober.Result(p.name); ok {
+			in.Probe = fence.Probe{Probing: true, Since: r.Since, Failures: r.Failures, Unanswered: r.Unanswered, Last: r.Last, LastOK: r.LastOK}
+		}
 	}
-	return false, ""
+	return in
 }
 
 // importState is what is persisted of p beside its exports.
@@ -657,4 +727,63 @@ func (f *Federation) closeSubs() {
 		close(ch)
 		delete(f.subs, id)
 	}
+}
+
+// probeDialer dials peers' gateways. When this cluster's own gateway
+// address is a loopback address of its own (local mode: the control
+// plane and the gateway share the cluster's address), probes are sent
+// from it, so that peers' gateways, which know that address as this
+// cluster's, label them with this cluster rather than "unknown".
+func probeDialer(gateway string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{}
+	if ap, err := netip.ParseAddrPort(gateway); err == nil {
+		if a := ap.Addr(); a.IsLoopback() && a != netip.MustParseAddr("127.0.0.1") && a != netip.IPv6Loopback() {
+			d.LocalAddr = &net.TCPAddr{IP: a.AsSlice()}
+		}
+	}
+	return d.DialContext
+}
+
+// probeTargets are the peers' gateways with the services to probe them
+// with: every exported service port with a ready endpoint, and the
+// identities of those endpoints.
+func (f *Federation) probeTargets() map[string]gwprobe.Target {
+	td := f.cfg.ProbeBundle.Bundle().TrustDomain()
+	out := make(map[string]gwprobe.Target, len(f.peers))
+	for name, p := range f.peers {
+		gw := f.gatewayOf(p)
+		if gw == "" {
+			continue
+		}
+		t := gwprobe.Target{Gateway: gw}
+		for _, e := range p.exports {
+			for _, port := range e.Service.Ports {
+				s := gwprobe.Service{SNI: naming.ServicePort{Namespace: e.Service.Namespace, Name: e.Service.Name, Port: port.Port}.SNI()}
+				for _, ep := range e.Endpoints {
+					if !ep.Ready || (ep.PortName != "" && ep.PortName != port.Name) {
+						continue
+					}
+					if id, err := identity.WorkloadID(td, e.Service.Namespace, ep.ServiceAccount); err == nil && !slices.Contains(s.IDs, id) {
+						s.IDs = append(s.IDs, id)
+					}
+				}
+				if len(s.IDs) > 0 {
+					t.Services = append(t.Services, s)
+				}
+			}
+		}
+		if len(t.Services) > 0 {
+			out[name] = t
+		}
+	}
+	return out
+}
+
+// updateProbeTargets gives the prober new targets after a change.
+func (f *Federation) updateProbeTargets() {
+	if f.prober == nil || !f.targetsDirty {
+		return
+	}
+	f.targetsDirty = false
+	f.prober.SetTargets(f.probeTargets())
 }

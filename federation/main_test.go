@@ -15,6 +15,7 @@ import (
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/proof/prooftest"
+	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/store"
 	"github.com/fedmesh/fedmesh/store/storetest"
 	"github.com/fedmesh/fedmesh/topology"
@@ -74,6 +75,10 @@ type testOptions struct {
 	// cert, if set, is the node's control plane certificate in place of
 	// the one its cluster's CA issues it.
 	cert *tls.Certificate
+	// gateway, if set, is the gateway address the node announces.
+	gateway string
+	// probes turns on the probes of peers' gateways.
+	probes bool
 }
 
 // cidrs are the address ranges node i declares.
@@ -84,6 +89,14 @@ func cidrs(i int) []netip.Prefix {
 func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 	tb.Helper()
 	n := &node{i: i, name: clusterName(i)}
+	gateway := fmt.Sprintf("127.0.0.1:%d", 20000+i)
+	if o.gateway != "" {
+		gateway = o.gateway
+	}
+	var probeBundle identity.BundleSource
+	if o.probes {
+		probeBundle = identity.StaticBundle(prooftest.Default(tb).Bundle())
+	}
 	if scfg.ServerCertFile == "" {
 		cert := prooftest.Default(tb).Cert(tb, n.name, cpID(n.name))
 		if o.cert != nil {
@@ -103,7 +116,7 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 	mem, err := membership.New(membership.Config{
 		NodeName:          n.name,
 		Locality:          locality(i),
-		GatewayAddr:       fmt.Sprintf("127.0.0.1:%d", 20000+i),
+		GatewayAddr:       gateway,
 		CIDRs:             cidrs(i),
 		CatalogAddr:       n.st.ClientURL(),
 		BindAddr:          "127.0.0.1",
@@ -120,7 +133,7 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 	fed, err := New(Config{
 		Cluster:        n.name,
 		Locality:       locality(i),
-		GatewayAddress: fmt.Sprintf("127.0.0.1:%d", 20000+i),
+		GatewayAddress: gateway,
 		CIDRs:          cidrs(i),
 		Store:          n.st,
 		Membership:     mem,
@@ -128,9 +141,12 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		PeerTLS:        nt.PeerTLS,
 		GrantPeerRead:  true,
 		FencePeriod:    o.fence,
-		ProbeInterval:  500 * time.Millisecond,
-		MinBackoff:     20 * time.Millisecond,
-		MaxBackoff:     500 * time.Millisecond,
+		ProbeBundle:    probeBundle,
+		// Probes every 100ms: a dead gateway is fenced after three.
+		GatewayProbeInterval: 100 * time.Millisecond,
+		ProbeInterval:        500 * time.Millisecond,
+		MinBackoff:           20 * time.Millisecond,
+		MaxBackoff:           500 * time.Millisecond,
 		// Proofs of intruders are retried quickly, so that tests see
 		// several attempts.
 		MaxProofBackoff: 500 * time.Millisecond,

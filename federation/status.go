@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fedmesh/fedmesh/federation/gwprobe"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/merge"
 	"github.com/fedmesh/fedmesh/internal/httpjson"
@@ -98,6 +99,15 @@ type MemberStatus struct {
 	// Fenced and FenceReason tell whether its endpoints are fenced.
 	Fenced      bool   `json:"fenced,omitempty"`
 	FenceReason string `json:"fenceReason,omitempty"`
+	// FenceRule is the rule of package fence that decided, fenced or
+	// trusted (healthy, gateway_serves, gateway_down, ...), and
+	// FenceDecision says why in words; empty for this cluster.
+	FenceRule     string `json:"fenceRule,omitempty"`
+	FenceDecision string `json:"fenceDecision,omitempty"`
+	// GatewayProbe is how the probes of the peer's gateway are doing;
+	// absent when it is not probed (probes off, no gateway, or nothing
+	// exported with a ready endpoint to probe it with).
+	GatewayProbe *gwprobe.Result `json:"gatewayProbe,omitempty"`
 	// LastError is the last replication error, for humans.
 	LastError string `json:"lastError,omitempty"`
 	// Identity is the control plane SPIFFE ID the peer proved; empty
@@ -190,7 +200,13 @@ func (f *Federation) status() Status {
 			Name: name, State: "unknown", Region: loc.Region, Zone: loc.Zone,
 			RTT: Duration(p.rtt), CatalogRevision: p.revision, LastSync: p.lastSync,
 			Exports: len(p.exports), Fenced: p.fenced, FenceReason: p.reason,
-			Identity: p.identity,
+			Identity:  p.identity,
+			FenceRule: p.verdict.Rule, FenceDecision: p.verdict.Reason,
+		}
+		if f.prober != nil {
+			if r, ok := f.prober.Result(name); ok {
+				ms.GatewayProbe = &r
+			}
 		}
 		if p.member != nil {
 			ms.State = string(p.member.Status)

@@ -39,6 +39,7 @@ type controlPlaneOptions struct {
 	clusterCIDRs          []string
 	profile               string
 	fencePeriod           time.Duration
+	gatewayProbes         controlplane.GatewayProbeConfig
 	baseEjection          time.Duration
 	certTTL               time.Duration
 	caReloadInterval      time.Duration
@@ -99,6 +100,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 					GatewayAddress:    o.gatewayAddress,
 					Profile:           membership.Profile(o.profile),
 					FencePeriod:       o.fencePeriod,
+					GatewayProbes:     o.gatewayProbes,
 					CertTTL:           o.certTTL,
 					CAReloadInterval:  o.caReloadInterval,
 					AdvertiseAddress:  o.advertiseAddress,
@@ -168,7 +170,11 @@ operator certificate ('fedmesh ca issue-operator').`,
 	f.StringVar(&o.gatewayAddress, "gateway-address", "", "this cluster's east-west gateway as peers reach it (default BIND-ADDRESS:15443)")
 	f.StringSliceVar(&o.clusterCIDRs, "cluster-cidrs", nil, "address ranges this cluster's workloads and nodes send from, CIDR,... (pod and node CIDRs in Kubernetes; the workloads' loopback range in local mode, e.g. 127.0.1.0/24); peers' gateways label connections from them with this cluster's name (at most 8)")
 	f.StringVar(&o.profile, "gossip-profile", string(membership.ProfileWAN), "gossip timings: wan (real federations), lan, or local (one machine)")
-	f.DurationVar(&o.fencePeriod, "fence-period", 0, "how long a peer may be unreachable before its endpoints are fenced (default 15s)")
+	f.DurationVar(&o.fencePeriod, "fence-period", 0, "how long a peer's catalog may be unreachable before its control plane counts as gone; it is fenced then unless its gateway answers probes (default 15s)")
+	f.DurationVar(&o.gatewayProbes.Interval, "gateway-probe-interval", 0, "mean time between mTLS probes of each peer's gateway, jittered (default 1s; negative: no probes, fencing follows peers' control planes alone)")
+	f.DurationVar(&o.gatewayProbes.Timeout, "gateway-probe-timeout", 0, "bound of one gateway probe (default 1s)")
+	f.IntVar(&o.gatewayProbes.Failures, "gateway-probe-failures", 0, "gateway probes in a row that must fail before a peer is fenced (default 3)")
+	f.DurationVar(&o.gatewayProbes.StaleAfter, "stale-after", 0, "how old a peer's last confirmed state may grow while its control plane is down and its gateway serves, before it is fenced (default 1h)")
 	f.DurationVar(&o.baseEjection, "base-ejection-time", 0, "outlier detection's first ejection time sent to sidecars (default 30s)")
 	f.DurationVar(&o.certTTL, "cert-ttl", 0, "lifetime of the control plane's and workloads' certificates, renewed at half life (default 24h)")
 	f.DurationVar(&o.caReloadInterval, "ca-reload-interval", controlplane.DefaultCAReloadInterval, "how often --ca-dir is read again for a CA rotation ('fedmesh ca rotate')")

@@ -70,6 +70,9 @@ func printStatus(w io.Writer, st federation.Status) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := printFencing(w, st); err != nil {
+		return err
+	}
 	if len(st.Fenced) > 0 {
 		fmt.Fprintln(w, "\nFenced peers (endpoints kept, marked unhealthy):")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -104,6 +107,39 @@ func printStatus(w io.Writer, st federation.Status) error {
 		}
 	}
 	return nil
+}
+
+// printFencing says, for every peer, why it is fenced or trusted and how
+// the probes of its gateway are doing.
+func printFencing(w io.Writer, st federation.Status) error {
+	if len(st.Members) < 2 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nFencing (why each peer is fenced or trusted):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tFENCED\tRULE\tGATEWAY PROBES\tWHY")
+	for _, m := range st.Members {
+		if m.Local {
+			continue
+		}
+		fenced := "no"
+		if m.Fenced {
+			fenced = "yes"
+		}
+		probes := "not probed"
+		if p := m.GatewayProbe; p != nil {
+			switch {
+			case p.Last.IsZero():
+				probes = "pending"
+			case p.Failures == 0:
+				probes = "ok"
+			default:
+				probes = fmt.Sprintf("%d failed (%s)", p.Failures, p.LastResult)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, fenced, orDash(m.FenceRule), probes, orDash(m.FenceDecision))
+	}
+	return tw.Flush()
 }
 
 // roundDuration keeps three significant figures or so, for tables.

@@ -542,8 +542,10 @@ func TestDashboardsQueriesReturnData(t *testing.T) {
 		}
 		return errors.New("not in east-1's view yet")
 	})
-	// east-2's control plane dies: the others fence it.
+	// east-2's control plane and gateway die: the others fence it (a
+	// control plane alone would not be fenced while its gateway serves).
 	m.kill(cpName(east2))
+	m.kill(gatewayName(east2))
 	poll.Until(t, 60*time.Second, "east-1 and west-1 fence east-2", func() error {
 		for _, c := range []demo.Cluster{east1, west1} {
 			s, err := m.status(c)

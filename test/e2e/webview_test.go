@@ -272,7 +272,10 @@ func TestWebViewShowsClustersTrafficAndFencing(t *testing.T) {
 	b.waitPicture(t, "an edge east-1 -> west-1", 60*time.Second, hasEdge("east-1>west-1"))
 	screenshot("webview-failover.png")
 
+	// Control plane and gateway: a control plane alone is not fenced
+	// while its gateway serves.
 	m.kill(cpName(west1))
+	m.kill(gatewayName(west1))
 	b.waitPicture(t, "west-1 drawn fenced", 60*time.Second, func(p pictureState) error {
 		for _, c := range p.Clusters {
 			if c.Name == west1.Name {
