@@ -74,6 +74,9 @@ type testOptions struct {
 	// cert, if set, is the node's control plane certificate in place of
 	// the one its cluster's CA issues it.
 	cert *tls.Certificate
+	// replica, if set, makes the node one of several control plane
+	// replicas of its cluster.
+	replica string
 }
 
 // cidrs are the address ranges node i declares.
@@ -102,6 +105,7 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 	n.st = storetest.OpenConfig(tb, scfg)
 	mem, err := membership.New(membership.Config{
 		NodeName:          n.name,
+		Replica:           o.replica,
 		Locality:          locality(i),
 		GatewayAddr:       fmt.Sprintf("127.0.0.1:%d", 20000+i),
 		CIDRs:             cidrs(i),
