@@ -42,11 +42,6 @@ type MeshConfig struct {
 	// CADir is the cluster CA directory written by `fedmesh ca
 	// issue-cluster`. Required.
 	CADir string
-	// Replica names this control plane among several replicas of its
-	// cluster (the pod name), a DNS-1123 label: it gossips as member
-	// CLUSTER.REPLICA, and peers treat the replicas as one peer (see
-	// package federation). Empty: the cluster runs one control plane.
-	Replica string
 	// SerfPort is the gossip port on the bind address. Default 7946; 0
 	// after defaults are applied is not allowed (use -1 for a free port
 	// in tests).
@@ -265,7 +260,7 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 	}
 	mem, err := membership.New(membership.Config{
 		NodeName:      s.cfg.Cluster,
-		Replica:       mc.Replica,
+		Replica:       s.cfg.Replica,
 		Locality:      s.cfg.Locality,
 		GatewayAddr:   mc.GatewayAddress,
 		CIDRs:         mc.ClusterCIDRs,

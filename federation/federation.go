@@ -569,7 +569,7 @@ func (f *Federation) startReplicator(ctx context.Context, wg *sync.WaitGroup, p 
 	})
 	p.rep = &runningReplicator{r: r, addr: addr, gen: gen, cancel: cancel, done: done}
 	f.met.replicators.Inc()
-	f.log.Info("replicating peer", "peer", p.name, "addr", addr, "from_revision", p.revision)
+	f.log.Info("replicating peer", "peer", p.name, "addr", addr, "from_revision", rc.FromRevision)
 }
 
 func (f *Federation) stopReplicator(p *peer) {

@@ -74,6 +74,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 			}
 			cfg := controlplane.Config{
 				Cluster:      o.cluster,
+				Replica:      o.replica,
 				Locality:     topology.Locality{Region: o.region, Zone: o.zone, Cluster: o.cluster},
 				BindAddress:  o.bindAddress,
 				AdminAddress: o.adminAddress,
@@ -94,7 +95,6 @@ operator certificate ('fedmesh ca issue-operator').`,
 				cfg.Mesh = &controlplane.MeshConfig{
 					ClusterCIDRs:      cidrs,
 					CADir:             o.caDir,
-					Replica:           o.replica,
 					SerfPort:          o.serfPort,
 					XDSAddress:        o.xdsAddress,
 					GatewayAddress:    o.gatewayAddress,
