@@ -318,6 +318,7 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 	}
 	mem, err := membership.New(membership.Config{
 		NodeName:      s.cfg.Cluster,
+		Replica:       s.cfg.Replica,
 		Locality:      s.cfg.Locality,
 		GatewayAddr:   mc.GatewayAddress,
 		CIDRs:         mc.ClusterCIDRs,

@@ -38,6 +38,14 @@ const (
 type Config struct {
 	// Cluster is this cluster's name, a DNS-1123 label.
 	Cluster string
+	// Replica names this control plane among several replicas of its
+	// cluster (the pod name), a DNS-1123 label: with Mesh it gossips as
+	// member CLUSTER.REPLICA, and peers treat the replicas as one peer
+	// (see package federation). A replica that stops leaves its exports
+	// in its store (the lease expires by itself) instead of revoking
+	// them, so peers reading it keep the cluster's exports until they
+	// move to another replica. Empty: the cluster runs one control plane.
+	Replica string
 	// Locality is where the cluster runs; Locality.Cluster is set to
 	// Cluster.
 	Locality topology.Locality
@@ -81,6 +89,9 @@ type Config struct {
 func (c Config) withDefaults() (Config, error) {
 	if why := catalog.IsDNS1123Label(c.Cluster); why != "" {
 		return c, fmt.Errorf("cluster name %q: %s", c.Cluster, why)
+	}
+	if why := catalog.IsDNS1123Label(c.Replica); c.Replica != "" && why != "" {
+		return c, fmt.Errorf("replica name %q: %s", c.Replica, why)
 	}
 	if c.Source == nil {
 		return c, errors.New("no source configured")
@@ -379,7 +390,12 @@ func (s *Server) runCatalog(ctx context.Context, m *mesh) error {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer func() {
-		if err := st.Close(); err != nil {
+		closeStore := st.Close
+		if s.cfg.Replica != "" {
+			// The other replicas still serve the cluster's exports.
+			closeStore = st.Abandon
+		}
+		if err := closeStore(); err != nil {
 			s.log.Warn("closing store", "err", err)
 		}
 	}()

@@ -74,6 +74,19 @@
 // knows (Membership.Forgotten) is removed as well. Removals are counted in
 // fedmesh_federation_peers_removed_total{reason}.
 //
+// # Replicas: one peer, several members
+//
+// A cluster may run several control plane replicas, each a gossip member
+// CLUSTER.REPLICA (membership.Config.Replica) with its own catalog (its
+// own etcd, written with the same exports). The federation treats the
+// members of one cluster as one peer: each member proves the cluster's
+// control plane identity on its own; the peer follows one proven replica
+// (alive first, the one replicated now first among equals) and takes its
+// status, so it is alive while any proven replica is; it is removed when
+// every replica has left. A peer that moves to another replica's catalog
+// lists it from scratch: revisions of one store mean nothing to another.
+// See docs/replicas.md.
+//
 // # Trust: membership needs proof
 //
 // The gossip key lets a node into serf, and a stock `serf agent` can

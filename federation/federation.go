@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -90,11 +91,17 @@ type peer struct {
 	reason    string // why it is fenced; empty when it is not
 	// verdict is the last fencing decision, fenced or not, for Status.
 	verdict fence.Verdict
-	// proven is the member instance that proved the control plane
-	// identity of this cluster, and identity that ID; zero until a proof
-	// in this run (a peer known only from persisted imports).
-	proven   proofKey
+	// proven are the member instances (replicas of the cluster's control
+	// plane) that proved the control plane identity of this cluster, with
+	// their member names, and identity that ID; empty until a proof in
+	// this run (a peer known only from persisted imports).
+	proven   map[proofKey]string
 	identity string
+	// revCatalog is the catalog address revision was read from: each
+	// replica of a peer serves its own store, whose revisions mean
+	// nothing to another's. Empty when unknown (persisted by an older
+	// version): the revision is then trusted.
+	revCatalog string
 }
 
 // runningReplicator is a replicator and how to stop it.
@@ -281,6 +288,7 @@ func (f *Federation) loadImports(ctx context.Context) {
 		p.lastSync = pi.State.LastSync
 		p.persisted = pi.State.Locality
 		p.gateway = pi.State.GatewayAddress
+		p.revCatalog = pi.State.Catalog
 		f.merger.SetExports(name, p.exports, nil)
 		f.targetsDirty = true
 		f.log.Info("loaded persisted imports", "peer", name, "exports", len(pi.Exports), "revision", pi.State.Revision)
@@ -372,6 +380,7 @@ func (f *Federation) takeMail() {
 		f.checkPolicies(cluster, m.snap.Exports, m.snap.Changed)
 		p.exports = m.snap.Exports
 		p.revision = m.snap.Revision
+		p.revCatalog = p.rep.addr
 		p.lastSync = m.snap.At
 		f.merger.SetExports(cluster, p.exports, m.snap.Changed)
 		f.markDirty(m.first)
@@ -388,39 +397,24 @@ func (f *Federation) markDirty(at time.Time) {
 }
 
 // syncMembers follows gossip: peer info, replicators, grants, RTT, and
-// peers that left or were forgotten. Only a member that proved the
-// control plane identity of its cluster (see package proof) is trusted:
-// the others get a proof loop and nothing else.
+// peers that left or were forgotten. A peer cluster may run several
+// control plane replicas, each its own gossip member (CLUSTER.REPLICA):
+// they are one peer. Only a member that proved the control plane
+// identity of its cluster (see package proof) is trusted: the others get
+// a proof loop and nothing else. The peer follows one trusted replica
+// (see syncCluster).
 func (f *Federation) syncMembers(ctx context.Context, wg *sync.WaitGroup) {
 	inGossip := make(map[string]bool)
+	byCluster := make(map[string][]membership.Member)
 	for _, m := range f.cfg.Membership.Members() {
-		if m.Name == f.cfg.Cluster {
-			continue
+		if m.Cluster == f.cfg.Cluster {
+			continue // this control plane, or another replica of it
 		}
 		inGossip[m.Name] = true
-		p := f.peers[m.Name]
-		trusted := p != nil && p.proven == keyOf(m)
-		if m.Status == membership.StatusLeft {
-			// It left on purpose (or was forgotten): serf keeps it as
-			// left for a while, but it is no longer a peer. An instance
-			// that never proved itself removes nobody, except a peer
-			// not proven in this run (known from persisted imports).
-			f.dropCandidate(m.Name)
-			if p != nil && (trusted || p.proven == (proofKey{})) {
-				f.removePeer(p, RemovedLeft)
-			}
-			continue
-		}
-		if !trusted {
-			wasTrusted := p != nil && p.proven != (proofKey{})
-			if wasTrusted {
-				f.untrust(p, "a new instance or address of the member")
-			}
-			f.wantProof(ctx, wg, m, wasTrusted)
-			continue
-		}
-		f.dropCandidate(m.Name)
-		f.applyMember(ctx, wg, p, m)
+		byCluster[m.Cluster] = append(byCluster[m.Cluster], m)
+	}
+	for _, cluster := range slices.Sorted(maps.Keys(byCluster)) {
+		f.syncCluster(ctx, wg, cluster, byCluster[cluster])
 	}
 	for name := range f.candidates {
 		if !inGossip[name] {
@@ -430,11 +424,95 @@ func (f *Federation) syncMembers(ctx context.Context, wg *sync.WaitGroup) {
 	// A member forgotten here that gossip no longer knows (reaped, or
 	// known only from persisted imports) has nobody to report it left.
 	for _, name := range f.cfg.Membership.Forgotten() {
-		if p, ok := f.peers[name]; ok && !inGossip[name] {
+		cluster, _, _ := membership.SplitMemberName(name)
+		if p, ok := f.peers[cluster]; ok && len(byCluster[cluster]) == 0 {
 			f.removePeer(p, RemovedForgotten)
 		}
 	}
 	f.countPending()
+}
+
+// syncCluster follows the gossip members of one peer cluster: one per
+// control plane replica. Members not proven get a proof loop; the peer
+// follows the best proven replica (alive first, the one replicated now
+// first among equals), with its status: alive while any proven replica
+// is. It leaves when every replica has left.
+func (f *Federation) syncCluster(ctx context.Context, wg *sync.WaitGroup, cluster string, members []membership.Member) {
+	p := f.peers[cluster]
+	var trusted []membership.Member
+	leftTrusted, allLeft := false, true
+	current := make(map[proofKey]bool)
+	for _, m := range members {
+		proven := p != nil && p.proven[keyOf(m)] != ""
+		if m.Status == membership.StatusLeft {
+			// It left on purpose (or was forgotten): serf keeps it as
+			// left for a while, but it is no longer a replica.
+			f.dropCandidate(m.Name)
+			leftTrusted = leftTrusted || proven
+			continue
+		}
+		allLeft = false
+		current[keyOf(m)] = true
+		if proven {
+			f.dropCandidate(m.Name)
+			trusted = append(trusted, m)
+			continue
+		}
+		wasTrusted := p != nil && slices.Contains(slices.Collect(maps.Values(p.proven)), m.Name)
+		f.wantProof(ctx, wg, m, wasTrusted)
+	}
+	if allLeft {
+		// An instance that never proved itself removes nobody, except
+		// a peer not proven in this run (known from persisted imports).
+		if p != nil && (leftTrusted || len(p.proven) == 0) {
+			f.removePeer(p, RemovedLeft)
+		}
+		return
+	}
+	if p == nil {
+		return
+	}
+	for k := range p.proven {
+		if !current[k] {
+			delete(p.proven, k) // a replica gone, restarted or moved
+		}
+	}
+	if len(trusted) == 0 {
+		f.untrust(p, "no proven replica of the member in gossip: a new instance or address")
+		return
+	}
+	f.applyMember(ctx, wg, p, f.pickReplica(p, trusted))
+}
+
+// pickReplica chooses the replica a peer follows among its proven
+// members: the best status (alive, leaving, failed), then the one
+// replicated now, then the first by name, so the choice is stable.
+func (f *Federation) pickReplica(p *peer, trusted []membership.Member) membership.Member {
+	rank := func(s membership.Status) int {
+		switch s {
+		case membership.StatusAlive:
+			return 0
+		case membership.StatusLeaving:
+			return 1
+		}
+		return 2
+	}
+	best := trusted[0]
+	better := func(m membership.Member) bool {
+		if rank(m.Status) != rank(best.Status) {
+			return rank(m.Status) < rank(best.Status)
+		}
+		if p.rep != nil && (m.CatalogAddr == p.rep.addr) != (best.CatalogAddr == p.rep.addr) {
+			return m.CatalogAddr == p.rep.addr
+		}
+		return m.Name < best.Name
+	}
+	for _, m := range trusted[1:] {
+		if better(m) {
+			best = m
+		}
+	}
+	return best
 }
 
 // applyMember follows the gossip state of a trusted member: locality,
@@ -456,7 +534,7 @@ func (f *Federation) applyMember(ctx context.Context, wg *sync.WaitGroup, p *pee
 		f.startReplicator(ctx, wg, p, m.CatalogAddr)
 	}
 	if f.cfg.GrantPeerRead && m.Status == membership.StatusAlive {
-		f.io.grant(f.cfg.PeerUser(m.Name))
+		f.io.grant(f.cfg.PeerUser(m.Cluster))
 	}
 }
 
@@ -510,8 +588,10 @@ func (f *Federation) startReplicator(ctx context.Context, wg *sync.WaitGroup, p 
 		f.log.Warn("peer catalog refused: it presents another identity than the one it proved", "peer", name, "err", err)
 		f.postRefused(name, gen)
 	})
-	rc.FromRevision = p.revision
-	rc.Initial = p.exports
+	if p.revCatalog == "" || p.revCatalog == addr {
+		rc.FromRevision = p.revision
+		rc.Initial = p.exports
+	} // else another replica's store: list it from scratch
 	rc.OnExports = func(s replicate.Snapshot) { f.post(p.name, gen, s) }
 	rc.OnState = func(replicate.State) { f.poke() }
 	r, err := replicate.New(rc)
@@ -527,7 +607,7 @@ func (f *Federation) startReplicator(ctx context.Context, wg *sync.WaitGroup, p 
 	})
 	p.rep = &runningReplicator{r: r, addr: addr, gen: gen, cancel: cancel, done: done}
 	f.met.replicators.Inc()
-	f.log.Info("replicating peer", "peer", p.name, "addr", addr, "from_revision", p.revision)
+	f.log.Info("replicating peer", "peer", p.name, "addr", addr, "from_revision", rc.FromRevision)
 }
 
 func (f *Federation) stopReplicator(p *peer) {
@@ -647,6 +727,7 @@ func (f *Federation) importState(p *peer) store.ImportState {
 		LastSync:       p.lastSync,
 		Locality:       f.localityOf(p),
 		GatewayAddress: f.gatewayOf(p),
+		Catalog:        p.revCatalog,
 	}
 }
 

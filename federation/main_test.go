@@ -79,6 +79,9 @@ type testOptions struct {
 	gateway string
 	// probes turns on the probes of peers' gateways.
 	probes bool
+	// replica, if set, makes the node one of several control plane
+	// replicas of its cluster.
+	replica string
 }
 
 // cidrs are the address ranges node i declares.
@@ -115,6 +118,7 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 	n.st = storetest.OpenConfig(tb, scfg)
 	mem, err := membership.New(membership.Config{
 		NodeName:          n.name,
+		Replica:           o.replica,
 		Locality:          locality(i),
 		GatewayAddr:       gateway,
 		CIDRs:             cidrs(i),

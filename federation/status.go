@@ -110,6 +110,10 @@ type MemberStatus struct {
 	GatewayProbe *gwprobe.Result `json:"gatewayProbe,omitempty"`
 	// LastError is the last replication error, for humans.
 	LastError string `json:"lastError,omitempty"`
+	// Replicas are the gossip members (CLUSTER.REPLICA) of a peer whose
+	// control plane runs several replicas and that proved the cluster's
+	// identity; the peer is replicated from one of them (CatalogAddress).
+	Replicas []string `json:"replicas,omitempty"`
 	// Identity is the control plane SPIFFE ID the peer proved; empty
 	// while it has not (yet) in this run, when it is known only from
 	// persisted imports or proving a new instance.
@@ -212,6 +216,12 @@ func (f *Federation) status() Status {
 			ms.State = string(p.member.Status)
 			ms.CatalogAddress = p.member.CatalogAddr
 		}
+		for _, r := range p.proven {
+			if r != name {
+				ms.Replicas = append(ms.Replicas, r)
+			}
+		}
+		slices.Sort(ms.Replicas)
 		if p.rep != nil {
 			rs := p.rep.r.State()
 			ms.Connected = rs.Connected

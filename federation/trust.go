@@ -99,18 +99,19 @@ func (f *Federation) wantProof(ctx context.Context, wg *sync.WaitGroup, m member
 		gen: f.gen, cancel: cancel, done: make(chan struct{}),
 	}
 	f.candidates[m.Name] = c
-	name, catalog, gen := m.Name, m.CatalogAddr, c.gen
+	name, cluster, catalog, gen := m.Name, m.Cluster, m.CatalogAddr, c.gen
 	wg.Go(func() {
 		defer close(c.done)
-		f.proveLoop(pctx, name, catalog, gen)
+		f.proveLoop(pctx, name, cluster, catalog, gen)
 	})
 	f.log.Info("gossip member seen: proving its control plane identity before trusting it",
 		"member", m.Name, "addr", m.Addr, "catalog", m.CatalogAddr, "instance", m.InstanceID)
 }
 
-// proveLoop proves a member until it succeeds or ctx ends, with a
-// jittered exponential backoff between attempts.
-func (f *Federation) proveLoop(ctx context.Context, name, catalog string, gen uint64) {
+// proveLoop proves that member name holds the control plane identity of
+// cluster, until it succeeds or ctx ends, with a jittered exponential
+// backoff between attempts.
+func (f *Federation) proveLoop(ctx context.Context, name, cluster, catalog string, gen uint64) {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = f.cfg.proofMinBackoff()
 	bo.MaxInterval = f.cfg.MaxProofBackoff
@@ -118,7 +119,7 @@ func (f *Federation) proveLoop(ctx context.Context, name, catalog string, gen ui
 	bo.MaxElapsedTime = 0 // until proven or gone
 	bo.Reset()
 	for {
-		id, err := f.cfg.Prover.Prove(ctx, name, catalog)
+		id, err := f.cfg.Prover.Prove(ctx, cluster, catalog)
 		if ctx.Err() != nil {
 			return
 		}
@@ -151,11 +152,11 @@ func (f *Federation) dropCandidate(name string) {
 // stops (its exports stay, and are fenced after FencePeriod) until it
 // proves itself again.
 func (f *Federation) untrust(p *peer, why string) {
-	if p.proven == (proofKey{}) {
+	if len(p.proven) == 0 && p.identity == "" {
 		return
 	}
 	f.stopReplicator(p)
-	p.proven = proofKey{}
+	p.proven = nil
 	p.identity = ""
 	f.markDirty(time.Time{})
 	f.log.Info("peer must prove its control plane identity again: not replicated meanwhile", "peer", p.name, "why", why)
@@ -174,10 +175,18 @@ func (f *Federation) takeTrust(ctx context.Context, wg *sync.WaitGroup) {
 		if !ok || p.rep == nil || p.rep.gen != gen {
 			continue
 		}
-		f.untrust(p, "its catalog presented another identity than the one it proved")
-		if p.member != nil {
-			f.wantProof(ctx, wg, *p.member, true)
+		if p.member == nil {
+			f.untrust(p, "its catalog presented another identity than the one it proved")
+			continue
 		}
+		// Only the replica followed is refused: the others stay
+		// proven, and the next sync follows one of them.
+		f.stopReplicator(p)
+		delete(p.proven, keyOf(*p.member))
+		if len(p.proven) == 0 {
+			f.untrust(p, "its catalog presented another identity than the one it proved")
+		}
+		f.wantProof(ctx, wg, *p.member, true)
 	}
 	proven := false
 	for _, r := range results {
@@ -207,8 +216,11 @@ func (f *Federation) takeTrust(ctx context.Context, wg *sync.WaitGroup) {
 		f.met.proofs.WithLabelValues("ok").Inc()
 		<-c.done // the loop returns after a success
 		delete(f.candidates, r.name)
-		p := f.peerFor(r.name)
-		p.proven = c.key
+		p := f.peerFor(c.member.Cluster)
+		if p.proven == nil {
+			p.proven = make(map[proofKey]string)
+		}
+		p.proven[c.key] = r.name
 		p.identity = r.id.ID.String()
 		f.log.Info("gossip member proved its control plane identity: trusted", "member", r.name,
 			"identity", p.identity, "addr", c.member.Addr, "catalog", c.member.CatalogAddr, "attempts", c.attempts)

@@ -30,6 +30,10 @@ type ImportState struct {
 	// GatewayAddress is host:port of the peer's east-west gateway as last
 	// seen.
 	GatewayAddress string `json:"gatewayAddress,omitempty"`
+	// Catalog is the catalog address Revision was read from. A peer
+	// whose control plane runs several replicas serves one store per
+	// replica: a revision of one means nothing to another.
+	Catalog string `json:"catalog,omitempty"`
 }
 
 // PeerImports is what a control plane persisted of one peer.

@@ -29,6 +29,7 @@ type controlPlaneOptions struct {
 	bindAddress           string
 	adminAddress          string
 	adminHosts            []string
+	replica               string
 	etcdEndpoints         []string
 	etcdCert, etcdKey     string
 	etcdCA                string
@@ -75,6 +76,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 			}
 			cfg := controlplane.Config{
 				Cluster:      o.cluster,
+				Replica:      o.replica,
 				Locality:     topology.Locality{Region: o.region, Zone: o.zone, Cluster: o.cluster},
 				BindAddress:  o.bindAddress,
 				AdminAddress: o.adminAddress,
@@ -156,6 +158,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 	f.IntVar(&o.advertiseSerfPort, "advertise-serf-port", 0, "gossip port peers reach, when it differs from --serf-port (a NodePort)")
 	f.StringVar(&o.advertiseEtcdURL, "advertise-etcd-url", "", "etcd URL peers replicate from, when it differs from the listener (e.g. https://NODE-IP:32379)")
 	f.StringVar(&o.leaderNamespace, "leader-elect-namespace", "", "Kubernetes mode: namespace of the leader-election lease")
+	f.StringVar(&o.replica, "replica", "", "this control plane's name among several replicas of its cluster (the pod name, a DNS-1123 label): it gossips as CLUSTER.REPLICA and peers see the replicas as one cluster")
 	f.StringVar(&o.leaderIdentity, "leader-elect-identity", "", "Kubernetes mode: this replica's identity in leader election (default: host name)")
 	f.StringVar(&o.bindAddress, "bind-address", "127.0.0.1", "address every listener binds to by default")
 	f.StringVar(&o.adminAddress, "admin-address", "", "admin listener host:port (default BIND-ADDRESS:15014; TLS with --ca-dir)")

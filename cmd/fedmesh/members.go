@@ -62,12 +62,13 @@ func newMembersForgetCmd() *cobra.Command {
 		Use:   "forget NAME",
 		Short: "Forget a failed member for good (serf force-leave)",
 		Long: "Forget a member that failed and will not come back: every member marks it left, and every control plane\n" +
-			"removes its exports and the imports it persisted of it. An alive member cannot be forgotten.",
+			"removes its exports and the imports it persisted of it. An alive member cannot be forgotten. A cluster whose control\n" +
+			"plane runs several replicas (members CLUSTER.REPLICA) is forgotten by its name once none of them is alive.",
 		Example: "  fedmesh members forget west-1\n  fedmesh members forget west-1 --admin https://127.0.0.11:15014",
 		Args:    fedExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !membership.IsClusterName(args[0]) {
-				return &exitError{code: 2, err: fmt.Errorf("member %q is not a cluster name (a DNS-1123 label)", args[0])}
+			if _, _, ok := membership.SplitMemberName(args[0]); !ok {
+				return &exitError{code: 2, err: fmt.Errorf("member %q is neither a cluster name (a DNS-1123 label) nor CLUSTER.REPLICA", args[0])}
 			}
 			c, err := fedAdminClient(admin)
 			if err != nil {

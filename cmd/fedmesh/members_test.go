@@ -73,7 +73,7 @@ func TestMembersCommands(t *testing.T) {
 	}{
 		{name: "alive member", args: []string{"members", "forget", "b", "--admin", aURL}, code: 1, want: "control plane answered 409"},
 		{name: "itself", args: []string{"members", "forget", "a", "--admin", aURL}, code: 1, want: "cannot forget itself"},
-		{name: "bad name", args: []string{"members", "forget", "B_1", "--admin", aURL}, code: 2, want: "not a cluster name"},
+		{name: "bad name", args: []string{"members", "forget", "B_1", "--admin", aURL}, code: 2, want: "neither a cluster name"},
 		{name: "no name", args: []string{"members", "forget", "--admin", aURL}, code: 2, want: "accepts 1 arg"},
 		{name: "bad admin URL", args: []string{"members", "forget", "b", "--admin", "localhost:15014"}, code: 2, want: "not an http(s) URL"},
 	} {

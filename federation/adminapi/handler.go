@@ -331,8 +331,8 @@ func (h *Handler) members(w http.ResponseWriter, _ *http.Request) {
 
 func (h *Handler) forget(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if !membership.IsClusterName(name) {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("member %q is not a cluster name (a DNS-1123 label)", name))
+	if _, _, ok := membership.SplitMemberName(name); !ok {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("member %q is neither a cluster name (a DNS-1123 label) nor CLUSTER.REPLICA", name))
 		return
 	}
 	err := h.cfg.Federation.ForceLeave(name)

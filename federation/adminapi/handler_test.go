@@ -404,7 +404,7 @@ func TestForgetMember(t *testing.T) {
 	}{
 		{name: "alive member", member: "b", status: http.StatusConflict, message: "member is alive"},
 		{name: "itself", member: "a", status: http.StatusBadRequest, message: "cannot forget itself"},
-		{name: "bad name", member: "Not_A_Cluster", status: http.StatusBadRequest, message: "not a cluster name"},
+		{name: "bad name", member: "Not_A_Cluster", status: http.StatusBadRequest, message: "neither a cluster name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := a.client.Forget(ctx, tc.member)

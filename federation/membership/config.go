@@ -104,8 +104,15 @@ func withReclaim(preset func() *memberlist.Config, d time.Duration) func() *memb
 // filled by New; contradictions are errors.
 type Config struct {
 	// NodeName is this cluster's name, a DNS-1123 label, unique in the
-	// federation. It is the serf member name and the "cluster" tag.
+	// federation. It is the "cluster" tag, and the serf member name when
+	// Replica is empty.
 	NodeName string
+	// Replica names this control plane among the replicas of its cluster
+	// (the pod name), a DNS-1123 label. When set, the serf member name is
+	// NodeName.Replica (see MemberName) and the "rep" tag carries it, so
+	// several replicas of one cluster gossip side by side. Empty: one
+	// replica, whose member name is NodeName.
+	Replica string
 	// Locality is where this cluster runs. Region is required; Cluster is
 	// filled from NodeName and, when set, must equal it.
 	Locality topology.Locality
@@ -182,6 +189,9 @@ func (c Config) defaulted() (Config, profileTimings, error) {
 	if !IsClusterName(c.NodeName) {
 		return c, profileTimings{}, fmt.Errorf("node name %q is not a valid cluster name (a DNS-1123 label)", c.NodeName)
 	}
+	if c.Replica != "" && !isLabel(c.Replica) {
+		return c, profileTimings{}, fmt.Errorf("replica %q is not a DNS-1123 label", c.Replica)
+	}
 	if c.Locality.Cluster == "" {
 		c.Locality.Cluster = c.NodeName
 	}
@@ -245,7 +255,7 @@ func (c Config) defaulted() (Config, profileTimings, error) {
 func (c Config) serfConfig(t profileTimings, tags map[string]string, transport memberlist.Transport,
 	keyring *memberlist.Keyring, eventCh chan serf.Event, merge serf.MergeDelegate, logger *logAdapter) *serf.Config {
 	sc := serf.DefaultConfig()
-	sc.NodeName = c.NodeName
+	sc.NodeName = MemberName(c.NodeName, c.Replica)
 	sc.Tags = tags
 	sc.EventCh = eventCh
 	sc.Merge = merge
@@ -264,7 +274,7 @@ func (c Config) serfConfig(t profileTimings, tags map[string]string, transport m
 	sc.LogOutput = nil
 
 	ml := t.memberlistPresets()
-	ml.Name = c.NodeName
+	ml.Name = sc.NodeName
 	ml.Transport = transport
 	ml.Keyring = keyring
 	ml.GossipVerifyIncoming = true

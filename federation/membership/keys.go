@@ -135,7 +135,7 @@ func (m *Membership) AdoptKeys(keys [][]byte) error {
 	}
 	others := 0
 	for _, sm := range m.serf.Members() {
-		if sm.Name != m.cfg.NodeName && (sm.Status == serf.StatusAlive || sm.Status == serf.StatusLeaving) {
+		if sm.Name != m.name && (sm.Status == serf.StatusAlive || sm.Status == serf.StatusLeaving) {
 			others++
 		}
 	}

@@ -66,7 +66,8 @@ func statusOf(s serf.MemberStatus) (Status, bool) {
 // Member is one valid federation member: a cluster's control plane.
 type Member struct {
 	MemberInfo
-	// Name is the serf member name, equal to Cluster.
+	// Name is the serf member name: Cluster, or Cluster.Replica for one
+	// of several replicas of a cluster (see MemberName).
 	Name string
 	// Addr is the member's gossip address, host:port.
 	Addr string
@@ -84,6 +85,7 @@ type Member struct {
 // Its methods are safe for concurrent use.
 type Membership struct {
 	cfg       Config
+	name      string // this member's serf name, MemberName(NodeName, Replica)
 	log       *slog.Logger
 	serf      *serf.Serf
 	keyring   *memberlist.Keyring
@@ -134,7 +136,11 @@ func New(cfg Config) (*Membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("membership config: %w", err)
 	}
+	name := MemberName(cfg.NodeName, cfg.Replica)
 	log := cfg.Logger.With("component", "membership", "cluster", cfg.NodeName)
+	if cfg.Replica != "" {
+		log = log.With("replica", cfg.Replica)
+	}
 	la := &logAdapter{log: log}
 
 	keys, err := loadKeys(cfg)
@@ -164,6 +170,7 @@ func New(cfg Config) (*Membership, error) {
 		ProtocolVersion: ProtocolVersion,
 		InstanceID:      newInstanceID(),
 		CIDRs:           cfg.CIDRs,
+		Replica:         cfg.Replica,
 	}
 	if _, err := DecodeTags(local.Encode()); err != nil {
 		return nil, fmt.Errorf("membership config: %w", err)
@@ -192,6 +199,7 @@ func New(cfg Config) (*Membership, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Membership{
 		cfg:       cfg,
+		name:      name,
 		log:       log,
 		keyring:   keyring,
 		local:     local,
@@ -209,7 +217,7 @@ func New(cfg Config) (*Membership, error) {
 		log.Warn("cannot load known members; starting without them", "err", err)
 	}
 	for _, k := range known {
-		if k.Name != cfg.NodeName && IsClusterName(k.Name) && checkHostPort(k.Addr) == nil {
+		if _, _, ok := SplitMemberName(k.Name); ok && k.Name != name && checkHostPort(k.Addr) == nil {
 			m.known[k.Name] = k
 		}
 	}
@@ -258,7 +266,7 @@ func (m *Membership) Join(addrs []string) (int, error) {
 	n, err := m.serf.Join(addrs, true)
 	if err != nil {
 		if m.dupRefusals.Load() != before {
-			return n, fmt.Errorf("%w: %q: %v", ErrDuplicateName, m.cfg.NodeName, err)
+			return n, fmt.Errorf("%w: %q: %v", ErrDuplicateName, m.name, err)
 		}
 		return n, fmt.Errorf("join %v: %w", addrs, err)
 	}
@@ -267,7 +275,7 @@ func (m *Membership) Join(addrs []string) (int, error) {
 
 // Local returns this control plane's own member.
 func (m *Membership) Local() Member {
-	return Member{MemberInfo: m.local, Name: m.cfg.NodeName, Addr: m.localAddr, Status: StatusAlive}
+	return Member{MemberInfo: m.local, Name: m.name, Addr: m.localAddr, Status: StatusAlive}
 }
 
 // Members returns the valid members, this one included, sorted by name.
@@ -281,7 +289,7 @@ func (m *Membership) Members() []Member {
 		if !ok {
 			continue
 		}
-		if sm.Name == m.cfg.NodeName {
+		if sm.Name == m.name {
 			l := m.Local()
 			l.Status = status
 			out = append(out, l)
@@ -304,9 +312,10 @@ func (m *Membership) Members() []Member {
 	return out
 }
 
-// Peers returns the valid members other than this one.
+// Peers returns the valid members other than this one, other replicas
+// of this cluster included.
 func (m *Membership) Peers() []Member {
-	return slices.DeleteFunc(m.Members(), func(mem Member) bool { return mem.Name == m.cfg.NodeName })
+	return slices.DeleteFunc(m.Members(), func(mem Member) bool { return mem.Name == m.name })
 }
 
 func (m *Membership) localCoordinate() *coordinate.Coordinate {
@@ -317,16 +326,16 @@ func (m *Membership) localCoordinate() *coordinate.Coordinate {
 	return c
 }
 
-// decodeMember validates a serf member's tags and that its name is its
-// cluster tag.
+// decodeMember validates a serf member's tags and that its name is
+// MemberName of its cluster and replica tags.
 func decodeMember(sm serf.Member) (MemberInfo, error) {
 	info, err := DecodeTags(sm.Tags)
 	if err != nil {
 		return info, err
 	}
-	if info.Cluster != sm.Name {
+	if want := MemberName(info.Cluster, info.Replica); want != sm.Name {
 		return info, &TagError{Reason: ReasonNameMismatch, Tag: TagCluster,
-			Detail: fmt.Sprintf("cluster %q differs from member name %q", info.Cluster, sm.Name)}
+			Detail: fmt.Sprintf("cluster %q and replica %q make member name %q, not %q", info.Cluster, info.Replica, want, sm.Name)}
 	}
 	return info, nil
 }
@@ -396,21 +405,46 @@ func (m *Membership) Leave() error {
 // An alive member is refused with ErrMemberAlive, this control plane
 // itself with ErrForgetSelf. A member forgotten by mistake comes back by
 // joining again.
+//
+// name is a member name; the name of a cluster whose control plane runs
+// several replicas (members CLUSTER.REPLICA) forgets all of them, and is
+// refused while any of them is alive.
 func (m *Membership) ForceLeave(name string) error {
-	if !IsClusterName(name) {
-		return fmt.Errorf("forget member %q: not a valid cluster name (a DNS-1123 label)", name)
+	if _, _, ok := SplitMemberName(name); !ok {
+		return fmt.Errorf("forget member %q: not a valid member name (a cluster name, a DNS-1123 label, or CLUSTER.REPLICA)", name)
 	}
-	if name == m.cfg.NodeName {
+	if name == m.name || name == m.cfg.NodeName {
 		return ErrForgetSelf
 	}
 	if m.isClosed() {
 		return ErrShutdown
 	}
+	var replicas []string
 	for _, sm := range m.serf.Members() {
-		if sm.Name == name && sm.Status == serf.StatusAlive {
-			return fmt.Errorf("forget member %q: %w", name, ErrMemberAlive)
+		cluster, replica, _ := SplitMemberName(sm.Name)
+		if sm.Name != name && (replica == "" || cluster != name) {
+			continue
+		}
+		if sm.Status == serf.StatusAlive {
+			return fmt.Errorf("forget member %q: %s: %w", name, sm.Name, ErrMemberAlive)
+		}
+		if sm.Name != name {
+			replicas = append(replicas, sm.Name)
 		}
 	}
+	for _, r := range replicas {
+		if err := m.forget(r); err != nil {
+			return err
+		}
+	}
+	if len(replicas) > 0 {
+		return nil
+	}
+	return m.forget(name)
+}
+
+// forget forgets one member name; see ForceLeave.
+func (m *Membership) forget(name string) error {
 	m.mu.Lock()
 	m.forgotten[name] = true
 	_, wasKnown := m.known[name]
@@ -494,7 +528,7 @@ func (m *Membership) handleMemberEvent(me serf.MemberEvent) {
 	m.mu.Lock()
 	changed := false
 	for _, sm := range me.Members {
-		if sm.Name == m.cfg.NodeName {
+		if sm.Name == m.name {
 			continue
 		}
 		addr := memberAddr(sm)

@@ -21,7 +21,7 @@ func (d *mergeDelegate) NotifyMerge(members []*serf.Member) error {
 	for _, sm := range members {
 		addr := memberAddr(*sm)
 		iid := sm.Tags[TagInstanceID]
-		if sm.Name == m.cfg.NodeName {
+		if sm.Name == m.name {
 			// A restart of this member on another address keeps neither
 			// address nor instance id: only an impostor differs in both.
 			if m.localAddr != "" && addr != m.localAddr && iid != m.local.InstanceID {

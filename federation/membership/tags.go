@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -23,6 +24,9 @@ const (
 	TagCatalog         = "catalog"
 	TagProtocolVersion = "pv"
 	TagInstanceID      = "iid"
+	// TagReplica names one of several control plane replicas of a
+	// cluster; absent for a cluster that runs one.
+	TagReplica = "rep"
 )
 
 // Federation protocol versions this build speaks. A member announcing a
@@ -49,6 +53,7 @@ const (
 	ReasonUnsupportedProtocol = "unsupported_protocol_version"
 	ReasonBadInstanceID       = "bad_instance_id"
 	ReasonNameMismatch        = "name_mismatch"
+	ReasonBadReplica          = "bad_replica"
 )
 
 // TagError says which tag of a member is wrong and why. Reason is one of
@@ -84,6 +89,9 @@ type MemberInfo struct {
 	// CIDRs are the address ranges the cluster's workloads send from
 	// (TagCIDRs); nil when it declares none or its tag is malformed.
 	CIDRs []netip.Prefix
+	// Replica names the control plane among the replicas of its cluster
+	// (TagReplica); empty for a cluster that runs one.
+	Replica string
 }
 
 // Encode returns the serf tags announcing info. It does not validate;
@@ -100,6 +108,9 @@ func (info MemberInfo) Encode() map[string]string {
 	}
 	if len(info.CIDRs) > 0 {
 		tags[TagCIDRs] = encodeCIDRs(info.CIDRs)
+	}
+	if info.Replica != "" {
+		tags[TagReplica] = info.Replica
 	}
 	return tags
 }
@@ -171,10 +182,36 @@ func DecodeTags(tags map[string]string) (MemberInfo, error) {
 	if len(info.InstanceID) > 64 || !isLabel(info.InstanceID) {
 		return info, &TagError{Reason: ReasonBadInstanceID, Tag: TagInstanceID, Detail: fmt.Sprintf("%q is not a short lower-case id", info.InstanceID)}
 	}
+	if rep, ok := tags[TagReplica]; ok {
+		if !isLabel(rep) {
+			return info, &TagError{Reason: ReasonBadReplica, Tag: TagReplica, Detail: fmt.Sprintf("%q is not a DNS-1123 label", rep)}
+		}
+		info.Replica = rep
+	}
 	if cidrs, err := DecodeCIDRs(tags); err == nil {
 		info.CIDRs = cidrs
 	}
 	return info, nil
+}
+
+// MemberName is the serf member name of a control plane: the cluster
+// name alone, or CLUSTER.REPLICA for one of several replicas. The dot
+// cannot occur in either part, so the name tells both apart.
+func MemberName(cluster, replica string) string {
+	if replica == "" {
+		return cluster
+	}
+	return cluster + "." + replica
+}
+
+// SplitMemberName is the inverse of MemberName: the cluster and replica
+// a member name stands for, and whether it is a valid member name.
+func SplitMemberName(name string) (cluster, replica string, ok bool) {
+	cluster, replica, dotted := strings.Cut(name, ".")
+	if !isLabel(cluster) || (dotted && !isLabel(replica)) {
+		return "", "", false
+	}
+	return cluster, replica, true
 }
 
 // IsClusterName reports whether s is a valid cluster name: a DNS-1123

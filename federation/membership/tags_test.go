@@ -47,6 +47,9 @@ func TestDecodeTags(t *testing.T) {
 		{name: "no zone is fine", edit: func(m map[string]string) { m[TagZone] = "" }},
 		{name: "host name gateway", edit: func(m map[string]string) { m[TagGateway] = "gw.east-1.example:15443" }},
 		{name: "ipv6 catalog", edit: func(m map[string]string) { m[TagCatalog] = "https://[::1]:2379" }},
+		{name: "replica", edit: func(m map[string]string) { m[TagReplica] = "fedmesh-controlplane-1" }},
+		{name: "bad replica", edit: func(m map[string]string) { m[TagReplica] = "cp.1" }, reason: ReasonBadReplica, tag: TagReplica},
+		{name: "empty replica", edit: func(m map[string]string) { m[TagReplica] = "" }, reason: ReasonBadReplica, tag: TagReplica},
 		{name: "no cluster", edit: func(m map[string]string) { delete(m, TagCluster) }, reason: ReasonMissingTag, tag: TagCluster},
 		{name: "empty cluster", edit: func(m map[string]string) { m[TagCluster] = "" }, reason: ReasonMissingTag, tag: TagCluster},
 		{name: "upper case cluster", edit: func(m map[string]string) { m[TagCluster] = "East-1" }, reason: ReasonBadClusterName, tag: TagCluster},
@@ -125,4 +128,44 @@ func BenchmarkDecodeTags(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestMemberName(t *testing.T) {
+	for _, tc := range []struct {
+		name, cluster, replica string
+		ok                     bool
+	}{
+		{name: "east-1", cluster: "east-1", ok: true},
+		{name: "east-1.cp-0", cluster: "east-1", replica: "cp-0", ok: true},
+		{name: "east-1.", ok: false},
+		{name: ".cp-0", ok: false},
+		{name: "east-1.cp.0", ok: false},
+		{name: "East-1", ok: false},
+	} {
+		c, r, ok := SplitMemberName(tc.name)
+		if c != tc.cluster || r != tc.replica || ok != tc.ok {
+			t.Errorf("SplitMemberName(%q) = %q, %q, %t; want %q, %q, %t", tc.name, c, r, ok, tc.cluster, tc.replica, tc.ok)
+		}
+		if tc.ok && MemberName(c, r) != tc.name {
+			t.Errorf("MemberName(%q, %q) = %q, want %q", c, r, MemberName(c, r), tc.name)
+		}
+	}
+}
+
+func FuzzSplitMemberName(f *testing.F) {
+	f.Add("east-1")
+	f.Add("east-1.cp-0")
+	f.Add("a..b")
+	f.Fuzz(func(t *testing.T, name string) {
+		c, r, ok := SplitMemberName(name)
+		if !ok {
+			return
+		}
+		if !IsClusterName(c) || (r != "" && !isLabel(r)) {
+			t.Fatalf("SplitMemberName(%q) accepted cluster %q, replica %q", name, c, r)
+		}
+		if MemberName(c, r) != name {
+			t.Fatalf("MemberName(SplitMemberName(%q)) = %q", name, MemberName(c, r))
+		}
+	})
 }

@@ -35,14 +35,31 @@ type controlPlane struct {
 	mem     *membership.Membership
 	fed     *federation.Federation
 	sink    *kube.Sink
+	el      *kube.Elector // nil without cpOptions.replica
 	stop    context.CancelFunc
+	once    sync.Once
 	wg      sync.WaitGroup
 	errs    chan error
 }
 
+// cpOptions tunes a control plane of a test.
+type cpOptions struct {
+	// replica, if set, makes it one of several replicas of its cluster:
+	// it gossips as CLUSTER.REPLICA and its sink writes only while it
+	// holds the Lease.
+	replica string
+	// fence is the federation's fence period; zero takes the default.
+	fence time.Duration
+}
+
 func startControlPlane(t *testing.T, api *apiCluster, loc topology.Locality) *controlPlane {
 	t.Helper()
-	cp := &controlPlane{name: loc.Cluster, api: api, errs: make(chan error, 4)}
+	return startControlPlaneWith(t, api, loc, cpOptions{})
+}
+
+func startControlPlaneWith(t *testing.T, api *apiCluster, loc topology.Locality, o cpOptions) *controlPlane {
+	t.Helper()
+	cp := &controlPlane{name: membership.MemberName(loc.Cluster, o.replica), api: api, errs: make(chan error, 4)}
 	var err error
 	// The control plane runs as its ServiceAccount, with deploy/'s RBAC;
 	// the test itself acts as an administrator (cp.admin).
@@ -53,6 +70,15 @@ func startControlPlane(t *testing.T, api *apiCluster, loc topology.Locality) *co
 		t.Fatal(err)
 	}
 	log := testLogger(t).With("cp", cp.name)
+	if o.replica != "" {
+		if cp.el, err = kube.NewElector(kube.ElectorConfig{
+			Client: cp.clients.Kube, Namespace: "fedmesh-system", Identity: o.replica,
+			LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
+			Logger: log,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cp.src, err = kube.NewSource(kube.SourceConfig{
 		Clients: cp.clients, Cluster: loc.Cluster, Region: loc.Region, Zone: loc.Zone,
 		Debounce: 20 * time.Millisecond, Logger: log,
@@ -65,6 +91,7 @@ func startControlPlane(t *testing.T, api *apiCluster, loc topology.Locality) *co
 	tlsCP := prooftest.Default(t).ControlPlane(t, loc.Cluster)
 	cp.srv, err = controlplane.New(controlplane.Config{
 		Cluster:      loc.Cluster,
+		Replica:      o.replica,
 		Locality:     loc,
 		AdminAddress: "127.0.0.1:0",
 		DataDir:      t.TempDir(),
@@ -88,6 +115,7 @@ func startControlPlane(t *testing.T, api *apiCluster, loc topology.Locality) *co
 
 	cp.mem, err = membership.New(membership.Config{
 		NodeName:          loc.Cluster,
+		Replica:           o.replica,
 		Locality:          loc,
 		GatewayAddr:       "127.0.0.1:15443",
 		CatalogAddr:       cp.st.ClientURL(),
@@ -108,6 +136,7 @@ func startControlPlane(t *testing.T, api *apiCluster, loc topology.Locality) *co
 		Membership:     cp.mem,
 		Prover:         tlsCP.Prover,
 		PeerTLS:        tlsCP.PeerTLS,
+		FencePeriod:    o.fence,
 		ProbeInterval:  200 * time.Millisecond,
 		MinBackoff:     20 * time.Millisecond,
 		MaxBackoff:     500 * time.Millisecond,
@@ -122,6 +151,7 @@ func startControlPlane(t *testing.T, api *apiCluster, loc topology.Locality) *co
 		Clients:  cp.clients,
 		Cluster:  loc.Cluster,
 		Validity: cp.src,
+		Elector:  cp.el,
 		MinRetry: 20 * time.Millisecond,
 		MaxRetry: time.Second,
 		Logger:   log,
@@ -145,8 +175,15 @@ func (cp *controlPlane) goRun(what string, f func() error) {
 	}()
 }
 
+// shutdown stops the control plane abruptly, as a killed process stops:
+// its membership shuts down without a leave, so peers see it fail. It
+// runs once; the test's cleanup calls it again.
 func (cp *controlPlane) shutdown(t *testing.T) func() {
-	return func() {
+	return func() { cp.once.Do(func() { cp.shutdownOnce(t) }) }
+}
+
+func (cp *controlPlane) shutdownOnce(t *testing.T) {
+	{
 		cp.stop()
 		cp.wg.Wait()
 		if cp.mem != nil {
