@@ -1,8 +1,12 @@
 # syntax=docker/dockerfile:1
-# fedmesh: one static binary in a distroless image (target "fedmesh", the
-# default), and the iptables init container (target "fedmesh-init").
+# fedmesh: the static binaries fedmesh and fedmesh-proxy (the lean sidecar
+# and gateway) in a distroless image (target "fedmesh", the default), the
+# data plane alone (target "fedmesh-proxy"), and the iptables init
+# container (target "fedmesh-init"). Both images keep fedmesh-proxy at
+# /usr/local/bin/fedmesh-proxy, which injected sidecars run.
 #
 #   docker build -t fedmesh:dev .
+#   docker build --target fedmesh-proxy -t fedmesh-proxy:dev .
 #   docker build --target fedmesh-init -t fedmesh-init:dev .
 
 ARG GO_VERSION=1.26.8
@@ -17,7 +21,7 @@ ARG COMMIT=unknown
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
-      -o /out/fedmesh ./cmd/fedmesh
+      -o /out/ ./cmd/fedmesh ./cmd/fedmesh-proxy
 
 # The init container only runs iptables; it is the one image that needs a
 # shell and root (with NET_ADMIN, for the pod's network namespace only).
@@ -26,7 +30,12 @@ RUN apk add --no-cache iptables
 USER 0
 ENTRYPOINT ["sh"]
 
+FROM gcr.io/distroless/static-debian12:nonroot AS fedmesh-proxy
+COPY --from=build /out/fedmesh-proxy /usr/local/bin/fedmesh-proxy
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/fedmesh-proxy"]
+
 FROM gcr.io/distroless/static-debian12:nonroot AS fedmesh
-COPY --from=build /out/fedmesh /usr/local/bin/fedmesh
+COPY --from=build /out/fedmesh /out/fedmesh-proxy /usr/local/bin/
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/fedmesh"]

@@ -15,8 +15,8 @@ TESTFLAGS ?= -race -cover -timeout 30m
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build bin/fedmesh
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/fedmesh ./cmd/fedmesh
+build: ## build bin/fedmesh and bin/fedmesh-proxy (the lean sidecar and gateway binary)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/fedmesh ./cmd/fedmesh-proxy
 
 test-deps: ## install what the tests need (Debian packages when root)
 	@bash scripts/test-deps.sh

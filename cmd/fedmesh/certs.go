@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/fedmesh/fedmesh/cmd/internal/proxycmd"
 	"github.com/fedmesh/fedmesh/controlplane/xds"
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/internal/svidfiles"
@@ -21,7 +22,7 @@ import (
 // of a proxyless gRPC workload (internal/svidfiles).
 func newCertsCmd() *cobra.Command {
 	var (
-		xo                                        xdsClientOptions
+		xo                                        proxycmd.XDSClientOptions
 		cluster, region, zone                     string
 		namespace, serviceAccount, workload, node string
 		dir, bootstrap                            string
@@ -49,11 +50,11 @@ writing each renewal until stopped.`,
 			if dir == "" {
 				return &exitError{code: 2, err: errors.New("--dir is required")}
 			}
-			roots, cpID, err := xo.controlPlaneTrust(cluster)
+			roots, cpID, err := xo.ControlPlaneTrust(cluster)
 			if err != nil {
 				return err
 			}
-			tok, err := xo.token()
+			tok, err := xo.Token()
 			if err != nil {
 				return err
 			}
@@ -64,8 +65,8 @@ writing each renewal until stopped.`,
 				ServiceAccount: serviceAccount, Workload: workload, Token: tok}
 			pn := &corev3.Node{Id: node, Metadata: xds.NodeMetadata(n),
 				Locality: &corev3.Locality{Region: region, Zone: zone, SubZone: cluster}}
-			xcfg := xdsclient.Config{Target: xo.xdsAddress, Node: pn, Logger: log, Insecure: xo.insecure}
-			if !xo.insecure {
+			xcfg := xdsclient.Config{Target: xo.Address, Node: pn, Logger: log, Insecure: xo.Insecure}
+			if !xo.Insecure {
 				xcfg.Credentials = credentials.NewTLS(xdsclient.ServerTLSConfig(roots, cpID, nil))
 			}
 			w, err := svidfiles.New(svidfiles.Config{Dir: dir, XDS: xcfg, Logger: log}, newRegistry())
@@ -78,7 +79,7 @@ writing each renewal until stopped.`,
 					meta[k] = v.GetStringValue()
 				}
 				b, err := svidfiles.Bootstrap(svidfiles.BootstrapConfig{
-					ServerURI: xo.xdsAddress, NodeID: node, Dir: dir, Metadata: meta,
+					ServerURI: xo.Address, NodeID: node, Dir: dir, Metadata: meta,
 					Locality: map[string]string{"region": region, "zone": zone, "sub_zone": cluster},
 				})
 				if err != nil {
@@ -119,7 +120,7 @@ writing each renewal until stopped.`,
 			return w.Run(ctx)
 		},
 	}
-	xo.addFlags(cmd)
+	xo.AddFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&cluster, "cluster", "", "this cluster's name (required)")
 	f.StringVar(&region, "region", "", "the workload's region")

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fedmesh/fedmesh/cmd/internal/proxycmd"
 	"github.com/fedmesh/fedmesh/controlplane"
 	"github.com/fedmesh/fedmesh/controlplane/kube"
 	"github.com/fedmesh/fedmesh/controlplane/source"
@@ -279,8 +279,4 @@ func (o *controlPlaneOptions) etcdClientTLS() (*tls.Config, error) {
 
 // newRegistry returns a metrics registry with the Go runtime and process
 // collectors, shared by every part of one process.
-func newRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
-}
+func newRegistry() *prometheus.Registry { return proxycmd.NewRegistry() }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"testing"
 )
 
@@ -22,9 +21,5 @@ func runCmd(ctx context.Context, t *testing.T, args ...string) (string, string, 
 		return out.String(), errOut.String(), 0
 	}
 	errOut.WriteString(err.Error())
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return out.String(), errOut.String(), ee.code
-	}
-	return out.String(), errOut.String(), 1
+	return out.String(), errOut.String(), exitCode(err)
 }

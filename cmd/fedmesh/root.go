@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fedmesh/fedmesh/cmd/internal/proxycmd"
 )
 
 // exitError carries a process exit code through cobra.
@@ -39,8 +41,19 @@ func run(args []string) int {
 		return ee.code
 	}
 	fmt.Fprintln(os.Stderr, "error:", err)
-	if ee != nil {
+	return exitCode(err)
+}
+
+// exitCode is the process exit code for a command's error: the code an
+// exitError or a proxycmd.ExitError carries, else 1.
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
 		return ee.code
+	}
+	var pe *proxycmd.ExitError
+	if errors.As(err, &pe) {
+		return pe.Code
 	}
 	return 1
 }
@@ -56,13 +69,13 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: 2, err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
 	})
-	new(logOptions).addFlags(root)
+	proxycmd.AddLogFlags(root)
 	operatorCreds.addFlags(root)
 	// One line per command; each lives in its own file.
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newStatusCmd())
 	root.AddCommand(newCACmd())
-	root.AddCommand(newSidecarCmd())
+	root.AddCommand(proxycmd.NewSidecarCmd("fedmesh"))
 	root.AddCommand(newCertsCmd())
 	root.AddCommand(newTokenCmd())
 	root.AddCommand(newJoinCmd())
@@ -71,7 +84,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newEchoCmd())
 	root.AddCommand(newControlPlaneCmd())
 	root.AddCommand(newDebugCmd())
-	root.AddCommand(newGatewayCmd())
+	root.AddCommand(proxycmd.NewGatewayCmd("fedmesh"))
 	root.AddCommand(newInjectCmd())
 	root.AddCommand(newWebhookCmd())
 	root.AddCommand(newDemoCmd())

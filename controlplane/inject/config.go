@@ -45,6 +45,9 @@ const (
 	// serves from it. It lives as long as the pod.
 	StateVolumeName = "fedmesh-state"
 	StateDir        = "/var/lib/fedmesh"
+	// ProxyCommand is what the sidecar container runs: the lean data-plane
+	// binary, which the fedmesh and fedmesh-proxy images both hold.
+	ProxyCommand = "/usr/local/bin/fedmesh-proxy"
 	// DefaultRootsConfigMap names the ConfigMap with the root bundle.
 	DefaultRootsConfigMap = "fedmesh-roots"
 )
@@ -63,7 +66,8 @@ const (
 
 // Config says what to inject.
 type Config struct {
-	// SidecarImage runs the sidecar (the fedmesh image). Required.
+	// SidecarImage runs the sidecar, ProxyCommand (the fedmesh-proxy
+	// image, or the fedmesh image, which holds it too). Required.
 	SidecarImage string
 	// InitImage runs the iptables redirect; it needs sh and iptables.
 	// Required.

@@ -65,6 +65,9 @@ func TestSidecarListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := p.Spec.InitContainers[1]
+	if !slices.Equal(sc.Command, []string{ProxyCommand}) || sc.Args[0] != "sidecar" {
+		t.Errorf("sidecar runs %q %q..., want %s sidecar", sc.Command, sc.Args[0], ProxyCommand)
+	}
 	args := map[string]string{}
 	for _, a := range sc.Args {
 		if k, v, ok := strings.Cut(a, "="); ok {

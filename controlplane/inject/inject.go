@@ -132,8 +132,9 @@ func (in *Injector) sidecar(labels map[string]string) corev1.Container {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
 	ctr := corev1.Container{
-		Name:  SidecarName,
-		Image: c.SidecarImage,
+		Name:    SidecarName,
+		Image:   c.SidecarImage,
+		Command: []string{ProxyCommand},
 		Args: []string{
 			"sidecar",
 			"--cluster=" + c.Cluster,

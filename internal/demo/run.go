@@ -22,7 +22,8 @@ import (
 
 // Config configures a demo run.
 type Config struct {
-	// Binary is the fedmesh binary the clusters run.
+	// Binary is the fedmesh binary the clusters run; sidecars and
+	// gateways run fedmesh-proxy from the same directory when it is there.
 	Binary string
 	// Dir is the working directory (CA, data, logs); created if missing.
 	Dir string
@@ -400,7 +401,7 @@ func (d *demo) startGateway(ctx context.Context, c Cluster) error {
 	if err != nil {
 		return err
 	}
-	_, err = d.procs.Start("gateway-"+c.Name, "gateway", "--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
+	_, err = d.procs.StartProgram("gateway-"+c.Name, d.proxyBinary(), "gateway", "--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
 		"--listen", c.IP+":15443", "--admin", c.IP+":15021", "--xds-address", c.IP+":15010",
 		"--trust-domain", TrustDomain, "--root-bundle", filepath.Join(dir, "bundle.crt"), "--token-file", filepath.Join(dir, "token"),
 		"--service-account", "gateway")
@@ -445,8 +446,19 @@ func (d *demo) startSidecar(ctx context.Context, c Cluster, workload, sa, ip str
 	if d.cfg.Jaeger != "" {
 		args = append(args, "--otlp-endpoint", otlpEndpoint(d.jaegerIP), "--otlp-protocol", "grpc", "--trace-sampling", strconv.Itoa(TraceSampling))
 	}
-	_, err = d.procs.Start(fmt.Sprintf("%s-%s-sidecar", c.Name, workload), args...)
+	_, err = d.procs.StartProgram(fmt.Sprintf("%s-%s-sidecar", c.Name, workload), d.proxyBinary(), args...)
 	return err
+}
+
+// proxyBinary is what sidecars and gateways run: fedmesh-proxy, the lean
+// data-plane binary, from beside Config.Binary (make build puts both in
+// bin/), else Config.Binary itself, where they are the same commands.
+func (d *demo) proxyBinary() string {
+	p := filepath.Join(filepath.Dir(d.cfg.Binary), "fedmesh-proxy")
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+		return p
+	}
+	return d.cfg.Binary
 }
 
 // waitHTTP polls url until it answers 200.

@@ -22,10 +22,11 @@ import (
 	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
-// fedmeshBin is the binary TestMain built.
-var fedmeshBin string
+// fedmeshBin is the binary TestMain built; proxyBin is the lean
+// data-plane binary, fedmesh-proxy, which sidecars and gateways run.
+var fedmeshBin, proxyBin string
 
-var prebuilt = flag.String("fedmesh", "", "run this fedmesh binary instead of building one")
+var prebuilt = flag.String("fedmesh", "", "run this fedmesh binary instead of building one (and fedmesh-proxy from its directory, when there)")
 
 var keepLogs = flag.Bool("keep-logs", false, "keep and print every test's log directory, even when it passes")
 
@@ -36,7 +37,10 @@ func TestMain(m *testing.M) {
 func runMain(m *testing.M) int {
 	flag.Parse()
 	if *prebuilt != "" {
-		fedmeshBin = *prebuilt
+		fedmeshBin, proxyBin = *prebuilt, *prebuilt
+		if p := filepath.Join(filepath.Dir(*prebuilt), "fedmesh-proxy"); fileExists(p) {
+			proxyBin = p
+		}
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "fedmesh-e2e-bin-")
@@ -45,14 +49,28 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	fedmeshBin = filepath.Join(dir, "fedmesh")
-	build := exec.Command("go", "build", "-o", fedmeshBin, "github.com/fedmesh/fedmesh/cmd/fedmesh")
+	fedmeshBin, proxyBin = filepath.Join(dir, "fedmesh"), filepath.Join(dir, "fedmesh-proxy")
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/fedmesh/fedmesh/cmd/fedmesh", "github.com/fedmesh/fedmesh/cmd/fedmesh-proxy")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building fedmesh:", err)
 		return 1
 	}
 	return m.Run()
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// binaryFor is the binary that runs a command line: fedmesh-proxy for the
+// sidecar and the gateway, as in the demo and in pods, fedmesh otherwise.
+func binaryFor(args []string) string {
+	if len(args) > 0 && (args[0] == "sidecar" || args[0] == "gateway") {
+		return proxyBin
+	}
+	return fedmeshBin
 }
 
 // env is one test's set of processes and their logs.
@@ -105,14 +123,14 @@ type proc struct {
 	err   error // set when done is closed
 }
 
-// start runs fedmesh with args; its output goes to LOGDIR/NAME.log.
+// start runs fedmesh (or fedmesh-proxy, binaryFor) with args; its output goes to LOGDIR/NAME.log.
 func (e *env) start(name string, args ...string) *proc {
 	e.t.Helper()
 	return e.startIn("", name, args...)
 }
 
 // startIn runs fedmesh with args in the network namespace netns (through
-// `ip netns exec`, which execs, so the process is fedmesh itself), or in
+// `ip netns exec`, which execs, so the process is the binary itself), or in
 // this one when netns is empty. A process of the same name appends to the
 // same log.
 func (e *env) startIn(netns, name string, args ...string) *proc {
@@ -121,7 +139,7 @@ func (e *env) startIn(netns, name string, args ...string) *proc {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	argv := append([]string{fedmeshBin}, args...)
+	argv := append([]string{binaryFor(args)}, args...)
 	if netns != "" {
 		argv = append([]string{"ip", "netns", "exec", netns}, argv...)
 	}

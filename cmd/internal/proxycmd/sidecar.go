@@ -1,4 +1,4 @@
-package main
+package proxycmd
 
 import (
 	"errors"
@@ -12,7 +12,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/fedmesh/fedmesh/controlplane/ca"
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/sidecar"
@@ -22,9 +21,11 @@ import (
 	"github.com/fedmesh/fedmesh/topology"
 )
 
-func newSidecarCmd() *cobra.Command {
+// NewSidecarCmd returns the sidecar command of the binary named binary
+// (fedmesh-proxy, or fedmesh, where it is an alias).
+func NewSidecarCmd(binary string) *cobra.Command {
 	var (
-		xo                                      xdsClientOptions
+		xo                                      XDSClientOptions
 		workloadDir, address, dataDir           string
 		outbound, inbound, admin, dns, svcIP    string
 		ready                                   string
@@ -59,23 +60,22 @@ the admin pages) listens on LOOPBACK: ADDRESS itself when it is a loopback
 address (local mode gives each workload its own, 127.0.N.M), else 127.0.0.1
 (::1 for an IPv6 ADDRESS), as in a pod, where ADDRESS is the pod IP. Whoever
 reaches the outbound proxy sends requests with the workload's identity.`,
-		Example: `  fedmesh sidecar --cluster east-1 --region us-east --zone a \
+		Example: `  ` + binary + ` sidecar --cluster east-1 --region us-east --zone a \
     --namespace demo --service-account client --workload client \
     --address 127.0.1.100 --service-ip 127.0.1.200 \
     --xds-address 127.0.0.11:15010 --trust-domain fedmesh.local --workload-dir run/east-1/client`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := commandLogger(cmd)
+			log, err := CommandLogger(cmd)
 			if err != nil {
 				return err
 			}
-			usage := func(err error) error { return &exitError{code: 2, err: err} }
 			if workloadDir != "" {
-				if xo.tokenFile == "" {
-					xo.tokenFile = filepath.Join(workloadDir, ca.TokenFile)
+				if xo.TokenFile == "" {
+					xo.TokenFile = filepath.Join(workloadDir, workloadTokenFile)
 				}
-				if xo.rootBundle == "" {
-					xo.rootBundle = filepath.Join(workloadDir, ca.BundleFile)
+				if xo.RootBundle == "" {
+					xo.RootBundle = filepath.Join(workloadDir, workloadBundleFile)
 				}
 				if !cmd.Flags().Changed("data-dir") {
 					dataDir = filepath.Join(workloadDir, "state")
@@ -105,16 +105,16 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 			if dns == "none" {
 				dns = ""
 			}
-			tok, err := xo.token()
+			tok, err := xo.Token()
 			if err != nil {
 				return err
 			}
 			cfg := sidecar.Config{
-				ControlPlane:         xo.xdsAddress,
-				InsecureControlPlane: xo.insecure,
+				ControlPlane:         xo.Address,
+				InsecureControlPlane: xo.Insecure,
 				NodeID:               nodeID,
 				Token:                tok,
-				TokenFile:            xo.tokenFile,
+				TokenFile:            xo.TokenFile,
 				Cluster:              cluster,
 				Locality:             topology.Locality{Region: region, Zone: zone},
 				Namespace:            namespace,
@@ -131,22 +131,22 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				DataDir:              dataDir,
 				Logger:               log,
 			}
-			if xo.trustDomain == "" {
+			if xo.TrustDomain == "" {
 				return usage(errors.New("--trust-domain is required"))
 			}
-			if cfg.TrustDomain, err = spiffeid.TrustDomainFromString(xo.trustDomain); err != nil {
+			if cfg.TrustDomain, err = spiffeid.TrustDomainFromString(xo.TrustDomain); err != nil {
 				return usage(fmt.Errorf("--trust-domain: %w", err))
 			}
-			if !xo.insecure {
-				if xo.rootBundle == "" {
+			if !xo.Insecure {
+				if xo.RootBundle == "" {
 					return usage(errors.New("--root-bundle or --workload-dir is required (or --insecure-xds)"))
 				}
-				pem, err := os.ReadFile(xo.rootBundle)
+				pem, err := os.ReadFile(xo.RootBundle)
 				if err != nil {
 					return usage(fmt.Errorf("--root-bundle: %w", err))
 				}
 				if cfg.RootBundle, err = x509bundle.Parse(cfg.TrustDomain, pem); err != nil {
-					return usage(fmt.Errorf("--root-bundle %s: %w", xo.rootBundle, err))
+					return usage(fmt.Errorf("--root-bundle %s: %w", xo.RootBundle, err))
 				}
 				if cfg.ControlPlaneID, err = identity.ControlPlaneID(cfg.TrustDomain, cluster); err != nil {
 					return usage(err)
@@ -208,19 +208,19 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				}
 				cfg.OutboundBindAddr = a.Unmap()
 			}
-			reg := newRegistry()
+			reg := NewRegistry()
 			cfg.Registerer, cfg.Gatherer = reg, reg
 			sc, err := sidecar.New(cfg)
 			if err != nil {
 				return err
 			}
-			log.Info("sidecar started", "outbound", sc.OutboundAddr(), "admin", sc.AdminAddr(), "ready", sc.ReadyAddr(), "dns", sc.DNSAddr(), "xds", xo.xdsAddress)
+			log.Info("sidecar started", "outbound", sc.OutboundAddr(), "admin", sc.AdminAddr(), "ready", sc.ReadyAddr(), "dns", sc.DNSAddr(), "xds", xo.Address)
 			return sc.Run(cmd.Context())
 		},
 	}
-	xo.addFlags(cmd)
+	xo.AddFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&workloadDir, "workload-dir", "", "directory with the workload's bootstrap token ("+ca.TokenFile+") and the federation bundle ("+ca.BundleFile+"); defaults for --token-file and --root-bundle")
+	f.StringVar(&workloadDir, "workload-dir", "", "directory with the workload's bootstrap token ("+workloadTokenFile+") and the federation bundle ("+workloadBundleFile+"); defaults for --token-file and --root-bundle")
 	f.StringVar(&dataDir, "data-dir", "", "directory where the sidecar keeps its last good configuration, certificate, key and trust bundle (0600 files), to serve from when it starts while no control plane answers (default WORKLOAD-DIR/state with --workload-dir, else none; an emptyDir in Kubernetes)")
 	f.StringVar(&address, "address", "127.0.0.1", "the workload's IP address; the listeners only the app may use default to it when it is a loopback address, else to 127.0.0.1 (or ::1)")
 	f.StringVar(&outbound, "outbound", "", "outbound HTTP proxy listener (default LOOPBACK:15001; see above)")
