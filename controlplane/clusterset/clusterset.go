@@ -124,14 +124,18 @@ func Allocate(p netip.Prefix, keys []catalog.ServiceKey) map[catalog.ServiceKey]
 	return out
 }
 
-// FromView allocates the ClusterSetIPs of the services of v.
+// FromView allocates the ClusterSetIPs of the services of v. Headless
+// services get none (MCS: a headless ServiceImport has no ips) and take
+// no slot.
 func FromView(p netip.Prefix, v *catalog.View) map[catalog.ServiceKey]netip.Addr {
 	if v == nil {
 		return nil
 	}
-	keys := make([]catalog.ServiceKey, len(v.Services))
+	keys := make([]catalog.ServiceKey, 0, len(v.Services))
 	for i := range v.Services {
-		keys[i] = v.Services[i].Key()
+		if v.Services[i].Type != catalog.Headless {
+			keys = append(keys, v.Services[i].Key())
+		}
 	}
 	return Allocate(p, keys)
 }

@@ -237,3 +237,18 @@ func FuzzAllocate(f *testing.F) {
 		}
 	})
 }
+
+func TestFromView(t *testing.T) {
+	v := &catalog.View{Services: []catalog.ImportedService{
+		{Namespace: "demo", Name: "echo", Type: catalog.ClusterSetIP},
+		{Namespace: "demo", Name: "db", Type: catalog.Headless},
+	}}
+	got := clusterset.FromView(clusterset.DefaultPrefix, v)
+	want := clusterset.Allocate(clusterset.DefaultPrefix, []catalog.ServiceKey{key("demo", "echo")})
+	if d := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); d != "" {
+		t.Errorf("FromView (-want +got):\n%s", d)
+	}
+	if _, ok := got[key("demo", "db")]; ok {
+		t.Errorf("headless demo/db got a ClusterSetIP")
+	}
+}

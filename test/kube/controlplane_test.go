@@ -38,6 +38,7 @@ type controlPlane struct {
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 	errs    chan error
+	down    sync.Once
 }
 
 func startControlPlane(t *testing.T, api *apiCluster, loc topology.Locality) *controlPlane {
@@ -146,18 +147,20 @@ func (cp *controlPlane) goRun(what string, f func() error) {
 }
 
 func (cp *controlPlane) shutdown(t *testing.T) func() {
-	return func() {
-		cp.stop()
-		cp.wg.Wait()
-		if cp.mem != nil {
-			if err := cp.mem.Shutdown(); err != nil {
-				t.Errorf("membership of %s: %v", cp.name, err)
-			}
+	return func() { cp.down.Do(func() { cp.shutdownOnce(t) }) }
+}
+
+func (cp *controlPlane) shutdownOnce(t *testing.T) {
+	cp.stop()
+	cp.wg.Wait()
+	if cp.mem != nil {
+		if err := cp.mem.Shutdown(); err != nil {
+			t.Errorf("membership of %s: %v", cp.name, err)
 		}
-		close(cp.errs)
-		for err := range cp.errs {
-			t.Error(err)
-		}
+	}
+	close(cp.errs)
+	for err := range cp.errs {
+		t.Error(err)
 	}
 }
 
