@@ -102,6 +102,12 @@ type Config struct {
 	// DNSAddr is the DNS listener (UDP and TCP), host:port; empty
 	// disables. It answers the workload only: a loopback address.
 	DNSAddr string
+	// DNSClusterSetIP makes DNS answer a service's ClusterSetIP (the IP
+	// literal among its virtual host's domains) when it has one, and
+	// ServiceIP otherwise. For pods whose outbound connections are
+	// captured (Kubernetes), where the ClusterSetIP is what the app dials
+	// and the sidecar matches; false (local mode) answers ServiceIP only.
+	DNSClusterSetIP bool
 	// AdminAddr is the admin listener, host:port; empty disables. It
 	// shows the configuration and endpoints: a loopback address.
 	AdminAddr string
@@ -481,9 +487,16 @@ func (s *Sidecar) onUpdate(u xdsclient.Update) error {
 	return nil
 }
 
-// resolve answers DNS for known service names with the service IP.
+// resolve answers DNS for known service names with the ClusterSetIP
+// (Config.DNSClusterSetIP) or the service IP.
 func (s *Sidecar) resolve(name string) (netip.Addr, bool) {
-	if !s.svcIP.IsValid() || !s.proxy.Snapshot().IsServiceName(name) {
+	snap := s.proxy.Snapshot()
+	if s.cfg.DNSClusterSetIP {
+		if ip, ok := snap.ClusterSetIP(name); ok {
+			return ip, true
+		}
+	}
+	if !s.svcIP.IsValid() || !snap.IsServiceName(name) {
 		return netip.Addr{}, false
 	}
 	return s.svcIP, true

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fedmesh/fedmesh/controlplane"
+	"github.com/fedmesh/fedmesh/controlplane/clusterset"
 	"github.com/fedmesh/fedmesh/controlplane/kube"
 	"github.com/fedmesh/fedmesh/controlplane/source"
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
@@ -40,6 +42,8 @@ type controlPlaneOptions struct {
 	profile               string
 	fencePeriod           time.Duration
 	baseEjection          time.Duration
+	clusterSetCIDR        string
+	clusterSetPrefix      netip.Prefix // parsed clusterSetCIDR
 	certTTL               time.Duration
 	caReloadInterval      time.Duration
 	leaderNamespace       string
@@ -90,6 +94,9 @@ operator certificate ('fedmesh ca issue-operator').`,
 			if err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("--cluster-cidrs: %w", err)}
 			}
+			if o.clusterSetPrefix, err = clusterset.ParsePrefix(o.clusterSetCIDR); err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--clusterset-cidr: %w", err)}
+			}
 			if o.caDir != "" {
 				cfg.Mesh = &controlplane.MeshConfig{
 					ClusterCIDRs:      cidrs,
@@ -108,6 +115,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 					WebView:           controlplane.WebViewConfig{Interval: o.webViewInterval, Targets: o.webViewTargets},
 				}
 				cfg.Mesh.XDS.BaseEjectionTime = o.baseEjection
+				cfg.Mesh.XDS.ClusterSetPrefix = o.clusterSetPrefix
 			}
 			cfg.Source, err = o.newSource(cfg)
 			if err != nil {
@@ -169,6 +177,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 	f.StringSliceVar(&o.clusterCIDRs, "cluster-cidrs", nil, "address ranges this cluster's workloads and nodes send from, CIDR,... (pod and node CIDRs in Kubernetes; the workloads' loopback range in local mode, e.g. 127.0.1.0/24); peers' gateways label connections from them with this cluster's name (at most 8)")
 	f.StringVar(&o.profile, "gossip-profile", string(membership.ProfileWAN), "gossip timings: wan (real federations), lan, or local (one machine)")
 	f.DurationVar(&o.fencePeriod, "fence-period", 0, "how long a peer may be unreachable before its endpoints are fenced (default 15s)")
+	f.StringVar(&o.clusterSetCIDR, "clusterset-cidr", clusterset.DefaultPrefix.String(), "CIDR the ClusterSetIPs of imported services are allocated from (ServiceImport spec.ips, the sidecars' DNS answers); the same in every cluster")
 	f.DurationVar(&o.baseEjection, "base-ejection-time", 0, "outlier detection's first ejection time sent to sidecars (default 30s)")
 	f.DurationVar(&o.certTTL, "cert-ttl", 0, "lifetime of the control plane's and workloads' certificates, renewed at half life (default 24h)")
 	f.DurationVar(&o.caReloadInterval, "ca-reload-interval", controlplane.DefaultCAReloadInterval, "how often --ca-dir is read again for a CA rotation ('fedmesh ca rotate')")
@@ -213,7 +222,8 @@ func (o *controlPlaneOptions) newSource(cfg controlplane.Config) (source.Source,
 			Kubeconfig: arg, Cluster: cfg.Cluster,
 			Region: cfg.Locality.Region, Zone: cfg.Locality.Zone,
 			LeaseNamespace: o.leaderNamespace, Identity: o.leaderIdentity,
-			Logger: cfg.Logger, Registerer: cfg.Registry,
+			ClusterSetPrefix: o.clusterSetPrefix,
+			Logger:           cfg.Logger, Registerer: cfg.Registry,
 		})
 		if err != nil {
 			return nil, &exitError{code: 2, err: fmt.Errorf("--source %s: %w", o.source, err)}
