@@ -44,6 +44,13 @@ const serviceIP = "127.0.77.1"
 
 func newPair(t testing.TB) *pair {
 	t.Helper()
+	return newPairWith(t, wopts{})
+}
+
+// newPairWith is newPair with the client sidecar's options from
+// client (the names, addresses and DNS are newPair's).
+func newPairWith(t testing.TB, client wopts) *pair {
+	t.Helper()
 	m := newMesh(t)
 	httpApp := meshtest.StartHTTP(t, "echo", "")
 	grpcApp := meshtest.StartGRPC(t)
@@ -51,7 +58,8 @@ func newPair(t testing.TB) *pair {
 	p := &pair{m: m, httpP: meshtest.FreePort(t), grpcP: meshtest.FreePort(t), tcpP: meshtest.FreePort(t), appAddr: httpApp.Addr}
 
 	p.server = m.start(wopts{node: "server", ns: "demo", sa: "echo", workload: "echo", inbound: "127.0.0.1:0"})
-	p.client = m.start(wopts{node: "client", ns: "demo", sa: "client", workload: "client", serviceIP: serviceIP, dns: true})
+	client.node, client.ns, client.sa, client.workload, client.serviceIP, client.dns = "client", "demo", "client", "client", serviceIP, true
+	p.client = m.start(client)
 	in := p.server.sc.InboundAddr()
 
 	hs, gs, ts := svc("echo", p.httpP), svc("echo-grpc", p.grpcP), svc("echo-tcp", p.tcpP)

@@ -68,6 +68,7 @@ type wopts struct {
 	inbound                string // "" none, else address to bind ("127.0.0.1:0")
 	serviceIP              string
 	dns                    bool
+	clusterSetDNS          bool      // Config.DNSClusterSetIP
 	audit                  io.Writer // the audit sink; nil none
 	accessLog              io.Writer // the access log sink, logging every request; nil none
 	tracing                *tracing.Config
@@ -109,6 +110,7 @@ func (m *mesh) start(o wopts) *workload {
 	if o.dns {
 		cfg.DNSAddr = "127.0.0.1:0"
 	}
+	cfg.DNSClusterSetIP = o.clusterSetDNS
 	sc, err := sidecar.New(cfg)
 	if err != nil {
 		m.t.Fatal(err)

@@ -102,6 +102,12 @@ type Config struct {
 	// DNSAddr is the DNS listener (UDP and TCP), host:port; empty
 	// disables. It answers the workload only: a loopback address.
 	DNSAddr string
+	// DNSClusterSetIP makes DNS answer a service's ClusterSetIP (the IP
+	// literal among its virtual host's domains) when it has one, and
+	// ServiceIP otherwise. For pods whose outbound connections are
+	// captured (Kubernetes), where the ClusterSetIP is what the app dials
+	// and the sidecar matches; false (local mode) answers ServiceIP only.
+	DNSClusterSetIP bool
 	// AdminAddr is the admin listener, host:port; empty disables. It
 	// shows the configuration and endpoints: a loopback address.
 	AdminAddr string
@@ -363,34 +369,6 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	return s, nil
 }
 
-// dnsBindAttempts bounds the tries to find a port free for both UDP and
-// TCP when the DNS address asks for any port.
-const dnsBindAttempts = 8
-
-// listenDNS binds UDP on addr and TCP on the port UDP got. With port 0 the
-// kernel picks the UDP port without looking at TCP, so a port taken for
-// TCP is given back and another one tried.
-func listenDNS(addr string) (net.PacketConn, net.Listener, error) {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	for attempt := 1; ; attempt++ {
-		udp, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return nil, nil, err
-		}
-		tcp, err := net.Listen("tcp", udp.LocalAddr().String())
-		if err == nil {
-			return udp, tcp, nil
-		}
-		udp.Close()
-		if port != "0" || attempt == dnsBindAttempts {
-			return nil, nil, err
-		}
-	}
-}
-
 // proxyCertIfAny presents the SDS certificate to the control plane once
 // the sidecar has one (none on the very first connection).
 func (s *Sidecar) proxyCertIfAny() identity.CertSource { return optionalCert{s.proxy} }
@@ -479,14 +457,6 @@ func (s *Sidecar) onUpdate(u xdsclient.Update) error {
 	default:
 	}
 	return nil
-}
-
-// resolve answers DNS for known service names with the service IP.
-func (s *Sidecar) resolve(name string) (netip.Addr, bool) {
-	if !s.svcIP.IsValid() || !s.proxy.Snapshot().IsServiceName(name) {
-		return netip.Addr{}, false
-	}
-	return s.svcIP, true
 }
 
 // OutboundAddr returns the bound outbound proxy address.

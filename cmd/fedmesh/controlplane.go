@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/cmd/internal/proxycmd"
 	"github.com/fedmesh/fedmesh/controlplane"
+	"github.com/fedmesh/fedmesh/controlplane/clusterset"
 	"github.com/fedmesh/fedmesh/controlplane/kube"
 	"github.com/fedmesh/fedmesh/controlplane/source"
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
@@ -42,6 +44,8 @@ type controlPlaneOptions struct {
 	fencePeriod           time.Duration
 	gatewayProbes         controlplane.GatewayProbeConfig
 	baseEjection          time.Duration
+	clusterSetCIDR        string
+	clusterSetPrefix      netip.Prefix // parsed clusterSetCIDR
 	certTTL               time.Duration
 	caReloadInterval      time.Duration
 	leaderNamespace       string
@@ -93,6 +97,9 @@ operator certificate ('fedmesh ca issue-operator').`,
 			if err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("--cluster-cidrs: %w", err)}
 			}
+			if o.clusterSetPrefix, err = clusterset.ParsePrefix(o.clusterSetCIDR); err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--clusterset-cidr: %w", err)}
+			}
 			if o.caDir != "" {
 				cfg.Mesh = &controlplane.MeshConfig{
 					ClusterCIDRs:      cidrs,
@@ -112,6 +119,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 					WebView:           controlplane.WebViewConfig{Interval: o.webViewInterval, Targets: o.webViewTargets},
 				}
 				cfg.Mesh.XDS.BaseEjectionTime = o.baseEjection
+				cfg.Mesh.XDS.ClusterSetPrefix = o.clusterSetPrefix
 			}
 			cfg.Source, err = o.newSource(cfg)
 			if err != nil {
@@ -178,6 +186,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 	f.DurationVar(&o.gatewayProbes.Timeout, "gateway-probe-timeout", 0, "bound of one gateway probe (default 1s)")
 	f.IntVar(&o.gatewayProbes.Failures, "gateway-probe-failures", 0, "gateway probes in a row that must fail before a peer is fenced (default 3)")
 	f.DurationVar(&o.gatewayProbes.StaleAfter, "stale-after", 0, "how old a peer's last confirmed state may grow while its control plane is down and its gateway serves, before it is fenced (default 1h)")
+	f.StringVar(&o.clusterSetCIDR, "clusterset-cidr", clusterset.DefaultPrefix.String(), "CIDR the ClusterSetIPs of imported services are allocated from (ServiceImport spec.ips, the sidecars' DNS answers); the same in every cluster")
 	f.DurationVar(&o.baseEjection, "base-ejection-time", 0, "outlier detection's first ejection time sent to sidecars (default 30s)")
 	f.DurationVar(&o.certTTL, "cert-ttl", 0, "lifetime of the control plane's and workloads' certificates, renewed at half life (default 24h)")
 	f.DurationVar(&o.caReloadInterval, "ca-reload-interval", controlplane.DefaultCAReloadInterval, "how often --ca-dir is read again for a CA rotation ('fedmesh ca rotate')")
@@ -222,7 +231,8 @@ func (o *controlPlaneOptions) newSource(cfg controlplane.Config) (source.Source,
 			Kubeconfig: arg, Cluster: cfg.Cluster,
 			Region: cfg.Locality.Region, Zone: cfg.Locality.Zone,
 			LeaseNamespace: o.leaderNamespace, Identity: o.leaderIdentity,
-			Logger: cfg.Logger, Registerer: cfg.Registry,
+			ClusterSetPrefix: o.clusterSetPrefix,
+			Logger:           cfg.Logger, Registerer: cfg.Registry,
 		})
 		if err != nil {
 			return nil, &exitError{code: 2, err: fmt.Errorf("--source %s: %w", o.source, err)}

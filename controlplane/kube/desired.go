@@ -16,6 +16,7 @@ import (
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/clusterset"
 )
 
 // Labels and values fedmesh puts on what it writes.
@@ -42,20 +43,26 @@ type Import struct {
 }
 
 // DesiredImports maps the merged view to ServiceImports and EndpointSlices:
-// one ServiceImport per service (its type, ports, the clusters that export
-// it and a Conflict condition), and for each exporting cluster one
+// one ServiceImport per service (its type, ports, its ClusterSetIP in
+// spec.ips, allocated within prefix by clusterset.Allocate, the clusters
+// that export it and a Conflict condition), and for each exporting cluster one
 // EndpointSlice per address family and target-port set, labelled with
 // multicluster.kubernetes.io/service-name and source-cluster. An endpoint
 // is ready when the view says it is healthy. The result is sorted by
 // namespace/name; it is pure and deterministic.
-func DesiredImports(v *catalog.View) []Import {
+func DesiredImports(v *catalog.View, prefix netip.Prefix) []Import {
 	if v == nil {
 		return nil
 	}
+	ips := clusterset.FromView(prefix, v)
 	out := make([]Import, 0, len(v.Services))
 	for i := range v.Services {
 		svc := &v.Services[i]
-		out = append(out, Import{ServiceImport: desiredServiceImport(svc), Slices: desiredSlices(svc)})
+		si := desiredServiceImport(svc)
+		if ip, ok := ips[svc.Key()]; ok {
+			si.Spec.IPs = []string{ip.String()}
+		}
+		out = append(out, Import{ServiceImport: si, Slices: desiredSlices(svc)})
 	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/clusterset"
 	"github.com/fedmesh/fedmesh/federation/merge"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -52,7 +53,7 @@ func testView() *catalog.View {
 }
 
 func TestDesiredImports(t *testing.T) {
-	got := DesiredImports(testView())
+	got := DesiredImports(testView(), clusterset.DefaultPrefix)
 	if len(got) != 1 {
 		t.Fatalf("%d imports, want 1", len(got))
 	}
@@ -60,6 +61,7 @@ func TestDesiredImports(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: "demo", Labels: map[string]string{LabelManagedBy: ManagedBy}},
 		Spec: mcsv1alpha1.ServiceImportSpec{
 			Type: mcsv1alpha1.ClusterSetIP,
+			IPs:  []string{clusterset.Allocate(clusterset.DefaultPrefix, []catalog.ServiceKey{{Namespace: "demo", Name: "echo"}})[catalog.ServiceKey{Namespace: "demo", Name: "echo"}].String()},
 			Ports: []mcsv1alpha1.ServicePort{
 				{Name: "http", Protocol: corev1.ProtocolTCP, AppProtocol: ptr("http"), Port: 8080},
 				{Name: "admin", Protocol: corev1.ProtocolTCP, Port: 9090},
@@ -118,7 +120,7 @@ func TestDesiredImports(t *testing.T) {
 		t.Errorf("slices (-want +got):\n%s", d)
 	}
 	// Deterministic: the same view gives the same objects.
-	if d := cmp.Diff(got, DesiredImports(testView())); d != "" {
+	if d := cmp.Diff(got, DesiredImports(testView(), clusterset.DefaultPrefix)); d != "" {
 		t.Errorf("not deterministic:\n%s", d)
 	}
 }
@@ -128,7 +130,7 @@ func TestDesiredImportsSplitsLargeSlices(t *testing.T) {
 	for i := 0; i < 2500; i++ {
 		v.Services[0].Endpoints = append(v.Services[0].Endpoints, vep("c", "10.0."+itoa(int32(i/250))+"."+itoa(int32(i%250)), "http", 80, true, ""))
 	}
-	got := DesiredImports(v)[0].Slices
+	got := DesiredImports(v, clusterset.DefaultPrefix)[0].Slices
 	var sizes []int
 	for _, es := range got {
 		sizes = append(sizes, len(es.Endpoints))

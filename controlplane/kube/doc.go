@@ -102,7 +102,10 @@
 //
 //   - one ServiceImport per service of the view, labelled
 //     app.kubernetes.io/managed-by=fedmesh, with the winning type and
-//     ports, status.clusters and a Conflict condition;
+//     ports, its ClusterSetIP in spec.ips (package clusterset: a pure
+//     function of the view, so the same in every cluster and after a
+//     restart; none for a Headless service), status.clusters and a
+//     Conflict condition;
 //   - per exporting cluster, EndpointSlices labelled
 //     multicluster.kubernetes.io/service-name and
 //     multicluster.kubernetes.io/source-cluster (and

@@ -3,6 +3,7 @@ package kube
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,8 @@ type ModeConfig struct {
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election;
 	// zero takes the defaults.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// ClusterSetPrefix is the sink's SinkConfig.ClusterSetPrefix.
+	ClusterSetPrefix netip.Prefix
 	// TokenAudiences are the audiences a workload token may carry; default
 	// DefaultAudience.
 	TokenAudiences []string
@@ -76,7 +79,8 @@ func NewMode(cfg ModeConfig) (*Mode, error) {
 	}
 	if m.Sink, err = NewSink(SinkConfig{
 		Clients: clients, Cluster: cfg.Cluster, Namespace: cfg.Namespace, Validity: m.Source, Policies: m.Source, Traffic: m.Source, Elector: m.Elector,
-		Logger: cfg.Logger, Registerer: cfg.Registerer,
+		ClusterSetPrefix: cfg.ClusterSetPrefix,
+		Logger:           cfg.Logger, Registerer: cfg.Registerer,
 	}); err != nil {
 		return nil, fmt.Errorf("kube sink: %w", err)
 	}

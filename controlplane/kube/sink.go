@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/clusterset"
 )
 
 // ValidityReporter tells the Valid condition of every local ServiceExport
@@ -51,6 +53,10 @@ type SinkConfig struct {
 	Cluster string
 	// Namespace limits the sink to one namespace; empty means all.
 	Namespace string
+	// ClusterSetPrefix is the CIDR the ServiceImports' ClusterSetIPs
+	// (spec.ips) are allocated from (package clusterset); it must be the
+	// same in every cluster. Zero means clusterset.DefaultPrefix.
+	ClusterSetPrefix netip.Prefix
 	// Validity, when set, gives the ServiceExports their Valid condition.
 	Validity ValidityReporter
 	// Policies, when set, gives every AuthorizationPolicy its Accepted
@@ -113,6 +119,12 @@ func NewSink(cfg SinkConfig) (*Sink, error) {
 	}
 	if cfg.Traffic != nil && cfg.Clients.Dynamic == nil {
 		return nil, fmt.Errorf("%w: the sink writes route and traffic policy status with a dynamic client, and has none", ErrConfig)
+	}
+	if !cfg.ClusterSetPrefix.IsValid() {
+		cfg.ClusterSetPrefix = clusterset.DefaultPrefix
+	}
+	if err := clusterset.CheckPrefix(cfg.ClusterSetPrefix); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if cfg.MinRetry == 0 {
 		cfg.MinRetry = DefaultMinRetry
@@ -320,7 +332,7 @@ func (s *Sink) reconcile(ctx context.Context, l sinkListers, view *catalog.View,
 
 func (s *Sink) reconcileImports(ctx context.Context, l sinkListers, view *catalog.View) []error {
 	var errs []error
-	want := DesiredImports(view)
+	want := DesiredImports(view, s.cfg.ClusterSetPrefix)
 	wantImports := map[types.NamespacedName]bool{}
 	wantSlices := map[types.NamespacedName]bool{}
 	for _, imp := range want {

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"reflect"
 	"slices"
 	"sync"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/clusterset"
 	"github.com/fedmesh/fedmesh/controlplane/plan"
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/policy"
@@ -97,6 +99,8 @@ type Generator struct {
 	policies []policy.AuthorizationPolicy
 	// traffic is the local traffic set the plan routes from.
 	traffic policy.Traffic
+	// csIPs are the services' ClusterSetIPs (clusterset.FromView).
+	csIPs map[catalog.ServiceKey]netip.Addr
 
 	// prevEDS and prevOutbound are what the previous view's generator
 	// built (never changed once set), reused for services that did not
@@ -161,6 +165,7 @@ func newGeneratorTraffic(s Settings, v *catalog.View, policies []policy.Authoriz
 		plan:       plan.New(s.TrustDomain, s.Policy, v).ReuseDecoded(prev).WithAuthorization(policies).WithTraffic(t),
 		policies:   policies,
 		traffic:    t,
+		csIPs:      clusterset.FromView(s.ClusterSetPrefix, v),
 		outbound:   make(map[outKey]*outbound),
 		eds:        make(map[edsKey]*endpoints),
 		localEDS:   make(map[edsKey]*endpoints),
@@ -200,7 +205,7 @@ func (g *Generator) nextWith(v *catalog.View, policies []policy.AuthorizationPol
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	n.prevEDS = maps.Clone(g.svcEDS)
-	if n.plan.SameClientView(g.plan) && sameRouting(g, n) {
+	if n.plan.SameClientView(g.plan) && sameRouting(g, n) && maps.Equal(g.csIPs, n.csIPs) {
 		n.prevOutbound = maps.Clone(g.outbound)
 	}
 	return n, nil

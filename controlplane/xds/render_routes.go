@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"strconv"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -29,7 +30,23 @@ func (g *Generator) virtualHost(ns string, svc *catalog.ImportedService, sp plan
 		r := g.routeRule(&t.Routes[i], t.Origin == plan.OriginDefault, proxyless)
 		routes[i] = xdsresource.RouteOf(&r, proxyless)
 	}
-	return xdsresource.VirtualHostRoutes(sp.ServicePort, routes)
+	return xdsresource.VirtualHostRoutes(sp.ServicePort, routes, g.clusterSetDomains(svc.Key(), sp.Port.Port)...)
+}
+
+// clusterSetDomains are the virtual host domains of port of a service's
+// ClusterSetIP, without and with the port (IPv6 in brackets, as in a Host
+// header), or none when the service has no ClusterSetIP. Sidecars match
+// a request sent to the ClusterSetIP by them and answer DNS from them.
+func (g *Generator) clusterSetDomains(k catalog.ServiceKey, port int32) []string {
+	ip, ok := g.csIPs[k]
+	if !ok {
+		return nil
+	}
+	host := ip.String()
+	if ip.Is6() {
+		host = "[" + host + "]"
+	}
+	return []string{host, host + ":" + strconv.Itoa(int(port))}
 }
 
 // routeRule fills what the plan leaves to the mesh defaults (timeout,

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/clusterset"
 	"github.com/fedmesh/fedmesh/controlplane/plan/plantest"
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/policy"
@@ -204,7 +205,8 @@ func TestSidecarResourceNames(t *testing.T) {
 		t.Fatalf("store listener is not tcp_proxy: %v", err)
 	}
 	rc := b.Snapshot.GetResources(resourcev3.RouteType)["8080"].(*routev3.RouteConfiguration)
-	wantDomains := []string{"echo.demo.svc.clusterset.local", "echo.demo.svc.clusterset.local:8080", "echo.demo", "echo.demo:8080"}
+	csIP := clusterset.FromView(clusterset.DefaultPrefix, testView("east-1", app))[catalog.ServiceKey{Namespace: "demo", Name: "echo"}].String()
+	wantDomains := []string{"echo.demo.svc.clusterset.local", "echo.demo.svc.clusterset.local:8080", "echo.demo", "echo.demo:8080", csIP, csIP + ":8080"}
 	if diff := cmp.Diff(wantDomains, rc.GetVirtualHosts()[0].GetDomains()); diff != "" {
 		t.Errorf("virtual host domains (-want +got):\n%s", diff)
 	}

@@ -3,10 +3,12 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/fedmesh/fedmesh/controlplane/clusterset"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -46,6 +48,12 @@ type Settings struct {
 	MaxRetries uint32
 	// GatewayPort is the port of a gateway node's listener; default 15443.
 	GatewayPort uint32
+	// ClusterSetPrefix is the CIDR of the services' ClusterSetIPs
+	// (package clusterset), added to the domains of their virtual hosts
+	// so that sidecars match a request by destination address and answer
+	// DNS with it; default clusterset.DefaultPrefix. It must be the same
+	// in every cluster and the same as the Kubernetes sink's.
+	ClusterSetPrefix netip.Prefix
 }
 
 // DefaultSettings returns the defaults documented on each field, with
@@ -65,6 +73,7 @@ func DefaultSettings(trustDomain string) Settings {
 		MaxRequests:        1024,
 		MaxRetries:         3,
 		GatewayPort:        15443,
+		ClusterSetPrefix:   clusterset.DefaultPrefix,
 	}
 }
 
@@ -102,6 +111,12 @@ func (s Settings) withDefaults() (Settings, error) {
 	fillU(&s.MaxRequests, d.MaxRequests)
 	fillU(&s.MaxRetries, d.MaxRetries)
 	fillU(&s.GatewayPort, d.GatewayPort)
+	if !s.ClusterSetPrefix.IsValid() {
+		s.ClusterSetPrefix = d.ClusterSetPrefix
+	}
+	if err := clusterset.CheckPrefix(s.ClusterSetPrefix); err != nil {
+		return s, fmt.Errorf("settings: %w", err)
+	}
 	switch {
 	case s.ConnectTimeout < 0 || s.RouteTimeout < 0 || s.OutlierInterval < 0 || s.BaseEjectionTime < 0:
 		return s, errors.New("settings: durations must not be negative")

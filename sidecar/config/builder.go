@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -444,6 +445,9 @@ func applyRoutes(snap *Snapshot, rc *routev3.RouteConfiguration) error {
 				continue
 			}
 			snap.hosts[hostPort{host, port}] = svc
+			if ip, err := netip.ParseAddr(host); err == nil && svc.Subset == "" {
+				svc.ClusterSetIP = ip.String()
+			}
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -159,6 +160,11 @@ const (
 type Service struct {
 	// Port names the service port.
 	Port naming.ServicePort `json:"port"`
+	// ClusterSetIP is the service's virtual address across the
+	// clusterset: the IP literal among its virtual host's domains (the
+	// control plane puts it there), in netip.Addr's text form; "" when
+	// it has none.
+	ClusterSetIP string `json:"clusterSetIP,omitempty"`
 	// Cluster is the xDS cluster name, outbound|PORT||HOST (or
 	// outbound|PORT|local|HOST for the local subset).
 	Cluster string `json:"cluster"`
@@ -334,6 +340,23 @@ func (s *Snapshot) IsServiceName(host string) bool {
 		}
 	}
 	return false
+}
+
+// ClusterSetIP returns the ClusterSetIP of the service host names
+// (NAME.NS.svc.clusterset.local or NAME.NS), for DNS; false when the
+// service is unknown or has none.
+func (s *Snapshot) ClusterSetIP(host string) (netip.Addr, bool) {
+	if s == nil {
+		return netip.Addr{}, false
+	}
+	h := NormalizeHost(host)
+	for _, svc := range s.Services {
+		if svc.ClusterSetIP != "" && (h == svc.Port.Host() || h == svc.Port.Name+"."+svc.Port.Namespace) {
+			ip, err := netip.ParseAddr(svc.ClusterSetIP)
+			return ip, err == nil
+		}
+	}
+	return netip.Addr{}, false
 }
 
 // NormalizeHost lower-cases a host name and drops one trailing dot.

@@ -136,6 +136,13 @@ var importRules = []importRule{
 		reach: heavyPackages,
 	},
 	{
+		name:  "clusterset allocation does no I/O",
+		why:   "ClusterSetIPs are a pure function of the merged view, so every control plane computes the same ones",
+		from:  mod("controlplane/clusterset/..."),
+		own:   ioPackages,
+		reach: heavyPackages,
+	},
+	{
 		name:    "policy does no I/O",
 		why:     "parsing, validation and merge of routes and policies are pure",
 		from:    mod("policy/..."),

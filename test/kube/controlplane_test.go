@@ -183,18 +183,16 @@ func (cp *controlPlane) shutdown(t *testing.T) func() {
 }
 
 func (cp *controlPlane) shutdownOnce(t *testing.T) {
-	{
-		cp.stop()
-		cp.wg.Wait()
-		if cp.mem != nil {
-			if err := cp.mem.Shutdown(); err != nil {
-				t.Errorf("membership of %s: %v", cp.name, err)
-			}
+	cp.stop()
+	cp.wg.Wait()
+	if cp.mem != nil {
+		if err := cp.mem.Shutdown(); err != nil {
+			t.Errorf("membership of %s: %v", cp.name, err)
 		}
-		close(cp.errs)
-		for err := range cp.errs {
-			t.Error(err)
-		}
+	}
+	close(cp.errs)
+	for err := range cp.errs {
+		t.Error(err)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/controlplane/clusterset"
 	"github.com/fedmesh/fedmesh/controlplane/kube"
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/topology"
@@ -207,6 +208,7 @@ func viewSlices(slices []discoveryv1.EndpointSlice) []sliceView {
 
 func TestFederation(t *testing.T) {
 	apiA, apiB := clusters(t)
+	top := t // a control plane restarted in a subtest lives to the end of the test
 	east := topology.Locality{Region: "us-east", Zone: "us-east-1z", Cluster: "east-1"}
 	west := topology.Locality{Region: "us-west", Zone: "us-west-1z", Cluster: "west-1"}
 	cpA := startControlPlane(t, apiA, east)
@@ -256,6 +258,7 @@ func TestFederation(t *testing.T) {
 			})
 			wantSpec := mcsv1alpha1.ServiceImportSpec{
 				Type:  mcsv1alpha1.ClusterSetIP,
+				IPs:   []string{clusterSetIP("echo")},
 				Ports: []mcsv1alpha1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, AppProtocol: ptr("http"), Port: 8080}},
 			}
 			if d := cmp.Diff(wantSpec, si.Spec); d != "" {
@@ -351,6 +354,60 @@ func TestFederation(t *testing.T) {
 		}
 	})
 
+	t.Run("ClusterSetIPs are the same in every cluster and survive a control-plane restart", func(t *testing.T) {
+		ips := func(o objects) map[string][]string {
+			out := map[string][]string{}
+			for _, name := range []string{"echo", "shared"} {
+				si, _, err := o.importOf(name)
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				out[name] = si.Spec.IPs
+			}
+			return out
+		}
+		want := map[string][]string{"echo": {clusterSetIP("echo")}, "shared": {clusterSetIP("shared")}}
+		if want["echo"][0] == want["shared"][0] {
+			t.Fatalf("echo and shared share %s", want["echo"][0])
+		}
+		if d := cmp.Diff(want, ips(a)); d != "" {
+			t.Errorf("east-1 ServiceImport ips (-want +got):\n%s", d)
+		}
+		if d := cmp.Diff(want, ips(b)); d != "" {
+			t.Errorf("west-1 ServiceImport ips (-want +got):\n%s", d)
+		}
+		// west-1's control plane goes down; its ServiceImports are
+		// deleted meanwhile; the restarted control plane writes them
+		// again with the same addresses.
+		if err := cpB.mem.Leave(); err != nil {
+			t.Fatal(err)
+		}
+		cpB.shutdown(t)()
+		for _, name := range []string{"echo", "shared"} {
+			if err := b.c.MCS.MulticlusterV1alpha1().ServiceImports(ns).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cpB = startControlPlane(top, apiB, west)
+		// east-1 frees the name once it has seen the old member leave.
+		poll.Until(t, convergence, "west-1 joins east-1 again", func() error {
+			_, err := cpB.mem.Join([]string{cpA.mem.Local().Addr})
+			return err
+		})
+		poll.Until(t, convergence, "west-1's ServiceImports written again", func() error {
+			for _, name := range []string{"echo", "shared"} {
+				si, _, err := b.importOf(name)
+				if err != nil {
+					return err
+				}
+				if d := cmp.Diff(want[name], si.Spec.IPs); d != "" {
+					return fmt.Errorf("%s ips (-want +got):\n%s", name, d)
+				}
+			}
+			return nil
+		})
+	})
+
 	t.Run("deleting the export deletes the imports", func(t *testing.T) {
 		err := a.c.MCS.MulticlusterV1alpha1().ServiceExports(ns).Delete(context.Background(), "echo", metav1.DeleteOptions{})
 		if err != nil {
@@ -381,4 +438,11 @@ func TestFederation(t *testing.T) {
 			t.Errorf("shared: %v", errors.Unwrap(err))
 		}
 	})
+}
+
+// clusterSetIP is the ClusterSetIP every cluster gives service NAME of
+// the test namespace when echo and shared are imported.
+func clusterSetIP(name string) string {
+	keys := []catalog.ServiceKey{{Namespace: ns, Name: "echo"}, {Namespace: ns, Name: "shared"}}
+	return clusterset.Allocate(clusterset.DefaultPrefix, keys)[catalog.ServiceKey{Namespace: ns, Name: name}].String()
 }

@@ -38,7 +38,7 @@ func NewSidecarCmd(binary string) *cobra.Command {
 		accessLog, accessLogFilter              string
 		otlpEndpoint, otlpProtocol              string
 		traceSampling                           float64
-		bindOutbound                            bool
+		bindOutbound, dnsClusterSetIP           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
@@ -127,6 +127,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				AdminAddr:            admin,
 				ReadyAddr:            ready,
 				DNSAddr:              dns,
+				DNSClusterSetIP:      dnsClusterSetIP,
 				ServiceIP:            svcIP,
 				DataDir:              dataDir,
 				Logger:               log,
@@ -228,6 +229,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.StringVar(&admin, "admin", "", "admin listener: /stats/prometheus, /config_dump, /endpoints, /ready (default LOOPBACK:15000)")
 	f.StringVar(&ready, "ready", "", "listener serving GET /ready and /stats/prometheus alone, for probes and Prometheus from outside the workload (default none)")
 	f.StringVar(&dns, "dns", "", "DNS listener for *.svc.clusterset.local, UDP and TCP (default LOOPBACK:15053; \"none\" disables)")
+	f.BoolVar(&dnsClusterSetIP, "dns-clusterset-ip", false, "DNS answers a service's ClusterSetIP when it has one (pods whose outbound traffic is captured), else the --service-ip address")
 	f.StringVar(&svcIP, "service-ip", "", "IP for one listener per service port, which DNS answers (default LOOPBACK; \"none\" disables)")
 	f.StringVar(&cluster, "cluster", "", "the cluster the workload runs in (required)")
 	f.StringVar(&region, "region", "", "the workload's region (default: its cluster's)")

@@ -1,0 +1,82 @@
+package config_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/xdsclient"
+	"github.com/fedmesh/fedmesh/internal/xdsresource"
+	"github.com/fedmesh/fedmesh/sidecar/config"
+	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
+)
+
+// A ClusterSetIP among a virtual host's domains (as the control plane
+// renders it) finds the service by destination address and port, and is
+// the service's ClusterSetIP for DNS; a service without one has none.
+func TestClusterSetIP(t *testing.T) {
+	echo := naming.ServicePort{Namespace: "demo", Name: "echo", Port: 8080}
+	web := naming.ServicePort{Namespace: "demo", Name: "web", Port: 8080}
+	v6 := naming.ServicePort{Namespace: "shop", Name: "cart", Port: 8080}
+	id := "spiffe://fed.test/ns/demo/sa/echo"
+	vh := func(sp naming.ServicePort, extra ...string) *routev3.VirtualHost {
+		return xdsresource.VirtualHost(sp, xdsresource.Route{Timeout: time.Second, ExtraDomains: extra})
+	}
+	b := config.NewBuilder(td)
+	var snap *config.Snapshot
+	for _, u := range []xdsclient.Update{
+		update(xdsclient.ClusterType, "1",
+			meshtest.OutboundCluster(echo, meshtest.ClusterOpts{HTTP: true, Identities: []string{id}}),
+			meshtest.OutboundCluster(web, meshtest.ClusterOpts{HTTP: true, Identities: []string{id}}),
+			meshtest.OutboundCluster(v6, meshtest.ClusterOpts{HTTP: true, Identities: []string{id}})),
+		update(xdsclient.ListenerType, "1", meshtest.OutboundListener(echo, true)),
+		update(xdsclient.RouteType, "1", xdsresource.RouteConfiguration("8080", []*routev3.VirtualHost{
+			vh(echo, "10.254.7.9", "10.254.7.9:8080"),
+			vh(web),
+			vh(v6, "[fd00:fed::7]", "[fd00:fed::7]:8080"),
+		})),
+	} {
+		var err error
+		if snap, err = b.Apply(u); err != nil {
+			t.Fatalf("apply %s: %v", u.TypeURL, err)
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		host   string
+		port   int32
+		want   naming.ServicePort
+		wantOK bool
+	}{
+		{"IPv4 ClusterSetIP and port", "10.254.7.9", 8080, echo, true},
+		{"IPv6 ClusterSetIP and port", "fd00:fed::7", 8080, v6, true},
+		{"ClusterSetIP on another port", "10.254.7.9", 9090, naming.ServicePort{}, false},
+		{"an address no service has", "10.254.7.10", 8080, naming.ServicePort{}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			svc, ok := snap.Lookup(tt.host, tt.port)
+			if ok != tt.wantOK || (ok && svc.Port != tt.want) {
+				t.Fatalf("Lookup(%s, %d) = %v, %t; want %v, %t", tt.host, tt.port, svc, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		host   string
+		want   netip.Addr
+		wantOK bool
+	}{
+		{"echo.demo.svc.clusterset.local", netip.MustParseAddr("10.254.7.9"), true},
+		{"Echo.Demo.", netip.MustParseAddr("10.254.7.9"), true},
+		{"cart.shop.svc.clusterset.local", netip.MustParseAddr("fd00:fed::7"), true},
+		{"web.demo.svc.clusterset.local", netip.Addr{}, false},
+		{"nope.demo.svc.clusterset.local", netip.Addr{}, false},
+	} {
+		got, ok := snap.ClusterSetIP(tt.host)
+		if got != tt.want || ok != tt.wantOK {
+			t.Errorf("ClusterSetIP(%q) = %s, %t; want %s, %t", tt.host, got, ok, tt.want, tt.wantOK)
+		}
+	}
+}
