@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -21,6 +22,7 @@ func newDemoCmd() *cobra.Command {
 		output   string
 		dir      string
 		rate     int
+		base     string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -42,11 +44,21 @@ route sends requests with "x-variant: b" to echo-v2; then the routes are
 removed and every request goes to the local echo again. Every phase is
 checked, shares within 4 binomial standard deviations of what the route
 says, injected faults apart from real errors: the command exits 0 when
-each behaved, 1 with the reason otherwise.`,
+each behaved, 1 with the reason otherwise.
+
+The demo listens on 127.0.0.11-13 and 127.0.1-3.0/24 unless --base-address
+moves it. It first checks that every address it will listen on is free and
+fails naming those that are not; once started, a process of its own that
+exits (a listener it could not bind, a crash) stops the whole demo at once
+with that process's last log lines.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "" && output != "json" {
 				return &exitError{code: 2, err: fmt.Errorf("unknown output format %q: want json", output)}
+			}
+			baseAddr, err := netip.ParseAddr(base)
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--base-address: %w", err)}
 			}
 			bin, err := os.Executable()
 			if err != nil {
@@ -66,7 +78,7 @@ each behaved, 1 with the reason otherwise.`,
 				progress = cmd.ErrOrStderr()
 			}
 			sum, err := demo.Run(cmd.Context(), demo.Config{
-				Binary: bin, Dir: dir, Clusters: clusters, Rate: rate, Keep: keep, Out: progress,
+				Binary: bin, Dir: dir, Clusters: clusters, BaseAddress: baseAddr, Rate: rate, Keep: keep, Out: progress,
 			})
 			if sum == nil {
 				if err == nil {
@@ -78,7 +90,7 @@ each behaved, 1 with the reason otherwise.`,
 				if perr := printOutput(cmd.OutOrStdout(), "json", sum, nil); perr != nil {
 					return perr
 				}
-			} else {
+			} else if len(sum.Phases) > 0 || err == nil {
 				printSummary(cmd.OutOrStdout(), sum)
 			}
 			if err != nil {
@@ -98,6 +110,8 @@ each behaved, 1 with the reason otherwise.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format of the summary: json")
 	cmd.Flags().StringVar(&dir, "dir", "", "working directory for CAs, data and logs (default: a new temporary directory)")
 	cmd.Flags().IntVar(&rate, "rate", 50, "client requests per second")
+	cmd.Flags().StringVar(&base, "base-address", demo.DefaultBaseAddress.String(),
+		"loopback address A.B.C.D of the first cluster: cluster N listens on A.B.C.(D+N-1), its workloads on A.B.(C+N).0/24; give another (e.g. 127.1.0.11) to run beside a demo on the default addresses")
 	return cmd
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -27,6 +28,9 @@ type Config struct {
 	Dir string
 	// Clusters is how many local clusters to start (at least 3).
 	Clusters int
+	// BaseAddress is the first cluster's loopback address (LayoutAt);
+	// the zero value means DefaultBaseAddress.
+	BaseAddress netip.Addr
 	// Replicas of the echo service per cluster. Default 2.
 	Replicas int
 	// Rate is the client's requests per second. Default 50.
@@ -120,7 +124,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if cfg.Timings != nil {
 		tm = cfg.Timings.withDefaults()
 	}
-	clusters, err := Layout(cfg.Clusters)
+	if !cfg.BaseAddress.IsValid() {
+		cfg.BaseAddress = DefaultBaseAddress
+	}
+	clusters, err := LayoutAt(cfg.Clusters, cfg.BaseAddress)
 	if err != nil {
 		return nil, err
 	}
@@ -131,15 +138,22 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	d := &demo{cfg: cfg, tm: tm, clusters: clusters, procs: &Procs{Binary: cfg.Binary, LogDir: logDir, Detach: cfg.Keep}}
 	sum := &Summary{Clusters: clusters, Dir: cfg.Dir, OperatorDir: d.dir("operator")}
+	ctx, stopSupervising := d.supervise(ctx)
+	defer stopSupervising()
 	defer func() {
-		if cfg.Keep {
+		if cfg.Keep && d.childExit(ctx) == nil {
 			sum.Running = d.procs.Running()
 			return
 		}
 		d.procs.StopAll(10 * time.Second)
 	}()
+	if err := d.checkAddresses(); err != nil {
+		sum.Reason = err.Error()
+		return sum, err
+	}
 
 	if err := d.setUp(ctx); err != nil {
+		err = d.failure(ctx, err)
 		sum.Reason = err.Error()
 		return sum, err
 	}
@@ -147,12 +161,16 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	d.progress("clusters federated and serving in %.1fs", sum.StartupSeconds)
 
 	results, err := d.scenario(ctx)
+	if err == nil && d.childExit(ctx) != nil {
+		err = ctx.Err()
+	}
 	if err == nil && cfg.Inspect != nil {
 		cfg.Inspect(clusters)
 	}
 	sum.Phases = results
 	sum.TotalSeconds = time.Since(start).Seconds()
 	if err != nil {
+		err = d.failure(ctx, err)
 		sum.Reason = err.Error()
 		return sum, err
 	}
@@ -505,7 +523,7 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func() e
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

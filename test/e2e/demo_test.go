@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"os"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -46,15 +46,9 @@ func (s *syncBuffer) String() string {
 // removed east-1's echo serves everything again. The processes' metrics
 // must tell the same story.
 func TestDemoScenario(t *testing.T) {
-	// The demo runs on fixed addresses (127.0.0.11-13); a demo someone
-	// left running there would answer instead of ours.
-	if c, err := net.DialTimeout("tcp", "127.0.0.11:15014", time.Second); err == nil {
-		c.Close()
-		if os.Getenv("CI") == "true" {
-			t.Fatal("127.0.0.11:15014 is in use: another fedmesh demo is running")
-		}
-		t.Skip("skipping: 127.0.0.11:15014 is in use (another fedmesh demo is running on the demo's addresses)")
-	}
+	// The demo runs in a loopback block of its own, never on the
+	// default addresses a user's demo may hold.
+	base := netip.MustParseAddr(demoBase(reserveBlock(t)))
 	e := newEnv(t)
 	tm := demo.Timings{
 		// RecoverSettle as the demo's own: a restarted replica may meet
@@ -70,11 +64,12 @@ func TestDemoScenario(t *testing.T) {
 	)
 	inspect := func(clusters []demo.Cluster) {
 		// Runs on Run's goroutine, before Run returns.
-		_, clientPage, _ = httpGet("http://127.0.1.100:15000/stats/prometheus")
+		client := net.JoinHostPort(clusters[0].ClientIP(), "15000")
+		_, clientPage, _ = httpGet("http://" + client + "/stats/prometheus")
 		for _, c := range clusters {
 			_, gateways[c.Name], _ = httpGet("http://" + c.IP + ":15021/stats/prometheus")
 		}
-		m := &mesh{t: t, clientAdmin: "127.0.1.100:15000"}
+		m := &mesh{t: t, clientAdmin: client}
 		retries = m.routeRetries(t)
 	}
 	out := &syncBuffer{}
@@ -82,7 +77,7 @@ func TestDemoScenario(t *testing.T) {
 	defer cancel()
 	// The demo's working directory is the test's log directory: its CA,
 	// data and every process's log are kept and printed on failure.
-	sum, err := demo.Run(ctx, demo.Config{Binary: fedmeshBin, Dir: e.logDir, Clusters: 3, Rate: 50, Out: out, Timings: &tm, Inspect: inspect})
+	sum, err := demo.Run(ctx, demo.Config{Binary: fedmeshBin, Dir: e.logDir, Clusters: 3, BaseAddress: base, Rate: 50, Out: out, Timings: &tm, Inspect: inspect})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
