@@ -23,6 +23,7 @@ func newDemoCmd() *cobra.Command {
 		dir      string
 		rate     int
 		base     string
+		scenario string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -64,6 +65,9 @@ with that process's last log lines.`,
 			if err != nil {
 				return err
 			}
+			if scenario != "tour" && scenario != "bounds" {
+				return &exitError{code: 2, err: fmt.Errorf("unknown --scenario %q: want tour or bounds", scenario)}
+			}
 			created := false
 			if dir == "" {
 				if dir, err = os.MkdirTemp("", "fedmesh-demo-"); err != nil {
@@ -76,6 +80,9 @@ with that process's last log lines.`,
 			progress := cmd.OutOrStdout()
 			if output == "json" {
 				progress = cmd.ErrOrStderr()
+			}
+			if scenario == "bounds" {
+				return runBounds(cmd, demo.Config{Binary: bin, Dir: dir, Clusters: clusters, BaseAddress: baseAddr, Rate: rate, Out: progress}, output, created)
 			}
 			sum, err := demo.Run(cmd.Context(), demo.Config{
 				Binary: bin, Dir: dir, Clusters: clusters, BaseAddress: baseAddr, Rate: rate, Keep: keep, Out: progress,
@@ -110,6 +117,7 @@ with that process's last log lines.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format of the summary: json")
 	cmd.Flags().StringVar(&dir, "dir", "", "working directory for CAs, data and logs (default: a new temporary directory)")
 	cmd.Flags().IntVar(&rate, "rate", 50, "client requests per second")
+	cmd.Flags().StringVar(&scenario, "scenario", "tour", "tour: the phases above; bounds: measure fencing, healing and reconnecting with the default and the local federation timings (see 'Static stability' in bench/README.md)")
 	cmd.Flags().StringVar(&base, "base-address", demo.DefaultBaseAddress.String(),
 		"loopback address A.B.C.D of the first cluster: cluster N listens on A.B.C.(D+N-1), its workloads on A.B.(C+N).0/24; give another (e.g. 127.1.0.11) to run beside a demo on the default addresses")
 	return cmd

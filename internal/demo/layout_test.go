@@ -183,3 +183,25 @@ func TestLayoutAt(t *testing.T) {
 		})
 	}
 }
+
+// TestFederationArgs: the demo's timings by default, the control plane's
+// own when a Federation leaves them zero.
+func TestFederationArgs(t *testing.T) {
+	var none *Federation
+	tests := []struct {
+		name string
+		f    *Federation
+		want []string
+	}{
+		{name: "nil is the demo's", f: none, want: []string{"--gossip-profile", "local", "--fence-period", "5s"}},
+		{name: "defaults pass nothing", f: &DefaultFederation, want: nil},
+		{name: "profile alone", f: &Federation{GossipProfile: "lan"}, want: []string{"--gossip-profile", "lan"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, tt.f.args()); diff != "" {
+				t.Errorf("args (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

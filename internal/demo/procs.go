@@ -234,6 +234,18 @@ func (p *Procs) StopAll(timeout time.Duration) {
 	wg.Wait()
 }
 
+// names lists the names of every process started, sorted.
+func (p *Procs) names() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for name := range p.procs {
+		out = append(out, name)
+	}
+	sortStrings(out)
+	return out
+}
+
 // Running lists the names and pids of running processes, sorted.
 func (p *Procs) Running() []string {
 	p.mu.Lock()

@@ -35,6 +35,9 @@ type Config struct {
 	Replicas int
 	// Rate is the client's requests per second. Default 50.
 	Rate int
+	// Federation are the control planes' gossip and fencing timings;
+	// nil means the demo's (LocalFederation).
+	Federation *Federation
 	// Keep leaves the clusters running after the scenario.
 	Keep bool
 	// Out receives progress and the live view.
@@ -261,12 +264,13 @@ func (d *demo) setUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := d.procs.Start("controlplane-"+c.Name, "controlplane",
+		args := append([]string{"controlplane",
 			"--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
-			"--bind-address", c.IP, "--data-dir", d.dir(c.Name, "data"), "--source", "file:"+src,
+			"--bind-address", c.IP, "--data-dir", d.dir(c.Name, "data"), "--source", "file:" + src,
 			"--cluster-cidrs", c.CIDR(),
-			"--ca-dir", d.dir(c.Name, "ca"), "--gossip-profile", "local", "--fence-period", "5s",
-			"--base-ejection-time", d.tm.BaseEjection.String()); err != nil {
+			"--ca-dir", d.dir(c.Name, "ca"),
+			"--base-ejection-time", d.tm.BaseEjection.String()}, d.cfg.Federation.args()...)
+		if _, err := d.procs.Start("controlplane-"+c.Name, args...); err != nil {
 			return err
 		}
 	}
