@@ -51,9 +51,10 @@ func printBounds(w io.Writer, bs []demo.Bounds) {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nTIMINGS\tCONTROL PLANE DOWN\tREADY AFTER START\tFIRST PROXY BACK\tALL PROXIES BACK")
 	for _, b := range bs {
-		r := b.Reconnect
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s (%d)\n", b.Federation.Name, secs(r.OutageSeconds), secs(r.ReadySeconds),
-			secs(r.FirstSeconds), secs(r.AllSeconds), r.Proxies)
+		for _, r := range b.Reconnect {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s (%d)\n", b.Federation.Name, secs(r.OutageSeconds), secs(r.ReadySeconds),
+				secs(r.FirstSeconds), secs(r.AllSeconds), r.Proxies)
+		}
 	}
 	tw.Flush()
 }

@@ -33,15 +33,16 @@ import (
 //     across a partition. The demo runs on loopback addresses, without
 //     network namespaces; the e2e partition test cuts real links.
 //   - reconnect: east-1's control plane is killed and started again after
-//     ReconnectOutage: how long from its /readyz answering until the
-//     first, and every, proxy of east-1 has its xDS stream again.
+//     each of ReconnectOutages: how long from its /readyz answering until
+//     the first, and every, proxy of east-1 has its xDS stream again. A
+//     longer outage lets the proxies' reconnect backoff grow.
 //
 // Times are read by polling every 100ms (the admin API, the proxies'
 // answers), so they are good to about 0.2s.
 
-// ReconnectOutage is how long the control plane stays down in the
-// reconnect measurement.
-const ReconnectOutage = 5 * time.Second
+// ReconnectOutages are how long the control plane stays down in the
+// reconnect measurements.
+var ReconnectOutages = []time.Duration{5 * time.Second, 30 * time.Second}
 
 // boundsTimeout bounds each wait of the bounds scenario.
 const boundsTimeout = 3 * time.Minute
@@ -57,8 +58,8 @@ type Bounds struct {
 	// then resumed.
 	Partition Outage `json:"partition"`
 	// Reconnect is east-1's proxies reconnecting to its restarted
-	// control plane.
-	Reconnect Reconnect `json:"reconnect"`
+	// control plane, once per ReconnectOutages.
+	Reconnect []Reconnect `json:"reconnect"`
 }
 
 // Outage is one failure of a peer as the others and a client saw it.
@@ -195,10 +196,13 @@ func runBounds(ctx context.Context, cfg Config) (_ *Bounds, err error) {
 	if err != nil {
 		return nil, err
 	}
-	d.progress("reconnect: killing %s's control plane for %v", east1.Name, ReconnectOutage)
-	b.Reconnect, err = d.reconnect(ctx, east1)
-	if err != nil {
-		return nil, err
+	for _, outage := range ReconnectOutages {
+		d.progress("reconnect: killing %s's control plane for %v", east1.Name, outage)
+		r, err := d.reconnect(ctx, east1, outage)
+		if err != nil {
+			return nil, err
+		}
+		b.Reconnect = append(b.Reconnect, r)
 	}
 	return b, nil
 }
@@ -302,9 +306,9 @@ func (d *demo) watchPeer(ctx context.Context, observers []Cluster, peer string, 
 	return out, nil
 }
 
-// reconnect kills c's control plane, starts it again after
-// ReconnectOutage and measures its proxies reconnecting.
-func (d *demo) reconnect(ctx context.Context, c Cluster) (Reconnect, error) {
+// reconnect kills c's control plane, starts it again after outage and
+// measures its proxies reconnecting.
+func (d *demo) reconnect(ctx context.Context, c Cluster, outage time.Duration) (Reconnect, error) {
 	r := Reconnect{FirstSeconds: -1, AllSeconds: -1}
 	for _, name := range d.procs.names() {
 		if (strings.HasPrefix(name, c.Name+"-") && strings.HasSuffix(name, "-sidecar")) || name == "gateway-"+c.Name {
@@ -318,7 +322,7 @@ func (d *demo) reconnect(ctx context.Context, c Cluster) (Reconnect, error) {
 	if err := d.signal([]string{name}, syscall.SIGKILL); err != nil {
 		return r, err
 	}
-	if err := sleep(ctx, ReconnectOutage); err != nil {
+	if err := sleep(ctx, outage); err != nil {
 		return r, err
 	}
 	t1 := time.Now()
