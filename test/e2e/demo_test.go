@@ -33,6 +33,15 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// demoTestTimings are the demo's phases, shorter for the tests.
+var demoTestTimings = demo.Timings{
+	// RecoverSettle as the demo's own: a restarted replica may meet its
+	// fourth ejection (4 * BaseEjection, 8s) as it comes back.
+	Steady: 4 * time.Second, Failover: 6 * time.Second, Failover2: 6 * time.Second, Recover: 14 * time.Second,
+	Settle: 3 * time.Second, RecoverSettle: 10 * time.Second, BaseEjection: 2 * time.Second,
+	Canary: 6 * time.Second, Faults: 6 * time.Second, AB: 4 * time.Second, Removed: 4 * time.Second, InForce: 20 * time.Second,
+}
+
 // TestDemoScenario runs `fedmesh demo`'s scenario with shorter phases and
 // checks it: in steady state the local cluster serves everything; with
 // east-1's echo down traffic fails over within the region (east-2, never
@@ -50,13 +59,7 @@ func TestDemoScenario(t *testing.T) {
 	// default addresses a user's demo may hold.
 	base := netip.MustParseAddr(demoBase(reserveBlock(t)))
 	e := newEnv(t)
-	tm := demo.Timings{
-		// RecoverSettle as the demo's own: a restarted replica may meet
-		// its fourth ejection (4 * BaseEjection, 8s) as it comes back.
-		Steady: 4 * time.Second, Failover: 6 * time.Second, Failover2: 6 * time.Second, Recover: 14 * time.Second,
-		Settle: 3 * time.Second, RecoverSettle: 10 * time.Second, BaseEjection: 2 * time.Second,
-		Canary: 6 * time.Second, Faults: 6 * time.Second, AB: 4 * time.Second, Removed: 4 * time.Second, InForce: 20 * time.Second,
-	}
+	tm := demoTestTimings
 	var (
 		clientPage string
 		gateways   = map[string]string{}

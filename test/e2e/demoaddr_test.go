@@ -1,13 +1,20 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/fedmesh/fedmesh/federation"
+	"github.com/fedmesh/fedmesh/internal/demo"
 )
 
 // demoBase is the --base-address of a demo in the loopback block b
@@ -101,5 +108,77 @@ func TestDemoChildExits(t *testing.T) {
 			continue
 		}
 		l.Close()
+	}
+}
+
+// TestDemoTwice runs two whole demos on one machine: while the first
+// (its scenario over, every process still running) waits, the second runs
+// its scenario on another base address and passes; the first's
+// federation saw nothing of it: the same three members on its own
+// addresses, alive, connected and trusted, no stranger among its gossip
+// members, the same view.
+func TestDemoTwice(t *testing.T) {
+	e := newEnv(t)
+	baseA := netip.MustParseAddr(demoBase(reserveBlock(t)))
+	baseB := netip.MustParseAddr(demoBase(reserveBlock(t)))
+	dirA, dirB := filepath.Join(e.logDir, "first"), filepath.Join(e.logDir, "second")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	tm := demoTestTimings
+
+	var (
+		outA, outB    = &syncBuffer{}, &syncBuffer{}
+		sumB          *demo.Summary
+		errB          error
+		before, after federation.Status
+		errBefore     error
+		errAfter      error
+		clustersA     []demo.Cluster
+	)
+	inspect := func(clusters []demo.Cluster) {
+		clustersA = clusters
+		op := operatorClient(t, filepath.Join(dirA, "operator"))
+		errBefore = op.Get(clusters[0].Admin(), federation.StatusPath, &before)
+		sumB, errB = demo.Run(ctx, demo.Config{Binary: fedmeshBin, Dir: dirB, Clusters: 3, BaseAddress: baseB, Out: outB, Timings: &tm})
+		errAfter = op.Get(clusters[0].Admin(), federation.StatusPath, &after)
+	}
+	sumA, errA := demo.Run(ctx, demo.Config{Binary: fedmeshBin, Dir: dirA, Clusters: 3, BaseAddress: baseA, Out: outA, Timings: &tm, Inspect: inspect})
+	if errA != nil || !sumA.OK {
+		t.Fatalf("first demo: %v %s\n%s", errA, sumA.Reason, outA)
+	}
+	if errB != nil || sumB == nil || !sumB.OK {
+		reason := ""
+		if sumB != nil {
+			reason = sumB.Reason
+		}
+		t.Fatalf("second demo, beside the first: %v %s\n%s", errB, reason, outB)
+	}
+	for i, c := range sumB.Clusters {
+		if c.IP == clustersA[i].IP {
+			t.Errorf("both demos ran %s on %s", c.Name, c.IP)
+		}
+	}
+	if errBefore != nil || errAfter != nil {
+		t.Fatalf("first demo's status: %v, %v", errBefore, errAfter)
+	}
+	own := map[string]bool{}
+	for _, c := range clustersA {
+		own[c.IP] = true
+	}
+	if len(after.Members) != 3 || len(after.Untrusted) != 0 || len(after.Fenced) != 0 {
+		t.Errorf("first demo after the second: members %+v, untrusted %+v, fenced %+v; want its three clusters alone",
+			after.Members, after.Untrusted, after.Fenced)
+	}
+	for _, m := range after.Members {
+		if m.Local {
+			continue
+		}
+		u, err := url.Parse(m.CatalogAddress)
+		if err != nil || !own[u.Hostname()] || m.State != "alive" || !m.Connected || m.Fenced {
+			t.Errorf("first demo's member %s after the second: %s, catalog %s, connected %v, fenced %v", m.Name, m.State, m.CatalogAddress, m.Connected, m.Fenced)
+		}
+	}
+	if before.ViewHash != after.ViewHash {
+		t.Errorf("first demo's view changed while the second ran: %s, then %s", before.ViewHash, after.ViewHash)
 	}
 }
