@@ -115,12 +115,12 @@ func (p *Procs) Start(name string, args ...string) (*Proc, error) {
 	go func() {
 		pr.err = cmd.Wait()
 		f.Close()
-		// OnExit runs before done closes: once Kill or Stop returns,
-		// the process's exit has been judged.
+		close(pr.done)
+		// Kill and Stop set stopping before they signal: a process
+		// they end is never reported.
 		if onExit != nil && !pr.stopping.Load() {
 			onExit(&ExitError{Name: pr.Name, Err: pr.err, Log: pr.Log, Tail: pr.Tail(tailLines)})
 		}
-		close(pr.done)
 	}()
 	if p.procs == nil {
 		p.procs = map[string]*Proc{}
