@@ -7,6 +7,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 10s
+FUZZMINIMIZETIME ?= 1s
 
 TESTFLAGS ?= -race -cover -timeout 30m
 
@@ -30,8 +31,8 @@ demo: build ## three local clusters federate, stay local, fail over and recover
 bench: ## run the benchmarks and write bench/results.txt
 	@bash scripts/bench.sh
 
-fuzz: ## run every fuzz target for FUZZTIME each
-	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+fuzz: ## run every fuzz target for FUZZTIME each (minimizing a new input at most FUZZMINIMIZETIME)
+	@FUZZTIME=$(FUZZTIME) FUZZMINIMIZETIME=$(FUZZMINIMIZETIME) bash scripts/fuzz.sh
 
 lint: ## gofmt check, go vet and staticcheck (built once into the tools cache)
 	@GO='$(GO)' PKGS='$(PKGS)' bash scripts/lint.sh

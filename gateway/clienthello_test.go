@@ -172,6 +172,21 @@ func TestReadClientHelloRefusals(t *testing.T) {
 	}
 }
 
+// plausibleHostName is the rule parseServerName applies to a host name,
+// written apart from it: 1 to 255 bytes, each printable ASCII and no
+// space.
+func plausibleHostName(name string) bool {
+	if len(name) == 0 || len(name) > 255 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] <= ' ' || name[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 func FuzzReadClientHello(f *testing.F) {
 	f.Add(realHello(f, "8080.echo.demo.svc.clusterset.local", []string{"h2", "http/1.1"}))
 	f.Add(realHello(f, "a.b", nil))
@@ -188,9 +203,18 @@ func FuzzReadClientHello(f *testing.F) {
 			t.Fatalf("accepted hello without a name or with bytes not read: %+v", h)
 		}
 		// Agreement with crypto/tls: whatever crypto/tls parses as a hello
-		// with a server name, we read with the same name and protocols.
+		// with a server name, we read with the same name and protocols,
+		// unless the name is one the gateway refuses on purpose: crypto/tls
+		// takes any bytes (0x01, a space) and any length, the gateway only
+		// a plausible DNS name (parseServerName).
 		name, alpn, ok := stdlibView(in)
 		if !ok || name == "" || len(in) > max {
+			return
+		}
+		if !plausibleHostName(name) {
+			if !errors.Is(err, ErrMalformedHello) {
+				t.Fatalf("server name %q, which the gateway refuses: got %+v, %v; want ErrMalformedHello", name, h, err)
+			}
 			return
 		}
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -23,6 +24,8 @@ func newDemoCmd() *cobra.Command {
 		dir      string
 		rate     int
 		jaeger   string
+		base     string
+		scenario string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -46,6 +49,12 @@ checked, shares within 4 binomial standard deviations of what the route
 says, injected faults apart from real errors: the command exits 0 when
 each behaved, 1 with the reason otherwise.
 
+The demo listens on 127.0.0.11-13 and 127.0.1-3.0/24 unless --base-address
+moves it. It first checks that every address it will listen on is free and
+fails naming those that are not; once started, a process of its own that
+exits (a listener it could not bind, a crash) stops the whole demo at once
+with that process's last log lines.
+
 With a Jaeger ` + demo.JaegerVersion + ` binary (--jaeger, $FEDMESH_TELEMETRY_TOOLS/jaeger, or the
 one scripts/telemetry-tools.sh built), the demo runs it on ` + demo.JaegerIP + ` and every
 sidecar sends it ` + strconv.Itoa(demo.TraceSampling) + `% of its traces; after each failover phase the demo finds a
@@ -56,9 +65,16 @@ without tracing and says so.`,
 			if output != "" && output != "json" {
 				return &exitError{code: 2, err: fmt.Errorf("unknown output format %q: want json", output)}
 			}
+			baseAddr, err := netip.ParseAddr(base)
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--base-address: %w", err)}
+			}
 			bin, err := os.Executable()
 			if err != nil {
 				return err
+			}
+			if scenario != "tour" && scenario != "bounds" {
+				return &exitError{code: 2, err: fmt.Errorf("unknown --scenario %q: want tour or bounds", scenario)}
 			}
 			created := false
 			if dir == "" {
@@ -73,12 +89,15 @@ without tracing and says so.`,
 			if output == "json" {
 				progress = cmd.ErrOrStderr()
 			}
+			if scenario == "bounds" {
+				return runBounds(cmd, demo.Config{Binary: bin, Dir: dir, Clusters: clusters, BaseAddress: baseAddr, Rate: rate, Out: progress}, output, created)
+			}
 			jaegerBin, note, err := demo.FindJaeger(jaeger, os.Getenv)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			sum, err := demo.Run(cmd.Context(), demo.Config{
-				Binary: bin, Dir: dir, Clusters: clusters, Rate: rate, Keep: keep, Out: progress,
+				Binary: bin, Dir: dir, Clusters: clusters, BaseAddress: baseAddr, Rate: rate, Keep: keep, Out: progress,
 				Jaeger: jaegerBin, TracingNote: note,
 			})
 			if sum == nil {
@@ -91,7 +110,7 @@ without tracing and says so.`,
 				if perr := printOutput(cmd.OutOrStdout(), "json", sum, nil); perr != nil {
 					return perr
 				}
-			} else {
+			} else if len(sum.Phases) > 0 || err == nil {
 				printSummary(cmd.OutOrStdout(), sum)
 			}
 			if err != nil {
@@ -112,6 +131,9 @@ without tracing and says so.`,
 	cmd.Flags().StringVar(&dir, "dir", "", "working directory for CAs, data and logs (default: a new temporary directory)")
 	cmd.Flags().IntVar(&rate, "rate", 50, "client requests per second")
 	cmd.Flags().StringVar(&jaeger, "jaeger", "", "the Jaeger "+demo.JaegerVersion+" binary to trace into (default $FEDMESH_TELEMETRY_TOOLS/jaeger, else the one scripts/telemetry-tools.sh built); none: no tracing")
+	cmd.Flags().StringVar(&scenario, "scenario", "tour", "tour: the phases above; bounds: measure fencing, healing and reconnecting with the default and the local federation timings (see 'Static stability' in bench/README.md)")
+	cmd.Flags().StringVar(&base, "base-address", demo.DefaultBaseAddress.String(),
+		"loopback address A.B.C.D of the first cluster: cluster N listens on A.B.C.(D+N-1), its workloads on A.B.(C+N).0/24; give another (e.g. 127.1.0.11) to run beside a demo on the default addresses")
 	return cmd
 }
 

@@ -31,6 +31,18 @@
 // that served, whose Jaeger UI URL the demo shows. Without one the demo
 // runs untraced and says so (Summary.Tracing).
 //
-// Every child is a real process of the fedmesh binary (and Jaeger),
-// stopped when the demo ends.
+// Every child is a real process of the fedmesh binaries (and Jaeger),
+// stopped when the demo ends. The demo knows its own: before starting it bind-probes every
+// address they will listen on (Bindings, CheckFree) and fails naming
+// those taken, so that it never drives another demo's processes; once
+// started, a child that exits without the demo stopping it (it could not
+// bind, it crashed) ends the run at once, every other child stopped, with
+// the child's exit status and last log lines (ExitError). Config's
+// BaseAddress moves the whole demo (LayoutAt): clusters on A.B.C.(D+i-1),
+// workloads on A.B.(C+i).0/24, so two demos with other A.B never meet.
+//
+// RunBounds is the bounds scenario (`fedmesh demo --scenario bounds`):
+// how long until a killed or frozen peer is fenced and trusted again,
+// what a client's requests meet meanwhile, and how long proxies take to
+// reconnect to a restarted control plane, per Federation timings.
 package demo

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,5 +129,79 @@ func TestSourceCanary(t *testing.T) {
 		if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
 			t.Errorf("%s exports (-want +got):\n%s", c.Name, diff)
 		}
+	}
+}
+
+// TestLayoutAt places clusters and workloads from the base address: the
+// default keeps the demo's historical addresses, another base moves all
+// of them, and bases that cannot hold the clusters are refused.
+func TestLayoutAt(t *testing.T) {
+	type addrs struct{ IP, CIDR, Echo2, Client, Canary1 string }
+	get := func(cs []Cluster) []addrs {
+		var out []addrs
+		for _, c := range cs {
+			out = append(out, addrs{c.IP, c.CIDR(), c.WorkloadIP(2), c.ClientIP(), c.CanaryIP(1)})
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		base    string
+		want    []addrs
+		wantErr string
+	}{
+		{name: "default", base: "127.0.0.11", want: []addrs{
+			{"127.0.0.11", "127.0.1.0/24", "127.0.1.2", "127.0.1.100", "127.0.1.201"},
+			{"127.0.0.12", "127.0.2.0/24", "127.0.2.2", "127.0.2.100", "127.0.2.201"},
+			{"127.0.0.13", "127.0.3.0/24", "127.0.3.2", "127.0.3.100", "127.0.3.201"},
+		}},
+		{name: "moved", base: "127.42.8.1", want: []addrs{
+			{"127.42.8.1", "127.42.9.0/24", "127.42.9.2", "127.42.9.100", "127.42.9.201"},
+			{"127.42.8.2", "127.42.10.0/24", "127.42.10.2", "127.42.10.100", "127.42.10.201"},
+			{"127.42.8.3", "127.42.11.0/24", "127.42.11.2", "127.42.11.100", "127.42.11.201"},
+		}},
+		{name: "not loopback", base: "10.0.0.11", wantErr: "loopback"},
+		{name: "ipv6", base: "::1", wantErr: "IPv4 loopback"},
+		{name: "last octet overflows", base: "127.0.0.253", wantErr: "last octet"},
+		{name: "workload ranges overflow", base: "127.0.253.11", wantErr: "third octet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs, err := LayoutAt(3, netip.MustParseAddr(tt.base))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("LayoutAt(%s) = %v, want an error about %q", tt.base, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, get(cs)); diff != "" {
+				t.Errorf("addresses (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestFederationArgs: the demo's timings by default, the control plane's
+// own when a Federation leaves them zero.
+func TestFederationArgs(t *testing.T) {
+	var none *Federation
+	tests := []struct {
+		name string
+		f    *Federation
+		want []string
+	}{
+		{name: "nil is the demo's", f: none, want: []string{"--gossip-profile", "local", "--fence-period", "5s"}},
+		{name: "defaults pass nothing", f: &DefaultFederation, want: nil},
+		{name: "profile alone", f: &Federation{GossipProfile: "lan"}, want: []string{"--gossip-profile", "lan"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, tt.f.args()); diff != "" {
+				t.Errorf("args (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -1,12 +1,15 @@
 package demo
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -21,6 +24,12 @@ type Procs struct {
 	// Detach leaves processes running when this process exits (--keep);
 	// otherwise they die with it.
 	Detach bool
+	// OnExit, when set, is called once for every process that exits
+	// without having been stopped or killed through Procs (a crash, a
+	// listener it could not bind), with an *ExitError that holds its
+	// last log lines. It is called from the goroutine that waits for the
+	// process, and must not block; set it before the first Start.
+	OnExit func(*ExitError)
 
 	mu    sync.Mutex // guards procs
 	procs map[string]*Proc
@@ -32,10 +41,48 @@ type Proc struct {
 	// Bin is the program it runs.
 	Bin  string
 	Args []string
+	// Log is the file its output goes to.
+	Log  string
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error // set before done is closed
+	// stopping is set before Procs signals the process: its exit is
+	// wanted, not a failure.
+	stopping atomic.Bool
+	// logStart is the offset in Log where this run's output starts.
+	logStart int64
 }
+
+// ExitError is a process that exited although nobody stopped it.
+type ExitError struct {
+	// Name is the process's name.
+	Name string
+	// Err is its exit status (nil for a clean exit, which is unexpected
+	// too: every demo process serves until stopped).
+	Err error
+	// Log is its log file.
+	Log string
+	// Tail are the last lines of its log from this run.
+	Tail []string
+}
+
+func (e *ExitError) Error() string {
+	status := "exit status 0"
+	if e.Err != nil {
+		status = e.Err.Error()
+	}
+	msg := fmt.Sprintf("%s exited unexpectedly (%s)", e.Name, status)
+	if n := len(e.Tail); n > 0 {
+		msg += ": " + e.Tail[n-1]
+	}
+	return msg
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// tailLines is how many of a failed process's last log lines ExitError
+// keeps.
+const tailLines = 15
 
 // Start runs Binary with args under name; a process of that name that has
 // exited may be started again (its log is appended to).
@@ -56,6 +103,11 @@ func (p *Procs) StartProgram(name, bin string, args ...string) (*Proc, error) {
 		return nil, err
 	}
 	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
+	logStart, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -66,11 +118,17 @@ func (p *Procs) StartProgram(name, bin string, args ...string) (*Proc, error) {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	pr := &Proc{Name: name, Bin: bin, Args: args, cmd: cmd, done: make(chan struct{})}
+	pr := &Proc{Name: name, Bin: bin, Args: args, Log: f.Name(), cmd: cmd, done: make(chan struct{}), logStart: logStart}
+	onExit := p.OnExit
 	go func() {
 		pr.err = cmd.Wait()
 		f.Close()
 		close(pr.done)
+		// Kill and Stop set stopping before they signal: a process
+		// they end is never reported.
+		if onExit != nil && !pr.stopping.Load() {
+			onExit(&ExitError{Name: pr.Name, Err: pr.err, Log: pr.Log, Tail: pr.Tail(tailLines)})
+		}
 	}()
 	if p.procs == nil {
 		p.procs = map[string]*Proc{}
@@ -114,8 +172,36 @@ func (pr *Proc) Err() error {
 // Pid is the process id.
 func (pr *Proc) Pid() int { return pr.cmd.Process.Pid }
 
-// Kill ends the process at once, as a crash would, and waits for it.
+// Tail returns up to n last non-empty lines this run of the process wrote
+// to its log.
+func (pr *Proc) Tail(n int) []string {
+	f, err := os.Open(pr.Log)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	const max = 64 << 10
+	start := pr.logStart
+	if fi, err := f.Stat(); err == nil && fi.Size()-start > max {
+		start = fi.Size() - max
+	}
+	b, _ := io.ReadAll(io.NewSectionReader(f, start, max))
+	var lines []string
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if l := strings.TrimSpace(string(l)); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// Kill ends the process at once, as a crash would (SIGKILL), and waits
+// for it.
 func (pr *Proc) Kill() {
+	pr.stopping.Store(true)
 	pr.cmd.Process.Kill()
 	<-pr.done
 }
@@ -126,6 +212,7 @@ func (pr *Proc) Stop(timeout time.Duration) error {
 	if pr.Exited() {
 		return pr.err
 	}
+	pr.stopping.Store(true)
 	pr.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-pr.done:
@@ -153,6 +240,18 @@ func (p *Procs) StopAll(timeout time.Duration) {
 		}()
 	}
 	wg.Wait()
+}
+
+// names lists the names of every process started, sorted.
+func (p *Procs) names() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for name := range p.procs {
+		out = append(out, name)
+	}
+	sortStrings(out)
+	return out
 }
 
 // Running lists the names and pids of running processes, sorted.

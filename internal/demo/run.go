@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -29,10 +30,16 @@ type Config struct {
 	Dir string
 	// Clusters is how many local clusters to start (at least 3).
 	Clusters int
+	// BaseAddress is the first cluster's loopback address (LayoutAt);
+	// the zero value means DefaultBaseAddress.
+	BaseAddress netip.Addr
 	// Replicas of the echo service per cluster. Default 2.
 	Replicas int
 	// Rate is the client's requests per second. Default 50.
 	Rate int
+	// Federation are the control planes' gossip and fencing timings;
+	// nil means the demo's (LocalFederation).
+	Federation *Federation
 	// Keep leaves the clusters running after the scenario.
 	Keep bool
 	// Jaeger is the Jaeger binary (FindJaeger) the demo runs and every
@@ -146,7 +153,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if cfg.Timings != nil {
 		tm = cfg.Timings.withDefaults()
 	}
-	clusters, err := Layout(cfg.Clusters)
+	if !cfg.BaseAddress.IsValid() {
+		cfg.BaseAddress = DefaultBaseAddress
+	}
+	clusters, err := LayoutAt(cfg.Clusters, cfg.BaseAddress)
 	if err != nil {
 		return nil, err
 	}
@@ -155,18 +165,24 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	d := &demo{cfg: cfg, tm: tm, clusters: clusters, procs: &Procs{Binary: cfg.Binary, LogDir: logDir, Detach: cfg.Keep}, jaegerIP: JaegerIP}
+	d := &demo{cfg: cfg, tm: tm, clusters: clusters, procs: &Procs{Binary: cfg.Binary, LogDir: logDir, Detach: cfg.Keep}, jaegerIP: jaegerAddr(cfg.BaseAddress)}
 	sum := &Summary{Clusters: clusters, Dir: cfg.Dir, OperatorDir: d.dir("operator")}
 	if cfg.Jaeger == "" {
 		sum.Tracing.Note = d.tracingNote()
 	}
+	ctx, stopSupervising := d.supervise(ctx)
+	defer stopSupervising()
 	defer func() {
-		if cfg.Keep {
+		if cfg.Keep && d.childExit(ctx) == nil {
 			sum.Running = d.procs.Running()
 			return
 		}
 		d.procs.StopAll(10 * time.Second)
 	}()
+	if err := d.checkAddresses(); err != nil {
+		sum.Reason = err.Error()
+		return sum, err
+	}
 
 	err = d.setUp(ctx)
 	switch {
@@ -176,6 +192,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		sum.Tracing.Note = "jaeger did not start"
 	}
 	if err != nil {
+		err = d.failure(ctx, err)
 		sum.Reason = err.Error()
 		return sum, err
 	}
@@ -183,12 +200,16 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	d.progress("clusters federated and serving in %.1fs", sum.StartupSeconds)
 
 	results, err := d.scenario(ctx)
+	if err == nil && d.childExit(ctx) != nil {
+		err = ctx.Err()
+	}
 	if err == nil && cfg.Inspect != nil {
 		cfg.Inspect(clusters)
 	}
 	sum.Phases = results
 	sum.TotalSeconds = time.Since(start).Seconds()
 	if err != nil {
+		err = d.failure(ctx, err)
 		sum.Reason = err.Error()
 		return sum, err
 	}
@@ -300,12 +321,13 @@ func (d *demo) setUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := d.procs.Start("controlplane-"+c.Name, "controlplane",
+		args := append([]string{"controlplane",
 			"--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
-			"--bind-address", c.IP, "--data-dir", d.dir(c.Name, "data"), "--source", "file:"+src,
+			"--bind-address", c.IP, "--data-dir", d.dir(c.Name, "data"), "--source", "file:" + src,
 			"--cluster-cidrs", c.CIDR(),
-			"--ca-dir", d.dir(c.Name, "ca"), "--gossip-profile", "local", "--fence-period", "5s",
-			"--base-ejection-time", d.tm.BaseEjection.String()); err != nil {
+			"--ca-dir", d.dir(c.Name, "ca"),
+			"--base-ejection-time", d.tm.BaseEjection.String()}, d.cfg.Federation.args()...)
+		if _, err := d.procs.Start("controlplane-"+c.Name, args...); err != nil {
 			return err
 		}
 	}
@@ -580,7 +602,7 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func() e
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -613,4 +635,14 @@ func (d *demo) getJSON(url string, v any) error {
 		return fmt.Errorf("%s: %d %s", url, code, strings.TrimSpace(body))
 	}
 	return json.Unmarshal([]byte(body), v)
+}
+
+// jaegerAddr is where the demo's Jaeger listens: the address just below
+// the first cluster's (JaegerIP for the default base), so that a demo
+// moved by BaseAddress moves its Jaeger too.
+func jaegerAddr(base netip.Addr) string {
+	if base == DefaultBaseAddress || !base.Is4() {
+		return JaegerIP
+	}
+	return base.Prev().String()
 }

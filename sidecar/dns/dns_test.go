@@ -89,14 +89,7 @@ func TestAnswer(t *testing.T) {
 
 func TestServeUDPAndTCP(t *testing.T) {
 	s := newServer(t)
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	udp, tcp := listenPair(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -117,6 +110,30 @@ func TestServeUDPAndTCP(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", network, diff)
 		}
 	}
+}
+
+// listenPair binds UDP and TCP on one loopback port, as a resolver
+// expects of a DNS server. The kernel hands out UDP and TCP ports apart,
+// so the port it gave the UDP socket may be taken for TCP: then it tries
+// another, a bounded number of times. Serve closes both.
+func listenPair(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	const attempts = 50
+	var last error
+	for range attempts {
+		udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+		if err == nil {
+			return udp, tcp
+		}
+		udp.Close()
+		last = err
+	}
+	t.Fatalf("no loopback port free for both UDP and TCP in %d attempts: %v", attempts, last)
+	return nil, nil
 }
 
 // TestServeGoesOnAfterReadError makes the real socket fail its reads (a
@@ -191,15 +208,7 @@ func TestServeGoesOnAfterReadError(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := prometheus.NewPedanticRegistry()
 			s := newServerWith(t, reg)
-			udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			tcp, err := net.Listen("tcp", udp.LocalAddr().String())
-			if err != nil {
-				udp.Close()
-				t.Fatal(err)
-			}
+			udp, tcp := listenPair(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() {

@@ -24,8 +24,25 @@ const (
 // or suite on this machine holds, locked until the test ends.
 func reserveBlock(t testing.TB) int {
 	t.Helper()
-	for b := firstBlock; b <= lastBlock; b++ {
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("fedmesh-e2e-block-127.%d.lock", b))
+	return reserve(t, "fedmesh-e2e-block-127.%d.lock", firstBlock, lastBlock,
+		fmt.Sprintf("every loopback block 127.%d-%d.0.0/16 is held by another test run", firstBlock, lastBlock))
+}
+
+// reserveLabBlock returns the third octet of a /24 of 198.18.0.0/16 no
+// other network lab (netlab_test.go) on this machine holds, locked until
+// the test ends: two labs on one subnet would route each other's
+// traffic.
+func reserveLabBlock(t testing.TB) int {
+	t.Helper()
+	return reserve(t, "fedmesh-e2e-netlab-198.18.%d.lock", 0, 255, "every lab subnet 198.18.0-255.0/24 is held by another test run")
+}
+
+// reserve locks the first of the files named by pattern (one %d) from
+// first to last that nobody else holds, and returns its number.
+func reserve(t testing.TB, pattern string, first, last int, none string) int {
+	t.Helper()
+	for b := first; b <= last; b++ {
+		path := filepath.Join(os.TempDir(), fmt.Sprintf(pattern, b))
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 		if err != nil {
 			t.Fatalf("address block lock: %v", err)
@@ -37,6 +54,6 @@ func reserveBlock(t testing.TB) int {
 		t.Cleanup(func() { f.Close() })
 		return b
 	}
-	t.Fatalf("every loopback block 127.%d-%d.0.0/16 is held by another test run", firstBlock, lastBlock)
+	t.Fatal(none)
 	return 0
 }

@@ -22,7 +22,7 @@
 //     then a restart;
 //   - TestCertificateRotation: 20 s certificates renewed under traffic;
 //   - TestPartition: each cluster in its own network namespace (veth
-//     pairs on a bridge, 198.18.0.0/16), one cut off by nftables drop
+//     pairs on a bridge, a 198.18.B.0/24 of its own), one cut off by nftables drop
 //     rules, then healed. It needs root, iproute2 and nftables (`make
 //     test-deps`); without them it skips, except under CI=true, where it
 //     fails;

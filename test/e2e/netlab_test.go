@@ -11,19 +11,19 @@ import (
 )
 
 // A netLab is a test network of the project's own hosts: one network
-// namespace per cluster, each with an eth0 on 198.18.0.(10+N)/16 plugged
+// namespace per cluster, each with an eth0 on 198.18.B.(10+N)/24 plugged
 // into a bridge that lives in a hub namespace of its own, and a veth from
-// this namespace into the bridge (198.18.0.1/16), so the test reaches
+// this namespace into the bridge (198.18.B.1/24), so the test reaches
 // every cluster's admin and proxy addresses. Putting the bridge in its own
 // namespace keeps the host's firewall (br_netfilter, FORWARD policies) out
-// of the lab's traffic. Everything is removed in cleanup, even when the
-// test fails.
+// of the lab's traffic. B is the lab's own (reserveLabBlock), so that two
+// labs on one machine never share a subnet. Everything is removed in
+// cleanup, even when the test fails.
 type netLab struct {
-	t  *testing.T
-	id string // short random tag in every name
+	t     *testing.T
+	id    string // short random tag in every name
+	block int    // B, the third octet of the lab's subnet
 }
-
-const labHostIP = "198.18.0.1"
 
 // newNetLab builds the lab for n clusters, or skips the test with the
 // reason when this process cannot (not root, no ip or nft). Under CI=true
@@ -47,7 +47,7 @@ func newNetLab(t *testing.T, n int) *netLab {
 	}
 	b := make([]byte, 3)
 	rand.Read(b)
-	lab := &netLab{t: t, id: hex.EncodeToString(b)}
+	lab := &netLab{t: t, id: hex.EncodeToString(b), block: reserveLabBlock(t)}
 	t.Cleanup(lab.destroy)
 	lab.sh("ip", "netns", "add", lab.hub())
 	lab.sh("ip", "-n", lab.hub(), "link", "set", "lo", "up")
@@ -55,7 +55,7 @@ func newNetLab(t *testing.T, n int) *netLab {
 	lab.sh("ip", "-n", lab.hub(), "link", "set", "br0", "up")
 	// This namespace's way in.
 	lab.sh("ip", "link", "add", lab.hostLink(), "type", "veth", "peer", "name", "host", "netns", lab.hub())
-	lab.sh("ip", "addr", "add", labHostIP+"/16", "dev", lab.hostLink())
+	lab.sh("ip", "addr", "add", lab.hostIP()+"/24", "dev", lab.hostLink())
 	lab.sh("ip", "link", "set", lab.hostLink(), "up")
 	lab.sh("ip", "-n", lab.hub(), "link", "set", "host", "master", "br0", "up")
 	for i := 1; i <= n; i++ {
@@ -65,7 +65,7 @@ func newNetLab(t *testing.T, n int) *netLab {
 		lab.sh("ip", "-n", ns, "link", "set", "lo", "up")
 		lab.sh("ip", "-n", lab.hub(), "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
 		lab.sh("ip", "-n", lab.hub(), "link", "set", port, "master", "br0", "up")
-		lab.sh("ip", "-n", ns, "addr", "add", lab.clusterIP(i)+"/16", "dev", "eth0")
+		lab.sh("ip", "-n", ns, "addr", "add", lab.clusterIP(i)+"/24", "dev", "eth0")
 		lab.sh("ip", "-n", ns, "link", "set", "eth0", "up")
 	}
 	return lab
@@ -74,7 +74,11 @@ func newNetLab(t *testing.T, n int) *netLab {
 func (l *netLab) hub() string            { return "fm-" + l.id + "-hub" }
 func (l *netLab) hostLink() string       { return "fm" + l.id }
 func (l *netLab) netns(i int) string     { return fmt.Sprintf("fm-%s-c%d", l.id, i) }
-func (l *netLab) clusterIP(i int) string { return fmt.Sprintf("198.18.0.%d", 10+i) }
+func (l *netLab) clusterIP(i int) string { return fmt.Sprintf("198.18.%d.%d", l.block, 10+i) }
+
+// hostIP is this namespace's address in the lab; subnet is the lab's.
+func (l *netLab) hostIP() string { return fmt.Sprintf("198.18.%d.1", l.block) }
+func (l *netLab) subnet() string { return fmt.Sprintf("198.18.%d.0/24", l.block) }
 
 // sh runs a command and fails the test when it fails.
 func (l *netLab) sh(args ...string) string {
@@ -105,16 +109,16 @@ func (l *netLab) isolate(i int) {
 		type filter hook input priority 0; policy accept;
 		iifname "lo" accept
 		ip saddr %[1]s accept
-		ip saddr 198.18.0.0/16 drop
+		ip saddr %[2]s drop
 	}
 	chain out {
 		type filter hook output priority 0; policy accept;
 		oifname "lo" accept
 		ip daddr %[1]s accept
-		ip daddr 198.18.0.0/16 drop
+		ip daddr %[2]s drop
 	}
 }
-`, labHostIP))
+`, l.hostIP(), l.subnet()))
 }
 
 // heal removes cluster i's partition rules.
