@@ -227,11 +227,13 @@ func TestDemoScenario(t *testing.T) {
 	if ej := metric(clientPage, "fedmesh_sidecar_lb_ejections_total", `reason="consecutive_connect_failure"`); ej < 2 {
 		t.Errorf("fedmesh_sidecar_lb_ejections_total{consecutive_connect_failure} = %v, want east-1's two replicas ejected at least", ej)
 	}
-	// Traffic crossed east-2's and west-1's gateways, never east-1's.
-	for name, wantTraffic := range map[string]bool{"east-1": false, "east-2": true, "west-1": true} {
-		n := metric(gateways[name], "fedmesh_gateway_connections_total")
-		if (n > 0) != wantTraffic {
-			t.Errorf("gateway %s accepted %.0f connections; want traffic through it: %v", name, n, wantTraffic)
+	// Traffic crossed east-2's and west-1's gateways. (Every gateway,
+	// east-1's too, also carries its peers' control planes' health
+	// probes, so a gateway's connection count alone cannot show that
+	// east-1's carried no traffic.)
+	for _, name := range []string{"east-2", "west-1"} {
+		if n := metric(gateways[name], "fedmesh_gateway_connections_total"); n == 0 {
+			t.Errorf("gateway %s accepted no connections; want the failover traffic through it", name)
 		}
 	}
 	for _, r := range sum.Phases {
@@ -316,8 +318,8 @@ func checkTraces(t *testing.T, sum *demo.Summary, traces []demo.JaegerTrace, tra
 			t.Errorf("%s: no trace found: %+v", r.Phase.Name, tc)
 			continue
 		}
-		if len(tc.Clusters) < 2 || tc.Clusters[0] != "east-1" || tc.Clusters[len(tc.Clusters)-1] != r.Phase.Expect || tc.URL != demo.TraceURL(tc.ID) {
-			t.Errorf("%s: trace %+v; want one from east-1 to %s at %s", r.Phase.Name, tc, r.Phase.Expect, demo.TraceURL(tc.ID))
+		if len(tc.Clusters) < 2 || tc.Clusters[0] != "east-1" || tc.Clusters[len(tc.Clusters)-1] != r.Phase.Expect || tc.URL != sum.Tracing.UI+"/trace/"+tc.ID {
+			t.Errorf("%s: trace %+v; want one from east-1 to %s at %s", r.Phase.Name, tc, r.Phase.Expect, sum.Tracing.UI+"/trace/"+tc.ID)
 		}
 		if !strings.Contains(out, "trace "+tc.ID+" crossed east-1 -> ") || !strings.Contains(out, tc.URL) {
 			t.Errorf("%s: the demo's output does not show trace %s and its URL", r.Phase.Name, tc.ID)
