@@ -160,24 +160,23 @@ func (c *Client) waitFor(ctx context.Context, timeout time.Duration, step func(c
 	defer cancel()
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
+	last := "nothing checked yet"
 	for {
 		missing, err := step(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
+		switch {
+		case err != nil && ctx.Err() == nil:
 			return err
-		}
-		if missing == "" {
+		case err == nil && missing == "":
 			return nil
+		case err == nil:
+			last = missing
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w after %s: %s", errNotReady, timeout, missing)
+			return fmt.Errorf("%w after %s: %s", errNotReady, timeout, last)
 		case <-t.C:
 		}
 	}
-	return fmt.Errorf("%w after %s", errNotReady, timeout)
 }
 
 // pollInterval is how often a wait looks again.

@@ -27,6 +27,12 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	if cfg == nil {
 		return nil, errors.New("no rest config")
 	}
+	// An install sends a few requests per object and a check one access
+	// review per permission: more than client-go's default 5 per second.
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
