@@ -61,7 +61,7 @@ func newInstallCmd() *cobra.Command {
 			"nothing that is already so. The Secrets the pods need (deploy/README.md) are not created here.",
 		Example: "  fedmesh install --cluster east-1 --region us-east --zone a --trust-domain fedmesh.local\n" +
 			"  fedmesh install --kubeconfig east.yaml --context east --cluster east-1 --region us-east --trust-domain fedmesh.local --wait=false",
-		Args: cobra.NoArgs,
+		Args: fedUsageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Namespace = kf.namespace
 			objs, err := install.Render(deploy.Base, o)
@@ -99,9 +99,10 @@ func newInstallCmd() *cobra.Command {
 	return cmd
 }
 
-// uninstallRender renders the manifests for their kinds only: uninstall
-// finds the objects by label, whatever identity they were installed with.
-func uninstallRender(namespace string) ([]*unstructured.Unstructured, error) {
+// kindsRender renders the manifests for their kinds and names only:
+// uninstall and check find the objects by label and name, whatever
+// identity they were installed with.
+func kindsRender(namespace string) ([]*unstructured.Unstructured, error) {
 	return install.Render(deploy.Base, install.Options{Cluster: "uninstall", Region: "uninstall", TrustDomain: "uninstall", Namespace: namespace})
 }
 
@@ -118,9 +119,9 @@ func newUninstallCmd() *cobra.Command {
 			"unless --crds is given: deleting a CRD deletes every ServiceExport, ServiceImport, route and policy of it in\n" +
 			"every namespace.",
 		Example: "  fedmesh uninstall\n  fedmesh uninstall --crds",
-		Args:    cobra.NoArgs,
+		Args:    fedUsageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			objs, err := uninstallRender(kf.namespace)
+			objs, err := kindsRender(kf.namespace)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -157,12 +158,12 @@ func newCheckCmd() *cobra.Command {
 			"served, the federation's members through the admin API when --admin is given, certificate expiry) and\n" +
 			"print a pass/fail list with a hint for each failure. Exit code 1 when any check fails.",
 		Example: "  fedmesh check --pre\n  fedmesh check -o json\n  fedmesh check --admin https://127.0.0.1:15014",
-		Args:    cobra.NoArgs,
+		Args:    fedUsageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if outp != "" && outp != "json" && outp != "yaml" {
 				return &exitError{code: 2, err: fmt.Errorf("unknown output format %q: want json or yaml", outp)}
 			}
-			objs, err := uninstallRender(kf.namespace)
+			objs, err := kindsRender(kf.namespace)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
