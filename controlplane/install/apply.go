@@ -21,7 +21,9 @@ type Result struct {
 	Ref string `json:"ref"`
 	// Namespace is the object's namespace; empty for cluster-scoped kinds.
 	Namespace string `json:"namespace,omitempty"`
-	// Action is "created", "configured" or "unchanged".
+	// Action is "created", "configured", "unchanged", or "kept" for a CRD
+	// that exists without the managed-by label: installed by someone else,
+	// left as it is.
 	Action string `json:"action"`
 }
 
@@ -29,7 +31,8 @@ type Result struct {
 // ManagedBy, and writes one progress line per object to progress. After
 // the last CRD it waits up to crdTimeout for every CRD to be Established,
 // so that objects of those kinds can follow. An object that is already as
-// objs has it is "unchanged": its resourceVersion stays.
+// objs has it is "unchanged": its resourceVersion stays. A CRD that exists
+// without the managed-by label is "kept" as it is.
 func (c *Client) Apply(ctx context.Context, objs []*unstructured.Unstructured, crdTimeout time.Duration, progress io.Writer) ([]Result, error) {
 	lastCRD := -1
 	for i, obj := range objs {
@@ -66,6 +69,13 @@ func (c *Client) apply(ctx context.Context, obj *unstructured.Unstructured) (Res
 		before = nil
 	case err != nil:
 		return r, fmt.Errorf("get %s: %w", r.Ref, err)
+	}
+	if before != nil && obj.GetKind() == "CustomResourceDefinition" && before.GetLabels()[ManagedByLabel] != ManagedBy {
+		// Someone else's CRD (Gateway API routes installed by another
+		// implementation): fedmesh neither takes it over nor, on
+		// uninstall, deletes it.
+		r.Action = "kept"
+		return r, nil
 	}
 	data, err := json.Marshal(obj.Object)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -99,6 +102,20 @@ func TestInstallCheckUninstall(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Another implementation installed the GRPCRoute CRD already: install
+	// keeps it as it is, uninstall leaves it.
+	const foreignCRD = "grpcroutes.gateway.networking.k8s.io"
+	kc := kubernetes.NewForConfigOrDie(ac.cfg)
+	for _, o := range objs {
+		if o.GetKind() == "CustomResourceDefinition" && o.GetName() == foreignCRD {
+			foreign := o.DeepCopy()
+			foreign.SetLabels(nil)
+			if _, err := c.Apply(ctx, []*unstructured.Unstructured{foreign}, time.Minute, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
 	pre, err := c.Run(ctx, objs, install.CheckConfig{Pre: true})
 	if err != nil {
 		t.Fatal(err)
@@ -118,8 +135,12 @@ func TestInstallCheckUninstall(t *testing.T) {
 		t.Fatalf("applied %d of %d objects", len(res), len(objs))
 	}
 	for _, r := range res {
-		if r.Action != "created" {
-			t.Errorf("first install: %s %s, want created", r.Ref, r.Action)
+		want := "created"
+		if r.Ref == "customresourcedefinition/"+foreignCRD {
+			want = "kept"
+		}
+		if r.Action != want {
+			t.Errorf("first install: %s %s, want %s", r.Ref, r.Action, want)
 		}
 	}
 	for _, want := range []string{"customresourcedefinition/serviceexports.multicluster.x-k8s.io established", "statefulset/fedmesh-controlplane created", "mutatingwebhookconfiguration/fedmesh-sidecar-injector created"} {
@@ -161,7 +182,6 @@ func TestInstallCheckUninstall(t *testing.T) {
 	// What an operator adds after install, as scripts/kind-demo.sh does:
 	// the caBundle (another field manager), the CA Secret; and what a
 	// controller-manager would make: the webhook's EndpointSlice.
-	kc := kubernetes.NewForConfigOrDie(ac.cfg)
 	rootDir, caDir := filepath.Join(t.TempDir(), "root"), filepath.Join(t.TempDir(), "ca")
 	if err := ca.InitRoot("fedmesh.local", rootDir); err != nil {
 		t.Fatal(err)
@@ -210,16 +230,20 @@ func TestInstallCheckUninstall(t *testing.T) {
 	// Installing again changes nothing, the caBundle another manager set
 	// included.
 	before := resourceVersions(t, c, objs)
-	if len(before) != len(objs) {
-		t.Errorf("%d labelled objects after install, want %d", len(before), len(objs))
+	if len(before) != len(objs)-1 {
+		t.Errorf("%d labelled objects after install, want %d (all but the foreign CRD)", len(before), len(objs)-1)
 	}
 	res, err = c.Apply(ctx, objs, time.Minute, &progress)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range res {
-		if r.Action != "unchanged" {
-			t.Errorf("second install: %s %s, want unchanged", r.Ref, r.Action)
+		want := "unchanged"
+		if r.Ref == "customresourcedefinition/"+foreignCRD {
+			want = "kept"
+		}
+		if r.Action != want {
+			t.Errorf("second install: %s %s, want %s", r.Ref, r.Action, want)
 		}
 	}
 	after := resourceVersions(t, c, objs)
@@ -282,6 +306,11 @@ func TestInstallCheckUninstall(t *testing.T) {
 			continue
 		}
 		t.Errorf("uninstall left %s %s/%s", l.GetKind(), l.GetNamespace(), l.GetName())
+	}
+	dyn := dynamic.NewForConfigOrDie(ac.cfg)
+	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	if crd, err := dyn.Resource(crdGVR).Get(ctx, foreignCRD, metav1.GetOptions{}); err != nil || crd.GetDeletionTimestamp() != nil || crd.GetLabels()[install.ManagedByLabel] != "" {
+		t.Errorf("uninstall --crds removed or took over the foreign CRD %s (err %v)", foreignCRD, err)
 	}
 	ns, err := kc.CoreV1().Namespaces().Get(ctx, install.DefaultNamespace, metav1.GetOptions{})
 	if err == nil && ns.DeletionTimestamp == nil {
