@@ -131,7 +131,7 @@ func newUninstallCmd() *cobra.Command {
 			}
 			done, err := c.Uninstall(cmd.Context(), objs, o, cmd.OutOrStdout())
 			if err != nil {
-				return err
+				return fmt.Errorf("%w\nthe API server goes on deleting what was asked; run 'fedmesh uninstall' again to see what is left", err)
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "fedmesh uninstalled: %d objects deleted\n", len(done))
 			return err

@@ -108,9 +108,9 @@ func crdNames(objs []*unstructured.Unstructured) []string {
 	return names
 }
 
-// errNotReady says a wait ran out of time; the error names what is not
-// ready.
-var errNotReady = errors.New("not ready")
+// errTimeout says a wait ran out of time; the error names what it still
+// waited for.
+var errTimeout = errors.New("timed out")
 
 // WaitEstablished waits up to timeout until every CRD of names has the
 // condition Established, and writes a line to progress as each one does.
@@ -164,26 +164,26 @@ func conditionTrue(obj *unstructured.Unstructured, typ string) bool {
 
 // waitFor calls step every pollInterval until it returns "" (done), an
 // error, or timeout passes; then the error names the last thing step said
-// was missing.
+// it waited for. step's requests run under ctx, not under the timeout, so
+// that a slow answer near the end is not an error of its own.
 func (c *Client) waitFor(ctx context.Context, timeout time.Duration, step func(context.Context) (string, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
-	last := "nothing checked yet"
 	for {
 		missing, err := step(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
+		if err != nil {
 			return err
-		case err == nil && missing == "":
+		}
+		if missing == "" {
 			return nil
-		case err == nil:
-			last = missing
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w after %s: %s", errNotReady, timeout, last)
+			return fmt.Errorf("%w: %s", ctx.Err(), missing)
+		case <-deadline.C:
+			return fmt.Errorf("%w after %s waiting: %s", errTimeout, timeout, missing)
 		case <-t.C:
 		}
 	}

@@ -81,6 +81,11 @@ func (c *Client) Uninstall(ctx context.Context, objs []*unstructured.Unstructure
 	var out []Result
 	bg := metav1.DeletePropagationBackground
 	for _, obj := range found {
+		if obj.GetKind() == "CustomResourceDefinition" && obj.GetDeletionTimestamp() == nil {
+			if err := c.countInstances(ctx, obj, o.Timeout, progress); err != nil {
+				return out, err
+			}
+		}
 		ri, _, err := c.resource(obj)
 		if err != nil {
 			return out, err
@@ -117,4 +122,44 @@ func (c *Client) Uninstall(ctx context.Context, objs []*unstructured.Unstructure
 		return "", nil
 	})
 	return out, err
+}
+
+// countInstances lists the objects of crd in every namespace and says how
+// many its deletion deletes. Listing first also has the API server make
+// the kind's storage ready, which the CRD's own cleanup needs: a CRD
+// deleted while its storage is (re)initializing stays Terminating for
+// minutes (the cleanup's retries back off). A list that fails is retried
+// until timeout.
+func (c *Client) countInstances(ctx context.Context, crd *unstructured.Unstructured, timeout time.Duration, progress io.Writer) error {
+	group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+	plural, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "plural")
+	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	version := ""
+	for _, v := range versions {
+		m, _ := v.(map[string]any)
+		if served, _ := m["served"].(bool); served {
+			version, _ = m["name"].(string)
+			break
+		}
+	}
+	if version == "" {
+		return nil // serves nothing: has nothing to list
+	}
+	gvr := schema.GroupVersionResource{Group: group, Version: version, Resource: plural}
+	var lastErr error
+	err := c.waitFor(ctx, timeout, func(ctx context.Context) (string, error) {
+		list, err := c.dyn.Resource(gvr).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			lastErr = err
+			return fmt.Sprintf("list %s: %v", gvr.Resource, err), nil
+		}
+		if n := len(list.Items); n > 0 {
+			fmt.Fprintf(progress, "%s: %d objects of it are deleted with it\n", ref(crd), n)
+		}
+		return "", nil
+	})
+	if err != nil && lastErr != nil {
+		return fmt.Errorf("%w (last error: %w)", err, lastErr)
+	}
+	return err
 }

@@ -151,7 +151,7 @@ func TestInstallCheckUninstall(t *testing.T) {
 	// Without a kubelet nothing becomes ready: the wait says what is not.
 	progress.Reset()
 	err = c.WaitWorkloads(ctx, objs, 2*time.Second, &progress)
-	if err == nil || !strings.Contains(err.Error(), "statefulset/fedmesh-controlplane 0/1 ready") {
+	if err == nil || !strings.Contains(err.Error(), "timed out after 2s waiting") || !strings.Contains(err.Error(), "statefulset/fedmesh-controlplane 0/1 ready") {
 		t.Errorf("WaitWorkloads without a kubelet: %v, want not ready naming the control plane", err)
 	}
 	if !strings.Contains(progress.String(), "deployment/fedmesh-gateway: 0/2 available\n") {
@@ -290,9 +290,26 @@ func TestInstallCheckUninstall(t *testing.T) {
 	// Uninstall with the CRDs leaves nothing of fedmesh behind but the
 	// namespace, terminating: without a controller-manager nothing
 	// finishes it.
+	// A user's ServiceExport: uninstall --crds says it goes with its CRD.
+	dyn := dynamic.NewForConfigOrDie(ac.cfg)
+	se := &unstructured.Unstructured{}
+	se.SetAPIVersion("multicluster.x-k8s.io/v1alpha1")
+	se.SetKind("ServiceExport")
+	se.SetName("echo")
+	if _, err := dyn.Resource(schema.GroupVersionResource{Group: "multicluster.x-k8s.io", Version: "v1alpha1", Resource: "serviceexports"}).Namespace("default").Create(ctx, se, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	out, err = exec.Command(bin, "uninstall", "--kubeconfig", kubeconfig, "--crds", "--timeout", "1m").CombinedOutput()
 	if err != nil {
+		left, _ := c.Labelled(ctx, install.Kinds(objs))
+		for _, l := range left {
+			st, _ := json.Marshal(l.Object["status"])
+			t.Logf("left: %s %s finalizers %v status %s", l.GetKind(), l.GetName(), l.GetFinalizers(), st)
+		}
 		t.Fatalf("fedmesh uninstall: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "customresourcedefinition/serviceexports.multicluster.x-k8s.io: 1 objects of it are deleted with it\n") {
+		t.Errorf("uninstall did not say the ServiceExport goes with its CRD:\n%s", out)
 	}
 	if !strings.Contains(string(out), "customresourcedefinition/serviceexports.multicluster.x-k8s.io deleted\n") {
 		t.Errorf("uninstall output lacks the CRDs:\n%s", out)
@@ -307,7 +324,6 @@ func TestInstallCheckUninstall(t *testing.T) {
 		}
 		t.Errorf("uninstall left %s %s/%s", l.GetKind(), l.GetNamespace(), l.GetName())
 	}
-	dyn := dynamic.NewForConfigOrDie(ac.cfg)
 	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	if crd, err := dyn.Resource(crdGVR).Get(ctx, foreignCRD, metav1.GetOptions{}); err != nil || crd.GetDeletionTimestamp() != nil || crd.GetLabels()[install.ManagedByLabel] != "" {
 		t.Errorf("uninstall --crds removed or took over the foreign CRD %s (err %v)", foreignCRD, err)
