@@ -92,5 +92,8 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newGetCmd())
 	root.AddCommand(newRoutesCmd())
 	root.AddCommand(newDashboardCmd())
+	root.AddCommand(newInstallCmd())
+	root.AddCommand(newUninstallCmd())
+	root.AddCommand(newCheckCmd())
 	return root
 }
