@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fedmesh/fedmesh/gateway/gatewaytest"
 	"strings"
 	"sync"
 	"testing"
@@ -57,12 +58,12 @@ func count(t *testing.T, p *Prober, peer, result string) float64 {
 	return m.GetCounter().GetValue()
 }
 
-func target(d *dataPlane, ids ...string) Target {
-	s := Service{SNI: d.sp.SNI()}
+func target(d *gatewaytest.DataPlane, ids ...string) Target {
+	s := Service{SNI: d.Service.SNI()}
 	for _, id := range ids {
 		s.IDs = append(s.IDs, spiffeid.RequireFromString(id))
 	}
-	return Target{Gateway: d.gateway(), Services: []Service{s}}
+	return Target{Gateway: d.Gateway(), Services: []Service{s}}
 }
 
 // waitResult polls the peer's result until check accepts it.
@@ -108,7 +109,7 @@ func TestProbeThroughRealGateway(t *testing.T) {
 	if n := count(t, p, "c01", ResultOK); n < 1 {
 		t.Errorf("probe_total{result=ok} = %v", n)
 	}
-	if n := d.refused.Load(); n != 0 {
+	if n := d.Refused.Load(); n != 0 {
 		t.Errorf("the workload refused %d probe handshakes, want 0", n)
 	}
 	mfs, err := reg.Gather()
@@ -136,7 +137,7 @@ func TestProbeFailures(t *testing.T) {
 	})
 	t.Run("no healthy endpoint behind the gateway", func(t *testing.T) {
 		d := startDataPlane(t, "c01")
-		d.route(t, false)
+		d.Route(t, false)
 		p := runProber(t, nil)
 		p.SetTargets(map[string]Target{"c01": target(d, workloadID)})
 		waitResult(t, p, "c01", "probes refused", failedTimes(3, ResultRefused))
@@ -146,7 +147,7 @@ func TestProbeFailures(t *testing.T) {
 		p := runProber(t, nil)
 		p.SetTargets(map[string]Target{"c01": target(d, workloadID)})
 		waitResult(t, p, "c01", "a probe succeeds", succeeded)
-		d.stopGateway()
+		d.StopGateway()
 		r := waitResult(t, p, "c01", "probes unreachable", failedTimes(3, ResultUnreachable))
 		if r.LastOK.IsZero() || !r.Last.After(r.LastOK) {
 			t.Errorf("result %+v: want the last success kept, before the last probe", r)
