@@ -66,7 +66,7 @@ func TestPeerWithServingGatewayNotFenced(t *testing.T) {
 	dp := startDataPlane(t, "c01")
 	o := testOptions{fence: 2 * time.Second, probes: true}
 	observer := startNode(t, 0, storetest.Config(t, clusterName(0)), o)
-	victim := startNode(t, 1, storetest.Config(t, clusterName(1)), testOptions{fence: o.fence, gateway: dp.gateway()})
+	victim := startNode(t, 1, storetest.Config(t, clusterName(1)), testOptions{fence: o.fence, gateway: dp.Gateway()})
 	victim.join(t, observer)
 	t.Cleanup(func() { observer.stopRun(t) })
 	victim.setExports(t, []catalog.Export{export(victim.name, "echo", t0, 8080, "127.0.0.5")})
@@ -81,7 +81,7 @@ func TestPeerWithServingGatewayNotFenced(t *testing.T) {
 		}
 		return nil
 	})
-	if n := dp.refused.Load(); n != 0 {
+	if n := dp.Refused.Load(); n != 0 {
 		t.Errorf("the workload refused %d probe handshakes, want 0", n)
 	}
 	fenced0 := fencedCount(t, observer)
@@ -108,7 +108,7 @@ func TestPeerWithServingGatewayNotFenced(t *testing.T) {
 	}
 	t.Logf("c01's control plane gone: %s", m.FenceDecision)
 
-	dp.stopGateway()
+	dp.StopGateway()
 	poll.Until(t, time.Minute, "c00 fences c01 once its gateway is gone too", func() error {
 		m := memberOf(t, observer, victim.name)
 		if !m.Fenced || (m.FenceRule != fence.RuleControlPlaneAndGatewayDown && m.FenceRule != fence.RuleGatewayDown) {
@@ -134,7 +134,7 @@ func TestPeerWithServingGatewayNotFenced(t *testing.T) {
 func TestDeadGatewayFencedWhileControlPlaneAlive(t *testing.T) {
 	dp := startDataPlane(t, "c01")
 	observer := startNode(t, 0, storetest.Config(t, clusterName(0)), testOptions{fence: time.Hour, probes: true})
-	victim := startNode(t, 1, storetest.Config(t, clusterName(1)), testOptions{fence: time.Hour, gateway: dp.gateway()})
+	victim := startNode(t, 1, storetest.Config(t, clusterName(1)), testOptions{fence: time.Hour, gateway: dp.Gateway()})
 	victim.join(t, observer)
 	t.Cleanup(func() {
 		observer.stopRun(t)
@@ -147,7 +147,7 @@ func TestDeadGatewayFencedWhileControlPlaneAlive(t *testing.T) {
 		}
 		return nil
 	})
-	dp.route(t, false) // the gateway refuses: no healthy endpoint
+	dp.Route(t, false) // the gateway refuses: no healthy endpoint
 	poll.Until(t, time.Minute, "c00's probes fail, refused", func() error {
 		m := memberOf(t, observer, victim.name)
 		if m.GatewayProbe == nil || m.GatewayProbe.Failures < 5 {
@@ -158,16 +158,16 @@ func TestDeadGatewayFencedWhileControlPlaneAlive(t *testing.T) {
 		}
 		return nil
 	})
-	dp.route(t, true)
-	addr := dp.gateway()
-	dp.stopGateway()
+	dp.Route(t, true)
+	addr := dp.Gateway()
+	dp.StopGateway()
 	poll.Until(t, time.Minute, "c00 fences c01 for its gateway", func() error {
 		if m := memberOf(t, observer, victim.name); !m.Fenced || m.FenceRule != fence.RuleGatewayDown || !m.Connected {
 			return fmt.Errorf("fenced %v, connected %v, rule %s (%s)", m.Fenced, m.Connected, m.FenceRule, m.FenceDecision)
 		}
 		return nil
 	})
-	dp.startGateway(t, victim.name, addr)
+	dp.StartGateway(t, victim.name, addr)
 	poll.Until(t, time.Minute, "c00 trusts c01 again", func() error {
 		if m := memberOf(t, observer, victim.name); m.Fenced || m.FenceRule != fence.RuleHealthy {
 			return fmt.Errorf("fenced %v, rule %s (%s)", m.Fenced, m.FenceRule, m.FenceDecision)
