@@ -151,7 +151,7 @@ func TestInstallCheckUninstall(t *testing.T) {
 	// Without a kubelet nothing becomes ready: the wait says what is not.
 	progress.Reset()
 	err = c.WaitWorkloads(ctx, objs, 2*time.Second, &progress)
-	if err == nil || !strings.Contains(err.Error(), "timed out after 2s waiting") || !strings.Contains(err.Error(), "statefulset/fedmesh-controlplane 0/1 ready") {
+	if err == nil || !strings.Contains(err.Error(), "timed out after 2s waiting") || !strings.Contains(err.Error(), "statefulset/fedmesh-controlplane 0/2 ready") {
 		t.Errorf("WaitWorkloads without a kubelet: %v, want not ready naming the control plane", err)
 	}
 	if !strings.Contains(progress.String(), "deployment/fedmesh-gateway: 0/2 available\n") {
