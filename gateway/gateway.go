@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -641,7 +642,12 @@ func (g *Gateway) handle(c net.Conn) {
 	}
 	h.active.Add(1)
 	defer h.active.Add(-1)
-	g.metrics.accepted.WithLabelValues(destHost, source).Inc()
+	probe := slices.Contains(hello.ALPN, naming.ProbeALPN)
+	if probe {
+		g.metrics.probes.WithLabelValues(source).Inc()
+	} else {
+		g.metrics.accepted.WithLabelValues(destHost, source).Inc()
+	}
 
 	if _, err := up.Write(hello.Raw); err != nil {
 		up.Close()
@@ -649,6 +655,9 @@ func (g *Gateway) handle(c net.Conn) {
 		return
 	}
 	in, out := g.splice(c, up)
+	if probe {
+		return
+	}
 	g.metrics.bytes.WithLabelValues("in", destHost, source).Add(float64(in + int64(len(hello.Raw))))
 	g.metrics.bytes.WithLabelValues("out", destHost, source).Add(float64(out))
 }

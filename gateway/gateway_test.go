@@ -139,12 +139,12 @@ func (tg *testGateway) refused(reason string) float64 {
 	return total
 }
 
-func dialTLS(t *testing.T, pki *testPKI, addr, sni string) (*tls.Conn, error) {
+func dialTLS(t *testing.T, pki *testPKI, addr, sni string, alpn ...string) (*tls.Conn, error) {
 	t.Helper()
 	cert := pki.issue(t, "spiffe://fedmesh.test/ns/demo/sa/client")
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	return tls.DialWithDialer(d, "tcp", addr, &tls.Config{
-		ServerName: sni, Certificates: []tls.Certificate{cert},
+		ServerName: sni, Certificates: []tls.Certificate{cert}, NextProtos: alpn,
 		InsecureSkipVerify: true, // the SPIFFE check below stands in for hostname checks
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if got := cs.PeerCertificates[0].URIs[0].String(); got != "spiffe://fedmesh.test/ns/demo/sa/echo" {
@@ -195,6 +195,36 @@ func TestEndToEndMTLSThroughGateway(t *testing.T) {
 	}
 	if n := counterValue(tg.gw.metrics.accepted.WithLabelValues("echo.demo.svc.clusterset.local", "unknown")); n != 1 {
 		t.Errorf("accepted = %v, want 1", n)
+	}
+}
+
+// TestProbeNotCountedAsTraffic: a connection offering the control planes'
+// probe protocol is routed like any other but counted as a probe, so a
+// peer's gateway probes do not show up as calls between clusters.
+func TestProbeNotCountedAsTraffic(t *testing.T) {
+	pki := newPKI(t)
+	addr, stop := tlsBackend(t, pki, "b1")
+	defer stop()
+	tg := startGateway(t, Config{Cluster: "west-1"})
+	if err := tg.gw.SetRoutes([]Route{{Service: echoSP, Endpoints: []Endpoint{{Address: addr, Healthy: true}}}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := dialTLS(t, pki, tg.addr, echoSP.SNI(), naming.ProbeALPN, "h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := roundTrip(t, c, "probe"), "b1 spiffe://fedmesh.test/ns/demo/sa/client probe"; got != want {
+		t.Errorf("reply %q, want %q", got, want)
+	}
+	c.Close()
+	poll.Until(t, 5*time.Second, "the probe counted", func() error {
+		if n := counterValue(tg.gw.metrics.probes.WithLabelValues("unknown")); n != 1 {
+			return fmt.Errorf("probes = %v, want 1", n)
+		}
+		return nil
+	})
+	if n := counterValue(tg.gw.metrics.accepted.WithLabelValues("echo.demo.svc.clusterset.local", "unknown")); n != 0 {
+		t.Errorf("accepted = %v, want 0: a probe is not traffic", n)
 	}
 }
 

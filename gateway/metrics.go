@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedmesh/fedmesh/internal/naming"
 )
 
 // metrics are the gateway's Prometheus collectors.
@@ -12,6 +14,7 @@ type metrics struct {
 	accepted       *prometheus.CounterVec // destination_service, source_cluster
 	refused        *prometheus.CounterVec // reason, service, source_cluster
 	bytes          *prometheus.CounterVec // direction, destination_service, source_cluster
+	probes         *prometheus.CounterVec // source_cluster
 	dialErrors     *prometheus.CounterVec // service
 	idleClosed     prometheus.Counter
 	routes         prometheus.Gauge
@@ -32,6 +35,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_gateway_bytes_total", Help: "Bytes spliced, by direction (in: client to endpoint), destination service and source cluster, counted when the connection ends.",
 		}, []string{"direction", "destination_service", "source_cluster"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_gateway_probe_connections_total", Help: "Connections routed for peer control planes' gateway probes (ALPN " + naming.ProbeALPN + "), by source cluster; not counted as traffic.",
+		}, []string{"source_cluster"}),
 		dialErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_gateway_dial_errors_total", Help: "Failed dials to local endpoints.",
 		}, []string{"service"}),
@@ -48,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.bytes, m.dialErrors, m.idleClosed, m.routes, m.configRejected} {
+	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.bytes, m.probes, m.dialErrors, m.idleClosed, m.routes, m.configRejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register gateway metrics: %w", err)
 		}

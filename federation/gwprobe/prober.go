@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/naming"
 )
 
 func randFloat() float64 { return rand.Float64() }
@@ -304,8 +305,11 @@ func (p *Prober) probeService(ctx context.Context, gateway string, s Service) (s
 	verified := false
 	var verifyErr error
 	cfg := &tls.Config{
-		ServerName:         s.SNI,
-		MinVersion:         tls.VersionTLS13,
+		ServerName: s.SNI,
+		MinVersion: tls.VersionTLS13,
+		// The marker first, so the gateway counts a probe, not traffic;
+		// then what sidecars and gRPC servers pick.
+		NextProtos:         []string{naming.ProbeALPN, "h2", "http/1.1"},
 		InsecureSkipVerify: true, // SPIFFE verification in VerifyConnection
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			verifyErr = p.verify(cs, s.IDs)

@@ -32,6 +32,11 @@ var ErrBadSNI = errors.New("bad SNI")
 // MaxSNILength is the longest server name fedmesh builds or accepts.
 const MaxSNILength = 253
 
+// ProbeALPN is the application protocol a control plane's gateway probe
+// offers first (beside h2 and http/1.1, which the sidecar picks): the
+// gateway counts such a connection as a probe, not as traffic.
+const ProbeALPN = "fedmesh-probe"
+
 // ServicePort names one port of one multi-cluster service.
 type ServicePort struct {
 	Namespace string
