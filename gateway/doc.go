@@ -18,6 +18,16 @@
 // healthy the gateway refuses at once, so the client sidecar fails over to
 // its next priority without waiting for a timeout.
 //
+// The gateway's own SVID and the federation's trust bundle come over SDS
+// as a sidecar's do (SetIdentity). Neither touches traffic: the bundle
+// verifies the control plane at every reconnect, so the gateway follows a
+// root rotation; the SVID answers peer control planes' probes of the
+// gateway itself (server name naming.GatewayProbeSNI), mutual TLS in
+// which the prober must present a control plane SVID chained to the
+// current bundle; counted in fedmesh_gateway_self_probes_total{result}.
+// That probe shows a peer cluster the gateway is up even when the cluster
+// exports nothing to probe it through.
+//
 // Routes come from the control plane over xDS (role gateway; see
 // docs/xds.md section 6) through XDSHandler, or directly through
 // SetRoutes; the gateway keeps its last routes while the control plane is

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -96,11 +94,10 @@ type Config struct {
 	// means the xDS client's default.
 	XDSBackoff time.Duration
 	// DataDir, when set, is where the gateway keeps its last good
-	// configuration (the accepted listeners and endpoints, 0600 files in
-	// DataDir/xds), to route from when it starts while no control plane
-	// answers. The gateway holds no certificate of its own (it does not
-	// terminate TLS), so there is nothing else to keep. Empty keeps the
-	// configuration in memory only.
+	// configuration (the accepted listeners, endpoints and SDS secrets,
+	// 0600 files in DataDir/xds), to route from when it starts while no
+	// control plane answers. Empty keeps the configuration in memory
+	// only.
 	DataDir string
 	// RestoreAfter is how long a start waits for the control plane before
 	// routing from the persisted configuration; zero means
@@ -208,6 +205,9 @@ const (
 	ReasonMaxConns        = "max_connections"
 	ReasonMaxPerSource    = "max_connections_per_source"
 	ReasonDraining        = "draining"
+	// ReasonNoIdentity: a probe of the gateway itself while the gateway
+	// has no SVID yet.
+	ReasonNoIdentity = "no_identity"
 )
 
 // Endpoint is one local endpoint of an exported service port.
@@ -255,6 +255,8 @@ type Gateway struct {
 	routes  atomic.Pointer[routeTable]
 	// sources maps peer addresses to federation members, from xDS.
 	sources atomic.Pointer[sourceTable]
+	// ident is the gateway's SVID and trust bundle from SDS; nil before.
+	ident atomic.Pointer[gwIdentity]
 	// hosts keeps each endpoint's request counter across route updates.
 	hostsMu sync.Mutex // guards hosts and configured
 	hosts   map[string]*host
@@ -602,6 +604,10 @@ func (g *Gateway) handle(c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
+	if hello.ServerName == naming.GatewayProbeSNI {
+		g.answerSelfProbe(c, hello, source)
+		return
+	}
 	sp, err := naming.ParseSNI(hello.ServerName)
 	if err != nil {
 		g.refuse(c, ReasonBadSNI, "", source, err)
@@ -660,106 +666,6 @@ func (g *Gateway) handle(c net.Conn) {
 	}
 	g.metrics.bytes.WithLabelValues("in", destHost, source).Add(float64(in + int64(len(hello.Raw))))
 	g.metrics.bytes.WithLabelValues("out", destHost, source).Add(float64(out))
-}
-
-// splice copies both directions until both are done, passing half-closes
-// along, and closes both connections. It returns the bytes copied from
-// client to endpoint and back.
-func (g *Gateway) splice(client, up net.Conn) (in, out int64) {
-	var last atomic.Int64
-	last.Store(time.Now().UnixNano())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		in = g.copyIdle(up, client, &last)
-	}()
-	go func() {
-		defer wg.Done()
-		out = g.copyIdle(client, up, &last)
-	}()
-	wg.Wait()
-	client.Close()
-	up.Close()
-	return in, out
-}
-
-// copyIdle copies src to dst. An idle connection holds no buffer: it
-// waits until src is readable (waitReadable), then reads what is there into
-// a pooled buffer and writes it on, so ten thousand quiet connections cost
-// goroutine stacks, not copy buffers or splice pipes. A wait longer than the
-// idle timeout ends the copy unless the other direction moved bytes
-// meanwhile. At EOF it half-closes dst's write side, so the peer sees the
-// end while the other direction goes on.
-func (g *Gateway) copyIdle(dst, src net.Conn, last *atomic.Int64) int64 {
-	var n int64
-	for {
-		src.SetReadDeadline(time.Now().Add(g.cfg.IdleTimeout))
-		err := waitReadable(src)
-		var k int
-		if err == nil {
-			bp := copyBufs.Get().(*[]byte)
-			k, err = src.Read(*bp)
-			if k > 0 {
-				last.Store(time.Now().UnixNano())
-				if _, werr := dst.Write((*bp)[:k]); werr != nil {
-					copyBufs.Put(bp)
-					src.Close()
-					return n
-				}
-				n += int64(k)
-			}
-			copyBufs.Put(bp)
-		}
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			if time.Since(time.Unix(0, last.Load())) < g.cfg.IdleTimeout {
-				continue // the other direction is alive
-			}
-			g.metrics.idleClosed.Inc()
-			dst.Close()
-			src.Close()
-			return n
-		}
-		if errors.Is(err, io.EOF) {
-			if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
-			} else {
-				dst.Close()
-			}
-			return n
-		}
-		dst.Close()
-		return n
-	}
-}
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// waitReadable blocks until c has bytes (or EOF, or an error) to read,
-// honouring c's read deadline, without holding a buffer. It peeks one byte
-// with MSG_PEEK, so nothing is consumed. Connections that expose no file
-// descriptor return at once, and the caller's Read blocks instead.
-func waitReadable(c net.Conn) error {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	var b [1]byte
-	// The callback returns false while the socket has nothing to read,
-	// which makes the runtime wait for readiness (and the deadline). Data,
-	// EOF or a socket error return true: the caller's Read reports them.
-	return rc.Read(func(fd uintptr) bool {
-		_, _, e := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return e != syscall.EAGAIN && e != syscall.EWOULDBLOCK && e != syscall.EINTR
-	})
 }
 
 // Shutdown stops accepting (closing every listener), then waits for the

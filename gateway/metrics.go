@@ -15,6 +15,7 @@ type metrics struct {
 	refused        *prometheus.CounterVec // reason, service, source_cluster
 	bytes          *prometheus.CounterVec // direction, destination_service, source_cluster
 	probes         *prometheus.CounterVec // source_cluster
+	selfProbes     *prometheus.CounterVec // result
 	dialErrors     *prometheus.CounterVec // service
 	idleClosed     prometheus.Counter
 	routes         prometheus.Gauge
@@ -38,6 +39,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_gateway_probe_connections_total", Help: "Connections routed for peer control planes' gateway probes (ALPN " + naming.ProbeALPN + "), by source cluster; not counted as traffic.",
 		}, []string{"source_cluster"}),
+		selfProbes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_gateway_self_probes_total", Help: "Peer control planes' probes of the gateway itself (server name " + naming.GatewayProbeSNI + "), which it answers with its own SVID, by result: ok, or why the prober or the gateway was not accepted.",
+		}, []string{"result"}),
 		dialErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_gateway_dial_errors_total", Help: "Failed dials to local endpoints.",
 		}, []string{"service"}),
@@ -54,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.bytes, m.probes, m.dialErrors, m.idleClosed, m.routes, m.configRejected} {
+	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.bytes, m.probes, m.selfProbes, m.dialErrors, m.idleClosed, m.routes, m.configRejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register gateway metrics: %w", err)
 		}

@@ -58,7 +58,9 @@ func (g *Gateway) newXDSClient(reg prometheus.Registerer) (*xdsclient.Client, er
 	if c.InsecureControlPlane {
 		xcfg.Insecure = true
 	} else {
-		xcfg.Credentials = credentials.NewTLS(xdsclient.ServerTLSConfig(c.RootCAs, c.ControlPlaneID, nil))
+		// The bundle from SDS once it came, so that a reconnect after a
+		// root rotation trusts the new root (and no longer the removed).
+		xcfg.Credentials = credentials.NewTLS(xdsclient.ServerTLSConfigRoots(g.controlPlaneRoots, c.ControlPlaneID, nil))
 	}
 	return xdsclient.New(xcfg, reg)
 }

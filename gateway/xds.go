@@ -20,12 +20,14 @@ import (
 const GatewayListener = naming.GatewayListener
 
 // XDSTypes are the resource types a gateway subscribes to.
-var XDSTypes = []string{xdsclient.ListenerType, xdsclient.EndpointType}
+var XDSTypes = []string{xdsclient.ListenerType, xdsclient.EndpointType, xdsclient.SecretType}
 
 // XDSHandler turns what the control plane sends a gateway node (the
 // "gateway" listener's filter chains, SNI -> cluster, and the clusters'
 // endpoints) into routes. It implements xdsclient.Handler: OnUpdate is
-// called from the client's goroutine, one call at a time. An update that
+// called from the client's goroutine, one call at a time. SDS secrets
+// ("default" and "ROOTCA") become the gateway's identity (SetIdentity).
+// An update that
 // would give a bad route table is rejected (NACKed) and the gateway keeps
 // its routes.
 type XDSHandler struct {
@@ -58,6 +60,12 @@ func (h *XDSHandler) OnUpdate(u xdsclient.Update) error {
 			}
 			listeners[name] = l
 		}
+	case xdsclient.SecretType:
+		if err := h.gw.setSecrets(u.Resources); err != nil {
+			h.gw.metrics.configRejected.Inc()
+			return err
+		}
+		return nil
 	case xdsclient.EndpointType:
 		endpoints = map[string]*endpointv3.ClusterLoadAssignment{}
 		for name, m := range u.Resources {

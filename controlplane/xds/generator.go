@@ -215,11 +215,12 @@ func (g *Generator) nextWith(v *catalog.View, policies []policy.AuthorizationPol
 func (g *Generator) View() *catalog.View { return g.plan.View() }
 
 // Build returns node n's resources. sec may be nil for nodes that get no
-// secrets (gateways, proxyless clients). A snapshot that fails validation
-// is returned as an error wrapping ErrInvalidSnapshot.
+// secrets (proxyless clients, or a node whose certificate is not issued
+// yet). A snapshot that fails validation is returned as an error wrapping
+// ErrInvalidSnapshot.
 func (g *Generator) Build(n Node, sec *Secrets) (*Built, error) {
 	var sp *part
-	if sec != nil && n.Role == naming.RoleSidecar {
+	if sec != nil && (n.Role == naming.RoleSidecar || n.Role == naming.RoleGateway) {
 		sp = newPart(renderSecrets(sec))
 	}
 	return g.build(n, sp)
@@ -236,6 +237,9 @@ func (g *Generator) build(n Node, secrets *part) (*Built, error) {
 		gp := g.gatewayFor(loc)
 		clusters, eps, listeners = []*part{gp.clusters}, []*part{gp.eds.clas}, []*part{gp.listeners}
 		reports = gp.eds.reports
+		if secrets != nil {
+			secs = append(secs, secrets)
+		}
 	default:
 		var tel *plan.Telemetry
 		if n.Role == naming.RoleSidecar {

@@ -3,6 +3,7 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -239,7 +240,20 @@ func TestGatewayOnlyExportsLocal(t *testing.T) {
 		t.Errorf("gateway server names (-want +got):\n%s", diff)
 	}
 	if len(b.Snapshot.GetResources(resourcev3.SecretType)) != 0 {
-		t.Error("gateway received secrets")
+		t.Error("gateway without a certificate yet received secrets")
+	}
+	// With its certificate, a gateway gets both secrets, as a sidecar:
+	// its SVID answers probes of the gateway itself, the bundle verifies
+	// the control plane after a root rotation.
+	sec := &Secrets{ChainPEM: []byte("chain"), KeyPEM: []byte("key"), BundlePEM: []byte("bundle")}
+	b = mustBuild(t, testView("east-1"), gw, sec)
+	var secrets []string
+	for name := range b.Snapshot.GetResources(resourcev3.SecretType) {
+		secrets = append(secrets, name)
+	}
+	slices.Sort(secrets)
+	if diff := cmp.Diff([]string{naming.SecretRootCA, naming.SecretWorkload}, secrets); diff != "" {
+		t.Errorf("gateway secrets (-want +got):\n%s", diff)
 	}
 }
 

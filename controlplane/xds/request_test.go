@@ -43,9 +43,9 @@ func TestCheckRequest(t *testing.T) {
 // FuzzOnRequest feeds arbitrary nodes, type URLs and resource names to a
 // stream's request check, the way the stream server does: first request,
 // a later one, then the stream closes. Whatever comes in, an error is a
-// gRPC status, a gateway takes no reference to an identity's certificate,
-// only a gateway identity is admitted as a gateway, and a closed stream
-// leaves nothing behind.
+// gRPC status, every admitted node (gateways too) holds one reference to
+// its identity's certificate, only a gateway identity is admitted as a
+// gateway, and a closed stream leaves nothing behind.
 func FuzzOnRequest(f *testing.F) {
 	f.Add("sidecar~1", naming.RoleSidecar, "demo", "client", "client", "tok-client", resourcev3.ClusterType, "", resourcev3.SecretType, naming.SecretWorkload)
 	f.Add("proxyless~1", naming.RoleProxyless, "demo", "client", "client", "tok-client", resourcev3.ListenerType, "echo:50051", resourcev3.SecretType, naming.SecretWorkload)
@@ -84,8 +84,8 @@ func FuzzOnRequest(f *testing.F) {
 		srv.mu.Lock()
 		st := srv.streams[streamID]
 		authed := st.node != nil
-		if authed && st.node.node.Role == naming.RoleGateway && len(srv.identities) != 0 {
-			t.Errorf("a %s node took a certificate reference", st.node.node.Role)
+		if authed && (st.node.certs == nil || st.node.certs.nodes != 1 || len(srv.identities) != 1) {
+			t.Errorf("a %s node holds no single reference to its identity's certificate", st.node.node.Role)
 		}
 		if authed && st.node.node.Role == naming.RoleGateway && (st.node.id.Namespace != "fedmesh-system" || st.node.id.ServiceAccount != "gateway") {
 			t.Errorf("identity %s/%s admitted as gateway", st.node.id.Namespace, st.node.id.ServiceAccount)

@@ -113,11 +113,14 @@ type nodeState struct {
 }
 
 // holdsCertificate reports whether nodes of role are issued their
-// identity's SVID over SDS: sidecars, and proxyless nodes (for `fedmesh
-// certs`, which writes it for grpc-go's file_watcher). Gateways never
-// terminate TLS and get none.
+// identity's SVID over SDS: every role. Sidecars terminate mTLS with it;
+// proxyless nodes get it for `fedmesh certs`, which writes it for
+// grpc-go's file_watcher; gateways, which never terminate traffic, answer
+// peers' probes of the gateway itself with it and verify the control
+// plane with the bundle that comes with it (so they follow a root
+// rotation).
 func holdsCertificate(role string) bool {
-	return role == naming.RoleSidecar || role == naming.RoleProxyless
+	return role == naming.RoleSidecar || role == naming.RoleProxyless || role == naming.RoleGateway
 }
 
 type identityState struct {

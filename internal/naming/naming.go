@@ -37,6 +37,14 @@ const MaxSNILength = 253
 // gateway counts such a connection as a probe, not as traffic.
 const ProbeALPN = "fedmesh-probe"
 
+// GatewayProbeSNI is the server name an east-west gateway answers itself:
+// a peer control plane's probe of the gateway alone, for a cluster that
+// exports nothing to probe it through. The gateway terminates that TLS
+// with its own SVID and asks the prober for a control plane SVID. The
+// name is under .invalid (RFC 2606), so it never names a real host, and
+// it is not a service name (ParseSNI refuses it).
+const GatewayProbeSNI = "gateway.probe.fedmesh.invalid"
+
 // ServicePort names one port of one multi-cluster service.
 type ServicePort struct {
 	Namespace string

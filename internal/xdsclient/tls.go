@@ -17,11 +17,19 @@ import (
 // not checked: SPIFFE certificates name workloads, not hosts. cert, when not
 // nil, is presented as the client certificate.
 func ServerTLSConfig(roots *x509.CertPool, want spiffeid.ID, cert func() (*tls.Certificate, error)) *tls.Config {
+	return ServerTLSConfigRoots(func() *x509.CertPool { return roots }, want, cert)
+}
+
+// ServerTLSConfigRoots is ServerTLSConfig with roots asked for at every
+// handshake, so that a client follows the trust bundle the control plane
+// sends it over SDS (a root rotation) instead of the one it started with.
+// roots must be safe for concurrent use.
+func ServerTLSConfigRoots(roots func() *x509.CertPool, want spiffeid.ID, cert func() (*tls.Certificate, error)) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // the chain and the SPIFFE ID are checked below
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			return verifyServer(raw, roots, want)
+			return verifyServer(raw, roots(), want)
 		},
 	}
 	if cert != nil {

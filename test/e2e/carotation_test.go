@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/controlplane/ca"
 	"github.com/fedmesh/fedmesh/internal/demo"
+	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/internal/poll"
 )
 
@@ -91,8 +93,9 @@ func leafUnder(t *testing.T, rootDir, cluster string) tls.Certificate {
 // root, phase by phase in every cluster, while the client in east-1 sends
 // steady traffic to east-2 (east-1's echo replicas are gone): no request
 // fails, every leaf moves to the new CA, and once the old root is removed
-// a certificate of the old root is refused by a sidecar and by a control
-// plane's admin port.
+// a certificate of the old root is refused by a sidecar, by a control
+// plane's admin port and by a gateway (which follows the bundle over SDS
+// and reconnects to its control plane on the new root).
 func TestCARotation(t *testing.T) {
 	const (
 		certTTL = 20 * time.Second
@@ -247,6 +250,91 @@ func TestCARotation(t *testing.T) {
 	if err := tlsRefusal(adminAddr, "", oldOperator); err == nil {
 		t.Error("east-2's admin port took an operator certificate of the removed root")
 	}
+	checkGatewayFollowsRoot(t, m, east2)
 	poll.Until(t, 30*time.Second, "the federation stays converged on the new root", m.converged)
 	t.Logf("CA rotations: %d requests over %v, %d failed", len(samples), time.Since(start).Round(time.Millisecond), len(failures(samples)))
+}
+
+// checkGatewayFollowsRoot: after the old root's removal, c's gateway,
+// which started with a bundle of the old root alone (--root-bundle),
+// trusts what SDS sent it: it answers a probe of itself for a control
+// plane certificate of the new root and refuses one of the old root, and
+// it reconnects to its control plane restarted on the new root.
+func checkGatewayFollowsRoot(t *testing.T, m *mesh, c demo.Cluster) {
+	t.Helper()
+	gw := net.JoinHostPort(c.IP, "15443")
+	if err := gatewaySelfProbe(gw, controlPlaneUnder(t, m.path("root2"), "west-1")); err != nil {
+		t.Errorf("%s's gateway refused a control plane certificate of the new root: %v", c.Name, err)
+	}
+	if err := gatewaySelfProbe(gw, controlPlaneUnder(t, m.path("root"), "west-1")); err == nil {
+		t.Errorf("%s's gateway took a control plane certificate of the removed root", c.Name)
+	} else {
+		t.Logf("old root refused by the gateway: %v", err)
+	}
+
+	gwAdmin := net.JoinHostPort(c.IP, "15021")
+	connected := func() (bool, error) {
+		var st struct {
+			Connected bool `json:"connected"`
+		}
+		err := getJSON("http://"+gwAdmin+"/debug/xds", &st)
+		return st.Connected, err
+	}
+	m.kill(cpName(c))
+	poll.Until(t, 30*time.Second, c.Name+"'s gateway sees its control plane gone", func() error {
+		if ok, err := connected(); err != nil || ok {
+			return fmt.Errorf("connected %v, %v", ok, err)
+		}
+		return nil
+	})
+	waitReady(t, m.restart(cpName(c)), c.Admin())
+	poll.Until(t, 60*time.Second, c.Name+"'s gateway reconnects to its control plane on the new root", func() error {
+		if ok, err := connected(); err != nil || !ok {
+			return fmt.Errorf("connected %v, %v", ok, err)
+		}
+		return nil
+	})
+}
+
+// controlPlaneUnder signs cluster's control plane SVID under the root in
+// rootDir, through a fresh intermediate of that cluster.
+func controlPlaneUnder(t *testing.T, rootDir, cluster string) tls.Certificate {
+	t.Helper()
+	root, err := ca.LoadRoot(rootDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := root.IssueCluster(cluster, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := ca.NewAuthority(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := auth.IssueControlPlane(10 * time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *is.TLS
+}
+
+// gatewaySelfProbe probes the gateway at addr itself, as a peer control
+// plane does, presenting cert: nil when the gateway accepted it (it ends
+// the connection with close_notify), else the refusal.
+func gatewaySelfProbe(addr string, cert tls.Certificate) error {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr, &tls.Config{
+		ServerName: naming.GatewayProbeSNI, NextProtos: []string{naming.ProbeALPN}, MinVersion: tls.VersionTLS13,
+		InsecureSkipVerify: true, // the gateway's identity is the prober's concern, not this check's
+		Certificates:       []tls.Certificate{cert},
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("no close_notify: %w", err)
+	}
+	return nil
 }
