@@ -346,9 +346,11 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 	// A gossip member is trusted only once its catalog presents its
 	// cluster's control plane identity.
 	var probeBundle identity.BundleSource
+	var probeCert identity.CertSource
 	if mc.GatewayProbes.Interval >= 0 {
-		// The current bundle: probes follow a CA rotation as the rest do.
-		probeBundle = m.auth
+		// The current bundle and certificate: probes follow a CA
+		// rotation as the rest do.
+		probeBundle, probeCert = m.auth, m.cpCert
 	}
 	prover, err := proof.New(proof.Config{Bundle: m.auth, Certs: m.cpCert})
 	if err != nil {
@@ -366,6 +368,7 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 		GrantPeerRead:        len(s.cfg.Store.Endpoints) == 0,
 		FencePeriod:          mc.FencePeriod,
 		ProbeBundle:          probeBundle,
+		ProbeCertificate:     probeCert,
 		GatewayProbeInterval: max(mc.GatewayProbes.Interval, 0),
 		GatewayProbeTimeout:  mc.GatewayProbes.Timeout,
 		GatewayProbeFailures: mc.GatewayProbes.Failures,

@@ -139,6 +139,13 @@ type Config struct {
 	// is gone keeps its endpoints while its gateway serves. Nil: no
 	// probes; fencing follows the control plane alone.
 	ProbeBundle identity.BundleSource
+	// ProbeCertificate is this control plane's SVID. With it (and
+	// ProbeBundle), a peer that exports no service with a ready endpoint
+	// is probed too: its gateway answers such a probe itself (package
+	// gwprobe), so a dead peer without exports is fenced as fast as one
+	// with, and a live one is not fenced for its control plane alone.
+	// Nil: such a peer is not probed.
+	ProbeCertificate identity.CertSource
 	// GatewayProbeInterval is the mean time between probes of a peer's
 	// gateway. Default gwprobe.DefaultInterval.
 	GatewayProbeInterval time.Duration

@@ -152,13 +152,14 @@ func New(cfg Config) (*Federation, error) {
 	f.io = newIOWorker(cfg.Store, cfg.IOTimeout, log, met)
 	if cfg.ProbeBundle != nil {
 		f.prober, err = gwprobe.New(gwprobe.Config{
-			Bundle:   cfg.ProbeBundle,
-			Interval: cfg.GatewayProbeInterval,
-			Timeout:  cfg.GatewayProbeTimeout,
-			Dial:     probeDialer(cfg.GatewayAddress),
-			OnRound:  f.poke,
-			Now:      cfg.Now,
-			Logger:   log,
+			Bundle:      cfg.ProbeBundle,
+			Certificate: cfg.ProbeCertificate,
+			Interval:    cfg.GatewayProbeInterval,
+			Timeout:     cfg.GatewayProbeTimeout,
+			Dial:        probeDialer(cfg.GatewayAddress),
+			OnRound:     f.poke,
+			Now:         cfg.Now,
+			Logger:      log,
 		}, cfg.Registerer)
 		if err != nil {
 			return nil, err

@@ -125,7 +125,8 @@ func probeDialer(gateway string) func(ctx context.Context, network, addr string)
 
 // probeTargets are the peers' gateways with the services to probe them
 // with: every exported service port with a ready endpoint, and the
-// identities of those endpoints.
+// identities of those endpoints. A peer with none is probed at its
+// gateway itself when this control plane has a certificate to present.
 func (f *Federation) probeTargets() map[string]gwprobe.Target {
 	td := f.cfg.ProbeBundle.Bundle().TrustDomain()
 	out := make(map[string]gwprobe.Target, len(f.peers))
@@ -151,7 +152,7 @@ func (f *Federation) probeTargets() map[string]gwprobe.Target {
 				}
 			}
 		}
-		if len(t.Services) > 0 {
+		if len(t.Services) > 0 || f.cfg.ProbeCertificate != nil {
 			out[name] = t
 		}
 	}

@@ -50,9 +50,13 @@
 // while its gateway and workloads serve keeps its endpoints and its
 // priority; a dead peer (control plane and gateway) is fenced as soon as
 // either its gateway leaves ProbeFailures probes unanswered or its
-// control plane is gone and one probe failed; a peer that cannot be probed (no gateway,
-// nothing exported with a ready endpoint, probes disabled) is fenced as
-// before, when its control plane is gone. Verdicts are taken again at
+// control plane is gone and one probe failed. A peer that exports
+// nothing with a ready endpoint is probed at its gateway itself (package
+// gwprobe), so the same holds for it: dead, it is fenced as fast; alive,
+// it keeps its standing while its control plane is away. Only a peer
+// that cannot be probed at all (no gateway announced, probes disabled,
+// or a gateway that does not answer probes of itself) is fenced on its
+// control plane alone, when that is gone. Verdicts are taken again at
 // every change of an input, so a peer comes back as soon as its
 // gateway answers or its control plane returns.
 //
@@ -72,7 +76,7 @@
 // it dies (about 6 s when its packets are dropped and every probe times
 // out), or sooner when serf reports it failed first and one probe has
 // failed; the catalog rule (CatalogPeriod, 15 s by default) remains the
-// bound when the peer cannot be probed.
+// bound when the peer cannot be probed at all.
 //
 // # Example
 //

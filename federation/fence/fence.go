@@ -97,8 +97,9 @@ type Catalog struct {
 // Probe is what the probes of the peer's gateway say.
 type Probe struct {
 	// Probing is true while the peer's gateway is probed: probes are
-	// enabled, the peer announces a gateway and exports a service with a
-	// ready endpoint to probe it with. False: no data-plane evidence.
+	// enabled and the peer announces a gateway (probed through a service
+	// with a ready endpoint, or at the gateway itself when it exports
+	// none). False: no data-plane evidence.
 	Probing bool
 	// Since is when probing of this peer began.
 	Since time.Time

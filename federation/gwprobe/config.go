@@ -36,6 +36,11 @@ type Config struct {
 	// the sidecar behind the peer's gateway presents a workload SVID
 	// chained to it. Required.
 	Bundle identity.BundleSource
+	// Certificate is this control plane's SVID, presented in probes of a
+	// peer's gateway itself (naming.GatewayProbeSNI), which a gateway
+	// answers only for a control plane of the federation. Nil: a peer
+	// with no service to probe through is not probed.
+	Certificate identity.CertSource
 	// Interval is the mean time between two probe rounds, jittered by
 	// Jitter. Default DefaultInterval.
 	Interval time.Duration

@@ -19,9 +19,22 @@
 // certificate, refuses and counts nothing (its handshake ends with the
 // client's alert, logged at debug level). No application byte is sent.
 //
-// Why not a dedicated health server name the gateway answers itself: the
-// gateway holds no key (it never terminates TLS), and an answer from the
-// gateway alone would not show that it reaches the workloads; the
+// # A peer that exports nothing
+//
+// A peer with no exported service port with a ready endpoint has no
+// service path to probe. Its gateway is then probed itself: TLS 1.3 with
+// the server name naming.GatewayProbeSNI, which the gateway answers with
+// its own SVID (from SDS). The probe accepts only a workload SVID issued
+// by the peer's own cluster CA (identity.VerifyWorkloadOf) and presents
+// Config.Certificate, this control plane's SVID, which the gateway checks
+// against its current trust bundle; the gateway's close_notify after the
+// handshake says it accepted, an alert that it refused (result refused:
+// the gateway answered). Result.Self says which path was probed. So a
+// dead peer without exports is fenced as fast as one with, and a live
+// one keeps its standing while its control plane is away.
+//
+// The service path stays first whenever there is one: an answer from
+// the gateway alone does not show that it reaches the workloads, and the
 // service path is what clients use.
 //
 // One probe tries up to Config.ServicesPerProbe of the peer's services

@@ -28,7 +28,9 @@ type Target struct {
 	// Gateway is the peer gateway's host:port.
 	Gateway string
 	// Services are the peer's exported service ports that have a ready
-	// endpoint, the ones a probe may name; at least one.
+	// endpoint, the ones a probe may name. None: the probe names the
+	// gateway itself (naming.GatewayProbeSNI), which needs
+	// Config.Certificate.
 	Services []Service
 }
 
@@ -49,6 +51,9 @@ type Result struct {
 	Gateway string `json:"gateway"`
 	// Since is when probing of this gateway began.
 	Since time.Time `json:"since"`
+	// Self is true while the probes name the gateway itself (the peer
+	// exports no service with a ready endpoint to probe it through).
+	Self bool `json:"self,omitempty"`
 	// Failures counts the probes that failed in a row since the last
 	// success.
 	Failures int `json:"failures"`
@@ -138,13 +143,19 @@ func (p *Prober) SetTargets(targets map[string]Target) {
 	}
 	next := make(map[string]Target, len(targets))
 	for peer, t := range targets {
-		if len(t.Services) == 0 || t.Gateway == "" {
+		if t.Gateway == "" || (len(t.Services) == 0 && p.cfg.Certificate == nil) {
 			delete(p.results, peer)
 			continue
 		}
 		next[peer] = t
+		self := len(t.Services) == 0
 		if r, ok := p.results[peer]; !ok || r.Gateway != t.Gateway {
-			p.results[peer] = Result{Gateway: t.Gateway, Since: now}
+			p.results[peer] = Result{Gateway: t.Gateway, Since: now, Self: self}
+		} else if r.Self != self {
+			// Evidence of the one path stands for the other: the
+			// gateway's answer counts until the next probe.
+			r.Self = self
+			p.results[peer] = r
 		}
 	}
 	p.targets = next
@@ -212,12 +223,15 @@ func (p *Prober) round(ctx context.Context) {
 	jobs := make([]job, 0, len(p.targets))
 	for _, peer := range slices.Sorted(maps.Keys(p.targets)) {
 		t := p.targets[peer]
-		n := min(p.cfg.ServicesPerProbe, len(t.Services))
-		first := p.next[peer] % len(t.Services)
-		p.next[peer] = first + 1
-		svcs := make([]Service, 0, n)
-		for i := range n {
-			svcs = append(svcs, t.Services[(first+i)%len(t.Services)])
+		var svcs []Service
+		if len(t.Services) > 0 {
+			n := min(p.cfg.ServicesPerProbe, len(t.Services))
+			first := p.next[peer] % len(t.Services)
+			p.next[peer] = first + 1
+			svcs = make([]Service, 0, n)
+			for i := range n {
+				svcs = append(svcs, t.Services[(first+i)%len(t.Services)])
+			}
 		}
 		jobs = append(jobs, job{peer: peer, target: t, services: svcs})
 	}
@@ -236,7 +250,7 @@ func (p *Prober) round(ctx context.Context) {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			result, err := p.probe(ctx, j.target.Gateway, j.services)
+			result, err := p.probe(ctx, j.peer, j.target.Gateway, j.services)
 			if ctx.Err() != nil {
 				return // shutting down: not the gateway's fault
 			}
@@ -278,11 +292,14 @@ func (p *Prober) record(peer, gateway, result string, err error) {
 }
 
 // probe tries services in turn through the gateway until one answers,
-// within one Timeout; it returns the result label and, for a failure,
-// the last error.
-func (p *Prober) probe(ctx context.Context, gateway string, services []Service) (string, error) {
+// or, with no service, the gateway itself, within one Timeout; it
+// returns the result label and, for a failure, the last error.
+func (p *Prober) probe(ctx context.Context, peer, gateway string, services []Service) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
+	if len(services) == 0 {
+		return p.probeGateway(ctx, peer, gateway)
+	}
 	result, err := ResultRefused, errors.New("no service to probe")
 	for _, s := range services {
 		result, err = p.probeService(ctx, gateway, s)
@@ -293,13 +310,34 @@ func (p *Prober) probe(ctx context.Context, gateway string, services []Service) 
 	return result, err
 }
 
-func (p *Prober) probeService(ctx context.Context, gateway string, s Service) (string, error) {
+// dial connects to the gateway; on failure it returns the result label.
+func (p *Prober) dial(ctx context.Context, gateway string) (net.Conn, string, error) {
 	raw, err := p.cfg.Dial(ctx, "tcp", gateway)
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			return ResultTimeout, fmt.Errorf("dial gateway %s: %w", gateway, err)
+			return nil, ResultTimeout, fmt.Errorf("dial gateway %s: %w", gateway, err)
 		}
-		return ResultUnreachable, fmt.Errorf("dial gateway %s: %w", gateway, err)
+		return nil, ResultUnreachable, fmt.Errorf("dial gateway %s: %w", gateway, err)
+	}
+	return raw, "", nil
+}
+
+// failure labels a failed handshake or read: timeout or refused.
+func (p *Prober) failure(ctx context.Context, what string, err error) (string, error) {
+	if ctx.Err() != nil {
+		return ResultTimeout, fmt.Errorf("%s: no answer within %s", what, p.cfg.Timeout)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ResultTimeout, fmt.Errorf("%s: %w", what, err)
+	}
+	return ResultRefused, fmt.Errorf("%s: %w", what, err)
+}
+
+func (p *Prober) probeService(ctx context.Context, gateway string, s Service) (string, error) {
+	raw, result, err := p.dial(ctx, gateway)
+	if err != nil {
+		return result, err
 	}
 	defer raw.Close()
 	verified := false
@@ -331,14 +369,8 @@ func (p *Prober) probeService(ctx context.Context, gateway string, s Service) (s
 		return ResultBadIdentity, fmt.Errorf("service %s through gateway %s: %w", s.SNI, gateway, verifyErr)
 	case verified || err == nil:
 		return ResultOK, nil
-	case ctx.Err() != nil:
-		return ResultTimeout, fmt.Errorf("service %s through gateway %s: no handshake within %s", s.SNI, gateway, p.cfg.Timeout)
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return ResultTimeout, fmt.Errorf("service %s through gateway %s: %w", s.SNI, gateway, err)
-	}
-	return ResultRefused, fmt.Errorf("service %s through gateway %s: %w", s.SNI, gateway, err)
+	return p.failure(ctx, fmt.Sprintf("service %s through gateway %s", s.SNI, gateway), err)
 }
 
 // verify accepts a workload SVID of the federation, one of ids when

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 
 	"github.com/fedmesh/fedmesh/gateway"
 	"github.com/fedmesh/fedmesh/internal/identity"
@@ -113,4 +114,21 @@ func (d *DataPlane) stop() {
 	d.StopGateway()
 	_ = d.wlLn.Close()
 	d.wg.Wait()
+}
+
+// SetIdentity gives the gateway its own SVID and trust bundle, as SDS
+// does, so that it answers probes of the gateway itself.
+func (d *DataPlane) SetIdentity(t *testing.T, cert *tls.Certificate, bundle *x509bundle.Bundle) {
+	t.Helper()
+	if err := d.gw.SetIdentity(cert, bundle); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Unroute leaves the gateway with no route: the cluster exports nothing.
+func (d *DataPlane) Unroute(t *testing.T) {
+	t.Helper()
+	if err := d.gw.SetRoutes(nil); err != nil {
+		t.Fatal(err)
+	}
 }
