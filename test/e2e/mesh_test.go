@@ -98,6 +98,10 @@ type meshSpec struct {
 	sidecarArgs func(workload string) []string
 	// controlPlaneArgs, when set, are extra flags of every control plane.
 	controlPlaneArgs []string
+	// replicated, when set, names the cluster whose control plane runs
+	// two replicas, behind an xDS front for its sidecars and gateway
+	// (replicas_test.go).
+	replicated string
 }
 
 type mesh struct {
@@ -113,6 +117,9 @@ type mesh struct {
 	admin *operator
 
 	procs map[string]*proc // by name; used by the test goroutine only
+	// xdsFront is the xDS address of a replicated cluster's sidecars and
+	// gateway, by cluster; the control plane's own address otherwise.
+	xdsFront map[string]string
 }
 
 // startMesh creates the CAs, starts and joins the control planes, starts
@@ -140,7 +147,7 @@ func startMesh(t *testing.T, spec meshSpec) *mesh {
 			clusters[i].IP = spec.lab.clusterIP(clusters[i].Index)
 		}
 	}
-	m := &mesh{t: t, e: newEnv(t), spec: spec, dir: t.TempDir(), clusters: clusters, procs: map[string]*proc{}}
+	m := &mesh{t: t, e: newEnv(t), spec: spec, dir: t.TempDir(), clusters: clusters, procs: map[string]*proc{}, xdsFront: map[string]string{}}
 	east1 := clusters[0]
 	m.clientProxy = net.JoinHostPort(clientIP(east1), "15001")
 	m.clientAdmin = net.JoinHostPort(clientIP(east1), "15000")
@@ -219,17 +226,11 @@ func (m *mesh) setUp() {
 	m.cli("ca", "issue-operator", "--root-dir", m.path("root"), "--name", "e2e", "--out", m.path("operator"))
 	m.admin = operatorClient(t, m.path("operator"))
 	for _, c := range m.clusters {
-		src := m.writeSource(c)
-		args := []string{"controlplane",
-			"--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
-			"--bind-address", c.IP, "--data-dir", m.path(c.Name, "data"), "--source", "file:" + src,
-			"--cluster-cidrs", workloadCIDR(c),
-			"--ca-dir", m.path(c.Name, "ca"), "--gossip-profile", "local",
-			"--fence-period", m.spec.fencePeriod.String(), "--base-ejection-time", m.spec.baseEjection.String()}
-		if m.spec.certTTL > 0 {
-			args = append(args, "--cert-ttl", m.spec.certTTL.String())
+		m.writeSource(c)
+		args := m.controlPlaneArgs(c, c.IP, m.path(c.Name, "data"))
+		if c.Name == m.spec.replicated {
+			args = append(args, "--replica", "a")
 		}
-		args = append(args, m.spec.controlPlaneArgs...)
 		m.start(c, cpName(c), args...)
 	}
 	for _, c := range m.clusters {
@@ -243,6 +244,9 @@ func (m *mesh) setUp() {
 	}
 	for _, c := range m.clusters[1:] {
 		m.cli("join", "--token-file", tokFile, "--admin", c.Admin(), "--operator-dir", m.path("operator"))
+	}
+	if m.spec.replicated != "" {
+		m.startSecondReplica(m.cluster(m.spec.replicated), tokFile)
 	}
 	poll.Until(t, 60*time.Second, "every control plane sees every echo endpoint", func() error {
 		for _, c := range m.clusters {
@@ -288,6 +292,30 @@ func (m *mesh) setUp() {
 	})
 }
 
+// controlPlaneArgs are the flags of a control plane of c bound to
+// bindIP with its store in dataDir.
+func (m *mesh) controlPlaneArgs(c demo.Cluster, bindIP, dataDir string) []string {
+	args := []string{"controlplane",
+		"--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
+		"--bind-address", bindIP, "--data-dir", dataDir, "--source", "file:" + m.path(c.Name, "source"),
+		"--gateway-address", net.JoinHostPort(c.IP, "15443"),
+		"--cluster-cidrs", workloadCIDR(c),
+		"--ca-dir", m.path(c.Name, "ca"), "--gossip-profile", "local",
+		"--fence-period", m.spec.fencePeriod.String(), "--base-ejection-time", m.spec.baseEjection.String()}
+	if m.spec.certTTL > 0 {
+		args = append(args, "--cert-ttl", m.spec.certTTL.String())
+	}
+	return append(args, m.spec.controlPlaneArgs...)
+}
+
+// xdsAddress is the xDS address c's sidecars and gateway are given.
+func (m *mesh) xdsAddress(c demo.Cluster) string {
+	if a, ok := m.xdsFront[c.Name]; ok {
+		return a
+	}
+	return net.JoinHostPort(c.IP, "15010")
+}
+
 func cpName(c demo.Cluster) string      { return "controlplane-" + c.Name }
 func gatewayName(c demo.Cluster) string { return "gateway-" + c.Name }
 func echoApp(c demo.Cluster, r int) string {
@@ -328,7 +356,7 @@ func (m *mesh) workloadDir(c demo.Cluster, ns, sa, workload string) string {
 func (m *mesh) startGateway(c demo.Cluster) {
 	dir := m.workloadDir(c, "fedmesh-system", "gateway", "gateway")
 	m.start(c, gatewayName(c), "gateway", "--cluster", c.Name, "--region", c.Region, "--zone", c.Zone,
-		"--listen", c.IP+":15443", "--admin", c.IP+":15021", "--xds-address", c.IP+":15010",
+		"--listen", c.IP+":15443", "--admin", c.IP+":15021", "--xds-address", m.xdsAddress(c),
 		"--trust-domain", trustDomain, "--root-bundle", filepath.Join(dir, "bundle.crt"), "--token-file", filepath.Join(dir, "token"),
 		"--service-account", "gateway", "--data-dir", m.path(c.Name, "gateway-state"))
 }
@@ -351,7 +379,7 @@ func (m *mesh) startSidecar(c demo.Cluster, workload, sa, ip string, extra ...st
 	dir := m.workloadDir(c, "demo", sa, workload)
 	args := append([]string{"sidecar", "--cluster", c.Name,
 		"--region", c.Region, "--zone", c.Zone, "--namespace", "demo", "--service-account", sa, "--workload", workload,
-		"--address", ip, "--xds-address", c.IP + ":15010", "--trust-domain", trustDomain, "--workload-dir", dir, "--dns", "none"},
+		"--address", ip, "--xds-address", m.xdsAddress(c), "--trust-domain", trustDomain, "--workload-dir", dir, "--dns", "none"},
 		extra...)
 	if m.spec.sidecarArgs != nil {
 		args = append(args, m.spec.sidecarArgs(workload)...)
