@@ -104,9 +104,10 @@ type MemberStatus struct {
 	// FenceDecision says why in words; empty for this cluster.
 	FenceRule     string `json:"fenceRule,omitempty"`
 	FenceDecision string `json:"fenceDecision,omitempty"`
-	// GatewayProbe is how the probes of the peer's gateway are doing;
-	// absent when it is not probed (probes off, no gateway, or nothing
-	// exported with a ready endpoint to probe it with).
+	// GatewayProbe is how the probes of the peer's gateway are doing
+	// (through an exported service, or at the gateway itself when the
+	// peer exports nothing with a ready endpoint: Self); absent when it
+	// is not probed (probes off, or no gateway).
 	GatewayProbe *gwprobe.Result `json:"gatewayProbe,omitempty"`
 	// LastError is the last replication error, for humans.
 	LastError string `json:"lastError,omitempty"`

@@ -136,6 +136,9 @@ func printFencing(w io.Writer, st federation.Status) error {
 			default:
 				probes = fmt.Sprintf("%d failed (%s)", p.Failures, p.LastResult)
 			}
+			if p.Self {
+				probes += ", gateway itself"
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, fenced, orDash(m.FenceRule), probes, orDash(m.FenceDecision))
 	}
