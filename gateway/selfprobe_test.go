@@ -25,14 +25,14 @@ const probeTD = "fedmesh.test"
 // probePKI is one root with its cluster intermediate.
 type probePKI struct{ root, inter *testpki.CA }
 
-func newProbePKI(t *testing.T, name string) probePKI {
+func newProbePKI(t testing.TB, name string) probePKI {
 	root := testpki.NewTrustDomainRoot(t, name, probeTD)
 	return probePKI{root: root, inter: root.NewIntermediate(t, name)}
 }
 
 // cert issues id under the intermediate, as a tls.Certificate and as
 // SDS PEM (chain, key).
-func (p probePKI) cert(t *testing.T, id string) (tls.Certificate, []byte, []byte) {
+func (p probePKI) cert(t testing.TB, id string) (tls.Certificate, []byte, []byte) {
 	t.Helper()
 	k := testpki.Key(t)
 	leaf := p.inter.Leaf(t, k, id)
@@ -166,4 +166,32 @@ func poolOf(certs ...*x509.Certificate) *x509.CertPool {
 		p.AddCert(c)
 	}
 	return p
+}
+
+// FuzzSetSecrets feeds arbitrary bytes as the SDS certificate chain, key
+// and bundle: never a panic, and an update that is refused leaves the
+// identity held before.
+func FuzzSetSecrets(f *testing.F) {
+	p := newProbePKI(f, "fuzz")
+	_, chain, key := p.cert(f, "spiffe://"+probeTD+"/ns/fedmesh-system/sa/fedmesh-gateway")
+	f.Add(chain, key, p.root.PEM())
+	f.Add(chain, key, []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte{}, key, p.root.PEM())
+	g, err := New(Config{Cluster: "east-1"}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := NewXDSHandler(g)
+	if err := h.OnUpdate(sds(chain, key, p.root.PEM())); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, chain, key, bundle []byte) {
+		before := g.ident.Load()
+		if err := h.OnUpdate(sds(chain, key, bundle)); err != nil && g.ident.Load() != before {
+			t.Fatalf("refused update %v changed the identity", err)
+		}
+		if g.ident.Load() == nil {
+			t.Fatal("identity lost")
+		}
+	})
 }

@@ -21,6 +21,13 @@
 //   - TestGatewayKilled: kill -9 of the gateway the traffic goes through,
 //     then a restart;
 //   - TestCertificateRotation: 20 s certificates renewed under traffic;
+//   - TestReplicaKilledUnderLoad: east-2's control plane as two replicas
+//     (meshSpec.replicated; its proxies reach them through an xDS front
+//     that stands for the Kubernetes Service), each killed in turn under
+//     cross-cluster load;
+//   - TestFencePeerWithoutExports: a peer with no ready endpoint to probe
+//     through is probed at its gateway itself, kept while that serves and
+//     fenced when it dies;
 //   - TestPartition: each cluster in its own network namespace (veth
 //     pairs on a bridge, a 198.18.B.0/24 of its own), one cut off by nftables drop
 //     rules, then healed. It needs root, iproute2 and nftables (`make
