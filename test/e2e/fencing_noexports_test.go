@@ -72,6 +72,34 @@ func TestFencePeerWithoutExports(t *testing.T) {
 
 	m.kill(cpName(west1))
 	m.waitGatewayServes(t, west1.Name, observers...)
+	// Past the fence period of catalog loss, still kept.
+	for _, c := range observers {
+		poll.Until(t, 60*time.Second, c.Name+" has missed west-1's catalog for longer than the fence period", func() error {
+			var st struct {
+				Members []struct {
+					Name      string `json:"name"`
+					ImportLag string `json:"importLag"`
+				} `json:"members"`
+			}
+			if err := m.admin.Get(c.Admin(), "/federation/v1/status", &st); err != nil {
+				return err
+			}
+			for _, mem := range st.Members {
+				if mem.Name != west1.Name {
+					continue
+				}
+				lag, err := time.ParseDuration(mem.ImportLag)
+				if err != nil || lag <= m.spec.fencePeriod+time.Second {
+					return fmt.Errorf("import lag %q", mem.ImportLag)
+				}
+				return nil
+			}
+			return fmt.Errorf("%s does not know west-1", c.Name)
+		})
+		if f, err := m.fencingOf(c, west1.Name); err != nil || f.Fenced || f.Rule != "gateway_serves" {
+			t.Errorf("%s on west-1 past the fence period: %+v, %v; want kept for its serving gateway", c.Name, f, err)
+		}
+	}
 	for _, c := range observers {
 		if n := fenced(c); n != before[c.Name] {
 			t.Errorf("%s fenced a peer %v times while west-1's gateway served", c.Name, n-before[c.Name])

@@ -137,7 +137,7 @@ func xdsConnOf(page string) xdsConn {
 // the client in east-1 sends steady requests through its sidecar to
 // east-2's echo replicas (east-1's are gone), through east-2's gateway.
 // Replica a, which every east-2 proxy is connected to and which peers
-// replicate, is killed, restarted, and then replica b is killed: no
+// replicate from, is killed, restarted, and then replica b is killed: no
 // request fails, east-2's sidecars and gateway reconnect to the
 // surviving replica each time, no peer ever fences east-2, and the
 // surviving replica keeps answering the admin API (its status lists
@@ -163,6 +163,16 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 		for _, c := range peers {
 			if got := replicasOf(m, c, east2.Name); got != "a,b" {
 				return fmt.Errorf("%s sees east-2's replicas %q", c.Name, got)
+			}
+		}
+		return nil
+	})
+
+	// Replica a is the one peers follow first (alive, first by name).
+	poll.Until(t, 60*time.Second, "peers replicate east-2 from replica a", func() error {
+		for _, c := range peers {
+			if catalog, ok := catalogOf(m, c, east2.Name); !ok || !strings.Contains(catalog, east2.IP+":") {
+				return fmt.Errorf("%s replicates east-2 from %q (connected %v)", c.Name, catalog, ok)
 			}
 		}
 		return nil
