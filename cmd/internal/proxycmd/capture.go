@@ -1,0 +1,75 @@
+package proxycmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/fedmesh/fedmesh/sidecar"
+	"github.com/fedmesh/fedmesh/sidecar/proxy"
+)
+
+// captureFlags are the sidecar's flags for transparent capture, which the
+// injector sets in a pod.
+type captureFlags struct {
+	on        bool
+	outbound6 string
+	plaintext string
+	appProbes string
+}
+
+func (c *captureFlags) addFlags(f *pflag.FlagSet) {
+	f.BoolVar(&c.on, "capture", false, "the pod's capture rules redirect its traffic to the sidecar: read each connection's original destination, mesh what goes to services, pass the rest through")
+	f.StringVar(&c.outbound6, "outbound-ipv6", "", "with --capture: a second outbound listener for the app's IPv6 connections (ip6tables REDIRECT delivers them to [::1]); skipped when the host has no IPv6")
+	f.StringVar(&c.plaintext, "inbound-plaintext", "none", "with --capture: which inbound ports take plaintext from callers outside the mesh, relayed to the app: all (PERMISSIVE), none (STRICT) or PORT[,PORT...]")
+	f.StringVar(&c.appProbes, "app-probes", "", "with --capture: the app's HTTP probes as JSON, {\"/app-health/CONTAINER/KIND\": {\"port\": N, \"path\": P, \"headers\": {...}}}, served on --ready for the kubelet")
+}
+
+// config returns the capture configuration, nil without --capture.
+// address is the workload's (the pod IP), where the app's probes go.
+func (c *captureFlags) config(address string) (*sidecar.CaptureConfig, error) {
+	if !c.on {
+		if c.outbound6 != "" || c.appProbes != "" || (c.plaintext != "" && c.plaintext != "none") {
+			return nil, fmt.Errorf("--outbound-ipv6, --inbound-plaintext and --app-probes need --capture")
+		}
+		return nil, nil
+	}
+	pp, err := parsePlaintext(c.plaintext)
+	if err != nil {
+		return nil, err
+	}
+	cc := &sidecar.CaptureConfig{OutboundAddrIPv6: c.outbound6, InboundPlaintext: pp, AppHost: address}
+	if c.appProbes != "" {
+		if err := json.Unmarshal([]byte(c.appProbes), &cc.AppProbes); err != nil {
+			return nil, fmt.Errorf("--app-probes: %w", err)
+		}
+		for path, p := range cc.AppProbes {
+			if !strings.HasPrefix(path, "/app-health/") || p.Port < 1 || p.Port > 65535 {
+				return nil, fmt.Errorf("--app-probes: %q to port %d: want a path under /app-health/ and a port from 1 to 65535", path, p.Port)
+			}
+		}
+	}
+	return cc, nil
+}
+
+// parsePlaintext reads --inbound-plaintext.
+func parsePlaintext(s string) (proxy.PlaintextPolicy, error) {
+	switch s {
+	case "all":
+		return proxy.PlaintextPolicy{All: true}, nil
+	case "none", "":
+		return proxy.PlaintextPolicy{}, nil
+	}
+	var pp proxy.PlaintextPolicy
+	for _, f := range strings.Split(s, ",") {
+		p, err := strconv.ParseUint(strings.TrimSpace(f), 10, 16)
+		if err != nil || p == 0 {
+			return pp, fmt.Errorf("--inbound-plaintext: %q is not all, none or a list of ports", s)
+		}
+		pp.Ports = append(pp.Ports, uint16(p))
+	}
+	return pp, nil
+}
