@@ -24,6 +24,24 @@ const (
 	// AnnotationExcludeInboundPorts lists ports (comma separated) whose
 	// inbound traffic bypasses the sidecar.
 	AnnotationExcludeInboundPorts = "fedmesh.io/exclude-inbound-ports"
+	// AnnotationExcludeOutboundPorts and AnnotationExcludeOutboundCIDRs
+	// list destination ports and address prefixes (comma separated,
+	// IPv4 and IPv6) whose outbound traffic bypasses the sidecar.
+	AnnotationExcludeOutboundPorts = "fedmesh.io/exclude-outbound-ports"
+	AnnotationExcludeOutboundCIDRs = "fedmesh.io/exclude-outbound-cidrs"
+	// AnnotationInboundMode is the workload's inbound mode: ModeStrict
+	// (mTLS only) or ModePermissive (mTLS from mesh peers, plaintext
+	// from anyone else), the default.
+	AnnotationInboundMode = "fedmesh.io/inbound-mode"
+	// AnnotationInboundPlaintextPorts lists ports that take plaintext
+	// even when the workload is STRICT.
+	AnnotationInboundPlaintextPorts = "fedmesh.io/inbound-plaintext-ports"
+)
+
+// Inbound modes.
+const (
+	ModeStrict     = "STRICT"
+	ModePermissive = "PERMISSIVE"
 )
 
 // Names of what injection adds.
@@ -101,6 +119,11 @@ type Config struct {
 	// TokenExpiration is the token's lifetime in seconds (the kubelet
 	// renews it). Default 3600; at least 600.
 	TokenExpiration int64
+	// StrictNamespaces are the namespaces whose pods take mTLS only:
+	// their sidecars refuse plaintext on every port, and a pod there
+	// that asks for plaintext (fedmesh.io/inbound-mode=PERMISSIVE or
+	// fedmesh.io/inbound-plaintext-ports) is refused.
+	StrictNamespaces []string
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -152,6 +175,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.TokenExpiration == 0 {
 		c.TokenExpiration = DefaultTokenExpiration
+	}
+	for _, ns := range c.StrictNamespaces {
+		if ns == "" {
+			return c, fmt.Errorf("%w: an empty strict namespace", ErrConfig)
+		}
 	}
 	if c.TokenExpiration < 600 {
 		return c, fmt.Errorf("%w: token expiration %ds is below the API server's minimum of 600s", ErrConfig, c.TokenExpiration)
