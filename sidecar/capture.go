@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fedmesh/fedmesh/sidecar/dns"
 	"github.com/fedmesh/fedmesh/sidecar/internal/origdst"
 	"github.com/fedmesh/fedmesh/sidecar/proxy"
 )
@@ -39,6 +40,19 @@ type CaptureConfig struct {
 	AppProbes map[string]AppProbe
 	// AppHost is the address the app's probes go to: the pod IP.
 	AppHost string
+	// DNSUpstreams, host:port, get the DNS queries for names the
+	// sidecar's DNS server does not own: with the pod's DNS captured to
+	// the sidecar, they are the pod's own nameservers (resolv.conf).
+	// Empty: such names are REFUSED.
+	DNSUpstreams []string
+}
+
+// dnsForward is the DNS server's forwarder, nil without upstreams.
+func (s *Sidecar) dnsForward() func(context.Context, []byte, bool) ([]byte, error) {
+	if s.cfg.Capture == nil || len(s.cfg.Capture.DNSUpstreams) == 0 {
+		return nil
+	}
+	return (&dns.Forwarder{Servers: s.cfg.Capture.DNSUpstreams}).Forward
 }
 
 // AppProbe is one HTTP probe of the app: GET Path on Port, with Headers.

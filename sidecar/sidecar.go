@@ -346,7 +346,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		return nil, err
 	}
 	if cfg.DNSAddr != "" {
-		if s.dns, err = dns.New(dns.Config{Resolve: s.resolve, Logger: base}, reg); err != nil {
+		if s.dns, err = dns.New(dns.Config{Resolve: s.resolve, Logger: base, Forward: s.dnsForward()}, reg); err != nil {
 			return nil, err
 		}
 		if s.dnsUDP, s.dnsTCP, err = listenDNS(cfg.DNSAddr); err != nil {

@@ -60,6 +60,14 @@ func (in *Injector) capture(meta *metav1.ObjectMeta) (Capture, string, error) {
 		}
 		mode = ModeStrict
 	}
+	var dnsPort int32
+	switch v := a[AnnotationCaptureDNS]; v {
+	case "", "true":
+		dnsPort = c.DNSPort
+	case "false":
+	default:
+		return Capture{}, "", bad(AnnotationCaptureDNS, fmt.Errorf("%q is not true or false", v))
+	}
 	plaintext := "all"
 	if mode == ModeStrict {
 		plaintext = "none"
@@ -75,6 +83,7 @@ func (in *Injector) capture(meta *metav1.ObjectMeta) (Capture, string, error) {
 		ExcludeInboundPorts:  excludeIn,
 		ExcludeOutboundPorts: excludeOut,
 		ExcludeOutboundCIDRs: cidrs,
+		DNSPort:              dnsPort,
 	}, plaintext, nil
 }
 

@@ -40,6 +40,11 @@ type Capture struct {
 	// opens to these ports or addresses bypass the sidecar.
 	ExcludeOutboundPorts []int32
 	ExcludeOutboundCIDRs []netip.Prefix
+	// DNSPort, when not zero, captures the pod's IPv4 DNS queries (UDP
+	// and TCP port 53, whatever the nameserver) to the sidecar's DNS
+	// server on 127.0.0.1:DNSPort, which answers clusterset names and
+	// forwards the others to the pod's nameservers.
+	DNSPort int32
 }
 
 // Family is an IP family of the rules.
@@ -111,9 +116,27 @@ func (c Capture) Rules(f Family) [][]string {
 		nat("-A", chainInbound, "-p", "tcp", "-j", chainInRedirect),
 		// Every new TCP connection the pod opens is outbound...
 		nat("-A", "OUTPUT", "-p", "tcp", "-j", chainOutput),
+	)
+	dns := c.DNSPort != 0 && f == IPv4
+	if dns {
+		// ...and so are its DNS queries over UDP...
+		r = append(r, nat("-A", "OUTPUT", "-p", "udp", "--dport", "53", "-j", chainOutput))
+	}
+	r = append(r,
 		// ...except the sidecar's own (no loop through itself)...
 		nat("-A", chainOutput, "-m", "owner", "--uid-owner", itoa(c.ProxyUID), "-j", "RETURN"),
 		nat("-A", chainOutput, "-m", "owner", "--gid-owner", itoa(c.ProxyUID), "-j", "RETURN"),
+	)
+	if dns {
+		// ...DNS goes to the sidecar's DNS server, whichever nameserver
+		// it was for (before the opt-outs: a nameserver is often in an
+		// excluded service range)...
+		r = append(r,
+			nat("-A", chainOutput, "-p", "udp", "--dport", "53", "-j", "REDIRECT", "--to-ports", itoa(c.DNSPort)),
+			nat("-A", chainOutput, "-p", "tcp", "--dport", "53", "-j", "REDIRECT", "--to-ports", itoa(c.DNSPort)),
+		)
+	}
+	r = append(r,
 		// ...the app's to loopback, where it reaches the sidecar's
 		// outbound and admin listeners (and itself) directly...
 		nat("-A", chainOutput, "-d", f.loopback(), "-j", "RETURN"),
@@ -148,9 +171,13 @@ func (c Capture) NFT() string {
 	w("  }")
 	w("  chain output {")
 	w("    type nat hook output priority -100; policy accept;")
-	w("    meta l4proto != tcp return")
 	w("    meta skuid %d return", c.ProxyUID)
 	w("    meta skgid %d return", c.ProxyUID)
+	if c.DNSPort != 0 {
+		w("    meta nfproto ipv4 udp dport 53 redirect to :%d", c.DNSPort)
+		w("    meta nfproto ipv4 tcp dport 53 redirect to :%d", c.DNSPort)
+	}
+	w("    meta l4proto != tcp return")
 	w("    ip daddr 127.0.0.1 return")
 	w("    ip6 daddr ::1 return")
 	for _, f := range []Family{IPv4, IPv6} {

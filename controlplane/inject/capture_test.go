@@ -91,7 +91,7 @@ func TestCaptureFamilies(t *testing.T) {
 			if i := indexOf(r, "-d"); i >= 0 {
 				dests = append(dests, r[i+1])
 			}
-			if strings.Contains(s, chainOutput+" -p tcp --dport") {
+			if strings.Contains(s, chainOutput+" -p tcp --dport") && strings.HasSuffix(s, "RETURN") {
 				ports = append(ports, r[indexOf(r, "--dport")+1])
 			}
 			uid = uid || strings.Contains(s, "--uid-owner 1337 -j RETURN")
@@ -108,6 +108,21 @@ func TestCaptureFamilies(t *testing.T) {
 		}
 		if d := cmp.Diff([]string{"5432", "6379"}, ports); d != "" || !uid {
 			t.Errorf("IPv%d: outbound ports let through (-want +got):\n%s; uid exempt %t", tc.f, d, uid)
+		}
+		// DNS (IPv4 only) goes to the sidecar before any opt-out can
+		// let it pass: the nameserver is often in an excluded range.
+		dns, firstCIDR := -1, -1
+		for i, r := range c.Rules(tc.f) {
+			s := strings.Join(r, " ")
+			if strings.Contains(s, "--dport 53 -j REDIRECT --to-ports 15053") && dns < 0 {
+				dns = i
+			}
+			if strings.Contains(s, chainOutput+" -d 10.96.0.0/12") || strings.Contains(s, chainOutput+" -d fd00:10:96::/112") {
+				firstCIDR = i
+			}
+		}
+		if want := tc.f == IPv4; (dns >= 0) != want || (want && dns > firstCIDR) {
+			t.Errorf("IPv%d: DNS redirect at rule %d, first excluded prefix at %d; want it %s", tc.f, dns, firstCIDR, map[bool]string{true: "before", false: "absent"}[want])
 		}
 	}
 }
@@ -144,6 +159,7 @@ func TestInboundModes(t *testing.T) {
 		{name: "plaintext on the admin port", ns: "demo", ann: map[string]string{AnnotationInboundPlaintextPorts: "15000"}, wantErr: true},
 		{name: "bad CIDR", ns: "demo", ann: map[string]string{AnnotationExcludeOutboundCIDRs: "10.0.0.0/33"}, wantErr: true},
 		{name: "bad outbound port", ns: "demo", ann: map[string]string{AnnotationExcludeOutboundPorts: "http"}, wantErr: true},
+		{name: "bad capture-dns", ns: "demo", ann: map[string]string{AnnotationCaptureDNS: "no"}, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := appPod(tc.ann)
@@ -256,4 +272,35 @@ func FuzzParseCIDRs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCaptureDNS: by default the pod's DNS goes to the sidecar, which
+// answers clusterset names with ClusterSetIPs and forwards the rest to
+// the pod's nameservers; fedmesh.io/capture-dns=false leaves DNS alone.
+func TestCaptureDNS(t *testing.T) {
+	in := testInjector(t)
+	for _, tc := range []struct {
+		ann      map[string]string
+		wantDNS  string
+		wantRule bool
+	}{
+		{wantDNS: "127.0.0.1:15053", wantRule: true},
+		{ann: map[string]string{AnnotationCaptureDNS: "false"}, wantDNS: "none"},
+	} {
+		p := appPod(tc.ann)
+		if ok, err := in.Inject(&p.ObjectMeta, &p.Spec); !ok || err != nil {
+			t.Fatalf("Inject = %t, %v", ok, err)
+		}
+		args := p.Spec.InitContainers[1].Args
+		if got := argOf(args, "--dns"); got != tc.wantDNS {
+			t.Errorf("%v: --dns=%q, want %q", tc.ann, got, tc.wantDNS)
+		}
+		if got := argOf(args, "--dns-upstream") == "file:/etc/resolv.conf"; got != tc.wantRule {
+			t.Errorf("%v: --dns-upstream=%q", tc.ann, argOf(args, "--dns-upstream"))
+		}
+		script := p.Spec.InitContainers[0].Command[2]
+		if got := strings.Contains(script, "--dport 53 -j REDIRECT --to-ports 15053") && strings.Contains(script, "udp dport 53 redirect to :15053"); got != tc.wantRule {
+			t.Errorf("%v: DNS rules in the script: %t, want %t", tc.ann, got, tc.wantRule)
+		}
+	}
 }

@@ -71,6 +71,14 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 	}
 	sc := in.sidecar(meta.Labels)
 	sc.Args = append(sc.Args, "--inbound-plaintext="+plaintext)
+	if capture.DNSPort != 0 {
+		// The pod's DNS comes to the sidecar: clusterset names resolve
+		// to their ClusterSetIPs, which the outbound capture serves;
+		// other names go on to the pod's own nameservers.
+		sc.Args = append(sc.Args, "--dns=127.0.0.1:"+itoa(capture.DNSPort), "--dns-clusterset-ip", "--dns-upstream=file:/etc/resolv.conf")
+	} else {
+		sc.Args = append(sc.Args, "--dns=none")
+	}
 	if probes != "" {
 		sc.Args = append(sc.Args, "--app-probes="+probes)
 	}
@@ -168,9 +176,8 @@ func (in *Injector) sidecar(labels map[string]string) corev1.Container {
 			"--ready=:" + itoa(c.ReadyPort),
 			// Apps reach services through the outbound capture: no
 			// listener per service port (it would take the app's own
-			// ports) and no DNS (the pod resolves with the cluster's).
+			// ports). DNS: see Inject.
 			"--service-ip=none",
-			"--dns=none",
 		},
 		Env: []corev1.EnvVar{
 			field("POD_NAME", "metadata.name"),

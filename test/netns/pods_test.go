@@ -38,6 +38,10 @@ const (
 	// clusterSetCIDR is where both control planes allocate ClusterSetIPs:
 	// no host has them; only capture makes them reachable.
 	clusterSetCIDR = "198.19.192.0/18"
+	// nameserverIP is the pods' nameserver (their resolv.conf): no host
+	// has it either; the capture rules send the pods' DNS to their
+	// sidecars.
+	nameserverIP = podsNet + "53"
 )
 
 // podsLab is two clusters, each a namespace with its control plane
@@ -71,6 +75,18 @@ func newPodsLab(t *testing.T) *podsLab {
 		// A default route, as pods have: an app may dial addresses no
 		// host has (ClusterSetIPs), which only the capture rules serve.
 		l.sh("ip", "-n", *n.ns, "route", "add", "default", "dev", "eth0")
+	}
+	// The pods' resolv.conf, which `ip netns exec` mounts on
+	// /etc/resolv.conf for every process of the namespace.
+	for _, ns := range []string{p.client, p.echo} {
+		dir := filepath.Join("/etc/netns", ns)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver "+nameserverIP+"\noptions attempts:1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return p
 }
@@ -311,8 +327,19 @@ func TestPodPath(t *testing.T) {
 	})
 
 	t.Run("mesh call by name and by ClusterSetIP", func(t *testing.T) {
+		// The name resolved as any app resolves it: the pod's DNS,
+		// captured to the sidecar, answers the ClusterSetIP, which the
+		// outbound capture serves.
+		if err := served(app(probe{URL: "http://echo.demo.svc.clusterset.local:8080/"})); err != nil {
+			t.Errorf("by name, resolved by the pod's DNS: %v", err)
+		}
+		if n := metric(t, p.client, "fedmesh_sidecar_dns_queries_total", `result="answer"`); n < 1 {
+			t.Errorf("the client sidecar's DNS answered %v queries", n)
+		}
+		// The name in Host, on a connection to another address (one
+		// outside the mesh, which must not see it).
 		if err := served(app(byName)); err != nil {
-			t.Errorf("by name, to %s (a server outside the mesh): %v", otherIP, err)
+			t.Errorf("by name in Host, to %s (a server outside the mesh): %v", otherIP, err)
 		}
 		// The ClusterSetIP, as the sidecar has it from xDS.
 		o := app(probe{URL: "http://127.0.0.1:15000/config_dump", Match: `"clusterSetIP"`})

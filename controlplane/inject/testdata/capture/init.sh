@@ -20,9 +20,11 @@ table inet fedmesh {
   }
   chain output {
     type nat hook output priority -100; policy accept;
-    meta l4proto != tcp return
     meta skuid 1337 return
     meta skgid 1337 return
+    meta nfproto ipv4 udp dport 53 redirect to :15053
+    meta nfproto ipv4 tcp dport 53 redirect to :15053
+    meta l4proto != tcp return
     ip daddr 127.0.0.1 return
     ip6 daddr ::1 return
     ip daddr { 10.96.0.0/12, 169.254.169.254/32 } return
@@ -52,8 +54,11 @@ iptables | iptables-legacy)
   "$v4" -t nat -A FEDMESH_INBOUND -p tcp --dport 22 -j RETURN
   "$v4" -t nat -A FEDMESH_INBOUND -p tcp -j FEDMESH_IN_REDIRECT
   "$v4" -t nat -A OUTPUT -p tcp -j FEDMESH_OUTPUT
+  "$v4" -t nat -A OUTPUT -p udp --dport 53 -j FEDMESH_OUTPUT
   "$v4" -t nat -A FEDMESH_OUTPUT -m owner --uid-owner 1337 -j RETURN
   "$v4" -t nat -A FEDMESH_OUTPUT -m owner --gid-owner 1337 -j RETURN
+  "$v4" -t nat -A FEDMESH_OUTPUT -p udp --dport 53 -j REDIRECT --to-ports 15053
+  "$v4" -t nat -A FEDMESH_OUTPUT -p tcp --dport 53 -j REDIRECT --to-ports 15053
   "$v4" -t nat -A FEDMESH_OUTPUT -d 127.0.0.1/32 -j RETURN
   "$v4" -t nat -A FEDMESH_OUTPUT -d 10.96.0.0/12 -j RETURN
   "$v4" -t nat -A FEDMESH_OUTPUT -d 169.254.169.254/32 -j RETURN
