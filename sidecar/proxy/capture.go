@@ -214,7 +214,7 @@ func splitHost(hostport string) (string, string, error) {
 // HTTP/1 request) and every byte it read.
 func (p *Proxy) sniffHost(conn net.Conn) (string, []byte) {
 	var seen bytes.Buffer
-	_ = conn.SetReadDeadline(p.cfg.Now().Add(p.cfg.SniffTimeout))
+	_ = conn.SetReadDeadline(time.Now().Add(p.cfg.SniffTimeout))
 	br := bufio.NewReader(io.TeeReader(io.LimitReader(conn, maxSniff), &seen))
 	req, err := http.ReadRequest(br)
 	_ = conn.SetReadDeadline(time.Time{})

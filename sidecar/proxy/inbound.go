@@ -403,7 +403,7 @@ const tlsRecordHandshake = 0x16
 // (PERMISSIVE), else refused (STRICT); either way it is done with.
 func (p *Proxy) tlsOrPlaintext(ctx context.Context, raw net.Conn) (net.Conn, bool) {
 	first := make([]byte, 1)
-	_ = raw.SetReadDeadline(p.cfg.Now().Add(p.cfg.SniffTimeout))
+	_ = raw.SetReadDeadline(time.Now().Add(p.cfg.SniffTimeout))
 	n, err := raw.Read(first)
 	_ = raw.SetReadDeadline(time.Time{})
 	var ne net.Error
