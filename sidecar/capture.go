@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -60,6 +61,27 @@ type AppProbe struct {
 	Port    int32             `json:"port"`
 	Path    string            `json:"path,omitempty"`
 	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// validate checks a capture configuration (nil is none).
+func (c *CaptureConfig) validate() error {
+	if c == nil {
+		return nil
+	}
+	for path, p := range c.AppProbes {
+		if !strings.HasPrefix(path, "/app-health/") || p.Port < 1 || p.Port > 65535 {
+			return fmt.Errorf("app probe %q to port %d: want a path under /app-health/ and a port from 1 to 65535", path, p.Port)
+		}
+	}
+	if len(c.AppProbes) > 0 && net.ParseIP(c.AppHost) == nil {
+		return fmt.Errorf("app probes need the app's address, not %q", c.AppHost)
+	}
+	for _, u := range c.DNSUpstreams {
+		if _, _, err := net.SplitHostPort(u); err != nil {
+			return fmt.Errorf("DNS upstream %q: %w", u, err)
+		}
+	}
+	return nil
 }
 
 // proxyCapture fills the capture fields of the proxy's configuration.

@@ -246,6 +246,9 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		return nil, fmt.Errorf("sidecar: labels: %w", err)
 	}
 	cfg.Labels = naming.FormatLabels(labels)
+	if err := cfg.Capture.validate(); err != nil {
+		return nil, fmt.Errorf("sidecar: capture: %w", err)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
