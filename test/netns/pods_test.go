@@ -152,6 +152,18 @@ func (p *podsLab) cluster(t *testing.T, ns, name, region, ip, cidrs string, src 
 	if err := demo.WriteSourceDir(p.path(name, "source"), src); err != nil {
 		t.Fatal(err)
 	}
+	// Endpoints on the app's port, as Kubernetes' EndpointSlices have
+	// them (the demo's local mode gives the inbound port): mesh peers
+	// dial the app's port and the capture rules bring them to the
+	// inbound listener.
+	yamlPath := p.path(name, "source", "demo.yaml")
+	b, err := os.ReadFile(yamlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(yamlPath, []byte(strings.ReplaceAll(string(b), "ports: {http: 15006}", "ports: {http: 8080}")), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cp := p.start(t, ns, name+"-controlplane", 0, p.bin, "controlplane", "--cluster", name, "--region", region, "--zone", "a",
 		"--bind-address", ip, "--data-dir", p.path(name, "data"), "--source", "file:"+p.path(name, "source"),
 		"--ca-dir", p.path(name, "ca"), "--gossip-profile", "local", "--clusterset-cidr", clusterSetCIDR, "--cluster-cidrs", cidrs)
@@ -245,9 +257,12 @@ func (p *podsLab) sidecar(t *testing.T, pd pod, cluster, sa string) *proc {
 // the mesh. The client's app knows nothing of the mesh: it dials
 // addresses, and the capture rules and its sidecar decide. Proven, each
 // from the side that sees it:
-//   - a call naming echo (Host) to an address no service has, and a call to
-//     echo's ClusterSetIP, are captured and served by echo-1 in west-1 over
-//     mTLS, through west-1's gateway, with the client's identity;
+//   - a call by name (resolved by the pod's DNS, captured to its sidecar),
+//     a call naming echo (Host) to an address outside the mesh, and a call
+//     to echo's ClusterSetIP are captured and served by echo-1 in west-1
+//     over mTLS, through west-1's gateway, to echo-1's app port (as
+//     Kubernetes' endpoints give it), where echo-1's capture rules bring
+//     the connection to its sidecar, with the client's identity;
 //   - calls to addresses outside the mesh pass through untouched, to the
 //     mesh's HTTP port (the Host names no service) and to another port;
 //   - a plaintext call to echo-1's app port reaches the app in PERMISSIVE
@@ -354,7 +369,11 @@ func TestPodPath(t *testing.T) {
 		if err := served(app(probe{URL: "http://" + net.JoinHostPort(csip, "8080") + "/"})); err != nil {
 			t.Errorf("by ClusterSetIP %s: %v", csip, err)
 		}
-		// Across clusters: west-1's gateway carried them.
+		// Across clusters: west-1's gateway carried them, to echo-1's
+		// app port, where the capture rules took them to its sidecar.
+		if o := mustProbe(t, p.west, probe{URL: "http://" + westIP + ":15021/debug/routes", Match: echoPodIP}); !strings.Contains(o.Body, echoPodIP+":8080") {
+			t.Errorf("west-1's gateway routes echo to %q, want echo-1's app port %s:8080", o.Body, echoPodIP)
+		}
 		o = mustProbe(t, p.west, probe{URL: "http://" + westIP + ":15021/stats/prometheus", Match: "fedmesh_gateway_connections_total"})
 		if !regexp.MustCompile(`fedmesh_gateway_connections_total\{[^}]*destination_service="echo.demo.svc.clusterset.local"[^}]*source_cluster="east-1"`).MatchString(o.Body) &&
 			!regexp.MustCompile(`fedmesh_gateway_connections_total\{[^}]*source_cluster="east-1"[^}]*destination_service="echo.demo.svc.clusterset.local"`).MatchString(o.Body) {
