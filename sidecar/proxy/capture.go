@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -189,7 +190,7 @@ func (p *Proxy) outboundConn(ctx context.Context, conn net.Conn, direct, capture
 		host, seen := p.sniffHost(conn)
 		cc.r = io.MultiReader(bytes.NewReader(seen), conn)
 		if h, _, err := splitHost(host); err == nil && host != "" {
-			if _, ok := snap.Lookup(h, port); ok {
+			if _, ok := snap.Lookup(clusterLocal(h), port); ok {
 				p.m.captured.WithLabelValues("host").Inc()
 				if !captured.deliver(cc) {
 					conn.Close()
@@ -199,6 +200,23 @@ func (p *Proxy) outboundConn(ctx context.Context, conn net.Conn, direct, capture
 		}
 	}
 	p.passthrough(ctx, cc)
+}
+
+// clusterLocalSuffix ends a Kubernetes Service's in-cluster name.
+const clusterLocalSuffix = ".svc.cluster.local"
+
+// clusterLocal maps NAME.NS.svc.cluster.local (the name apps in a
+// cluster use, which resolves to the Service's ClusterIP) to NAME.NS, the
+// service across the clusterset, as Istio's multi-cluster meshes do: on
+// a captured connection the sidecar cannot tell a ClusterIP from any
+// other address, but the name says which service is meant. Other hosts
+// are returned as they are.
+func clusterLocal(host string) string {
+	h := strings.TrimSuffix(host, ".")
+	if len(h) > len(clusterLocalSuffix) && strings.EqualFold(h[len(h)-len(clusterLocalSuffix):], clusterLocalSuffix) {
+		return h[:len(h)-len(clusterLocalSuffix)]
+	}
+	return host
 }
 
 // splitHost takes the host from a Host header value.

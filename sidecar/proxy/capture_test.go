@@ -128,6 +128,11 @@ func TestCaptureOutbound(t *testing.T) {
 	if r := cp.plainGet(t, "echo.demo.svc.clusterset.local:"+port); r.Code != 200 || r.App != "echo" {
 		t.Errorf("a request naming the service: %+v, want echo's answer", r)
 	}
+	// The in-cluster name (a ClusterIP's), which the sidecar cannot
+	// tell by address: meshed by the name.
+	if r := cp.plainGet(t, "echo.demo.svc.cluster.local:"+port); r.Code != 200 || r.App != "echo" {
+		t.Errorf("a request naming the service's in-cluster name: %+v, want echo's answer", r)
+	}
 	if n := cp.outside.hits.Load(); n != 0 {
 		t.Errorf("the outside app got %d requests meant for the mesh", n)
 	}
@@ -143,8 +148,8 @@ func TestCaptureOutbound(t *testing.T) {
 	if got := counter(t, cp.c.reg, "fedmesh_sidecar_captured_connections_total", map[string]string{"by": "address"}); got != 1 {
 		t.Errorf("captured by address: %v, want 1", got)
 	}
-	if got := counter(t, cp.c.reg, "fedmesh_sidecar_captured_connections_total", map[string]string{"by": "host"}); got != 1 {
-		t.Errorf("captured by host: %v, want 1", got)
+	if got := counter(t, cp.c.reg, "fedmesh_sidecar_captured_connections_total", map[string]string{"by": "host"}); got != 2 {
+		t.Errorf("captured by host: %v, want 2", got)
 	}
 	if got := counter(t, cp.c.reg, "fedmesh_sidecar_passthrough_connections_total", map[string]string{"direction": "outbound"}); got != 1 {
 		t.Errorf("passthrough connections: %v, want 1", got)

@@ -108,6 +108,11 @@ func (o *outbound) route(r *http.Request) (*config.Service, string, int) {
 		}
 	}
 	if captured {
+		if err == nil {
+			if svc, ok := snap.Lookup(clusterLocal(host), port); ok {
+				return svc, "", 0
+			}
+		}
 		if svc, ok := snap.Lookup(dst.Addr().String(), int32(dst.Port())); ok {
 			return svc, "", 0
 		}
