@@ -219,6 +219,7 @@ func TestInboundPlaintext(t *testing.T) {
 		name      string
 		policy    proxy.PlaintextPolicy
 		redirect  bool
+		authz     bool // an authorization policy (denying all) guards the port
 		wantPlain bool
 		reason    string
 	}{
@@ -230,6 +231,9 @@ func TestInboundPlaintext(t *testing.T) {
 		// The sidecar's own ports never take plaintext from outside, as
 		// if the app's port were the outbound proxy's.
 		{name: "PERMISSIVE, to the sidecar's own port", policy: proxy.PlaintextPolicy{All: true, Own: []uint16{uint16(n)}}, redirect: true, reason: "own_port"},
+		// Plaintext has no identity for a policy to check: it would go
+		// around it.
+		{name: "PERMISSIVE, port under an authorization policy", policy: proxy.PlaintextPolicy{All: true}, redirect: true, authz: true, reason: "authz_policy"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var dst fakeDst
@@ -250,7 +254,11 @@ func TestInboundPlaintext(t *testing.T) {
 			l := listen(t)
 			id := ca.Workload("demo", "echo")
 			_, certPEM, keyPEM := ca.Issue(t, meshtest.SVID{URIs: []string{id}})
-			in := meshtest.Inbound(l.Addr().String(), meshtest.InboundPort{SP: s, App: appl.addr, HTTP: true})
+			ip := meshtest.InboundPort{SP: s, App: appl.addr, HTTP: true}
+			in := meshtest.Inbound(l.Addr().String(), ip)
+			if tc.authz {
+				in = meshtest.InboundAuthz(l.Addr().String(), meshtest.AuthzPort{InboundPort: ip, Authz: &meshtest.Authz{DefaultDeny: true}})
+			}
 			configure(t, ca, p, map[string][]types.Resource{
 				xdsclient.ListenerType: in[:1], xdsclient.ClusterType: in[1:],
 				xdsclient.SecretType: meshtest.Secrets(certPEM, keyPEM, ca.PEM()),
@@ -260,8 +268,12 @@ func TestInboundPlaintext(t *testing.T) {
 			// mTLS from a mesh peer, in every mode.
 			c := startClient(t, ca, service{sp: s, opts: meshtest.ClusterOpts{HTTP: true, Identities: []string{id}},
 				eps: []meshtest.Endpoint{{Addr: l.Addr().String(), Cluster: "east-1", Identity: id, Healthy: true}}})
-			if r := get(t, c.http(t), svcURL(s)); r.Code != 200 || r.App != "echo" {
-				t.Errorf("mTLS from a mesh peer: %+v, want echo's answer", r)
+			want := http.StatusOK
+			if tc.authz {
+				want = http.StatusForbidden // the policy denies everyone
+			}
+			if r := get(t, c.http(t), svcURL(s)); r.Code != want {
+				t.Errorf("mTLS from a mesh peer: %+v, want %d", r, want)
 			}
 			// A TLS client without a mesh certificate is still TLS: refused
 			// by the handshake, never relayed as plaintext.

@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -423,6 +424,8 @@ func (p *Proxy) tlsOrPlaintext(ctx context.Context, raw net.Conn) (net.Conn, boo
 		p.refusePlaintext(raw, "own_port", dst)
 	case !p.cfg.InboundPlaintext.allows(dst.Port()):
 		p.refusePlaintext(raw, "strict", dst)
+	case p.guardedPort(dst.Port()):
+		p.refusePlaintext(raw, "authz_policy", dst)
 	default:
 		cc.dst = dst
 		p.relay(ctx, cc, "inbound")
@@ -434,4 +437,22 @@ func (p *Proxy) refusePlaintext(raw net.Conn, reason string, dst netip.AddrPort)
 	p.m.plaintextRefused.WithLabelValues(reason).Inc()
 	p.log.Debug("inbound plaintext refused", "reason", reason, "remote", raw.RemoteAddr(), "destination", dst)
 	raw.Close()
+}
+
+// guardedPort reports whether an app port is under an authorization
+// policy: plaintext callers have no identity to check, so such a port
+// takes mTLS alone whatever the workload's mode says (a relayed
+// plaintext connection would go around the policy).
+func (p *Proxy) guardedPort(port uint16) bool {
+	for _, in := range p.snap.Load().Inbound {
+		for _, ip := range in.Ports {
+			if ip.Authz == nil {
+				continue
+			}
+			if _, ap, err := net.SplitHostPort(ip.App); err == nil && ap == strconv.Itoa(int(port)) {
+				return true
+			}
+		}
+	}
+	return false
 }

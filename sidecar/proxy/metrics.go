@@ -104,7 +104,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"direction", "reason"}),
 		plaintextRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_sidecar_inbound_plaintext_refused_total",
-			Help: "Inbound plaintext connections refused, by reason (strict: the port takes mTLS only; not_redirected: no original destination to relay to; own_port: addressed to the sidecar itself).",
+			Help: "Inbound plaintext connections refused, by reason (strict: the port takes mTLS only; authz_policy: an authorization policy guards the port, and plaintext has no identity to check; not_redirected: no original destination to relay to; own_port: addressed to the sidecar itself).",
 		}, []string{"reason"}),
 		mesh: newMeshMetrics(),
 	}

@@ -152,6 +152,12 @@ func (p *podsLab) cluster(t *testing.T, ns, name, region, ip, cidrs string, src 
 	if err := demo.WriteSourceDir(p.path(name, "source"), src); err != nil {
 		t.Fatal(err)
 	}
+	// No authorization policy: one would guard echo's port, which then
+	// takes mTLS alone (plaintext has no identity to check), and this
+	// test wants PERMISSIVE's plaintext too.
+	if err := os.Remove(p.path(name, "source", demo.PolicyFile)); err != nil {
+		t.Fatal(err)
+	}
 	// Endpoints on the app's port, as Kubernetes' EndpointSlices have
 	// them (the demo's local mode gives the inbound port): mesh peers
 	// dial the app's port and the capture rules bring them to the
