@@ -23,10 +23,11 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
       -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
       -o /out/ ./cmd/fedmesh ./cmd/fedmesh-proxy
 
-# The init container only runs iptables; it is the one image that needs a
-# shell and root (with NET_ADMIN, for the pod's network namespace only).
+# The init container only installs the capture rules (nft, or iptables and
+# ip6tables: docs/capture.md); it is the one image that needs a shell and
+# root (with NET_ADMIN, for the pod's network namespace only).
 FROM alpine:3.22 AS fedmesh-init
-RUN apk add --no-cache iptables
+RUN apk add --no-cache iptables nftables
 USER 0
 ENTRYPOINT ["sh"]
 

@@ -51,8 +51,18 @@
 //     counted in fedmesh_sidecar_listener_bind_errors_total{reason}; give
 //     the sidecar its own service IP (another loopback address) to avoid
 //     that. When a service port leaves the configuration its listener
-//     stops and closes its connections. Kubernetes mode will capture
-//     traffic with iptables instead.
+//     stops and closes its connections.
+//  4. Transparent capture (Config.Capture, capture.go; Kubernetes pods,
+//     docs/capture.md). The pod's capture rules redirect its TCP
+//     connections to the outbound listener (and [::1] for IPv6) and its
+//     DNS to the DNS listener. The sidecar reads each connection's
+//     original destination: a service's ClusterSetIP, or a request whose
+//     Host names a service, is meshed; anything else passes through
+//     untouched to where it was going. DNS forwards names it does not own
+//     to the pod's nameservers. Inbound, it tells mTLS from plaintext by
+//     the first byte and takes plaintext only where the workload allows
+//     (PERMISSIVE), never on its own ports; the app's HTTP probes, rewritten
+//     by the injector, are made from the ready listener.
 //
 // # Between sidecars
 //

@@ -167,6 +167,8 @@ type Config struct {
 	// Namespace, Cluster, Locality and Logger default to the workload's
 	// (WORKLOAD.NAMESPACE). Nil traces nothing.
 	Tracing *tracing.Config
+	// Capture, when set, turns transparent capture on (capture.go).
+	Capture *CaptureConfig
 }
 
 // Sidecar is one workload's data plane. Create it with New, which binds
@@ -183,13 +185,14 @@ type Sidecar struct {
 	tracer  *tracing.Tracer  // nil without Config.Tracing
 	gather  prometheus.Gatherer
 
-	outbound net.Listener
-	inbound  net.Listener // when InboundAddr is set
-	admin    net.Listener
-	ready    net.Listener // when ReadyAddr is set
-	dnsUDP   net.PacketConn
-	dnsTCP   net.Listener
-	svcIP    netip.Addr
+	outbound  net.Listener
+	outbound6 net.Listener // with Capture.OutboundAddrIPv6 on a host with IPv6
+	inbound   net.Listener // when InboundAddr is set
+	admin     net.Listener
+	ready     net.Listener // when ReadyAddr is set
+	dnsUDP    net.PacketConn
+	dnsTCP    net.Listener
+	svcIP     netip.Addr
 
 	updated chan struct{} // a new snapshot was applied
 
@@ -243,6 +246,9 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		return nil, fmt.Errorf("sidecar: labels: %w", err)
 	}
 	cfg.Labels = naming.FormatLabels(labels)
+	if err := cfg.Capture.validate(); err != nil {
+		return nil, fmt.Errorf("sidecar: capture: %w", err)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -308,9 +314,11 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		}
 	}
 	self, _ := identity.WorkloadID(cfg.TrustDomain, cfg.Namespace, cfg.ServiceAccount)
-	if s.proxy, err = proxy.New(proxy.Config{Cluster: cfg.Cluster, Workload: cfg.Workload, Namespace: cfg.Namespace, Principal: self.String(),
+	pcfg := proxy.Config{Cluster: cfg.Cluster, Workload: cfg.Workload, Namespace: cfg.Namespace, Principal: self.String(),
 		Logger: base, Metrics: pm, BalancerMetrics: bm, Audit: rec, AccessLog: s.access, AccessLogMode: cfg.AccessLogMode, Tracer: s.tracer,
-		OutboundBindAddr: cfg.OutboundBindAddr}); err != nil {
+		OutboundBindAddr: cfg.OutboundBindAddr}
+	proxyCapture(cfg, &pcfg)
+	if s.proxy, err = proxy.New(pcfg); err != nil {
 		return nil, err
 	}
 	if cfg.ServiceIP != "" {
@@ -341,7 +349,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		return nil, err
 	}
 	if cfg.DNSAddr != "" {
-		if s.dns, err = dns.New(dns.Config{Resolve: s.resolve, Logger: base}, reg); err != nil {
+		if s.dns, err = dns.New(dns.Config{Resolve: s.resolve, Logger: base, Forward: s.dnsForward()}, reg); err != nil {
 			return nil, err
 		}
 		if s.dnsUDP, s.dnsTCP, err = listenDNS(cfg.DNSAddr); err != nil {
@@ -350,6 +358,9 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	}
 	if s.outbound, err = net.Listen("tcp", cfg.OutboundAddr); err != nil {
 		return nil, fmt.Errorf("sidecar: outbound listener: %w", err)
+	}
+	if err := s.listenOutboundIPv6(); err != nil {
+		return nil, err
 	}
 	if cfg.InboundAddr != "" {
 		if s.inbound, err = net.Listen("tcp", cfg.InboundAddr); err != nil {
@@ -515,7 +526,7 @@ func (s *Sidecar) Proxy() *proxy.Proxy { return s.proxy }
 func (s *Sidecar) XDS() *xdsclient.Client { return s.xds }
 
 func (s *Sidecar) closeFixed() {
-	for _, c := range []interface{ Close() error }{s.outbound, s.inbound, s.admin, s.ready, s.dnsTCP} {
+	for _, c := range []interface{ Close() error }{s.outbound, s.outbound6, s.inbound, s.admin, s.ready, s.dnsTCP} {
 		if c != nil && !isNilListener(c) {
 			_ = c.Close()
 		}
@@ -565,7 +576,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.xds.Run(gctx) })
-	g.Go(func() error { return s.proxy.ServeOutboundHTTP(gctx, s.outbound) })
+	g.Go(func() error { return s.proxy.ServeOutbound(gctx, s.outbound) })
+	if s.outbound6 != nil {
+		g.Go(func() error { return s.proxy.ServeOutbound(gctx, s.outbound6) })
+	}
 	if s.inbound != nil {
 		g.Go(func() error { return s.proxy.ServeInbound(gctx, s.inbound) })
 	}
@@ -573,7 +587,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		g.Go(func() error { return serveHTTP(gctx, s.admin, admin.Handler(s, s.gather)) })
 	}
 	if s.ready != nil {
-		g.Go(func() error { return serveHTTP(gctx, s.ready, admin.ReadyHandler(s, s.gather)) })
+		g.Go(func() error { return serveHTTP(gctx, s.ready, s.readyHandler(admin.ReadyHandler(s, s.gather))) })
 	}
 	if s.dns != nil {
 		g.Go(func() error { return s.dns.Serve(gctx, s.dnsUDP, s.dnsTCP) })

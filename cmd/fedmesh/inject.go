@@ -19,7 +19,8 @@ type injectOptions struct {
 func (o *injectOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.cfg.SidecarImage, "sidecar-image", "fedmesh:dev", "image of the sidecar (the fedmesh image)")
-	f.StringVar(&o.cfg.InitImage, "init-image", "fedmesh-init:dev", "image of the iptables init container (needs sh and iptables)")
+	f.StringVar(&o.cfg.InitImage, "init-image", "fedmesh-init:dev", "image of the capture init container (needs sh, and nft or iptables and ip6tables)")
+	f.StringSliceVar(&o.cfg.StrictNamespaces, "strict-namespaces", nil, "namespaces whose pods take mTLS only (STRICT): no plaintext on any port; a pod there asking for plaintext is refused")
 	f.StringVar(&o.cfg.XDSAddress, "xds-address", inject.DefaultXDSAddress, "the control plane's xDS address, as sidecars reach it")
 	f.StringVar(&o.cfg.TrustDomain, "trust-domain", "", "the federation's trust domain (required)")
 	f.StringVar(&o.cfg.Cluster, "cluster", "", "the cluster the pods run in (required)")

@@ -24,6 +24,27 @@ const (
 	// AnnotationExcludeInboundPorts lists ports (comma separated) whose
 	// inbound traffic bypasses the sidecar.
 	AnnotationExcludeInboundPorts = "fedmesh.io/exclude-inbound-ports"
+	// AnnotationExcludeOutboundPorts and AnnotationExcludeOutboundCIDRs
+	// list destination ports and address prefixes (comma separated,
+	// IPv4 and IPv6) whose outbound traffic bypasses the sidecar.
+	AnnotationExcludeOutboundPorts = "fedmesh.io/exclude-outbound-ports"
+	AnnotationExcludeOutboundCIDRs = "fedmesh.io/exclude-outbound-cidrs"
+	// AnnotationInboundMode is the workload's inbound mode: ModeStrict
+	// (mTLS only) or ModePermissive (mTLS from mesh peers, plaintext
+	// from anyone else), the default.
+	AnnotationInboundMode = "fedmesh.io/inbound-mode"
+	// AnnotationInboundPlaintextPorts lists ports that take plaintext
+	// even when the workload is STRICT.
+	AnnotationInboundPlaintextPorts = "fedmesh.io/inbound-plaintext-ports"
+	// AnnotationCaptureDNS "false" leaves the pod's DNS queries alone:
+	// clusterset names then do not resolve in it.
+	AnnotationCaptureDNS = "fedmesh.io/capture-dns"
+)
+
+// Inbound modes.
+const (
+	ModeStrict     = "STRICT"
+	ModePermissive = "PERMISSIVE"
 )
 
 // Names of what injection adds.
@@ -59,6 +80,7 @@ const (
 	DefaultInboundPort     = 15006
 	DefaultAdminPort       = 15000
 	DefaultReadyPort       = 15021
+	DefaultDNSPort         = 15053
 	DefaultTokenAudience   = "fedmesh"
 	DefaultTokenExpiration = 3600
 	DefaultXDSAddress      = "fedmesh-controlplane.fedmesh-system.svc:15010"
@@ -91,6 +113,9 @@ type Config struct {
 	// are on 127.0.0.1, for the app alone; the inbound one on the pod
 	// address.
 	OutboundPort, InboundPort, AdminPort int32
+	// DNSPort is the sidecar's DNS server, on 127.0.0.1, where the
+	// capture rules send the pod's DNS queries. Default 15053.
+	DNSPort int32
 	// ReadyPort serves the sidecar's /ready and /stats/prometheus alone on
 	// the pod address, for the kubelet's startup probe and Prometheus
 	// (which cannot reach the loopback admin port). Default 15021.
@@ -101,6 +126,11 @@ type Config struct {
 	// TokenExpiration is the token's lifetime in seconds (the kubelet
 	// renews it). Default 3600; at least 600.
 	TokenExpiration int64
+	// StrictNamespaces are the namespaces whose pods take mTLS only:
+	// their sidecars refuse plaintext on every port, and a pod there
+	// that asks for plaintext (fedmesh.io/inbound-mode=PERMISSIVE or
+	// fedmesh.io/inbound-plaintext-ports) is refused.
+	StrictNamespaces []string
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -131,7 +161,7 @@ func (c Config) withDefaults() (Config, error) {
 	for _, p := range []struct {
 		v   *int32
 		def int32
-	}{{&c.OutboundPort, DefaultOutboundPort}, {&c.InboundPort, DefaultInboundPort}, {&c.AdminPort, DefaultAdminPort}, {&c.ReadyPort, DefaultReadyPort}} {
+	}{{&c.OutboundPort, DefaultOutboundPort}, {&c.InboundPort, DefaultInboundPort}, {&c.AdminPort, DefaultAdminPort}, {&c.ReadyPort, DefaultReadyPort}, {&c.DNSPort, DefaultDNSPort}} {
 		if *p.v == 0 {
 			*p.v = p.def
 		}
@@ -139,11 +169,11 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%w: port %d", ErrConfig, *p.v)
 		}
 	}
-	ports := []int32{c.OutboundPort, c.InboundPort, c.AdminPort, c.ReadyPort}
+	ports := []int32{c.OutboundPort, c.InboundPort, c.AdminPort, c.ReadyPort, c.DNSPort}
 	for i := range ports {
 		for j := range i {
 			if ports[i] == ports[j] {
-				return c, fmt.Errorf("%w: sidecar ports (outbound %d, inbound %d, admin %d, ready %d) must differ", ErrConfig, c.OutboundPort, c.InboundPort, c.AdminPort, c.ReadyPort)
+				return c, fmt.Errorf("%w: sidecar ports (outbound %d, inbound %d, admin %d, ready %d, dns %d) must differ", ErrConfig, c.OutboundPort, c.InboundPort, c.AdminPort, c.ReadyPort, c.DNSPort)
 			}
 		}
 	}
@@ -152,6 +182,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.TokenExpiration == 0 {
 		c.TokenExpiration = DefaultTokenExpiration
+	}
+	for _, ns := range c.StrictNamespaces {
+		if ns == "" {
+			return c, fmt.Errorf("%w: an empty strict namespace", ErrConfig)
+		}
 	}
 	if c.TokenExpiration < 600 {
 		return c, fmt.Errorf("%w: token expiration %ds is below the API server's minimum of 600s", ErrConfig, c.TokenExpiration)

@@ -6,13 +6,29 @@
 //
 // # What a pod gets
 //
-//   - an init container, fedmesh-init, that installs iptables rules in the
-//     pod's network namespace (it needs NET_ADMIN and NET_RAW): inbound TCP
-//     goes to the sidecar's inbound port 15006, except to 15006 itself, the
-//     ready port 15021 and the ports listed in the pod annotation
-//     fedmesh.io/exclude-inbound-ports (which may not name 15001 or
-//     15000); outbound TCP goes to 15001, except the sidecar's own traffic
-//     (uid/gid 1337) and 127.0.0.1;
+//   - an init container, fedmesh-init, that installs the capture rules in
+//     the pod's network namespace (it needs NET_ADMIN and NET_RAW), as an
+//     nftables table of its own or iptables and ip6tables rules, whichever
+//     the node uses (Capture.Script): inbound TCP goes to the sidecar's
+//     inbound port 15006, except to 15006 itself, the ready port 15021
+//     and the ports listed in fedmesh.io/exclude-inbound-ports (which may
+//     not name 15001 or 15000); outbound TCP goes to 15001, except the
+//     sidecar's own traffic (uid/gid 1337), loopback, and the ports and
+//     prefixes of fedmesh.io/exclude-outbound-ports and
+//     fedmesh.io/exclude-outbound-cidrs; and, unless
+//     fedmesh.io/capture-dns=false, IPv4 DNS (port 53) goes to the
+//     sidecar's DNS server on 127.0.0.1:15053, which answers clusterset
+//     names with ClusterSetIPs and forwards the rest to the pod's
+//     nameservers;
+//   - the sidecar's inbound mode: PERMISSIVE by default (mTLS from mesh
+//     peers, plaintext from anyone else, told apart by the first bytes),
+//     STRICT with fedmesh.io/inbound-mode=STRICT (plaintext only on the
+//     ports of fedmesh.io/inbound-plaintext-ports), and STRICT on every
+//     port in Config.StrictNamespaces, where a pod asking for plaintext is
+//     refused;
+//   - the app containers' HTTP probes rewritten to the ready port
+//     (/app-health/CONTAINER/livez|readyz|startupz), which the sidecar
+//     forwards to the app, so probes work in STRICT too;
 //   - the sidecar, fedmesh-sidecar, as a native sidecar (an init container
 //     with restartPolicy Always, so it starts before the app and stops
 //     after it), running as 1337 with a read-only root and no

@@ -98,7 +98,11 @@ func TestSidecarListeners(t *testing.T) {
 	// excluded ports; everything else from outside is redirected to the
 	// inbound listener.
 	var passed []string
-	for _, r := range in.rules([]int32{22}) {
+	c, _, err := in.capture(&p.ObjectMeta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range c.Rules(IPv4) {
 		if slices.Contains(r, chainInbound) && slices.Contains(r, "RETURN") {
 			passed = append(passed, r[slices.Index(r, "--dport")+1])
 		}

@@ -54,15 +54,13 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 			return false, fmt.Errorf("%w: volume %q", ErrConflict, v.Name)
 		}
 	}
-	exclude, err := ParsePorts(meta.Annotations[AnnotationExcludeInboundPorts])
+	capture, plaintext, err := in.capture(meta)
 	if err != nil {
-		return false, fmt.Errorf("%w: %s: %w", ErrBadAnnotation, AnnotationExcludeInboundPorts, err)
+		return false, err
 	}
-	for _, p := range exclude {
-		if p == in.cfg.OutboundPort || p == in.cfg.AdminPort {
-			return false, fmt.Errorf("%w: %s: port %d is the sidecar's outbound or admin port, which only the pod itself may reach",
-				ErrBadAnnotation, AnnotationExcludeInboundPorts, p)
-		}
+	probes, err := in.rewriteProbes(spec)
+	if err != nil {
+		return false, err
 	}
 
 	// The projected token needs a service account; Kubernetes' own
@@ -71,7 +69,20 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 	if spec.ServiceAccountName == "" {
 		spec.ServiceAccountName = "default"
 	}
-	inits := []corev1.Container{in.initContainer(exclude), in.sidecar(meta.Labels)}
+	sc := in.sidecar(meta.Labels)
+	sc.Args = append(sc.Args, "--inbound-plaintext="+plaintext)
+	if capture.DNSPort != 0 {
+		// The pod's DNS comes to the sidecar: clusterset names resolve
+		// to their ClusterSetIPs, which the outbound capture serves;
+		// other names go on to the pod's own nameservers.
+		sc.Args = append(sc.Args, "--dns=127.0.0.1:"+itoa(capture.DNSPort), "--dns-clusterset-ip", "--dns-upstream=file:/etc/resolv.conf")
+	} else {
+		sc.Args = append(sc.Args, "--dns=none")
+	}
+	if probes != "" {
+		sc.Args = append(sc.Args, "--app-probes="+probes)
+	}
+	inits := []corev1.Container{in.initContainer(capture), sc}
 	spec.InitContainers = append(inits, spec.InitContainers...)
 	spec.Volumes = append(spec.Volumes, in.tokenVolume(), in.rootsVolume(), stateVolume())
 	if meta.Annotations == nil {
@@ -105,11 +116,11 @@ func ParsePorts(s string) ([]int32, error) {
 
 func ptr[T any](v T) *T { return &v }
 
-func (in *Injector) initContainer(exclude []int32) corev1.Container {
+func (in *Injector) initContainer(c Capture) corev1.Container {
 	return corev1.Container{
 		Name:    InitName,
 		Image:   in.cfg.InitImage,
-		Command: []string{"sh", "-c", RedirectScript(in.rules(exclude))},
+		Command: []string{"sh", "-c", c.Script()},
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser:                ptr[int64](0),
 			RunAsNonRoot:             ptr(false),
@@ -148,20 +159,25 @@ func (in *Injector) sidecar(labels map[string]string) corev1.Container {
 			"--workload=$(POD_NAME)",
 			"--address=$(POD_IP)",
 			// What only the app may use is on loopback: iptables
-			// REDIRECT delivers the app's outbound traffic to 127.0.0.1,
-			// and whoever reaches the outbound port speaks with the
-			// pod's identity.
+			// REDIRECT delivers the app's outbound traffic to 127.0.0.1
+			// (ip6tables to ::1), and whoever reaches the outbound port
+			// speaks with the pod's identity.
 			"--outbound=127.0.0.1:" + itoa(c.OutboundPort),
+			"--outbound-ipv6=[::1]:" + itoa(c.OutboundPort),
+			// Connections arrive redirected: the sidecar reads their
+			// original destination, meshes those to services and passes
+			// the others through.
+			"--capture",
 			"--admin=127.0.0.1:" + itoa(c.AdminPort),
-			// REDIRECT delivers inbound traffic to the pod IP; the ready
-			// port is for the kubelet's probe.
-			"--inbound=0.0.0.0:" + itoa(c.InboundPort),
-			"--ready=0.0.0.0:" + itoa(c.ReadyPort),
+			// REDIRECT delivers inbound traffic to the pod IP, of
+			// either family; the ready port is for the kubelet's
+			// probes.
+			"--inbound=:" + itoa(c.InboundPort),
+			"--ready=:" + itoa(c.ReadyPort),
 			// Apps reach services through the outbound capture: no
 			// listener per service port (it would take the app's own
-			// ports) and no DNS (the pod resolves with the cluster's).
+			// ports). DNS: see Inject.
 			"--service-ip=none",
-			"--dns=none",
 		},
 		Env: []corev1.EnvVar{
 			field("POD_NAME", "metadata.name"),

@@ -32,6 +32,15 @@ type Config struct {
 	TTL time.Duration
 	// Logger receives debug logs of bad queries; nil discards.
 	Logger *slog.Logger
+	// Forward, when set, answers the queries for names the server does
+	// not own (else REFUSED): a pod whose DNS is captured to the sidecar
+	// still resolves every other name (forward.go). It gets the query as
+	// received and whether it came over TCP, and returns the upstream's
+	// response. Called concurrently; a failure answers SERVFAIL.
+	Forward func(ctx context.Context, query []byte, tcp bool) ([]byte, error)
+	// MaxForwarding bounds the UDP queries being forwarded at once;
+	// more are dropped (counted; the client retries). Zero means 256.
+	MaxForwarding int
 }
 
 // Server answers DNS queries.
@@ -40,6 +49,7 @@ type Server struct {
 	log        *slog.Logger
 	queries    *prometheus.CounterVec
 	readErrors *prometheus.CounterVec
+	forwarding chan struct{} // a token per UDP query being forwarded
 }
 
 // New validates cfg and returns a Server; its metrics are registered with
@@ -54,19 +64,26 @@ func New(cfg Config, reg prometheus.Registerer) (*Server, error) {
 	if cfg.TTL == 0 {
 		cfg.TTL = 5 * time.Second
 	}
+	if cfg.MaxForwarding == 0 {
+		cfg.MaxForwarding = 256
+	}
+	if cfg.MaxForwarding < 0 {
+		return nil, errors.New("dns: MaxForwarding is negative")
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log.With("component", "dns"), queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fedmesh_sidecar_dns_queries_total",
-		Help: "DNS queries by result (answer, nodata, nxdomain, refused, formerr, malformed).",
+		Help: "DNS queries by result (answer, nodata, nxdomain, refused, formerr, malformed; with forwarding: forwarded, forward_error, forward_dropped).",
 	}, []string{"result"}),
 		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_sidecar_dns_read_errors_total",
 			Help: "Transient errors reading a UDP query or accepting a TCP connection, by transport (udp, tcp); the server goes on after each.",
 		}, []string{"transport"}),
 	}
+	s.forwarding = make(chan struct{}, cfg.MaxForwarding)
 	if reg != nil {
 		for _, c := range []prometheus.Collector{s.queries, s.readErrors} {
 			if err := reg.Register(c); err != nil {
@@ -108,7 +125,12 @@ func (s *Server) Serve(ctx context.Context, udp net.PacketConn, tcp net.Listener
 					continue
 				}
 				pause.Reset()
-				if resp := s.Answer(buf[:n], 512); resp != nil {
+				resp, fwd := s.answer(buf[:n], 512)
+				if fwd {
+					s.forwardUDP(ctx, &wg, udp, addr, append([]byte(nil), buf[:n]...))
+					continue
+				}
+				if resp != nil {
 					_, _ = udp.WriteTo(resp, addr)
 				}
 			}
@@ -197,7 +219,10 @@ func (s *Server) serveTCP(ctx context.Context, c net.Conn) {
 		if _, err := io.ReadFull(c, msg); err != nil {
 			return
 		}
-		resp := s.Answer(msg, 65535)
+		resp, fwd := s.answer(msg, 65535)
+		if fwd {
+			resp = s.forward(ctx, msg, true)
+		}
 		if resp == nil {
 			return
 		}
@@ -211,15 +236,22 @@ func (s *Server) serveTCP(ctx context.Context, c net.Conn) {
 // Answer builds the response to one query message, or nil when the
 // message is too broken to answer. maxSize truncates UDP answers.
 func (s *Server) Answer(query []byte, maxSize int) []byte {
+	resp, _ := s.answer(query, maxSize)
+	return resp
+}
+
+// answer is Answer, and whether the query is to be forwarded instead
+// (Config.Forward is set and the name is not the server's).
+func (s *Server) answer(query []byte, maxSize int) ([]byte, bool) {
 	var p dnsmessage.Parser
 	h, err := p.Start(query)
 	if err != nil {
 		s.queries.WithLabelValues("malformed").Inc()
-		return nil
+		return nil, false
 	}
 	if h.Response {
 		s.queries.WithLabelValues("malformed").Inc()
-		return nil
+		return nil, false
 	}
 	resp := dnsmessage.Header{ID: h.ID, Response: true, OpCode: h.OpCode, RecursionDesired: h.RecursionDesired}
 	q, err := p.Question()
@@ -229,7 +261,7 @@ func (s *Server) Answer(query []byte, maxSize int) []byte {
 		if h.OpCode != 0 {
 			resp.RCode = dnsmessage.RCodeNotImplemented
 		}
-		return build(resp, nil, nil, maxSize)
+		return build(resp, nil, nil, maxSize), false
 	}
 	name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
 	addr, known := s.cfg.Resolve(name)
@@ -239,10 +271,13 @@ func (s *Server) Answer(query []byte, maxSize int) []byte {
 			resp.Authoritative = true
 			resp.RCode = dnsmessage.RCodeNameError
 		} else {
+			if s.cfg.Forward != nil {
+				return nil, true
+			}
 			s.queries.WithLabelValues("refused").Inc()
 			resp.RCode = dnsmessage.RCodeRefused
 		}
-		return build(resp, &q, nil, maxSize)
+		return build(resp, &q, nil, maxSize), false
 	}
 	resp.Authoritative = true
 	rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: uint32(s.cfg.TTL / time.Second)}
@@ -260,7 +295,7 @@ func (s *Server) Answer(query []byte, maxSize int) []byte {
 	} else {
 		s.queries.WithLabelValues("answer").Inc()
 	}
-	return build(resp, &q, ans, maxSize)
+	return build(resp, &q, ans, maxSize), false
 }
 
 func (s *Server) owns(name string) bool {

@@ -2,7 +2,9 @@
 // *.svc.clusterset.local: it answers A (and AAAA) queries for the services
 // the sidecar knows, NAME.NS.svc.clusterset.local and NAME.NS, with the
 // address the sidecar listens on for them, over UDP and TCP. It is not a
-// recursive resolver: names it does not own are REFUSED, unknown names
+// recursive resolver: names it does not own are REFUSED, or, with
+// Config.Forward (a Forwarder to the pod's nameservers, for a pod whose
+// DNS is captured to the sidecar), passed on as they are; unknown names
 // under clusterset.local get NXDOMAIN. Malformed queries get FORMERR (or
 // are dropped when not even the header parses) and are counted. A failed
 // UDP read or TCP accept that is not the socket being closed is counted in

@@ -34,6 +34,14 @@
 // gRPC port or a gRPC request and HTTP/1.1 otherwise; ALPN fedmesh-tcp is
 // spliced to the app.
 //
+// Transparent capture (capture.go, with Config.OriginalDst): ServeOutbound
+// reads a redirected connection's original destination and meshes it (a
+// service's address, or an HTTP request whose Host names one) or relays it
+// untouched (passthrough, counted in fedmesh_sidecar_passthrough_*);
+// ServeInbound tells TLS from plaintext by the first byte and relays
+// plaintext to its original destination where Config.InboundPlaintext
+// allows it, never to the sidecar's own ports.
+//
 // Authorization (authz.go): a port whose filter chain carries RBAC
 // filters (config.InboundPort.Authz) is checked per connection after the
 // handshake (network RBAC; a denial closes the connection) and per request

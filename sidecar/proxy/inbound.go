@@ -1,13 +1,18 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -108,6 +113,12 @@ func (p *Proxy) ServeInbound(ctx context.Context, l net.Listener) error {
 }
 
 func (p *Proxy) inboundConn(ctx context.Context, raw net.Conn, tcfg *tls.Config, httpConns *chanListener) {
+	if p.cfg.OriginalDst != nil {
+		var ok bool
+		if raw, ok = p.tlsOrPlaintext(ctx, raw); !ok {
+			return
+		}
+	}
 	conn := tls.Server(raw, tcfg)
 	hctx, cancel := context.WithTimeout(ctx, p.cfg.HandshakeTimeout)
 	err := conn.HandshakeContext(hctx)
@@ -380,3 +391,68 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// tlsRecordHandshake is the first byte of a TLS connection: the record
+// type of its ClientHello.
+const tlsRecordHandshake = 0x16
+
+// tlsOrPlaintext tells a TLS client from a plaintext one by the first
+// byte it sends (within the sniff timeout; a client that sends nothing
+// first is plaintext). A TLS connection is returned, with that byte to be
+// read again, for the handshake. A plaintext one is relayed to its
+// original destination when the workload takes plaintext on that port
+// (PERMISSIVE), else refused (STRICT); either way it is done with.
+func (p *Proxy) tlsOrPlaintext(ctx context.Context, raw net.Conn) (net.Conn, bool) {
+	first := make([]byte, 1)
+	_ = raw.SetReadDeadline(time.Now().Add(p.cfg.SniffTimeout))
+	n, err := raw.Read(first)
+	_ = raw.SetReadDeadline(time.Time{})
+	var ne net.Error
+	if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		raw.Close()
+		return nil, false
+	}
+	cc := &capturedConn{Conn: raw, r: io.MultiReader(bytes.NewReader(first[:n]), raw)}
+	if n == 1 && first[0] == tlsRecordHandshake {
+		return cc, true
+	}
+	dst, redirected := p.redirected(raw)
+	switch {
+	case !redirected:
+		p.refusePlaintext(raw, "not_redirected", dst)
+	case slices.Contains(p.cfg.InboundPlaintext.Own, dst.Port()):
+		p.refusePlaintext(raw, "own_port", dst)
+	case !p.cfg.InboundPlaintext.allows(dst.Port()):
+		p.refusePlaintext(raw, "strict", dst)
+	case p.guardedPort(dst.Port()):
+		p.refusePlaintext(raw, "authz_policy", dst)
+	default:
+		cc.dst = dst
+		p.relay(ctx, cc, "inbound")
+	}
+	return nil, false
+}
+
+func (p *Proxy) refusePlaintext(raw net.Conn, reason string, dst netip.AddrPort) {
+	p.m.plaintextRefused.WithLabelValues(reason).Inc()
+	p.log.Debug("inbound plaintext refused", "reason", reason, "remote", raw.RemoteAddr(), "destination", dst)
+	raw.Close()
+}
+
+// guardedPort reports whether an app port is under an authorization
+// policy: plaintext callers have no identity to check, so such a port
+// takes mTLS alone whatever the workload's mode says (a relayed
+// plaintext connection would go around the policy).
+func (p *Proxy) guardedPort(port uint16) bool {
+	for _, in := range p.snap.Load().Inbound {
+		for _, ip := range in.Ports {
+			if ip.Authz == nil {
+				continue
+			}
+			if _, ap, err := net.SplitHostPort(ip.App); err == nil && ap == strconv.Itoa(int(port)) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -21,6 +21,13 @@ type Metrics struct {
 	tcpActive *prometheus.GaugeVec
 	authz     *prometheus.CounterVec
 	faults    *prometheus.CounterVec
+	// Transparent capture (capture.go, inbound.go).
+	captured          *prometheus.CounterVec
+	passthrough       *prometheus.CounterVec
+	passthroughActive *prometheus.GaugeVec
+	passthroughBytes  *prometheus.CounterVec
+	passthroughErrors *prometheus.CounterVec
+	plaintextRefused  *prometheus.CounterVec
 	// mesh are the request and TCP families with the mesh labels
 	// (fedmesh_requests_total, ...).
 	mesh *meshMetrics
@@ -75,10 +82,35 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "fedmesh_sidecar_faults_injected_total",
 			Help: "Faults injected by a route's envoy.filters.http.fault configuration, by service and fault (delay, abort). Aborted requests are also counted in fedmesh_sidecar_request_errors_total with reason fault_injected, and not in fedmesh_sidecar_requests_total.",
 		}, []string{"service", "fault"}),
+		captured: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_sidecar_captured_connections_total",
+			Help: "Redirected outbound connections meshed, by how the service was found (address: its ClusterSetIP or ClusterIP and port; host: the Host of the first request).",
+		}, []string{"by"}),
+		passthrough: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_sidecar_passthrough_connections_total",
+			Help: "Redirected connections relayed untouched to their original destination, by direction (outbound: to no service; inbound: plaintext the workload allows).",
+		}, []string{"direction"}),
+		passthroughActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fedmesh_sidecar_passthrough_connections_active",
+			Help: "Open passthrough connections, by direction.",
+		}, []string{"direction"}),
+		passthroughBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_sidecar_passthrough_bytes_total",
+			Help: "Bytes of passthrough connections, by direction and flow (sent: from the connection's client; received: to it).",
+		}, []string{"direction", "flow"}),
+		passthroughErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_sidecar_passthrough_errors_total",
+			Help: "Passthrough connections that failed, by direction and reason (connect).",
+		}, []string{"direction", "reason"}),
+		plaintextRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_sidecar_inbound_plaintext_refused_total",
+			Help: "Inbound plaintext connections refused, by reason (strict: the port takes mTLS only; authz_policy: an authorization policy guards the port, and plaintext has no identity to check; not_redirected: no original destination to relay to; own_port: addressed to the sidecar itself).",
+		}, []string{"reason"}),
 		mesh: newMeshMetrics(),
 	}
 	if reg != nil {
-		cs := []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz, m.faults}
+		cs := []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz, m.faults,
+			m.captured, m.passthrough, m.passthroughActive, m.passthroughBytes, m.passthroughErrors, m.plaintextRefused}
 		for _, c := range append(cs, m.mesh.collectors()...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("proxy: register metrics: %w", err)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -93,10 +94,26 @@ func (o *outbound) route(r *http.Request) (*config.Service, string, int) {
 	if def == 0 {
 		def = DefaultHTTPPort
 	}
+	// A redirected connection (capture.go): its original destination's
+	// port is the default, and its address the fallback.
+	dst, captured := r.Context().Value(origDstKey{}).(netip.AddrPort)
+	if captured {
+		def = int32(dst.Port())
+	}
 	host, port, err := config.SplitHostPort(authority, def)
 	snap := o.p.snap.Load()
 	if err == nil {
 		if svc, ok := snap.Lookup(host, port); ok {
+			return svc, "", 0
+		}
+	}
+	if captured {
+		if err == nil {
+			if svc, ok := snap.Lookup(clusterLocal(host), port); ok {
+				return svc, "", 0
+			}
+		}
+		if svc, ok := snap.Lookup(dst.Addr().String(), int32(dst.Port())); ok {
 			return svc, "", 0
 		}
 	}

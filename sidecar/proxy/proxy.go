@@ -7,6 +7,7 @@ import (
 	"fmt"
 	stdlog "log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -77,6 +78,21 @@ type Config struct {
 	// inbound HTTP request and propagates trace context; nil traces
 	// nothing and passes trace headers through as they are.
 	Tracer *tracing.Tracer
+	// OriginalDst, when set, turns transparent capture on: it reads the
+	// original destination of a connection the pod's capture rules
+	// redirected to a listener (origdst.Get), and fails for one that
+	// was not. ServeOutbound then meshes or passes through by it, and
+	// ServeInbound relays allowed plaintext to it. Nil: no capture.
+	OriginalDst func(net.Conn) (netip.AddrPort, error)
+	// InboundPlaintext says which ports take plaintext inbound
+	// connections (detected by their first bytes not being a TLS
+	// handshake), relayed to their original destination; the zero value
+	// takes none (STRICT). It needs OriginalDst.
+	InboundPlaintext PlaintextPolicy
+	// SniffTimeout bounds the wait for a redirected connection's first
+	// request head (capture.go) and an inbound connection's first bytes;
+	// zero means DefaultSniffTimeout.
+	SniffTimeout time.Duration
 }
 
 // Proxy is the sidecar's data plane: it forwards outbound HTTP and TCP to
@@ -144,6 +160,15 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.SniffTimeout == 0 {
+		cfg.SniffTimeout = DefaultSniffTimeout
+	}
+	if cfg.SniffTimeout < 0 {
+		return nil, errors.New("proxy: sniff timeout is negative")
+	}
+	if (cfg.InboundPlaintext.All || len(cfg.InboundPlaintext.Ports) > 0) && cfg.OriginalDst == nil {
+		return nil, errors.New("proxy: inbound plaintext needs capture (OriginalDst), which tells where to relay it")
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -1,16 +1,30 @@
-// Package netns holds tests that need network namespaces of their own: a
-// "pod" (a workload and its sidecar, with the iptables rules that
-// injection generates) and a peer namespace beside it, joined by a veth
-// pair on 198.19.14.0/24. The peer plays the rest of the cluster: the
-// control plane, a server workload with its sidecar, and an attacker, a
-// process of another pod that tries to use the pod's sidecar.
+// Package netns holds tests that need network namespaces of their own.
+//
+// sidecar_test.go: a "pod" (a workload and its sidecar, with the capture
+// rules that injection generates) and a peer namespace beside it, joined
+// by a veth pair on 198.19.14.0/24. The peer plays the rest of the
+// cluster: the control plane, a server workload with its sidecar, and an
+// attacker, a process of another pod that tries to use the pod's sidecar.
+//
+// pods_test.go: the pod path end to end. Two clusters (east-1, west-1),
+// each a namespace with its control plane (embedded etcd) and east-west
+// gateway, federated with a join token; pods as namespaces of their own
+// on a bridge (198.19.15.0/24, in a hub namespace, so nothing of the lab
+// is in the host's namespace), each running the injector's own init
+// script (nftables in one pod, iptables and ip6tables in the other) and
+// the real sidecar with the arguments injection gives; and another pod
+// outside the mesh. It proves mesh calls by name and by ClusterSetIP are
+// captured and served across clusters over mTLS, other addresses pass
+// through, plaintext reaches the app in PERMISSIVE and not in STRICT
+// (where the rewritten kubelet probe still does), and no other pod uses a
+// sidecar's outbound proxy or admin pages.
 //
 // Every process is a child started with `ip netns exec`: the fedmesh
-// binary (built once per run, or -fedmesh PATH), the pod's sidecar as uid
+// binary (built once per run, or -fedmesh PATH), the pods' sidecars as uid
 // 1337 (the uid the capture rules exempt) through setpriv, and probes,
 // which are this test binary run again with FEDMESH_NETNS_PROBE set (see
-// probe.go). The tests need root, iproute2 and util-linux's setpriv, and
-// iptables for the capture rules; they skip with the reason when these are
-// missing, and fail instead under CI=true. scripts/test-deps.sh installs
-// iproute2 and iptables.
+// probe_test.go). The tests need root, iproute2 and util-linux's setpriv,
+// and iptables, ip6tables and nft for the capture rules; they skip with
+// the reason when these are missing, and fail instead under CI=true.
+// scripts/test-deps.sh installs iproute2, iptables and nftables.
 package netns

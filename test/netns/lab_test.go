@@ -119,6 +119,8 @@ type lab struct {
 	id        string
 	dir       string // readable by proxyUID
 	pod, peer string // namespace names
+	// namespaces are every namespace cleanup removes.
+	namespaces []string
 
 	mu    sync.Mutex // guards procs
 	procs []*proc
@@ -126,10 +128,24 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
+	l := newEmptyLab(t)
+	l.pod, l.peer = l.addNamespace("pod"), l.addNamespace("peer")
+	l.sh("ip", "-n", l.pod, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", l.peer)
+	l.sh("ip", "-n", l.pod, "addr", "add", podIP+"/24", "dev", "eth0")
+	l.sh("ip", "-n", l.peer, "addr", "add", cpIP+"/24", "dev", "eth0")
+	l.sh("ip", "-n", l.peer, "addr", "add", serverIP+"/24", "dev", "eth0")
+	l.sh("ip", "-n", l.pod, "link", "set", "eth0", "up")
+	l.sh("ip", "-n", l.peer, "link", "set", "eth0", "up")
+	return l
+}
+
+// newEmptyLab makes a lab's directory and cleanups, with no namespace
+// yet (addNamespace).
+func newEmptyLab(t *testing.T) *lab {
+	t.Helper()
 	b := make([]byte, 3)
 	rand.Read(b)
 	l := &lab{t: t, id: hex.EncodeToString(b)}
-	l.pod, l.peer = "fmns-"+l.id+"-pod", "fmns-"+l.id+"-peer"
 	dir, err := os.MkdirTemp("", "fedmesh-netns-")
 	if err != nil {
 		t.Fatal(err)
@@ -149,19 +165,18 @@ func newLab(t *testing.T) *lab {
 	})
 	t.Cleanup(l.destroy)
 	t.Cleanup(l.stopAll)
-
-	l.sh("ip", "netns", "add", l.pod)
-	l.sh("ip", "netns", "add", l.peer)
-	for _, ns := range []string{l.pod, l.peer} {
-		l.sh("ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	l.sh("ip", "-n", l.pod, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", l.peer)
-	l.sh("ip", "-n", l.pod, "addr", "add", podIP+"/24", "dev", "eth0")
-	l.sh("ip", "-n", l.peer, "addr", "add", cpIP+"/24", "dev", "eth0")
-	l.sh("ip", "-n", l.peer, "addr", "add", serverIP+"/24", "dev", "eth0")
-	l.sh("ip", "-n", l.pod, "link", "set", "eth0", "up")
-	l.sh("ip", "-n", l.peer, "link", "set", "eth0", "up")
 	return l
+}
+
+// addNamespace makes the lab's namespace NAME (fmns-ID-NAME) with its
+// loopback up, removed in cleanup, and returns its full name.
+func (l *lab) addNamespace(name string) string {
+	l.t.Helper()
+	ns := "fmns-" + l.id + "-" + name
+	l.sh("ip", "netns", "add", ns)
+	l.namespaces = append(l.namespaces, ns)
+	l.sh("ip", "-n", ns, "link", "set", "lo", "up")
+	return ns
 }
 
 // sh runs a command and fails the test when it fails.
@@ -177,7 +192,7 @@ func (l *lab) sh(args ...string) string {
 // destroy removes the lab's namespaces. Errors are logged, not fatal:
 // cleanup goes on.
 func (l *lab) destroy() {
-	for _, ns := range []string{l.pod, l.peer} {
+	for _, ns := range l.namespaces {
 		if exec.Command("ip", "netns", "pids", ns).Run() != nil {
 			continue // never made
 		}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strings"
 	"time"
 )
 
@@ -30,6 +31,10 @@ type probe struct {
 	URL   string `json:"url,omitempty"`
 	Proxy string `json:"proxy,omitempty"`
 	Via   string `json:"via,omitempty"`
+	// Match, when set, makes the outcome's Body the lines of the whole
+	// response (up to 1 MiB) that contain it: for pages too long to
+	// return whole (metrics, configuration dumps).
+	Match string `json:"match,omitempty"`
 }
 
 // outcome is what a probe saw. Err is empty when the connection (Dial) or
@@ -78,9 +83,22 @@ func runProbe(p probe) outcome {
 		return outcome{Err: err.Error()}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	limit := int64(4096)
+	if p.Match != "" {
+		limit = 1 << 20
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return outcome{Err: "reading the body: " + err.Error()}
+	}
+	if p.Match != "" {
+		var lines []string
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.Contains(line, p.Match) {
+				lines = append(lines, line)
+			}
+		}
+		body = []byte(strings.Join(lines, "\n"))
 	}
 	return outcome{Status: resp.StatusCode, Body: string(body)}
 }

@@ -93,7 +93,9 @@ func TestOtherPodsCannotUseTheSidecar(t *testing.T) {
 	}
 	args = append(args, "--token-file="+clientDir+"/token", "--root-bundle="+clientDir+"/bundle.crt")
 	// What injection made before issue 14: every listener on 0.0.0.0.
-	oldArgs := append(append([]string(nil), args...), "--outbound=0.0.0.0:15001", "--admin=0.0.0.0:15000")
+	// (Without the IPv6 outbound listener, which 0.0.0.0, a dual-stack
+	// wildcard, would clash with.)
+	oldArgs := append(append([]string(nil), args...), "--outbound=0.0.0.0:15001", "--admin=0.0.0.0:15000", "--outbound-ipv6=")
 
 	pod := podSidecar{l: l, bin: bin, deps: []*proc{cp}}
 	podAddr := func(port string) string { return net.JoinHostPort(podIP, port) }

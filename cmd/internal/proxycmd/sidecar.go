@@ -39,6 +39,7 @@ func NewSidecarCmd(binary string) *cobra.Command {
 		otlpEndpoint, otlpProtocol              string
 		traceSampling                           float64
 		bindOutbound, dnsClusterSetIP           bool
+		capture                                 captureFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
@@ -131,6 +132,9 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				ServiceIP:            svcIP,
 				DataDir:              dataDir,
 				Logger:               log,
+			}
+			if cfg.Capture, err = capture.config(address); err != nil {
+				return usage(err)
 			}
 			if xo.TrustDomain == "" {
 				return usage(errors.New("--trust-domain is required"))
@@ -249,6 +253,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.StringVar(&otlpProtocol, "otlp-protocol", "grpc", "OTLP transport: grpc or http")
 	f.Float64Var(&traceSampling, "trace-sampling", 1, "percentage (0-100) of new traces sampled; a caller's sampled trace is always followed; a TelemetryPolicy's samplingPercent overrides it")
 	f.BoolVar(&bindOutbound, "bind-outbound", false, "send connections to other sidecars and gateways from --address, so that they see the workload's own address (default: on when --address is a loopback address of its own, as in local mode, where an unbound connection would come from 127.0.0.1)")
+	capture.addFlags(f)
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("namespace")
 	return cmd

@@ -1,0 +1,306 @@
+package inject
+
+import (
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// goldenCapture is the capture of a pod that opts out of everything it
+// can: an inbound port, outbound ports, and IPv4 and IPv6 prefixes.
+var goldenCapture = map[string]string{
+	AnnotationExcludeInboundPorts:  "22",
+	AnnotationExcludeOutboundPorts: "5432, 6379",
+	AnnotationExcludeOutboundCIDRs: "10.96.0.0/12, fd00:10:96::/112, 169.254.169.254",
+}
+
+// TestCaptureGolden compares the rules rendered for IPv4 (iptables), IPv6
+// (ip6tables), nftables, and the init script that holds them all, with
+// testdata/capture/*: the diff in review shows what a change does to
+// every pod's network. -update rewrites them.
+func TestCaptureGolden(t *testing.T) {
+	in := testInjector(t)
+	c, plaintext, err := in.capture(&metav1.ObjectMeta{Namespace: "demo", Annotations: goldenCapture})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plaintext != "all" {
+		t.Errorf("plaintext %q, want all (PERMISSIVE is the default)", plaintext)
+	}
+	lines := func(rs [][]string, cmd string) string {
+		var b strings.Builder
+		for _, r := range rs {
+			b.WriteString(cmd + " " + strings.Join(r, " ") + "\n")
+		}
+		return b.String()
+	}
+	for name, got := range map[string]string{
+		"ipv4.rules": lines(c.Rules(IPv4), "iptables"),
+		"ipv6.rules": lines(c.Rules(IPv6), "ip6tables"),
+		"nft.rules":  c.NFT(),
+		"init.sh":    c.Script(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join("testdata", "capture", name)
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if d := cmp.Diff(string(want), got); d != "" {
+				t.Errorf("%s (-want +got):\n%s", path, d)
+			}
+		})
+	}
+}
+
+// TestCaptureFamilies checks what the golden files show, as properties:
+// each family's rules name only its own addresses, and both exempt the
+// sidecar's uid and the excluded ports.
+func TestCaptureFamilies(t *testing.T) {
+	in := testInjector(t)
+	c, _, err := in.capture(&metav1.ObjectMeta{Annotations: goldenCapture})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		f          Family
+		want, lack []string
+	}{
+		{IPv4, []string{"127.0.0.1/32", "10.96.0.0/12", "169.254.169.254/32"}, []string{"::1/128", "fd00:10:96::/112"}},
+		{IPv6, []string{"::1/128", "fd00:10:96::/112"}, []string{"127.0.0.1/32", "10.96.0.0/12"}},
+	} {
+		var dests, ports []string
+		uid := false
+		for _, r := range c.Rules(tc.f) {
+			s := strings.Join(r, " ")
+			if i := indexOf(r, "-d"); i >= 0 {
+				dests = append(dests, r[i+1])
+			}
+			if strings.Contains(s, chainOutput+" -p tcp --dport") && strings.HasSuffix(s, "RETURN") {
+				ports = append(ports, r[indexOf(r, "--dport")+1])
+			}
+			uid = uid || strings.Contains(s, "--uid-owner 1337 -j RETURN")
+		}
+		for _, w := range tc.want {
+			if indexOf(dests, w) < 0 {
+				t.Errorf("IPv%d: no RETURN for %s in %v", tc.f, w, dests)
+			}
+		}
+		for _, l := range tc.lack {
+			if indexOf(dests, l) >= 0 {
+				t.Errorf("IPv%d: a rule for %s, of the other family", tc.f, l)
+			}
+		}
+		if d := cmp.Diff([]string{"5432", "6379"}, ports); d != "" || !uid {
+			t.Errorf("IPv%d: outbound ports let through (-want +got):\n%s; uid exempt %t", tc.f, d, uid)
+		}
+		// DNS (IPv4 only) goes to the sidecar before any opt-out can
+		// let it pass: the nameserver is often in an excluded range.
+		dns, firstCIDR := -1, -1
+		for i, r := range c.Rules(tc.f) {
+			s := strings.Join(r, " ")
+			if strings.Contains(s, "--dport 53 -j REDIRECT --to-ports 15053") && dns < 0 {
+				dns = i
+			}
+			if strings.Contains(s, chainOutput+" -d 10.96.0.0/12") || strings.Contains(s, chainOutput+" -d fd00:10:96::/112") {
+				firstCIDR = i
+			}
+		}
+		if want := tc.f == IPv4; (dns >= 0) != want || (want && dns > firstCIDR) {
+			t.Errorf("IPv%d: DNS redirect at rule %d, first excluded prefix at %d; want it %s", tc.f, dns, firstCIDR, map[bool]string{true: "before", false: "absent"}[want])
+		}
+	}
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestInboundModes(t *testing.T) {
+	strict, err := New(Config{SidecarImage: "a", InitImage: "b", TrustDomain: "td", Cluster: "c", StrictNamespaces: []string{"bank"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, ns string
+		ann      map[string]string
+		want     string
+		wantErr  bool
+	}{
+		{name: "default is PERMISSIVE", ns: "demo", want: "all"},
+		{name: "STRICT workload", ns: "demo", ann: map[string]string{AnnotationInboundMode: "STRICT"}, want: "none"},
+		{name: "STRICT workload with plaintext ports", ns: "demo",
+			ann: map[string]string{AnnotationInboundMode: "STRICT", AnnotationInboundPlaintextPorts: "9090,8080"}, want: "8080,9090"},
+		{name: "STRICT namespace", ns: "bank", want: "none"},
+		{name: "STRICT namespace, STRICT workload", ns: "bank", ann: map[string]string{AnnotationInboundMode: "STRICT"}, want: "none"},
+		{name: "PERMISSIVE workload in a STRICT namespace", ns: "bank", ann: map[string]string{AnnotationInboundMode: "PERMISSIVE"}, wantErr: true},
+		{name: "plaintext ports in a STRICT namespace", ns: "bank", ann: map[string]string{AnnotationInboundPlaintextPorts: "8080"}, wantErr: true},
+		{name: "unknown mode", ns: "demo", ann: map[string]string{AnnotationInboundMode: "strict-ish"}, wantErr: true},
+		{name: "plaintext on the admin port", ns: "demo", ann: map[string]string{AnnotationInboundPlaintextPorts: "15000"}, wantErr: true},
+		{name: "bad CIDR", ns: "demo", ann: map[string]string{AnnotationExcludeOutboundCIDRs: "10.0.0.0/33"}, wantErr: true},
+		{name: "bad outbound port", ns: "demo", ann: map[string]string{AnnotationExcludeOutboundPorts: "http"}, wantErr: true},
+		{name: "bad capture-dns", ns: "demo", ann: map[string]string{AnnotationCaptureDNS: "no"}, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := appPod(tc.ann)
+			p.Namespace = tc.ns
+			before := p.DeepCopy()
+			ok, err := strict.Inject(&p.ObjectMeta, &p.Spec)
+			if tc.wantErr {
+				if !errors.Is(err, ErrBadAnnotation) || ok {
+					t.Fatalf("Inject = %t, %v; want ErrBadAnnotation", ok, err)
+				}
+				if d := cmp.Diff(before, p); d != "" {
+					t.Errorf("a refused pod changed (-before +after):\n%s", d)
+				}
+				return
+			}
+			if err != nil || !ok {
+				t.Fatalf("Inject = %t, %v", ok, err)
+			}
+			if got := argOf(p.Spec.InitContainers[1].Args, "--inbound-plaintext"); got != tc.want {
+				t.Errorf("--inbound-plaintext=%q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func argOf(args []string, flag string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestProbesRewritten: the app's HTTP probes go to the sidecar's ready
+// port, which the rules let through, and the sidecar is told the
+// originals; an HTTPS probe and one of another host are left alone.
+func TestProbesRewritten(t *testing.T) {
+	in := testInjector(t)
+	p := appPod(map[string]string{AnnotationInboundMode: ModeStrict})
+	app := &p.Spec.Containers[0]
+	app.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
+	app.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+		Path: "/ready", Port: intstr.FromString("http"), HTTPHeaders: []corev1.HTTPHeader{{Name: "X-Probe", Value: "1"}}}}}
+	app.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromInt32(8081)}}}
+	app.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/s", Port: intstr.FromInt32(8443), Scheme: corev1.URISchemeHTTPS}}}
+	if ok, err := in.Inject(&p.ObjectMeta, &p.Spec); !ok || err != nil {
+		t.Fatalf("Inject = %t, %v", ok, err)
+	}
+	app = &p.Spec.Containers[0]
+	for _, g := range []*corev1.HTTPGetAction{app.ReadinessProbe.HTTPGet, app.LivenessProbe.HTTPGet} {
+		if g.Port.IntValue() != DefaultReadyPort || !strings.HasPrefix(g.Path, AppHealthPrefix+"app/") || len(g.HTTPHeaders) != 0 {
+			t.Errorf("probe %+v, want one of the ready port %d on %sapp/", g, DefaultReadyPort, AppHealthPrefix)
+		}
+	}
+	if g := app.StartupProbe.HTTPGet; g.Port.IntValue() != 8443 || g.Path != "/s" {
+		t.Errorf("the HTTPS probe became %+v, want it unchanged", g)
+	}
+	var got map[string]AppProbe
+	if err := json.Unmarshal([]byte(argOf(p.Spec.InitContainers[1].Args, "--app-probes")), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]AppProbe{
+		"/app-health/app/readyz": {Port: 8080, Path: "/ready", Headers: map[string]string{"X-Probe": "1"}},
+		"/app-health/app/livez":  {Port: 8081, Path: "/live"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("--app-probes (-want +got):\n%s", d)
+	}
+}
+
+func TestParseCIDRs(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    []netip.Prefix
+		wantErr bool
+	}{
+		{in: ""},
+		{in: "10.1.2.3/8, 10.0.0.0/8,::1,10.0.0.1", want: []netip.Prefix{
+			netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("10.0.0.1/32"), netip.MustParsePrefix("::1/128")}},
+		{in: "10.0.0.0/33", wantErr: true},
+		{in: "::ffff:10.0.0.0/104", wantErr: true},
+		{in: "fe80::1%eth0", wantErr: true},
+		{in: "example.com", wantErr: true},
+	} {
+		got, err := ParseCIDRs(tc.in)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("ParseCIDRs(%q) err = %v", tc.in, err)
+			continue
+		}
+		if d := cmp.Diff(tc.want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
+			t.Errorf("ParseCIDRs(%q) (-want +got):\n%s", tc.in, d)
+		}
+	}
+}
+
+// FuzzParseCIDRs: annotations are outside input.
+func FuzzParseCIDRs(f *testing.F) {
+	for _, s := range []string{"10.0.0.0/8", "::1, 1.2.3.4", "fe80::1%eth0", ",,", "::ffff:1.2.3.4/128"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ps, err := ParseCIDRs(s)
+		if err != nil {
+			return
+		}
+		for _, p := range ps {
+			if p != p.Masked() || p.Addr().Is4In6() {
+				t.Errorf("ParseCIDRs(%q) gave %s", s, p)
+			}
+		}
+	})
+}
+
+// TestCaptureDNS: by default the pod's DNS goes to the sidecar, which
+// answers clusterset names with ClusterSetIPs and forwards the rest to
+// the pod's nameservers; fedmesh.io/capture-dns=false leaves DNS alone.
+func TestCaptureDNS(t *testing.T) {
+	in := testInjector(t)
+	for _, tc := range []struct {
+		ann      map[string]string
+		wantDNS  string
+		wantRule bool
+	}{
+		{wantDNS: "127.0.0.1:15053", wantRule: true},
+		{ann: map[string]string{AnnotationCaptureDNS: "false"}, wantDNS: "none"},
+	} {
+		p := appPod(tc.ann)
+		if ok, err := in.Inject(&p.ObjectMeta, &p.Spec); !ok || err != nil {
+			t.Fatalf("Inject = %t, %v", ok, err)
+		}
+		args := p.Spec.InitContainers[1].Args
+		if got := argOf(args, "--dns"); got != tc.wantDNS {
+			t.Errorf("%v: --dns=%q, want %q", tc.ann, got, tc.wantDNS)
+		}
+		if got := argOf(args, "--dns-upstream") == "file:/etc/resolv.conf"; got != tc.wantRule {
+			t.Errorf("%v: --dns-upstream=%q", tc.ann, argOf(args, "--dns-upstream"))
+		}
+		script := p.Spec.InitContainers[0].Command[2]
+		if got := strings.Contains(script, "--dport 53 -j REDIRECT --to-ports 15053") && strings.Contains(script, "udp dport 53 redirect to :15053"); got != tc.wantRule {
+			t.Errorf("%v: DNS rules in the script: %t, want %t", tc.ann, got, tc.wantRule)
+		}
+	}
+}
