@@ -67,7 +67,9 @@ func TestHTTPRateLimitRefusals(t *testing.T) {
 	}{
 		{"default bucket", func(c *localrlhttpv3.LocalRateLimit) { c.TokenBucket = c.Descriptors[0].TokenBucket }, "token_bucket"},
 		{"half enforced", func(c *localrlhttpv3.LocalRateLimit) { c.FilterEnforced.DefaultValue.Numerator = 50 }, "only 100%"},
-		{"another status", func(c *localrlhttpv3.LocalRateLimit) { c.Status = &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable} }, "status"},
+		{"another status", func(c *localrlhttpv3.LocalRateLimit) {
+			c.Status = &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable}
+		}, "status"},
 		{"zero tokens", func(c *localrlhttpv3.LocalRateLimit) { c.Descriptors[1].TokenBucket.MaxTokens = 0 }, "descriptors[1]: token_bucket: max_tokens 0"},
 		{"descriptor without entry", func(c *localrlhttpv3.LocalRateLimit) { c.RateLimits = c.RateLimits[:1] }, "descriptors[1]: no rate_limits entry"},
 		{"entry without descriptor", func(c *localrlhttpv3.LocalRateLimit) { c.Descriptors[0].Entries[0].Value = "x" }, "rate_limits[0]: no descriptor"},
