@@ -97,6 +97,7 @@ func (s *Source) Traffic() (policy.Traffic, bool, <-chan struct{}) {
 		Resilience: slices.Clone(t.inForce.Resilience),
 		Faults:     slices.Clone(t.inForce.Faults),
 		Telemetry:  slices.Clone(t.inForce.Telemetry),
+		RateLimits: slices.Clone(t.inForce.RateLimits),
 	}, t.ready, t.changed
 }
 
