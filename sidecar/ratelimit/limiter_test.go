@@ -223,3 +223,11 @@ func TestNamespace(t *testing.T) {
 		}
 	}
 }
+
+func TestCanonicalHeader(t *testing.T) {
+	for _, name := range []string{"x-tenant", "X-TENANT", "content-type", "x-fedmesh-client-id", "a", "", "bad header", "x_y-z9", "ÿx"} {
+		if got, want := ratelimit.CanonicalHeader(name), http.CanonicalHeaderKey(name); got != want {
+			t.Errorf("CanonicalHeader(%q) = %q, want %q as net/http", name, got, want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package ratelimit
 
 import (
 	"fmt"
-	"net/http"
 	"regexp"
 	"strings"
 	"time"
@@ -121,7 +120,7 @@ func NewHeaderMatch(name string, kind MatchKind, value string, invert bool) (Hea
 	}
 	m := HeaderMatch{name: name, kind: kind, value: value, invert: invert}
 	if !strings.HasPrefix(name, ":") {
-		m.name = http.CanonicalHeaderKey(name)
+		m.name = CanonicalHeader(name)
 	}
 	if kind == MatchRegex {
 		re, err := regexp.Compile(`^(?:` + value + `)$`)
@@ -149,8 +148,9 @@ type Request struct {
 	// Method, Path (with its query) and Authority are the request's
 	// pseudo-headers.
 	Method, Path, Authority string
-	// Headers are the request headers, keyed canonically; only read.
-	Headers http.Header
+	// Headers are the request headers, keyed canonically (an
+	// http.Header); only read.
+	Headers map[string][]string
 }
 
 // Namespace returns the NS of a SPIFFE ID spiffe://TD/ns/NS/sa/SA, or "".
@@ -239,4 +239,35 @@ func (l *Limit) Applies(r *Request) bool {
 	}
 	_, ok := l.key(r)
 	return ok
+}
+
+// CanonicalHeader returns name in the canonical form net/http keys
+// headers by ("x-tenant" is "X-Tenant"). A name holding a byte that is
+// not a token character is returned as it is, as net/http does.
+func CanonicalHeader(name string) string {
+	upper := true
+	b := []byte(name)
+	for i, c := range b {
+		if !isToken(c) {
+			return name
+		}
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			b[i] = c - ('a' - 'A')
+		case !upper && 'A' <= c && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		}
+		upper = c == '-'
+	}
+	return string(b)
+}
+
+// isToken reports whether c may appear in an HTTP header name (RFC 9110
+// tchar).
+func isToken(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
