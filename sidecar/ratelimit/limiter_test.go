@@ -231,3 +231,32 @@ func TestCanonicalHeader(t *testing.T) {
 		}
 	}
 }
+
+func TestPrune(t *testing.T) {
+	l, _ := newLimiter()
+	keyed := &ratelimit.Rules{Limits: []ratelimit.Limit{{ID: "ns/p/k", Key: ratelimit.KeyPrincipal, Bucket: ratelimit.Bucket{Max: 1, PerFill: 1, Interval: time.Minute}}}}
+	kept := &ratelimit.Rules{Limits: []ratelimit.Limit{{ID: "ns/p/kept", Bucket: ratelimit.Bucket{Max: 1, PerFill: 1, Interval: time.Minute}}}}
+	for i := range 5 {
+		outcomes(l, keyed, &ratelimit.Request{Principal: fmt.Sprintf("spiffe://td/ns/a/sa/s%d", i)}, 2)
+	}
+	outcomes(l, kept, &ratelimit.Request{}, 1)
+	if got := l.Keys("ns/p/k"); got != 5 {
+		t.Fatalf("keys before: %d, want 5", got)
+	}
+	l.Prune(map[string]bool{"ns/p/kept": true})
+	if got := l.Keys("ns/p/k"); got != 0 {
+		t.Errorf("keys of a pruned limit: %d, want 0", got)
+	}
+	// The kept limit keeps its empty bucket; the pruned one starts full
+	// if it comes back; counters stay.
+	if got := outcomes(l, kept, &ratelimit.Request{}, 1); got != "-" {
+		t.Errorf("kept limit: %s, want its empty bucket", got)
+	}
+	if got := outcomes(l, keyed, &ratelimit.Request{Principal: "spiffe://td/ns/a/sa/s0"}, 1); got != "+" {
+		t.Errorf("pruned limit back: %s, want a full bucket", got)
+	}
+	want := []ratelimit.Count{{Limit: "ns/p/k", Admitted: 6, Refused: 5}, {Limit: "ns/p/kept", Admitted: 1, Refused: 1}}
+	if diff := cmp.Diff(want, l.Counts()); diff != "" {
+		t.Errorf("counts (-want +got):\n%s", diff)
+	}
+}
