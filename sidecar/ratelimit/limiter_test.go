@@ -1,6 +1,7 @@
 package ratelimit_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -258,5 +259,22 @@ func TestPrune(t *testing.T) {
 	want := []ratelimit.Count{{Limit: "ns/p/k", Admitted: 6, Refused: 5}, {Limit: "ns/p/kept", Admitted: 1, Refused: 1}}
 	if diff := cmp.Diff(want, l.Counts()); diff != "" {
 		t.Errorf("counts (-want +got):\n%s", diff)
+	}
+}
+
+func TestRulesJSON(t *testing.T) {
+	m, err := ratelimit.NewHeaderMatch(":path", ratelimit.MatchPrefix, "/api/", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ratelimit.Rules{RetryAfter: true, Limits: []ratelimit.Limit{{ID: "ns/p/a", Key: ratelimit.KeyPrincipal, Match: []ratelimit.HeaderMatch{m},
+		Bucket: ratelimit.Bucket{Max: 2, PerFill: 1, Interval: time.Second}, MaxKeys: 7}}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"limits":[{"id":"ns/p/a","match":[{"header":":path","kind":"prefix","value":"/api/","invert":true}],"key":"principal","bucket":{"max":2,"perFill":1,"interval":1000000000},"maxKeys":7}],"retryAfter":true}`
+	if string(b) != want {
+		t.Errorf("JSON %s\nwant %s", b, want)
 	}
 }

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -11,17 +12,17 @@ import (
 // limit filter. They are immutable once built.
 type Rules struct {
 	// Limits are checked in order.
-	Limits []Limit
+	Limits []Limit `json:"limits"`
 	// XRateLimitHeaders adds Envoy's X-RateLimit-Limit, -Remaining and
 	// -Reset headers (enable_x_ratelimit_headers DRAFT_VERSION_03) to
 	// every response of a request a limit applied to.
-	XRateLimitHeaders bool
+	XRateLimitHeaders bool `json:"xRateLimitHeaders,omitempty"`
 	// ResourceExhausted refuses gRPC calls with RESOURCE_EXHAUSTED
 	// (rate_limited_as_resource_exhausted); otherwise a refused call gets
 	// UNAVAILABLE, the gRPC mapping of HTTP 429.
-	ResourceExhausted bool
+	ResourceExhausted bool `json:"resourceExhausted,omitempty"`
 	// RetryAfter adds Retry-After to refusals (enable_retry_after_header).
-	RetryAfter bool
+	RetryAfter bool `json:"retryAfter,omitempty"`
 }
 
 // KeyType is what a keyed limit splits its bucket by.
@@ -44,9 +45,9 @@ const (
 // Bucket is a token bucket's size and refill: it holds at most Max
 // tokens, and PerFill tokens are added every Interval.
 type Bucket struct {
-	Max      int64
-	PerFill  int64
-	Interval time.Duration
+	Max      int64         `json:"max"`
+	PerFill  int64         `json:"perFill"`
+	Interval time.Duration `json:"interval"`
 }
 
 // Validate reports a bucket Envoy would refuse.
@@ -72,20 +73,20 @@ type Limit struct {
 	// quota (Quota set), "NAMESPACE/POLICY:tcp" for a TCP connection
 	// limit. Buckets and counters belong to the ID: two ports whose rules
 	// name the same ID share them.
-	ID string
+	ID string `json:"id"`
 	// Quota marks a clusterset quota's share; QuotaDemand reports it.
-	Quota bool
+	Quota bool `json:"quota,omitempty"`
 	// Match are conditions that must all hold for the limit to count a
 	// request; none: every request.
-	Match []HeaderMatch
+	Match []HeaderMatch `json:"match,omitempty"`
 	// Key splits the bucket; Header names the header of KeyHeader
 	// (canonical form).
-	Key    KeyType
-	Header string
+	Key    KeyType `json:"key,omitempty"`
+	Header string  `json:"header,omitempty"`
 	// Bucket is the size and refill of the limit's (every key's) bucket.
-	Bucket Bucket
+	Bucket Bucket `json:"bucket"`
 	// MaxKeys bounds a keyed limit's buckets; zero means DefaultMaxKeys.
-	MaxKeys int
+	MaxKeys int `json:"maxKeys,omitempty"`
 }
 
 // MatchKind is how a HeaderMatch compares a value.
@@ -270,4 +271,30 @@ func isToken(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+var keyNames = [...]string{KeyNone: "", KeyPrincipal: "principal", KeyNamespace: "namespace", KeyCluster: "cluster", KeyHeader: "header"}
+
+// MarshalText names the key type, for configuration dumps.
+func (k KeyType) MarshalText() ([]byte, error) {
+	if int(k) < len(keyNames) {
+		return []byte(keyNames[k]), nil
+	}
+	return nil, fmt.Errorf("key type %d", k)
+}
+
+var matchNames = [...]string{MatchExact: "exact", MatchPrefix: "prefix", MatchSuffix: "suffix", MatchRegex: "regex", MatchPresent: "present"}
+
+// MarshalJSON writes the condition, for configuration dumps.
+func (m HeaderMatch) MarshalJSON() ([]byte, error) {
+	kind := "unknown"
+	if int(m.kind) < len(matchNames) {
+		kind = matchNames[m.kind]
+	}
+	return json.Marshal(struct {
+		Header string `json:"header"`
+		Kind   string `json:"kind"`
+		Value  string `json:"value,omitempty"`
+		Invert bool   `json:"invert,omitempty"`
+	}{m.name, kind, m.value, m.invert})
 }
