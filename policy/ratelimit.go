@@ -49,7 +49,8 @@ type LocalRateLimit struct {
 	Key *RateLimitKey `json:"key,omitempty"`
 	// Requests is the number of tokens added every Interval (>= 1).
 	Requests int64 `json:"requests"`
-	// Interval is the refill period (>= 1ms, <= 24h).
+	// Interval is the refill period (>= 50ms, Envoy's shortest
+	// fill_interval; <= 24h).
 	Interval metav1.Duration `json:"interval"`
 	// Burst is the bucket size; 0 means Requests.
 	Burst int64 `json:"burst,omitempty"`
@@ -77,8 +78,8 @@ type RateLimitKeyType string
 
 // Key types.
 const (
-	// KeyPrincipal: the caller's SPIFFE ID (plaintext callers share the
-	// empty key).
+	// KeyPrincipal: the caller's SPIFFE ID (every inbound connection is
+	// mutual TLS, so every caller has one).
 	KeyPrincipal RateLimitKeyType = "Principal"
 	// KeySourceNamespace: the caller's namespace, from its SPIFFE ID.
 	KeySourceNamespace RateLimitKeyType = "SourceNamespace"
@@ -88,7 +89,10 @@ const (
 	KeyHeader RateLimitKeyType = "Header"
 )
 
-// RateLimitKey splits a bucket by a property of the request.
+// RateLimitKey splits a bucket by a property of the request. A request
+// without a value for the key (no such header) is not counted by the
+// limit, as in Envoy. A sidecar keeps at most 1024 keys per limit, the
+// least recently used evicted (docs/ratelimit.md).
 type RateLimitKey struct {
 	Type RateLimitKeyType `json:"type"`
 	// Header names the header when Type is Header.

@@ -31,6 +31,9 @@ type Metrics struct {
 	// mesh are the request and TCP families with the mesh labels
 	// (fedmesh_requests_total, ...).
 	mesh *meshMetrics
+	// rateLimits reads the rate limiters' counters
+	// (fedmesh_ratelimit_requests_total).
+	rateLimits *rateLimitCollector
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil
@@ -48,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"direction", "source_cluster", "destination_cluster", "service"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_sidecar_request_errors_total",
-			Help: "Requests and connections the sidecar failed, by direction, service and reason (no_route, bad_host, no_healthy, connect, timeout, upstream_reset, app_unreachable; on a route in force no_route_match, backend_not_found, fault_injected, mirror_overflow).",
+			Help: "Requests and connections the sidecar failed, by direction, service and reason (no_route, bad_host, no_healthy, connect, timeout, upstream_reset, app_unreachable, rate_limited (an inbound TCP connection over its rate); on a route in force no_route_match, backend_not_found, fault_injected, mirror_overflow).",
 		}, []string{"direction", "service", "reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_sidecar_retries_total",
@@ -106,11 +109,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "fedmesh_sidecar_inbound_plaintext_refused_total",
 			Help: "Inbound plaintext connections refused, by reason (strict: the port takes mTLS only; authz_policy: an authorization policy guards the port, and plaintext has no identity to check; not_redirected: no original destination to relay to; own_port: addressed to the sidecar itself).",
 		}, []string{"reason"}),
-		mesh: newMeshMetrics(),
+		mesh:       newMeshMetrics(),
+		rateLimits: newRateLimitCollector(),
 	}
 	if reg != nil {
 		cs := []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz, m.faults,
-			m.captured, m.passthrough, m.passthroughActive, m.passthroughBytes, m.passthroughErrors, m.plaintextRefused}
+			m.captured, m.passthrough, m.passthroughActive, m.passthroughBytes, m.passthroughErrors, m.plaintextRefused, m.rateLimits}
 		for _, c := range append(cs, m.mesh.collectors()...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("proxy: register metrics: %w", err)
