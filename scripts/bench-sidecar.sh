@@ -21,7 +21,8 @@
 #
 # Environment: ROUNDS (3), RATE (1000), SECONDS_AT_RATE (10), CONNS (32),
 # MAX_SECONDS (5), SERVICES (1000), OUT (bench/sidecar-results.md),
-# BASELINE_PROXY (unset), TOOLS (where fortio, the app, is installed).
+# BASELINE_PROXY (unset), PATHS (the paths to measure besides before:
+# "direct haproxy fedmesh"), TOOLS (where fortio, the app, is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -99,7 +100,7 @@ pair() { # pair NAME BINARY BASE: xDS at .BASE+1, server sidecar at .BASE+3, cli
 }
 declare -A server_pid client_pid url
 url[direct]="http://$app:18080"
-paths=(direct haproxy fedmesh)
+read -r -a paths <<<"${PATHS:-direct haproxy fedmesh}"
 pair fedmesh "$bin/fedmesh-proxy" 0
 if [ -n "$baseline" ]; then
 	pair before "$baseline" 10
@@ -192,6 +193,12 @@ measure() { # measure ROUND PATH: rows of results.tsv
 	printf '%s\t%s\tpost_max_failed\t%s\n' "$r" "$p" $((sent - ok)) >>"$results"
 	return 0
 }
+# Warm up every path with as many connections as the loads use, so that
+# no round pays for opening them (HTTP/1.1 between sidecars pools one
+# connection per request in flight).
+for p in "${paths[@]}"; do
+	"$bin/httpload" max -url "${url[$p]}/echo?size=1024" -host "$host" -conns 64 -duration 1s >/dev/null
+done
 n=${#paths[@]}
 for r in $(seq "$rounds"); do
 	for i in $(seq 0 $((n - 1))); do
