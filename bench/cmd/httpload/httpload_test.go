@@ -114,3 +114,18 @@ func TestParseRowsRejects(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseRows(f *testing.F) {
+	f.Add("1\tfedmesh\tget_max\t1000\n2\thaproxy\tp99\t1.5\n")
+	f.Add("x\ty\tz\tw")
+	f.Fuzz(func(t *testing.T, in string) {
+		r, err := parseRows(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		var b strings.Builder
+		if err := r.write(&b); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

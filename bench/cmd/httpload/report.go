@@ -152,7 +152,11 @@ func (r rows) addedValues(metric, path string) []float64 {
 
 func (r rows) write(out io.Writer) error {
 	w := bufio.NewWriter(out)
-	fmt.Fprintf(w, "Per path, min / median / max over %d rounds:\n\n", len(r["get_max"]["fedmesh"]))
+	rounds := 0
+	for _, byRound := range r["get_max"] {
+		rounds = max(rounds, len(byRound))
+	}
+	fmt.Fprintf(w, "Per path, min / median / max over %d rounds:\n\n", rounds)
 	fmt.Fprintln(w, "| path | max rate /s, GET | max rate /s, 1 KiB POST | p50 ms at fixed rate | p90 ms | p99 ms | CPU s / 1k req at fixed rate (both proxies) | CPU s / 1k req at max GET |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, p := range paths {
