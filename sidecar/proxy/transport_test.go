@@ -36,15 +36,21 @@ func protoServer(t *testing.T, ca *meshtest.CA, id string) string {
 }
 
 // TestTransportBetweenSidecars: HTTP/1.x requests that are not gRPC go to
-// the other sidecar as HTTP/1.1 (ALPN http/1.1); gRPC, and whatever came
-// in over HTTP/2, goes as HTTP/2 (ALPN h2).
+// a sidecar of the same cluster as HTTP/1.1 (ALPN http/1.1); gRPC,
+// whatever came in over HTTP/2, and every request to another cluster's
+// gateway go as HTTP/2 (ALPN h2).
 func TestTransportBetweenSidecars(t *testing.T) {
 	ca := meshtest.NewCA(t, td)
-	s := sp("echo", 8080)
+	s, remote := sp("echo", 8080), sp("remote", 8080)
 	id := ca.Workload("demo", "echo")
 	addr := protoServer(t, ca, id)
-	c := startClient(t, ca, service{sp: s, opts: meshtest.ClusterOpts{HTTP: true, Identities: []string{id}},
-		eps: []meshtest.Endpoint{{Addr: addr, Cluster: "east-1", Identity: id, Healthy: true}}})
+	c := startClient(t, ca,
+		service{sp: s, opts: meshtest.ClusterOpts{HTTP: true, Identities: []string{id}},
+			eps: []meshtest.Endpoint{{Addr: addr, Cluster: "east-1", Identity: id, Healthy: true}}},
+		// The stand-in answers for the gateway of west-1 too; a
+		// gateway passes the server name and ALPN through.
+		service{sp: remote, opts: meshtest.ClusterOpts{HTTP: true, Identities: []string{id}},
+			eps: []meshtest.Endpoint{{Addr: addr, Cluster: "west-1", Identity: id, SNI: "8080.remote.demo.svc.clusterset.local", Healthy: true}}})
 	h1 := c.http(t)
 	h2cProtos := new(http.Protocols)
 	h2cProtos.SetUnencryptedHTTP2(true)
@@ -56,14 +62,16 @@ func TestTransportBetweenSidecars(t *testing.T) {
 		name        string
 		client      *http.Client
 		url         string
+		host        string
 		contentType string
 		wantProto   string
 		wantALPN    string
 	}{
-		{"http/1.1 GET", h1, svcURL(s), "", "HTTP/1.1", proxy.ALPNHTTP1},
-		{"gRPC-Web over http/1.1", h1, svcURL(s), "application/grpc-web", "HTTP/1.1", proxy.ALPNHTTP1},
-		{"h2c", h2c, "http://" + c.addr + "/", "", "HTTP/2.0", proxy.ALPNH2},
-		{"gRPC over h2c", h2c, "http://" + c.addr + "/", "application/grpc", "HTTP/2.0", proxy.ALPNH2},
+		{"http/1.1 GET", h1, svcURL(s), "echo.demo:8080", "", "HTTP/1.1", proxy.ALPNHTTP1},
+		{"gRPC-Web over http/1.1", h1, svcURL(s), "echo.demo:8080", "application/grpc-web", "HTTP/1.1", proxy.ALPNHTTP1},
+		{"h2c", h2c, "http://" + c.addr + "/", "echo.demo:8080", "", "HTTP/2.0", proxy.ALPNH2},
+		{"gRPC over h2c", h2c, "http://" + c.addr + "/", "echo.demo:8080", "application/grpc", "HTTP/2.0", proxy.ALPNH2},
+		{"http/1.1 GET to another cluster", h1, svcURL(remote), "remote.demo:8080", "", "HTTP/2.0", proxy.ALPNH2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,7 +79,7 @@ func TestTransportBetweenSidecars(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req.Host = "echo.demo:8080"
+			req.Host = tc.host
 			if tc.contentType != "" {
 				req.Header.Set("Content-Type", tc.contentType)
 			}

@@ -161,11 +161,14 @@ type target struct {
 	// empty, any of identities (the service's) will do.
 	identity   string
 	identities []string
+	// remote: the endpoint is in another cluster, reached through its
+	// gateway.
+	remote bool
 }
 
 func (u *upstream) targetOf(h *balancer.Host, svc *config.Service) target {
 	ep := h.Endpoint()
-	t := target{addr: ep.Address, sni: ep.SNI, identity: ep.Identity, identities: svc.Identities}
+	t := target{addr: ep.Address, sni: ep.SNI, identity: ep.Identity, identities: svc.Identities, remote: ep.SNI != ""}
 	if t.sni == "" {
 		t.sni = svc.SNI
 	}
@@ -239,15 +242,20 @@ func expectIDs(ids []string) identity.Authorizer {
 // pool returns the connection pool for t: HTTP/2 (ALPN h2), or with
 // http1 HTTP/1.1 (ALPN http/1.1).
 //
-// HTTP/1.x requests that are not gRPC travel between sidecars as
-// HTTP/1.1 over pooled mTLS connections, one request at a time per
-// connection: Go's HTTP/1.1 client and server write a request's or a
-// response's headers and a small body as one TLS record and one
-// syscall, where its HTTP/2 stack writes HEADERS and DATA separately and
-// hands every request to more goroutines (bench/sidecar.md has the
-// figures that decided it). gRPC and requests that came in over HTTP/2
-// keep HTTP/2.
+// HTTP/1.x requests that are not gRPC travel between sidecars of one
+// cluster as HTTP/1.1 over pooled mTLS connections, one request at a
+// time per connection: Go's HTTP/1.1 client and server write a
+// request's or a response's headers and a small body as one TLS record
+// and one syscall, where its HTTP/2 stack writes HEADERS and DATA
+// separately and hands every request to more goroutines
+// (bench/sidecar.md has the figures that decided it). gRPC, requests
+// that came in over HTTP/2, and every request to another cluster keep
+// HTTP/2: through a gateway one multiplexed connection per endpoint
+// costs one TLS handshake across the WAN instead of one per request in
+// flight, and its pings notice a partition before a request waits on it
+// (test/e2e TestPartition).
 func (u *upstream) pool(t target, svc *config.Service, http1 bool) *http.Transport {
+	http1 = http1 && !t.remote
 	ids := t.identity
 	if ids == "" {
 		ids = strings.Join(t.identities, ",")
