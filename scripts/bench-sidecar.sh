@@ -56,6 +56,8 @@ if [ ! -x "$fortio" ] || ! "$fortio" version 2>/dev/null | grep -qx "${fortio_ve
 	GOBIN=$tools go install "fortio.org/fortio@$fortio_version"
 fi
 
+# The commit the binaries are built from, named in the report.
+commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
 go build -o "$bin/fedmesh-proxy" ./cmd/fedmesh-proxy
@@ -217,7 +219,7 @@ failed=$(awk -F'\t' '$3 ~ /_failed$/ {s += $4} END {print s + 0}' "$results")
 {
 	echo "# Sidecar benchmark results"
 	echo
-	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')," \
+	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit," \
 		"$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo))," \
 		"$(free -g | awk '/Mem:/ {print $2}') GiB, $(go version | cut -d' ' -f3)," \
 		"$(haproxy -v | awk 'NR==1 {print "HAProxy " $3}'), kernel $(uname -r)." \
