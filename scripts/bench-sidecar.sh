@@ -225,7 +225,7 @@ failed=$(awk -F'\t' '$3 ~ /_failed$/ {s += $4} END {print s + 0}' "$results")
 		"$(haproxy -v | awk 'NR==1 {print "HAProxy " $3}'), kernel $(uname -r)." \
 		"Load average (1, 5, 15 min) before the loads: $load_before; after: $load_after."
 	if [ -n "$baseline" ]; then
-		echo "\`before\` is $baseline ($("$baseline" version 2>/dev/null | head -n1 || echo 'version unknown'))."
+		echo "\`before\` is BASELINE_PROXY: $("$baseline" version 2>/dev/null | head -n1 || echo 'version unknown')."
 	fi
 	echo
 	echo "$rounds interleaved rounds. Each round and path: GETs of 1 KiB at $rate/s for $at_rate s from an open-loop" \
