@@ -3,29 +3,38 @@
 # machine so that ratios are the figures (method: bench/sidecar.md).
 #
 #   scripts/bench-sidecar.sh            # writes bench/sidecar-results.md
+#   BASELINE_PROXY=/path/to/old/fedmesh-proxy scripts/bench-sidecar.sh
 #
-# Load: fortio at RATE requests/s over CONNS connections with 1 KiB bodies
-# (p50/p90/p99), then the most it can do in MAX_SECONDS, for
-#   direct   fortio -> app
-#   fedmesh  fortio -> client sidecar -> mTLS (h2) -> server sidecar -> app
-#   haproxy  fortio -> haproxy -> mTLS (h2) -> haproxy -> app
-# over HTTP/1.1 and gRPC. The client sidecar holds SERVICES services. It
-# also records CPU seconds per 1,000 requests and resident memory of the
-# proxies. Every address is on 127.0.77.0/24; every load is bounded by -t.
+# Paths, measured in ROUNDS interleaved rounds (the order rotates every
+# round, so a machine whose load changes affects every path alike):
+#   direct   httpload -> app
+#   haproxy  httpload -> haproxy -> mTLS -> haproxy -> app
+#   fedmesh  httpload -> client sidecar -> mTLS -> server sidecar -> app
+#   before   the same with BASELINE_PROXY (an older fedmesh-proxy), when set
+# In every round and for every path: the latency of GETs of 1 KiB at a
+# fixed RATE from an open-loop generator (bench/cmd/httpload rate) and the
+# proxies' CPU time over it, then the maximum rate of keep-alive GETs and
+# of 1 KiB POSTs over CONNS connections (httpload max). The client
+# sidecar holds SERVICES services; resident memory of the client proxies
+# is read idle and at peak. Every address is on 127.0.77.0/24; every load
+# is bounded by its duration.
 #
-# Environment: RATE (1000), CONNS (16), SECONDS_AT_RATE (10), MAX_SECONDS
-# (5), SERVICES (1000), OUT (bench/sidecar-results.md), TOOLS (where fortio
-# is installed).
+# Environment: ROUNDS (3), RATE (1000), SECONDS_AT_RATE (10), CONNS (32),
+# MAX_SECONDS (5), SERVICES (1000), OUT (bench/sidecar-results.md),
+# BASELINE_PROXY (unset), PATHS (the paths to measure besides before:
+# "direct haproxy fedmesh"), TOOLS (where fortio, the app, is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
+rounds=${ROUNDS:-3}
 rate=${RATE:-1000}
-conns=${CONNS:-16}
 at_rate=${SECONDS_AT_RATE:-10}
+conns=${CONNS:-32}
 max_seconds=${MAX_SECONDS:-5}
 services=${SERVICES:-1000}
 out=${OUT:-bench/sidecar-results.md}
+baseline=${BASELINE_PROXY:-}
 tools=${TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/fedmesh/tools/bin}
 fortio_version=v1.68.2
 
@@ -47,8 +56,16 @@ if [ ! -x "$fortio" ] || ! "$fortio" version 2>/dev/null | grep -qx "${fortio_ve
 	GOBIN=$tools go install "fortio.org/fortio@$fortio_version"
 fi
 
+# The commit the binaries are built from, named in the report.
+commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
+go build -o "$bin/fedmesh-proxy" ./cmd/fedmesh-proxy
+go build -o "$bin/httpload" ./bench/cmd/httpload
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+	echo "BASELINE_PROXY=$baseline is not an executable" >&2
+	exit 1
+fi
 
 # --- certificates from fedmesh's own CA ----------------------------------------
 td=bench.local
@@ -56,29 +73,44 @@ td=bench.local
 "$bin/fedmesh" ca issue-cluster --root-dir "$work/root" --cluster east-1 --dir "$work/east-1" >/dev/null
 bundle=$work/east-1/bundle.crt
 http_sni=8080.echo.demo.svc.clusterset.local
-grpc_sni=8079.echo-grpc.demo.svc.clusterset.local
 "$bin/meshxds" issue -ca-dir "$work/east-1" -ns demo -sa client -out "$work/hap-client"
-"$bin/meshxds" issue -ca-dir "$work/east-1" -ns demo -sa echo -dns "$http_sni" -dns "$grpc_sni" -out "$work/hap-server"
+"$bin/meshxds" issue -ca-dir "$work/east-1" -ns demo -sa echo -dns "$http_sni" -out "$work/hap-server"
 
-# --- the app, the control plane stand-in and the sidecars ------------------------
+# --- the app, the control plane stand-ins and the sidecars ------------------------
 net=127.0.77
 app=$net.2
+host=echo.demo.svc.clusterset.local:8080
 start app "$fortio" server -http-port "$app:18080" -grpc-port "$app:18079" \
 	-redirect-port disabled -tcp-port disabled -udp-port disabled -loglevel warning
-start xds "$bin/meshxds" sidecar -listen "$net.1:15010" -ca-dir "$work/east-1" \
-	-client-node client -server-node server -inbound "$net.3:15006" \
-	-http-app "$app:18080" -grpc-app "$app:18079" -services "$services"
-sidecar_flags=(--insecure-xds --xds-address "$net.1:15010" --trust-domain "$td" --cluster east-1
-	--namespace demo --dns none --log-level warn)
-start server "$bin/fedmesh" sidecar "${sidecar_flags[@]}" --node-id server \
-	--service-account echo --workload echo --address "$net.3" --service-ip none
-pid_server=$last_pid
-start client "$bin/fedmesh" sidecar "${sidecar_flags[@]}" --node-id client \
-	--service-account client --workload client --address "$net.4" --service-ip "$net.5"
-pid_client=$last_pid
+pair() { # pair NAME BINARY BASE: xDS at .BASE+1, server sidecar at .BASE+3, client at .BASE+4, its service IP .BASE+5
+	local name=$1 binary=$2 b=$3
+	start "xds-$name" "$bin/meshxds" sidecar -listen "$net.$((b + 1)):15010" -ca-dir "$work/east-1" \
+		-client-node client -server-node server -inbound "$net.$((b + 3)):15006" \
+		-http-app "$app:18080" -grpc-app "$app:18079" -services "$services" -lifetime 2h
+	local flags=(--insecure-xds --xds-address "$net.$((b + 1)):15010" --trust-domain "$td" --cluster east-1
+		--namespace demo --dns none --log-level warn)
+	start "server-$name" "$binary" sidecar "${flags[@]}" --node-id server \
+		--service-account echo --workload echo --address "$net.$((b + 3))" --service-ip none
+	server_pid[$name]=$last_pid
+	start "client-$name" "$binary" sidecar "${flags[@]}" --node-id client \
+		--service-account client --workload client --address "$net.$((b + 4))" --service-ip "$net.$((b + 5))"
+	client_pid[$name]=$last_pid
+	url[$name]="http://$net.$((b + 5)):8080"
+	wait_for "$name server sidecar" curl -fsS "http://$net.$((b + 3)):15000/ready"
+	wait_for "$name client sidecar" curl -fsS "http://$net.$((b + 4)):15000/ready"
+	wait_for "a route through the $name pair" curl -fsS -H "Host: $host" "${url[$name]}/echo"
+}
+declare -A server_pid client_pid url
+url[direct]="http://$app:18080"
+read -r -a paths <<<"${PATHS:-direct haproxy fedmesh}"
+pair fedmesh "$bin/fedmesh-proxy" 0
+if [ -n "$baseline" ]; then
+	pair before "$baseline" 10
+	paths+=(before)
+fi
 
 # --- the HAProxy pair --------------------------------------------------------------
-cat >"$work/haproxy-client.cfg" <<EOF
+cat >"$work/haproxy-client.cfg" <<HAP
 global
 	maxconn 4096
 defaults
@@ -90,15 +122,10 @@ defaults
 frontend out_http
 	bind $net.6:8080
 	default_backend mtls_http
-frontend out_grpc
-	bind $net.6:8079 proto h2
-	default_backend mtls_grpc
 backend mtls_http
 	server s $net.7:15006 ssl crt $work/hap-client.pem ca-file $bundle verify required sni str($http_sni) alpn h2
-backend mtls_grpc
-	server s $net.7:15006 ssl crt $work/hap-client.pem ca-file $bundle verify required sni str($grpc_sni) alpn h2
-EOF
-cat >"$work/haproxy-server.cfg" <<EOF
+HAP
+cat >"$work/haproxy-server.cfg" <<HAP
 global
 	maxconn 4096
 defaults
@@ -109,107 +136,107 @@ defaults
 	http-reuse always
 frontend in_mtls
 	bind $net.7:15006 ssl crt $work/hap-server.pem ca-file $bundle verify required alpn h2,http/1.1
-	use_backend app_grpc if { ssl_fc_sni -i $grpc_sni }
 	default_backend app_http
 backend app_http
 	server a $app:18080
-backend app_grpc
-	server a $app:18079 proto h2
-EOF
+HAP
 start hap_server haproxy -db -f "$work/haproxy-server.cfg"
-pid_hap_server=$last_pid
+server_pid[haproxy]=$last_pid
 start hap_client haproxy -db -f "$work/haproxy-client.cfg"
-pid_hap_client=$last_pid
+client_pid[haproxy]=$last_pid
+url[haproxy]="http://$net.6:8080"
+wait_for "route through haproxy" curl -fsS "${url[haproxy]}/echo"
 
-wait_for "server sidecar" curl -fsS "http://$net.3:15000/ready"
-wait_for "client sidecar" curl -fsS "http://$net.4:15000/ready"
-wait_for "route through the sidecars" curl -fsS -H "Host: echo.demo.svc.clusterset.local:8080" "http://$net.5:8080/echo"
-wait_for "gRPC through the sidecars" "$fortio" load -quiet -grpc -ping -n 1 -c 1 "$net.5:8079"
-wait_for "route through haproxy" curl -fsS "http://$net.6:8080/echo"
-wait_for "gRPC through haproxy" "$fortio" load -quiet -grpc -ping -n 1 -c 1 "$net.6:8079"
-# The client sidecar has its configuration; let the heap settle.
+# Every client proxy has its configuration; let the heap settle.
 sleep 2
-rss_client_idle=$(rss_kib "$pid_client")
-rss_server_idle=$(rss_kib "$pid_server")
-rss_hap_client_idle=$(rss_kib "$pid_hap_client")
-for p in "$pid_client" "$pid_server" "$pid_hap_client" "$pid_hap_server"; do reset_hwm "$p"; done
-
-# --- measurements --------------------------------------------------------------------
 results=$work/results.tsv
 : >"$results"
-load() { # load NAME PROTO TARGET [CLIENT_PROXY_PID SERVER_PROXY_PID]; one row of results.tsv
-	local name=$1 proto=$2 target=$3 cp=${4:-} sp=${5:-}
-	local args=(-quiet -c "$conns" -payload-size 1024 -p "50,90,99" -nocatchup)
-	local hdr=()
-	if [ "$proto" = grpc ]; then
-		args+=(-grpc -ping -s 1)
-	else
-		hdr=(-H "Host: echo.demo.svc.clusterset.local:8080")
-	fi
-	local c0=0 s0=0 c1=0 s1=0
-	if [ -n "$cp" ]; then c0=$(cpu_ticks "$cp") s0=$(cpu_ticks "$sp"); fi
-	"$fortio" load "${args[@]}" "${hdr[@]}" -qps "$rate" -t "${at_rate}s" "$target" >"$work/$name-$proto-rate.txt" 2>&1
-	if [ -n "$cp" ]; then c1=$(cpu_ticks "$cp") s1=$(cpu_ticks "$sp"); fi
-	"$fortio" load "${args[@]}" "${hdr[@]}" -qps 0 -t "${max_seconds}s" "$target" >"$work/$name-$proto-max.txt" 2>&1
-	awk -v name="$name" -v proto="$proto" -v ct=$((c1 - c0)) -v st=$((s1 - s0)) -v hz="$hz" -v maxf="$work/$name-$proto-max.txt" '
-		/^# target 50%/ {p50 = $4 * 1000}
-		/^# target 90%/ {p90 = $4 * 1000}
-		/^# target 99%/ {p99 = $4 * 1000}
-		/^All done/ {n = $3; qps = $(NF-1)}
-		/^(Code 200|Ping SERVING) :/ {ok = $4}
-		END {
-			while ((getline line < maxf) > 0) {
-				split(line, f, " ")
-				if (line ~ /^All done/) {maxn = f[3]; maxqps = f[length(f)-1]}
-				if (line ~ /^(Code 200|Ping SERVING) :/) {maxok = f[4]}
-			}
-			k = n / 1000
-			printf "%s\t%s\t%.3f\t%.3f\t%.3f\t%.0f\t%d\t%d\t%.0f\t%d\t%d\t%.3f\t%.3f\t%.3f\n", name, proto, p50, p90, p99, qps, n, ok, maxqps, maxn, maxok, (ct / hz) / k, (st / hz) / k, ((ct + st) / hz) / k
-		}' "$work/$name-$proto-rate.txt" >>"$results"
-}
-for proto in http grpc; do
-	if [ "$proto" = grpc ]; then port=8079 app_port=18079 url_pre="" url_post=""; else port=8080 app_port=18080 url_pre="http://" url_post="/echo"; fi
-	load direct "$proto" "$url_pre$app:$app_port$url_post"
-	load fedmesh "$proto" "$url_pre$net.5:$port$url_post" "$pid_client" "$pid_server"
-	load haproxy "$proto" "$url_pre$net.6:$port$url_post" "$pid_hap_client" "$pid_hap_server"
+for p in "${paths[@]}"; do
+	[ "$p" = direct ] && continue
+	printf '1\t%s\trss_idle\t%s\n' "$p" "$(rss_kib "${client_pid[$p]}")" >>"$results"
+	printf '1\t%s\tserver_rss_idle\t%s\n' "$p" "$(rss_kib "${server_pid[$p]}")" >>"$results"
+	reset_hwm "${client_pid[$p]}"
+	reset_hwm "${server_pid[$p]}"
 done
-rss_client_load=$(hwm_kib "$pid_client")
-rss_server_load=$(hwm_kib "$pid_server")
-rss_hap_client_load=$(hwm_kib "$pid_hap_client")
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- measurements --------------------------------------------------------------------
+cpu_of() { # cpu_of PATH: CPU ticks of both proxies of PATH so far (0 for direct)
+	if [ "$1" = direct ]; then echo 0; else echo $(($(cpu_ticks "${client_pid[$1]}") + $(cpu_ticks "${server_pid[$1]}"))); fi
+}
+kv() { # kv KEY LINE: the value of KEY in httpload's key=value line
+	tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k {print $2}'
+}
+cpu_per_1k() { # cpu_per_1k TICKS REQUESTS
+	awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN {printf "%.4f", (t / hz) / (n / 1000)}'
+}
+measure() { # measure ROUND PATH: rows of results.tsv
+	local r=$1 p=$2 u="${url[$2]}/echo" line c0 c1 sent ok
+	c0=$(cpu_of "$p")
+	line=$("$bin/httpload" rate -url "$u?size=1024" -host "$host" -rate "$rate" -duration "${at_rate}s" -conns 64)
+	c1=$(cpu_of "$p")
+	sent=$(kv sent "$line") ok=$(kv ok "$line")
+	echo "round $r $p at $rate/s: $line" >&2
+	printf '%s\t%s\tp50\t%s\n%s\t%s\tp90\t%s\n%s\t%s\tp99\t%s\n' "$r" "$p" "$(kv p50_ms "$line")" "$r" "$p" "$(kv p90_ms "$line")" "$r" "$p" "$(kv p99_ms "$line")" >>"$results"
+	printf '%s\t%s\trate_failed\t%s\n' "$r" "$p" $((sent - ok)) >>"$results"
+	[ "$p" != direct ] && printf '%s\t%s\tcpu_rate\t%s\n' "$r" "$p" "$(cpu_per_1k $((c1 - c0)) "$sent")" >>"$results"
+	c0=$(cpu_of "$p")
+	line=$("$bin/httpload" max -url "$u?size=1024" -host "$host" -conns "$conns" -duration "${max_seconds}s")
+	c1=$(cpu_of "$p")
+	sent=$(kv sent "$line") ok=$(kv ok "$line")
+	echo "round $r $p max GET: $line" >&2
+	printf '%s\t%s\tget_max\t%s\n' "$r" "$p" "$(kv rate "$line")" >>"$results"
+	printf '%s\t%s\tget_max_failed\t%s\n' "$r" "$p" $((sent - ok)) >>"$results"
+	[ "$p" != direct ] && printf '%s\t%s\tcpu_max\t%s\n' "$r" "$p" "$(cpu_per_1k $((c1 - c0)) "$sent")" >>"$results"
+	line=$("$bin/httpload" max -url "$u" -host "$host" -body 1024 -conns "$conns" -duration "${max_seconds}s")
+	sent=$(kv sent "$line") ok=$(kv ok "$line")
+	echo "round $r $p max POST: $line" >&2
+	printf '%s\t%s\tpost_max\t%s\n' "$r" "$p" "$(kv rate "$line")" >>"$results"
+	printf '%s\t%s\tpost_max_failed\t%s\n' "$r" "$p" $((sent - ok)) >>"$results"
+	return 0
+}
+# Warm up every path with as many connections as the loads use, so that
+# no round pays for opening them (HTTP/1.1 between sidecars pools one
+# connection per request in flight).
+for p in "${paths[@]}"; do
+	"$bin/httpload" max -url "${url[$p]}/echo?size=1024" -host "$host" -conns 64 -duration 1s >/dev/null
+done
+n=${#paths[@]}
+for r in $(seq "$rounds"); do
+	for i in $(seq 0 $((n - 1))); do
+		measure "$r" "${paths[$(((i + r - 1) % n))]}"
+	done
+done
+for p in "${paths[@]}"; do
+	[ "$p" = direct ] && continue
+	printf '1\t%s\trss_peak\t%s\n' "$p" "$(hwm_kib "${client_pid[$p]}")" >>"$results"
+	printf '1\t%s\tserver_rss_peak\t%s\n' "$p" "$(hwm_kib "${server_pid[$p]}")" >>"$results"
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+failed=$(awk -F'\t' '$3 ~ /_failed$/ {s += $4} END {print s + 0}' "$results")
 
 # --- report ------------------------------------------------------------------------
 {
 	echo "# Sidecar benchmark results"
 	echo
-	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
+	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit," \
 		"$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo))," \
-		"$(free -g | awk '/Mem:/ {print $2}') GiB, $(go version | cut -d' ' -f3), fortio $fortio_version," \
-		"$(haproxy -v | awk 'NR==1 {print "HAProxy " $3}'), kernel $(uname -r)."
+		"$(free -g | awk '/Mem:/ {print $2}') GiB, $(go version | cut -d' ' -f3)," \
+		"$(haproxy -v | awk 'NR==1 {print "HAProxy " $3}'), kernel $(uname -r)." \
+		"Load average (1, 5, 15 min) before the loads: $load_before; after: $load_after."
+	if [ -n "$baseline" ]; then
+		echo "\`before\` is BASELINE_PROXY: $("$baseline" version 2>/dev/null | head -n1 || echo 'version unknown')."
+	fi
 	echo
-	echo "Load: ${rate} requests/s for ${at_rate} s over ${conns} connections, 1 KiB request bodies" \
-		"(HTTP/1.1 POST echoed by the app; gRPC ping with a 1 KiB payload); max rate: as fast as" \
-		"possible for ${max_seconds} s over ${conns} connections. Client sidecar configuration: ${services} services."
+	echo "$rounds interleaved rounds. Each round and path: GETs of 1 KiB at $rate/s for $at_rate s from an open-loop" \
+		"generator (latency from when each request was due), then as many keep-alive GETs (1 KiB answers) and" \
+		"1 KiB POSTs (echoed) as $conns connections carry in $max_seconds s each. CPU is both proxies' user and" \
+		"system time. The client sidecar holds $services services. Requests not answered 200: $failed."
 	echo
-	echo "| path | protocol | p50 ms | p90 ms | p99 ms | achieved /s | ok/sent | max rate /s | max: ok/sent | CPU s/1k req, client proxy | server proxy | both |"
-	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-	awk -F'\t' '{
-		cpu = ($1 == "direct") ? "- | - | -" : sprintf("%.3f | %.3f | %.3f", $12, $13, $14)
-		printf "| %s | %s | %.3f | %.3f | %.3f | %d | %d/%d | %d | %d/%d | %s |\n", $1, $2, $3, $4, $5, $6, $8, $7, $9, $11, $10, cpu
-	}' "$results"
+	"$bin/httpload" report -in "$results"
 	echo
-	echo "Ratios to direct (p50, p99) and of max rate:"
-	echo
-	echo "| path | protocol | p50 x | p99 x | max rate x |"
-	echo "|---|---|---:|---:|---:|"
-	awk -F'\t' '$1 == "direct" {d50[$2] = $3; d99[$2] = $5; dmax[$2] = $9; next}
-		{printf "| %s | %s | %.2f | %.2f | %.2f |\n", $1, $2, $3 / d50[$2], $5 / d99[$2], $9 / dmax[$2]}' "$results"
-	echo
-	echo "Resident memory (KiB): idle after configuration, and peak over all the loads above:"
-	echo
-	echo "| process | idle | under load (peak) |"
-	echo "|---|---:|---:|"
-	echo "| fedmesh client sidecar (${services} services) | $rss_client_idle | $rss_client_load |"
-	echo "| fedmesh server sidecar (2 inbound ports) | $rss_server_idle | $rss_server_load |"
-	echo "| haproxy client side | $rss_hap_client_idle | $rss_hap_client_load |"
+	echo "Server side proxies' RSS (KiB), idle and peak:"
+	awk -F'\t' '$3 == "server_rss_idle" {i[$2] = $4} $3 == "server_rss_peak" {k[$2] = $4}
+		END {for (p in i) printf "%s %s / %s; ", p, i[p], k[p]; print ""}' "$results"
 } >"$out"
 cat "$out"

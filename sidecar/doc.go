@@ -70,9 +70,11 @@
 // ServerName = PORT.NAME.NS.svc.clusterset.local (for a remote cluster the
 // endpoint is its east-west gateway, which routes on that name without
 // terminating TLS), and the server must present one of the SPIFFE IDs the
-// control plane announced for the service. HTTP, HTTP/2 and gRPC ride
-// pooled, multiplexed HTTP/2 (ALPN h2), one pool per endpoint, so a
-// handshake is not paid per request; opaque TCP uses one TLS connection per
+// control plane announced for the service. HTTP/1.x requests that are not
+// gRPC ride pooled HTTP/1.1 connections (ALPN http/1.1) to endpoints of the
+// local cluster; gRPC, HTTP/2 and every request to a remote cluster ride
+// pooled, multiplexed HTTP/2 (ALPN h2); a handshake is not paid per
+// request (package proxy has the reasons); opaque TCP uses one TLS connection per
 // client connection with ALPN fedmesh-tcp. A renewed certificate (a new SDS
 // version) is used for new connections; established ones are not touched.
 //

@@ -1,12 +1,17 @@
 // Package proxy is the sidecar's data path: outbound HTTP and TCP to
-// services through per-service balancers and HTTP/2 connection pools over
-// mutual TLS, and the inbound mutual TLS listener in front of the app.
+// services through per-service balancers and connection pools over mutual
+// TLS, and the inbound mutual TLS listener in front of the app.
 //
 // A Proxy holds the current config.Snapshot (swapped atomically by Update)
 // and, per service port, an upstream: its balancer.Balancer, one
-// http.Transport per endpoint (HTTP/2 over TLS with ALPN h2, ServerName =
-// the endpoint's SNI, the server's SPIFFE ID checked against the
-// identities the control plane announced), and circuit breaker counters.
+// http.Transport per endpoint and protocol (ServerName = the endpoint's
+// SNI, the server's SPIFFE ID checked against the identities the control
+// plane announced), and circuit breaker counters. HTTP/1.x requests that
+// are not gRPC go to sidecars of the same cluster as HTTP/1.1 (ALPN
+// http/1.1, one request at a time per pooled connection, TCP keepalives
+// and TCP_USER_TIMEOUT watching the connection); gRPC, requests that came
+// in over HTTP/2 and every request to another cluster's gateway ride
+// multiplexed HTTP/2 (ALPN h2, with pings).
 //
 // Outbound HTTP (OutboundHandler, ServeOutboundHTTP, ServePort):
 //

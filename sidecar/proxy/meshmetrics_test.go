@@ -353,13 +353,13 @@ func histCount(t *testing.T, reg prometheus.Gatherer, name string) float64 {
 	return n
 }
 
-// resetServer is an HTTP/2 server with the certificate of id that resets
+// resetServer is an HTTP/2 and HTTP/1.1 server with the certificate of id that resets
 // every stream before answering: an upstream reset after the request was
 // sent.
 func resetServer(t *testing.T, clusterCA *meshtest.CA, id string) string {
 	t.Helper()
 	cert, _, _ := clusterCA.Issue(t, meshtest.SVID{URIs: []string{id}})
-	l := tls.NewListener(listen(t), &tls.Config{Certificates: []tls.Certificate{*cert}, NextProtos: []string{proxy.ALPNH2}, ClientAuth: tls.RequireAnyClientCert})
+	l := tls.NewListener(listen(t), &tls.Config{Certificates: []tls.Certificate{*cert}, NextProtos: []string{proxy.ALPNH2, proxy.ALPNHTTP1}, ClientAuth: tls.RequireAnyClientCert})
 	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }),
 		ErrorLog: nil}
 	var wg sync.WaitGroup

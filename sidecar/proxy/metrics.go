@@ -158,6 +158,25 @@ type serviceSeries struct {
 
 	mu   sync.RWMutex // guards the following
 	gone bool
+
+	// bound caches the request counter and duration histogram of each
+	// (source, destination, code class) this series has written, so
+	// that a request costs a map lookup here instead of hashing the
+	// label values in both vectors. It is emptied with the series.
+	boundMu sync.RWMutex // guards bound
+	bound   map[requestKey]requestSeries
+}
+
+// requestKey names the labels of one request series of a serviceSeries
+// (the direction and service are its own).
+type requestKey struct {
+	source, dest, class string
+}
+
+// requestSeries are the collectors of one requestKey.
+type requestSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
 }
 
 func newServiceSeries(m *Metrics, direction, name, host string) *serviceSeries {
@@ -177,6 +196,9 @@ func (s *serviceSeries) delete(dropHost bool) {
 	defer s.mu.Unlock()
 	if !s.gone {
 		s.gone = true
+		s.boundMu.Lock()
+		s.bound = nil
+		s.boundMu.Unlock()
 		s.m.deleteService(s.direction, s.name)
 		if dropHost {
 			s.m.mesh.deleteService(s.reporter, s.host)
@@ -222,8 +244,31 @@ func (s *serviceSeries) request(source, dest string, code int, seconds float64) 
 	if s.gone {
 		return
 	}
-	s.m.requests.WithLabelValues(s.direction, source, dest, s.name, codeClass(code)).Inc()
-	s.m.duration.WithLabelValues(s.direction, source, dest, s.name).Observe(seconds)
+	rs := s.boundLocked(requestKey{source: source, dest: dest, class: codeClass(code)})
+	rs.count.Inc()
+	rs.duration.Observe(seconds)
+}
+
+// boundLocked returns the collectors of k, binding them on first use.
+// Called with s.mu held for reading and the series not gone.
+func (s *serviceSeries) boundLocked(k requestKey) requestSeries {
+	s.boundMu.RLock()
+	rs, ok := s.bound[k]
+	s.boundMu.RUnlock()
+	if ok {
+		return rs
+	}
+	rs = requestSeries{
+		count:    s.m.requests.WithLabelValues(s.direction, k.source, k.dest, s.name, k.class),
+		duration: s.m.duration.WithLabelValues(s.direction, k.source, k.dest, s.name),
+	}
+	s.boundMu.Lock()
+	if s.bound == nil {
+		s.bound = map[requestKey]requestSeries{}
+	}
+	s.bound[k] = rs
+	s.boundMu.Unlock()
+	return rs
 }
 
 // failed counts a request or connection failed for reason.

@@ -45,6 +45,9 @@ type call struct {
 	hash    uint64 // the request's hash key, when hashed
 	hashed  bool
 	delayed bool // a fault delayed the request
+	// http1: the request goes to the other sidecar over HTTP/1.1 (it
+	// came in over HTTP/1.x and is not gRPC; see upstream.pool).
+	http1 bool
 
 	// info is the request's record, for metrics and the access log;
 	// rec the writer its response goes through.
@@ -145,6 +148,7 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ri := &c.info
 	ri.begin(r, reporterSource, p.cfg.Now())
 	c.rec = statusRecorder{ResponseWriter: w, info: ri}
+	c.http1 = r.ProtoMajor == 1 && ri.protocol != "grpc"
 	defer o.done(c)
 	w = &c.rec
 	svc, reason, code := o.route(r)
@@ -378,7 +382,7 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		h.Begin()
 		start := p.cfg.Now()
-		resp, err := u.pool(t, svc).RoundTrip(attempt)
+		resp, err := u.pool(t, svc, c.http1).RoundTrip(attempt)
 		u.pending.Add(-1)
 		perTryTimeout := err != nil && cancelTry != nil && attempt.Context().Err() != nil && req.Context().Err() == nil
 		if cancelTry != nil && err != nil {

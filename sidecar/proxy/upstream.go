@@ -21,8 +21,11 @@ import (
 
 // ALPN protocols between sidecars.
 const (
-	// ALPNH2 carries HTTP/1.1, HTTP/2 and gRPC requests, multiplexed.
+	// ALPNH2 carries HTTP/2 and gRPC requests, multiplexed.
 	ALPNH2 = "h2"
+	// ALPNHTTP1 carries HTTP/1.x requests that are not gRPC, one at a
+	// time per connection (see pool).
+	ALPNHTTP1 = "http/1.1"
 	// ALPNTCP carries one opaque TCP connection.
 	ALPNTCP = "fedmesh-tcp"
 )
@@ -46,9 +49,10 @@ type upstream struct {
 }
 
 // poolKey identifies one connection pool: one endpoint reached with one
-// server name, expecting one identity set.
+// server name, expecting one identity set, over HTTP/2 or HTTP/1.1.
 type poolKey struct {
 	addr, sni, identities string
+	http1                 bool
 }
 
 func newUpstream(p *Proxy, svc *config.Service) (*upstream, error) {
@@ -157,11 +161,14 @@ type target struct {
 	// empty, any of identities (the service's) will do.
 	identity   string
 	identities []string
+	// remote: the endpoint is in another cluster, reached through its
+	// gateway.
+	remote bool
 }
 
 func (u *upstream) targetOf(h *balancer.Host, svc *config.Service) target {
 	ep := h.Endpoint()
-	t := target{addr: ep.Address, sni: ep.SNI, identity: ep.Identity, identities: svc.Identities}
+	t := target{addr: ep.Address, sni: ep.SNI, identity: ep.Identity, identities: svc.Identities, remote: ep.SNI != ""}
 	if t.sni == "" {
 		t.sni = svc.SNI
 	}
@@ -188,7 +195,17 @@ func (e *errDial) Unwrap() error { return e.err }
 func (u *upstream) dialTLS(ctx context.Context, t target, alpn string, timeout time.Duration) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	raw, err := u.p.dialer(t.addr).DialContext(ctx, "tcp", t.addr)
+	d := u.p.dialer(t.addr)
+	if alpn == ALPNHTTP1 {
+		// HTTP/1.1 has no pings: the kernel watches the connection
+		// instead, so that a partition is noticed as quickly as
+		// HTTP/2's pings notice it (see pool). Keepalives probe an
+		// idle connection; the user timeout ends one whose request
+		// goes unacknowledged.
+		d.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 2}
+		d.Control = controlUserTimeout(3 * time.Second)
+	}
+	raw, err := d.DialContext(ctx, "tcp", t.addr)
 	if err != nil {
 		return nil, &errDial{err}
 	}
@@ -222,13 +239,28 @@ func expectIDs(ids []string) identity.Authorizer {
 	return identity.AuthorizeIDs(parsed...)
 }
 
-// pool returns the HTTP/2 connection pool for t.
-func (u *upstream) pool(t target, svc *config.Service) *http.Transport {
+// pool returns the connection pool for t: HTTP/2 (ALPN h2), or with
+// http1 HTTP/1.1 (ALPN http/1.1).
+//
+// HTTP/1.x requests that are not gRPC travel between sidecars of one
+// cluster as HTTP/1.1 over pooled mTLS connections, one request at a
+// time per connection: Go's HTTP/1.1 client and server write a
+// request's or a response's headers and a small body as one TLS record
+// and one syscall, where its HTTP/2 stack writes HEADERS and DATA
+// separately and hands every request to more goroutines
+// (bench/sidecar.md has the figures that decided it). gRPC, requests
+// that came in over HTTP/2, and every request to another cluster keep
+// HTTP/2: through a gateway one multiplexed connection per endpoint
+// costs one TLS handshake across the WAN instead of one per request in
+// flight, and its pings notice a partition before a request waits on it
+// (test/e2e TestPartition).
+func (u *upstream) pool(t target, svc *config.Service, http1 bool) *http.Transport {
+	http1 = http1 && !t.remote
 	ids := t.identity
 	if ids == "" {
 		ids = strings.Join(t.identities, ",")
 	}
-	k := poolKey{addr: t.addr, sni: t.sni, identities: ids}
+	k := poolKey{addr: t.addr, sni: t.sni, identities: ids, http1: http1}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if tr := u.pools[k]; tr != nil {
@@ -249,6 +281,20 @@ func (u *upstream) pool(t target, svc *config.Service) *http.Transport {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
+	if http1 {
+		// One connection per request in flight; keep as many idle
+		// as a busy caller reuses. TCP keepalives (see dialTLS) stand
+		// for HTTP/2's pings.
+		protos := new(http.Protocols)
+		protos.SetHTTP1(true)
+		tr.Protocols = protos
+		tr.ForceAttemptHTTP2 = false
+		tr.HTTP2 = nil
+		tr.MaxIdleConnsPerHost = maxIdleHTTP1
+		tr.DialTLSContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return u.dialTLS(ctx, t, ALPNHTTP1, timeout)
+		}
+	}
 	if svc.Limits.MaxConnections > 0 {
 		tr.MaxConnsPerHost = svc.Limits.MaxConnections
 	}
@@ -258,6 +304,10 @@ func (u *upstream) pool(t target, svc *config.Service) *http.Transport {
 	u.pools[k] = tr
 	return tr
 }
+
+// maxIdleHTTP1 is how many idle HTTP/1.1 connections a pool keeps per
+// endpoint.
+const maxIdleHTTP1 = 256
 
 // errNoHealthy and friends decide the status the client sees.
 var (
