@@ -13,11 +13,11 @@ import (
 	"github.com/fedmesh/fedmesh/catalog"
 )
 
-// trafficSeeds are good documents of all five kinds, in YAML and JSON,
+// trafficSeeds are good documents of all six kinds, in YAML and JSON,
 // and a few bad ones.
 func trafficSeeds(f *testing.F) [][]byte {
 	var seeds [][]byte
-	for _, doc := range []string{goodHTTPRoute, goodGRPCRoute, goodResilience, goodFault, goodTelemetry} {
+	for _, doc := range []string{goodHTTPRoute, goodGRPCRoute, goodResilience, goodFault, goodTelemetry, goodRateLimit} {
 		seeds = append(seeds, []byte(doc), toJSON(f, []byte(doc)))
 	}
 	for _, doc := range exampleDocs(f) {
@@ -32,6 +32,9 @@ func trafficSeeds(f *testing.F) [][]byte {
 		[]byte("apiVersion: fedmesh.io/v1alpha1\nkind: TelemetryPolicy\nmetadata: {name: t}\nspec: {accessLog: {enabled: false}}\n"),
 		[]byte("apiVersion: fedmesh.io/v1alpha1\nkind: TelemetryPolicy\nmetadata: {name: t}\nspec: {tracing: {samplingPercent: 1e309, customTags: {fedmesh.x: a, \"\": b}}, accessLog: {filter: some}}\n"),
 		[]byte(`{"apiVersion":"fedmesh.io/v1alpha1","kind":"TelemetryPolicy","metadata":{"name":"t"},"spec":{"targetRefs":[{"kind":"ServiceImport","group":"multicluster.x-k8s.io","name":"e"}],"tracing":{"customTags":{"k":"v\u0000"}}}}`),
+		[]byte("apiVersion: fedmesh.io/v1alpha1\nkind: RateLimitPolicy\nmetadata: {name: r}\nspec: {local: [{name: a, requests: 1, interval: 1ms, key: {type: Header}}]}\n"),
+		[]byte("apiVersion: fedmesh.io/v1alpha1\nkind: RateLimitPolicy\nmetadata: {name: r}\nspec: {quotas: [{name: q, requests: 9999999999, interval: 1h, principals: [\"spiffe://td/*\"]}], tcp: {ports: [\"80\"], connectionsPerSecond: 1}}\n"),
+		[]byte(`{"apiVersion":"fedmesh.io/v1alpha1","kind":"RateLimitPolicy","metadata":{"name":"r"},"spec":{"local":[{"name":"a","requests":1,"interval":"1s","match":{"headers":[{"name":":path"}],"grpc":{"service":"a.B"}}}]}}`),
 		[]byte("a: &a [*a, *a]\n"),
 	)
 }
@@ -104,7 +107,7 @@ func FuzzDecodePolicies(f *testing.F) {
 // travel: they are left out.
 func roundTrip(t *testing.T, tr Traffic) {
 	t.Helper()
-	tr.Telemetry = nil
+	tr.Telemetry, tr.RateLimits = nil, nil
 	x, err := EncodePolicies(tr)
 	if err != nil {
 		t.Fatalf("EncodePolicies: %v", err)

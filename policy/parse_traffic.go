@@ -11,13 +11,14 @@ import (
 )
 
 // ParseObject decodes one YAML or JSON document holding a traffic object
-// (HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection or
-// TelemetryPolicy), strictly:
+// (HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection,
+// TelemetryPolicy or RateLimitPolicy), strictly:
 // an unknown, repeated or mistyped field is an error naming it. A
 // missing namespace is DefaultNamespace. The object is validated
 // (ValidateObject); a validation error is a *catalog.ValidationError.
 // It returns *gatewayv1.HTTPRoute, *gatewayv1.GRPCRoute,
-// *ResiliencePolicy, *FaultInjection or *TelemetryPolicy.
+// *ResiliencePolicy, *FaultInjection, *TelemetryPolicy or
+// *RateLimitPolicy.
 func ParseObject(doc []byte) (any, error) {
 	if len(doc) > MaxDocumentSize {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrParseTraffic, len(doc), MaxDocumentSize)
@@ -49,6 +50,8 @@ func ParseObject(doc []byte) (any, error) {
 		obj = new(FaultInjection)
 	case tm.APIVersion == APIVersion && tm.Kind == KindTelemetryPolicy:
 		obj = new(TelemetryPolicy)
+	case tm.APIVersion == APIVersion && tm.Kind == KindRateLimitPolicy:
+		obj = new(RateLimitPolicy)
 	default:
 		return nil, fmt.Errorf("%w: apiVersion %q and kind %q: %w", ErrParseTraffic, tm.APIVersion, tm.Kind, ErrUnknownKind)
 	}
@@ -72,7 +75,7 @@ var ErrParseTraffic = errors.New("cannot parse traffic object")
 
 // ErrUnknownKind is wrapped when a document is of a kind ParseObject does
 // not read.
-var ErrUnknownKind = errors.New("not a traffic kind (HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection, TelemetryPolicy)")
+var ErrUnknownKind = errors.New("not a traffic kind (HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection, TelemetryPolicy, RateLimitPolicy)")
 
 func defaultNamespace(obj any) {
 	switch o := obj.(type) {
@@ -93,6 +96,10 @@ func defaultNamespace(obj any) {
 			o.Namespace = DefaultNamespace
 		}
 	case *TelemetryPolicy:
+		if o.Namespace == "" {
+			o.Namespace = DefaultNamespace
+		}
+	case *RateLimitPolicy:
 		if o.Namespace == "" {
 			o.Namespace = DefaultNamespace
 		}

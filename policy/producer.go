@@ -124,10 +124,11 @@ func ProducerOf(t *Traffic, ns, name string) Traffic {
 // EncodePolicies renders t as the catalog's opaque Policies: one
 // canonical JSON document per object (apiVersion, kind, metadata with
 // name and namespace only, spec), ordered by kind, namespace and name.
-// TelemetryPolicies are local to their cluster and left out. A t with
+// TelemetryPolicies and RateLimitPolicies are local to their cluster and
+// left out. A t with
 // no other object encodes to nil.
 func EncodePolicies(t Traffic) (*catalog.Policies, error) {
-	t.Telemetry = nil
+	t.Telemetry, t.RateLimits = nil, nil
 	if t.Empty() {
 		return nil, nil
 	}
@@ -200,6 +201,9 @@ func DecodePolicies(p *catalog.Policies) (Traffic, error) {
 		if _, ok := obj.(*TelemetryPolicy); ok {
 			return Traffic{}, fmt.Errorf("policies object %d: %w: a %s is local to its cluster, never a producer policy", i, ErrParseTraffic, KindTelemetryPolicy)
 		}
+		if _, ok := obj.(*RateLimitPolicy); ok {
+			return Traffic{}, fmt.Errorf("policies object %d: %w: a %s is local to its cluster, never a producer policy", i, ErrParseTraffic, KindRateLimitPolicy)
+		}
 		if err := t.Add(obj); err != nil {
 			return Traffic{}, fmt.Errorf("policies object %d: %w", i, err)
 		}
@@ -208,8 +212,8 @@ func DecodePolicies(p *catalog.Policies) (Traffic, error) {
 }
 
 // Add appends a parsed traffic object (*gatewayv1.HTTPRoute,
-// *gatewayv1.GRPCRoute, *ResiliencePolicy, *FaultInjection or
-// *TelemetryPolicy) to t.
+// *gatewayv1.GRPCRoute, *ResiliencePolicy, *FaultInjection,
+// *TelemetryPolicy or *RateLimitPolicy) to t.
 func (t *Traffic) Add(obj any) error {
 	switch o := obj.(type) {
 	case *gatewayv1.HTTPRoute:
@@ -222,6 +226,8 @@ func (t *Traffic) Add(obj any) error {
 		t.Faults = append(t.Faults, *o)
 	case *TelemetryPolicy:
 		t.Telemetry = append(t.Telemetry, *o)
+	case *RateLimitPolicy:
+		t.RateLimits = append(t.RateLimits, *o)
 	default:
 		return fmt.Errorf("%T is not a traffic object", obj)
 	}

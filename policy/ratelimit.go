@@ -49,7 +49,8 @@ type LocalRateLimit struct {
 	Key *RateLimitKey `json:"key,omitempty"`
 	// Requests is the number of tokens added every Interval (>= 1).
 	Requests int64 `json:"requests"`
-	// Interval is the refill period (>= 1ms, <= 24h).
+	// Interval is the refill period (>= 50ms, Envoy's shortest
+	// fill_interval; <= 24h).
 	Interval metav1.Duration `json:"interval"`
 	// Burst is the bucket size; 0 means Requests.
 	Burst int64 `json:"burst,omitempty"`

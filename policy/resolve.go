@@ -105,7 +105,7 @@ func (t *Traffic) Without(problems []RefProblem) Traffic {
 	for _, p := range problems {
 		drop[p.Object()] = true
 	}
-	out := Traffic{Resilience: t.Resilience, Faults: t.Faults, Telemetry: t.Telemetry}
+	out := Traffic{Resilience: t.Resilience, Faults: t.Faults, Telemetry: t.Telemetry, RateLimits: t.RateLimits}
 	for _, r := range t.HTTPRoutes {
 		if !drop[KindHTTPRoute+" "+r.Namespace+"/"+r.Name] {
 			out.HTTPRoutes = append(out.HTTPRoutes, r)
@@ -134,6 +134,9 @@ func SortTraffic(t *Traffic) {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	slices.SortStableFunc(t.Telemetry, func(a, b TelemetryPolicy) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	slices.SortStableFunc(t.RateLimits, func(a, b RateLimitPolicy) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 }

@@ -33,11 +33,14 @@ type Traffic struct {
 	// Telemetry is local to its cluster: never a producer policy
 	// (ProducerOf and EncodePolicies leave it out).
 	Telemetry []TelemetryPolicy `json:"telemetryPolicies,omitempty"`
+	// RateLimits are enforced by the servers of their cluster: never a
+	// producer policy either.
+	RateLimits []RateLimitPolicy `json:"rateLimitPolicies,omitempty"`
 }
 
 // Empty reports whether the set holds no object.
 func (t *Traffic) Empty() bool {
-	return len(t.HTTPRoutes) == 0 && len(t.GRPCRoutes) == 0 && len(t.Resilience) == 0 && len(t.Faults) == 0 && len(t.Telemetry) == 0
+	return len(t.HTTPRoutes) == 0 && len(t.GRPCRoutes) == 0 && len(t.Resilience) == 0 && len(t.Faults) == 0 && len(t.Telemetry) == 0 && len(t.RateLimits) == 0
 }
 
 // ResiliencePolicy (fedmesh.io/v1alpha1) says how callers reach the

@@ -32,6 +32,8 @@ func ValidateObject(obj any) error {
 		name, ns, object = o.Name, o.Namespace, KindFaultInjection+" "+o.Key()
 	case *TelemetryPolicy:
 		name, ns, object = o.Name, o.Namespace, KindTelemetryPolicy+" "+o.Key()
+	case *RateLimitPolicy:
+		name, ns, object = o.Name, o.Namespace, KindRateLimitPolicy+" "+o.Key()
 	default:
 		return fmt.Errorf("%T is not a traffic object", obj)
 	}
@@ -52,6 +54,8 @@ func ValidateObject(obj any) error {
 		validateFault(&fe, o)
 	case *TelemetryPolicy:
 		validateTelemetry(&fe, o)
+	case *RateLimitPolicy:
+		validateRateLimit(&fe, o)
 	}
 	return fe.err(object)
 }

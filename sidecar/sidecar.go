@@ -35,6 +35,7 @@ import (
 	"github.com/fedmesh/fedmesh/sidecar/config"
 	"github.com/fedmesh/fedmesh/sidecar/dns"
 	"github.com/fedmesh/fedmesh/sidecar/proxy"
+	"github.com/fedmesh/fedmesh/sidecar/ratelimit"
 	"github.com/fedmesh/fedmesh/sidecar/tracing"
 	"github.com/fedmesh/fedmesh/topology"
 )
@@ -507,6 +508,13 @@ func (s *Sidecar) ServiceAddr(port int32) string {
 	}
 	return ""
 }
+
+// QuotaDemand returns the demand this sidecar saw for each clusterset
+// quota it enforces a share of: requests admitted and refused since it
+// started, by quota ID "NAMESPACE/POLICY/QUOTA", sorted by ID. Counters
+// are monotonic; a load report computes rates from two reads. Safe to
+// call from any goroutine, at any time.
+func (s *Sidecar) QuotaDemand() []ratelimit.QuotaDemand { return s.proxy.QuotaDemand() }
 
 // Proxy returns the data plane, for tests and benchmarks.
 func (s *Sidecar) Proxy() *proxy.Proxy { return s.proxy }

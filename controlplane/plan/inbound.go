@@ -35,6 +35,9 @@ type InboundChain struct {
 	Cluster string
 	// Authz is what the chain enforces; nil when no policy applies.
 	Authz *Authorization
+	// RateLimit is what the chain limits; nil when no RateLimitPolicy
+	// applies.
+	RateLimit *RateLimit
 }
 
 // InboundCluster is where a service port's app listens.
@@ -46,8 +49,15 @@ type InboundCluster struct {
 
 // Inbound plans the server side of the sidecar of workload in namespace:
 // the local cluster's endpoints of that workload. appPort says where the
-// app listens for a service port.
+// app listens for a service port. Quota shares are the defaults; see
+// InboundNode.
 func (p *Plan) Inbound(namespace, workload string, appPort func(catalog.Port) int32) Inbound {
+	return p.InboundNode(namespace, workload, "", appPort)
+}
+
+// InboundNode is Inbound for the node nodeID (its xDS node.id), whose
+// quota shares RateLimitInput.QuotaShares gives.
+func (p *Plan) InboundNode(namespace, workload, nodeID string, appPort func(catalog.Port) int32) Inbound {
 	var in Inbound
 	if workload == "" {
 		return in
@@ -77,7 +87,7 @@ func (p *Plan) Inbound(namespace, workload string, appPort func(catalog.Port) in
 		}
 		seenSNI[k][sp.SNI()] = true
 		name := sp.InboundCluster()
-		listeners[k].Chains = append(listeners[k].Chains, InboundChain{SNI: sp.SNI(), HTTP: IsHTTP(port), Cluster: name, Authz: p.Authorization(sp, IsHTTP(port))})
+		listeners[k].Chains = append(listeners[k].Chains, InboundChain{SNI: sp.SNI(), HTTP: IsHTTP(port), Cluster: name, Authz: p.Authorization(sp, IsHTTP(port)), RateLimit: p.RateLimit(sp, IsHTTP(port), nodeID)})
 		if !seenCluster[name] {
 			seenCluster[name] = true
 			in.Clusters = append(in.Clusters, InboundCluster{Name: name, Host: ep.Address, AppPort: appPort(port)})

@@ -34,6 +34,8 @@ type Plan struct {
 	// decoded memoises producer policies by digest; shared between
 	// plans derived from one another.
 	decoded *decodeCache
+	// rateLimit sizes quota shares (ratelimit.go).
+	rateLimit RateLimitInput
 
 	subsetsOnce sync.Once
 	subsets     []naming.ServicePort // built on first use

@@ -36,6 +36,7 @@ func (p *Plan) clone() *Plan {
 	return &Plan{
 		trustDomain: p.trustDomain, view: p.view, policy: p.policy, authz: p.authz,
 		traffic: p.traffic, consumer: p.consumer, decoded: p.decoded,
+		rateLimit: p.rateLimit,
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/fedmesh/fedmesh/sidecar/audit"
 	"github.com/fedmesh/fedmesh/sidecar/balancer"
 	"github.com/fedmesh/fedmesh/sidecar/config"
+	"github.com/fedmesh/fedmesh/sidecar/ratelimit"
 	"github.com/fedmesh/fedmesh/sidecar/tracing"
 )
 
@@ -90,6 +91,11 @@ type Proxy struct {
 	m   *Metrics
 
 	snap atomic.Pointer[config.Snapshot]
+
+	// limiter holds the inbound rate limits' buckets and counters; it
+	// outlives configurations, so buckets keep their tokens across
+	// updates.
+	limiter *ratelimit.Limiter
 
 	mu        sync.Mutex // guards the following
 	upstreams map[string]*upstream
@@ -164,6 +170,7 @@ func New(cfg Config) (*Proxy, error) {
 		closed:    make(chan struct{}),
 		buffers:   newBufferPool(),
 		mirrors:   make(chan struct{}, maxMirrors),
+		limiter:   ratelimit.New(ratelimit.Config{Now: cfg.Now}),
 	}
 	p.mirrorCtx, p.mirrorCancel = context.WithCancel(context.Background())
 	p.errorLog = slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
@@ -256,6 +263,12 @@ func (p *Proxy) hasHost(next map[string]*upstream, host string) bool {
 func sameBalancer(a, b *config.Service) bool {
 	return a.LB == b.LB && a.MinRingSize == b.MinRingSize && a.MaxRingSize == b.MaxRingSize
 }
+
+// QuotaDemand returns what this sidecar's shares of clusterset quotas
+// admitted and refused since it started, by quota ID
+// ("NAMESPACE/POLICY/QUOTA"), sorted; counters only grow. Safe to call
+// from any goroutine.
+func (p *Proxy) QuotaDemand() []ratelimit.QuotaDemand { return p.limiter.QuotaDemand() }
 
 // Snapshot returns the configuration in use.
 func (p *Proxy) Snapshot() *config.Snapshot { return p.snap.Load() }

@@ -388,11 +388,11 @@ func (s *FileSource) rebuildLocked() bool {
 	}
 	if !reflect.DeepEqual(traffic, s.traffic) {
 		s.traffic = traffic
-		counts := []int{len(traffic.HTTPRoutes), len(traffic.GRPCRoutes), len(traffic.Resilience), len(traffic.Faults), len(traffic.Telemetry)}
+		counts := []int{len(traffic.HTTPRoutes), len(traffic.GRPCRoutes), len(traffic.Resilience), len(traffic.Faults), len(traffic.Telemetry), len(traffic.RateLimits)}
 		for i, k := range trafficKinds {
 			s.trafficN.WithLabelValues(k).Set(float64(counts[i]))
 		}
-		s.log.Info("traffic objects", "httpRoutes", counts[0], "grpcRoutes", counts[1], "resiliencePolicies", counts[2], "faultInjections", counts[3], "telemetryPolicies", counts[4])
+		s.log.Info("traffic objects", "httpRoutes", counts[0], "grpcRoutes", counts[1], "resiliencePolicies", counts[2], "faultInjections", counts[3], "telemetryPolicies", counts[4], "rateLimitPolicies", counts[5])
 		s.notifyTrafficLocked()
 	}
 	s.exported.Set(float64(len(exports)))
@@ -421,7 +421,7 @@ func (s *FileSource) notifyPoliciesLocked() {
 }
 
 // trafficKinds label fedmesh_source_traffic_objects, in Traffic's order.
-var trafficKinds = []string{policy.KindHTTPRoute, policy.KindGRPCRoute, policy.KindResiliencePolicy, policy.KindFaultInjection, policy.KindTelemetryPolicy}
+var trafficKinds = []string{policy.KindHTTPRoute, policy.KindGRPCRoute, policy.KindResiliencePolicy, policy.KindFaultInjection, policy.KindTelemetryPolicy, policy.KindRateLimitPolicy}
 
 // Traffic returns the traffic objects in force: the valid ones of every
 // file's last good version, less the routes whose ExtensionRef names no
@@ -438,6 +438,7 @@ func (s *FileSource) Traffic() (policy.Traffic, bool, <-chan struct{}) {
 		Resilience: slices.Clone(s.traffic.Resilience),
 		Faults:     slices.Clone(s.traffic.Faults),
 		Telemetry:  slices.Clone(s.traffic.Telemetry),
+		RateLimits: slices.Clone(s.traffic.RateLimits),
 	}
 	return t, s.policiesReady, s.trafficChanged
 }

@@ -30,6 +30,8 @@ func FuzzParseFile(f *testing.F) {
 		"--- {apiVersion: v1, kind: Service, metadata: {name: x}}\n",
 		docs(canaryRoute, chaosRoute, chaosFault, greeterRoute, echoResilience),
 		docs(meshTelemetry, demoTelemetry),
+		echoRateLimit,
+		"apiVersion: fedmesh.io/v1alpha1\nkind: RateLimitPolicy\nmetadata: {name: r}\nspec: {local: [{name: a, requests: 0, interval: 1ms, key: {type: Header}}]}\n",
 		"apiVersion: fedmesh.io/v1alpha1\nkind: TelemetryPolicy\nmetadata: {name: t}\nspec: {tracing: {samplingPercent: 101, customTags: {fedmesh.a: b}}}\n",
 		"apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{name: echo}], rules: [{backendRefs: [{name: e}]}]}\n",
 		"apiVersion: fedmesh.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {action: DENY, rules: [{from: [{source: {principals: ['spiffe://td/ns/a/sa/*']}}], to: [{operation: {ports: ['80'], paths: ['*.css']}}]}]}\n",
@@ -63,7 +65,7 @@ func FuzzParseFile(f *testing.F) {
 				err = source.ValidateServiceExport(v)
 			case *policy.AuthorizationPolicy:
 				err = policy.Validate(v)
-			case *gatewayv1.HTTPRoute, *gatewayv1.GRPCRoute, *policy.ResiliencePolicy, *policy.FaultInjection, *policy.TelemetryPolicy:
+			case *gatewayv1.HTTPRoute, *gatewayv1.GRPCRoute, *policy.ResiliencePolicy, *policy.FaultInjection, *policy.TelemetryPolicy, *policy.RateLimitPolicy:
 				err = policy.ValidateObject(v)
 			default:
 				t.Errorf("object %s has unexpected type %T", o.Ref, v)

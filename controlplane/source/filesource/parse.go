@@ -76,6 +76,7 @@ var (
 	kindResilience    = kind{policy.APIVersion, policy.KindResiliencePolicy}
 	kindFault         = kind{policy.APIVersion, policy.KindFaultInjection}
 	kindTelemetry     = kind{policy.APIVersion, policy.KindTelemetryPolicy}
+	kindRateLimit     = kind{policy.APIVersion, policy.KindRateLimitPolicy}
 )
 
 // known maps each kind the source reads to a constructor of its object.
@@ -90,6 +91,7 @@ var known = map[kind]func() any{
 	kindResilience:    func() any { return new(policy.ResiliencePolicy) },
 	kindFault:         func() any { return new(policy.FaultInjection) },
 	kindTelemetry:     func() any { return new(policy.TelemetryPolicy) },
+	kindRateLimit:     func() any { return new(policy.RateLimitPolicy) },
 }
 
 // ignored kinds are accepted without a problem and without effect, so that
@@ -268,6 +270,9 @@ func parseDocument(doc []byte) (*Object, *source.Problem) {
 	case *policy.TelemetryPolicy:
 		v.Namespace = ns
 		verr = policy.ValidateObject(v)
+	case *policy.RateLimitPolicy:
+		v.Namespace = ns
+		verr = policy.ValidateObject(v)
 	}
 	if verr != nil {
 		return nil, &source.Problem{Object: ref.String(), Reason: source.ReasonInvalid, Err: verr}
@@ -281,5 +286,5 @@ func unknownKind(k kind) error {
 			return fmt.Errorf("apiVersion %q of kind %s is not supported (want %s)", k.apiVersion, k.kind, kk.apiVersion)
 		}
 	}
-	return fmt.Errorf("kind %s (apiVersion %q) is not one this source reads (Service, EndpointSlice, ServiceExport, Workload, AuthorizationPolicy, HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection, TelemetryPolicy)", k.kind, k.apiVersion)
+	return fmt.Errorf("kind %s (apiVersion %q) is not one this source reads (Service, EndpointSlice, ServiceExport, Workload, AuthorizationPolicy, HTTPRoute, GRPCRoute, ResiliencePolicy, FaultInjection, TelemetryPolicy, RateLimitPolicy)", k.kind, k.apiVersion)
 }

@@ -78,6 +78,9 @@ func trafficKeys(t policy.Traffic) string {
 	for _, p := range t.Telemetry {
 		keys = append(keys, "TelemetryPolicy "+p.Key())
 	}
+	for _, p := range t.RateLimits {
+		keys = append(keys, "RateLimitPolicy "+p.Key())
+	}
 	return strings.Join(keys, ", ")
 }
 
