@@ -162,7 +162,7 @@ func newGeneratorTraffic(s Settings, v *catalog.View, policies []policy.Authoriz
 	}
 	return &Generator{
 		s:          s,
-		plan:       plan.New(s.TrustDomain, s.Policy, v).ReuseDecoded(prev).WithAuthorization(policies).WithTraffic(t),
+		plan:       plan.New(s.TrustDomain, s.Policy, v).ReuseDecoded(prev).WithAuthorization(policies).WithTraffic(t).WithRateLimitInput(plan.RateLimitInput{QuotaShares: s.QuotaShares}),
 		policies:   policies,
 		traffic:    t,
 		csIPs:      clusterset.FromView(s.ClusterSetPrefix, v),

@@ -237,3 +237,15 @@ func (r *nodeRefs) remove(id string) bool {
 }
 
 var _ lrsv3.LoadReportingServiceServer = (*LRSServer)(nil)
+
+// RefreshQuotaShares rebuilds every node after the debounce, because
+// Settings.QuotaShares answers differently now (a new quota split). Safe
+// to call from any goroutine.
+func (s *Server) RefreshQuotaShares() {
+	s.mu.Lock()
+	if !s.viewDirty {
+		s.viewDirty, s.viewAt = true, s.cfg.Now()
+	}
+	s.mu.Unlock()
+	s.signal()
+}

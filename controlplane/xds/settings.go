@@ -9,6 +9,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/fedmesh/fedmesh/controlplane/clusterset"
+	"github.com/fedmesh/fedmesh/controlplane/plan"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -54,6 +55,11 @@ type Settings struct {
 	// DNS with it; default clusterset.DefaultPrefix. It must be the same
 	// in every cluster and the same as the Kubernetes sink's.
 	ClusterSetPrefix netip.Prefix
+	// QuotaShares gives each sidecar its share of each clusterset quota
+	// (the control plane's split, docs/quota.md); nil: the plan's
+	// default share. Server.RefreshQuotaShares rebuilds every node after
+	// the shares changed.
+	QuotaShares plan.QuotaShares
 }
 
 // DefaultSettings returns the defaults documented on each field, with

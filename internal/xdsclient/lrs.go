@@ -170,6 +170,9 @@ func (c *Client) runLoadStream(ctx context.Context, conn *grpc.ClientConn, r *lo
 			}
 		case <-tick:
 			counts := c.cfg.LoadReports()
+			if len(counts) == 0 {
+				continue // nothing to report: no quota here (yet)
+			}
 			now := time.Now()
 			if err := stream.Send(&lrsv3.LoadStatsRequest{ClusterStats: r.next(counts, now)}); err != nil {
 				return sent, fmt.Errorf("send load report: %w", err)
