@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -580,7 +579,6 @@ func (s *Server) mountMesh(m *mesh) {
 	s.admin.Handle(xds.DebugXDSPath, xh)
 	s.admin.Handle(xds.DebugEndpointsPath, xh)
 	s.admin.Handle(xds.DebugAuthzPath, xh)
-	s.admin.Handle(QuotaPath, http.HandlerFunc(s.quotas.serveQuotas))
 	s.admin.AddReadyCheck("federation", func() error {
 		if m.fed.View() == nil {
 			return errors.New("no federation view yet")

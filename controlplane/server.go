@@ -232,6 +232,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.producers.quotaRecords = s.quotas.recordsFor
+	s.admin.Handle(QuotaPath, http.HandlerFunc(s.quotas.serveQuotas))
 	s.admin.AddReadyCheck("store", func() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
