@@ -161,8 +161,9 @@ func newGeneratorTraffic(s Settings, v *catalog.View, policies []policy.Authoriz
 		return nil, err
 	}
 	return &Generator{
-		s:          s,
-		plan:       plan.New(s.TrustDomain, s.Policy, v).ReuseDecoded(prev).WithAuthorization(policies).WithTraffic(t).WithRateLimitInput(plan.RateLimitInput{QuotaShares: s.QuotaShares}),
+		s: s,
+		plan: plan.New(s.TrustDomain, s.Policy, v).ReuseDecoded(prev).WithAuthorization(policies).WithTraffic(t).
+			WithRateLimitInput(plan.RateLimitInput{QuotaShares: s.QuotaShares}),
 		policies:   policies,
 		traffic:    t,
 		csIPs:      clusterset.FromView(s.ClusterSetPrefix, v),
@@ -252,7 +253,7 @@ func (g *Generator) build(n Node, secrets *part) (*Built, error) {
 		}
 		switch n.Role {
 		case naming.RoleSidecar:
-			ic, il := g.renderInbound(g.plan.Inbound(n.Namespace, n.Workload, n.appPort), tel)
+			ic, il := g.renderInbound(g.plan.InboundNode(n.Namespace, n.Workload, n.ID, n.appPort), tel)
 			clusters = append(clusters, newPart(ic))
 			listeners = append(listeners, newPart(il))
 		case naming.RoleProxyless:

@@ -66,6 +66,21 @@ func TestGolden(t *testing.T) {
 		// TelemetryPolicies (mesh-wide, namespace demo, and one
 		// targeting echo's workloads) in every HCM, outbound and
 		// inbound, of echo's sidecar.
+		// RateLimitPolicies of echo and store (both served by the
+		// node's workload): local limits, a quota's default share and a
+		// TCP connection limit.
+		{
+			name: "sidecar-west-1-ratelimit", traffic: "ratelimit",
+			view: testView("west-1", withWorkload, func(v *catalog.View) {
+				for i := range v.Services {
+					if v.Services[i].Name == "store" {
+						v.Services[i].Endpoints[0].Workload = "echo"
+					}
+				}
+			}),
+			node: Node{ID: "echo~west-1", Role: naming.RoleSidecar, Cluster: "west-1", Namespace: "demo",
+				ServiceAccount: "echo", Workload: "echo", Locality: locWest1, AppPorts: map[string]int32{"http": 9080, "tcp": 5432}},
+		},
 		{
 			name: "sidecar-west-1-telemetry", view: testView("west-1", withWorkload), traffic: "telemetry",
 			node: Node{ID: "echo~west-1", Role: naming.RoleSidecar, Cluster: "west-1", Namespace: "demo",

@@ -179,7 +179,7 @@ func (g *Generator) renderInbound(in plan.Inbound, tel *plan.Telemetry) (cluster
 	for _, l := range in.Listeners {
 		chains := make([]xdsresource.InboundChain, len(l.Chains))
 		for i, c := range l.Chains {
-			chains[i] = xdsresource.InboundChain{SNI: c.SNI, ALPN: xdsresource.ALPN(c.HTTP), Cluster: c.Cluster, HTTP: c.HTTP, RBAC: renderRBAC(c.Authz), Telemetry: xtel}
+			chains[i] = xdsresource.InboundChain{SNI: c.SNI, ALPN: xdsresource.ALPN(c.HTTP), Cluster: c.Cluster, HTTP: c.HTTP, RBAC: renderRBAC(c.Authz), Telemetry: xtel, RateLimit: renderRateLimit(c.RateLimit)}
 		}
 		listeners = append(listeners, xdsresource.InboundListener(l.Address, uint32(l.Port), chains))
 	}

@@ -56,9 +56,9 @@ type Settings struct {
 	// in every cluster and the same as the Kubernetes sink's.
 	ClusterSetPrefix netip.Prefix
 	// QuotaShares gives each sidecar its share of each clusterset quota
-	// (the control plane's split, docs/quota.md); nil: the plan's
-	// default share. Server.RefreshQuotaShares rebuilds every node after
-	// the shares changed.
+	// (plan.RateLimitInput); nil: every sidecar gets
+	// plan.DefaultQuotaShare. It is called while a node's snapshot is
+	// built: a new split takes effect at the node's next build.
 	QuotaShares plan.QuotaShares
 }
 

@@ -40,7 +40,7 @@ func (s *Server) UpdateTraffic(t policy.Traffic) error {
 	}
 	s.mu.Unlock()
 	s.log.Info("traffic objects in force", "httpRoutes", len(t.HTTPRoutes), "grpcRoutes", len(t.GRPCRoutes),
-		"resiliencePolicies", len(t.Resilience), "faultInjections", len(t.Faults), "telemetryPolicies", len(t.Telemetry))
+		"resiliencePolicies", len(t.Resilience), "faultInjections", len(t.Faults), "telemetryPolicies", len(t.Telemetry), "rateLimitPolicies", len(t.RateLimits))
 	s.signal()
 	return nil
 }
@@ -82,6 +82,11 @@ func validateTraffic(t *policy.Traffic) error {
 	}
 	for i := range t.Telemetry {
 		if err := check(policy.KindTelemetryPolicy, t.Telemetry[i].Key(), &t.Telemetry[i]); err != nil {
+			return err
+		}
+	}
+	for i := range t.RateLimits {
+		if err := check(policy.KindRateLimitPolicy, t.RateLimits[i].Key(), &t.RateLimits[i]); err != nil {
 			return err
 		}
 	}

@@ -117,16 +117,24 @@ type InboundChain struct {
 	// Telemetry is the node's tracing and access log (HTTP chains only;
 	// nil: none).
 	Telemetry *Telemetry
+	// RateLimit is the chain's local rate limit filter, after the RBAC
+	// filters (nil: none).
+	RateLimit *RateLimit
 }
 
 // filters are the chain's network filters.
 func (c *InboundChain) filters() []*listenerv3.Filter {
 	if c.HTTP {
-		return []*listenerv3.Filter{InboundHTTPConnectionManager(c.Cluster, c.RBAC, c.Telemetry)}
+		return []*listenerv3.Filter{InboundHTTPConnectionManagerWithRateLimit(c.Cluster, c.RBAC, c.RateLimit, c.Telemetry)}
 	}
-	fs := make([]*listenerv3.Filter, 0, len(c.RBAC)+1)
+	fs := make([]*listenerv3.Filter, 0, len(c.RBAC)+2)
 	for _, r := range c.RBAC {
 		fs = append(fs, NetworkRBAC(c.Cluster, r))
+	}
+	if c.RateLimit != nil {
+		for _, cl := range c.RateLimit.Connections {
+			fs = append(fs, NetworkLocalRateLimit(cl))
+		}
 	}
 	return append(fs, TCPProxy(c.Cluster))
 }

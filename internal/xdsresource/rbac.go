@@ -231,6 +231,14 @@ const InboundVirtualHost = "inbound"
 // "inbound", every domain and path to cluster, no timeout) and the HTTP
 // filters rbac... then the router.
 func InboundHTTPConnectionManager(cluster string, rbac []RBAC, tel *Telemetry) *listenerv3.Filter {
+	return InboundHTTPConnectionManagerWithRateLimit(cluster, rbac, nil, tel)
+}
+
+// InboundHTTPConnectionManagerWithRateLimit is InboundHTTPConnectionManager
+// with rl's local rate limit filter between the RBAC filters and the
+// router (none when rl has no limits): requests are authorized first,
+// so a denied request takes no token.
+func InboundHTTPConnectionManagerWithRateLimit(cluster string, rbac []RBAC, rl *RateLimit, tel *Telemetry) *listenerv3.Filter {
 	hcm := &hcmv3.HttpConnectionManager{
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		StatPrefix: cluster,
@@ -249,6 +257,10 @@ func InboundHTTPConnectionManager(cluster string, rbac []RBAC, tel *Telemetry) *
 			}},
 		}},
 		HttpFilters: httpFilters(rbac),
+	}
+	if rl != nil && len(rl.Limits) > 0 {
+		n := len(hcm.HttpFilters)
+		hcm.HttpFilters = append(hcm.HttpFilters[:n-1:n-1], HTTPLocalRateLimit(cluster, rl), hcm.HttpFilters[n-1])
 	}
 	applyTelemetry(hcm, tel, ReporterDestination)
 	return hcmFilter(hcm)

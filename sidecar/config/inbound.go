@@ -9,15 +9,18 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	localrlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	localrlnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/sidecar/authz"
+	"github.com/fedmesh/fedmesh/sidecar/ratelimit"
 )
 
 // ErrAuthz is wrapped by the errors of Apply about an RBAC filter of an
@@ -48,6 +51,9 @@ type inboundChain struct {
 	h2    bool   // the inbound cluster speaks h2c to the app
 	http  bool   // the chain ends in an HTTP connection manager
 	authz *Authz // nil when the chain has no RBAC filter
+	// rl are the request limits of an HTTP chain, conns the connection
+	// limits of a TCP chain; nil when none.
+	rl, conns *ratelimit.Rules
 }
 
 func inbound(l *listenerv3.Listener, clusters map[string]*clusterv3.Cluster, snap *Snapshot) (Inbound, error) {
@@ -81,7 +87,7 @@ func inbound(l *listenerv3.Listener, clusters map[string]*clusterv3.Cluster, sna
 			if err != nil {
 				return Inbound{}, err
 			}
-			port := InboundPort{SNI: strings.ToLower(sni), Port: sp, Protocol: TCP, App: ch.app, Authz: ch.authz}
+			port := InboundPort{SNI: strings.ToLower(sni), Port: sp, Protocol: TCP, App: ch.app, Authz: ch.authz, RateLimit: ch.rl, ConnectionLimit: ch.conns}
 			if svc := snap.Services[sp]; svc != nil {
 				port.Protocol = svc.Protocol
 			}
@@ -139,6 +145,19 @@ func parseInboundChain(fc *listenerv3.FilterChain, clusters map[string]*clusterv
 				return ch, fmt.Errorf("%s: %w: %w", where, ErrAuthz, err)
 			}
 			conn = append(conn, af)
+		case tc.MessageIs(&localrlnetv3.LocalRateLimit{}):
+			var rc localrlnetv3.LocalRateLimit
+			if err := tc.UnmarshalTo(&rc); err != nil {
+				return ch, fmt.Errorf("%s: %w: %w", where, ErrRateLimit, err)
+			}
+			lim, err := connectionLimit(&rc)
+			if err != nil {
+				return ch, fmt.Errorf("%s: %w: %w", where, ErrRateLimit, err)
+			}
+			if ch.conns == nil {
+				ch.conns = &ratelimit.Rules{}
+			}
+			ch.conns.Limits = append(ch.conns.Limits, lim)
 		case tc.MessageIs(&tcpproxyv3.TcpProxy{}):
 			var tp tcpproxyv3.TcpProxy
 			if err := tc.UnmarshalTo(&tp); err != nil {
@@ -153,11 +172,11 @@ func parseInboundChain(fc *listenerv3.FilterChain, clusters map[string]*clusterv
 			if err := tc.UnmarshalTo(&hcm); err != nil {
 				return ch, fmt.Errorf("%s: %w", where, err)
 			}
-			c, fs, err := inboundHCM(&hcm)
+			c, fs, rl, err := inboundHCM(&hcm)
 			if err != nil {
 				return ch, fmt.Errorf("%s: %w", where, err)
 			}
-			cluster, req, terminal, ch.http = c, fs, true, true
+			cluster, req, terminal, ch.http, ch.rl = c, fs, true, true, rl
 		default:
 			return ch, fmt.Errorf("%s: filter type %s is not supported on an inbound chain", where, tc.GetTypeUrl())
 		}
@@ -192,24 +211,25 @@ func parseInboundChain(fc *listenerv3.FilterChain, clusters map[string]*clusterv
 }
 
 // inboundHCM reads an inbound HTTP connection manager: the cluster of its
-// inline route and its RBAC filters in order. The router must be the
-// last HTTP filter; any other filter is refused unless it is optional.
-func inboundHCM(hcm *hcmv3.HttpConnectionManager) (string, []*authz.Filter, error) {
+// inline route, its RBAC filters in order and its local rate limit filter
+// (at most one, after the RBAC filters). The router must be the last
+// HTTP filter; any other filter is refused unless it is optional.
+func inboundHCM(hcm *hcmv3.HttpConnectionManager) (string, []*authz.Filter, *ratelimit.Rules, error) {
 	if hcm.GetRds() != nil {
-		return "", nil, errors.New("rds: an inbound chain needs an inline route_config")
+		return "", nil, nil, errors.New("rds: an inbound chain needs an inline route_config")
 	}
 	rc := hcm.GetRouteConfig()
 	if rc == nil {
-		return "", nil, errors.New("route_config: missing")
+		return "", nil, nil, errors.New("route_config: missing")
 	}
 	cluster := ""
 	for _, vh := range rc.GetVirtualHosts() {
 		if len(vh.GetTypedPerFilterConfig()) > 0 {
-			return "", nil, fmt.Errorf("route_config: virtual host %q: typed_per_filter_config is not supported inbound", vh.GetName())
+			return "", nil, nil, fmt.Errorf("route_config: virtual host %q: typed_per_filter_config is not supported inbound", vh.GetName())
 		}
 		for _, r := range vh.GetRoutes() {
 			if len(r.GetTypedPerFilterConfig()) > 0 {
-				return "", nil, fmt.Errorf("route_config: virtual host %q: typed_per_filter_config is not supported inbound", vh.GetName())
+				return "", nil, nil, fmt.Errorf("route_config: virtual host %q: typed_per_filter_config is not supported inbound", vh.GetName())
 			}
 			if c := r.GetRoute().GetCluster(); c != "" && cluster == "" && (r.GetMatch().GetPrefix() == "/" || r.GetMatch().GetPrefix() == "") {
 				cluster = c
@@ -217,40 +237,60 @@ func inboundHCM(hcm *hcmv3.HttpConnectionManager) (string, []*authz.Filter, erro
 		}
 	}
 	if cluster == "" {
-		return "", nil, errors.New("route_config: no route for prefix / to a cluster")
+		return "", nil, nil, errors.New("route_config: no route for prefix / to a cluster")
 	}
-	var fs []*authz.Filter
+	var (
+		fs     []*authz.Filter
+		rl     *ratelimit.Rules
+		seenRL bool
+	)
 	router := false
 	for i, hf := range hcm.GetHttpFilters() {
 		where := fmt.Sprintf("http filter %d %q", i, hf.GetName())
 		if router {
-			return "", nil, fmt.Errorf("%s: follows the router", where)
+			return "", nil, nil, fmt.Errorf("%s: follows the router", where)
 		}
 		if hf.GetDisabled() {
-			return "", nil, fmt.Errorf("%s: disabled filters are not supported inbound", where)
+			return "", nil, nil, fmt.Errorf("%s: disabled filters are not supported inbound", where)
 		}
 		tc := hf.GetTypedConfig()
 		switch {
 		case tc != nil && tc.MessageIs(&httprbacv3.RBAC{}):
 			var rc httprbacv3.RBAC
 			if err := tc.UnmarshalTo(&rc); err != nil {
-				return "", nil, fmt.Errorf("%s: %w: %w", where, ErrAuthz, err)
+				return "", nil, nil, fmt.Errorf("%s: %w: %w", where, ErrAuthz, err)
 			}
 			af, err := authz.NewHTTPFilter(&rc)
 			if err != nil {
-				return "", nil, fmt.Errorf("%s: %w: %w", where, ErrAuthz, err)
+				return "", nil, nil, fmt.Errorf("%s: %w: %w", where, ErrAuthz, err)
+			}
+			if seenRL {
+				return "", nil, nil, fmt.Errorf("%s: %w: RBAC filters must come before the local rate limit filter", where, ErrAuthz)
 			}
 			fs = append(fs, af)
+		case tc != nil && tc.MessageIs(&localrlhttpv3.LocalRateLimit{}):
+			if seenRL {
+				return "", nil, nil, fmt.Errorf("%s: %w: a second local rate limit filter is not supported", where, ErrRateLimit)
+			}
+			var rc localrlhttpv3.LocalRateLimit
+			if err := tc.UnmarshalTo(&rc); err != nil {
+				return "", nil, nil, fmt.Errorf("%s: %w: %w", where, ErrRateLimit, err)
+			}
+			r, err := httpRateLimit(&rc)
+			if err != nil {
+				return "", nil, nil, fmt.Errorf("%s: %w: %w", where, ErrRateLimit, err)
+			}
+			rl, seenRL = r, true
 		case tc != nil && tc.MessageIs(&routerv3.Router{}):
 			router = true
 		case hf.GetIsOptional():
 			// Envoy skips an optional filter it does not know.
 		default:
-			return "", nil, fmt.Errorf("%s: filter type %s is not supported inbound", where, tc.GetTypeUrl())
+			return "", nil, nil, fmt.Errorf("%s: filter type %s is not supported inbound", where, tc.GetTypeUrl())
 		}
 	}
 	if !router {
-		return "", nil, errors.New("http_filters: no router")
+		return "", nil, nil, errors.New("http_filters: no router")
 	}
-	return cluster, fs, nil
+	return cluster, fs, rl, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/sidecar/ratelimit"
 	"github.com/fedmesh/fedmesh/topology"
 )
 
@@ -222,6 +223,12 @@ type InboundPort struct {
 	// Authz is the port's authorization; nil allows everything (a chain
 	// without RBAC filters, such as the tcp_proxy-only shape).
 	Authz *Authz `json:"authz,omitempty"`
+	// RateLimit are the request limits of an HTTP port (its local rate
+	// limit filter), checked after authorization; nil limits nothing.
+	RateLimit *ratelimit.Rules `json:"rateLimit,omitempty"`
+	// ConnectionLimit are the new-connection limits of an opaque TCP
+	// port (its network local rate limit filters); nil limits nothing.
+	ConnectionLimit *ratelimit.Rules `json:"connectionLimit,omitempty"`
 }
 
 // Inbound is one inbound listener.

@@ -130,11 +130,23 @@ func (p *Proxy) inboundConn(ctx context.Context, raw net.Conn, tcfg *tls.Config,
 			return
 		}
 	}
-	// An HTTP port with request-level authorization parses what comes in
-	// as HTTP, as Envoy's HTTP connection manager does, whatever ALPN the
-	// client chose: an opaque tunnel (CONNECT) cannot pass requests by
-	// the policy.
-	if cs.NegotiatedProtocol != ALPNTCP || (port.Authz != nil && port.Authz.Request != nil) {
+	if port.ConnectionLimit != nil {
+		// After authorization, as Envoy's network filters run in order:
+		// a denied connection takes no token.
+		principal := ""
+		if id, err := identity.PeerID(cs); err == nil {
+			principal = id.String()
+		}
+		if !p.admitConn(port, principal, (&peerInfo{p: p, cs: cs}).peerCluster()) {
+			conn.Close()
+			return
+		}
+	}
+	// An HTTP port with request-level authorization or rate limits parses
+	// what comes in as HTTP, as Envoy's HTTP connection manager does,
+	// whatever ALPN the client chose: an opaque tunnel (CONNECT) cannot
+	// pass requests by the policy.
+	if cs.NegotiatedProtocol != ALPNTCP || (port.Authz != nil && port.Authz.Request != nil) || port.RateLimit != nil {
 		if !httpConns.deliver(conn) {
 			conn.Close()
 		}
@@ -208,6 +220,10 @@ func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 		}()
 		if port.Authz != nil && port.Authz.Request != nil && !p.authorizeHTTP(&ir.rec, r, port, id.String(), pi) {
 			ri.setFlag(flagDenied)
+			return
+		}
+		if port.RateLimit != nil && !p.rateLimitHTTP(&ir.rec, r, port, id.String(), ri.sourceCluster) {
+			ri.setFlag(flagRateLimited)
 			return
 		}
 		if _, spoofed := r.Header[ClientIDHeader]; spoofed {

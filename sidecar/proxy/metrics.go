@@ -24,6 +24,9 @@ type Metrics struct {
 	// mesh are the request and TCP families with the mesh labels
 	// (fedmesh_requests_total, ...).
 	mesh *meshMetrics
+	// rateLimits reads the rate limiters' counters
+	// (fedmesh_ratelimit_requests_total).
+	rateLimits *rateLimitCollector
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil
@@ -41,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"direction", "source_cluster", "destination_cluster", "service"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_sidecar_request_errors_total",
-			Help: "Requests and connections the sidecar failed, by direction, service and reason (no_route, bad_host, no_healthy, connect, timeout, upstream_reset, app_unreachable; on a route in force no_route_match, backend_not_found, fault_injected, mirror_overflow).",
+			Help: "Requests and connections the sidecar failed, by direction, service and reason (no_route, bad_host, no_healthy, connect, timeout, upstream_reset, app_unreachable, rate_limited (an inbound TCP connection over its rate); on a route in force no_route_match, backend_not_found, fault_injected, mirror_overflow).",
 		}, []string{"direction", "service", "reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_sidecar_retries_total",
@@ -75,10 +78,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "fedmesh_sidecar_faults_injected_total",
 			Help: "Faults injected by a route's envoy.filters.http.fault configuration, by service and fault (delay, abort). Aborted requests are also counted in fedmesh_sidecar_request_errors_total with reason fault_injected, and not in fedmesh_sidecar_requests_total.",
 		}, []string{"service", "fault"}),
-		mesh: newMeshMetrics(),
+		mesh:       newMeshMetrics(),
+		rateLimits: newRateLimitCollector(),
 	}
 	if reg != nil {
-		cs := []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz, m.faults}
+		cs := []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz, m.faults, m.rateLimits}
 		for _, c := range append(cs, m.mesh.collectors()...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("proxy: register metrics: %w", err)

@@ -172,6 +172,7 @@ func New(cfg Config) (*Proxy, error) {
 		mirrors:   make(chan struct{}, maxMirrors),
 		limiter:   ratelimit.New(ratelimit.Config{Now: cfg.Now}),
 	}
+	m.rateLimits.add(p.limiter)
 	p.mirrorCtx, p.mirrorCancel = context.WithCancel(context.Background())
 	p.errorLog = slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
 	p.appH1 = &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
@@ -229,6 +230,7 @@ func (p *Proxy) Update(snap *config.Snapshot) error {
 		}
 	}
 	p.updateInboundSeriesLocked(snap)
+	p.declareLimits(snap)
 	if err := p.configureTracing(snap); err != nil {
 		errs = append(errs, err)
 	}

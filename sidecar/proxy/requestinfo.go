@@ -36,9 +36,6 @@ const (
 	flagDownstreamGone  = "DC"   // the client went away before the answer
 )
 
-// _ keeps flagRateLimited documented for when local rate limits land.
-var _ = flagRateLimited
-
 // requestInfo is what one request was, filled as it goes through the
 // sidecar and read once it ends, by the metrics and the access log (and
 // by tracing, which fills traceID). One lives in each outbound call and

@@ -120,7 +120,8 @@ func (l *Limiter) Check(rules *Rules, r *Request) Decision {
 		if !lim.Applies(r) {
 			continue
 		}
-		ok, left, reset := l.state(lim).take(lim, lim.key(r), now)
+		key, _ := lim.key(r)
+		ok, left, reset := l.state(lim).take(lim, key, now)
 		if !ok {
 			return Decision{Limit: lim, Reset: reset}
 		}

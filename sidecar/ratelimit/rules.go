@@ -21,6 +21,8 @@ type Rules struct {
 	// (rate_limited_as_resource_exhausted); otherwise a refused call gets
 	// UNAVAILABLE, the gRPC mapping of HTTP 429.
 	ResourceExhausted bool
+	// RetryAfter adds Retry-After to refusals (enable_retry_after_header).
+	RetryAfter bool
 }
 
 // KeyType is what a keyed limit splits its bucket by.
@@ -131,9 +133,15 @@ func NewHeaderMatch(name string, kind MatchKind, value string, invert bool) (Hea
 	return m, nil
 }
 
+// ClientIDHeader is the header that carries the caller's verified SPIFFE
+// ID on a server sidecar: a condition on it matches Request.Principal,
+// never a header the caller sent.
+const ClientIDHeader = "X-Fedmesh-Client-Id"
+
 // Request is what a limit looks at.
 type Request struct {
-	// Principal is the caller's verified SPIFFE ID; "" when plaintext.
+	// Principal is the caller's verified SPIFFE ID; "" when plaintext. It
+	// is the value of ClientIDHeader.
 	Principal string
 	// Cluster is the caller's cluster from its verified chain; "" when
 	// unknown.
@@ -167,6 +175,8 @@ func (r *Request) header(name string) (string, bool) {
 		return r.Path, r.Path != ""
 	case ":authority":
 		return r.Authority, r.Authority != ""
+	case ClientIDHeader:
+		return r.Principal, r.Principal != ""
 	}
 	vs := r.Headers[name]
 	switch len(vs) {
@@ -199,28 +209,34 @@ func (m *HeaderMatch) matches(r *Request) bool {
 	return hit != m.invert
 }
 
-// key returns the request's value of the limit's key.
-func (l *Limit) key(r *Request) string {
+// key returns the request's value of the limit's key; false when the
+// request has none (Envoy then makes no descriptor: the limit does not
+// count the request).
+func (l *Limit) key(r *Request) (string, bool) {
+	var v string
 	switch l.Key {
+	case KeyNone:
+		return "", true
 	case KeyPrincipal:
-		return r.Principal
+		v = r.Principal
 	case KeyNamespace:
-		return Namespace(r.Principal)
+		v = Namespace(r.Principal)
 	case KeyCluster:
-		return r.Cluster
+		v = r.Cluster
 	case KeyHeader:
-		v, _ := r.header(l.Header)
-		return v
+		v, _ = r.header(l.Header)
 	}
-	return ""
+	return v, v != ""
 }
 
-// Applies reports whether the limit counts request r.
+// Applies reports whether the limit counts request r: every condition
+// holds and the request has a value for the limit's key.
 func (l *Limit) Applies(r *Request) bool {
 	for i := range l.Match {
 		if !l.Match[i].matches(r) {
 			return false
 		}
 	}
-	return true
+	_, ok := l.key(r)
+	return ok
 }

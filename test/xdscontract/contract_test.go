@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/internal/xdsclient"
+	"github.com/fedmesh/fedmesh/sidecar/ratelimit"
 	// The typed configs inside the snapshots (filters, TLS, fault) are
 	// the builder's.
 	_ "github.com/fedmesh/fedmesh/internal/xdsresource"
@@ -155,5 +157,61 @@ func TestTelemetrySnapshot(t *testing.T) {
 	// A golden without policies leaves the sidecar's flags in charge.
 	if got := apply(t, "../../controlplane/xds/testdata/out/sidecar-west-1-inbound.yaml").Telemetry; !cmp.Equal(got, config.Telemetry{}) {
 		t.Errorf("telemetry without policies: %+v, want the zero value", got)
+	}
+}
+
+// TestRateLimitSnapshot checks that the RateLimitPolicies rendered for
+// the rate limit golden are in force in the sidecar: echo's HTTP port
+// has its two local limits and the quota's share (its ID under
+// fedmesh.quota), the store's TCP port its connection limit.
+func TestRateLimitSnapshot(t *testing.T) {
+	snap := apply(t, "../../controlplane/xds/testdata/out/sidecar-west-1-ratelimit.yaml")
+	type limit struct {
+		ID      string
+		Quota   bool
+		Key     ratelimit.KeyType
+		Header  string
+		Matches int
+		Bucket  ratelimit.Bucket
+		MaxKeys int
+	}
+	summary := func(r *ratelimit.Rules) []limit {
+		if r == nil {
+			return nil
+		}
+		var out []limit
+		for _, l := range r.Limits {
+			out = append(out, limit{l.ID, l.Quota, l.Key, l.Header, len(l.Match), l.Bucket, l.MaxKeys})
+		}
+		return out
+	}
+	var echo, store config.InboundPort
+	for _, in := range snap.Inbound {
+		for _, p := range in.Ports {
+			switch p.Port.Name {
+			case "echo":
+				echo = p
+			case "store":
+				store = p
+			}
+		}
+	}
+	wantEcho := []limit{
+		{ID: "demo/echo-limits/per-caller", Key: ratelimit.KeyPrincipal, Bucket: ratelimit.Bucket{Max: 200, PerFill: 100, Interval: time.Second}, MaxKeys: 1024},
+		{ID: "demo/echo-limits/api-writes", Key: ratelimit.KeyHeader, Header: "X-Tenant", Matches: 2, Bucket: ratelimit.Bucket{Max: 10, PerFill: 10, Interval: time.Minute}, MaxKeys: 1024},
+		{ID: "demo/echo-limits/batch", Quota: true, Matches: 1, Bucket: ratelimit.Bucket{Max: 200, PerFill: 200, Interval: time.Minute}},
+	}
+	if diff := cmp.Diff(wantEcho, summary(echo.RateLimit)); diff != "" {
+		t.Errorf("echo's limits (-want +got):\n%s", diff)
+	}
+	if r := echo.RateLimit; r == nil || !r.XRateLimitHeaders || !r.ResourceExhausted || !r.RetryAfter {
+		t.Errorf("echo's rules %+v: want X-RateLimit headers, Retry-After and RESOURCE_EXHAUSTED", r)
+	}
+	wantStore := []limit{{ID: "demo/connections:tcp", Bucket: ratelimit.Bucket{Max: 20, PerFill: 20, Interval: time.Second}}}
+	if diff := cmp.Diff(wantStore, summary(store.ConnectionLimit)); diff != "" {
+		t.Errorf("store's connection limits (-want +got):\n%s", diff)
+	}
+	if store.RateLimit != nil || echo.ConnectionLimit != nil {
+		t.Errorf("request limits on TCP or connection limits on HTTP: %+v, %+v", store.RateLimit, echo.ConnectionLimit)
 	}
 }

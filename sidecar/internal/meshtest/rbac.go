@@ -144,11 +144,14 @@ func (a *Authz) Rules() []xdsresource.RBAC {
 	return out
 }
 
-// AuthzPort is an inbound port with its authorization; Authz nil sends
-// the old shape (tcp_proxy only).
+// AuthzPort is an inbound port with its authorization and rate limits;
+// both nil send the old shape (tcp_proxy only).
 type AuthzPort struct {
 	InboundPort
 	Authz *Authz
+	// RateLimit is the port's local rate limit filter (HTTP) or network
+	// filters (TCP), as docs/ratelimit.md renders them.
+	RateLimit *xdsresource.RateLimit
 }
 
 // InboundAuthz builds the inbound listener inbound|ADDR in the shapes of
@@ -166,6 +169,10 @@ func InboundAuthz(addr string, ports ...AuthzPort) []types.Resource {
 		if ip.Authz != nil {
 			ch.HTTP = ip.HTTP || ip.GRPC
 			ch.RBAC = ip.Authz.Rules()
+		}
+		if ip.RateLimit != nil {
+			ch.HTTP = ip.HTTP || ip.GRPC
+			ch.RateLimit = ip.RateLimit
 		}
 		chains = append(chains, ch)
 		ah, ap := mustSplit(ip.App)
