@@ -54,7 +54,7 @@ func shareOf(q controlplane.QuotaStatus, cluster string) (int64, bool) {
 	return 0, false
 }
 
-// admittedPerSecond counts the requests admitted (answered 200) that
+// admittedIn counts the requests admitted (answered 200) that
 // started in [from, to), and those refused by the quota (429).
 func admittedIn(l *load, from, to time.Time) (admitted, refused int) {
 	for _, s := range l.Between(from, to) {
