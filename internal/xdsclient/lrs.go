@@ -11,6 +11,8 @@ import (
 	lrsv3 "github.com/envoyproxy/go-control-plane/envoy/service/load_stats/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/fedmesh/fedmesh/internal/xdsresource"
 )
@@ -83,10 +85,16 @@ func (r *loadReporter) sent(counts []LoadCount, now time.Time) {
 // runLoadReports holds a load reporting stream (envoy.service.load_stats.v3)
 // on conn until ctx ends, reconnecting with the client's backoff, and
 // reports Config.LoadReports every interval the control plane asks for.
+// No stream is opened while there is nothing to report (no quota here),
+// and a control plane without LRS is asked again only every
+// lrsUnimplementedBackoff.
 func (c *Client) runLoadReports(ctx context.Context, conn *grpc.ClientConn) {
 	r := &loadReporter{lastAt: time.Now()}
 	bo := &backoffPolicy{initial: c.cfg.InitialBackoff, max: c.cfg.MaxBackoff, rand: rand.Float64}
 	for {
+		if !c.waitForLoad(ctx) {
+			return
+		}
 		sent, err := c.runLoadStream(ctx, conn, r)
 		if ctx.Err() != nil {
 			return
@@ -95,13 +103,42 @@ func (c *Client) runLoadReports(ctx context.Context, conn *grpc.ClientConn) {
 			bo.reset()
 		}
 		d := bo.next()
-		c.log.Warn("load reporting stream ended; reconnecting", "err", err, "backoff", d)
+		if status.Code(err) == codes.Unimplemented {
+			d = lrsUnimplementedBackoff
+			c.log.Info("the control plane serves no load reports; quota demand is not reported", "retry", d)
+		} else {
+			c.log.Warn("load reporting stream ended; reconnecting", "err", err, "backoff", d)
+		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// lrsUnimplementedBackoff spaces the attempts to report load to a control
+// plane that does not serve LRS.
+const lrsUnimplementedBackoff = time.Minute
+
+// waitForLoad returns true once Config.LoadReports has something to
+// report, false when ctx ends first.
+func (c *Client) waitForLoad(ctx context.Context) bool {
+	if len(c.cfg.LoadReports()) > 0 {
+		return true
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			if len(c.cfg.LoadReports()) > 0 {
+				return true
+			}
 		}
 	}
 }
