@@ -282,7 +282,11 @@ func (b *quotaBalancer) round(view *catalog.View) (recordsChanged, sharesChanged
 			fenced[p.Cluster] = p.Fenced
 			in.Peers = append(in.Peers, p)
 		}
-		res := quota.Run(in, b.states[id])
+		prev, ok := b.states[id]
+		if !ok {
+			prev = resumeState(view, b.cluster, d)
+		}
+		res := quota.Run(in, prev)
 		b.states[id] = res.State
 		b.applied[id] = res.Share
 		pub := res.State.Published
@@ -317,6 +321,28 @@ func (b *quotaBalancer) round(view *catalog.View) (recordsChanged, sharesChanged
 	}
 	b.status = status
 	return recordsChanged, sharesChanged
+}
+
+// resumeState is the state of a quota this control plane has no state of
+// yet: from the record this cluster published before (a restarted control
+// plane finds it in its etcd, through the view), so that its sidecars keep
+// the share the peers count it with instead of starting from nothing;
+// the zero state when there is none.
+func resumeState(v *catalog.View, local string, d *quotaDef) quota.State {
+	if v == nil {
+		return quota.State{}
+	}
+	for i := range v.Services {
+		for _, q := range v.Services[i].Quotas {
+			if q.Cluster != local || q.Quota != d.ID || q.Requests != d.Requests || q.Interval != d.Interval {
+				continue
+			}
+			rec := quota.Record{Requests: q.Requests, Interval: q.Interval,
+				Rate: quota.Rate{Admitted: q.Admitted, Refused: q.Refused}, Share: q.Share}
+			return quota.State{Started: true, Published: rec, Applied: q.Share, MajorityShare: q.Share}
+		}
+	}
+	return quota.State{}
 }
 
 // peerRecords collects the other clusters' quota records from the view,

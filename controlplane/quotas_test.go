@@ -214,3 +214,26 @@ func seriesCount(c prometheus.Collector) int {
 	close(ch)
 	return len(ch)
 }
+
+// TestQuotaBalancerResumes: a restarted control plane starts from the
+// share its cluster published before (found in the view), not from zero.
+func TestQuotaBalancerResumes(t *testing.T) {
+	b, clk := newTestBalancer(t)
+	b.cfg.Hold = time.Hour // a raise would wait: only the resumed share can be in force
+	b.report(clk, "echo-1", 10, 0)
+	own := catalog.ClusterQuota{Cluster: "east-1", QuotaRecord: catalog.QuotaRecord{
+		Quota: quotaID, Requests: 600, Interval: time.Minute, Admitted: 300, Share: 300}}
+	b.round(viewWith(false, own, westRecord(300, 300)))
+	if got, ok := b.shareOf(quotaID, "echo-1"); !ok || got.Requests != 300 {
+		t.Errorf("after a restart echo-1's share is %v %v, want the 300 east-1 published", got, ok)
+	}
+	// Without its old record a control plane starts from nothing and
+	// waits for the hold.
+	b2, clk2 := newTestBalancer(t)
+	b2.cfg.Hold = time.Hour
+	b2.report(clk2, "echo-1", 10, 0)
+	b2.round(viewWith(false, westRecord(300, 300)))
+	if got, _ := b2.shareOf(quotaID, "echo-1"); got.Requests != 1 || got.Interval != 10*time.Minute {
+		t.Errorf("a first start gives echo-1 %v, want 1 request per 10 intervals until the hold passes", got)
+	}
+}
