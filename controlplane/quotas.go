@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -87,12 +88,17 @@ type quotaBalancer struct {
 	defs    map[string]*quotaDef
 	tracker *quota.Tracker
 	states  map[string]quota.State
-	// shares are the node shares in force, by quota and node; known
-	// says which quotas this cluster takes part in.
+	// shares are the node shares in force, by quota and node, for the
+	// quotas this cluster takes part in; applied is the cluster's share
+	// in force and records what it publishes, by quota.
 	shares  map[string]map[string]int64
 	applied map[string]int64
 	records map[string]catalog.QuotaRecord
 	status  []QuotaStatus
+	// minority is the quotas whose split this cluster is in a minority
+	// of; gauged the label sets of the last round's gauges.
+	minority map[string]bool
+	gauged   map[[2]string]bool
 }
 
 type quotaMetrics struct {
@@ -132,14 +138,16 @@ func (m quotaMetrics) collectors() []prometheus.Collector {
 func newQuotaBalancer(cluster string, cfg QuotaConfig, log *slog.Logger, now func() time.Time) *quotaBalancer {
 	return &quotaBalancer{
 		cluster: cluster, cfg: cfg, now: now,
-		log:     log.With("component", "quota"),
-		m:       newQuotaMetrics(),
-		defs:    map[string]*quotaDef{},
-		tracker: quota.NewTracker(cfg.Window),
-		states:  map[string]quota.State{},
-		shares:  map[string]map[string]int64{},
-		applied: map[string]int64{},
-		records: map[string]catalog.QuotaRecord{},
+		log:      log.With("component", "quota"),
+		m:        newQuotaMetrics(),
+		defs:     map[string]*quotaDef{},
+		tracker:  quota.NewTracker(cfg.Window),
+		states:   map[string]quota.State{},
+		shares:   map[string]map[string]int64{},
+		applied:  map[string]int64{},
+		records:  map[string]catalog.QuotaRecord{},
+		minority: map[string]bool{},
+		gauged:   map[[2]string]bool{},
 	}
 }
 
@@ -253,10 +261,8 @@ func (b *quotaBalancer) round(view *catalog.View) (recordsChanged, sharesChanged
 	peers := peerRecords(view, b.cluster)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.m.share.Reset()
-	b.m.demand.Reset()
-	b.m.minority.Reset()
 	var status []QuotaStatus
+	gauged := map[[2]string]bool{}
 	for _, id := range slices.Sorted(maps.Keys(b.defs)) {
 		d := b.defs[id]
 		nodes := b.tracker.Nodes(id, d.Interval, now, 3*b.cfg.ReportInterval+b.cfg.Window)
@@ -309,14 +315,23 @@ func (b *quotaBalancer) round(view *catalog.View) (recordsChanged, sharesChanged
 		for _, c := range st.Clusters {
 			b.m.share.WithLabelValues(id, c.Cluster).Set(float64(c.Share))
 			b.m.demand.WithLabelValues(id, c.Cluster).Set(float64(c.Admitted + c.Refused))
+			gauged[[2]string{id, c.Cluster}] = true
 		}
-		if res.Minority {
-			b.m.minority.WithLabelValues(id).Set(1)
-		} else {
-			b.m.minority.WithLabelValues(id).Set(0)
+		b.setMinorityLocked(id, res.Minority, res.Share)
+	}
+	// Gauges of quotas and clusters no longer split go, so that no
+	// stale share stays on show.
+	for k := range b.gauged {
+		if !gauged[k] {
+			b.m.share.DeleteLabelValues(k[0], k[1])
+			b.m.demand.DeleteLabelValues(k[0], k[1])
 		}
-		if res.Minority && !b.states[id].RaiseSince.IsZero() {
-			b.log.Debug("quota frozen in a minority", "quota", id, "share", res.Share)
+	}
+	b.gauged = gauged
+	for id := range b.minority {
+		if _, ok := b.states[id]; !ok {
+			delete(b.minority, id)
+			b.m.minority.DeleteLabelValues(id)
 		}
 	}
 	b.status = status
@@ -345,6 +360,25 @@ func resumeState(v *catalog.View, local string, d *quotaDef) quota.State {
 	return quota.State{}
 }
 
+// setMinorityLocked records whether this cluster is in a minority of
+// quota id's clusters, and logs when that changes.
+func (b *quotaBalancer) setMinorityLocked(id string, minority bool, share int64) {
+	v := 0.0
+	if minority {
+		v = 1
+	}
+	b.m.minority.WithLabelValues(id).Set(v)
+	if b.minority[id] == minority {
+		return
+	}
+	b.minority[id] = minority
+	if minority {
+		b.log.Warn("no more than half of a quota's clusters are live from here: this cluster keeps at most the share it had", "quota", id, "share", share)
+	} else {
+		b.log.Info("a majority of a quota's clusters is live again: the split follows the demand", "quota", id, "share", share)
+	}
+}
+
 // peerRecords collects the other clusters' quota records from the view,
 // by quota, one per cluster (a record on several services' exports is
 // the same record), sorted by cluster.
@@ -368,15 +402,7 @@ func peerRecords(v *catalog.View, local string) map[string][]quota.Peer {
 		}
 	}
 	for _, ps := range out {
-		slices.SortFunc(ps, func(a, b quota.Peer) int {
-			if a.Cluster < b.Cluster {
-				return -1
-			}
-			if a.Cluster > b.Cluster {
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(ps, func(a, b quota.Peer) int { return strings.Compare(a.Cluster, b.Cluster) })
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fedmesh/fedmesh/controlplane/quota"
@@ -90,15 +91,7 @@ func (b *quotaBalancer) statusOf(d *quotaDef, in quota.Input, res quota.Result, 
 		st.Clusters = append(st.Clusters, QuotaClusterStatus{Cluster: p.Cluster, Fenced: fenced[p.Cluster],
 			Admitted: p.Record.Rate.Admitted, Refused: p.Record.Rate.Refused, Share: share, Published: p.Record.Share})
 	}
-	slices.SortFunc(st.Clusters, func(a, b QuotaClusterStatus) int {
-		if a.Cluster < b.Cluster {
-			return -1
-		}
-		if a.Cluster > b.Cluster {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(st.Clusters, func(a, b QuotaClusterStatus) int { return strings.Compare(a.Cluster, b.Cluster) })
 	for _, node := range slices.Sorted(maps.Keys(in.Nodes)) {
 		r := in.Nodes[node]
 		share, _ := quota.Of(res.Nodes, node)

@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/fedmesh/fedmesh/controlplane"
 	"github.com/fedmesh/fedmesh/internal/demo"
@@ -119,7 +124,10 @@ func TestClusterSetQuota(t *testing.T) {
 		return nil
 	})
 	from := time.Now()
-	time.Sleep(6 * time.Second) // a measurement window, not a wait for state
+	m.checkQuotaWebView(t)
+	if d := time.Until(from.Add(6 * time.Second)); d > 0 {
+		time.Sleep(d) // the rest of a measurement window, not a wait for state
+	}
 	to := time.Now()
 	adm, ref := admittedIn(l, from, to)
 	w := int(to.Sub(from).Round(time.Second) / time.Second)
@@ -225,4 +233,44 @@ func TestClusterSetQuota(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// checkQuotaWebView opens east-1's web view through `fedmesh dashboard`
+// in headless chromium, when there is one, and waits until its quota
+// table shows east-1 holding most of the quota.
+func (m *mesh) checkQuotaWebView(t *testing.T) {
+	t.Helper()
+	exe, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Log("chromium is not installed: the web view's quota table is not checked")
+		return
+	}
+	url := m.startDashboard()
+	b := newBrowser(t, exe)
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	err = chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(`body[data-ready="true"]`)))
+	cancel()
+	if err != nil {
+		t.Fatalf("open %s: %v (console: %v)", url, err, b.consoleErrors())
+	}
+	poll.Until(t, 30*time.Second, "the web view's quota table shows east-1 holding most of the quota", func() error {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		defer cancel()
+		rows, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#quotas tr[data-quota]")).map(e => e.dataset.quota)`))
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			f := strings.Split(r, "|")
+			if len(f) >= 3 && f[0] == quotaTestID && f[1] == "east-1" {
+				if n, err := strconv.Atoi(f[2]); err == nil && n >= quotaTestRequests*3/4 {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("quota rows %v", rows)
+	})
+	if errs := b.consoleErrors(); len(errs) > 0 {
+		t.Errorf("the page logged errors: %v", errs)
+	}
 }
