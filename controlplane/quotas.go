@@ -281,7 +281,9 @@ func (b *quotaBalancer) round(view *catalog.View) (recordsChanged, sharesChanged
 			delete(b.applied, id)
 			continue
 		}
-		in := quota.Input{Def: d.Def, Local: b.cluster, LocalRate: quota.SumRates(nodes), Nodes: nodes, Now: now, Hold: b.cfg.Hold}
+		// The published demand is quantized so that a steady load does
+		// not rewrite the exports every round.
+		in := quota.Input{Def: d.Def, Local: b.cluster, LocalRate: quota.SumRates(nodes).Quantized(), Nodes: nodes, Now: now, Hold: b.cfg.Hold}
 		fenced := map[string]bool{}
 		for _, p := range peers[id] {
 			p.Fenced = view.Clusters[p.Cluster].Fenced

@@ -178,3 +178,13 @@ func TestTrackerRates(t *testing.T) {
 		t.Errorf("after Forget: %v", got)
 	}
 }
+
+func TestQuantize(t *testing.T) {
+	for _, tt := range []struct{ in, want int64 }{
+		{0, 0}, {7, 7}, {99, 99}, {100, 100}, {104, 100}, {105, 110}, {1234, 1200}, {1250, 1300}, {987654, 990000}, {-3, -3},
+	} {
+		if got := Quantize(tt.in); got != tt.want {
+			t.Errorf("Quantize(%d) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
