@@ -201,6 +201,11 @@ func trafficObjects(cluster string, local *policy.Traffic, unpublished []Unpubli
 		add(TrafficObject{Kind: policy.KindTelemetryPolicy, Namespace: p.Namespace, Name: p.Name, Origin: OriginLocal, Cluster: cluster,
 			Refs: targetRefs(p.Namespace, p.Spec.TargetRefs)}, p)
 	}
+	for i := range local.RateLimits {
+		p := &local.RateLimits[i]
+		add(TrafficObject{Kind: policy.KindRateLimitPolicy, Namespace: p.Namespace, Name: p.Name, Origin: OriginLocal, Cluster: cluster,
+			Refs: targetRefs(p.Namespace, p.Spec.TargetRefs)}, p)
+	}
 	if view != nil {
 		for _, svc := range view.Services {
 			if svc.Policies == nil || svc.PoliciesCluster == cluster {

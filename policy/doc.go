@@ -64,6 +64,11 @@
 //	    - {group: multicluster.x-k8s.io, kind: ServiceImport, name: echo, port: 8080, weight: 90}
 //	    - {group: multicluster.x-k8s.io, kind: ServiceImport, name: echo-v2, port: 8080, weight: 10}
 //
+// TelemetryPolicy and RateLimitPolicy (docs/ratelimit.md: local token
+// buckets, clusterset quotas, TCP connection rates; enforced by the
+// server's sidecar) are traffic objects too, local to their cluster.
+//
 // The producer part of a service's set (ProducerOf) travels with its
-// export as canonical JSON (EncodePolicies, DecodePolicies).
+// export as canonical JSON (EncodePolicies, DecodePolicies); it never
+// holds a TelemetryPolicy or a RateLimitPolicy.
 package policy

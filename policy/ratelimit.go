@@ -78,8 +78,8 @@ type RateLimitKeyType string
 
 // Key types.
 const (
-	// KeyPrincipal: the caller's SPIFFE ID (plaintext callers share the
-	// empty key).
+	// KeyPrincipal: the caller's SPIFFE ID (every inbound connection is
+	// mutual TLS, so every caller has one).
 	KeyPrincipal RateLimitKeyType = "Principal"
 	// KeySourceNamespace: the caller's namespace, from its SPIFFE ID.
 	KeySourceNamespace RateLimitKeyType = "SourceNamespace"
@@ -89,7 +89,10 @@ const (
 	KeyHeader RateLimitKeyType = "Header"
 )
 
-// RateLimitKey splits a bucket by a property of the request.
+// RateLimitKey splits a bucket by a property of the request. A request
+// without a value for the key (no such header) is not counted by the
+// limit, as in Envoy. A sidecar keeps at most 1024 keys per limit, the
+// least recently used evicted (docs/ratelimit.md).
 type RateLimitKey struct {
 	Type RateLimitKeyType `json:"type"`
 	// Header names the header when Type is Header.

@@ -143,6 +143,32 @@ func TestRateLimit(t *testing.T) {
 		}
 	})
 
+	t.Run("a CONNECT tunnel cannot pass the limits", func(t *testing.T) {
+		// An opaque tunnel to a rate-limited HTTP port is read as HTTP
+		// by the server sidecar, as with request-level authorization:
+		// what comes through it is never spliced to the app unchecked.
+		conn, err := net.Dial("tcp", a.client.sc.OutboundAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		target := "echo.demo:" + strconv.Itoa(int(a.httpP))
+		io.WriteString(conn, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("CONNECT: %v %v", resp, err)
+		}
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		io.WriteString(conn, "GET /api/x HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+		if resp, err := http.ReadResponse(br, nil); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusTooManyRequests {
+				t.Errorf("request in the tunnel: %d, want 429 or no answer", resp.StatusCode)
+			}
+		}
+	})
+
 	t.Run("quota demand", func(t *testing.T) {
 		var codes []int
 		for i := range 7 {

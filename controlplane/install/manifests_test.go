@@ -1,6 +1,7 @@
 package install
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -42,6 +43,15 @@ func TestRenderSetsIdentityAndLabels(t *testing.T) {
 		}
 		if got := o.GetLabels()[PartOfLabel]; got != "fedmesh" {
 			t.Errorf("%s: label %s=%q", ref(o), PartOfLabel, got)
+		}
+	}
+	// Every fedmesh policy's CRD is installed, and waited for (check
+	// and install read the same list).
+	for _, crd := range []string{"authorizationpolicies.fedmesh.io", "resiliencepolicies.fedmesh.io", "faultinjections.fedmesh.io",
+		"telemetrypolicies.fedmesh.io", "ratelimitpolicies.fedmesh.io"} {
+		find(t, objs, "CustomResourceDefinition", crd)
+		if !slices.Contains(crdNames(objs), crd) {
+			t.Errorf("crdNames leaves out %s", crd)
 		}
 	}
 	cm := find(t, objs, "ConfigMap", ClusterConfigMap)

@@ -27,6 +27,7 @@ func TestTrafficCRDsMatchTypes(t *testing.T) {
 		{"fedmesh.io_resiliencepolicies.yaml", policy.KindResiliencePolicy, reflect.TypeFor[policy.ResilienceSpec]()},
 		{"fedmesh.io_faultinjections.yaml", policy.KindFaultInjection, reflect.TypeFor[policy.FaultInjectionSpec]()},
 		{"fedmesh.io_telemetrypolicies.yaml", policy.KindTelemetryPolicy, reflect.TypeFor[policy.TelemetrySpec]()},
+		{"fedmesh.io_ratelimitpolicies.yaml", policy.KindRateLimitPolicy, reflect.TypeFor[policy.RateLimitSpec]()},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "base", "crds", tc.file))
@@ -92,6 +93,14 @@ func compareTrafficSchema(t *testing.T, path string, schema map[string]any, typ 
 		compareTrafficSchema(t, path+"{}", ap, typ.Elem())
 		return
 	}
+	if typ == reflect.TypeFor[policy.Port]() {
+		// A port reads from a number or a string of one, as Istio
+		// writes ports.
+		if schema["x-kubernetes-int-or-string"] != true {
+			t.Errorf("%s: a port without x-kubernetes-int-or-string", path)
+		}
+		return
+	}
 	want := ""
 	switch {
 	case typ.Implements(jsonMarshaler) || reflect.PointerTo(typ).Implements(jsonMarshaler):
@@ -115,7 +124,7 @@ func compareTrafficSchema(t *testing.T, path string, schema map[string]any, typ 
 	}
 	props, _ := schema["properties"].(map[string]any)
 	var fields []string
-	for f := range typ.Fields() {
+	for f := range inlineFields(typ) {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		fields = append(fields, name)
 		sub, ok := props[name].(map[string]any)
@@ -128,6 +137,26 @@ func compareTrafficSchema(t *testing.T, path string, schema map[string]any, typ 
 	for name := range props {
 		if !slices.Contains(fields, name) {
 			t.Errorf("%s.%s: in the CRD, not in the Go type", path, name)
+		}
+	}
+}
+
+// inlineFields are typ's fields, those of embedded structs tagged
+// `json:",inline"` in their place.
+func inlineFields(typ reflect.Type) func(yield func(reflect.StructField) bool) {
+	return func(yield func(reflect.StructField) bool) {
+		for f := range typ.Fields() {
+			if f.Anonymous && f.Tag.Get("json") == ",inline" {
+				for g := range inlineFields(f.Type) {
+					if !yield(g) {
+						return
+					}
+				}
+				continue
+			}
+			if !yield(f) {
+				return
+			}
 		}
 	}
 }

@@ -40,6 +40,7 @@ func fakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
 			ResiliencePolicyResource: "ResiliencePolicyList",
 			FaultInjectionResource:   "FaultInjectionList",
 			TelemetryPolicyResource:  "TelemetryPolicyList",
+			RateLimitPolicyResource:  "RateLimitPolicyList",
 		}, objs...)
 }
 

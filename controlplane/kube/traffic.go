@@ -22,13 +22,15 @@ import (
 // (deploy/base/crds/gateway.networking.k8s.io_*.yaml, from
 // sigs.k8s.io/gateway-api) and fedmesh's policies
 // (deploy/base/crds/fedmesh.io_resiliencepolicies.yaml,
-// fedmesh.io_faultinjections.yaml and fedmesh.io_telemetrypolicies.yaml).
+// fedmesh.io_faultinjections.yaml, fedmesh.io_telemetrypolicies.yaml and
+// fedmesh.io_ratelimitpolicies.yaml).
 var (
 	HTTPRouteResource        = schema.GroupVersionResource{Group: policy.GatewayGroup, Version: "v1", Resource: "httproutes"}
 	GRPCRouteResource        = schema.GroupVersionResource{Group: policy.GatewayGroup, Version: "v1", Resource: "grpcroutes"}
 	ResiliencePolicyResource = schema.GroupVersionResource{Group: policy.Group, Version: policy.Version, Resource: "resiliencepolicies"}
 	FaultInjectionResource   = schema.GroupVersionResource{Group: policy.Group, Version: policy.Version, Resource: "faultinjections"}
 	TelemetryPolicyResource  = schema.GroupVersionResource{Group: policy.Group, Version: policy.Version, Resource: "telemetrypolicies"}
+	RateLimitPolicyResource  = schema.GroupVersionResource{Group: policy.Group, Version: policy.Version, Resource: "ratelimitpolicies"}
 )
 
 // trafficResources are the traffic resources, in the order they are
@@ -42,6 +44,7 @@ var trafficResources = []struct {
 	{policy.KindHTTPRoute, HTTPRouteResource},
 	{policy.KindGRPCRoute, GRPCRouteResource},
 	{policy.KindTelemetryPolicy, TelemetryPolicyResource},
+	{policy.KindRateLimitPolicy, RateLimitPolicyResource},
 }
 
 // ControllerName is the controllerName of the route status entries
@@ -97,8 +100,8 @@ type TrafficStatus struct {
 	// ResolvedRefs.
 	Parents []gatewayv1.RouteParentStatus
 	// Conditions, for a ResiliencePolicy, FaultInjection or
-	// TelemetryPolicy, are status.conditions: Accepted, and for a
-	// ResiliencePolicy or TelemetryPolicy ResolvedRefs.
+	// TelemetryPolicy or RateLimitPolicy, are status.conditions: Accepted,
+	// and for all but a FaultInjection ResolvedRefs.
 	Conditions []metav1.Condition
 }
 
@@ -220,6 +223,14 @@ func evaluateTraffic(objs trafficObjects, lastGood map[types.UID]acceptedTraffic
 				}
 				resolved.ObservedGeneration = gen
 				st.Conditions = []metav1.Condition{accepted, resolved}
+			case policy.KindRateLimitPolicy:
+				resolved := metav1.Condition{Type: PolicyConditionResolvedRefs, Status: metav1.ConditionUnknown, Reason: PolicyReasonPending,
+					Message: "spec.targetRefs could not be read"}
+				if p, ok := view.(*policy.RateLimitPolicy); ok {
+					resolved = resolveServiceRefs(p.Namespace, p.Spec.TargetRefs, refs)
+				}
+				resolved.ObservedGeneration = gen
+				st.Conditions = []metav1.Condition{accepted, resolved}
 			default:
 				rr, ok := routeRefsOf(view)
 				if !ok {
@@ -286,6 +297,8 @@ func lenientTraffic(kind string, u *unstructured.Unstructured) any {
 		obj = new(policy.ResiliencePolicy)
 	case policy.KindTelemetryPolicy:
 		obj = new(policy.TelemetryPolicy)
+	case policy.KindRateLimitPolicy:
+		obj = new(policy.RateLimitPolicy)
 	default:
 		return nil
 	}

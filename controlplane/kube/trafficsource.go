@@ -97,6 +97,7 @@ func (s *Source) Traffic() (policy.Traffic, bool, <-chan struct{}) {
 		Resilience: slices.Clone(t.inForce.Resilience),
 		Faults:     slices.Clone(t.inForce.Faults),
 		Telemetry:  slices.Clone(t.inForce.Telemetry),
+		RateLimits: slices.Clone(t.inForce.RateLimits),
 	}, t.ready, t.changed
 }
 
@@ -148,8 +149,9 @@ func (s *Source) applyTraffic(ev trafficEval) {
 		t.inForceN.WithLabelValues(policy.KindResiliencePolicy).Set(float64(len(ev.inForce.Resilience)))
 		t.inForceN.WithLabelValues(policy.KindFaultInjection).Set(float64(len(ev.inForce.Faults)))
 		t.inForceN.WithLabelValues(policy.KindTelemetryPolicy).Set(float64(len(ev.inForce.Telemetry)))
+		t.inForceN.WithLabelValues(policy.KindRateLimitPolicy).Set(float64(len(ev.inForce.RateLimits)))
 		s.log.Info("traffic objects", "httpRoutes", len(ev.inForce.HTTPRoutes), "grpcRoutes", len(ev.inForce.GRPCRoutes),
-			"resiliencePolicies", len(ev.inForce.Resilience), "faultInjections", len(ev.inForce.Faults), "telemetryPolicies", len(ev.inForce.Telemetry), "refused", len(ev.problems))
+			"resiliencePolicies", len(ev.inForce.Resilience), "faultInjections", len(ev.inForce.Faults), "telemetryPolicies", len(ev.inForce.Telemetry), "rateLimitPolicies", len(ev.inForce.RateLimits), "refused", len(ev.problems))
 		close(t.changed)
 		t.changed = make(chan struct{})
 	}

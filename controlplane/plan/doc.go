@@ -4,7 +4,9 @@
 // gateway, at which failover priority and weight, which listeners a
 // sidecar serves its own workload on and what each of its service ports
 // enforces (AuthorizationPolicies translated into RBAC rules,
-// authorization.go), and which services a gateway routes. Every decision carries its reason, which /debug/endpoints
+// authorization.go; RateLimitPolicies into token buckets, quota shares
+// sized per node by RateLimitInput.QuotaShares, ratelimit.go), and which
+// services a gateway routes. Every decision carries its reason, which /debug/endpoints
 // serves.
 //
 // The plan is pure: a function of the merged catalog.View and the

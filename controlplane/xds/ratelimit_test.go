@@ -1,7 +1,9 @@
 package xds
 
 import (
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,30 +44,7 @@ func TestQuotaSharesPerNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for name, r := range b.Snapshot.GetResources(resourcev3.ListenerType) {
-			if !strings.HasPrefix(name, "inbound|") {
-				continue
-			}
-			for _, fc := range r.(*listenerv3.Listener).GetFilterChains() {
-				var hcm hcmv3.HttpConnectionManager
-				if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
-					continue
-				}
-				for _, hf := range hcm.GetHttpFilters() {
-					var rl localrlv3.LocalRateLimit
-					if hf.GetTypedConfig().UnmarshalTo(&rl) != nil {
-						continue
-					}
-					for _, d := range rl.GetDescriptors() {
-						if e := d.GetEntries()[0]; e.GetKey() == xdsresource.DescriptorQuota && e.GetValue() == "demo/echo-limits/batch" {
-							return d.GetTokenBucket().GetMaxTokens()
-						}
-					}
-				}
-			}
-		}
-		t.Fatalf("node %s: no inbound listener", id)
-		return 0
+		return quotaTokens(t, b)
 	}
 	if got := quotaBucket("echo-a~west-1"); got != 321 {
 		t.Errorf("node with a share: maxTokens %d, want 321", got)
@@ -76,4 +55,85 @@ func TestQuotaSharesPerNode(t *testing.T) {
 	if len(asked) != 2 || asked[0] != "demo/echo-limits/batch@echo-a~west-1" {
 		t.Errorf("QuotaShares calls %q", asked)
 	}
+}
+
+// TestQuotaSharesChanged: a new split reaches a connected sidecar once
+// the server is told, after the debounce.
+func TestQuotaSharesChanged(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var share atomic.Int64
+	share.Store(100)
+	s := DefaultSettings(testTD)
+	s.QuotaShares = func(string, string) (plan.QuotaShare, bool) {
+		return plan.QuotaShare{Requests: share.Load(), Interval: time.Minute}, true
+	}
+	srv, err := NewServer(Config{
+		Cluster: "west-1", Settings: s, Authenticator: TokenAuthenticator(verifyToken),
+		Debounce: time.Second, Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.UpdateView(testView("west-1", func(v *catalog.View) { v.Services[0].Endpoints[3].Workload = "echo" })); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.UpdateTraffic(loadTraffic(t, "ratelimit")); err != nil {
+		t.Fatal(err)
+	}
+	n := Node{ID: "echo~west-1", Role: naming.RoleSidecar, Cluster: "west-1", Namespace: "demo", ServiceAccount: "echo", Workload: "echo",
+		Locality: locWest1, AppPorts: map[string]int32{"http": 9080}}
+	ns := &nodeState{node: n, id: Identity{Namespace: n.Namespace, ServiceAccount: n.ServiceAccount}, streams: 1}
+	srv.mu.Lock()
+	srv.nodes[n.Key()], srv.dirty[n.Key()] = ns, true
+	srv.mu.Unlock()
+	flush := func() {
+		now = now.Add(2 * time.Second)
+		srv.flush()
+	}
+	flush()
+	if got := quotaTokens(t, ns.built); got != 100 {
+		t.Fatalf("first share: %d tokens, want 100", got)
+	}
+	share.Store(250)
+	flush()
+	if got := quotaTokens(t, ns.built); got != 100 {
+		t.Fatalf("before the server is told: %d tokens, want still 100", got)
+	}
+	srv.QuotaSharesChanged()
+	flush()
+	if got := quotaTokens(t, ns.built); got != 250 {
+		t.Errorf("after QuotaSharesChanged: %d tokens, want 250", got)
+	}
+}
+
+// quotaTokens returns max_tokens of the demo/echo-limits/batch quota's
+// descriptor in b's inbound listeners, 0 when there is none.
+func quotaTokens(t *testing.T, b *Built) uint32 {
+	t.Helper()
+	if b == nil {
+		t.Fatal("no snapshot")
+	}
+	for name, r := range b.Snapshot.GetResources(resourcev3.ListenerType) {
+		if !strings.HasPrefix(name, "inbound|") {
+			continue
+		}
+		for _, fc := range r.(*listenerv3.Listener).GetFilterChains() {
+			var hcm hcmv3.HttpConnectionManager
+			if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+				continue
+			}
+			for _, hf := range hcm.GetHttpFilters() {
+				var rl localrlv3.LocalRateLimit
+				if hf.GetTypedConfig().UnmarshalTo(&rl) != nil {
+					continue
+				}
+				for _, d := range rl.GetDescriptors() {
+					if e := d.GetEntries()[0]; e.GetKey() == xdsresource.DescriptorQuota && e.GetValue() == "demo/echo-limits/batch" {
+						return d.GetTokenBucket().GetMaxTokens()
+					}
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -24,7 +24,12 @@
 //     an HTTP port (docs/xds.md, "Inbound authorization"). The RBAC
 //     filters are compiled by sidecar/authz into the port's Authz; an
 //     RBAC field the sidecar does not implement refuses the update with an
-//     error naming it (wrapping ErrAuthz and authz.ErrUnsupported);
+//     error naming it (wrapping ErrAuthz and authz.ErrUnsupported). An
+//     HTTP chain may carry one envoy.filters.http.local_ratelimit after
+//     its RBAC filters, a TCP chain envoy.filters.network.local_ratelimit
+//     filters before tcp_proxy (docs/ratelimit.md): compiled into the
+//     port's RateLimit and ConnectionLimit, anything else refused with
+//     ErrRateLimit;
 //   - RDS "PORT": virtual hosts whose domains name a service, with the
 //     route's cluster, timeout and retry policy;
 //   - SDS "default" (certificate and key) and "ROOTCA" (trust bundle).

@@ -1,13 +1,16 @@
 package config
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	localrlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	localrlnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/fedmesh/fedmesh/internal/xdsresource"
@@ -16,7 +19,7 @@ import (
 
 // goodRateLimit is what the control plane renders for one keyed limit
 // with conditions and one quota.
-func goodRateLimit(t *testing.T) *localrlhttpv3.LocalRateLimit {
+func goodRateLimit(t testing.TB) *localrlhttpv3.LocalRateLimit {
 	t.Helper()
 	f := xdsresource.HTTPLocalRateLimit("inbound|8080||echo", &xdsresource.RateLimit{MaxKeys: 7, Limits: []xdsresource.RateLimitRule{
 		{ID: "demo/p/a", Key: xdsresource.KeySourceCluster, Conditions: []xdsresource.RateLimitCondition{
@@ -100,5 +103,54 @@ func TestHTTPRateLimitRefusals(t *testing.T) {
 	c.FilterEnabled, c.FilterEnforced = nil, nil
 	if r, err := httpRateLimit(c); r != nil || err != nil {
 		t.Errorf("a disabled filter: %+v, %v; want nil, nil", r, err)
+	}
+}
+
+// FuzzRateLimit feeds arbitrary bytes as an HTTP and a network local rate
+// limit configuration (what a control plane could send) and arbitrary
+// requests: compiling fails with an error or gives rules whose buckets
+// are valid, and checking a request against them never panics and
+// decides consistently.
+func FuzzRateLimit(f *testing.F) {
+	seed, err := proto.Marshal(goodRateLimit(f))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed, "spiffe://td/ns/a/sa/b", "east-1", "POST", "/api?x=1", "x-debug", "1")
+	f.Add([]byte{}, "", "", "GET", "/", "", "")
+	f.Fuzz(func(t *testing.T, cfg []byte, principal, cluster, method, path, hname, hval string) {
+		req := &ratelimit.Request{Principal: principal, Cluster: cluster, Method: method, Path: path,
+			Headers: map[string][]string{http.CanonicalHeaderKey(hname): {hval}}}
+		l := ratelimit.New(ratelimit.Config{})
+		var hc localrlhttpv3.LocalRateLimit
+		if proto.Unmarshal(cfg, &hc) == nil {
+			if r, err := httpRateLimit(&hc); err == nil && r != nil {
+				for _, lim := range r.Limits {
+					if err := lim.Bucket.Validate(); err != nil || lim.ID == "" {
+						t.Fatalf("accepted limit %q with bucket %+v: %v", lim.ID, lim.Bucket, err)
+					}
+				}
+				checkDecision(t, l.Check(r, req))
+			}
+		}
+		var nc localrlnetv3.LocalRateLimit
+		if proto.Unmarshal(cfg, &nc) == nil {
+			if lim, err := connectionLimit(&nc); err == nil {
+				if err := lim.Bucket.Validate(); err != nil {
+					t.Fatalf("accepted connection limit with bucket %+v: %v", lim.Bucket, err)
+				}
+				checkDecision(t, l.Check(&ratelimit.Rules{Limits: []ratelimit.Limit{lim}}, req))
+			}
+		}
+	})
+}
+
+func checkDecision(t *testing.T, d ratelimit.Decision) {
+	t.Helper()
+	if !d.Allowed && d.Limit == nil {
+		t.Fatal("refused without naming a limit")
+	}
+	if d.Remaining < 0 || d.Reset < 0 {
+		t.Fatalf("remaining %d, reset %v", d.Remaining, d.Reset)
 	}
 }

@@ -48,6 +48,16 @@
 // fedmesh_authz_decisions_total{decision,service}; denials and AUDIT
 // matches go to Config.Audit without blocking.
 //
+// Rate limits (ratelimit.go): after authorization, a port's request
+// limits (config.InboundPort.RateLimit) are checked per request by the
+// proxy's ratelimit.Limiter, which outlives configurations; a refusal
+// answers 429 "local_rate_limited" with Retry-After, RateLimit-Policy and
+// RateLimit (gRPC: a trailers-only RESOURCE_EXHAUSTED) and sets the
+// response flag RL. A TCP port's connection limits close a new
+// connection over the rate. Counters: fedmesh_ratelimit_requests_total
+// {limit,decision}, read from the limiter at scrape time; QuotaDemand
+// reports the quota shares' demand.
+//
 // Tracing (tracing.go, with a Config.Tracer): the outbound handler opens
 // one CLIENT span per request (all its attempts; retry and failover
 // events from RoundTrip) and the inbound handler a SERVER span, each

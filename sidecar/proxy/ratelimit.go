@@ -111,13 +111,23 @@ func (p *Proxy) admitConn(port config.InboundPort, principal, cluster string) bo
 }
 
 // declareLimits makes the limits of snap's ports known to the limiter,
-// so that quotas no request used yet are reported.
+// so that quotas no request used yet are reported, and drops the buckets
+// of limits snap no longer has.
 func (p *Proxy) declareLimits(snap *config.Snapshot) {
+	active := map[string]bool{}
 	for _, in := range snap.Inbound {
 		for _, port := range in.Ports {
 			p.limiter.Declare(port.RateLimit, port.ConnectionLimit)
+			for _, r := range []*ratelimit.Rules{port.RateLimit, port.ConnectionLimit} {
+				if r != nil {
+					for _, l := range r.Limits {
+						active[l.ID] = true
+					}
+				}
+			}
 		}
 	}
+	p.limiter.Prune(active)
 }
 
 // rateLimitCollector exports the limiters' counters as

@@ -16,7 +16,9 @@
 //   - a request takes one token from the bucket of every limit whose
 //     conditions it matches, in order; the first empty bucket refuses
 //     it (tokens already taken from earlier buckets stay taken, as in
-//     Envoy);
+//     Envoy); a request without a value for a keyed limit's key (an
+//     absent header) is not counted by that limit, as Envoy makes no
+//     descriptor for it;
 //   - a keyed limit (a descriptor entry with an empty value: Envoy's
 //     dynamic descriptors) keeps one bucket per value of its key, at most
 //     MaxKeys of them: the least recently used bucket is evicted when a

@@ -70,6 +70,22 @@ func (l *Limiter) Declare(rules ...*Rules) {
 	}
 }
 
+// Prune drops the buckets of every limit that active does not hold (a
+// configuration no longer has it), so that memory follows the limits in
+// force; their counters stay. A limit that comes back starts with full
+// buckets.
+func (l *Limiter) Prune(active map[string]bool) {
+	for id, s := range *l.states.Load() {
+		if active[id] {
+			continue
+		}
+		s.mu.Lock()
+		s.one, s.keys = tokens{}, nil
+		s.lru.Init()
+		s.mu.Unlock()
+	}
+}
+
 // state returns the state of limit lim, creating it on first use.
 func (l *Limiter) state(lim *Limit) *state {
 	if s := (*l.states.Load())[lim.ID]; s != nil {

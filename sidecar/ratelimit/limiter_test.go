@@ -1,6 +1,7 @@
 package ratelimit_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -221,5 +222,59 @@ func TestNamespace(t *testing.T) {
 		if got := ratelimit.Namespace(in); got != want {
 			t.Errorf("Namespace(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestCanonicalHeader(t *testing.T) {
+	for _, name := range []string{"x-tenant", "X-TENANT", "content-type", "x-fedmesh-client-id", "a", "", "bad header", "x_y-z9", "ÿx"} {
+		if got, want := ratelimit.CanonicalHeader(name), http.CanonicalHeaderKey(name); got != want {
+			t.Errorf("CanonicalHeader(%q) = %q, want %q as net/http", name, got, want)
+		}
+	}
+}
+
+func TestPrune(t *testing.T) {
+	l, _ := newLimiter()
+	keyed := &ratelimit.Rules{Limits: []ratelimit.Limit{{ID: "ns/p/k", Key: ratelimit.KeyPrincipal, Bucket: ratelimit.Bucket{Max: 1, PerFill: 1, Interval: time.Minute}}}}
+	kept := &ratelimit.Rules{Limits: []ratelimit.Limit{{ID: "ns/p/kept", Bucket: ratelimit.Bucket{Max: 1, PerFill: 1, Interval: time.Minute}}}}
+	for i := range 5 {
+		outcomes(l, keyed, &ratelimit.Request{Principal: fmt.Sprintf("spiffe://td/ns/a/sa/s%d", i)}, 2)
+	}
+	outcomes(l, kept, &ratelimit.Request{}, 1)
+	if got := l.Keys("ns/p/k"); got != 5 {
+		t.Fatalf("keys before: %d, want 5", got)
+	}
+	l.Prune(map[string]bool{"ns/p/kept": true})
+	if got := l.Keys("ns/p/k"); got != 0 {
+		t.Errorf("keys of a pruned limit: %d, want 0", got)
+	}
+	// The kept limit keeps its empty bucket; the pruned one starts full
+	// if it comes back; counters stay.
+	if got := outcomes(l, kept, &ratelimit.Request{}, 1); got != "-" {
+		t.Errorf("kept limit: %s, want its empty bucket", got)
+	}
+	if got := outcomes(l, keyed, &ratelimit.Request{Principal: "spiffe://td/ns/a/sa/s0"}, 1); got != "+" {
+		t.Errorf("pruned limit back: %s, want a full bucket", got)
+	}
+	want := []ratelimit.Count{{Limit: "ns/p/k", Admitted: 6, Refused: 5}, {Limit: "ns/p/kept", Admitted: 1, Refused: 1}}
+	if diff := cmp.Diff(want, l.Counts()); diff != "" {
+		t.Errorf("counts (-want +got):\n%s", diff)
+	}
+}
+
+func TestRulesJSON(t *testing.T) {
+	m, err := ratelimit.NewHeaderMatch(":path", ratelimit.MatchPrefix, "/api/", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ratelimit.Rules{RetryAfter: true, Limits: []ratelimit.Limit{{ID: "ns/p/a", Key: ratelimit.KeyPrincipal, Match: []ratelimit.HeaderMatch{m},
+		Bucket: ratelimit.Bucket{Max: 2, PerFill: 1, Interval: time.Second}, MaxKeys: 7}}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"limits":[{"id":"ns/p/a","match":[{"header":":path","kind":"prefix","value":"/api/","invert":true}],"key":"principal","bucket":{"max":2,"perFill":1,"interval":1000000000},"maxKeys":7}],"retryAfter":true}`
+	if string(b) != want {
+		t.Errorf("JSON %s\nwant %s", b, want)
 	}
 }

@@ -8,7 +8,10 @@ type QuotaDemand struct {
 	Quota string
 	// Admitted and Refused count the requests the quota's share admitted
 	// and refused since the Limiter started; they only grow (a reader
-	// computes rates from differences between two reads).
+	// computes rates from differences between two reads). A request the
+	// share admitted can still be refused by a later limit of its port
+	// (as in Envoy, the first empty bucket refuses): it counts as
+	// admitted here.
 	Admitted, Refused uint64
 }
 

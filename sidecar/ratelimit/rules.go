@@ -1,8 +1,8 @@
 package ratelimit
 
 import (
+	"encoding/json"
 	"fmt"
-	"net/http"
 	"regexp"
 	"strings"
 	"time"
@@ -12,17 +12,17 @@ import (
 // limit filter. They are immutable once built.
 type Rules struct {
 	// Limits are checked in order.
-	Limits []Limit
+	Limits []Limit `json:"limits"`
 	// XRateLimitHeaders adds Envoy's X-RateLimit-Limit, -Remaining and
 	// -Reset headers (enable_x_ratelimit_headers DRAFT_VERSION_03) to
 	// every response of a request a limit applied to.
-	XRateLimitHeaders bool
+	XRateLimitHeaders bool `json:"xRateLimitHeaders,omitempty"`
 	// ResourceExhausted refuses gRPC calls with RESOURCE_EXHAUSTED
 	// (rate_limited_as_resource_exhausted); otherwise a refused call gets
 	// UNAVAILABLE, the gRPC mapping of HTTP 429.
-	ResourceExhausted bool
+	ResourceExhausted bool `json:"resourceExhausted,omitempty"`
 	// RetryAfter adds Retry-After to refusals (enable_retry_after_header).
-	RetryAfter bool
+	RetryAfter bool `json:"retryAfter,omitempty"`
 }
 
 // KeyType is what a keyed limit splits its bucket by.
@@ -45,9 +45,9 @@ const (
 // Bucket is a token bucket's size and refill: it holds at most Max
 // tokens, and PerFill tokens are added every Interval.
 type Bucket struct {
-	Max      int64
-	PerFill  int64
-	Interval time.Duration
+	Max      int64         `json:"max"`
+	PerFill  int64         `json:"perFill"`
+	Interval time.Duration `json:"interval"`
 }
 
 // Validate reports a bucket Envoy would refuse.
@@ -73,20 +73,20 @@ type Limit struct {
 	// quota (Quota set), "NAMESPACE/POLICY:tcp" for a TCP connection
 	// limit. Buckets and counters belong to the ID: two ports whose rules
 	// name the same ID share them.
-	ID string
+	ID string `json:"id"`
 	// Quota marks a clusterset quota's share; QuotaDemand reports it.
-	Quota bool
+	Quota bool `json:"quota,omitempty"`
 	// Match are conditions that must all hold for the limit to count a
 	// request; none: every request.
-	Match []HeaderMatch
+	Match []HeaderMatch `json:"match,omitempty"`
 	// Key splits the bucket; Header names the header of KeyHeader
 	// (canonical form).
-	Key    KeyType
-	Header string
+	Key    KeyType `json:"key,omitempty"`
+	Header string  `json:"header,omitempty"`
 	// Bucket is the size and refill of the limit's (every key's) bucket.
-	Bucket Bucket
+	Bucket Bucket `json:"bucket"`
 	// MaxKeys bounds a keyed limit's buckets; zero means DefaultMaxKeys.
-	MaxKeys int
+	MaxKeys int `json:"maxKeys,omitempty"`
 }
 
 // MatchKind is how a HeaderMatch compares a value.
@@ -121,7 +121,7 @@ func NewHeaderMatch(name string, kind MatchKind, value string, invert bool) (Hea
 	}
 	m := HeaderMatch{name: name, kind: kind, value: value, invert: invert}
 	if !strings.HasPrefix(name, ":") {
-		m.name = http.CanonicalHeaderKey(name)
+		m.name = CanonicalHeader(name)
 	}
 	if kind == MatchRegex {
 		re, err := regexp.Compile(`^(?:` + value + `)$`)
@@ -149,8 +149,9 @@ type Request struct {
 	// Method, Path (with its query) and Authority are the request's
 	// pseudo-headers.
 	Method, Path, Authority string
-	// Headers are the request headers, keyed canonically; only read.
-	Headers http.Header
+	// Headers are the request headers, keyed canonically (an
+	// http.Header); only read.
+	Headers map[string][]string
 }
 
 // Namespace returns the NS of a SPIFFE ID spiffe://TD/ns/NS/sa/SA, or "".
@@ -239,4 +240,61 @@ func (l *Limit) Applies(r *Request) bool {
 	}
 	_, ok := l.key(r)
 	return ok
+}
+
+// CanonicalHeader returns name in the canonical form net/http keys
+// headers by ("x-tenant" is "X-Tenant"). A name holding a byte that is
+// not a token character is returned as it is, as net/http does.
+func CanonicalHeader(name string) string {
+	upper := true
+	b := []byte(name)
+	for i, c := range b {
+		if !isToken(c) {
+			return name
+		}
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			b[i] = c - ('a' - 'A')
+		case !upper && 'A' <= c && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		}
+		upper = c == '-'
+	}
+	return string(b)
+}
+
+// isToken reports whether c may appear in an HTTP header name (RFC 9110
+// tchar).
+func isToken(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+var keyNames = [...]string{KeyNone: "", KeyPrincipal: "principal", KeyNamespace: "namespace", KeyCluster: "cluster", KeyHeader: "header"}
+
+// MarshalText names the key type, for configuration dumps.
+func (k KeyType) MarshalText() ([]byte, error) {
+	if int(k) < len(keyNames) {
+		return []byte(keyNames[k]), nil
+	}
+	return nil, fmt.Errorf("key type %d", k)
+}
+
+var matchNames = [...]string{MatchExact: "exact", MatchPrefix: "prefix", MatchSuffix: "suffix", MatchRegex: "regex", MatchPresent: "present"}
+
+// MarshalJSON writes the condition, for configuration dumps.
+func (m HeaderMatch) MarshalJSON() ([]byte, error) {
+	kind := "unknown"
+	if int(m.kind) < len(matchNames) {
+		kind = matchNames[m.kind]
+	}
+	return json.Marshal(struct {
+		Header string `json:"header"`
+		Kind   string `json:"kind"`
+		Value  string `json:"value,omitempty"`
+		Invert bool   `json:"invert,omitempty"`
+	}{m.name, kind, m.value, m.invert})
 }

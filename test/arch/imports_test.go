@@ -136,6 +136,13 @@ var importRules = []importRule{
 		reach: heavyPackages,
 	},
 	{
+		name:  "the sidecar's rate limiter does no I/O",
+		why:   "token buckets are pure logic with an injected clock: tested without sleeps, cheap on the request path",
+		from:  mod("sidecar/ratelimit/..."),
+		own:   ioPackages,
+		reach: heavyPackages,
+	},
+	{
 		name:  "clusterset allocation does no I/O",
 		why:   "ClusterSetIPs are a pure function of the merged view, so every control plane computes the same ones",
 		from:  mod("controlplane/clusterset/..."),

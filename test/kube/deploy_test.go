@@ -164,6 +164,7 @@ func TestControlPlaneRBAC(t *testing.T) {
 		{"fedmesh.io", "resiliencepolicies"}, {"fedmesh.io", "resiliencepolicies/status"},
 		{"fedmesh.io", "faultinjections"}, {"fedmesh.io", "faultinjections/status"},
 		{"fedmesh.io", "telemetrypolicies"}, {"fedmesh.io", "telemetrypolicies/status"},
+		{"fedmesh.io", "ratelimitpolicies"}, {"fedmesh.io", "ratelimitpolicies/status"},
 		{"gateway.networking.k8s.io", "httproutes"}, {"gateway.networking.k8s.io", "httproutes/status"},
 		{"gateway.networking.k8s.io", "grpcroutes"}, {"gateway.networking.k8s.io", "grpcroutes/status"},
 		{"gateway.networking.k8s.io", "gateways"},
@@ -243,7 +244,7 @@ func TestControlPlaneRBAC(t *testing.T) {
 		}
 		// The traffic objects: read, and their status written.
 		for _, r := range []res{
-			{"fedmesh.io", "resiliencepolicies"}, {"fedmesh.io", "faultinjections"}, {"fedmesh.io", "telemetrypolicies"},
+			{"fedmesh.io", "resiliencepolicies"}, {"fedmesh.io", "faultinjections"}, {"fedmesh.io", "telemetrypolicies"}, {"fedmesh.io", "ratelimitpolicies"},
 			{"gateway.networking.k8s.io", "httproutes"}, {"gateway.networking.k8s.io", "grpcroutes"},
 		} {
 			for _, a := range []access{

@@ -50,6 +50,8 @@ func resourceOf(kind string) schema.GroupVersionResource {
 		return kube.ResiliencePolicyResource
 	case policy.KindTelemetryPolicy:
 		return kube.TelemetryPolicyResource
+	case policy.KindRateLimitPolicy:
+		return kube.RateLimitPolicyResource
 	}
 	return kube.FaultInjectionResource
 }

@@ -37,8 +37,9 @@
 // AuthorizationPolicy objects (fedmesh.io/v1alpha1) are read beside the
 // Services and returned by AuthorizationPolicies. The traffic objects,
 // HTTPRoute and GRPCRoute (gateway.networking.k8s.io/v1, parents and
-// backends being Services or ServiceImports) and ResiliencePolicy and
-// FaultInjection (fedmesh.io/v1alpha1), are returned by Traffic (see
+// backends being Services or ServiceImports) and ResiliencePolicy,
+// FaultInjection, TelemetryPolicy and RateLimitPolicy
+// (fedmesh.io/v1alpha1), are returned by Traffic (see
 // examples/traffic). Neither is exported as a service. Each object is
 // validated as policy.ValidateObject says; a route whose ExtensionRef
 // filter names a FaultInjection that is not in its namespace is left out

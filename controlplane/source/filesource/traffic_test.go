@@ -264,7 +264,7 @@ func TestTrafficExamples(t *testing.T) {
 		t.Fatalf("problems = %v, want none", problems)
 	}
 	tr, ready, _ := s.Traffic()
-	const want = "HTTPRoute demo/echo-ab, HTTPRoute demo/echo-canary, HTTPRoute demo/echo-chaos, GRPCRoute demo/greeter, ResiliencePolicy demo/echo-resilience, FaultInjection demo/echo-chaos"
+	const want = "HTTPRoute demo/echo-ab, HTTPRoute demo/echo-canary, HTTPRoute demo/echo-chaos, GRPCRoute demo/greeter, ResiliencePolicy demo/echo-resilience, FaultInjection demo/echo-chaos, RateLimitPolicy demo/echo-limits"
 	if !ready || trafficKeys(tr) != want {
 		t.Errorf("ready %v, traffic %q; want %q", ready, trafficKeys(tr), want)
 	}
