@@ -124,6 +124,20 @@ func TestClusterSetQuota(t *testing.T) {
 		return nil
 	})
 	from := time.Now()
+	// The report, the metrics and the web view tell the same story.
+	out := m.cli("get", "quotas", "-o", "wide", "--admin", east1.Admin(), "--operator-dir", m.path("operator"))
+	for _, w := range []string{quotaTestID, "east-1", "east-2", "west-1", "local", "echo-1", "echo-2"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("fedmesh get quotas -o wide lacks %q:\n%s", w, out)
+		}
+	}
+	page := scrape(t, east1.Admin()+"/metrics")
+	if n := metric(page, "fedmesh_quota_share", `quota="`+quotaTestID+`"`, `cluster="east-1"`); n < quotaTestRequests*3/4 {
+		t.Errorf("fedmesh_quota_share{cluster=east-1} = %v, want most of %d", n, quotaTestRequests)
+	}
+	if n := metric(page, "fedmesh_quota_refused_total", `quota="`+quotaTestID+`"`); n == 0 {
+		t.Errorf("fedmesh_quota_refused_total = 0 while east-1 refuses")
+	}
 	m.checkQuotaWebView(t)
 	if d := time.Until(from.Add(6 * time.Second)); d > 0 {
 		time.Sleep(d) // the rest of a measurement window, not a wait for state
@@ -132,6 +146,9 @@ func TestClusterSetQuota(t *testing.T) {
 	adm, ref := admittedIn(l, from, to)
 	w := int(to.Sub(from).Round(time.Second) / time.Second)
 	t.Logf("phase 1 (load on east-1): %d admitted, %d refused in %ds; quota %d/s", adm, ref, w, quotaTestRequests)
+	if q, err := m.quotaPage(east1); err == nil {
+		t.Logf("east-1's split: clusters %+v, sidecars %+v", q.Clusters, q.Sidecars)
+	}
 	if adm > quotaBound(w) {
 		t.Errorf("phase 1: %d admitted in %ds, more than the bound %d", adm, w, quotaBound(w))
 	}
@@ -160,6 +177,9 @@ func TestClusterSetQuota(t *testing.T) {
 	adm, ref = admittedIn(l, from, to)
 	w = int(to.Sub(from).Round(time.Second) / time.Second)
 	t.Logf("phase 2 (load on east-2): %d admitted, %d refused in %ds", adm, ref, w)
+	if q, err := m.quotaPage(east2); err == nil {
+		t.Logf("east-2's split: clusters %+v, sidecars %+v", q.Clusters, q.Sidecars)
+	}
 	if adm > quotaBound(w) || ref == 0 || adm < (w-2)*quotaTestRequests/2 {
 		t.Errorf("phase 2: %d admitted, %d refused in %ds; want at most %d admitted, some refused, not starved", adm, ref, w, quotaBound(w))
 	}
