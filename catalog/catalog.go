@@ -134,6 +134,9 @@ type Export struct {
 	// Policies are the producer routes and policies the exporting
 	// cluster publishes for the service; nil when it publishes none.
 	Policies *Policies `json:"policies,omitempty"`
+	// Quotas are the cluster's records of the clusterset quotas that
+	// limit the service (quota.go); nil when none does.
+	Quotas []QuotaRecord `json:"quotas,omitempty"`
 }
 
 // Policies are a cluster's producer routes and policies of one service

@@ -221,5 +221,6 @@ func (e *Export) Validate() error {
 			fe.add(f+"locality.cluster", ep.Locality.Cluster, "must be the exporting cluster "+e.Service.Cluster)
 		}
 	}
+	validateQuotasInto(&fe, e.Service.Namespace, e.Quotas)
 	return fe.err("service " + e.Service.Key().String())
 }

@@ -69,6 +69,9 @@ type ImportedService struct {
 	// export does. PoliciesCluster is the cluster they came from.
 	Policies        *Policies `json:"policies,omitempty"`
 	PoliciesCluster string    `json:"policiesCluster,omitempty"`
+	// Quotas are the quota records of every merged export, sorted by
+	// quota, then cluster.
+	Quotas []ClusterQuota `json:"quotas,omitempty"`
 }
 
 // Key returns the service's namespace/name.

@@ -46,6 +46,14 @@
 //	protected  /debug/xds, /debug/endpoints                   what each node is sent
 //	protected  /ui/, /debug/graph                             the live picture (package webview;
 //	                                                          `fedmesh dashboard` proxies it)
+//	protected  /debug/quotas                                  the clusterset quotas' split
+//	                                                          (`fedmesh get quotas`)
+//
+// Clusterset quotas (quotas.go, docs/quota.md): sidecars report their
+// quota demand over LRS (xds.LRSServer, on the xDS port); the control
+// plane publishes its cluster's demand and share with the exports, splits
+// every quota each period with package quota from the replicated records,
+// and sizes each sidecar's bucket through xds.Settings.QuotaShares.
 //
 // Every route mounted with Admin.Handle is protected; only the three open
 // ones are mounted otherwise, so a new page is protected by default (a test

@@ -109,6 +109,8 @@ type MeshConfig struct {
 	// certificate re-issued from it and the bundle pushed over SDS.
 	// Default DefaultCAReloadInterval.
 	CAReloadInterval time.Duration
+	// Quota tunes the split of clusterset quotas (quotas.go).
+	Quota QuotaConfig
 }
 
 // DefaultCAReloadInterval is MeshConfig.CAReloadInterval's default.
@@ -148,6 +150,10 @@ func (m *MeshConfig) withDefaults(bind string) error {
 		m.CAReloadInterval = DefaultCAReloadInterval
 	case m.CAReloadInterval < 0:
 		return fmt.Errorf("mesh: CA reload interval %s is negative", m.CAReloadInterval)
+	}
+	var err error
+	if m.Quota, err = m.Quota.withDefaults(); err != nil {
+		return fmt.Errorf("mesh: %w", err)
 	}
 	return m.WebView.withDefaults()
 }
@@ -383,6 +389,7 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 
 	settings := mc.XDS
 	settings.TrustDomain = m.auth.TrustDomain().Name()
+	settings.QuotaShares = s.quotas.shareOf
 	authn := mc.Authenticator
 	if authn == nil {
 		authn = xds.TokenAuthenticator(m.auth.VerifyBootstrapToken)
@@ -417,6 +424,11 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)...)
 	xs.Register(gs)
+	lrs, err := s.newLRS(authn, mc)
+	if err != nil {
+		return err
+	}
+	lrs.Register(gs)
 	rawXln, err := net.Listen("tcp", mc.XDSAddress)
 	if err != nil {
 		return fmt.Errorf("xds listener: %w", err)
@@ -475,7 +487,9 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 	}
 	if traffic, ok := s.cfg.Source.(source.TrafficSource); ok {
 		g.Go(func() error { return s.feedTraffic(gctx, traffic, xs) })
+		g.Go(func() error { s.quotas.followTraffic(gctx, traffic); return nil })
 	}
+	g.Go(func() error { s.quotas.run(gctx, fed.View, s.producers.refresh, xs.RefreshQuotaShares); return nil })
 	return g.Wait()
 }
 

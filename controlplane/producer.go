@@ -61,6 +61,17 @@ type producers struct {
 	// gaveUp is set by stopWaiting: exports are written without waiting
 	// for the traffic any longer.
 	gaveUp bool
+	// quotaRecords, when set, gives the clusterset-quota records each
+	// export carries (quotas.go); set before the first export set.
+	quotaRecords func(catalog.ServiceKey) []catalog.QuotaRecord
+}
+
+// refresh makes a new joined set from the last inputs: the quota
+// records changed.
+func (p *producers) refresh() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pushLocked()
 }
 
 // trafficGrace is how long exports wait for the traffic source's first
@@ -172,6 +183,9 @@ func (p *producers) pushLocked() {
 			p.attached[k] = pol
 		}
 		e.Policies = pol
+		if p.quotaRecords != nil {
+			e.Quotas = p.quotaRecords(k)
+		}
 		joined[i] = e
 	}
 	for k := range p.attached {

@@ -155,6 +155,8 @@ type Server struct {
 	exportsGauge   prometheus.Gauge
 	// producers attaches the producer policies to the exports.
 	producers *producers
+	// quotas splits the clusterset quotas (quotas.go).
+	quotas *quotaBalancer
 	// view is the federation's view, once the mesh runs.
 	view viewSource
 
@@ -218,6 +220,19 @@ func New(cfg Config) (*Server, error) {
 	}
 	_, hasTraffic := cfg.Source.(source.TrafficSource)
 	s.producers = newProducers(log, encodeErrs, hasTraffic)
+	var qc QuotaConfig
+	if cfg.Mesh != nil {
+		qc = cfg.Mesh.Quota
+	}
+	if qc, err = qc.withDefaults(); err != nil {
+		return nil, fmt.Errorf("control plane config: %w", err)
+	}
+	s.quotas = newQuotaBalancer(cfg.Cluster, qc, log, time.Now)
+	if err := s.quotas.register(cfg.Registry); err != nil {
+		return nil, err
+	}
+	s.producers.quotaRecords = s.quotas.recordsFor
+	s.admin.Handle(QuotaPath, http.HandlerFunc(s.quotas.serveQuotas))
 	s.admin.AddReadyCheck("store", func() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()

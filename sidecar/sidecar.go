@@ -336,6 +336,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		Node:           node,
 		TokenFile:      cfg.TokenFile,
 		Handler:        xdsclient.HandlerFunc(s.onUpdate),
+		LoadReports:    s.quotaLoad,
 		Logger:         base,
 		InitialBackoff: cfg.XDSBackoff,
 	}

@@ -267,6 +267,8 @@ func FuzzDecodeExport(f *testing.F) {
 	f.Add(key, []byte("{}"))
 	f.Add(key, []byte(`{"service":{"namespace":"demo","name":"echo","cluster":"west-1","type":"Headless","ports":[{"port":1}]},"endpoints":null}`))
 	f.Add("/fedmesh/v1/clusters/west-1/exports/demo/api", v)
+	f.Add(key, []byte(`{"service":{"namespace":"demo","name":"echo","cluster":"west-1","type":"ClusterSetIP","ports":[{"port":1}]},"endpoints":[],`+
+		`"quotas":[{"quota":"demo/limits/shared","requests":600,"interval":60000000000,"admitted":10,"refused":2,"share":300}]}`))
 	f.Fuzz(func(t *testing.T, k string, value []byte) {
 		e, err := store.DecodeExportKV(k, value)
 		if err != nil {

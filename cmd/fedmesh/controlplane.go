@@ -48,6 +48,7 @@ type controlPlaneOptions struct {
 	clusterSetPrefix      netip.Prefix // parsed clusterSetCIDR
 	certTTL               time.Duration
 	caReloadInterval      time.Duration
+	quota                 controlplane.QuotaConfig
 	leaderNamespace       string
 	leaderIdentity        string
 	advertiseAddress      string
@@ -117,6 +118,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 					AdvertiseEtcdURL:  o.advertiseEtcdURL,
 					GatewayIdentities: gateways,
 					WebView:           controlplane.WebViewConfig{Interval: o.webViewInterval, Targets: o.webViewTargets},
+					Quota:             o.quota,
 				}
 				cfg.Mesh.XDS.BaseEjectionTime = o.baseEjection
 				cfg.Mesh.XDS.ClusterSetPrefix = o.clusterSetPrefix
@@ -189,6 +191,8 @@ operator certificate ('fedmesh ca issue-operator').`,
 	f.StringVar(&o.clusterSetCIDR, "clusterset-cidr", clusterset.DefaultPrefix.String(), "CIDR the ClusterSetIPs of imported services are allocated from (ServiceImport spec.ips, the sidecars' DNS answers); the same in every cluster")
 	f.DurationVar(&o.baseEjection, "base-ejection-time", 0, "outlier detection's first ejection time sent to sidecars (default 30s)")
 	f.DurationVar(&o.certTTL, "cert-ttl", 0, "lifetime of the control plane's and workloads' certificates, renewed at half life (default 24h)")
+	f.DurationVar(&o.quota.Period, "quota-period", 0, "how often clusterset quotas are split again among clusters and sidecars (default 2s; docs/quota.md)")
+	f.DurationVar(&o.quota.ReportInterval, "quota-report-interval", 0, "how often sidecars report their quota demand over LRS (default 2s)")
 	f.DurationVar(&o.caReloadInterval, "ca-reload-interval", controlplane.DefaultCAReloadInterval, "how often --ca-dir is read again for a CA rotation ('fedmesh ca rotate')")
 	f.StringArrayVar(&o.gatewayIdentities, "gateway-identity", defaultGatewayIdentities(),
 		"NAMESPACE/SERVICEACCOUNT whose proven identity may connect to xDS as an east-west gateway (repeatable; the default covers the local demo's bootstrap token and deploy/'s ServiceAccount)")

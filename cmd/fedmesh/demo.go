@@ -158,6 +158,7 @@ func printSummary(w io.Writer, s *demo.Summary) {
 	}
 	tw.Flush()
 	printTraces(w, s)
+	printQuota(w, s.Quota)
 	if s.OK {
 		fmt.Fprintln(w, "\nevery phase behaved: traffic stayed local, failed over within the region first, then across regions, and came back,")
 		fmt.Fprintf(w, "and wherever it went the serving cluster refused GET %s (403, audited), all over mTLS;\n", demo.DeniedPath)

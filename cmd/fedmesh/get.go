@@ -17,16 +17,17 @@ import (
 func newGetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get",
-		Short: "List the routes or policies in force in a control plane's cluster, and where they came from",
+		Short: "List the routes, policies or clusterset quotas in force in a control plane's cluster, and where they came from",
 		Args:  fedUsageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return &exitError{code: 2, err: fmt.Errorf("name what to get: routes or policies\nsee '%s --help'", cmd.CommandPath())}
+			return &exitError{code: 2, err: fmt.Errorf("name what to get: routes, policies or quotas\nsee '%s --help'", cmd.CommandPath())}
 		},
 	}
 	cmd.AddCommand(newGetTrafficCmd("routes", []string{"route", "httproutes", "grpcroutes"},
 		"HTTPRoutes and GRPCRoutes", []string{policy.KindHTTPRoute, policy.KindGRPCRoute}, "PARENTS"))
 	cmd.AddCommand(newGetTrafficCmd("policies", []string{"policy"},
 		"ResiliencePolicies and FaultInjections", []string{policy.KindResiliencePolicy, policy.KindFaultInjection}, "TARGETS"))
+	cmd.AddCommand(newGetQuotasCmd())
 	return cmd
 }
 

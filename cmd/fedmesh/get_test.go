@@ -144,7 +144,7 @@ func TestGetRoutesAndPolicies(t *testing.T) {
 		}, lacks: []string{"canary"}},
 		{name: "none in a namespace", args: []string{"get", "policies", "-n", "client"}, contains: []string{"No policies in force in cluster east-1."}},
 		{name: "bad output", args: []string{"get", "routes", "-o", "xml"}, code: 2, contains: []string{`unknown output format "xml": want wide, json or yaml`}},
-		{name: "nothing named", args: []string{"get"}, bare: true, code: 2, contains: []string{"name what to get: routes or policies"}},
+		{name: "nothing named", args: []string{"get"}, bare: true, code: 2, contains: []string{"name what to get: routes, policies or quotas"}},
 		{name: "unknown thing", args: []string{"get", "gateways"}, bare: true, code: 2, contains: []string{`unknown command "gateways" for "fedmesh get"`}},
 		{name: "unreachable", args: []string{"get", "routes", "--admin", "http://127.0.0.1:1"}, code: 1, contains: []string{"cannot reach the control plane at http://127.0.0.1:1"}},
 	}

@@ -15,6 +15,9 @@ const (
 	GraphPath = "/debug/graph"
 	// UIPath is the page and its assets.
 	UIPath = "/ui/"
+	// QuotaPath is the control plane's quota report (controlplane.QuotaPath),
+	// which the page shows.
+	QuotaPath = "/debug/quotas"
 )
 
 //go:embed assets
@@ -38,8 +41,8 @@ func GraphHandler(graph GraphFunc) http.Handler {
 
 // UIHandler serves the page and its assets under UIPath: plain HTML,
 // JavaScript and CSS embedded in the binary, which fetch nothing but
-// GraphPath and /debug/endpoints (relative URLs, so the page works
-// behind `fedmesh dashboard`'s path prefix too).
+// GraphPath, /debug/endpoints and QuotaPath (relative URLs, so the page
+// works behind `fedmesh dashboard`'s path prefix too).
 func UIHandler() http.Handler {
 	sub, err := fs.Sub(assets, "assets")
 	if err != nil {

@@ -42,15 +42,16 @@ type ProxyConfig struct {
 //     PageURL returns: a capability, as Jupyter's token is);
 //   - with a Host header that is a loopback address or localhost name
 //     (no DNS rebinding), and an Origin, when sent, of that same host;
-//   - GET and HEAD of the web view's paths: UIPath, GraphPath and
-//     /debug/endpoints. Nothing that changes state is forwarded.
+//   - GET and HEAD of the web view's paths: UIPath, GraphPath,
+//     /debug/endpoints and /debug/quotas. Nothing that changes state is
+//     forwarded.
 type Proxy struct {
 	cfg ProxyConfig
 	rp  *httputil.ReverseProxy
 }
 
 // pathsForwarded are the admin paths the web view reads.
-var pathsForwarded = []string{UIPath, GraphPath, "/debug/endpoints"}
+var pathsForwarded = []string{UIPath, GraphPath, "/debug/endpoints", QuotaPath}
 
 // NewProxy validates cfg and returns the proxy handler.
 func NewProxy(cfg ProxyConfig) (*Proxy, error) {

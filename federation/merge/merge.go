@@ -178,6 +178,7 @@ func mergeService(k catalog.ServiceKey, cands []candidate, clusters map[string]c
 		conflicts.add(winner.cluster, worst, fmt.Sprintf("oldest export, from %s, wins; conflicting exports: %s", winner.cluster, strings.Join(losers, ", ")))
 	}
 	mergePolicies(&svc, merged, conflicts)
+	mergeQuotas(&svc, merged)
 	if len(conflicts) > 0 {
 		svc.Conditions = conflicts.conditions()
 	}

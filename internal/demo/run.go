@@ -118,6 +118,9 @@ type Summary struct {
 	// Tracing says whether the sidecars sent spans to Jaeger, and where
 	// to look.
 	Tracing Tracing `json:"tracing"`
+	// Quota is the clusterset quota phase (quota.go), after the others;
+	// nil when the run did not get that far.
+	Quota *QuotaResult `json:"quota,omitempty"`
 }
 
 // Tracing is how the demo traced.
@@ -200,6 +203,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	d.progress("clusters federated and serving in %.1fs", sum.StartupSeconds)
 
 	results, err := d.scenario(ctx)
+	if err == nil {
+		sum.Quota, err = d.quotaScenario(ctx)
+	}
 	if err == nil && d.childExit(ctx) != nil {
 		err = ctx.Err()
 	}
@@ -220,6 +226,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			sum.OK = false
 			why = append(why, r.Phase.Name+": "+r.Reason)
 		}
+	}
+	if q := sum.Quota; q != nil && !q.OK {
+		sum.OK = false
+		why = append(why, "clusterset quota: "+q.Reason)
 	}
 	sum.Reason = strings.Join(why, "; ")
 	return sum, nil

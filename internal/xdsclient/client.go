@@ -141,6 +141,11 @@ type Config struct {
 	CheckRestored func([]Update) error
 	// DialOptions are appended to the client's gRPC dial options.
 	DialOptions []grpc.DialOption
+	// LoadReports, when set, is read every load reporting interval and
+	// its quota counts sent to the control plane as LRS load reports
+	// (lrs.go, docs/xds.md "Load reports"), on the same connection. It
+	// is called from one goroutine at a time and must not block.
+	LoadReports func() []LoadCount
 }
 
 // TypeStatus is the state of one subscribed type.
@@ -191,6 +196,7 @@ type Client struct {
 	source          *prometheus.GaugeVec
 	persistRejected *prometheus.CounterVec
 	persistErrors   prometheus.Counter
+	loads           loadMetrics
 
 	// handleMu serializes calls of the Handler: the stream's responses
 	// and the restore of persisted state.
@@ -268,11 +274,12 @@ func New(cfg Config, reg prometheus.Registerer) (*Client, error) {
 			Name: "fedmesh_xds_persist_errors_total",
 			Help: "Accepted xDS responses that could not be written to the data directory.",
 		}),
+		loads:     newLoadMetrics(),
 		status:    Status{Target: cfg.Target, Types: map[string]TypeStatus{}},
 		resources: map[string]map[string]proto.Message{},
 	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{c.responses, c.reconnects, c.connected, c.source, c.persistRejected, c.persistErrors} {
+		for _, col := range []prometheus.Collector{c.responses, c.reconnects, c.connected, c.source, c.persistRejected, c.persistErrors, c.loads.sent} {
 			if err := reg.Register(col); err != nil {
 				return nil, fmt.Errorf("xdsclient: register metrics: %w", err)
 			}
@@ -326,6 +333,17 @@ func (c *Client) Run(ctx context.Context) error {
 		return fmt.Errorf("xdsclient: dial %s: %w", c.cfg.Target, err)
 	}
 	defer conn.Close()
+
+	if c.cfg.LoadReports != nil {
+		// Load reports share the connection and end before it closes.
+		lctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c.runLoadReports(lctx, conn)
+		}()
+		defer func() { stop(); <-done }()
+	}
 
 	if c.cfg.DataDir != "" {
 		// The restore waits beside the stream and is done before Run

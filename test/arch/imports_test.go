@@ -150,6 +150,13 @@ var importRules = []importRule{
 		reach: heavyPackages,
 	},
 	{
+		name:  "quota split does no I/O",
+		why:   "every control plane splits a clusterset quota with the same pure functions of the replicated demand, so no leader is needed",
+		from:  mod("controlplane/quota/..."),
+		own:   ioPackages,
+		reach: heavyPackages,
+	},
+	{
 		name:    "policy does no I/O",
 		why:     "parsing, validation and merge of routes and policies are pure",
 		from:    mod("policy/..."),

@@ -111,6 +111,17 @@ func TestDemoScenario(t *testing.T) {
 	if !sum.OK {
 		t.Fatalf("demo: %s\n%s", sum.Reason, out)
 	}
+	// The clusterset quota phase: each client busy in turn, the admitted
+	// rate within the stated tolerance (sum.OK says each part passed).
+	if q := sum.Quota; q == nil || len(q.Parts) != 2 || q.Parts[0].Busy != "east-1" || q.Parts[1].Busy != "west-1" {
+		t.Errorf("quota phase %+v: want east-1's client busy, then west-1's", sum.Quota)
+	} else {
+		for _, p := range q.Parts {
+			t.Logf("%s: %.1f admitted/s (quota %d/s), %d admitted (bound %d), %d refused in %.0fs, busy client's share %.0f%%",
+				p.Name, p.AdmittedPerSecond, q.Requests, p.Admitted[p.Busy]+p.Admitted[otherCaller(p.Busy)], p.Bound,
+				p.Refused[p.Busy]+p.Refused[otherCaller(p.Busy)], p.Seconds, p.BusyShare)
+		}
+	}
 	want := []struct{ name, expect string }{
 		{"steady", "east-1"}, {"east-1 echo killed", "east-2"}, {"east-2 echo killed too", "west-1"}, {"both restored", "east-1"},
 		{"canary 10% to echo-v2", "east-1"}, {"fault injection", "east-1"}, {"a/b on x-variant", "east-1"}, {"routes removed", "east-1"},
@@ -362,4 +373,12 @@ func checkTraces(t *testing.T, sum *demo.Summary, traces []demo.JaegerTrace, tra
 		}
 		t.Logf("%s: trace %s crossed %s (%d spans): %s", r.Phase.Name, tc.ID, tc.Crossing(), len(tr.Spans), tc.URL)
 	}
+}
+
+// otherCaller is the demo's other client's cluster.
+func otherCaller(c string) string {
+	if c == "east-1" {
+		return "west-1"
+	}
+	return "east-1"
 }

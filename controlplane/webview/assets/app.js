@@ -1,6 +1,7 @@
 // The fedmesh web view: polls ../debug/graph once a second and draws the
 // clusterset as SVG; explains a service's endpoint priorities from
-// ../debug/endpoints. Relative URLs only, so that the page works on the
+// ../debug/endpoints; shows the clusterset quotas' split from
+// ../debug/quotas. Relative URLs only, so that the page works on the
 // admin port (/ui/) and behind `fedmesh dashboard` (/TOKEN/ui/) alike.
 "use strict";
 
@@ -202,6 +203,35 @@ async function explain() {
   note.textContent = `${svc} as ${node} (locality ${dumps && dumps[0] ? dumps[0].locality : "?"}) receives it: ${n} endpoints`;
 }
 
+// quotas shows each clusterset quota's split among the clusters: recent
+// demand per interval, share, and whether a cluster is fenced or this
+// one is in a minority.
+async function quotas() {
+  const note = document.getElementById("quota-note");
+  const body = document.querySelector("#quotas tbody");
+  let page;
+  try {
+    const r = await fetch("../debug/quotas", { cache: "no-store" });
+    if (!r.ok) { note.textContent = `quotas: ${r.status} ${(await r.text()).trim()}`; return; }
+    page = await r.json();
+  } catch (err) { note.textContent = "quotas: " + err; return; }
+  body.replaceChildren();
+  const qs = page.quotas || [];
+  for (const q of qs) {
+    for (const c of q.clusters || []) {
+      const st = [];
+      if (c.local) st.push(q.minority ? "here, minority: share frozen" : "here");
+      if (c.fenced) st.push("fenced");
+      const tr = row([q.quota, c.cluster, String(c.admitted), String(c.refused), String(c.share), st.join(", ") || "–"]);
+      tr.dataset.quota = `${q.quota}|${c.cluster}|${c.share}${c.fenced ? "|fenced" : ""}`;
+      if (c.fenced) tr.className = "bad";
+      body.append(tr);
+    }
+  }
+  note.textContent = qs.length === 0 ? "no clusterset quota"
+    : qs.map(q => `${q.quota}: ${q.total} per ${q.interval}` + (q.sidecars ? `, ${q.sidecars.length} sidecars here` : "")).join("; ");
+}
+
 function drawTargets(g) {
   const up = g.targets.filter(t => t.up).length;
   const down = g.targets.filter(t => !t.up).map(t => `${t.node} (${t.error})`);
@@ -247,6 +277,7 @@ async function tick() {
         state.revision = g.viewRevision;
         explain();
       }
+      if (state.ticks % 2 === 0) quotas();
       state.ticks++;
     }
   } catch (err) {
