@@ -148,8 +148,14 @@ func TestPersistedStateServesUntilControlPlaneAnswers(t *testing.T) {
 	srv.Set("2", map[string][]types.Resource{resourcev3.ClusterType: {cluster("b", time.Second)}, resourcev3.ListenerType: {&listenerv3.Listener{Name: "l2"}}}, "node-1")
 	srv.Restart()
 	poll.True(t, 30*time.Second, "the control plane's config replaces the persisted one", func() bool {
-		l, ok := second.last()
-		return ok && !l.Persisted && c2.Status().Source == xdsclient.SourceControlPlane && l.TypeURL == xdsclient.ListenerType
+		// Both types answered by the control plane, in whichever order.
+		fresh := map[string]bool{}
+		for _, u := range second.all() {
+			if !u.Persisted {
+				fresh[u.TypeURL] = true
+			}
+		}
+		return fresh[xdsclient.ClusterType] && fresh[xdsclient.ListenerType] && c2.Status().Source == xdsclient.SourceControlPlane
 	})
 	if _, ok := c2.Resources(xdsclient.ClusterType)["b"]; !ok {
 		t.Errorf("clusters after the control plane answered: %v, want b", c2.Resources(xdsclient.ClusterType))
