@@ -400,6 +400,9 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			return s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResourceNames())
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
+			if reason, err := checkDeltaRequest(req); err != nil {
+				return s.reject(reason, codes.InvalidArgument, err.Error(), "node", req.GetNode().GetId())
+			}
 			return s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResourceNamesSubscribe())
 		},
 		FetchRequestFunc: func(context.Context, *discoverygrpc.DiscoveryRequest) error {

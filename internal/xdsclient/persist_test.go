@@ -57,7 +57,14 @@ func (u *updates) last() (xdsclient.Update, bool) {
 // ends.
 func runClient(t *testing.T, target, dir string, h xdsclient.Handler, reg prometheus.Registerer, check func([]xdsclient.Update) error) (*xdsclient.Client, func()) {
 	t.Helper()
+	return runClientWith(t, target, dir, h, reg, check, true)
+}
+
+// runClientWith is runClient speaking state of the world or delta.
+func runClientWith(t *testing.T, target, dir string, h xdsclient.Handler, reg prometheus.Registerer, check func([]xdsclient.Update) error, sotw bool) (*xdsclient.Client, func()) {
+	t.Helper()
 	c, err := xdsclient.New(xdsclient.Config{
+		SotW:          sotw,
 		Target:        target,
 		Insecure:      true,
 		Node:          &corev3.Node{Id: "node-1"},
