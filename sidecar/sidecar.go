@@ -329,6 +329,8 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		Handler:        xdsclient.HandlerFunc(s.onUpdate),
 		Logger:         base,
 		InitialBackoff: cfg.XDSBackoff,
+		// The builder keeps the resources; the client keeps none.
+		Incremental: true,
 	}
 	persistIn(cfg, &xcfg)
 	if cfg.InsecureControlPlane {

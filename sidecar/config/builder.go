@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"net"
 	"net/netip"
 	"sort"
@@ -77,7 +78,8 @@ func (b *Builder) Current() *Snapshot {
 }
 
 // Apply builds a Snapshot with u in place of the previous resources of its
-// type. On error nothing changes.
+// type, or, for an incremental update (u.Incremental), with u's resources
+// added or replaced and u.Removed gone. On error nothing changes.
 func (b *Builder) Apply(u xdsclient.Update) (*Snapshot, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -85,7 +87,19 @@ func (b *Builder) Apply(u xdsclient.Update) (*Snapshot, error) {
 	for t, m := range b.resources {
 		res[t] = m
 	}
-	res[u.TypeURL] = u.Resources
+	if u.Incremental {
+		m := maps.Clone(b.resources[u.TypeURL])
+		if m == nil {
+			m = map[string]proto.Message{}
+		}
+		for _, name := range u.Removed {
+			delete(m, name)
+		}
+		maps.Copy(m, u.Resources)
+		res[u.TypeURL] = m
+	} else {
+		res[u.TypeURL] = u.Resources
+	}
 	versions := make(map[string]string, len(b.versions)+1)
 	for t, v := range b.versions {
 		versions[t] = v
