@@ -7,6 +7,8 @@ import (
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Delta (incremental) xDS. go-control-plane's delta stream server keeps,
@@ -69,7 +71,6 @@ func deltaRespond(prev, snap *Snapshot, req *cache.DeltaRequest, sub cache.Subsc
 		case ok && prev != nil && prev.set(req.GetTypeUrl()).version == synced &&
 			diffParts(prev.set(req.GetTypeUrl()), ts, resp):
 		default:
-			resp.resources, resp.removed = nil, nil
 			deltaCompare(ts, returned, resp)
 		}
 		returned[syncedKey] = ts.version
@@ -93,7 +94,7 @@ func deltaRespond(prev, snap *Snapshot, req *cache.DeltaRequest, sub cache.Subsc
 	sort.Strings(resp.removed)
 	// The first wildcard request is answered even when empty, so that
 	// the client completes its initialisation.
-	if len(resp.resources) == 0 && len(resp.removed) == 0 && (!sub.IsWildcard() || req.GetResponseNonce() != "") {
+	if resp.count == 0 && len(resp.removed) == 0 && (!sub.IsWildcard() || req.GetResponseNonce() != "") {
 		return nil
 	}
 	return resp
@@ -103,12 +104,15 @@ func deltaRespond(prev, snap *Snapshot, req *cache.DeltaRequest, sub cache.Subsc
 // comparing every resource: what the client lacks or has at another
 // version is sent, what ts lacks is removed.
 func deltaCompare(ts *typeSet, returned map[string]string, resp *deltaResponse) {
+	var changed []*resource
 	for _, p := range ts.parts {
+		changed = changed[:0]
 		for _, r := range p.items {
 			if v, ok := returned[r.name]; !ok || v != r.version {
-				resp.add(r)
+				changed = append(changed, r)
 			}
 		}
+		resp.addAll(p, changed)
 	}
 	for name := range returned {
 		if !reserved(name) && ts.lookup(name) == nil {
@@ -126,7 +130,7 @@ func diffParts(old, cur *typeSet, resp *deltaResponse) bool {
 	if len(old.parts) != len(cur.parts) {
 		return false
 	}
-	var changed []*resource
+	changed := make([][]*resource, len(cur.parts))
 	for i, pc := range cur.parts {
 		po := old.parts[i]
 		if po == pc {
@@ -142,30 +146,51 @@ func diffParts(old, cur *typeSet, resp *deltaResponse) bool {
 			case ro.name != rc.name:
 				return false
 			case ro.version != rc.version:
-				changed = append(changed, rc)
+				changed[i] = append(changed[i], rc)
 			}
 		}
 	}
-	for _, r := range changed {
-		resp.add(r)
+	for i, p := range cur.parts {
+		resp.addAll(p, changed[i])
 	}
 	return true
 }
 
 // deltaResponse is a delta response made of shared, marshalled resources.
 type deltaResponse struct {
-	req       *cache.DeltaRequest
-	version   string
-	resources []*discoverygrpc.Resource
-	removed   []string
+	req     *cache.DeltaRequest
+	version string
+	// parts are sent whole, items one by one: both are encoded into
+	// the response as they are (see GetDeltaDiscoveryResponse).
+	parts   []*part
+	items   []*resource
+	count   int // resources sent
+	removed []string
 	// next is the stream's version map, updated in place (see above).
 	next map[string]string
 }
 
 // add sends r and records its version.
 func (r *deltaResponse) add(res *resource) {
-	r.resources = append(r.resources, &discoverygrpc.Resource{Name: res.name, Version: res.version, Resource: res.any})
+	r.items = append(r.items, res)
+	r.count++
 	r.next[res.name] = res.version
+}
+
+// addAll sends changed, resources of p: p's shared encoding when they
+// are all of p.
+func (r *deltaResponse) addAll(p *part, changed []*resource) {
+	if len(changed) < len(p.items) || len(changed) == 0 {
+		for _, res := range changed {
+			r.add(res)
+		}
+		return
+	}
+	r.parts = append(r.parts, p)
+	r.count += len(p.items)
+	for _, res := range p.items {
+		r.next[res.name] = res.version
+	}
 }
 
 // remove tells the client name is gone and forgets it.
@@ -177,14 +202,31 @@ func (r *deltaResponse) remove(name string) {
 var _ cache.DeltaResponse = (*deltaResponse)(nil)
 
 // GetDeltaDiscoveryResponse returns a new message each time: the stream
-// sets its nonce on it.
+// sets its nonce on it. The resources go out as unknown fields, already
+// encoded as the message's field 2 (a whole part's shared bytes, or each
+// resource's wire form with its name and version around it), as in a
+// state-of-the-world response (sotwResponse): on the wire they are the
+// resources field, and nothing on the server reads the message's
+// Resources after it is made (no OnStreamDeltaResponse).
 func (r *deltaResponse) GetDeltaDiscoveryResponse() (*discoverygrpc.DeltaDiscoveryResponse, error) {
-	return &discoverygrpc.DeltaDiscoveryResponse{
+	out := &discoverygrpc.DeltaDiscoveryResponse{
 		SystemVersionInfo: r.version,
-		Resources:         r.resources,
 		RemovedResources:  r.removed,
 		TypeUrl:           r.req.GetTypeUrl(),
-	}, nil
+	}
+	if len(r.parts) == 1 && len(r.items) == 0 {
+		out.ProtoReflect().SetUnknown(protoreflect.RawFields(r.parts[0].deltaWire()))
+	} else if len(r.parts) > 0 || len(r.items) > 0 {
+		var b []byte
+		for _, p := range r.parts {
+			b = append(b, p.deltaWire()...)
+		}
+		for _, res := range r.items {
+			b = appendDeltaResource(b, res)
+		}
+		out.ProtoReflect().SetUnknown(protoreflect.RawFields(b))
+	}
+	return out, nil
 }
 
 func (r *deltaResponse) GetDeltaRequest() *discoverygrpc.DeltaDiscoveryRequest { return r.req }
@@ -193,3 +235,33 @@ func (r *deltaResponse) GetResponseVersion() string                            {
 func (r *deltaResponse) GetNextVersionMap() map[string]string                  { return r.next }
 func (r *deltaResponse) GetReturnedResources() map[string]string               { return r.next }
 func (r *deltaResponse) GetContext() context.Context                           { return context.Background() }
+
+// Field numbers of envoy.service.discovery.v3.Resource.
+const (
+	resourceVersionField protowire.Number = 1
+	resourceBodyField    protowire.Number = 2
+	resourceNameField    protowire.Number = 3
+)
+
+// appendDeltaResource appends r as an entry of DeltaDiscoveryResponse's
+// resources (field 2): a Resource with r's version, body and name, what
+// the proto marshaller would write for it.
+func appendDeltaResource(b []byte, r *resource) []byte {
+	anyLen := protowire.SizeTag(1) + protowire.SizeBytes(len(r.any.TypeUrl)) + protowire.SizeTag(2) + protowire.SizeBytes(len(r.any.Value))
+	n := protowire.SizeTag(resourceVersionField) + protowire.SizeBytes(len(r.version)) +
+		protowire.SizeTag(resourceBodyField) + protowire.SizeBytes(anyLen) +
+		protowire.SizeTag(resourceNameField) + protowire.SizeBytes(len(r.name))
+	b = protowire.AppendTag(b, discoveryResourcesField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	b = protowire.AppendTag(b, resourceVersionField, protowire.BytesType)
+	b = protowire.AppendString(b, r.version)
+	b = protowire.AppendTag(b, resourceBodyField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(anyLen))
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, r.any.TypeUrl)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendBytes(b, r.any.Value)
+	b = protowire.AppendTag(b, resourceNameField, protowire.BytesType)
+	b = protowire.AppendString(b, r.name)
+	return b
+}

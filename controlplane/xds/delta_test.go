@@ -2,6 +2,10 @@ package xds
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +18,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/internal/poll"
+	"github.com/fedmesh/fedmesh/internal/xdsclient"
 )
 
 // deltaStream is a raw delta ADS stream of one test.
@@ -238,4 +244,71 @@ func claNames(t *testing.T, resp *discoverygrpc.DiscoveryResponse) []string {
 		out = append(out, cla.GetClusterName())
 	}
 	return out
+}
+
+// clientUpdates records a fedmesh xDS client's updates.
+type clientUpdates struct {
+	mu  sync.Mutex
+	got []xdsclient.Update
+}
+
+func (c *clientUpdates) OnUpdate(u xdsclient.Update) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got = append(c.got, u)
+	return nil
+}
+
+// endpointUpdates returns the endpoint updates so far, summarized.
+func (c *clientUpdates) endpointUpdates() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, u := range c.got {
+		if u.TypeURL != resourcev3.EndpointType {
+			continue
+		}
+		names := slices.Sorted(maps.Keys(u.Resources))
+		out = append(out, fmt.Sprintf("incremental=%v %v removed=%v", u.Incremental, names, u.Removed))
+	}
+	return out
+}
+
+// TestFedmeshClientSpeaksDelta runs fedmesh's own xDS client, as the
+// sidecar configures it, against the server: it speaks delta, gets
+// every assignment first, then one service's change alone and a
+// removal.
+func TestFedmeshClientSpeaksDelta(t *testing.T) {
+	h := startServer(t, nil)
+	rec := &clientUpdates{}
+	c, err := xdsclient.New(xdsclient.Config{
+		Target: h.addr, Insecure: true, Node: pbNode(clientNode()),
+		Types: []string{xdsclient.ClusterType, xdsclient.EndpointType}, Handler: rec, Incremental: true,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	want := []string{fmt.Sprintf("incremental=false %v removed=[]", []string{storeCluster, echoCluster})}
+	poll.True(t, 30*time.Second, "every assignment", func() bool { return cmp.Equal(want, rec.endpointUpdates()) })
+	if err := h.srv.UpdateView(testView("east-1", echoDown)); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, fmt.Sprintf("incremental=true %v removed=[]", []string{echoCluster}))
+	poll.True(t, 30*time.Second, "echo's change alone", func() bool { return cmp.Equal(want, rec.endpointUpdates()) })
+	if err := h.srv.UpdateView(testView("east-1", echoDown, withoutStore)); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, fmt.Sprintf("incremental=true [] removed=%v", []string{storeCluster}))
+	poll.True(t, 30*time.Second, "store's removal", func() bool { return cmp.Equal(want, rec.endpointUpdates()) })
+	if diff := cmp.Diff(want, rec.endpointUpdates()); diff != "" {
+		t.Errorf("endpoint updates (-want +got):\n%s", diff)
+	}
+	if got := c.Status().Protocol; got != "delta" {
+		t.Errorf("protocol %q, want delta", got)
+	}
 }

@@ -102,6 +102,9 @@ type part struct {
 	// wire is anys encoded as DiscoveryResponse field 2, made on first
 	// use (see encodedResources).
 	wire func() []byte
+	// deltaWire is the items encoded as DeltaDiscoveryResponse field 2
+	// (appendDeltaResource), made on first use.
+	deltaWire func() []byte
 }
 
 // newPart builds, validates and marshals items. A part that failed
@@ -139,6 +142,13 @@ func partOf(rs []*resource) *part {
 	}
 	p.version = strconv.FormatUint(h.Sum64(), 16)
 	p.wire = sync.OnceValue(func() []byte { return encodeResources(p.anys) })
+	p.deltaWire = sync.OnceValue(func() []byte {
+		var b []byte
+		for _, r := range p.items {
+			b = appendDeltaResource(b, r)
+		}
+		return b
+	})
 	return p
 }
 
