@@ -312,3 +312,35 @@ func TestFedmeshClientSpeaksDelta(t *testing.T) {
 		t.Errorf("protocol %q, want delta", got)
 	}
 }
+
+// TestSotWAndDeltaStreamsApart opens a state-of-the-world stream and a
+// delta stream (go-control-plane numbers each kind from 1) and closes
+// the first: the delta stream, of the same number, goes on.
+func TestSotWAndDeltaStreamsApart(t *testing.T) {
+	h := startServer(t, nil)
+	a := dialADS(t, h.addr, clientNode())
+	a.request(resourcev3.ClusterType, nil, "", "")
+	if _, err := a.recv(); err != nil {
+		t.Fatal(err)
+	}
+	d := dialDelta(t, h.addr)
+	d.send(&discoverygrpc.DeltaDiscoveryRequest{Node: pbNode(clientNode()), TypeUrl: resourcev3.EndpointType})
+	d.expect("first delta response", deltaSeen{Names: []string{echoCluster, storeCluster}})
+	if err := a.stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.recv(); err == nil {
+		t.Fatal("the state-of-the-world stream did not end")
+	}
+	poll.True(t, 30*time.Second, "the state-of-the-world stream is gone", func() bool {
+		h.srv.mu.Lock()
+		defer h.srv.mu.Unlock()
+		return len(h.srv.streams) == 1
+	})
+	if err := h.srv.UpdateView(testView("east-1", echoDown)); err != nil {
+		t.Fatal(err)
+	}
+	// An ACK on a stream the server forgot would end it ("unknown
+	// stream") before this response.
+	d.expect("change on the delta stream", deltaSeen{Names: []string{echoCluster}})
+}
