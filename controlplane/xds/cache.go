@@ -43,9 +43,10 @@ type pushCache struct {
 // cacheNode is one node key's snapshot and open watches.
 type cacheNode struct {
 	snap *Snapshot
-	// prev is the snapshot before snap: a delta stream in step with it
-	// is brought to snap by comparing the two (deltaRespond).
-	prev  *Snapshot
+	// hist holds, per type, the node's last typeSets (the current one
+	// last): a wildcard delta stream knows only which of them it is in
+	// step with (cache_delta.go).
+	hist  [numTypes][]*typeSet
 	sotw  map[*sotwWatch]struct{}
 	delta map[*deltaWatch]struct{}
 }
@@ -94,7 +95,8 @@ func (c *pushCache) SetSnapshot(key string, snap *Snapshot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.nodeLocked(key)
-	n.prev, n.snap = n.snap, snap
+	n.snap = snap
+	n.remember(snap)
 	for w := range n.sotw {
 		if resp := sotwRespond(snap, w.req, w.sub); resp != nil {
 			w.ch <- resp // buffered, one response per watch
@@ -102,7 +104,7 @@ func (c *pushCache) SetSnapshot(key string, snap *Snapshot) {
 		}
 	}
 	for w := range n.delta {
-		if resp := deltaRespond(n.prev, snap, w.req, w.sub); resp != nil {
+		if resp := deltaRespond(n.history(w.req.GetTypeUrl()), snap, w.req, w.sub); resp != nil {
 			w.ch <- resp // buffered per type; one response per watch
 			delete(n.delta, w)
 		}
@@ -145,7 +147,7 @@ func (c *pushCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscrip
 	defer c.mu.Unlock()
 	n := c.nodeLocked(key)
 	if n.snap != nil {
-		if resp := deltaRespond(n.prev, n.snap, req, sub); resp != nil {
+		if resp := deltaRespond(n.history(req.GetTypeUrl()), n.snap, req, sub); resp != nil {
 			ch <- resp
 			return func() {}, nil
 		}
