@@ -154,9 +154,13 @@ func TestPersistedStateServesUntilControlPlaneAnswers(t *testing.T) {
 	// persisted one, and the new stream asked for everything.
 	srv.Set("2", map[string][]types.Resource{resourcev3.ClusterType: {cluster("b", time.Second)}, resourcev3.ListenerType: {&listenerv3.Listener{Name: "l2"}}}, "node-1")
 	srv.Restart()
+	// The server does not order its responses across types: wait for
+	// both.
 	poll.True(t, 30*time.Second, "the control plane's config replaces the persisted one", func() bool {
 		l, ok := second.last()
-		return ok && !l.Persisted && c2.Status().Source == xdsclient.SourceControlPlane && l.TypeURL == xdsclient.ListenerType
+		st := c2.Status()
+		return ok && !l.Persisted && st.Source == xdsclient.SourceControlPlane &&
+			st.Types[xdsclient.ClusterType].Version == "2" && st.Types[xdsclient.ListenerType].Version == "2"
 	})
 	if _, ok := c2.Resources(xdsclient.ClusterType)["b"]; !ok {
 		t.Errorf("clusters after the control plane answered: %v, want b", c2.Resources(xdsclient.ClusterType))
