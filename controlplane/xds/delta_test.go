@@ -128,9 +128,11 @@ func TestDeltaNamedSubscribeUnsubscribe(t *testing.T) {
 	d.send(&discoverygrpc.DeltaDiscoveryRequest{Node: pbNode(clientNode()), TypeUrl: resourcev3.EndpointType,
 		ResourceNamesSubscribe: []string{echoCluster}})
 	d.expect("subscribed to echo", deltaSeen{Names: []string{echoCluster}})
-	d.send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{storeCluster}})
-	d.expect("subscribed to store too", deltaSeen{Names: []string{storeCluster}})
-	d.send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesUnsubscribe: []string{echoCluster}})
+	// One request subscribes to store and unsubscribes echo: store's
+	// arrival says the server has taken both.
+	d.send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType,
+		ResourceNamesSubscribe: []string{storeCluster}, ResourceNamesUnsubscribe: []string{echoCluster}})
+	d.expect("subscribed to store, echo unsubscribed", deltaSeen{Names: []string{storeCluster}})
 	// echo changes: not sent; store is removed: sent.
 	if err := h.srv.UpdateView(testView("east-1", echoDown)); err != nil {
 		t.Fatal(err)
