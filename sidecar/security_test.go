@@ -154,7 +154,7 @@ func TestNACKKeepsLastGood(t *testing.T) {
 	p.m.set("client", bad)
 	badVersion := "v" + strconv.Itoa(p.m.ver)
 	poll.True(t, 30*time.Second, "NACK", func() bool {
-		for _, r := range p.m.xds.Requests() {
+		for _, r := range p.m.xds.DeltaRequests() {
 			if r.GetTypeUrl() == edsT && r.GetErrorDetail() != nil && strings.Contains(r.GetErrorDetail().GetMessage(), "not-an-id") {
 				return true
 			}

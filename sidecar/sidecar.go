@@ -339,6 +339,8 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		LoadReports:    s.quotaLoad,
 		Logger:         base,
 		InitialBackoff: cfg.XDSBackoff,
+		// The builder keeps the resources; the client keeps none.
+		Incremental: true,
 	}
 	persistIn(cfg, &xcfg)
 	if cfg.InsecureControlPlane {

@@ -49,6 +49,18 @@ func (p *Plan) WithRateLimitInput(in RateLimitInput) *Plan {
 	return n
 }
 
+// HasQuotas reports whether any RateLimitPolicy of the plan has a
+// clusterset quota: only then does a sidecar's inbound side depend on its
+// node (its quota shares), not only on its workload.
+func (p *Plan) HasQuotas() bool {
+	for i := range p.traffic.RateLimits {
+		if len(p.traffic.RateLimits[i].Spec.Quotas) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Headers and metadata the rate limits of a server sidecar read besides
 // the request's own headers (docs/ratelimit.md). The server sidecar sets
 // them from the caller's verified certificate before its HTTP filters

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
@@ -122,28 +123,38 @@ func BenchmarkBuildIncremental(b *testing.B) {
 // It reports the CPU time of the process per push and the memory held
 // per connected node (heap and stacks, server and client sides, after
 // the first push). The thousand-node cases are meant for -benchtime 3x.
+//
+// proto says how the clients subscribe: sotw is a state-of-the-world
+// wildcard (every push carries the whole EDS type), named a
+// state-of-the-world subscription that names every assignment (a push
+// carries the changed ones), delta the incremental protocol (a push
+// carries the changed ones), as fedmesh's own client speaks it.
 func BenchmarkPushFanout(b *testing.B) {
 	for _, tc := range []struct {
-		nodes, services int
-		change, client  string
+		nodes, services      int
+		change, client, prot string
 	}{
-		{100, 1000, "all", "light"},
-		{1000, 100, "all", "light"},
-		{1000, 1000, "all", "light"},
-		{1000, 1000, "one", "light"},
-		{1000, 1000, "one", "decode"},
+		{100, 1000, "all", "light", "sotw"},
+		{1000, 100, "all", "light", "sotw"},
+		{1000, 1000, "all", "light", "sotw"},
+		{1000, 1000, "one", "light", "sotw"},
+		{1000, 1000, "one", "decode", "sotw"},
+		{1000, 1000, "one", "light", "named"},
+		{1000, 1000, "one", "light", "delta"},
+		{1000, 1000, "one", "decode", "delta"},
+		{1000, 1000, "all", "light", "delta"},
 	} {
-		b.Run(fmt.Sprintf("nodes=%d/services=%d/change=%s/client=%s", tc.nodes, tc.services, tc.change, tc.client), func(b *testing.B) {
+		b.Run(fmt.Sprintf("nodes=%d/services=%d/change=%s/client=%s/proto=%s", tc.nodes, tc.services, tc.change, tc.client, tc.prot), func(b *testing.B) {
 			flipped := tc.services
 			if tc.change == "one" {
 				flipped = 1
 			}
-			benchFanout(b, tc.nodes, tc.services, flipped, tc.client == "decode")
+			benchFanout(b, tc.nodes, tc.services, flipped, tc.client == "decode", tc.prot)
 		})
 	}
 }
 
-func benchFanout(b *testing.B, nodes, services, flipped int, decode bool) {
+func benchFanout(b *testing.B, nodes, services, flipped int, decode bool, prot string) {
 	// Twice: the first GC moves pooled buffers to the victim cache, the
 	// second frees them, so the figure is what the nodes hold.
 	runtime.GC()
@@ -188,7 +199,13 @@ func benchFanout(b *testing.B, nodes, services, flipped int, decode bool) {
 		}
 	}()
 	got := make(chan struct{}, nodes)
-	var short atomic.Int64 // EDS responses without every assignment
+	var short atomic.Int64 // EDS responses without the assignments expected
+	var names []string     // every assignment, for proto=named
+	if prot == "named" {
+		for i := range services {
+			names = append(names, naming.ServicePort{Namespace: "demo", Name: "svc-" + strconv.Itoa(i), Port: 8080}.OutboundCluster())
+		}
+	}
 	var clients sync.WaitGroup
 	defer clients.Wait()
 	defer cancel()
@@ -200,31 +217,36 @@ func benchFanout(b *testing.B, nodes, services, flipped int, decode bool) {
 			}
 			conns = append(conns, c)
 		}
-		st, err := newBenchStream(ctx, conns[len(conns)-1], decode)
+		st, err := newBenchStream(ctx, conns[len(conns)-1], decode, prot == "delta")
 		if err != nil {
 			b.Fatal(err)
 		}
 		pn := pbNode(benchNode(i))
-		if err := st.SendMsg(&discoverygrpc.DiscoveryRequest{Node: pn, TypeUrl: resourcev3.ClusterType}); err != nil {
+		if err := st.subscribe(pn, resourcev3.ClusterType, nil); err != nil {
 			b.Fatal(err)
 		}
-		if err := st.SendMsg(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.EndpointType}); err != nil {
+		if err := st.subscribe(nil, resourcev3.EndpointType, names); err != nil {
 			b.Fatal(err)
 		}
 		clients.Add(1)
 		go func() {
 			defer clients.Done()
+			first := true
 			for {
 				resp, err := st.recv()
 				if err != nil {
 					return
 				}
-				if err := st.SendMsg(&discoverygrpc.DiscoveryRequest{TypeUrl: resp.typeURL,
-					VersionInfo: resp.version, ResponseNonce: resp.nonce}); err != nil {
+				if err := st.ack(resp, names); err != nil {
 					return
 				}
 				if resp.typeURL == resourcev3.EndpointType {
-					if resp.resources != services {
+					want := services
+					if !first && prot != "sotw" {
+						want = flipped
+					}
+					first = false
+					if resp.resources != want {
 						short.Add(1)
 					}
 					got <- struct{}{}
@@ -272,21 +294,27 @@ func benchFanout(b *testing.B, nodes, services, flipped int, decode bool) {
 	}
 }
 
-// benchStream is an ADS stream whose responses are read either whole
-// or light (see BenchmarkPushFanout).
+// benchStream is an ADS stream, state of the world or delta, whose
+// responses are read either whole or light (see BenchmarkPushFanout).
 type benchStream struct {
 	grpc.ClientStream
-	decode bool
+	decode, delta bool
 }
 
-// benchResponse is what a benchmark client needs of a response.
+// benchResponse is what a benchmark client needs of a response. The
+// light codec reads both kinds: DiscoveryResponse and
+// DeltaDiscoveryResponse agree on fields 1 (version), 2 (resources),
+// 4 (type) and 5 (nonce).
 type benchResponse struct {
 	version, typeURL, nonce string
 	resources               int
 }
 
-func newBenchStream(ctx context.Context, c *grpc.ClientConn, decode bool) (*benchStream, error) {
+func newBenchStream(ctx context.Context, c *grpc.ClientConn, decode, delta bool) (*benchStream, error) {
 	desc := &discoverygrpc.AggregatedDiscoveryService_ServiceDesc.Streams[0]
+	if delta {
+		desc = &discoverygrpc.AggregatedDiscoveryService_ServiceDesc.Streams[1]
+	}
 	method := "/" + discoverygrpc.AggregatedDiscoveryService_ServiceDesc.ServiceName + "/" + desc.StreamName
 	var opts []grpc.CallOption
 	if !decode {
@@ -296,14 +324,42 @@ func newBenchStream(ctx context.Context, c *grpc.ClientConn, decode bool) (*benc
 	if err != nil {
 		return nil, err
 	}
-	return &benchStream{ClientStream: cs, decode: decode}, nil
+	return &benchStream{ClientStream: cs, decode: decode, delta: delta}, nil
+}
+
+// subscribe sends the first request of a type; names nil is a wildcard.
+func (s *benchStream) subscribe(n *corev3.Node, typeURL string, names []string) error {
+	if s.delta {
+		return s.SendMsg(&discoverygrpc.DeltaDiscoveryRequest{Node: n, TypeUrl: typeURL, ResourceNamesSubscribe: names})
+	}
+	return s.SendMsg(&discoverygrpc.DiscoveryRequest{Node: n, TypeUrl: typeURL, ResourceNames: names})
+}
+
+// ack acknowledges resp; a state-of-the-world request repeats the names.
+func (s *benchStream) ack(resp benchResponse, names []string) error {
+	if s.delta {
+		return s.SendMsg(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resp.typeURL, ResponseNonce: resp.nonce})
+	}
+	if resp.typeURL != resourcev3.EndpointType {
+		names = nil
+	}
+	return s.SendMsg(&discoverygrpc.DiscoveryRequest{TypeUrl: resp.typeURL, VersionInfo: resp.version,
+		ResponseNonce: resp.nonce, ResourceNames: names})
 }
 
 func (s *benchStream) recv() (benchResponse, error) {
-	if !s.decode {
+	switch {
+	case !s.decode:
 		var r benchResponse
 		err := s.RecvMsg(&r)
 		return r, err
+	case s.delta:
+		var resp discoverygrpc.DeltaDiscoveryResponse
+		if err := s.RecvMsg(&resp); err != nil {
+			return benchResponse{}, err
+		}
+		return benchResponse{version: resp.GetSystemVersionInfo(), typeURL: resp.GetTypeUrl(), nonce: resp.GetNonce(),
+			resources: len(resp.GetResources())}, nil
 	}
 	var resp discoverygrpc.DiscoveryResponse
 	if err := s.RecvMsg(&resp); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -26,9 +27,14 @@ import (
 // differs from the snapshot's version of that type, or when it names a
 // resource the snapshot has and the stream has not received. A wildcard
 // response carries the whole type (every type, not only clusters and
-// listeners: fedmesh's own client takes every response as the full set);
-// a named one only the names asked for that exist. Delta: per-resource
-// versions, only changed and removed resources are sent.
+// listeners: a wildcard client may take every response as the full set).
+// A named subscription to clusters or listeners gets every name asked
+// for that exists (the protocol makes those two types full state); to
+// endpoints, routes or secrets only the named resources whose version
+// differs from what the stream last received (per-resource EDS: one
+// service's change sends its assignments alone; the client keeps the
+// others, as the protocol says for these types). Delta (cache_delta.go):
+// per-resource versions, only changed and removed resources are sent.
 type pushCache struct {
 	mu    sync.Mutex // guards the following
 	nodes map[string]*cacheNode
@@ -36,7 +42,11 @@ type pushCache struct {
 
 // cacheNode is one node key's snapshot and open watches.
 type cacheNode struct {
-	snap  *Snapshot
+	snap *Snapshot
+	// hist holds, per type, the node's last typeSets (the current one
+	// last): a wildcard delta stream knows only which of them it is in
+	// step with (cache_delta.go).
+	hist  [numTypes][]*typeSet
 	sotw  map[*sotwWatch]struct{}
 	delta map[*deltaWatch]struct{}
 }
@@ -86,6 +96,7 @@ func (c *pushCache) SetSnapshot(key string, snap *Snapshot) {
 	defer c.mu.Unlock()
 	n := c.nodeLocked(key)
 	n.snap = snap
+	n.remember(snap)
 	for w := range n.sotw {
 		if resp := sotwRespond(snap, w.req, w.sub); resp != nil {
 			w.ch <- resp // buffered, one response per watch
@@ -93,7 +104,7 @@ func (c *pushCache) SetSnapshot(key string, snap *Snapshot) {
 		}
 	}
 	for w := range n.delta {
-		if resp := deltaRespond(snap, w.req, w.sub); resp != nil {
+		if resp := deltaRespond(n.history(w.req.GetTypeUrl()), snap, w.req, w.sub); resp != nil {
 			w.ch <- resp // buffered per type; one response per watch
 			delete(n.delta, w)
 		}
@@ -136,7 +147,7 @@ func (c *pushCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscrip
 	defer c.mu.Unlock()
 	n := c.nodeLocked(key)
 	if n.snap != nil {
-		if resp := deltaRespond(n.snap, req, sub); resp != nil {
+		if resp := deltaRespond(n.history(req.GetTypeUrl()), n.snap, req, sub); resp != nil {
 			ch <- resp
 			return func() {}, nil
 		}
@@ -162,6 +173,9 @@ func sotwRespond(snap *Snapshot, req *cache.Request, sub cache.Subscription) cac
 	ts := snap.set(req.GetTypeUrl())
 	if ts == nil {
 		return nil // a type fedmesh does not serve: never answered
+	}
+	if !sub.IsWildcard() && !fullState(req.GetTypeUrl()) {
+		return sotwRespondChanged(ts, req, sub)
 	}
 	if req.GetVersionInfo() == ts.version {
 		returned := sub.ReturnedResources()
@@ -189,6 +203,44 @@ func sotwRespond(snap *Snapshot, req *cache.Request, sub cache.Subscription) cac
 			resp.resources = append(resp.resources, r.any)
 			resp.returned[name] = ts.version
 		}
+	}
+	return resp
+}
+
+// fullState reports whether every state-of-the-world response of
+// typeURL must carry every resource the client subscribes to: listeners
+// and clusters (xDS protocol, "Resource types": absence from a response
+// removes them). For the other types a response carries what changed.
+func fullState(typeURL string) bool {
+	return typeURL == resourcev3.ClusterType || typeURL == resourcev3.ListenerType
+}
+
+// sotwRespondChanged answers a named subscription to a type that is not
+// full state: the subscribed resources whose version differs from the
+// one the stream last received (returned holds per-resource versions
+// for these types), nil when there are none. A NACK does not bring the
+// same resources again; the next change does.
+func sotwRespondChanged(ts *typeSet, req *cache.Request, sub cache.Subscription) cache.Response {
+	subscribed, returned := sub.SubscribedResources(), sub.ReturnedResources()
+	var changed []*resource
+	for name := range subscribed {
+		if r := ts.lookup(name); r != nil && returned[name] != r.version {
+			changed = append(changed, r)
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	sort.Slice(changed, func(i, j int) bool { return changed[i].name < changed[j].name })
+	resp := &sotwResponse{req: req, version: ts.version, returned: make(map[string]string, len(subscribed))}
+	for name := range subscribed {
+		if v, ok := returned[name]; ok {
+			resp.returned[name] = v
+		}
+	}
+	for _, r := range changed {
+		resp.resources = append(resp.resources, r.any)
+		resp.returned[r.name] = r.version
 	}
 	return resp
 }
@@ -242,82 +294,3 @@ func (r *sotwResponse) GetVersion() (string, error)                 { return r.v
 func (r *sotwResponse) GetResponseVersion() string                  { return r.version }
 func (r *sotwResponse) GetReturnedResources() map[string]string     { return r.returned }
 func (r *sotwResponse) GetContext() context.Context                 { return context.Background() }
-
-// deltaRespond returns the response a delta watch gets from snap now, or
-// nil when nothing changed for the stream.
-func deltaRespond(snap *Snapshot, req *cache.DeltaRequest, sub cache.Subscription) cache.DeltaResponse {
-	ts := snap.set(req.GetTypeUrl())
-	if ts == nil {
-		return nil
-	}
-	returned := sub.ReturnedResources()
-	resp := &deltaResponse{req: req, version: ts.version}
-	add := func(r *resource) {
-		resp.resources = append(resp.resources, &discoverygrpc.Resource{Name: r.name, Version: r.version, Resource: r.any})
-	}
-	if sub.IsWildcard() {
-		resp.next = make(map[string]string, ts.len())
-		for _, p := range ts.parts {
-			for _, r := range p.items {
-				resp.next[r.name] = r.version
-				if prev, ok := returned[r.name]; !ok || prev != r.version {
-					add(r)
-				}
-			}
-		}
-		for name := range returned {
-			if ts.lookup(name) == nil {
-				resp.removed = append(resp.removed, name)
-			}
-		}
-	} else {
-		resp.next = make(map[string]string, len(sub.SubscribedResources()))
-		for name := range sub.SubscribedResources() {
-			prev, found := returned[name]
-			if r := ts.lookup(name); r != nil {
-				if prev != r.version {
-					add(r)
-				}
-				resp.next[name] = r.version
-			} else if found {
-				resp.removed = append(resp.removed, name)
-			}
-		}
-	}
-	sort.Strings(resp.removed)
-	// The first wildcard request is answered even when empty, so that
-	// the client completes its initialisation.
-	if len(resp.resources) == 0 && len(resp.removed) == 0 && (!sub.IsWildcard() || req.GetResponseNonce() != "") {
-		return nil
-	}
-	return resp
-}
-
-// deltaResponse is a delta response made of shared, marshalled resources.
-type deltaResponse struct {
-	req       *cache.DeltaRequest
-	version   string
-	resources []*discoverygrpc.Resource
-	removed   []string
-	next      map[string]string
-}
-
-var _ cache.DeltaResponse = (*deltaResponse)(nil)
-
-// GetDeltaDiscoveryResponse returns a new message each time: the stream
-// sets its nonce on it.
-func (r *deltaResponse) GetDeltaDiscoveryResponse() (*discoverygrpc.DeltaDiscoveryResponse, error) {
-	return &discoverygrpc.DeltaDiscoveryResponse{
-		SystemVersionInfo: r.version,
-		Resources:         r.resources,
-		RemovedResources:  r.removed,
-		TypeUrl:           r.req.GetTypeUrl(),
-	}, nil
-}
-
-func (r *deltaResponse) GetDeltaRequest() *discoverygrpc.DeltaDiscoveryRequest { return r.req }
-func (r *deltaResponse) GetSystemVersion() (string, error)                     { return r.version, nil }
-func (r *deltaResponse) GetResponseVersion() string                            { return r.version }
-func (r *deltaResponse) GetNextVersionMap() map[string]string                  { return r.next }
-func (r *deltaResponse) GetReturnedResources() map[string]string               { return r.next }
-func (r *deltaResponse) GetContext() context.Context                           { return context.Background() }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/fedmesh/fedmesh/catalog"
@@ -108,6 +109,9 @@ type Generator struct {
 	// (clusters, gateways, RTTs).
 	prevEDS      map[edsKey]map[catalog.ServiceKey]*svcEndpoints
 	prevOutbound map[outKey]*outbound
+	// prevInbound is what the previous generator rendered of sidecars'
+	// inbound sides, reused where the plan's inbound is unchanged.
+	prevInbound map[inKey]*inboundParts
 
 	labelKeysOnce sync.Once
 	labelKeys     []string // built on first use: failoverLabelKeys
@@ -119,6 +123,55 @@ type Generator struct {
 	svcEDS     map[edsKey]map[catalog.ServiceKey]*svcEndpoints
 	gateway    map[topology.Locality]*gatewayParts
 	consistent map[string]error
+	inbound    map[inKey]*inboundParts
+}
+
+// inKey names what sidecars share of their inbound side: their workload,
+// its app ports (FormatAppPorts) and the Key of their telemetry.
+type inKey struct {
+	ns, workload, ports, tel string
+	// node is the node's ID when the plan has quotas (each node has its
+	// own shares), else empty: the workload's nodes share one render.
+	node string
+}
+
+// inboundParts are a sidecar's inbound clusters and listeners, and the
+// plan they were rendered from.
+type inboundParts struct {
+	in                  plan.Inbound
+	clusters, listeners *part
+}
+
+// inboundFor returns sidecar n's inbound parts: rendered once per
+// workload, app ports and telemetry, and taken from the previous
+// generator when the plan's inbound for them did not change, so that a
+// change elsewhere in the view re-renders no node's inbound side.
+func (g *Generator) inboundFor(n Node, tel *plan.Telemetry) *inboundParts {
+	k := inKey{ns: n.Namespace, workload: n.Workload, ports: FormatAppPorts(n.AppPorts), tel: tel.Key()}
+	if g.plan.HasQuotas() {
+		k.node = n.ID
+	}
+	g.mu.Lock()
+	ip := g.inbound[k]
+	prev := g.prevInbound[k]
+	g.mu.Unlock()
+	if ip != nil {
+		return ip
+	}
+	in := g.plan.InboundNode(n.Namespace, n.Workload, k.node, n.appPort)
+	if prev != nil && reflect.DeepEqual(prev.in, in) {
+		ip = prev
+	} else {
+		ic, il := g.renderInbound(in, tel)
+		ip = &inboundParts{in: in, clusters: newPart(ic), listeners: newPart(il)}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if got := g.inbound[k]; got != nil {
+		return got // another build made it meanwhile
+	}
+	g.inbound[k] = ip
+	return ip
 }
 
 // svcEndpoints are one service's assignments (one per port, ports in
@@ -173,6 +226,7 @@ func newGeneratorTraffic(s Settings, v *catalog.View, policies []policy.Authoriz
 		svcEDS:     make(map[edsKey]map[catalog.ServiceKey]*svcEndpoints),
 		gateway:    make(map[topology.Locality]*gatewayParts),
 		consistent: make(map[string]error),
+		inbound:    make(map[inKey]*inboundParts),
 	}, nil
 }
 
@@ -200,11 +254,12 @@ func (g *Generator) nextWith(v *catalog.View, policies []policy.AuthorizationPol
 	if err != nil {
 		return nil, err
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n.prevInbound = maps.Clone(g.inbound) // checked against the new plan at use
 	if !n.plan.SameClusters(g.plan) {
 		return n, nil // every assignment depends on the clusters
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	n.prevEDS = maps.Clone(g.svcEDS)
 	if n.plan.SameClientView(g.plan) && sameRouting(g, n) && maps.Equal(g.csIPs, n.csIPs) {
 		n.prevOutbound = maps.Clone(g.outbound)
@@ -257,9 +312,9 @@ func (g *Generator) build(n Node, secrets *part) (*Built, error) {
 		}
 		switch n.Role {
 		case naming.RoleSidecar:
-			ic, il := g.renderInbound(g.plan.InboundNode(n.Namespace, n.Workload, n.ID, n.appPort), tel)
-			clusters = append(clusters, newPart(ic))
-			listeners = append(listeners, newPart(il))
+			ip := g.inboundFor(n, tel)
+			clusters = append(clusters, ip.clusters)
+			listeners = append(listeners, ip.listeners)
 		case naming.RoleProxyless:
 			listeners = append(listeners, newPart(g.renderProxylessServers(g.plan.Inbound(n.Namespace, n.Workload, n.appPort))))
 		}
@@ -280,9 +335,12 @@ func (g *Generator) build(n Node, secrets *part) (*Built, error) {
 	snap.sets[typeListener] = newTypeSet(listeners)
 	snap.sets[typeRoute] = newTypeSet(routes)
 	snap.sets[typeSecret] = newTypeSet(secs)
+	// Whether every EDS cluster has its assignment depends on the
+	// clusters and on the assignments' names, not on their content: a
+	// change of endpoints alone needs no new check.
 	key := clusters[0].version + "/" + listeners[0].version
 	for _, p := range eps {
-		key += "/" + p.version
+		key += "/" + strconv.FormatUint(p.names, 16)
 	}
 	if err := g.checkConsistent(snap, key); err != nil {
 		return nil, err

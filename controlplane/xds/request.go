@@ -2,7 +2,12 @@ package xds
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"unicode/utf8"
+
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 )
 
 const (
@@ -35,7 +40,26 @@ func checkRequest(typeURL string, names []string) (reason string, err error) {
 			return "resource_names", fmt.Errorf("resource name %d is %d bytes, longer than %d", i, len(name), maxResourceName)
 		case !utf8.ValidString(name):
 			return "resource_names", fmt.Errorf("resource name %d is not valid UTF-8", i)
+		case strings.HasPrefix(name, "\x00"):
+			return "resource_names", fmt.Errorf("resource name %d starts with a NUL byte", i)
 		}
+	}
+	return "", nil
+}
+
+// checkDeltaRequest checks what checkRequest does not see of a delta
+// request: the names it unsubscribes and those of the versions it
+// announces (initial_resource_versions), bounded and valid alike.
+func checkDeltaRequest(req *discoverygrpc.DeltaDiscoveryRequest) (reason string, err error) {
+	if reason, err := checkRequest(req.GetTypeUrl(), req.GetResourceNamesUnsubscribe()); err != nil {
+		return reason, fmt.Errorf("unsubscribe: %w", err)
+	}
+	if len(req.GetInitialResourceVersions()) > maxResourceNames {
+		return "resource_names", fmt.Errorf("%d initial resource versions in one request, more than %d", len(req.GetInitialResourceVersions()), maxResourceNames)
+	}
+	names := slices.Sorted(maps.Keys(req.GetInitialResourceVersions()))
+	if reason, err := checkRequest(req.GetTypeUrl(), names); err != nil {
+		return reason, fmt.Errorf("initial resource versions: %w", err)
 	}
 	return "", nil
 }

@@ -61,9 +61,10 @@ func FuzzOnRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	var streamID int64
+	var next int64
 	f.Fuzz(func(t *testing.T, id, role, ns, sa, workload, token, typeURL, name, typeURL2, name2 string) {
-		streamID++
+		next++
+		streamID := streamID{id: next, delta: next%2 == 0}
 		n := Node{ID: id, Role: role, Cluster: "east-1", Namespace: ns, ServiceAccount: sa, Workload: workload,
 			Token: token, Locality: locEast1}
 		pn := pbNode(n)

@@ -89,7 +89,7 @@ type Server struct {
 	gen        *Generator
 	viewDirty  bool // every node needs a rebuild after the debounce
 	viewAt     time.Time
-	streams    map[int64]*streamState
+	streams    map[streamID]*streamState
 	nodes      map[string]*nodeState // by Node.Key()
 	identities map[string]*identityState
 	dirty      map[string]bool // nodes to build at the next flush
@@ -175,7 +175,7 @@ func NewServer(cfg Config) (*Server, error) {
 		log:        cfg.Logger.With("component", "xds", "cluster", cfg.Cluster),
 		metrics:    newMetrics(),
 		kick:       make(chan struct{}, 1),
-		streams:    make(map[int64]*streamState),
+		streams:    make(map[streamID]*streamState),
 		nodes:      make(map[string]*nodeState),
 		identities: make(map[string]*identityState),
 		dirty:      make(map[string]bool),
@@ -390,20 +390,23 @@ func identityKey(id Identity) string { return id.Namespace + "/" + id.ServiceAcc
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
 		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
-			s.openStream(ctx, id)
+			s.openStream(ctx, streamID{id: id})
 			return nil
 		},
 		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
-			s.openStream(ctx, id)
+			s.openStream(ctx, streamID{id: id, delta: true})
 			return nil
 		},
-		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.closeStream(id) },
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closeStream(id) },
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.closeStream(streamID{id: id}) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closeStream(streamID{id: id, delta: true}) },
 		StreamRequestFunc: func(id int64, req *discoverygrpc.DiscoveryRequest) error {
-			return s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResourceNames())
+			return s.onRequest(streamID{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResourceNames())
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
-			return s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResourceNamesSubscribe())
+			if reason, err := checkDeltaRequest(req); err != nil {
+				return s.reject(reason, codes.InvalidArgument, err.Error(), "node", req.GetNode().GetId())
+			}
+			return s.onRequest(streamID{id: id, delta: true}, req.GetNode(), req.GetTypeUrl(), req.GetResourceNamesSubscribe())
 		},
 		FetchRequestFunc: func(context.Context, *discoverygrpc.DiscoveryRequest) error {
 			s.metrics.rejected.WithLabelValues("fetch").Inc()
@@ -412,13 +415,21 @@ func (s *Server) callbacks() serverv3.Callbacks {
 	}
 }
 
-func (s *Server) openStream(ctx context.Context, id int64) {
+// streamID names a stream: go-control-plane numbers state-of-the-world
+// and delta streams apart, each from 1, so the number alone is not
+// unique.
+type streamID struct {
+	id    int64
+	delta bool
+}
+
+func (s *Server) openStream(ctx context.Context, id streamID) {
 	s.mu.Lock()
 	s.streams[id] = &streamState{ctx: ctx}
 	s.mu.Unlock()
 }
 
-func (s *Server) closeStream(id int64) {
+func (s *Server) closeStream(id streamID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.streams[id]
@@ -457,7 +468,7 @@ func (s *Server) reject(reason string, code codes.Code, msg string, args ...any)
 // stream's first request and checks that later ones keep its node. It
 // runs before the stream server creates a watch, so nothing is sent on a
 // stream whose first request did not authenticate: the error ends it.
-func (s *Server) onRequest(id int64, pn *corev3.Node, typeURL string, names []string) error {
+func (s *Server) onRequest(id streamID, pn *corev3.Node, typeURL string, names []string) error {
 	s.mu.Lock()
 	st, ok := s.streams[id]
 	key := ""

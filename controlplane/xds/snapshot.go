@@ -97,11 +97,17 @@ type part struct {
 	// part alone sends this very slice.
 	anys    []*anypb.Any
 	version string
-	err     error
+	// names hashes the items' names alone: what the snapshot's
+	// consistency check depends on for endpoints (checkConsistent).
+	names uint64
+	err   error
 
 	// wire is anys encoded as DiscoveryResponse field 2, made on first
 	// use (see encodedResources).
 	wire func() []byte
+	// deltaWire is the items encoded as DeltaDiscoveryResponse field 2
+	// (appendDeltaResource), made on first use.
+	deltaWire func() []byte
 }
 
 // newPart builds, validates and marshals items. A part that failed
@@ -128,7 +134,7 @@ func partOf(rs []*resource) *part {
 		byName: make(map[string]*resource, len(rs)),
 		anys:   make([]*anypb.Any, len(rs)),
 	}
-	h := fnv.New64a()
+	h, hn := fnv.New64a(), fnv.New64a()
 	var buf [8]byte
 	for i, r := range rs {
 		p.byName[r.name] = r
@@ -136,9 +142,19 @@ func partOf(rs []*resource) *part {
 		binary.LittleEndian.PutUint64(buf[:], r.sum)
 		h.Write(buf[:])
 		h.Write([]byte(r.name))
+		hn.Write([]byte(r.name))
+		hn.Write([]byte{0})
 	}
 	p.version = strconv.FormatUint(h.Sum64(), 16)
+	p.names = hn.Sum64()
 	p.wire = sync.OnceValue(func() []byte { return encodeResources(p.anys) })
+	p.deltaWire = sync.OnceValue(func() []byte {
+		var b []byte
+		for _, r := range p.items {
+			b = appendDeltaResource(b, r)
+		}
+		return b
+	})
 	return p
 }
 

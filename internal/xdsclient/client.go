@@ -51,18 +51,26 @@ var AllTypes = []string{ClusterType, EndpointType, ListenerType, RouteType, Secr
 // response.
 var ErrRejected = errors.New("xds response rejected")
 
-// Update is one accepted set of resources of one type: in state-of-the-world
-// xDS every response carries the whole set, so resources missing from it are
-// gone.
+// Update is one accepted set of resources of one type. Unless Incremental
+// is set it is the whole set: resources missing from it are gone.
 type Update struct {
 	// TypeURL names the resource type (ClusterType, ...).
 	TypeURL string
-	// Version is the control plane's version_info of this set.
+	// Version is the control plane's version_info of this set
+	// (system_version_info in delta xDS).
 	Version string
 	// Resources are the decoded resources by name: *clusterv3.Cluster,
 	// *endpointv3.ClusterLoadAssignment, *listenerv3.Listener,
-	// *routev3.RouteConfiguration or *tlsv3.Secret.
+	// *routev3.RouteConfiguration or *tlsv3.Secret. With Incremental, the
+	// resources added or changed only.
 	Resources map[string]proto.Message
+	// Incremental is set on a delta update to a Handler that asked for
+	// them (Config.Incremental): Resources holds what was added or
+	// changed, Removed what is gone, and every other resource the
+	// Handler accepted before is unchanged.
+	Incremental bool
+	// Removed names the resources gone (Incremental updates only).
+	Removed []string
 	// Persisted is set on an update read from Config.DataDir at start,
 	// handed over because no control plane answered in time; the control
 	// plane's next update of the type replaces it.
@@ -146,6 +154,16 @@ type Config struct {
 	// (lrs.go, docs/xds.md "Load reports"), on the same connection. It
 	// is called from one goroutine at a time and must not block.
 	LoadReports func() []LoadCount
+	// SotW makes the client speak state-of-the-world ADS only. By
+	// default it speaks delta ADS (delta.go) and falls back to state of
+	// the world for good when the control plane answers Unimplemented.
+	SotW bool
+	// Incremental hands the Handler delta updates as they come
+	// (Update.Incremental) instead of whole sets, and the client keeps
+	// no decoded resources of its own (Client.Resources returns nil):
+	// the Handler keeps what it needs. Without it the client merges
+	// every delta into the whole set it hands over.
+	Incremental bool
 }
 
 // TypeStatus is the state of one subscribed type.
@@ -176,8 +194,10 @@ type Status struct {
 	Source string `json:"source,omitempty"`
 	// Restore says what became of the persisted state at start, for
 	// humans: empty without one, else restored or why not.
-	Restore string                `json:"restore,omitempty"`
-	Types   map[string]TypeStatus `json:"types"`
+	Restore string `json:"restore,omitempty"`
+	// Protocol is the xDS variant in use: "delta" or "sotw".
+	Protocol string                `json:"protocol,omitempty"`
+	Types    map[string]TypeStatus `json:"types"`
 }
 
 // DefaultRestoreAfter is how long a client waits for a control plane at
@@ -205,7 +225,9 @@ type Client struct {
 
 	mu        sync.Mutex // guards the following
 	status    Status
-	resources map[string]map[string]proto.Message // last accepted, by type
+	resources map[string]map[string]proto.Message // last accepted, by type; not with Incremental
+	delta     map[string]*deltaState              // per type, delta streams only
+	sotw      bool                                // speaking state of the world (Config.SotW or fallen back)
 	running   bool
 }
 
@@ -277,6 +299,8 @@ func New(cfg Config, reg prometheus.Registerer) (*Client, error) {
 		loads:     newLoadMetrics(),
 		status:    Status{Target: cfg.Target, Types: map[string]TypeStatus{}},
 		resources: map[string]map[string]proto.Message{},
+		delta:     map[string]*deltaState{},
+		sotw:      cfg.SotW,
 	}
 	if reg != nil {
 		for _, col := range []prometheus.Collector{c.responses, c.reconnects, c.connected, c.source, c.persistRejected, c.persistErrors, c.loads.sent} {
@@ -298,7 +322,8 @@ func (c *Client) Status() Status {
 }
 
 // Resources returns the last accepted resources of one type (nil before
-// the first accepted update). The map and its messages must not be changed.
+// the first accepted update, and always with Config.Incremental). The
+// map and its messages must not be changed.
 func (c *Client) Resources(typeURL string) map[string]proto.Message {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -367,6 +392,9 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if !got && c.fallBack(err) {
+			continue // at once, in state of the world
+		}
 		if got {
 			bo.reset()
 		}
@@ -419,9 +447,26 @@ func (c *Client) node() (*corev3.Node, error) {
 	return n, nil
 }
 
-// runStream opens one ADS stream and serves it until it fails. got reports
-// whether any response arrived.
+// runStream opens one ADS stream, delta or state of the world, and
+// serves it until it fails. got reports whether any response arrived.
 func (c *Client) runStream(ctx context.Context, conn *grpc.ClientConn) (got bool, err error) {
+	c.mu.Lock()
+	sotw := c.sotw
+	if sotw {
+		c.status.Protocol = protocolSotW
+	} else {
+		c.status.Protocol = protocolDelta
+	}
+	c.mu.Unlock()
+	if !sotw {
+		return c.runDeltaStream(ctx, conn)
+	}
+	return c.runSotWStream(ctx, conn)
+}
+
+// runSotWStream opens one state-of-the-world ADS stream and serves it
+// until it fails.
+func (c *Client) runSotWStream(ctx context.Context, conn *grpc.ClientConn) (got bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if s := conn.GetState(); s == connectivity.TransientFailure {
@@ -527,7 +572,10 @@ func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) *discoveryv3.Discov
 	ts.Updated = time.Now()
 	ts.Persisted = false
 	c.status.Types[t] = ts
-	c.resources[t] = res
+	if !c.cfg.Incremental {
+		c.resources[t] = res
+	}
+	delete(c.delta, t) // a delta stream after a fallback would start afresh
 	c.answered = true
 	c.setSourceLocked()
 	c.responses.WithLabelValues(shortType(t), "ack", "").Inc()
@@ -735,7 +783,9 @@ func (c *Client) restore() {
 		restored = append(restored, shortType(u.TypeURL))
 		c.mu.Lock()
 		c.status.Types[u.TypeURL] = TypeStatus{Resources: len(u.Resources), Updated: time.Now(), Persisted: true}
-		c.resources[u.TypeURL] = u.Resources
+		if !c.cfg.Incremental {
+			c.resources[u.TypeURL] = u.Resources
+		}
 		c.setSourceLocked()
 		c.mu.Unlock()
 	}

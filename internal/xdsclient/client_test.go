@@ -82,6 +82,7 @@ func startClient(t *testing.T, addr string, h xdsclient.Handler, reg prometheus.
 		Handler:        h,
 		InitialBackoff: 10 * time.Millisecond,
 		MaxBackoff:     50 * time.Millisecond,
+		SotW:           true, // delta_test.go tests the delta protocol
 	}, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -271,6 +272,7 @@ func TestTokenFileReadAtEveryStream(t *testing.T) {
 		Handler:        &recorder{names: map[string][]string{}},
 		InitialBackoff: 10 * time.Millisecond,
 		MaxBackoff:     50 * time.Millisecond,
+		SotW:           true,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

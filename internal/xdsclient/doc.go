@@ -1,10 +1,18 @@
-// Package xdsclient is a small, reusable state-of-the-world ADS client: it
-// holds one aggregated discovery stream (envoy.service.discovery.v3) to a
-// control plane, subscribes to a fixed list of resource types, and hands the
-// consumer typed, validated resources. The sidecar and the east-west gateway
-// both use it.
+// Package xdsclient is a small, reusable ADS client: it holds one
+// aggregated discovery stream (envoy.service.discovery.v3) to a control
+// plane, subscribes to a fixed list of resource types, and hands the
+// consumer typed, validated resources. The sidecar and the east-west
+// gateway both use it.
 //
-// Data flow, for every DiscoveryResponse:
+// It speaks delta (incremental) ADS by default and state of the world
+// when Config.SotW says so or the control plane does not serve delta
+// (delta.go). With delta a change to one resource sends that resource;
+// the client hands its Handler either the whole set, merged (the
+// default), or the change itself (Config.Incremental: Update.Incremental,
+// Update.Removed), in which case it keeps no decoded resources.
+//
+// Data flow, for every response (state of the world shown; delta is the
+// same per changed resource):
 //
 //  1. each google.protobuf.Any is decoded into its Go type (a
 //     discovery.v3.Resource wrapper is unwrapped); a resource of another
@@ -42,9 +50,9 @@
 // logged, counted (fedmesh_xds_persisted_rejected_total{reason}) and
 // ignored.
 //
-// Subscriptions are wildcard (empty resource_names) for every type: the
-// control plane sends everything a node may use, as go-control-plane's
-// snapshot cache does for ADS.
+// Subscriptions are wildcard (empty resource_names, or no names
+// subscribed in delta) for every type: the control plane sends everything
+// a node may use, as go-control-plane's snapshot cache does for ADS.
 //
 // Example:
 //

@@ -57,7 +57,14 @@ func (u *updates) last() (xdsclient.Update, bool) {
 // ends.
 func runClient(t *testing.T, target, dir string, h xdsclient.Handler, reg prometheus.Registerer, check func([]xdsclient.Update) error) (*xdsclient.Client, func()) {
 	t.Helper()
+	return runClientWith(t, target, dir, h, reg, check, true)
+}
+
+// runClientWith is runClient speaking state of the world or delta.
+func runClientWith(t *testing.T, target, dir string, h xdsclient.Handler, reg prometheus.Registerer, check func([]xdsclient.Update) error, sotw bool) (*xdsclient.Client, func()) {
+	t.Helper()
 	c, err := xdsclient.New(xdsclient.Config{
+		SotW:          sotw,
 		Target:        target,
 		Insecure:      true,
 		Node:          &corev3.Node{Id: "node-1"},
@@ -147,15 +154,13 @@ func TestPersistedStateServesUntilControlPlaneAnswers(t *testing.T) {
 	// persisted one, and the new stream asked for everything.
 	srv.Set("2", map[string][]types.Resource{resourcev3.ClusterType: {cluster("b", time.Second)}, resourcev3.ListenerType: {&listenerv3.Listener{Name: "l2"}}}, "node-1")
 	srv.Restart()
+	// The server does not order its responses across types: wait for
+	// both.
 	poll.True(t, 30*time.Second, "the control plane's config replaces the persisted one", func() bool {
-		// Both types answered by the control plane, in whichever order.
-		fresh := map[string]bool{}
-		for _, u := range second.all() {
-			if !u.Persisted {
-				fresh[u.TypeURL] = true
-			}
-		}
-		return fresh[xdsclient.ClusterType] && fresh[xdsclient.ListenerType] && c2.Status().Source == xdsclient.SourceControlPlane
+		l, ok := second.last()
+		st := c2.Status()
+		return ok && !l.Persisted && st.Source == xdsclient.SourceControlPlane &&
+			st.Types[xdsclient.ClusterType].Version == "2" && st.Types[xdsclient.ListenerType].Version == "2"
 	})
 	if _, ok := c2.Resources(xdsclient.ClusterType)["b"]; !ok {
 		t.Errorf("clusters after the control plane answered: %v, want b", c2.Resources(xdsclient.ClusterType))

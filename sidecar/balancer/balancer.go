@@ -34,7 +34,7 @@ const (
 // with Update.
 type Balancer struct {
 	cfg     Config
-	m       upstreamMetrics
+	m       *upstreamMetrics
 	seeded  bool          // Config.Seed was set: use rng
 	rng     atomic.Uint64 // splitmix64 state
 	rr      atomic.Uint64 // RoundRobin position
@@ -165,7 +165,7 @@ func (b *Balancer) publishLocked(now int64) *state {
 		OverprovisioningFactor: b.cfg.OverprovisioningFactor,
 		PanicThreshold:         b.cfg.PanicThreshold,
 	})
-	b.m.ejected.Set(float64(ejected))
+	b.m.setEjected(ejected)
 	b.state.Store(s)
 	return s
 }
@@ -213,7 +213,7 @@ func (b *Balancer) PickHash(hash uint64, exclude ...*Host) (*Host, error) {
 func (b *Balancer) pick(hash uint64, hashed bool, exclude []*Host) (*Host, error) {
 	s := b.state.Load()
 	if len(s.hosts) == 0 {
-		b.m.noHosts.Inc()
+		b.m.inc(seriesNoHosts)
 		return nil, ErrNoHosts
 	}
 	now := b.now()
@@ -246,7 +246,7 @@ func (b *Balancer) pick(hash uint64, hashed bool, exclude []*Host) (*Host, error
 		}
 		s = fresh
 	}
-	b.m.noHealthy.Inc()
+	b.m.inc(seriesNoHealthy)
 	return nil, ErrNoHealthy
 }
 
@@ -387,9 +387,9 @@ func (b *Balancer) eject(h *Host, reason string, now int64) {
 	}
 	if allowed := max(1, len(b.order)*maxPercent/100); ejected >= allowed {
 		if reason == reasonConnect {
-			b.m.skipConnect.Inc()
+			b.m.inc(seriesSkipConnect)
 		} else {
-			b.m.skip5xx.Inc()
+			b.m.inc(seriesSkip5xx)
 		}
 		b.cfg.Logger.Debug("ejection skipped: maximum ejected share reached",
 			"upstream", b.cfg.Name, "host", h.Address(), "reason", reason, "ejected", ejected, "allowed", allowed)
@@ -405,10 +405,10 @@ func (b *Balancer) eject(h *Host, reason string, now int64) {
 	h.lastEjectionEnd = now + int64(d)
 	if reason == reasonConnect {
 		h.ejectReason = fmt.Sprintf("%d consecutive connect failures", threshold)
-		b.m.ejectConnect.Inc()
+		b.m.inc(seriesEjectConnect)
 	} else {
 		h.ejectReason = fmt.Sprintf("%d consecutive 5xx", threshold)
-		b.m.eject5xx.Inc()
+		b.m.inc(seriesEject5xx)
 	}
 	b.cfg.Logger.Info("host ejected", "upstream", b.cfg.Name, "host", h.Address(),
 		"reason", h.ejectReason, "for", d, "ejections", h.ejections)
@@ -425,11 +425,11 @@ func (b *Balancer) TryRetry() bool {
 		cur := b.retries.Load()
 		limit := max(int64(rb.MinRetryConcurrency), b.active.Load()*int64(rb.BudgetPercent)/100)
 		if cur >= limit {
-			b.m.retryRefused.Inc()
+			b.m.inc(seriesRetryRefused)
 			return false
 		}
 		if b.retries.CompareAndSwap(cur, cur+1) {
-			b.m.retryAllowed.Inc()
+			b.m.inc(seriesRetryAllowed)
 			return true
 		}
 	}

@@ -1,19 +1,37 @@
 package balancer
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metrics holds the balancers' Prometheus collectors, labelled by the
 // balancer's Config.Name. Create one per process and pass it to every
 // balancer.
+//
+// Series are bounded per upstream and made lazily: an upstream has at
+// most MaxSeriesPerUpstream series (one per family and reason), and only
+// those of the events that happened to it (an ejection, a skipped
+// ejection, a failed pick, a retry, an ejected host). A sidecar holding
+// a thousand upstreams that never failed exports none of these, rather
+// than nine thousand zeros (about 4 MB of heap). docs/telemetry.md
+// states the bound.
 type Metrics struct {
 	ejections *prometheus.CounterVec
 	skipped   *prometheus.CounterVec
 	noHost    *prometheus.CounterVec
 	retries   *prometheus.CounterVec
 	ejected   *prometheus.GaugeVec
+
+	mu   sync.Mutex                  // guards the following, and the making of series
+	live map[string]*upstreamMetrics // by upstream name, the latest balancer's
 }
+
+// MaxSeriesPerUpstream bounds the balancer series of one upstream: two
+// reasons of ejections and of skipped ejections, two of pick failures,
+// two retry results, and the ejected-hosts gauge.
+const MaxSeriesPerUpstream = numSeries
 
 // NewMetrics creates the collectors and registers them with reg (nil
 // registers nothing).
@@ -39,6 +57,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "fedmesh_sidecar_lb_ejected_hosts",
 			Help: "Hosts currently ejected by outlier detection, by upstream.",
 		}, []string{"upstream"}),
+		live: map[string]*upstreamMetrics{},
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.ejections, m.skipped, m.noHost, m.retries, m.ejected} {
@@ -59,35 +78,112 @@ func (m *Metrics) Delete(upstream string) {
 	if m == nil {
 		return
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u := m.live[upstream]; u != nil {
+		u.deleted = true
+		delete(m.live, upstream)
+	}
 	l := prometheus.Labels{"upstream": upstream}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.ejections, m.skipped, m.noHost, m.retries, m.ejected} {
 		v.DeletePartialMatch(l)
 	}
 }
 
-// upstreamMetrics are one balancer's resolved children, so that the hot
-// path never looks up labels.
+// The series of one upstream, as indexes of upstreamMetrics.series.
+const (
+	seriesEject5xx = iota
+	seriesEjectConnect
+	seriesSkip5xx
+	seriesSkipConnect
+	seriesNoHosts
+	seriesNoHealthy
+	seriesRetryAllowed
+	seriesRetryRefused
+	seriesEjected
+	numSeries
+)
+
+// upstreamMetrics are one balancer's series, each made on its first use
+// and then read without a lock, so that the hot path never looks up
+// labels more than once.
 type upstreamMetrics struct {
-	eject5xx, ejectConnect     prometheus.Counter
-	skip5xx, skipConnect       prometheus.Counter
-	noHosts, noHealthy         prometheus.Counter
-	retryAllowed, retryRefused prometheus.Counter
-	ejected                    prometheus.Gauge
+	m      *Metrics // nil: counting into nothing
+	name   string
+	series [numSeries]lazySeries
+	// deleted is set by Metrics.Delete (under m.mu): series made later
+	// are not registered.
+	deleted bool
 }
 
-func (m *Metrics) forUpstream(name string) upstreamMetrics {
-	if m == nil {
-		m, _ = NewMetrics(nil)
+// lazySeries is one series, made once.
+type lazySeries struct {
+	once sync.Once
+	c    prometheus.Counter // counters
+	g    prometheus.Gauge   // seriesEjected
+}
+
+func (m *Metrics) forUpstream(name string) *upstreamMetrics {
+	u := &upstreamMetrics{m: m, name: name}
+	if m != nil {
+		m.mu.Lock()
+		m.live[name] = u
+		m.mu.Unlock()
 	}
-	return upstreamMetrics{
-		eject5xx:     m.ejections.WithLabelValues(name, reason5xx),
-		ejectConnect: m.ejections.WithLabelValues(name, reasonConnect),
-		skip5xx:      m.skipped.WithLabelValues(name, reason5xx),
-		skipConnect:  m.skipped.WithLabelValues(name, reasonConnect),
-		noHosts:      m.noHost.WithLabelValues(name, "no_hosts"),
-		noHealthy:    m.noHost.WithLabelValues(name, "no_healthy"),
-		retryAllowed: m.retries.WithLabelValues(name, "allowed"),
-		retryRefused: m.retries.WithLabelValues(name, "budget_exhausted"),
-		ejected:      m.ejected.WithLabelValues(name),
+	return u
+}
+
+// inc adds one to series i (a counter).
+func (u *upstreamMetrics) inc(i int) {
+	s := u.get(i)
+	s.c.Inc()
+}
+
+// setEjected sets the ejected-hosts gauge; a zero does not make it.
+// Called with the balancer's lock held (publishLocked), so calls are
+// never concurrent.
+func (u *upstreamMetrics) setEjected(n int) {
+	if n == 0 && u.series[seriesEjected].g == nil {
+		return
 	}
+	u.get(seriesEjected).g.Set(float64(n))
+}
+
+// get returns series i, making it on first use.
+func (u *upstreamMetrics) get(i int) *lazySeries {
+	s := &u.series[i]
+	s.once.Do(func() {
+		if u.m == nil {
+			s.c, s.g = prometheus.NewCounter(prometheus.CounterOpts{Name: "unexported"}), prometheus.NewGauge(prometheus.GaugeOpts{Name: "unexported"})
+			return
+		}
+		u.m.mu.Lock()
+		defer u.m.mu.Unlock()
+		if u.deleted {
+			s.c, s.g = prometheus.NewCounter(prometheus.CounterOpts{Name: "unexported"}), prometheus.NewGauge(prometheus.GaugeOpts{Name: "unexported"})
+			return
+		}
+		m, n := u.m, u.name
+		switch i {
+		case seriesEject5xx:
+			s.c = m.ejections.WithLabelValues(n, reason5xx)
+		case seriesEjectConnect:
+			s.c = m.ejections.WithLabelValues(n, reasonConnect)
+		case seriesSkip5xx:
+			s.c = m.skipped.WithLabelValues(n, reason5xx)
+		case seriesSkipConnect:
+			s.c = m.skipped.WithLabelValues(n, reasonConnect)
+		case seriesNoHosts:
+			s.c = m.noHost.WithLabelValues(n, "no_hosts")
+		case seriesNoHealthy:
+			s.c = m.noHost.WithLabelValues(n, "no_healthy")
+		case seriesRetryAllowed:
+			s.c = m.retries.WithLabelValues(n, "allowed")
+		case seriesRetryRefused:
+			s.c = m.retries.WithLabelValues(n, "budget_exhausted")
+		case seriesEjected:
+			s.g = m.ejected.WithLabelValues(n)
+		}
+	})
+	return s
 }

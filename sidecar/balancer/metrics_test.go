@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"testing"
 
@@ -43,29 +44,31 @@ func TestMetricsDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	const gone, kept = "demo/gone:80", "demo/kept:80"
-	all := []string{
-		"fedmesh_sidecar_lb_ejected_hosts{}",
-		"fedmesh_sidecar_lb_ejections_skipped_total{consecutive_5xx}",
-		"fedmesh_sidecar_lb_ejections_skipped_total{consecutive_connect_failure}",
-		"fedmesh_sidecar_lb_ejections_total{consecutive_5xx}",
-		"fedmesh_sidecar_lb_ejections_total{consecutive_connect_failure}",
-		"fedmesh_sidecar_lb_pick_failures_total{no_healthy}",
+	// What use makes: a pick with no hosts and a retry asked for.
+	used := []string{
 		"fedmesh_sidecar_lb_pick_failures_total{no_hosts}",
 		"fedmesh_sidecar_lb_retries_total{allowed}",
-		"fedmesh_sidecar_lb_retries_total{budget_exhausted}",
+	}
+	use := func(b *Balancer) {
+		t.Helper()
+		if _, err := b.Pick(); !errors.Is(err, ErrNoHosts) {
+			t.Fatalf("Pick with no hosts: %v, want ErrNoHosts", err)
+		}
+		if b.TryRetry() {
+			b.RetryDone()
+		}
 	}
 	bals := map[string]*Balancer{}
 	for _, name := range []string{gone, kept} {
 		if bals[name], err = New(Config{Name: name, Metrics: m}); err != nil {
 			t.Fatal(err)
 		}
+		use(bals[name])
 	}
 	m.Delete(gone)
-	// The deleted upstream's balancer is still used by requests in flight.
-	if _, err := bals[gone].Pick(); !errors.Is(err, ErrNoHosts) {
-		t.Fatalf("Pick with no hosts: %v, want ErrNoHosts", err)
-	}
-	bals[gone].TryRetry()
+	// The deleted upstream's balancer is still used by requests in
+	// flight; a series it never had is not made either.
+	use(bals[gone])
 
 	tests := []struct {
 		name     string
@@ -74,12 +77,14 @@ func TestMetricsDelete(t *testing.T) {
 		want     []string
 	}{
 		{name: "deleted upstream has no series", upstream: gone, want: nil},
-		{name: "other upstream keeps its series", upstream: kept, want: all},
+		{name: "other upstream keeps its series", upstream: kept, want: used},
 		{name: "a new balancer of the name starts them again", upstream: gone, before: func() {
-			if _, err := New(Config{Name: gone, Metrics: m}); err != nil {
+			b, err := New(Config{Name: gone, Metrics: m})
+			if err != nil {
 				t.Fatal(err)
 			}
-		}, want: all},
+			use(b)
+		}, want: used},
 		{name: "deleting twice is harmless", upstream: kept, before: func() { m.Delete(kept); m.Delete(kept) }, want: nil},
 	}
 	for _, tt := range tests {
@@ -94,4 +99,55 @@ func TestMetricsDelete(t *testing.T) {
 	}
 	var nilMetrics *Metrics
 	nilMetrics.Delete(gone) // a balancer without metrics: nothing to delete
+}
+
+// TestIdleUpstreamsHaveNoSeries checks the bound docs/telemetry.md
+// states: a thousand upstreams with hosts and no failures export no
+// balancer series; one failed pick makes one series, of that upstream.
+func TestIdleUpstreamsHaveNoSeries(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var empty *Balancer
+	for i := range 1000 {
+		b, err := New(Config{Name: fmt.Sprintf("demo/svc-%d:80", i), Metrics: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			empty = b
+			continue
+		}
+		if err := b.Update([]Endpoint{{Address: fmt.Sprintf("127.0.0.%d:80", 1+i%200), Weight: 1, Healthy: true}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Pick(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() int {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, mf := range mfs {
+			n += len(mf.GetMetric())
+		}
+		return n
+	}
+	if n := count(); n != 0 {
+		t.Errorf("%d series for idle upstreams, want 0", n)
+	}
+	if _, err := empty.Pick(); !errors.Is(err, ErrNoHosts) {
+		t.Fatalf("Pick with no hosts: %v", err)
+	}
+	if diff := cmp.Diff([]string{"fedmesh_sidecar_lb_pick_failures_total{no_hosts}"}, seriesOf(t, reg, "demo/svc-0:80")); diff != "" {
+		t.Errorf("series after one failed pick (-want +got):\n%s", diff)
+	}
+	if n := count(); n != 1 || n > MaxSeriesPerUpstream {
+		t.Errorf("%d series, want 1", n)
+	}
 }

@@ -18,15 +18,11 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -46,16 +42,15 @@ const (
 	DefaultMaxRetries     = 3
 )
 
-// Builder keeps the last accepted xDS resources and builds Snapshots. Its
-// methods are safe for concurrent use; Apply is normally called from the
-// xDS client's goroutine.
+// Builder keeps the last accepted xDS resources, translated (state.go),
+// and builds Snapshots. Its methods are safe for concurrent use; Apply is
+// normally called from the xDS client's goroutine.
 type Builder struct {
 	trustDomain spiffeid.TrustDomain
 
-	mu        sync.Mutex // guards the following
-	resources map[string]map[string]proto.Message
-	versions  map[string]string
-	current   *Snapshot
+	mu      sync.Mutex // guards the following
+	state   *state
+	current *Snapshot
 }
 
 // NewBuilder returns a Builder for a sidecar of the trust domain td; the
@@ -63,8 +58,7 @@ type Builder struct {
 func NewBuilder(td spiffeid.TrustDomain) *Builder {
 	return &Builder{
 		trustDomain: td,
-		resources:   map[string]map[string]proto.Message{},
-		versions:    map[string]string{},
+		state:       newState(),
 		current:     &Snapshot{Services: map[naming.ServicePort]*Service{}, hosts: map[hostPort]*Service{}, ports: map[int32][]*Service{}, clusters: map[string]*Service{}, Versions: map[string]string{}},
 	}
 }
@@ -77,146 +71,29 @@ func (b *Builder) Current() *Snapshot {
 }
 
 // Apply builds a Snapshot with u in place of the previous resources of its
-// type. On error nothing changes.
+// type, or, for an incremental update (u.Incremental), with u's resources
+// added or replaced and u.Removed gone. On error nothing changes. The
+// update's messages are not kept: the Builder keeps what it translated
+// them into.
 func (b *Builder) Apply(u xdsclient.Update) (*Snapshot, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	res := make(map[string]map[string]proto.Message, len(b.resources)+1)
-	for t, m := range b.resources {
-		res[t] = m
-	}
-	res[u.TypeURL] = u.Resources
-	versions := make(map[string]string, len(b.versions)+1)
-	for t, v := range b.versions {
-		versions[t] = v
-	}
-	versions[u.TypeURL] = u.Version
-	snap, err := build(b.trustDomain, res, versions)
+	next, err := b.state.with(u)
 	if err != nil {
 		return nil, err
 	}
-	b.resources, b.versions, b.current = res, versions, snap
+	snap, err := next.build(b.trustDomain)
+	if err != nil {
+		return nil, err
+	}
+	b.state, b.current = next, snap
 	return snap, nil
-}
-
-// Resources returns the accepted resources of one type, for config dumps.
-func (b *Builder) Resources(typeURL string) map[string]proto.Message {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.resources[typeURL]
 }
 
 // invalid wraps ErrInvalid around a message; %w in format wraps an
 // error too.
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
-}
-
-func build(td spiffeid.TrustDomain, res map[string]map[string]proto.Message, versions map[string]string) (*Snapshot, error) {
-	snap := &Snapshot{
-		Services: map[naming.ServicePort]*Service{},
-		Versions: versions,
-		hosts:    map[hostPort]*Service{},
-		ports:    map[int32][]*Service{},
-		clusters: map[string]*Service{},
-	}
-	inboundClusters := map[string]*clusterv3.Cluster{}
-	for _, name := range sortedKeys(res[xdsclient.ClusterType]) {
-		c := res[xdsclient.ClusterType][name].(*clusterv3.Cluster)
-		if strings.HasPrefix(name, "inbound|") {
-			inboundClusters[name] = c
-			continue
-		}
-		sp, subset, err := naming.ParseCluster(name)
-		if err != nil {
-			return nil, invalid("cluster %q: %v", name, err)
-		}
-		svc, err := service(sp, c)
-		if err != nil {
-			return nil, invalid("cluster %q: %v", name, err)
-		}
-		svc.Subset = subset
-		snap.clusters[name] = svc
-		if subset == "" {
-			snap.Services[sp] = svc
-		}
-	}
-	for _, name := range sortedKeys(res[xdsclient.EndpointType]) {
-		cla := res[xdsclient.EndpointType][name].(*endpointv3.ClusterLoadAssignment)
-		eps, err := endpoints(cla)
-		if err != nil {
-			return nil, invalid("endpoints %q: %v", name, err)
-		}
-		if svc := snap.clusters[name]; svc != nil {
-			for i := range eps {
-				if eps[i].SNI == "" {
-					eps[i].SNI = svc.SNI
-				}
-			}
-			svc.Endpoints = eps
-		}
-	}
-	routeCfgs := res[xdsclient.RouteType]
-	for _, name := range sortedKeys(routeCfgs) {
-		if err := applyRoutes(snap, routeCfgs[name].(*routev3.RouteConfiguration)); err != nil {
-			return nil, invalid("route configuration %q: %v", name, err)
-		}
-	}
-	for _, name := range sortedKeys(res[xdsclient.ListenerType]) {
-		l := res[xdsclient.ListenerType][name].(*listenerv3.Listener)
-		switch {
-		case strings.HasPrefix(name, "outbound|"):
-			if err := applyOutboundListener(snap, l); err != nil {
-				return nil, invalid("listener %q: %v", name, err)
-			}
-		case strings.HasPrefix(name, "inbound|"):
-			in, err := inbound(l, inboundClusters, snap)
-			if err != nil {
-				return nil, invalid("listener %q: %w", name, err)
-			}
-			snap.Inbound = append(snap.Inbound, in)
-		}
-	}
-	tel, err := nodeTelemetry(res[xdsclient.ListenerType])
-	if err != nil {
-		return nil, err
-	}
-	snap.Telemetry = tel
-	for _, name := range sortedKeys(res[xdsclient.SecretType]) {
-		s := res[xdsclient.SecretType][name].(*tlsv3.Secret)
-		switch name {
-		case naming.SecretWorkload:
-			c, err := certificate(s)
-			if err != nil {
-				return nil, invalid("secret %q: %v", name, err)
-			}
-			snap.Certificate = c
-		case naming.SecretRootCA:
-			bundle, err := rootBundle(td, s)
-			if err != nil {
-				return nil, invalid("secret %q: %v", name, err)
-			}
-			snap.Bundle = bundle
-		default:
-			return nil, invalid("secret %q: unknown secret name (want %q or %q)", name, naming.SecretWorkload, naming.SecretRootCA)
-		}
-	}
-	for _, svc := range snap.clusters {
-		svc.Version = serviceVersion(svc)
-	}
-	for sp, svc := range snap.Services {
-		for _, h := range []string{sp.Host(), sp.Name + "." + sp.Namespace} {
-			k := hostPort{h, sp.Port}
-			if _, taken := snap.hosts[k]; !taken {
-				snap.hosts[k] = svc
-			}
-		}
-		snap.ports[sp.Port] = append(snap.ports[sp.Port], svc)
-	}
-	for _, list := range snap.ports {
-		sort.Slice(list, func(i, j int) bool { return list[i].Cluster < list[j].Cluster })
-	}
-	return snap, nil
 }
 
 func sortedKeys[M ~map[string]V, V any](m M) []string {
@@ -558,39 +435,6 @@ func lbPolicy(svc *Service, c *clusterv3.Cluster) error {
 		}
 	default:
 		return fmt.Errorf("lb_policy %v is not supported (want LEAST_REQUEST, ROUND_ROBIN or RING_HASH)", c.GetLbPolicy())
-	}
-	return nil
-}
-
-func applyOutboundListener(snap *Snapshot, l *listenerv3.Listener) error {
-	sp, err := naming.ParseOutboundCluster(l.GetName())
-	if err != nil {
-		return err
-	}
-	svc := snap.Services[sp]
-	if svc == nil {
-		return nil
-	}
-	for _, fc := range l.GetFilterChains() {
-		for _, f := range fc.GetFilters() {
-			tc := f.GetTypedConfig()
-			if tc == nil {
-				continue
-			}
-			switch {
-			case tc.MessageIs(&hcmv3.HttpConnectionManager{}):
-				svc.Protocol = httpProtocol(svc.Protocol)
-			case tc.MessageIs(&tcpproxyv3.TcpProxy{}):
-				var tp tcpproxyv3.TcpProxy
-				if err := tc.UnmarshalTo(&tp); err != nil {
-					return err
-				}
-				if tp.GetCluster() != "" && tp.GetCluster() != svc.Cluster {
-					return fmt.Errorf("tcp_proxy sends to %q, not %q", tp.GetCluster(), svc.Cluster)
-				}
-				svc.Protocol = TCP
-			}
-		}
 	}
 	return nil
 }

@@ -4,10 +4,15 @@
 // breaker limits and outlier detection settings; the inbound ports of its
 // own workload; and its certificate and trust bundle.
 //
-// A Builder keeps the last accepted resources of every type. Apply takes one
-// xdsclient.Update, checks it in the context of the other types and builds a
-// new Snapshot; an error means the update is rejected (the xDS client NACKs
-// it) and the previous Snapshot stays. Resources follow docs/xds.md:
+// A Builder keeps the last accepted resources of every type, translated
+// as they arrive into compact forms (state.go: clusters into Services,
+// assignments into Endpoints, outbound listeners into their filters; the
+// few inbound listeners and clusters, route configurations and secrets
+// as received), so the decoded protos of a large mesh are not kept. Apply
+// takes one xdsclient.Update, a whole set or a delta (Update.Incremental),
+// checks it in the context of the other types and builds a new Snapshot;
+// an error means the update is rejected (the xDS client NACKs it) and the
+// previous Snapshot stays. Resources follow docs/xds.md:
 //
 //   - CDS outbound|PORT||HOST: protocol (from the ALPN of the upstream TLS
 //     context and the listener), SNI, expected SPIFFE IDs (URI SAN

@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"strings"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	filelogv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/proto"
 )
 
 // Telemetry is what the sidecar records beyond its always-on metrics, as
@@ -52,39 +50,52 @@ const errorStatus = 500
 // maxTags bounds the custom tags of one HCM.
 const maxTags = 64
 
-// nodeTelemetry reads the telemetry of every HCM of the outbound and
-// inbound listeners, in name order; they must agree.
-func nodeTelemetry(listeners map[string]proto.Message) (Telemetry, error) {
+// hcmTel is the telemetry of one HTTP connection manager of a listener:
+// filter filter of filter chain chain.
+type hcmTel struct {
+	chain, filter int
+	t             Telemetry
+}
+
+// listenerTelemetry reads the telemetry of every HCM of listener l.
+func listenerTelemetry(name string, l *listenerv3.Listener) ([]hcmTel, error) {
+	var out []hcmTel
+	for i, fc := range l.GetFilterChains() {
+		for j, f := range fc.GetFilters() {
+			tc := f.GetTypedConfig()
+			if tc == nil || !tc.MessageIs(&hcmv3.HttpConnectionManager{}) {
+				continue
+			}
+			var hcm hcmv3.HttpConnectionManager
+			if err := tc.UnmarshalTo(&hcm); err != nil {
+				return nil, invalid("listener %q: filter chain %d filter %d: %v", name, i, j, err)
+			}
+			t, err := hcmTelemetry(&hcm)
+			if err != nil {
+				return nil, invalid("listener %q: filter chain %d filter %d: telemetry: %v", name, i, j, err)
+			}
+			out = append(out, hcmTel{chain: i, filter: j, t: t})
+		}
+	}
+	return out, nil
+}
+
+// nodeTelemetry checks that the HCMs of the outbound and inbound
+// listeners (tels, by listener name, read by listenerTelemetry) agree,
+// in name order, and returns their telemetry.
+func nodeTelemetry(tels map[string][]hcmTel) (Telemetry, error) {
 	var (
 		out   Telemetry
 		first string // the listener out was read from
 	)
-	for _, name := range sortedKeys(listeners) {
-		if !strings.HasPrefix(name, "outbound|") && !strings.HasPrefix(name, "inbound|") {
-			continue
-		}
-		l := listeners[name].(*listenerv3.Listener)
-		for i, fc := range l.GetFilterChains() {
-			for j, f := range fc.GetFilters() {
-				tc := f.GetTypedConfig()
-				if tc == nil || !tc.MessageIs(&hcmv3.HttpConnectionManager{}) {
-					continue
-				}
-				var hcm hcmv3.HttpConnectionManager
-				if err := tc.UnmarshalTo(&hcm); err != nil {
-					return Telemetry{}, invalid("listener %q: filter chain %d filter %d: %v", name, i, j, err)
-				}
-				t, err := hcmTelemetry(&hcm)
-				if err != nil {
-					return Telemetry{}, invalid("listener %q: filter chain %d filter %d: telemetry: %v", name, i, j, err)
-				}
-				if first == "" {
-					out, first = t, name
-					continue
-				}
-				if !reflect.DeepEqual(t, out) {
-					return Telemetry{}, invalid("listener %q: filter chain %d filter %d: telemetry differs from listener %q's (every HCM of a node carries the same)", name, i, j, first)
-				}
+	for _, name := range sortedKeys(tels) {
+		for _, h := range tels[name] {
+			if first == "" {
+				out, first = h.t, name
+				continue
+			}
+			if !reflect.DeepEqual(h.t, out) {
+				return Telemetry{}, invalid("listener %q: filter chain %d filter %d: telemetry differs from listener %q's (every HCM of a node carries the same)", name, h.chain, h.filter, first)
 			}
 		}
 	}

@@ -34,16 +34,40 @@ type Server struct {
 	grpc     *grpc.Server
 	done     chan struct{}
 	requests []*discoveryv3.DiscoveryRequest
+	deltas   []*discoveryv3.DeltaDiscoveryRequest
+	sotwOnly bool
 }
 
 // New starts a server on 127.0.0.1:0 (plaintext when tlsCfg is nil) and
-// stops it when the test ends.
+// stops it when the test ends. It serves ADS state of the world and delta.
 func New(t testing.TB, tlsCfg *tls.Config) *Server {
 	t.Helper()
 	s := &Server{t: t, tls: tlsCfg, Cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)}
 	s.start("127.0.0.1:0")
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// NewSotW is New for a server that speaks state of the world only: its
+// DeltaAggregatedResources answers Unimplemented, as an older control
+// plane's does.
+func NewSotW(t testing.TB, tlsCfg *tls.Config) *Server {
+	t.Helper()
+	s := &Server{t: t, tls: tlsCfg, Cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), sotwOnly: true}
+	s.start("127.0.0.1:0")
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// sotwOnly serves StreamAggregatedResources and leaves
+// DeltaAggregatedResources unimplemented.
+type sotwOnly struct {
+	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
+	sotw discoveryv3.AggregatedDiscoveryServiceServer
+}
+
+func (s sotwOnly) StreamAggregatedResources(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	return s.sotw.StreamAggregatedResources(st)
 }
 
 func (s *Server) start(addr string) {
@@ -75,9 +99,19 @@ func (s *Server) start(addr string) {
 			s.requests = append(s.requests, proto.Clone(req).(*discoveryv3.DiscoveryRequest))
 			return nil
 		},
+		StreamDeltaRequestFunc: func(_ int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.deltas = append(s.deltas, proto.Clone(req).(*discoveryv3.DeltaDiscoveryRequest))
+			return nil
+		},
 	}
 	srv := serverv3.NewServer(context.Background(), s.Cache, cb)
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	if s.sotwOnly {
+		discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, sotwOnly{sotw: srv})
+	} else {
+		discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -115,6 +149,13 @@ func (s *Server) Requests() []*discoveryv3.DiscoveryRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*discoveryv3.DiscoveryRequest(nil), s.requests...)
+}
+
+// DeltaRequests returns a copy of every delta request received so far.
+func (s *Server) DeltaRequests() []*discoveryv3.DeltaDiscoveryRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*discoveryv3.DeltaDiscoveryRequest(nil), s.deltas...)
 }
 
 // Stop stops the server, closing its streams; it is idempotent.
