@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +20,7 @@ func newSimCmd() *cobra.Command {
 		cpLogs   bool
 		dataDir  string
 		progress bool
+		cpuProf  string
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -48,7 +50,7 @@ control plane. Progress goes to stderr, the result to stdout.`,
 				}
 				cfg.Logger = log
 			}
-			if cfg.Workers > 1 {
+			if cfg.Workers != 1 {
 				exe, err := os.Executable()
 				if err != nil {
 					return err
@@ -57,6 +59,13 @@ control plane. Progress goes to stderr, the result to stdout.`,
 				if cpLogs {
 					cfg.WorkerCommand = append(cfg.WorkerCommand, "--control-plane-logs")
 				}
+			}
+			if cpuProf != "" {
+				stop, err := startCPUProfile(cpuProf)
+				if err != nil {
+					return err
+				}
+				defer stop()
 			}
 			res, err := sim.Run(cmd.Context(), cfg)
 			if res != nil {
@@ -78,14 +87,31 @@ control plane. Progress goes to stderr, the result to stdout.`,
 	f.DurationVar(&cfg.IdleWindow, "rest", sim.DefaultIdleWindow, "how long the synced federation is measured at rest")
 	f.DurationVar(&cfg.PhaseTimeout, "phase-timeout", sim.DefaultPhaseTimeout, "bound on every phase")
 	f.IntVar(&cfg.StartParallel, "start-parallel", sim.DefaultStartParallel, "control planes a process starts at once")
-	f.IntVar(&cfg.Workers, "workers", 1, "processes to spread the control planes over (one process holds both ends of its clusters' catalog connections)")
+	f.IntVar(&cfg.Workers, "workers", 0, "processes to spread the control planes over; 0: as few as the open-files limit allows (one process holds both ends of its clusters' catalog connections)")
 	f.Int64Var(&cfg.Seed, "seed", 1, "seed of the churn's choice of changes")
 	f.StringVar(&dataDir, "data-dir", "", "directory for the run's CA, etcd data and serf state, removed at the end (default: a new temporary directory)")
 	f.BoolVar(&progress, "progress", true, "print progress to stderr")
 	f.BoolVar(&cpLogs, "control-plane-logs", false, "log the control planes (--log-level) to stderr")
 	f.StringVarP(&output, "output", "o", "", "output format: json or yaml (default: a table)")
+	f.StringVar(&cpuProf, "cpu-profile", "", "write this process's CPU profile (the control planes' with --workers 1) to this file")
 	cmd.AddCommand(newSimWorkerCmd())
 	return cmd
+}
+
+// startCPUProfile profiles this process's CPU into path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // newSimWorkerCmd is the process `fedmesh sim --workers N` starts N of.

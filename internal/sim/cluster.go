@@ -8,11 +8,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/ca"
@@ -75,6 +77,9 @@ type cluster struct {
 	fed      *federation.Federation
 	xs       *xds.Server
 
+	// reg holds the control plane's metrics, as its /metrics would.
+	reg *prometheus.Registry
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	dead   atomic.Bool
@@ -89,7 +94,7 @@ type cluster struct {
 // startCluster starts cluster i's control plane. root signs its
 // cluster CA, as `fedmesh ca issue-cluster` does.
 func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, log *slog.Logger) (_ *cluster, err error) {
-	c := &cluster{i: i, name: clusterName(i), ip: clusterIP(cfg.Block, i), cfg: cfg, unready: map[int]bool{}}
+	c := &cluster{i: i, name: clusterName(i), ip: clusterIP(cfg.Block, i), cfg: cfg, unready: map[int]bool{}, reg: prometheus.NewRegistry()}
 	c.log = log.With("cluster", c.name)
 	files, err := root.IssueCluster(c.name, 0)
 	if err != nil {
@@ -152,6 +157,7 @@ func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, lo
 		ClientCAFile:     filepath.Join(tlsDir, "bundle.crt"),
 		ClientTLS:        storeTLS,
 		Logger:           c.log,
+		Registerer:       c.reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store of %s: %w", c.name, err)
@@ -181,7 +187,8 @@ func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, lo
 			c.gossip = newGossipMeter(t)
 			return c.gossip
 		},
-		Logger: c.log,
+		Logger:     c.log,
+		Registerer: c.reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("membership of %s: %w", c.name, err)
@@ -201,6 +208,7 @@ func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, lo
 		GrantPeerRead:  true,
 		FencePeriod:    cfg.FencePeriod,
 		Logger:         c.log,
+		Registerer:     c.reg,
 	})
 	if err != nil {
 		return nil, err
@@ -211,6 +219,7 @@ func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, lo
 		Authenticator: xds.TokenAuthenticator(c.auth.VerifyBootstrapToken),
 		Issuer:        c.auth,
 		Logger:        c.log,
+		Registerer:    c.reg,
 	})
 	if err != nil {
 		return nil, err
@@ -320,6 +329,40 @@ func (c *cluster) buildSidecar() time.Duration {
 		return 0
 	}
 	return time.Since(start)
+}
+
+// counters adds the control plane's counters of interest (summed over
+// their labels) to sum.
+func (c *cluster) counters(sum map[string]float64) {
+	mfs, err := c.reg.Gather()
+	if err != nil {
+		return
+	}
+	for _, mf := range mfs {
+		if !slices.Contains(reportedCounters, mf.GetName()) {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum[mf.GetName()] += m.GetCounter().GetValue()
+		}
+	}
+}
+
+// reportedCounters are the control planes' counters a run reports: the
+// signs of a federation under strain.
+var reportedCounters = []string{
+	"fedmesh_replicate_updates_total",
+	"fedmesh_replicate_resyncs_total",
+	"fedmesh_replicate_restarts_total",
+	"fedmesh_replicate_probe_failures_total",
+	"fedmesh_federation_view_publishes_total",
+	"fedmesh_federation_fence_changes_total",
+	"fedmesh_federation_store_errors_total",
+	"fedmesh_federation_member_proofs_total",
+	"fedmesh_store_lease_keepalive_failures_total",
+	"fedmesh_store_txn_failures_total",
+	"fedmesh_store_watch_restarts_total",
+	"fedmesh_store_watch_relists_total",
 }
 
 // kill stops the control plane abruptly: no gossip leave, no lease

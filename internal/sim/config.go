@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"syscall"
 	"time"
 
 	"github.com/fedmesh/fedmesh/federation/membership"
@@ -63,10 +64,12 @@ type Config struct {
 	// StartParallel is how many control planes one host starts at once.
 	// Default DefaultStartParallel.
 	StartParallel int
-	// Workers is how many processes host the control planes; 0 or 1
-	// runs them all in this process. One process holds both ends of
-	// every catalog connection of its clusters (about 2N per cluster
-	// file descriptors), so large federations need several.
+	// Workers is how many processes host the control planes; 1 runs
+	// them all in this process. One process holds both ends of every
+	// catalog connection of its clusters and of their relays (about 4N
+	// file descriptors per cluster), so large federations need several.
+	// 0: as few as the file descriptor limit allows (AutoWorkers), 1
+	// without a WorkerCommand.
 	Workers int
 	// WorkerCommand starts one worker process (this program's `sim
 	// worker`, which calls RunWorker); required when Workers > 1.
@@ -138,6 +141,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Workers < 0 || c.Workers > c.Clusters {
 		return c, fmt.Errorf("%w: workers %d: want 0 to clusters (%d)", ErrConfig, c.Workers, c.Clusters)
 	}
+	if c.Workers == 0 && len(c.WorkerCommand) > 0 {
+		c.Workers = AutoWorkers(c.Clusters, fdLimit())
+	}
 	if c.Workers == 0 {
 		c.Workers = 1
 	}
@@ -151,4 +157,27 @@ func (c Config) withDefaults() (Config, error) {
 		c.Progress = io.Discard
 	}
 	return c, nil
+}
+
+// AutoWorkers is how many processes n clusters need so that none holds
+// more than 70% of limit file descriptors: about 4n per cluster for the
+// catalog connections (client, relay both ends, server) and 40 for the
+// rest (etcd files and listeners, gossip sockets).
+func AutoWorkers(n int, limit uint64) int {
+	if limit == 0 {
+		return 1
+	}
+	need := uint64(4*n*n + 40*n)
+	budget := max(1, limit*7/10)
+	return int(min(uint64(n), max(1, (need+budget-1)/budget)))
+}
+
+// fdLimit is this process's soft limit of open files (0 when unknown);
+// worker processes inherit it.
+func fdLimit() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return rl.Cur
 }

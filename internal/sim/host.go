@@ -60,6 +60,9 @@ func newHost(cfg hostConfig, log *slog.Logger, emit func(event)) *host {
 	}
 }
 
+// joinParallel is how many clusters of a host join at once.
+const joinParallel = 16
+
 func now() int64 { return time.Now().UnixNano() }
 
 // handle carries out one command. An error means the host cannot go on.
@@ -142,7 +145,11 @@ func (h *host) follow(c *cluster) {
 	}()
 }
 
+// join joins every cluster here to the seeds, several at once, as
+// clusters joining a federation do on their own.
 func (h *host) join(seeds []string) error {
+	var g errgroup.Group
+	g.SetLimit(joinParallel)
 	for _, i := range h.cfg.Indexes {
 		c := h.clusters[i]
 		var others []string
@@ -154,11 +161,14 @@ func (h *host) join(seeds []string) error {
 		if len(others) == 0 {
 			continue
 		}
-		if _, err := c.mem.Join(others); err != nil {
-			return fmt.Errorf("%s joins %s: %w", c.name, strings.Join(others, ","), err)
-		}
+		g.Go(func() error {
+			if _, err := c.mem.Join(others); err != nil {
+				return fmt.Errorf("%s joins %s: %w", c.name, strings.Join(others, ","), err)
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 // change makes ch at its origin, when it is here, and watches for it at
@@ -290,7 +300,7 @@ func endpointReady(v *catalog.View, name, cluster, addr string) (ready, found bo
 }
 
 func (h *host) stats() *hostStats {
-	s := &hostStats{At: now(), CPU: cpuTime(), FDs: openFDs()}
+	s := &hostStats{At: now(), CPU: cpuTime(), FDs: openFDs(), Counters: map[string]float64{}}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.Heap = ms.HeapInuse
@@ -307,6 +317,7 @@ func (h *host) stats() *hostStats {
 		s.CatalogConns += c.meter.conns.Load()
 		s.Views += c.views.Load()
 		s.PlanTime += time.Duration(c.planTime.Load())
+		c.counters(s.Counters)
 		if first == nil || c.i < first.i {
 			first = c
 		}

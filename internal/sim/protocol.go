@@ -105,6 +105,8 @@ type hostStats struct {
 	// BuildTime is one sidecar's full xDS build from one cluster's
 	// current view (0 when the host runs none).
 	BuildTime time.Duration `json:"buildTime"`
+	// Counters are the control planes' counters of interest, summed.
+	Counters map[string]float64 `json:"counters,omitempty"`
 	// FDs is how many file descriptors the process holds.
 	FDs int `json:"fds"`
 }

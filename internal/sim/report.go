@@ -3,6 +3,8 @@ package sim
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"text/tabwriter"
 	"time"
 )
@@ -84,6 +86,12 @@ type Result struct {
 	Fencing Spread `json:"fencing"`
 
 	PerControlPlane PerControlPlane `json:"perControlPlane"`
+	// CountersSync and CountersChurn are the control planes' counters
+	// of interest (replicator restarts and resyncs, lease keepalive
+	// failures...), summed over the federation: from the start until
+	// synced, and during the churn.
+	CountersSync  map[string]float64 `json:"countersSync"`
+	CountersChurn map[string]float64 `json:"countersChurn"`
 	// MaxFDs is the most file descriptors one process held.
 	MaxFDs int `json:"maxFDs"`
 }
@@ -104,6 +112,7 @@ func (r *Result) restFrom(a, b *hostStats, n int) {
 	p.CatalogSync = float64(a.CatalogBytesOut) / float64(n)
 	p.CatalogRest = float64(b.CatalogBytesOut-a.CatalogBytesOut) / window / float64(n)
 	p.CatalogConns = float64(b.CatalogConns) / float64(n)
+	r.CountersSync = a.Counters
 	r.MaxFDs = max(r.MaxFDs, a.FDs, b.FDs)
 }
 
@@ -120,6 +129,12 @@ func (r *Result) churnFrom(b, c *hostStats, n, changes int) {
 		p.Plan = secs((c.PlanTime - b.PlanTime) / time.Duration(views))
 	}
 	p.SidecarBuild = secs(c.BuildTime)
+	r.CountersChurn = map[string]float64{}
+	for k, v := range c.Counters {
+		if d := v - b.Counters[k]; d != 0 {
+			r.CountersChurn[k] = d
+		}
+	}
 	r.MaxFDs = max(r.MaxFDs, c.FDs)
 }
 
@@ -182,6 +197,15 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	for _, row := range rows {
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	for _, set := range []struct {
+		name string
+		m    map[string]float64
+	}{{"counters until synced", r.CountersSync}, {"counters in churn", r.CountersChurn}} {
+		fmt.Fprintf(tw, "%s:\t\n", set.name)
+		for _, k := range slices.Sorted(maps.Keys(set.m)) {
+			fmt.Fprintf(tw, "  %s\t%.0f\n", k, set.m[k])
+		}
 	}
 	return tw.Flush()
 }

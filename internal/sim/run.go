@@ -347,7 +347,7 @@ func (r *run) collectStats(ctx context.Context) (*hostStats, error) {
 	}); err != nil {
 		return nil, err
 	}
-	sum := &hostStats{At: now()}
+	sum := &hostStats{At: now(), Counters: map[string]float64{}}
 	for _, s := range r.stats {
 		sum.CPU += s.CPU
 		sum.RSS += s.RSS
@@ -361,6 +361,9 @@ func (r *run) collectStats(ctx context.Context) (*hostStats, error) {
 		sum.PlanTime += s.PlanTime
 		sum.BuildTime = max(sum.BuildTime, s.BuildTime)
 		sum.FDs = max(sum.FDs, s.FDs)
+		for k, v := range s.Counters {
+			sum.Counters[k] += v
+		}
 	}
 	return sum, nil
 }

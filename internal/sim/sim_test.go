@@ -96,3 +96,22 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestAutoWorkers(t *testing.T) {
+	for _, tc := range []struct {
+		n     int
+		limit uint64
+		want  int
+	}{
+		{n: 10, limit: 20000, want: 1},
+		{n: 50, limit: 20000, want: 1},
+		{n: 100, limit: 20000, want: 4},
+		{n: 200, limit: 20000, want: 12},
+		{n: 3, limit: 1, want: 3},
+		{n: 10, limit: 0, want: 1},
+	} {
+		if got := AutoWorkers(tc.n, tc.limit); got != tc.want {
+			t.Errorf("AutoWorkers(%d, %d) = %d, want %d", tc.n, tc.limit, got, tc.want)
+		}
+	}
+}
