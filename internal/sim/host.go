@@ -39,6 +39,8 @@ type host struct {
 	// converged and synced are the clusters that reported them.
 	converged map[int]bool
 	synced    map[int]bool
+	// covers is the most clusters a cluster's view held endpoints of.
+	covers map[int]int
 }
 
 type watch struct {
@@ -57,6 +59,7 @@ func newHost(cfg hostConfig, log *slog.Logger, emit func(event)) *host {
 		victims:   map[int]map[int]bool{},
 		converged: map[int]bool{},
 		synced:    map[int]bool{},
+		covers:    map[int]int{},
 	}
 }
 
@@ -236,6 +239,16 @@ func (h *host) onView(c *cluster, v *catalog.View) {
 	at := now()
 	var out []event
 	h.mu.Lock()
+	if !h.synced[c.i] && len(v.Services) > 0 {
+		seen := map[string]bool{}
+		for _, ep := range v.Services[len(v.Services)-1].Endpoints {
+			seen[ep.Locality.Cluster] = true
+		}
+		if len(seen) > h.covers[c.i] {
+			h.covers[c.i] = len(seen)
+			out = append(out, event{Kind: evCovers, Cluster: c.i, ID: len(seen), At: at})
+		}
+	}
 	if !h.synced[c.i] && complete(v, h.cfg.Clusters, h.cfg.Services, h.cfg.Endpoints) {
 		h.synced[c.i] = true
 		out = append(out, event{Kind: evSynced, Cluster: c.i, At: at})

@@ -27,6 +27,7 @@ const (
 	evStarted = "started" // Cluster, Addr (its serf address)
 	evMembers = "members" // Cluster sees every member alive
 	evSynced  = "synced"  // Cluster's view holds every cluster's every endpoint
+	evCovers  = "covers"  // Cluster's view holds endpoints of ID clusters (a new high)
 	evChanged = "changed" // ID written at its origin
 	evSeen    = "seen"    // Cluster's view has change ID
 	evKilled  = "killed"  // Victim is gone

@@ -36,6 +36,11 @@ type PerControlPlane struct {
 	// churn, with the whole federation replicated.
 	RSS  uint64 `json:"rssBytes"`
 	Heap uint64 `json:"heapBytes"`
+	// CPUSync is the CPU time spent from the start until the
+	// federation had synced (proofs, grants, lists, merges, persisted
+	// imports): on a machine of its own, about how long one control
+	// plane takes to join a federation of this size.
+	CPUSync Seconds `json:"cpuSecondsSync"`
 	// CPURest and CPUChurn are CPU cores used at rest and during the
 	// churn.
 	CPURest  float64 `json:"cpuCoresRest"`
@@ -44,7 +49,8 @@ type PerControlPlane struct {
 	GossipRest float64 `json:"gossipBytesPerSecRest"`
 	// CatalogSync is what each catalog served its peers from the start
 	// until the federation had synced (lists, watches, proofs); Rest per
-	// second at rest; PerChange per endpoint change made anywhere.
+	// second at rest; PerChange per endpoint change made anywhere (net
+	// of the rest rate).
 	CatalogSync      float64 `json:"catalogBytesSync"`
 	CatalogRest      float64 `json:"catalogBytesPerSecRest"`
 	CatalogPerChange float64 `json:"catalogBytesPerChange"`
@@ -72,6 +78,8 @@ type Result struct {
 	LoadBefore  string  `json:"loadBefore"`
 	LoadAfter   string  `json:"loadAfter"`
 
+	// ChurnSeconds is how long the churn phase lasted.
+	ChurnSeconds Seconds `json:"churnSeconds"`
 	// Start is how long starting every control plane took.
 	Start Seconds `json:"start"`
 	// Membership is, from the joins, when each member saw every member
@@ -104,8 +112,9 @@ func newResult(cfg Config, block int) *Result {
 	}
 }
 
-func (r *Result) restFrom(a, b *hostStats, n int) {
+func (r *Result) restFrom(started, a, b *hostStats, n int) {
 	p := &r.PerControlPlane
+	p.CPUSync = secs((a.CPU - started.CPU) / time.Duration(n))
 	window := time.Duration(b.At - a.At).Seconds()
 	p.CPURest = (b.CPU - a.CPU).Seconds() / window / float64(n)
 	p.GossipRest = float64(b.GossipBytes-a.GossipBytes) / window / float64(n)
@@ -120,7 +129,9 @@ func (r *Result) churnFrom(b, c *hostStats, n, changes int) {
 	p := &r.PerControlPlane
 	window := time.Duration(c.At - b.At).Seconds()
 	p.CPUChurn = (c.CPU - b.CPU).Seconds() / window / float64(n)
-	p.CatalogPerChange = float64(c.CatalogBytesOut-b.CatalogBytesOut) / float64(changes) / float64(n)
+	r.ChurnSeconds = Seconds(window)
+	// Net of what the catalogs serve at rest (the replicators' probes).
+	p.CatalogPerChange = max(0, float64(c.CatalogBytesOut-b.CatalogBytesOut)/float64(n)-p.CatalogRest*window) / float64(changes)
 	p.RSS = c.RSS / uint64(n)
 	p.Heap = c.Heap / uint64(n)
 	views := c.Views - b.Views
@@ -186,6 +197,7 @@ func (r *Result) WriteText(w io.Writer) error {
 		{"propagation", spread(r.Propagation)},
 		{"fencing of a killed cluster", spread(r.Fencing)},
 		{"per control plane:", ""},
+		{"  CPU to sync", fmt.Sprintf("%.2f s", p.CPUSync)},
 		{"  CPU at rest / churn", fmt.Sprintf("%.4f / %.4f cores (churn %.1f changes/s)", p.CPURest, p.CPUChurn, r.ChurnRate)},
 		{"  memory (RSS alone / synced, heap)", fmt.Sprintf("%.1f / %.1f MiB, %.1f MiB", mib(p.RSSStarted), mib(p.RSS), mib(p.Heap))},
 		{"  gossip sent at rest", fmt.Sprintf("%.0f B/s", p.GossipRest)},

@@ -34,6 +34,7 @@ type run struct {
 	addrs    map[int]string
 	members  map[int]int64
 	synced   map[int]int64
+	covers   map[int]int
 	changed  map[int]int64
 	seen     map[int][]int64
 	killedAt int64
@@ -80,6 +81,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		addrs:   map[int]string{},
 		members: map[int]int64{},
 		synced:  map[int]int64{},
+		covers:  map[int]int{},
 		changed: map[int]int64{},
 		seen:    map[int][]int64{},
 		fenced:  map[int]int64{},
@@ -152,8 +154,14 @@ func (r *run) phases(ctx context.Context) error {
 		return err
 	}
 	if err := r.wait(ctx, "converge", func() (bool, string) {
+		least, sum := n, 0
+		for i := range n {
+			least = min(least, r.covers[i])
+			sum += r.covers[i]
+		}
 		return len(r.members) == n && len(r.synced) == n,
-			fmt.Sprintf("%d/%d see every member alive, %d/%d views complete", len(r.members), n, len(r.synced), n)
+			fmt.Sprintf("%d/%d see every member alive, %d/%d views complete (views hold %.1f clusters on average, %d the fewest)",
+				len(r.members), n, len(r.synced), n, float64(sum)/float64(n), least)
 	}); err != nil {
 		return err
 	}
@@ -173,7 +181,7 @@ func (r *run) phases(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.res.restFrom(a, b, n)
+	r.res.restFrom(started, a, b, n)
 
 	// Churn.
 	changes := r.pickChanges()
@@ -298,6 +306,8 @@ func (r *run) record(e event) error {
 		r.members[e.Cluster] = e.At
 	case evSynced:
 		r.synced[e.Cluster] = e.At
+	case evCovers:
+		r.covers[e.Cluster] = max(r.covers[e.Cluster], e.ID)
 	case evChanged:
 		r.changed[e.ID] = e.At
 	case evSeen:
