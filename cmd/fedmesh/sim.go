@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,7 @@ func newSimCmd() *cobra.Command {
 		dataDir  string
 		progress bool
 		cpuProf  string
+		memProf  string
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -67,6 +69,13 @@ control plane. Progress goes to stderr, the result to stdout.`,
 				}
 				defer stop()
 			}
+			if memProf != "" {
+				cfg.AfterChurn = func() {
+					if err := writeHeapProfile(memProf); err != nil {
+						fmt.Fprintln(cmd.ErrOrStderr(), "heap profile:", err)
+					}
+				}
+			}
 			res, err := sim.Run(cmd.Context(), cfg)
 			if res != nil {
 				if perr := printOutput(cmd.OutOrStdout(), output, res, res.WriteText); perr != nil {
@@ -82,7 +91,7 @@ control plane. Progress goes to stderr, the result to stdout.`,
 	f.IntVar(&cfg.Endpoints, "endpoints", sim.DefaultEndpoints, "endpoints per service in every cluster")
 	f.Float64Var(&cfg.ChurnRate, "churn-rate", sim.DefaultChurnRate, "endpoint changes per second across the federation during the churn")
 	f.IntVar(&cfg.Changes, "changes", sim.DefaultChanges, "endpoint changes to make and follow")
-	f.StringVar(&profile, "gossip-profile", string(membership.ProfileLAN), "gossip timings: wan, lan or local")
+	f.StringVar(&profile, "gossip-profile", string(membership.ProfileWAN), "gossip timings: wan, lan or local")
 	f.DurationVar(&cfg.FencePeriod, "fence-period", sim.DefaultFencePeriod, "how long a peer's catalog may be unreachable before it is fenced")
 	f.DurationVar(&cfg.IdleWindow, "rest", sim.DefaultIdleWindow, "how long the synced federation is measured at rest")
 	f.DurationVar(&cfg.PhaseTimeout, "phase-timeout", sim.DefaultPhaseTimeout, "bound on every phase")
@@ -94,6 +103,7 @@ control plane. Progress goes to stderr, the result to stdout.`,
 	f.BoolVar(&cpLogs, "control-plane-logs", false, "log the control planes (--log-level) to stderr")
 	f.StringVarP(&output, "output", "o", "", "output format: json or yaml (default: a table)")
 	f.StringVar(&cpuProf, "cpu-profile", "", "write this process's CPU profile (the control planes' with --workers 1) to this file")
+	f.StringVar(&memProf, "mem-profile", "", "write this process's heap profile after the churn (the control planes' with --workers 1) to this file")
 	cmd.AddCommand(newSimWorkerCmd())
 	return cmd
 }
@@ -112,6 +122,20 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// writeHeapProfile writes this process's heap profile to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // newSimWorkerCmd is the process `fedmesh sim --workers N` starts N of.

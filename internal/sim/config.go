@@ -50,7 +50,8 @@ type Config struct {
 	// DefaultChanges.
 	Changes int
 	// Profile is the gossip profile of every control plane. Default
-	// membership.ProfileLAN.
+	// membership.ProfileWAN, the control plane's: the most tolerant of
+	// a machine shared by many control planes.
 	Profile membership.Profile
 	// FencePeriod is every federation's fence period. Default
 	// DefaultFencePeriod.
@@ -80,6 +81,10 @@ type Config struct {
 	DataDir string
 	// Seed makes the churn's choice of changes repeatable.
 	Seed int64
+	// AfterChurn, if set, is called when the churn is over and the
+	// federation still runs (whole, before the kill): a caller takes a
+	// heap profile there.
+	AfterChurn func()
 	// Progress receives a line per step while the run goes; nil: none.
 	Progress io.Writer
 	// Logger receives the control planes' logs; default: discarded.
@@ -113,7 +118,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: changes %d: want 1 to clusters*services (%d)", ErrConfig, c.Changes, c.Clusters*c.Services)
 	}
 	if c.Profile == "" {
-		c.Profile = membership.ProfileLAN
+		c.Profile = membership.ProfileWAN
 	}
 	switch c.Profile {
 	case membership.ProfileWAN, membership.ProfileLAN, membership.ProfileLocal:

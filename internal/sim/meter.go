@@ -79,7 +79,9 @@ func (m *catalogMeter) track(cs ...net.Conn) bool {
 // pipe copies src to dst, counting, and closes both when either ends.
 func (m *catalogMeter) pipe(dst, src net.Conn, n *atomic.Uint64) {
 	defer m.wg.Done()
-	buf := make([]byte, 32<<10)
+	// Small: the relay is the simulator's, not the control plane's, and
+	// a federation of N holds N(N-1) of these connections.
+	buf := make([]byte, 4<<10)
 	for {
 		k, err := src.Read(buf)
 		if k > 0 {

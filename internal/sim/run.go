@@ -74,8 +74,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	r := &run{
-		cfg:     cfg,
-		events:  make(chan event, 1<<17),
+		cfg: cfg,
+		// Room for every event of a run: views' coverage (N^2), seen
+		// changes (N per change) and the rest.
+		events:  make(chan event, max(4096, 2*cfg.Clusters*cfg.Clusters+cfg.Changes*cfg.Clusters)),
 		owner:   func(i int) int { return i % cfg.Workers },
 		res:     newResult(cfg, block),
 		addrs:   map[int]string{},
@@ -153,7 +155,7 @@ func (r *run) phases(ctx context.Context) error {
 	if err := r.broadcast(command{Op: opJoin, Seeds: seeds}); err != nil {
 		return err
 	}
-	if err := r.wait(ctx, "converge", func() (bool, string) {
+	err = r.wait(ctx, "converge", func() (bool, string) {
 		least, sum := n, 0
 		for i := range n {
 			least = min(least, r.covers[i])
@@ -162,11 +164,15 @@ func (r *run) phases(ctx context.Context) error {
 		return len(r.members) == n && len(r.synced) == n,
 			fmt.Sprintf("%d/%d see every member alive, %d/%d views complete (views hold %.1f clusters on average, %d the fewest)",
 				len(r.members), n, len(r.synced), n, float64(sum)/float64(n), least)
-	}); err != nil {
+	})
+	// What was measured stands when the phase timed out.
+	r.res.Membership = spread(tJoin, r.members)
+	r.res.Membership.Missing = n - r.res.Membership.Samples
+	r.res.Sync = spread(tJoin, r.synced)
+	r.res.Sync.Missing = n - r.res.Sync.Samples
+	if err != nil {
 		return err
 	}
-	r.res.Membership = spread(tJoin, r.members)
-	r.res.Sync = spread(tJoin, r.synced)
 
 	// At rest.
 	a, err := r.collectStats(ctx)
@@ -232,6 +238,9 @@ func (r *run) phases(ctx context.Context) error {
 		return err
 	}
 	r.res.churnFrom(b, c, n, len(changes))
+	if r.cfg.AfterChurn != nil {
+		r.cfg.AfterChurn()
+	}
 	r.res.propagation(changes, r.changed, r.seen, n)
 
 	// Kill one cluster; every other must fence it.

@@ -58,6 +58,7 @@ func panels() []panel {
 			{"CPU MILLICORES IN CHURN", palette[2], func(r *sim.Result) float64 { return 1000 * r.PerControlPlane.CPUChurn }},
 			{"XDS PLAN PER VIEW MS", palette[3], func(r *sim.Result) float64 { return 1000 * float64(r.PerControlPlane.Plan) }},
 			{"SIDECAR XDS BUILD MS", palette[4], func(r *sim.Result) float64 { return 1000 * float64(r.PerControlPlane.SidecarBuild) }},
+			{"CPU SECONDS TO SYNC", palette[5], func(r *sim.Result) float64 { return float64(r.PerControlPlane.CPUSync) }},
 		}},
 		{"TRAFFIC PER CONTROL PLANE", []series{
 			{"GOSSIP SENT B/S AT REST", palette[0], func(r *sim.Result) float64 { return r.PerControlPlane.GossipRest }},
