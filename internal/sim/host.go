@@ -203,7 +203,10 @@ func (h *host) change(ctx context.Context, ch change) error {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if err := origin.apply(wctx, ch.Service); err != nil {
-			return fmt.Errorf("change %d at %s: %w", ch.ID, origin.name, err)
+			// The control plane's own write failed (an overloaded etcd):
+			// the change is counted missing at every other cluster.
+			h.emit(event{Kind: evWarn, ID: ch.ID, Err: fmt.Sprintf("change %d at %s: %v", ch.ID, origin.name, err)})
+			return nil
 		}
 		h.emit(event{Kind: evChanged, ID: ch.ID, Cluster: ch.Origin, At: at})
 	}

@@ -34,6 +34,7 @@ const (
 	evFenced  = "fenced"  // Cluster fenced Victim
 	evStats   = "stats"
 	evError   = "error" // Err: the host cannot go on
+	evWarn    = "warn"  // Err: something failed that the run counts as missing
 	evStopped = "stopped"
 )
 

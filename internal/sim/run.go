@@ -37,6 +37,7 @@ type run struct {
 	covers   map[int]int
 	changed  map[int]int64
 	seen     map[int][]int64
+	failed   map[int]bool // changes whose write failed at the origin
 	killedAt int64
 	fenced   map[int]int64
 	stats    map[int]*hostStats // the last answer of each host, by index
@@ -86,6 +87,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		covers:  map[int]int{},
 		changed: map[int]int64{},
 		seen:    map[int][]int64{},
+		failed:  map[int]bool{},
 		fenced:  map[int]int64{},
 		stats:   map[int]*hostStats{},
 	}
@@ -200,7 +202,7 @@ func (r *run) phases(ctx context.Context) error {
 	for {
 		done := 0
 		for _, ch := range changes[:next] {
-			if len(r.seen[ch.ID]) == n-1 {
+			if len(r.seen[ch.ID]) == n-1 || r.failed[ch.ID] {
 				done++
 			}
 		}
@@ -309,6 +311,11 @@ func (r *run) record(e event) error {
 	switch e.Kind {
 	case evError:
 		return fmt.Errorf("host: %s", e.Err)
+	case evWarn:
+		r.progress("warning: %s", e.Err)
+		if e.ID != 0 {
+			r.failed[e.ID] = true
+		}
 	case evStarted:
 		r.addrs[e.Cluster] = e.Addr
 	case evMembers:
