@@ -147,6 +147,42 @@ func (w *ioWorker) run(ctx context.Context) {
 	}
 }
 
+// grantPending writes the read grants queued and not yet written, but
+// those in failed (which it adds the failures to: they wait for the
+// next drain). It reports false when one failed, and stop when ctx
+// ended.
+func (w *ioWorker) grantPending(ctx context.Context, failed map[string]bool) (ok, stop bool) {
+	w.mu.Lock()
+	var users []string
+	for u, done := range w.grants {
+		if !done && !failed[u] {
+			users = append(users, u)
+		}
+	}
+	w.mu.Unlock()
+	ok = true
+	for _, u := range users {
+		wctx, cancel := context.WithTimeout(ctx, w.timeout)
+		err := w.store.GrantPeerRead(wctx, u)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return true, true
+			}
+			ok = false
+			failed[u] = true
+			w.met.ioErrors.WithLabelValues("grant_peer_read").Inc()
+			w.log.Warn("cannot grant a peer read access to our exports; will retry", "user", u, "err", err)
+			continue
+		}
+		w.mu.Lock()
+		w.grants[u] = true
+		w.mu.Unlock()
+		w.log.Info("granted a peer read access to our exports", "user", u)
+	}
+	return ok, false
+}
+
 // drain does every queued write; it reports false when one failed and
 // was queued again.
 func (w *ioWorker) drain(ctx context.Context) bool {
@@ -158,16 +194,23 @@ func (w *ioWorker) drain(ctx context.Context) bool {
 	for peer := range deletes {
 		w.deleting[peer] = true
 	}
-	var users []string
-	for u, done := range w.grants {
-		if !done {
-			users = append(users, u)
-		}
-	}
 	w.mu.Unlock()
 
-	ok := true
+	// Grants first, and again before every imports write: a peer
+	// cannot read our exports (and counts our catalog as unreachable)
+	// until its grant is written, and a grant is a few small writes
+	// where a burst of imports is many large ones.
+	failedGrants := map[string]bool{}
+	ok, stop := w.grantPending(ctx, failedGrants)
+	if stop {
+		return true
+	}
 	for peer, job := range jobs {
+		if granted, stop := w.grantPending(ctx, failedGrants); stop {
+			return true
+		} else if !granted {
+			ok = false
+		}
 		wctx, cancel := context.WithTimeout(ctx, w.timeout)
 		start := time.Now()
 		err := w.write(wctx, peer, job)
@@ -216,24 +259,6 @@ func (w *ioWorker) drain(ctx context.Context) bool {
 			continue
 		}
 		w.log.Info("deleted the persisted imports of a removed peer", "peer", peer)
-	}
-	for _, u := range users {
-		wctx, cancel := context.WithTimeout(ctx, w.timeout)
-		err := w.store.GrantPeerRead(wctx, u)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return true
-			}
-			ok = false
-			w.met.ioErrors.WithLabelValues("grant_peer_read").Inc()
-			w.log.Warn("cannot grant a peer read access to our exports; will retry", "user", u, "err", err)
-			continue
-		}
-		w.mu.Lock()
-		w.grants[u] = true
-		w.mu.Unlock()
-		w.log.Info("granted a peer read access to our exports", "user", u)
 	}
 	return ok
 }

@@ -5,6 +5,8 @@
 #   BENCH=regexp      only benchmarks matching it (default: all)
 #   BENCHTIME=d|Nx    go test -benchtime (default 300ms)
 #   COMPARE=0         skip the HAProxy/fortio drivers
+#   SCALE="10 25 50"  also run the federation simulator at these cluster
+#                     counts (scripts/bench-scale.sh; minutes per run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/results.txt
@@ -19,4 +21,7 @@ echo "wrote $out"
 if [ "${COMPARE:-1}" != 0 ]; then
 	bash scripts/bench-sidecar.sh
 	bash scripts/bench-gateway.sh
+fi
+if [ -n "${SCALE:-}" ]; then
+	bash scripts/bench-scale.sh
 fi

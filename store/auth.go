@@ -63,12 +63,18 @@ func (s *Store) GrantPeerRead(ctx context.Context, peerUser string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.cli.RoleAdd(ctx, PeerReadRole); err != nil && !errors.Is(err, rpctypes.ErrRoleAlreadyExist) {
-		return fmt.Errorf("grant peer %s: add role: %w", peerUser, err)
-	}
-	prefix := ExportsPrefix(s.cfg.Cluster)
-	if _, err := s.cli.RoleGrantPermission(ctx, PeerReadRole, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermRead)); err != nil {
-		return fmt.Errorf("grant peer %s: grant read on %s: %w", peerUser, prefix, err)
+	// The role is the same for every peer: it is written by the first
+	// grant of this store, so that each further peer costs two writes
+	// (a federation of N clusters grants N-1 peers at once when it forms).
+	if !s.peerRoleReady {
+		if _, err := s.cli.RoleAdd(ctx, PeerReadRole); err != nil && !errors.Is(err, rpctypes.ErrRoleAlreadyExist) {
+			return fmt.Errorf("grant peer %s: add role: %w", peerUser, err)
+		}
+		prefix := ExportsPrefix(s.cfg.Cluster)
+		if _, err := s.cli.RoleGrantPermission(ctx, PeerReadRole, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermRead)); err != nil {
+			return fmt.Errorf("grant peer %s: grant read on %s: %w", peerUser, prefix, err)
+		}
+		s.peerRoleReady = true
 	}
 	if _, err := s.cli.UserAddWithOptions(ctx, peerUser, "", &clientv3.UserAddOptions{NoPassword: true}); err != nil && !errors.Is(err, rpctypes.ErrUserAlreadyExist) {
 		return fmt.Errorf("grant peer %s: add user: %w", peerUser, err)

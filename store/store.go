@@ -74,6 +74,9 @@ type Store struct {
 	// stored is what the exports prefix holds, as far as this store knows:
 	// the value and lease of every key.
 	stored map[string]storedKV
+	// peerRoleReady is set once this store has written PeerReadRole and
+	// its permission (GrantPeerRead).
+	peerRoleReady bool
 }
 
 type storedKV struct {

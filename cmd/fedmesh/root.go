@@ -95,5 +95,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newInstallCmd())
 	root.AddCommand(newUninstallCmd())
 	root.AddCommand(newCheckCmd())
+	root.AddCommand(newSimCmd())
 	return root
 }

@@ -1,11 +1,11 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"syscall"
 	"testing"
+
+	"github.com/fedmesh/fedmesh/internal/addrlock"
 )
 
 // Address blocks: every test that binds fixed ports (15014, 15443, 2379
@@ -16,15 +16,15 @@ import (
 // its process. B runs from firstBlock to lastBlock; the demo's own
 // addresses (127.0.0.0/16, 127.0.1.0/24) are outside.
 const (
-	firstBlock = 100
-	lastBlock  = 239
+	firstBlock = addrlock.FirstLoopback
+	lastBlock  = addrlock.LastLoopback
 )
 
 // reserveBlock returns the second octet of a loopback /16 no other test
 // or suite on this machine holds, locked until the test ends.
 func reserveBlock(t testing.TB) int {
 	t.Helper()
-	return reserve(t, "fedmesh-e2e-block-127.%d.lock", firstBlock, lastBlock,
+	return reserve(t, addrlock.LoopbackPattern, firstBlock, lastBlock,
 		fmt.Sprintf("every loopback block 127.%d-%d.0.0/16 is held by another test run", firstBlock, lastBlock))
 }
 
@@ -38,22 +38,17 @@ func reserveLabBlock(t testing.TB) int {
 }
 
 // reserve locks the first of the files named by pattern (one %d) from
-// first to last that nobody else holds, and returns its number.
+// first to last that nobody else holds (internal/addrlock, shared with
+// `fedmesh sim`), and returns its number.
 func reserve(t testing.TB, pattern string, first, last int, none string) int {
 	t.Helper()
-	for b := first; b <= last; b++ {
-		path := filepath.Join(os.TempDir(), fmt.Sprintf(pattern, b))
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-		if err != nil {
-			t.Fatalf("address block lock: %v", err)
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			continue
-		}
-		t.Cleanup(func() { f.Close() })
-		return b
+	b, lock, err := addrlock.Reserve(pattern, first, last)
+	if errors.Is(err, addrlock.ErrNoneFree) {
+		t.Fatal(none)
 	}
-	t.Fatal(none)
-	return 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Release() })
+	return b
 }

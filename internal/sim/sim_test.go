@@ -1,0 +1,120 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The embedded etcd's loggers start a package-level flush loop
+		// that never stops.
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+		// memberlist's probe of a peer waits for its ack or its timer,
+		// not for Shutdown; it ends on its own within the probe timeout.
+		goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
+		// Nor does its relay of an indirect probe for a peer (here the
+		// killed cluster): it waits out the probe timeout, 3 s with WAN.
+		goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).handleIndirectPing.func2"),
+	)
+}
+
+// TestRun runs a small federation through every phase and checks that
+// every figure is reported and sane: each change seen at every other
+// cluster, the killed cluster fenced by every other.
+func TestRun(t *testing.T) {
+	const clusters, services, changes = 4, 10, 6
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Config{
+		Clusters: clusters, Services: services, Endpoints: 2,
+		ChurnRate: 20, Changes: changes,
+		IdleWindow: time.Second, FencePeriod: 2 * time.Second,
+		PhaseTimeout: 2 * time.Minute,
+		Progress:     &progress,
+	})
+	if err != nil {
+		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+	}
+	if res.Membership.Samples != clusters || res.Sync.Samples != clusters {
+		t.Errorf("membership samples %d, sync samples %d, want %d each", res.Membership.Samples, res.Sync.Samples, clusters)
+	}
+	if want := changes * (clusters - 1); res.Propagation.Samples != want || res.Propagation.Missing != 0 {
+		t.Errorf("propagation: %d samples, %d missing; want %d and 0", res.Propagation.Samples, res.Propagation.Missing, want)
+	}
+	if res.Fencing.Samples != clusters-1 || res.Fencing.Missing != 0 {
+		t.Errorf("fencing: %d samples, %d missing; want %d and 0", res.Fencing.Samples, res.Fencing.Missing, clusters-1)
+	}
+	for name, s := range map[string]Spread{"membership": res.Membership, "sync": res.Sync, "propagation": res.Propagation, "fencing": res.Fencing} {
+		if s.P50 <= 0 || s.P50 > s.P99 || s.P99 > s.Max {
+			t.Errorf("%s: p50 %v, p99 %v, max %v: want 0 < p50 <= p99 <= max", name, s.P50, s.P99, s.Max)
+		}
+	}
+	p := res.PerControlPlane
+	for name, v := range map[string]float64{
+		"rss": float64(p.RSS), "heap": float64(p.Heap), "cpu churn": p.CPUChurn, "gossip": p.GossipRest,
+		"catalog sync": p.CatalogSync, "catalog per change": p.CatalogPerChange, "views": p.Views,
+		"plan": float64(p.Plan), "sidecar build": float64(p.SidecarBuild),
+	} {
+		if v <= 0 {
+			t.Errorf("%s per control plane is %v, want > 0", name, v)
+		}
+	}
+	// Every peer watches every catalog: clusters-1 watchers each.
+	if p.CatalogConns < clusters-1 {
+		t.Errorf("catalog watchers per control plane %.1f, want at least %d", p.CatalogConns, clusters-1)
+	}
+	if _, err := json.Marshal(res); err != nil {
+		t.Errorf("result does not encode: %v", err)
+	}
+	var text bytes.Buffer
+	if err := res.WriteText(&text); err != nil || !bytes.Contains(text.Bytes(), []byte("propagation")) {
+		t.Errorf("text report: %v\n%s", err, text.String())
+	}
+	t.Logf("progress:\n%s\n%s", progress.String(), text.String())
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"one cluster", Config{Clusters: 1}},
+		{"too many changes", Config{Clusters: 2, Services: 1, Changes: 3}},
+		{"negative churn", Config{Clusters: 2, ChurnRate: -1}},
+		{"bad profile", Config{Clusters: 2, Profile: "moon"}},
+		{"workers without command", Config{Clusters: 4, Workers: 2}},
+		{"more workers than clusters", Config{Clusters: 2, Workers: 3, WorkerCommand: []string{"x"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := tc.cfg.withDefaults(); err == nil {
+				t.Errorf("withDefaults(%+v) = nil error", tc.cfg)
+			}
+		})
+	}
+}
+
+func TestAutoWorkers(t *testing.T) {
+	for _, tc := range []struct {
+		n     int
+		limit uint64
+		want  int
+	}{
+		{n: 10, limit: 20000, want: 1},
+		{n: 50, limit: 20000, want: 1},
+		{n: 100, limit: 20000, want: 4},
+		{n: 200, limit: 20000, want: 12},
+		{n: 3, limit: 1, want: 3},
+		{n: 10, limit: 0, want: 1},
+	} {
+		if got := AutoWorkers(tc.n, tc.limit); got != tc.want {
+			t.Errorf("AutoWorkers(%d, %d) = %d, want %d", tc.n, tc.limit, got, tc.want)
+		}
+	}
+}
