@@ -660,12 +660,16 @@ func (g *Gateway) handle(c net.Conn) {
 		c.Close()
 		return
 	}
-	in, out := g.splice(c, up)
-	if probe {
-		return
+	// Bytes are counted as they flow, so a long-lived connection (the
+	// sidecars pool theirs) shows its traffic before it ends; probes
+	// are not traffic.
+	var inBytes, outBytes prometheus.Counter
+	if !probe {
+		inBytes = g.metrics.bytes.WithLabelValues("in", destHost, source)
+		outBytes = g.metrics.bytes.WithLabelValues("out", destHost, source)
+		inBytes.Add(float64(len(hello.Raw)))
 	}
-	g.metrics.bytes.WithLabelValues("in", destHost, source).Add(float64(in + int64(len(hello.Raw))))
-	g.metrics.bytes.WithLabelValues("out", destHost, source).Add(float64(out))
+	g.splice(c, up, inBytes, outBytes)
 }
 
 // Shutdown stops accepting (closing every listener), then waits for the

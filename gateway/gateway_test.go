@@ -185,6 +185,15 @@ func TestEndToEndMTLSThroughGateway(t *testing.T) {
 	if got, want := roundTrip(t, c, "hello"), "b1 spiffe://fedmesh.test/ns/demo/sa/client hello"; got != want {
 		t.Errorf("reply %q, want %q", got, want)
 	}
+	// Bytes are counted while the connection is open.
+	poll.Until(t, 5*time.Second, "bytes counted before the connection ends", func() error {
+		in := counterValue(tg.gw.metrics.bytes.WithLabelValues("in", "echo.demo.svc.clusterset.local", "unknown"))
+		out := counterValue(tg.gw.metrics.bytes.WithLabelValues("out", "echo.demo.svc.clusterset.local", "unknown"))
+		if in == 0 || out == 0 {
+			return fmt.Errorf("in %v, out %v bytes", in, out)
+		}
+		return nil
+	})
 	// Half-close: the client closes its write side, the reply still comes.
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintln(c, "last")
@@ -225,6 +234,9 @@ func TestProbeNotCountedAsTraffic(t *testing.T) {
 	})
 	if n := counterValue(tg.gw.metrics.accepted.WithLabelValues("echo.demo.svc.clusterset.local", "unknown")); n != 0 {
 		t.Errorf("accepted = %v, want 0: a probe is not traffic", n)
+	}
+	if n := counterValue(tg.gw.metrics.bytes.WithLabelValues("in", "echo.demo.svc.clusterset.local", "unknown")); n != 0 {
+		t.Errorf("bytes in = %v, want 0: a probe is not traffic", n)
 	}
 }
 

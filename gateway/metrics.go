@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fedmesh_gateway_refused_total", Help: "Connections refused, by reason; nothing was forwarded.",
 		}, []string{"reason", "service", "source_cluster"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedmesh_gateway_bytes_total", Help: "Bytes spliced, by direction (in: client to endpoint), destination service and source cluster, counted when the connection ends.",
+			Name: "fedmesh_gateway_bytes_total", Help: "Bytes spliced, by direction (in: client to endpoint), destination service and source cluster, counted as they are copied.",
 		}, []string{"direction", "destination_service", "source_cluster"}),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_gateway_probe_connections_total", Help: "Connections routed for peer control planes' gateway probes (ALPN " + naming.ProbeALPN + "), by source cluster; not counted as traffic.",

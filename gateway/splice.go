@@ -11,23 +11,26 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // splice copies both directions until both are done, passing half-closes
 // along, and closes both connections. It returns the bytes copied from
-// client to endpoint and back.
-func (g *Gateway) splice(client, up net.Conn) (in, out int64) {
+// client to endpoint and back, and adds them to inBytes and outBytes (when
+// not nil) as they are copied.
+func (g *Gateway) splice(client, up net.Conn, inBytes, outBytes prometheus.Counter) (in, out int64) {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		in = g.copyIdle(up, client, &last)
+		in = g.copyIdle(up, client, &last, inBytes)
 	}()
 	go func() {
 		defer wg.Done()
-		out = g.copyIdle(client, up, &last)
+		out = g.copyIdle(client, up, &last, outBytes)
 	}()
 	wg.Wait()
 	client.Close()
@@ -42,7 +45,7 @@ func (g *Gateway) splice(client, up net.Conn) (in, out int64) {
 // idle timeout ends the copy unless the other direction moved bytes
 // meanwhile. At EOF it half-closes dst's write side, so the peer sees the
 // end while the other direction goes on.
-func (g *Gateway) copyIdle(dst, src net.Conn, last *atomic.Int64) int64 {
+func (g *Gateway) copyIdle(dst, src net.Conn, last *atomic.Int64, counted prometheus.Counter) int64 {
 	var n int64
 	for {
 		src.SetReadDeadline(time.Now().Add(g.cfg.IdleTimeout))
@@ -59,6 +62,9 @@ func (g *Gateway) copyIdle(dst, src net.Conn, last *atomic.Int64) int64 {
 					return n
 				}
 				n += int64(k)
+				if counted != nil {
+					counted.Add(float64(k))
+				}
 			}
 			copyBufs.Put(bp)
 		}
