@@ -74,6 +74,16 @@ func TestExportValidate(t *testing.T) {
 			},
 			want: []string{"ports[1].port"},
 		},
+		{name: "cluster IPs, both families", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"10.96.0.10", "fd00:96::10"} }},
+		{name: "cluster IP not an address", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"None"} }, want: []string{"clusterIPs[0]"}},
+		{name: "cluster IP not canonical", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"fd00:96:0::10"} }, want: []string{"clusterIPs[0]"}},
+		{name: "cluster IP v4-mapped", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"::ffff:10.96.0.10"} }, want: []string{"clusterIPs[0]"}},
+		{name: "cluster IPs of one family", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"10.96.0.10", "10.96.0.11"} }, want: []string{"clusterIPs[1]"}},
+		{name: "too many cluster IPs", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"10.96.0.10", "fd00::1", "10.96.0.11"} }, want: []string{"clusterIPs"}},
+		{name: "cluster IP of a headless service", mutate: func(e *Export) {
+			e.Service.Type = Headless
+			e.Service.ClusterIPs = []string{"10.96.0.10"}
+		}, want: []string{"clusterIPs"}},
 		{name: "empty address", mutate: func(e *Export) { e.Endpoints[0].Address = "" }, want: []string{"endpoints[0].address"}},
 		{name: "host name address", mutate: func(e *Export) { e.Endpoints[0].Address = "echo.local" }, want: []string{"endpoints[0].address"}},
 		{name: "endpoint port", mutate: func(e *Export) { e.Endpoints[0].Port = -1 }, want: []string{"endpoints[0].port"}},
