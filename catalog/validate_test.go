@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -229,4 +230,31 @@ func TestExportWithLabelsEncodesCanonically(t *testing.T) {
 	if !strings.Contains(string(first), `"labels":{"aa":"2","mm":"3","zz":"1"}`) {
 		t.Errorf("encoding %s does not hold the labels sorted by key", first)
 	}
+}
+
+// FuzzClusterIPs: whatever ClusterIPs pass are canonical addresses, one
+// per family.
+func FuzzClusterIPs(f *testing.F) {
+	f.Add("10.96.0.10", "fd00::10")
+	f.Add("10.96.0.10", "10.96.0.11")
+	f.Add("None", "")
+	f.Add("::ffff:1.2.3.4", "fe80::1%eth0")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		e := goodExport()
+		e.Service.ClusterIPs = []string{a, b}
+		if b == "" {
+			e.Service.ClusterIPs = []string{a}
+		}
+		if err := e.Validate(); err != nil {
+			return
+		}
+		fams := map[bool]bool{}
+		for _, s := range e.Service.ClusterIPs {
+			ip, err := netip.ParseAddr(s)
+			if err != nil || ip.String() != s || ip.Zone() != "" || ip.Is4In6() || fams[ip.Is4()] {
+				t.Fatalf("accepted cluster IPs %q", e.Service.ClusterIPs)
+			}
+			fams[ip.Is4()] = true
+		}
+	})
 }

@@ -153,3 +153,37 @@ func TestOutboundPrefixRangeInvalid(t *testing.T) {
 		t.Fatalf("apply a bad prefix range: %v, want an error naming the listener and the range", err)
 	}
 }
+
+// FuzzOutboundPrefixRange: any prefix range in an outbound listener is
+// refused with an error or taken; a taken full-length range finds the
+// service by that address, and no other range finds anything.
+func FuzzOutboundPrefixRange(f *testing.F) {
+	f.Add("10.96.0.15", uint32(32))
+	f.Add("fd00:96::15", uint32(128))
+	f.Add("10.96.0.0", uint32(12))
+	f.Add("db.example", uint32(32))
+	f.Add("::ffff:10.1.2.3", uint32(128))
+	db := naming.ServicePort{Namespace: "demo", Name: "db", Port: 5432}
+	f.Fuzz(func(t *testing.T, addr string, plen uint32) {
+		b := config.NewBuilder(td)
+		if _, err := b.Apply(update(xdsclient.ClusterType, "1", meshtest.OutboundCluster(db, meshtest.ClusterOpts{Identities: []string{"spiffe://fed.test/ns/demo/sa/db"}}))); err != nil {
+			t.Fatal(err)
+		}
+		l := meshtest.OutboundListenerAt(db, false, "10.254.0.1")
+		r := l.FilterChains[0].FilterChainMatch.PrefixRanges[0]
+		r.AddressPrefix = addr
+		r.PrefixLen.Value = plen
+		snap, err := b.Apply(update(xdsclient.ListenerType, "2", l))
+		if err != nil {
+			return
+		}
+		ip, perr := netip.ParseAddr(addr)
+		if perr != nil {
+			t.Fatalf("took prefix range %q, not an address", addr)
+		}
+		svc, ok := snap.Lookup(ip.Unmap().String(), db.Port)
+		if full := int(plen) == ip.BitLen(); ok != full || (ok && svc.Port != db) {
+			t.Fatalf("range %s/%d: Lookup = %v, %t", addr, plen, svc, ok)
+		}
+	})
+}
