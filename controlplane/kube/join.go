@@ -114,8 +114,8 @@ type Joiner struct {
 	log *slog.Logger
 
 	// Owned by Run's goroutine:
-	published time.Time       // when the published token was made
-	used      map[string]bool // token digests this replica has acted on
+	published time.Time             // when the published token was made
+	done      map[string]JoinStatus // outcomes by token digest
 }
 
 // NewJoiner validates cfg and returns a Joiner.
@@ -145,7 +145,7 @@ func NewJoiner(cfg JoinConfig) (*Joiner, error) {
 	return &Joiner{
 		cfg:  cfg,
 		log:  cfg.Logger.With("component", "kube-join", "cluster", cfg.Cluster),
-		used: map[string]bool{},
+		done: map[string]JoinStatus{},
 	}, nil
 }
 
@@ -219,9 +219,18 @@ func (j *Joiner) joinAll(ctx context.Context) error {
 		return err
 	}
 	tok := strings.TrimSpace(string(sec.Data[KeyToken]))
-	d := TokenDigest(tok)
-	if tok == "" || j.used[d] {
+	if tok == "" {
 		return nil
+	}
+	d := TokenDigest(tok)
+	if st, ok := j.done[d]; ok {
+		// Acted on already. The CLI may have written the same token
+		// again (a repeated 'fedmesh join'), which drops the recorded
+		// outcome: record it again, without joining again.
+		if statuses(sec, d)[j.cfg.Member] == st {
+			return nil
+		}
+		return j.annotate(ctx, JoinSecret, st)
 	}
 	st := JoinStatus{Token: d}
 	resp, err := j.cfg.Join(tok)
@@ -238,7 +247,7 @@ func (j *Joiner) joinAll(ctx context.Context) error {
 	if err := j.annotate(ctx, JoinSecret, st); err != nil {
 		return fmt.Errorf("record the outcome on Secret %s: %w", JoinSecret, err)
 	}
-	j.used[d] = true
+	j.done[d] = st
 	return nil
 }
 

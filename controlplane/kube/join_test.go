@@ -85,8 +85,23 @@ func TestJoinerRounds(t *testing.T) {
 		t.Errorf("published %d tokens within the first half life, want 1", len(tokens))
 	}
 
-	// A new token that is refused: recorded with the reason.
+	// 'fedmesh join' again with the same token drops the annotations:
+	// the outcome is recorded again, without joining again.
 	s, _ := secrets.Get(ctx, JoinSecret, metav1.GetOptions{})
+	s.Annotations = nil
+	if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	j.round(ctx)
+	if st, ok := status(); !ok || !st.Joined {
+		t.Errorf("after the same token again: status %+v, %t; want joined recorded again", st, ok)
+	}
+	if len(joins) != 2 {
+		t.Errorf("the same token again joined again (%d joins)", len(joins))
+	}
+
+	// A new token that is refused: recorded with the reason.
+	s, _ = secrets.Get(ctx, JoinSecret, metav1.GetOptions{})
 	s.Data[KeyToken] = []byte("fmjt1.altered")
 	if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)

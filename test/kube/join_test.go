@@ -1,12 +1,14 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -154,6 +156,27 @@ func TestKubeJoin(t *testing.T) {
 			}
 			return fmt.Errorf("members %v", pair[0].mem.Members())
 		})
+	}
+
+	// The command line, as a user runs it (kubectl habits), again: the
+	// same token, the outcome recorded again, exit code 0.
+	bin := buildFedmesh(t)
+	cmd := exec.Command(bin, "join", "--kubeconfig", writeKubeconfig(t, west), "--from-kubeconfig", writeKubeconfig(t, east), "--wait", "1m", "-o", "json")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("fedmesh join: %v\n%s", err, stderr.String())
+	}
+	var cli kube.CopyJoin
+	if err := json.Unmarshal(stdout.Bytes(), &cli); err != nil {
+		t.Fatalf("join -o json: %v\n%s", err, stdout.String())
+	}
+	if st := cli.Statuses[b.name]; cli.Issuer != "east-1" || !st.Joined {
+		t.Errorf("fedmesh join -o json: %+v, want west-1 joined through east-1", cli)
+	}
+	dst, err = b.admin.Kube.CoreV1().Secrets("fedmesh-system").Get(ctx, kube.JoinSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	// A token that is not one: refused with its reason on the Secret;
