@@ -81,7 +81,19 @@ type Service struct {
 	ExportCreated time.Time `json:"exportCreated"`
 	// Cluster is the name of the cluster that exports the service.
 	Cluster string `json:"cluster"`
+	// ClusterIPs are the exporting cluster's own virtual addresses of the
+	// Service (a Kubernetes Service's spec.clusterIPs), in netip.Addr text
+	// form: at most MaxClusterIPs, none for a Headless service. They mean
+	// something only inside that cluster: the merge keeps the local
+	// cluster's as ImportedService.LocalClusterIPs, so that its sidecars
+	// mesh traffic sent to them, and ignores those of peers (their
+	// Service ranges may overlap).
+	ClusterIPs []string `json:"clusterIPs,omitempty"`
 }
+
+// MaxClusterIPs bounds Service.ClusterIPs: one address per IP family, as
+// Kubernetes allows.
+const MaxClusterIPs = 2
 
 // Key returns the service's namespace/name.
 func (s *Service) Key() ServiceKey { return ServiceKey{Namespace: s.Namespace, Name: s.Name} }

@@ -88,6 +88,37 @@ func IsServiceName(s string) string {
 	return ""
 }
 
+// validateClusterIPs checks ClusterIPs: IP literals in canonical form,
+// one per family, none for a Headless service.
+func (s *Service) validateClusterIPs(fe *fieldErrors, prefix string) {
+	if len(s.ClusterIPs) > 0 && s.Type == Headless {
+		fe.add(prefix+"clusterIPs", strings.Join(s.ClusterIPs, ","), "must be empty for a Headless service")
+		return
+	}
+	if len(s.ClusterIPs) > MaxClusterIPs {
+		fe.add(prefix+"clusterIPs", strings.Join(s.ClusterIPs, ","), fmt.Sprintf("must have at most %d addresses", MaxClusterIPs))
+		return
+	}
+	families := map[bool]int{}
+	for i, a := range s.ClusterIPs {
+		f := fmt.Sprintf("%sclusterIPs[%d]", prefix, i)
+		ip, err := netip.ParseAddr(a)
+		switch {
+		case err != nil || ip.Zone() != "" || ip.Is4In6():
+			fe.add(f, a, "must be an IPv4 or IPv6 address")
+			continue
+		case ip.String() != a:
+			fe.add(f, a, "must be in canonical form ("+ip.String()+")")
+			continue
+		}
+		if j, dup := families[ip.Is4()]; dup {
+			fe.add(f, a, fmt.Sprintf("must be of another IP family than clusterIPs[%d]", j))
+			continue
+		}
+		families[ip.Is4()] = i
+	}
+}
+
 // Validate checks the service and returns a *ValidationError naming every
 // bad field.
 func (s *Service) Validate() error {
@@ -116,6 +147,7 @@ func (s *Service) validateInto(fe *fieldErrors, prefix string) {
 	if len(s.Ports) == 0 {
 		fe.add(prefix+"ports", "", "must have at least one port")
 	}
+	s.validateClusterIPs(fe, prefix)
 	names := make(map[string]int, len(s.Ports))
 	type numProto struct {
 		n int32

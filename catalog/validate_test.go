@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,16 @@ func TestExportValidate(t *testing.T) {
 			},
 			want: []string{"ports[1].port"},
 		},
+		{name: "cluster IPs, both families", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"10.96.0.10", "fd00:96::10"} }},
+		{name: "cluster IP not an address", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"None"} }, want: []string{"clusterIPs[0]"}},
+		{name: "cluster IP not canonical", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"fd00:96:0::10"} }, want: []string{"clusterIPs[0]"}},
+		{name: "cluster IP v4-mapped", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"::ffff:10.96.0.10"} }, want: []string{"clusterIPs[0]"}},
+		{name: "cluster IPs of one family", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"10.96.0.10", "10.96.0.11"} }, want: []string{"clusterIPs[1]"}},
+		{name: "too many cluster IPs", mutate: func(e *Export) { e.Service.ClusterIPs = []string{"10.96.0.10", "fd00::1", "10.96.0.11"} }, want: []string{"clusterIPs"}},
+		{name: "cluster IP of a headless service", mutate: func(e *Export) {
+			e.Service.Type = Headless
+			e.Service.ClusterIPs = []string{"10.96.0.10"}
+		}, want: []string{"clusterIPs"}},
 		{name: "empty address", mutate: func(e *Export) { e.Endpoints[0].Address = "" }, want: []string{"endpoints[0].address"}},
 		{name: "host name address", mutate: func(e *Export) { e.Endpoints[0].Address = "echo.local" }, want: []string{"endpoints[0].address"}},
 		{name: "endpoint port", mutate: func(e *Export) { e.Endpoints[0].Port = -1 }, want: []string{"endpoints[0].port"}},
@@ -219,4 +230,31 @@ func TestExportWithLabelsEncodesCanonically(t *testing.T) {
 	if !strings.Contains(string(first), `"labels":{"aa":"2","mm":"3","zz":"1"}`) {
 		t.Errorf("encoding %s does not hold the labels sorted by key", first)
 	}
+}
+
+// FuzzClusterIPs: whatever ClusterIPs pass are canonical addresses, one
+// per family.
+func FuzzClusterIPs(f *testing.F) {
+	f.Add("10.96.0.10", "fd00::10")
+	f.Add("10.96.0.10", "10.96.0.11")
+	f.Add("None", "")
+	f.Add("::ffff:1.2.3.4", "fe80::1%eth0")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		e := goodExport()
+		e.Service.ClusterIPs = []string{a, b}
+		if b == "" {
+			e.Service.ClusterIPs = []string{a}
+		}
+		if err := e.Validate(); err != nil {
+			return
+		}
+		fams := map[bool]bool{}
+		for _, s := range e.Service.ClusterIPs {
+			ip, err := netip.ParseAddr(s)
+			if err != nil || ip.String() != s || ip.Zone() != "" || ip.Is4In6() || fams[ip.Is4()] {
+				t.Fatalf("accepted cluster IPs %q", e.Service.ClusterIPs)
+			}
+			fams[ip.Is4()] = true
+		}
+	})
 }

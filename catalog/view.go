@@ -72,6 +72,11 @@ type ImportedService struct {
 	// Quotas are the quota records of every merged export, sorted by
 	// quota, then cluster.
 	Quotas []ClusterQuota `json:"quotas,omitempty"`
+	// LocalClusterIPs are the local cluster's own virtual addresses of
+	// the service (Service.ClusterIPs of its export, when it exports the
+	// service and the export is merged in); sidecars of the local cluster
+	// mesh traffic sent to them as they do traffic to the ClusterSetIP.
+	LocalClusterIPs []string `json:"localClusterIPs,omitempty"`
 }
 
 // Key returns the service's namespace/name.

@@ -573,6 +573,7 @@ func (s *Server) mountMesh(m *mesh) {
 		s.log.Error("federation admin API not mounted", "err", err)
 	} else {
 		s.admin.Handle("/federation/v1/", api)
+		s.joinAPI.Store(api)
 	}
 	s.view.set(m.fed.View)
 	fh := m.fed.Handler()

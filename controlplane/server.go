@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/source"
+	"github.com/fedmesh/fedmesh/federation/adminapi"
 	"github.com/fedmesh/fedmesh/internal/httpjson"
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/store"
@@ -159,6 +161,8 @@ type Server struct {
 	quotas *quotaBalancer
 	// view is the federation's view, once the mesh runs.
 	view viewSource
+	// joinAPI is the federation admin API, once the mesh runs (joinapi.go).
+	joinAPI atomic.Pointer[adminapi.Handler]
 
 	mu sync.Mutex // guards the following
 	// store is set once Run has opened it.

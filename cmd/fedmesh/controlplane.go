@@ -147,10 +147,26 @@ operator certificate ('fedmesh ca issue-operator').`,
 				return srv.Run(cmd.Context())
 			}
 			// Kubernetes mode: the sink writes ServiceImports from the
-			// views the server publishes, next to the server.
+			// views the server publishes, next to the server; the
+			// joiner serves 'fedmesh join' through the API servers
+			// with Secrets in the control plane's namespace.
+			var joiner *kube.Joiner
+			if cfg.Mesh != nil && o.leaderNamespace != "" {
+				if joiner, err = kube.NewJoiner(kube.JoinConfig{
+					Client: o.kubeMode.Clients.Kube, Namespace: o.leaderNamespace,
+					Cluster: cfg.Cluster, Member: membership.MemberName(cfg.Cluster, o.replica),
+					Token: srv.JoinToken, Join: srv.Join, Elector: o.kubeMode.Elector,
+					Logger: cfg.Logger,
+				}); err != nil {
+					return &exitError{code: 2, err: err}
+				}
+			}
 			g, gctx := errgroup.WithContext(cmd.Context())
 			g.Go(func() error { return srv.Run(gctx) })
 			g.Go(func() error { return o.kubeMode.Sink.Run(gctx) })
+			if joiner != nil {
+				g.Go(func() error { return joiner.Run(gctx) })
+			}
 			err = g.Wait()
 			if cmd.Context().Err() != nil {
 				return nil

@@ -51,6 +51,7 @@ func newInstallCmd() *cobra.Command {
 		o       install.Options
 		wait    bool
 		timeout time.Duration
+		certs   install.CertOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "install --cluster NAME --region REGION --trust-domain TD",
@@ -58,8 +59,10 @@ func newInstallCmd() *cobra.Command {
 		Long: "Apply deploy/base (CRDs, RBAC, control plane, gateway, webhook), embedded in this binary, by server-side\n" +
 			"apply with the field manager \"fedmesh\", with the cluster's identity in ConfigMap fedmesh-cluster, then wait\n" +
 			"until the CRDs are Established and the control plane, gateway and webhook are ready. Running it again changes\n" +
-			"nothing that is already so. The Secrets the pods need (deploy/README.md) are not created here.",
-		Example: "  fedmesh install --cluster east-1 --region us-east --zone a --trust-domain fedmesh.local\n" +
+			"nothing that is already so. The Secrets the pods need are made when absent: the cluster's CA from the\n" +
+			"federation root in --root-dir ('fedmesh ca init'), and the webhook's serving certificate, whose CA goes\n" +
+			"into the webhook configuration's caBundle; an existing Secret is never changed.",
+		Example: "  fedmesh install --cluster east-1 --region us-east --zone a --trust-domain fedmesh.local --root-dir ca/root\n" +
 			"  fedmesh install --kubeconfig east.yaml --context east --cluster east-1 --region us-east --trust-domain fedmesh.local --wait=false",
 		Args: fedUsageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -74,6 +77,10 @@ func newInstallCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if _, err := c.Apply(cmd.Context(), objs, timeout, out); err != nil {
+				return err
+			}
+			certs.Namespace, certs.Cluster = kf.namespace, o.Cluster
+			if _, err := c.EnsureCerts(cmd.Context(), certs, out); err != nil {
 				return err
 			}
 			if wait {
@@ -94,6 +101,8 @@ func newInstallCmd() *cobra.Command {
 	f.StringVar(&o.GatewayAddress, "gateway-address", "", "host:port where peers reach this cluster's gateway (default: the manifests' placeholder)")
 	f.StringVar(&o.Image, "image", "", "the fedmesh image (default fedmesh:dev, as the manifests have it)")
 	f.StringVar(&o.InitImage, "init-image", "", "the fedmesh-init image (default fedmesh-init:dev)")
+	f.StringVar(&certs.RootDir, "root-dir", "", "the federation root ('fedmesh ca init'): issue the cluster's CA Secret from it when absent")
+	f.DurationVar(&certs.CATTL, "ca-ttl", 0, "lifetime of a cluster CA issued with --root-dir (default 1 year, never past the root)")
 	f.BoolVar(&wait, "wait", true, "wait until the control plane, gateway and webhook are ready")
 	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for CRDs and for readiness")
 	return cmd

@@ -146,3 +146,17 @@ func TestTokenJoinKeysCommands(t *testing.T) {
 		t.Error("n still holds the removed key")
 	}
 }
+
+// TestJoinKubeUsage: the Kubernetes form takes no token, and a kubeconfig
+// that cannot be read is named in the error.
+func TestJoinKubeUsage(t *testing.T) {
+	_, stderr, code := runFed(t, "join", "--from-context", "east", "fmjt1.x")
+	if code != 2 || !strings.Contains(stderr, "give no token") {
+		t.Errorf("token with --from-context: exit %d, stderr %q; want 2 and the reason", code, stderr)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	_, stderr, code = runFed(t, "join", "--from-kubeconfig", missing, "--from-context", "east", "--context", "west")
+	if code == 0 || !strings.Contains(stderr, "--from-context") {
+		t.Errorf("unreadable kubeconfig: exit %d, stderr %q; want a failure naming --from-context", code, stderr)
+	}
+}

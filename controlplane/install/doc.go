@@ -21,6 +21,12 @@
 // CRDs only when asked, because deleting a CRD deletes every object of it
 // in every namespace.
 //
+// EnsureCerts, after Apply, makes the Secrets the manifests cannot carry
+// when they are absent: the cluster CA (issued from the federation root)
+// and the webhook's serving certificate, whose CA it puts into the
+// webhook configuration's caBundle. It never changes an existing Secret;
+// Uninstall deletes the ones it made.
+//
 // Run runs the checks of a cluster before or after installation and
 // returns a Report: one pass, fail or skip line per check, each failure
 // with a hint.

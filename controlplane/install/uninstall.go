@@ -65,15 +65,22 @@ func (c *Client) Labelled(ctx context.Context, kinds []schema.GroupVersionKind) 
 	return out, nil
 }
 
+// SecretKind is the kind of the Secrets EnsureCerts creates, which
+// Uninstall deletes with the rest (they are not among Render's objects).
+var SecretKind = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
+
 // Uninstall deletes what carries the managed-by label among the kinds of
-// objs (Render's output), in the reverse of their order, and returns what
-// it deleted. CRDs only with o.CRDs.
+// objs (Render's output) and the Secrets EnsureCerts made, in the reverse
+// of their order, and returns what it deleted. CRDs only with o.CRDs.
 func (c *Client) Uninstall(ctx context.Context, objs []*unstructured.Unstructured, o UninstallOptions, progress io.Writer) ([]Result, error) {
 	kinds := Kinds(objs)
 	if !o.CRDs {
 		kinds = slices.DeleteFunc(kinds, func(g schema.GroupVersionKind) bool { return g.Kind == "CustomResourceDefinition" })
 	}
 	slices.Reverse(kinds)
+	// The Secrets EnsureCerts made carry the label too; they go before
+	// their namespace.
+	kinds = append([]schema.GroupVersionKind{SecretKind}, kinds...)
 	found, err := c.Labelled(ctx, kinds)
 	if err != nil {
 		return nil, err

@@ -128,6 +128,14 @@
 // coordination.k8s.io Lease (client-go leaderelection); the Lease is
 // released on shutdown, so a rolling restart hands over at once.
 //
+// # Joining through the API servers
+//
+// Joiner is the control plane's side of 'fedmesh join' between clusters
+// in Kubernetes: it keeps the cluster's join token in Secret
+// JoinTokenSecret (leader only) and joins with the token another
+// cluster's CopyJoinToken put in Secret JoinSecret, recording a
+// JoinStatus per replica on it (join.go, joinclient.go).
+//
 // # Example
 //
 //	rc, _ := kube.RESTConfig("")                  // in-cluster

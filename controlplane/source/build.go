@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"time"
 
@@ -88,6 +89,7 @@ func Build(objs *Objects, local topology.Locality, firstSeen func(catalog.Servic
 			Ports:         servicePorts(svc),
 			ExportCreated: created.UTC(),
 			Cluster:       local.Cluster,
+			ClusterIPs:    clusterIPs(svc),
 		}}
 		exp.Endpoints = b.endpoints(svc, &exp.Service)
 		exp.Sort()
@@ -267,6 +269,24 @@ func serviceType(svc *corev1.Service) catalog.ServiceType {
 		return catalog.Headless
 	}
 	return catalog.ClusterSetIP
+}
+
+// clusterIPs returns the Service's virtual addresses in canonical form:
+// spec.clusterIPs, or spec.clusterIP when that is all it sets (a Service
+// read from a file); none for a headless Service or one without.
+// ValidateService has checked them.
+func clusterIPs(svc *corev1.Service) []string {
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	var out []string
+	for _, s := range ips {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			out = append(out, ip.String())
+		}
+	}
+	return out
 }
 
 // servicePorts maps the Service's ports. An empty protocol becomes TCP, as

@@ -31,6 +31,16 @@ func service(name string, selector map[string]string, ports ...corev1.ServicePor
 	}
 }
 
+// withClusterIPs sets spec.clusterIP, and spec.clusterIPs when there are
+// several, as a Service read from a file may.
+func withClusterIPs(svc *corev1.Service, ips ...string) *corev1.Service {
+	svc.Spec.ClusterIP = ips[0]
+	if len(ips) > 1 {
+		svc.Spec.ClusterIPs = ips
+	}
+	return svc
+}
+
 func serviceExport(name string, at time.Time) *mcsv1alpha1.ServiceExport {
 	return &mcsv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{
 		Namespace: "demo", Name: name, CreationTimestamp: metav1.NewTime(at),
@@ -69,6 +79,11 @@ func TestBuild(t *testing.T) {
 		return e
 	}
 
+	withIPs := func(e catalog.Export, ips ...string) catalog.Export {
+		e.Service.ClusterIPs = ips
+		return e
+	}
+
 	tests := []struct {
 		name         string
 		objs         Objects
@@ -84,6 +99,22 @@ func TestBuild(t *testing.T) {
 			want: []catalog.Export{
 				exp("alpha", firstSeen, catalog.ClusterSetIP, []catalog.Port{httpPort}),
 				exp("zeta", created, catalog.ClusterSetIP, []catalog.Port{httpPort}),
+			},
+		},
+		{
+			name: "cluster IPs: clusterIPs, or clusterIP alone, canonical; none when headless",
+			objs: Objects{
+				Services: []*corev1.Service{
+					withClusterIPs(service("dual", nil, http), "10.96.0.10", "fd00:96:0::10"),
+					withClusterIPs(service("one", nil, http), "10.96.0.11"),
+					withClusterIPs(service("headless", nil, http), "None"),
+				},
+				ServiceExports: []*mcsv1alpha1.ServiceExport{serviceExport("dual", created), serviceExport("one", created), serviceExport("headless", created)},
+			},
+			want: []catalog.Export{
+				withIPs(exp("dual", created, catalog.ClusterSetIP, []catalog.Port{httpPort}), "10.96.0.10", "fd00:96::10"),
+				exp("headless", created, catalog.Headless, []catalog.Port{httpPort}),
+				withIPs(exp("one", created, catalog.ClusterSetIP, []catalog.Port{httpPort}), "10.96.0.11"),
 			},
 		},
 		{

@@ -20,7 +20,10 @@
 //
 //   - Service (v1): namespace, name, spec.ports (name, protocol, port,
 //     appProtocol), spec.clusterIP (None makes the export Headless; anything
-//     else ClusterSetIP) and spec.selector (which Workloads serve it).
+//     else ClusterSetIP), spec.clusterIPs (or spec.clusterIP alone: the
+//     export's Service.ClusterIPs, the addresses this cluster's sidecars
+//     mesh besides the ClusterSetIP) and spec.selector (which Workloads
+//     serve it).
 //   - ServiceExport (multicluster.x-k8s.io/v1alpha1): a Service is exported
 //     only when a ServiceExport of the same namespace and name exists (MCS
 //     semantics). The export's time is the ServiceExport's

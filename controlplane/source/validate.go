@@ -61,12 +61,56 @@ func ValidateService(svc *corev1.Service) error {
 			}
 		}
 	}
+	validateClusterIPs(&f, svc)
 	switch svc.Spec.Type {
 	case "", corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeExternalName:
 	default:
 		f.add("spec.type", string(svc.Spec.Type), "must be ClusterIP, NodePort, LoadBalancer or ExternalName")
 	}
 	return f.err(ref)
+}
+
+// validateClusterIPs checks spec.clusterIP and spec.clusterIPs: each
+// "None" (headless, alone), empty (not allocated) or an IP address, at
+// most one per family; when both are set, clusterIPs[0] is clusterIP, as
+// the API server keeps them.
+func validateClusterIPs(f *fields, svc *corev1.Service) {
+	ips := svc.Spec.ClusterIPs
+	if len(ips) > 0 && svc.Spec.ClusterIP != "" && ips[0] != svc.Spec.ClusterIP {
+		f.add("spec.clusterIPs[0]", ips[0], "must equal spec.clusterIP ("+svc.Spec.ClusterIP+")")
+	}
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	if len(ips) > catalog.MaxClusterIPs {
+		f.add("spec.clusterIPs", strings.Join(ips, ","), fmt.Sprintf("must have at most %d addresses", catalog.MaxClusterIPs))
+		return
+	}
+	field := func(i int) string {
+		if len(svc.Spec.ClusterIPs) == 0 {
+			return "spec.clusterIP"
+		}
+		return fmt.Sprintf("spec.clusterIPs[%d]", i)
+	}
+	families := map[bool]int{}
+	for i, s := range ips {
+		if s == corev1.ClusterIPNone {
+			if len(ips) > 1 {
+				f.add(field(i), s, "None must be the only address")
+			}
+			continue
+		}
+		ip, err := netip.ParseAddr(s)
+		if err != nil || ip.Zone() != "" || ip.Is4In6() {
+			f.add(field(i), s, "must be None or an IPv4 or IPv6 address")
+			continue
+		}
+		if j, dup := families[ip.Is4()]; dup {
+			f.add(field(i), s, fmt.Sprintf("must be of another IP family than spec.clusterIPs[%d]", j))
+			continue
+		}
+		families[ip.Is4()] = i
+	}
 }
 
 // ValidateServiceExport checks a ServiceExport's name: it must be the name

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -54,6 +55,37 @@ func TestValidateEndpointSlice(t *testing.T) {
 			s := good()
 			tt.mod(s)
 			if diff := cmp.Diff(tt.want, fieldsOf(ValidateEndpointSlice(s))); diff != "" {
+				t.Errorf("bad fields (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestValidateServiceClusterIPs(t *testing.T) {
+	tests := []struct {
+		name string
+		ip   string
+		ips  []string
+		want []string
+	}{
+		{name: "unallocated"},
+		{name: "clusterIP alone", ip: "10.96.0.10"},
+		{name: "headless", ip: "None", ips: []string{"None"}},
+		{name: "dual stack", ip: "10.96.0.10", ips: []string{"10.96.0.10", "fd00:96::10"}},
+		{name: "clusterIP not an address", ip: "ten", want: []string{"spec.clusterIP"}},
+		{name: "clusterIPs not an address", ip: "10.96.0.10", ips: []string{"10.96.0.10", "fd00::zz"}, want: []string{"spec.clusterIPs[1]"}},
+		{name: "clusterIPs[0] differs", ip: "10.96.0.10", ips: []string{"10.96.0.11"}, want: []string{"spec.clusterIPs[0]"}},
+		{name: "one family twice", ips: []string{"10.96.0.10", "10.96.0.11"}, want: []string{"spec.clusterIPs[1]"}},
+		{name: "None among addresses", ips: []string{"None", "fd00::1"}, want: []string{"spec.clusterIPs[0]"}},
+		{name: "three", ips: []string{"10.96.0.10", "fd00::1", "10.96.0.11"}, want: []string{"spec.clusterIPs"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "echo"},
+				Spec:       corev1.ServiceSpec{ClusterIP: tt.ip, ClusterIPs: tt.ips, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+			}
+			if diff := cmp.Diff(tt.want, fieldsOf(ValidateService(svc))); diff != "" {
 				t.Errorf("bad fields (-want +got):\n%s", diff)
 			}
 		})

@@ -100,8 +100,10 @@ type Generator struct {
 	policies []policy.AuthorizationPolicy
 	// traffic is the local traffic set the plan routes from.
 	traffic policy.Traffic
-	// csIPs are the services' ClusterSetIPs (clusterset.FromView).
-	csIPs map[catalog.ServiceKey]netip.Addr
+	// addrs are the services' virtual addresses that sidecars mesh: the
+	// ClusterSetIP (clusterset.FromView) first, then the local cluster's
+	// ClusterIPs (serviceAddrs).
+	addrs map[catalog.ServiceKey][]netip.Addr
 
 	// prevEDS and prevOutbound are what the previous view's generator
 	// built (never changed once set), reused for services that did not
@@ -219,7 +221,7 @@ func newGeneratorTraffic(s Settings, v *catalog.View, policies []policy.Authoriz
 			WithRateLimitInput(plan.RateLimitInput{QuotaShares: s.QuotaShares}),
 		policies:   policies,
 		traffic:    t,
-		csIPs:      clusterset.FromView(s.ClusterSetPrefix, v),
+		addrs:      serviceAddrs(clusterset.FromView(s.ClusterSetPrefix, v), v),
 		outbound:   make(map[outKey]*outbound),
 		eds:        make(map[edsKey]*endpoints),
 		localEDS:   make(map[edsKey]*endpoints),
@@ -261,10 +263,33 @@ func (g *Generator) nextWith(v *catalog.View, policies []policy.AuthorizationPol
 		return n, nil // every assignment depends on the clusters
 	}
 	n.prevEDS = maps.Clone(g.svcEDS)
-	if n.plan.SameClientView(g.plan) && sameRouting(g, n) && maps.Equal(g.csIPs, n.csIPs) {
+	if n.plan.SameClientView(g.plan) && sameRouting(g, n) && maps.EqualFunc(g.addrs, n.addrs, slices.Equal) {
 		n.prevOutbound = maps.Clone(g.outbound)
 	}
 	return n, nil
+}
+
+// serviceAddrs lists each service's virtual addresses: its ClusterSetIP
+// from csIPs first (sidecars take the first as the one DNS answers),
+// then its LocalClusterIPs. A service with neither has no entry.
+func serviceAddrs(csIPs map[catalog.ServiceKey]netip.Addr, v *catalog.View) map[catalog.ServiceKey][]netip.Addr {
+	out := make(map[catalog.ServiceKey][]netip.Addr, len(csIPs))
+	for i := range v.Services {
+		svc := &v.Services[i]
+		var addrs []netip.Addr
+		if ip, ok := csIPs[svc.Key()]; ok {
+			addrs = append(addrs, ip)
+		}
+		for _, s := range svc.LocalClusterIPs {
+			if ip, err := netip.ParseAddr(s); err == nil && !slices.Contains(addrs, ip) {
+				addrs = append(addrs, ip)
+			}
+		}
+		if len(addrs) > 0 {
+			out[svc.Key()] = addrs
+		}
+	}
+	return out
 }
 
 // View returns the view the generator builds from.

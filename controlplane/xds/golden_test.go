@@ -81,6 +81,19 @@ func TestGolden(t *testing.T) {
 			node: Node{ID: "echo~west-1", Role: naming.RoleSidecar, Cluster: "west-1", Namespace: "demo",
 				ServiceAccount: "echo", Workload: "echo", Locality: locWest1, AppPorts: map[string]int32{"http": 9080, "tcp": 5432}},
 		},
+		// The local ClusterIPs of echo (HTTP: virtual host domains
+		// after the ClusterSetIP's) and store (opaque TCP: the outbound
+		// listener's filter chain match), IPv4 and IPv6.
+		{name: "sidecar-east-1-clusterip", view: testView("east-1", func(v *catalog.View) {
+			for i := range v.Services {
+				switch v.Services[i].Name {
+				case "echo":
+					v.Services[i].LocalClusterIPs = []string{"10.96.0.10", "fd00:96::10"}
+				case "store":
+					v.Services[i].LocalClusterIPs = []string{"10.96.0.20"}
+				}
+			}
+		}), node: sidecarNode("east-1", locEast1)},
 		{
 			name: "sidecar-west-1-telemetry", view: testView("west-1", withWorkload), traffic: "telemetry",
 			node: Node{ID: "echo~west-1", Role: naming.RoleSidecar, Cluster: "west-1", Namespace: "demo",

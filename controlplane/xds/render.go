@@ -8,7 +8,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
@@ -85,7 +84,7 @@ func (g *Generator) renderOutbound(ns string) *outbound {
 // renderOutboundListeners makes a sidecar's virtual listener per service
 // port: an HTTP connection manager with the port's route configuration
 // and telemetry tel (render_telemetry.go) for HTTP ports, a tcp_proxy
-// for the others.
+// matching the service's addresses (Generator.addrs) for the others.
 func (g *Generator) renderOutboundListeners(tel *plan.Telemetry) []types.Resource {
 	var listeners []types.Resource
 	xtel := renderTelemetry(tel)
@@ -93,13 +92,15 @@ func (g *Generator) renderOutboundListeners(tel *plan.Telemetry) []types.Resourc
 	for i := range services {
 		for _, sp := range g.plan.ServicePorts(&services[i]) {
 			name := sp.OutboundCluster()
-			var filter *listenerv3.Filter
 			if sp.HTTP {
-				filter = xdsresource.HTTPConnectionManagerWithTelemetry(name, portString(sp.Port.Port), xtel)
-			} else {
-				filter = xdsresource.TCPProxy(name)
+				filter := xdsresource.HTTPConnectionManagerWithTelemetry(name, portString(sp.Port.Port), xtel)
+				listeners = append(listeners, xdsresource.OutboundListener(name, uint32(sp.Port.Port), filter))
+				continue
 			}
-			listeners = append(listeners, xdsresource.OutboundListener(name, uint32(sp.Port.Port), filter))
+			// An opaque TCP port has no virtual host: its addresses
+			// go in the filter chain match.
+			filter := xdsresource.TCPProxy(name)
+			listeners = append(listeners, xdsresource.OutboundListenerFor(name, uint32(sp.Port.Port), filter, g.addrs[services[i].Key()]))
 		}
 	}
 	return listeners

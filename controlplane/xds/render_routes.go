@@ -34,19 +34,21 @@ func (g *Generator) virtualHost(ns string, svc *catalog.ImportedService, sp plan
 }
 
 // clusterSetDomains are the virtual host domains of port of a service's
-// ClusterSetIP, without and with the port (IPv6 in brackets, as in a Host
-// header), or none when the service has no ClusterSetIP. Sidecars match
-// a request sent to the ClusterSetIP by them and answer DNS from them.
+// virtual addresses (its ClusterSetIP first, then the local cluster's
+// ClusterIPs: Generator.addrs), each without and with the port (IPv6 in
+// brackets, as in a Host header); none when the service has no address.
+// Sidecars match a request sent to one of them by them and answer DNS
+// with the first.
 func (g *Generator) clusterSetDomains(k catalog.ServiceKey, port int32) []string {
-	ip, ok := g.csIPs[k]
-	if !ok {
-		return nil
+	var out []string
+	for _, ip := range g.addrs[k] {
+		host := ip.String()
+		if ip.Is6() {
+			host = "[" + host + "]"
+		}
+		out = append(out, host, host+":"+strconv.Itoa(int(port)))
 	}
-	host := ip.String()
-	if ip.Is6() {
-		host = "[" + host + "]"
-	}
-	return []string{host, host + ":" + strconv.Itoa(int(port))}
+	return out
 }
 
 // routeRule fills what the plan leaves to the mesh defaults (timeout,

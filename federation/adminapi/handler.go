@@ -35,6 +35,10 @@ type Federation interface {
 
 var _ Federation = (*membership.Membership)(nil)
 
+// ErrNotReady says the control plane runs no federation yet (the admin
+// API is not up): a join or token request may succeed later.
+var ErrNotReady = errors.New("the control plane runs no federation yet")
+
 // Issuer is the identity join tokens are signed with: the control plane's
 // key and certificate chain (leaf first, then the cluster intermediate),
 // and the federation root bundle and trust domain the token carries.
@@ -171,18 +175,33 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
-	if ttl <= 0 || ttl > h.cfg.MaxTTL {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("ttl %s must be positive and at most %s", ttl, h.cfg.MaxTTL))
+	resp, status, err := h.token(ttl)
+	if err != nil {
+		writeError(w, status, err)
 		return
 	}
+	httpjson.Write(w, http.StatusOK, resp)
+}
+
+// Token creates a join token valid for ttl, as POST /federation/v1/token
+// does: what 'fedmesh join' between Kubernetes clusters publishes. Safe
+// for concurrent use.
+func (h *Handler) Token(ttl time.Duration) (TokenResponse, error) {
+	resp, _, err := h.token(ttl)
+	return resp, err
+}
+
+// token creates a token and says which HTTP status an error answers.
+func (h *Handler) token(ttl time.Duration) (TokenResponse, int, error) {
+	if ttl <= 0 || ttl > h.cfg.MaxTTL {
+		return TokenResponse{}, http.StatusBadRequest, fmt.Errorf("ttl %s must be positive and at most %s", ttl, h.cfg.MaxTTL)
+	}
 	if h.cfg.Issuer == nil {
-		writeError(w, http.StatusServiceUnavailable, errors.New("this control plane cannot issue join tokens: it has no signing identity"))
-		return
+		return TokenResponse{}, http.StatusServiceUnavailable, errors.New("this control plane cannot issue join tokens: it has no signing identity")
 	}
 	iss, err := h.cfg.Issuer()
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("signing identity unavailable: %w", err))
-		return
+		return TokenResponse{}, http.StatusServiceUnavailable, fmt.Errorf("signing identity unavailable: %w", err)
 	}
 	now := h.cfg.Now()
 	p := jointoken.Payload{
@@ -196,11 +215,10 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, err := jointoken.Create(p, iss.Signer, iss.Chain)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err)
-		return
+		return TokenResponse{}, http.StatusInternalServerError, err
 	}
 	h.log.Info("join token created", "expiry", p.Expiry, "seeds", p.Seeds)
-	httpjson.Write(w, http.StatusOK, TokenResponse{Token: tok, Expiry: p.Expiry, Seeds: p.Seeds})
+	return TokenResponse{Token: tok, Expiry: p.Expiry, Seeds: p.Seeds}, http.StatusOK, nil
 }
 
 func (h *Handler) seeds() []string {
@@ -225,17 +243,33 @@ func (h *Handler) join(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if h.cfg.TrustedRoots == nil {
-		writeError(w, http.StatusServiceUnavailable, errors.New("this control plane cannot verify join tokens: it has no trusted root"))
+	resp, status, err := h.joinToken(req.Token)
+	if err != nil {
+		writeError(w, status, err)
 		return
+	}
+	httpjson.Write(w, http.StatusOK, resp)
+}
+
+// Join verifies token and joins its federation, as POST
+// /federation/v1/join does: what a control plane in Kubernetes does with
+// a token 'fedmesh join' put in its namespace. Safe for concurrent use.
+func (h *Handler) Join(token string) (JoinResponse, error) {
+	resp, _, err := h.joinToken(token)
+	return resp, err
+}
+
+// joinToken joins and says which HTTP status an error answers.
+func (h *Handler) joinToken(token string) (JoinResponse, int, error) {
+	if h.cfg.TrustedRoots == nil {
+		return JoinResponse{}, http.StatusServiceUnavailable, errors.New("this control plane cannot verify join tokens: it has no trusted root")
 	}
 	roots, err := h.cfg.TrustedRoots()
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("trusted roots unavailable: %w", err))
-		return
+		return JoinResponse{}, http.StatusServiceUnavailable, fmt.Errorf("trusted roots unavailable: %w", err)
 	}
 	// Verify before touching serf: a bad token joins nothing.
-	p, err := jointoken.Verify(req.Token, roots, h.cfg.Now())
+	p, err := jointoken.Verify(token, roots, h.cfg.Now())
 	if err != nil {
 		reason := jointoken.Reason(err)
 		h.rejected.WithLabelValues(reason).Inc()
@@ -244,16 +278,14 @@ func (h *Handler) join(w http.ResponseWriter, r *http.Request) {
 		if reason == "malformed" {
 			status = http.StatusBadRequest
 		}
-		writeError(w, status, err)
-		return
+		return JoinResponse{}, status, err
 	}
 	if err := h.cfg.Federation.AdoptKeys(p.GossipKeys); err != nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, membership.ErrAlreadyFederated) {
 			status = http.StatusConflict
 		}
-		writeError(w, status, err)
-		return
+		return JoinResponse{}, status, err
 	}
 	n, err := h.cfg.Federation.Join(p.Seeds)
 	if err != nil {
@@ -261,11 +293,10 @@ func (h *Handler) join(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, membership.ErrDuplicateName) {
 			status = http.StatusConflict
 		}
-		writeError(w, status, err)
-		return
+		return JoinResponse{}, status, err
 	}
 	h.log.Info("joined the federation", "issuer", p.Issuer, "contacted", n)
-	httpjson.Write(w, http.StatusOK, JoinResponse{Issuer: p.Issuer, Contacted: n, TrustDomain: p.TrustDomain})
+	return JoinResponse{Issuer: p.Issuer, Contacted: n, TrustDomain: p.TrustDomain}, http.StatusOK, nil
 }
 
 func (h *Handler) listKeys(w http.ResponseWriter, _ *http.Request) {

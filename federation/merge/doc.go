@@ -43,6 +43,14 @@
 // it is given; CheckPolicies is how a caller checks what a peer sent
 // before merging it.
 //
+// # Local ClusterIPs
+//
+// An export's Service.ClusterIPs are its cluster's own Service addresses;
+// they mean nothing in another cluster, whose Service range may overlap.
+// The merged service keeps only the local cluster's, as
+// LocalClusterIPs, when the local export is merged in (not a
+// TypeConflict loser), so that local sidecars mesh traffic sent to them.
+//
 // # Health
 //
 // A merged endpoint is Healthy when it is Ready and its cluster is not

@@ -63,7 +63,7 @@ func Merge(local string, clusters map[string]catalog.ClusterInfo, exports map[st
 	keys := slices.SortedFunc(maps.Keys(byKey), compareKeys)
 	view.Services = make([]catalog.ImportedService, 0, len(keys))
 	for _, k := range keys {
-		view.Services = append(view.Services, mergeService(k, byKey[k], view.Clusters))
+		view.Services = append(view.Services, mergeService(local, k, byKey[k], view.Clusters))
 	}
 	return view
 }
@@ -127,7 +127,7 @@ func (n notes) conditions() []catalog.Condition {
 	return out
 }
 
-func mergeService(k catalog.ServiceKey, cands []candidate, clusters map[string]catalog.ClusterInfo) catalog.ImportedService {
+func mergeService(local string, k catalog.ServiceKey, cands []candidate, clusters map[string]catalog.ClusterInfo) catalog.ImportedService {
 	slices.SortFunc(cands, func(a, b candidate) int {
 		return cmp.Or(a.export.Service.ExportCreated.Compare(b.export.Service.ExportCreated), strings.Compare(a.cluster, b.cluster))
 	})
@@ -162,6 +162,9 @@ func mergeService(k catalog.ServiceKey, cands []candidate, clusters map[string]c
 		}
 		merged = append(merged, c)
 		svc.Clusters = append(svc.Clusters, c.cluster)
+		if c.cluster == local && len(c.export.Service.ClusterIPs) > 0 {
+			svc.LocalClusterIPs = slices.Clone(c.export.Service.ClusterIPs)
+		}
 		ports := portSet(c.export.Service.Ports)
 		info := clusters[c.cluster]
 		for _, ep := range c.export.Endpoints {

@@ -321,3 +321,56 @@ func hasDupKeys(es []catalog.Export) bool {
 	}
 	return false
 }
+
+// TestMergeLocalClusterIPs: the merged service keeps the local cluster's
+// ClusterIPs only (a peer's may overlap the local Service range), and
+// none when the local export lost on type and is not merged in.
+func TestMergeLocalClusterIPs(t *testing.T) {
+	withIPs := func(e catalog.Export, ips ...string) catalog.Export {
+		e.Service.ClusterIPs = ips
+		return e
+	}
+	ports := []catalog.Port{httpPort(80)}
+	tests := []struct {
+		name    string
+		local   string
+		exports map[string][]catalog.Export
+		want    []string
+	}{
+		{
+			name:  "local and peer export",
+			local: "east-1",
+			exports: map[string][]catalog.Export{
+				"east-1": {withIPs(export("east-1", time.Minute, catalog.ClusterSetIP, ports), "10.96.0.10", "fd00:96::10")},
+				"west-1": {withIPs(export("west-1", 0, catalog.ClusterSetIP, ports), "10.96.0.99")},
+			},
+			want: []string{"10.96.0.10", "fd00:96::10"},
+		},
+		{
+			name:  "only a peer exports",
+			local: "east-1",
+			exports: map[string][]catalog.Export{
+				"west-1": {withIPs(export("west-1", 0, catalog.ClusterSetIP, ports), "10.96.0.99")},
+			},
+		},
+		{
+			name:  "local export loses on type",
+			local: "east-1",
+			exports: map[string][]catalog.Export{
+				"east-1": {withIPs(export("east-1", time.Minute, catalog.ClusterSetIP, ports), "10.96.0.10")},
+				"west-1": {export("west-1", 0, catalog.Headless, ports)},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := Merge(tt.local, nil, tt.exports)
+			if len(v.Services) != 1 {
+				t.Fatalf("got %d services, want 1", len(v.Services))
+			}
+			if diff := cmp.Diff(tt.want, v.Services[0].LocalClusterIPs); diff != "" {
+				t.Errorf("LocalClusterIPs (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -113,7 +113,7 @@ func (m *Merger) View() catalog.View {
 				}
 				continue
 			}
-			m.merged[k] = mergeService(k, cands, view.Clusters)
+			m.merged[k] = mergeService(m.local, k, cands, view.Clusters)
 			if !existed {
 				m.keys = nil
 			}

@@ -62,6 +62,9 @@ func TestMergerMatchesMerge(t *testing.T) {
 							[]catalog.Port{httpPort(int32(80 + rng.IntN(2)))}, ep(fmt.Sprintf("127.0.0.%d", rng.IntN(3)+1), "http", rng.IntN(2) == 0))
 						e.Service.Name = name
 						e.Policies = policySets[rng.IntN(len(policySets))]
+						if typ == catalog.ClusterSetIP && rng.IntN(2) == 0 {
+							e.Service.ClusterIPs = []string{fmt.Sprintf("10.96.0.%d", rng.IntN(3)+1)}
+						}
 						set[name] = e
 					}
 					var list []catalog.Export

@@ -2,8 +2,10 @@ package xdsresource
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -74,11 +76,32 @@ func tlsInspector() *listenerv3.ListenerFilter {
 // (bind_to_port false: the sidecar's own outbound listener hands it
 // connections): one filter chain with filter.
 func OutboundListener(name string, port uint32, filter *listenerv3.Filter) *listenerv3.Listener {
+	return OutboundListenerFor(name, port, filter, nil)
+}
+
+// OutboundListenerFor is OutboundListener whose filter chain matches
+// the service's virtual addresses addrs (filter_chain_match.prefix_ranges,
+// one full-length range each, in order): an opaque TCP service, which has
+// no virtual host to carry them, is found by the original destination of
+// a captured connection, as Envoy picks a filter chain. None: the chain
+// matches any destination.
+func OutboundListenerFor(name string, port uint32, filter *listenerv3.Filter, addrs []netip.Addr) *listenerv3.Listener {
+	fc := &listenerv3.FilterChain{Filters: []*listenerv3.Filter{filter}}
+	if len(addrs) > 0 {
+		m := &listenerv3.FilterChainMatch{}
+		for _, ip := range addrs {
+			m.PrefixRanges = append(m.PrefixRanges, &corev3.CidrRange{
+				AddressPrefix: ip.String(),
+				PrefixLen:     wrapperspb.UInt32(uint32(ip.BitLen())),
+			})
+		}
+		fc.FilterChainMatch = m
+	}
 	return &listenerv3.Listener{
 		Name:         name,
 		Address:      SocketAddress("0.0.0.0", port),
 		BindToPort:   wrapperspb.Bool(false),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{filter}}},
+		FilterChains: []*listenerv3.FilterChain{fc},
 	}
 }
 

@@ -322,7 +322,7 @@ func applyRoutes(snap *Snapshot, rc *routev3.RouteConfiguration) error {
 				continue
 			}
 			snap.hosts[hostPort{host, port}] = svc
-			if ip, err := netip.ParseAddr(host); err == nil && svc.Subset == "" {
+			if ip, err := netip.ParseAddr(host); err == nil && svc.Subset == "" && svc.ClusterSetIP == "" {
 				svc.ClusterSetIP = ip.String()
 			}
 		}

@@ -162,9 +162,12 @@ type Service struct {
 	// Port names the service port.
 	Port naming.ServicePort `json:"port"`
 	// ClusterSetIP is the service's virtual address across the
-	// clusterset: the IP literal among its virtual host's domains (the
-	// control plane puts it there), in netip.Addr's text form; "" when
-	// it has none.
+	// clusterset: the first IP literal among its virtual host's domains,
+	// or, for an opaque TCP port, the first full-length prefix range of
+	// its outbound listener's filter chain (the control plane puts the
+	// ClusterSetIP first, then the local cluster's ClusterIPs, which are
+	// matched too but not answered by DNS), in netip.Addr's text form;
+	// "" when it has none.
 	ClusterSetIP string `json:"clusterSetIP,omitempty"`
 	// Cluster is the xDS cluster name, outbound|PORT||HOST (or
 	// outbound|PORT|local|HOST for the local subset).

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -53,6 +54,9 @@ type state struct {
 type outboundListener struct {
 	sp      naming.ServicePort
 	filters []outboundFilter
+	// addrs are the service's virtual addresses from the filter chains'
+	// prefix_ranges (full-length ranges only), in order.
+	addrs []netip.Addr
 }
 
 type outboundFilter struct {
@@ -190,6 +194,18 @@ func translateOutbound(l *listenerv3.Listener) (*outboundListener, error) {
 	}
 	ol := &outboundListener{sp: sp}
 	for _, fc := range l.GetFilterChains() {
+		for _, r := range fc.GetFilterChainMatch().GetPrefixRanges() {
+			ip, err := netip.ParseAddr(r.GetAddressPrefix())
+			if err != nil || ip.Zone() != "" {
+				return nil, fmt.Errorf("filter_chain_match.prefix_ranges: %q is not an IP address", r.GetAddressPrefix())
+			}
+			if r.GetPrefixLen() == nil || int(r.GetPrefixLen().GetValue()) != ip.BitLen() {
+				// A range names many destinations, not one service
+				// address; the sidecar does not match by it.
+				continue
+			}
+			ol.addrs = append(ol.addrs, ip.Unmap())
+		}
 		for _, f := range fc.GetFilters() {
 			tc := f.GetTypedConfig()
 			if tc == nil {
@@ -226,6 +242,15 @@ func applyOutbound(snap *Snapshot, ol *outboundListener) error {
 			return fmt.Errorf("tcp_proxy sends to %q, not %q", f.tcpCluster, svc.Cluster)
 		}
 		svc.Protocol = TCP
+	}
+	for _, ip := range ol.addrs {
+		k := hostPort{ip.String(), svc.Port.Port}
+		if _, taken := snap.hosts[k]; !taken {
+			snap.hosts[k] = svc
+		}
+		if svc.ClusterSetIP == "" {
+			svc.ClusterSetIP = ip.String()
+		}
 	}
 	return nil
 }

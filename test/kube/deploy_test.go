@@ -182,6 +182,13 @@ func TestControlPlaneRBAC(t *testing.T) {
 			}
 		}
 	}
+	// The join Secrets by name (kube.JoinTokenSecret, kube.JoinSecret),
+	// and another Secret: the cluster's CA must stay out of reach.
+	for _, name := range []string{"fedmesh-join-token", "fedmesh-join", "fedmesh-cluster-ca"} {
+		for _, v := range []string{"get", "update", "patch", "delete"} {
+			asks = append(asks, access{Verb: v, Resource: "secrets", Namespace: "fedmesh-system", Name: name})
+		}
+	}
 	// The leader election Lease by name, and another Lease.
 	for _, name := range []string{"fedmesh-controlplane", "kube-scheduler"} {
 		for _, v := range []string{"get", "update", "patch", "delete"} {
@@ -262,6 +269,13 @@ func TestControlPlaneRBAC(t *testing.T) {
 		access{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: "fedmesh-system"}.String(),
 		access{Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Namespace: "fedmesh-system", Name: "fedmesh-controlplane"}.String(),
 		access{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "fedmesh-system", Name: "fedmesh-controlplane"}.String(),
+		// 'fedmesh join' between clusters in Kubernetes: its token
+		// published, and the token to join with read and answered.
+		access{Verb: "create", Resource: "secrets", Namespace: "fedmesh-system"}.String(),
+		access{Verb: "get", Resource: "secrets", Namespace: "fedmesh-system", Name: "fedmesh-join-token"}.String(),
+		access{Verb: "update", Resource: "secrets", Namespace: "fedmesh-system", Name: "fedmesh-join-token"}.String(),
+		access{Verb: "get", Resource: "secrets", Namespace: "fedmesh-system", Name: "fedmesh-join"}.String(),
+		access{Verb: "patch", Resource: "secrets", Namespace: "fedmesh-system", Name: "fedmesh-join"}.String(),
 	)
 	sort.Strings(want)
 	sort.Strings(allowed)

@@ -3,6 +3,8 @@ package kube
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,12 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -179,29 +181,62 @@ func TestInstallCheckUninstall(t *testing.T) {
 		t.Error("post-install report without a ready control plane did not fail")
 	}
 
-	// What an operator adds after install, as scripts/kind-demo.sh does:
-	// the caBundle (another field manager), the CA Secret; and what a
+	// What the pods need and the manifests cannot carry, made by
+	// install: the cluster CA from the federation root, the webhook's
+	// serving certificate and its CA in the caBundle; and what a
 	// controller-manager would make: the webhook's EndpointSlice.
-	rootDir, caDir := filepath.Join(t.TempDir(), "root"), filepath.Join(t.TempDir(), "ca")
+	rootDir := filepath.Join(t.TempDir(), "root")
 	if err := ca.InitRoot("fedmesh.local", rootDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := ca.IssueClusterCA(rootDir, "install-1", caDir, 365*24*time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(caDir, ca.CACertFile))
+	certOpts := install.CertOptions{Cluster: "install-1", RootDir: rootDir}
+	progress.Reset()
+	res, err = c.EnsureCerts(ctx, certOpts, &progress)
 	if err != nil {
+		t.Fatalf("make the certificates: %v", err)
+	}
+	if len(res) != 3 {
+		t.Errorf("certificates: %d results, want 3 (two Secrets, the caBundle): %+v", len(res), res)
+	}
+	for _, want := range []string{"secret/fedmesh-cluster-ca created", "secret/fedmesh-webhook-tls created", "mutatingwebhookconfiguration/fedmesh-sidecar-injector configured"} {
+		if !strings.Contains(progress.String(), want+"\n") {
+			t.Errorf("certificates progress lacks %q:\n%s", want, progress.String())
+		}
+	}
+	checkInstalledCerts(t, kc, rootDir)
+	certRVs := func() map[string]string {
+		rv := map[string]string{}
+		for _, name := range []string{install.ClusterCASecret, install.WebhookTLSSecret} {
+			s, err := kc.CoreV1().Secrets(install.DefaultNamespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rv[name] = s.ResourceVersion
+		}
+		wh, err := kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "fedmesh-sidecar-injector", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rv["webhook"] = wh.ResourceVersion
+		return rv
+	}
+	beforeCerts := certRVs()
+	// Again, with another root even: nothing changes.
+	otherRoot := filepath.Join(t.TempDir(), "other")
+	if err := ca.InitRoot("fedmesh.local", otherRoot); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kc.CoreV1().Secrets(install.DefaultNamespace).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: install.ClusterCASecret},
-		Data:       map[string][]byte{ca.CACertFile: caPEM},
-	}, metav1.CreateOptions{}); err != nil {
+	certOpts.RootDir = otherRoot
+	if res, err = c.EnsureCerts(ctx, certOpts, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	patch, _ := json.Marshal([]map[string]any{{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": caPEM}})
-	if _, err := kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, "fedmesh-sidecar-injector", types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
+	for _, r := range res {
+		if r.Action != "unchanged" {
+			t.Errorf("certificates again: %s %s, want unchanged", r.Ref, r.Action)
+		}
+	}
+	if d := cmp.Diff(beforeCerts, certRVs()); d != "" {
+		t.Errorf("certificates again changed resourceVersions (-before +after):\n%s", d)
 	}
 	ready, port, proto := true, int32(9443), corev1.ProtocolTCP
 	if _, err := kc.DiscoveryV1().EndpointSlices(install.DefaultNamespace).Create(ctx, &discoveryv1.EndpointSlice{
@@ -324,6 +359,18 @@ func TestInstallCheckUninstall(t *testing.T) {
 		}
 		t.Errorf("uninstall left %s %s/%s", l.GetKind(), l.GetNamespace(), l.GetName())
 	}
+	secrets, err := kc.CoreV1().Secrets("").List(ctx, metav1.ListOptions{LabelSelector: install.ManagedByLabel + "=" + install.ManagedBy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sec := range secrets.Items {
+		if sec.DeletionTimestamp == nil {
+			t.Errorf("uninstall left Secret %s/%s", sec.Namespace, sec.Name)
+		}
+	}
+	if !strings.Contains(string(out), "secret/fedmesh-webhook-tls deleted\n") {
+		t.Errorf("uninstall output lacks the webhook's Secret:\n%s", out)
+	}
 	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	if crd, err := dyn.Resource(crdGVR).Get(ctx, foreignCRD, metav1.GetOptions{}); err != nil || crd.GetDeletionTimestamp() != nil || crd.GetLabels()[install.ManagedByLabel] != "" {
 		t.Errorf("uninstall --crds removed or took over the foreign CRD %s (err %v)", foreignCRD, err)
@@ -331,6 +378,67 @@ func TestInstallCheckUninstall(t *testing.T) {
 	ns, err := kc.CoreV1().Namespaces().Get(ctx, install.DefaultNamespace, metav1.GetOptions{})
 	if err == nil && ns.DeletionTimestamp == nil {
 		t.Errorf("namespace %s is not being deleted", install.DefaultNamespace)
+	}
+}
+
+// checkInstalledCerts checks what install made: a cluster CA that the
+// root in rootDir signed, and a webhook serving certificate for the
+// webhook Service that the caBundle trusts.
+func checkInstalledCerts(t *testing.T, kc kubernetes.Interface, rootDir string) {
+	t.Helper()
+	ctx := context.Background()
+	root, err := ca.LoadRoot(rootDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := kc.CoreV1().Secrets(install.DefaultNamespace).Get(ctx, install.ClusterCASecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, data := range sec.Data {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The control plane mounts the Secret as its --ca-dir.
+	auth, err := ca.LoadAuthority(dir)
+	if err != nil {
+		t.Fatalf("the CA Secret is not a CA directory: %v", err)
+	}
+	if auth.Cluster() != "install-1" {
+		t.Errorf("cluster CA for %q, want install-1", auth.Cluster())
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root.Certificate())
+	if _, err := auth.CACertificate().Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Errorf("the cluster CA does not chain to the root: %v", err)
+	}
+
+	tlsSec, err := kc.CoreV1().Secrets(install.DefaultNamespace).Get(ctx, install.WebhookTLSSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tlsSec.Type != corev1.SecretTypeTLS {
+		t.Errorf("webhook Secret type %s, want %s", tlsSec.Type, corev1.SecretTypeTLS)
+	}
+	if _, err := tls.X509KeyPair(tlsSec.Data[corev1.TLSCertKey], tlsSec.Data[corev1.TLSPrivateKeyKey]); err != nil {
+		t.Errorf("webhook key pair: %v", err)
+	}
+	wh, err := kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "fedmesh-sidecar-injector", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := x509.NewCertPool()
+	if !bundle.AppendCertsFromPEM(wh.Webhooks[0].ClientConfig.CABundle) {
+		t.Fatal("the caBundle holds no certificate")
+	}
+	certs, err := ca.ParseCertsPEM(tlsSec.Data[corev1.TLSCertKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: bundle, DNSName: "fedmesh-webhook." + install.DefaultNamespace + ".svc"}); err != nil {
+		t.Errorf("the API server would not trust the webhook's certificate: %v", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package meshtest
 
 import (
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -100,6 +101,21 @@ func OutboundListener(sp naming.ServicePort, http bool) *listenerv3.Listener {
 		f = xdsresource.HTTPConnectionManager(sp.OutboundCluster(), strconv.Itoa(int(sp.Port)))
 	}
 	return xdsresource.OutboundListener(sp.OutboundCluster(), uint32(sp.Port), f)
+}
+
+// OutboundListenerAt is OutboundListener whose filter chain matches the
+// service's virtual addresses addrs (IP literals, the ClusterSetIP
+// first), as the control plane renders an opaque TCP port.
+func OutboundListenerAt(sp naming.ServicePort, http bool, addrs ...string) *listenerv3.Listener {
+	f := xdsresource.TCPProxy(sp.OutboundCluster())
+	if http {
+		f = xdsresource.HTTPConnectionManager(sp.OutboundCluster(), strconv.Itoa(int(sp.Port)))
+	}
+	ips := make([]netip.Addr, len(addrs))
+	for i, a := range addrs {
+		ips[i] = netip.MustParseAddr(a)
+	}
+	return xdsresource.OutboundListenerFor(sp.OutboundCluster(), uint32(sp.Port), f, ips)
 }
 
 // Routes builds RDS "PORT" with one virtual host per HTTP service.
