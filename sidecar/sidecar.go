@@ -467,6 +467,9 @@ func (s *Sidecar) onUpdate(u xdsclient.Update) error {
 	if err := s.proxy.Update(snap); err != nil {
 		s.log.Warn("some services could not be updated", "err", err)
 	}
+	if releasesMemory(u) {
+		releaseMemory()
+	}
 	select {
 	case s.updated <- struct{}{}:
 	default:
