@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
@@ -12,7 +13,7 @@ import (
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
 
-func TestReleasesMemory(t *testing.T) {
+func TestMemoryRelease(t *testing.T) {
 	resources := func(n int) map[string]proto.Message {
 		m := make(map[string]proto.Message, n)
 		for i := range n {
@@ -20,22 +21,51 @@ func TestReleasesMemory(t *testing.T) {
 		}
 		return m
 	}
-	removed := func(n int) []string { return make([]string, n) }
+	small := func(typ string) xdsclient.Update { return xdsclient.Update{TypeURL: typ, Resources: resources(1)} }
+	large := func(typ string) xdsclient.Update {
+		return xdsclient.Update{TypeURL: typ, Resources: resources(largeUpdate)}
+	}
+	types := []string{xdsclient.ClusterType, xdsclient.EndpointType, xdsclient.RouteType}
 	for _, tc := range []struct {
-		name string
-		u    xdsclient.Update
-		want bool
+		name    string
+		updates []xdsclient.Update
+		want    []bool
 	}{
-		{name: "empty", u: xdsclient.Update{}, want: false},
-		{name: "one endpoint", u: xdsclient.Update{Resources: resources(1), Incremental: true}, want: false},
-		{name: "just below", u: xdsclient.Update{Resources: resources(largeUpdate - 1)}, want: false},
-		{name: "a thousand services", u: xdsclient.Update{Resources: resources(1000)}, want: true},
-		{name: "threshold", u: xdsclient.Update{Resources: resources(largeUpdate)}, want: true},
-		{name: "changed and removed together", u: xdsclient.Update{Resources: resources(largeUpdate / 2), Removed: removed(largeUpdate / 2), Incremental: true}, want: true},
+		{
+			name:    "small updates: once, when the last type first arrives",
+			updates: []xdsclient.Update{small(types[0]), small(types[1]), small(types[1]), small(types[2]), small(types[2]), small(types[0])},
+			want:    []bool{false, false, false, true, false, false},
+		},
+		{
+			name:    "large updates always",
+			updates: []xdsclient.Update{large(types[0]), small(types[1]), small(types[2]), large(types[1]), small(types[1])},
+			want:    []bool{true, false, true, true, false},
+		},
+		{
+			name:    "just below the threshold",
+			updates: []xdsclient.Update{{TypeURL: types[0], Resources: resources(largeUpdate - 1)}},
+			want:    []bool{false},
+		},
+		{
+			name: "changed and removed count together",
+			updates: []xdsclient.Update{{TypeURL: types[0], Resources: resources(largeUpdate / 2),
+				Removed: make([]string, largeUpdate-largeUpdate/2), Incremental: true}},
+			want: []bool{true},
+		},
+		{
+			name:    "a type not subscribed completes nothing",
+			updates: []xdsclient.Update{small(types[0]), small(types[1]), small(xdsclient.SecretType)},
+			want:    []bool{false, false, false},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := releasesMemory(tc.u); got != tc.want {
-				t.Errorf("releasesMemory(%d resources, %d removed) = %v, want %v", len(tc.u.Resources), len(tc.u.Removed), got, tc.want)
+			m := newMemoryRelease(types)
+			var got []bool
+			for _, u := range tc.updates {
+				got = append(got, m.after(u))
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("releases (-want +got):\n%s", diff)
 			}
 		})
 	}
