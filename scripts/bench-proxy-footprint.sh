@@ -22,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-go build -trimpath -ldflags '-s -w' -o "$work/" ./cmd/fedmesh ./cmd/fedmesh-proxy
+go build -trimpath -tags grpcnotrace -ldflags '-s -w' -o "$work/" ./cmd/fedmesh ./cmd/fedmesh-proxy
 
 # rss BIN ROLE: start BIN ROLE on port-0 listeners, wait until its admin
 # listener answers, wait SETTLE seconds, print VmRSS in KiB.

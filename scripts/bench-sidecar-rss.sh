@@ -25,7 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-go build -trimpath -ldflags '-s -w' -o "$work/" ./cmd/fedmesh ./cmd/fedmesh-proxy ./bench/cmd/meshxds
+go build -trimpath -tags grpcnotrace -ldflags '-s -w' -o "$work/" ./cmd/fedmesh ./cmd/fedmesh-proxy ./bench/cmd/meshxds
 td=bench.local
 "$work/fedmesh" ca init --trust-domain "$td" --dir "$work/root" >/dev/null
 "$work/fedmesh" ca issue-cluster --root-dir "$work/root" --cluster east-1 --dir "$work/east-1" >/dev/null

@@ -60,7 +60,7 @@ fi
 commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
-go build -o "$bin/fedmesh-proxy" ./cmd/fedmesh-proxy
+go build -tags grpcnotrace -o "$bin/fedmesh-proxy" ./cmd/fedmesh-proxy
 go build -o "$bin/httpload" ./bench/cmd/httpload
 if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
 	echo "BASELINE_PROXY=$baseline is not an executable" >&2

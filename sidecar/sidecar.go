@@ -195,7 +195,8 @@ type Sidecar struct {
 	dnsTCP    net.Listener
 	svcIP     netip.Addr
 
-	updated chan struct{} // a new snapshot was applied
+	updated chan struct{}  // a new snapshot was applied
+	release *memoryRelease // used by onUpdate only
 
 	bindErrors *prometheus.CounterVec
 	// authzRejected counts xDS updates refused for their RBAC filters.
@@ -266,7 +267,7 @@ func New(cfg Config) (_ *Sidecar, err error) {
 		gather = prometheus.NewRegistry()
 	}
 	s := &Sidecar{cfg: cfg, log: log, gather: gather, builder: config.NewBuilder(cfg.TrustDomain),
-		updated: make(chan struct{}, 1), listeners: map[string]*managed{}, bindFailing: map[string]int{},
+		updated: make(chan struct{}, 1), release: newMemoryRelease(xdsclient.AllTypes), listeners: map[string]*managed{}, bindFailing: map[string]int{},
 		bindErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedmesh_sidecar_listener_bind_errors_total",
 			Help: "Failed attempts to bind a service-port or inbound listener from the configuration, by reason (address_in_use, address_not_available, permission_denied, other); each is retried every second.",
@@ -466,6 +467,9 @@ func (s *Sidecar) onUpdate(u xdsclient.Update) error {
 	}
 	if err := s.proxy.Update(snap); err != nil {
 		s.log.Warn("some services could not be updated", "err", err)
+	}
+	if s.release.after(u) {
+		releaseMemory()
 	}
 	select {
 	case s.updated <- struct{}{}:

@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -284,39 +285,44 @@ func healthy(h corev3.HealthStatus) bool {
 // shape (one "/" route to the service's own cluster) sets the service's
 // timeout and retry policy, as it always did; any other shape is compiled
 // into Service.Routes.
-func applyRoutes(snap *Snapshot, rc *routev3.RouteConfiguration) error {
+func applyRoutes(snap *Snapshot, rc *routeConfig) error {
 	var rcPort int32
-	if p, err := strconv.ParseUint(rc.GetName(), 10, 16); err == nil {
+	if p, err := strconv.ParseUint(rc.name, 10, 16); err == nil {
 		rcPort = int32(p)
 	}
-	for _, vh := range rc.GetVirtualHosts() {
-		svc, err := vhostService(snap, vh, rcPort)
+	for _, v := range rc.vhosts {
+		svc, err := vhostService(snap, v, rcPort)
 		if err != nil {
-			return fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
+			return fmt.Errorf("virtual host %q: %w", v.name, err)
 		}
 		if svc == nil {
 			continue // the cluster has not arrived yet
 		}
-		if ra, ok := simpleRoute(vh, svc.Cluster); ok {
-			if d := ra.GetTimeout(); d != nil {
-				svc.Timeout = d.AsDuration()
+		if v.proto == nil && v.cluster == svc.Cluster {
+			if v.hasTimeout {
+				svc.Timeout = v.timeout
 			}
-			if rp := ra.GetRetryPolicy(); rp != nil {
-				if _, err := compileRetry(rp); err != nil {
-					return fmt.Errorf("virtual host %q: retry_policy: %w", vh.GetName(), err)
-				}
-				svc.Retry = retryPolicy(rp)
+			if v.retryErr != nil {
+				return fmt.Errorf("virtual host %q: retry_policy: %w", v.name, v.retryErr)
+			}
+			if v.retry != nil {
+				svc.Retry = *v.retry
+				svc.Retry.StatusCodes = slices.Clone(v.retry.StatusCodes)
 			}
 		} else {
+			vh, err := v.virtualHost()
+			if err != nil {
+				return fmt.Errorf("virtual host %q: %w", v.name, err)
+			}
 			routes, err := compileVirtualHost(vh, snap.clusters)
 			if err != nil {
-				return fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
+				return fmt.Errorf("virtual host %q: %w", v.name, err)
 			}
 			svc.Routes = routes
 		}
 		svc.Protocol = httpProtocol(svc.Protocol)
 		sp := svc.Port
-		for _, d := range vh.GetDomains() {
+		for _, d := range v.domains {
 			host, port, err := SplitHostPort(d, sp.Port)
 			if err != nil || port != sp.Port {
 				continue
@@ -334,8 +340,8 @@ func applyRoutes(snap *Snapshot, rc *routev3.RouteConfiguration) error {
 // that names a service (NAME.NS.svc.clusterset.local or NAME.NS, with the
 // route configuration's port unless the domain has one), else the
 // cluster of its "/" route. nil when the service has not arrived.
-func vhostService(snap *Snapshot, vh *routev3.VirtualHost, rcPort int32) (*Service, error) {
-	for _, d := range vh.GetDomains() {
+func vhostService(snap *Snapshot, v *vhostState, rcPort int32) (*Service, error) {
+	for _, d := range v.domains {
 		def := rcPort
 		if def == 0 {
 			def = 80
@@ -350,21 +356,14 @@ func vhostService(snap *Snapshot, vh *routev3.VirtualHost, rcPort int32) (*Servi
 			}
 		}
 	}
-	for _, r := range vh.GetRoutes() {
-		if r.GetMatch().GetPrefix() != "/" && r.GetMatch().GetPrefix() != "" {
-			continue
-		}
-		c := r.GetRoute().GetCluster()
-		if c == "" {
-			continue
-		}
-		sp, err := naming.ParseOutboundCluster(c)
-		if err != nil {
-			return nil, err
-		}
-		return snap.Services[sp], nil
+	if v.fallback == "" {
+		return nil, nil
 	}
-	return nil, nil
+	sp, err := naming.ParseOutboundCluster(v.fallback)
+	if err != nil {
+		return nil, err
+	}
+	return snap.Services[sp], nil
 }
 
 // servicePortOfHost parses NAME.NS.svc.clusterset.local or NAME.NS.

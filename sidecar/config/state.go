@@ -23,11 +23,12 @@ import (
 // state is what a Builder keeps of the accepted resources: each one
 // translated, when it arrives, into the compact form the Snapshot is
 // built from, so that the decoded protos of a thousand services are not
-// kept after use. What is few per node (inbound listeners and clusters,
-// route configurations, the two secrets) is kept as received, because it
-// is compiled against the other types at every build. A state is never
-// changed once made: Apply makes a new one with the update's type
-// copied and changed.
+// kept after use (route configurations keep the proto of a virtual host
+// only when it is not of the default shape: route_state.go). What is few
+// per node (inbound listeners and clusters, the two secrets) is kept as
+// received, because it is compiled against the other types at every
+// build. A state is never changed once made: Apply makes a new one with
+// the update's type copied and changed.
 type state struct {
 	versions map[string]string
 
@@ -38,7 +39,7 @@ type state struct {
 	// endpoints are the assignments by cluster name; an endpoint's SNI
 	// is empty unless its metadata set one (build fills the cluster's).
 	endpoints map[string][]Endpoint
-	routes    map[string]*routev3.RouteConfiguration
+	routes    map[string]*routeConfig
 	// outbound are the outbound listeners' filters, by name.
 	outbound map[string]*outboundListener
 	inbound  map[string]*listenerv3.Listener
@@ -70,7 +71,7 @@ func newState() *state {
 		clusters:        map[string]*Service{},
 		inboundClusters: map[string]*clusterv3.Cluster{},
 		endpoints:       map[string][]Endpoint{},
-		routes:          map[string]*routev3.RouteConfiguration{},
+		routes:          map[string]*routeConfig{},
 		outbound:        map[string]*outboundListener{},
 		inbound:         map[string]*listenerv3.Listener{},
 		telemetry:       map[string][]hcmTel{},
@@ -130,8 +131,12 @@ func (s *state) with(u xdsclient.Update) (*state, error) {
 		for _, name := range u.Removed {
 			delete(n.routes, name)
 		}
-		for name, m := range u.Resources {
-			n.routes[name] = m.(*routev3.RouteConfiguration)
+		for _, name := range sortedKeys(u.Resources) {
+			rc, err := translateRoutes(u.Resources[name].(*routev3.RouteConfiguration))
+			if err != nil {
+				return nil, invalid("route configuration %q: %v", name, err)
+			}
+			n.routes[name] = rc
 		}
 	case xdsclient.ListenerType:
 		n.outbound, n.inbound, n.telemetry = cloneOrNew(u, s.outbound), cloneOrNew(u, s.inbound), cloneOrNew(u, s.telemetry)
