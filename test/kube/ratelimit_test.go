@@ -7,15 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/yaml"
 
-	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/kube"
 	"github.com/fedmesh/fedmesh/controlplane/source"
 	"github.com/fedmesh/fedmesh/internal/poll"
@@ -34,100 +30,23 @@ const rateLimitNS = "ratelimit"
 // refused with the field named, counted, and the last good version stays
 // in force.
 func TestRateLimitPolicies(t *testing.T) {
-	c, _ := clusters(t)
-	clients, err := kube.NewClients(asControlPlane(c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := kube.NewClients(c.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := startPolicyCP(t, rateLimitNS, kube.RateLimitPolicyResource)
+	rps, src, reg, object := cp.objs, cp.src, cp.reg, cp.object
 	ctx := context.Background()
-	if _, err := admin.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: rateLimitNS}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	rps := admin.Dynamic.Resource(kube.RateLimitPolicyResource).Namespace(rateLimitNS)
-	cleanup := func() {
-		if err := rps.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
-			t.Errorf("delete the RateLimitPolicies: %v", err)
-		}
-	}
-	cleanup()
-	t.Cleanup(cleanup)
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: rateLimitNS},
-		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP}}},
-	}
-	if _, err := admin.Kube.CoreV1().Services(rateLimitNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
 
-	reg := prometheus.NewRegistry()
-	log := testLogger(t)
-	src, err := kube.NewSource(kube.SourceConfig{
-		Clients: clients, Cluster: "east-1", Namespace: rateLimitNS, Debounce: 20 * time.Millisecond, Logger: log, Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	el, err := kube.NewElector(kube.ElectorConfig{
-		Client: clients.Kube, Namespace: "fedmesh-system", Identity: "ratelimit-0",
-		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond, Logger: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink, err := kube.NewSink(kube.SinkConfig{
-		Clients: clients, Cluster: "east-1", Namespace: rateLimitNS, Traffic: src, Elector: el,
-		MinRetry: 20 * time.Millisecond, MaxRetry: time.Second, Logger: log, Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
-	go func() { done <- src.Run(rctx, func([]catalog.Export) {}) }()
-	go func() { done <- sink.Run(rctx) }()
-	t.Cleanup(func() {
-		cancel()
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Errorf("control plane: %v", err)
-			}
-		}
-	})
-
-	// inForce checks the RateLimitPolicies in force, and returns them.
+	// inForce checks the RateLimitPolicys in force, and keeps them in got.
 	var got []policy.RateLimitPolicy
 	inForce := func(want string) func() error {
-		return func() error {
-			tr, ready, _ := src.Traffic()
-			if !ready {
-				return fmt.Errorf("traffic not read yet")
-			}
+		return cp.inForce(want, func(tr policy.Traffic) []string {
+			got = tr.RateLimits
 			var names []string
 			for _, p := range tr.RateLimits {
 				names = append(names, p.Name)
 			}
-			if g := strings.Join(names, ", "); g != want {
-				return fmt.Errorf("in force [%s], want [%s]", g, want)
-			}
-			got = tr.RateLimits
-			return nil
-		}
+			return names
+		})
 	}
 	poll.Until(t, 30*time.Second, "no RateLimitPolicy, ready", inForce(""))
-
-	object := func(name, doc string) *unstructured.Unstructured {
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			t.Fatal(err)
-		}
-		u.SetName(name)
-		u.SetNamespace(rateLimitNS)
-		return u
-	}
 	echoDoc := `
 apiVersion: fedmesh.io/v1alpha1
 kind: RateLimitPolicy
