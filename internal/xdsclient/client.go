@@ -21,9 +21,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
@@ -479,42 +477,14 @@ func (c *Client) runSotWStream(ctx context.Context, conn *grpc.ClientConn) (got 
 	if err != nil {
 		return false, fmt.Errorf("open ads stream: %w", err)
 	}
-	node, err := c.node()
-	if err != nil {
-		return false, err
+	subscribe := func(t string, node *corev3.Node) *discoveryv3.DiscoveryRequest {
+		return &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: c.version(t), Node: node}
 	}
-	for i, t := range c.types {
-		req := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: c.version(t)}
-		if i == 0 {
-			req.Node = node
-		}
-		if err := stream.Send(req); err != nil {
-			return false, fmt.Errorf("send initial request for %s: %w", t, err)
-		}
-	}
-	// The stream is up once the subscriptions are sent: a control plane
-	// that already has every version this client announces answers
-	// nothing until something changes, so waiting for a response would
-	// report a healthy stream as down. A refusal arrives on Recv and ends
-	// the stream.
-	c.setConnected(true, nil)
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return got, fmt.Errorf("receive: %w", err)
-		}
-		if !got {
-			got = true
-			c.log.Info("ads stream established")
-		}
+	handle := func(resp *discoveryv3.DiscoveryResponse) (*discoveryv3.DiscoveryRequest, bool) {
 		req := c.handle(resp)
-		if req == nil {
-			continue
-		}
-		if err := stream.Send(req); err != nil {
-			return got, fmt.Errorf("send ack for %s: %w", resp.GetTypeUrl(), err)
-		}
+		return req, req != nil
 	}
+	return serve(c, stream, subscribe, handle, "ads stream established")
 }
 
 func (c *Client) version(typeURL string) string {
@@ -527,13 +497,7 @@ func (c *Client) version(typeURL string) string {
 // nil for a type the client did not ask for.
 func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) *discoveryv3.DiscoveryRequest {
 	t := resp.GetTypeUrl()
-	subscribed := false
-	for _, s := range c.types {
-		subscribed = subscribed || s == t
-	}
-	if !subscribed {
-		c.responses.WithLabelValues(shortType(t), "ignored", "unsubscribed").Inc()
-		c.log.Warn("ignoring response of a type not subscribed", "type", t)
+	if !c.subscribed(t) {
 		return nil
 	}
 	req := &discoveryv3.DiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
@@ -541,9 +505,7 @@ func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) *discoveryv3.Discov
 	defer c.handleMu.Unlock()
 	res, reason, err := Decode(t, resp.GetResources())
 	if err == nil {
-		if herr := c.cfg.Handler.OnUpdate(Update{TypeURL: t, Version: resp.GetVersionInfo(), Resources: res}); herr != nil {
-			reason, err = "rejected", fmt.Errorf("%w: %w", ErrRejected, herr)
-		}
+		reason, err = c.offer(Update{TypeURL: t, Version: resp.GetVersionInfo(), Resources: res})
 	}
 	// The file is written after c.mu is released (defers run last in,
 	// first out), still under handleMu, so files follow accept order.
@@ -555,30 +517,14 @@ func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) *discoveryv3.Discov
 	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ts := c.status.Types[t]
-	ts.Nonce = resp.GetNonce()
 	if err != nil {
-		ts.LastError = err.Error()
-		c.status.Types[t] = ts
-		c.responses.WithLabelValues(shortType(t), "nack", reason).Inc()
-		c.log.Warn("rejecting xds response", "type", shortType(t), "version", resp.GetVersionInfo(), "reason", reason, "err", err)
-		req.VersionInfo = ts.Version
-		req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		req.ErrorDetail = c.rejectLocked(t, resp.GetNonce(), resp.GetVersionInfo(), reason, err)
+		req.VersionInfo = c.status.Types[t].Version
 		return req
 	}
-	ts.Version = resp.GetVersionInfo()
-	ts.LastError = ""
-	ts.Resources = len(res)
-	ts.Updated = time.Now()
-	ts.Persisted = false
-	c.status.Types[t] = ts
-	if !c.cfg.Incremental {
-		c.resources[t] = res
-	}
+	c.acceptLocked(t, resp.GetNonce(), resp.GetVersionInfo(), len(res), res)
 	delete(c.delta, t) // a delta stream after a fallback would start afresh
-	c.answered = true
-	c.setSourceLocked()
-	c.responses.WithLabelValues(shortType(t), "ack", "").Inc()
+	ts := c.status.Types[t]
 	c.log.Debug("accepted xds response", "type", shortType(t), "version", ts.Version, "resources", len(res))
 	req.VersionInfo = ts.Version
 	if c.cfg.DataDir != "" {

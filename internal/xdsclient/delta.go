@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -85,39 +84,14 @@ func (c *Client) runDeltaStream(ctx context.Context, conn *grpc.ClientConn) (got
 	if err != nil {
 		return false, fmt.Errorf("open delta ads stream: %w", err)
 	}
-	node, err := c.node()
-	if err != nil {
-		return false, err
+	subscribe := func(t string, node *corev3.Node) *discoveryv3.DeltaDiscoveryRequest {
+		return &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, InitialResourceVersions: c.announce(t), Node: node}
 	}
-	for i, t := range c.types {
-		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, InitialResourceVersions: c.announce(t)}
-		if i == 0 {
-			req.Node = node
-		}
-		if err := stream.Send(req); err != nil {
-			return false, fmt.Errorf("send initial request for %s: %w", t, err)
-		}
-	}
-	// Up once subscribed, as in runSotWStream: a control plane that has
-	// nothing new for the versions announced answers nothing.
-	c.setConnected(true, nil)
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return got, fmt.Errorf("receive: %w", err)
-		}
-		if !got {
-			got = true
-			c.log.Info("delta ads stream established")
-		}
+	handle := func(resp *discoveryv3.DeltaDiscoveryResponse) (*discoveryv3.DeltaDiscoveryRequest, bool) {
 		req := c.handleDelta(resp)
-		if req == nil {
-			continue
-		}
-		if err := stream.Send(req); err != nil {
-			return got, fmt.Errorf("send ack for %s: %w", resp.GetTypeUrl(), err)
-		}
+		return req, req != nil
 	}
+	return serve(c, stream, subscribe, handle, "delta ads stream established")
 }
 
 // announce returns the versions to announce for typeURL on a new stream
@@ -141,9 +115,7 @@ func (c *Client) announce(typeURL string) map[string]string {
 // to send, or nil for a type the client did not ask for.
 func (c *Client) handleDelta(resp *discoveryv3.DeltaDiscoveryResponse) *discoveryv3.DeltaDiscoveryRequest {
 	t := resp.GetTypeUrl()
-	if !slices.Contains(c.types, t) {
-		c.responses.WithLabelValues(shortType(t), "ignored", "unsubscribed").Inc()
-		c.log.Warn("ignoring response of a type not subscribed", "type", t)
+	if !c.subscribed(t) {
 		return nil
 	}
 	req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
@@ -171,9 +143,7 @@ func (c *Client) handleDelta(resp *discoveryv3.DeltaDiscoveryResponse) *discover
 			maps.Copy(full, res)
 			u.Resources = full
 		}
-		if herr := c.cfg.Handler.OnUpdate(u); herr != nil {
-			reason, err = "rejected", fmt.Errorf("%w: %w", ErrRejected, herr)
-		}
+		reason, err = c.offer(u)
 	}
 
 	var persist func()
@@ -184,14 +154,8 @@ func (c *Client) handleDelta(resp *discoveryv3.DeltaDiscoveryResponse) *discover
 	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ts := c.status.Types[t]
-	ts.Nonce = resp.GetNonce()
 	if err != nil {
-		ts.LastError = err.Error()
-		c.status.Types[t] = ts
-		c.responses.WithLabelValues(shortType(t), "nack", reason).Inc()
-		c.log.Warn("rejecting xds response", "type", shortType(t), "version", resp.GetSystemVersionInfo(), "reason", reason, "err", err)
-		req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		req.ErrorDetail = c.rejectLocked(t, resp.GetNonce(), resp.GetSystemVersionInfo(), reason, err)
 		return req
 	}
 	if ds.replace {
@@ -210,18 +174,8 @@ func (c *Client) handleDelta(resp *discoveryv3.DeltaDiscoveryResponse) *discover
 		}
 		maps.Copy(ds.raw, raw)
 	}
-	ts.Version = resp.GetSystemVersionInfo()
-	ts.LastError = ""
-	ts.Resources = len(ds.known)
-	ts.Updated = time.Now()
-	ts.Persisted = false
-	c.status.Types[t] = ts
-	if !c.cfg.Incremental {
-		c.resources[t] = full
-	}
-	c.answered = true
-	c.setSourceLocked()
-	c.responses.WithLabelValues(shortType(t), "ack", "").Inc()
+	c.acceptLocked(t, resp.GetNonce(), resp.GetSystemVersionInfo(), len(ds.known), full)
+	ts := c.status.Types[t]
 	c.log.Debug("accepted xds response", "type", shortType(t), "version", ts.Version,
 		"changed", len(res), "removed", len(resp.GetRemovedResources()), "resources", len(ds.known))
 	if c.cfg.DataDir != "" {
