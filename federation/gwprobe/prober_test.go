@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/fedmesh/fedmesh/gateway/gatewaytest"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fedmesh/fedmesh/federation/proof/prooftest"
+	"github.com/fedmesh/fedmesh/gateway/gatewaytest"
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/poll"
 )
@@ -26,11 +26,18 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // waited for when the test ends.
 func runProber(t *testing.T, reg prometheus.Registerer) *Prober {
 	t.Helper()
-	p, err := New(Config{
+	return startProber(t, Config{
 		Bundle:   identity.StaticBundle(prooftest.Default(t).Bundle()),
 		Interval: 20 * time.Millisecond,
 		Timeout:  2 * time.Second,
 	}, reg)
+}
+
+// startProber starts a prober with cfg; it is stopped and waited for
+// when the test ends.
+func startProber(t *testing.T, cfg Config, reg prometheus.Registerer) *Prober {
+	t.Helper()
+	p, err := New(cfg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,8 @@
 package gwprobe
 
 import (
-	"context"
 	"crypto/tls"
-	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,27 +18,12 @@ const gatewayID = "spiffe://" + prooftest.TrustDomain + "/ns/fedmesh-system/sa/f
 // themselves.
 func runSelfProber(t *testing.T, cert *tls.Certificate) *Prober {
 	t.Helper()
-	p, err := New(Config{
+	return startProber(t, Config{
 		Bundle:      identity.StaticBundle(prooftest.Default(t).Bundle()),
 		Certificate: identity.StaticCert(cert),
 		Interval:    20 * time.Millisecond,
 		Timeout:     2 * time.Second,
 	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := p.Run(ctx); !errors.Is(err, context.Canceled) {
-			t.Errorf("Run returned %v, want context.Canceled", err)
-		}
-	})
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
-	return p
 }
 
 // exportsNothing starts c01's data plane with no route and, unless
