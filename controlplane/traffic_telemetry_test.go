@@ -9,19 +9,7 @@ import (
 // TestTrafficObjectsListTelemetry: the local TelemetryPolicies are listed
 // with their targetRefs, as local objects of the cluster.
 func TestTrafficObjectsListTelemetry(t *testing.T) {
-	obj, err := policy.ParseObject([]byte("apiVersion: fedmesh.io/v1alpha1\nkind: TelemetryPolicy\nmetadata: {name: t, namespace: demo}\nspec: {targetRefs: [{kind: Service, name: echo}], accessLog: {enabled: true}}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var local policy.Traffic
-	if err := local.Add(obj); err != nil {
-		t.Fatal(err)
-	}
-	out := trafficObjects("east-1", &local, nil, nil)
-	if len(out) != 1 {
-		t.Fatalf("%d objects, want 1: %+v", len(out), out)
-	}
-	o := out[0]
+	o := listLocal(t, "apiVersion: fedmesh.io/v1alpha1\nkind: TelemetryPolicy\nmetadata: {name: t, namespace: demo}\nspec: {targetRefs: [{kind: Service, name: echo}], accessLog: {enabled: true}}\n")
 	if o.Kind != policy.KindTelemetryPolicy || o.Namespace != "demo" || o.Name != "t" || o.Origin != OriginLocal || o.Cluster != "east-1" ||
 		len(o.Refs) != 1 || o.Refs[0] != "Service demo/echo" {
 		t.Errorf("listed %+v", o)
