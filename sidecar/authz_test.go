@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -17,9 +16,7 @@ import (
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -139,12 +136,26 @@ func (a *authzMesh) setServer(httpA, grpcA, tcpA *mt.Authz) {
 // setServerWith is setServer with the inbound listener changed by edit
 // before it is sent.
 func (a *authzMesh) setServerWith(httpA, grpcA, tcpA *mt.Authz, edit func(*listenerv3.Listener)) {
-	res := mt.InboundAuthz(a.server.sc.InboundAddr(),
-		mt.AuthzPort{InboundPort: mt.InboundPort{SP: svc("echo", a.httpP), App: a.apps[0], HTTP: true}, Authz: httpA},
-		mt.AuthzPort{InboundPort: mt.InboundPort{SP: svc("echo-grpc", a.grpcP), App: a.apps[1], GRPC: true}, Authz: grpcA},
-		mt.AuthzPort{InboundPort: mt.InboundPort{SP: svc("echo-tcp", a.tcpP), App: a.apps[2]}, Authz: tcpA},
-	)
+	ports := a.inboundPorts()
+	ports[0].Authz, ports[1].Authz, ports[2].Authz = httpA, grpcA, tcpA
+	res := mt.InboundAuthz(a.server.sc.InboundAddr(), ports[:]...)
 	edit(res[0].(*listenerv3.Listener))
+	a.publishServer(res)
+}
+
+// inboundPorts are the server's HTTP, gRPC and TCP ports, in this
+// order, with no policy.
+func (a *authzMesh) inboundPorts() [3]mt.AuthzPort {
+	return [3]mt.AuthzPort{
+		{InboundPort: mt.InboundPort{SP: svc("echo", a.httpP), App: a.apps[0], HTTP: true}},
+		{InboundPort: mt.InboundPort{SP: svc("echo-grpc", a.grpcP), App: a.apps[1], GRPC: true}},
+		{InboundPort: mt.InboundPort{SP: svc("echo-tcp", a.tcpP), App: a.apps[2]}},
+	}
+}
+
+// publishServer publishes res, an inbound listener and its clusters as
+// mt.InboundAuthz returns them, with the server's secrets to the server.
+func (a *authzMesh) publishServer(res []types.Resource) {
 	srv := map[string][]types.Resource{}
 	rt(srv, ldsT, res[0])
 	rt(srv, cdsT, res[1:]...)
@@ -243,16 +254,10 @@ func TestAuthorization(t *testing.T) {
 
 	t.Run("grpc denied by default deny", func(t *testing.T) {
 		poll.True(t, 30*time.Second, "grpc listener", func() bool { return a.client.sc.ServiceAddr(a.grpcP) != "" })
-		conn, err := grpc.NewClient("passthrough:///"+a.client.sc.ServiceAddr(a.grpcP),
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithAuthority("echo-grpc.demo.svc.clusterset.local:"+strconv.Itoa(int(a.grpcP))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := grpcConn(t, a.client, a.grpcP)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "echo"})
+		_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "echo"})
 		st, _ := status.FromError(err)
 		if st.Code() != codes.PermissionDenied || st.Message() != "RBAC: access denied" || len(st.Details()) != 0 {
 			t.Errorf("status %v %q %v, want PermissionDenied %q and no details", st.Code(), st.Message(), st.Details(), "RBAC: access denied")
@@ -272,18 +277,7 @@ func TestAuthorization(t *testing.T) {
 			w       *workload
 			allowed bool
 		}{{a.client, false}, {a.frontend, true}} {
-			conn, err := net.Dial("tcp", c.w.sc.OutboundAddr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			target := "echo-tcp.demo:" + strconv.Itoa(int(a.tcpP))
-			io.WriteString(conn, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
-			br := bufio.NewReader(conn)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.StatusCode != 200 {
-				t.Fatalf("CONNECT: %v %v", resp, err)
-			}
-			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			conn, br := tunnel(t, c.w, "echo-tcp.demo:"+strconv.Itoa(int(a.tcpP)))
 			io.WriteString(conn, "ping\n")
 			got, err := br.ReadString('\n')
 			if c.allowed && (err != nil || got != "ping\n") {

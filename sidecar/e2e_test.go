@@ -15,8 +15,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/fedmesh/fedmesh/internal/poll"
@@ -164,13 +162,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("grpc", func(t *testing.T) {
-		conn, err := grpc.NewClient("passthrough:///"+p.client.sc.ServiceAddr(p.grpcP),
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithAuthority("echo-grpc.demo.svc.clusterset.local:"+strconv.Itoa(int(p.grpcP))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := grpcConn(t, p.client, p.grpcP)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		for i := 0; i < 3; i++ {
@@ -183,7 +175,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 		// A gRPC error status travels back in trailers.
-		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "unknown"})
+		_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "unknown"})
 		if err == nil || !strings.Contains(err.Error(), "NotFound") {
 			t.Errorf("unknown service: err %v, want NotFound", err)
 		}
@@ -211,18 +203,8 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("tcp through CONNECT", func(t *testing.T) {
-		conn, err := net.Dial("tcp", p.client.sc.OutboundAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn, br := tunnel(t, p.client, "echo-tcp.demo:"+strconv.Itoa(int(p.tcpP)))
 		defer conn.Close()
-		target := "echo-tcp.demo:" + strconv.Itoa(int(p.tcpP))
-		io.WriteString(conn, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
-		br := bufio.NewReader(conn)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("CONNECT: %v %v", resp, err)
-		}
 		io.WriteString(conn, "ping\n")
 		got, err := br.ReadString('\n')
 		if err != nil || got != "ping\n" {

@@ -1,8 +1,10 @@
 package sidecar_test
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,6 +15,8 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/naming"
@@ -189,3 +193,38 @@ var (
 	rdsT = resourcev3.RouteType
 	sdsT = resourcev3.SecretType
 )
+
+// tunnel opens a CONNECT tunnel to target through w's outbound listener,
+// as an app with HTTPS_PROXY set does, and returns the connection, with
+// a deadline of 20 seconds for what follows, and its reader. The caller
+// closes the connection.
+func tunnel(t testing.TB, w *workload, target string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", w.sc.OutboundAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		conn.Close()
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	return conn, br
+}
+
+// grpcConn dials service echo-grpc.demo on port through w's service
+// listener for it; the connection is closed when the test ends.
+func grpcConn(t testing.TB, w *workload, port int32) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+w.sc.ServiceAddr(port),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithAuthority("echo-grpc.demo.svc.clusterset.local:"+strconv.Itoa(int(port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}

@@ -1,10 +1,8 @@
 package sidecar_test
 
 import (
-	"bufio"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -12,10 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -43,16 +38,9 @@ func perMinute(n uint32) xdsresource.TokenBucket {
 // waits until the server's sidecar has them.
 func (a *authzMesh) setLimits(t *testing.T, httpRL, grpcRL, tcpRL *xdsresource.RateLimit) {
 	t.Helper()
-	res := mt.InboundAuthz(a.server.sc.InboundAddr(),
-		mt.AuthzPort{InboundPort: mt.InboundPort{SP: svc("echo", a.httpP), App: a.apps[0], HTTP: true}, RateLimit: httpRL},
-		mt.AuthzPort{InboundPort: mt.InboundPort{SP: svc("echo-grpc", a.grpcP), App: a.apps[1], GRPC: true}, RateLimit: grpcRL},
-		mt.AuthzPort{InboundPort: mt.InboundPort{SP: svc("echo-tcp", a.tcpP), App: a.apps[2]}, RateLimit: tcpRL},
-	)
-	srv := map[string][]types.Resource{}
-	rt(srv, ldsT, res[0])
-	rt(srv, cdsT, res[1:]...)
-	rt(srv, sdsT, a.server.secrets(a.m.ca)...)
-	a.m.set("server", srv)
+	ports := a.inboundPorts()
+	ports[0].RateLimit, ports[1].RateLimit, ports[2].RateLimit = httpRL, grpcRL, tcpRL
+	a.publishServer(mt.InboundAuthz(a.server.sc.InboundAddr(), ports[:]...))
 	poll.True(t, 30*time.Second, "limits in force", func() bool {
 		n := 0
 		for _, in := range a.server.sc.Proxy().Snapshot().Inbound {
@@ -147,19 +135,9 @@ func TestRateLimit(t *testing.T) {
 		// An opaque tunnel to a rate-limited HTTP port is read as HTTP
 		// by the server sidecar, as with request-level authorization:
 		// what comes through it is never spliced to the app unchecked.
-		conn, err := net.Dial("tcp", a.client.sc.OutboundAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
 		target := "echo.demo:" + strconv.Itoa(int(a.httpP))
-		io.WriteString(conn, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
-		br := bufio.NewReader(conn)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("CONNECT: %v %v", resp, err)
-		}
-		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		conn, br := tunnel(t, a.client, target)
+		defer conn.Close()
 		io.WriteString(conn, "GET /api/x HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
 		if resp, err := http.ReadResponse(br, nil); err == nil {
 			resp.Body.Close()
@@ -189,20 +167,14 @@ func TestRateLimit(t *testing.T) {
 
 	t.Run("grpc gets RESOURCE_EXHAUSTED", func(t *testing.T) {
 		poll.True(t, 30*time.Second, "grpc listener", func() bool { return a.client.sc.ServiceAddr(a.grpcP) != "" })
-		conn, err := grpc.NewClient("passthrough:///"+a.client.sc.ServiceAddr(a.grpcP),
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithAuthority("echo-grpc.demo.svc.clusterset.local:"+strconv.Itoa(int(a.grpcP))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := grpcConn(t, a.client, a.grpcP)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		hc := healthpb.NewHealthClient(conn)
 		if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "echo"}); err != nil {
 			t.Fatalf("first call: %v", err)
 		}
-		_, err = hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "echo"})
+		_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "echo"})
 		if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || st.Message() != "local_rate_limited" {
 			t.Errorf("second call: %v %q, want ResourceExhausted local_rate_limited", st.Code(), st.Message())
 		}
@@ -211,18 +183,7 @@ func TestRateLimit(t *testing.T) {
 	t.Run("tcp connections over the rate are closed", func(t *testing.T) {
 		var got []bool
 		for range 3 {
-			conn, err := net.Dial("tcp", a.frontend.sc.OutboundAddr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			target := "echo-tcp.demo:" + strconv.Itoa(int(a.tcpP))
-			io.WriteString(conn, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
-			br := bufio.NewReader(conn)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.StatusCode != 200 {
-				t.Fatalf("CONNECT: %v %v", resp, err)
-			}
-			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			conn, br := tunnel(t, a.frontend, "echo-tcp.demo:"+strconv.Itoa(int(a.tcpP)))
 			io.WriteString(conn, "ping\n")
 			line, err := br.ReadString('\n')
 			got = append(got, err == nil && line == "ping\n")
