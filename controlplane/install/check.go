@@ -77,7 +77,7 @@ func (c *Client) Run(ctx context.Context, objs []*unstructured.Unstructured, cfg
 		return r, c.checkInstallPermissions(ctx, &r, objs)
 	}
 	for _, f := range []func(context.Context, *Report, []*unstructured.Unstructured, CheckConfig) error{
-		c.checkCRDs, c.checkControlPlaneRBAC, c.checkControlPlaneReady, c.checkWebhook, c.checkPeers, c.checkCertificates,
+		c.checkCRDs, c.checkControlPlaneRBAC, c.checkControlPlaneReady, c.checkWebhook, c.checkPeers, c.checkJoin, c.checkCertificates,
 	} {
 		if err := f(ctx, &r, objs, cfg); err != nil {
 			return r, err
