@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The multi-cluster demo on three kind clusters (make kind-demo): creates the
 # clusters from kind-configs/, builds and loads the images, installs fedmesh
-# (deploy/overlays/kind) with one federation CA, joins the clusters with
-# `fedmesh join`, deploys the echo sample in all three and a client in
+# with `fedmesh install` (its cluster CA issued from one federation root)
+# and the kind overlay (deploy/overlays/kind), joins the clusters with
+# `fedmesh join --from-context` through their API servers, deploys the echo sample in all three and a client in
 # east-1, then runs the local demo's failover scenario:
 #
 #   1. east-1's client is served by east-1 (same cluster, same zone);
@@ -26,19 +27,17 @@ zones=(us-east-1a us-east-1c us-west-1a)
 trust_domain=${TRUST_DOMAIN:-fedmesh.demo}
 work=$(mktemp -d "${TMPDIR:-/tmp}/fedmesh-kind-XXXXXX")
 fedmesh=${FEDMESH_BIN:-$work/fedmesh}
-pids=()
 
 log() { printf 'kind-demo: %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
 cleanup() {
 	local rc=$?
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	if [ "${KEEP:-0}" != 1 ]; then
 		bash "$repo/scripts/kind-down.sh" || true
 		rm -rf "$work"
 	else
-		log "clusters kept (KEEP=1); work dir $work (operator certificate: FEDMESH_OPERATOR_DIR=$work/operator); 'make kind-down' removes them"
+		log "clusters kept (KEEP=1); work dir $work (federation root: $work/root); 'make kind-down' removes them"
 	fi
 	exit "$rc"
 }
@@ -50,21 +49,10 @@ need() {
 need docker "https://docs.docker.com/engine/install/"
 need kind "go install sigs.k8s.io/kind@latest"
 need kubectl "https://kubernetes.io/docs/tasks/tools/"
-need openssl "apt-get install openssl"
 docker info >/dev/null 2>&1 || die "no Docker engine answers (kind runs its nodes as containers)"
 
 ctx() { echo "kind-fedmesh-$1"; }
 k() { local c=$1; shift; kubectl --context "$(ctx "$c")" "$@"; }
-
-# poll CMD... until it succeeds or TIMEOUT seconds pass.
-poll() {
-	local timeout=$1; shift
-	local deadline=$((SECONDS + timeout))
-	until "$@" >/dev/null 2>&1; do
-		[ "$SECONDS" -lt "$deadline" ] || return 1
-		sleep 2
-	done
-}
 
 log "building the fedmesh binary and images"
 if [ -z "${FEDMESH_BIN:-}" ]; then
@@ -81,40 +69,27 @@ for c in "${clusters[@]}"; do
 	kind load docker-image fedmesh:dev fedmesh-init:dev --name "fedmesh-$c"
 done
 
-log "creating the federation root and one intermediate CA per cluster"
+log "creating the federation root"
 "$fedmesh" ca init --trust-domain "$trust_domain" --dir "$work/root" >/dev/null
-for c in "${clusters[@]}"; do
-	"$fedmesh" ca issue-cluster --root-dir "$work/root" --cluster "$c" --dir "$work/ca-$c" >/dev/null
-done
-
-# The webhook's serving certificate, for its Service name.
-webhook_cert() {
-	local dir=$work/webhook
-	mkdir -p "$dir"
-	[ -f "$dir/tls.crt" ] && return 0
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=fedmesh-webhook" \
-		-addext "subjectAltName=DNS:fedmesh-webhook.fedmesh-system.svc" \
-		-keyout "$dir/tls.key" -out "$dir/tls.crt" 2>/dev/null
-}
-webhook_cert
 
 node_ip() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "fedmesh-$1-control-plane"; }
 
 log "installing fedmesh"
 for i in "${!clusters[@]}"; do
 	c=${clusters[$i]}
-	k "$c" apply --server-side -k "$repo/deploy/overlays/kind" >/dev/null
+	# The cluster's identity, its CA Secret (issued from the root) and the
+	# webhook's serving certificate (its CA in the webhook's caBundle).
+	"$fedmesh" install --context "$(ctx "$c")" --cluster "$c" --region "${regions[$i]}" --zone "${zones[$i]}" \
+		--trust-domain "$trust_domain" --gateway-address "$(node_ip "$c"):31443" \
+		--root-dir "$work/root" --wait=false >/dev/null || die "fedmesh install in $c failed"
+	# What kind needs on top of the base install applies: NodePorts, one
+	# replica each, the node's address announced. The overlay carries the
+	# base's placeholder identity, so the identity is set again after it.
+	k "$c" apply --server-side --force-conflicts -k "$repo/deploy/overlays/kind" >/dev/null
 	k "$c" -n fedmesh-system create configmap fedmesh-cluster --dry-run=client -o yaml \
 		--from-literal=cluster="$c" --from-literal=region="${regions[$i]}" --from-literal=zone="${zones[$i]}" \
 		--from-literal=trustDomain="$trust_domain" --from-literal=gatewayAddress="$(node_ip "$c"):31443" |
 		k "$c" apply -f - >/dev/null
-	k "$c" -n fedmesh-system create secret generic fedmesh-cluster-ca --dry-run=client -o yaml \
-		--from-file="$work/ca-$c" | k "$c" apply -f - >/dev/null
-	k "$c" -n fedmesh-system create secret tls fedmesh-webhook-tls --dry-run=client -o yaml \
-		--cert="$work/webhook/tls.crt" --key="$work/webhook/tls.key" | k "$c" apply -f - >/dev/null
-	ca_bundle=$(base64 -w0 <"$work/webhook/tls.crt")
-	k "$c" patch mutatingwebhookconfiguration fedmesh-sidecar-injector --type=json \
-		-p "[{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$ca_bundle\"}]" >/dev/null
 	k "$c" -n fedmesh-system create configmap fedmesh-roots --dry-run=client -o yaml \
 		--from-file=root.pem="$work/root/root.crt" | k "$c" apply -f - >/dev/null
 	# Restart so the pods read the cluster's identity.
@@ -128,24 +103,12 @@ for c in "${clusters[@]}"; do
 done
 
 log "joining the clusters"
-# The admin API (TLS) needs an operator certificate; one from the root is
-# accepted by every cluster's control plane.
-"$fedmesh" ca issue-operator --root-dir "$work/root" --name kind-demo --out "$work/operator" >/dev/null
-export FEDMESH_OPERATOR_DIR=$work/operator
-port=25014
-declare -A admin
-for c in "${clusters[@]}"; do
-	k "$c" -n fedmesh-system port-forward statefulset/fedmesh-controlplane "$port:15014" >/dev/null 2>&1 &
-	pids+=("$!")
-	admin[$c]=https://127.0.0.1:$port
-	# /healthz is open; the control plane's certificate is checked by the
-	# fedmesh CLI against the federation root, not by curl.
-	poll 30 curl -fsSk "${admin[$c]}/healthz" || die "admin port of $c not reachable"
-	port=$((port + 1))
-done
+# Through the API servers: east-1's current join token (Secret
+# fedmesh-join-token) is copied to the joining cluster, whose control plane
+# joins with it and records the outcome, which join waits for.
 for c in east-2 west-1; do
-	"$fedmesh" token create --admin "${admin[east-1]}" --ttl 10m |
-		"$fedmesh" join --token-file - --admin "${admin[$c]}" || die "$c could not join"
+	"$fedmesh" join --context "$(ctx "$c")" --from-context "$(ctx east-1)" --wait 3m >/dev/null ||
+		die "$c could not join"
 done
 
 log "deploying the echo sample in every cluster"

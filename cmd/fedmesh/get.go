@@ -26,7 +26,8 @@ func newGetCmd() *cobra.Command {
 	cmd.AddCommand(newGetTrafficCmd("routes", []string{"route", "httproutes", "grpcroutes"},
 		"HTTPRoutes and GRPCRoutes", []string{policy.KindHTTPRoute, policy.KindGRPCRoute}, "PARENTS"))
 	cmd.AddCommand(newGetTrafficCmd("policies", []string{"policy"},
-		"ResiliencePolicies and FaultInjections", []string{policy.KindResiliencePolicy, policy.KindFaultInjection}, "TARGETS"))
+		"ResiliencePolicies, FaultInjections, RateLimitPolicies and TelemetryPolicies",
+		[]string{policy.KindResiliencePolicy, policy.KindFaultInjection, policy.KindRateLimitPolicy, policy.KindTelemetryPolicy}, "TARGETS"))
 	cmd.AddCommand(newGetQuotasCmd())
 	return cmd
 }

@@ -18,6 +18,8 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/fedmesh/fedmesh/controlplane"
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
 	"github.com/fedmesh/fedmesh/internal/poll"
@@ -64,6 +66,18 @@ kind: ResiliencePolicy
 metadata: {name: echo-retries, namespace: demo}
 spec:
   targetRefs: [{kind: Service, name: echo}]
+`, `apiVersion: fedmesh.io/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: echo-limits, namespace: demo}
+spec:
+  targetRefs: [{kind: Service, name: echo}]
+  local:
+  - {name: per-caller, key: {type: Principal}, requests: 50, interval: 1s}
+`, `apiVersion: fedmesh.io/v1alpha1
+kind: TelemetryPolicy
+metadata: {name: demo-logs, namespace: demo}
+spec:
+  accessLog: {enabled: true, filter: errors}
 `}
 
 // getTestControlPlane runs a real control plane (embedded etcd, plain
@@ -141,6 +155,8 @@ func TestGetRoutesAndPolicies(t *testing.T) {
 		{name: "policies", args: []string{"get", "policies"}, contains: []string{
 			"NAMESPACE  NAME          KIND              TARGETS            ORIGIN",
 			"demo       echo-retries  ResiliencePolicy  Service demo/echo  local, published",
+			"demo       echo-limits   RateLimitPolicy   Service demo/echo  local",
+			"demo       demo-logs     TelemetryPolicy   -                  local",
 		}, lacks: []string{"canary"}},
 		{name: "none in a namespace", args: []string{"get", "policies", "-n", "client"}, contains: []string{"No policies in force in cluster east-1."}},
 		{name: "bad output", args: []string{"get", "routes", "-o", "xml"}, code: 2, contains: []string{`unknown output format "xml": want wide, json or yaml`}},
@@ -201,6 +217,36 @@ func TestGetRoutesAndPolicies(t *testing.T) {
 			}
 			if r, ok := obj.(*gatewayv1.HTTPRoute); !ok || r.Name != "canary" || len(r.Spec.Rules) != 1 {
 				t.Errorf("object %#v, want the HTTPRoute canary", obj)
+			}
+		})
+		t.Run("policies "+format, func(t *testing.T) {
+			out, errOut, code := runCmd(context.Background(), t, "get", "policies", "-o", format, "--admin", admin)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			raw := []byte(out)
+			if format == "yaml" {
+				var err error
+				if raw, err = yaml.YAMLToJSON(raw); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var page controlplane.TrafficPage
+			if err := json.Unmarshal(raw, &page); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			var got []string
+			for _, o := range page.Objects {
+				got = append(got, o.Kind+" "+o.Namespace+"/"+o.Name)
+				// Each object reads back as the policy it is.
+				if _, err := policy.ParseObject(o.Object); err != nil {
+					t.Errorf("object of %s %s: %v", o.Kind, o.Name, err)
+				}
+			}
+			slices.Sort(got)
+			want := []string{"RateLimitPolicy demo/echo-limits", "ResiliencePolicy demo/echo-retries", "TelemetryPolicy demo/demo-logs"}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("policies listed (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -77,7 +77,7 @@ func (c *Client) Run(ctx context.Context, objs []*unstructured.Unstructured, cfg
 		return r, c.checkInstallPermissions(ctx, &r, objs)
 	}
 	for _, f := range []func(context.Context, *Report, []*unstructured.Unstructured, CheckConfig) error{
-		c.checkCRDs, c.checkControlPlaneRBAC, c.checkControlPlaneReady, c.checkWebhook, c.checkPeers, c.checkCertificates,
+		c.checkCRDs, c.checkControlPlaneRBAC, c.checkControlPlaneReady, c.checkWebhook, c.checkPeers, c.checkJoin, c.checkCertificates,
 	} {
 		if err := f(ctx, &r, objs, cfg); err != nil {
 			return r, err
@@ -236,7 +236,7 @@ func (c *Client) checkControlPlaneReady(ctx context.Context, r *Report, objs []*
 		ok, how := workloadReady(cur)
 		if !ok {
 			r.add("controlplane-ready", Fail, "statefulset/"+controlPlaneName+": "+how,
-				fmt.Sprintf("see 'kubectl -n %s get pods -l app.kubernetes.io/name=%s' and 'kubectl -n %s describe statefulset %s': no pod means no controller or no node runs it; a pod that is not ready usually lacks the Secret %s (from 'fedmesh ca issue-cluster')",
+				fmt.Sprintf("see 'kubectl -n %s get pods -l app.kubernetes.io/name=%s' and 'kubectl -n %s describe statefulset %s': no pod means no controller or no node runs it; a pod that is not ready usually lacks the Secret %s ('fedmesh install --root-dir' issues it)",
 					cfg.Namespace, controlPlaneName, cfg.Namespace, controlPlaneName, ClusterCASecret))
 			return nil
 		}
@@ -258,7 +258,7 @@ func (c *Client) checkWebhook(ctx context.Context, r *Report, _ []*unstructured.
 	for _, h := range wh.Webhooks {
 		if len(h.ClientConfig.CABundle) == 0 {
 			r.add("webhook", Fail, fmt.Sprintf("webhook %s has no caBundle: the API server cannot trust it", h.Name),
-				fmt.Sprintf("put the CA of the Secret %s/%s into webhooks[].clientConfig.caBundle (scripts/kind-demo.sh shows how)", cfg.Namespace, WebhookTLSSecret))
+				fmt.Sprintf("put the CA of the Secret %s/%s into webhooks[].clientConfig.caBundle ('fedmesh install' does: it puts that Secret's CA there wherever it differs)", cfg.Namespace, WebhookTLSSecret))
 			return nil
 		}
 		svc := h.ClientConfig.Service

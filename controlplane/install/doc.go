@@ -29,5 +29,7 @@
 //
 // Run runs the checks of a cluster before or after installation and
 // returns a Report: one pass, fail or skip line per check, each failure
-// with a hint.
+// with a hint. After installation that includes the join Secrets of
+// controlplane/kube (check_join.go): the token this cluster publishes,
+// and the outcome of a 'fedmesh join' into it.
 package install

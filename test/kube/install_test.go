@@ -28,6 +28,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/controlplane/ca"
 	"github.com/fedmesh/fedmesh/controlplane/install"
+	"github.com/fedmesh/fedmesh/controlplane/kube"
 	"github.com/fedmesh/fedmesh/deploy"
 )
 
@@ -176,6 +177,11 @@ func TestInstallCheckUninstall(t *testing.T) {
 		t.Errorf("webhook check %q: want the missing caBundle named", ch.Message)
 	}
 	wantStatus(t, post, "federation-peers", install.Skip)
+	// No control plane ran to publish a join token; nobody asked to join.
+	if ch := wantStatus(t, post, "join-token", install.Fail); !strings.Contains(ch.Hint, "logs statefulset/fedmesh-controlplane") {
+		t.Errorf("join-token hint %q does not say where to look", ch.Hint)
+	}
+	wantStatus(t, post, "join", install.Pass)
 	wantStatus(t, post, "cluster-ca-expiry", install.Skip)
 	if !post.Failed() {
 		t.Error("post-install report without a ready control plane did not fail")
@@ -247,12 +253,34 @@ func TestInstallCheckUninstall(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The join Secrets as a control plane and 'fedmesh join' write them:
+	// a token valid for an hour, and another cluster's token that this
+	// cluster's replica refused.
+	expiry := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	for _, sec := range []*corev1.Secret{{
+		ObjectMeta: metav1.ObjectMeta{Name: kube.JoinTokenSecret, Annotations: map[string]string{kube.AnnotationIssuer: "install-1"}},
+		Data:       map[string][]byte{kube.KeyToken: []byte("fmjt1.own"), kube.KeyExpiry: []byte(expiry)},
+	}, {
+		ObjectMeta: metav1.ObjectMeta{Name: kube.JoinSecret, Annotations: map[string]string{
+			kube.AnnotationIssuer:                 "east-1",
+			kube.JoinStatusPrefix + "install-1-0": `{"token":"` + kube.TokenDigest("fmjt1.other") + `","joined":false,"error":"join token: signed by a foreign root"}`,
+		}},
+		Data: map[string][]byte{kube.KeyToken: []byte("fmjt1.other")},
+	}} {
+		if _, err := kc.CoreV1().Secrets(install.DefaultNamespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	post, err = c.Run(ctx, objs, install.CheckConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantStatus(t, post, "webhook", install.Pass)
 	wantStatus(t, post, "cluster-ca-expiry", install.Pass)
+	wantStatus(t, post, "join-token", install.Pass)
+	if ch := wantStatus(t, post, "join", install.Fail); !strings.Contains(ch.Message, "refused by install-1-0: join token: signed by a foreign root") {
+		t.Errorf("join check %q: want the replica's reason", ch.Message)
+	}
 	// 30 days before the CA expires it fails, naming the renewal.
 	soon := install.CheckConfig{Now: func() time.Time { return time.Now().Add(340 * 24 * time.Hour) }}
 	if post, err = c.Run(ctx, objs, soon); err != nil {
@@ -260,6 +288,9 @@ func TestInstallCheckUninstall(t *testing.T) {
 	}
 	if ch := wantStatus(t, post, "cluster-ca-expiry", install.Fail); !strings.Contains(ch.Hint, "rotate") {
 		t.Errorf("expiry hint %q does not say how to renew", ch.Hint)
+	}
+	if ch := wantStatus(t, post, "join-token", install.Fail); !strings.Contains(ch.Message, "expired at "+expiry) {
+		t.Errorf("join-token check %q: want the token named expired", ch.Message)
 	}
 
 	// Installing again changes nothing, the caBundle another manager set

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,9 +34,10 @@ esac`,
 "create cluster") sed -n 's/^name: *//p' "$4" >>"$FAKE_STATE/kind-clusters" ;;
 esac`,
 	"curl": `exit 0`,
-	"fedmesh": `case "$1 $2" in
-"token create") echo fake-join-token ;;
-"join --token-file") cat >/dev/null ;;
+	// fedmesh refuses what the demo must not need any more: the admin
+	// API through a port-forward, with an operator certificate.
+	"fedmesh": `case "$*" in
+*--admin* | "token "* | "ca issue-"*) echo "fake fedmesh: not expected: $*" >&2; exit 2 ;;
 esac`,
 	"kubectl": `ctx=$2
 shift 2
@@ -68,7 +70,8 @@ esac`,
 // Docker and kind, with fakes of docker, kind, kubectl, curl and fedmesh
 // on PATH (fakeTools), and checks what it asked them: the three clusters
 // created from kind-configs/ and loaded with the images, fedmesh installed
-// and joined, the four phases checked by a plain client calling the
+// ('fedmesh install --root-dir' then the kind overlay) and joined through
+// the API servers ('fedmesh join --from-context'), the four phases checked by a plain client calling the
 // clusterset name with no proxy, the replicas scaled in the scenario's
 // order, and the clusters deleted at the end. Every manifest the script
 // applies from its own text is dry-run on the real API server.
@@ -108,20 +111,46 @@ func TestKindDemoScript(t *testing.T) {
 		}
 		return out
 	}
+	index := func(re string) int {
+		r := regexp.MustCompile(re)
+		return slices.IndexFunc(calls, r.MatchString)
+	}
+	if len(find(`^fedmesh ca init --trust-domain fedmesh\.demo --dir \S+/root$`)) != 1 {
+		t.Errorf("want one federation root made with 'fedmesh ca init'")
+	}
 	for _, cl := range []string{"east-1", "east-2", "west-1"} {
+		install := `^fedmesh install --context kind-fedmesh-` + cl + ` --cluster ` + cl + ` --region us-(east|west) --zone us-(east|west)-1[ac] ` +
+			`--trust-domain fedmesh\.demo --gateway-address 198\.18\.0\.10:31443 --root-dir \S+/root --wait=false$`
+		overlay := `^kubectl --context kind-fedmesh-` + cl + ` apply --server-side --force-conflicts -k \S+/deploy/overlays/kind$`
 		for _, re := range []string{
 			`^kind create cluster --config \S+/kind-configs/` + cl + `\.yaml`,
 			`^kind load docker-image fedmesh:dev fedmesh-init:dev --name fedmesh-` + cl + `$`,
-			`^kubectl --context kind-fedmesh-` + cl + ` apply --server-side -k \S+/deploy/overlays/kind$`,
+			install,
+			overlay,
 			`^kind delete cluster --name fedmesh-` + cl + `$`,
 		} {
 			if len(find(re)) != 1 {
 				t.Errorf("want one call matching %s", re)
 			}
 		}
+		// install applies the base with Force; the overlay after it wins.
+		if i, o := index(install), index(overlay); i < 0 || o < i {
+			t.Errorf("%s: fedmesh install is call %d, the kind overlay call %d: want install first", cl, i, o)
+		}
 	}
-	if got := find(`^fedmesh join --token-file - --admin https://127\.0\.0\.1:\d+$`); len(got) != 2 {
-		t.Errorf("joins: %q, want east-2 and west-1 joining", got)
+	// The Secrets are install's (from the root), the join goes through the
+	// API servers: no Secret made by hand, no port-forward, no operator
+	// certificate, no token through the admin API.
+	for _, re := range []string{` create secret `, ` port-forward `, `^fedmesh ca issue-`, `^fedmesh token `, ` --admin `, `^openssl `} {
+		if got := find(re); len(got) > 0 {
+			t.Errorf("calls matching %s: %q, want none", re, got)
+		}
+	}
+	if d := cmp.Diff([]string{
+		"fedmesh join --context kind-fedmesh-east-2 --from-context kind-fedmesh-east-1 --wait 3m",
+		"fedmesh join --context kind-fedmesh-west-1 --from-context kind-fedmesh-east-1 --wait 3m",
+	}, find(`^fedmesh join `)); d != "" {
+		t.Errorf("joins (-want +got):\n%s", d)
 	}
 	// The client: plain curl to the clusterset name, never a proxy.
 	curls := find(` exec client `)
