@@ -147,7 +147,11 @@ func startMesh(t *testing.T, spec meshSpec) *mesh {
 			clusters[i].IP = spec.lab.clusterIP(clusters[i].Index)
 		}
 	}
-	m := &mesh{t: t, e: newEnv(t), spec: spec, dir: t.TempDir(), clusters: clusters, procs: map[string]*proc{}, xdsFront: map[string]string{}}
+	// The directory before the environment: cleanups run last-first, so
+	// the processes are stopped before their directory is removed (a
+	// running sidecar still persists its state there).
+	dir := t.TempDir()
+	m := &mesh{t: t, e: newEnv(t), spec: spec, dir: dir, clusters: clusters, procs: map[string]*proc{}, xdsFront: map[string]string{}}
 	east1 := clusters[0]
 	m.clientProxy = net.JoinHostPort(clientIP(east1), "15001")
 	m.clientAdmin = net.JoinHostPort(clientIP(east1), "15000")
