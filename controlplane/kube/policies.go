@@ -98,28 +98,10 @@ type acceptedPolicy struct {
 	policy     policy.AuthorizationPolicy
 }
 
-// policyRefusal is one refused object version, for counting once.
-type policyRefusal struct {
-	uid        types.UID
-	generation int64
-	reason     source.Reason
-	problem    source.Problem
-}
-
-// policyEval is what evaluatePolicies makes of the cached objects.
-type policyEval struct {
-	// inForce are the policies to enforce, sorted by namespace/name.
-	inForce []policy.AuthorizationPolicy
-	// statuses are every object's conditions, sorted by namespace/name.
-	statuses []PolicyStatus
-	// problems are the refused objects.
-	problems []source.Problem
-	// lastGood is the last accepted version of every object still
-	// present, by UID.
-	lastGood map[types.UID]acceptedPolicy
-	// refused are the refused object versions.
-	refused []policyRefusal
-}
+// policyEval is what evaluatePolicies makes of the cached objects: the
+// policies to enforce, sorted by namespace/name, and every object's
+// conditions.
+type policyEval = crdEval[[]policy.AuthorizationPolicy, PolicyStatus, acceptedPolicy]
 
 // evaluatePolicies decides, from the AuthorizationPolicies in the cache,
 // which policies are in force and which conditions each object carries.
@@ -153,7 +135,7 @@ func evaluatePolicies(objs []*unstructured.Unstructured, lastGood map[types.UID]
 		} else {
 			prob := source.Problem{Object: ref.String(), Reason: reason, Err: err}
 			ev.problems = append(ev.problems, prob)
-			ev.refused = append(ev.refused, policyRefusal{uid: u.GetUID(), generation: gen, reason: reason, problem: prob})
+			ev.refused = append(ev.refused, crdRefusal{uid: u.GetUID(), generation: gen, kind: policy.Kind, reason: reason, problem: prob})
 			msg := prob.Error()
 			if g, ok := lastGood[u.GetUID()]; ok {
 				ev.lastGood[u.GetUID()] = g

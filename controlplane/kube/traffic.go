@@ -35,10 +35,7 @@ var (
 
 // trafficResources are the traffic resources, in the order they are
 // evaluated (a route's ExtensionRef needs the FaultInjections in force).
-var trafficResources = []struct {
-	kind     string
-	resource schema.GroupVersionResource
-}{
+var trafficResources = []crdResource{
 	{policy.KindFaultInjection, FaultInjectionResource},
 	{policy.KindResiliencePolicy, ResiliencePolicyResource},
 	{policy.KindHTTPRoute, HTTPRouteResource},
@@ -120,33 +117,14 @@ type acceptedTraffic struct {
 	obj        any
 }
 
-// trafficRefusal is one refused object version, for counting once.
-type trafficRefusal struct {
-	uid        types.UID
-	generation int64
-	kind       string
-	reason     source.Reason
-	problem    source.Problem
-}
-
 // trafficObjects are the objects of the traffic kinds in the informers'
 // caches.
 type trafficObjects map[string][]*unstructured.Unstructured // by kind
 
-// trafficEval is what evaluateTraffic makes of the cached objects.
-type trafficEval struct {
-	// inForce are the objects in force, each list sorted.
-	inForce policy.Traffic
-	// statuses are every object's status, by kind, then namespace/name.
-	statuses []TrafficStatus
-	// problems are the refused objects.
-	problems []source.Problem
-	// lastGood is the last accepted version of every object still
-	// present, by UID.
-	lastGood map[types.UID]acceptedTraffic
-	// refused are the refused object versions.
-	refused []trafficRefusal
-}
+// trafficEval is what evaluateTraffic makes of the cached objects: the
+// objects in force, each list sorted, and every object's status, by
+// kind, then namespace/name.
+type trafficEval = crdEval[policy.Traffic, TrafficStatus, acceptedTraffic]
 
 // evaluateTraffic decides, from the traffic objects in the caches, which
 // are in force and what status each carries. An object is refused whole
@@ -184,7 +162,7 @@ func evaluateTraffic(objs trafficObjects, lastGood map[types.UID]acceptedTraffic
 			} else {
 				prob = &source.Problem{Object: ref.String(), Reason: reason, Err: err}
 				ev.problems = append(ev.problems, *prob)
-				ev.refused = append(ev.refused, trafficRefusal{uid: u.GetUID(), generation: gen, kind: tr.kind, reason: reason, problem: *prob})
+				ev.refused = append(ev.refused, crdRefusal{uid: u.GetUID(), generation: gen, kind: tr.kind, reason: reason, problem: *prob})
 				inForce = nil
 				if g, ok := lastGood[u.GetUID()]; ok {
 					ev.lastGood[u.GetUID()] = g
