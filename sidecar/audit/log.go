@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
+	"github.com/fedmesh/fedmesh/internal/linequeue"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -58,10 +58,10 @@ var _ Recorder = (*Log)(nil)
 
 // Drop reasons.
 const (
-	DropQueueFull  = "queue_full"
-	DropClosed     = "closed"
-	DropWriteError = "write_error"
-	DropEncode     = "encode_error"
+	DropQueueFull  = linequeue.DropQueueFull
+	DropClosed     = linequeue.DropClosed
+	DropWriteError = linequeue.DropWriteError
+	DropEncode     = linequeue.DropEncode
 )
 
 // DefaultQueueSize is the queue length when Config.QueueSize is zero.
@@ -82,14 +82,7 @@ type Config struct {
 // Log is a non-blocking audit trail. Record may be called from any
 // goroutine; Run is called once, by the Log's owner.
 type Log struct {
-	cfg     Config
-	log     *slog.Logger
-	queue   chan Record
-	written prometheus.Counter
-	dropped *prometheus.CounterVec
-
-	mu     sync.RWMutex // guards the following
-	closed bool         // Run has stopped taking records
+	q *linequeue.Queue[Record]
 }
 
 // New validates cfg and returns a Log whose metrics are registered with
@@ -108,105 +101,50 @@ func New(cfg Config, reg prometheus.Registerer) (*Log, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Log{
-		cfg:   cfg,
-		log:   log.With("component", "audit"),
-		queue: make(chan Record, cfg.QueueSize),
-		written: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "fedmesh_audit_records_total",
-			Help: "Authorization audit records written to the audit sink.",
-		}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedmesh_audit_dropped_total",
-			Help: "Authorization audit records dropped, by reason (queue_full, closed, write_error, encode_error).",
-		}, []string{"reason"}),
-	}
+	written := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fedmesh_audit_records_total",
+		Help: "Authorization audit records written to the audit sink.",
+	})
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fedmesh_audit_dropped_total",
+		Help: "Authorization audit records dropped, by reason (queue_full, closed, write_error, encode_error).",
+	}, []string{"reason"})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{l.written, l.dropped} {
+		for _, c := range []prometheus.Collector{written, dropped} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("audit: register metrics: %w", err)
 			}
 		}
 	}
-	return l, nil
+	// The encoder runs on Run's goroutine only, so one buffer serves.
+	var line bytes.Buffer
+	enc := json.NewEncoder(&line)
+	enc.SetEscapeHTML(false)
+	q, err := linequeue.New(linequeue.Config[Record]{
+		Name:      "the audit trail",
+		Sink:      cfg.Sink,
+		QueueSize: cfg.QueueSize,
+		Encode: func(b []byte, r *Record) ([]byte, error) {
+			line.Reset()
+			if err := enc.Encode(r); err != nil {
+				return b, err
+			}
+			return append(b, line.Bytes()...), nil
+		},
+		Written: written,
+		Dropped: dropped,
+		Logger:  log.With("component", "audit"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return &Log{q: q}, nil
 }
 
 // Record queues r for writing. It never blocks: when the queue is full,
 // or Run has ended, r is dropped and counted.
-func (l *Log) Record(r Record) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		l.dropped.WithLabelValues(DropClosed).Inc()
-		return
-	}
-	select {
-	case l.queue <- r:
-	default:
-		l.dropped.WithLabelValues(DropQueueFull).Inc()
-	}
-}
+func (l *Log) Record(r Record) { l.q.Add(r) }
 
 // Run writes queued records until ctx ends; then it stops taking
 // records, writes the ones still queued and returns nil.
-func (l *Log) Run(ctx context.Context) error {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	failing := false
-	write := func(first Record) {
-		buf.Reset()
-		n := 0
-		add := func(r Record) {
-			if err := enc.Encode(&r); err != nil {
-				l.dropped.WithLabelValues(DropEncode).Inc()
-				return
-			}
-			n++
-		}
-		add(first)
-	more:
-		for buf.Len() < 64<<10 {
-			select {
-			case r := <-l.queue:
-				add(r)
-			default:
-				break more
-			}
-		}
-		if n == 0 {
-			return
-		}
-		if _, err := l.cfg.Sink.Write(buf.Bytes()); err != nil {
-			l.dropped.WithLabelValues(DropWriteError).Add(float64(n))
-			if !failing {
-				l.log.Warn("cannot write the audit trail; dropping records", "err", err)
-			}
-			failing = true
-			return
-		}
-		if failing {
-			l.log.Info("writing the audit trail again")
-			failing = false
-		}
-		l.written.Add(float64(n))
-	}
-	for {
-		select {
-		case r := <-l.queue:
-			write(r)
-		case <-ctx.Done():
-			l.mu.Lock()
-			l.closed = true
-			l.mu.Unlock()
-			for {
-				select {
-				case r := <-l.queue:
-					write(r)
-				default:
-					return nil
-				}
-			}
-		}
-	}
-}
+func (l *Log) Run(ctx context.Context) error { return l.q.Run(ctx) }

@@ -8,10 +8,10 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/fedmesh/fedmesh/internal/linequeue"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -33,9 +33,9 @@ const (
 // Access log drop reasons, the reason label of
 // fedmesh_sidecar_access_log_dropped_total.
 const (
-	AccessLogDropQueueFull  = "queue_full"
-	AccessLogDropClosed     = "closed"
-	AccessLogDropWriteError = "write_error"
+	AccessLogDropQueueFull  = linequeue.DropQueueFull
+	AccessLogDropClosed     = linequeue.DropClosed
+	AccessLogDropWriteError = linequeue.DropWriteError
 )
 
 // DefaultAccessLogQueue is the queue length when AccessLogConfig.QueueSize
@@ -61,14 +61,7 @@ type AccessLogConfig struct {
 // record may be called from any goroutine; Run is called once, by the
 // AccessLog's owner.
 type AccessLog struct {
-	cfg     AccessLogConfig
-	log     *slog.Logger
-	queue   chan accessEntry
-	written prometheus.Counter
-	dropped *prometheus.CounterVec
-
-	mu     sync.RWMutex // guards the following
-	closed bool         // Run has stopped taking lines
+	q *linequeue.Queue[accessEntry]
 }
 
 // accessEntry is what a queued line is made of.
@@ -93,96 +86,45 @@ func NewAccessLog(cfg AccessLogConfig, reg prometheus.Registerer) (*AccessLog, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &AccessLog{
-		cfg:   cfg,
-		log:   log.With("component", "access-log"),
-		queue: make(chan accessEntry, cfg.QueueSize),
-		written: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "fedmesh_sidecar_access_log_lines_total",
-			Help: "Access log lines written.",
-		}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedmesh_sidecar_access_log_dropped_total",
-			Help: "Access log lines dropped, by reason (queue_full: the writer was behind; closed: after shutdown; write_error).",
-		}, []string{"reason"}),
-	}
+	written := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fedmesh_sidecar_access_log_lines_total",
+		Help: "Access log lines written.",
+	})
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fedmesh_sidecar_access_log_dropped_total",
+		Help: "Access log lines dropped, by reason (queue_full: the writer was behind; closed: after shutdown; write_error).",
+	}, []string{"reason"})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{l.written, l.dropped} {
+		for _, c := range []prometheus.Collector{written, dropped} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("access log: register metrics: %w", err)
 			}
 		}
 	}
-	return l, nil
+	q, err := linequeue.New(linequeue.Config[accessEntry]{
+		Name:      "the access log",
+		Sink:      cfg.Sink,
+		QueueSize: cfg.QueueSize,
+		Encode:    func(b []byte, e *accessEntry) ([]byte, error) { return appendAccessLine(b, e), nil },
+		Written:   written,
+		Dropped:   dropped,
+		Logger:    log.With("component", "access-log"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("access log: %w", err)
+	}
+	return &AccessLog{q: q}, nil
 }
 
 // record queues a line for ri. It never blocks: when the queue is full,
 // or Run has ended, the line is dropped and counted.
 func (l *AccessLog) record(ri *requestInfo, tags map[string]string) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		l.dropped.WithLabelValues(AccessLogDropClosed).Inc()
-		return
-	}
-	select {
-	case l.queue <- accessEntry{ri: *ri, tags: tags}:
-	default:
-		l.dropped.WithLabelValues(AccessLogDropQueueFull).Inc()
-	}
+	l.q.Add(accessEntry{ri: *ri, tags: tags})
 }
 
 // Run writes queued lines until ctx ends; then it stops taking lines,
 // writes the ones still queued and returns nil.
-func (l *AccessLog) Run(ctx context.Context) error {
-	buf := make([]byte, 0, 64<<10)
-	failing := false
-	write := func(first *accessEntry) {
-		buf = appendAccessLine(buf[:0], first)
-		n := 1
-	more:
-		for len(buf) < 64<<10 {
-			select {
-			case e := <-l.queue:
-				buf = appendAccessLine(buf, &e)
-				n++
-			default:
-				break more
-			}
-		}
-		if _, err := l.cfg.Sink.Write(buf); err != nil {
-			l.dropped.WithLabelValues(AccessLogDropWriteError).Add(float64(n))
-			if !failing {
-				l.log.Warn("cannot write the access log; dropping lines", "err", err)
-			}
-			failing = true
-			return
-		}
-		if failing {
-			l.log.Info("writing the access log again")
-			failing = false
-		}
-		l.written.Add(float64(n))
-	}
-	for {
-		select {
-		case e := <-l.queue:
-			write(&e)
-		case <-ctx.Done():
-			l.mu.Lock()
-			l.closed = true
-			l.mu.Unlock()
-			for {
-				select {
-				case e := <-l.queue:
-					write(&e)
-				default:
-					return nil
-				}
-			}
-		}
-	}
-}
+func (l *AccessLog) Run(ctx context.Context) error { return l.q.Run(ctx) }
 
 // appendAccessLine appends e as one JSON object and a newline. The field
 // names are docs/telemetry.md's; every field is always present.
