@@ -92,7 +92,8 @@ func TestDNSWithoutIPv6(t *testing.T) {
 	}
 	sh("ip", "netns", "add", ns)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.lo.disable_ipv6=1")
+	// /proc/sys/net is the namespace's own inside it.
+	sh("ip", "netns", "exec", ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/lo/disable_ipv6")
 	sh("ip", "-n", ns, "link", "set", "lo", "up")
 
 	logs := &logRecords{}

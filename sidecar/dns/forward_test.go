@@ -119,6 +119,8 @@ func TestParseResolvConf(t *testing.T) {
 	}{
 		{name: "kubernetes", in: "search demo.svc.cluster.local svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n", want: []string{"10.96.0.10:53"}},
 		{name: "two and IPv6", in: "# comment\nnameserver 198.18.0.53\nnameserver fd00::a\n", want: []string{"198.18.0.53:53", "[fd00::a]:53"}},
+		{name: "IPv6 only", in: "nameserver fd00:fed:15::53\noptions attempts:1\n", want: []string{"[fd00:fed:15::53]:53"}},
+		{name: "link-local keeps its zone", in: "nameserver fe80::a%eth0\n", want: []string{"[fe80::a%eth0]:53"}},
 		{name: "none", in: "search x\n"},
 		{name: "no address", in: "nameserver\n", wantErr: true},
 		{name: "a name", in: "nameserver dns.example\n", wantErr: true},
