@@ -92,7 +92,7 @@ func proxyCapture(cfg Config, pc *proxy.Config) {
 	pc.OriginalDst = origdst.Get
 	pc.InboundPlaintext = cfg.Capture.InboundPlaintext
 	pc.InboundPlaintext.Own = nil
-	for _, addr := range []string{cfg.OutboundAddr, cfg.Capture.OutboundAddrIPv6, cfg.AdminAddr, cfg.ReadyAddr, cfg.InboundAddr, cfg.DNSAddr} {
+	for _, addr := range []string{cfg.OutboundAddr, cfg.Capture.OutboundAddrIPv6, cfg.AdminAddr, cfg.ReadyAddr, cfg.InboundAddr, cfg.DNSAddr, cfg.DNSAddrIPv6} {
 		if _, port, err := net.SplitHostPort(addr); err == nil {
 			if n, err := strconv.ParseUint(port, 10, 16); err == nil && n != 0 {
 				pc.InboundPlaintext.Own = append(pc.InboundPlaintext.Own, uint16(n))

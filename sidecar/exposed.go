@@ -17,6 +17,7 @@ func warnExposed(log *slog.Logger, cfg Config) {
 		{"outbound", cfg.OutboundAddr},
 		{"service-ip", cfg.ServiceIP},
 		{"dns", cfg.DNSAddr},
+		{"dns-ipv6", cfg.DNSAddrIPv6},
 		{"admin", cfg.AdminAddr},
 	} {
 		if l.addr != "" && !isLoopback(l.addr) {

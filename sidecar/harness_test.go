@@ -72,6 +72,7 @@ type wopts struct {
 	inbound                string // "" none, else address to bind ("127.0.0.1:0")
 	serviceIP              string
 	dns                    bool
+	dns6                   bool      // with dns: Config.DNSAddrIPv6 on [::1]
 	clusterSetDNS          bool      // Config.DNSClusterSetIP
 	audit                  io.Writer // the audit sink; nil none
 	accessLog              io.Writer // the access log sink, logging every request; nil none
@@ -113,6 +114,9 @@ func (m *mesh) start(o wopts) *workload {
 	}
 	if o.dns {
 		cfg.DNSAddr = "127.0.0.1:0"
+		if o.dns6 {
+			cfg.DNSAddrIPv6 = "[::1]:0"
+		}
 	}
 	cfg.DNSClusterSetIP = o.clusterSetDNS
 	sc, err := sidecar.New(cfg)

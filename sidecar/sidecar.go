@@ -103,6 +103,11 @@ type Config struct {
 	// DNSAddr is the DNS listener (UDP and TCP), host:port; empty
 	// disables. It answers the workload only: a loopback address.
 	DNSAddr string
+	// DNSAddrIPv6 is a second DNS listener (UDP and TCP), [IPv6]:port,
+	// for a pod whose capture rules redirect its IPv6 DNS queries, which
+	// arrive on ::1 ([::1]:15053); empty for none. It needs DNSAddr. On a
+	// host without IPv6 the sidecar runs without it (logged once).
+	DNSAddrIPv6 string
 	// DNSClusterSetIP makes DNS answer a service's ClusterSetIP (the IP
 	// literal among its virtual host's domains) when it has one, and
 	// ServiceIP otherwise. For pods whose outbound connections are
@@ -193,6 +198,8 @@ type Sidecar struct {
 	ready     net.Listener // when ReadyAddr is set
 	dnsUDP    net.PacketConn
 	dnsTCP    net.Listener
+	dnsUDP6   net.PacketConn // with DNSAddrIPv6 on a host with IPv6
+	dnsTCP6   net.Listener
 	svcIP     netip.Addr
 
 	updated chan struct{}  // a new snapshot was applied
@@ -353,13 +360,8 @@ func New(cfg Config) (_ *Sidecar, err error) {
 	if s.xds, err = xdsclient.New(xcfg, reg); err != nil {
 		return nil, err
 	}
-	if cfg.DNSAddr != "" {
-		if s.dns, err = dns.New(dns.Config{Resolve: s.resolve, Logger: base, Forward: s.dnsForward()}, reg); err != nil {
-			return nil, err
-		}
-		if s.dnsUDP, s.dnsTCP, err = listenDNS(cfg.DNSAddr); err != nil {
-			return nil, fmt.Errorf("sidecar: dns: %w", err)
-		}
+	if err := s.newDNS(base, reg); err != nil {
+		return nil, err
 	}
 	if s.outbound, err = net.Listen("tcp", cfg.OutboundAddr); err != nil {
 		return nil, fmt.Errorf("sidecar: outbound listener: %w", err)
@@ -506,14 +508,6 @@ func (s *Sidecar) ReadyAddr() string {
 	return s.ready.Addr().String()
 }
 
-// DNSAddr returns the bound DNS address (UDP and TCP), or "".
-func (s *Sidecar) DNSAddr() string {
-	if s.dnsUDP == nil {
-		return ""
-	}
-	return s.dnsUDP.LocalAddr().String()
-}
-
 // ServiceAddr returns where the service-port listener for port is bound,
 // or "" when there is none.
 func (s *Sidecar) ServiceAddr(port int32) string {
@@ -541,13 +535,15 @@ func (s *Sidecar) Proxy() *proxy.Proxy { return s.proxy }
 func (s *Sidecar) XDS() *xdsclient.Client { return s.xds }
 
 func (s *Sidecar) closeFixed() {
-	for _, c := range []interface{ Close() error }{s.outbound, s.outbound6, s.inbound, s.admin, s.ready, s.dnsTCP} {
+	for _, c := range []interface{ Close() error }{s.outbound, s.outbound6, s.inbound, s.admin, s.ready, s.dnsTCP, s.dnsTCP6} {
 		if c != nil && !isNilListener(c) {
 			_ = c.Close()
 		}
 	}
-	if s.dnsUDP != nil {
-		_ = s.dnsUDP.Close()
+	for _, c := range []net.PacketConn{s.dnsUDP, s.dnsUDP6} {
+		if c != nil {
+			_ = c.Close()
+		}
 	}
 }
 
@@ -606,6 +602,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	if s.dns != nil {
 		g.Go(func() error { return s.dns.Serve(gctx, s.dnsUDP, s.dnsTCP) })
+		if s.dnsUDP6 != nil {
+			g.Go(func() error { return s.dns.Serve(gctx, s.dnsUDP6, s.dnsTCP6) })
+		}
 	}
 	g.Go(func() error {
 		defer s.stopAll()

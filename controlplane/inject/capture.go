@@ -40,9 +40,10 @@ type Capture struct {
 	// opens to these ports or addresses bypass the sidecar.
 	ExcludeOutboundPorts []int32
 	ExcludeOutboundCIDRs []netip.Prefix
-	// DNSPort, when not zero, captures the pod's IPv4 DNS queries (UDP
-	// and TCP port 53, whatever the nameserver) to the sidecar's DNS
-	// server on 127.0.0.1:DNSPort, which answers clusterset names and
+	// DNSPort, when not zero, captures the pod's DNS queries (UDP and
+	// TCP port 53, whatever the nameserver, IPv4 and IPv6) to the
+	// sidecar's DNS server on 127.0.0.1:DNSPort and [::1]:DNSPort (where
+	// REDIRECT delivers each family), which answers clusterset names and
 	// forwards the others to the pod's nameservers.
 	DNSPort int32
 }
@@ -117,7 +118,7 @@ func (c Capture) Rules(f Family) [][]string {
 		// Every new TCP connection the pod opens is outbound...
 		nat("-A", "OUTPUT", "-p", "tcp", "-j", chainOutput),
 	)
-	dns := c.DNSPort != 0 && f == IPv4
+	dns := c.DNSPort != 0
 	if dns {
 		// ...and so are its DNS queries over UDP...
 		r = append(r, nat("-A", "OUTPUT", "-p", "udp", "--dport", "53", "-j", chainOutput))
@@ -130,7 +131,8 @@ func (c Capture) Rules(f Family) [][]string {
 	if dns {
 		// ...DNS goes to the sidecar's DNS server, whichever nameserver
 		// it was for (before the opt-outs: a nameserver is often in an
-		// excluded service range)...
+		// excluded service range); REDIRECT delivers it to the family's
+		// loopback, 127.0.0.1 or ::1, where the sidecar listens on both...
 		r = append(r,
 			nat("-A", chainOutput, "-p", "udp", "--dport", "53", "-j", "REDIRECT", "--to-ports", itoa(c.DNSPort)),
 			nat("-A", chainOutput, "-p", "tcp", "--dport", "53", "-j", "REDIRECT", "--to-ports", itoa(c.DNSPort)),
@@ -174,8 +176,10 @@ func (c Capture) NFT() string {
 	w("    meta skuid %d return", c.ProxyUID)
 	w("    meta skgid %d return", c.ProxyUID)
 	if c.DNSPort != 0 {
-		w("    meta nfproto ipv4 udp dport 53 redirect to :%d", c.DNSPort)
-		w("    meta nfproto ipv4 tcp dport 53 redirect to :%d", c.DNSPort)
+		// Both families: REDIRECT delivers IPv4 queries to 127.0.0.1
+		// and IPv6 ones to ::1, the sidecar's two DNS listeners.
+		w("    udp dport 53 redirect to :%d", c.DNSPort)
+		w("    tcp dport 53 redirect to :%d", c.DNSPort)
 	}
 	w("    meta l4proto != tcp return")
 	w("    ip daddr 127.0.0.1 return")

@@ -109,21 +109,71 @@ func TestCaptureFamilies(t *testing.T) {
 		if d := cmp.Diff([]string{"5432", "6379"}, ports); d != "" || !uid {
 			t.Errorf("IPv%d: outbound ports let through (-want +got):\n%s; uid exempt %t", tc.f, d, uid)
 		}
-		// DNS (IPv4 only) goes to the sidecar before any opt-out can
-		// let it pass: the nameserver is often in an excluded range.
-		dns, firstCIDR := -1, -1
+		// DNS, over UDP and TCP, goes to the sidecar in both families,
+		// after the sidecar's own queries are let through and before
+		// any opt-out can let it pass: the nameserver is often in an
+		// excluded range.
+		udpIn, gid, firstCIDR := -1, -1, -1
+		redirects := map[string]int{}
 		for i, r := range c.Rules(tc.f) {
 			s := strings.Join(r, " ")
-			if strings.Contains(s, "--dport 53 -j REDIRECT --to-ports 15053") && dns < 0 {
-				dns = i
+			if s == "-t nat -A OUTPUT -p udp --dport 53 -j "+chainOutput {
+				udpIn = i
+			}
+			if strings.Contains(s, "--gid-owner 1337 -j RETURN") {
+				gid = i
+			}
+			for _, proto := range []string{"udp", "tcp"} {
+				if strings.Contains(s, chainOutput+" -p "+proto+" --dport 53 -j REDIRECT --to-ports 15053") {
+					redirects[proto] = i
+				}
 			}
 			if strings.Contains(s, chainOutput+" -d 10.96.0.0/12") || strings.Contains(s, chainOutput+" -d fd00:10:96::/112") {
-				firstCIDR = i
+				if firstCIDR < 0 {
+					firstCIDR = i
+				}
 			}
 		}
-		if want := tc.f == IPv4; (dns >= 0) != want || (want && dns > firstCIDR) {
-			t.Errorf("IPv%d: DNS redirect at rule %d, first excluded prefix at %d; want it %s", tc.f, dns, firstCIDR, map[bool]string{true: "before", false: "absent"}[want])
+		if udpIn < 0 {
+			t.Errorf("IPv%d: UDP port 53 does not enter %s", tc.f, chainOutput)
 		}
+		for _, proto := range []string{"udp", "tcp"} {
+			i, ok := redirects[proto]
+			if !ok || i < gid || i > firstCIDR {
+				t.Errorf("IPv%d: %s DNS redirect at rule %d (found %t), uid/gid exemptions end at %d, first excluded prefix at %d; want it between them", tc.f, proto, i, ok, gid, firstCIDR)
+			}
+		}
+	}
+}
+
+// TestCaptureNFTDNS: the nftables rules capture DNS of both families
+// (an inet table's redirect serves each family's loopback), after the
+// sidecar's own traffic is let through and before any opt-out.
+func TestCaptureNFTDNS(t *testing.T) {
+	in := testInjector(t)
+	c, _, err := in.capture(&metav1.ObjectMeta{Annotations: goldenCapture})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(c.NFT(), "\n")
+	at := func(prefix string) int {
+		for i, l := range lines {
+			if strings.HasPrefix(strings.TrimSpace(l), prefix) {
+				return i
+			}
+		}
+		return -1
+	}
+	gid, udp, tcp, other := at("meta skgid 1337 return"), at("udp dport 53 redirect to :15053"), at("tcp dport 53 redirect to :15053"), at("meta l4proto != tcp return")
+	if gid < 0 || udp < gid || tcp < gid || other < udp || other < tcp {
+		t.Errorf("nft rules: gid exemption at line %d, DNS redirects at %d (udp) and %d (tcp), non-TCP return at %d; want the redirects between:\n%s", gid, udp, tcp, other, c.NFT())
+	}
+	if strings.Contains(c.NFT(), "nfproto ipv4") {
+		t.Errorf("nft rules limit something to IPv4:\n%s", c.NFT())
+	}
+	c.DNSPort = 0
+	if strings.Contains(c.NFT(), "dport 53") {
+		t.Errorf("without a DNS port, nft rules still capture DNS:\n%s", c.NFT())
 	}
 }
 
@@ -282,9 +332,10 @@ func TestCaptureDNS(t *testing.T) {
 	for _, tc := range []struct {
 		ann      map[string]string
 		wantDNS  string
+		wantDNS6 string
 		wantRule bool
 	}{
-		{wantDNS: "127.0.0.1:15053", wantRule: true},
+		{wantDNS: "127.0.0.1:15053", wantDNS6: "[::1]:15053", wantRule: true},
 		{ann: map[string]string{AnnotationCaptureDNS: "false"}, wantDNS: "none"},
 	} {
 		p := appPod(tc.ann)
@@ -295,11 +346,16 @@ func TestCaptureDNS(t *testing.T) {
 		if got := argOf(args, "--dns"); got != tc.wantDNS {
 			t.Errorf("%v: --dns=%q, want %q", tc.ann, got, tc.wantDNS)
 		}
+		if got := argOf(args, "--dns-ipv6"); got != tc.wantDNS6 {
+			t.Errorf("%v: --dns-ipv6=%q, want %q", tc.ann, got, tc.wantDNS6)
+		}
 		if got := argOf(args, "--dns-upstream") == "file:/etc/resolv.conf"; got != tc.wantRule {
 			t.Errorf("%v: --dns-upstream=%q", tc.ann, argOf(args, "--dns-upstream"))
 		}
 		script := p.Spec.InitContainers[0].Command[2]
-		if got := strings.Contains(script, "--dport 53 -j REDIRECT --to-ports 15053") && strings.Contains(script, "udp dport 53 redirect to :15053"); got != tc.wantRule {
+		v6 := script[strings.Index(script, "/proc/net/if_inet6"):]
+		if got := strings.Contains(script, "--dport 53 -j REDIRECT --to-ports 15053") && strings.Contains(v6, "\"$v6\" -t nat -A FEDMESH_OUTPUT -p udp --dport 53 -j REDIRECT --to-ports 15053") &&
+			strings.Contains(script, "udp dport 53 redirect to :15053"); got != tc.wantRule {
 			t.Errorf("%v: DNS rules in the script: %t, want %t", tc.ann, got, tc.wantRule)
 		}
 	}

@@ -113,8 +113,8 @@ type Config struct {
 	// are on 127.0.0.1, for the app alone; the inbound one on the pod
 	// address.
 	OutboundPort, InboundPort, AdminPort int32
-	// DNSPort is the sidecar's DNS server, on 127.0.0.1, where the
-	// capture rules send the pod's DNS queries. Default 15053.
+	// DNSPort is the sidecar's DNS server, on 127.0.0.1 and ::1, where
+	// the capture rules send the pod's DNS queries. Default 15053.
 	DNSPort int32
 	// ReadyPort serves the sidecar's /ready and /stats/prometheus alone on
 	// the pod address, for the kubelet's startup probe and Prometheus

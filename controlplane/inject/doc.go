@@ -16,10 +16,10 @@
 //     sidecar's own traffic (uid/gid 1337), loopback, and the ports and
 //     prefixes of fedmesh.io/exclude-outbound-ports and
 //     fedmesh.io/exclude-outbound-cidrs; and, unless
-//     fedmesh.io/capture-dns=false, IPv4 DNS (port 53) goes to the
-//     sidecar's DNS server on 127.0.0.1:15053, which answers clusterset
-//     names with ClusterSetIPs and forwards the rest to the pod's
-//     nameservers;
+//     fedmesh.io/capture-dns=false, DNS (port 53, IPv4 and IPv6) goes to
+//     the sidecar's DNS server on 127.0.0.1:15053 and [::1]:15053, which
+//     answers clusterset names with ClusterSetIPs and forwards the rest to
+//     the pod's nameservers;
 //   - the sidecar's inbound mode: PERMISSIVE by default (mTLS from mesh
 //     peers, plaintext from anyone else, told apart by the first bytes),
 //     STRICT with fedmesh.io/inbound-mode=STRICT (plaintext only on the

@@ -74,8 +74,10 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 	if capture.DNSPort != 0 {
 		// The pod's DNS comes to the sidecar: clusterset names resolve
 		// to their ClusterSetIPs, which the outbound capture serves;
-		// other names go on to the pod's own nameservers.
-		sc.Args = append(sc.Args, "--dns=127.0.0.1:"+itoa(capture.DNSPort), "--dns-clusterset-ip", "--dns-upstream=file:/etc/resolv.conf")
+		// other names go on to the pod's own nameservers. IPv6 queries
+		// are redirected to ::1, the second listener.
+		sc.Args = append(sc.Args, "--dns=127.0.0.1:"+itoa(capture.DNSPort), "--dns-ipv6=[::1]:"+itoa(capture.DNSPort),
+			"--dns-clusterset-ip", "--dns-upstream=file:/etc/resolv.conf")
 	} else {
 		sc.Args = append(sc.Args, "--dns=none")
 	}

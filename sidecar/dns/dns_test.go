@@ -3,6 +3,7 @@ package dns_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/sidecar/dns"
+	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -118,10 +120,16 @@ func TestServeUDPAndTCP(t *testing.T) {
 // another, a bounded number of times. Serve closes both.
 func listenPair(t *testing.T) (net.PacketConn, net.Listener) {
 	t.Helper()
+	return listenPairOn(t, "127.0.0.1")
+}
+
+// listenPairOn is listenPair on the loopback address host.
+func listenPairOn(t *testing.T, host string) (net.PacketConn, net.Listener) {
+	t.Helper()
 	const attempts = 50
 	var last error
 	for range attempts {
-		udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,4 +290,78 @@ func FuzzAnswer(f *testing.F) {
 			t.Fatalf("bad response header %+v", h)
 		}
 	})
+}
+
+// TestAnswerFamilies: a service has one address, IPv4 or IPv6 (of the
+// clusterset CIDR's family). The query of its family is answered; the
+// other one gets NOERROR with no answer (NODATA, authoritative), not
+// NXDOMAIN: the name exists, and a resolver asking A and AAAA together
+// keeps the answer it got. With a forwarder, neither is forwarded. A name
+// nobody imports is NXDOMAIN for both.
+func TestAnswerFamilies(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	forwarded := 0
+	s, err := dns.New(dns.Config{Resolve: func(name string) (netip.Addr, bool) {
+		switch name {
+		case "v4.demo.svc.clusterset.local":
+			return netip.MustParseAddr("198.19.192.7"), true
+		case "v6.demo.svc.clusterset.local":
+			return netip.MustParseAddr("fd00:fed::7"), true
+		}
+		return netip.Addr{}, false
+	}, Forward: func(context.Context, []byte, bool) ([]byte, error) {
+		forwarded++
+		return nil, errors.New("not forwarded in this test")
+	}}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		q         string
+		typ       dnsmessage.Type
+		wantRCode dnsmessage.RCode
+		want      string // the answer; "" none
+	}{
+		{"v4.demo.svc.clusterset.local.", dnsmessage.TypeA, dnsmessage.RCodeSuccess, "198.19.192.7"},
+		{"v4.demo.svc.clusterset.local.", dnsmessage.TypeAAAA, dnsmessage.RCodeSuccess, ""},
+		{"v6.demo.svc.clusterset.local.", dnsmessage.TypeAAAA, dnsmessage.RCodeSuccess, "fd00:fed::7"},
+		{"v6.demo.svc.clusterset.local.", dnsmessage.TypeA, dnsmessage.RCodeSuccess, ""},
+		{"V4.Demo.Svc.Clusterset.Local.", dnsmessage.TypeAAAA, dnsmessage.RCodeSuccess, ""},
+		{"nope.demo.svc.clusterset.local.", dnsmessage.TypeA, dnsmessage.RCodeNameError, ""},
+		{"nope.demo.svc.clusterset.local.", dnsmessage.TypeAAAA, dnsmessage.RCodeNameError, ""},
+	} {
+		resp, fwd := s.Answer(query(t, tc.q, tc.typ), 512), forwarded
+		var p dnsmessage.Parser
+		h, err := p.Start(resp)
+		if err != nil {
+			t.Fatalf("%s %v: %v", tc.q, tc.typ, err)
+		}
+		q, err := p.Question()
+		if err != nil || q.Name.String() != tc.q || q.Type != tc.typ {
+			t.Errorf("%s %v: question %v (%v), want it echoed", tc.q, tc.typ, q, err)
+		}
+		_ = p.SkipAllQuestions()
+		ans, err := p.AllAnswers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if len(ans) == 1 {
+			switch b := ans[0].Body.(type) {
+			case *dnsmessage.AResource:
+				got = netip.AddrFrom4(b.A).String()
+			case *dnsmessage.AAAAResource:
+				got = netip.AddrFrom16(b.AAAA).String()
+			}
+		}
+		if h.RCode != tc.wantRCode || !h.Authoritative || got != tc.want || len(ans) > 1 || fwd != 0 {
+			t.Errorf("%s %v: %v authoritative %t, %d answers (%q), forwarded %d; want %v, authoritative, %q, none forwarded",
+				tc.q, tc.typ, h.RCode, h.Authoritative, len(ans), got, fwd, tc.wantRCode, tc.want)
+		}
+	}
+	for result, want := range map[string]float64{"answer": 2, "nodata": 3, "nxdomain": 2} {
+		if n := meshtest.Counter(t, reg, "fedmesh_sidecar_dns_queries_total", map[string]string{"result": result}); n != want {
+			t.Errorf("%s counted %v, want %v", result, n, want)
+		}
+	}
 }

@@ -17,7 +17,11 @@
 // captured and served across clusters over mTLS, other addresses pass
 // through, plaintext reaches the app in PERMISSIVE and not in STRICT
 // (where the rewritten kubelet probe still does), and no other pod uses a
-// sidecar's outbound proxy or admin pages.
+// sidecar's outbound proxy or admin pages. Last (dns6_test.go), the pods
+// get an IPv6 nameserver (fd00:fed:15::53 on the bridge, a small DNS
+// server, this test binary run again with FEDMESH_NETNS_DNS_UPSTREAM set):
+// their IPv6 DNS is captured to their sidecars, which answer clusterset
+// names and forward the rest to it.
 //
 // Every process is a child started with `ip netns exec`: the fedmesh
 // binary (built once per run, or -fedmesh PATH), the pods' sidecars as uid

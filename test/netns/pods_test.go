@@ -275,7 +275,10 @@ func (p *podsLab) sidecar(t *testing.T, pd pod, cluster, sa string) *proc {
 //     (the default) and is refused in STRICT, where the kubelet's
 //     probe, rewritten to the sidecar's ready port, still reaches it;
 //   - the other pod cannot use the client sidecar's outbound proxy or
-//     admin pages.
+//     admin pages;
+//   - with an IPv6 nameserver in both pods' resolv.conf, their IPv6 DNS
+//     is captured to their sidecars, which answer clusterset names and
+//     forward the rest to that nameserver (dns6_test.go).
 func TestPodPath(t *testing.T) {
 	p := newPodsLab(t)
 	p.mustFM(t, "ca", "init", "--trust-domain", trustDomain, "--dir", p.path("root"))
@@ -325,7 +328,8 @@ func TestPodPath(t *testing.T) {
 	clientPod := injectPod(t, "east-1", eastIP+":15010", "client", "client", clientPodIP, nil, false)
 	clientPod.ns = p.client
 	p.capture(t, clientPod, "nft")
-	deps = append(deps, p.sidecar(t, clientPod, "east-1", "client"))
+	clientSidecar := p.sidecar(t, clientPod, "east-1", "client")
+	deps = append(deps, clientSidecar)
 
 	app := func(pr probe) outcome { return mustProbe(t, p.client, pr) }
 	byName := probe{URL: "http://echo.demo.svc.clusterset.local:8080/", Via: otherIP + ":8080"}
@@ -463,6 +467,20 @@ func TestPodPath(t *testing.T) {
 		if n := metric(t, p.client, "fedmesh_sidecar_inbound_plaintext_refused_total", `reason="own_port"`); n < 4 {
 			t.Errorf("the client sidecar counted %v plaintext refusals for its own ports, want 4", n)
 		}
+	})
+
+	// Last, as it restarts both pods' sidecars (dns6_test.go).
+	t.Run("IPv6 DNS", func(t *testing.T) {
+		p.ipv6DNS(t, []*dns6Pod{
+			{pod: clientPod, cluster: "east-1", sa: "client", ip6: podsNet6 + "21", sidecar: clientSidecar},
+			{pod: echoPod, cluster: "west-1", sa: "echo", ip6: podsNet6 + "22", sidecar: echoSidecar},
+		}, func() error {
+			o, err := probeIn(p.client, probe{URL: "http://echo.demo.svc.clusterset.local:8080/"})
+			if err != nil {
+				return err
+			}
+			return served(o)
+		})
 	})
 }
 

@@ -35,6 +35,13 @@ type probe struct {
 	// response (up to 1 MiB) that contain it: for pages too long to
 	// return whole (metrics, configuration dumps).
 	Match string `json:"match,omitempty"`
+	// DNS, when set, is a name to query (dns6_test.go): type DNSType (A
+	// or AAAA; A when empty), to DNSServer (host:port; empty: the first
+	// nameserver of /etc/resolv.conf), over TCP with DNSTCP, else UDP.
+	DNS       string `json:"dns,omitempty"`
+	DNSType   string `json:"dnsType,omitempty"`
+	DNSServer string `json:"dnsServer,omitempty"`
+	DNSTCP    bool   `json:"dnsTCP,omitempty"`
 }
 
 // outcome is what a probe saw. Err is empty when the connection (Dial) or
@@ -50,6 +57,9 @@ func (o outcome) String() string {
 		return "error: " + o.Err
 	}
 	if o.Status == 0 {
+		if o.Body != "" {
+			return o.Body // a DNS probe's reply
+		}
 		return "connected"
 	}
 	return fmt.Sprintf("%d %q", o.Status, o.Body)
@@ -57,6 +67,9 @@ func (o outcome) String() string {
 
 // runProbe does p from this process and returns what happened.
 func runProbe(p probe) outcome {
+	if p.DNS != "" {
+		return runDNSProbe(p)
+	}
 	if p.Dial != "" {
 		c, err := net.DialTimeout("tcp", p.Dial, probeTimeout)
 		if err != nil {

@@ -28,7 +28,7 @@ func NewSidecarCmd(binary string) *cobra.Command {
 		xo                                      XDSClientOptions
 		workloadDir, address, dataDir           string
 		outbound, inbound, admin, dns, svcIP    string
-		ready                                   string
+		ready, dns6                             string
 		cluster, region, zone                   string
 		namespace, serviceAccount, workloadName string
 		appPorts, nodeID, labels                string
@@ -128,6 +128,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 				AdminAddr:            admin,
 				ReadyAddr:            ready,
 				DNSAddr:              dns,
+				DNSAddrIPv6:          dns6,
 				DNSClusterSetIP:      dnsClusterSetIP,
 				ServiceIP:            svcIP,
 				DataDir:              dataDir,
@@ -219,7 +220,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 			if err != nil {
 				return err
 			}
-			log.Info("sidecar started", "outbound", sc.OutboundAddr(), "admin", sc.AdminAddr(), "ready", sc.ReadyAddr(), "dns", sc.DNSAddr(), "xds", xo.Address)
+			log.Info("sidecar started", "outbound", sc.OutboundAddr(), "admin", sc.AdminAddr(), "ready", sc.ReadyAddr(), "dns", sc.DNSAddr(), "dns-ipv6", sc.DNSAddrIPv6(), "xds", xo.Address)
 			return sc.Run(cmd.Context())
 		},
 	}
@@ -233,6 +234,7 @@ reaches the outbound proxy sends requests with the workload's identity.`,
 	f.StringVar(&admin, "admin", "", "admin listener: /stats/prometheus, /config_dump, /endpoints, /ready (default LOOPBACK:15000)")
 	f.StringVar(&ready, "ready", "", "listener serving GET /ready and /stats/prometheus alone, for probes and Prometheus from outside the workload (default none)")
 	f.StringVar(&dns, "dns", "", "DNS listener for *.svc.clusterset.local, UDP and TCP (default LOOPBACK:15053; \"none\" disables)")
+	f.StringVar(&dns6, "dns-ipv6", "", "a second DNS listener on IPv6 loopback, UDP and TCP, where a pod's capture rules deliver its IPv6 DNS queries ([::1]:15053); skipped when the host has no IPv6 (default none)")
 	f.BoolVar(&dnsClusterSetIP, "dns-clusterset-ip", false, "DNS answers a service's ClusterSetIP when it has one (pods whose outbound traffic is captured), else the --service-ip address")
 	f.StringVar(&svcIP, "service-ip", "", "IP for one listener per service port, which DNS answers (default LOOPBACK; \"none\" disables)")
 	f.StringVar(&cluster, "cluster", "", "the cluster the workload runs in (required)")

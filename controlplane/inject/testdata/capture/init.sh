@@ -22,8 +22,8 @@ table inet fedmesh {
     type nat hook output priority -100; policy accept;
     meta skuid 1337 return
     meta skgid 1337 return
-    meta nfproto ipv4 udp dport 53 redirect to :15053
-    meta nfproto ipv4 tcp dport 53 redirect to :15053
+    udp dport 53 redirect to :15053
+    tcp dport 53 redirect to :15053
     meta l4proto != tcp return
     ip daddr 127.0.0.1 return
     ip6 daddr ::1 return
@@ -78,8 +78,11 @@ iptables | iptables-legacy)
     "$v6" -t nat -A FEDMESH_INBOUND -p tcp --dport 22 -j RETURN
     "$v6" -t nat -A FEDMESH_INBOUND -p tcp -j FEDMESH_IN_REDIRECT
     "$v6" -t nat -A OUTPUT -p tcp -j FEDMESH_OUTPUT
+    "$v6" -t nat -A OUTPUT -p udp --dport 53 -j FEDMESH_OUTPUT
     "$v6" -t nat -A FEDMESH_OUTPUT -m owner --uid-owner 1337 -j RETURN
     "$v6" -t nat -A FEDMESH_OUTPUT -m owner --gid-owner 1337 -j RETURN
+    "$v6" -t nat -A FEDMESH_OUTPUT -p udp --dport 53 -j REDIRECT --to-ports 15053
+    "$v6" -t nat -A FEDMESH_OUTPUT -p tcp --dport 53 -j REDIRECT --to-ports 15053
     "$v6" -t nat -A FEDMESH_OUTPUT -d ::1/128 -j RETURN
     "$v6" -t nat -A FEDMESH_OUTPUT -d fd00:10:96::/112 -j RETURN
     "$v6" -t nat -A FEDMESH_OUTPUT -p tcp --dport 5432 -j RETURN
