@@ -1,7 +1,6 @@
 package proxycmd
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -30,7 +29,7 @@ func (c *captureFlags) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.outbound6, "outbound-ipv6", "", "with --capture: a second outbound listener for the app's IPv6 connections (ip6tables REDIRECT delivers them to [::1]); skipped when the host has no IPv6")
 	f.StringVar(&c.plaintext, "inbound-plaintext", "none", "with --capture: which inbound ports take plaintext from callers outside the mesh, relayed to the app: all (PERMISSIVE), none (STRICT) or PORT[,PORT...]")
 	f.StringVar(&c.upstream, "dns-upstream", "", "with --capture: where DNS queries for names the sidecar does not own go (the pod's DNS is captured to it): file:RESOLV.CONF (its nameservers) or HOST:PORT[,...]; empty answers them REFUSED")
-	f.StringVar(&c.appProbes, "app-probes", "", "with --capture: the app's HTTP probes as JSON, {\"/app-health/CONTAINER/KIND\": {\"port\": N, \"path\": P, \"headers\": {...}}}, served on --ready for the kubelet")
+	f.StringVar(&c.appProbes, "app-probes", "", "with --capture: the app's probes as JSON, {\"/app-health/CONTAINER/KIND\": {\"kind\": \"\"|\"tcp\"|\"grpc\", \"port\": N, \"scheme\": \"HTTPS\", \"path\": P, \"headers\": {...}, \"service\": S, \"timeoutSeconds\": T}}, served on --ready for the kubelet")
 }
 
 // config returns the capture configuration, nil without --capture.
@@ -51,7 +50,7 @@ func (c *captureFlags) config(address string) (*sidecar.CaptureConfig, error) {
 		return nil, err
 	}
 	if c.appProbes != "" {
-		if err := json.Unmarshal([]byte(c.appProbes), &cc.AppProbes); err != nil {
+		if cc.AppProbes, err = sidecar.ParseAppProbes(c.appProbes); err != nil {
 			return nil, fmt.Errorf("--app-probes: %w", err)
 		}
 	}
