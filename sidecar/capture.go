@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/fedmesh/fedmesh/internal/portset"
 	"github.com/fedmesh/fedmesh/sidecar/dns"
 	"github.com/fedmesh/fedmesh/sidecar/internal/origdst"
 	"github.com/fedmesh/fedmesh/sidecar/proxy"
@@ -35,6 +36,11 @@ type CaptureConfig struct {
 	// (/app-health/CONTAINER/KIND); the sidecar makes the original check
 	// of the app at AppHost and answers with its outcome (apphealth.go).
 	AppProbes map[string]AppProbe
+	// OpaquePorts are the ports where no protocol is detected
+	// (proxy.Config.OpaquePorts): connections to them are passed
+	// through, or relayed inbound, without waiting for their first
+	// bytes. Empty: detection on every port.
+	OpaquePorts portset.Set
 	// AppHost is the address the app's probes go to: the pod IP.
 	AppHost string
 	// DNSUpstreams, host:port, get the DNS queries for names the
@@ -75,6 +81,7 @@ func proxyCapture(cfg Config, pc *proxy.Config) {
 	}
 	pc.OriginalDst = origdst.Get
 	pc.InboundPlaintext = cfg.Capture.InboundPlaintext
+	pc.OpaquePorts = cfg.Capture.OpaquePorts
 	pc.InboundPlaintext.Own = nil
 	for _, addr := range []string{cfg.OutboundAddr, cfg.Capture.OutboundAddrIPv6, cfg.AdminAddr, cfg.ReadyAddr, cfg.InboundAddr, cfg.DNSAddr} {
 		if _, port, err := net.SplitHostPort(addr); err == nil {

@@ -26,6 +26,9 @@
 //     ports of fedmesh.io/inbound-plaintext-ports), and STRICT on every
 //     port in Config.StrictNamespaces, where a pod asking for plaintext is
 //     refused;
+//   - the opaque ports, where the sidecar detects no protocol (server-first
+//     protocols such as SMTP and MySQL): Config.OpaquePorts (Linkerd's by
+//     default) or the pod's fedmesh.io/opaque-ports in their place;
 //   - the app containers' probes (httpGet over HTTP or HTTPS, tcpSocket,
 //     grpc) rewritten to HTTP GETs of the ready port
 //     (/app-health/CONTAINER/livez|readyz|startupz), for which the sidecar
