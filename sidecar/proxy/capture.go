@@ -109,9 +109,10 @@ func (p *Proxy) redirected(conn net.Conn) (netip.AddrPort, bool) {
 //   - an address and port of a service (a ClusterSetIP, or a ClusterIP
 //     the control plane gives as a domain of the service): HTTP routed
 //     to it (by Host first), or an opaque TCP service's mTLS tunnel;
-//   - another address, on a port where the mesh has an HTTP service: the
-//     first request head is read (within Config.SniffTimeout); when its
-//     Host names a service, the connection is served as HTTP;
+//   - another address, on a port where the mesh has an HTTP service and
+//     that is not opaque (Config.OpaquePorts): the first request head is
+//     read (within Config.SniffTimeout); when its Host names a service,
+//     the connection is served as HTTP;
 //   - anything else is relayed untouched to the original destination
 //     (passthrough), the bytes already read first.
 //
