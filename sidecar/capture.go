@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"strconv"
-	"strings"
 	"syscall"
-	"time"
 
+	"github.com/fedmesh/fedmesh/internal/portset"
 	"github.com/fedmesh/fedmesh/sidecar/dns"
 	"github.com/fedmesh/fedmesh/sidecar/internal/origdst"
 	"github.com/fedmesh/fedmesh/sidecar/proxy"
@@ -34,11 +31,16 @@ type CaptureConfig struct {
 	// outside the mesh (PERMISSIVE); the zero value takes none
 	// (STRICT).
 	InboundPlaintext proxy.PlaintextPolicy
-	// AppProbes are the app's HTTP probes, by the path the injector gave
-	// each on the ready listener (/app-health/CONTAINER/KIND); the
-	// sidecar makes the original request to AppHost and answers with
-	// its status.
+	// AppProbes are the app's probes (HTTP, HTTPS, TCP, gRPC), by the
+	// path the injector gave each on the ready listener
+	// (/app-health/CONTAINER/KIND); the sidecar makes the original check
+	// of the app at AppHost and answers with its outcome (apphealth.go).
 	AppProbes map[string]AppProbe
+	// OpaquePorts are the ports where no protocol is detected
+	// (proxy.Config.OpaquePorts): connections to them are passed
+	// through, or relayed inbound, without waiting for their first
+	// bytes. Empty: detection on every port.
+	OpaquePorts portset.Set
 	// AppHost is the address the app's probes go to: the pod IP.
 	AppHost string
 	// DNSUpstreams, host:port, get the DNS queries for names the
@@ -56,25 +58,13 @@ func (s *Sidecar) dnsForward() func(context.Context, []byte, bool) ([]byte, erro
 	return (&dns.Forwarder{Servers: s.cfg.Capture.DNSUpstreams}).Forward
 }
 
-// AppProbe is one HTTP probe of the app: GET Path on Port, with Headers.
-type AppProbe struct {
-	Port    int32             `json:"port"`
-	Path    string            `json:"path,omitempty"`
-	Headers map[string]string `json:"headers,omitempty"`
-}
-
 // validate checks a capture configuration (nil is none).
 func (c *CaptureConfig) validate() error {
 	if c == nil {
 		return nil
 	}
-	for path, p := range c.AppProbes {
-		if !strings.HasPrefix(path, "/app-health/") || p.Port < 1 || p.Port > 65535 {
-			return fmt.Errorf("app probe %q to port %d: want a path under /app-health/ and a port from 1 to 65535", path, p.Port)
-		}
-	}
-	if len(c.AppProbes) > 0 && net.ParseIP(c.AppHost) == nil {
-		return fmt.Errorf("app probes need the app's address, not %q", c.AppHost)
+	if err := validateAppProbes(c.AppProbes, c.AppHost); err != nil {
+		return err
 	}
 	for _, u := range c.DNSUpstreams {
 		if _, _, err := net.SplitHostPort(u); err != nil {
@@ -91,6 +81,7 @@ func proxyCapture(cfg Config, pc *proxy.Config) {
 	}
 	pc.OriginalDst = origdst.Get
 	pc.InboundPlaintext = cfg.Capture.InboundPlaintext
+	pc.OpaquePorts = cfg.Capture.OpaquePorts
 	pc.InboundPlaintext.Own = nil
 	for _, addr := range []string{cfg.OutboundAddr, cfg.Capture.OutboundAddrIPv6, cfg.AdminAddr, cfg.ReadyAddr, cfg.InboundAddr, cfg.DNSAddr, cfg.DNSAddrIPv6} {
 		if _, port, err := net.SplitHostPort(addr); err == nil {
@@ -117,58 +108,4 @@ func (s *Sidecar) listenOutboundIPv6() error {
 	}
 	s.outbound6 = l
 	return nil
-}
-
-// readyHandler is the ready listener's handler: /ready and
-// /stats/prometheus, and the app's probes under /app-health/.
-func (s *Sidecar) readyHandler(ready http.Handler) http.Handler {
-	if s.cfg.Capture == nil || len(s.cfg.Capture.AppProbes) == 0 {
-		return ready
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/", ready)
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 30 * time.Second}
-	mux.HandleFunc("GET /app-health/", func(w http.ResponseWriter, r *http.Request) {
-		pr, ok := s.cfg.Capture.AppProbes[r.URL.Path]
-		if !ok {
-			http.Error(w, "fedmesh: no such app probe", http.StatusNotFound)
-			return
-		}
-		code, err := probeApp(r.Context(), client, s.cfg.Capture.AppHost, pr)
-		if err != nil {
-			s.log.Debug("app probe failed", "probe", r.URL.Path, "err", err)
-			http.Error(w, "fedmesh: app probe: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.WriteHeader(code)
-	})
-	return mux
-}
-
-// probeApp makes the probe's request to the app and returns its status,
-// as the kubelet would see it.
-func probeApp(ctx context.Context, c *http.Client, host string, pr AppProbe) (int, error) {
-	path := pr.Path
-	if path == "" || path[0] != '/' {
-		path = "/" + path
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, strconv.Itoa(int(pr.Port)))+path, nil)
-	if err != nil {
-		return 0, err
-	}
-	for k, v := range pr.Headers {
-		if http.CanonicalHeaderKey(k) == "Host" {
-			req.Host = v
-			continue
-		}
-		req.Header.Set(k, v)
-	}
-	req.Header.Set("User-Agent", "fedmesh-probe")
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, nil
 }

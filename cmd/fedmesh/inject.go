@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fedmesh/fedmesh/controlplane/inject"
+	"github.com/fedmesh/fedmesh/internal/portset"
 )
 
 // injectOptions are the flags that say what to inject, shared by
@@ -21,6 +22,7 @@ func (o *injectOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.cfg.SidecarImage, "sidecar-image", "fedmesh:dev", "image of the sidecar (the fedmesh image)")
 	f.StringVar(&o.cfg.InitImage, "init-image", "fedmesh-init:dev", "image of the capture init container (needs sh, and nft or iptables and ip6tables)")
 	f.StringSliceVar(&o.cfg.StrictNamespaces, "strict-namespaces", nil, "namespaces whose pods take mTLS only (STRICT): no plaintext on any port; a pod there asking for plaintext is refused")
+	f.StringVar(&o.cfg.OpaquePorts, "opaque-ports", portset.DefaultOpaque, "ports where sidecars detect no protocol (server-first protocols such as SMTP and MySQL), PORT or LO-HI, comma-separated, or none; a pod's fedmesh.io/opaque-ports replaces them")
 	f.StringVar(&o.cfg.XDSAddress, "xds-address", inject.DefaultXDSAddress, "the control plane's xDS address, as sidecars reach it")
 	f.StringVar(&o.cfg.TrustDomain, "trust-domain", "", "the federation's trust domain (required)")
 	f.StringVar(&o.cfg.Cluster, "cluster", "", "the cluster the pods run in (required)")

@@ -1,7 +1,6 @@
 package inject
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -120,65 +119,6 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 		return out[i].Bits() < out[j].Bits()
 	})
 	return out, nil
-}
-
-// AppProbe is an app container's HTTP probe as the sidecar makes it for
-// the kubelet: GET Path on Port of the pod, with Headers.
-type AppProbe struct {
-	Port    int32             `json:"port"`
-	Path    string            `json:"path,omitempty"`
-	Headers map[string]string `json:"headers,omitempty"`
-}
-
-// AppHealthPrefix starts the path of a rewritten probe on the ready port:
-// /app-health/CONTAINER/livez, readyz or startupz.
-const AppHealthPrefix = "/app-health/"
-
-// rewriteProbes points the HTTP probes of the app containers at the
-// sidecar's ready port, which the capture rules let through, and
-// returns the original probes by their new path, as the sidecar's
-// --app-probes JSON ("" when there are none). The sidecar makes the
-// original request to the app, so a probe works whatever the pod's
-// inbound mode. HTTPS probes, probes of another host and probes of a
-// named port the container does not declare are left alone.
-func (in *Injector) rewriteProbes(spec *corev1.PodSpec) (string, error) {
-	probes := map[string]AppProbe{}
-	for i := range spec.Containers {
-		ctr := &spec.Containers[i]
-		for _, p := range []struct {
-			kind  string
-			probe *corev1.Probe
-		}{{"livez", ctr.LivenessProbe}, {"readyz", ctr.ReadinessProbe}, {"startupz", ctr.StartupProbe}} {
-			if p.probe == nil || p.probe.HTTPGet == nil {
-				continue
-			}
-			g := p.probe.HTTPGet
-			if g.Host != "" || (g.Scheme != "" && g.Scheme != corev1.URISchemeHTTP) {
-				continue
-			}
-			port, ok := containerPort(ctr, g.Port.IntVal, g.Port.StrVal)
-			if !ok {
-				continue
-			}
-			ap := AppProbe{Port: port, Path: g.Path}
-			for _, h := range g.HTTPHeaders {
-				if ap.Headers == nil {
-					ap.Headers = map[string]string{}
-				}
-				ap.Headers[h.Name] = h.Value
-			}
-			path := AppHealthPrefix + ctr.Name + "/" + p.kind
-			probes[path] = ap
-			g.Port = intOrString(in.cfg.ReadyPort)
-			g.Path = path
-			g.HTTPHeaders = nil
-		}
-	}
-	if len(probes) == 0 {
-		return "", nil
-	}
-	b, err := json.Marshal(probes)
-	return string(b), err
 }
 
 // containerPort resolves a probe's port: a number, or the name of one of

@@ -1,7 +1,6 @@
 package inject
 
 import (
-	"encoding/json"
 	"errors"
 	"net/netip"
 	"os"
@@ -10,9 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // goldenCapture is the capture of a pod that opts out of everything it
@@ -242,43 +239,6 @@ func argOf(args []string, flag string) string {
 		}
 	}
 	return ""
-}
-
-// TestProbesRewritten: the app's HTTP probes go to the sidecar's ready
-// port, which the rules let through, and the sidecar is told the
-// originals; an HTTPS probe and one of another host are left alone.
-func TestProbesRewritten(t *testing.T) {
-	in := testInjector(t)
-	p := appPod(map[string]string{AnnotationInboundMode: ModeStrict})
-	app := &p.Spec.Containers[0]
-	app.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
-	app.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-		Path: "/ready", Port: intstr.FromString("http"), HTTPHeaders: []corev1.HTTPHeader{{Name: "X-Probe", Value: "1"}}}}}
-	app.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromInt32(8081)}}}
-	app.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/s", Port: intstr.FromInt32(8443), Scheme: corev1.URISchemeHTTPS}}}
-	if ok, err := in.Inject(&p.ObjectMeta, &p.Spec); !ok || err != nil {
-		t.Fatalf("Inject = %t, %v", ok, err)
-	}
-	app = &p.Spec.Containers[0]
-	for _, g := range []*corev1.HTTPGetAction{app.ReadinessProbe.HTTPGet, app.LivenessProbe.HTTPGet} {
-		if g.Port.IntValue() != DefaultReadyPort || !strings.HasPrefix(g.Path, AppHealthPrefix+"app/") || len(g.HTTPHeaders) != 0 {
-			t.Errorf("probe %+v, want one of the ready port %d on %sapp/", g, DefaultReadyPort, AppHealthPrefix)
-		}
-	}
-	if g := app.StartupProbe.HTTPGet; g.Port.IntValue() != 8443 || g.Path != "/s" {
-		t.Errorf("the HTTPS probe became %+v, want it unchanged", g)
-	}
-	var got map[string]AppProbe
-	if err := json.Unmarshal([]byte(argOf(p.Spec.InitContainers[1].Args, "--app-probes")), &got); err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]AppProbe{
-		"/app-health/app/readyz": {Port: 8080, Path: "/ready", Headers: map[string]string{"X-Probe": "1"}},
-		"/app-health/app/livez":  {Port: 8081, Path: "/live"},
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("--app-probes (-want +got):\n%s", d)
-	}
 }
 
 func TestParseCIDRs(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+
+	"github.com/fedmesh/fedmesh/internal/portset"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -131,6 +133,12 @@ type Config struct {
 	// that asks for plaintext (fedmesh.io/inbound-mode=PERMISSIVE or
 	// fedmesh.io/inbound-plaintext-ports) is refused.
 	StrictNamespaces []string
+	// OpaquePorts are the ports where sidecars detect no protocol
+	// (server-first protocols: SMTP, MySQL), as a list of ports and
+	// ranges ("25,3306,5000-5010") or "none"; a pod's
+	// fedmesh.io/opaque-ports replaces it. Default
+	// portset.DefaultOpaque, Linkerd's opaque ports.
+	OpaquePorts string
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -197,7 +205,8 @@ func (c Config) withDefaults() (Config, error) {
 // Injector adds the mesh to pods. It is immutable and safe for concurrent
 // use.
 type Injector struct {
-	cfg Config
+	cfg    Config
+	opaque portset.Set // cfg.OpaquePorts
 }
 
 // New validates cfg and returns an Injector.
@@ -206,7 +215,14 @@ func New(cfg Config) (*Injector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Injector{cfg: cfg}, nil
+	if cfg.OpaquePorts == "" {
+		cfg.OpaquePorts = portset.DefaultOpaque
+	}
+	opaque, err := portset.Parse(cfg.OpaquePorts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: opaque ports: %w", ErrConfig, err)
+	}
+	return &Injector{cfg: cfg, opaque: opaque}, nil
 }
 
 func itoa[T int32 | int64 | int](v T) string { return strconv.FormatInt(int64(v), 10) }

@@ -26,9 +26,13 @@
 //     ports of fedmesh.io/inbound-plaintext-ports), and STRICT on every
 //     port in Config.StrictNamespaces, where a pod asking for plaintext is
 //     refused;
-//   - the app containers' HTTP probes rewritten to the ready port
-//     (/app-health/CONTAINER/livez|readyz|startupz), which the sidecar
-//     forwards to the app, so probes work in STRICT too;
+//   - the opaque ports, where the sidecar detects no protocol (server-first
+//     protocols such as SMTP and MySQL): Config.OpaquePorts (Linkerd's by
+//     default) or the pod's fedmesh.io/opaque-ports in their place;
+//   - the app containers' probes (httpGet over HTTP or HTTPS, tcpSocket,
+//     grpc) rewritten to HTTP GETs of the ready port
+//     (/app-health/CONTAINER/livez|readyz|startupz), for which the sidecar
+//     makes the original check of the app, so probes work in STRICT too;
 //   - the sidecar, fedmesh-sidecar, as a native sidecar (an init container
 //     with restartPolicy Always, so it starts before the app and stops
 //     after it), running as 1337 with a read-only root and no

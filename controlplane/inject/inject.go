@@ -62,6 +62,10 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 	if err != nil {
 		return false, err
 	}
+	opaque, err := in.opaquePorts(meta)
+	if err != nil {
+		return false, err
+	}
 
 	// The projected token needs a service account; Kubernetes' own
 	// ServiceAccount admission plugin sets this default before webhooks
@@ -70,6 +74,7 @@ func (in *Injector) Inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (bool,
 		spec.ServiceAccountName = "default"
 	}
 	sc := in.sidecar(meta.Labels)
+	sc.Args = append(sc.Args, "--opaque-ports="+opaque.String())
 	sc.Args = append(sc.Args, "--inbound-plaintext="+plaintext)
 	if capture.DNSPort != 0 {
 		// The pod's DNS comes to the sidecar: clusterset names resolve

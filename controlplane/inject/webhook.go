@@ -189,7 +189,7 @@ func (w *Webhook) patch(pod *corev1.Pod) ([]byte, bool, error) {
 	ops := []jsonPatchOp{
 		{Op: "add", Path: "/metadata/annotations", Value: pod.Annotations},
 		{Op: "add", Path: "/spec/initContainers", Value: pod.Spec.InitContainers},
-		// The app containers' HTTP probes, rewritten to the ready port.
+		// The app containers' probes, rewritten to the ready port.
 		{Op: "add", Path: "/spec/containers", Value: pod.Spec.Containers},
 		{Op: "add", Path: "/spec/volumes", Value: pod.Spec.Volumes},
 		{Op: "add", Path: "/spec/serviceAccountName", Value: pod.Spec.ServiceAccountName},

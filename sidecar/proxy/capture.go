@@ -109,9 +109,10 @@ func (p *Proxy) redirected(conn net.Conn) (netip.AddrPort, bool) {
 //   - an address and port of a service (a ClusterSetIP, or a ClusterIP
 //     the control plane gives as a domain of the service): HTTP routed
 //     to it (by Host first), or an opaque TCP service's mTLS tunnel;
-//   - another address, on a port where the mesh has an HTTP service: the
-//     first request head is read (within Config.SniffTimeout); when its
-//     Host names a service, the connection is served as HTTP;
+//   - another address, on a port where the mesh has an HTTP service and
+//     that is not opaque (Config.OpaquePorts): the first request head is
+//     read (within Config.SniffTimeout); when its Host names a service,
+//     the connection is served as HTTP;
 //   - anything else is relayed untouched to the original destination
 //     (passthrough), the bytes already read first.
 //
@@ -186,8 +187,15 @@ func (p *Proxy) outboundConn(ctx context.Context, conn net.Conn, direct, capture
 	for _, svc := range snap.Port(port) {
 		httpPort = httpPort || svc.Protocol.IsHTTP()
 	}
+	if httpPort && p.cfg.OpaquePorts.Contains(dst.Port()) {
+		// A server-first protocol's client says nothing until the
+		// server has: pass it through at once.
+		p.m.detection.WithLabelValues("outbound", "skipped").Inc()
+		httpPort = false
+	}
 	if httpPort {
-		host, seen := p.sniffHost(conn)
+		host, seen, result := p.sniffHost(conn)
+		p.m.detection.WithLabelValues("outbound", result).Inc()
 		cc.r = io.MultiReader(bytes.NewReader(seen), conn)
 		if h, _, err := splitHost(host); err == nil && host != "" {
 			if _, ok := snap.Lookup(clusterLocal(h), port); ok {
@@ -229,20 +237,24 @@ func splitHost(hostport string) (string, string, error) {
 
 // sniffHost reads what the client sends first, up to one request head,
 // within the sniff timeout, and returns its Host ("" when it is not an
-// HTTP/1 request) and every byte it read.
-func (p *Proxy) sniffHost(conn net.Conn) (string, []byte) {
+// HTTP/1 request), every byte it read, and the detection's result for
+// fedmesh_sidecar_protocol_detection_total: http, other or timeout.
+func (p *Proxy) sniffHost(conn net.Conn) (string, []byte, string) {
 	var seen bytes.Buffer
 	_ = conn.SetReadDeadline(time.Now().Add(p.cfg.SniffTimeout))
 	br := bufio.NewReader(io.TeeReader(io.LimitReader(conn, maxSniff), &seen))
 	req, err := http.ReadRequest(br)
 	_ = conn.SetReadDeadline(time.Time{})
 	if err != nil {
-		return "", seen.Bytes()
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			return "", seen.Bytes(), "timeout"
+		}
+		return "", seen.Bytes(), "other"
 	}
 	if req.Body != nil {
 		req.Body.Close()
 	}
-	return req.Host, seen.Bytes()
+	return req.Host, seen.Bytes(), "http"
 }
 
 // passthrough relays conn untouched to its original destination, as the

@@ -417,22 +417,37 @@ const tlsRecordHandshake = 0x16
 // first is plaintext). A TLS connection is returned, with that byte to be
 // read again, for the handshake. A plaintext one is relayed to its
 // original destination when the workload takes plaintext on that port
-// (PERMISSIVE), else refused (STRICT); either way it is done with.
+// (PERMISSIVE), else refused (STRICT); either way it is done with. On an
+// opaque port that takes plaintext and that no mesh service uses, no
+// TLS can come: the connection is relayed at once, without the wait, so
+// a server that speaks first (SMTP, MySQL) is heard at once.
 func (p *Proxy) tlsOrPlaintext(ctx context.Context, raw net.Conn) (net.Conn, bool) {
+	dst, redirected := p.redirected(raw)
+	if redirected && p.cfg.OpaquePorts.Contains(dst.Port()) && p.takesPlaintext(dst.Port()) && !p.meshAppPort(dst.Port()) {
+		p.m.detection.WithLabelValues("inbound", "skipped").Inc()
+		p.relay(ctx, &capturedConn{Conn: raw, r: raw, dst: dst}, "inbound")
+		return nil, false
+	}
 	first := make([]byte, 1)
 	_ = raw.SetReadDeadline(time.Now().Add(p.cfg.SniffTimeout))
 	n, err := raw.Read(first)
 	_ = raw.SetReadDeadline(time.Time{})
 	var ne net.Error
-	if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+	timeout := err != nil && errors.As(err, &ne) && ne.Timeout()
+	if err != nil && !timeout {
 		raw.Close()
 		return nil, false
 	}
 	cc := &capturedConn{Conn: raw, r: io.MultiReader(bytes.NewReader(first[:n]), raw)}
 	if n == 1 && first[0] == tlsRecordHandshake {
+		p.m.detection.WithLabelValues("inbound", "tls").Inc()
 		return cc, true
 	}
-	dst, redirected := p.redirected(raw)
+	if timeout {
+		p.m.detection.WithLabelValues("inbound", "timeout").Inc()
+	} else {
+		p.m.detection.WithLabelValues("inbound", "plaintext").Inc()
+	}
 	switch {
 	case !redirected:
 		p.refusePlaintext(raw, "not_redirected", dst)
@@ -447,6 +462,26 @@ func (p *Proxy) tlsOrPlaintext(ctx context.Context, raw net.Conn) (net.Conn, boo
 		p.relay(ctx, cc, "inbound")
 	}
 	return nil, false
+}
+
+// takesPlaintext reports whether plaintext to the app's port is relayed:
+// the workload allows it there and no authorization policy guards it.
+func (p *Proxy) takesPlaintext(port uint16) bool {
+	return p.cfg.InboundPlaintext.allows(port) && !p.guardedPort(port)
+}
+
+// meshAppPort reports whether a mesh service of the workload is served
+// on the app's port: mesh peers dial it with mTLS (Kubernetes' endpoints
+// are the app's ports), so its connections must be looked at.
+func (p *Proxy) meshAppPort(port uint16) bool {
+	for _, in := range p.snap.Load().Inbound {
+		for _, ip := range in.Ports {
+			if _, ap, err := net.SplitHostPort(ip.App); err == nil && ap == strconv.Itoa(int(port)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (p *Proxy) refusePlaintext(raw net.Conn, reason string, dst netip.AddrPort) {

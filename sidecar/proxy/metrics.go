@@ -28,6 +28,7 @@ type Metrics struct {
 	passthroughBytes  *prometheus.CounterVec
 	passthroughErrors *prometheus.CounterVec
 	plaintextRefused  *prometheus.CounterVec
+	detection         *prometheus.CounterVec
 	// mesh are the request and TCP families with the mesh labels
 	// (fedmesh_requests_total, ...).
 	mesh *meshMetrics
@@ -109,12 +110,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "fedmesh_sidecar_inbound_plaintext_refused_total",
 			Help: "Inbound plaintext connections refused, by reason (strict: the port takes mTLS only; authz_policy: an authorization policy guards the port, and plaintext has no identity to check; not_redirected: no original destination to relay to; own_port: addressed to the sidecar itself).",
 		}, []string{"reason"}),
+		detection: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_sidecar_protocol_detection_total",
+			Help: "Redirected connections whose first bytes were waited for to tell their protocol, by direction and result (outbound: http, a request head was read; other, not HTTP/1; inbound: tls or plaintext; both: timeout, nothing came within the sniff timeout, as with a protocol whose server speaks first; skipped: an opaque port, no wait).",
+		}, []string{"direction", "result"}),
 		mesh:       newMeshMetrics(),
 		rateLimits: newRateLimitCollector(),
 	}
 	if reg != nil {
 		cs := []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz, m.faults,
-			m.captured, m.passthrough, m.passthroughActive, m.passthroughBytes, m.passthroughErrors, m.plaintextRefused, m.rateLimits}
+			m.captured, m.passthrough, m.passthroughActive, m.passthroughBytes, m.passthroughErrors, m.plaintextRefused, m.detection, m.rateLimits}
 		for _, c := range append(cs, m.mesh.collectors()...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("proxy: register metrics: %w", err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/portset"
 	"github.com/fedmesh/fedmesh/sidecar/audit"
 	"github.com/fedmesh/fedmesh/sidecar/balancer"
 	"github.com/fedmesh/fedmesh/sidecar/config"
@@ -94,6 +95,17 @@ type Config struct {
 	// request head (capture.go) and an inbound connection's first bytes;
 	// zero means DefaultSniffTimeout.
 	SniffTimeout time.Duration
+	// OpaquePorts are the ports of redirected connections where no
+	// protocol is detected, for protocols whose server speaks first
+	// (SMTP, MySQL) or whose client's first bytes say nothing the mesh
+	// needs (portset.DefaultOpaque, Linkerd's opaque ports). Outbound, a
+	// connection to one, unless to a service's address, is passed
+	// through at once, without waiting for a request head naming a
+	// service. Inbound, a connection to one the workload takes plaintext
+	// on and no mesh service uses is relayed at once, without waiting
+	// for a TLS handshake. Empty: detection on every port. It needs
+	// OriginalDst.
+	OpaquePorts portset.Set
 }
 
 // Proxy is the sidecar's data plane: it forwards outbound HTTP and TCP to

@@ -23,6 +23,12 @@
 // their IPv6 DNS is captured to their sidecars, which answer clusterset
 // names and forward the rest to it.
 //
+// apphealth_test.go: a STRICT pod whose kubelet probes (HTTPS, TCP, gRPC)
+// pass through the sidecar's ready port while plaintext to the app's port
+// is refused, and whose app hears a server-first server outside the mesh
+// on an opaque port at once (the app's servers and sockets are the test's
+// own, made in the pods' namespaces).
+//
 // Every process is a child started with `ip netns exec`: the fedmesh
 // binary (built once per run, or -fedmesh PATH), the pods' sidecars as uid
 // 1337 (the uid the capture rules exempt) through setpriv, and probes,

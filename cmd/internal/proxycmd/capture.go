@@ -1,7 +1,6 @@
 package proxycmd
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/fedmesh/fedmesh/internal/portset"
 	"github.com/fedmesh/fedmesh/sidecar"
 	"github.com/fedmesh/fedmesh/sidecar/dns"
 	"github.com/fedmesh/fedmesh/sidecar/proxy"
@@ -23,6 +23,7 @@ type captureFlags struct {
 	plaintext string
 	appProbes string
 	upstream  string
+	opaque    string
 }
 
 func (c *captureFlags) addFlags(f *pflag.FlagSet) {
@@ -30,15 +31,16 @@ func (c *captureFlags) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.outbound6, "outbound-ipv6", "", "with --capture: a second outbound listener for the app's IPv6 connections (ip6tables REDIRECT delivers them to [::1]); skipped when the host has no IPv6")
 	f.StringVar(&c.plaintext, "inbound-plaintext", "none", "with --capture: which inbound ports take plaintext from callers outside the mesh, relayed to the app: all (PERMISSIVE), none (STRICT) or PORT[,PORT...]")
 	f.StringVar(&c.upstream, "dns-upstream", "", "with --capture: where DNS queries for names the sidecar does not own go (the pod's DNS is captured to it): file:RESOLV.CONF (its nameservers) or HOST:PORT[,...]; empty answers them REFUSED")
-	f.StringVar(&c.appProbes, "app-probes", "", "with --capture: the app's HTTP probes as JSON, {\"/app-health/CONTAINER/KIND\": {\"port\": N, \"path\": P, \"headers\": {...}}}, served on --ready for the kubelet")
+	f.StringVar(&c.opaque, "opaque-ports", portset.DefaultOpaque, "with --capture: ports where no protocol is detected (server-first protocols such as SMTP and MySQL), PORT or LO-HI, comma-separated, or none: connections to them pass through, or in as plaintext where allowed, without waiting for their first bytes")
+	f.StringVar(&c.appProbes, "app-probes", "", "with --capture: the app's probes as JSON, {\"/app-health/CONTAINER/KIND\": {\"kind\": \"\"|\"tcp\"|\"grpc\", \"port\": N, \"scheme\": \"HTTPS\", \"path\": P, \"headers\": {...}, \"service\": S, \"timeoutSeconds\": T}}, served on --ready for the kubelet")
 }
 
 // config returns the capture configuration, nil without --capture.
 // address is the workload's (the pod IP), where the app's probes go.
 func (c *captureFlags) config(address string) (*sidecar.CaptureConfig, error) {
 	if !c.on {
-		if c.outbound6 != "" || c.appProbes != "" || c.upstream != "" || (c.plaintext != "" && c.plaintext != "none") {
-			return nil, fmt.Errorf("--outbound-ipv6, --inbound-plaintext, --dns-upstream and --app-probes need --capture")
+		if c.outbound6 != "" || c.appProbes != "" || c.upstream != "" || (c.plaintext != "" && c.plaintext != "none") || c.opaque != portset.DefaultOpaque {
+			return nil, fmt.Errorf("--outbound-ipv6, --inbound-plaintext, --dns-upstream, --opaque-ports and --app-probes need --capture")
 		}
 		return nil, nil
 	}
@@ -46,12 +48,16 @@ func (c *captureFlags) config(address string) (*sidecar.CaptureConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc := &sidecar.CaptureConfig{OutboundAddrIPv6: c.outbound6, InboundPlaintext: pp, AppHost: address}
+	opaque, err := portset.Parse(c.opaque)
+	if err != nil {
+		return nil, fmt.Errorf("--opaque-ports: %w", err)
+	}
+	cc := &sidecar.CaptureConfig{OutboundAddrIPv6: c.outbound6, InboundPlaintext: pp, OpaquePorts: opaque, AppHost: address}
 	if cc.DNSUpstreams, err = parseUpstreams(c.upstream); err != nil {
 		return nil, err
 	}
 	if c.appProbes != "" {
-		if err := json.Unmarshal([]byte(c.appProbes), &cc.AppProbes); err != nil {
+		if cc.AppProbes, err = sidecar.ParseAppProbes(c.appProbes); err != nil {
 			return nil, fmt.Errorf("--app-probes: %w", err)
 		}
 	}
