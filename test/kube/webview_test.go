@@ -1,0 +1,351 @@
+package kube
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/structpb"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fedmesh/fedmesh/controlplane"
+	"github.com/fedmesh/fedmesh/controlplane/ca"
+	"github.com/fedmesh/fedmesh/controlplane/kube"
+	"github.com/fedmesh/fedmesh/controlplane/webview"
+	"github.com/fedmesh/fedmesh/controlplane/xds"
+	"github.com/fedmesh/fedmesh/federation/adminapi"
+	"github.com/fedmesh/fedmesh/federation/membership"
+	"github.com/fedmesh/fedmesh/internal/identity"
+	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/poll"
+	"github.com/fedmesh/fedmesh/internal/xdsclient"
+	"github.com/fedmesh/fedmesh/store"
+	"github.com/fedmesh/fedmesh/topology"
+)
+
+// TestWebViewReadsPodsInKubernetesMode runs a control plane as `fedmesh
+// controlplane --source kube` wires it (the Kubernetes source, xDS nodes
+// authenticated with projected ServiceAccount tokens checked by the real
+// API server's TokenReview, the web view reading pods' addresses from the
+// source's Pod informer). Three sidecar-role xDS clients connect, each
+// claiming an injected sidecar's node id (sidecar~127.0.0.1~..., which
+// names no pod address):
+//
+//   - client-1, with a token bound to its pod, whose status.podIP the test
+//     sets to a loopback address where it serves a sidecar's
+//     /stats/prometheus with outbound requests from east-1 to west-1;
+//   - pending-1, with a token bound to its pod, which has no IP;
+//   - a token bound to no pod, claiming the pod unbound-1, whose IP is a
+//     loopback address nothing serves on.
+//
+// The graph on the admin port then shows the east-1>west-1 edge with a
+// rate, read from client-1's pod address alone: neither the node ids'
+// address nor the unproven claim is read. The port is the web view's
+// SidecarReadyPort (15021 in a cluster; here the free port the page got).
+func TestWebViewReadsPodsInKubernetesMode(t *testing.T) {
+	c, _ := clusters(t)
+	admin, err := kube.NewClients(c.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ns, sa = "webview", "client"
+	if _, err := admin.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if _, err := admin.Kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+
+	// client-1's sidecar page, on a loopback address of its own.
+	reg := prometheus.NewRegistry()
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fedmesh_sidecar_requests_total"},
+		[]string{"direction", "source_cluster", "destination_cluster", "service", "code"})
+	reg.MustRegister(requests)
+	ln, err := net.Listen("tcp", "127.0.77.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	var served sync.WaitGroup
+	served.Add(1)
+	go func() { defer served.Done(); _ = page.Serve(ln) }()
+	t.Cleanup(func() { _ = page.Close(); served.Wait() })
+	readyAddr := ln.Addr().(*net.TCPAddr)
+	podIP := readyAddr.IP.String()
+
+	makePod := func(name, ip string) *corev1.Pod {
+		t.Helper()
+		p, err := admin.Kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := admin.Kube.CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+				t.Errorf("delete pod %s: %v", name, err)
+			}
+		})
+		if ip != "" {
+			p = setPodIP(ctx, t, admin, p, ip)
+		}
+		return p
+	}
+	client1 := makePod("client-1", "")
+	pending := makePod("pending-1", "")
+	makePod("unbound-1", "127.0.77.2")
+	token := func(bound *corev1.Pod) string {
+		t.Helper()
+		req := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{kube.DefaultAudience}, ExpirationSeconds: ptr[int64](600)}}
+		if bound != nil {
+			req.Spec.BoundObjectRef = &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: bound.Name, UID: bound.UID}
+		}
+		tr, err := admin.Kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.Token
+	}
+
+	cp := startKubeWebViewCP(t, c, readyAddr.Port)
+	for _, n := range []struct {
+		pod, token string
+	}{{"client-1", token(client1)}, {"pending-1", token(pending)}, {"unbound-1", token(nil)}} {
+		cp.runSidecarNode(t, n.pod, ns, sa, n.token)
+	}
+	poll.Until(t, 60*time.Second, "the three sidecars connected", func() error {
+		g, err := cp.graph(ctx)
+		if err != nil {
+			return err
+		}
+		if len(g.Proxies) != 3 {
+			return fmt.Errorf("proxies %+v, want 3", g.Proxies)
+		}
+		return nil
+	})
+
+	// Now client-1 gets its IP, as the kubelet would set it.
+	setPodIP(ctx, t, admin, client1, podIP)
+
+	// Traffic keeps flowing while the test polls: the collector's rates
+	// need counts that change between reads.
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for range 6000 {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			requests.WithLabelValues("outbound", "east-1", "west-1", "demo/echo:8080", "2xx").Inc()
+		}
+	}()
+	defer func() { close(stop); <-sent }()
+
+	want := readyAddr.String()
+	var g webview.Graph
+	poll.Until(t, 60*time.Second, "the graph shows east-1>west-1 with a rate, read from client-1's pod", func() error {
+		if g, err = cp.graph(ctx); err != nil {
+			return err
+		}
+		for _, e := range g.Edges {
+			if e.From == "east-1" && e.To == "west-1" && e.RequestRate > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("edges %+v, targets %+v", g.Edges, g.Targets)
+	})
+	if len(g.Targets) != 1 || g.Targets[0].Address != want || !g.Targets[0].Up || g.Targets[0].Kind != webview.KindSidecar ||
+		!strings.Contains(g.Targets[0].Node, "client-1") {
+		t.Errorf("targets %+v, want client-1's sidecar at its pod address %s alone, up", g.Targets, want)
+	}
+}
+
+// setPodIP writes p's status.podIP (and podIPs) as the kubelet does.
+func setPodIP(ctx context.Context, t *testing.T, admin kube.Clients, p *corev1.Pod, ip string) *corev1.Pod {
+	t.Helper()
+	if _, err := netip.ParseAddr(ip); err != nil {
+		t.Fatal(err)
+	}
+	p = p.DeepCopy()
+	p.Status.PodIP = ip
+	p.Status.PodIPs = []corev1.PodIP{{IP: ip}}
+	out, err := admin.Kube.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatalf("set the IP of pod %s: %v", p.Name, err)
+	}
+	return out
+}
+
+// kubeWebViewCP is a control plane of cluster east-1 in Kubernetes mode
+// with its mesh (CA, xDS, web view) on, and the operator client of its
+// admin port.
+type kubeWebViewCP struct {
+	srv      *controlplane.Server
+	operator adminapi.Client
+	xdsTLS   credentials.TransportCredentials
+}
+
+// startKubeWebViewCP starts the control plane as the control plane's
+// ServiceAccount, with the web view reading sidecars' ready listeners on
+// readyPort; it stops when the test ends.
+func startKubeWebViewCP(t *testing.T, c *apiCluster, readyPort int) *kubeWebViewCP {
+	t.Helper()
+	clients, err := kube.NewClients(asControlPlane(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := testLogger(t)
+	src, err := kube.NewSource(kube.SourceConfig{Clients: clients, Cluster: "east-1", Region: "us-east", Zone: "a", Debounce: 20 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reviewer, err := kube.NewTokenReviewer(clients.Kube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "ca")
+	if err := ca.InitRoot("fedmesh.test", filepath.Join(dir, "root")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.IssueClusterCA(filepath.Join(dir, "root"), "east-1", caDir, 0); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := controlplane.New(controlplane.Config{
+		Cluster:      "east-1",
+		Locality:     topology.Locality{Region: "us-east", Zone: "a", Cluster: "east-1"},
+		BindAddress:  "127.0.0.1",
+		AdminAddress: "127.0.0.1:0",
+		DataDir:      filepath.Join(dir, "data"),
+		Source:       src,
+		Store:        store.Config{ListenClientURLs: []string{"http://127.0.0.1:0"}},
+		Mesh: &controlplane.MeshConfig{
+			CADir:         caDir,
+			SerfPort:      -1,
+			XDSAddress:    "127.0.0.1:0",
+			Profile:       membership.ProfileLocal,
+			Authenticator: xds.TokenAuthenticator(reviewer.Verify),
+			WebView: controlplane.WebViewConfig{
+				Interval:         100 * time.Millisecond,
+				Pods:             src.PodAddress,
+				SidecarReadyPort: readyPort,
+			},
+		},
+		Logger:   log,
+		Registry: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control plane Run: %v", err)
+		}
+	})
+	auth, err := ca.LoadAuthority(caDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := auth.IssueOperator("alice", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	for _, r := range auth.TrustBundle() {
+		roots.AddCert(r)
+	}
+	cp := &kubeWebViewCP{
+		srv:      srv,
+		operator: adminapi.Client{TLS: identity.ClientConfig(identity.StaticCert(op.TLS), identity.StaticBundle(auth.Bundle()), identity.AuthorizeControlPlanes())},
+		xdsTLS:   credentials.NewTLS(xdsclient.ServerTLSConfig(roots, auth.ControlPlaneID(), nil)),
+	}
+	poll.Until(t, 60*time.Second, "the control plane's admin and xDS listening", func() error {
+		if srv.AdminURL() == "" || srv.XDSAddr() == "" {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	return cp
+}
+
+// graph reads /debug/graph as the operator.
+func (cp *kubeWebViewCP) graph(ctx context.Context) (webview.Graph, error) {
+	c := cp.operator
+	c.BaseURL = cp.srv.AdminURL()
+	var g webview.Graph
+	err := c.Get(ctx, webview.GraphPath, &g)
+	return g, err
+}
+
+// runSidecarNode holds an xDS stream as an injected sidecar of pod does:
+// role sidecar, node id sidecar~127.0.0.1~POD.NAMESPACE, the pod's
+// namespace, ServiceAccount and name as its claims, and token. It stops
+// when the test ends.
+func (cp *kubeWebViewCP) runSidecarNode(t *testing.T, pod, namespace, serviceAccount, token string) {
+	t.Helper()
+	meta, err := structpb.NewStruct(map[string]any{
+		naming.MetaCluster:        "east-1",
+		naming.MetaRole:           naming.RoleSidecar,
+		naming.MetaNamespace:      namespace,
+		naming.MetaServiceAccount: serviceAccount,
+		naming.MetaWorkload:       pod,
+		naming.MetaToken:          token,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := xdsclient.New(xdsclient.Config{
+		Target:      cp.srv.XDSAddr(),
+		Credentials: cp.xdsTLS,
+		Node: &corev3.Node{
+			Id:       naming.RoleSidecar + "~127.0.0.1~" + pod + "." + namespace,
+			Cluster:  "east-1",
+			Locality: &corev3.Locality{Region: "us-east", Zone: "a", SubZone: "east-1"},
+			Metadata: meta,
+		},
+		Types:          []string{xdsclient.ClusterType},
+		Handler:        xdsclient.HandlerFunc(func(xdsclient.Update) error { return nil }),
+		InitialBackoff: 100 * time.Millisecond,
+		MaxBackoff:     time.Second,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cl.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("xDS client of %s: %v", pod, err)
+		}
+	})
+}
