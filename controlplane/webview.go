@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fedmesh/fedmesh/controlplane/webview"
 	"github.com/fedmesh/fedmesh/controlplane/xds"
 	"github.com/fedmesh/fedmesh/internal/naming"
@@ -52,6 +54,9 @@ type PodAddresses func(namespace, name string) (ip netip.Addr, serviceAccount st
 // is never used; a node whose token is bound to no pod, whose pod Pods
 // does not know, has no IP, or runs as another ServiceAccount than the
 // node proved, is not read.
+//
+// Nodes left out are counted by reason in
+// fedmesh_controlplane_webview_nodes_unread.
 type WebViewConfig struct {
 	// Interval between reads. Default 1s; negative turns the collector
 	// off (the page still shows the federation).
@@ -107,11 +112,66 @@ func (c *WebViewConfig) withDefaults() error {
 	return nil
 }
 
+// Why a connected sidecar or gateway is not read, the values of the
+// reason label of fedmesh_controlplane_webview_nodes_unread.
+const (
+	// unreadNoAddress: its node id names no IP address (local mode).
+	unreadNoAddress = "no_address"
+	// unreadOutsideNetworks: the address is outside WebViewConfig.Networks.
+	unreadOutsideNetworks = "outside_networks"
+	// unreadNoPod: its credentials prove no pod, or another pod than it
+	// claims (Kubernetes mode).
+	unreadNoPod = "no_pod"
+	// unreadPodUnknown: the Pod informer does not hold its pod, or the
+	// pod has no IP (Kubernetes mode).
+	unreadPodUnknown = "pod_unknown"
+	// unreadServiceAccount: its pod runs as another ServiceAccount than
+	// its credentials prove (Kubernetes mode).
+	unreadServiceAccount = "service_account"
+)
+
+var unreadReasons = []string{unreadNoAddress, unreadOutsideNetworks, unreadNoPod, unreadPodUnknown, unreadServiceAccount}
+
+// webViewTargets gives the collector its targets and counts the
+// connected nodes it does not read.
+type webViewTargets struct {
+	cfg    WebViewConfig
+	nodes  func() []xds.ConnectedNode
+	unread *prometheus.GaugeVec
+}
+
+func newWebViewTargets(cfg WebViewConfig, nodes func() []xds.ConnectedNode, reg prometheus.Registerer) (*webViewTargets, error) {
+	w := &webViewTargets{cfg: cfg, nodes: nodes, unread: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fedmesh_controlplane_webview_nodes_unread",
+		Help: "Connected sidecars and gateways the web view does not read, by reason (no_address, outside_networks, no_pod, pod_unknown, service_account), at the last read.",
+	}, []string{"reason"})}
+	for _, r := range unreadReasons {
+		w.unread.WithLabelValues(r)
+	}
+	if reg != nil {
+		if err := reg.Register(w.unread); err != nil {
+			return nil, fmt.Errorf("web view: register metrics: %w", err)
+		}
+	}
+	return w, nil
+}
+
+// targets is the collector's CollectorConfig.Targets.
+func (w *webViewTargets) targets() []webview.Target {
+	out, unread := scrapeTargets(w.cfg, w.nodes())
+	for _, r := range unreadReasons {
+		w.unread.WithLabelValues(r).Set(float64(unread[r]))
+	}
+	return out
+}
+
 // scrapeTargets lists the admin endpoints of the connected nodes the
-// configuration allows, and the configured ones.
-func scrapeTargets(cfg WebViewConfig, nodes []xds.ConnectedNode) []webview.Target {
+// configuration allows, and the configured ones, and counts the
+// sidecars and gateways it leaves out by reason.
+func scrapeTargets(cfg WebViewConfig, nodes []xds.ConnectedNode) ([]webview.Target, map[string]int) {
 	seen := map[string]bool{}
 	var out []webview.Target
+	unread := map[string]int{}
 	add := func(t webview.Target) {
 		if !seen[t.Address] {
 			seen[t.Address] = true
@@ -128,29 +188,30 @@ func scrapeTargets(cfg WebViewConfig, nodes []xds.ConnectedNode) []webview.Targe
 		default:
 			continue
 		}
-		var addr string
-		var ok bool
+		var addr, why string
 		if cfg.Pods != nil {
-			addr, ok = podTarget(cfg, n)
+			addr, why = podTarget(cfg, n)
 		} else {
-			addr, ok = nodeIDTarget(cfg, n.Node)
+			addr, why = nodeIDTarget(cfg, n.Node)
 		}
-		if ok {
-			add(webview.Target{Kind: kind, Node: n.ID, Address: addr})
+		if why != "" {
+			unread[why]++
+			continue
 		}
+		add(webview.Target{Kind: kind, Node: n.ID, Address: addr})
 	}
 	for _, t := range cfg.Targets {
 		add(webview.Target{Kind: webview.KindSidecar, Node: t, Address: t})
 	}
-	return out
+	return out, unread
 }
 
 // nodeIDTarget is local mode's admin address of n: the address its node
-// id names, inside cfg.Networks.
-func nodeIDTarget(cfg WebViewConfig, n xds.Node) (string, bool) {
+// id names, inside cfg.Networks; else why not.
+func nodeIDTarget(cfg WebViewConfig, n xds.Node) (addr, why string) {
 	parts := strings.SplitN(n.ID, "~", 3)
 	if len(parts) < 2 {
-		return "", false
+		return "", unreadNoAddress
 	}
 	host, port := parts[1], cfg.SidecarAdminPort
 	if n.Role == naming.RoleGateway {
@@ -160,34 +221,40 @@ func nodeIDTarget(cfg WebViewConfig, n xds.Node) (string, bool) {
 		}
 	}
 	ip, err := netip.ParseAddr(host)
-	if err != nil || !inNetworks(ip.Unmap(), cfg.Networks) {
-		return "", false
+	if err != nil {
+		return "", unreadNoAddress
 	}
-	return net.JoinHostPort(ip.String(), strconv.Itoa(port)), true
+	if !inNetworks(ip.Unmap(), cfg.Networks) {
+		return "", unreadOutsideNetworks
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(port)), ""
 }
 
 // podTarget is Kubernetes mode's address of n: its proven pod's IP with
-// the sidecar's ready port or the gateway's admin port.
-func podTarget(cfg WebViewConfig, n xds.ConnectedNode) (string, bool) {
+// the sidecar's ready port or the gateway's admin port; else why not.
+func podTarget(cfg WebViewConfig, n xds.ConnectedNode) (addr, why string) {
 	id := n.Identity
 	// The pod TokenReview bound the token to; the claim must agree (it
 	// does unless a newer stream of the same node id claims another).
 	if id.Workload == "" || id.Workload != n.Workload || id.Namespace != n.Namespace {
-		return "", false
+		return "", unreadNoPod
 	}
 	ip, sa, ok := cfg.Pods(id.Namespace, id.Workload)
-	if !ok || !ip.IsValid() || sa != id.ServiceAccount {
-		return "", false
+	if !ok || !ip.IsValid() {
+		return "", unreadPodUnknown
+	}
+	if sa != id.ServiceAccount {
+		return "", unreadServiceAccount
 	}
 	ip = ip.Unmap()
 	if len(cfg.Networks) > 0 && !inNetworks(ip, cfg.Networks) {
-		return "", false
+		return "", unreadOutsideNetworks
 	}
 	port := cfg.SidecarReadyPort
 	if n.Role == naming.RoleGateway {
 		port = cfg.GatewayAdminPort
 	}
-	return net.JoinHostPort(ip.String(), strconv.Itoa(port)), true
+	return net.JoinHostPort(ip.String(), strconv.Itoa(port)), ""
 }
 
 func inNetworks(ip netip.Addr, nets []netip.Prefix) bool {
@@ -206,9 +273,12 @@ func (s *Server) startWebView(m *mesh) (*webview.Collector, error) {
 	cfg := s.cfg.Mesh.WebView
 	var coll *webview.Collector
 	if cfg.Interval > 0 {
-		var err error
+		targets, err := newWebViewTargets(cfg, m.xdsServer.Connected, s.cfg.Registry)
+		if err != nil {
+			return nil, err
+		}
 		coll, err = webview.NewCollector(webview.CollectorConfig{
-			Targets:    func() []webview.Target { return scrapeTargets(cfg, m.xdsServer.Connected()) },
+			Targets:    targets.targets,
 			Interval:   cfg.Interval,
 			Logger:     s.log,
 			Registerer: s.cfg.Registry,

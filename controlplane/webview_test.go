@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fedmesh/fedmesh/controlplane/webview"
 	"github.com/fedmesh/fedmesh/controlplane/xds"
@@ -168,12 +169,16 @@ func TestScrapeTargets(t *testing.T) {
 	// is read, on the admin port.
 	connected[0].Identity = xds.Identity{Namespace: "demo", ServiceAccount: "default", Workload: "client"}
 	var got []string
-	for _, tg := range scrapeTargets(cfg, connected) {
+	targets, unread := scrapeTargets(cfg, connected)
+	for _, tg := range targets {
 		got = append(got, tg.Kind+" "+tg.Address)
 	}
 	want := "sidecar 127.0.1.100:15000,gateway 127.0.0.11:15021,sidecar 127.0.0.9:9000"
 	if strings.Join(got, ",") != want {
 		t.Errorf("targets = %v, want %s", got, want)
+	}
+	if want := map[string]int{unreadOutsideNetworks: 2, unreadNoAddress: 1}; fmt.Sprint(unread) != fmt.Sprint(want) {
+		t.Errorf("unread = %v, want %v", unread, want)
 	}
 }
 
@@ -207,6 +212,7 @@ func TestScrapeTargetsKube(t *testing.T) {
 		cfg  WebViewConfig
 		node xds.ConnectedNode
 		want string // "" for not read
+		why  string // the unread reason when not read
 	}{
 		{name: "known pod", node: sidecar("sidecar~127.0.0.1~client-1.demo", "client-1", "client-1", "client"), want: "sidecar 10.1.0.5:15021"},
 		{name: "another ready port", cfg: WebViewConfig{SidecarReadyPort: 16021},
@@ -218,14 +224,14 @@ func TestScrapeTargetsKube(t *testing.T) {
 			Node:     xds.Node{ID: "gateway~0.0.0.0:15443~east-1", Role: "gateway", Namespace: "fedmesh-system", ServiceAccount: "fedmesh-gateway", Workload: "fedmesh-gw-abc"},
 			Identity: xds.Identity{Namespace: "fedmesh-system", ServiceAccount: "fedmesh-gateway", Workload: "fedmesh-gw-abc"},
 		}, want: "gateway 10.1.0.9:15021"},
-		{name: "unknown pod", node: sidecar("sidecar~10.1.0.99~gone.demo", "gone", "gone", "client")},
+		{name: "unknown pod", node: sidecar("sidecar~10.1.0.99~gone.demo", "gone", "gone", "client"), why: unreadPodUnknown},
 		{name: "pod without IP", cfg: WebViewConfig{Pods: func(string, string) (netip.Addr, string, bool) { return netip.Addr{}, "client", true }},
-			node: sidecar("sidecar~127.0.0.1~client-1.demo", "client-1", "client-1", "client")},
-		{name: "token bound to no pod", node: sidecar("sidecar~10.1.0.5~client-1.demo", "client-1", "", "client")},
-		{name: "claim differs from the proven pod", node: sidecar("sidecar~10.1.0.6~server-1.demo", "server-1", "client-1", "client")},
-		{name: "pod of another ServiceAccount", node: sidecar("sidecar~127.0.0.1~other-sa.demo", "other-sa", "other-sa", "client")},
+			node: sidecar("sidecar~127.0.0.1~client-1.demo", "client-1", "client-1", "client"), why: unreadPodUnknown},
+		{name: "token bound to no pod", node: sidecar("sidecar~10.1.0.5~client-1.demo", "client-1", "", "client"), why: unreadNoPod},
+		{name: "claim differs from the proven pod", node: sidecar("sidecar~10.1.0.6~server-1.demo", "server-1", "client-1", "client"), why: unreadNoPod},
+		{name: "pod of another ServiceAccount", node: sidecar("sidecar~127.0.0.1~other-sa.demo", "other-sa", "other-sa", "client"), why: unreadServiceAccount},
 		{name: "outside configured networks", cfg: WebViewConfig{Networks: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")}},
-			node: sidecar("sidecar~127.0.0.1~client-1.demo", "client-1", "client-1", "client")},
+			node: sidecar("sidecar~127.0.0.1~client-1.demo", "client-1", "client-1", "client"), why: unreadOutsideNetworks},
 		{name: "proxyless", node: xds.ConnectedNode{
 			Node:     xds.Node{ID: "proxyless~client-1.demo", Role: "proxyless", Namespace: "demo", ServiceAccount: "client", Workload: "client-1"},
 			Identity: xds.Identity{Namespace: "demo", ServiceAccount: "client", Workload: "client-1"},
@@ -241,7 +247,8 @@ func TestScrapeTargetsKube(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, tg := range scrapeTargets(cfg, []xds.ConnectedNode{tt.node}) {
+			targets, unread := scrapeTargets(cfg, []xds.ConnectedNode{tt.node})
+			for _, tg := range targets {
 				got = append(got, tg.Kind+" "+tg.Address)
 				if tg.Node != tt.node.ID {
 					t.Errorf("target %+v names node %q, want %q", tg, tg.Node, tt.node.ID)
@@ -250,7 +257,50 @@ func TestScrapeTargetsKube(t *testing.T) {
 			if strings.Join(got, ",") != tt.want {
 				t.Errorf("targets = %q, want %q", got, tt.want)
 			}
+			wantUnread := map[string]int{}
+			if tt.why != "" {
+				wantUnread[tt.why] = 1
+			}
+			if fmt.Sprint(unread) != fmt.Sprint(wantUnread) {
+				t.Errorf("unread = %v, want %v", unread, wantUnread)
+			}
 		})
+	}
+}
+
+// TestWebViewTargetsUnread counts the nodes left out at each read, by
+// reason, and forgets those that have gone.
+func TestWebViewTargetsUnread(t *testing.T) {
+	cfg := WebViewConfig{}
+	if err := cfg.withDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	nodes := []xds.ConnectedNode{
+		{Node: xds.Node{ID: "sidecar~10.0.0.5~a.demo", Role: "sidecar"}},
+		{Node: xds.Node{ID: "sidecar~10.0.0.6~b.demo", Role: "sidecar"}},
+		{Node: xds.Node{ID: "sidecar~127.0.1.1~c.demo", Role: "sidecar"}},
+	}
+	reg := prometheus.NewRegistry()
+	w, err := newWebViewTargets(cfg, func() []xds.ConnectedNode { return nodes }, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauge := func(reason string) float64 {
+		var m dto.Metric
+		if err := w.unread.WithLabelValues(reason).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetGauge().GetValue()
+	}
+	if got := w.targets(); len(got) != 1 || gauge(unreadOutsideNetworks) != 2 || gauge(unreadNoPod) != 0 {
+		t.Errorf("targets %+v, outside_networks %v, want one target and 2", got, gauge(unreadOutsideNetworks))
+	}
+	nodes = nodes[2:]
+	if w.targets(); gauge(unreadOutsideNetworks) != 0 {
+		t.Errorf("outside_networks = %v after the nodes went, want 0", gauge(unreadOutsideNetworks))
+	}
+	if _, err := newWebViewTargets(cfg, nil, reg); err == nil {
+		t.Error("a second registration succeeded")
 	}
 }
 

@@ -56,7 +56,8 @@ import (
 //
 // The graph on the admin port then shows the east-1>west-1 edge with a
 // rate, read from client-1's pod address alone: neither the node ids'
-// address nor the unproven claim is read. The port is the web view's
+// address nor the unproven claim is read, and the two nodes left out are
+// counted by reason. The port is the web view's
 // SidecarReadyPort (15021 in a cluster; here the free port the page got).
 func TestWebViewReadsPodsInKubernetesMode(t *testing.T) {
 	c, _ := clusters(t)
@@ -182,6 +183,28 @@ func TestWebViewReadsPodsInKubernetesMode(t *testing.T) {
 		!strings.Contains(g.Targets[0].Node, "client-1") {
 		t.Errorf("targets %+v, want client-1's sidecar at its pod address %s alone, up", g.Targets, want)
 	}
+	// The two nodes left out are counted, each with its reason.
+	poll.Until(t, 30*time.Second, "the unread nodes counted", func() error {
+		got := map[string]float64{}
+		mfs, err := cp.reg.Gather()
+		if err != nil {
+			return err
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "fedmesh_controlplane_webview_nodes_unread" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if v := m.GetGauge().GetValue(); v != 0 {
+					got[m.GetLabel()[0].GetValue()] = v
+				}
+			}
+		}
+		if want := map[string]float64{"pod_unknown": 1, "no_pod": 1}; fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("fedmesh_controlplane_webview_nodes_unread %v, want %v", got, want)
+		}
+		return nil
+	})
 }
 
 // setPodIP writes p's status.podIP (and podIPs) as the kubelet does.
@@ -205,6 +228,7 @@ func setPodIP(ctx context.Context, t *testing.T, admin kube.Clients, p *corev1.P
 // admin port.
 type kubeWebViewCP struct {
 	srv      *controlplane.Server
+	reg      *prometheus.Registry
 	operator adminapi.Client
 	xdsTLS   credentials.TransportCredentials
 }
@@ -235,6 +259,7 @@ func startKubeWebViewCP(t *testing.T, c *apiCluster, readyPort int) *kubeWebView
 	if err := ca.IssueClusterCA(filepath.Join(dir, "root"), "east-1", caDir, 0); err != nil {
 		t.Fatal(err)
 	}
+	reg := prometheus.NewRegistry()
 	srv, err := controlplane.New(controlplane.Config{
 		Cluster:      "east-1",
 		Locality:     topology.Locality{Region: "us-east", Zone: "a", Cluster: "east-1"},
@@ -256,7 +281,7 @@ func startKubeWebViewCP(t *testing.T, c *apiCluster, readyPort int) *kubeWebView
 			},
 		},
 		Logger:   log,
-		Registry: prometheus.NewRegistry(),
+		Registry: reg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -284,6 +309,7 @@ func startKubeWebViewCP(t *testing.T, c *apiCluster, readyPort int) *kubeWebView
 	}
 	cp := &kubeWebViewCP{
 		srv:      srv,
+		reg:      reg,
 		operator: adminapi.Client{TLS: identity.ClientConfig(identity.StaticCert(op.TLS), identity.StaticBundle(auth.Bundle()), identity.AuthorizeControlPlanes())},
 		xdsTLS:   credentials.NewTLS(xdsclient.ServerTLSConfig(roots, auth.ControlPlaneID(), nil)),
 	}
