@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -52,13 +53,20 @@ import (
 //     /stats/prometheus with outbound requests from east-1 to west-1;
 //   - pending-1, with a token bound to its pod, which has no IP;
 //   - a token bound to no pod, claiming the pod unbound-1, whose IP is a
-//     loopback address nothing serves on.
+//     loopback address nothing serves on;
+//
+// and a gateway-role client as deploy/ runs the gateway (the
+// fedmesh-gateway ServiceAccount's token bound to its pod in
+// fedmesh-system, node id gateway~0.0.0.0:15443~east-1), whose pod's
+// address serves a gateway admin page with open connections.
 //
 // The graph on the admin port then shows the east-1>west-1 edge with a
-// rate, read from client-1's pod address alone: neither the node ids'
-// address nor the unproven claim is read, and the two nodes left out are
-// counted by reason. The port is the web view's
-// SidecarReadyPort (15021 in a cluster; here the free port the page got).
+// rate and the gateway up with its connections, read from client-1's and
+// the gateway's pod addresses alone: neither the node ids' addresses nor
+// the unproven claim is read, and the two nodes left out are counted by
+// reason. The ports are the web view's SidecarReadyPort and
+// GatewayAdminPort (15021 in a cluster; here the free ports the pages
+// got).
 func TestWebViewReadsPodsInKubernetesMode(t *testing.T) {
 	c, _ := clusters(t)
 	admin, err := kube.NewClients(c.cfg)
@@ -80,19 +88,16 @@ func TestWebViewReadsPodsInKubernetesMode(t *testing.T) {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fedmesh_sidecar_requests_total"},
 		[]string{"direction", "source_cluster", "destination_cluster", "service", "code"})
 	reg.MustRegister(requests)
-	ln, err := net.Listen("tcp", "127.0.77.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	var served sync.WaitGroup
-	served.Add(1)
-	go func() { defer served.Done(); _ = page.Serve(ln) }()
-	t.Cleanup(func() { _ = page.Close(); served.Wait() })
-	readyAddr := ln.Addr().(*net.TCPAddr)
+	readyAddr := servePage(t, "127.0.77.1", reg)
 	podIP := readyAddr.IP.String()
+	// The gateway's admin page, with its open connections.
+	gwReg := prometheus.NewRegistry()
+	open := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fedmesh_gateway_connections_active"})
+	gwReg.MustRegister(open)
+	open.Set(3)
+	gwAddr := servePage(t, "127.0.77.3", gwReg)
 
-	makePod := func(name, ip string) *corev1.Pod {
+	makePod := func(ns, name, sa, ip string) *corev1.Pod {
 		t.Helper()
 		p, err := admin.Kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -111,10 +116,12 @@ func TestWebViewReadsPodsInKubernetesMode(t *testing.T) {
 		}
 		return p
 	}
-	client1 := makePod("client-1", "")
-	pending := makePod("pending-1", "")
-	makePod("unbound-1", "127.0.77.2")
-	token := func(bound *corev1.Pod) string {
+	client1 := makePod(ns, "client-1", sa, "")
+	pending := makePod(ns, "pending-1", sa, "")
+	makePod(ns, "unbound-1", sa, "127.0.77.2")
+	// deploy/base/rbac.yaml made the gateway's ServiceAccount.
+	gwPod := makePod("fedmesh-system", "fedmesh-gateway-webview", "fedmesh-gateway", gwAddr.IP.String())
+	token := func(ns, sa string, bound *corev1.Pod) string {
 		t.Helper()
 		req := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{kube.DefaultAudience}, ExpirationSeconds: ptr[int64](600)}}
 		if bound != nil {
@@ -127,19 +134,23 @@ func TestWebViewReadsPodsInKubernetesMode(t *testing.T) {
 		return tr.Status.Token
 	}
 
-	cp := startKubeWebViewCP(t, c, readyAddr.Port)
+	cp := startKubeWebViewCP(t, c, readyAddr.Port, gwAddr.Port)
 	for _, n := range []struct {
 		pod, token string
-	}{{"client-1", token(client1)}, {"pending-1", token(pending)}, {"unbound-1", token(nil)}} {
-		cp.runSidecarNode(t, n.pod, ns, sa, n.token)
+	}{{"client-1", token(ns, sa, client1)}, {"pending-1", token(ns, sa, pending)}, {"unbound-1", token(ns, sa, nil)}} {
+		cp.runNode(t, naming.RoleSidecar, naming.RoleSidecar+"~127.0.0.1~"+n.pod+"."+ns, n.pod, ns, sa, n.token)
 	}
-	poll.Until(t, 60*time.Second, "the three sidecars connected", func() error {
+	// The gateway as deploy/ runs it: --listen=0.0.0.0:15443 names no pod
+	// address either.
+	cp.runNode(t, naming.RoleGateway, naming.RoleGateway+"~0.0.0.0:15443~east-1", gwPod.Name, "fedmesh-system", "fedmesh-gateway",
+		token("fedmesh-system", "fedmesh-gateway", gwPod))
+	poll.Until(t, 60*time.Second, "the three sidecars and the gateway connected", func() error {
 		g, err := cp.graph(ctx)
 		if err != nil {
 			return err
 		}
-		if len(g.Proxies) != 3 {
-			return fmt.Errorf("proxies %+v, want 3", g.Proxies)
+		if len(g.Proxies) != 4 {
+			return fmt.Errorf("proxies %+v, want 4", g.Proxies)
 		}
 		return nil
 	})
@@ -166,11 +177,13 @@ func TestWebViewReadsPodsInKubernetesMode(t *testing.T) {
 	}()
 	defer func() { close(stop); <-sent }()
 
-	want := readyAddr.String()
 	var g webview.Graph
-	poll.Until(t, 60*time.Second, "the graph shows east-1>west-1 with a rate, read from client-1's pod", func() error {
+	poll.Until(t, 60*time.Second, "the graph shows east-1>west-1 with a rate, read from client-1's pod, and the gateway", func() error {
 		if g, err = cp.graph(ctx); err != nil {
 			return err
+		}
+		if len(g.Clusters) == 0 || !g.Clusters[0].Gateway.Up || g.Clusters[0].Gateway.ActiveConnections != 3 {
+			return fmt.Errorf("clusters %+v, want east-1's gateway up with 3 connections", g.Clusters)
 		}
 		for _, e := range g.Edges {
 			if e.From == "east-1" && e.To == "west-1" && e.RequestRate > 0 {
@@ -179,9 +192,17 @@ func TestWebViewReadsPodsInKubernetesMode(t *testing.T) {
 		}
 		return fmt.Errorf("edges %+v, targets %+v", g.Edges, g.Targets)
 	})
-	if len(g.Targets) != 1 || g.Targets[0].Address != want || !g.Targets[0].Up || g.Targets[0].Kind != webview.KindSidecar ||
-		!strings.Contains(g.Targets[0].Node, "client-1") {
-		t.Errorf("targets %+v, want client-1's sidecar at its pod address %s alone, up", g.Targets, want)
+	var got []string
+	for _, tg := range g.Targets {
+		got = append(got, fmt.Sprintf("%s %s %s up=%v", tg.Kind, tg.Node, tg.Address, tg.Up))
+	}
+	slices.Sort(got)
+	want := []string{
+		fmt.Sprintf("gateway gateway~0.0.0.0:15443~east-1 %s up=true", gwAddr),
+		fmt.Sprintf("sidecar sidecar~127.0.0.1~client-1.webview %s up=true", readyAddr),
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("targets:\n%s\nwant client-1's sidecar and the gateway at their pods' addresses alone, up:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	// The two nodes left out are counted, each with its reason.
 	poll.Until(t, 30*time.Second, "the unread nodes counted", func() error {
@@ -205,6 +226,22 @@ func TestWebViewReadsPodsInKubernetesMode(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// servePage serves reg's metrics as a proxy's /stats/prometheus on a
+// free port of host until the test ends.
+func servePage(t *testing.T, host string, reg *prometheus.Registry) *net.TCPAddr {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	var served sync.WaitGroup
+	served.Add(1)
+	go func() { defer served.Done(); _ = page.Serve(ln) }()
+	t.Cleanup(func() { _ = page.Close(); served.Wait() })
+	return ln.Addr().(*net.TCPAddr)
 }
 
 // setPodIP writes p's status.podIP (and podIPs) as the kubelet does.
@@ -235,8 +272,9 @@ type kubeWebViewCP struct {
 
 // startKubeWebViewCP starts the control plane as the control plane's
 // ServiceAccount, with the web view reading sidecars' ready listeners on
-// readyPort; it stops when the test ends.
-func startKubeWebViewCP(t *testing.T, c *apiCluster, readyPort int) *kubeWebViewCP {
+// readyPort and gateways' admin ports on gatewayPort; it stops when the
+// test ends.
+func startKubeWebViewCP(t *testing.T, c *apiCluster, readyPort, gatewayPort int) *kubeWebViewCP {
 	t.Helper()
 	clients, err := kube.NewClients(asControlPlane(c))
 	if err != nil {
@@ -278,6 +316,7 @@ func startKubeWebViewCP(t *testing.T, c *apiCluster, readyPort int) *kubeWebView
 				Interval:         100 * time.Millisecond,
 				Pods:             src.PodAddress,
 				SidecarReadyPort: readyPort,
+				GatewayAdminPort: gatewayPort,
 			},
 		},
 		Logger:   log,
@@ -331,15 +370,14 @@ func (cp *kubeWebViewCP) graph(ctx context.Context) (webview.Graph, error) {
 	return g, err
 }
 
-// runSidecarNode holds an xDS stream as an injected sidecar of pod does:
-// role sidecar, node id sidecar~127.0.0.1~POD.NAMESPACE, the pod's
-// namespace, ServiceAccount and name as its claims, and token. It stops
-// when the test ends.
-func (cp *kubeWebViewCP) runSidecarNode(t *testing.T, pod, namespace, serviceAccount, token string) {
+// runNode holds an xDS stream as a proxy of pod does: role, node id,
+// the pod's namespace, ServiceAccount and name as its claims, and token.
+// It stops when the test ends.
+func (cp *kubeWebViewCP) runNode(t *testing.T, role, id, pod, namespace, serviceAccount, token string) {
 	t.Helper()
 	meta, err := structpb.NewStruct(map[string]any{
 		naming.MetaCluster:        "east-1",
-		naming.MetaRole:           naming.RoleSidecar,
+		naming.MetaRole:           role,
 		naming.MetaNamespace:      namespace,
 		naming.MetaServiceAccount: serviceAccount,
 		naming.MetaWorkload:       pod,
@@ -352,7 +390,7 @@ func (cp *kubeWebViewCP) runSidecarNode(t *testing.T, pod, namespace, serviceAcc
 		Target:      cp.srv.XDSAddr(),
 		Credentials: cp.xdsTLS,
 		Node: &corev3.Node{
-			Id:       naming.RoleSidecar + "~127.0.0.1~" + pod + "." + namespace,
+			Id:       id,
 			Cluster:  "east-1",
 			Locality: &corev3.Locality{Region: "us-east", Zone: "a", SubZone: "east-1"},
 			Metadata: meta,
