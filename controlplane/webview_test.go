@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fedmesh/fedmesh/controlplane/webview"
 	"github.com/fedmesh/fedmesh/controlplane/xds"
@@ -145,7 +147,7 @@ func TestWebViewGraph(t *testing.T) {
 }
 
 // TestScrapeTargets reads the admin addresses from node ids and keeps
-// only those in the allowed networks.
+// only those in the allowed networks (local mode).
 func TestScrapeTargets(t *testing.T) {
 	cfg := WebViewConfig{Targets: []string{"127.0.0.9:9000"}}
 	if err := cfg.withDefaults(); err != nil {
@@ -159,13 +161,170 @@ func TestScrapeTargets(t *testing.T) {
 		{ID: "proxyless~client.demo", Role: "proxyless"},
 		{ID: "sidecar-without-address", Role: "sidecar"},
 	}
+	connected := make([]xds.ConnectedNode, len(nodes))
+	for i, n := range nodes {
+		connected[i] = xds.ConnectedNode{Node: n}
+	}
+	// A proven pod changes nothing in local mode: the node id's address
+	// is read, on the admin port.
+	connected[0].Identity = xds.Identity{Namespace: "demo", ServiceAccount: "default", Workload: "client"}
 	var got []string
-	for _, tg := range scrapeTargets(cfg, nodes) {
+	targets, unread := scrapeTargets(cfg, connected)
+	for _, tg := range targets {
 		got = append(got, tg.Kind+" "+tg.Address)
 	}
 	want := "sidecar 127.0.1.100:15000,gateway 127.0.0.11:15021,sidecar 127.0.0.9:9000"
 	if strings.Join(got, ",") != want {
 		t.Errorf("targets = %v, want %s", got, want)
+	}
+	if want := map[string]int{unreadOutsideNetworks: 2, unreadNoAddress: 1}; fmt.Sprint(unread) != fmt.Sprint(want) {
+		t.Errorf("unread = %v, want %v", unread, want)
+	}
+}
+
+// TestScrapeTargetsKube reads, in Kubernetes mode, each node at the IP of
+// the pod its credentials proved, on the sidecar's ready port or the
+// gateway's admin port, and no node whose pod is not known for sure.
+func TestScrapeTargetsKube(t *testing.T) {
+	type pod struct {
+		ip netip.Addr
+		sa string
+	}
+	pods := map[string]pod{
+		"demo/client-1":                 {netip.MustParseAddr("10.1.0.5"), "client"},
+		"demo/server-1":                 {netip.MustParseAddr("10.1.0.6"), "server"},
+		"demo/other-sa":                 {netip.MustParseAddr("10.1.0.7"), "someone-else"},
+		"demo/mapped":                   {netip.MustParseAddr("::ffff:10.1.0.8"), "client"},
+		"fedmesh-system/fedmesh-gw-abc": {netip.MustParseAddr("10.1.0.9"), "fedmesh-gateway"},
+	}
+	lookup := func(ns, name string) (netip.Addr, string, bool) {
+		p, ok := pods[ns+"/"+name]
+		return p.ip, p.sa, ok
+	}
+	sidecar := func(id, pod, provenPod, sa string) xds.ConnectedNode {
+		return xds.ConnectedNode{
+			Node:     xds.Node{ID: id, Role: "sidecar", Namespace: "demo", ServiceAccount: sa, Workload: pod},
+			Identity: xds.Identity{Namespace: "demo", ServiceAccount: sa, Workload: provenPod},
+		}
+	}
+	tests := []struct {
+		name string
+		cfg  WebViewConfig
+		node xds.ConnectedNode
+		want string // "" for not read
+		why  string // the unread reason when not read
+	}{
+		{name: "known pod", node: sidecar("sidecar~127.0.0.1~client-1.demo", "client-1", "client-1", "client"), want: "sidecar 10.1.0.5:15021"},
+		{name: "another ready port", cfg: WebViewConfig{SidecarReadyPort: 16021},
+			node: sidecar("sidecar~127.0.0.1~server-1.demo", "server-1", "server-1", "server"), want: "sidecar 10.1.0.6:16021"},
+		{name: "a mapped IPv4 pod IP", node: sidecar("x", "mapped", "mapped", "client"), want: "sidecar 10.1.0.8:15021"},
+		{name: "node id claiming another address", node: sidecar("sidecar~169.254.169.254~client-1.demo", "client-1", "client-1", "client"),
+			want: "sidecar 10.1.0.5:15021"},
+		{name: "gateway", node: xds.ConnectedNode{
+			Node:     xds.Node{ID: "gateway~0.0.0.0:15443~east-1", Role: "gateway", Namespace: "fedmesh-system", ServiceAccount: "fedmesh-gateway", Workload: "fedmesh-gw-abc"},
+			Identity: xds.Identity{Namespace: "fedmesh-system", ServiceAccount: "fedmesh-gateway", Workload: "fedmesh-gw-abc"},
+		}, want: "gateway 10.1.0.9:15021"},
+		{name: "unknown pod", node: sidecar("sidecar~10.1.0.99~gone.demo", "gone", "gone", "client"), why: unreadPodUnknown},
+		{name: "pod without IP", cfg: WebViewConfig{Pods: func(string, string) (netip.Addr, string, bool) { return netip.Addr{}, "client", true }},
+			node: sidecar("sidecar~127.0.0.1~client-1.demo", "client-1", "client-1", "client"), why: unreadPodUnknown},
+		{name: "token bound to no pod", node: sidecar("sidecar~10.1.0.5~client-1.demo", "client-1", "", "client"), why: unreadNoPod},
+		{name: "claim differs from the proven pod", node: sidecar("sidecar~10.1.0.6~server-1.demo", "server-1", "client-1", "client"), why: unreadNoPod},
+		{name: "pod of another ServiceAccount", node: sidecar("sidecar~127.0.0.1~other-sa.demo", "other-sa", "other-sa", "client"), why: unreadServiceAccount},
+		{name: "outside configured networks", cfg: WebViewConfig{Networks: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")}},
+			node: sidecar("sidecar~127.0.0.1~client-1.demo", "client-1", "client-1", "client"), why: unreadOutsideNetworks},
+		{name: "proxyless", node: xds.ConnectedNode{
+			Node:     xds.Node{ID: "proxyless~client-1.demo", Role: "proxyless", Namespace: "demo", ServiceAccount: "client", Workload: "client-1"},
+			Identity: xds.Identity{Namespace: "demo", ServiceAccount: "client", Workload: "client-1"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			if cfg.Pods == nil {
+				cfg.Pods = lookup
+			}
+			if err := cfg.withDefaults(); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			targets, unread := scrapeTargets(cfg, []xds.ConnectedNode{tt.node})
+			for _, tg := range targets {
+				got = append(got, tg.Kind+" "+tg.Address)
+				if tg.Node != tt.node.ID {
+					t.Errorf("target %+v names node %q, want %q", tg, tg.Node, tt.node.ID)
+				}
+			}
+			if strings.Join(got, ",") != tt.want {
+				t.Errorf("targets = %q, want %q", got, tt.want)
+			}
+			wantUnread := map[string]int{}
+			if tt.why != "" {
+				wantUnread[tt.why] = 1
+			}
+			if fmt.Sprint(unread) != fmt.Sprint(wantUnread) {
+				t.Errorf("unread = %v, want %v", unread, wantUnread)
+			}
+		})
+	}
+}
+
+// TestWebViewTargetsUnread counts the nodes left out at each read, by
+// reason, and forgets those that have gone.
+func TestWebViewTargetsUnread(t *testing.T) {
+	cfg := WebViewConfig{}
+	if err := cfg.withDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	nodes := []xds.ConnectedNode{
+		{Node: xds.Node{ID: "sidecar~10.0.0.5~a.demo", Role: "sidecar"}},
+		{Node: xds.Node{ID: "sidecar~10.0.0.6~b.demo", Role: "sidecar"}},
+		{Node: xds.Node{ID: "sidecar~127.0.1.1~c.demo", Role: "sidecar"}},
+	}
+	reg := prometheus.NewRegistry()
+	w, err := newWebViewTargets(cfg, func() []xds.ConnectedNode { return nodes }, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauge := func(reason string) float64 {
+		var m dto.Metric
+		if err := w.unread.WithLabelValues(reason).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetGauge().GetValue()
+	}
+	if got := w.targets(); len(got) != 1 || gauge(unreadOutsideNetworks) != 2 || gauge(unreadNoPod) != 0 {
+		t.Errorf("targets %+v, outside_networks %v, want one target and 2", got, gauge(unreadOutsideNetworks))
+	}
+	nodes = nodes[2:]
+	if w.targets(); gauge(unreadOutsideNetworks) != 0 {
+		t.Errorf("outside_networks = %v after the nodes went, want 0", gauge(unreadOutsideNetworks))
+	}
+	if _, err := newWebViewTargets(cfg, nil, reg); err == nil {
+		t.Error("a second registration succeeded")
+	}
+}
+
+// TestWebViewConfigModes checks the defaults of each mode and that bad
+// ports are refused.
+func TestWebViewConfigModes(t *testing.T) {
+	local := WebViewConfig{}
+	if err := local.withDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if len(local.Networks) != 2 || local.SidecarAdminPort != 15000 || local.GatewayAdminPort != 15021 {
+		t.Errorf("local defaults = %+v, want loopback networks and ports 15000, 15021", local)
+	}
+	kube := WebViewConfig{Pods: func(string, string) (netip.Addr, string, bool) { return netip.Addr{}, "", false }}
+	if err := kube.withDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if len(kube.Networks) != 0 || kube.SidecarReadyPort != 15021 || kube.GatewayAdminPort != 15021 {
+		t.Errorf("Kubernetes defaults = %+v, want no networks and ports 15021", kube)
+	}
+	for _, bad := range []WebViewConfig{{SidecarReadyPort: 70000}, {SidecarAdminPort: -1}, {GatewayAdminPort: 65536}} {
+		if err := bad.withDefaults(); err == nil || !strings.Contains(err.Error(), "want 1-65535") {
+			t.Errorf("withDefaults(%+v) = %v, want a port error", bad, err)
+		}
 	}
 }
 

@@ -137,6 +137,9 @@ operator certificate ('fedmesh ca issue-operator').`,
 				cfg.OnView = mode.Sink.Update
 				if cfg.Mesh != nil {
 					cfg.Mesh.Authenticator = xds.TokenAuthenticator(mode.Reviewer.Verify)
+					// The web view reads sidecars and the gateway at
+					// their proven pods' addresses.
+					cfg.Mesh.WebView.Pods = mode.Source.PodAddress
 				}
 			}
 			srv, err := controlplane.New(cfg)
@@ -212,7 +215,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 	f.DurationVar(&o.caReloadInterval, "ca-reload-interval", controlplane.DefaultCAReloadInterval, "how often --ca-dir is read again for a CA rotation ('fedmesh ca rotate')")
 	f.StringArrayVar(&o.gatewayIdentities, "gateway-identity", defaultGatewayIdentities(),
 		"NAMESPACE/SERVICEACCOUNT whose proven identity may connect to xDS as an east-west gateway (repeatable; the default covers the local demo's bootstrap token and deploy/'s ServiceAccount)")
-	f.DurationVar(&o.webViewInterval, "webview-interval", 0, "how often the web view reads this cluster's sidecars' and gateway's request counters (default 1s; negative: never)")
+	f.DurationVar(&o.webViewInterval, "webview-interval", 0, "how often the web view reads this cluster's sidecars' and gateway's request counters (default 1s; negative: never); with --source kube at their pods' addresses, port 15021")
 	f.StringArrayVar(&o.webViewTargets, "webview-target", nil, "admin HOST:PORT of a further proxy the web view reads (repeatable)")
 	cmd.MarkFlagRequired("cluster")
 	cmd.MarkFlagRequired("source")

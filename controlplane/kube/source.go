@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -105,6 +106,9 @@ type Source struct {
 	pol     *policyState
 	traffic *trafficState
 	started atomic.Bool
+	// pods reads the Pod informer's cache once it has synced; nil
+	// before and after Run.
+	pods atomic.Pointer[func(namespace, name string) (*corev1.Pod, bool)]
 
 	mu sync.Mutex // guards the following
 	// problems is the last build's list of rejected objects.
@@ -270,6 +274,9 @@ func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
 		},
 	}
 
+	s.pods.Store(&l.pods)
+	defer s.pods.Store(nil)
+
 	var last []catalog.Export
 	first := true
 	signal(wake)
@@ -309,6 +316,28 @@ func (s *Source) Run(ctx context.Context, update func([]catalog.Export)) error {
 		last = exports
 		update(cloneExports(exports))
 	}
+}
+
+// PodAddress returns the IP (status.podIP) and ServiceAccount of the pod
+// namespace/name as the Pod informer's cache has them, for the web view,
+// which reads a sidecar at its pod's address. ok is false while Run has
+// not synced its caches or has returned, for a pod the cache does not
+// hold (outside SourceConfig.Namespace, or deleted) and for a pod
+// without an IP. Safe from any goroutine.
+func (s *Source) PodAddress(namespace, name string) (ip netip.Addr, serviceAccount string, ok bool) {
+	get := s.pods.Load()
+	if get == nil {
+		return netip.Addr{}, "", false
+	}
+	p, found := (*get)(namespace, name)
+	if !found {
+		return netip.Addr{}, "", false
+	}
+	ip, err := netip.ParseAddr(p.Status.PodIP)
+	if err != nil {
+		return netip.Addr{}, "", false
+	}
+	return ip.Unmap(), p.Spec.ServiceAccountName, true
 }
 
 // slimPod drops everything from a Pod but its name, namespace, service

@@ -18,7 +18,10 @@
 // destination_cluster, so a control plane that reads its own cluster's
 // sidecars knows every edge leaving its cluster, including the local
 // loop. Counter resets (a restarted sidecar) count from zero; a target
-// that stops answering drops out of the window. The collector is owned
+// that stops answering drops out of the window. The control plane gives
+// the targets (controlplane.WebViewConfig): in local mode the loopback
+// addresses the nodes' ids name, in Kubernetes mode the IPs of the pods
+// the nodes' projected tokens are bound to, on the sidecars' ready port. The collector is owned
 // by the control plane's mesh group (Run), and Snapshot is safe from
 // any goroutine.
 //
