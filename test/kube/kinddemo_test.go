@@ -177,9 +177,10 @@ func events(calls []string) []string {
 // counted), the clusterset quota (applied in every cluster, each client
 // busy in turn, removed), and the clusters deleted at the end. Every
 // manifest the script applies is dry-run on the real API server, and the
-// demo's policies are those of the local demo. Two runs with a wrong
-// answer of the fake mesh (a canary share, a denial in a cluster that
-// does not serve) must fail, naming the phase.
+// demo's policies are those of the local demo. Runs with a wrong answer
+// of the fake mesh (a canary share, a denial in a cluster that does not
+// serve, real errors among the injected faults, a quota that admits too
+// much) must fail, naming the phase and what is wrong, and stop there.
 func TestKindDemoScript(t *testing.T) {
 	_, c := clusters(t)
 	r := runKindDemo(t)
@@ -339,6 +340,12 @@ func TestKindDemoScript(t *testing.T) {
 			"east-1 apply faults.yaml"},
 		{"admin", "kind-demo: FAIL: phase 1 (steady): GET /admin was denied in east-2, want east-1 (the cluster that serves)",
 			"east-1 scale echo=0"},
+		// 503s without the x-fedmesh-fault header are real errors, not
+		// aborts: the aborted share alone is right.
+		{"faults", "kind-demo: FAIL: phase 6 (fault injection): east-1's client: real errors 23 of 200, 11.5% (want 0%)",
+			"east-1 apply ab.yaml"},
+		{"quota", "kind-demo: FAIL: phase 9 (quota: east-1's client busy): 129 admitted in 8s, more than 80",
+			"east-1 delete quota.yaml"},
 	} {
 		t.Run("broken "+tc.brk, func(t *testing.T) {
 			r := runKindDemo(t, "FAKE_BREAK="+tc.brk)
