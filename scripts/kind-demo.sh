@@ -379,16 +379,17 @@ failover() {
 	shift 2
 	settle "$phase" east-1 mostly
 	log "phase $phase: served by $expect"
-	requests east-1 50 | judge_served "$phase" "$expect" 95 "$@"
+	requests east-1 50 >"$work/east-1"
+	judge_served "$phase" "$expect" 95 "$@" <"$work/east-1"
 	probe "$phase" "$expect"
 }
 
-# traffic_phase PHASE PREDICATE VARIANT V2 ABORT DELAY, after the route cluster's
-# traffic objects changed: both clients follow (PREDICATE holds for their
-# requests, with x-variant VARIANT), then 200 requests of each are judged
-# against the split (VARIANT's: V2 ABORT DELAY; in the a/b phases also
-# the other requests', echo-v2 none). The requests of east-1's client
-# are left in $work/first for the phase's served-by judgment.
+# traffic_phase PHASE PREDICATE VARIANT V2 ABORT DELAY, after the route
+# cluster's traffic objects changed: both clients follow (PREDICATE holds
+# for their requests, with x-variant VARIANT), then 200 requests of each
+# are judged against the split (VARIANT's: V2 ABORT DELAY; with a VARIANT
+# also 200 requests without one, echo-v2 none). The requests of east-1's
+# client are left in $work/east-1 for the phase's served-by judgment.
 traffic_phase() {
 	local phase=$1 pred=$2 variant=$3 v2=$4 abort=$5 delay=$6 c h=() what=""
 	[ -n "$variant" ] && h=(-H "x-variant: $variant") && what=" [x-variant: $variant]"
