@@ -40,7 +40,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (minimizing a new input at most
 lint: ## gofmt check, go vet and staticcheck (built once into the tools cache)
 	@GO='$(GO)' PKGS='$(PKGS)' bash scripts/lint.sh
 
-kind-demo: ## three kind clusters: install, join, failover scenario, tear down (needs Docker, kind, kubectl)
+kind-demo: ## three kind clusters: install, join, the local demo's phases, tear down (needs Docker, kind, kubectl)
 	@bash scripts/kind-demo.sh
 
 kind-down: ## delete the kind demo clusters

@@ -14,15 +14,15 @@ import (
 
 var repoRoot = filepath.Join("..", "..")
 
-// TestShellcheck runs shellcheck on the kind and tool scripts when it is
-// installed (apt-get install shellcheck).
+// TestShellcheck runs shellcheck on the kind and tool scripts, and the
+// fake kubectl of TestKindDemoScript, when it is installed (apt-get install shellcheck).
 func TestShellcheck(t *testing.T) {
 	sc, err := exec.LookPath("shellcheck")
 	if err != nil {
 		t.Skip("shellcheck is not installed")
 	}
-	for _, s := range []string{"kind-demo.sh", "kind-down.sh", "kube-tools.sh"} {
-		t.Run(s, func(t *testing.T) {
+	for _, s := range []string{"kind-demo.sh", "kind-down.sh", "kube-tools.sh", "../test/kube/testdata/kind-demo/kubectl"} {
+		t.Run(filepath.Base(s), func(t *testing.T) {
 			out, err := exec.Command(sc, "--severity=info", filepath.Join(repoRoot, "scripts", s)).CombinedOutput()
 			if err != nil {
 				t.Errorf("shellcheck %s: %v\n%s", s, err, out)
