@@ -490,11 +490,12 @@ func hasPrefixFold(b []byte, prefix string) bool {
 // copyChunked copies a chunked body from src to dst as it is (chunk
 // sizes, extensions, data and trailer lines), checking its framing:
 // strict hex sizes, CRLF after every line and chunk. It returns the body
-// bytes (chunk data) copied.
+// bytes (chunk data) copied. What it has copied is flushed whenever src
+// has to wait for more, so that a streamed body streams on.
 func copyChunked(dst *bufio.Writer, src *bufio.Reader) (int64, error) {
 	var n int64
 	for {
-		line, err := readChunkLine(src)
+		line, err := readChunkLine(dst, src)
 		if err != nil {
 			return n, err
 		}
@@ -508,15 +509,12 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) (int64, error) {
 		if size == 0 {
 			break
 		}
-		m, err := io.CopyN(dst, src, size)
+		m, err := copyN(dst, src, size)
 		n += m
 		if err != nil {
-			if err == io.EOF {
-				err = errBodyIncomplete
-			}
 			return n, err
 		}
-		crlf, err := readChunkLine(src)
+		crlf, err := readChunkLine(dst, src)
 		if err != nil {
 			return n, err
 		}
@@ -529,7 +527,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) (int64, error) {
 	}
 	// The trailer section, ended by an empty line.
 	for {
-		line, err := readChunkLine(src)
+		line, err := readChunkLine(dst, src)
 		if err != nil {
 			return n, err
 		}
@@ -549,8 +547,14 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) (int64, error) {
 }
 
 // readChunkLine reads one line of chunked framing, CRLF included; a bare
-// LF or a line longer than 4 KiB is errChunk.
-func readChunkLine(src *bufio.Reader) ([]byte, error) {
+// LF or a line longer than 4 KiB is errChunk. It flushes dst first when
+// src has nothing buffered.
+func readChunkLine(dst *bufio.Writer, src *bufio.Reader) ([]byte, error) {
+	if src.Buffered() == 0 {
+		if err := dst.Flush(); err != nil {
+			return nil, err
+		}
+	}
 	line, err := src.ReadSlice('\n')
 	switch {
 	case err == bufio.ErrBufferFull:
@@ -564,6 +568,36 @@ func readChunkLine(src *bufio.Reader) ([]byte, error) {
 		return nil, errChunk
 	}
 	return line, nil
+}
+
+// copyN copies n bytes from src to dst, flushing dst whenever src has
+// to wait for more; a src that ends early is errBodyIncomplete.
+func copyN(dst *bufio.Writer, src *bufio.Reader, n int64) (int64, error) {
+	var done int64
+	for done < n {
+		if src.Buffered() == 0 {
+			if err := dst.Flush(); err != nil {
+				return done, err
+			}
+		}
+		if _, err := src.Peek(1); err != nil {
+			if err == io.EOF {
+				err = errBodyIncomplete
+			}
+			return done, err
+		}
+		buf, _ := src.Peek(src.Buffered())
+		if int64(len(buf)) > n-done {
+			buf = buf[:n-done]
+		}
+		m, err := dst.Write(buf)
+		_, _ = src.Discard(m)
+		done += int64(m)
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
 }
 
 // chunkSize reads a chunk-size line (hex digits, then an optional

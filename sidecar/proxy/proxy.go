@@ -94,6 +94,11 @@ type Config struct {
 	// request head (capture.go) and an inbound connection's first bytes;
 	// zero means DefaultSniffTimeout.
 	SniffTimeout time.Duration
+	// FastHTTP1 serves plain HTTP/1.1 requests, outbound and inbound,
+	// with the fast path (fast1.go) instead of net/http, which keeps
+	// every request the fast path does not handle. False: net/http
+	// serves all.
+	FastHTTP1 bool
 }
 
 // Proxy is the sidecar's data plane: it forwards outbound HTTP and TCP to
@@ -133,6 +138,10 @@ type Proxy struct {
 	// configuration (naming.ServicePort -> *serviceSeries); written under
 	// mu, read without it.
 	inbound sync.Map
+
+	// appPools are the fast path's connections to apps, by address
+	// (string -> *h1Pool).
+	appPools sync.Map
 
 	appH1   *http.Transport
 	appH2C  *http.Transport
@@ -348,6 +357,7 @@ func (p *Proxy) Close() {
 		p.mu.Unlock()
 		p.appH1.CloseIdleConnections()
 		p.appH2C.CloseIdleConnections()
+		p.closeAppPools()
 	})
 	p.wg.Wait()
 	p.mirrorWG.Wait()
