@@ -139,13 +139,21 @@ func (p *Proxy) serveFast(ctx context.Context, conn net.Conn, dir string, handle
 			err = parseRequestHead(head, &fc.req)
 		}
 		if err != nil {
-			fc.refuse(err)
+			if fc.refuse(err) {
+				lingerClose(conn)
+			}
 			conn.Close()
 			return
 		}
 		out := fallBack
 		if fc.req.fallback == "" {
 			out = handle(fc)
+			// The end of the response leaves after the request is
+			// recorded (metrics, access log), as with net/http, whose
+			// handlers return before it flushes.
+			if err := fc.bw.Flush(); err != nil {
+				out = closeNow
+			}
 		}
 		switch {
 		case out == fallBack:
@@ -160,16 +168,31 @@ func (p *Proxy) serveFast(ctx context.Context, conn net.Conn, dir string, handle
 	}
 }
 
-// refuse answers a head the parser refused, and counts it.
-func (fc *fastConn) refuse(err error) {
+// refuse answers a head the parser refused, counts it and reports
+// whether it did.
+func (fc *fastConn) refuse(err error) bool {
 	var he *h1Error
 	if !errors.As(err, &he) {
-		return
+		return false
 	}
 	fc.p.m.http1Refused.WithLabelValues(fc.dir, he.reason).Inc()
 	fc.p.log.Debug("refused an HTTP/1.1 request head", "direction", fc.dir, "reason", he.reason, "remote", fc.conn.RemoteAddr())
 	fc.closeAfter = true
 	fc.writeError(he.status, "", "fedmesh: bad request head: "+he.reason)
+	_ = fc.bw.Flush()
+	return true
+}
+
+// lingerClose ends the sending side of conn and reads what the client
+// still sends for a moment, so that closing a connection with unread
+// bytes does not reset it before the client reads the answer (as
+// net/http's closeWriteAndWait).
+func lingerClose(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _ = io.CopyN(io.Discard, conn, 256<<10)
 }
 
 // replay returns the connection with the head just read and whatever
@@ -483,7 +506,7 @@ func (fc *fastConn) clientGone() bool {
 // reports whether uc can carry another request. The body goes as it
 // came (a length, or chunks with their trailers); one read to the close
 // of the connection goes out chunked. A head and a small body leave
-// with one write.
+// with one write, when the connection loop flushes them.
 func (fc *fastConn) relayResponse(uc *upConn, extra []byte) (reusable bool, err error) {
 	resp := &fc.resp
 	bw := fc.bw
@@ -535,10 +558,7 @@ func (fc *fastConn) relayResponse(uc *upConn, extra []byte) (reusable bool, err 
 		fc.closeAfter = true
 		return false, err
 	}
-	if err := bw.Flush(); err != nil {
-		fc.closeAfter = true
-		return !resp.close && !toClose, err
-	}
+	// The connection loop flushes what is left (serveFast).
 	return !resp.close && !toClose, nil
 }
 
@@ -599,7 +619,7 @@ func copyToClose(bw *bufio.Writer, src *bufio.Reader) (int64, error) {
 
 // writeError answers the current request with code, a header line
 // (name: value, when name is not "") and a plain text body, as
-// http.Error does.
+// http.Error does; the connection loop flushes it.
 func (fc *fastConn) writeError(code int, header, body string) {
 	bw := fc.bw
 	fc.code = code
@@ -621,5 +641,4 @@ func (fc *fastConn) writeError(code int, header, body string) {
 	bw.WriteString("\r\n")
 	bw.WriteString(body)
 	fc.written = int64(len(body))
-	_ = bw.Flush()
 }

@@ -62,7 +62,12 @@ func (o *outbound) serveFast(fc *fastConn) outcome {
 		req.fallback = fallbackGRPC
 		return fallBack
 	}
-	svc, _, _ := o.routeAuthority(req.authority, netip.AddrPort{}, false)
+	var dst netip.AddrPort
+	cc, captured := fc.conn.(*capturedConn)
+	if captured {
+		dst = cc.dst
+	}
+	svc, _, _ := o.routeAuthority(req.authority, dst, captured)
 	switch {
 	case svc == nil:
 		req.fallback = fallbackNoService

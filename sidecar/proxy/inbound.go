@@ -158,7 +158,7 @@ func (p *Proxy) inboundConn(ctx context.Context, raw net.Conn, tcfg *tls.Config,
 	// whatever ALPN the client chose: an opaque tunnel (CONNECT) cannot
 	// pass requests by the policy.
 	if cs.NegotiatedProtocol != ALPNTCP || (port.Authz != nil && port.Authz.Request != nil) || port.RateLimit != nil {
-		if p.cfg.FastHTTP1 && (cs.NegotiatedProtocol == ALPNHTTP1 || cs.NegotiatedProtocol == "") {
+		if !p.cfg.NetHTTPOnly && (cs.NegotiatedProtocol == ALPNHTTP1 || cs.NegotiatedProtocol == "") {
 			p.serveInboundFast(ctx, conn, cs, httpConns)
 			return
 		}

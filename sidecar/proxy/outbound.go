@@ -657,6 +657,15 @@ type prefixConn struct {
 	pre []byte
 }
 
+// CloseWrite half-closes the connection where the one underneath can
+// (splice), else closes it.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
 func (c *prefixConn) Read(b []byte) (int, error) {
 	if len(c.pre) > 0 {
 		n := copy(b, c.pre)

@@ -94,11 +94,10 @@ type Config struct {
 	// request head (capture.go) and an inbound connection's first bytes;
 	// zero means DefaultSniffTimeout.
 	SniffTimeout time.Duration
-	// FastHTTP1 serves plain HTTP/1.1 requests, outbound and inbound,
-	// with the fast path (fast1.go) instead of net/http, which keeps
-	// every request the fast path does not handle. False: net/http
-	// serves all.
-	FastHTTP1 bool
+	// NetHTTPOnly serves every HTTP request with net/http. By default
+	// plain HTTP/1.1 requests, outbound and inbound, take the fast
+	// path (fast1.go), and net/http serves the others.
+	NetHTTPOnly bool
 }
 
 // Proxy is the sidecar's data plane: it forwards outbound HTTP and TCP to
