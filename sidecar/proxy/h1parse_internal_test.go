@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httputil"
 	"net/textproto"
 	"strings"
 	"testing"
@@ -244,6 +245,68 @@ func FuzzParseRequestHead(f *testing.F) {
 			if !found {
 				t.Fatalf("%q: header %s: %q, net/http has %q", head, name, h.value, r.Header[name])
 			}
+		}
+	})
+}
+
+// FuzzParseResponseHead checks that every response head the fast path
+// accepts, net/http reads with the same status and framing.
+func FuzzParseResponseHead(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 204\r\nConnection: close\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		head, err := readHead(bufio.NewReaderSize(bytes.NewReader(in), 64), nil)
+		if err != nil {
+			return
+		}
+		var resp h1Response
+		if err := parseResponseHead(head, &resp); err != nil {
+			return
+		}
+		r, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: http.MethodGet})
+		if err != nil {
+			t.Fatalf("the fast path accepts %q, net/http refuses it: %v", head, err)
+		}
+		chunked := len(r.TransferEncoding) == 1 && r.TransferEncoding[0] == "chunked"
+		if r.StatusCode != resp.status || chunked != resp.chunked {
+			t.Fatalf("%q: net/http reads status %d chunked %v, the fast path %d %v", head, r.StatusCode, chunked, resp.status, resp.chunked)
+		}
+		if !resp.chunked && resp.contentLength >= 0 && r.StatusCode >= 200 && r.StatusCode != 204 && r.StatusCode != 304 && r.ContentLength != resp.contentLength {
+			t.Fatalf("%q: net/http reads length %d, the fast path %d", head, r.ContentLength, resp.contentLength)
+		}
+	})
+}
+
+// FuzzCopyChunked checks that a chunked body the fast path copies whole
+// decodes with net/http's chunked reader to the bytes it counted, and
+// that the copy is the input as it came.
+func FuzzCopyChunked(f *testing.F) {
+	for _, s := range []string{"3\r\nabc\r\n0\r\n\r\n", "1;x=y\r\na\r\n0\r\nT: 1\r\n\r\n", "0\r\n\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		n, err := copyChunked(w, bufio.NewReader(bytes.NewReader(in)))
+		if err != nil {
+			return
+		}
+		w.Flush()
+		if !bytes.HasPrefix(in, out.Bytes()) {
+			t.Fatalf("copied %q, not a prefix of %q", out.Bytes(), in)
+		}
+		body, err := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(out.Bytes())))
+		if err != nil {
+			t.Fatalf("net/http cannot read %q, which the fast path copied: %v", out.Bytes(), err)
+		}
+		if int64(len(body)) != n {
+			t.Fatalf("%q: net/http reads %d body bytes, the fast path counted %d", out.Bytes(), len(body), n)
 		}
 	})
 }
