@@ -27,9 +27,10 @@ import (
 // http.Request, no http.Header, no goroutine per request.
 //
 // It serves keep-alive HTTP/1.1 with bodies of known length or chunked,
-// outbound to a service without a route in force whose endpoints are all
-// in the sidecar's cluster (reached over pooled mTLS HTTP/1.1), and
-// inbound to the app over HTTP/1.1 on a port without request-level
+// outbound (the proxy listener, service-port listeners, captured
+// connections) to a service without a route in force whose endpoints
+// are all in the sidecar's cluster (reached over pooled mTLS HTTP/1.1),
+// and inbound to the app over HTTP/1.1 on a port without request-level
 // authorization or rate limits. Any other request is handed to net/http,
 // with the connection it came on and the bytes read so far (see
 // h1Request.fallback and the fallback reasons below); the connection
@@ -51,7 +52,7 @@ const (
 	fallbackGRPC       = "grpc"
 	fallbackNoService  = "no_service"
 	fallbackRoutes     = "routes"
-	fallbackUpstream   = "upstream" // remote endpoints, TCP or gRPC port, connection limit
+	fallbackUpstream   = "upstream" // an endpoint in another cluster, a TCP or gRPC port, not configured yet
 	fallbackPolicy     = "policy"   // inbound request authorization or rate limit
 	fallbackH2C        = "app_h2c"
 	fallbackIdentity   = "identity"

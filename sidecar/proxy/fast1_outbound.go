@@ -141,9 +141,9 @@ func (o *outbound) afterError(fc *fastConn) outcome {
 	return next
 }
 
-// target returns the request target to send upstream: an absolute-form
-// target loses its scheme and authority (origin form, as net/http's
-// transport writes it).
+// upstreamTarget returns the request target to send upstream: an
+// absolute-form target loses its scheme and authority (origin form, as
+// net/http's transport writes it).
 func upstreamTarget(t []byte) []byte {
 	if len(t) > 0 && t[0] == '/' {
 		return t
