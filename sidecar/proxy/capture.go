@@ -133,6 +133,9 @@ func (p *Proxy) ServeOutbound(ctx context.Context, l net.Listener) error {
 	go func() {
 		defer wg.Done()
 		_ = p.serveHTTPConns(ctx, captured, p.OutboundHandler(0), func(ctx context.Context, c net.Conn) context.Context {
+			if pc, ok := c.(*prefixConn); ok {
+				c = pc.Conn // handed over by the fast path
+			}
 			if cc, ok := c.(*capturedConn); ok {
 				return context.WithValue(ctx, origDstKey{}, cc.dst)
 			}
@@ -291,6 +294,9 @@ func (p *Proxy) serveHTTPConns(ctx context.Context, l net.Listener, h http.Handl
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	srv := &http.Server{Handler: h, Protocols: protos, ReadHeaderTimeout: 30 * time.Second, ErrorLog: p.errorLog, ConnContext: connCtx}
+	if o, ok := h.(*outbound); ok && !p.cfg.NetHTTPOnly {
+		return p.serveFastHTTP(ctx, l, o, srv)
+	}
 	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
 	defer stop()
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {

@@ -79,6 +79,22 @@
 // an upstream (no route, a route's direct response, redirect or fault
 // abort) and denied requests have no span.
 //
+// The HTTP/1.1 fast path (fast1.go, h1parse.go; off with
+// Config.NetHTTPOnly): a plain keep-alive HTTP/1.1 request, outbound to a
+// service without a route in force whose endpoints are all in this
+// cluster, or inbound to a port without request authorization or rate
+// limits, is read with a pooled bufio.Reader, parsed strictly (request
+// smuggling and oversize heads refused with 400 or 431, counted in
+// fedmesh_sidecar_http1_refused_total), and forwarded on pooled HTTP/1.1
+// connections with one buffered write per request and per response,
+// without net/http's server, ReverseProxy or transport, keeping the same
+// routing, retries, outlier results, timeouts, circuit breakers, identity
+// header, tracing, metrics and access log. Any other request (HTTP/1.0,
+// h2c, CONNECT, Upgrade, Expect, TE or Trailer headers, a header named in
+// Connection, gRPC, routes, remote endpoints, policies) is handed to
+// net/http with its connection and the bytes read so far, and the
+// connection stays there (fedmesh_sidecar_http1_fallback_total).
+//
 // Both reverse proxies flush after every write only responses that stream
 // (no Content-Length, text/event-stream, gRPC); a response of known length
 // leaves in as few writes as the buffers allow, and copy buffers are

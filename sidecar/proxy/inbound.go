@@ -158,6 +158,10 @@ func (p *Proxy) inboundConn(ctx context.Context, raw net.Conn, tcfg *tls.Config,
 	// whatever ALPN the client chose: an opaque tunnel (CONNECT) cannot
 	// pass requests by the policy.
 	if cs.NegotiatedProtocol != ALPNTCP || (port.Authz != nil && port.Authz.Request != nil) || port.RateLimit != nil {
+		if !p.cfg.NetHTTPOnly && (cs.NegotiatedProtocol == ALPNHTTP1 || cs.NegotiatedProtocol == "") {
+			p.serveInboundFast(ctx, conn, cs, httpConns)
+			return
+		}
 		if !httpConns.deliver(conn) {
 			conn.Close()
 		}
@@ -196,6 +200,10 @@ func (p *Proxy) inboundConn(ctx context.Context, raw net.Conn, tcfg *tls.Config,
 // to the app over HTTP/1.1 (h1) or h2c (h2c, see appSpeaksH2C).
 func (p *Proxy) inboundHandler(h1, h2c *httputil.ReverseProxy) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if pr, ok := r.Context().Value(peerKey{}).(*peer); ok && r.TLS == nil {
+			// A connection the fast path handed over (withPeer).
+			r.TLS = &pr.info.cs
+		}
 		if r.TLS == nil {
 			http.Error(w, "fedmesh: inbound needs TLS", http.StatusForbidden)
 			return
@@ -277,6 +285,10 @@ type peerKey struct{}
 // withPeer reads the client's identity once per connection (the
 // handshake has verified it already), for every request on it.
 func (p *Proxy) withPeer(ctx context.Context, c net.Conn) context.Context {
+	if pc, ok := c.(*prefixConn); ok {
+		// Handed over by the fast path, with the bytes it read.
+		c = pc.Conn
+	}
 	tc, ok := c.(*tls.Conn)
 	if !ok {
 		return ctx

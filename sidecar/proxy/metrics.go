@@ -29,6 +29,9 @@ type Metrics struct {
 	passthroughErrors *prometheus.CounterVec
 	plaintextRefused  *prometheus.CounterVec
 	detection         *prometheus.CounterVec
+	// The HTTP/1.1 fast path (fast1.go).
+	http1Refused  *prometheus.CounterVec
+	http1Fallback *prometheus.CounterVec
 	// mesh are the request and TCP families with the mesh labels
 	// (fedmesh_requests_total, ...).
 	mesh *meshMetrics
@@ -114,12 +117,20 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "fedmesh_sidecar_protocol_detection_total",
 			Help: "Redirected connections whose first bytes were waited for to tell their protocol, by direction and result (outbound: http, a request head was read; other, not HTTP/1; inbound: tls or plaintext; both: timeout, nothing came within the sniff timeout, as with a protocol whose server speaks first; skipped: an opaque port, no wait).",
 		}, []string{"direction", "result"}),
+		http1Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_sidecar_http1_refused_total",
+			Help: "HTTP/1.1 request heads the fast path refused (400 or 431), by direction and reason (bare_lf, head_too_large, too_many_headers, request_line, header_line, obs_fold, content_length, content_length_and_transfer_encoding, transfer_encoding, host, target).",
+		}, []string{"direction", "reason"}),
+		http1Fallback: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedmesh_sidecar_http1_fallback_total",
+			Help: "Connections the HTTP/1.1 fast path handed to net/http, by direction and the reason of the request that needed it (http/1.0, h2c, version, expect, hop_by_hop, target_form, grpc, no_service, routes, upstream, policy, app_h2c, identity, unknown_sni).",
+		}, []string{"direction", "reason"}),
 		mesh:       newMeshMetrics(),
 		rateLimits: newRateLimitCollector(),
 	}
 	if reg != nil {
 		cs := []prometheus.Collector{m.requests, m.duration, m.errors, m.retries, m.overflow, m.refused, m.spoofed, m.tcp, m.tcpActive, m.authz, m.faults,
-			m.captured, m.passthrough, m.passthroughActive, m.passthroughBytes, m.passthroughErrors, m.plaintextRefused, m.detection, m.rateLimits}
+			m.captured, m.passthrough, m.passthroughActive, m.passthroughBytes, m.passthroughErrors, m.plaintextRefused, m.detection, m.http1Refused, m.http1Fallback, m.rateLimits}
 		for _, c := range append(cs, m.mesh.collectors()...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("proxy: register metrics: %w", err)

@@ -93,13 +93,19 @@ func (o *outbound) route(r *http.Request) (*config.Service, string, int) {
 	if r.URL != nil && r.URL.Host != "" {
 		authority = r.URL.Host
 	}
+	// A redirected connection (capture.go): its original destination's
+	// port is the default, and its address the fallback.
+	dst, captured := r.Context().Value(origDstKey{}).(netip.AddrPort)
+	return o.routeAuthority(authority, dst, captured)
+}
+
+// routeAuthority is route for a request to authority, on a redirected
+// connection to dst when captured.
+func (o *outbound) routeAuthority(authority string, dst netip.AddrPort, captured bool) (*config.Service, string, int) {
 	def := o.port
 	if def == 0 {
 		def = DefaultHTTPPort
 	}
-	// A redirected connection (capture.go): its original destination's
-	// port is the default, and its address the fallback.
-	dst, captured := r.Context().Value(origDstKey{}).(netip.AddrPort)
 	if captured {
 		def = int32(dst.Port())
 	}
@@ -649,6 +655,15 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, listenerPor
 type prefixConn struct {
 	net.Conn
 	pre []byte
+}
+
+// CloseWrite half-closes the connection where the one underneath can
+// (splice), else closes it.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
 }
 
 func (c *prefixConn) Read(b []byte) (int, error) {

@@ -106,6 +106,10 @@ type Config struct {
 	// for a TLS handshake. Empty: detection on every port. It needs
 	// OriginalDst.
 	OpaquePorts portset.Set
+	// NetHTTPOnly serves every HTTP request with net/http. By default
+	// plain HTTP/1.1 requests, outbound and inbound, take the fast
+	// path (fast1.go), and net/http serves the others.
+	NetHTTPOnly bool
 }
 
 // Proxy is the sidecar's data plane: it forwards outbound HTTP and TCP to
@@ -145,6 +149,10 @@ type Proxy struct {
 	// configuration (naming.ServicePort -> *serviceSeries); written under
 	// mu, read without it.
 	inbound sync.Map
+
+	// appPools are the fast path's connections to apps, by address
+	// (string -> *h1Pool).
+	appPools sync.Map
 
 	appH1   *http.Transport
 	appH2C  *http.Transport
@@ -360,6 +368,7 @@ func (p *Proxy) Close() {
 		p.mu.Unlock()
 		p.appH1.CloseIdleConnections()
 		p.appH2C.CloseIdleConnections()
+		p.closeAppPools()
 	})
 	p.wg.Wait()
 	p.mirrorWG.Wait()

@@ -56,6 +56,9 @@ func (p *Proxy) serveHTTP(ctx context.Context, l net.Listener, h http.Handler) e
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	srv := &http.Server{Handler: h, Protocols: protos, ReadHeaderTimeout: 30 * time.Second, ErrorLog: p.errorLog}
+	if o, ok := h.(*outbound); ok && !p.cfg.NetHTTPOnly {
+		return p.serveFastHTTP(ctx, l, o, srv)
+	}
 	closed := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(closed)

@@ -44,6 +44,9 @@ type upstream struct {
 	pending atomic.Int64 // requests without response headers yet
 	conns   atomic.Int64 // open opaque TCP connections
 
+	// fast is the HTTP/1.1 fast path's state (fast1_pool.go).
+	fast fastUpstream
+
 	mu    sync.Mutex // guards the following
 	pools map[poolKey]*http.Transport
 }
@@ -129,6 +132,7 @@ func (u *upstream) update(svc *config.Service) error {
 		return err
 	}
 	u.svc.Store(svc)
+	u.fast.update(svc)
 	// Drop pools of endpoints that are gone.
 	keep := map[string]bool{}
 	for _, e := range svc.Endpoints {
@@ -146,6 +150,7 @@ func (u *upstream) update(svc *config.Service) error {
 }
 
 func (u *upstream) close() {
+	u.fast.close()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for k, t := range u.pools {
