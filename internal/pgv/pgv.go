@@ -103,6 +103,7 @@ func msgOption(md protoreflect.MessageDescriptor, ext protoreflect.ExtensionType
 // msgInfo is what validation needs of a message type, computed once.
 type msgInfo struct {
 	name     string // Go type name, as in the generated errors
+	checked  bool   // hasRules
 	disabled bool
 	fields   []*fieldInfo // non-oneof fields with something to check
 	oneofs   []oneofInfo
@@ -130,7 +131,12 @@ func info(md protoreflect.MessageDescriptor) *msgInfo {
 	if v, ok := infos.Load(md.FullName()); ok {
 		return v.(*msgInfo)
 	}
-	mi := &msgInfo{name: goTypeName(md), disabled: msgOption(md, validate.E_Disabled)}
+	mi := &msgInfo{name: goTypeName(md), checked: hasRules(md)}
+	if !mi.checked {
+		v, _ := infos.LoadOrStore(md.FullName(), mi)
+		return v.(*msgInfo)
+	}
+	mi.disabled = msgOption(md, validate.E_Disabled)
 	oneofIdx := map[protoreflect.FullName]int{}
 	for i := 0; i < md.Oneofs().Len(); i++ {
 		od := md.Oneofs().Get(i)
@@ -220,12 +226,11 @@ func goCamelCase(s string) string {
 }
 
 func validateMessage(m protoreflect.Message) []error {
-	md := m.Descriptor()
-	if !hasRules(md) || !m.IsValid() {
+	if !m.IsValid() {
 		return nil
 	}
-	mi := info(md)
-	if mi.disabled {
+	mi := info(m.Descriptor())
+	if !mi.checked || mi.disabled {
 		return nil
 	}
 	c := checker{msg: mi.name}
