@@ -470,6 +470,7 @@ func (s *Sidecar) onUpdate(u xdsclient.Update) error {
 	}
 	if s.release.after(u) {
 		releaseMemory()
+		s.dropPages()
 	}
 	select {
 	case s.updated <- struct{}{}:
