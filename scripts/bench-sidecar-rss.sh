@@ -7,7 +7,9 @@
 #
 # Configured means: the sidecar has ACKed its endpoints (its
 # fedmesh_xds_responses_total{type="endpoint",result="ack"} is set), then
-# SETTLE seconds pass and VmRSS is read.
+# SETTLE seconds pass, /stats/prometheus is scraped once (an idle sidecar
+# is scraped; the scrape's code is part of its resident set) and VmRSS is
+# read.
 #   SERVICES=n  services (default 1000)
 #   ROUNDS=n    rounds (default 3)
 #   SETTLE=s    seconds after the endpoints are ACKed (default 5)
@@ -70,6 +72,7 @@ rss() {
 	done
 	[ -n "$ok" ] || { echo "$bin never ACKed its endpoints" >&2; cat "$log" >&2; exit 1; }
 	sleep "$settle"
+	curl -fsS "http://$admin/stats/prometheus" >/dev/null
 	awk '/^VmRSS:/{print $2}' "/proc/$pid/status"
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true

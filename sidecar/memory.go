@@ -56,6 +56,22 @@ func (m *memoryRelease) after(u xdsclient.Update) bool {
 	return true
 }
 
+// dropPages drops the binary's pages from the process's resident set
+// whenever the freed heap is returned: after the first whole
+// configuration and after a large update, whose decoding and translation
+// touched code that an idle sidecar does not run (pages_linux.go).
+func (s *Sidecar) dropPages() {
+	n, err := dropBinaryPages()
+	if err != nil {
+		s.log.Warn("could not drop the binary's startup pages", "err", err)
+		return
+	}
+	s.log.Debug("dropped the binary's startup pages", "bytes", n)
+}
+
+// dropBinaryPages is dropStartupPages; a variable for tests.
+var dropBinaryPages = dropStartupPages
+
 // releaseMemory returns the freed heap to the system; a variable for
 // tests.
 var releaseMemory = debug.FreeOSMemory

@@ -109,3 +109,43 @@ func TestOnUpdateReleasesMemory(t *testing.T) {
 		t.Errorf("after a refused update: %d releases, want still 1", released)
 	}
 }
+
+// The binary's pages are dropped whenever the heap is returned: after
+// the first whole configuration and after a large update, not after a
+// small one.
+func TestOnUpdateDropsPages(t *testing.T) {
+	drops, releases := 0, 0
+	orig, origRelease := dropBinaryPages, releaseMemory
+	dropBinaryPages = func() (int, error) { drops++; return 1, nil }
+	releaseMemory = func() { releases++ }
+	t.Cleanup(func() { dropBinaryPages, releaseMemory = orig, origRelease })
+	s := newBare(t, prometheus.NewRegistry(), &logRecords{})
+	s.release = newMemoryRelease([]string{xdsclient.ClusterType, xdsclient.EndpointType})
+
+	clusters := func(from, n int) map[string]proto.Message {
+		m := make(map[string]proto.Message, n)
+		for i := from; i < from+n; i++ {
+			c := meshtest.OutboundCluster(naming.ServicePort{Namespace: "demo", Name: fmt.Sprintf("svc-%d", i), Port: 8080}, meshtest.ClusterOpts{HTTP: true})
+			m[c.GetName()] = c
+		}
+		return m
+	}
+	steps := []struct {
+		what  string
+		u     xdsclient.Update
+		drops int
+	}{
+		{"a small update of one type", xdsclient.Update{TypeURL: xdsclient.ClusterType, Version: "1", Resources: clusters(0, 1)}, 0},
+		{"the first whole configuration", xdsclient.Update{TypeURL: xdsclient.EndpointType, Version: "1"}, 1},
+		{"a small update", xdsclient.Update{TypeURL: xdsclient.ClusterType, Version: "2", Resources: clusters(1, 1), Incremental: true}, 1},
+		{"a large update", xdsclient.Update{TypeURL: xdsclient.ClusterType, Version: "3", Resources: clusters(2, largeUpdate), Incremental: true}, 2},
+	}
+	for _, st := range steps {
+		if err := s.onUpdate(st.u); err != nil {
+			t.Fatalf("%s: %v", st.what, err)
+		}
+		if drops != st.drops || releases != st.drops {
+			t.Fatalf("after %s: pages dropped %d times, heap returned %d times, want %d", st.what, drops, releases, st.drops)
+		}
+	}
+}

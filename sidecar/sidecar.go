@@ -472,6 +472,7 @@ func (s *Sidecar) onUpdate(u xdsclient.Update) error {
 	}
 	if s.release.after(u) {
 		releaseMemory()
+		s.dropPages()
 	}
 	select {
 	case s.updated <- struct{}{}:

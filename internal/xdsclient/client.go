@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/fedmesh/fedmesh/internal/naming"
+	"github.com/fedmesh/fedmesh/internal/pgv"
 )
 
 // Type URLs of the resources fedmesh uses, in the order they are
@@ -562,10 +563,8 @@ func Decode(typeURL string, anys []*anypb.Any) (map[string]proto.Message, string
 		if _, dup := out[name]; dup {
 			return nil, "duplicate", fmt.Errorf("%w: %s %q appears twice", ErrRejected, shortType(typeURL), name)
 		}
-		if v, ok := m.(interface{ ValidateAll() error }); ok {
-			if err := v.ValidateAll(); err != nil {
-				return nil, "invalid", fmt.Errorf("%w: %s %q: %w", ErrRejected, shortType(typeURL), name, err)
-			}
+		if err := pgv.Validate(m); err != nil {
+			return nil, "invalid", fmt.Errorf("%w: %s %q: %w", ErrRejected, shortType(typeURL), name, err)
 		}
 		out[name] = m
 	}

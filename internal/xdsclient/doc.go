@@ -18,7 +18,9 @@
 //     discovery.v3.Resource wrapper is unwrapped); a resource of another
 //     type than the response's, a resource without a name, or two resources
 //     with one name reject the response;
-//  2. each resource passes its own protoc-gen-validate rules (ValidateAll);
+//  2. each resource passes its own protoc-gen-validate rules (what the
+//     generated ValidateAll checks, read from the descriptors by
+//     internal/pgv, so that the proxy does not link the generated code);
 //  3. Handler.OnUpdate receives the whole set for that type as an Update. It
 //     returns an error to reject the update (validation beyond the protos:
 //     a bad SNI, an unknown secret).

@@ -16,6 +16,8 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/fedmesh/fedmesh/internal/pgv"
 )
 
 // ErrUnsupported is wrapped by the errors of configurations that use a
@@ -48,7 +50,7 @@ func NewHTTPFilter(c *httprbacv3.RBAC) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Validate(); err != nil {
+	if err := pgv.Validate(c); err != nil {
 		return nil, fmt.Errorf("rbac: %w", err)
 	}
 	return f, nil
@@ -78,7 +80,7 @@ func NewNetworkFilter(c *netrbacv3.RBAC) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Validate(); err != nil {
+	if err := pgv.Validate(c); err != nil {
 		return nil, fmt.Errorf("rbac: %w", err)
 	}
 	return f, nil

@@ -151,3 +151,20 @@ func TestIdleUpstreamsHaveNoSeries(t *testing.T) {
 		t.Errorf("%d series, want 1", n)
 	}
 }
+
+// An upstream holds no series slots until its first series is made.
+func TestIdleUpstreamHoldsNoSlots(t *testing.T) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := m.forUpstream("outbound|8080||a.demo.svc.clusterset.local")
+	u.setEjected(0)
+	if u.series.Load() != nil {
+		t.Fatal("an idle upstream made its series slots")
+	}
+	u.inc(seriesNoHosts)
+	if p := u.series.Load(); p == nil || p[seriesNoHosts].c == nil {
+		t.Fatal("the first series made no slots")
+	}
+}

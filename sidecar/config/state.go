@@ -282,6 +282,13 @@ func (s *state) build(td spiffeid.TrustDomain) (*Snapshot, error) {
 			continue
 		}
 		svc.Endpoints = withSNI(eps, svc.SNI)
+		// Keep the filled copy, so that the Builder and the snapshot
+		// share one copy of the endpoints and the next builds need
+		// none. It is only a cache (s.endpoints may be the current
+		// state's map too, and this build may yet fail): withSNI fills
+		// every endpoint but a gateway entry with the cluster's SNI of
+		// the build at hand.
+		s.endpoints[name] = svc.Endpoints
 	}
 	for _, name := range sortedKeys(s.routes) {
 		if err := applyRoutes(snap, s.routes[name]); err != nil {
@@ -351,16 +358,16 @@ func (s *state) build(td spiffeid.TrustDomain) (*Snapshot, error) {
 	return snap, nil
 }
 
-// withSNI returns eps with sni for every endpoint without one: eps
-// itself when none lacks it, else a copy (eps is shared and never
-// changed).
+// withSNI returns eps with sni for every endpoint whose metadata named
+// none (every one but a gateway entry, Remote): eps itself when they all
+// have it already, else a copy (eps is shared and never changed).
 func withSNI(eps []Endpoint, sni string) []Endpoint {
 	for i := range eps {
-		if eps[i].SNI == "" {
+		if !eps[i].Remote && eps[i].SNI != sni {
 			out := make([]Endpoint, len(eps))
 			copy(out, eps)
 			for j := range out {
-				if out[j].SNI == "" {
+				if !out[j].Remote {
 					out[j].SNI = sni
 				}
 			}

@@ -262,6 +262,11 @@ func (p *Proxy) Update(snap *config.Snapshot) error {
 			if err := u.update(svc); err != nil {
 				errs = append(errs, err)
 			}
+		default:
+			// The same service in the new snapshot: hold the new
+			// snapshot's copy, so that the old snapshot can be freed
+			// (0.4 MB with 1,000 services).
+			u.svc.Store(svc)
 		}
 		next[sp] = u
 	}
