@@ -434,6 +434,9 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 		return fmt.Errorf("xds listener: %w", err)
 	}
 	xln := xs.Listener(rawXln)
+	s.mu.Lock()
+	s.xdsAddr = xln.Addr().String()
+	s.mu.Unlock()
 
 	s.mountMesh(m)
 	coll, err := s.startWebView(m)

@@ -171,6 +171,8 @@ type Server struct {
 	// adminTLS whether it serves TLS.
 	adminAddr string
 	adminTLS  bool
+	// xdsAddr is the xDS listener's address once listening (Mesh).
+	xdsAddr string
 	// exported is the last export set written to the store, and lastRev
 	// the revision that wrote it; exportErr the last write error.
 	exported  []catalog.Export
@@ -310,6 +312,14 @@ func (s *Server) AdminAddr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.adminAddr
+}
+
+// XDSAddr returns the xDS listener's address once Run listens (with
+// Mesh), else "".
+func (s *Server) XDSAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.xdsAddr
 }
 
 // AdminURL returns the admin endpoint's URL once Run listens
