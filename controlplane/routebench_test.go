@@ -21,6 +21,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/ca"
 	"github.com/fedmesh/fedmesh/controlplane/source/filesource"
 	"github.com/fedmesh/fedmesh/controlplane/xds"
@@ -158,6 +159,66 @@ func (w *sidecarWatch) inForceSince(weight uint32) (time.Time, bool) {
 	return w.since, w.cur == weight
 }
 
+// viewWatch polls a member's federation view (every viewPoll) and
+// records since when svc-0000's producer policies have their digest:
+// the stage before xDS.
+type viewWatch struct {
+	mu    sync.Mutex // guards the following
+	cur   string
+	since time.Time
+}
+
+// viewPoll is how often a viewWatch looks at its view.
+const viewPoll = 2 * time.Millisecond
+
+func startViewWatch(tb testing.TB, m *member) *viewWatch {
+	w := &viewWatch{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(viewPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				d := svc0000Digest(m.srv.view.get())
+				w.mu.Lock()
+				if d != w.cur {
+					w.cur, w.since = d, now
+				}
+				w.mu.Unlock()
+			}
+		}
+	}()
+	tb.Cleanup(func() { cancel(); <-done })
+	return w
+}
+
+// svc0000Digest is the digest of demo/svc-0000's producer policies in
+// v, "" when it has none.
+func svc0000Digest(v *catalog.View) string {
+	if v == nil {
+		return ""
+	}
+	for i := range v.Services {
+		if s := &v.Services[i]; s.Namespace == "demo" && s.Name == "svc-0000" && s.Policies != nil {
+			return s.Policies.Digest
+		}
+	}
+	return ""
+}
+
+// inViewSince returns since when digest is svc-0000's, and whether it
+// is.
+func (w *viewWatch) inViewSince(digest string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.since, w.cur == digest
+}
+
 // startSidecarWatch connects a sidecar node of workload demo/client-1
 // to m's xDS server, as the sidecar does (bootstrap token of m's CA,
 // TLS checked against the control plane's SPIFFE ID).
@@ -211,9 +272,10 @@ func routeBenchLocality(i int) topology.Locality {
 // startRouteBenchMesh runs n control planes (c00 .. c(n-1)), each a
 // whole controlplane.Server with a file source of its own holding the
 // bench services, joined into one federation with a join token of c00,
-// and one sidecar node connected to each. It returns once every
-// cluster's federation has every member and service.
-func startRouteBenchMesh(tb testing.TB, n int) ([]*member, []*sidecarWatch) {
+// and one sidecar node connected to each, and a watch of each one's
+// view. It returns once every cluster's federation has every member and
+// service.
+func startRouteBenchMesh(tb testing.TB, n int) ([]*member, []*sidecarWatch, []*viewWatch) {
 	tb.Helper()
 	root := filepath.Join(tb.TempDir(), "root")
 	if err := ca.InitRoot("fedmesh.test", root); err != nil {
@@ -221,6 +283,7 @@ func startRouteBenchMesh(tb testing.TB, n int) ([]*member, []*sidecarWatch) {
 	}
 	members := make([]*member, n)
 	watches := make([]*sidecarWatch, n)
+	views := make([]*viewWatch, n)
 	for i := range n {
 		name := fmt.Sprintf("c%02d", i)
 		members[i] = startMember(tb, memberOptions{
@@ -246,6 +309,7 @@ func startRouteBenchMesh(tb testing.TB, n int) ([]*member, []*sidecarWatch) {
 	}
 	for i, m := range members {
 		watches[i] = startSidecarWatch(tb, m, fmt.Sprintf("c%02d", i), routeBenchLocality(i))
+		views[i] = startViewWatch(tb, m)
 	}
 	poll.Until(tb, 5*time.Minute, "federated", func() error {
 		var hash string
@@ -270,14 +334,16 @@ func startRouteBenchMesh(tb testing.TB, n int) ([]*member, []*sidecarWatch) {
 		}
 		return nil
 	})
-	return members, watches
+	return members, watches, views
 }
 
 // routeInForce writes svc-0000's canary route with weight into src's
-// source directory and waits until every watch has it in force; it
-// returns the time from the write until the last one had it.
-func routeInForce(tb testing.TB, src *member, watches []*sidecarWatch, weight int, timeout time.Duration) time.Duration {
+// source directory and waits until every sidecar watch has it in force;
+// it returns the time from the write until the last sidecar had it, and
+// until the last cluster's view had it.
+func routeInForce(tb testing.TB, src *member, watches []*sidecarWatch, views []*viewWatch, weight int, timeout time.Duration) (sidecars, inViews time.Duration) {
 	tb.Helper()
+	digest := encodeProducer(tb, parseTraffic(tb, canaryRouteYAML(weight)), "svc-0000").Digest
 	start := time.Now()
 	src.writeAtomic(tb, "route.yaml", canaryRouteYAML(weight))
 	deadline := time.After(timeout)
@@ -297,7 +363,17 @@ func routeInForce(tb testing.TB, src *member, watches []*sidecarWatch, weight in
 			}
 		}
 	}
-	return last.Sub(start)
+	var lastView time.Time
+	for i, v := range views {
+		poll.True(tb, 10*time.Second, fmt.Sprintf("weight %d in c%02d's view", weight, i), func() bool {
+			t, ok := v.inViewSince(digest)
+			if ok && t.After(lastView) {
+				lastView = t
+			}
+			return ok
+		})
+	}
+	return last.Sub(start), lastView.Sub(start)
 }
 
 // writeAtomic puts a file into the member's source directory at once
@@ -327,30 +403,36 @@ func (m *member) writeAtomic(tb testing.TB, name, content string) {
 // a whole control plane (file source, embedded etcd, serf, federation,
 // xDS server with its default 100 ms debounce) exporting
 // routeBenchServices services. Each op is one change; it reports the p50
-// and p99 over the changes of the run, and the time to the first
-// cluster's sidecar.
+// and p99 over the changes of the run, the slowest change, and the p50
+// and p99 until the last cluster's federation view had the route (the
+// stage before xDS; views polled every viewPoll).
 func BenchmarkRoutePropagation(b *testing.B) {
 	for _, clusters := range []int{3, 10} {
 		b.Run(fmt.Sprintf("clusters=%d", clusters), func(b *testing.B) {
-			members, watches := startRouteBenchMesh(b, clusters)
+			members, watches, views := startRouteBenchMesh(b, clusters)
 			// The route's first version, before timing: the object is
 			// created in every cluster.
-			routeInForce(b, members[0], watches, 50, 2*time.Minute)
+			routeInForce(b, members[0], watches, views, 50, 2*time.Minute)
 			runtime.GC()
 			lat := make([]time.Duration, 0, b.N)
+			viewLat := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				weight := 1 + i%98
 				if weight >= 50 {
 					weight++ // never the weight in force
 				}
-				lat = append(lat, routeInForce(b, members[0], watches, weight, time.Minute))
+				sc, vw := routeInForce(b, members[0], watches, views, weight, time.Minute)
+				lat, viewLat = append(lat, sc), append(viewLat, vw)
 			}
 			b.StopTimer()
 			slices.Sort(lat)
+			slices.Sort(viewLat)
 			b.ReportMetric(float64(percentileOf(lat, 50))/1e6, "p50-ms")
 			b.ReportMetric(float64(percentileOf(lat, 99))/1e6, "p99-ms")
 			b.ReportMetric(float64(lat[len(lat)-1])/1e6, "max-ms")
+			b.ReportMetric(float64(percentileOf(viewLat, 50))/1e6, "view-p50-ms")
+			b.ReportMetric(float64(percentileOf(viewLat, 99))/1e6, "view-p99-ms")
 		})
 	}
 }
