@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -19,41 +20,57 @@ import (
 	"github.com/fedmesh/fedmesh/topology"
 )
 
-// member is east-1's control plane with identity, running on loopback
-// until the test ends: a file source in srcDir, embedded etcd, xDS and the
-// admin port over TLS.
+// member is a cluster's control plane (east-1's by default) with
+// identity, running on loopback until the test ends: a file source in
+// srcDir, embedded etcd, xDS and the admin port over TLS.
 type member struct {
-	srv    *Server
+	srv *Server
+	// auth is the cluster's CA.
+	auth   *ca.Authority
 	src    *filesource.FileSource
 	srcDir string
 	// dataDir is the control plane's data directory.
 	dataDir string
-	// operator calls the admin API with an operator certificate of
-	// east-1's CA; its BaseURL is set by adminURL.
+	// operator calls the admin API with an operator certificate of the
+	// cluster's CA; its BaseURL is set by adminURL.
 	operator *adminapi.Client
 }
 
 // memberOptions change what startMember runs.
 type memberOptions struct {
-	// caDir holds east-1's CA; empty: a new root and CA of trust domain
-	// fedmesh.test.
-	caDir string
+	// cluster is the member's cluster; empty: east-1 (region us-east,
+	// zone a).
+	cluster  string
+	locality topology.Locality
+	// caDir holds the cluster's CA; empty: a CA issued from rootDir, or
+	// from a new root of trust domain fedmesh.test when rootDir is empty.
+	caDir   string
+	rootDir string
+	// sourceDebounce is the file source's debounce; 0: 10ms.
+	sourceDebounce time.Duration
 	// files are written to the source directory before the start.
 	files map[string]string
 	// config changes the control plane's Config before New.
 	config func(*Config)
 }
 
-// startMember runs east-1's control plane as o says.
-func startMember(t *testing.T, o memberOptions) *member {
+// startMember runs a control plane (east-1's unless o names another
+// cluster) as o says.
+func startMember(t testing.TB, o memberOptions) *member {
 	t.Helper()
 	dir := t.TempDir()
+	if o.cluster == "" {
+		o.cluster, o.locality = "east-1", topology.Locality{Region: "us-east", Zone: "a"}
+	}
 	if o.caDir == "" {
 		o.caDir = filepath.Join(dir, "ca")
-		if err := ca.InitRoot("fedmesh.test", filepath.Join(dir, "root")); err != nil {
-			t.Fatal(err)
+		if o.rootDir == "" {
+			o.rootDir = filepath.Join(dir, "root")
+			if err := ca.InitRoot("fedmesh.test", o.rootDir); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if err := ca.IssueClusterCA(filepath.Join(dir, "root"), "east-1", o.caDir, 0); err != nil {
+		if err := ca.IssueClusterCA(o.rootDir, o.cluster, o.caDir, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -62,14 +79,14 @@ func startMember(t *testing.T, o memberOptions) *member {
 		m.write(t, name, content)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	src, err := filesource.New(filesource.Config{Dir: m.srcDir, Cluster: "east-1", Region: "us-east", Zone: "a", Logger: log, Debounce: 10 * time.Millisecond})
+	src, err := filesource.New(filesource.Config{Dir: m.srcDir, Cluster: o.cluster, Region: o.locality.Region, Zone: o.locality.Zone, Logger: log, Debounce: cmp.Or(o.sourceDebounce, 10*time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.src = src
 	cfg := Config{
-		Cluster:      "east-1",
-		Locality:     topology.Locality{Region: "us-east", Zone: "a"},
+		Cluster:      o.cluster,
+		Locality:     o.locality,
 		BindAddress:  "127.0.0.1",
 		AdminAddress: "127.0.0.1:0",
 		DataDir:      m.dataDir,
@@ -93,6 +110,7 @@ func startMember(t *testing.T, o memberOptions) *member {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.auth = auth
 	op, err := auth.IssueOperator("alice", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +130,7 @@ func startMember(t *testing.T, o memberOptions) *member {
 }
 
 // write puts a file into the member's source directory.
-func (m *member) write(t *testing.T, name, content string) {
+func (m *member) write(t testing.TB, name, content string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(m.srcDir, name), []byte(content), 0o644); err != nil {
 		t.Fatal(err)

@@ -25,10 +25,10 @@ import (
 // namespace ns; proxyless renders it for grpc-go.
 func (g *Generator) virtualHost(ns string, svc *catalog.ImportedService, sp plan.ServicePort, proxyless bool) *routev3.VirtualHost {
 	t := g.plan.Routes(ns, svc, sp.Port)
-	routes := make([]*routev3.Route, len(t.Routes))
+	routes := make([]*routev3.Route, 0, len(t.Routes))
 	for i := range t.Routes {
 		r := g.routeRule(&t.Routes[i], t.Origin == plan.OriginDefault, proxyless)
-		routes[i] = xdsresource.RouteOf(&r, proxyless)
+		routes = append(routes, xdsresource.RoutesOf(&r, proxyless)...)
 	}
 	return xdsresource.VirtualHostRoutes(sp.ServicePort, routes, g.clusterSetDomains(svc.Key(), sp.Port.Port)...)
 }

@@ -3,6 +3,7 @@ package xdsresource
 import (
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -140,7 +141,7 @@ func RouteOf(r *RouteRule, proxyless bool) *routev3.Route {
 		}
 		out.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: status}}
 	default:
-		out.Action = &routev3.Route_Route{Route: routeAction(r)}
+		out.Action = &routev3.Route_Route{Route: routeAction(r, proxyless)}
 	}
 	out.RequestHeadersToAdd, out.RequestHeadersToRemove = headersToAdd(r.RequestHeaders), r.RequestHeaders.Remove
 	out.ResponseHeadersToAdd, out.ResponseHeadersToRemove = headersToAdd(r.ResponseHeaders), r.ResponseHeaders.Remove
@@ -148,6 +149,22 @@ func RouteOf(r *RouteRule, proxyless bool) *routev3.Route {
 		out.TypedPerFilterConfig = map[string]*anypb.Any{wellknown.Fault: Any(HTTPFault(r.Fault))}
 	}
 	return out
+}
+
+// RoutesOf is RouteOf as one or more routes: grpc-go ignores a fault's
+// header matches (it applies the fault to every request of the route),
+// so for proxyless a fault with headers becomes a route whose match
+// holds them too, with the fault, followed by the route without it.
+func RoutesOf(r *RouteRule, proxyless bool) []*routev3.Route {
+	if !proxyless || r.Fault == nil || len(r.Fault.Headers) == 0 {
+		return []*routev3.Route{RouteOf(r, proxyless)}
+	}
+	faulted, plain := *r, *r
+	faulted.Headers = append(slices.Clone(r.Headers), r.Fault.Headers...)
+	f := *r.Fault
+	f.Headers = nil
+	faulted.Fault, plain.Fault = &f, nil
+	return []*routev3.Route{RouteOf(&faulted, true), RouteOf(&plain, true)}
 }
 
 func routeMatch(r *RouteRule, proxyless bool) *routev3.RouteMatch {
@@ -189,7 +206,7 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-func routeAction(r *RouteRule) *routev3.RouteAction {
+func routeAction(r *RouteRule, proxyless bool) *routev3.RouteAction {
 	a := &routev3.RouteAction{Timeout: durationpb.New(r.Timeout)}
 	if c := r.Clusters; len(c) == 1 && c[0].RequestHeaders.empty() && c[0].ResponseHeaders.empty() {
 		a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: c[0].Name}
@@ -211,7 +228,7 @@ func routeAction(r *RouteRule) *routev3.RouteAction {
 		a.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: durationpb.New(r.Timeout)}
 	}
 	if r.Retry != nil {
-		a.RetryPolicy = retryPolicy(r.Retry)
+		a.RetryPolicy = retryPolicy(r.Retry, proxyless)
 	}
 	if rw := r.Rewrite; rw != nil {
 		if rw.Hostname != "" {
@@ -293,9 +310,17 @@ func redirectAction(r *Redirect) *routev3.RedirectAction {
 	return a
 }
 
-func retryPolicy(r *Retry) *routev3.RetryPolicy {
+func retryPolicy(r *Retry, proxyless bool) *routev3.RetryPolicy {
+	on := r.On
+	if proxyless {
+		var ok bool
+		if on, ok = grpcRetryOn(r.On, r.StatusCodes); !ok {
+			// grpc-go would retry nothing: no policy.
+			return nil
+		}
+	}
 	p := &routev3.RetryPolicy{
-		RetryOn:              strings.Join(r.On, ","),
+		RetryOn:              strings.Join(on, ","),
 		NumRetries:           wrapperspb.UInt32(r.NumRetries),
 		RetriableStatusCodes: r.StatusCodes,
 		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
@@ -340,4 +365,38 @@ func VirtualHostRoutes(sp naming.ServicePort, routes []*routev3.Route, extraDoma
 		Domains: append([]string{host, host + ":" + port, short, short + ":" + port}, extraDomains...),
 		Routes:  routes,
 	}
+}
+
+// grpcRetryOn is on for grpc-go, which reads only the gRPC status names
+// of retry_on (gRFC A44): on with "unavailable" added when on retries
+// what a grpc-go client sees as UNAVAILABLE (a failed connection, a
+// reset or refused stream, a gateway error, a 5xx, or one of the
+// retriable HTTP statuses gRPC maps to UNAVAILABLE: 429, 502, 503,
+// 504). ok is false when the result retries nothing grpc-go reads.
+func grpcRetryOn(on []string, statusCodes []uint32) (out []string, ok bool) {
+	wantUnavailable, hasUnavailable := false, false
+	for _, cond := range on {
+		for c := range strings.SplitSeq(cond, ",") {
+			switch strings.TrimSpace(c) {
+			case "cancelled", "deadline-exceeded", "internal", "resource-exhausted":
+				ok = true
+			case "unavailable":
+				ok, hasUnavailable = true, true
+			case "connect-failure", "refused-stream", "reset", "gateway-error", "5xx":
+				wantUnavailable = true
+			case "retriable-status-codes":
+				for _, s := range statusCodes {
+					if s == 429 || s == 502 || s == 503 || s == 504 {
+						wantUnavailable = true
+					}
+				}
+			}
+		}
+	}
+	out = on
+	if wantUnavailable && !hasUnavailable {
+		out = append(slices.Clone(on), "unavailable")
+		ok = true
+	}
+	return out, ok
 }
