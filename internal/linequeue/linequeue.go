@@ -56,11 +56,9 @@ type Config[T any] struct {
 // Queue is a non-blocking line writer. Add may be called from any
 // goroutine; Run is called once, by the Queue's owner.
 type Queue[T any] struct {
-	cfg Config[T]
-	log *slog.Logger
-	// queue holds pointers: an idle queue's buffer is QueueSize words,
-	// not QueueSize records (a sidecar keeps two, mostly idle).
-	queue chan *T
+	cfg   Config[T]
+	log   *slog.Logger
+	queue chan T
 
 	mu     sync.RWMutex // guards the following
 	closed bool         // Run has stopped taking records
@@ -82,7 +80,7 @@ func New[T any](cfg Config[T]) (*Queue[T], error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Queue[T]{cfg: cfg, log: log, queue: make(chan *T, cfg.QueueSize)}, nil
+	return &Queue[T]{cfg: cfg, log: log, queue: make(chan T, cfg.QueueSize)}, nil
 }
 
 // Add queues r for writing. It never blocks: when the queue is full, or
@@ -95,7 +93,7 @@ func (q *Queue[T]) Add(r T) {
 		return
 	}
 	select {
-	case q.queue <- &r:
+	case q.queue <- r:
 	default:
 		q.cfg.Dropped.WithLabelValues(DropQueueFull).Inc()
 	}
@@ -123,7 +121,7 @@ func (q *Queue[T]) Run(ctx context.Context) error {
 		for len(buf) < batchBytes {
 			select {
 			case r := <-q.queue:
-				add(r)
+				add(&r)
 			default:
 				break more
 			}
@@ -148,7 +146,7 @@ func (q *Queue[T]) Run(ctx context.Context) error {
 	for {
 		select {
 		case r := <-q.queue:
-			write(r)
+			write(&r)
 		case <-ctx.Done():
 			q.mu.Lock()
 			q.closed = true
@@ -156,7 +154,7 @@ func (q *Queue[T]) Run(ctx context.Context) error {
 			for {
 				select {
 				case r := <-q.queue:
-					write(r)
+					write(&r)
 				default:
 					return nil
 				}
