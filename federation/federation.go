@@ -531,7 +531,12 @@ func (f *Federation) applyMember(ctx context.Context, wg *sync.WaitGroup, p *pee
 		f.stopReplicator(p)
 		f.startReplicator(ctx, wg, p, m.CatalogAddr)
 	}
-	if f.cfg.GrantPeerRead && m.Status == membership.StatusAlive {
+	// m proved its cluster's control plane identity (only proven
+	// members get here): it is granted at once, whatever serf says of
+	// its liveness. A member serf suspects while the federation forms
+	// (a starved machine) would otherwise wait for gossip to heal before
+	// it can read our exports, and count our catalog unreachable.
+	if f.cfg.GrantPeerRead {
 		f.io.grant(f.cfg.PeerUser(m.Cluster))
 	}
 }
