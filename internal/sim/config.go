@@ -85,6 +85,10 @@ type Config struct {
 	// federation still runs (whole, before the kill): a caller takes a
 	// heap profile there.
 	AfterChurn func()
+	// AtRest, if set, is called when the rest window starts (the
+	// federation synced, before the churn), and the function it returns
+	// when the window ends: a caller profiles the idle federation there.
+	AtRest func() (end func())
 	// Progress receives a line per step while the run goes; nil: none.
 	Progress io.Writer
 	// Logger receives the control planes' logs; default: discarded.

@@ -182,7 +182,13 @@ func (r *run) phases(ctx context.Context) error {
 		return err
 	}
 	r.progress("rest: measuring %s", r.cfg.IdleWindow)
-	if err := sleep(ctx, r.cfg.IdleWindow); err != nil {
+	end := func() {}
+	if r.cfg.AtRest != nil {
+		end = r.cfg.AtRest()
+	}
+	err = sleep(ctx, r.cfg.IdleWindow)
+	end()
+	if err != nil {
 		return err
 	}
 	b, err := r.collectStats(ctx)
