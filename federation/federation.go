@@ -231,6 +231,7 @@ func (f *Federation) Run(ctx context.Context) error {
 	ticker := time.NewTicker(f.cfg.tickInterval())
 	defer ticker.Stop()
 	var debounce <-chan time.Time
+	ticks := 0
 	for {
 		f.updateProbeTargets()
 		f.evaluateFencing()
@@ -255,7 +256,13 @@ func (f *Federation) Run(ctx context.Context) error {
 			f.takeTrust(ctx, &wg)
 			f.takeMail()
 		case <-ticker.C:
-			f.syncMembers(ctx, &wg)
+			// Membership changes wake memberCh; what changes without an
+			// event (RTT) is read every memberRefreshTicks: reading every
+			// member every tick was O(N) per control plane per second
+			// for nothing.
+			if ticks++; ticks%memberRefreshTicks == 0 {
+				f.syncMembers(ctx, &wg)
+			}
 		case <-debounce:
 			debounce = nil
 			f.publish()
@@ -264,6 +271,10 @@ func (f *Federation) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// memberRefreshTicks is how many ticks pass between reads of the
+// membership that no gossip event asked for.
+const memberRefreshTicks = 10
 
 // loadImports restores what was persisted of every peer.
 func (f *Federation) loadImports(ctx context.Context) {

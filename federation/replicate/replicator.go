@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/store"
@@ -178,10 +179,11 @@ func (r *Replicator) newBackOff() backoff.BackOff {
 	return bo
 }
 
-// etcdMinKeepAlive is etcd's default --grpc-keepalive-min-time: a client
-// that pings more often than this is told to go away (too_many_pings). The
-// probe notices a dead peer sooner anyway.
-const etcdMinKeepAlive = 5 * time.Second
+// keepAlive is how often the connection to a peer's etcd pings it: the
+// shortest gRPC allows a client (etcd's --grpc-keepalive-min-time, 5 s,
+// allows it too). A ping unanswered for ProbeTimeout closes the
+// connection, which marks the peer down (see probeLoop).
+const keepAlive = 10 * time.Second
 
 // session connects (unless given a client), then runs the watch and the
 // probe until one fails for good or ctx ends.
@@ -193,8 +195,8 @@ func (r *Replicator) session(ctx context.Context) error {
 			Endpoints:            r.cfg.Endpoints,
 			TLS:                  r.cfg.TLS,
 			DialTimeout:          r.cfg.DialTimeout,
-			DialKeepAliveTime:    max(r.cfg.ProbeInterval, etcdMinKeepAlive),
-			DialKeepAliveTimeout: r.cfg.DialTimeout,
+			DialKeepAliveTime:    keepAlive,
+			DialKeepAliveTimeout: r.cfg.ProbeTimeout,
 			Context:              ctx,
 			Logger:               zap.NewNop(),
 		})
@@ -226,21 +228,63 @@ func (r *Replicator) session(ctx context.Context) error {
 	return err
 }
 
-// probeLoop asks the peer for its revision every ProbeInterval.
+// probeLoop asks the peer for its revision when the session starts,
+// every ProbeInterval, and at once whenever its connection comes back.
+// Between probes the connection's state tells whether the peer answers:
+// leaving Ready (the connection closed or refused, or its keepalive ping
+// unanswered) marks the peer down at once. A probe is a read served by
+// the peer's etcd (TLS, gRPC, a count of the prefix): done every two
+// seconds for every peer it was most of an idle federation's CPU, and
+// the keepalive pings the connection sends anyway tell the same.
 func (r *Replicator) probeLoop(ctx context.Context, cli *clientv3.Client) error {
 	t := time.NewTicker(r.cfg.ProbeInterval)
 	defer t.Stop()
+	conn := cli.ActiveConnection()
+	moved := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() {
+		for s := conn.GetState(); conn.WaitForStateChange(ctx, s); s = conn.GetState() {
+			select {
+			case moved <- struct{}{}:
+			default:
+			}
+		}
+	})
+	ready := conn.GetState() == connectivity.Ready
+	probe := true
 	for {
-		if err := r.probe(ctx, cli); err != nil {
-			return err
+		if probe {
+			probe = false
+			if err := r.probe(ctx, cli); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+			probe = true
+		case <-moved:
+			s := conn.GetState()
+			switch was := ready; {
+			case s == connectivity.Ready && !was:
+				ready, probe = true, true
+			case s != connectivity.Ready:
+				ready = false
+				if r.setConnected(false, fmt.Errorf("%w: connection %s", errConnLost, s)) {
+					r.count(r.cfg.Metrics.restarts(), RestartDisconnected)
+					r.log.Warn("peer etcd connection lost", "state", s.String())
+				}
+			}
 		}
 	}
 }
+
+// errConnLost is the State.LastError of a peer whose connection left Ready.
+var errConnLost = errors.New("peer etcd connection lost")
 
 // probe reads the count of the exports prefix: cheap, linearizable, and
 // allowed by the read-only role. It returns an error only to end the
