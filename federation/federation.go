@@ -291,8 +291,7 @@ func (f *Federation) loadImports(ctx context.Context) {
 			continue
 		}
 		p := f.peerFor(name)
-		f.checkPolicies(name, pi.Exports, nil)
-		p.exports = pi.Exports
+		p.exports = f.checkPolicies(name, pi.Exports, nil)
 		p.revision = pi.State.Revision
 		p.lastSync = pi.State.LastSync
 		p.persisted = pi.State.Locality
@@ -376,7 +375,7 @@ func (f *Federation) takeMail() {
 	f.mail.mu.Unlock()
 	for cluster, m := range snaps {
 		if cluster == f.cfg.Cluster {
-			f.checkPolicies(cluster, m.snap.Exports, m.snap.Changed)
+			m.snap.Exports = f.checkPolicies(cluster, m.snap.Exports, m.snap.Changed)
 			f.local = m.snap
 			f.merger.SetExports(cluster, m.snap.Exports, m.snap.Changed)
 			f.markDirty(m.first)
@@ -386,8 +385,7 @@ func (f *Federation) takeMail() {
 		if !ok || p.rep == nil || p.rep.gen != m.gen {
 			continue // from a replicator since replaced
 		}
-		f.checkPolicies(cluster, m.snap.Exports, m.snap.Changed)
-		p.exports = m.snap.Exports
+		p.exports = f.checkPolicies(cluster, m.snap.Exports, m.snap.Changed)
 		p.revision = m.snap.Revision
 		p.revCatalog = p.rep.addr
 		p.lastSync = m.snap.At
