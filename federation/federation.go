@@ -28,9 +28,11 @@ var ErrNotRunning = errors.New("federation is not running")
 // it; View, Subscribe, Status and Handler may be used from any goroutine.
 type Federation struct {
 	cfg Config
-	log *slog.Logger
-	met *metrics
-	io  *ioWorker
+	// scope is Config.ImportScope as a set; nil imports everything.
+	scope map[catalog.ServiceKey]bool
+	log   *slog.Logger
+	met   *metrics
+	io    *ioWorker
 	// prober probes peers' gateways; nil without Config.ProbeBundle.
 	prober *gwprobe.Prober
 
@@ -146,6 +148,12 @@ func New(cfg Config) (*Federation, error) {
 
 		candidates: make(map[string]*candidate),
 		refused:    make(map[string]map[catalog.ServiceKey]RefusedPolicies),
+	}
+	if len(cfg.ImportScope) > 0 {
+		f.scope = make(map[catalog.ServiceKey]bool, len(cfg.ImportScope))
+		for _, k := range cfg.ImportScope {
+			f.scope[k] = true
+		}
 	}
 	f.mail.snaps = make(map[string]mail)
 	f.trust.refused = make(map[string]uint64)
@@ -272,6 +280,15 @@ func (f *Federation) Run(ctx context.Context) error {
 	}
 }
 
+// scoped keeps the exports of the import scope (all without one):
+// imports persisted before the scope was set are not loaded.
+func (f *Federation) scoped(exports []catalog.Export) []catalog.Export {
+	if f.scope == nil {
+		return exports
+	}
+	return slices.DeleteFunc(exports, func(e catalog.Export) bool { return !f.scope[e.Service.Key()] })
+}
+
 // memberRefreshTicks is how many ticks pass between reads of the
 // membership that no gossip event asked for.
 const memberRefreshTicks = 10
@@ -291,7 +308,7 @@ func (f *Federation) loadImports(ctx context.Context) {
 			continue
 		}
 		p := f.peerFor(name)
-		p.exports = f.checkPolicies(name, pi.Exports, nil)
+		p.exports = f.checkPolicies(name, f.scoped(pi.Exports), nil)
 		p.revision = pi.State.Revision
 		p.lastSync = pi.State.LastSync
 		p.persisted = pi.State.Locality
@@ -604,6 +621,9 @@ func (f *Federation) startReplicator(ctx context.Context, wg *sync.WaitGroup, p 
 		rc.FromRevision = p.revision
 		rc.Initial = p.exports
 	} // else another replica's store: list it from scratch
+	if f.scope != nil {
+		rc.Scope = func(k catalog.ServiceKey) bool { return f.scope[k] }
+	}
 	rc.OnExports = func(s replicate.Snapshot) { f.post(p.name, gen, s) }
 	rc.OnState = func(replicate.State) { f.poke() }
 	r, err := replicate.New(rc)

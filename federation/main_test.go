@@ -85,6 +85,8 @@ type testOptions struct {
 	// membership, if set, wraps what the federation sees of the node's
 	// real serf membership.
 	membership func(Membership) Membership
+	// importScope is the node's Config.ImportScope.
+	importScope []catalog.ServiceKey
 }
 
 // cidrs are the address ranges node i declares.
@@ -151,6 +153,7 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		Prover:         nt.Prover,
 		PeerTLS:        nt.PeerTLS,
 		GrantPeerRead:  true,
+		ImportScope:    o.importScope,
 		FencePeriod:    o.fence,
 		ProbeBundle:    probeBundle,
 		// Probes every 100ms: a dead gateway is fenced after three.

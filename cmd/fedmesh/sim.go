@@ -99,6 +99,7 @@ control plane. Progress goes to stderr, the result to stdout.`,
 	f := cmd.Flags()
 	f.IntVar(&cfg.Clusters, "clusters", 10, "control planes to run")
 	f.IntVar(&cfg.Services, "services", sim.DefaultServices, "services every cluster exports")
+	f.Float64Var(&cfg.Consume, "consume", 0, "share of the services each cluster consumes and imports (scoped imports), 0 to 1; 0: every service")
 	f.IntVar(&cfg.Endpoints, "endpoints", sim.DefaultEndpoints, "endpoints per service in every cluster")
 	f.Float64Var(&cfg.ChurnRate, "churn-rate", sim.DefaultChurnRate, "endpoint changes per second across the federation during the churn")
 	f.IntVar(&cfg.Changes, "changes", sim.DefaultChanges, "endpoint changes to make and follow")

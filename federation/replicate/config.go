@@ -65,6 +65,12 @@ type Config struct {
 	// is zero.
 	Initial []catalog.Export
 
+	// Scope, if set, names the services replicated (scoped imports: the
+	// services this cluster's workloads consume). The peer's other
+	// exports are skipped by key, before they are decoded: never
+	// delivered, kept or persisted. nil replicates every export.
+	Scope func(catalog.ServiceKey) bool
+
 	// OnExports receives the peer's whole export set after every change.
 	// It is called from one goroutine at a time and must not block for
 	// long: the watch waits for it.

@@ -334,6 +334,9 @@ func (r *Replicator) apply(u store.Update) error {
 	if u.Resync {
 		next := make([]catalog.Export, 0, len(u.Puts))
 		for _, kv := range u.Puts {
+			if !r.inScope(kv.Key) {
+				continue
+			}
 			key, e, ok := r.decode(kv)
 			if ok {
 				next = append(next, e)
@@ -349,6 +352,9 @@ func (r *Replicator) apply(u store.Update) error {
 		changed = make([]catalog.ServiceKey, 0, len(u.Puts)+len(u.Deletes))
 		puts := make(map[catalog.ServiceKey]catalog.Export, len(u.Puts))
 		for _, kv := range u.Puts {
+			if !r.inScope(kv.Key) {
+				continue
+			}
 			if key, e, ok := r.decode(kv); ok {
 				puts[key] = e
 				changed = append(changed, key)
@@ -356,7 +362,7 @@ func (r *Replicator) apply(u store.Update) error {
 		}
 		deletes := make(map[catalog.ServiceKey]bool, len(u.Deletes))
 		for _, k := range u.Deletes {
-			if _, key, err := store.ParseExportKey(k); err == nil {
+			if _, key, err := store.ParseExportKey(k); err == nil && r.inScope(k) {
 				deletes[key] = true
 				delete(puts, key)
 				changed = append(changed, key)
@@ -393,6 +399,17 @@ func (r *Replicator) apply(u store.Update) error {
 	}
 	r.cfg.OnExports(snap)
 	return nil
+}
+
+// inScope reports whether the export at key is replicated (see
+// Config.Scope). A key that does not parse is in scope, so that decode
+// refuses and counts it.
+func (r *Replicator) inScope(key string) bool {
+	if r.cfg.Scope == nil {
+		return true
+	}
+	_, k, err := store.ParseExportKey(key)
+	return err != nil || r.cfg.Scope(k)
 }
 
 // compareExports orders exports by namespace, then name.

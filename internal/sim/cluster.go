@@ -206,6 +206,7 @@ func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, lo
 		Prover:         prover,
 		PeerTLS:        peerTLS,
 		GrantPeerRead:  true,
+		ImportScope:    c.importScope(),
 		FencePeriod:    cfg.FencePeriod,
 		Logger:         c.log,
 		Registerer:     c.reg,
@@ -274,6 +275,21 @@ func (c *cluster) run(onView func(*cluster, *catalog.View)) {
 			}
 		}
 	}()
+}
+
+// importScope is the services the cluster consumes, nil when it
+// consumes every one.
+func (c *cluster) importScope() []catalog.ServiceKey {
+	if c.cfg.Consumed >= c.cfg.Services {
+		return nil
+	}
+	var keys []catalog.ServiceKey
+	for k := range c.cfg.Services {
+		if consumes(c.cfg.Services, c.cfg.Consumed, c.i, k) {
+			keys = append(keys, catalog.ServiceKey{Namespace: "sim", Name: serviceName(k)})
+		}
+	}
+	return keys
 }
 
 // exports is the cluster's export set: every service, every endpoint
