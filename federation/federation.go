@@ -28,6 +28,8 @@ var ErrNotRunning = errors.New("federation is not running")
 // it; View, Subscribe, Status and Handler may be used from any goroutine.
 type Federation struct {
 	cfg Config
+	// proofSlots holds a token per proof running (see maxProofs).
+	proofSlots chan struct{}
 	// scope is Config.ImportScope as a set; nil imports everything.
 	scope map[catalog.ServiceKey]bool
 	log   *slog.Logger
@@ -155,6 +157,7 @@ func New(cfg Config) (*Federation, error) {
 			f.scope[k] = true
 		}
 	}
+	f.proofSlots = make(chan struct{}, maxProofs)
 	f.mail.snaps = make(map[string]mail)
 	f.trust.refused = make(map[string]uint64)
 	f.io = newIOWorker(cfg.Store, cfg.IOTimeout, log, met)
