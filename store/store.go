@@ -224,6 +224,7 @@ func (s *Store) startEmbedded(ctx context.Context) error {
 	// large transactions it held a copy of each persisted import (0.4
 	// KiB of heap per import); a snapshot every 100 entries keeping 10
 	// bounds it to a few MiB.
+	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
 	ec.SnapshotCount = embeddedSnapshotCount
 	ec.SnapshotCatchUpEntries = embeddedCatchUpEntries
 	ec.MaxTxnOps = uint(cfg.MaxTxnOps)

@@ -156,8 +156,10 @@ func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, lo
 		ServerKeyFile:    filepath.Join(tlsDir, "cp.key"),
 		ClientCAFile:     filepath.Join(tlsDir, "bundle.crt"),
 		ClientTLS:        storeTLS,
-		Logger:           c.log,
-		Registerer:       c.reg,
+		// N etcds share one disk here; each cluster's has its own.
+		UnsafeNoFsync: true,
+		Logger:        c.log,
+		Registerer:    c.reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store of %s: %w", c.name, err)
