@@ -123,6 +123,12 @@ type Config struct {
 	// control plane's certificate and the federation's roots. Required
 	// when peers announce https catalog addresses.
 	PeerTLS *tls.Config
+	// ImportScope, if not empty, is the services this cluster's
+	// workloads consume (scoped imports): only their exports are
+	// replicated from peers, merged, persisted and planned; peers' other
+	// exports are skipped before they are decoded. This cluster's own
+	// exports are merged whatever the scope. Empty: every peer export.
+	ImportScope []catalog.ServiceKey
 	// GrantPeerRead grants every peer that proved its identity read-only
 	// access to this cluster's exports (with etcd auth on).
 	GrantPeerRead bool
@@ -185,6 +191,14 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Locality.Cluster != "" && c.Locality.Cluster != c.Cluster {
 		return c, fmt.Errorf("%w: locality names cluster %q, not %q", ErrConfig, c.Locality.Cluster, c.Cluster)
+	}
+	for _, k := range c.ImportScope {
+		if why := catalog.IsDNS1123Label(k.Namespace); why != "" {
+			return c, fmt.Errorf("%w: import scope: service %s: namespace %s", ErrConfig, k, why)
+		}
+		if why := catalog.IsDNS1123Label(k.Name); why != "" {
+			return c, fmt.Errorf("%w: import scope: service %s: name %s", ErrConfig, k, why)
+		}
 	}
 	c.Locality.Cluster = c.Cluster
 	for _, p := range c.CIDRs {

@@ -28,9 +28,13 @@ var ErrNotRunning = errors.New("federation is not running")
 // it; View, Subscribe, Status and Handler may be used from any goroutine.
 type Federation struct {
 	cfg Config
-	log *slog.Logger
-	met *metrics
-	io  *ioWorker
+	// proofSlots holds a token per proof running (see maxProofs).
+	proofSlots chan struct{}
+	// scope is Config.ImportScope as a set; nil imports everything.
+	scope map[catalog.ServiceKey]bool
+	log   *slog.Logger
+	met   *metrics
+	io    *ioWorker
 	// prober probes peers' gateways; nil without Config.ProbeBundle.
 	prober *gwprobe.Prober
 
@@ -147,6 +151,13 @@ func New(cfg Config) (*Federation, error) {
 		candidates: make(map[string]*candidate),
 		refused:    make(map[string]map[catalog.ServiceKey]RefusedPolicies),
 	}
+	if len(cfg.ImportScope) > 0 {
+		f.scope = make(map[catalog.ServiceKey]bool, len(cfg.ImportScope))
+		for _, k := range cfg.ImportScope {
+			f.scope[k] = true
+		}
+	}
+	f.proofSlots = make(chan struct{}, maxProofs)
 	f.mail.snaps = make(map[string]mail)
 	f.trust.refused = make(map[string]uint64)
 	f.io = newIOWorker(cfg.Store, cfg.IOTimeout, log, met)
@@ -231,6 +242,7 @@ func (f *Federation) Run(ctx context.Context) error {
 	ticker := time.NewTicker(f.cfg.tickInterval())
 	defer ticker.Stop()
 	var debounce <-chan time.Time
+	ticks := 0
 	for {
 		f.updateProbeTargets()
 		f.evaluateFencing()
@@ -255,7 +267,13 @@ func (f *Federation) Run(ctx context.Context) error {
 			f.takeTrust(ctx, &wg)
 			f.takeMail()
 		case <-ticker.C:
-			f.syncMembers(ctx, &wg)
+			// Membership changes wake memberCh; what changes without an
+			// event (RTT) is read every memberRefreshTicks: reading every
+			// member every tick was O(N) per control plane per second
+			// for nothing.
+			if ticks++; ticks%memberRefreshTicks == 0 {
+				f.syncMembers(ctx, &wg)
+			}
 		case <-debounce:
 			debounce = nil
 			f.publish()
@@ -264,6 +282,19 @@ func (f *Federation) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// scoped keeps the exports of the import scope (all without one):
+// imports persisted before the scope was set are not loaded.
+func (f *Federation) scoped(exports []catalog.Export) []catalog.Export {
+	if f.scope == nil {
+		return exports
+	}
+	return slices.DeleteFunc(exports, func(e catalog.Export) bool { return !f.scope[e.Service.Key()] })
+}
+
+// memberRefreshTicks is how many ticks pass between reads of the
+// membership that no gossip event asked for.
+const memberRefreshTicks = 10
 
 // loadImports restores what was persisted of every peer.
 func (f *Federation) loadImports(ctx context.Context) {
@@ -280,8 +311,7 @@ func (f *Federation) loadImports(ctx context.Context) {
 			continue
 		}
 		p := f.peerFor(name)
-		f.checkPolicies(name, pi.Exports, nil)
-		p.exports = pi.Exports
+		p.exports = f.checkPolicies(name, f.scoped(pi.Exports), nil)
 		p.revision = pi.State.Revision
 		p.lastSync = pi.State.LastSync
 		p.persisted = pi.State.Locality
@@ -365,7 +395,7 @@ func (f *Federation) takeMail() {
 	f.mail.mu.Unlock()
 	for cluster, m := range snaps {
 		if cluster == f.cfg.Cluster {
-			f.checkPolicies(cluster, m.snap.Exports, m.snap.Changed)
+			m.snap.Exports = f.checkPolicies(cluster, m.snap.Exports, m.snap.Changed)
 			f.local = m.snap
 			f.merger.SetExports(cluster, m.snap.Exports, m.snap.Changed)
 			f.markDirty(m.first)
@@ -375,8 +405,7 @@ func (f *Federation) takeMail() {
 		if !ok || p.rep == nil || p.rep.gen != m.gen {
 			continue // from a replicator since replaced
 		}
-		f.checkPolicies(cluster, m.snap.Exports, m.snap.Changed)
-		p.exports = m.snap.Exports
+		p.exports = f.checkPolicies(cluster, m.snap.Exports, m.snap.Changed)
 		p.revision = m.snap.Revision
 		p.revCatalog = p.rep.addr
 		p.lastSync = m.snap.At
@@ -531,7 +560,12 @@ func (f *Federation) applyMember(ctx context.Context, wg *sync.WaitGroup, p *pee
 		f.stopReplicator(p)
 		f.startReplicator(ctx, wg, p, m.CatalogAddr)
 	}
-	if f.cfg.GrantPeerRead && m.Status == membership.StatusAlive {
+	// m proved its cluster's control plane identity (only proven
+	// members get here): it is granted at once, whatever serf says of
+	// its liveness. A member serf suspects while the federation forms
+	// (a starved machine) would otherwise wait for gossip to heal before
+	// it can read our exports, and count our catalog unreachable.
+	if f.cfg.GrantPeerRead {
 		f.io.grant(f.cfg.PeerUser(m.Cluster))
 	}
 }
@@ -590,6 +624,9 @@ func (f *Federation) startReplicator(ctx context.Context, wg *sync.WaitGroup, p 
 		rc.FromRevision = p.revision
 		rc.Initial = p.exports
 	} // else another replica's store: list it from scratch
+	if f.scope != nil {
+		rc.Scope = func(k catalog.ServiceKey) bool { return f.scope[k] }
+	}
 	rc.OnExports = func(s replicate.Snapshot) { f.post(p.name, gen, s) }
 	rc.OnState = func(replicate.State) { f.poke() }
 	r, err := replicate.New(rc)

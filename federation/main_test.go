@@ -82,6 +82,11 @@ type testOptions struct {
 	// replica, if set, makes the node one of several control plane
 	// replicas of its cluster.
 	replica string
+	// membership, if set, wraps what the federation sees of the node's
+	// real serf membership.
+	membership func(Membership) Membership
+	// importScope is the node's Config.ImportScope.
+	importScope []catalog.ServiceKey
 }
 
 // cidrs are the address ranges node i declares.
@@ -134,16 +139,21 @@ func startNode(tb testing.TB, i int, scfg store.Config, o testOptions) *node {
 		tb.Fatalf("membership of %s: %v", n.name, err)
 	}
 	n.mem = mem
+	var fedMem Membership = mem
+	if o.membership != nil {
+		fedMem = o.membership(mem)
+	}
 	fed, err := New(Config{
 		Cluster:        n.name,
 		Locality:       locality(i),
 		GatewayAddress: gateway,
 		CIDRs:          cidrs(i),
 		Store:          n.st,
-		Membership:     mem,
+		Membership:     fedMem,
 		Prover:         nt.Prover,
 		PeerTLS:        nt.PeerTLS,
 		GrantPeerRead:  true,
+		ImportScope:    o.importScope,
 		FencePeriod:    o.fence,
 		ProbeBundle:    probeBundle,
 		// Probes every 100ms: a dead gateway is fenced after three.

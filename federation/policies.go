@@ -19,11 +19,13 @@ type RefusedPolicies struct {
 
 // checkPolicies refuses the producer policies that fail
 // merge.CheckPolicies among cluster's exports (those named by changed, or
-// all when changed is nil): each such export's Policies are set to nil in
-// exports, so that a bad set from a peer is treated as absent and never
-// reaches the view. A refusal is counted and logged once per cluster,
-// service and digest. It runs on Run's goroutine.
-func (f *Federation) checkPolicies(cluster string, exports []catalog.Export, changed []catalog.ServiceKey) {
+// all when changed is nil): it returns exports with each such export's
+// Policies set to nil, so that a bad set from a peer is treated as absent
+// and never reaches the view. exports is shared with its replicator and
+// never modified: the first refusal works on a copy. A refusal is
+// counted and logged once per cluster, service and digest. It runs on
+// Run's goroutine.
+func (f *Federation) checkPolicies(cluster string, exports []catalog.Export, changed []catalog.ServiceKey) []catalog.Export {
 	old := f.refused[cluster]
 	refused := make(map[catalog.ServiceKey]RefusedPolicies)
 	if changed != nil {
@@ -37,10 +39,19 @@ func (f *Federation) checkPolicies(cluster string, exports []catalog.Export, cha
 			delete(refused, k)
 		}
 	}
+	copied := false
 	for i := range exports {
 		e := &exports[i]
 		k := e.Service.Key()
 		if want != nil && !want[k] {
+			// Unchanged, refused before: still refused (the replicator's
+			// set carries the policies as the peer wrote them).
+			if _, still := refused[k]; still && e.Policies != nil {
+				if !copied {
+					exports, copied = slices.Clone(exports), true
+				}
+				exports[i].Policies = nil
+			}
 			continue
 		}
 		err := merge.CheckPolicies(e)
@@ -53,13 +64,17 @@ func (f *Federation) checkPolicies(cluster string, exports []catalog.Export, cha
 			f.log.Warn("producer policies of an export refused: merged as if it carried none", "peer", cluster, "service", r.Service, "digest", r.Digest, "err", err)
 		}
 		refused[k] = r
-		e.Policies = nil
+		if !copied {
+			exports, copied = slices.Clone(exports), true
+		}
+		exports[i].Policies = nil
 	}
 	if len(refused) == 0 {
 		delete(f.refused, cluster)
-		return
+		return exports
 	}
 	f.refused[cluster] = refused
+	return exports
 }
 
 // refusedPolicies lists the refused policies by cluster, then service.

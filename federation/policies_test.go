@@ -107,6 +107,43 @@ func TestProducerPolicies(t *testing.T) {
 		}
 	}
 
+	// A change of c01's echo alone keeps other refused (the replicator's
+	// set still carries other's policies as c01 wrote them), also when
+	// other is merged again: c00 exports it too.
+	nodes[1].setExports(t, []catalog.Export{
+		carrying(export("c01", "echo", t0.Add(time.Minute), 8080, "127.0.2.3"), p50),
+		carrying(export("c01", "other", t0, 9090, "127.0.2.2"), stolen),
+	})
+	for _, n := range nodes {
+		poll.Until(t, time.Minute, n.name+" merges c01's new echo endpoint", func() error {
+			for _, ep := range service(n.fed.View(), "echo").Endpoints {
+				if ep.Address == "127.0.2.3" {
+					return nil
+				}
+			}
+			return fmt.Errorf("echo: %+v, want c01's endpoint 127.0.2.3", service(n.fed.View(), "echo"))
+		})
+	}
+	nodes[0].setExports(t, []catalog.Export{
+		carrying(export("c00", "echo", t0, 8080, "127.0.1.1"), p10),
+		export("c00", "other", t0.Add(time.Hour), 9090, "127.0.1.2"),
+	})
+	for _, n := range nodes {
+		poll.Until(t, time.Minute, n.name+" merges other from both clusters", func() error {
+			if other := service(n.fed.View(), "other"); other == nil || len(other.Endpoints) != 2 {
+				return fmt.Errorf("other: %+v, want an endpoint from each cluster", other)
+			}
+			return nil
+		})
+		if other := service(n.fed.View(), "other"); other == nil || other.Policies != nil {
+			t.Errorf("%s: other after an unrelated change: %+v, want merged without policies", n.name, other)
+		}
+		if st := statusOf(t, n); len(st.RefusedPolicies) != 1 {
+			t.Errorf("%s: refused policies %+v after an unrelated change, want other's", n.name, st.RefusedPolicies)
+		}
+	}
+	nodes[0].setExports(t, []catalog.Export{carrying(export("c00", "echo", t0, 8080, "127.0.1.1"), p10)})
+
 	// c01 agrees: no conflict any more.
 	nodes[1].setExports(t, []catalog.Export{carrying(export("c01", "echo", t0.Add(time.Minute), 8080, "127.0.2.1"), p10)})
 	for _, n := range nodes {

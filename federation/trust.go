@@ -12,6 +12,9 @@ import (
 	"github.com/fedmesh/fedmesh/federation/proof"
 )
 
+// maxProofs bounds the proofs one control plane runs at once.
+const maxProofs = 8
+
 // ReasonProving is the reason of a member whose first proof has not
 // answered yet (a value of the reason label of
 // fedmesh_federation_members_pending_proof).
@@ -119,7 +122,17 @@ func (f *Federation) proveLoop(ctx context.Context, name, cluster, catalog strin
 	bo.MaxElapsedTime = 0 // until proven or gone
 	bo.Reset()
 	for {
+		// At most maxProofs at once: a control plane meeting hundreds
+		// of members at once (a federation forming) started a TLS
+		// handshake with each, and on a starved machine every one of
+		// them timed out and was retried, so none completed.
+		select {
+		case f.proofSlots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		id, err := f.cfg.Prover.Prove(ctx, cluster, catalog)
+		<-f.proofSlots
 		if ctx.Err() != nil {
 			return
 		}

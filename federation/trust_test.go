@@ -358,3 +358,71 @@ func value(tb testing.TB, c prometheus.Metric) float64 {
 	}
 	return m.GetGauge().GetValue()
 }
+
+// failedPeers reports every member of another cluster as failed, as serf
+// does for members it suspects while a starved federation forms.
+type failedPeers struct {
+	Membership
+	local string
+}
+
+func (m failedPeers) Members() []membership.Member {
+	ms := m.Membership.Members()
+	for i := range ms {
+		if ms[i].Cluster != m.local {
+			ms[i].Status = membership.StatusFailed
+		}
+	}
+	return ms
+}
+
+// TestGrantOnProof: a member that proved its control plane identity is
+// granted read access at once, whatever serf says of its liveness: c00
+// sees c01 as failed, yet grants it, so c01 replicates c00's exports;
+// an intruder c00 also sees as failed is still refused and not granted.
+func TestGrantOnProof(t *testing.T) {
+	o := testOptions{fence: time.Minute}
+	suspicious := o
+	suspicious.membership = func(m Membership) Membership { return failedPeers{Membership: m, local: clusterName(0)} }
+	c00 := startNode(t, 0, storetest.Config(t, clusterName(0)), suspicious)
+	c01 := startNode(t, 1, storetest.Config(t, clusterName(1)), o)
+	t.Cleanup(func() {
+		c01.stopRun(t)
+		c00.stopRun(t)
+	})
+	c00.setExports(t, baseExports(0))
+	c01.setExports(t, baseExports(1))
+	c01.join(t, c00)
+	plain := storetest.Open(t, "evil-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := plain.SetExports(ctx, intruderExports("evil-1")); err != nil {
+		t.Fatal(err)
+	}
+	startIntruder(t, "evil-1", plain.ClientURL(), c00.mem.Local().Addr)
+
+	poll.Until(t, time.Minute, "c00 grants c01 though serf reports it failed", func() error {
+		if diff := cmp.Diff([]string{"fedmesh-cp-c01"}, etcdUsers(t, c00)); diff != "" {
+			return fmt.Errorf("c00's etcd users (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	poll.Until(t, time.Minute, "c01 imports c00's exports", func() error {
+		if s := service(c01.fed.View(), "own-c00"); s == nil || len(s.Endpoints) != 1 {
+			return fmt.Errorf("c01's own-c00: %+v, want c00's endpoint", s)
+		}
+		return nil
+	})
+	poll.Until(t, time.Minute, "c00 refuses the intruder", func() error {
+		if u, ok := untrusted(t, c00)["evil-1"]; !ok || u.Reason != proof.ReasonNotTLS || u.Attempts < 2 {
+			return fmt.Errorf("evil-1: %+v, want refused for %s after 2 attempts or more", u, proof.ReasonNotTLS)
+		}
+		return nil
+	})
+	if diff := cmp.Diff([]string{"fedmesh-cp-c01"}, etcdUsers(t, c00)); diff != "" {
+		t.Errorf("c00's etcd users after the intruder's attempts (-want +got):\n%s", diff)
+	}
+	if s := service(c00.fed.View(), "stolen-evil-1"); s != nil {
+		t.Errorf("c00 imports the intruder's export: %+v", s)
+	}
+}

@@ -108,6 +108,11 @@ type Config struct {
 	// etcd accepted by, the server. Default DefaultMaxRequestBytes; for an
 	// external etcd it should match the server's --max-request-bytes.
 	MaxRequestBytes int
+	// UnsafeNoFsync turns the embedded etcd's fsyncs off (etcd's
+	// --unsafe-no-fsync): a crash loses what the page cache held. Only
+	// for a simulator or a test running many stores on one disk, whose
+	// fsync rate would be what it measures.
+	UnsafeNoFsync bool
 	// CompactionRetention is the history the embedded etcd keeps (periodic
 	// auto-compaction). Default DefaultCompactionRetention; negative turns
 	// auto-compaction off.

@@ -23,6 +23,7 @@ func newSimCmd() *cobra.Command {
 		progress bool
 		cpuProf  string
 		memProf  string
+		restProf string
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -69,6 +70,16 @@ control plane. Progress goes to stderr, the result to stdout.`,
 				}
 				defer stop()
 			}
+			if restProf != "" {
+				cfg.AtRest = func() func() {
+					stop, err := startCPUProfile(restProf)
+					if err != nil {
+						fmt.Fprintln(cmd.ErrOrStderr(), "rest CPU profile:", err)
+						return func() {}
+					}
+					return stop
+				}
+			}
 			if memProf != "" {
 				cfg.AfterChurn = func() {
 					if err := writeHeapProfile(memProf); err != nil {
@@ -88,6 +99,7 @@ control plane. Progress goes to stderr, the result to stdout.`,
 	f := cmd.Flags()
 	f.IntVar(&cfg.Clusters, "clusters", 10, "control planes to run")
 	f.IntVar(&cfg.Services, "services", sim.DefaultServices, "services every cluster exports")
+	f.Float64Var(&cfg.Consume, "consume", 0, "share of the services each cluster consumes and imports (scoped imports), 0 to 1; 0: every service")
 	f.IntVar(&cfg.Endpoints, "endpoints", sim.DefaultEndpoints, "endpoints per service in every cluster")
 	f.Float64Var(&cfg.ChurnRate, "churn-rate", sim.DefaultChurnRate, "endpoint changes per second across the federation during the churn")
 	f.IntVar(&cfg.Changes, "changes", sim.DefaultChanges, "endpoint changes to make and follow")
@@ -103,6 +115,7 @@ control plane. Progress goes to stderr, the result to stdout.`,
 	f.BoolVar(&cpLogs, "control-plane-logs", false, "log the control planes (--log-level) to stderr")
 	f.StringVarP(&output, "output", "o", "", "output format: json or yaml (default: a table)")
 	f.StringVar(&cpuProf, "cpu-profile", "", "write this process's CPU profile (the control planes' with --workers 1) to this file")
+	f.StringVar(&restProf, "rest-cpu-profile", "", "write this process's CPU profile of the rest window only (the idle federation's, with --workers 1) to this file")
 	f.StringVar(&memProf, "mem-profile", "", "write this process's heap profile after the churn (the control planes' with --workers 1) to this file")
 	cmd.AddCommand(newSimWorkerCmd())
 	return cmd

@@ -19,10 +19,12 @@ import (
 type Merger struct {
 	local    string
 	clusters map[string]catalog.ClusterInfo
-	exports  map[string]map[catalog.ServiceKey]catalog.Export
-	merged   map[catalog.ServiceKey]catalog.ImportedService
-	keys     []catalog.ServiceKey // sorted keys of merged; nil when stale
-	dirty    map[catalog.ServiceKey]struct{}
+	// exports point into the slices SetExports was given (one copy of
+	// every import, shared with the replicators', not one more here).
+	exports map[string]map[catalog.ServiceKey]*catalog.Export
+	merged  map[catalog.ServiceKey]catalog.ImportedService
+	keys    []catalog.ServiceKey // sorted keys of merged; nil when stale
+	dirty   map[catalog.ServiceKey]struct{}
 }
 
 // NewMerger returns an empty Merger for the view of cluster local.
@@ -30,7 +32,7 @@ func NewMerger(local string) *Merger {
 	return &Merger{
 		local:    local,
 		clusters: make(map[string]catalog.ClusterInfo),
-		exports:  make(map[string]map[catalog.ServiceKey]catalog.Export),
+		exports:  make(map[string]map[catalog.ServiceKey]*catalog.Export),
 		merged:   make(map[catalog.ServiceKey]catalog.ImportedService),
 		dirty:    make(map[catalog.ServiceKey]struct{}),
 	}
@@ -56,11 +58,12 @@ func (m *Merger) SetClusters(clusters map[string]catalog.ClusterInfo) {
 // SetExports replaces cluster's exports. changed names the services that
 // may differ from the last call (puts and deletes); nil means any may
 // have. When a service key repeats in exports, the last one counts, as in
-// Merge.
+// Merge. The Merger keeps pointers into exports: the caller must not
+// modify the slice afterwards (a replicate.Snapshot's is never modified).
 func (m *Merger) SetExports(cluster string, exports []catalog.Export, changed []catalog.ServiceKey) {
-	next := make(map[catalog.ServiceKey]catalog.Export, len(exports))
-	for _, e := range exports {
-		next[e.Service.Key()] = e
+	next := make(map[catalog.ServiceKey]*catalog.Export, len(exports))
+	for i := range exports {
+		next[exports[i].Service.Key()] = &exports[i]
 	}
 	if changed == nil {
 		m.markCluster(cluster)
@@ -98,11 +101,14 @@ func (m *Merger) View() catalog.View {
 		}
 	}
 	if len(m.dirty) > 0 {
+		// Sorted once per view, not once per dirty service: a peer's
+		// first sync dirties all its services.
+		clusters := slices.Sorted(maps.Keys(m.exports))
 		for k := range m.dirty {
 			var cands []candidate
-			for _, cluster := range slices.Sorted(maps.Keys(m.exports)) {
+			for _, cluster := range clusters {
 				if e, ok := m.exports[cluster][k]; ok {
-					cands = append(cands, candidate{cluster: cluster, export: &e})
+					cands = append(cands, candidate{cluster: cluster, export: e})
 				}
 			}
 			_, existed := m.merged[k]

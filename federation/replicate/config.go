@@ -16,10 +16,14 @@ import (
 // Defaults.
 const (
 	// DefaultProbeInterval is how often the peer's etcd is asked for its
-	// revision while the watch runs.
-	DefaultProbeInterval = 2 * time.Second
-	// DefaultProbeTimeout is how long a probe may take before the peer
-	// counts as not answering.
+	// revision while the watch runs (and at once when its connection
+	// comes back). Whether the peer answers meanwhile is the
+	// connection's state, kept by keepalive pings: the probe is for the
+	// revision (the import lag, a recreated etcd) and a peer without a
+	// leader.
+	DefaultProbeInterval = 30 * time.Second
+	// DefaultProbeTimeout is how long a probe, or a keepalive ping, may
+	// go unanswered before the peer counts as not answering.
 	DefaultProbeTimeout = 5 * time.Second
 	// DefaultDialTimeout bounds one connection attempt to the peer.
 	DefaultDialTimeout = 5 * time.Second
@@ -61,6 +65,12 @@ type Config struct {
 	// is zero.
 	Initial []catalog.Export
 
+	// Scope, if set, names the services replicated (scoped imports: the
+	// services this cluster's workloads consume). The peer's other
+	// exports are skipped by key, before they are decoded: never
+	// delivered, kept or persisted. nil replicates every export.
+	Scope func(catalog.ServiceKey) bool
+
 	// OnExports receives the peer's whole export set after every change.
 	// It is called from one goroutine at a time and must not block for
 	// long: the watch waits for it.
@@ -73,9 +83,10 @@ type Config struct {
 	// ProbeInterval is how often the peer is asked for its revision.
 	// Default DefaultProbeInterval.
 	ProbeInterval time.Duration
-	// ProbeTimeout bounds one probe; a probe that fails or times out marks
-	// the peer disconnected. Default DefaultProbeTimeout, at least
-	// ProbeInterval.
+	// ProbeTimeout bounds one probe and one keepalive ping of the
+	// connection; a probe that fails or times out, or a connection
+	// closed for an unanswered ping, marks the peer disconnected.
+	// Default DefaultProbeTimeout.
 	ProbeTimeout time.Duration
 	// DialTimeout bounds a connection attempt. Default DefaultDialTimeout.
 	DialTimeout time.Duration
@@ -122,7 +133,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.ProbeInterval = DefaultProbeInterval
 	}
 	if c.ProbeTimeout == 0 {
-		c.ProbeTimeout = max(DefaultProbeTimeout, c.ProbeInterval)
+		c.ProbeTimeout = DefaultProbeTimeout
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout

@@ -16,11 +16,16 @@
 // is refused, counted with a reason, and the last good export under that
 // key is kept.
 //
-// Besides the watch, a probe reads the prefix's count every ProbeInterval.
-// It tells whether the peer answers (State.Connected, State.Since: the
-// input of fencing), the peer's current revision (State.PeerRevision, for
-// the import lag), and notices a peer whose etcd was recreated with a
-// shorter history, which forces a full list.
+// Besides the watch, the connection's state tells whether the peer
+// answers (State.Connected, State.Since: the input of fencing): the
+// connection pings the peer every 10 s, and leaving Ready (closed,
+// refused, or a ping unanswered for ProbeTimeout) marks the peer down at
+// once. A probe reads the prefix's count when the session starts, when
+// the connection comes back and every ProbeInterval (30 s): it tells the
+// peer's current revision (State.PeerRevision, for the import lag),
+// notices a peer without a leader, and one whose etcd was recreated with
+// a shorter history, which forces a full list. Idle, a peer costs one
+// ping every 10 s rather than a read every 2 s.
 //
 //	r, err := replicate.New(replicate.Config{
 //		Local: "east-1", Peer: "west-1",

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/store"
@@ -31,9 +32,9 @@ type Snapshot struct {
 	// Resync is true when the set comes from a full list rather than a
 	// watched change.
 	Resync bool
-	// Exports are sorted by namespace, then name. The slice is the
-	// consumer's; the exports' own slices are shared and must not be
-	// modified.
+	// Exports are sorted by namespace, then name, one per service. The
+	// slice and the exports' own slices are shared (the Replicator keeps
+	// the slice as its current set) and must not be modified.
 	Exports []catalog.Export
 	// Changed names the services put or deleted since the previous
 	// snapshot; nil with Resync, when any may have changed.
@@ -76,7 +77,11 @@ type Replicator struct {
 	prefix string
 
 	// Owned by the session goroutines, one at a time (the watch callback).
-	exports map[catalog.ServiceKey]catalog.Export
+	// exports is sorted by key, one per key, and never modified once
+	// delivered: every change makes a new slice, which the Snapshot
+	// shares with the consumer (one copy of the peer's exports, not one
+	// here and one per snapshot).
+	exports []catalog.Export
 	rev     int64
 
 	// contacts counts the times the peer answered (a probe or an update);
@@ -102,17 +107,14 @@ func New(cfg Config) (*Replicator, error) {
 		return nil, err
 	}
 	r := &Replicator{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "replicate", "cluster", cfg.Local, "peer", cfg.Peer),
-		prefix:  store.ExportsPrefix(cfg.Peer),
-		exports: make(map[catalog.ServiceKey]catalog.Export),
-		wait:    sleepCtx,
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "replicate", "cluster", cfg.Local, "peer", cfg.Peer),
+		prefix: store.ExportsPrefix(cfg.Peer),
+		wait:   sleepCtx,
 	}
 	if cfg.FromRevision > 0 {
 		r.rev = cfg.FromRevision
-		for _, e := range cfg.Initial {
-			r.exports[e.Service.Key()] = e
-		}
+		r.exports = sortedExports(slices.Clone(cfg.Initial))
 	}
 	r.state = State{Peer: cfg.Peer, Since: cfg.Now(), Revision: r.rev}
 	return r, nil
@@ -178,10 +180,11 @@ func (r *Replicator) newBackOff() backoff.BackOff {
 	return bo
 }
 
-// etcdMinKeepAlive is etcd's default --grpc-keepalive-min-time: a client
-// that pings more often than this is told to go away (too_many_pings). The
-// probe notices a dead peer sooner anyway.
-const etcdMinKeepAlive = 5 * time.Second
+// keepAlive is how often the connection to a peer's etcd pings it: the
+// shortest gRPC allows a client (etcd's --grpc-keepalive-min-time, 5 s,
+// allows it too). A ping unanswered for ProbeTimeout closes the
+// connection, which marks the peer down (see probeLoop).
+const keepAlive = 10 * time.Second
 
 // session connects (unless given a client), then runs the watch and the
 // probe until one fails for good or ctx ends.
@@ -193,10 +196,14 @@ func (r *Replicator) session(ctx context.Context) error {
 			Endpoints:            r.cfg.Endpoints,
 			TLS:                  r.cfg.TLS,
 			DialTimeout:          r.cfg.DialTimeout,
-			DialKeepAliveTime:    max(r.cfg.ProbeInterval, etcdMinKeepAlive),
-			DialKeepAliveTimeout: r.cfg.DialTimeout,
-			Context:              ctx,
-			Logger:               zap.NewNop(),
+			DialKeepAliveTime:    keepAlive,
+			DialKeepAliveTimeout: r.cfg.ProbeTimeout,
+			// A peer's connection is idle but for its watch's events:
+			// no 32 KiB read buffer of its own per peer (TLS buffers
+			// the record).
+			DialOptions: []grpc.DialOption{grpc.WithReadBufferSize(0)},
+			Context:     ctx,
+			Logger:      zap.NewNop(),
 		})
 		if err != nil {
 			r.count(r.cfg.Metrics.restarts(), RestartClientError)
@@ -226,21 +233,63 @@ func (r *Replicator) session(ctx context.Context) error {
 	return err
 }
 
-// probeLoop asks the peer for its revision every ProbeInterval.
+// probeLoop asks the peer for its revision when the session starts,
+// every ProbeInterval, and at once whenever its connection comes back.
+// Between probes the connection's state tells whether the peer answers:
+// leaving Ready (the connection closed or refused, or its keepalive ping
+// unanswered) marks the peer down at once. A probe is a read served by
+// the peer's etcd (TLS, gRPC, a count of the prefix): done every two
+// seconds for every peer it was most of an idle federation's CPU, and
+// the keepalive pings the connection sends anyway tell the same.
 func (r *Replicator) probeLoop(ctx context.Context, cli *clientv3.Client) error {
 	t := time.NewTicker(r.cfg.ProbeInterval)
 	defer t.Stop()
+	conn := cli.ActiveConnection()
+	moved := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() {
+		for s := conn.GetState(); conn.WaitForStateChange(ctx, s); s = conn.GetState() {
+			select {
+			case moved <- struct{}{}:
+			default:
+			}
+		}
+	})
+	ready := conn.GetState() == connectivity.Ready
+	probe := true
 	for {
-		if err := r.probe(ctx, cli); err != nil {
-			return err
+		if probe {
+			probe = false
+			if err := r.probe(ctx, cli); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+			probe = true
+		case <-moved:
+			s := conn.GetState()
+			switch was := ready; {
+			case s == connectivity.Ready && !was:
+				ready, probe = true, true
+			case s != connectivity.Ready:
+				ready = false
+				if r.setConnected(false, fmt.Errorf("%w: connection %s", errConnLost, s)) {
+					r.count(r.cfg.Metrics.restarts(), RestartDisconnected)
+					r.log.Warn("peer etcd connection lost", "state", s.String())
+				}
+			}
 		}
 	}
 }
+
+// errConnLost is the State.LastError of a peer whose connection left Ready.
+var errConnLost = errors.New("peer etcd connection lost")
 
 // probe reads the count of the exports prefix: cheap, linearizable, and
 // allowed by the read-only role. It returns an error only to end the
@@ -281,42 +330,62 @@ func (r *Replicator) probe(ctx context.Context, cli *clientv3.Client) error {
 // apply folds one watch update into the export set and delivers it. It
 // runs on the watch's goroutine.
 func (r *Replicator) apply(u store.Update) error {
+	var changed []catalog.ServiceKey
 	if u.Resync {
-		next := make(map[catalog.ServiceKey]catalog.Export, len(u.Puts))
+		next := make([]catalog.Export, 0, len(u.Puts))
 		for _, kv := range u.Puts {
+			if !r.inScope(kv.Key) {
+				continue
+			}
 			key, e, ok := r.decode(kv)
 			if ok {
-				next[key] = e
-			} else if old, had := r.exports[key]; had && key != (catalog.ServiceKey{}) {
-				next[key] = old // keep the last good value
+				next = append(next, e)
+			} else if old, had := r.find(key); had && key != (catalog.ServiceKey{}) {
+				next = append(next, old) // keep the last good value
 			}
 		}
-		r.exports = next
+		r.exports = sortedExports(next)
 		if m := r.cfg.Metrics; m != nil {
 			m.Resyncs.WithLabelValues(r.cfg.Peer).Inc()
 		}
-	}
-	var changed []catalog.ServiceKey
-	if !u.Resync {
+	} else {
 		changed = make([]catalog.ServiceKey, 0, len(u.Puts)+len(u.Deletes))
+		puts := make(map[catalog.ServiceKey]catalog.Export, len(u.Puts))
 		for _, kv := range u.Puts {
+			if !r.inScope(kv.Key) {
+				continue
+			}
 			if key, e, ok := r.decode(kv); ok {
-				r.exports[key] = e
+				puts[key] = e
 				changed = append(changed, key)
 			}
 		}
+		deletes := make(map[catalog.ServiceKey]bool, len(u.Deletes))
 		for _, k := range u.Deletes {
-			if _, key, err := store.ParseExportKey(k); err == nil {
-				delete(r.exports, key)
+			if _, key, err := store.ParseExportKey(k); err == nil && r.inScope(k) {
+				deletes[key] = true
+				delete(puts, key)
 				changed = append(changed, key)
 			}
 		}
+		// A new slice: the one delivered before is the consumer's too.
+		next := make([]catalog.Export, 0, len(r.exports)+len(puts))
+		for _, e := range r.exports {
+			k := e.Service.Key()
+			if p, ok := puts[k]; ok {
+				next = append(next, p)
+				delete(puts, k)
+			} else if !deletes[k] {
+				next = append(next, e)
+			}
+		}
+		for _, e := range puts {
+			next = append(next, e)
+		}
+		r.exports = sortedExports(next)
 	}
 	r.rev = u.Rev
-	snap := Snapshot{Peer: r.cfg.Peer, Revision: u.Rev, Resync: u.Resync, Changed: changed, At: r.cfg.Now()}
-	snap.Exports = slices.SortedFunc(maps.Values(r.exports), func(a, b catalog.Export) int {
-		return cmp.Or(strings.Compare(a.Service.Namespace, b.Service.Namespace), strings.Compare(a.Service.Name, b.Service.Name))
-	})
+	snap := Snapshot{Peer: r.cfg.Peer, Revision: u.Rev, Resync: u.Resync, Changed: changed, At: r.cfg.Now(), Exports: r.exports}
 	r.mu.Lock()
 	r.state.Revision = u.Rev
 	r.state.PeerRevision = max(r.state.PeerRevision, u.Rev)
@@ -330,6 +399,46 @@ func (r *Replicator) apply(u store.Update) error {
 	}
 	r.cfg.OnExports(snap)
 	return nil
+}
+
+// inScope reports whether the export at key is replicated (see
+// Config.Scope). A key that does not parse is in scope, so that decode
+// refuses and counts it.
+func (r *Replicator) inScope(key string) bool {
+	if r.cfg.Scope == nil {
+		return true
+	}
+	_, k, err := store.ParseExportKey(key)
+	return err != nil || r.cfg.Scope(k)
+}
+
+// compareExports orders exports by namespace, then name.
+func compareExports(a, b catalog.Export) int {
+	return cmp.Or(strings.Compare(a.Service.Namespace, b.Service.Namespace), strings.Compare(a.Service.Name, b.Service.Name))
+}
+
+// sortedExports sorts es by key and keeps the last of each key.
+func sortedExports(es []catalog.Export) []catalog.Export {
+	slices.SortStableFunc(es, compareExports)
+	out := es[:0]
+	for i, e := range es {
+		if i+1 < len(es) && compareExports(e, es[i+1]) == 0 {
+			continue
+		}
+		out = append(out, e)
+	}
+	return slices.Clip(out)
+}
+
+// find returns the export of key in the current set.
+func (r *Replicator) find(key catalog.ServiceKey) (catalog.Export, bool) {
+	i, ok := slices.BinarySearchFunc(r.exports, key, func(e catalog.Export, k catalog.ServiceKey) int {
+		return cmp.Or(strings.Compare(e.Service.Namespace, k.Namespace), strings.Compare(e.Service.Name, k.Name))
+	})
+	if !ok {
+		return catalog.Export{}, false
+	}
+	return r.exports[i], true
 }
 
 // decode reads one key and value of the peer. A refused one is logged and

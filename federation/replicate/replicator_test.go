@@ -393,3 +393,43 @@ func TestBackoffResetsAfterSync(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionTellsLiveness: with probes far apart (an hour), the peer
+// is marked down when its connection is cut and refused, counted as a
+// disconnection, and up again, with a probe of its revision, as soon as
+// it is back.
+func TestConnectionTellsLiveness(t *testing.T) {
+	peer := storetest.Open(t, "west-1")
+	proxy := faultproxy.New(t, peer.ClientURL()[len("http://"):])
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	r, err := New(Config{
+		Local: "east-1", Peer: "west-1", Logger: quiet, Endpoints: []string{"http://" + proxy.Addr()},
+		OnExports: rec.onExports, OnState: rec.onState, Metrics: m,
+		ProbeInterval: time.Hour, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h history
+	h.write(t, peer, []catalog.Export{svc("west-1", "alpha", 0)})
+	run(t, r)
+	poll.True(t, 30*time.Second, "replicator connected", func() bool { return r.State().Connected })
+
+	proxy.Block()
+	poll.True(t, 30*time.Second, "replicator sees the peer down without a probe", func() bool { return !r.State().Connected })
+	if got := counterValue(t, m.Restarts.WithLabelValues("west-1", RestartDisconnected)); got < 1 {
+		t.Errorf("disconnected restarts = %v, want at least 1", got)
+	}
+
+	rev := h.write(t, peer, []catalog.Export{svc("west-1", "alpha", 1)})
+	proxy.Unblock()
+	poll.True(t, 30*time.Second, "replicator back, at the peer's revision", func() bool {
+		st := r.State()
+		return st.Connected && st.Revision == rev && st.PeerRevision >= rev
+	})
+}

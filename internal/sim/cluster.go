@@ -156,8 +156,10 @@ func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, lo
 		ServerKeyFile:    filepath.Join(tlsDir, "cp.key"),
 		ClientCAFile:     filepath.Join(tlsDir, "bundle.crt"),
 		ClientTLS:        storeTLS,
-		Logger:           c.log,
-		Registerer:       c.reg,
+		// N etcds share one disk here; each cluster's has its own.
+		UnsafeNoFsync: true,
+		Logger:        c.log,
+		Registerer:    c.reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store of %s: %w", c.name, err)
@@ -206,6 +208,7 @@ func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, lo
 		Prover:         prover,
 		PeerTLS:        peerTLS,
 		GrantPeerRead:  true,
+		ImportScope:    c.importScope(),
 		FencePeriod:    cfg.FencePeriod,
 		Logger:         c.log,
 		Registerer:     c.reg,
@@ -274,6 +277,21 @@ func (c *cluster) run(onView func(*cluster, *catalog.View)) {
 			}
 		}
 	}()
+}
+
+// importScope is the services the cluster consumes, nil when it
+// consumes every one.
+func (c *cluster) importScope() []catalog.ServiceKey {
+	if c.cfg.Consumed >= c.cfg.Services {
+		return nil
+	}
+	var keys []catalog.ServiceKey
+	for k := range c.cfg.Services {
+		if consumes(c.cfg.Services, c.cfg.Consumed, c.i, k) {
+			keys = append(keys, catalog.ServiceKey{Namespace: "sim", Name: serviceName(k)})
+		}
+	}
+	return keys
 }
 
 // exports is the cluster's export set: every service, every endpoint

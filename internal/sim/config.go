@@ -37,6 +37,14 @@ type Config struct {
 	// names in every cluster, so each service of the merged view has an
 	// endpoint set from every cluster). Default DefaultServices.
 	Services int
+	// Consume, if between 0 and 1, is the share of the services every
+	// cluster's workloads consume, and so its import scope
+	// (federation.Config.ImportScope): cluster i consumes
+	// ceil(Consume*Services) services from svc-(i mod Services) on, and
+	// replicates, merges and persists only those of its peers. A change
+	// is followed at the clusters that consume its service. 0 or 1:
+	// every cluster consumes every service (no scope).
+	Consume float64
 	// Endpoints is how many endpoints every cluster has per service.
 	// Default DefaultEndpoints.
 	Endpoints int
@@ -85,6 +93,10 @@ type Config struct {
 	// federation still runs (whole, before the kill): a caller takes a
 	// heap profile there.
 	AfterChurn func()
+	// AtRest, if set, is called when the rest window starts (the
+	// federation synced, before the churn), and the function it returns
+	// when the window ends: a caller profiles the idle federation there.
+	AtRest func() (end func())
 	// Progress receives a line per step while the run goes; nil: none.
 	Progress io.Writer
 	// Logger receives the control planes' logs; default: discarded.
@@ -104,6 +116,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Services < 1 || c.Endpoints < 1 || c.Services*c.Endpoints*c.Clusters > 1<<24 {
 		return c, fmt.Errorf("%w: %d services of %d endpoints in %d clusters: want at least one of each and at most 2^24 endpoints",
 			ErrConfig, c.Services, c.Endpoints, c.Clusters)
+	}
+	if c.Consume < 0 || c.Consume > 1 {
+		return c, fmt.Errorf("%w: consumed share %g: want 0 to 1", ErrConfig, c.Consume)
 	}
 	if c.ChurnRate == 0 {
 		c.ChurnRate = DefaultChurnRate

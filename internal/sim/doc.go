@@ -26,7 +26,10 @@
 // one certificate, so the proofs, grants and pinned replicator TLS under
 // test would be bypassed. An embedded etcd costs about 10 MiB resident
 // before any peer is known (measured: Result.PerControlPlane.RSSStarted),
-// so 200 clusters fit in a few GiB.
+// so 200 clusters fit in a few GiB. The embedded etcds do not fsync
+// (store.Config.UnsafeNoFsync): N of them share one disk here, and a
+// forming federation's grants and imports writes waited for that disk's
+// fsync rate (about 100 per second), not for the control planes.
 //
 // # Phases
 //

@@ -180,7 +180,7 @@ func (h *host) change(ctx context.Context, ch change) error {
 	w := &watch{ch: ch, service: serviceName(ch.Service), origin: clusterName(ch.Origin),
 		addr: endpointAddr(&h.cfg, ch.Origin, ch.Service, 0), waiting: map[int]bool{}}
 	for i, c := range h.clusters {
-		if i != ch.Origin && !c.dead.Load() {
+		if i != ch.Origin && !c.dead.Load() && consumes(h.cfg.Services, h.cfg.Consumed, i, ch.Service) {
 			w.waiting[i] = true
 		}
 	}
@@ -242,9 +242,10 @@ func (h *host) onView(c *cluster, v *catalog.View) {
 	at := now()
 	var out []event
 	h.mu.Lock()
-	if !h.synced[c.i] && len(v.Services) > 0 {
+	// Coverage is read off a service the cluster consumes.
+	if s := findService(v, serviceName(c.i%h.cfg.Services)); !h.synced[c.i] && s != nil {
 		seen := map[string]bool{}
-		for _, ep := range v.Services[len(v.Services)-1].Endpoints {
+		for _, ep := range s.Endpoints {
 			seen[ep.Locality.Cluster] = true
 		}
 		if len(seen) > h.covers[c.i] {
@@ -252,7 +253,7 @@ func (h *host) onView(c *cluster, v *catalog.View) {
 			out = append(out, event{Kind: evCovers, Cluster: c.i, ID: len(seen), At: at})
 		}
 	}
-	if !h.synced[c.i] && complete(v, h.cfg.Clusters, h.cfg.Services, h.cfg.Endpoints) {
+	if !h.synced[c.i] && complete(v, &h.cfg, c.i) {
 		h.synced[c.i] = true
 		out = append(out, event{Kind: evSynced, Cluster: c.i, At: at})
 	}
@@ -283,31 +284,44 @@ func (h *host) onView(c *cluster, v *catalog.View) {
 	}
 }
 
-// complete reports whether v holds every service with every cluster's
-// endpoints.
-func complete(v *catalog.View, clusters, services, endpoints int) bool {
-	if len(v.Services) != services {
+// complete reports whether cluster i's view v holds every service, those
+// it consumes with every cluster's endpoints, the others with its own.
+func complete(v *catalog.View, cfg *hostConfig, i int) bool {
+	if len(v.Services) != cfg.Services {
 		return false
 	}
-	for _, s := range v.Services {
-		if len(s.Endpoints) != clusters*endpoints {
+	for k := range cfg.Services {
+		want := cfg.Endpoints
+		if consumes(cfg.Services, cfg.Consumed, i, k) {
+			want *= cfg.Clusters
+		}
+		if s := findService(v, serviceName(k)); s == nil || len(s.Endpoints) != want {
 			return false
 		}
 	}
 	return true
 }
 
-// endpointReady finds the endpoint at addr of cluster's share of service
-// name in v.
-func endpointReady(v *catalog.View, name, cluster, addr string) (ready, found bool) {
+// findService finds service name of the sim namespace in v.
+func findService(v *catalog.View, name string) *catalog.ImportedService {
 	i := sort.Search(len(v.Services), func(i int) bool {
 		s := v.Services[i]
 		return s.Namespace > "sim" || (s.Namespace == "sim" && s.Name >= name)
 	})
 	if i == len(v.Services) || v.Services[i].Name != name {
+		return nil
+	}
+	return &v.Services[i]
+}
+
+// endpointReady finds the endpoint at addr of cluster's share of service
+// name in v.
+func endpointReady(v *catalog.View, name, cluster, addr string) (ready, found bool) {
+	s := findService(v, name)
+	if s == nil {
 		return false, false
 	}
-	for _, ep := range v.Services[i].Endpoints {
+	for _, ep := range s.Endpoints {
 		if ep.Locality.Cluster == cluster && ep.Address == addr {
 			return ep.Ready, true
 		}

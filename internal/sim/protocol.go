@@ -45,10 +45,13 @@ type hostConfig struct {
 	// DataDir holds the host's clusters' data.
 	DataDir string `json:"dataDir"`
 	// Block is the second octet of the loopback /16 the run holds.
-	Block         int                `json:"block"`
-	Clusters      int                `json:"clusters"`
-	Indexes       []int              `json:"indexes"`
-	Services      int                `json:"services"`
+	Block    int   `json:"block"`
+	Clusters int   `json:"clusters"`
+	Indexes  []int `json:"indexes"`
+	Services int   `json:"services"`
+	// Consumed is how many services each cluster consumes (see
+	// Config.Consume); Services without a scope.
+	Consumed      int                `json:"consumed"`
 	Endpoints     int                `json:"endpoints"`
 	Profile       membership.Profile `json:"profile"`
 	FencePeriod   time.Duration      `json:"fencePeriod"`

@@ -67,8 +67,11 @@ type PerControlPlane struct {
 
 // Result is what a run measured.
 type Result struct {
-	Clusters    int     `json:"clusters"`
-	Services    int     `json:"services"`
+	Clusters int `json:"clusters"`
+	Services int `json:"services"`
+	// Consumed is how many services each cluster consumes and imports
+	// (Config.Consume); Services without a scope.
+	Consumed    int     `json:"consumed"`
 	Endpoints   int     `json:"endpoints"`
 	Processes   int     `json:"processes"`
 	Profile     string  `json:"gossipProfile"`
@@ -106,7 +109,7 @@ type Result struct {
 
 func newResult(cfg Config, block int) *Result {
 	return &Result{
-		Clusters: cfg.Clusters, Services: cfg.Services, Endpoints: cfg.Endpoints, Processes: cfg.Workers,
+		Clusters: cfg.Clusters, Services: cfg.Services, Consumed: consumedServices(cfg), Endpoints: cfg.Endpoints, Processes: cfg.Workers,
 		Profile: string(cfg.Profile), FencePeriod: secs(cfg.FencePeriod), ChurnRate: cfg.ChurnRate,
 		Block: block, LoadBefore: loadAverage(),
 	}
@@ -149,19 +152,19 @@ func (r *Result) churnFrom(b, c *hostStats, n, changes int) {
 	r.MaxFDs = max(r.MaxFDs, c.FDs)
 }
 
-func (r *Result) propagation(changes []change, changed map[int]int64, seen map[int][]int64, n int) {
+func (r *Result) propagation(changes []change, changed map[int]int64, seen map[int][]int64, watchers func(change) int) {
 	var ds []time.Duration
 	missing := 0
 	for _, ch := range changes {
 		at, ok := changed[ch.ID]
 		if !ok {
-			missing += n - 1
+			missing += watchers(ch)
 			continue
 		}
 		for _, t := range seen[ch.ID] {
 			ds = append(ds, time.Duration(t-at))
 		}
-		missing += n - 1 - len(seen[ch.ID])
+		missing += watchers(ch) - len(seen[ch.ID])
 	}
 	r.Propagation = spreadOf(ds, missing)
 }

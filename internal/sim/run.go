@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for k := range cfg.Workers {
 		hc := hostConfig{
 			RootDir: rootDir, DataDir: filepath.Join(dir, fmt.Sprintf("host-%d", k)), Block: block,
-			Clusters: cfg.Clusters, Services: cfg.Services, Endpoints: cfg.Endpoints,
+			Clusters: cfg.Clusters, Services: cfg.Services, Consumed: consumedServices(cfg), Endpoints: cfg.Endpoints,
 			Profile: cfg.Profile, FencePeriod: cfg.FencePeriod, StartParallel: cfg.StartParallel, GossipKey: key,
 		}
 		for i := range cfg.Clusters {
@@ -182,7 +182,13 @@ func (r *run) phases(ctx context.Context) error {
 		return err
 	}
 	r.progress("rest: measuring %s", r.cfg.IdleWindow)
-	if err := sleep(ctx, r.cfg.IdleWindow); err != nil {
+	end := func() {}
+	if r.cfg.AtRest != nil {
+		end = r.cfg.AtRest()
+	}
+	err = sleep(ctx, r.cfg.IdleWindow)
+	end()
+	if err != nil {
 		return err
 	}
 	b, err := r.collectStats(ctx)
@@ -202,7 +208,7 @@ func (r *run) phases(ctx context.Context) error {
 	for {
 		done := 0
 		for _, ch := range changes[:next] {
-			if len(r.seen[ch.ID]) == n-1 || r.failed[ch.ID] {
+			if len(r.seen[ch.ID]) == r.watchers(ch) || r.failed[ch.ID] {
 				done++
 			}
 		}
@@ -243,7 +249,7 @@ func (r *run) phases(ctx context.Context) error {
 	if r.cfg.AfterChurn != nil {
 		r.cfg.AfterChurn()
 	}
-	r.res.propagation(changes, r.changed, r.seen, n)
+	r.res.propagation(changes, r.changed, r.seen, r.watchers)
 
 	// Kill one cluster; every other must fence it.
 	victim := n - 1
@@ -401,15 +407,44 @@ func (r *run) pickChanges() []change {
 	n, s := r.cfg.Clusters-1, r.cfg.Services
 	picked := map[int]bool{}
 	out := make([]change, 0, r.cfg.Changes)
-	for len(out) < min(r.cfg.Changes, n*s) {
+	// Only changes some other cluster follows, as long as there are.
+	for tries := 0; len(out) < min(r.cfg.Changes, n*s) && tries < 100*n*s; tries++ {
 		p := rng.IntN(n * s)
-		if picked[p] {
+		ch := change{ID: len(out) + 1, Origin: p / s, Service: p % s}
+		if picked[p] || r.watchers(ch) == 0 {
 			continue
 		}
 		picked[p] = true
-		out = append(out, change{ID: len(out) + 1, Origin: p / s, Service: p % s})
+		out = append(out, ch)
 	}
 	return out
+}
+
+// watchers is how many clusters follow ch: those, but its origin, that
+// consume its service.
+func (r *run) watchers(ch change) int {
+	consumed := consumedServices(r.cfg)
+	w := 0
+	for i := range r.cfg.Clusters {
+		if i != ch.Origin && consumes(r.cfg.Services, consumed, i, ch.Service) {
+			w++
+		}
+	}
+	return w
+}
+
+// consumedServices is how many services each cluster consumes.
+func consumedServices(cfg Config) int {
+	if cfg.Consume == 0 || cfg.Consume == 1 {
+		return cfg.Services
+	}
+	return max(1, int(math.Ceil(cfg.Consume*float64(cfg.Services))))
+}
+
+// consumes reports whether cluster i consumes service k: each consumes
+// consumed services from k = i mod services on.
+func consumes(services, consumed, i, k int) bool {
+	return ((k-i)%services+services)%services < consumed
 }
 
 func (r *run) shutdown() {

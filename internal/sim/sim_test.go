@@ -80,6 +80,47 @@ func TestRun(t *testing.T) {
 	t.Logf("progress:\n%s\n%s", progress.String(), text.String())
 }
 
+// TestRunScoped runs a federation whose clusters consume 3 of 10
+// services each (scoped imports): every view completes (consumed
+// services from every cluster, the others its own), and each change is
+// seen by exactly the other clusters that consume its service.
+func TestRunScoped(t *testing.T) {
+	const clusters, services, changes = 4, 10, 6
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Config{
+		Clusters: clusters, Services: services, Consume: 0.3,
+		ChurnRate: 20, Changes: changes,
+		IdleWindow: time.Second, FencePeriod: 2 * time.Second,
+		PhaseTimeout: 2 * time.Minute,
+		Progress:     &progress,
+	})
+	if err != nil {
+		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+	}
+	if res.Consumed != 3 {
+		t.Errorf("consumed %d, want 3", res.Consumed)
+	}
+	if res.Sync.Samples != clusters {
+		t.Errorf("sync samples %d, want %d", res.Sync.Samples, clusters)
+	}
+	r := &run{cfg: Config{Clusters: clusters, Services: services, Consume: 0.3, Changes: changes}}
+	want := 0
+	for _, ch := range r.pickChanges() {
+		want += r.watchers(ch)
+	}
+	if want == 0 || want >= changes*(clusters-1) {
+		t.Fatalf("the scope leaves %d watchers of %d changes: the test needs some, fewer than every cluster", want, changes)
+	}
+	if res.Propagation.Samples != want || res.Propagation.Missing != 0 {
+		t.Errorf("propagation: %d samples, %d missing; want %d (the consumers) and 0\nprogress:\n%s", res.Propagation.Samples, res.Propagation.Missing, want, progress.String())
+	}
+	if res.Fencing.Samples != clusters-1 {
+		t.Errorf("fencing: %d samples, want %d", res.Fencing.Samples, clusters-1)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -88,6 +129,7 @@ func TestConfigErrors(t *testing.T) {
 		{"one cluster", Config{Clusters: 1}},
 		{"too many changes", Config{Clusters: 2, Services: 1, Changes: 3}},
 		{"negative churn", Config{Clusters: 2, ChurnRate: -1}},
+		{"consumed share above 1", Config{Clusters: 2, Consume: 1.5}},
 		{"bad profile", Config{Clusters: 2, Profile: "moon"}},
 		{"workers without command", Config{Clusters: 4, Workers: 2}},
 		{"more workers than clusters", Config{Clusters: 2, Workers: 3, WorkerCommand: []string{"x"}}},
