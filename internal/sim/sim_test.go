@@ -35,7 +35,9 @@ func TestRun(t *testing.T) {
 	res, err := Run(ctx, Config{
 		Clusters: clusters, Services: services, Endpoints: 2,
 		ChurnRate: 20, Changes: changes,
-		IdleWindow: time.Second, FencePeriod: 2 * time.Second,
+		// The idle window is longer than WAN gossip's probe interval
+		// (5 s): a shorter one may see no gossip at all.
+		IdleWindow: 6 * time.Second, FencePeriod: 2 * time.Second,
 		PhaseTimeout: 2 * time.Minute,
 		Progress:     &progress,
 	})
