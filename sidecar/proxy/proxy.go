@@ -352,6 +352,9 @@ func (p *Proxy) upstream(cluster string) *upstream {
 	if u := (*p.cur.Load())[cluster]; u != nil {
 		return u
 	}
+	if _, ok := p.snap.Load().Cluster(cluster); !ok {
+		return nil // not configured: no need for the lock
+	}
 	return p.makeUpstream(cluster)
 }
 
