@@ -81,11 +81,10 @@ func New(cfg Config) (*Balancer, error) {
 	return b, nil
 }
 
-// Update replaces the balancer's endpoints. Hosts whose address and SNI
-// are unchanged keep their request counts, latency and ejection state. A
-// bad list is refused with an error naming the endpoint, and the balancer
-// keeps its previous endpoints.
-func (b *Balancer) Update(endpoints []Endpoint) error {
+// Check returns the error Update would refuse endpoints with (an
+// endpoint without an address or with a negative priority, two with the
+// same address and SNI), without a balancer.
+func Check(endpoints []Endpoint) error {
 	seen := make(map[string]int, len(endpoints))
 	for i := range endpoints {
 		e := &endpoints[i]
@@ -100,7 +99,17 @@ func (b *Balancer) Update(endpoints []Endpoint) error {
 		}
 		seen[e.key()] = i
 	}
+	return nil
+}
 
+// Update replaces the balancer's endpoints. Hosts whose address and SNI
+// are unchanged keep their request counts, latency and ejection state. A
+// bad list is refused with an error naming the endpoint, and the balancer
+// keeps its previous endpoints.
+func (b *Balancer) Update(endpoints []Endpoint) error {
+	if err := Check(endpoints); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	hosts := make(map[string]*Host, len(endpoints))

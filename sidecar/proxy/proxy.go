@@ -7,6 +7,7 @@ import (
 	"fmt"
 	stdlog "log"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -235,48 +236,53 @@ func New(cfg Config) (*Proxy, error) {
 // that are gone are closed, and their metric series (the proxy's and
 // their balancer's, outbound, and the inbound ones of inbound ports that
 // are gone) are deleted. It is safe to call while traffic flows.
+//
+// A service's upstream (its balancer, pools and series) is made on its
+// first request (upstream), not here: a sidecar that knows 1,000
+// services and calls a few holds the state of a few. Update checks the
+// endpoints of every service all the same, so a bad list is reported
+// whether or not the service is in use.
 func (p *Proxy) Update(snap *config.Snapshot) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	clusters := snap.ClusterList()
-	next := make(map[string]*upstream, len(clusters))
 	var errs []error
-	for _, svc := range clusters {
-		sp := svc.Cluster
-		u := p.upstreams[sp]
-		if u != nil && !sameBalancer(u.svc.Load(), svc) {
-			// A new load balancing policy needs a new balancer; the
-			// series stay, they name the same service.
-			u.close()
-			u = nil
+	for _, svc := range snap.ClusterList() {
+		if err := balancer.Check(balancerEndpoints(svc)); err != nil {
+			errs = append(errs, err)
 		}
-		switch {
-		case u == nil:
-			nu, err := newUpstream(p, svc)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			u = nu
-		case u.svc.Load().Version != svc.Version:
+	}
+	next := make(map[string]*upstream, len(p.upstreams))
+	for sp, u := range p.upstreams {
+		svc, ok := snap.Cluster(sp)
+		if !ok || !sameBalancer(u.svc.Load(), svc) {
+			// Gone, or a new load balancing policy, which needs a new
+			// balancer: closed below, made anew on first use. The
+			// series of a service that stays stay.
+			continue
+		}
+		if u.svc.Load().Version != svc.Version {
 			if err := u.update(svc); err != nil {
 				errs = append(errs, err)
 			}
-		default:
+		} else {
 			// The same service in the new snapshot: hold the new
-			// snapshot's copy, so that the old snapshot can be freed
-			// (0.4 MB with 1,000 services).
+			// snapshot's copy, so that the old snapshot can be freed.
 			u.svc.Store(svc)
 		}
 		next[sp] = u
 	}
+	var names, hosts map[string]bool // the series snap's services write
 	for sp, u := range p.upstreams {
-		if next[sp] == nil {
-			u.close()
-			if !p.hasSeries(next, u.name) {
-				u.series.delete(!p.hasHost(next, u.host))
-				p.cfg.BalancerMetrics.Delete(u.name)
-			}
+		if next[sp] != nil {
+			continue
+		}
+		u.close()
+		if names == nil {
+			names, hosts = seriesOf(snap)
+		}
+		if !names[u.name] {
+			u.series.delete(!hosts[u.host])
+			p.cfg.BalancerMetrics.Delete(u.name)
 		}
 	}
 	p.updateInboundSeriesLocked(snap)
@@ -290,25 +296,15 @@ func (p *Proxy) Update(snap *config.Snapshot) error {
 	return errors.Join(errs...)
 }
 
-// hasSeries reports whether an upstream of next writes the series name.
-func (p *Proxy) hasSeries(next map[string]*upstream, name string) bool {
-	for _, u := range next {
-		if u.name == name {
-			return true
-		}
+// seriesOf returns the series names the services of snap write, and
+// the hosts of their mesh series.
+func seriesOf(snap *config.Snapshot) (names, hosts map[string]bool) {
+	names, hosts = map[string]bool{}, map[string]bool{}
+	for _, svc := range snap.ClusterList() {
+		names[upstreamName(svc)] = true
+		hosts[svc.Port.Host()] = true
 	}
-	return false
-}
-
-// hasHost reports whether an upstream of next writes the mesh series of
-// the service host.
-func (p *Proxy) hasHost(next map[string]*upstream, host string) bool {
-	for _, u := range next {
-		if u.host == host {
-			return true
-		}
-	}
-	return false
+	return names, hosts
 }
 
 // sameBalancer reports whether a balancer built for a serves b.
@@ -325,20 +321,77 @@ func (p *Proxy) QuotaDemand() []ratelimit.QuotaDemand { return p.limiter.QuotaDe
 // Snapshot returns the configuration in use.
 func (p *Proxy) Snapshot() *config.Snapshot { return p.snap.Load() }
 
-// Balancers returns the balancer of every service, for admin pages.
+// Balancers returns the balancer of every service, for admin pages. A
+// service without requests yet has no upstream (see Update): its
+// balancer here is a fresh one of its endpoints, recording no metrics
+// and kept nowhere.
 func (p *Proxy) Balancers() map[naming.ServicePort]*balancer.Balancer {
+	cur := *p.cur.Load()
 	out := map[naming.ServicePort]*balancer.Balancer{}
-	for _, u := range *p.cur.Load() {
-		if svc := u.svc.Load(); svc.Subset == "" {
+	for _, svc := range p.snap.Load().ServiceList() {
+		if u := cur[svc.Cluster]; u != nil {
 			out[svc.Port] = u.bal
+			continue
 		}
+		b, err := p.newBalancer(svc, nil)
+		if err != nil {
+			continue
+		}
+		if err := b.Update(balancerEndpoints(svc)); err != nil {
+			continue
+		}
+		out[svc.Port] = b
 	}
 	return out
 }
 
 // upstream returns the upstream of a cluster (a service port or a subset
-// of one), nil when it is not configured.
-func (p *Proxy) upstream(cluster string) *upstream { return (*p.cur.Load())[cluster] }
+// of one), nil when it is not configured. The first call for a cluster
+// makes its upstream.
+func (p *Proxy) upstream(cluster string) *upstream {
+	if u := (*p.cur.Load())[cluster]; u != nil {
+		return u
+	}
+	if _, ok := p.snap.Load().Cluster(cluster); !ok {
+		return nil // not configured: no need for the lock
+	}
+	return p.makeUpstream(cluster)
+}
+
+// makeUpstream makes the upstream of a cluster of the configuration in
+// use, once: concurrent first requests wait on p.mu and find the one the
+// first made. It returns nil when the cluster is not configured, its
+// endpoints are refused (Update reported it), or the proxy is closed.
+func (p *Proxy) makeUpstream(cluster string) *upstream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if u := p.upstreams[cluster]; u != nil {
+		return u
+	}
+	select {
+	case <-p.closed:
+		return nil
+	default:
+	}
+	// p.snap changes under p.mu only, so it is the configuration
+	// p.upstreams belongs to.
+	svc, ok := p.snap.Load().Cluster(cluster)
+	if !ok {
+		return nil
+	}
+	u, err := newUpstream(p, svc)
+	if err != nil {
+		p.log.Debug("upstream refused", "cluster", cluster, "err", err)
+		return nil
+	}
+	// Readers hold the map in p.cur without a lock: copy it.
+	next := make(map[string]*upstream, len(p.upstreams)+1)
+	maps.Copy(next, p.upstreams)
+	next[cluster] = u
+	p.upstreams = next
+	p.cur.Store(&next)
+	return u
+}
 
 // Certificate returns the workload certificate from SDS, for new
 // handshakes; a renewed certificate is used from the next handshake on.

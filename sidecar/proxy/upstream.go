@@ -59,11 +59,31 @@ type poolKey struct {
 }
 
 func newUpstream(p *Proxy, svc *config.Service) (*upstream, error) {
-	u := &upstream{p: p, name: svc.Port.String(), host: svc.Port.Host(), pools: map[poolKey]*http.Transport{}}
-	if svc.Subset != "" {
-		u.name += "/" + svc.Subset
-	}
+	u := &upstream{p: p, name: upstreamName(svc), host: svc.Port.Host(), pools: map[poolKey]*http.Transport{}}
 	u.series = newServiceSeries(p.m, "outbound", u.name, u.host)
+	bal, err := p.newBalancer(svc, p.cfg.BalancerMetrics)
+	if err != nil {
+		return nil, err
+	}
+	u.bal = bal
+	if err := u.update(svc); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// upstreamName is the series and balancer name of a service port or a
+// subset of one: namespace/name:port[/subset].
+func upstreamName(svc *config.Service) string {
+	if svc.Subset != "" {
+		return svc.Port.String() + "/" + svc.Subset
+	}
+	return svc.Port.String()
+}
+
+// newBalancer returns an empty balancer for svc recording into m (nil
+// records nothing).
+func (p *Proxy) newBalancer(svc *config.Service, m *balancer.Metrics) (*balancer.Balancer, error) {
 	policy := balancer.LeastRequest
 	switch svc.LB {
 	case config.RoundRobin:
@@ -71,8 +91,8 @@ func newUpstream(p *Proxy, svc *config.Service) (*upstream, error) {
 	case config.RingHash:
 		policy = balancer.RingHash
 	}
-	bal, err := balancer.New(balancer.Config{
-		Name:           u.name,
+	return balancer.New(balancer.Config{
+		Name:           upstreamName(svc),
 		Policy:         policy,
 		MinRingSize:    svc.MinRingSize,
 		MaxRingSize:    svc.MaxRingSize,
@@ -87,17 +107,9 @@ func newUpstream(p *Proxy, svc *config.Service) (*upstream, error) {
 		},
 		RetryBudget: balancer.RetryBudgetConfig{MinRetryConcurrency: max(svc.Limits.MaxRetries, 1)},
 		Logger:      p.log,
-		Metrics:     p.cfg.BalancerMetrics,
+		Metrics:     m,
 		Now:         p.cfg.Now,
 	})
-	if err != nil {
-		return nil, err
-	}
-	u.bal = bal
-	if err := u.update(svc); err != nil {
-		return nil, err
-	}
-	return u, nil
 }
 
 func orDisabled(n int) int {
@@ -109,6 +121,30 @@ func orDisabled(n int) int {
 
 // update installs a new configuration of the same service port.
 func (u *upstream) update(svc *config.Service) error {
+	if err := u.bal.Update(balancerEndpoints(svc)); err != nil {
+		return err
+	}
+	u.svc.Store(svc)
+	u.fast.update(svc)
+	// Drop pools of endpoints that are gone.
+	keep := map[string]bool{}
+	for _, e := range svc.Endpoints {
+		keep[e.Address] = true
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for k, t := range u.pools {
+		if !keep[k.addr] {
+			t.CloseIdleConnections()
+			delete(u.pools, k)
+		}
+	}
+	return nil
+}
+
+// balancerEndpoints returns the endpoints of svc as its balancer takes
+// them.
+func balancerEndpoints(svc *config.Service) []balancer.Endpoint {
 	eps := make([]balancer.Endpoint, 0, len(svc.Endpoints))
 	for _, e := range svc.Endpoints {
 		be := balancer.Endpoint{
@@ -128,25 +164,7 @@ func (u *upstream) update(svc *config.Service) error {
 		}
 		eps = append(eps, be)
 	}
-	if err := u.bal.Update(eps); err != nil {
-		return err
-	}
-	u.svc.Store(svc)
-	u.fast.update(svc)
-	// Drop pools of endpoints that are gone.
-	keep := map[string]bool{}
-	for _, e := range svc.Endpoints {
-		keep[e.Address] = true
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for k, t := range u.pools {
-		if !keep[k.addr] {
-			t.CloseIdleConnections()
-			delete(u.pools, k)
-		}
-	}
-	return nil
+	return eps
 }
 
 func (u *upstream) close() {
