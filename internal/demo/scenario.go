@@ -164,7 +164,14 @@ func (d *demo) scenario(ctx context.Context) ([]Result, error) {
 				break
 			}
 		}
-		r := Evaluate(st.Phase, pstart, loads[0].Between(pstart, end))
+		// Each client's samples are read once: a request in flight at
+		// end is recorded (with its start time) when it completes, so
+		// two reads could count it once and not the other time.
+		phase := make([][]Sample, len(loads))
+		for i, l := range loads {
+			phase[i] = l.Between(pstart, end)
+		}
+		r := Evaluate(st.Phase, pstart, phase[0])
 		if st.traffic != nil {
 			r.SwitchedAfter = inForce
 			if inForceErr != nil {
@@ -173,7 +180,7 @@ func (d *demo) scenario(ctx context.Context) ([]Result, error) {
 			}
 			var cs []Caller
 			for i, c := range callers {
-				cs = append(cs, EvaluateCaller(c.Name, st.Splits, loads[i].Between(pstart.Add(st.Settle), end)))
+				cs = append(cs, EvaluateCaller(c.Name, st.Splits, since(phase[i], pstart.Add(st.Settle))))
 			}
 			d.showCallers(cs)
 			r.judgeCallers(cs)

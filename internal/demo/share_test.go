@@ -284,3 +284,15 @@ func TestLoadVariants(t *testing.T) {
 		t.Errorf("variants %q: want 14 requests, 5 of them b (every other one of the first 10)", got)
 	}
 }
+
+// TestSince: the samples that began at from or later, in order.
+func TestSince(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	ss := []Sample{{At: t0}, {At: t0.Add(time.Second)}, {At: t0.Add(2 * time.Second)}}
+	if got := since(ss, t0.Add(time.Second)); len(got) != 2 || !got[0].At.Equal(t0.Add(time.Second)) {
+		t.Errorf("since 1s: %v", got)
+	}
+	if got := since(ss, t0.Add(3*time.Second)); len(got) != 0 {
+		t.Errorf("since 3s: %v", got)
+	}
+}

@@ -269,3 +269,14 @@ func (l *Load) Between(from, to time.Time) []Sample {
 	}
 	return out
 }
+
+// since returns the samples of ss that began at from or later.
+func since(ss []Sample, from time.Time) []Sample {
+	var out []Sample
+	for _, s := range ss {
+		if !s.At.Before(from) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
