@@ -29,12 +29,24 @@ func (d *demo) auditLog(c Cluster, r int) string {
 func (d *demo) probeDenied(ctx context.Context) Denial {
 	dn := Denial{Method: http.MethodGet, Path: DeniedPath}
 	sent := time.Now()
-	code, err := d.send(ctx, dn.Method, strings.TrimSuffix(echoURL, "/")+dn.Path)
-	if err != nil {
+	var code int
+	err := poll(ctx, 3*time.Second, "an answer to "+dn.Method+" "+dn.Path+" made by the service", func() error {
+		dn.Attempts++
+		var err error
+		code, err = d.send(ctx, dn.Method, strings.TrimSuffix(echoURL, "/")+dn.Path)
+		switch {
+		case err != nil:
+			return err
+		case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
+			return fmt.Errorf("status %d", code)
+		}
+		return nil
+	})
+	dn.Code = code
+	if err != nil && code == 0 {
 		dn.Err = err.Error()
 		return dn
 	}
-	dn.Code = code
 	if code != http.StatusForbidden {
 		return dn
 	}
@@ -119,6 +131,9 @@ func findRecord(file string, match func(*audit.Record) bool) (string, *audit.Rec
 // was refused and why, and the audit record as the sidecar wrote it.
 func (d *demo) showDenial(dn Denial) {
 	what := dn.Method + " " + dn.Path
+	if dn.Attempts > 1 {
+		what += fmt.Sprintf(" (sent %d times)", dn.Attempts)
+	}
 	switch {
 	case dn.Code == 0:
 		fmt.Fprintf(d.cfg.Out, "  -- %s: failed: %s\n", what, dn.Err)

@@ -89,6 +89,11 @@ type Denial struct {
 	Path   string `json:"path"`
 	// Code is the HTTP status the client got, 0 when the request failed.
 	Code int `json:"code"`
+	// Attempts is how many times the request was sent: a failure the
+	// mesh made (a transport error, 502, 503, 504), as when the client's
+	// endpoints return from ejection just as the probe is sent, is sent
+	// again, as a client would, within a few seconds.
+	Attempts int `json:"attempts"`
 	// Err is why the request or the search for its record failed.
 	Err string `json:"error,omitempty"`
 	// Cluster and Workload name the echo replica whose sidecar wrote the
