@@ -60,6 +60,11 @@ type MeshConfig struct {
 	// Each is canonical (membership.ParseCIDRs); at most
 	// membership.MaxCIDRs. Optional.
 	ClusterCIDRs []netip.Prefix
+	// ImportScope, if not empty, is the services this cluster's
+	// workloads consume: only their exports are replicated from peers
+	// (federation.Config.ImportScope, scoped imports). Empty: every
+	// export of the clusterset.
+	ImportScope []catalog.ServiceKey
 	// Profile selects gossip timings: WAN for real federations, LAN or
 	// local for one machine. Default WAN.
 	Profile membership.Profile
@@ -367,6 +372,7 @@ func (s *Server) runMesh(ctx context.Context, m *mesh, st *store.Store) error {
 		Locality:             s.cfg.Locality,
 		GatewayAddress:       mc.GatewayAddress,
 		CIDRs:                mc.ClusterCIDRs,
+		ImportScope:          mc.ImportScope,
 		Store:                st,
 		Membership:           mem,
 		Prover:               prover,

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/cmd/internal/proxycmd"
 	"github.com/fedmesh/fedmesh/controlplane"
 	"github.com/fedmesh/fedmesh/controlplane/clusterset"
@@ -40,6 +41,7 @@ type controlPlaneOptions struct {
 	xdsAddress            string
 	gatewayAddress        string
 	clusterCIDRs          []string
+	importScope           []string
 	profile               string
 	fencePeriod           time.Duration
 	gatewayProbes         controlplane.GatewayProbeConfig
@@ -98,12 +100,17 @@ operator certificate ('fedmesh ca issue-operator').`,
 			if err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("--cluster-cidrs: %w", err)}
 			}
+			scope, err := parseImportScope(o.importScope)
+			if err != nil {
+				return err
+			}
 			if o.clusterSetPrefix, err = clusterset.ParsePrefix(o.clusterSetCIDR); err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("--clusterset-cidr: %w", err)}
 			}
 			if o.caDir != "" {
 				cfg.Mesh = &controlplane.MeshConfig{
 					ClusterCIDRs:      cidrs,
+					ImportScope:       scope,
 					CADir:             o.caDir,
 					SerfPort:          o.serfPort,
 					XDSAddress:        o.xdsAddress,
@@ -200,6 +207,7 @@ operator certificate ('fedmesh ca issue-operator').`,
 	f.IntVar(&o.serfPort, "serf-port", membership.DefaultBindPort, "gossip port (TCP and UDP) on the bind address")
 	f.StringVar(&o.xdsAddress, "xds-address", "", "xDS listener host:port (default BIND-ADDRESS:15010)")
 	f.StringVar(&o.gatewayAddress, "gateway-address", "", "this cluster's east-west gateway as peers reach it (default BIND-ADDRESS:15443)")
+	f.StringSliceVar(&o.importScope, "import-scope", nil, "the services this cluster's workloads consume, NAMESPACE/NAME,...: only their exports are replicated from peers, merged and served (scoped imports, docs/scale.md); empty: every service the clusterset exports")
 	f.StringSliceVar(&o.clusterCIDRs, "cluster-cidrs", nil, "address ranges this cluster's workloads and nodes send from, CIDR,... (pod and node CIDRs in Kubernetes; the workloads' loopback range in local mode, e.g. 127.0.1.0/24); peers' gateways label connections from them with this cluster's name (at most 8)")
 	f.StringVar(&o.profile, "gossip-profile", string(membership.ProfileWAN), "gossip timings: wan (real federations), lan, or local (one machine)")
 	f.DurationVar(&o.fencePeriod, "fence-period", 0, "how long a peer's catalog may be unreachable before its control plane counts as gone; it is fenced then unless its gateway answers probes (default 15s)")
@@ -240,6 +248,31 @@ func parseGatewayIdentities(vals []string) ([]xds.Identity, error) {
 			return nil, &exitError{code: 2, err: fmt.Errorf("--gateway-identity: %w", err)}
 		}
 		out = append(out, id)
+	}
+	return out, nil
+}
+
+// parseImportScope reads --import-scope: NAMESPACE/NAME values, each
+// part a DNS-1123 label, none twice.
+func parseImportScope(vals []string) ([]catalog.ServiceKey, error) {
+	out := make([]catalog.ServiceKey, 0, len(vals))
+	seen := map[catalog.ServiceKey]bool{}
+	for _, v := range vals {
+		ns, name, ok := strings.Cut(v, "/")
+		if !ok {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--import-scope: %q: want NAMESPACE/NAME", v)}
+		}
+		for _, part := range []string{ns, name} {
+			if why := catalog.IsDNS1123Label(part); why != "" {
+				return nil, &exitError{code: 2, err: fmt.Errorf("--import-scope: %q: %q %s", v, part, why)}
+			}
+		}
+		k := catalog.ServiceKey{Namespace: ns, Name: name}
+		if seen[k] {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--import-scope: %s given twice", v)}
+		}
+		seen[k] = true
+		out = append(out, k)
 	}
 	return out, nil
 }

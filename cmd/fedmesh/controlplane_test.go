@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/controlplane/xds"
 )
 
@@ -54,5 +56,30 @@ func TestParseGatewayIdentities(t *testing.T) {
 	want := []xds.Identity{{Namespace: "edge", ServiceAccount: "gw"}, {Namespace: "fedmesh-system", ServiceAccount: "fedmesh-gateway"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("identities (-want +got):\n%s", diff)
+	}
+}
+
+// --import-scope takes NAMESPACE/NAME values; a malformed one stops the
+// control plane before it starts anything, with a usage error naming the
+// flag and the value.
+func TestControlPlaneImportScopeFlag(t *testing.T) {
+	got, err := parseImportScope([]string{"demo/echo", "shop/cart"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []catalog.ServiceKey{{Namespace: "demo", Name: "echo"}, {Namespace: "shop", Name: "cart"}}; !slices.Equal(got, want) {
+		t.Errorf("scope %v, want %v", got, want)
+	}
+	for bad, want := range map[string]string{
+		"echo":                `"echo": want NAMESPACE/NAME`,
+		"demo/Echo":           `"Echo"`,
+		"de_mo/echo":          `"de_mo"`,
+		"demo/echo,demo/echo": "demo/echo given twice",
+	} {
+		_, stderr, code := runCmd(context.Background(), t, "controlplane", "--cluster", "east-1", "--source", "file:"+t.TempDir(),
+			"--ca-dir", t.TempDir(), "--import-scope", bad)
+		if code != 2 || !strings.Contains(stderr, "--import-scope") || !strings.Contains(stderr, want) {
+			t.Errorf("--import-scope %q: exit %d, stderr %q; want exit 2 naming the flag and %q", bad, code, stderr, want)
+		}
 	}
 }
