@@ -216,9 +216,11 @@ func (h *host) change(ctx context.Context, ch change) error {
 func (h *host) kill(victim int) {
 	h.mu.Lock()
 	waiting := map[int]bool{}
+	var others []int // waiting's keys: onView deletes from waiting under h.mu
 	for i, c := range h.clusters {
 		if i != victim && !c.dead.Load() {
 			waiting[i] = true
+			others = append(others, i)
 		}
 	}
 	h.victims[victim] = waiting
@@ -230,7 +232,7 @@ func (h *host) kill(victim int) {
 	}
 	// Views published before the kill was known are not checked; the
 	// fencing makes a new one.
-	for i := range waiting {
+	for _, i := range others {
 		if v := h.clusters[i].fed.View(); v != nil {
 			h.onView(h.clusters[i], v)
 		}
