@@ -8,10 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"regexp"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/fedmesh/fedmesh/controlplane/inject"
-	"github.com/fedmesh/fedmesh/internal/demo"
 )
 
 // inNamespace runs f on a thread locked to it that enters network
@@ -104,23 +101,8 @@ func TestAppHealthAndOpaquePorts(t *testing.T) {
 	requireTools(t, "ip", "setpriv", "iptables", "ip6tables")
 	bin := fedmeshBin(t)
 	l := newLab(t)
-	fm := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("fedmesh %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-	fm("ca", "init", "--trust-domain", trustDomain, "--dir", l.path("root"))
-	fm("ca", "issue-cluster", "--root-dir", l.path("root"), "--cluster", cluster, "--dir", l.path("ca"))
-	src := demo.Source{Cluster: cluster, Index: 1, Zone: "a", ClientIP: podIP, Replicas: []demo.Replica{{N: 1, IP: serverIP}}}
-	if err := demo.WriteSourceDir(l.path("source"), src); err != nil {
-		t.Fatal(err)
-	}
-	cp := l.start(t, l.peer, "controlplane", 0, bin, "controlplane", "--cluster", cluster, "--region", "us-east", "--zone", "a",
-		"--bind-address", cpIP, "--data-dir", l.path("data"), "--source", "file:"+l.path("source"),
-		"--ca-dir", l.path("ca"), "--gossip-profile", "local")
+	fm := fedmeshRunner(t, bin)
+	cp := startLabCluster(t, l, bin, fm)
 
 	// The app's servers, on the pod address.
 	httpsApp := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

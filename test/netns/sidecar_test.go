@@ -57,25 +57,10 @@ func TestOtherPodsCannotUseTheSidecar(t *testing.T) {
 	}
 	bin := fedmeshBin(t)
 	l := newLab(t)
-	fm := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("fedmesh %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	fm := fedmeshRunner(t, bin)
 
 	// The cluster: CA, control plane, echo-1 and its sidecar, in the peer.
-	fm("ca", "init", "--trust-domain", trustDomain, "--dir", l.path("root"))
-	fm("ca", "issue-cluster", "--root-dir", l.path("root"), "--cluster", cluster, "--dir", l.path("ca"))
-	src := demo.Source{Cluster: cluster, Index: 1, Zone: "a", ClientIP: podIP, Replicas: []demo.Replica{{N: 1, IP: serverIP}}}
-	if err := demo.WriteSourceDir(l.path("source"), src); err != nil {
-		t.Fatal(err)
-	}
-	cp := l.start(t, l.peer, "controlplane", 0, bin, "controlplane", "--cluster", cluster, "--region", "us-east", "--zone", "a",
-		"--bind-address", cpIP, "--data-dir", l.path("data"), "--source", "file:"+l.path("source"),
-		"--ca-dir", l.path("ca"), "--gossip-profile", "local")
+	cp := startLabCluster(t, l, bin, fm)
 	xds := net.JoinHostPort(cpIP, "15010")
 	echoDir := workloadDir(t, l, fm, "echo", "echo-1")
 	l.start(t, l.peer, "echo-1-app", 0, bin, "echo", "--listen", net.JoinHostPort(serverIP, "8080"), "--cluster", cluster, "--workload", "echo-1")
@@ -321,4 +306,33 @@ func echoReply(o outcome) (echo.Reply, bool) {
 		return echo.Reply{}, false
 	}
 	return rep, true
+}
+
+// fedmeshRunner returns a runner of the fedmesh binary bin that fails t
+// when a command fails, and returns its output.
+func fedmeshRunner(t *testing.T, bin string) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("fedmesh %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+}
+
+// startLabCluster makes the lab's cluster: its CA from a new root, a
+// source with one echo replica at serverIP and the client at podIP, and
+// its control plane in the peer namespace.
+func startLabCluster(t *testing.T, l *lab, bin string, fm func(args ...string) string) *proc {
+	t.Helper()
+	fm("ca", "init", "--trust-domain", trustDomain, "--dir", l.path("root"))
+	fm("ca", "issue-cluster", "--root-dir", l.path("root"), "--cluster", cluster, "--dir", l.path("ca"))
+	src := demo.Source{Cluster: cluster, Index: 1, Zone: "a", ClientIP: podIP, Replicas: []demo.Replica{{N: 1, IP: serverIP}}}
+	if err := demo.WriteSourceDir(l.path("source"), src); err != nil {
+		t.Fatal(err)
+	}
+	return l.start(t, l.peer, "controlplane", 0, bin, "controlplane", "--cluster", cluster, "--region", "us-east", "--zone", "a",
+		"--bind-address", cpIP, "--data-dir", l.path("data"), "--source", "file:"+l.path("source"),
+		"--ca-dir", l.path("ca"), "--gossip-profile", "local")
 }
