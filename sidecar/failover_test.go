@@ -52,8 +52,10 @@ func TestFailover(t *testing.T) {
 		w.ready(t)
 		return &server{name: name, app: app, w: w, addr: in}
 	}
-	local1 := startServer("local-1", "127.0.0.1:0", meshtest.StartHTTP(t, "local-1", ""))
-	local2 := startServer("local-2", "127.0.0.1:0", meshtest.StartHTTP(t, "local-2", ""))
+	// The local sidecars listen on their own loopback addresses so that
+	// theirs are still free when they come back on them.
+	local1 := startServer("local-1", meshtest.PrivateLoopback(), meshtest.StartHTTP(t, "local-1", ""))
+	local2 := startServer("local-2", meshtest.PrivateLoopback(), meshtest.StartHTTP(t, "local-2", ""))
 	remote := startServer("remote", "127.0.0.1:0", meshtest.StartHTTP(t, "remote", ""))
 
 	client := m.start(wopts{node: "client", ns: "demo", sa: "client", workload: "client"})

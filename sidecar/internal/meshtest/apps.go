@@ -1,9 +1,12 @@
 package meshtest
 
 import (
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 
@@ -127,12 +130,50 @@ func StartTCP(t testing.TB) *TCPApp {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// It is taken below the kernel's ephemeral range when it can be, so that
+// no connection out takes it as its source port before the test binds it
+// (a port from 127.0.0.1:0 can be, and the test's bind then fails).
 func FreePort(t testing.TB) int32 {
 	t.Helper()
+	if lo := ephemeralLow(); lo > 10000 {
+		for range 64 {
+			p := 10000 + rand.IntN(lo-10000)
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err == nil {
+				l.Close()
+				return int32(p)
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return int32(l.Addr().(*net.TCPAddr).Port)
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range, 0 when
+// it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		return 0
+	}
+	return lo
+}
+
+// PrivateLoopback returns "127.A.B.C:0" for a random address in
+// 127.64.0.0/10, away from 127.0.0.1 where connections out take their
+// ephemeral ports. A test that stops a listener and binds its port again
+// listens there: on 127.0.0.1 the port can meanwhile become the source
+// port of some other connection (another package's test, a pooled
+// connection of this one) and the second bind fails with "address already
+// in use".
+func PrivateLoopback() string {
+	return fmt.Sprintf("127.%d.%d.%d:0", 64+rand.IntN(64), rand.IntN(256), 1+rand.IntN(254))
 }
