@@ -25,6 +25,10 @@ type Metrics struct {
 	// LeaseKeepaliveFailures counts losses of the exports lease (the
 	// keepalive ended without Close) and failed attempts to grant a new one.
 	LeaseKeepaliveFailures prometheus.Counter
+	// LeaseKeepaliveResumes counts keepalives that ended while etcd still
+	// held the lease (no answer within its TTL: a starved process or
+	// etcd), resumed on the same lease without rewriting the exports.
+	LeaseKeepaliveResumes prometheus.Counter
 	// InvalidValues counts stored values skipped by a List because they
 	// do not decode, by kind and reason (key, value).
 	InvalidValues *prometheus.CounterVec
@@ -59,6 +63,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "fedmesh", Subsystem: "store", Name: "lease_keepalive_failures_total",
 			Help: "Losses of the exports lease and failed attempts to grant a new one.",
 		}),
+		LeaseKeepaliveResumes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "fedmesh", Subsystem: "store", Name: "lease_keepalive_resumes_total",
+			Help: "Exports lease keepalives that ended while etcd still held the lease, resumed on it without rewriting the exports.",
+		}),
 		InvalidValues: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "fedmesh", Subsystem: "store", Name: "invalid_values_total",
 			Help: "Stored keys or values skipped because they do not decode, by kind and reason.",
@@ -72,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.Writes, m.TxnFailures, m.WatchRestarts, m.WatchRelists, m.LeaseKeepaliveFailures, m.InvalidValues, m.ClientRefusals} {
+	for _, c := range []prometheus.Collector{m.Writes, m.TxnFailures, m.WatchRestarts, m.WatchRelists, m.LeaseKeepaliveFailures, m.LeaseKeepaliveResumes, m.InvalidValues, m.ClientRefusals} {
 		errs = append(errs, reg.Register(c))
 	}
 	if err := errors.Join(errs...); err != nil {

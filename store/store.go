@@ -421,6 +421,15 @@ func (s *Store) keepLease() {
 		if s.LeaseID() != lease {
 			continue // a writer already replaced the lease
 		}
+		if s.leaseAlive(lease) {
+			// The keepalive gave up waiting for an answer (etcd or this
+			// process was starved for the lease's TTL), but etcd still
+			// holds the lease and the exports under it: keep it, so
+			// that peers' watches see no rewrite of every export.
+			s.metrics.LeaseKeepaliveResumes.Inc()
+			s.log.Info("exports lease keepalive ended but the lease is alive; keeping it", "lease", int64(lease), "err", err)
+			continue
+		}
 		s.metrics.LeaseKeepaliveFailures.Inc()
 		s.log.Warn("exports lease lost; granting a new one and writing the exports again", "lease", int64(lease), "err", err)
 		bo := newBackoff()
@@ -445,6 +454,14 @@ func (s *Store) keepLease() {
 			}
 		}
 	}
+}
+
+// leaseAlive asks etcd whether lease still has time to live.
+func (s *Store) leaseAlive(lease clientv3.LeaseID) bool {
+	ctx, cancel := context.WithTimeout(s.ctx, max(s.cfg.LeaseTTL, 5*time.Second))
+	defer cancel()
+	ttl, err := s.cli.TimeToLive(ctx, lease)
+	return err == nil && ttl.TTL > 0
 }
 
 // grantLocked grants a new lease and reads what the exports prefix holds.

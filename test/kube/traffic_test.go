@@ -499,11 +499,16 @@ spec:
 	poll.Until(t, 30*time.Second, "never-good's missing fault reported", wantRouteCondition(ctx, admin, policy.KindHTTPRoute, "never-good", resolved,
 		metav1.ConditionFalse, string(gatewayv1.RouteReasonBackendNotFound), "FaultInjection traffic/nope is not in force"))
 	for _, r := range replicas {
+		// The leader wrote the conditions; each replica refuses the route
+		// when its own informer brings it.
+		poll.Until(t, 10*time.Second, r.id+" counts never-good refused", func() error {
+			if got := counter2(t, r.reg, "fedmesh_kube_source_traffic_rejected_total", "kind", policy.KindHTTPRoute, "reason", "unmatched"); got != 1 {
+				return fmt.Errorf("traffic rejected{HTTPRoute,unmatched} = %v, want 1", got)
+			}
+			return nil
+		})
 		if err := inForce(r, all)(); err != nil {
 			t.Errorf("after never-good: %v", err)
-		}
-		if got := counter2(t, r.reg, "fedmesh_kube_source_traffic_rejected_total", "kind", policy.KindHTTPRoute, "reason", "unmatched"); got != 1 {
-			t.Errorf("%s: traffic rejected{HTTPRoute,unmatched} = %v, want 1", r.id, got)
 		}
 	}
 
