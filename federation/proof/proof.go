@@ -127,6 +127,51 @@ type Config struct {
 // address presents. Its methods are safe for concurrent use.
 type Prover struct {
 	cfg Config
+
+	mu sync.Mutex // guards slow
+	// slow holds, by catalog, the timeout of the next proof of a catalog
+	// whose last proof timed out.
+	slow map[string]time.Duration
+}
+
+// maxSlowFactor bounds the timeout a slow catalog gets: DialTimeout
+// times this.
+const maxSlowFactor = 8
+
+// maxSlowCatalogs bounds the catalogs remembered as slow; past it the
+// memory starts over.
+const maxSlowCatalogs = 4096
+
+// timeout is how long the next proof of catalog may take: DialTimeout,
+// doubled after each proof of it that timed out, up to maxSlowFactor
+// times. A catalog on an overloaded machine (a federation of hundreds
+// forming at once, a restart after an outage) answers a handshake slower
+// than DialTimeout: cutting it short wastes the work done and sends
+// another, so it gets more time instead, as TCP's retransmission timeout
+// grows.
+func (p *Prover) timeout(catalog string) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d, ok := p.slow[catalog]; ok {
+		return d
+	}
+	return p.cfg.DialTimeout
+}
+
+// timedOut and answered record how a proof of catalog ended.
+func (p *Prover) timedOut(catalog string, took time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.slow == nil || len(p.slow) >= maxSlowCatalogs {
+		p.slow = make(map[string]time.Duration)
+	}
+	p.slow[catalog] = min(2*took, maxSlowFactor*p.cfg.DialTimeout)
+}
+
+func (p *Prover) answered(catalog string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.slow, catalog)
 }
 
 // New validates cfg and returns a Prover.
@@ -175,8 +220,20 @@ func (p *Prover) Prove(ctx context.Context, cluster, catalog string) (Identity, 
 	if err != nil {
 		return Identity{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+	limit := p.timeout(catalog)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	id, err := p.prove(ctx, cluster, catalog, hostPort)
+	switch {
+	case err == nil:
+		p.answered(catalog)
+	case ctx.Err() == context.DeadlineExceeded:
+		p.timedOut(catalog, limit)
+	}
+	return id, err
+}
+
+func (p *Prover) prove(ctx context.Context, cluster, catalog, hostPort string) (Identity, error) {
 	var (
 		mu        sync.Mutex // guards the following; set in the handshake
 		verifyErr error

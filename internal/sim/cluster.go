@@ -350,7 +350,8 @@ func (c *cluster) buildSidecar() time.Duration {
 }
 
 // counters adds the control plane's counters of interest (summed over
-// their labels) to sum.
+// their labels) to sum, and those of labelledCounters also by label as
+// NAME{LABEL=VALUE}.
 func (c *cluster) counters(sum map[string]float64) {
 	mfs, err := c.reg.Gather()
 	if err != nil {
@@ -360,10 +361,26 @@ func (c *cluster) counters(sum map[string]float64) {
 		if !slices.Contains(reportedCounters, mf.GetName()) {
 			continue
 		}
+		byLabel := slices.Contains(labelledCounters, mf.GetName())
 		for _, m := range mf.GetMetric() {
-			sum[mf.GetName()] += m.GetCounter().GetValue()
+			v := m.GetCounter().GetValue()
+			sum[mf.GetName()] += v
+			if byLabel {
+				for _, l := range m.GetLabel() {
+					sum[fmt.Sprintf("%s{%s=%s}", mf.GetName(), l.GetName(), l.GetValue())] += v
+				}
+			}
 		}
 	}
+}
+
+// labelledCounters are the reported counters also counted by label: why
+// proofs fail and replicators restart tells what a forming federation
+// waits for.
+var labelledCounters = []string{
+	"fedmesh_federation_member_proofs_total",
+	"fedmesh_replicate_restarts_total",
+	"fedmesh_store_txn_failures_total",
 }
 
 // reportedCounters are the control planes' counters a run reports: the

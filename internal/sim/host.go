@@ -81,7 +81,7 @@ func (h *host) handle(ctx context.Context, cmd command) error {
 		h.kill(cmd.Victim)
 		return nil
 	case opStats:
-		h.emit(event{Kind: evStats, Stats: h.stats()})
+		h.emit(event{Kind: evStats, Stats: h.stats(cmd.Light)})
 		return nil
 	case opStop:
 		h.stop()
@@ -331,7 +331,7 @@ func endpointReady(v *catalog.View, name, cluster, addr string) (ready, found bo
 	return false, false
 }
 
-func (h *host) stats() *hostStats {
+func (h *host) stats(light bool) *hostStats {
 	s := &hostStats{At: now(), CPU: cpuTime(), FDs: openFDs(), Counters: map[string]float64{}}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -354,7 +354,7 @@ func (h *host) stats() *hostStats {
 			first = c
 		}
 	}
-	if first != nil {
+	if first != nil && !light {
 		s.BuildTime = first.buildSidecar()
 	}
 	return s

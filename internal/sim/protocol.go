@@ -65,6 +65,8 @@ type command struct {
 	Seeds  []string    `json:"seeds,omitempty"`
 	Change *change     `json:"change,omitempty"`
 	Victim int         `json:"victim,omitempty"`
+	// Light asks opStats for counters only: no sidecar build.
+	Light bool `json:"light,omitempty"`
 }
 
 // change turns endpoint 0 of service Service in cluster Origin unready.

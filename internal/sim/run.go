@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	mrand "math/rand/v2"
 	"os"
@@ -125,6 +126,30 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return r.res, nil
 }
 
+// strainEvery is how often a forming federation's counters are printed.
+const strainEvery = 20 * time.Second
+
+// strain says what a forming federation spends its work on: proofs by
+// result, replicator restarts by reason, failed probes, fence changes,
+// views published, CPU so far.
+func strain(st *hostStats) string {
+	var proofs, restarts []string
+	for _, k := range slices.Sorted(maps.Keys(st.Counters)) {
+		v := st.Counters[k]
+		if r, ok := strings.CutPrefix(k, "fedmesh_federation_member_proofs_total{result="); ok {
+			proofs = append(proofs, fmt.Sprintf("%s %.0f", strings.TrimSuffix(r, "}"), v))
+		}
+		if r, ok := strings.CutPrefix(k, "fedmesh_replicate_restarts_total{reason="); ok {
+			restarts = append(restarts, fmt.Sprintf("%s %.0f", strings.TrimSuffix(r, "}"), v))
+		}
+	}
+	c := st.Counters
+	return fmt.Sprintf("proofs [%s], replicator restarts [%s], failed probes %.0f, fence changes %.0f, views %.0f, lease losses %.0f, CPU %.0f s, RSS %d MiB",
+		strings.Join(proofs, ", "), strings.Join(restarts, ", "), c["fedmesh_replicate_probe_failures_total"],
+		c["fedmesh_federation_fence_changes_total"], c["fedmesh_federation_view_publishes_total"],
+		c["fedmesh_store_lease_keepalive_failures_total"], st.CPU.Seconds(), st.RSS>>20)
+}
+
 func (r *run) progress(format string, args ...any) {
 	fmt.Fprintf(r.cfg.Progress, "%s "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
 }
@@ -157,13 +182,21 @@ func (r *run) phases(ctx context.Context) error {
 	if err := r.broadcast(command{Op: opJoin, Seeds: seeds}); err != nil {
 		return err
 	}
+	lastStrain := time.Now()
 	err = r.wait(ctx, "converge", func() (bool, string) {
 		least, sum := n, 0
 		for i := range n {
 			least = min(least, r.covers[i])
 			sum += r.covers[i]
 		}
-		return len(r.members) == n && len(r.synced) == n,
+		done := len(r.members) == n && len(r.synced) == n
+		if !done && time.Since(lastStrain) >= strainEvery {
+			lastStrain = time.Now()
+			if st, err := r.collect(ctx, true); err == nil {
+				r.progress("converge: %s", strain(st))
+			}
+		}
+		return done,
 			fmt.Sprintf("%d/%d see every member alive, %d/%d views complete (views hold %.1f clusters on average, %d the fewest)",
 				len(r.members), n, len(r.synced), n, float64(sum)/float64(n), least)
 	})
@@ -369,9 +402,14 @@ func (r *run) sendChange(ch change) error {
 
 // collectStats asks every host for its counters and sums them.
 func (r *run) collectStats(ctx context.Context) (*hostStats, error) {
+	return r.collect(ctx, false)
+}
+
+// collect is collectStats; light skips the sidecar build.
+func (r *run) collect(ctx context.Context, light bool) (*hostStats, error) {
 	r.statsN = 0
 	clear(r.stats)
-	if err := r.broadcast(command{Op: opStats}); err != nil {
+	if err := r.broadcast(command{Op: opStats, Light: light}); err != nil {
 		return nil, err
 	}
 	if err := r.waitUntil(ctx, "", time.Now().Add(r.cfg.PhaseTimeout), func() (bool, string) {
