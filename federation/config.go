@@ -172,6 +172,9 @@ type Config struct {
 	// ProbeInterval, ProbeTimeout, MinBackoff and MaxBackoff tune the
 	// replicators (see replicate.Config); zero takes replicate's defaults.
 	ProbeInterval, ProbeTimeout, MinBackoff, MaxBackoff time.Duration
+	// DialTimeout bounds a replicator's connection to a peer's catalog;
+	// zero takes replicate.DefaultDialTimeout.
+	DialTimeout time.Duration
 	// IOTimeout bounds one write to the local store. Default
 	// DefaultIOTimeout.
 	IOTimeout time.Duration

@@ -353,6 +353,7 @@ func (f *Federation) replicateConfig(peer string) replicate.Config {
 		Peer:          peer,
 		ProbeInterval: f.cfg.ProbeInterval,
 		ProbeTimeout:  f.cfg.ProbeTimeout,
+		DialTimeout:   f.cfg.DialTimeout,
 		MinBackoff:    f.cfg.MinBackoff,
 		MaxBackoff:    f.cfg.MaxBackoff,
 		Now:           f.cfg.Now,

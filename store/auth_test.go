@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -132,23 +134,31 @@ func TestPeerReadOnlyAccess(t *testing.T) {
 		t.Errorf("a revoked peer still reads the exports")
 	}
 
-	// A watch refused access retries with backoff, and gets through once
-	// access is granted again.
+	// A watch refused access retries with the backoff for refusals (not
+	// the one for failures), and gets through once access is granted
+	// again.
 	m, err := store.NewMetrics(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var plainWaits, deniedWaits atomic.Int32
 	wctx, cancel = context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		done <- store.WatchPrefix(wctx, peer, exports, 0, func(u store.Update) error {
 			updates <- u
 			return nil
-		}, store.WatchOptions{Logger: quietLogger(), Metrics: m})
+		}, store.WatchOptions{Logger: quietLogger(), Metrics: m,
+			NewBackOff:       func() backoff.BackOff { return countingBackOff{&plainWaits} },
+			NewDeniedBackOff: func() backoff.BackOff { return countingBackOff{&deniedWaits} },
+		})
 	}()
 	poll.True(t, 30*time.Second, "the refused watch restarts", func() bool {
-		return counterValue(t, m.WatchRestarts) >= 2
+		return counterValue(t, m.WatchRestarts.WithLabelValues("denied")) >= 2
 	})
+	if n, p := deniedWaits.Load(), plainWaits.Load(); n < 2 || p != 0 {
+		t.Errorf("refused lists waited %d times with the refusals' backoff and %d with the failures', want >= 2 and 0", n, p)
+	}
 	if err := s.GrantPeerRead(ctx, east2); err != nil {
 		t.Fatal(err)
 	}
@@ -179,3 +189,13 @@ func TestGrantPeerReadRefusesBadUsers(t *testing.T) {
 		})
 	}
 }
+
+// countingBackOff waits 50ms each time and counts how often it was asked.
+type countingBackOff struct{ n *atomic.Int32 }
+
+func (c countingBackOff) NextBackOff() time.Duration {
+	c.n.Add(1)
+	return 50 * time.Millisecond
+}
+
+func (countingBackOff) Reset() {}

@@ -17,7 +17,7 @@ type Metrics struct {
 	// (too_many_ops, lease_not_found, invalid, unavailable, other).
 	TxnFailures *prometheus.CounterVec
 	// WatchRestarts counts watches started again after an error, by reason
-	// (list_error, watch_error, closed, no_leader).
+	// (list_error, denied, watch_error, closed, no_leader).
 	WatchRestarts *prometheus.CounterVec
 	// WatchRelists counts full re-lists after the watched revision was
 	// compacted.

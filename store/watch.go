@@ -45,6 +45,13 @@ type WatchOptions struct {
 	// NewBackOff makes the retry policy of one run of failures; default
 	// exponential from 100ms to 10s with ±50% jitter, without end.
 	NewBackOff func() backoff.BackOff
+	// NewDeniedBackOff makes the retry policy while the etcd refuses the
+	// list for lack of permission (a peer that has not granted this
+	// cluster read access yet); default NewBackOff. A peer meeting
+	// hundreds of clusters at once grants them one by one: retrying as
+	// fast as after an outage makes every one of them ask it every few
+	// seconds meanwhile.
+	NewDeniedBackOff func() backoff.BackOff
 }
 
 // ErrWatchStopped wraps an error returned by the watch's callback.
@@ -74,6 +81,9 @@ func WatchPrefix(ctx context.Context, cli *clientv3.Client, prefix string, fromR
 	if w.opts.NewBackOff == nil {
 		w.opts.NewBackOff = func() backoff.BackOff { return newBackoff() }
 	}
+	if w.opts.NewDeniedBackOff == nil {
+		w.opts.NewDeniedBackOff = w.opts.NewBackOff
+	}
 	return w.run(ctx)
 }
 
@@ -97,7 +107,7 @@ type errConsumer struct{ err error }
 func (e *errConsumer) Error() string { return e.err.Error() }
 
 func (w *watcher) run(ctx context.Context) error {
-	bo := w.opts.NewBackOff()
+	bo, denied := w.opts.NewBackOff(), w.opts.NewDeniedBackOff()
 	for {
 		progressed, reason, err := w.once(ctx)
 		var ce *errConsumer
@@ -119,11 +129,16 @@ func (w *watcher) run(ctx context.Context) error {
 		}
 		if progressed {
 			bo.Reset()
+			denied.Reset()
 		}
 		if w.opts.Metrics != nil {
 			w.opts.Metrics.WatchRestarts.WithLabelValues(reason).Inc()
 		}
-		d := bo.NextBackOff()
+		next := bo.NextBackOff
+		if reason == reasonDenied {
+			next = denied.NextBackOff
+		}
+		d := next()
 		if d == backoff.Stop {
 			return fmt.Errorf("watch %s: giving up: %w", w.prefix, err)
 		}
@@ -134,11 +149,18 @@ func (w *watcher) run(ctx context.Context) error {
 	}
 }
 
+// reasonDenied is the restart reason of a list the etcd refused for lack
+// of permission.
+const reasonDenied = "denied"
+
 // once lists when needed, then watches until an error. It reports whether
 // anything was delivered and why it stopped.
 func (w *watcher) once(ctx context.Context) (progressed bool, reason string, err error) {
 	if w.rev <= 0 {
 		resp, err := w.cli.Get(ctx, w.prefix, clientv3.WithPrefix())
+		if errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrUserNotFound) {
+			return false, reasonDenied, err
+		}
 		if err != nil {
 			return false, "list_error", err
 		}

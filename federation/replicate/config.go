@@ -31,6 +31,10 @@ const (
 	// exponential backoff between reconnections.
 	DefaultMinBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff = 5 * time.Second
+	// DefaultDeniedMaxBackoff bounds the backoff while the peer refuses
+	// to list its exports for lack of permission (it has not granted this
+	// cluster read access yet).
+	DefaultDeniedMaxBackoff = 15 * time.Second
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -94,6 +98,10 @@ type Config struct {
 	// between restarts of the watch. Defaults DefaultMinBackoff and
 	// DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	// DeniedMaxBackoff bounds the backoff while the peer refuses the list
+	// for lack of permission. Default DefaultDeniedMaxBackoff; never below
+	// MaxBackoff.
+	DeniedMaxBackoff time.Duration
 
 	// Now tells the time; default time.Now.
 	Now func() time.Time
@@ -143,6 +151,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.DeniedMaxBackoff == 0 {
+		c.DeniedMaxBackoff = DefaultDeniedMaxBackoff
 	}
 	switch {
 	case c.ProbeInterval < 0, c.ProbeTimeout < 0, c.DialTimeout < 0, c.MinBackoff < 0:

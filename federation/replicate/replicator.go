@@ -170,6 +170,18 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// newDeniedBackOff retries a list the peer refused for lack of permission:
+// from MinBackoff to DeniedMaxBackoff.
+func (r *Replicator) newDeniedBackOff() backoff.BackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = r.cfg.MinBackoff
+	bo.MaxInterval = max(r.cfg.MaxBackoff, r.cfg.DeniedMaxBackoff)
+	bo.RandomizationFactor = 0.5
+	bo.MaxElapsedTime = 0
+	bo.Reset()
+	return bo
+}
+
 func (r *Replicator) newBackOff() backoff.BackOff {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = r.cfg.MinBackoff
@@ -217,6 +229,10 @@ func (r *Replicator) session(ctx context.Context) error {
 		return store.WatchPrefix(gctx, cli, r.prefix, r.rev, r.apply, store.WatchOptions{
 			Logger:     r.log,
 			NewBackOff: r.newBackOff,
+			// Not granted yet: the peer grants once it has proven this
+			// cluster, one of up to N-1 at a time when a federation
+			// forms; meanwhile ask it rarely.
+			NewDeniedBackOff: r.newDeniedBackOff,
 		})
 	})
 	g.Go(func() error { return r.probeLoop(gctx, cli) })

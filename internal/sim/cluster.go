@@ -22,6 +22,7 @@ import (
 	"github.com/fedmesh/fedmesh/federation"
 	"github.com/fedmesh/fedmesh/federation/membership"
 	"github.com/fedmesh/fedmesh/federation/proof"
+	"github.com/fedmesh/fedmesh/federation/replicate"
 	"github.com/fedmesh/fedmesh/internal/identity"
 	"github.com/fedmesh/fedmesh/internal/naming"
 	"github.com/fedmesh/fedmesh/store"
@@ -158,6 +159,7 @@ func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, lo
 		ClientTLS:        storeTLS,
 		// N etcds share one disk here; each cluster's has its own.
 		UnsafeNoFsync: true,
+		LeaseTTL:      cfg.scaled(store.DefaultLeaseTTL),
 		Logger:        c.log,
 		Registerer:    c.reg,
 	})
@@ -195,7 +197,7 @@ func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, lo
 	if err != nil {
 		return nil, fmt.Errorf("membership of %s: %w", c.name, err)
 	}
-	prover, err := proof.New(proof.Config{Bundle: c.auth, Certs: identity.StaticCert(cp.TLS)})
+	prover, err := proof.New(proof.Config{Bundle: c.auth, Certs: identity.StaticCert(cp.TLS), DialTimeout: cfg.scaled(proof.DefaultDialTimeout)})
 	if err != nil {
 		return nil, err
 	}
@@ -210,6 +212,9 @@ func startCluster(ctx context.Context, cfg *hostConfig, root *ca.Root, i int, lo
 		GrantPeerRead:  true,
 		ImportScope:    c.importScope(),
 		FencePeriod:    cfg.FencePeriod,
+		ProbeTimeout:   cfg.scaled(replicate.DefaultProbeTimeout),
+		DialTimeout:    cfg.scaled(replicate.DefaultDialTimeout),
+		IOTimeout:      cfg.scaled(federation.DefaultIOTimeout),
 		Logger:         c.log,
 		Registerer:     c.reg,
 	})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -64,6 +65,17 @@ type Config struct {
 	// FencePeriod is every federation's fence period. Default
 	// DefaultFencePeriod.
 	FencePeriod time.Duration
+	// TimeoutScale stretches the control planes' timeouts that assume a
+	// CPU of their own: a membership proof's handshake, a catalog's dial
+	// and keepalive, a write to the local etcd and the exports lease's
+	// TTL. N control planes on one machine get cores/N of it each, and
+	// a handshake that takes milliseconds on a machine of its own waits
+	// seconds for the CPU here: cut short at 5 s and sent again, the
+	// work is lost and the federation never forms. Not stretched: the
+	// fence period, debounce and gossip timings, which the figures
+	// measure. Default AutoTimeoutScale; 1 keeps the control plane's
+	// defaults.
+	TimeoutScale float64
 	// IdleWindow is how long the federation is measured at rest, after
 	// it has synced and before the churn. Default DefaultIdleWindow.
 	IdleWindow time.Duration
@@ -155,6 +167,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StartParallel == 0 {
 		c.StartParallel = DefaultStartParallel
 	}
+	if c.TimeoutScale == 0 {
+		c.TimeoutScale = AutoTimeoutScale(c.Clusters, runtime.NumCPU())
+	}
+	if c.TimeoutScale < 1 || c.TimeoutScale > 100 {
+		return c, fmt.Errorf("%w: timeout scale %g: want 1 to 100", ErrConfig, c.TimeoutScale)
+	}
 	if c.StartParallel < 1 {
 		return c, fmt.Errorf("%w: start parallelism %d", ErrConfig, c.StartParallel)
 	}
@@ -177,6 +195,13 @@ func (c Config) withDefaults() (Config, error) {
 		c.Progress = io.Discard
 	}
 	return c, nil
+}
+
+// AutoTimeoutScale is TimeoutScale's default for n control planes on
+// cores CPUs: 1 while each has a tenth of a CPU or more, then in
+// proportion, n / (10 cores).
+func AutoTimeoutScale(n, cores int) float64 {
+	return max(1, float64(n)/float64(10*max(1, cores)))
 }
 
 // AutoWorkers is how many processes n clusters need so that none holds

@@ -56,6 +56,7 @@ type hostConfig struct {
 	Profile       membership.Profile `json:"profile"`
 	FencePeriod   time.Duration      `json:"fencePeriod"`
 	StartParallel int                `json:"startParallel"`
+	TimeoutScale  float64            `json:"timeoutScale"`
 	GossipKey     []byte             `json:"gossipKey"`
 }
 
@@ -116,4 +117,9 @@ type hostStats struct {
 	Counters map[string]float64 `json:"counters,omitempty"`
 	// FDs is how many file descriptors the process holds.
 	FDs int `json:"fds"`
+}
+
+// scaled is d stretched by TimeoutScale (see Config.TimeoutScale).
+func (c *hostConfig) scaled(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * max(1, c.TimeoutScale))
 }

@@ -76,10 +76,12 @@ type Result struct {
 	Processes   int     `json:"processes"`
 	Profile     string  `json:"gossipProfile"`
 	FencePeriod Seconds `json:"fencePeriod"`
-	ChurnRate   float64 `json:"churnRate"`
-	Block       int     `json:"loopbackBlock"`
-	LoadBefore  string  `json:"loadBefore"`
-	LoadAfter   string  `json:"loadAfter"`
+	// TimeoutScale is Config.TimeoutScale.
+	TimeoutScale float64 `json:"timeoutScale"`
+	ChurnRate    float64 `json:"churnRate"`
+	Block        int     `json:"loopbackBlock"`
+	LoadBefore   string  `json:"loadBefore"`
+	LoadAfter    string  `json:"loadAfter"`
 
 	// ChurnSeconds is how long the churn phase lasted.
 	ChurnSeconds Seconds `json:"churnSeconds"`
@@ -110,7 +112,7 @@ type Result struct {
 func newResult(cfg Config, block int) *Result {
 	return &Result{
 		Clusters: cfg.Clusters, Services: cfg.Services, Consumed: consumedServices(cfg), Endpoints: cfg.Endpoints, Processes: cfg.Workers,
-		Profile: string(cfg.Profile), FencePeriod: secs(cfg.FencePeriod), ChurnRate: cfg.ChurnRate,
+		Profile: string(cfg.Profile), FencePeriod: secs(cfg.FencePeriod), TimeoutScale: cfg.TimeoutScale, ChurnRate: cfg.ChurnRate,
 		Block: block, LoadBefore: loadAverage(),
 	}
 }
@@ -191,8 +193,8 @@ func (r *Result) WriteText(w io.Writer) error {
 		return out + ")"
 	}
 	rows := [][2]string{
-		{"federation", fmt.Sprintf("%d clusters x %d services x %d endpoints, %d process(es), gossip %s, fence period %.0fs",
-			r.Clusters, r.Services, r.Endpoints, r.Processes, r.Profile, r.FencePeriod)},
+		{"federation", fmt.Sprintf("%d clusters x %d services x %d endpoints, %d process(es), gossip %s, fence period %.0fs, timeouts x%.3g",
+			r.Clusters, r.Services, r.Endpoints, r.Processes, r.Profile, r.FencePeriod, r.TimeoutScale)},
 		{"load average", fmt.Sprintf("%s before, %s after", r.LoadBefore, r.LoadAfter)},
 		{"start", fmt.Sprintf("%.1fs", r.Start)},
 		{"membership convergence", spread(r.Membership)},

@@ -92,13 +92,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		fenced:  map[int]int64{},
 		stats:   map[int]*hostStats{},
 	}
-	r.progress("fedmesh sim: %d clusters x %d services (%d endpoints each), %d process(es), gossip %s, fence period %s, loopback 127.%d.0.0/16, load %s",
-		cfg.Clusters, cfg.Services, cfg.Endpoints, cfg.Workers, cfg.Profile, cfg.FencePeriod, block, r.res.LoadBefore)
+	r.progress("fedmesh sim: %d clusters x %d services (%d endpoints each), %d process(es), gossip %s, fence period %s, timeouts x%.3g, loopback 127.%d.0.0/16, load %s",
+		cfg.Clusters, cfg.Services, cfg.Endpoints, cfg.Workers, cfg.Profile, cfg.FencePeriod, cfg.TimeoutScale, block, r.res.LoadBefore)
 	for k := range cfg.Workers {
 		hc := hostConfig{
 			RootDir: rootDir, DataDir: filepath.Join(dir, fmt.Sprintf("host-%d", k)), Block: block,
 			Clusters: cfg.Clusters, Services: cfg.Services, Consumed: consumedServices(cfg), Endpoints: cfg.Endpoints,
 			Profile: cfg.Profile, FencePeriod: cfg.FencePeriod, StartParallel: cfg.StartParallel, GossipKey: key,
+			TimeoutScale: cfg.TimeoutScale,
 		}
 		for i := range cfg.Clusters {
 			if r.owner(i) == k {
