@@ -109,6 +109,7 @@ control plane. Progress goes to stderr, the result to stdout.`,
 	f.DurationVar(&cfg.PhaseTimeout, "phase-timeout", sim.DefaultPhaseTimeout, "bound on every phase")
 	f.IntVar(&cfg.StartParallel, "start-parallel", sim.DefaultStartParallel, "control planes a process starts at once")
 	f.Float64Var(&cfg.TimeoutScale, "timeout-scale", 0, "stretch the control planes' proof, catalog dial and keepalive, etcd write and lease timeouts by this factor, 1 to 100 (0: clusters / (10 x CPUs), at least 1): on one machine each control plane gets a sliver of a CPU")
+	f.IntVar(&cfg.JoinWave, "join-wave", 0, "join the clusters in waves of this many, each once the ones before formed, as a federation grows (0: all at once); convergence and sync are then the last wave's")
 	f.IntVar(&cfg.Workers, "workers", 0, "processes to spread the control planes over; 0: as few as the open-files limit allows (one process holds both ends of its clusters' catalog connections)")
 	f.Int64Var(&cfg.Seed, "seed", 1, "seed of the churn's choice of changes")
 	f.StringVar(&dataDir, "data-dir", "", "directory for the run's CA, etcd data and serf state, removed at the end (default: a new temporary directory)")

@@ -65,6 +65,13 @@ type Config struct {
 	// FencePeriod is every federation's fence period. Default
 	// DefaultFencePeriod.
 	FencePeriod time.Duration
+	// JoinWave, when above 0 and below Clusters, joins the clusters in
+	// waves of that many, each once the clusters before it have formed
+	// (every view holds every joined cluster), as a federation grows:
+	// then membership convergence and catalog sync are those of the last
+	// wave, joining a federation of the others, and Result.Formation is
+	// the whole. 0 joins every cluster at once.
+	JoinWave int
 	// TimeoutScale stretches the control planes' timeouts that assume a
 	// CPU of their own: a membership proof's handshake, a catalog's dial
 	// and keepalive, a write to the local etcd and the exports lease's
@@ -166,6 +173,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.StartParallel == 0 {
 		c.StartParallel = DefaultStartParallel
+	}
+	if c.JoinWave < 0 {
+		return c, fmt.Errorf("%w: join wave %d", ErrConfig, c.JoinWave)
 	}
 	if c.TimeoutScale == 0 {
 		c.TimeoutScale = AutoTimeoutScale(c.Clusters, runtime.NumCPU())

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -74,7 +75,7 @@ func (h *host) handle(ctx context.Context, cmd command) error {
 	case opStart:
 		return h.start(ctx)
 	case opJoin:
-		return h.join(cmd.Seeds)
+		return h.join(cmd.Seeds, cmd.Only)
 	case opChange:
 		return h.change(ctx, *cmd.Change)
 	case opKill:
@@ -150,10 +151,13 @@ func (h *host) follow(c *cluster) {
 
 // join joins every cluster here to the seeds, several at once, as
 // clusters joining a federation do on their own.
-func (h *host) join(seeds []string) error {
+func (h *host) join(seeds []string, only []int) error {
 	var g errgroup.Group
 	g.SetLimit(joinParallel)
 	for _, i := range h.cfg.Indexes {
+		if only != nil && !slices.Contains(only, i) {
+			continue
+		}
 		c := h.clusters[i]
 		var others []string
 		for _, s := range seeds {

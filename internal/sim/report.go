@@ -78,6 +78,10 @@ type Result struct {
 	FencePeriod Seconds `json:"fencePeriod"`
 	// TimeoutScale is Config.TimeoutScale.
 	TimeoutScale float64 `json:"timeoutScale"`
+	// JoinWave is Config.JoinWave; Formation is the time from the first
+	// join until every view held every cluster.
+	JoinWave  int     `json:"joinWave,omitempty"`
+	Formation Seconds `json:"formation"`
 	ChurnRate    float64 `json:"churnRate"`
 	Block        int     `json:"loopbackBlock"`
 	LoadBefore   string  `json:"loadBefore"`
@@ -112,7 +116,7 @@ type Result struct {
 func newResult(cfg Config, block int) *Result {
 	return &Result{
 		Clusters: cfg.Clusters, Services: cfg.Services, Consumed: consumedServices(cfg), Endpoints: cfg.Endpoints, Processes: cfg.Workers,
-		Profile: string(cfg.Profile), FencePeriod: secs(cfg.FencePeriod), TimeoutScale: cfg.TimeoutScale, ChurnRate: cfg.ChurnRate,
+		Profile: string(cfg.Profile), FencePeriod: secs(cfg.FencePeriod), TimeoutScale: cfg.TimeoutScale, JoinWave: cfg.JoinWave, ChurnRate: cfg.ChurnRate,
 		Block: block, LoadBefore: loadAverage(),
 	}
 }
@@ -197,6 +201,7 @@ func (r *Result) WriteText(w io.Writer) error {
 			r.Clusters, r.Services, r.Endpoints, r.Processes, r.Profile, r.FencePeriod, r.TimeoutScale)},
 		{"load average", fmt.Sprintf("%s before, %s after", r.LoadBefore, r.LoadAfter)},
 		{"start", fmt.Sprintf("%.1fs", r.Start)},
+		{"formation", formation(r)},
 		{"membership convergence", spread(r.Membership)},
 		{"catalog sync", spread(r.Sync)},
 		{"propagation", spread(r.Propagation)},
@@ -228,3 +233,10 @@ func (r *Result) WriteText(w io.Writer) error {
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+func formation(r *Result) string {
+	if r.JoinWave > 0 {
+		return fmt.Sprintf("%.1fs (joined in waves of %d)", r.Formation, r.JoinWave)
+	}
+	return fmt.Sprintf("%.1fs", r.Formation)
+}

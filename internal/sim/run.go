@@ -179,11 +179,51 @@ func (r *run) phases(ctx context.Context) error {
 	for i := range min(3, n) {
 		seeds = append(seeds, r.addrs[i])
 	}
+	tFirst := now()
+	lastStrain := time.Now()
+	if w := r.cfg.JoinWave; w > 0 && w < n {
+		// Every wave but the last joins and forms; the last is measured
+		// below as a whole federation's join would be.
+		for lo := 0; lo+w < n; lo += w {
+			only := make([]int, 0, w)
+			for i := lo; i < lo+w; i++ {
+				only = append(only, i)
+			}
+			if err := r.broadcast(command{Op: opJoin, Seeds: seeds, Only: only}); err != nil {
+				return err
+			}
+			joined := lo + w
+			err := r.wait(ctx, "formation", func() (bool, string) {
+				formed, least := 0, joined
+				for i := range joined {
+					if r.covers[i] >= joined {
+						formed++
+					}
+					least = min(least, r.covers[i])
+				}
+				if formed < joined && time.Since(lastStrain) >= strainEvery {
+					lastStrain = time.Now()
+					if st, err := r.collect(ctx, true); err == nil {
+						r.progress("formation: %s", strain(st))
+					}
+				}
+				return formed == joined, fmt.Sprintf("%d/%d clusters joined, %d of them hold every joined cluster (%d the fewest)", joined, n, formed, least)
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	var lastWave []int
+	if w := r.cfg.JoinWave; w > 0 && w < n {
+		for i := (n - 1) / w * w; i < n; i++ {
+			lastWave = append(lastWave, i)
+		}
+	}
 	tJoin := now()
-	if err := r.broadcast(command{Op: opJoin, Seeds: seeds}); err != nil {
+	if err := r.broadcast(command{Op: opJoin, Seeds: seeds, Only: lastWave}); err != nil {
 		return err
 	}
-	lastStrain := time.Now()
 	err = r.wait(ctx, "converge", func() (bool, string) {
 		least, sum := n, 0
 		for i := range n {
@@ -209,6 +249,7 @@ func (r *run) phases(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.res.Formation = secs(time.Duration(now() - tFirst))
 
 	// At rest.
 	a, err := r.collectStats(ctx)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,6 +160,38 @@ func TestAutoWorkers(t *testing.T) {
 	} {
 		if got := AutoWorkers(tc.n, tc.limit); got != tc.want {
 			t.Errorf("AutoWorkers(%d, %d) = %d, want %d", tc.n, tc.limit, got, tc.want)
+		}
+	}
+}
+
+// TestRunWaves joins 5 clusters in waves of 2: the first two form, then
+// the next two, then the last one joins a federation of four; the run
+// reports every cluster synced and a formation longer than the last
+// wave's sync.
+func TestRunWaves(t *testing.T) {
+	const clusters, services, changes = 5, 10, 4
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Config{
+		Clusters: clusters, Services: services, JoinWave: 2,
+		ChurnRate: 20, Changes: changes,
+		IdleWindow: time.Second, FencePeriod: 2 * time.Second,
+		PhaseTimeout: 2 * time.Minute,
+		Progress:     &progress,
+	})
+	if err != nil {
+		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+	}
+	if res.JoinWave != 2 || res.Sync.Samples != clusters || res.Membership.Samples != clusters {
+		t.Errorf("join wave %d, sync samples %d, membership samples %d; want 2, %d, %d", res.JoinWave, res.Sync.Samples, res.Membership.Samples, clusters, clusters)
+	}
+	if res.Formation <= res.Sync.Max {
+		t.Errorf("formation %.2fs, not longer than the last wave's sync (max %.2fs)", res.Formation, res.Sync.Max)
+	}
+	for _, want := range []string{"formation: 2/5 clusters joined", "formation: 4/5 clusters joined"} {
+		if !strings.Contains(progress.String(), want) {
+			t.Errorf("progress lacks %q:\n%s", want, progress.String())
 		}
 	}
 }
