@@ -61,13 +61,13 @@ type hostConfig struct {
 }
 
 type command struct {
-	Op     string      `json:"op"`
-	Init   *hostConfig `json:"init,omitempty"`
-	Seeds  []string    `json:"seeds,omitempty"`
+	Op    string      `json:"op"`
+	Init  *hostConfig `json:"init,omitempty"`
+	Seeds []string    `json:"seeds,omitempty"`
 	// Only limits a join to these clusters; nil: every cluster.
-	Only []int `json:"only,omitempty"`
-	Change *change     `json:"change,omitempty"`
-	Victim int         `json:"victim,omitempty"`
+	Only   []int   `json:"only,omitempty"`
+	Change *change `json:"change,omitempty"`
+	Victim int     `json:"victim,omitempty"`
 	// Light asks opStats for counters only: no sidecar build.
 	Light bool `json:"light,omitempty"`
 }

@@ -80,12 +80,12 @@ type Result struct {
 	TimeoutScale float64 `json:"timeoutScale"`
 	// JoinWave is Config.JoinWave; Formation is the time from the first
 	// join until every view held every cluster.
-	JoinWave  int     `json:"joinWave,omitempty"`
-	Formation Seconds `json:"formation"`
-	ChurnRate    float64 `json:"churnRate"`
-	Block        int     `json:"loopbackBlock"`
-	LoadBefore   string  `json:"loadBefore"`
-	LoadAfter    string  `json:"loadAfter"`
+	JoinWave   int     `json:"joinWave,omitempty"`
+	Formation  Seconds `json:"formation"`
+	ChurnRate  float64 `json:"churnRate"`
+	Block      int     `json:"loopbackBlock"`
+	LoadBefore string  `json:"loadBefore"`
+	LoadAfter  string  `json:"loadAfter"`
 
 	// ChurnSeconds is how long the churn phase lasted.
 	ChurnSeconds Seconds `json:"churnSeconds"`
