@@ -304,6 +304,10 @@ func clientServerOptions(ec *embed.Config, auth *clientAuth) []grpc.ServerOption
 	opts := []grpc.ServerOption{
 		grpc.Creds(clientCreds{auth}),
 		grpc.ConnectionTimeout(handshakeTimeout),
+		// No 32 KiB read buffer per connection: a federation of N holds
+		// N-1 peers' connections here, idle but for their watches, and
+		// TLS already buffers the record.
+		grpc.ReadBufferSize(0),
 	}
 	if ec.GRPCKeepAliveMinTime > 0 {
 		opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: ec.GRPCKeepAliveMinTime}))

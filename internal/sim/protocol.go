@@ -57,7 +57,10 @@ type hostConfig struct {
 	FencePeriod   time.Duration      `json:"fencePeriod"`
 	StartParallel int                `json:"startParallel"`
 	TimeoutScale  float64            `json:"timeoutScale"`
-	GossipKey     []byte             `json:"gossipKey"`
+	// MemLimit is the worker process's soft memory limit (GOMEMLIMIT),
+	// 0 for none.
+	MemLimit  uint64 `json:"memLimit,omitempty"`
+	GossipKey []byte `json:"gossipKey"`
 }
 
 type command struct {

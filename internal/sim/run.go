@@ -100,6 +100,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			Clusters: cfg.Clusters, Services: cfg.Services, Consumed: consumedServices(cfg), Endpoints: cfg.Endpoints,
 			Profile: cfg.Profile, FencePeriod: cfg.FencePeriod, StartParallel: cfg.StartParallel, GossipKey: key,
 			TimeoutScale: cfg.TimeoutScale,
+			// Each worker gets a share of what the machine has free, as
+			// a soft limit: its runtime collects harder near it instead
+			// of the machine running out with every heap at twice its
+			// live size.
+			MemLimit: memAvailable() * 85 / 100 / uint64(cfg.Workers),
 		}
 		for i := range cfg.Clusters {
 			if r.owner(i) == k {

@@ -82,6 +82,9 @@ func startWorkerHost(argv []string, k int, cfg hostConfig, events chan<- event) 
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stderr = logf
+	if cfg.MemLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		cmd.Env = append(os.Environ(), fmt.Sprintf("GOMEMLIMIT=%dMiB", cfg.MemLimit>>20))
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		logf.Close()
