@@ -89,19 +89,7 @@ func TestRun(t *testing.T) {
 // seen by exactly the other clusters that consume its service.
 func TestRunScoped(t *testing.T) {
 	const clusters, services, changes = 4, 10, 6
-	var progress bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	res, err := Run(ctx, Config{
-		Clusters: clusters, Services: services, Consume: 0.3,
-		ChurnRate: 20, Changes: changes,
-		IdleWindow: time.Second, FencePeriod: 2 * time.Second,
-		PhaseTimeout: 2 * time.Minute,
-		Progress:     &progress,
-	})
-	if err != nil {
-		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
-	}
+	res, progress := runQuick(t, Config{Clusters: clusters, Services: services, Consume: 0.3, Changes: changes})
 	if res.Consumed != 3 {
 		t.Errorf("consumed %d, want 3", res.Consumed)
 	}
@@ -170,19 +158,7 @@ func TestAutoWorkers(t *testing.T) {
 // wave's sync.
 func TestRunWaves(t *testing.T) {
 	const clusters, services, changes = 5, 10, 4
-	var progress bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	res, err := Run(ctx, Config{
-		Clusters: clusters, Services: services, JoinWave: 2,
-		ChurnRate: 20, Changes: changes,
-		IdleWindow: time.Second, FencePeriod: 2 * time.Second,
-		PhaseTimeout: 2 * time.Minute,
-		Progress:     &progress,
-	})
-	if err != nil {
-		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
-	}
+	res, progress := runQuick(t, Config{Clusters: clusters, Services: services, JoinWave: 2, Changes: changes})
 	if res.JoinWave != 2 || res.Sync.Samples != clusters || res.Membership.Samples != clusters {
 		t.Errorf("join wave %d, sync samples %d, membership samples %d; want 2, %d, %d", res.JoinWave, res.Sync.Samples, res.Membership.Samples, clusters, clusters)
 	}
@@ -194,4 +170,20 @@ func TestRunWaves(t *testing.T) {
 			t.Errorf("progress lacks %q:\n%s", want, progress.String())
 		}
 	}
+}
+
+// runQuick runs cfg with a fast churn, a short rest and fence period and
+// bounded phases, failing the test with the progress if it fails.
+func runQuick(t *testing.T, cfg Config) (*Result, *bytes.Buffer) {
+	t.Helper()
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg.ChurnRate, cfg.IdleWindow, cfg.FencePeriod = 20, time.Second, 2*time.Second
+	cfg.PhaseTimeout, cfg.Progress = 2*time.Minute, &progress
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+	}
+	return res, &progress
 }
