@@ -76,7 +76,12 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	l := s.cfg.Limits
 	return []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(l.MaxStreamsPerConnection),
-		grpc.ConnectionTimeout(l.AuthTimeout),
+		// The listener's tracker closes and counts a connection that has
+		// not authenticated at AuthTimeout; gRPC's own handshake deadline
+		// is only the backstop (a server without Listener). Equal, it
+		// could close a silent socket first and the close would not be
+		// counted.
+		grpc.ConnectionTimeout(2 * l.AuthTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: l.IdleTimeout}),
 	}
 }
