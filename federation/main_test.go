@@ -300,3 +300,19 @@ func statusOf(tb testing.TB, n *node) Status {
 }
 
 func cpID(cluster string) string { return prooftest.ControlPlaneID(cluster) }
+
+// startPair starts c00 and c01 with their options and base exports, and
+// joins c01 to c00; both stop when the test ends.
+func startPair(t *testing.T, o0, o1 testOptions) (*node, *node) {
+	t.Helper()
+	c00 := startNode(t, 0, storetest.Config(t, clusterName(0)), o0)
+	c01 := startNode(t, 1, storetest.Config(t, clusterName(1)), o1)
+	t.Cleanup(func() {
+		c01.stopRun(t)
+		c00.stopRun(t)
+	})
+	c00.setExports(t, baseExports(0))
+	c01.setExports(t, baseExports(1))
+	c01.join(t, c00)
+	return c00, c01
+}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/fedmesh/fedmesh/catalog"
 	"github.com/fedmesh/fedmesh/internal/poll"
-	"github.com/fedmesh/fedmesh/store/storetest"
 )
 
 // TestScopedImports: c00 consumes echo only; it merges echo from every
@@ -22,15 +21,7 @@ func TestScopedImports(t *testing.T) {
 	o := testOptions{fence: time.Minute}
 	scoped := o
 	scoped.importScope = []catalog.ServiceKey{{Namespace: "demo", Name: "echo"}}
-	c00 := startNode(t, 0, storetest.Config(t, clusterName(0)), scoped)
-	c01 := startNode(t, 1, storetest.Config(t, clusterName(1)), o)
-	t.Cleanup(func() {
-		c01.stopRun(t)
-		c00.stopRun(t)
-	})
-	c00.setExports(t, baseExports(0))
-	c01.setExports(t, baseExports(1))
-	c01.join(t, c00)
+	c00, c01 := startPair(t, scoped, o)
 
 	names := func(v *catalog.View) []string {
 		var out []string

@@ -384,15 +384,7 @@ func TestGrantOnProof(t *testing.T) {
 	o := testOptions{fence: time.Minute}
 	suspicious := o
 	suspicious.membership = func(m Membership) Membership { return failedPeers{Membership: m, local: clusterName(0)} }
-	c00 := startNode(t, 0, storetest.Config(t, clusterName(0)), suspicious)
-	c01 := startNode(t, 1, storetest.Config(t, clusterName(1)), o)
-	t.Cleanup(func() {
-		c01.stopRun(t)
-		c00.stopRun(t)
-	})
-	c00.setExports(t, baseExports(0))
-	c01.setExports(t, baseExports(1))
-	c01.join(t, c00)
+	c00, c01 := startPair(t, suspicious, o)
 	plain := storetest.Open(t, "evil-1")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
+	"github.com/fedmesh/fedmesh/internal/addrlock"
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/sidecar/internal/meshtest"
 )
@@ -54,8 +55,8 @@ func TestFailover(t *testing.T) {
 	}
 	// The local sidecars listen on their own loopback addresses so that
 	// theirs are still free when they come back on them.
-	local1 := startServer("local-1", meshtest.PrivateLoopback(), meshtest.StartHTTP(t, "local-1", ""))
-	local2 := startServer("local-2", meshtest.PrivateLoopback(), meshtest.StartHTTP(t, "local-2", ""))
+	local1 := startServer("local-1", addrlock.PrivateLoopback(), meshtest.StartHTTP(t, "local-1", ""))
+	local2 := startServer("local-2", addrlock.PrivateLoopback(), meshtest.StartHTTP(t, "local-2", ""))
 	remote := startServer("remote", "127.0.0.1:0", meshtest.StartHTTP(t, "remote", ""))
 
 	client := m.start(wopts{node: "client", ns: "demo", sa: "client", workload: "client"})

@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/fedmesh/fedmesh/catalog"
+	"github.com/fedmesh/fedmesh/internal/addrlock"
 	"github.com/fedmesh/fedmesh/internal/faultproxy"
 	"github.com/fedmesh/fedmesh/internal/poll"
 	"github.com/fedmesh/fedmesh/store"
@@ -62,22 +63,7 @@ func (h *history) lastRev() int64 { return h.revs[len(h.revs)-1] }
 // again: every delivered snapshot equals the peer's set at its revision
 // (nothing lost), and revisions strictly increase (nothing twice).
 func TestCompactionMidWatch(t *testing.T) {
-	peer := storetest.Open(t, "west-1")
-	proxy := faultproxy.New(t, peer.ClientURL()[len("http://"):])
-	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
-	r, err := New(Config{
-		Local: "east-1", Peer: "west-1", Logger: quiet, Endpoints: []string{"http://" + proxy.Addr()},
-		OnExports: rec.onExports, OnState: rec.onState, Metrics: m,
-		ProbeInterval: 100 * time.Millisecond, ProbeTimeout: time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer, proxy, m, rec, r := proxied(t, Config{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: time.Second})
 
 	var h history
 	set := []catalog.Export{svc("west-1", "alpha", 0)}
@@ -327,6 +313,9 @@ func TestBackoffResetsAfterSync(t *testing.T) {
 		minBackoff = 10 * time.Millisecond
 	)
 	cfg := storetest.Config(t, "west-1")
+	// Its own loopback address, so that the port is still free when the
+	// next etcd binds it.
+	cfg.ListenClientURLs = []string{"http://" + addrlock.PrivateLoopback()}
 	peer := storetest.OpenConfig(t, cfg)
 	// Later etcds take the same client address, as a recreated peer does;
 	// the proxy cuts the old one's clients so that it closes at once.
@@ -399,22 +388,7 @@ func TestBackoffResetsAfterSync(t *testing.T) {
 // disconnection, and up again, with a probe of its revision, as soon as
 // it is back.
 func TestConnectionTellsLiveness(t *testing.T) {
-	peer := storetest.Open(t, "west-1")
-	proxy := faultproxy.New(t, peer.ClientURL()[len("http://"):])
-	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
-	r, err := New(Config{
-		Local: "east-1", Peer: "west-1", Logger: quiet, Endpoints: []string{"http://" + proxy.Addr()},
-		OnExports: rec.onExports, OnState: rec.onState, Metrics: m,
-		ProbeInterval: time.Hour, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer, proxy, m, _, r := proxied(t, Config{ProbeInterval: time.Hour})
 	var h history
 	h.write(t, peer, []catalog.Export{svc("west-1", "alpha", 0)})
 	run(t, r)
@@ -432,4 +406,25 @@ func TestConnectionTellsLiveness(t *testing.T) {
 		st := r.State()
 		return st.Connected && st.Revision == rev && st.PeerRevision >= rev
 	})
+}
+
+// proxied is a replicator of west-1's etcd through a fault proxy, with
+// cfg's probe settings, fast backoffs, metrics and a recorder.
+func proxied(t *testing.T, cfg Config) (*store.Store, *faultproxy.Proxy, *Metrics, *recorder, *Replicator) {
+	t.Helper()
+	peer := storetest.Open(t, "west-1")
+	proxy := faultproxy.New(t, peer.ClientURL()[len("http://"):])
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	cfg.Local, cfg.Peer, cfg.Logger, cfg.Endpoints = "east-1", "west-1", quiet, []string{"http://" + proxy.Addr()}
+	cfg.OnExports, cfg.OnState, cfg.Metrics = rec.onExports, rec.onState, m
+	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return peer, proxy, m, rec, r
 }

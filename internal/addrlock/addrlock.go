@@ -14,6 +14,7 @@ package addrlock
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -60,4 +61,14 @@ func Reserve(pattern string, first, last int) (int, *Lock, error) {
 		return b, &Lock{f: f}, nil
 	}
 	return 0, nil, fmt.Errorf("%w: %s from %d to %d", ErrNoneFree, pattern, first, last)
+}
+
+// PrivateLoopback returns "127.A.B.C:0" for a random address in
+// 127.64.0.0/16 to 127.99.255.255, below the reserved blocks and away from
+// the demo's. A test that stops a listener and binds its address again
+// listens there: on 127.0.0.1 the port can meanwhile become the source
+// port of some other connection, and the second bind fails with "address
+// already in use". Connections out to it take 127.0.0.1 as their source.
+func PrivateLoopback() string {
+	return fmt.Sprintf("127.%d.%d.%d:0", 64+rand.IntN(FirstLoopback-64), rand.IntN(256), 1+rand.IntN(254))
 }

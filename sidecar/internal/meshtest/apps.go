@@ -166,14 +166,3 @@ func ephemeralLow() int {
 	}
 	return lo
 }
-
-// PrivateLoopback returns "127.A.B.C:0" for a random address in
-// 127.64.0.0/10, away from 127.0.0.1 where connections out take their
-// ephemeral ports. A test that stops a listener and binds its port again
-// listens there: on 127.0.0.1 the port can meanwhile become the source
-// port of some other connection (another package's test, a pooled
-// connection of this one) and the second bind fails with "address already
-// in use".
-func PrivateLoopback() string {
-	return fmt.Sprintf("127.%d.%d.%d:0", 64+rand.IntN(64), rand.IntN(256), 1+rand.IntN(254))
-}
